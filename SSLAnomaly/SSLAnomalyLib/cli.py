@@ -1,0 +1,195 @@
+"""`sslanomaly detect | evaluate | train | sample`: a thin command line over the core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .calibration import DEFAULT_FPR
+from .io import ReadError, list_inputs, read_radiograph
+from .model_folder import ModelError
+from .outputs import atomic_write_text, case_name, case_paths, write_case_outputs
+
+FAILURE_LOG = "failures.log"
+PREFETCH = 2  # images read and prepared ahead of the one being scored
+
+
+def _unique_names(files: list[Path]) -> list[str]:
+    """Case names from file names; a name used twice gets its parent folder's name prefixed."""
+    names = [case_name(f) for f in files]
+    seen = {n for n in names if names.count(n) > 1}
+    return [f"{f.parent.name}_{n}" if n in seen else n for f, n in zip(files, names)]
+
+
+def cmd_detect(args) -> int:
+    from .detector import AnomalyDetector
+
+    detector = AnomalyDetector.load(args.model, device=args.device)
+    if args.fpr is not None:
+        detector.calibration = detector.calibration.with_false_positive_rate(args.fpr)
+    files = list_inputs(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _unique_names(files)
+    todo = [(f, n) for f, n in zip(files, names)
+            if not (args.resume and case_paths(out, n)["findings"].exists())]
+    if not files:
+        print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 2
+    write_mrb = None
+    if args.mrb:
+        from .mrml_bundle import write_mrb
+    failures = []
+
+    def load(item):
+        path, name = item
+        try:
+            image = read_radiograph(path)
+            return path, name, image, detector.prepare(image), None
+        except ReadError as e:
+            return path, name, None, None, e
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(load, item) for item in todo[:PREFETCH]]
+        queue = iter(todo[PREFETCH:])
+        bar = tqdm(total=len(todo), desc="detect", unit="img", file=sys.stderr, disable=args.quiet)
+        while pending:
+            path, name, image, prepared, error = pending.pop(0).result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(load, nxt))
+            try:
+                if error is not None:
+                    raise error
+                result = detector.detect(image, prepared)
+                write_case_outputs(result, image, out, name)
+                if write_mrb is not None:
+                    write_mrb(image, result, out / f"{name}.mrb")
+                for w in result.warnings:
+                    tqdm.write(f"warning: {path}: {w}", file=sys.stderr)
+            except (ReadError, OSError, ValueError, RuntimeError) as e:
+                reason = e.reason if isinstance(e, ReadError) else f"{type(e).__name__}: {e}"
+                failures.append((str(path), reason))
+                tqdm.write(f"error: {path}: {reason}", file=sys.stderr)
+            bar.update(1)
+        bar.close()
+    done = len(todo) - len(failures)
+    log = out / FAILURE_LOG
+    if failures:
+        atomic_write_text(log, "".join(f"{p}\t{r}\n" for p, r in failures))
+    elif log.exists() and not args.resume:
+        log.unlink()
+    print(f"{done} of {len(todo)} input(s) written to {out}"
+          + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else "")
+          + (f"; {len(failures)} failed, listed in {log}" if failures else ""))
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .detector import AnomalyDetector
+    from .evaluation import evaluate_boxes, evaluate_images
+
+    detector = AnomalyDetector.load(args.model, device=args.device)
+    if args.boxes:
+        if not args.images:
+            raise SystemExit("error: --boxes needs --images DIR")
+        result = evaluate_boxes(detector, args.boxes, args.images, progress=not args.quiet)
+    else:
+        if not (args.normal and args.abnormal):
+            raise SystemExit("error: evaluate needs --normal DIR and --abnormal DIR (or --boxes CSV --images DIR)")
+        result = evaluate_images(detector, args.normal, args.abnormal, progress=not args.quiet)
+    result["command"] = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    text = json.dumps(result, indent=1)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.json), text)
+    print(text)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .encoder import EncoderConfig
+    from .fitting import train_model
+
+    command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes,
+                         seed=args.seed, encoder_cfg=EncoderConfig(input_size=args.size), fpr=args.fpr,
+                         command=command, progress=not args.quiet)
+    print(f"model written to {folder}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .sample import sample_inputs
+
+    for path in sample_inputs(args.out, args.data):
+        print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sslanomaly", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", help="score radiographs; write findings JSON, heatmap NRRD and overlay PNG")
+    d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, NRRD, NIfTI, MHA) or folders")
+    d.add_argument("--model", default="default", help="model folder, or 'default' for the bundled model")
+    d.add_argument("--out", required=True, help="output folder")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    d.add_argument("--fpr", type=float, default=None,
+                   help="false-positive rate on normals for the thresholds (default: the model's, 0.05)")
+    d.add_argument("--mrb", action="store_true", help="also write a Slicer scene bundle <name>.mrb per input")
+    d.add_argument("--resume", action="store_true", help="skip inputs whose results are already complete")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_detect)
+
+    e = sub.add_parser("evaluate", help="AUROC/AP on labelled folders, or localisation against boxes")
+    e.add_argument("--model", default="default")
+    e.add_argument("--normal", help="folder of normal images")
+    e.add_argument("--abnormal", help="folder of abnormal images")
+    e.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1,label (pixel coordinates)")
+    e.add_argument("--images", help="folder of the images named in --boxes")
+    e.add_argument("--json", help="write the figures to this JSON file")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train an encoder on normal radiographs and calibrate a model folder")
+    t.add_argument("--normals", required=True, help="folder of normal radiographs (the only training data)")
+    t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT/work, resumable)")
+    t.add_argument("--val-normals", help="held-back normal radiographs for calibration")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--minutes", type=float, default=30.0, help="training time budget")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--size", type=int, default=224, help="encoder input size in pixels")
+    t.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="put a sample radiograph in a folder (real data if present, else synthetic)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--data", help="folder of radiographs to take the sample from")
+    s.set_defaults(func=cmd_sample)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ModelError, ReadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed results are kept (rerun with --resume to finish)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

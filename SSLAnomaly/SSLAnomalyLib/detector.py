@@ -1,0 +1,110 @@
+"""The object a user holds: a detector loaded from a model folder that turns a radiograph (or a
+volume, slice by slice) into a calibrated score, a heatmap on the input's own grid and findings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import model_folder
+from .anatomy import lung_mask_or_prior
+from .calibration import Calibration
+from .encoder import EncoderConfig, build_encoder
+from .findings import Finding, find_regions, number
+from .heatmap import to_input_grid
+from .image import Radiograph
+from .preprocess import to_model_input
+from .reference import NormalReference
+from .scoring import Scorer
+from .training import select_device
+
+NO_LUNG_WARNING = ("no lung fields found; the average lung position of the training normals was "
+                   "used (is this a frontal chest radiograph?)")
+
+
+@dataclass
+class DetectionResult:
+    score: float
+    threshold: float
+    abnormal: bool
+    percentile: float
+    heatmap: Radiograph
+    pixel_threshold: float
+    findings: list[Finding]
+    model_id: str
+    slice_scores: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self, input_path: str) -> dict:
+        """The findings JSON of the interface contract (plus pixel threshold and warnings)."""
+        return {"input": str(input_path), "score": round(self.score, 6), "threshold": round(self.threshold, 6),
+                "abnormal": bool(self.abnormal), "percentile": round(self.percentile, 2),
+                "model": self.model_id, "pixel_threshold": round(self.pixel_threshold, 6),
+                "findings": [f.to_dict() for f in self.findings], "warnings": list(self.warnings)}
+
+
+@dataclass
+class PreparedSlice:
+    image01: np.ndarray
+    lung: np.ndarray
+    lung_found: bool
+
+
+class AnomalyDetector:
+    def __init__(self, scorer: Scorer, calibration: Calibration, lung_prior: np.ndarray | None,
+                 model_id: str, manifest: dict | None = None):
+        self.scorer, self.calibration, self.lung_prior = scorer, calibration, lung_prior
+        self.model_id, self.manifest = model_id, manifest or {}
+
+    @property
+    def input_size(self) -> int:
+        return self.scorer.config.input_size
+
+    @classmethod
+    def load(cls, model: str | os.PathLike = "default", device: str = "auto") -> "AnomalyDetector":
+        """Load and verify a model folder ('default' is the bundled model)."""
+        manifest, encoder_state, arrays = model_folder.load(model)
+        try:
+            config = EncoderConfig.from_dict(manifest["encoder"])
+            net = build_encoder(config)
+            net.load_state_dict(encoder_state, strict=False)
+            reference = NormalReference.from_arrays(arrays)
+            calibration = Calibration.from_dict(manifest["calibration"])
+            stats = manifest["scoring"]["component_stats"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise model_folder.ModelError(model_folder.resolve(model), f"manifest or weights are inconsistent ({e})") from None
+        scorer = Scorer(net, config, reference, stats, select_device(device))
+        return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest)
+
+    def prepare(self, image: Radiograph) -> list[PreparedSlice]:
+        """Model inputs and lung masks of every slice."""
+        out = []
+        for k in range(image.shape[0]):
+            x = to_model_input(image.pixels[k], self.input_size)
+            lung, found = lung_mask_or_prior(x, self.lung_prior)
+            out.append(PreparedSlice(x, lung, found))
+        return out
+
+    def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None) -> DetectionResult:
+        """Score every slice; the image score is the highest slice score."""
+        prepared = prepared if prepared is not None else self.prepare(image)
+        scores = self.scorer.score(np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared]))
+        _, rows, cols = image.shape
+        heat = np.empty(image.shape, np.float32)
+        findings = []
+        pixel_threshold = self.calibration.pixel_threshold
+        for k, p in enumerate(prepared):
+            heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
+            findings += find_regions(scores.grid_maps[k], p.lung, pixel_threshold, image, k)
+        score = float(scores.score.max())
+        warnings = list(image.warnings)
+        if not any(p.lung_found for p in prepared):
+            warnings.append(NO_LUNG_WARNING)
+        return DetectionResult(score=score, threshold=self.calibration.threshold,
+                               abnormal=score > self.calibration.threshold,
+                               percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
+                               pixel_threshold=pixel_threshold, findings=number(findings),
+                               model_id=self.model_id, slice_scores=[float(s) for s in scores.score],
+                               warnings=warnings)

@@ -1,0 +1,65 @@
+"""The encoder: a MONAI ResNet trained from scratch, and the feature maps the scoring reads from it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import ResNet
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything needed to rebuild the network; stored in the model manifest."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    layers: tuple[int, ...] = (2, 2, 2, 2)
+    input_size: int = 224
+    patch_layers: tuple[str, ...] = ("layer2", "layer3")  # feed the heatmap
+    pooled_layers: tuple[str, ...] = ("layer3", "layer4")  # feed the image-level density score
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def build_encoder(config: EncoderConfig, num_classes: int = 2) -> ResNet:
+    """ResNet (basic blocks) for one-channel 2D input, with a small classification head for the pretext."""
+    return ResNet(block="basic", layers=list(config.layers), block_inplanes=list(config.widths),
+                  spatial_dims=2, n_input_channels=1, num_classes=num_classes)
+
+
+def feature_maps(net: ResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run the stem and the four stages, returning each stage's output by name."""
+    h = net.maxpool(net.act(net.bn1(net.conv1(x))))
+    out = {}
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        h = getattr(net, name)(h)
+        out[name] = h
+    return out
+
+
+def patch_features(maps: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
+    """Concatenate the named stages at the resolution of the first one, 3x3-averaged (PatchCore's
+    local neighbourhood aggregation): (batch, channels, h, w)."""
+    size = maps[layers[0]].shape[-2:]
+    parts = [F.interpolate(maps[n], size=size, mode="bilinear", align_corners=False)
+             if maps[n].shape[-2:] != size else maps[n] for n in layers]
+    return F.avg_pool2d(torch.cat(parts, 1), 3, stride=1, padding=1)
+
+
+def pooled_features(maps: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
+    """Global-average-pooled, L2-normalised embedding per image: (batch, channels)."""
+    v = torch.cat([maps[n].mean(dim=(-2, -1)) for n in layers], 1)
+    return F.normalize(v, dim=1)
+
+
+def to_batch(images01: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """[0, 1] square images -> (batch, 1, n, n) tensor centred for the network."""
+    arr = np.asarray(images01, dtype=np.float32)
+    return torch.from_numpy((arr - 0.5) / 0.25)[:, None]

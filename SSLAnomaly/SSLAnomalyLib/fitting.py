@@ -1,0 +1,137 @@
+"""From normal radiographs to a complete model folder: train the encoder, fit the normal reference,
+standardise the score components and calibrate the thresholds, all on normals only.
+
+Splits (seeded): the training normals minus a held-out tenth fit the reference; the held-out tenth
+standardises the score components and drives checkpoint selection; separate calibration normals
+(`--val-normals`, or a fifth of the training normals when none are given) set percentiles and
+thresholds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__, model_folder
+from .anatomy import lung_mask_or_prior
+from .calibration import DEFAULT_FPR, Calibration
+from .encoder import EncoderConfig, build_encoder
+from .io import ReadError, list_inputs, read_radiograph
+from .model_card import model_card
+from .preprocess import to_model_input
+from .pretext import PretextConfig
+from .reference import NormalReference
+from .scoring import Scorer, component_stats
+from .selection import SyntheticCheck
+from .training import Trainer, TrainConfig, select_device
+
+HELD_OUT_FRACTION = 0.1
+CALIBRATION_FRACTION = 0.2
+
+
+@dataclass
+class NormalSet:
+    images01: np.ndarray   # (n, size, size)
+    lungs: np.ndarray      # (n, size, size) bool
+    files: list[str]
+    skipped: list[str]
+
+    def subset(self, idx) -> "NormalSet":
+        return NormalSet(self.images01[idx], self.lungs[idx], [self.files[i] for i in idx], [])
+
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
+
+
+def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
+    """Read and preprocess every image of a folder; unreadable files are listed, not fatal."""
+    files = list_inputs([folder])
+    if not files:
+        raise ReadError(folder, "no images found in the folder")
+    images, lungs, kept, skipped = [], [], [], []
+    for f in tqdm(files, desc=f"reading {Path(folder).name}", unit="img", disable=not progress):
+        try:
+            x = to_model_input(read_radiograph(f).pixels[0], size)
+        except ReadError as e:
+            skipped.append(str(e))
+            continue
+        images.append(x)
+        lungs.append(lung_mask_or_prior(x, None)[0])
+        kept.append(str(f))
+    if not images:
+        raise ReadError(folder, "none of the images in the folder could be read")
+    return NormalSet(np.stack(images), np.stack(lungs), kept, skipped)
+
+
+def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: NormalSet,
+                  held_out: NormalSet, device) -> Scorer:
+    """Fit the normal reference and the component standardisation for a trained encoder."""
+    scorer = Scorer(net, config, device=device)
+    pooled, patches = scorer.features(reference_set.images01)
+    scorer.reference = NormalReference().fit(pooled, patches.numpy())
+    scorer.component_stats = component_stats(scorer.score(held_out.images01, held_out.lungs).components)
+    return scorer
+
+
+def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,
+                seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
+                pretext_cfg: PretextConfig = PretextConfig(), fpr: float = DEFAULT_FPR,
+                command: str = "", progress: bool = True) -> Path:
+    """The whole `sslanomaly train`: returns the model folder."""
+    t0 = time.time()
+    out_dir = Path(out_dir)
+    size = encoder_cfg.input_size
+    normals = load_normals(normals_dir, size, progress)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(normals.files))
+    if val_normals_dir is not None:
+        calib = load_normals(val_normals_dir, size, progress)
+    else:
+        n_cal = max(1, int(CALIBRATION_FRACTION * len(order)))
+        calib, order = normals.subset(order[:n_cal]), order[n_cal:]
+    n_held = max(1, int(HELD_OUT_FRACTION * len(order)))
+    held, train = normals.subset(order[:n_held]), normals.subset(order[n_held:])
+    if len(train.files) < 8:
+        raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least 8 are needed")
+    dev = select_device(device)
+    check = SyntheticCheck(encoder_cfg, train, held, pretext_cfg, seed, dev)
+    train_cfg = TrainConfig(minutes=minutes, seed=seed)
+    trainer = Trainer(encoder_cfg, pretext_cfg, train_cfg, out_dir / "work", device=device, select=check)
+    encoder_state = trainer.fit(train.images01, train.lungs, progress)
+    train_seconds = time.time() - t0
+
+    net = build_encoder(encoder_cfg)
+    net.load_state_dict(encoder_state)
+    scorer = fit_reference(net, encoder_cfg, train, held, dev)
+    cal_scores = scorer.score(calib.images01, calib.lungs)
+    calibration = Calibration(cal_scores.score, cal_scores.peaks, fpr)
+    arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
+    state = trainer.state()
+    manifest = {
+        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}",
+        "encoder": encoder_cfg.to_dict(),
+        "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
+                          "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
+        "pretext": pretext_cfg.to_dict(),
+        "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
+                         seconds=round(train_seconds, 1), chosen_step=state.get("best_step"),
+                         selection="AUROC of the feature-distance score on held-out training normals vs the "
+                                   "same images with synthetic opacities (normal images only)",
+                         selection_signals=state.get("signals", []), command=command),
+        "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},
+        "calibration": calibration.to_dict(),
+        "data": {"normals": str(normals_dir), "n_train": len(train.files), "n_held_out": len(held.files),
+                 "calibration_normals": str(val_normals_dir or normals_dir), "n_calibration": len(calib.files),
+                 "files_sha256_16": normals.digest(), "skipped": normals.skipped + calib.skipped},
+        "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+                     "numpy": np.__version__, "platform": platform.platform()},
+    }
+    return model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest))

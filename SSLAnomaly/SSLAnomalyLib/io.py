@@ -1,0 +1,258 @@
+"""Reading radiographs from DICOM, PNG/JPEG and NRRD/NIfTI/MHA into a `Radiograph`, and writing
+images back with their geometry.
+
+Every failure becomes a `ReadError` that names the file and the reason, so a batch can report it
+and carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .image import Radiograph
+
+DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
+RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+ITK_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".mha", ".mhd"}
+MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look at it)
+
+
+class ReadError(Exception):
+    """An input that cannot be used, with the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def is_supported(path: Path) -> bool:
+    s = _suffix(path)
+    return s in DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"} or (s == "" and _has_dicom_preamble(path))
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+        return len(head) == 132 and head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def list_inputs(paths) -> list[Path]:
+    """Expand files and folders (not recursive into hidden files) into a sorted list of inputs.
+
+    A folder contributes every file that looks like an image by name or DICOM preamble; files
+    named explicitly are always kept so that an unreadable one is reported, not silently dropped.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
+                           and is_supported(f))
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def read_radiograph(path) -> Radiograph:
+    """Read one radiograph or volume; raise `ReadError` naming the file and the reason."""
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(path, "file does not exist")
+    if path.is_dir():
+        raise ReadError(path, "is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ReadError(path, "file is empty")
+    s = _suffix(path)
+    try:
+        if s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
+                                   and _has_dicom_preamble(path)):
+            img = _read_dicom(path)
+        elif s in RASTER_SUFFIXES:
+            img = _read_raster(path)
+        elif s in ITK_SUFFIXES or s == ".nii.gz":
+            img = _read_itk(path)
+        else:
+            raise ReadError(path, f"unsupported file type '{s or 'no extension'}'")
+    except ReadError:
+        raise
+    except MemoryError:
+        raise ReadError(path, "image too large to load into memory") from None
+    except Exception as e:  # any decoder failure becomes a clear, per-file error
+        raise ReadError(path, f"cannot decode: {type(e).__name__}: {e}") from None
+    return _validated(img, path)
+
+
+def _validated(img: Radiograph, path: Path) -> Radiograph:
+    _, rows, cols = img.shape
+    if min(rows, cols) < MIN_SIDE:
+        raise ReadError(path, f"image is {cols}x{rows} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+    px = img.pixels
+    if np.issubdtype(px.dtype, np.floating):
+        bad = ~np.isfinite(px)
+        if bad.all():
+            raise ReadError(path, "image holds no finite values")
+        if bad.any():
+            finite = px[~bad]
+            px = np.where(bad, np.median(finite), px).astype(np.float32)
+            img.pixels = px
+            img.warnings.append(f"{int(bad.sum())} NaN/inf pixels replaced by the median")
+    if float(px.max()) == float(px.min()):
+        img.warnings.append("image is constant (no contrast)")
+    img.source = str(path)
+    return img
+
+
+def _read_raster(path: Path) -> Radiograph:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+            im.load()
+        except Image.DecompressionBombWarning:
+            Image.MAX_IMAGE_PIXELS = None
+            im = Image.open(path)
+            im.draft("L", (4096, 4096))  # JPEG can decode at reduced size without full memory
+            im.load()
+    n_frames = getattr(im, "n_frames", 1)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        px = np.asarray(im, dtype=np.float32)
+    elif im.mode == "F":
+        px = np.asarray(im, dtype=np.float32)
+    else:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
+            im = Image.alpha_composite(bg, im)
+        px = np.asarray(im.convert("L"), dtype=np.uint8)
+    img = Radiograph(px, is_2d=True)
+    img.warnings.append("no pixel spacing in file; 1.0 mm assumed")
+    if n_frames > 1:
+        img.warnings.append(f"{n_frames} frames in file; only the first is used")
+    return img
+
+
+def _read_itk(path: Path) -> Radiograph:
+    import SimpleITK as sitk
+
+    im = sitk.ReadImage(str(path))
+    if im.GetNumberOfComponentsPerPixel() > 1:
+        im = sitk.VectorIndexSelectionCast(im, 0) if im.GetNumberOfComponentsPerPixel() == 2 else \
+            _rgb_to_gray_itk(im)
+    dim = im.GetDimension()
+    if dim == 4:
+        raise ReadError(path, "4D images are not supported")
+    arr = sitk.GetArrayFromImage(im)
+    if not np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 2:
+        arr = arr.astype(np.float32)
+    spacing = list(im.GetSpacing()) + [1.0] * (3 - dim)
+    origin = list(im.GetOrigin()) + [0.0] * (3 - dim)
+    direction = np.eye(3)
+    direction[:dim, :dim] = np.asarray(im.GetDirection()).reshape(dim, dim)
+    return Radiograph(arr, spacing, origin, direction, is_2d=(dim == 2))
+
+
+def _rgb_to_gray_itk(im):
+    import SimpleITK as sitk
+
+    chans = [sitk.Cast(sitk.VectorIndexSelectionCast(im, c), sitk.sitkFloat32) for c in range(3)]
+    return chans[0] * 0.299 + chans[1] * 0.587 + chans[2] * 0.114
+
+
+def _read_dicom(path: Path) -> Radiograph:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as e:
+        raise ReadError(path, f"not a DICOM file ({e})") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ReadError(path, "DICOM file has no pixel data (not an image object)")
+    try:
+        arr = ds.pixel_array
+    except Exception as e:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = ts.name if ts is not None else "unknown"
+        raise ReadError(path, f"cannot decode pixel data (transfer syntax {name}): {e}") from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        if arr.ndim >= 3 and arr.shape[-1] == 3:
+            arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        else:
+            raise ReadError(path, f"unsupported photometric interpretation {photometric}")
+        px = arr.astype(np.float32)
+    else:
+        px = apply_modality_lut(arr, ds).astype(np.float32)
+        if "VOILUTSequence" in ds or "WindowCenter" in ds:
+            px = np.asarray(apply_voi_lut(px, ds), dtype=np.float32)
+        if photometric == "MONOCHROME1":
+            px = px.max() + px.min() - px  # invert so that dense tissue is bright, as in MONOCHROME2
+    if frames > 1 and px.ndim == 2:
+        px = px[None]
+    img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if spacing is None and "SharedFunctionalGroupsSequence" in ds:
+        try:
+            spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        except (AttributeError, IndexError, KeyError):
+            spacing = None
+    if spacing is not None and len(spacing) == 2 and all(float(s) > 0 for s in spacing):
+        row_sp, col_sp = (float(s) for s in spacing)
+        z = float(ds.get("SpacingBetweenSlices", ds.get("SliceThickness", 1.0)) or 1.0)
+        img.spacing = (col_sp, row_sp, abs(z) or 1.0)
+    else:
+        img.warnings.append("DICOM has no usable PixelSpacing/ImagerPixelSpacing; 1.0 mm assumed")
+    iop = ds.get("ImageOrientationPatient")
+    if iop is not None and len(iop) == 6:
+        row_dir, col_dir = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
+        normal = np.cross(row_dir, col_dir)
+        if np.linalg.norm(normal) > 0.5:
+            img.direction = np.stack([row_dir, col_dir, normal / np.linalg.norm(normal)], axis=1)
+    ipp = ds.get("ImagePositionPatient")
+    if ipp is not None and len(ipp) == 3:
+        img.origin = tuple(float(v) for v in ipp)
+    img.dicom = {k: str(ds.get(k, "")) for k in (
+        "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
+        "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
+    img.dicom["path"] = str(path)
+    return img
+
+
+def write_image(img: Radiograph, path, compress: bool = True) -> Path:
+    """Write pixels with geometry (NRRD/NIfTI/MHA by suffix) atomically; 2D sources stay 2D."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    arr = np.asarray(img.pixels)
+    if img.is_2d and arr.shape[0] == 1:
+        im = sitk.GetImageFromArray(arr[0])
+        im.SetSpacing(img.spacing[:2])
+        im.SetOrigin(img.origin[:2])
+        im.SetDirection(img.direction[:2, :2].ravel().tolist())
+    else:
+        im = sitk.GetImageFromArray(arr)
+        im.SetSpacing(img.spacing)
+        im.SetOrigin(img.origin)
+        im.SetDirection(img.direction.ravel().tolist())
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{''.join(path.suffixes[-1:])}")
+    sitk.WriteImage(im, str(tmp), compress)
+    os.replace(tmp, path)
+    return path

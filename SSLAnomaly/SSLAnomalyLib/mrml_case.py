@@ -1,0 +1,48 @@
+"""One detection on one volume as the scene holds it: the heatmap node (carrying the image-level
+result as attributes), the finding ROIs and the findings table, all reached from the input volume
+by node references, so that a saved and reloaded scene is a complete case again."""
+
+from __future__ import annotations
+
+import json
+
+from .mrml_findings import apply_sensitivity, show_findings
+from .mrml_heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
+from .mrml_table import sync_findings_table
+
+RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
+_A = "SSLAnomaly."
+
+
+def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
+    """Put a `DetectionResult` into the scene for `volume_node`; returns the heatmap node."""
+    heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
+    values = {"score": result.score, "threshold": result.threshold, "abnormal": result.abnormal,
+              "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
+              "model": result.model_id, "warnings": list(result.warnings)}
+    for key, value in values.items():
+        heat.SetAttribute(_A + key, json.dumps(value))
+    heat.SetAttribute(_A + "sensitivity", json.dumps(result.pixel_threshold))
+    show_findings(volume_node, result.findings)
+    sync_findings_table(volume_node)
+    return heat
+
+
+def case_result(volume_node) -> dict | None:
+    """The image-level result stored for `volume_node` (None before detection):
+    score, threshold, abnormal, percentile, pixel_threshold, model, warnings, sensitivity."""
+    heat = heatmap_node(volume_node)
+    if heat is None or heat.GetAttribute(_A + "score") is None:
+        return None
+    return {key: json.loads(heat.GetAttribute(_A + key))
+            for key in (*RESULT_KEYS, "warnings", "sensitivity")}
+
+
+def set_sensitivity(volume_node, threshold: float) -> None:
+    """Move the heatmap's display threshold and show the findings that reach it (the slider)."""
+    heat = heatmap_node(volume_node)
+    if heat is None:
+        raise ValueError(f"no detection has been run on '{volume_node.GetName()}'")
+    heat.SetAttribute(_A + "sensitivity", json.dumps(float(threshold)))
+    set_heatmap_threshold(heat, threshold)
+    apply_sensitivity(volume_node, threshold)

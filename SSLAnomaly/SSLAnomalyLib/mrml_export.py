@@ -1,0 +1,204 @@
+"""Exporting a reviewed case: findings (JSON, CSV), Slicer files (heatmap .nrrd, markups .mrk.json,
+segmentation .seg.nrrd, scene .mrb) and, for a DICOM input, DICOM SEG + SR.
+
+Every file is written through MRML storage nodes or the core, first into a staging folder beside
+the targets and then moved into place, so a failed export leaves nothing half-written; an existing
+file is never replaced unless `overwrite=True` is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import slicer
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
+
+from .dicom_export import DicomExportError, make_seg, make_sr
+from .finding_masks import finding_masks
+from .headless import HeadlessSlicer, is_desktop_slicer, start_headless_app
+from .mrml_case import case_result, show_detection
+from .mrml_findings import STATUS_COLORS, finding_nodes, finding_record
+from .mrml_heatmap import heatmap_node
+from .mrml_table import COLUMNS
+from .mrml_volumes import SOURCE_PATH, ijk_to_ras_matrix, radiograph_to_volume_node, source_dicom_files
+from .outputs import case_name
+
+SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
+            "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "mrb": ".mrb",
+            "dicom_seg": ".seg.dcm", "dicom_sr": ".sr.dcm"}
+FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "mrb", "dicom")
+
+
+def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """Write the chosen `formats` (default: all; 'dicom' only where the input came from DICOM) of
+    the case on `volume_node` into `out_dir` as `<name><suffix>`; returns {kind: path}."""
+    result = case_result(volume_node)
+    if result is None:
+        raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
+    sources = source_dicom_files(volume_node)
+    if formats is None:
+        formats = [f for f in FORMATS if f != "dicom" or sources]
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    if "dicom" in formats and len(sources) != 1:
+        raise DicomExportError(f"'{volume_node.GetName()}' was not read from a single DICOM file, so there is "
+                               "no source study to reference")
+    kinds = [k for f in formats for k in (("dicom_seg", "dicom_sr") if f == "dicom" else (f,))]
+    name = name or volume_node.GetName()
+    targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
+    records = [finding_record(node) for node in finding_nodes(volume_node)]
+    writers = {
+        "json": lambda p: p.write_text(json.dumps(case_json(volume_node, result, records), indent=1)),
+        "csv": lambda p: _write_csv(p, records),
+        "heatmap": lambda p: _write_node(heatmap_node(volume_node), p),
+        "mrk": lambda p: _write_markups(p, finding_nodes(volume_node)),
+        "seg": lambda p: _write_segmentation(p, volume_node, records, result["sensitivity"]),
+        "mrb": save_scene_bundle,
+    }
+    with _staged(targets, overwrite) as staged:
+        for kind in kinds:
+            if kind in writers:
+                writers[kind](staged[kind])
+        if "dicom" in formats:
+            _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
+    return {kind: path for kind, path in targets.items() if path.exists()}
+
+
+def case_json(volume_node, result: dict, records: list[dict]) -> dict:
+    """The findings JSON of the contract, with the review (status, origin, note) of each finding."""
+    return {"input": volume_node.GetAttribute(SOURCE_PATH) or volume_node.GetName(),
+            **{k: result[k] for k in ("score", "threshold", "abnormal", "percentile", "model",
+                                      "pixel_threshold", "sensitivity", "warnings")},
+            "findings": records}
+
+
+def save_scene_bundle(path) -> Path:
+    """The whole scene as a `.mrb` (Slicer's scene bundle) at `path`."""
+    if not slicer.mrmlScene.WriteToMRB(str(path)):
+        raise OSError(f"{path}: Slicer could not write the scene bundle")
+    return Path(path)
+
+
+def load_scene_bundle(path) -> None:
+    """Replace the scene's content by a `.mrb` (e.g. a saved review)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such scene bundle")
+    if not slicer.mrmlScene.ReadFromMRB(str(path), True):
+        raise OSError(f"{path}: Slicer could not read the scene bundle")
+
+
+def write_mrb(radiograph, result, path, overwrite: bool = False) -> Path:
+    """One case as a scene bundle, for the CLI (`sslanomaly detect --mrb`): the image volume, the
+    heatmap with its colour node as foreground, a finding ROI each and the findings table, built
+    in a private headless scene so that nothing else in the process is touched."""
+    path = Path(path)
+    with _private_scene():
+        volume = radiograph_to_volume_node(radiograph, case_name(radiograph.source or path.name))
+        show_detection(volume, result)
+        with _staged({"mrb": path}, overwrite) as staged:
+            save_scene_bundle(staged["mrb"])
+    return path
+
+
+@contextlib.contextmanager
+def _private_scene():
+    if is_desktop_slicer():
+        raise RuntimeError("write_mrb builds its own scene and is for use outside Slicer; in Slicer use export_case")
+    previous = start_headless_app()
+    try:
+        yield HeadlessSlicer().install()
+    finally:
+        previous.install()
+
+
+@contextlib.contextmanager
+def _staged(targets: dict[str, Path], overwrite: bool):
+    """Yield {kind: staging path}; on success move every staged file onto its target."""
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"not overwriting existing file(s): {', '.join(existing)} (use overwrite=True)")
+    out_dirs = {p.parent for p in targets.values()}
+    for d in out_dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    staging = {d: Path(tempfile.mkdtemp(prefix=".sslanomaly-export-", dir=d)) for d in out_dirs}
+    try:
+        staged = {kind: staging[p.parent] / p.name for kind, p in targets.items()}
+        yield staged
+        for kind, target in targets.items():
+            if staged[kind].exists():
+                if target.exists() and not overwrite:
+                    raise FileExistsError(f"not overwriting {target}: it appeared during the export")
+                os.replace(staged[kind], target)
+    finally:
+        for d in staging.values():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _write_node(node, path: Path) -> None:
+    """Write a node through its default storage node (format from the file name)."""
+    storage = node.CreateDefaultStorageNode()
+    storage.SetFileName(str(path))
+    if not storage.WriteData(node):
+        raise OSError(f"{path}: Slicer could not write {node.GetName()}")
+
+
+def _write_csv(path: Path, records: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([title for title, _, _ in COLUMNS])
+        writer.writerows([[value(r) for _, value, _ in COLUMNS] for r in records])
+
+
+def _write_markups(path: Path, nodes: list) -> None:
+    """All finding ROIs in one markups file (Slicer's format holds a list of markups)."""
+    document = {"markups": []}
+    for node in nodes:
+        single = path.with_name(f".{node.GetID()}.mrk.json")
+        _write_node(node, single)
+        written = json.loads(single.read_text())
+        single.unlink()
+        document = {**written, "markups": document["markups"] + written["markups"]}
+    path.write_text(json.dumps(document, indent=1))
+
+
+def _write_segmentation(path: Path, volume_node, records: list[dict], threshold: float) -> None:
+    """One segment per finding kept after review, on the input's grid (temporary node)."""
+    heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} findings")
+    try:
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        for record, mask in finding_masks(heat, records, threshold):
+            segmentation.AddSegmentFromBinaryLabelmapRepresentation(
+                _oriented_labelmap(mask, volume_node), f"F{record['id']} {record['label']}", STATUS_COLORS[record["status"]])
+        _write_node(segmentation, path)
+    finally:
+        slicer.mrmlScene.RemoveNode(segmentation)
+
+
+def _oriented_labelmap(mask: np.ndarray, volume_node):
+    """A (slices, rows, cols) mask as a labelmap placed like the volume."""
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetDimensions(*mask.shape[::-1])
+    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    labelmap.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(volume_node)))
+    vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(mask.shape)[:] = mask
+    return labelmap
+
+
+def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:
+    source = pydicom.dcmread(source_path)
+    heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
+    seg = make_seg(source, finding_masks(heat, records, result["sensitivity"]), result["model"])
+    if seg is not None:
+        seg.save_as(seg_path)
+    make_sr(source, records, result).save_as(sr_path)

@@ -1,0 +1,50 @@
+"""Writing one case's results: findings JSON, heatmap NRRD and overlay PNG, each atomically
+(temporary file + rename) so an interrupted run never leaves a half-written result."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .image import Radiograph
+from .io import write_image
+from .overlay import render_overlay
+
+SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
+
+
+def case_name(path) -> str:
+    """File name without image suffixes (x.nii.gz -> x, IM-1.jpeg -> IM-1)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".dcm", ".dicom", ".png",
+                   ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ima"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def case_paths(out_dir, name: str) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    return {s.split(".")[1]: out_dir / f"{name}{s}" for s in SUFFIXES}
+
+
+def write_case_outputs(result, image: Radiograph, out_dir, name: str) -> dict[str, Path]:
+    """Write the three files of the contract; the findings JSON goes last and marks completion."""
+    paths = case_paths(out_dir, name)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_image(result.heatmap, paths["heatmap"])
+    k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
+    picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k)
+    tmp = paths["overlay"].with_name(f".{paths['overlay'].name}.tmp{os.getpid()}")
+    picture.save(tmp, format="PNG")
+    os.replace(tmp, paths["overlay"])
+    atomic_write_text(paths["findings"], json.dumps(result.to_dict(image.source), indent=1))
+    return paths

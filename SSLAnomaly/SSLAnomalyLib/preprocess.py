@@ -1,0 +1,37 @@
+"""Turning any radiograph slice into the encoder's input: a square, intensity-normalised array.
+
+The Kermany training images were squashed to a square without keeping the aspect ratio, so every
+input is resized the same way; the heatmap is later stretched back onto the original grid.
+Intensities are normalised per image (robust percentiles) so that brightness and bit depth of an
+acquisition do not masquerade as anomaly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
+
+
+def resize(array: np.ndarray, size: tuple[int, int], mode: str = "bilinear") -> np.ndarray:
+    """Resize a 2D array with anti-aliasing when shrinking (torch is fast and memory-light)."""
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    shrinking = size[0] < array.shape[0] or size[1] < array.shape[1]
+    out = F.interpolate(t, size=size, mode=mode, align_corners=False,
+                        antialias=shrinking and mode in ("bilinear", "bicubic"))
+    return out[0, 0].numpy()
+
+
+def normalise(array: np.ndarray) -> np.ndarray:
+    """Map the 1st-99th percentile range to [0, 1] and clip."""
+    lo, hi = np.percentile(array, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if hi - lo < 1e-6:
+        return np.zeros_like(array, dtype=np.float32)
+    return np.clip((array - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def to_model_input(slice2d: np.ndarray, size: int) -> np.ndarray:
+    """(rows, cols) slice of any dtype -> (size, size) float32 in [0, 1]."""
+    return normalise(resize(slice2d, (size, size)))

@@ -1,0 +1,75 @@
+"""Scoring model inputs by their distance from normal in the encoder's feature space.
+
+Two components per image, each standardised by its mean and spread on held-out training normals
+and averaged into one image score:
+- `pooled`: Mahalanobis distance of the pooled embedding (image-level density);
+- `patch`: mean of the top 10 % of the in-lung heatmap (patch-level distance), which is also the
+  map the radiologist sees, so the score and the picture agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
+from .heatmap import model_grid_map
+from .reference import NormalReference
+
+TOP_FRACTION = 0.10
+COMPONENTS = ("pooled", "patch")
+
+
+@dataclass
+class BatchScores:
+    components: dict[str, np.ndarray]  # raw component scores, (n,) each
+    grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
+    peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
+    score: np.ndarray | None = None    # (n,) combined score, once standardisation is known
+
+
+def top_mean(values: np.ndarray, fraction: float = TOP_FRACTION) -> float:
+    k = max(1, int(round(fraction * values.size)))
+    return float(np.partition(values.ravel(), -k)[-k:].mean())
+
+
+class Scorer:
+    def __init__(self, net: torch.nn.Module, config: EncoderConfig, reference: NormalReference | None = None,
+                 component_stats: dict[str, list[float]] | None = None, device: torch.device | str = "cpu"):
+        self.net = net.to(device).eval()
+        self.config, self.reference, self.component_stats = config, reference, component_stats
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def features(self, images01: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+        """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs."""
+        pooled, patches = [], []
+        for i in range(0, len(images01), batch_size):
+            maps = feature_maps(self.net, to_batch(images01[i:i + batch_size]).to(self.device))
+            pooled.append(pooled_features(maps, self.config.pooled_layers).float().cpu())
+            patches.append(patch_features(maps, self.config.patch_layers).float().cpu())
+        return torch.cat(pooled).numpy(), torch.cat(patches)
+
+    def score(self, images01: np.ndarray, lungs: np.ndarray) -> BatchScores:
+        pooled, patches = self.features(images01)
+        coarse = self.reference.patch_map(patches).numpy()
+        size = images01.shape[-1]
+        grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
+        in_lung = [g[lung] if lung.any() else g.ravel() for g, lung in zip(grid, lungs)]
+        components = {"pooled": self.reference.pooled_score(pooled),
+                      "patch": np.array([top_mean(v) for v in in_lung])}
+        result = BatchScores(components, grid, np.array([v.max() for v in in_lung]))
+        if self.component_stats is not None:
+            result.score = self.combine(components)
+        return result
+
+    def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
+        z = [(components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in COMPONENTS]
+        return np.mean(z, axis=0)
+
+
+def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Mean and standard deviation of each component on held-out normals."""
+    return {c: [float(np.mean(v)), float(np.std(v) + 1e-8)] for c, v in components.items()}

@@ -1,0 +1,43 @@
+"""A normal-only signal for choosing among training checkpoints.
+
+The feature-distance scoring (the one detection uses) must separate held-out training normals from
+the same images carrying a synthetic opacity. Only normal images are involved; the synthetic
+opacities are drawn once from a fixed seed so every checkpoint faces the same test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from .encoder import EncoderConfig
+from .pretext import PretextConfig, opacity
+from .reference import NormalReference
+from .scoring import Scorer, component_stats
+
+MAX_REFERENCE_IMAGES = 300
+
+
+class SyntheticCheck:
+    def __init__(self, config: EncoderConfig, train, held_out, pretext: PretextConfig, seed: int, device):
+        rng = np.random.default_rng([seed, 7])
+        idx = rng.permutation(len(train.images01))[:MAX_REFERENCE_IMAGES]
+        self.config, self.device = config, device
+        self.reference_images = train.images01[idx]
+        self.normals, self.lungs = held_out.images01, held_out.lungs
+        self.anomalous = np.stack([opacity(x, m if m.any() else np.ones_like(m), pretext, rng)[0]
+                                   for x, m in zip(self.normals, self.lungs)])
+
+    def __call__(self, net: torch.nn.Module) -> float:
+        was_training = net.training
+        scorer = Scorer(net, self.config, device=self.device)
+        pooled, patches = scorer.features(self.reference_images)
+        scorer.reference = NormalReference().fit(pooled, patches.numpy())
+        normal = scorer.score(self.normals, self.lungs).components
+        scorer.component_stats = component_stats(normal)
+        s_normal = scorer.combine(normal)
+        s_anomalous = scorer.combine(scorer.score(self.anomalous, self.lungs).components)
+        net.train(was_training)
+        y = np.r_[np.zeros(len(s_normal)), np.ones(len(s_anomalous))]
+        return float(roc_auc_score(y, np.r_[s_normal, s_anomalous]))

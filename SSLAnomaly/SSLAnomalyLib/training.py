@@ -1,0 +1,200 @@
+"""Self-supervised training of the encoder on normal radiographs only.
+
+Pretext: each batch holds normal images and the same images with a synthetic anomaly inside the
+lungs (pretext.py). The network learns (a) image level: normal vs synthetic, and (b) patch level:
+which feature-map cells were altered. The dense term pushes the intermediate feature maps, which
+feed the heatmap, to encode local lung texture rather than only global paste artefacts.
+
+Checkpoints are safetensors (weights and SGD momentum) plus a JSON state, written atomically, so a
+run stopped at any time resumes where it was. The kept checkpoint is chosen by a normal-only
+signal (see `selection.py`), never by abnormal labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from scipy import ndimage
+from tqdm import tqdm
+
+from .encoder import EncoderConfig, build_encoder, feature_maps, to_batch
+from .pretext import PretextConfig, synthesise
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    minutes: float = 30.0
+    batch_size: int = 32
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    dense_weight: float = 1.0
+    seed: int = 0
+    eval_every: int = 100   # steps between normal-only checkpoint evaluations
+    max_steps: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(requested)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Small positioning and exposure changes a normal radiograph can have."""
+    n = image.shape[0]
+    angle = np.deg2rad(rng.uniform(-5, 5))
+    scale = rng.uniform(0.93, 1.07)
+    shift = rng.uniform(-0.04, 0.04, size=2) * n
+    c, s = np.cos(angle) / scale, np.sin(angle) / scale
+    matrix = np.array([[c, -s], [s, c]])
+    centre = np.array([n / 2, n / 2])
+    offset = centre - matrix @ (centre + shift)
+    out = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="nearest")
+    gamma = np.exp(rng.uniform(-0.2, 0.2))
+    return np.clip(out, 0, 1) ** gamma
+
+
+class PretextHeads(torch.nn.Module):
+    """Encoder plus a 1x1 conv that predicts, per layer3 cell, whether it was altered."""
+
+    def __init__(self, encoder_cfg: EncoderConfig):
+        super().__init__()
+        self.encoder = build_encoder(encoder_cfg, num_classes=2)
+        self.dense = torch.nn.Conv2d(encoder_cfg.widths[2], 1, 1)
+
+    def forward(self, x):
+        maps = feature_maps(self.encoder, x)
+        logits = self.encoder.fc(torch.flatten(self.encoder.avgpool(maps["layer4"]), 1))
+        return logits, self.dense(maps["layer3"])[:, 0]
+
+
+class Trainer:
+    """Fit the encoder on normal images; `fit` returns the chosen encoder's state dict."""
+
+    def __init__(self, encoder_cfg: EncoderConfig, pretext_cfg: PretextConfig, train_cfg: TrainConfig,
+                 work_dir: Path, device: str = "auto",
+                 select: Callable[[torch.nn.Module], float] | None = None):
+        self.encoder_cfg, self.pretext_cfg, self.cfg = encoder_cfg, pretext_cfg, train_cfg
+        self.work_dir = Path(work_dir)
+        self.device = select_device(device)
+        self.select = select  # normal-only score of an encoder, higher is better
+
+    def _batch(self, images, lungs, rng):
+        idx = rng.integers(0, len(images), self.cfg.batch_size)
+        xs, ys, masks = [], [], []
+        for k, i in enumerate(idx):
+            x = augment(images[i], rng)
+            if k % 2:
+                x, m = synthesise(x, lungs[i], self.pretext_cfg, rng)
+            else:
+                m = np.zeros_like(x)
+            xs.append(x); ys.append(k % 2); masks.append(m)
+        x = to_batch(xs).to(self.device)
+        target = torch.from_numpy(np.asarray(masks, np.float32))[:, None]
+        return x, torch.tensor(ys, device=self.device), target.to(self.device)
+
+    def _paths(self):
+        ck = self.work_dir / "checkpoints"
+        return ck / "last.safetensors", ck / "best.safetensors", ck / "state.json"
+
+    def fit(self, images: np.ndarray, lungs: np.ndarray, progress: bool = True) -> dict:
+        torch.manual_seed(self.cfg.seed)
+        model = PretextHeads(self.encoder_cfg).to(self.device)
+        opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
+                              weight_decay=self.cfg.weight_decay)
+        last, best, state_path = self._paths()
+        state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": []}
+        if state_path.exists() and last.exists():
+            state = json.loads(state_path.read_text())
+            self._load(model, opt, last)
+        rng = np.random.default_rng([self.cfg.seed, state["step"]])
+        budget = self.cfg.minutes * 60
+        use_amp = self.device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        bar = tqdm(total=int(budget), initial=int(state["seconds"]), unit="s", disable=not progress,
+                   desc="training", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
+        t_last = time.time()
+        while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
+            model.train()
+            lr = self.cfg.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, state["seconds"] / budget)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, y, target = self._batch(images, lungs, rng)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+                logits, dense = model(x)
+                cells = F.adaptive_avg_pool2d(target, dense.shape[-2:])[:, 0]
+                loss_cls = F.cross_entropy(logits.float(), y)
+                loss_dense = F.binary_cross_entropy_with_logits(dense.float(), (cells > 0.05).float())
+                loss = loss_cls + self.cfg.dense_weight * loss_dense
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            state["step"] += 1
+            now = time.time()
+            state["seconds"] += now - t_last
+            t_last = now
+            state["history"].append([state["step"], round(loss_cls.item(), 4), round(loss_dense.item(), 4)])
+            bar.n = min(int(state["seconds"]), int(budget))
+            bar.set_postfix(step=state["step"], loss=f"{loss.item():.3f}")
+            if state["step"] % self.cfg.eval_every == 0:
+                self._checkpoint(model, opt, state)
+                t_last = time.time()
+        bar.close()
+        self._checkpoint(model, opt, state)
+        chosen = best if best.exists() else last
+        weights = load_file(str(chosen))
+        return {k[len("model.encoder."):]: v for k, v in weights.items() if k.startswith("model.encoder.")}
+
+    def state(self) -> dict:
+        """The saved training state (steps, seconds, selection signals, chosen step)."""
+        return json.loads(self._paths()[2].read_text())
+
+    def _checkpoint(self, model, opt, state):
+        """Save last (and best by the normal-only signal) atomically; never pickles."""
+        last, best, state_path = self._paths()
+        last.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        for i, p in enumerate(opt.param_groups[0]["params"]):
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"opt.{i}"] = buf.detach().cpu().contiguous()
+        _atomic_save(tensors, last)
+        if self.select is not None:
+            model.eval()
+            signal = float(self.select(model.encoder))
+            state["signals"] = state.get("signals", []) + [[state["step"], round(signal, 4)]]
+            if state["best_signal"] is None or signal > state["best_signal"]:
+                state["best_signal"], state["best_step"] = signal, state["step"]
+                _atomic_save(tensors, best)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, state_path)
+
+    def _load(self, model, opt, path):
+        tensors = load_file(str(path))
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        for i, p in enumerate(opt.param_groups[0]["params"]):
+            if f"opt.{i}" in tensors:
+                opt.state[p]["momentum_buffer"] = tensors[f"opt.{i}"].to(p.device)
+
+
+def _atomic_save(tensors: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
