@@ -1,0 +1,56 @@
+"""Shared fixtures: the real data folder (skip with a reason where absent) and a small real model
+trained here on a few real normals (fast, for behaviour tests; quality tests use the bundled model)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def data_dir(*parts) -> Path:
+    """A folder of ../shared/data, or skip the test saying what is missing."""
+    p = DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not available: {p} is absent (tests use ../shared/data beside the repo)")
+    return p
+
+
+def link_subset(src: Path, dst: Path, n: int) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir())[:n]:
+        (dst / f.name).symlink_to(f)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def small_normals(tmp_path_factory):
+    """40 training and 20 calibration normals from Kermany (symlinks, nothing copied)."""
+    root = tmp_path_factory.mktemp("normals")
+    train = link_subset(data_dir("kermany", "train", "normal"), root / "train", 40)
+    val = link_subset(data_dir("kermany", "val", "normal"), root / "val", 20)
+    return train, val
+
+
+@pytest.fixture(scope="session")
+def small_model(small_normals, tmp_path_factory):
+    """A real model folder trained for a few steps on 40 real normals."""
+    from SSLAnomalyLib.fitting import train_model
+
+    train, val = small_normals
+    out = tmp_path_factory.mktemp("model") / "small"
+    return train_model(train, out, val, device="cpu", minutes=0.1, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    from SSLAnomalyLib.model_folder import BUNDLED, MANIFEST
+
+    if not (BUNDLED / MANIFEST).exists():
+        pytest.fail(f"the bundled default model is missing from {BUNDLED}")
+    return BUNDLED
