@@ -1,19 +1,14 @@
 """Exporting a reviewed case: findings (JSON, CSV), Slicer files (heatmap .nrrd, markups .mrk.json,
 segmentation .seg.nrrd, scene .mrb) and, for a DICOM input, DICOM SEG + SR.
 
-Every file is written through MRML storage nodes or the core, first into a staging folder beside
-the targets and then moved into place, so a failed export leaves nothing half-written; an existing
-file is never replaced unless `overwrite=True` is asked for.
+Slicer files are written through MRML storage nodes; all of a case's files are staged and moved
+into place together (see staging), and an existing file is only replaced with `overwrite=True`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +19,13 @@ from vtk.util.numpy_support import vtk_to_numpy
 
 from .dicom_export import DicomExportError, make_seg, make_sr
 from .finding_masks import finding_masks
-from .headless import HeadlessSlicer, is_desktop_slicer, start_headless_app
-from .mrml_case import case_result, show_detection
+from .mrml_bundle import save_scene_bundle
+from .mrml_case import case_result
 from .mrml_findings import STATUS_COLORS, finding_nodes, finding_record
 from .mrml_heatmap import heatmap_node
 from .mrml_table import COLUMNS
-from .mrml_volumes import SOURCE_PATH, ijk_to_ras_matrix, radiograph_to_volume_node, source_dicom_files
-from .outputs import case_name
+from .mrml_volumes import SOURCE_PATH, ijk_to_ras_matrix, source_dicom_files
+from .staging import staged_files
 
 SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
             "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "mrb": ".mrb",
@@ -65,7 +60,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         "seg": lambda p: _write_segmentation(p, volume_node, records, result["sensitivity"]),
         "mrb": save_scene_bundle,
     }
-    with _staged(targets, overwrite) as staged:
+    with staged_files(targets, overwrite) as staged:
         for kind in kinds:
             if kind in writers:
                 writers[kind](staged[kind])
@@ -80,68 +75,6 @@ def case_json(volume_node, result: dict, records: list[dict]) -> dict:
             **{k: result[k] for k in ("score", "threshold", "abnormal", "percentile", "model",
                                       "pixel_threshold", "sensitivity", "warnings")},
             "findings": records}
-
-
-def save_scene_bundle(path) -> Path:
-    """The whole scene as a `.mrb` (Slicer's scene bundle) at `path`."""
-    if not slicer.mrmlScene.WriteToMRB(str(path)):
-        raise OSError(f"{path}: Slicer could not write the scene bundle")
-    return Path(path)
-
-
-def load_scene_bundle(path) -> None:
-    """Replace the scene's content by a `.mrb` (e.g. a saved review)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such scene bundle")
-    if not slicer.mrmlScene.ReadFromMRB(str(path), True):
-        raise OSError(f"{path}: Slicer could not read the scene bundle")
-
-
-def write_mrb(radiograph, result, path, overwrite: bool = False) -> Path:
-    """One case as a scene bundle, for the CLI (`sslanomaly detect --mrb`): the image volume, the
-    heatmap with its colour node as foreground, a finding ROI each and the findings table, built
-    in a private headless scene so that nothing else in the process is touched."""
-    path = Path(path)
-    with _private_scene():
-        volume = radiograph_to_volume_node(radiograph, case_name(radiograph.source or path.name))
-        show_detection(volume, result)
-        with _staged({"mrb": path}, overwrite) as staged:
-            save_scene_bundle(staged["mrb"])
-    return path
-
-
-@contextlib.contextmanager
-def _private_scene():
-    if is_desktop_slicer():
-        raise RuntimeError("write_mrb builds its own scene and is for use outside Slicer; in Slicer use export_case")
-    previous = start_headless_app()
-    try:
-        yield HeadlessSlicer().install()
-    finally:
-        previous.install()
-
-
-@contextlib.contextmanager
-def _staged(targets: dict[str, Path], overwrite: bool):
-    """Yield {kind: staging path}; on success move every staged file onto its target."""
-    existing = [str(p) for p in targets.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"not overwriting existing file(s): {', '.join(existing)} (use overwrite=True)")
-    out_dirs = {p.parent for p in targets.values()}
-    for d in out_dirs:
-        d.mkdir(parents=True, exist_ok=True)
-    staging = {d: Path(tempfile.mkdtemp(prefix=".sslanomaly-export-", dir=d)) for d in out_dirs}
-    try:
-        staged = {kind: staging[p.parent] / p.name for kind, p in targets.items()}
-        yield staged
-        for kind, target in targets.items():
-            if staged[kind].exists():
-                if target.exists() and not overwrite:
-                    raise FileExistsError(f"not overwriting {target}: it appeared during the export")
-                os.replace(staged[kind], target)
-    finally:
-        for d in staging.values():
-            shutil.rmtree(d, ignore_errors=True)
 
 
 def _write_node(node, path: Path) -> None:
