@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from highdicom.sr import CodedConcept
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
@@ -26,8 +27,22 @@ MANUFACTURER = "SSLAnomaly"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 901, 902
 
 
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
 class DicomExportError(ValueError):
     """A case that cannot be exported to DICOM, with the reason."""
+
+
+def read_source(path) -> Dataset:
+    """The source radiograph's dataset, with absent type 2 patient/study attributes present but
+    empty (as the standard allows): many real files omit some, and the derived objects copy them."""
+    source = pydicom.dcmread(path)
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    return source
 
 
 def check_source(source: Dataset) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
-from .mrml_findings import apply_sensitivity, show_findings
+import slicer
+
+from .mrml_findings import apply_sensitivity, finding_nodes, show_findings
 from .mrml_heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
-from .mrml_table import sync_findings_table
+from .mrml_table import TABLE_REFERENCE, sync_findings_table
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
 _A = "SSLAnomaly."
@@ -46,3 +48,12 @@ def set_sensitivity(volume_node, threshold: float) -> None:
     heat.SetAttribute(_A + "sensitivity", json.dumps(float(threshold)))
     set_heatmap_threshold(heat, threshold)
     apply_sensitivity(volume_node, threshold)
+
+
+def remove_case(volume_node) -> None:
+    """Remove a volume and everything detection made for it (batch runs over files do this once a
+    case is exported, so that memory does not grow with the number of inputs)."""
+    derived = [heatmap_node(volume_node), volume_node.GetNodeReference(TABLE_REFERENCE), *finding_nodes(volume_node)]
+    for node in [*derived, volume_node]:
+        if node is not None:
+            slicer.mrmlScene.RemoveNode(node)

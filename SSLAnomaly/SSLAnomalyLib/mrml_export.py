@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import slicer
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from .dicom_export import DicomExportError, make_seg, make_sr
+from .dicom_export import DicomExportError, make_seg, make_sr, read_source
 from .finding_masks import finding_masks
 from .mrml_bundle import save_scene_bundle
 from .mrml_case import case_result
@@ -33,15 +32,20 @@ SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatm
 FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "mrb", "dicom")
 
 
+def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
+    """Every format that applies: 'dicom' where the input came from DICOM; 'mrb' (the whole scene)
+    unless `scene_bundle` is False, as in batch runs."""
+    return [f for f in FORMATS if (f != "dicom" or source_dicom_files(volume_node)) and (f != "mrb" or scene_bundle)]
+
+
 def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False) -> dict[str, Path]:
-    """Write the chosen `formats` (default: all; 'dicom' only where the input came from DICOM) of
-    the case on `volume_node` into `out_dir` as `<name><suffix>`; returns {kind: path}."""
+    """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
+    `out_dir` as `<name><suffix>`; returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it."""
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
     sources = source_dicom_files(volume_node)
-    if formats is None:
-        formats = [f for f in FORMATS if f != "dicom" or sources]
+    formats = default_formats(volume_node) if formats is None else list(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
@@ -129,7 +133,7 @@ def _oriented_labelmap(mask: np.ndarray, volume_node):
 
 
 def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:
-    source = pydicom.dcmread(source_path)
+    source = read_source(source_path)
     heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
     seg = make_seg(source, finding_masks(heat, records, result["sensitivity"]), result["model"])
     if seg is not None:

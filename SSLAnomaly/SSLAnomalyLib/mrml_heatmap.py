@@ -17,6 +17,7 @@ from .mrml_volumes import ijk_to_ras_matrix, radiograph_to_volume_node
 
 COLOR_NODE_NAME = "SSLAnomaly Inferno"
 HEATMAP_REFERENCE = "SSLAnomaly.Heatmap"  # input volume -> its heatmap volume
+ROLE = "SSLAnomaly.Role"                   # "heatmap" on heatmap volumes
 DEFAULT_OPACITY = 0.5
 INFERNO = np.array([  # matplotlib's inferno at 17 evenly spaced levels (max error 0.03 interpolated)
     (0.001, 0.000, 0.014), (0.042, 0.028, 0.141), (0.129, 0.047, 0.291), (0.238, 0.037, 0.396),
@@ -48,6 +49,11 @@ def heatmap_node(volume_node):
     return volume_node.GetNodeReference(HEATMAP_REFERENCE)
 
 
+def is_heatmap(volume_node) -> bool:
+    """True for the module's heatmap volumes (which are never inputs themselves)."""
+    return volume_node.GetAttribute(ROLE) == "heatmap"
+
+
 def show_heatmap(volume_node, heatmap: Radiograph, pixel_threshold: float,
                  opacity: float = DEFAULT_OPACITY):
     """Create (or refill, on a repeated detection) the heatmap node of `volume_node` on its exact
@@ -56,6 +62,7 @@ def show_heatmap(volume_node, heatmap: Radiograph, pixel_threshold: float,
     node = radiograph_to_volume_node(heatmap, f"{volume_node.GetName()} anomaly heatmap", node)
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     volume_node.SetNodeReferenceID(HEATMAP_REFERENCE, node.GetID())
+    node.SetAttribute(ROLE, "heatmap")
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(heatmap_color_node().GetID())
     display.SetAutoWindowLevel(0)

@@ -14,7 +14,6 @@ import vtk
 
 from .image import LPS_TO_RAS, Radiograph
 from .io import read_radiograph
-from .outputs import case_name
 
 SOURCE_PATH = "SSLAnomaly.SourcePath"       # file the volume was read from (DICOM export needs it)
 DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # Slicer's own attribute on volumes loaded from DICOM
@@ -64,6 +63,8 @@ def load_volume(path) -> "slicer.vtkMRMLScalarVolumeNode":
     """Read any input the core reads (DICOM, PNG/JPEG, NRRD, NIfTI; `ReadError` names the file and
     the reason) into a new volume node named after the file. Slicer's own volume readers cannot
     read PNG/JPEG in every build, and the core's reader already applies DICOM LUTs and geometry."""
+    from .outputs import case_name  # here, not above: outputs needs matplotlib, the rest of this file does not
+
     image = read_radiograph(path)
     return radiograph_to_volume_node(image, case_name(path))
 

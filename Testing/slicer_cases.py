@@ -1,0 +1,63 @@
+"""Shared inputs of the Slicer tests: the headless application with an empty scene, the module's
+Logic under the harness, real radiographs (skipped with a reason where ../shared/data is absent),
+a DICOM DX written from one, and the model they run on.
+
+The tests check the Slicer plumbing, not detection quality, so they lower the false-positive rate
+of the thresholds (TEST_FPR) to be sure a real abnormal radiograph has findings to show and review.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import data_dir
+from slicer_harness import load_module_file
+
+TEST_FPR = 0.5
+
+
+def empty_scene():
+    """The process's headless Slicer, its scene cleared (views and colour tables stay)."""
+    from SSLAnomalyLib.headless import start_headless_app
+
+    app = start_headless_app()
+    app.scene.Clear()
+    return app
+
+
+def logic():
+    """A fresh `SSLAnomalyLogic` of the module file, imported under the harness."""
+    return load_module_file().SSLAnomalyLogic()
+
+
+def model_folder(request) -> Path:
+    """The bundled model where present, else the small real model the suite trains."""
+    from SSLAnomalyLib.model_folder import BUNDLED, MANIFEST
+
+    return BUNDLED if (BUNDLED / MANIFEST).exists() else Path(request.getfixturevalue("small_model"))
+
+
+def tb_radiograph() -> Path:
+    """A real adult radiograph with tuberculosis lesions (512 x 512 PNG)."""
+    return sorted(data_dir("tbx11k_dev", "images").iterdir())[0]
+
+
+def full_resolution_radiograph(kind: str = "pneumonia") -> Path:
+    return sorted(data_dir("kermany_fullres", kind).iterdir())[0]
+
+
+def write_dicom_dx(jpeg: Path, path: Path, spacing=(0.139, 0.143)) -> Path:
+    """A real radiograph as a DX DICOM file (12-bit, with imager pixel spacing)."""
+    from test_io import write_dx
+
+    pixels = np.asarray(Image.open(jpeg).convert("L"), dtype=np.uint16) * 16
+    return write_dx(path, pixels, spacing=spacing)
+
+
+@pytest.fixture(scope="module")
+def model(request) -> Path:
+    return model_folder(request)
