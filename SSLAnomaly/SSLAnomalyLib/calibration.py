@@ -41,6 +41,13 @@ class Calibration:
         """Share (0-100) of calibration normals scoring at or below `score`."""
         return float(100.0 * np.searchsorted(self.normal_scores, score, side="right") / len(self.normal_scores))
 
+    def far_beyond_normals(self, score: float) -> bool:
+        """Whether `score` exceeds the highest calibration normal by more than the normals' own
+        10th-90th percentile range: more unlike the training images than abnormal chests usually
+        are, the mark of an input that may not be a frontal chest radiograph at all."""
+        low, high = np.quantile(self.normal_scores, [0.1, 0.9])
+        return bool(score > self.normal_scores[-1] + (high - low))
+
     def with_false_positive_rate(self, fpr: float) -> "Calibration":
         return Calibration(self.normal_scores, self.normal_peaks, fpr)
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from .calibration import DEFAULT_FPR
 from .io import ReadError, list_inputs, read_radiograph
 from .model_folder import ModelError
-from .outputs import atomic_write_text, case_name, case_paths, write_case_outputs
+from .outputs import atomic_write_text, case_name, case_paths, remove_partial_files, write_case_outputs
 
 FAILURE_LOG = "failures.log"
 PREFETCH = 2  # images read and prepared ahead of the one being scored
@@ -28,20 +28,26 @@ def _unique_names(files: list[Path]) -> list[str]:
 
 
 def cmd_detect(args) -> int:
+    """One bad input never stops the batch: each failure is reported on stderr and in failures.log
+    as it happens. A case counts as done once its findings JSON exists (written last, atomically),
+    so a batch killed at any moment resumes with `--resume` exactly where it stopped."""
     from .detector import AnomalyDetector
 
     detector = AnomalyDetector.load(args.model, device=args.device)
     if args.fpr is not None:
         detector.calibration = detector.calibration.with_false_positive_rate(args.fpr)
     files = list_inputs(args.inputs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = _unique_names(files)
-    todo = [(f, n) for f, n in zip(files, names)
-            if not (args.resume and case_paths(out, n)["findings"].exists())]
     if not files:
         print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(out)
+    names = _unique_names(files)
+    todo = [(f, n) for f, n in zip(files, names)
+            if not (args.resume and case_paths(out, n)["findings"].exists())]
+    log = out / FAILURE_LOG
+    log.unlink(missing_ok=True)  # every input without results is tried again, so the log starts afresh
     write_mrb = None
     if args.mrb:
         from .mrml_bundle import write_mrb
@@ -52,7 +58,7 @@ def cmd_detect(args) -> int:
         try:
             image = read_radiograph(path)
             return path, name, image, detector.prepare(image), None
-        except ReadError as e:
+        except Exception as e:  # reported with its input below
             return path, name, None, None, e
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -68,27 +74,31 @@ def cmd_detect(args) -> int:
                 if error is not None:
                     raise error
                 result = detector.detect(image, prepared)
-                write_case_outputs(result, image, out, name)
                 if write_mrb is not None:
-                    write_mrb(image, result, out / f"{name}.mrb")
+                    write_mrb(image, result, out / f"{name}.mrb", overwrite=True)
+                write_case_outputs(result, image, out, name)  # findings JSON last: the case is done
                 for w in result.warnings:
                     tqdm.write(f"warning: {path}: {w}", file=sys.stderr)
-            except (ReadError, OSError, ValueError, RuntimeError) as e:
-                reason = e.reason if isinstance(e, ReadError) else f"{type(e).__name__}: {e}"
-                failures.append((str(path), reason))
-                tqdm.write(f"error: {path}: {reason}", file=sys.stderr)
+            except Exception as e:
+                failures.append((str(path), _reason(e)))
+                atomic_write_text(log, "".join(f"{p}\t{r}\n" for p, r in failures))
+                tqdm.write(f"error: {path}: {failures[-1][1]}", file=sys.stderr)
             bar.update(1)
         bar.close()
     done = len(todo) - len(failures)
-    log = out / FAILURE_LOG
-    if failures:
-        atomic_write_text(log, "".join(f"{p}\t{r}\n" for p, r in failures))
-    elif log.exists() and not args.resume:
-        log.unlink()
     print(f"{done} of {len(todo)} input(s) written to {out}"
           + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else "")
           + (f"; {len(failures)} failed, listed in {log}" if failures else ""))
     return 1 if failures else 0
+
+
+def _reason(e: Exception) -> str:
+    """What went wrong with one input, in one line (a ReadError's own reason as it is)."""
+    if isinstance(e, ReadError):
+        return e.reason
+    if isinstance(e, MemoryError):
+        return "out of memory while processing this input"
+    return " ".join(f"{type(e).__name__}: {e}".split())
 
 
 def cmd_evaluate(args) -> int:
@@ -184,6 +194,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ModelError, ReadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. an output folder that cannot be written
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

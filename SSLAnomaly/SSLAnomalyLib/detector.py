@@ -22,6 +22,8 @@ from .training import select_device
 
 NO_LUNG_WARNING = ("no lung fields found; the average lung position of the training normals was "
                    "used (is this a frontal chest radiograph?)")
+OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
+                        "the result means nothing; if it is, it is strongly abnormal")
 
 
 @dataclass
@@ -102,6 +104,8 @@ class AnomalyDetector:
         warnings = list(image.warnings)
         if not any(p.lung_found for p in prepared):
             warnings.append(NO_LUNG_WARNING)
+        if self.calibration.far_beyond_normals(score):
+            warnings.append(OUT_OF_RANGE_WARNING)
         return DetectionResult(score=score, threshold=self.calibration.threshold,
                                abnormal=score > self.calibration.threshold,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),

@@ -2,23 +2,29 @@
 images back with their geometry.
 
 Every failure becomes a `ReadError` that names the file and the reason, so a batch can report it
-and carry on.
+and carry on. Sizes are checked from the header before pixels are decoded, so a file claiming to be
+enormous is refused instead of exhausting memory; very large real images are reduced (shrink.py).
+Messages from reading a DICOM never quote its patient identity (see `_scrub`).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .image import Radiograph
+from .shrink import shrink_if_large
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 ITK_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".mha", ".mhd"}
 MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look at it)
+MAX_PIXELS = 178_956_970  # pixels (all frames) decoded at most: where Pillow refuses too (2 x MAX_IMAGE_PIXELS)
 
 
 class ReadError(Exception):
@@ -92,7 +98,15 @@ def read_radiograph(path) -> Radiograph:
         raise ReadError(path, "image too large to load into memory") from None
     except Exception as e:  # any decoder failure becomes a clear, per-file error
         raise ReadError(path, f"cannot decode: {type(e).__name__}: {e}") from None
-    return _validated(img, path)
+    return _validated(shrink_if_large(img), path)
+
+
+def _check_size(path: Path, *dims: int) -> None:
+    """Refuse before decoding when the header promises more than MAX_PIXELS pixels."""
+    n = math.prod(int(d) for d in dims)
+    if n > MAX_PIXELS:
+        raise ReadError(path, f"image too large to read: {' x '.join(str(int(d)) for d in dims)} = {n:,} pixels "
+                              f"(limit {MAX_PIXELS:,})")
 
 
 def _validated(img: Radiograph, path: Path) -> Radiograph:
@@ -118,20 +132,16 @@ def _validated(img: Radiograph, path: Path) -> Radiograph:
 def _read_raster(path: Path) -> Radiograph:
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with warnings.catch_warnings():  # Pillow's size guard, without changing its global limit
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(path)
-            im.load()
-        except Image.DecompressionBombWarning:
-            Image.MAX_IMAGE_PIXELS = None
-            im = Image.open(path)
-            im.draft("L", (4096, 4096))  # JPEG can decode at reduced size without full memory
-            im.load()
+        except Image.DecompressionBombError:
+            raise ReadError(path, f"image too large to read (over {MAX_PIXELS:,} pixels)") from None
+    _check_size(path, *im.size)
+    im.load()
     n_frames = getattr(im, "n_frames", 1)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        px = np.asarray(im, dtype=np.float32)
-    elif im.mode == "F":
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         px = np.asarray(im, dtype=np.float32)
     else:
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -149,7 +159,11 @@ def _read_raster(path: Path) -> Radiograph:
 def _read_itk(path: Path) -> Radiograph:
     import SimpleITK as sitk
 
-    im = sitk.ReadImage(str(path))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    _check_size(path, *reader.GetSize())
+    im = reader.Execute()
     if im.GetNumberOfComponentsPerPixel() > 1:
         im = sitk.VectorIndexSelectionCast(im, 0) if im.GetNumberOfComponentsPerPixel() == 2 else \
             _rgb_to_gray_itk(im)
@@ -174,16 +188,55 @@ def _rgb_to_gray_itk(im):
 
 
 def _read_dicom(path: Path) -> Radiograph:
+    """pydicom quotes element values in its warnings and errors: its warnings are counted, not
+    shown, and its errors are scrubbed of the patient identity before they reach a log."""
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as e:
-        raise ReadError(path, f"not a DICOM file ({e})") from None
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:
+            raise ReadError(path, "not a DICOM file (no 'DICM' marker or file meta information)") from None
+        try:
+            img = _dicom_image(ds, path)
+        except ReadError as e:
+            raise ReadError(path, _scrub(e.reason, ds)) from None
+        except MemoryError:
+            raise
+        except Exception as e:
+            raise ReadError(path, _scrub(f"cannot decode: {type(e).__name__}: {e}", ds)) from None
+    if caught:
+        img.warnings.append(f"{len(caught)} warning(s) about DICOM conformance while reading "
+                            "(not shown: they may quote patient data)")
+    return img
+
+
+IDENTITY = ("PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate", "AccessionNumber",
+            "PatientAddress", "ReferringPhysicianName", "StudyID")
+
+
+def _scrub(text: str, ds) -> str:
+    """`text` with every identity value of `ds` (and each part of a name) replaced."""
+    for key in IDENTITY:
+        try:
+            value = str(ds.get(key) or "")
+        except Exception:  # an undecodable value cannot be quoted either
+            continue
+        for part in sorted({value, *re.split(r"[\\^=]", value)}, key=len, reverse=True):
+            if len(part.strip()) >= 3:
+                text = text.replace(part.strip(), "[redacted]")
+    return text
+
+
+def _dicom_image(ds, path: Path) -> Radiograph:
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ReadError(path, "DICOM file has no pixel data (not an image object)")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_size(path, ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1))
     try:
         arr = ds.pixel_array
     except Exception as e:
@@ -191,21 +244,18 @@ def _read_dicom(path: Path) -> Radiograph:
         name = ts.name if ts is not None else "unknown"
         raise ReadError(path, f"cannot decode pixel data (transfer syntax {name}): {e}") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        if arr.ndim >= 3 and arr.shape[-1] == 3:
-            arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        else:
+        if arr.ndim < 3 or arr.shape[-1] != 3:
             raise ReadError(path, f"unsupported photometric interpretation {photometric}")
-        px = arr.astype(np.float32)
+        px = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     else:
         px = apply_modality_lut(arr, ds).astype(np.float32)
         if "VOILUTSequence" in ds or "WindowCenter" in ds:
             px = np.asarray(apply_voi_lut(px, ds), dtype=np.float32)
         if photometric == "MONOCHROME1":
             px = px.max() + px.min() - px  # invert so that dense tissue is bright, as in MONOCHROME2
-    if frames > 1 and px.ndim == 2:
-        px = px[None]
     img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if spacing is None and "SharedFunctionalGroupsSequence" in ds:

@@ -31,6 +31,14 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
+def remove_partial_files(out_dir) -> None:
+    """Delete the temporary files a killed run left behind (hidden, '.tmp<pid>' in the name). Only
+    one run may write into a folder at a time, so none of them belongs to a live writer."""
+    for p in Path(out_dir).glob(".*.tmp[0-9]*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+
+
 def case_paths(out_dir, name: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
     return {s.split(".")[1]: out_dir / f"{name}{s}" for s in SUFFIXES}
