@@ -54,3 +54,14 @@ def default_model():
     if not (BUNDLED / MANIFEST).exists():
         pytest.fail(f"the bundled default model is missing from {BUNDLED}")
     return BUNDLED
+
+
+@pytest.fixture(scope="session")
+def messy_corpus(tmp_path_factory):
+    """Every kind of messy input of issue 6, made from one real radiograph:
+    (folder, {file name: expectation}) as messy_corpus.build_corpus describes."""
+    from messy_corpus import build_corpus
+
+    source = sorted(data_dir("kermany_fullres", "normal").iterdir())[0]
+    folder = tmp_path_factory.mktemp("messy")
+    return folder, build_corpus(folder, source)

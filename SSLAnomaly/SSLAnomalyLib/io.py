@@ -9,6 +9,8 @@ Messages from reading a DICOM never quote its patient identity (see `_scrub`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
@@ -188,12 +190,13 @@ def _rgb_to_gray_itk(im):
 
 
 def _read_dicom(path: Path) -> Radiograph:
-    """pydicom quotes element values in its warnings and errors: its warnings are counted, not
-    shown, and its errors are scrubbed of the patient identity before they reach a log."""
+    """pydicom quotes element values (a birth date, an ID) in its warnings, log records and errors:
+    its warnings are counted, not shown, its log records are not passed on to the application's
+    handlers, and its errors are scrubbed of the patient identity before they reach a log."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _unpropagated(logging.getLogger("pydicom")):
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(path)
@@ -211,6 +214,15 @@ def _read_dicom(path: Path) -> Radiograph:
         img.warnings.append(f"{len(caught)} warning(s) about DICOM conformance while reading "
                             "(not shown: they may quote patient data)")
     return img
+
+
+@contextlib.contextmanager
+def _unpropagated(logger: logging.Logger):
+    before, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.propagate = before
 
 
 IDENTITY = ("PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate", "AccessionNumber",

@@ -77,14 +77,16 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(folder, f"{MANIFEST} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(folder, f"{MANIFEST} is not a JSON object")
     version = manifest.get("format_version")
     if not isinstance(version, int):
         raise ModelError(folder, f"{MANIFEST} has no format_version")
     if version > FORMAT_VERSION:
         raise ModelError(folder, f"format version {version} is newer than this SSLAnomaly supports "
                                  f"({FORMAT_VERSION}); update SSLAnomaly")
-    files = manifest.get("files") or {}
-    if WEIGHTS not in files:
+    files = manifest.get("files")
+    if not isinstance(files, dict) or WEIGHTS not in files:
         raise ModelError(folder, f"{MANIFEST} does not list {WEIGHTS}")
     for name, digest in files.items():
         p = folder / name

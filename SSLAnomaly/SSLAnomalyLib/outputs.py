@@ -25,8 +25,12 @@ def case_name(path) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
+    """Temporary file, flushed to disk, then renamed: readers see the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 

@@ -1,0 +1,130 @@
+"""Messy inputs made from real radiographs: every kind of file issue 6 lists, written by the tests
+into a temporary folder (nothing is copied into the repository).
+
+`build_corpus(folder, fullres_jpeg)` returns {file name: expectation}: a substring the reader's
+warnings must contain ("" for none in particular), or `REFUSED` with a substring of the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, ExplicitVRLittleEndian,
+                         RLELossless, generate_uid)
+
+REFUSED = "refused: "
+PATIENT_NAME, PATIENT_ID = "Doe^Jane^Q", "PID-8417-SECRET"
+MPEG2 = "1.2.840.10008.1.2.4.100"  # a video transfer syntax no radiograph reader decodes
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2", spacing=(0.15, 0.15), syntax=ExplicitVRLittleEndian,
+                bits=12) -> Path:
+    """A DX image (frames if `pixels` is 3D) carrying a patient identity, in any transfer syntax."""
+    pixels = np.asarray(pixels)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX for presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientName, ds.PatientID = "DX", PATIENT_NAME, PATIENT_ID
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated = 8 if bits == 8 else 16
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
+    if spacing is not None:
+        ds.ImagerPixelSpacing = [str(s) for s in spacing]
+    ds.PixelData = pixels.astype(np.uint8 if bits == 8 else np.uint16).tobytes()
+    if syntax == JPEGBaseline8Bit:  # pydicom has no encoder for it: Pillow's JPEG, encapsulated
+        ds.PixelData = encapsulate([_jpeg_bytes(f) for f in pixels.reshape(-1, *pixels.shape[-2:])])
+        ds["PixelData"].VR = "OB"
+        meta.TransferSyntaxUID = syntax
+    elif syntax == MPEG2:
+        ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(200)])
+        ds["PixelData"].VR = "OB"
+        meta.TransferSyntaxUID = syntax
+    elif syntax != ExplicitVRLittleEndian:
+        ds.compress(syntax)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def _jpeg_bytes(frame: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(frame.astype(np.uint8)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def build_corpus(folder, fullres_jpeg: Path) -> dict[str, str]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gray = np.asarray(Image.open(fullres_jpeg).convert("L"))
+    half = np.asarray(Image.fromarray(gray).reduce(2))
+    v12 = half.astype(np.uint16) * 16
+    rng = np.random.default_rng(0)
+    cases: dict[str, str] = {}
+
+    def png(name, array, expect="", **kw):
+        Image.fromarray(array, **kw).save(folder / name)
+        cases[name] = expect
+
+    png("png8.png", gray, "spacing")
+    png("png16.png", gray.astype(np.uint16) * 257, "spacing")
+    png("rgb.png", np.stack([gray] * 3, -1))
+    png("rgba.png", np.dstack([gray] * 3 + [np.full_like(gray, 255)]))
+    png("small_20x24.png", np.asarray(Image.fromarray(gray).resize((20, 24))))
+    png("tiny_1x1.png", gray[:1, :1], REFUSED + "at least")
+    png("few_3x5.png", gray[:5, :3], REFUSED + "at least")
+    tiles = half[:512, :512].reshape(8, 64, 8, 64).transpose(0, 2, 1, 3).reshape(64, 64, 64)
+    shuffled = tiles[rng.permutation(64)].reshape(8, 8, 64, 64).transpose(0, 2, 1, 3).reshape(512, 512)
+    png("nonchest_mosaic.png", shuffled, "frontal chest radiograph")
+    huge = np.asarray(Image.fromarray(gray).resize((10000, 10000), Image.NEAREST))
+    Image.fromarray(huge).save(folder / "huge_10000.png", compress_level=1)
+    cases["huge_10000.png"] = "read at 5000x5000"
+
+    write_dicom(folder / "mono2.dcm", v12)
+    cases["mono2.dcm"] = ""
+    write_dicom(folder / "mono1.dcm", 4095 - v12, "MONOCHROME1")
+    cases["mono1.dcm"] = ""
+    write_dicom(folder / "no_spacing.dcm", v12, spacing=None)
+    cases["no_spacing.dcm"] = "1.0 mm assumed"
+    write_dicom(folder / "jpeg_baseline.dcm", half, syntax=JPEGBaseline8Bit, bits=8)
+    cases["jpeg_baseline.dcm"] = ""
+    for name, syntax in (("jpeg_ls.dcm", JPEGLSLossless), ("jpeg_2000.dcm", JPEG2000Lossless),
+                         ("rle.dcm", RLELossless)):
+        write_dicom(folder / name, v12, syntax=syntax)
+        cases[name] = ""
+    write_dicom(folder / "multiframe.dcm", np.stack([v12, v12[:, ::-1], v12]))
+    cases["multiframe.dcm"] = ""
+    write_dicom(folder / "mpeg2.dcm", v12, syntax=MPEG2)
+    cases["mpeg2.dcm"] = REFUSED + "MPEG2"
+
+    vol = np.stack([half, half[::-1]]).astype(np.float32)
+    vol[0, 10:20, 10:20] = np.nan
+    vol[1, 30:40, 30:40] = np.inf
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(folder / "float_nan.nrrd"))
+    cases["float_nan.nrrd"] = "NaN/inf"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((64, 64), np.nan, np.float32)), str(folder / "all_nan.nrrd"))
+    cases["all_nan.nrrd"] = REFUSED + "no finite values"
+
+    (folder / "empty.png").write_bytes(b"")
+    cases["empty.png"] = REFUSED + "empty"
+    data = fullres_jpeg.read_bytes()
+    (folder / "truncated.jpeg").write_bytes(data[: len(data) // 2])
+    cases["truncated.jpeg"] = REFUSED + "truncated"
+    data = (folder / "mono2.dcm").read_bytes()
+    (folder / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    cases["truncated.dcm"] = REFUSED + ""
+    (folder / "notes.dcm").write_text("Patient called back, see report.\n" * 20)
+    cases["notes.dcm"] = REFUSED + "not a DICOM file"
+    return cases

@@ -1,0 +1,86 @@
+"""A batch interrupted at any moment (SIGINT, then SIGKILL) leaves only complete results, and
+`--resume` finishes exactly what is missing, with results identical to an uninterrupted run."""
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+
+from conftest import REPO, data_dir
+from SSLAnomalyLib.outputs import SUFFIXES
+
+SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
+
+
+def detect(model, inputs, out, *extra):
+    return [SSLANOMALY, "detect", "--model", str(model), "--out", str(out), "--quiet", *extra, str(inputs)]
+
+
+def done_cases(out) -> set[str]:
+    return {p.name[: -len(".findings.json")] for p in out.glob("*.findings.json")}
+
+
+def interrupt_after(cmd, out, n_done: int, sig) -> subprocess.CompletedProcess:
+    """Run `cmd`, send `sig` once `n_done` more cases are complete, and wait for the end."""
+    before = len(done_cases(out)) if out.exists() else 0
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    while proc.poll() is None and (len(done_cases(out)) if out.exists() else 0) < before + n_done:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def assert_only_complete_results(out):
+    """Every visible file is a whole result; a case's three files exist once its JSON does."""
+    for name in done_cases(out):
+        json.loads((out / f"{name}.findings.json").read_text())
+        sitk.ReadImage(str(out / f"{name}.heatmap.nrrd"))
+        Image.open(out / f"{name}.overlay.png").load()
+    for p in out.iterdir():
+        assert p.name.startswith(".") or p.name.endswith(SUFFIXES), p
+
+
+def snapshot(out) -> dict:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.iterdir() if not p.name.startswith(".")}
+
+
+def test_interrupted_batch_resumes_to_the_uninterrupted_results(small_model, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for f in sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[:8]:
+        (inputs / f.name).symlink_to(f)
+    names = {f.stem for f in inputs.iterdir()}
+    reference = tmp_path / "reference"
+    r = subprocess.run(detect(small_model, inputs, reference), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+
+    out = tmp_path / "out"
+    r = interrupt_after(detect(small_model, inputs, out), out, 2, signal.SIGINT)
+    assert r.returncode == 130 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    assert_only_complete_results(out)
+    r = interrupt_after(detect(small_model, inputs, out, "--resume"), out, 2, signal.SIGKILL)
+    assert r.returncode == -signal.SIGKILL
+    assert_only_complete_results(out)
+    finished = done_cases(out)
+    assert 4 <= len(finished) < len(names), "the batch was not interrupted mid-run"
+    kept = snapshot(out)
+
+    r = subprocess.run(detect(small_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert f"({len(finished)} already done)" in r.stdout
+    assert done_cases(out) == names
+    assert not list(out.glob(".*")), "temporary files were left behind"
+    now = snapshot(out)
+    assert all(now[f] == kept[f] for f in kept if f.split(".")[0] in finished), "finished cases were redone"
+    for name in names:
+        assert json.loads((out / f"{name}.findings.json").read_text()) == \
+            json.loads((reference / f"{name}.findings.json").read_text())
+        heat, ref = (sitk.ReadImage(str(d / f"{name}.heatmap.nrrd")) for d in (out, reference))
+        assert np.array_equal(sitk.GetArrayFromImage(heat), sitk.GetArrayFromImage(ref))
+        assert heat.GetSpacing() == ref.GetSpacing() and heat.GetOrigin() == ref.GetOrigin()
+        assert np.array_equal(*(np.asarray(Image.open(d / f"{name}.overlay.png")) for d in (out, reference)))

@@ -1,0 +1,92 @@
+"""Every kind of messy input is read into a valid image or refused naming the file and the reason."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+
+from messy_corpus import REFUSED, write_dicom
+from SSLAnomalyLib.detector import AnomalyDetector
+from SSLAnomalyLib.image import Radiograph
+from SSLAnomalyLib.io import MIN_SIDE, ReadError, read_radiograph
+from SSLAnomalyLib.shrink import MAX_SIDE, shrink_if_large
+
+
+def assert_valid(img: Radiograph):
+    assert img.pixels.ndim == 3 and min(img.shape[1:]) >= MIN_SIDE and max(img.shape[1:]) <= MAX_SIDE
+    assert np.isfinite(img.pixels).all()
+    assert all(s > 0 for s in img.spacing)
+
+
+def test_every_messy_input_is_read_or_refused_with_its_reason(messy_corpus):
+    folder, cases = messy_corpus
+    wrong = []
+    for name, expect in cases.items():
+        try:
+            img = read_radiograph(folder / name)
+        except ReadError as e:
+            if not expect.startswith(REFUSED) or expect[len(REFUSED):] not in e.reason or e.path != str(folder / name):
+                wrong.append(f"{name}: refused ({e.reason})")
+            continue
+        if expect.startswith(REFUSED):
+            wrong.append(f"{name}: read, but should be refused ({expect})")
+        assert_valid(img)
+    assert not wrong, wrong
+
+
+def test_compressed_transfer_syntaxes_decode_to_the_same_pixels(messy_corpus):
+    folder, _ = messy_corpus
+    native = read_radiograph(folder / "mono2.dcm").pixels
+    for name in ("jpeg_ls.dcm", "jpeg_2000.dcm", "rle.dcm"):  # lossless
+        assert np.array_equal(read_radiograph(folder / name).pixels, native), name
+    lossy = read_radiograph(folder / "jpeg_baseline.dcm").pixels  # 8-bit, JPEG baseline
+    assert np.corrcoef(lossy.ravel(), native.ravel())[0, 1] > 0.99
+    frames = read_radiograph(folder / "multiframe.dcm")
+    assert frames.shape == (3, *native.shape[1:]) and not frames.is_2d
+    assert np.array_equal(frames.pixels[1], native[0][:, ::-1])
+
+
+def test_monochrome1_scores_like_monochrome2(messy_corpus, small_model):
+    folder, _ = messy_corpus
+    detector = AnomalyDetector.load(small_model, device="cpu")
+    m1 = detector.detect(read_radiograph(folder / "mono1.dcm"))
+    m2 = detector.detect(read_radiograph(folder / "mono2.dcm"))
+    assert m1.score == pytest.approx(m2.score, abs=1e-4)
+    assert np.allclose(m1.heatmap.pixels, m2.heatmap.pixels, atol=1e-3)
+    assert [f.bbox_ijk for f in m1.findings] == [f.bbox_ijk for f in m2.findings]
+
+
+def test_large_image_is_read_reduced_over_the_same_patient_space():
+    rows, cols = 301, 200
+    pixels = np.arange(rows * cols, dtype=np.float32).reshape(rows, cols)
+    direction = np.array([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]])
+    img = Radiograph(pixels, (0.2, 0.3, 1.0), (10.0, 20.0, 5.0), direction)
+    small = shrink_if_large(img, max_side=100)
+    f = 4  # the smallest factor bringing 301 under 100
+    assert small.shape == (1, 76, 50) and small.spacing == pytest.approx((0.8, 1.2, 1.0))
+    assert small.pixels[0, 0, 0] == pytest.approx(pixels[:f, :f].mean())
+    # the centre of reduced pixel (0, 0) is the centre of the first 4x4 block of the original
+    first_block_centre = img.ijk_to_lps() @ [(f - 1) / 2, (f - 1) / 2, 0, 1]
+    assert small.ijk_to_lps() @ [0, 0, 0, 1] == pytest.approx(first_block_centre)
+    assert any("read at 50x76" in w for w in small.warnings)
+    assert shrink_if_large(small, max_side=100) is small
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_header_promising_a_huge_image_is_refused_before_decoding(tmp_path):
+    dcm = write_dicom(tmp_path / "huge.dcm", np.zeros((16, 16), np.uint16), syntax=ExplicitVRLittleEndian)
+    import pydicom
+
+    ds = pydicom.dcmread(dcm)
+    ds.Rows = ds.Columns = 60000
+    ds.save_as(dcm)
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+                                        + png_chunk(b"IDAT", zlib.compress(bytes(1000))) + png_chunk(b"IEND", b""))
+    for name in ("huge.dcm", "huge.png"):
+        with pytest.raises(ReadError, match="too large"):
+            read_radiograph(tmp_path / name)
