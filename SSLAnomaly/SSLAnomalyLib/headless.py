@@ -29,7 +29,9 @@ _installed: "HeadlessSlicer | None" = None
 
 class HeadlessSlicer:
     """One MRML scene with the logics desktop Slicer would give it. Creating one does not touch the
-    `slicer` namespace; `install()` makes it the process's `slicer.mrmlScene` and `slicer.modules`."""
+    `slicer` namespace; `install()` makes it the process's `slicer.mrmlScene` and `slicer.modules`.
+    An application made for a while (a second scene) is closed after use, e.g. `with HeadlessSlicer()
+    as app:`: dropping a scene that still holds a loaded bundle without clearing it crashes VTK."""
 
     def __init__(self):
         self.scene = slicer.vtkMRMLScene()
@@ -65,6 +67,16 @@ class HeadlessSlicer:
             collection.AddItem(logic)
             self.slice_logics[view] = logic
         self.app_logic.SetSliceLogics(collection)
+
+    def close(self) -> None:
+        """Empty the scene, singletons included, so that it can be released safely."""
+        self.scene.Clear(1)
+
+    def __enter__(self) -> "HeadlessSlicer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def install(self) -> "HeadlessSlicer":
         """Make this the scene and module logics that `slicer.util` and the glue find."""

@@ -50,6 +50,7 @@ def _private_scene():
         raise RuntimeError("write_mrb builds its own scene and is for use outside Slicer; in Slicer use export_case")
     previous = start_headless_app()
     try:
-        yield HeadlessSlicer().install()
+        with HeadlessSlicer() as private:
+            yield private.install()
     finally:
         previous.install()

@@ -1,0 +1,129 @@
+"""The module's Logic end to end on real MRML: detect on a real radiograph, then the heatmap node,
+its display in the slice views, the finding ROIs and table, sensitivity, and a review that
+survives a scene bundle round trip into a fresh scene."""
+
+import numpy as np
+import pytest
+import slicer
+
+from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
+from SSLAnomalyLib.headless import HeadlessSlicer
+from SSLAnomalyLib.mrml_findings import finding_nodes, finding_record
+from SSLAnomalyLib.mrml_heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
+from SSLAnomalyLib.mrml_table import COLUMNS, findings_table
+from SSLAnomalyLib.mrml_volumes import ijk_to_ras_matrix
+
+CONTRACT = ("id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index")
+
+
+@pytest.fixture
+def case(model):
+    """A fresh scene with a real radiograph detected by the module's Logic."""
+    empty_scene()
+    lg = logic()
+    volume = lg.loadVolume(tb_radiograph())
+    result = lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert result.findings, "the test image should have findings at the lowered threshold"
+    return lg, volume, result
+
+
+def test_heatmap_node_is_on_the_input_grid_with_its_own_colours_as_foreground(case):
+    lg, volume, result = case
+    heat = heatmap_node(volume)
+    np.testing.assert_allclose(ijk_to_ras_matrix(heat), ijk_to_ras_matrix(volume))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(heat), result.heatmap.pixels)
+    display = heat.GetDisplayNode()
+    colours = display.GetColorNode()
+    assert colours.GetName() == COLOR_NODE_NAME and colours.GetNumberOfColors() == 256
+    assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(result.pixel_threshold)
+    assert display.GetWindowLevelMin() == pytest.approx(0.5 * result.pixel_threshold)
+    composites = slice_composite_nodes()
+    assert len(composites) == 3
+    for composite in composites:
+        assert composite.GetBackgroundVolumeID() == volume.GetID()
+        assert composite.GetForegroundVolumeID() == heat.GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(0.5)
+    lg.setOpacity(0.8)
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in composites)
+    assert view_facing(volume) == "Red"  # a PNG has no orientation: Slicer shows it in the axial view
+    assert "Score" in lg.resultText(volume) and "percentile" in lg.resultText(volume)
+
+
+def test_markups_and_table_match_the_engines_findings(case):
+    lg, volume, result = case
+    rois = finding_nodes(volume)
+    assert [r.GetClassName() for r in rois] == ["vtkMRMLMarkupsROINode"] * len(result.findings)
+    ijk_to_ras = ijk_to_ras_matrix(volume)
+    for roi, finding in zip(rois, result.findings):
+        record = finding_record(roi)
+        assert {k: record[k] for k in CONTRACT} == finding.to_dict()
+        assert (record["status"], record["origin"]) == ("unreviewed", "model")
+        assert roi.GetName().startswith(f"F{finding.id} ") and roi.GetAttribute("SSLAnomaly.Score")
+        i0, j0, i1, j1 = finding.bbox_ijk  # the ROI covers exactly the box's pixels
+        corners = ijk_to_ras @ np.array([[i0 - 0.5, j0 - 0.5, 0, 1], [i1 + 0.5, j1 + 0.5, 0, 1]]).T
+        bounds = [0.0] * 6
+        roi.GetRASBounds(bounds)
+        np.testing.assert_allclose(bounds[0:4:2], corners[:2].min(axis=1), atol=1e-6)
+        np.testing.assert_allclose(bounds[1:4:2], corners[:2].max(axis=1), atol=1e-6)
+    table = findings_table(volume)
+    titles = [t for t, _, _ in COLUMNS]
+    assert table.GetNumberOfRows() == len(result.findings)
+    for row, finding in enumerate(result.findings):
+        cell = {t: table.GetCellText(row, titles.index(t)) for t in ("ID", "Label", "i0", "j1", "Status")}
+        assert cell == {"ID": str(finding.id), "Label": finding.label, "i0": str(finding.bbox_ijk[0]),
+                        "j1": str(finding.bbox_ijk[3]), "Status": "unreviewed"}
+
+
+def test_sensitivity_hides_weak_unreviewed_findings_but_never_reviewed_ones(case):
+    lg, volume, result = case
+    assert len(result.findings) >= 2
+    rois = lg.findingNodes(volume)
+    lg.confirmFinding(rois[-1])  # the weakest
+    above_every_peak = float(np.nextafter(result.findings[0].score, np.inf))
+    lg.setSensitivity(volume, above_every_peak)
+    assert heatmap_node(volume).GetDisplayNode().GetLowerThreshold() == pytest.approx(above_every_peak)
+    assert [bool(r.GetDisplayNode().GetVisibility()) for r in rois] == [False] * (len(rois) - 1) + [True]
+    lg.setSensitivity(volume, result.pixel_threshold)
+    assert all(r.GetDisplayNode().GetVisibility() for r in rois)
+    low, high, value = lg.sensitivityRange(volume)
+    assert value == pytest.approx(result.pixel_threshold) and low <= value <= high
+
+
+def test_review_survives_a_scene_bundle_round_trip_into_a_fresh_scene(case, tmp_path):
+    lg, volume, result = case
+    first = lg.findingNodes(volume)[0]
+    lg.rejectFinding(first)
+    lg.reviewFinding(first, note="rib crossing; not a lesion")
+    if len(result.findings) > 1:
+        lg.reviewFinding(lg.findingNodes(volume)[1], status="confirmed", label="consolidation")
+    added = lg.addMissedFinding(volume, [40, 60, 90, 120], label="nodule", note="missed; left apex")
+    before = lg.findings(volume)
+    assert before[-1]["origin"] == "reader" and before[-1]["status"] == "confirmed"
+    table_before = findings_table(volume).GetNumberOfRows()
+    bundle = lg.saveScene(tmp_path / "review.mrb")
+    with pytest.raises(FileExistsError):
+        lg.saveScene(bundle)
+
+    with HeadlessSlicer() as fresh:  # a second application, never installed: only the file connects them
+        assert fresh.scene.ReadFromMRB(str(bundle))
+        reloaded = fresh.scene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
+        after = [finding_record(node) for node in finding_nodes(reloaded)]
+        assert after == before
+        assert finding_nodes(reloaded)[-1].GetName() == added.GetName()
+        assert findings_table(reloaded).GetNumberOfRows() == table_before
+        heat = heatmap_node(reloaded)
+        assert heat.GetDisplayNode().GetColorNode().GetName() == COLOR_NODE_NAME
+        composite = fresh.scene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode")
+        assert composite.GetForegroundVolumeID() == heat.GetID()
+
+
+def test_detecting_again_keeps_the_review_and_adds_no_duplicates(case, model):
+    lg, volume, result = case
+    reviewed = lg.rejectFinding(lg.findingNodes(volume)[0])
+    lg.addMissedFinding(volume, label="nodule")
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    records = lg.findings(volume)
+    assert len(records) == len(result.findings) + 1
+    assert slicer.mrmlScene.IsNodePresent(reviewed) and finding_record(reviewed)["status"] == "rejected"
+    assert len({r["id"] for r in records}) == len(records)
+    assert findings_table(volume).GetNumberOfRows() == len(records)

@@ -1,0 +1,211 @@
+"""Every export of a reviewed case, read back: CSV, JSON, markups, segmentation, heatmap and scene
+through Slicer's own readers; DICOM SEG and SR through pydicom/highdicom, referencing the source.
+Also the scene bundle the CLI writes (`sslanomaly detect --mrb`), opened in a fresh scene."""
+
+import csv
+import json
+import subprocess
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+import slicer
+
+from conftest import REPO
+from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, logic, model,  # noqa: F401 (fixture)
+                          tb_radiograph, write_dicom_dx)
+from SSLAnomalyLib.dicom_export import DicomExportError
+from SSLAnomalyLib.finding_masks import finding_masks
+from SSLAnomalyLib.headless import HeadlessSlicer
+from SSLAnomalyLib.mrml_bundle import write_mrb
+from SSLAnomalyLib.mrml_findings import finding_nodes
+from SSLAnomalyLib.mrml_heatmap import COLOR_NODE_NAME, heatmap_node, is_heatmap
+from SSLAnomalyLib.mrml_table import COLUMNS, findings_table
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    """A DICOM DX made from a real radiograph, detected, reviewed (one finding rejected with a note,
+    one missed finding added) and exported in every format."""
+    empty_scene()
+    root = tmp_path_factory.mktemp("export")
+    dx = write_dicom_dx(full_resolution_radiograph("pneumonia"), root / "cxr.dcm")
+    lg = logic()
+    volume = lg.loadVolume(dx)
+    result = lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert result.findings, "the test image should have findings at the lowered threshold"
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    lg.reviewFinding(lg.findingNodes(volume)[0], note="overlapping scapula")
+    lg.addMissedFinding(volume, [100, 150, 260, 330], label="nodule", note="right upper zone")
+    written = lg.exportCase(volume, root / "out")
+    return lg, volume, dx, lg.findings(volume), written
+
+
+def test_all_formats_are_written_for_a_dicom_input(exported):
+    _, _, _, _, written = exported
+    assert set(written) == {"json", "csv", "heatmap", "mrk", "seg", "mrb", "dicom_seg", "dicom_sr"}
+    assert not list(written["json"].parent.glob(".sslanomaly-*")), "staging folders must not be left behind"
+
+
+def test_csv_and_json_hold_the_reviewed_findings(exported):
+    lg, volume, dx, records, written = exported
+    with open(written["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["ID"] for r in rows] == [str(r["id"]) for r in records]
+    assert [r["Status"] for r in rows] == [r["status"] for r in records]
+    assert rows[0]["Note"] == "overlapping scapula" and rows[-1]["Label"] == "nodule"
+    assert list(rows[0]) == [t for t, _, _ in COLUMNS]
+    data = json.loads(written["json"].read_text())
+    assert {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"} <= set(data)
+    assert data["input"] == str(dx) and data["findings"] == records
+    assert data["score"] == pytest.approx(lg.caseResult(volume)["score"])
+
+
+def test_markups_file_holds_one_roi_per_finding(exported):
+    """Read back as Slicer's Add Data does (the markups logic loads every markup in the file)."""
+    _, volume, _, records, written = exported
+    originals = finding_nodes(volume)
+    before = {n.GetID() for n in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")}
+    assert slicer.modules.markups.logic().LoadMarkups(str(written["mrk"]))
+    loaded = [n for n in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") if n.GetID() not in before]
+    assert len(loaded) == len(records) == len(originals)
+    for node, original in zip(loaded, originals):
+        assert node.GetNthControlPointLabel(0) == original.GetName()
+        assert node.GetNthControlPointDescription(0) == original.GetNthControlPointDescription(0)
+        np.testing.assert_allclose(node.GetCenter(), original.GetCenter(), atol=1e-4)
+        np.testing.assert_allclose(node.GetSize(), original.GetSize(), atol=1e-4)
+
+
+def test_segmentation_has_a_segment_per_kept_finding(exported):
+    _, volume, _, records, written = exported
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(written["seg"]))
+    assert storage.ReadData(segmentation)
+    kept = [r for r in records if r["status"] != "rejected"]
+    segments = segmentation.GetSegmentation()
+    names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]
+    assert names == [f"F{r['id']} {r['label']}" for r in kept]
+    heat = slicer.util.arrayFromVolume(heatmap_node(volume))
+    expected = finding_masks(heat, records, json.loads(written["json"].read_text())["sensitivity"])
+    for i, (_, mask) in enumerate(expected):
+        got = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segments.GetNthSegmentID(i), volume)
+        np.testing.assert_array_equal(got > 0, mask)
+
+
+def test_heatmap_file_is_the_heatmap_on_the_input_grid(exported):
+    _, volume, _, _, written = exported
+    image = sitk.ReadImage(str(written["heatmap"]))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image).reshape(-1),
+                                  slicer.util.arrayFromVolume(heatmap_node(volume)).reshape(-1))
+    np.testing.assert_allclose(image.GetSpacing()[:2], volume.GetSpacing()[:2])
+
+
+def test_dicom_seg_references_the_source_and_holds_the_kept_findings(exported):
+    _, volume, dx, records, written = exported
+    source = pydicom.dcmread(dx)
+    seg = hd.seg.segread(written["dicom_seg"])
+    assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.PatientID
+    assert seg.Modality == "SEG" and seg.SeriesInstanceUID != source.SeriesInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    kept = [r for r in records if r["status"] != "rejected"]
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == [f"F{r['id']} {r['label']}" for r in kept]
+    assert seg.SegmentSequence[-1].SegmentAlgorithmType == "MANUAL"  # the reader's own finding
+    pixels = seg.get_pixels_by_source_instance([source.SOPInstanceUID], combine_segments=False)
+    heat = slicer.util.arrayFromVolume(heatmap_node(volume))
+    masks = [m[0] for _, m in finding_masks(heat, records, json.loads(written["json"].read_text())["sensitivity"])]
+    np.testing.assert_array_equal(pixels[0].astype(bool), np.stack(masks, axis=-1))
+
+
+def test_dicom_sr_reports_the_score_and_each_kept_finding_on_the_source(exported):
+    lg, volume, dx, records, written = exported
+    source = pydicom.dcmread(dx)
+    sr = hd.sr.srread(written["dicom_sr"])
+    assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.Modality == "SR"
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    groups = sr.content.get_planar_roi_measurement_groups()
+    kept = [r for r in records if r["status"] != "rejected"]
+    assert len(groups) == len(kept)
+    for group, record in zip(groups, kept):
+        assert group.tracking_identifier.startswith(f"F{record['id']} {record['label']}")
+        assert group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+        i0, j0, i1, j1 = record["bbox_ijk"]
+        np.testing.assert_allclose(group.roi.value, [[i0, j0], [i1 + 1, j0], [i1 + 1, j1 + 1], [i0, j1 + 1], [i0, j0]])
+        score = next(m for m in group.get_measurements() if m.name.meaning == "Anomaly score")
+        assert score.value == pytest.approx(record["score"])
+    image_level = sr.content.get_image_measurement_groups()
+    assert image_level[0].get_measurements()[0].value == pytest.approx(lg.caseResult(volume)["score"])
+
+
+def test_export_never_replaces_a_file_unless_asked(exported):
+    lg, volume, _, _, written = exported
+    before = written["csv"].read_bytes()
+    written["json"].write_text("the radiologist's edited copy")
+    with pytest.raises(FileExistsError, match="not overwriting"):
+        lg.exportCase(volume, written["csv"].parent)
+    assert written["json"].read_text() == "the radiologist's edited copy" and written["csv"].read_bytes() == before
+    lg.exportCase(volume, written["csv"].parent, formats=["json"], overwrite=True)
+    assert json.loads(written["json"].read_text())["findings"] == lg.findings(volume)
+
+
+def test_dicom_export_needs_a_dicom_input(model, tmp_path):
+    empty_scene()
+    lg = logic()
+    volume = lg.loadVolume(tb_radiograph())
+    lg.detect(volume, model=str(model))
+    assert "dicom" not in lg.exportCase(volume, tmp_path / "a")  # not offered for a PNG ...
+    with pytest.raises(DicomExportError, match="DICOM"):  # ... and refused when asked for
+        lg.exportCase(volume, tmp_path / "b", formats=["dicom"])
+
+
+def bundle_contents(path) -> dict:
+    """What a bundle holds, opened in a fresh application that nothing else in the process shares."""
+    with HeadlessSlicer() as fresh:
+        assert fresh.scene.ReadFromMRB(str(path)), f"{path} does not open"
+        volumes = [fresh.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                   for i in range(fresh.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+        volume = next(n for n in volumes if not is_heatmap(n))
+        heat = heatmap_node(volume)
+        composite = fresh.scene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode")
+        return {"name": volume.GetName(), "volumes": len(volumes), "rois": len(finding_nodes(volume)),
+                "rows": findings_table(volume).GetNumberOfRows(),
+                "same_grid": volume.GetImageData().GetDimensions() == heat.GetImageData().GetDimensions(),
+                "colours": heat.GetDisplayNode().GetColorNode().GetName(),
+                "foreground": composite.GetForegroundVolumeID() == heat.GetID()}
+
+
+def test_write_mrb_bundles_one_case_without_touching_the_scene(model, tmp_path):
+    from SSLAnomalyLib.detector import AnomalyDetector
+    from SSLAnomalyLib.io import read_radiograph
+
+    app = empty_scene()
+    image = read_radiograph(tb_radiograph())
+    detector = AnomalyDetector.load(model, device="cpu")
+    detector.calibration = detector.calibration.with_false_positive_rate(TEST_FPR)
+    result = detector.detect(image)
+    nodes = app.scene.GetNumberOfNodes()
+    path = write_mrb(image, result, tmp_path / "case.mrb")
+    assert slicer.mrmlScene is app.scene and app.scene.GetNumberOfNodes() == nodes
+    bundle = bundle_contents(path)
+    assert bundle["volumes"] == 2 and bundle["same_grid"] and bundle["foreground"]
+    assert bundle["colours"] == COLOR_NODE_NAME
+    assert bundle["rois"] == bundle["rows"] == len(result.findings) > 0
+    with pytest.raises(FileExistsError):
+        write_mrb(image, result, path)
+
+
+def test_cli_detect_mrb_writes_bundles_that_open_in_a_fresh_scene(model, tmp_path):
+    r = subprocess.run([str(REPO / ".venv" / "bin" / "sslanomaly"), "detect", "--model", str(model), "--out",
+                        str(tmp_path), "--mrb", "--quiet", "--fpr", str(TEST_FPR), str(tb_radiograph())],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    name = tb_radiograph().stem
+    findings = json.loads((tmp_path / f"{name}.findings.json").read_text())["findings"]
+    bundle = bundle_contents(tmp_path / f"{name}.mrb")
+    assert bundle["name"] == name and bundle["volumes"] == 2 and bundle["foreground"]
+    assert bundle["rois"] == bundle["rows"] == len(findings)

@@ -1,0 +1,82 @@
+"""Volume nodes <-> the core's Radiograph on real MRML: real radiographs keep spacing, origin and
+direction exactly, checked against Slicer's own reader and against ITK's."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer
+from PIL import Image
+
+from slicer_cases import empty_scene, full_resolution_radiograph, write_dicom_dx
+from SSLAnomalyLib.io import read_radiograph
+from SSLAnomalyLib.mrml_volumes import (DICOM_INSTANCE_UIDS, SOURCE_PATH, ijk_to_ras_matrix, load_volume,
+                                        radiograph_to_volume_node, source_dicom_files, volume_node_to_radiograph)
+
+OBLIQUE = np.array([[0.96, -0.28, 0.0], [0.0, 0.0, -1.0], [0.28, 0.96, 0.0]])  # rotated coronal plane (LPS)
+
+
+@pytest.fixture(autouse=True)
+def scene():
+    return empty_scene()
+
+
+@pytest.fixture(scope="module")
+def oblique_nrrd(tmp_path_factory):
+    """A real radiograph as a one-slice NRRD volume with anisotropic spacing and oblique axes."""
+    pixels = np.asarray(Image.open(full_resolution_radiograph("normal")).convert("L"))
+    image = sitk.GetImageFromArray(pixels[None].astype(np.int16))
+    image.SetSpacing((0.17, 0.13, 2.5))
+    image.SetOrigin((-120.5, 33.25, 410.0))
+    image.SetDirection(OBLIQUE.ravel().tolist())
+    path = tmp_path_factory.mktemp("oblique") / "oblique.nrrd"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_oblique_volume_matches_slicers_own_reader_and_itk(oblique_nrrd):
+    """Slicer's archetype reader (RAS) and the core's ITK reader (LPS) must agree through the glue."""
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(oblique_nrrd))
+    by_slicer = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "by_slicer")
+    assert storage.ReadData(by_slicer)
+    by_glue = load_volume(oblique_nrrd)
+    np.testing.assert_allclose(ijk_to_ras_matrix(by_glue), ijk_to_ras_matrix(by_slicer), atol=1e-9)
+    np.testing.assert_allclose(by_glue.GetSpacing(), (0.17, 0.13, 2.5))
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(by_glue), slicer.util.arrayFromVolume(by_slicer))
+
+    back = volume_node_to_radiograph(by_slicer)
+    itk = read_radiograph(oblique_nrrd)
+    np.testing.assert_allclose(back.direction, itk.direction, atol=1e-9)
+    np.testing.assert_allclose(back.origin, itk.origin, atol=1e-9)
+    np.testing.assert_allclose(back.spacing, itk.spacing)
+    np.testing.assert_array_equal(back.pixels, itk.pixels)
+
+
+def test_dicom_radiograph_becomes_a_volume_with_its_spacing_and_source(tmp_path):
+    dx = write_dicom_dx(full_resolution_radiograph("normal"), tmp_path / "cxr.dcm")
+    image = read_radiograph(dx)
+    node = load_volume(dx)
+    assert node.GetName() == "cxr"
+    np.testing.assert_allclose(node.GetSpacing(), (0.143, 0.139, 1.0))
+    np.testing.assert_allclose(ijk_to_ras_matrix(node), image.ijk_to_ras())
+    assert node.GetAttribute(SOURCE_PATH) == str(dx)
+    assert node.GetAttribute(DICOM_INSTANCE_UIDS) == image.dicom["SOPInstanceUID"]
+    assert source_dicom_files(node) == [dx]
+
+
+def test_radiograph_round_trip_is_exact(oblique_nrrd):
+    image = read_radiograph(oblique_nrrd)
+    back = volume_node_to_radiograph(radiograph_to_volume_node(image, "x"))
+    np.testing.assert_array_equal(back.pixels, image.pixels)
+    np.testing.assert_allclose(back.ijk_to_lps(), image.ijk_to_lps(), atol=1e-9)
+    assert back.is_2d == (image.shape[0] == 1) and back.source == str(oblique_nrrd)
+
+
+def test_colour_volume_is_read_as_luminance():
+    """Desktop Slicer loads an RGB JPEG as a vector volume; the detector sees its luminance."""
+    rgb = np.asarray(Image.open(full_resolution_radiograph("normal")).convert("RGB"))[None]
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
+    slicer.util.updateVolumeFromArray(node, rgb)
+    image = volume_node_to_radiograph(node)
+    assert image.shape == rgb.shape[:3]
+    np.testing.assert_allclose(image.pixels, rgb @ np.array([0.299, 0.587, 0.114]), atol=1e-3)
