@@ -45,7 +45,7 @@ def render_slice_view(volume_node, path=None, size: tuple[int, int] = (600, 600)
     mapper.SetColorLevel(127.5)
     actor = vtk.vtkActor2D()
     actor.SetMapper(mapper)
-    renderer.AddActor2D(actor)
+    renderer.AddViewProp(actor)
     factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
     factory.SetMRMLApplicationLogic(app_logic)
     for name in DISPLAYABLE_MANAGERS:
