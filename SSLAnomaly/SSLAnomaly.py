@@ -103,6 +103,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SSLAnomalyLogic()
+        self.logic.reviewFolder = Path(qt.QStandardPaths.writableLocation(qt.QStandardPaths.AppDataLocation),
+                                       "SSLAnomaly", "reviews")
 
         for device in DEVICES:
             self.ui.deviceSelector.addItem(device)
@@ -248,6 +250,10 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay("Could not show the result.", waitCursor=True):
                 self.logic.showResult(job["volume"], job["result"], opacity=self._parameterNode.opacity)
                 self._resetSensitivitySlider(job["volume"])
+                saved = self.logic.savedReview(job["volume"])
+                if saved and slicer.util.confirmYesNoDisplay(
+                        f"A review of '{job['volume'].GetName()}' was saved earlier ({saved}). Restore its decisions?"):
+                    self.logic.restoreReview(job["volume"], saved)
         self._updateGui()
 
     def onCancel(self) -> None:
@@ -385,6 +391,7 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self._detectors = {}
         self._dependenciesReady = False
+        self.reviewFolder = None  # where each review decision is autosaved as <volume>.review.json
 
     def getParameterNode(self):
         return SSLAnomalyParameterNode(super().getParameterNode())
@@ -568,7 +575,7 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
                       note: str | None = None):
         """Confirm ('confirmed') or reject ('rejected') a finding, relabel it, or note on it."""
         node = self._lib("mrml_findings").review_finding(findingNode, status=status, label=label, note=note)
-        self._syncTable(findingNode)
+        self._afterReview(findingNode)
         return node
 
     def confirmFinding(self, findingNode):
@@ -583,12 +590,34 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
         image centre to drag onto the lesion)."""
         findings = self._lib("mrml_findings")
         node = findings.add_missed_finding(volumeNode, bboxIJK, sliceIndex, label or findings.MISSED_LABEL, note)
-        self._syncTable(node)
+        self._afterReview(node)
         return node
 
-    def _syncTable(self, findingNode) -> None:
-        findings = self._lib("mrml_findings")
-        self._lib("mrml_table").sync_findings_table(findingNode.GetNodeReference(findings.VOLUME_REFERENCE))
+    def _afterReview(self, findingNode) -> None:
+        """After a review change: the table follows, and the review is autosaved (crash-safe)."""
+        volume = findingNode.GetNodeReference(self._lib("mrml_findings").VOLUME_REFERENCE)
+        self._lib("mrml_table").sync_findings_table(volume)
+        if self.reviewFolder is not None:
+            review = self._lib("review")
+            review.save_review(review.review_path(self.reviewFolder, volume.GetName()),
+                               self._lib("mrml_review").review_of(volume))
+
+    def savedReview(self, volumeNode):
+        """The autosaved review file of `volumeNode` in `reviewFolder`, or None."""
+        if self.reviewFolder is None:
+            return None
+        path = self._lib("review").review_path(self.reviewFolder, volumeNode.GetName())
+        return path if path.exists() else None
+
+    def restoreReview(self, volumeNode, path=None) -> int:
+        """Re-apply a saved review (default: the autosaved one) to the findings of `volumeNode`,
+        e.g. after a crash and a new detection; returns how many saved findings were applied."""
+        path = path or self.savedReview(volumeNode)
+        if path is None:
+            raise FileNotFoundError(f"no saved review of '{volumeNode.GetName()}'")
+        applied = self._lib("mrml_review").apply_review(volumeNode, self._lib("review").load_review(path))
+        self._lib("mrml_table").sync_findings_table(volumeNode)
+        return applied
 
     # --- export, scenes, training -------------------------------------------------------------
     def exportCase(self, volumeNode, outputFolder, formats=None, overwrite: bool = False) -> dict:

@@ -127,3 +127,24 @@ def test_detecting_again_keeps_the_review_and_adds_no_duplicates(case, model):
     assert slicer.mrmlScene.IsNodePresent(reviewed) and finding_record(reviewed)["status"] == "rejected"
     assert len({r["id"] for r in records}) == len(records)
     assert findings_table(volume).GetNumberOfRows() == len(records)
+
+
+def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, model, tmp_path):
+    from SSLAnomalyLib.review import load_review
+
+    lg, volume, _ = case
+    lg.reviewFolder = tmp_path
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    lg.reviewFinding(lg.findingNodes(volume)[1], label="consolidation", note="dense")
+    lg.addMissedFinding(volume, [40, 60, 90, 120], label="nodule", note="left apex")
+    saved = load_review(lg.savedReview(volume))
+    assert saved["findings"] == lg.findings(volume) and saved["model"] == lg.caseResult(volume)["model"]
+
+    empty_scene()  # Slicer crashed: the scene and its nodes are gone, the autosave is not
+    again = logic()
+    again.reviewFolder = tmp_path
+    volume = again.loadVolume(tb_radiograph())
+    again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert again.restoreReview(volume) == len(saved["findings"])
+    assert again.findings(volume) == saved["findings"]
+    assert findings_table(volume).GetNumberOfRows() == len(saved["findings"])

@@ -15,11 +15,11 @@ import slicer
 
 from .mrml_heatmap import heatmap_node
 from .mrml_volumes import ijk_to_ras_matrix
+from .review import ORIGINS, STATUSES
 
 FINDING_REFERENCE = "SSLAnomaly.Finding"  # input volume -> each finding ROI
 VOLUME_REFERENCE = "SSLAnomaly.Volume"    # finding ROI -> input volume
-STATUSES = ("unreviewed", "confirmed", "rejected")
-MODEL, READER = "model", "reader"         # who made the finding
+MODEL, READER = ORIGINS                   # who made the finding: the detector or the radiologist
 MISSED_LABEL = "missed finding"
 STATUS_COLORS = {"unreviewed": (1.0, 0.75, 0.0), "confirmed": (0.2, 1.0, 0.3), "rejected": (0.55, 0.55, 0.55)}
 _A = "SSLAnomaly."  # attribute prefix
