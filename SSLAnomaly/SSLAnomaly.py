@@ -72,8 +72,7 @@ class SSLAnomalyParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     model: str = "default"
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    sensitivity: float = 0.0
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"  # the wrapper fills the combo box with the choices
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     exportFolder: Path = Path.home()
     overwrite: bool = False
@@ -95,6 +94,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None          # running detection: {"thread", "cancelled", "result", "error", "volume"}
         self._training = None     # running training: qt.QProcess
         self._timer = None
+        self._sliderVolume = None  # the volume whose sensitivity the slider shows (it lives on its heatmap)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -106,8 +106,6 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.reviewFolder = Path(qt.QStandardPaths.writableLocation(qt.QStandardPaths.AppDataLocation),
                                        "SSLAnomaly", "reviews")
 
-        for device in DEVICES:
-            self.ui.deviceSelector.addItem(device)
         self._populateModels()
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
@@ -184,6 +182,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.resultLabel.text = (self.logic.resultText(volume) if volume and ready else "Select a radiograph."
                                         if ready else "Python packages are installed on the first detection.")
         self.ui.findingsTableView.setMRMLTableNode(self.logic.findingsTable(volume) if result else None)
+        if result and volume is not self._sliderVolume:
+            self._resetSensitivitySlider(volume)
         self.ui.trainButton.enabled = self._training is None
         self.ui.cancelTrainingButton.enabled = self._training is not None
 
@@ -268,6 +268,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.resultLabel.text = "Detection cancelled."
 
     def _resetSensitivitySlider(self, volume) -> None:
+        self._sliderVolume = volume
         low, high, value = self.logic.sensitivityRange(volume)
         self.ui.sensitivitySlider.blockSignals(True)
         self.ui.sensitivitySlider.minimum, self.ui.sensitivitySlider.maximum = low, high

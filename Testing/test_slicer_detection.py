@@ -148,3 +148,26 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
     assert again.restoreReview(volume) == len(saved["findings"])
     assert again.findings(volume) == saved["findings"]
     assert findings_table(volume).GetNumberOfRows() == len(saved["findings"])
+
+
+def test_a_volume_is_scored_slice_by_slice_and_overlaid_in_every_view(model, tmp_path):
+    """Three real radiographs stacked into one 3D volume stand in for a multi-slice input."""
+    import SimpleITK as sitk
+    from PIL import Image
+
+    from conftest import data_dir
+
+    files = sorted(data_dir("kermany", "val", "normal").iterdir())[:3]
+    stack = np.stack([np.asarray(Image.open(f).convert("L")) for f in files])
+    image = sitk.GetImageFromArray(stack)
+    image.SetSpacing((0.7, 0.7, 5.0))
+    sitk.WriteImage(image, str(tmp_path / "stack.nrrd"))
+    empty_scene()
+    lg = logic()
+    volume = lg.loadVolume(tmp_path / "stack.nrrd")
+    result = lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    heat = heatmap_node(volume)
+    assert heat.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions() == (224, 224, 3)
+    assert len(result.slice_scores) == 3
+    assert {f["slice_index"] for f in lg.findings(volume)} <= {0, 1, 2}
+    assert all(c.GetForegroundVolumeID() == heat.GetID() for c in slice_composite_nodes())
