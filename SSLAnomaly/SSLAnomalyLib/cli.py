@@ -12,8 +12,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .calibration import DEFAULT_FPR
+from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph
 from .model_folder import ModelError
+from .pretext import KINDS, PretextConfig
 from .outputs import atomic_write_text, case_name, case_paths, remove_partial_files, write_case_outputs
 
 FAILURE_LOG = "failures.log"
@@ -124,12 +126,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .encoder import EncoderConfig
     from .fitting import train_model
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    unknown = set(args.pretext.split(",")) - set(KINDS)
+    if unknown:
+        raise SystemExit(f"error: unknown --pretext kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes,
-                         seed=args.seed, encoder_cfg=EncoderConfig(input_size=args.size), fpr=args.fpr,
+                         seed=args.seed, encoder_cfg=EncoderConfig(input_size=args.size),
+                         pretext_cfg=PretextConfig(kinds=tuple(args.pretext.split(","))), fpr=args.fpr,
                          command=command, progress=not args.quiet)
     print(f"model written to {folder}")
     return 0
@@ -177,7 +182,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--minutes", type=float, default=30.0, help="training time budget")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--size", type=int, default=224, help="encoder input size in pixels")
+    t.add_argument("--size", type=int, default=EncoderConfig.input_size, help="encoder input size in pixels")
+    t.add_argument("--pretext", default=",".join(PretextConfig.kinds),
+                   help=f"comma-separated synthetic anomaly kinds ({', '.join(KINDS)})")
     t.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)

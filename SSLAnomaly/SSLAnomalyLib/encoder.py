@@ -16,7 +16,7 @@ class EncoderConfig:
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
     layers: tuple[int, ...] = (2, 2, 2, 2)
-    input_size: int = 224
+    input_size: int = 128
     patch_layers: tuple[str, ...] = ("layer2", "layer3")  # feed the heatmap
     pooled_layers: tuple[str, ...] = ("layer3", "layer4")  # feed the image-level density score
 

@@ -3,8 +3,9 @@
 Two components per image, each standardised by its mean and spread on held-out training normals
 and averaged into one image score:
 - `pooled`: Mahalanobis distance of the pooled embedding (image-level density);
-- `patch`: mean of the top 10 % of the in-lung heatmap (patch-level distance), which is also the
-  map the radiologist sees, so the score and the picture agree.
+- `patch`: mean of the heatmap over the lung fields (patch-level distance), which is also the map
+  the radiologist sees, so the score and the picture agree. The mean over the whole lung beat the
+  top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from .encoder import EncoderConfig, feature_maps, patch_features, pooled_feature
 from .heatmap import model_grid_map
 from .reference import NormalReference
 
-TOP_FRACTION = 0.10
 COMPONENTS = ("pooled", "patch")
 
 
@@ -28,11 +28,6 @@ class BatchScores:
     grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
     peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
     score: np.ndarray | None = None    # (n,) combined score, once standardisation is known
-
-
-def top_mean(values: np.ndarray, fraction: float = TOP_FRACTION) -> float:
-    k = max(1, int(round(fraction * values.size)))
-    return float(np.partition(values.ravel(), -k)[-k:].mean())
 
 
 class Scorer:
@@ -59,7 +54,7 @@ class Scorer:
         grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
         in_lung = [g[lung] if lung.any() else g.ravel() for g, lung in zip(grid, lungs)]
         components = {"pooled": self.reference.pooled_score(pooled),
-                      "patch": np.array([top_mean(v) for v in in_lung])}
+                      "patch": np.array([v.mean() for v in in_lung])}
         result = BatchScores(components, grid, np.array([v.max() for v in in_lung]))
         if self.component_stats is not None:
             result.score = self.combine(components)

@@ -128,6 +128,8 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         bar = tqdm(total=int(budget), initial=int(state["seconds"]), unit="s", disable=not progress,
                    desc="training", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
+        if state["step"] == 0:
+            self._checkpoint(model, opt, state)  # the random initialisation is a candidate too
         t_last = time.time()
         while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
             model.train()
