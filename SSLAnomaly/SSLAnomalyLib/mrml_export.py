@@ -23,7 +23,7 @@ from .mrml_case import case_result
 from .mrml_findings import STATUS_COLORS, finding_nodes, finding_record
 from .mrml_heatmap import heatmap_node
 from .mrml_table import COLUMNS
-from .mrml_volumes import SOURCE_PATH, ijk_to_ras_matrix, source_dicom_files
+from .mrml_volumes import ijk_to_ras_matrix, source_dicom_files, source_of
 from .staging import staged_files
 
 SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
@@ -70,15 +70,13 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
                 writers[kind](staged[kind])
         if "dicom" in formats:
             _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
-    return {kind: path for kind, path in targets.items() if path.exists()}
+        written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when every finding was rejected
+    return {kind: targets[kind] for kind in written}
 
 
 def case_json(volume_node, result: dict, records: list[dict]) -> dict:
     """The findings JSON of the contract, with the review (status, origin, note) of each finding."""
-    return {"input": volume_node.GetAttribute(SOURCE_PATH) or volume_node.GetName(),
-            **{k: result[k] for k in ("score", "threshold", "abnormal", "percentile", "model",
-                                      "pixel_threshold", "sensitivity", "warnings")},
-            "findings": records}
+    return {"input": source_of(volume_node), **result, "findings": records}
 
 
 def _write_node(node, path: Path) -> None:

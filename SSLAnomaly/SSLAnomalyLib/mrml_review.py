@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from .mrml_case import case_result
 from .mrml_findings import READER, add_missed_finding, finding_nodes, finding_record, review_finding
-from .mrml_volumes import SOURCE_PATH
+from .mrml_volumes import source_of
 
 
 def review_of(volume_node) -> dict:
     """The review of `volume_node` in the review file's form."""
     result = case_result(volume_node) or {}
-    return {"input": volume_node.GetAttribute(SOURCE_PATH) or volume_node.GetName(),
+    return {"input": source_of(volume_node),
             "model": result.get("model", ""), "findings": [finding_record(n) for n in finding_nodes(volume_node)]}
 
 

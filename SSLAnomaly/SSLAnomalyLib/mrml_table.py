@@ -29,10 +29,12 @@ COLUMNS = (  # (title, record -> value, vtk array class)
 
 
 def findings_table(volume_node):
-    """The volume's findings table node, created on first use."""
+    """The volume's findings table node, created on first use (locked: edits in the table view
+    would not reach the ROIs, so reviews go through the review functions)."""
     table = volume_node.GetNodeReference(TABLE_REFERENCE)
     if table is None:
         table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{volume_node.GetName()} findings")
+        table.SetLocked(True)
         volume_node.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
     return table
 
@@ -42,7 +44,6 @@ def sync_findings_table(volume_node):
     table = findings_table(volume_node)
     records = [finding_record(node) for node in finding_nodes(volume_node)]
     was_modifying = table.StartModify()
-    table.SetLocked(False)
     table.RemoveAllColumns()
     for title, value, array_class in COLUMNS:
         column = array_class()
@@ -50,6 +51,5 @@ def sync_findings_table(volume_node):
         for record in records:
             column.InsertNextValue(value(record))
         table.AddColumn(column)
-    table.SetLocked(True)  # edits go through the review functions, which keep the ROIs the truth
     table.EndModify(was_modifying)
     return table

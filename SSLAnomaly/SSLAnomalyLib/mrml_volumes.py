@@ -49,7 +49,12 @@ def volume_node_to_radiograph(node) -> Radiograph:
     spacing = np.array(node.GetSpacing())
     return Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
                       ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1,
-                      source=node.GetAttribute(SOURCE_PATH) or node.GetName())
+                      source=source_of(node))
+
+
+def source_of(node) -> str:
+    """The file a volume was read from, or its name where the module did not read it."""
+    return node.GetAttribute(SOURCE_PATH) or node.GetName()
 
 
 def ijk_to_ras_matrix(node) -> np.ndarray:
