@@ -1,0 +1,38 @@
+"""Rebuild the variants table of docs/model.md from runs/experiments/*/ (written by
+scripts/model_experiments.sh), so the document never holds a figure no command produced."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- variants:begin -->", "<!-- variants:end -->"
+
+
+def row(run: Path) -> str:
+    m = json.loads((run / "manifest.json").read_text())
+    dev = json.loads((run / "dev.json").read_text())
+    loc = json.loads((run / "localisation.json").read_text())
+    t = m["training"]
+    return (f"| `{run.name}` | {', '.join(m['pretext']['kinds'])} | {m['encoder']['input_size']} | {t['seed']} "
+            f"| {t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}) "
+            f"| {dev['auroc']:.3f} | {dev['ap']:.3f} | {loc['pointing_game']:.3f} "
+            f"(random {loc['random_pointing_baseline']:.3f}) | {loc['box_auroc']:.3f} "
+            f"| `{t['command']}` |")
+
+
+def main() -> int:
+    runs = sorted(p for p in (ROOT / "runs" / "experiments").glob("*") if (p / "localisation.json").exists())
+    table = "\n".join([
+        "| variant | pretext | px | seed | training (2-core CPU) | dev AUROC | dev AP | pointing game | box AUROC | training command |",
+        "|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)])
+    doc = ROOT / "docs" / "model.md"
+    text = doc.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    doc.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
