@@ -95,12 +95,14 @@ def cmd_detect(args) -> int:
 
 
 def _reason(e: Exception) -> str:
-    """What went wrong with one input, in one line (a ReadError's own reason as it is)."""
+    """What went wrong with one input, as one printable line (failures.log has a line per input)."""
     if isinstance(e, ReadError):
-        return e.reason
-    if isinstance(e, MemoryError):
-        return "out of memory while processing this input"
-    return " ".join(f"{type(e).__name__}: {e}".split())
+        text = e.reason
+    elif isinstance(e, MemoryError):
+        text = "out of memory while processing this input"
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def cmd_evaluate(args) -> int:

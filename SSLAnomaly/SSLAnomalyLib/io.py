@@ -269,33 +269,47 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         if photometric == "MONOCHROME1":
             px = px.max() + px.min() - px  # invert so that dense tissue is bright, as in MONOCHROME2
     img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    if spacing is None and "SharedFunctionalGroupsSequence" in ds:
-        try:
-            spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
-        except (AttributeError, IndexError, KeyError):
-            spacing = None
-    if spacing is not None and len(spacing) == 2 and all(float(s) > 0 for s in spacing):
-        row_sp, col_sp = (float(s) for s in spacing)
-        z = float(ds.get("SpacingBetweenSlices", ds.get("SliceThickness", 1.0)) or 1.0)
-        img.spacing = (col_sp, row_sp, abs(z) or 1.0)
+    spacing = _floats(_get(ds, "PixelSpacing") or _get(ds, "ImagerPixelSpacing") or _get(
+        ds, "SharedFunctionalGroupsSequence", 0, "PixelMeasuresSequence", 0, "PixelSpacing"), 2)
+    if spacing is not None and (spacing > 0).all():
+        z = _floats([_get(ds, "SpacingBetweenSlices") or _get(ds, "SliceThickness") or 1.0], 1)
+        img.spacing = (spacing[1], spacing[0], abs(z[0]) if z is not None and z[0] != 0 else 1.0)
     else:
         img.warnings.append("DICOM has no usable PixelSpacing/ImagerPixelSpacing; 1.0 mm assumed")
-    iop = ds.get("ImageOrientationPatient")
-    if iop is not None and len(iop) == 6:
-        row_dir, col_dir = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
-        normal = np.cross(row_dir, col_dir)
-        if np.linalg.norm(normal) > 0.5:
-            img.direction = np.stack([row_dir, col_dir, normal / np.linalg.norm(normal)], axis=1)
-    ipp = ds.get("ImagePositionPatient")
-    if ipp is not None and len(ipp) == 3:
-        img.origin = tuple(float(v) for v in ipp)
-    img.dicom = {k: str(ds.get(k, "")) for k in (
+    iop = _floats(_get(ds, "ImageOrientationPatient"), 6)
+    if iop is not None and np.linalg.norm(np.cross(iop[:3], iop[3:])) > 0.5:
+        normal = np.cross(iop[:3], iop[3:])
+        img.direction = np.stack([iop[:3], iop[3:], normal / np.linalg.norm(normal)], axis=1)
+    ipp = _floats(_get(ds, "ImagePositionPatient"), 3)
+    if ipp is not None:
+        img.origin = tuple(ipp)
+    img.dicom = {k: str(_get(ds, k) or "") for k in (
         "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
         "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
         "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
     img.dicom["path"] = str(path)
     return img
+
+
+def _get(ds, *keys):
+    """ds.k0[k1].k2... or None where anything is missing or malformed: geometry and references
+    are optional, and a damaged one must not cost the radiograph."""
+    value = ds
+    try:
+        for key in keys:
+            value = value[key] if isinstance(key, int) else getattr(value, key)
+    except Exception:
+        return None
+    return value
+
+
+def _floats(value, n: int) -> np.ndarray | None:
+    """`value` as exactly n finite floats, or None."""
+    try:
+        v = np.array([float(x) for x in value], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return v if v.shape == (n,) and np.isfinite(v).all() else None
 
 
 def write_image(img: Radiograph, path, compress: bool = True) -> Path:

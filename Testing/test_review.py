@@ -1,0 +1,88 @@
+"""The radiologist's review survives a crash, refuses nonsense, and exports never clobber a file."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from SSLAnomalyLib.review import (ReviewError, add_finding, load_review, new_review, review_path, save_review,
+                                  unused_path, update_finding)
+
+FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
+            "model": "sslanomaly-test", "findings": [
+                {"id": 1, "label": "anomaly", "score": 9.5, "bbox_ijk": [10, 20, 60, 90],
+                 "centroid_ras": [-35.0, -55.0, 0.0], "area_mm2": 812.5, "slice_index": 0},
+                {"id": 2, "label": "anomaly", "score": 7.1, "bbox_ijk": [100, 20, 140, 70],
+                 "centroid_ras": [-120.0, -45.0, 0.0], "area_mm2": 410.0, "slice_index": 0}]}
+
+# A reviewing session that autosaves after every decision, forever, until it is killed.
+SESSION = """
+import sys
+from SSLAnomalyLib.review import load_review, save_review, update_finding
+path = sys.argv[1]
+review = load_review(path)
+n = 0
+while True:
+    n += 1
+    update_finding(review, 1 + n % 2, status=("confirmed", "rejected")[n % 2], note=f"decision {n}")
+    save_review(path, review)
+    if n == 1:
+        print("saved", flush=True)
+"""
+
+
+def test_review_round_trip(tmp_path):
+    review = new_review(FINDINGS)
+    update_finding(review, 1, status="confirmed", label="consolidation", note="right lower lobe")
+    update_finding(review, 2, status="rejected")
+    added = add_finding(review, [5, 5, 30, 40], "nodule", note="missed by the model")
+    path = save_review(review_path(tmp_path, "case"), review)
+    assert path.name == "case.review.json"
+    back = load_review(path)
+    assert back["findings"] == review["findings"] and back["input"] == "in/case.dcm" and back["saved"]
+    assert [f["status"] for f in back["findings"]] == ["confirmed", "rejected", "confirmed"]
+    assert added["id"] == 3 and added["origin"] == "reader"
+    assert load_review(tmp_path / "none.review.json") is None
+
+
+def test_invalid_reviews_are_refused_and_nothing_is_half_changed(tmp_path):
+    review = new_review(FINDINGS)
+    with pytest.raises(ValueError, match="status"):
+        update_finding(review, 1, status="maybe", note="lost?")
+    assert review["findings"][0]["note"] == "" and review["findings"][0]["status"] == "unreviewed"
+    with pytest.raises(ValueError, match="label"):
+        add_finding(review, [1, 2, 3, 4], "  ")
+    path = tmp_path / "case.review.json"
+    save_review(path, review)
+    for damaged in ('{"findings": [', '{"format_version": 99, "findings": []}',
+                    json.dumps(dict(review, findings=review["findings"] * 2))):
+        path.write_text(damaged)
+        with pytest.raises(ReviewError, match="case.review.json"):
+            load_review(path)
+
+
+def test_exports_get_a_free_name_instead_of_clobbering(tmp_path):
+    target = tmp_path / "case.mrk.json"
+    assert unused_path(target) == target
+    target.write_text("first")
+    (tmp_path / "case (2).mrk.json").write_text("second")
+    assert unused_path(target) == tmp_path / "case (3).mrk.json"
+
+
+def test_review_survives_the_process_being_killed_mid_session(tmp_path):
+    path = save_review(review_path(tmp_path, "case"), new_review(FINDINGS))
+    proc = subprocess.Popen([sys.executable, "-c", SESSION, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO)
+    assert proc.stdout.readline().strip() == "saved"
+    time.sleep(0.5)  # hundreds of autosaves: the kill lands at an arbitrary point in one
+    proc.kill()
+    proc.wait()
+    review = load_review(path)
+    n = max(int(f["note"].split()[-1]) for f in review["findings"] if f["note"])
+    assert n >= 2
+    last = review["findings"][n % 2]  # the finding the last completed save decided on
+    assert last["note"] == f"decision {n}" and last["status"] == ("confirmed", "rejected")[n % 2]
+    assert [f.name for f in tmp_path.iterdir() if not f.name.startswith(".")] == ["case.review.json"]
