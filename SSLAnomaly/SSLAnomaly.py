@@ -664,7 +664,7 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def _python() -> str:
         """Slicer's Python interpreter (PythonSlicer) inside Slicer, this interpreter elsewhere."""
-        launcher = Path(sys.executable).with_name("PythonSlicer")
+        launcher = Path(sys.executable).with_name("PythonSlicer" + Path(sys.executable).suffix)  # .exe on Windows
         return str(launcher) if launcher.exists() else sys.executable
 
 

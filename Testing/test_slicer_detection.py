@@ -117,14 +117,21 @@ def test_review_survives_a_scene_bundle_round_trip_into_a_fresh_scene(case, tmp_
         assert composite.GetForegroundVolumeID() == heat.GetID()
 
 
-def test_detecting_again_keeps_the_review_and_adds_no_duplicates(case, model):
+def test_detecting_again_keeps_every_touched_finding_and_adds_no_duplicates(case, model):
     lg, volume, result = case
-    reviewed = lg.rejectFinding(lg.findingNodes(volume)[0])
+    assert len(result.findings) >= 3
+    rejected, annotated, moved = lg.findingNodes(volume)[:3]
+    lg.rejectFinding(rejected)
+    lg.reviewFinding(annotated, note="look again next visit")  # still unreviewed, but annotated
+    center = list(moved.GetCenter())
+    moved.SetCenter(center[0] + 5, center[1], center[2])       # the reader dragged the box
     lg.addMissedFinding(volume, label="nodule")
+    kept = {n.GetID(): lg.findings(volume)[i] for i, n in enumerate(lg.findingNodes(volume)) if n in (rejected, annotated, moved)}
     lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
     records = lg.findings(volume)
-    assert len(records) == len(result.findings) + 1
-    assert slicer.mrmlScene.IsNodePresent(reviewed) and finding_record(reviewed)["status"] == "rejected"
+    assert len(records) == len(result.findings) + 1  # a moved box is still the finding the engine made
+    for node in (rejected, annotated, moved):
+        assert slicer.mrmlScene.IsNodePresent(node) and finding_record(node) == kept[node.GetID()]
     assert len({r["id"] for r in records}) == len(records)
     assert findings_table(volume).GetNumberOfRows() == len(records)
 

@@ -33,11 +33,12 @@ def finding_nodes(volume_node) -> list:
 
 
 def show_findings(volume_node, findings) -> list:
-    """ROIs for the engine's findings. A repeated detection replaces the unreviewed model findings
-    and keeps every reviewed or reader-added one (a finding it already holds is not added twice)."""
+    """ROIs for the engine's findings. A repeated detection replaces only the model's findings
+    nobody has touched, and keeps every reviewed, annotated, relabelled, moved or reader-added one
+    (a finding it already holds is not added twice)."""
     kept = []
     for node in finding_nodes(volume_node):
-        if node.GetAttribute(_A + "Origin") == MODEL and node.GetAttribute(_A + "ReviewStatus") == "unreviewed":
+        if untouched(node):
             slicer.mrmlScene.RemoveNode(node)
         else:
             kept.append(node)
@@ -50,6 +51,14 @@ def show_findings(volume_node, findings) -> list:
         next_id = f["id"] if not kept else next_id + 1
         _add_finding_node(volume_node, dict(f, id=next_id), MODEL, "unreviewed")
     return finding_nodes(volume_node)
+
+
+def untouched(node) -> bool:
+    """A model finding as the engine made it: not reviewed, annotated, relabelled or moved."""
+    record = finding_record(node)
+    return (record["origin"] == MODEL and record["status"] == "unreviewed" and not record["note"]
+            and record["label"] == node.GetAttribute(_A + "EngineLabel")
+            and json.dumps(record["bbox_ijk"]) == node.GetAttribute(_A + "EngineBox"))
 
 
 def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: str = MISSED_LABEL,
@@ -105,18 +114,18 @@ def finding_record(node) -> dict:
 
 
 def apply_sensitivity(volume_node, threshold: float) -> None:
-    """Show the model's unreviewed findings whose peak reaches `threshold`; reviewed and
-    reader-added findings always stay visible (a review is never hidden by a slider)."""
+    """Show the model's untouched findings whose peak reaches `threshold`; a finding the reader
+    has touched or added always stays visible (a review is never hidden by a slider)."""
     for node in finding_nodes(volume_node):
-        reviewed = node.GetAttribute(_A + "ReviewStatus") != "unreviewed" or node.GetAttribute(_A + "Origin") != MODEL
-        node.GetDisplayNode().SetVisibility(reviewed or float(node.GetAttribute(_A + "Score")) >= threshold)
+        node.GetDisplayNode().SetVisibility(not untouched(node) or float(node.GetAttribute(_A + "Score")) >= threshold)
 
 
 def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str = ""):
     node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
     node.CreateDefaultDisplayNodes()
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
-    for key, value in (("FindingID", str(f["id"])), ("Label", f["label"]), ("Score", repr(float(f["score"]))),
+    for key, value in (("FindingID", str(f["id"])), ("Label", f["label"]), ("EngineLabel", f["label"]),
+                       ("Score", repr(float(f["score"]))),
                        ("EngineBox", json.dumps([int(v) for v in f["bbox_ijk"]])),
                        ("SliceIndex", str(int(f.get("slice_index", 0)))),
                        ("CentroidRAS", json.dumps(f["centroid_ras"])), ("AreaMM2", repr(float(f["area_mm2"]))),
