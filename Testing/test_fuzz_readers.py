@@ -16,7 +16,7 @@ from SSLAnomalyLib.io import MIN_SIDE, ReadError, read_radiograph
 from SSLAnomalyLib.shrink import MAX_SIDE
 
 HEADER = 600  # bytes: the DICOM meta and image pixel module, the PNG chunks before the pixels
-FUZZ = settings(max_examples=250, deadline=None, database=None, derandomize=True,
+FUZZ = settings(max_examples=1000, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

@@ -85,7 +85,8 @@ def test_a_header_promising_a_huge_image_is_refused_before_decoding(tmp_path):
     ds = pydicom.dcmread(dcm)
     ds.Rows = ds.Columns = 60000
     ds.save_as(dcm)
-    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # 30,000 x 30,000 8-bit gray
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
                                         + png_chunk(b"IDAT", zlib.compress(bytes(1000))) + png_chunk(b"IEND", b""))
     for name in ("huge.dcm", "huge.png"):
         with pytest.raises(ReadError, match="too large"):

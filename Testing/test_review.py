@@ -40,7 +40,7 @@ def test_review_round_trip(tmp_path):
     update_finding(review, 2, status="rejected")
     added = add_finding(review, [5, 5, 30, 40], "nodule", note="missed by the model")
     path = save_review(review_path(tmp_path, "case"), review)
-    assert path.name == "case.review.json"
+    assert path.name == "case.review.json" and review_path(tmp_path, "1: CR/AP").name == "1_ CR_AP.review.json"
     back = load_review(path)
     assert back["findings"] == review["findings"] and back["input"] == "in/case.dcm" and back["saved"]
     assert [f["status"] for f in back["findings"]] == ["confirmed", "rejected", "confirmed"]

@@ -17,6 +17,7 @@ free name (staging.staged_files refuses instead).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -37,8 +38,9 @@ class ReviewError(Exception):
 
 
 def review_path(out_dir, name: str) -> Path:
-    """Where the review of case `name` is autosaved: beside its findings JSON."""
-    return Path(out_dir) / f"{name}{SUFFIX}"
+    """Where the review of case `name` is autosaved: beside its findings JSON. Characters that
+    are not safe in a file name on every system (a Slicer volume name may hold ':' or '/') become '_'."""
+    return Path(out_dir) / (re.sub(r"[^\w.\- ]", "_", name) + SUFFIX)
 
 
 def new_review(findings_json: dict) -> dict:
