@@ -94,13 +94,14 @@ def read_radiograph(path) -> Radiograph:
             img = _read_itk(path)
         else:
             raise ReadError(path, f"unsupported file type '{s or 'no extension'}'")
+        img = shrink_if_large(img)
     except ReadError:
         raise
     except MemoryError:
         raise ReadError(path, "image too large to load into memory") from None
     except Exception as e:  # any decoder failure becomes a clear, per-file error
         raise ReadError(path, f"cannot decode: {type(e).__name__}: {e}") from None
-    return _validated(shrink_if_large(img), path)
+    return _validated(img, path)
 
 
 def _check_size(path: Path, *dims: int) -> None:
@@ -267,7 +268,7 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         if "VOILUTSequence" in ds or "WindowCenter" in ds:
             px = np.asarray(apply_voi_lut(px, ds), dtype=np.float32)
         if photometric == "MONOCHROME1":
-            px = px.max() + px.min() - px  # invert so that dense tissue is bright, as in MONOCHROME2
+            px = np.nanmax(px) + np.nanmin(px) - px  # dense tissue bright, as in MONOCHROME2
     img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
     spacing = _floats(_get(ds, "PixelSpacing") or _get(ds, "ImagerPixelSpacing") or _get(
         ds, "SharedFunctionalGroupsSequence", 0, "PixelMeasuresSequence", 0, "PixelSpacing"), 2)
