@@ -1,8 +1,10 @@
 """A normal-only signal for choosing among training checkpoints.
 
 The feature-distance scoring (the one detection uses) must separate held-out training normals from
-the same images carrying a synthetic opacity. Only normal images are involved; the synthetic
-opacities are drawn once from a fixed seed so every checkpoint faces the same test.
+the same images carrying a clearly visible synthetic opacity. Only normal images are involved; the
+opacities are drawn once from a fixed seed so every checkpoint faces the same test. They are larger
+and denser than the training pastes (`CHECK_OPACITIES`): faint ones moved no score, even of a
+trained encoder, so the signal stayed at chance and could not tell checkpoints apart.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from .reference import NormalReference
 from .scoring import Scorer, component_stats
 
 MAX_REFERENCE_IMAGES = 300
+CHECK_OPACITIES = PretextConfig(kinds=("opacity",), area_range=(0.10, 0.30), haze_strength=(0.35, 0.6))
 
 
 class SyntheticCheck:
-    def __init__(self, config: EncoderConfig, train, held_out, pretext: PretextConfig, seed: int, device):
+    def __init__(self, config: EncoderConfig, train, held_out, seed: int, device):
         rng = np.random.default_rng([seed, 7])
         idx = rng.permutation(len(train.images01))[:MAX_REFERENCE_IMAGES]
         self.config, self.device = config, device
         self.reference_images = train.images01[idx]
         self.normals, self.lungs = held_out.images01, held_out.lungs
-        self.anomalous = np.stack([opacity(x, m if m.any() else np.ones_like(m), pretext, rng)[0]
+        self.anomalous = np.stack([opacity(x, m if m.any() else np.ones_like(m), CHECK_OPACITIES, rng)[0]
                                    for x, m in zip(self.normals, self.lungs)])
 
     def __call__(self, net: torch.nn.Module) -> float:
