@@ -52,11 +52,11 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str) -> dict[st
     """Write the three files of the contract; the findings JSON goes last and marks completion."""
     paths = case_paths(out_dir, name)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_image(result.heatmap, paths["heatmap"])
+    write_image(result.heatmap, paths["heatmap"], compress=False)  # gzip of float32: -15 % size, 30x the time
     k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
     picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k)
     tmp = paths["overlay"].with_name(f".{paths['overlay'].name}.tmp{os.getpid()}")
-    picture.save(tmp, format="PNG")
+    picture.save(tmp, format="PNG", compress_level=1)  # +15 % size, a sixth of the time of the default 6
     os.replace(tmp, paths["overlay"])
     atomic_write_text(paths["findings"], json.dumps(result.to_dict(image.source), indent=1))
     return paths

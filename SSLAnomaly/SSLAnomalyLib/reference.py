@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.covariance import LedoitWolf
 
 MAX_RESIDUALS = 200_000  # patch residuals sampled to fit the shared covariance
 
@@ -30,6 +29,8 @@ class NormalReference:
 
     def fit(self, pooled: np.ndarray, patches: np.ndarray, seed: int = 0) -> "NormalReference":
         """pooled: (n, d) embeddings; patches: (n, c, h, w) patch features of normal images."""
+        from sklearn.covariance import LedoitWolf  # here: importing scikit-learn costs detection ~0.7 s at start
+
         lw = LedoitWolf().fit(pooled)
         self.pooled_mean = lw.location_.astype(np.float32)
         self.pooled_precision = lw.precision_.astype(np.float32)
