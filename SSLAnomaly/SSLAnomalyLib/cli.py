@@ -1,4 +1,4 @@
-"""`sslanomaly detect | evaluate | train | sample`: a thin command line over the core."""
+"""`sslanomaly detect | evaluate | train | sample | bench`: a thin command line over the core."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .bench import add_parser as add_bench_parser
 from .calibration import DEFAULT_FPR
 from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph
@@ -195,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--data", help="folder of radiographs to take the sample from")
     s.set_defaults(func=cmd_sample)
+
+    add_bench_parser(sub)
     return p
 
 

@@ -1,0 +1,40 @@
+"""Batch detection on a Dask LocalCluster of two worker processes gives the same files as
+`sslanomaly detect`, and a bad input is a row with its reason, not a failed batch."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import data_dir
+
+pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install -e '.[distributed]')")
+
+
+def test_two_local_workers_match_the_cli(small_model, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.dask_batch import detect_on_dask
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[:3]:
+        (src / f.name).symlink_to(f)
+    (src / "broken.png").write_bytes(b"not a png")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        rows = detect_on_dask(client, [src], tmp_path / "dask", model=str(small_model), device="cpu")
+    assert main(["detect", "--model", str(small_model), "--out", str(tmp_path / "cli"), "--quiet", str(src)]) == 1
+
+    assert [r["name"] for r in rows] == ["broken"] + sorted(f.stem for f in src.glob("*.jpeg"))
+    assert rows[0]["error"] and all(r["error"] is None for r in rows[1:])
+    for r in rows[1:]:
+        ours = json.loads((tmp_path / "dask" / f"{r['name']}.findings.json").read_text())
+        theirs = json.loads((tmp_path / "cli" / f"{r['name']}.findings.json").read_text())
+        assert ours == theirs
+        heat = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / f"{r['name']}.heatmap.nrrd")))
+                for d in ("dask", "cli")]
+        np.testing.assert_allclose(heat[0], heat[1], atol=1e-6)
+        assert (tmp_path / "dask" / f"{r['name']}.overlay.png").stat().st_size > 0
