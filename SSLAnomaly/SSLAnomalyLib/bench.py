@@ -10,6 +10,7 @@ stage), so the benchmark never re-implements the pipeline it measures.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import json
 import os
@@ -145,6 +146,21 @@ def _stage_functions() -> dict:
             "write_png": Image.Image.save, "write_json": atomic_write_text}
 
 
+@contextlib.contextmanager
+def detect_threads():
+    """Torch threads as `sslanomaly detect` sets them, for in-process detection figures."""
+    import torch
+
+    from .cli import detect_threads as threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _cumulative(profile: cProfile.Profile, functions: dict) -> dict[str, float]:
     """Seconds spent inside each named function (callees included) during a profile."""
     stats = pstats.Stats(profile).stats
@@ -155,6 +171,8 @@ def _cumulative(profile: cProfile.Profile, functions: dict) -> dict[str, float]:
 
 def stages(model: str, files: list[Path], out: Path) -> dict:
     """Per-image seconds of each stage (median over the images), after one warm-up image."""
+    import torch
+
     from .detector import AnomalyDetector
     from .io import read_radiograph
     from .outputs import case_name, write_case_outputs
@@ -172,21 +190,24 @@ def stages(model: str, files: list[Path], out: Path) -> dict:
             profile.disable()
         return image.shape
 
-    one(files[0])
     per = {name: [] for name in functions}
     totals, sizes = [], []
-    for path in files:
-        t0 = time.perf_counter()
-        sizes.append(one(path)[1:])
-        totals.append(time.perf_counter() - t0)
-        profile = cProfile.Profile()
-        one(path, profile)
-        for name, seconds in _cumulative(profile, functions).items():
-            per[name].append(seconds)
+    with detect_threads():
+        threads_used = torch.get_num_threads()
+        one(files[0])
+        for path in files:
+            t0 = time.perf_counter()
+            sizes.append(one(path)[1:])
+            totals.append(time.perf_counter() - t0)
+            profile = cProfile.Profile()
+            one(path, profile)
+            for name, seconds in _cumulative(profile, functions).items():
+                per[name].append(seconds)
     per["score"] = [s - e for s, e in zip(per["score"], per["encode"])]  # score's own share
     result = {name: round(statistics.median(v), 4) for name, v in per.items()}
     result["total_unprofiled"] = round(statistics.median(totals), 4)
     result["n_images"] = len(files)
+    result["torch_threads"] = threads_used
     result["pixels"] = [int(min(r * c for r, c in sizes)), int(max(r * c for r, c in sizes))]
     return result
 
@@ -298,12 +319,13 @@ def scale(model: str, normals_dir: Path, n: int, files: list[Path], work: Path) 
         saved = model_folder.save(work / f"model-{factor}x", dict(base.scorer.net.state_dict()), arrays,
                                   dict(base.manifest), "benchmark copy: reference refitted")
         detector = AnomalyDetector.load(saved, device="cpu")
-        detector.detect(images[0])
         times = []
-        for image in images:
-            t = time.perf_counter()
-            detector.detect(image)
-            times.append(time.perf_counter() - t)  # the fastest is kept: the least disturbed by load
+        with detect_threads():
+            detector.detect(images[0])
+            for image in images:
+                t = time.perf_counter()
+                detector.detect(image)
+                times.append(time.perf_counter() - t)  # the fastest is kept: the least disturbed by load
         rows.append({"factor": factor, "n_normals": len(normals.files), "encode_s": round(t1 - t0, 2),
                      "fit_s": round(t2 - t1, 2), "reference_mb": round(sum(a.nbytes for a in arrays.values()) / 2**20, 3),
                      "model_file_mb": round((saved / model_folder.WEIGHTS).stat().st_size / 2**20, 3),
