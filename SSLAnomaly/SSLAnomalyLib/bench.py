@@ -255,7 +255,7 @@ def long_batch(model: str, files: list[Path], n: int, work: Path) -> dict:
     samples = [s for s in run["samples"] if s[2] is not None]
     early = [s[2] for s in samples if 0.05 * n <= s[1] <= 0.2 * n]
     late = [s[2] for s in samples if s[1] >= 0.8 * n]
-    growth = round(statistics.median(late) - statistics.median(early), 1) if early and late else None
+    growth = round(max(late) - max(early), 1) if early and late else None  # maxima: images differ in size
     return {"n_images": n, "seconds": run["seconds"], "seconds_per_image": round(run["seconds"] / n, 3),
             "peak_rss_mb": run["peak_rss_mb"], "rss_growth_mb": growth,
             "rss_samples": samples, "samples_columns": ["seconds", "cases done", "RSS MB"]}
@@ -350,6 +350,7 @@ def slicer_logic(model: str, files: list[Path]) -> dict:
 
 
 def slicer_child(model: str, files: list[str]) -> dict:
+    import torch
     from slicer_harness import load_module_file
 
     from .detector import AnomalyDetector
@@ -361,7 +362,8 @@ def slicer_child(model: str, files: list[str]) -> dict:
     functions = {"to_radiograph": volume_node_to_radiograph, "core_detect": AnomalyDetector.detect,
                  "show_in_scene": show_detection}
     rows = []
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, detect_threads():
+        threads = torch.get_num_threads()
         for i, path in enumerate([files[0]] + list(files)):  # the first is a warm-up
             t0 = time.perf_counter()
             volume = logic.loadVolume(path)
@@ -377,7 +379,8 @@ def slicer_child(model: str, files: list[str]) -> dict:
             rows.append({"load_volume": t1 - t0, "detect_total": t2 - t1, "export_default_formats": t3 - t2,
                          **_cumulative(profile, functions)})
     rows = rows[1:]
-    return {"n_images": len(rows), **{k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0]}}
+    medians = {k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0]}
+    return {"n_images": len(rows), "torch_threads": threads, **medians}
 
 
 def gpu(model: str, files: list[Path], work: Path) -> dict:
@@ -409,7 +412,9 @@ def gpu(model: str, files: list[Path], work: Path) -> dict:
 def run(args) -> dict:
     """Every section, in order; returns the results (also written as JSON and Markdown)."""
     from .bench_report import write_report
+    from .model_folder import load as verified
 
+    verified(args.model)  # a missing or damaged model is the command's error, not every section's
     data = Path(args.data)
     fullres = sorted(p for p in (data / "kermany_fullres").rglob("*") if p.is_file())
     if not fullres:

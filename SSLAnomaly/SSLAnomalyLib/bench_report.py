@@ -35,8 +35,9 @@ NOTES = {
         "rusage), the largest over all runs. The best of the repeats is kept; every run is in the JSON."),
     "long_batch": (
         "Inputs are symbolic links cycling through the radiographs; finished cases' heatmaps and overlays are "
-        "deleted as the batch goes so the disk does not fill. RSS growth = median RSS over the last fifth of "
-        "the cases minus median RSS between 5 % and 20 % of them."),
+        "deleted as the batch goes so the disk does not fill. RSS is sampled every second; RSS growth = the "
+        "largest sample over the last fifth of the cases minus the largest between 5 % and 20 % of them "
+        "(maxima, since the radiographs differ in size and each window spans several cycles of them)."),
     "training": (
         "Trainer steps (augmentation, synthetic anomalies, forward and backward, SGD) at the model's input "
         "size; images/s from runs of 1 and 1 + steps steps, so set-up and checkpoints cancel out."),
@@ -44,7 +45,8 @@ NOTES = {
         "`SSLAnomalyLogic` from SSLAnomaly.py under the headless harness (real MRML scene, volume and storage "
         "nodes): `loadVolume`, `detect` (which converts the volume node, runs the core detector and shows "
         "heatmap, findings and table in the scene; its parts by cProfile) and `exportCase` in its default "
-        "formats. Median over the images after one warm-up."),
+        "formats. Median over the images after one warm-up. Torch threads are set as `sslanomaly detect` sets "
+        "them (the Logic itself leaves torch's default: all cores)."),
 }
 
 COMPLEXITY = """\
