@@ -414,13 +414,13 @@ def run(args) -> dict:
     from .bench_report import write_report
     from .model_folder import load as verified
 
-    verified(args.model)  # a missing or damaged model is the command's error, not every section's
     data = Path(args.data)
     fullres = sorted(p for p in (data / "kermany_fullres").rglob("*") if p.is_file())
     if not fullres:
         print(f"bench skipped: no full-resolution radiographs in {data / 'kermany_fullres'} "
               "(the benchmark needs the real data of ../shared/data)", file=sys.stderr)
         return {}
+    verified(args.model)  # a missing or damaged model is the command's error, not every section's
     p = dict(images=args.images, long=args.long, repeats=args.repeats, scale_normals=args.scale_normals,
              train_steps=args.train_steps, **FULL)
     if args.quick:
