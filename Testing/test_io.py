@@ -1,14 +1,11 @@
 """Reading real radiographs in every supported format, with geometry."""
 
 import numpy as np
-import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from conftest import data_dir
+from conftest import data_dir, write_dx
 from SSLAnomalyLib.io import ReadError, read_radiograph, write_image
 
 
@@ -17,24 +14,6 @@ def real_gray():
     """A real full-resolution radiograph as a 2D uint8 array."""
     f = sorted(data_dir("kermany_fullres", "normal").iterdir())[0]
     return np.asarray(Image.open(f).convert("L"))
-
-
-def write_dx(path, pixels16, photometric="MONOCHROME2", spacing=(0.14, 0.15)):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX for presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = "DX", "Test^Patient", "TEST-001"
-    ds.Rows, ds.Columns = pixels16.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.ImagerPixelSpacing = [str(s) for s in spacing]
-    ds.PixelData = pixels16.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def test_dicom_monochrome1_and_2_read_alike_with_spacing(tmp_path, real_gray):
