@@ -87,7 +87,8 @@ def machine() -> dict:
 
     info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
             "logical_cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            "niceness": os.nice(0)}  # above 0: the benchmark ran below other processes' priority
     cpuinfo, meminfo = Path("/proc/cpuinfo"), Path("/proc/meminfo")
     if cpuinfo.exists():
         names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
