@@ -118,9 +118,10 @@ def _section(name: str, d) -> list[str]:
         out += ["", "Whole detect processes on the GPU:", ""] + _table(d["detect_processes"])
     if name == "long_batch":
         samples = d["rss_samples"]
-        step = max(1, len(samples) // 20)
+        shown = samples[::max(1, len(samples) // 20)]
+        shown += samples[-1:] if samples and shown[-1] is not samples[-1] else []
         out += ["", "| seconds | cases done | RSS MB |", "| --- | --- | --- |"]
-        out += [f"| {s[0]} | {s[1]} | {s[2]} |" for s in samples[::step] + samples[-1:]]
+        out += [f"| {s[0]} | {s[1]} | {s[2]} |" for s in shown]
     if name in NOTES:
         out += ["", NOTES[name]]
     return out + [""]
