@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import shlex
 import shutil
 import statistics
@@ -331,6 +332,7 @@ def scale(model: str, normals_dir: Path, n: int, files: list[Path], work: Path) 
                      "fit_s": round(t2 - t1, 2), "reference_mb": round(sum(a.nbytes for a in arrays.values()) / 2**20, 3),
                      "model_file_mb": round((saved / model_folder.WEIGHTS).stat().st_size / 2**20, 3),
                      "detect_s": round(min(times), 4),
+                     "bench_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                      "shapes": {k: list(v.shape) for k, v in arrays.items()}})
     return {"rows": rows}
 

@@ -41,6 +41,13 @@ NOTES = {
     "training": (
         "Trainer steps (augmentation, synthetic anomalies, forward and backward, SGD) at the model's input "
         "size; images/s from runs of 1 and 1 + steps steps, so set-up and checkpoints cancel out."),
+    "scale": (
+        "1x is the first n images of kermany/train/normal and 4x the first 4n: real normals, not augmented "
+        "copies of them, because fitting holds every normal's patch features in memory (4 x 1141 normals "
+        "are 3.6 GB of features, several times that at the peak of the fit; `bench_peak_rss_mb` is this "
+        "process's peak so far, and grows with n). The encoder is the model's own; the reference "
+        "is refitted on each set and saved as a model folder (`model_file_mb`: its weights file), and "
+        "`detect_s` is the fastest of 4 in-process detections with that folder."),
     "slicer_logic": (
         "`SSLAnomalyLogic` from SSLAnomaly.py under the headless harness (real MRML scene, volume and storage "
         "nodes): `loadVolume`, `detect` (which converts the volume node, runs the core detector and shows "
@@ -111,7 +118,7 @@ def _section(name: str, d) -> list[str]:
         keys = [k for k in d["rows"][0] if k != "shapes"]
         out += ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
         out += ["| " + " | ".join(_value(r[k]) for r in [row] for k in keys) + " |" for row in d["rows"]]
-        out += ["", "Reference arrays: " + _value(d["rows"][0]["shapes"]), "", COMPLEXITY]
+        out += ["", NOTES[name], "", "Reference arrays: " + _value(d["rows"][0]["shapes"]), "", COMPLEXITY]
         return out
     out += _table(d)
     if name == "gpu" and "detect_processes" in d:
