@@ -20,6 +20,7 @@ from .reference import NormalReference
 from .scoring import Scorer
 from .training import select_device
 
+PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
 NO_LUNG_WARNING = ("no lung fields found; the average lung position of the training normals was "
                    "used (is this a frontal chest radiograph?)")
 OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
@@ -61,6 +62,12 @@ class AnomalyDetector:
         self.model_id, self.manifest = model_id, manifest or {}
 
     @property
+    def lung_support(self) -> np.ndarray | bool:
+        """Where lungs can be at all (the training normals' lung prior): a dark gap between arm and
+        chest that an image's own mask mistook for lung yields no finding."""
+        return True if self.lung_prior is None else self.lung_prior >= PRIOR_SUPPORT
+
+    @property
     def input_size(self) -> int:
         return self.scorer.config.input_size
 
@@ -99,7 +106,7 @@ class AnomalyDetector:
         pixel_threshold = self.calibration.pixel_threshold
         for k, p in enumerate(prepared):
             heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
-            findings += find_regions(scores.grid_maps[k], p.lung, pixel_threshold, image, k)
+            findings += find_regions(scores.grid_maps[k], p.lung & self.lung_support, pixel_threshold, image, k)
         score = float(scores.score.max())
         warnings = list(image.warnings)
         if not any(p.lung_found for p in prepared):

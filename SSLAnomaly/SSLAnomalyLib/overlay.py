@@ -36,7 +36,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
         draw.rectangle([i0, j0, i1, j1], outline=(0, 255, 255), width=max(2, size[1] // 300))
         draw.text((i0 + 3, j0 + 2), f"#{f.id} {f.score:.2f}", fill=(0, 255, 255), font=font)
     verdict = "ABNORMAL" if result.abnormal else "within normal range"
-    text = (f"score {result.score:.2f} (threshold {result.threshold:.2f}, {result.percentile:.0f}th percentile "
+    text = (f"score {result.score:.2f} (threshold {result.threshold:.2f}, {result.percentile:.1f}th percentile "
             f"of normals): {verdict}; {len(result.findings)} finding(s)")
     box = draw.textbbox((0, 0), text, font=font)
     draw.rectangle([0, 0, box[2] + 10, box[3] + 8], fill=(0, 0, 0))
