@@ -15,7 +15,7 @@ from SSLAnomalyLib.mrml_render import render_slice_view
 from SSLAnomalyLib.mrml_volumes import load_volume, volume_node_to_radiograph
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "kermany_fullres" / "pneumonia" / "person1140_bacteria_3083.jpeg"
+DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "kermany_fullres" / "pneumonia" / "person319_virus_645.jpeg"
 
 
 def main() -> None:
