@@ -78,7 +78,7 @@ class AnomalyDetector:
         try:
             config = EncoderConfig.from_dict(manifest["encoder"])
             net = build_encoder(config)
-            net.load_state_dict(encoder_state, strict=False)
+            net.load_state_dict(encoder_state)
             reference = NormalReference.from_arrays(arrays)
             calibration = Calibration.from_dict(manifest["calibration"])
             stats = manifest["scoring"]["component_stats"]
