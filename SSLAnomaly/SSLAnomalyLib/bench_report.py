@@ -40,7 +40,11 @@ NOTES = {
         "(maxima, since the radiographs differ in size and each window spans several cycles of them)."),
     "training": (
         "Trainer steps (augmentation, synthetic anomalies, forward and backward, SGD) at the model's input "
-        "size; images/s from runs of 1 and 1 + steps steps, so set-up and checkpoints cancel out."),
+        "size and torch's default threads, timed by the Trainer's own clock (set-up and checkpoints left out)."),
+    "dask": (
+        "`detect_on_dask` on a LocalCluster of two worker processes with one thread each, started by the "
+        "benchmark; `seconds` counts from the cluster being up to the last result, so it includes each "
+        "worker loading the model on its first task."),
     "scale": (
         "1x is the first n images of kermany/train/normal and 4x the first 4n: real normals, not augmented "
         "copies of them, because fitting holds every normal's patch features in memory (4 x 1141 normals "
@@ -145,9 +149,11 @@ def render(results: dict) -> str:
         "## Machine", ""] + _table(m) + [
         "",
         f"Load while measuring (1/5/15-minute load averages, as `uptime` shows): before "
-        f"{results['load_before']['loadavg_1_5_15']}, after {results['load_after']['loadavg_1_5_15']}. "
-        "Busiest other processes at the start:", ""]
-    lines += [f"- `{p}`" for p in results["load_before"]["busiest"]] or ["- none"]
+        f"{results['load_before']['loadavg_1_5_15']}, after {results['load_after']['loadavg_1_5_15']}."]
+    for when in ("before", "after"):
+        lines += ["", f"Busiest other processes {'at the start' if when == 'before' else 'at the end'} "
+                      "(ps: % CPU over the process's life, resident KB, command):", ""]
+        lines += [f"- `{p}`" for p in results[f"load_{when}"]["busiest"]] or ["- none"]
     lines += ["", "## Targets (CPU, whole `sslanomaly detect` processes on 1000-2900 px radiographs)", "",
               "| target | measured | limit | met |", "| --- | --- | --- | --- |"]
     lines += [f"| {t['target']} | {_value(t['measured'])} | {t['limit']} | "
