@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import slicer
 
+from conftest import data_dir
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
 from SSLAnomalyLib.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml_findings import finding_nodes, finding_record
@@ -117,8 +118,17 @@ def test_review_survives_a_scene_bundle_round_trip_into_a_fresh_scene(case, tmp_
         assert composite.GetForegroundVolumeID() == heat.GetID()
 
 
-def test_detecting_again_keeps_every_touched_finding_and_adds_no_duplicates(case, model):
-    lg, volume, result = case
+@pytest.fixture
+def three_finding_case(model):
+    """A bilateral pneumonia on which the bundled model makes three findings at the lowered threshold."""
+    empty_scene()
+    lg = logic()
+    volume = lg.loadVolume(data_dir("kermany_fullres", "pneumonia") / "person1353_virus_2333.jpeg")
+    return lg, volume, lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+
+
+def test_detecting_again_keeps_every_touched_finding_and_adds_no_duplicates(three_finding_case, model):
+    lg, volume, result = three_finding_case
     assert len(result.findings) >= 3
     rejected, annotated, moved = lg.findingNodes(volume)[:3]
     lg.rejectFinding(rejected)

@@ -41,7 +41,11 @@ def test_picture_is_written_and_fills_the_view(rendered):
 def test_heatmap_colour_at_a_finding_and_grey_radiograph_elsewhere(rendered):
     volume, result, picture, _ = rendered
     strongest = result.findings[0]
-    row, col = ras_to_picture(volume, strongest.centroid_ras)
+    heat = slicer.util.arrayFromVolume(heatmap_node(volume))[strongest.slice_index]
+    i0, j0, i1, j1 = strongest.bbox_ijk
+    j, i = np.unravel_index(np.argmax(heat[j0:j1 + 1, i0:i1 + 1]), (j1 - j0 + 1, i1 - i0 + 1))
+    peak = ijk_to_ras_matrix(volume) @ [i0 + i, j0 + j, strongest.slice_index, 1]  # the finding's hottest pixel
+    row, col = ras_to_picture(volume, peak[:3])
     assert 0 <= row < SIZE[1] and 0 <= col < SIZE[0]
     patch = picture[row - 2:row + 3, col - 2:col + 3].reshape(-1, 3).astype(int)
     assert not any(is_grey(p) for p in patch), f"expected heatmap colours at finding {strongest.id}, got {patch[:3]}"
