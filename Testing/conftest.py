@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -29,25 +26,6 @@ def link_subset(src: Path, dst: Path, n: int) -> Path:
     for f in sorted(src.iterdir())[:n]:
         (dst / f.name).symlink_to(f)
     return dst
-
-
-def write_dx(path, pixels16, photometric="MONOCHROME2", spacing=(0.14, 0.15)):
-    """Write 12-bit pixels as a DX DICOM file with identity, UIDs and ImagerPixelSpacing."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX for presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = "DX", "Test^Patient", "TEST-001"
-    ds.Rows, ds.Columns = pixels16.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.ImagerPixelSpacing = [str(s) for s in spacing]
-    ds.PixelData = pixels16.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def full_resolution_radiograph(kind: str = "pneumonia") -> Path:
 
 def write_dicom_dx(jpeg: Path, path: Path, spacing=(0.139, 0.143)) -> Path:
     """A real radiograph as a DX DICOM file (12-bit, with imager pixel spacing)."""
-    from conftest import write_dx
+    from messy_corpus import write_dicom as write_dx
 
     pixels = np.asarray(Image.open(jpeg).convert("L"), dtype=np.uint16) * 16
     return write_dx(path, pixels, spacing=spacing)

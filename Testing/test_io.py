@@ -5,7 +5,8 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from conftest import data_dir, write_dx
+from conftest import data_dir
+from messy_corpus import write_dicom as write_dx
 from SSLAnomalyLib.io import ReadError, read_radiograph, write_image
 
 
@@ -18,7 +19,7 @@ def real_gray():
 
 def test_dicom_monochrome1_and_2_read_alike_with_spacing(tmp_path, real_gray):
     v = (real_gray.astype(np.uint16) * 16)
-    m2 = read_radiograph(write_dx(tmp_path / "m2.dcm", v))
+    m2 = read_radiograph(write_dx(tmp_path / "m2.dcm", v, spacing=(0.14, 0.15)))
     m1 = read_radiograph(write_dx(tmp_path / "m1.dcm", 4095 - v, "MONOCHROME1"))
     assert m2.shape == (1, *real_gray.shape) and m2.is_2d
     assert m2.spacing[:2] == pytest.approx((0.15, 0.14))  # (column spacing, row spacing)
