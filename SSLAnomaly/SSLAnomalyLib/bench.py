@@ -241,6 +241,32 @@ def batch(model: str, files: list[Path], work: Path, repeats: int, device: str =
             "command": f"sslanomaly detect --model MODEL --out OUT --quiet --device {device} INPUTS"}
 
 
+def start_imports(model: str, work: Path, top: int = 8) -> dict:
+    """Where the start-up of `sslanomaly detect` goes: `python -X importtime` of the start run
+    (empty input), each module's own import time charged to the first package outside
+    SSLAnomalyLib that pulled it in (so what MONAI imports of SciPy counts as MONAI's)."""
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-X", "importtime", "-m", "SSLAnomalyLib.cli", "detect", "--model", model,
+           "--out", str(work / "out-imports"), "--quiet", "--device", "cpu", str(empty)]
+    err = subprocess.run(cmd, capture_output=True, text=True).stderr
+    by_package: dict[str, float] = {}
+    chain: list[str] = []
+    for line in reversed(err.splitlines()):  # importtime prints children first: reversed, parents lead
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        own, _, field = line[len("import time:"):].split("|")
+        if not own.strip().isdigit():
+            continue
+        depth = (len(field) - len(field.lstrip()) - 1) // 2
+        chain = chain[:depth] + [field.strip().split(".")[0]]
+        owner = next((root for root in chain if root != "SSLAnomalyLib"), "SSLAnomalyLib")
+        by_package[owner] = by_package.get(owner, 0.0) + int(own) / 1e6
+    ranked = sorted(by_package.items(), key=lambda kv: -kv[1])
+    return {"total_s": round(sum(by_package.values()), 3),
+            **{name: round(sec, 3) for name, sec in ranked[:top]}}
+
+
 def long_batch(model: str, files: list[Path], n: int, work: Path) -> dict:
     """`sslanomaly detect` over n inputs made by cycling the radiographs (symbolic links), with
     resident memory sampled every second against the number of cases finished."""
@@ -439,6 +465,7 @@ def run(args) -> dict:
             ("model_load", lambda: model_load(args.model)),
             ("stages", lambda: stages(args.model, files, work / "stages")),
             ("batch", lambda: batch(args.model, files, work, p["repeats"])),
+            ("start_imports", lambda: start_imports(args.model, work)),
             ("long_batch", lambda: long_batch(args.model, fullres, p["long"], work) if p["long"] else
              {"skipped": "not asked for (--long 0)"}),
             ("scale", lambda: scale(args.model, data / "kermany" / "train" / "normal", p["scale_normals"],

@@ -12,6 +12,7 @@ SECTIONS = {
     "model_load": "Model load (in process: verify hashes, read safetensors, build the encoder)",
     "stages": "One detection, by stage (in process, seconds per image, median)",
     "batch": "Batch: whole `sslanomaly detect` processes",
+    "start_imports": "Start-up: import time of `sslanomaly detect` by package (seconds)",
     "long_batch": "Long batch: resident memory over many images",
     "training": "Training throughput (CPU)",
     "slicer_logic": "The same detection through the Slicer module's Logic (headless slicer-core)",
@@ -38,6 +39,10 @@ NOTES = {
         "deleted as the batch goes so the disk does not fill. RSS is sampled every second; RSS growth = the "
         "largest sample over the last fifth of the cases minus the largest between 5 % and 20 % of them "
         "(maxima, since the radiographs differ in size and each window spans several cycles of them)."),
+    "start_imports": (
+        "From `python -X importtime -m SSLAnomalyLib.cli detect ...` on an empty folder: every module's own "
+        "import time, charged to the first package outside SSLAnomalyLib on its import chain (what MONAI "
+        "imports of SciPy is MONAI's), largest first; `total_s` is all imports."),
     "training": (
         "Trainer steps (augmentation, synthetic anomalies, forward and backward, SGD) at the model's input "
         "size and torch's default threads, timed by the Trainer's own clock (set-up and checkpoints left out)."),
