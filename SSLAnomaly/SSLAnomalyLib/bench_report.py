@@ -71,11 +71,11 @@ COMPLEXITY = f"""\
 feature-map position (c x h x w), one shared patch precision matrix (c x c), and one pooled Gaussian
 (d, d x d), plus the lung prior (s x s). Scoring an image costs O(c^2 h w + d^2) after encoding and
 never looks at the training images, so detection time and model size are O(1) in n (the two rows
-above should match). Fitting encodes every normal once and averages them, O(n) (`encode_s`); the
-shared covariance is fitted on at most {MAX_RESIDUALS:,} sampled patch residuals, so `fit_s`
-stops growing once n h w exceeds that. The fit holds the patch features of all n normals in memory
-(c h w floats each, about 0.8 MB at the default size): a site with far more normals than fit in
-memory fits on a subsample or a larger machine.
+above should match). Fitting is O(n) in time: every normal is encoded once (`encode_s`), and
+`fit_s` computes the means and every patch's residual, then the shared covariance on at most
+{MAX_RESIDUALS:,} sampled residuals (a fixed cost once n h w exceeds that). It holds the patch
+features of all n normals in memory (c h w floats each, about 0.8 MB at the default size): a site
+with far more normals than fit in memory fits on a subsample or a larger machine.
 """
 
 SCALE_OUT = """\
