@@ -21,7 +21,6 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
-import ctk
 import qt
 import slicer
 import vtk
@@ -449,6 +448,7 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
         key = (str(model), device, falsePositiveRate)
         if key not in self._detectors:
             detector = self._lib("detector").AnomalyDetector.load(model, device=device)
+            detector.limit_cpu_threads()  # leaves a core to the GUI; one small image gains nothing from more
             if falsePositiveRate is not None:
                 detector.calibration = detector.calibration.with_false_positive_rate(falsePositiveRate)
             self._detectors[key] = detector

@@ -37,6 +37,9 @@ def test_detect_writes_three_files_per_image_and_reports_unreadable(default_mode
         assert set(result) >= {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"}
         assert 0 <= result["percentile"] <= 100
         assert result["abnormal"] == (result["score"] > result["threshold"])
+        parts = result["score_components"]
+        assert set(parts) == {"pooled", "patch"}
+        assert abs(np.mean(list(parts.values())) - result["score"]) < 1e-5  # the score is their mean
         cols, rows = Image.open(f).size
         heat = sitk.ReadImage(str(out / f"{name}.heatmap.nrrd"))
         assert heat.GetSize() == (cols, rows)
@@ -64,6 +67,8 @@ def test_evaluate_beats_the_trivial_baseline_on_a_real_subset(default_model, tmp
     assert result["n_normal"] == 20 and result["n_abnormal"] == 30
     assert result["auroc"] > 0.75  # raw-pixel kNN, the trivial baseline, is about 0.64
     assert set(result) >= {"auroc", "ap", "n_normal", "n_abnormal", "seconds_per_image", "model"}
+    for part in ("pooled", "patch"):  # image-level and patch-level scoring, each alone
+        assert 0.5 < result["components"][part]["auroc"] <= 1
 
 
 def test_evaluate_boxes_reports_localisation(default_model, tmp_path):

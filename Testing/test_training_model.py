@@ -9,9 +9,9 @@ import pytest
 from conftest import data_dir
 from SSLAnomalyLib.detector import AnomalyDetector
 from SSLAnomalyLib.encoder import EncoderConfig
-from SSLAnomalyLib.fitting import load_normals
+from SSLAnomalyLib.fitting import load_normals, weights_digest
 from SSLAnomalyLib.io import read_radiograph
-from SSLAnomalyLib.model_folder import MANIFEST, WEIGHTS, ModelError
+from SSLAnomalyLib.model_folder import MANIFEST, WEIGHTS, ModelError, load
 from SSLAnomalyLib.pretext import PretextConfig
 from SSLAnomalyLib.training import Trainer, TrainConfig
 
@@ -46,6 +46,7 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     manifest = json.loads((small_model / MANIFEST).read_text())
     assert manifest["calibration"]["n_normals"] == 20
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
+    assert manifest["model_id"].endswith("-w" + weights_digest(load(small_model)[1]))  # the id names the weights
 
 
 def test_tampered_weights_are_refused(small_model, tmp_path):
@@ -64,3 +65,31 @@ def test_future_format_version_is_refused(small_model, tmp_path):
     (bad / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(ModelError, match="newer"):
         AnomalyDetector.load(bad)
+
+
+def test_measured_figures_are_recorded_in_the_card_without_touching_the_weights(small_model, tmp_path):
+    import runpy
+
+    from conftest import REPO
+
+    model = shutil.copytree(small_model, tmp_path / "model", ignore=shutil.ignore_patterns("work"))
+    run = shutil.copytree(model, tmp_path / "run")
+    weights = (model / WEIGHTS).read_bytes()
+    dev = {"auroc": 0.9123, "ap": 0.9456, "n_normal": 200, "n_abnormal": 300, "command": "sslanomaly evaluate A",
+           "components": {"pooled": {"auroc": 0.81, "ap": 0.8}, "patch": {"auroc": 0.9, "ap": 0.9}}}
+    loc = {"pointing_game": 0.2367, "box_auroc": 0.7, "n_images": 150, "random_pointing_baseline": 0.1,
+           "command": "sslanomaly evaluate B"}
+    (run / "dev.json").write_text(json.dumps(dev))
+    (run / "localisation.json").write_text(json.dumps(loc))
+    record = runpy.run_path(str(REPO / "scripts" / "record_measurements.py"))["main"]
+    record(str(model), str(run))
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "0.912" in card and "0.237" in card and "sslanomaly evaluate A" in card
+    assert (model / WEIGHTS).read_bytes() == weights
+    assert AnomalyDetector.load(model).manifest["measured"]["dev"]["auroc"] == 0.9123  # hashes still verify
+    other = shutil.copytree(run, tmp_path / "other")
+    m = json.loads((other / MANIFEST).read_text())
+    m["files"][WEIGHTS] = "0" * 64
+    (other / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(SystemExit, match="does not hold the weights"):
+        record(str(model), str(other))

@@ -16,7 +16,9 @@ def row(run: Path) -> str:
     t = m["training"]
     return (f"| `{run.name}` | {', '.join(m['pretext']['kinds'])} | {m['encoder']['input_size']} | {t['seed']} "
             f"| {t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}) "
-            f"| {dev['auroc']:.3f} | {dev['ap']:.3f} | {loc['pointing_game']:.3f} "
+            f"| {dev['auroc']:.3f} | {dev['ap']:.3f} "
+            f"| {dev['components']['pooled']['auroc']:.3f} | {dev['components']['patch']['auroc']:.3f} "
+            f"| {loc['pointing_game']:.3f} "
             f"(random {loc['random_pointing_baseline']:.3f}) | {loc['box_auroc']:.3f} "
             f"| `{t['command']}` |")
 
@@ -24,8 +26,9 @@ def row(run: Path) -> str:
 def main() -> int:
     runs = sorted(p for p in (ROOT / "runs" / "experiments").glob("*") if (p / "localisation.json").exists())
     table = "\n".join([
-        "| variant | pretext | px | seed | training (2-core CPU) | dev AUROC | dev AP | pointing game | box AUROC | training command |",
-        "|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)])
+        "| variant | pretext | px | seed | training (2-core CPU) | dev AUROC | dev AP | image-level only | "
+        "patch-level only | pointing game | box AUROC | training command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)])
     doc = ROOT / "docs" / "model.md"
     text = doc.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)

@@ -153,7 +153,7 @@ def detect_threads():
     """Torch threads as `sslanomaly detect` sets them, for in-process detection figures."""
     import torch
 
-    from .cli import detect_threads as threads
+    from .detector import detection_threads as threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +23,12 @@ FAILURE_LOG = "failures.log"
 PREFETCH = 2  # images read and prepared ahead of the one being scored
 
 
-def detect_threads() -> int:
-    """Torch threads while detecting on the CPU: the cores the prefetch thread leaves. One 128-pixel
-    image is too little work to split, and threads that wait for a busy core cost more than they
-    give: on the 2-core machine, with another process running, 2 threads encoded 60x slower than 1."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def _load_detector(args):
+    from .detector import AnomalyDetector
+
+    detector = AnomalyDetector.load(args.model, device=args.device)
+    detector.limit_cpu_threads()
+    return detector
 
 
 def _unique_names(files: list[Path]) -> list[str]:
@@ -42,13 +42,7 @@ def cmd_detect(args) -> int:
     """One bad input never stops the batch: each failure is reported on stderr and in failures.log
     as it happens. A case counts as done once its findings JSON exists (written last, atomically),
     so a batch killed at any moment resumes with `--resume` exactly where it stopped."""
-    from .detector import AnomalyDetector
-
-    detector = AnomalyDetector.load(args.model, device=args.device)
-    if detector.scorer.device.type == "cpu":
-        import torch
-
-        torch.set_num_threads(detect_threads())
+    detector = _load_detector(args)
     if args.fpr is not None:
         detector.calibration = detector.calibration.with_false_positive_rate(args.fpr)
     files = list_inputs(args.inputs)
@@ -119,10 +113,9 @@ def _reason(e: Exception) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .detector import AnomalyDetector
     from .evaluation import evaluate_boxes, evaluate_images
 
-    detector = AnomalyDetector.load(args.model, device=args.device)
+    detector = _load_detector(args)
     if args.boxes:
         if not args.images:
             raise SystemExit("error: --boxes needs --images DIR")

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from . import model_folder
 from .anatomy import lung_mask_or_prior
@@ -27,6 +28,13 @@ OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is n
                         "the result means nothing; if it is, it is strongly abnormal")
 
 
+def detection_threads() -> int:
+    """Torch threads while detecting on the CPU: the cores a prefetch thread (or a GUI) leaves. One
+    128-pixel image is too little work to split, and threads that wait for a busy core cost more than
+    they give: on the 2-core machine, with another process running, 2 threads encoded 60x slower than 1."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 @dataclass
 class DetectionResult:
     score: float
@@ -38,13 +46,16 @@ class DetectionResult:
     findings: list[Finding]
     model_id: str
     slice_scores: list[float] = field(default_factory=list)
+    components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self, input_path: str) -> dict:
-        """The findings JSON of the interface contract (plus pixel threshold and warnings)."""
+        """The findings JSON of the interface contract (plus pixel threshold, the standardised score
+        components whose mean is the score, and warnings)."""
         return {"input": str(input_path), "score": round(self.score, 6), "threshold": round(self.threshold, 6),
                 "abnormal": bool(self.abnormal), "percentile": round(self.percentile, 2),
                 "model": self.model_id, "pixel_threshold": round(self.pixel_threshold, 6),
+                "score_components": {c: round(z, 6) for c, z in self.components.items()},
                 "findings": [f.to_dict() for f in self.findings], "warnings": list(self.warnings)}
 
 
@@ -66,6 +77,11 @@ class AnomalyDetector:
         """Where lungs can be at all (the training normals' lung prior): a dark gap between arm and
         chest that an image's own mask mistook for lung yields no finding."""
         return True if self.lung_prior is None else self.lung_prior >= PRIOR_SUPPORT
+
+    def limit_cpu_threads(self) -> None:
+        """On the CPU, use `detection_threads()` torch threads (a process-wide torch setting)."""
+        if self.scorer.device.type == "cpu":
+            torch.set_num_threads(detection_threads())
 
     @property
     def input_size(self) -> int:
@@ -107,7 +123,8 @@ class AnomalyDetector:
         for k, p in enumerate(prepared):
             heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
             findings += find_regions(scores.grid_maps[k], p.lung & self.lung_support, pixel_threshold, image, k)
-        score = float(scores.score.max())
+        top = int(np.argmax(scores.score))
+        score = float(scores.score[top])
         warnings = list(image.warnings)
         if not any(p.lung_found for p in prepared):
             warnings.append(NO_LUNG_WARNING)
@@ -118,4 +135,5 @@ class AnomalyDetector:
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
                                pixel_threshold=pixel_threshold, findings=number(findings),
                                model_id=self.model_id, slice_scores=[float(s) for s in scores.score],
+                               components={c: float(z[top]) for c, z in scores.standardised.items()},
                                warnings=warnings)

@@ -17,28 +17,39 @@ from tqdm import tqdm
 from .io import ReadError, list_inputs, read_radiograph
 
 
-def score_folder(detector, folder, progress: bool = True) -> tuple[list[float], list[str]]:
-    """Image scores of every readable image of a folder, and the errors of the others."""
+def score_folder(detector, folder, progress: bool = True) -> tuple[list[dict[str, float]], list[str]]:
+    """The score and its standardised components for every readable image of a folder, and the
+    errors of the others."""
     scores, errors = [], []
     for f in tqdm(list_inputs([folder]), desc=f"scoring {Path(folder).name}", unit="img", disable=not progress):
         try:
-            scores.append(detector.detect(read_radiograph(f)).score)
+            result = detector.detect(read_radiograph(f))
         except ReadError as e:
             errors.append(str(e))
+            continue
+        scores.append(dict(result.components, score=result.score))
     return scores, errors
 
 
+def _auroc_ap(y: np.ndarray, s: np.ndarray) -> dict:
+    return {"auroc": round(float(roc_auc_score(y, s)), 4), "ap": round(float(average_precision_score(y, s)), 4)}
+
+
 def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True) -> dict:
+    """AUROC and AP of the image score, and of each of its components alone (image-level density,
+    patch-level map) so that the parts can be compared with the whole on the same run."""
     t0 = time.time()
     normal, err_n = score_folder(detector, normal_dir, progress)
     abnormal, err_a = score_folder(detector, abnormal_dir, progress)
     if not normal or not abnormal:
         raise ReadError(normal_dir if not normal else abnormal_dir, "no readable images to evaluate")
     y = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
-    s = np.r_[normal, abnormal]
-    return {"auroc": round(float(roc_auc_score(y, s)), 4), "ap": round(float(average_precision_score(y, s)), 4),
+    rows = normal + abnormal
+    components = [c for c in rows[0] if c != "score"]
+    return {**_auroc_ap(y, np.array([r["score"] for r in rows])),
             "n_normal": len(normal), "n_abnormal": len(abnormal),
-            "seconds_per_image": round((time.time() - t0) / len(s), 4), "model": detector.model_id,
+            "seconds_per_image": round((time.time() - t0) / len(rows), 4), "model": detector.model_id,
+            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in components},
             "errors": err_n + err_a}
 
 

@@ -51,6 +51,15 @@ class NormalSet:
         return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """A short hash of the encoder weights, so two models from the same data and seed still differ by id."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:8]
+
+
 def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
     """Read and preprocess every image of a folder; unreadable files are listed, not fatal."""
     files = list_inputs([folder])
@@ -116,7 +125,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
     state = trainer.state()
     manifest = {
-        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}",
+        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest(encoder_state)}",
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},

@@ -41,6 +41,29 @@ percentile among these normals.
   ({t['selection']}).
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
-Measured figures (dev AUROC, localisation, speed) and the commands that produced them are in
-`docs/model.md` of the SSLAnomaly repository.
+{measured_section(m.get("measured"))}"""
+
+
+def measured_section(measured: dict | None) -> str:
+    """The figures measured on this model after training (recorded by scripts/record_measurements.py
+    from `sslanomaly evaluate` outputs), each with the command that produced it."""
+    if not measured:
+        return ("Measured figures (dev AUROC, localisation, speed) and the commands that produced them are in\n"
+                "`docs/model.md` of the SSLAnomaly repository.\n")
+    dev, loc = measured["dev"], measured["localisation"]
+    parts = ", ".join(f"{name}-level alone {v['auroc']:.3f}" for name, v in
+                      (("image", dev["components"]["pooled"]), ("patch", dev["components"]["patch"])))
+    seeds = "".join(f"\n- Same recipe, seed {r['seed']}: dev AUROC {r['auroc']:.3f}, AP {r['ap']:.3f}, "
+                    f"pointing game {r['pointing_game']:.3f}." for r in measured.get("other_seeds", []))
+    return f"""## Measured
+- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs
+  {dev['n_abnormal']} pneumonia radiographs of the same hospital, never trained on:
+  `{dev['command']}`
+- Localisation on {loc['n_images']} adult tuberculosis radiographs with lesion boxes (TBX11K, never
+  trained on; this model learned children): pointing game **{loc['pointing_game']:.3f}** against
+  {loc['random_pointing_baseline']:.3f} for a random heatmap, box AUROC {loc['box_auroc']:.3f}:
+  `{loc['command']}`{seeds}
+
+Every variant tried, and speed and memory, are in `docs/model.md` and `docs/benchmarks.md` of the
+SSLAnomaly repository.
 """

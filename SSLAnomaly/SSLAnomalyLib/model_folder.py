@@ -56,6 +56,13 @@ def save(folder: Path, encoder_state: dict[str, torch.Tensor], arrays: dict[str,
     tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
     tensors.update({f"reference.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
     save_file(tensors, str(folder / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+    return write_manifest(folder, manifest, card)
+
+
+def write_manifest(folder: Path, manifest: dict, card: str) -> Path:
+    """Write the card, then the manifest with every file's SHA-256 (last, atomically). Also how a
+    verified model folder gets its measured figures recorded after training: the weights are untouched."""
+    folder = Path(folder)
     (folder / CARD).write_text(card)
     manifest = dict(manifest, format_version=FORMAT_VERSION,
                     files={name: sha256(folder / name) for name in (WEIGHTS, CARD)})

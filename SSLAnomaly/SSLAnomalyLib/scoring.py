@@ -27,7 +27,8 @@ class BatchScores:
     components: dict[str, np.ndarray]  # raw component scores, (n,) each
     grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
     peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
-    score: np.ndarray | None = None    # (n,) combined score, once standardisation is known
+    standardised: dict[str, np.ndarray] | None = None  # z-score of each component, once standardisation is known
+    score: np.ndarray | None = None    # (n,) combined score: the mean of the standardised components
 
 
 class Scorer:
@@ -57,12 +58,17 @@ class Scorer:
                       "patch": np.array([v.mean() for v in in_lung])}
         result = BatchScores(components, grid, np.array([v.max() for v in in_lung]))
         if self.component_stats is not None:
+            result.standardised = self.standardise(components)
             result.score = self.combine(components)
         return result
 
+    def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each component as a z-score against the held-out training normals."""
+        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in COMPONENTS}
+
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
-        z = [(components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in COMPONENTS]
-        return np.mean(z, axis=0)
+        """The image score: the mean of the standardised components."""
+        return np.mean(list(self.standardise(components).values()), axis=0)
 
 
 def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:
