@@ -540,7 +540,10 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
             return f"'{volumeNode.GetName()}': no detection yet."
         verdict = "ABNORMAL" if result["abnormal"] else "within the normal range"
         findings = len(self.findingNodes(volumeNode))
-        return (f"Score {result['score']:.3g} vs threshold {result['threshold']:.3g} "
+        parts = result["components"]
+        detail = (f" (image-level {parts['pooled']:.3g}, patch-level {parts['patch']:.3g})"
+                  if {"pooled", "patch"} <= set(parts) else "")
+        return (f"Score {result['score']:.3g}{detail} vs threshold {result['threshold']:.3g} "
                 f"({result['percentile']:.0f}th percentile of calibration normals): {verdict}; "
                 f"{findings} finding(s). Model: {result['model']}."
                 + "".join(f"\nWarning: {w}" for w in result["warnings"]))

@@ -47,7 +47,9 @@ def test_heatmap_node_is_on_the_input_grid_with_its_own_colours_as_foreground(ca
     lg.setOpacity(0.8)
     assert all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in composites)
     assert view_facing(volume) == "Red"  # a PNG has no orientation: Slicer shows it in the axial view
-    assert "Score" in lg.resultText(volume) and "percentile" in lg.resultText(volume)
+    text = lg.resultText(volume)
+    assert "Score" in text and "percentile" in text
+    assert f"image-level {result.components['pooled']:.3g}" in text
 
 
 def test_markups_and_table_match_the_engines_findings(case):

@@ -21,7 +21,7 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
     heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
     values = {"score": result.score, "threshold": result.threshold, "abnormal": result.abnormal,
               "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
-              "model": result.model_id, "warnings": list(result.warnings)}
+              "model": result.model_id, "warnings": list(result.warnings), "components": result.components}
     for key, value in values.items():
         heat.SetAttribute(_A + key, json.dumps(value))
     heat.SetAttribute(_A + "sensitivity", json.dumps(result.pixel_threshold))
@@ -31,13 +31,15 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
 
 
 def case_result(volume_node) -> dict | None:
-    """The image-level result stored for `volume_node` (None before detection):
-    score, threshold, abnormal, percentile, pixel_threshold, model, warnings, sensitivity."""
+    """The image-level result stored for `volume_node` (None before detection): score, threshold,
+    abnormal, percentile, pixel_threshold, model, warnings, sensitivity and the score's standardised
+    components (empty for scenes saved before they were stored)."""
     heat = heatmap_node(volume_node)
     if heat is None or heat.GetAttribute(_A + "score") is None:
         return None
-    return {key: json.loads(heat.GetAttribute(_A + key))
-            for key in (*RESULT_KEYS, "warnings", "sensitivity")}
+    result = {key: json.loads(heat.GetAttribute(_A + key)) for key in (*RESULT_KEYS, "warnings", "sensitivity")}
+    result["components"] = json.loads(heat.GetAttribute(_A + "components") or "{}")
+    return result
 
 
 def set_sensitivity(volume_node, threshold: float) -> None:
