@@ -52,8 +52,8 @@ def snapshot(out) -> dict:
 def test_interrupted_batch_resumes_to_the_uninterrupted_results(small_model, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for f in sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[:8]:
-        (inputs / f.name).symlink_to(f)
+    for f in sorted(data_dir("kermany_fullres", "pneumonia").iterdir()) + sorted(data_dir("kermany_fullres", "normal").iterdir()):
+        (inputs / f.name).symlink_to(f)  # 24 cases: a busy machine must not finish the batch before the signal
     names = {f.stem for f in inputs.iterdir()}
     reference = tmp_path / "reference"
     r = subprocess.run(detect(small_model, inputs, reference), capture_output=True, text=True, cwd=REPO)

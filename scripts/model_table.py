@@ -2,8 +2,10 @@
 scripts/model_experiments.sh), so the document never holds a figure no command produced."""
 
 import json
+import re
 import statistics
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,20 +26,26 @@ def row(run: Path) -> str:
             f"| `{t['command']}` |")
 
 
-def seed_summary(runs: list[Path]) -> str:
-    """Spread of the default recipe over its seeds (the runs named default-s<seed>)."""
-    seeds = [r for r in runs if r.name.startswith("default-s")]
-    if not seeds:
-        return ""
-    dev = [json.loads((r / "dev.json").read_text()) for r in seeds]
-    loc = [json.loads((r / "localisation.json").read_text()) for r in seeds]
+def seed_summaries(runs: list[Path]) -> str:
+    """Spread over seeds of every recipe run with more than one seed (runs named <recipe>-s<seed>)."""
+    recipes = defaultdict(list)
+    for r in runs:
+        if re.fullmatch(r".+-s\d+", r.name):
+            recipes[r.name.rsplit("-s", 1)[0]].append(r)
 
     def spread(values: list[float]) -> str:
         return f"mean {statistics.mean(values):.3f}, min {min(values):.3f}, max {max(values):.3f}"
 
-    return (f"\n\nDefault recipe over {len(seeds)} seeds ({', '.join(r.name for r in seeds)}): dev AUROC "
-            f"{spread([d['auroc'] for d in dev])}; dev AP {spread([d['ap'] for d in dev])}; pointing game "
-            f"{spread([lo['pointing_game'] for lo in loc])}; box AUROC {spread([lo['box_auroc'] for lo in loc])}.")
+    lines = []
+    for recipe, seeds in sorted(recipes.items()):
+        if len(seeds) < 2:
+            continue
+        dev = [json.loads((r / "dev.json").read_text()) for r in seeds]
+        loc = [json.loads((r / "localisation.json").read_text()) for r in seeds]
+        lines.append(f"\n\n`{recipe}` over {len(seeds)} seeds ({', '.join(r.name for r in seeds)}): dev AUROC "
+                     f"{spread([d['auroc'] for d in dev])}; dev AP {spread([d['ap'] for d in dev])}; pointing game "
+                     f"{spread([lo['pointing_game'] for lo in loc])}; box AUROC {spread([lo['box_auroc'] for lo in loc])}.")
+    return "".join(lines)
 
 
 def main() -> int:
@@ -45,7 +53,7 @@ def main() -> int:
     table = "\n".join([
         "| variant | pretext | px | seed | training (2-core CPU) | dev AUROC | dev AP | image-level only | "
         "patch-level only | pointing game | box AUROC | training command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summary(runs)
+        "|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summaries(runs)
     doc = ROOT / "docs" / "model.md"
     text = doc.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)

@@ -2,8 +2,8 @@
 manifest and card, so the card a user reads states them with their commands.
 
 Usage: .venv/bin/python scripts/record_measurements.py MODEL_DIR RUN [OTHER_SEED_RUN ...]
-  e.g. scripts/record_measurements.py SSLAnomaly/Resources/Models/default runs/experiments/default-s0 \
-           runs/experiments/default-s1 runs/experiments/default-s2
+  e.g. scripts/record_measurements.py SSLAnomaly/Resources/Models/default runs/experiments/anatpaste-s0 \
+           runs/experiments/anatpaste-s1 runs/experiments/anatpaste-s2
 
 RUN must hold the same weights as MODEL_DIR (checked by SHA-256); the weights are never rewritten.
 """

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The exact command that made the bundled default model, then the copy into the module's
-# resources (weights, manifest and card only; checkpoints stay in runs/). Resumable: rerun it.
+# The exact command that makes the bundled default model, its measurement, and the copy into the
+# module's resources (weights, manifest and card only; checkpoints stay in runs/). Resumable: rerun it.
+#   SEED=1 INSTALL=0 scripts/train_default_model.sh   # another seed of the same recipe, not installed
+# Training and both evaluations run through scripts/model_experiments.sh, so the model's row in
+# docs/model.md comes from this same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data}
 SEED=${SEED:-0}
-.venv/bin/sslanomaly train --normals "$DATA/kermany/train/normal" --val-normals "$DATA/kermany/val/normal" \
-  --out "runs/default-s$SEED" --minutes 40 --seed "$SEED" --pretext opacity
+RUN=anatpaste-s$SEED
+scripts/model_experiments.sh "$RUN" --minutes 40 --pretext anatpaste --seed "$SEED"
 if [ "${INSTALL:-1}" = 1 ]; then
   mkdir -p SSLAnomaly/Resources/Models/default
-  cp "runs/default-s$SEED"/{model.safetensors,manifest.json,MODEL_CARD.md} SSLAnomaly/Resources/Models/default/
+  cp "runs/experiments/$RUN"/{model.safetensors,manifest.json,MODEL_CARD.md} SSLAnomaly/Resources/Models/default/
+  echo "installed; record its measured figures in its card with scripts/record_measurements.py (see docs/model.md)"
 fi

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 @dataclass(frozen=True)
 class PretextConfig:
-    kinds: tuple[str, ...] = ("anatpaste", "opacity")
+    kinds: tuple[str, ...] = ("anatpaste",)             # the bundled model's recipe (docs/model.md)
     area_range: tuple[float, float] = (0.02, 0.15)      # patch area as a fraction of the image
     aspect_range: tuple[float, float] = (0.3, 3.3)      # log-uniform
     jitter: float = 0.1                                 # brightness/contrast jitter of the patch
