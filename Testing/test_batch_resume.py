@@ -27,7 +27,10 @@ def done_cases(out) -> set[str]:
 def interrupt_after(cmd, out, n_done: int, sig) -> subprocess.CompletedProcess:
     """Run `cmd`, send `sig` once `n_done` more cases are complete, and wait for the end."""
     before = len(done_cases(out)) if out.exists() else 0
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    # a test run started in the background (nohup, CI without job control) inherits an ignored SIGINT:
+    # give the batch the default handler, as an interactive user's shell would
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while proc.poll() is None and (len(done_cases(out)) if out.exists() else 0) < before + n_done:
         time.sleep(0.01)
     proc.send_signal(sig)
