@@ -15,6 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
 from .io import ReadError, list_inputs, read_radiograph
+from .scoring import COMPONENTS
 
 
 def score_folder(detector, folder, progress: bool = True) -> tuple[list[dict[str, float]], list[str]]:
@@ -45,11 +46,10 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True) -
         raise ReadError(normal_dir if not normal else abnormal_dir, "no readable images to evaluate")
     y = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
     rows = normal + abnormal
-    components = [c for c in rows[0] if c != "score"]
     return {**_auroc_ap(y, np.array([r["score"] for r in rows])),
             "n_normal": len(normal), "n_abnormal": len(abnormal),
             "seconds_per_image": round((time.time() - t0) / len(rows), 4), "model": detector.model_id,
-            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in components},
+            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in COMPONENTS},
             "errors": err_n + err_a}
 
 

@@ -28,7 +28,11 @@ class BatchScores:
     grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
     peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
     standardised: dict[str, np.ndarray] | None = None  # z-score of each component, once standardisation is known
-    score: np.ndarray | None = None    # (n,) combined score: the mean of the standardised components
+
+    @property
+    def score(self) -> np.ndarray | None:
+        """(n,) image scores, once standardisation is known."""
+        return None if self.standardised is None else mean_of(self.standardised)
 
 
 class Scorer:
@@ -59,7 +63,6 @@ class Scorer:
         result = BatchScores(components, grid, np.array([v.max() for v in in_lung]))
         if self.component_stats is not None:
             result.standardised = self.standardise(components)
-            result.score = self.combine(components)
         return result
 
     def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -67,8 +70,13 @@ class Scorer:
         return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in COMPONENTS}
 
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
-        """The image score: the mean of the standardised components."""
-        return np.mean(list(self.standardise(components).values()), axis=0)
+        """The image score of raw components."""
+        return mean_of(self.standardise(components))
+
+
+def mean_of(standardised: dict[str, np.ndarray]) -> np.ndarray:
+    """The image score: the mean of the standardised components."""
+    return np.mean([standardised[c] for c in COMPONENTS], axis=0)
 
 
 def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:
