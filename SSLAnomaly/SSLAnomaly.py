@@ -640,21 +640,24 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
         self._lib("mrml_bundle").load_scene_bundle(path)
 
     def trainCommand(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
-                     device: str = "auto") -> list[str]:
+                     device: str = "auto", startFrom=None) -> list[str]:
         """The command that trains a site model in a separate Python process (Slicer's own Python,
-        with this module's folder on its path): `sslanomaly train`."""
+        with this module's folder on its path): `sslanomaly train`. `startFrom` (a model folder, or
+        "default") starts from that model's encoder; with `minutes=0` it is only refitted on the normals."""
         command = [self._python(), "-m", "SSLAnomalyLib.cli", "train", "--normals", str(normalsFolder),
                    "--out", str(outputFolder), "--minutes", str(float(minutes)), "--device", device]
         if valNormalsFolder:
             command += ["--val-normals", str(valNormalsFolder)]
+        if startFrom:
+            command += ["--start-from", str(startFrom)]
         return command
 
     def train(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
-              device: str = "auto", log=print) -> Path:
+              device: str = "auto", startFrom=None, log=print) -> Path:
         """Train from the console (blocking; each output line goes to `log`). Interrupted training
         resumes from its last checkpoint when started again with the same output folder."""
         self.ensureDependencies()
-        command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device)
+        command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom)
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(MODULE_DIR), os.environ.get("PYTHONPATH", "")]))
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=environment) as process:

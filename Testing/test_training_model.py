@@ -5,8 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import data_dir
+from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.detector import AnomalyDetector
 from SSLAnomalyLib.encoder import EncoderConfig
 from SSLAnomalyLib.fitting import load_normals, weights_digest
@@ -46,7 +48,7 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     manifest = json.loads((small_model / MANIFEST).read_text())
     assert manifest["calibration"]["n_normals"] == 20
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
-    assert manifest["model_id"].endswith("-w" + weights_digest(load(small_model)[1]))  # the id names the weights
+    assert manifest["model_id"].endswith("-w" + weights_digest(*load(small_model)[1:]))  # the id names the weights
 
 
 def test_tampered_weights_are_refused(small_model, tmp_path):
@@ -93,3 +95,27 @@ def test_measured_figures_are_recorded_in_the_card_without_touching_the_weights(
     (other / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(SystemExit, match="does not hold the weights"):
         record(str(model), str(other))
+
+
+def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_normals(small_model, small_normals, tmp_path):
+    """`train --start-from M --minutes 0`: M's encoder weights unchanged, a reference and calibration
+    fitted on the given normals with the heatmap layers asked for, and a card that says so."""
+    train, val = small_normals
+    out = tmp_path / "refit"
+    assert main(["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--minutes", "0",
+                 "--start-from", str(small_model), "--patch-layers", "layer1,layer2", "--quiet"]) == 0
+    (base, base_encoder, base_arrays), (manifest, encoder, arrays) = load(small_model), load(out)
+    assert base_encoder.keys() == encoder.keys()
+    assert all(torch.equal(base_encoder[k], encoder[k]) for k in encoder)
+    assert manifest["encoder"]["patch_layers"] == ["layer1", "layer2"]
+    assert arrays["patch_means"].shape[-1] == 2 * base_arrays["patch_means"].shape[-1]  # layer1: a map twice as fine
+    assert manifest["training"]["started_from"]["model_id"] == base["model_id"]
+    assert f"encoder of model `{base['model_id']}` unchanged" in (out / "MODEL_CARD.md").read_text()
+    result = AnomalyDetector.load(out, device="cpu").detect(
+        read_radiograph(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0]))
+    assert np.isfinite(result.score) and result.model_id == manifest["model_id"] != base["model_id"]
+
+
+def test_unknown_heatmap_layers_are_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="patch_layers must name one or more of layer1"):
+        main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--patch-layers", "layer2,layer9"])

@@ -8,6 +8,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from safetensors import safe_open
+
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- variants:begin -->", "<!-- variants:end -->"
 
@@ -16,9 +18,14 @@ def row(run: Path) -> str:
     m = json.loads((run / "manifest.json").read_text())
     dev = json.loads((run / "dev.json").read_text())
     loc = json.loads((run / "localisation.json").read_text())
-    t = m["training"]
-    return (f"| `{run.name}` | {', '.join(m['pretext']['kinds'])} | {m['encoder']['input_size']} | {t['seed']} "
-            f"| {t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}) "
+    t, e = m["training"], m["encoder"]
+    with safe_open(run / "model.safetensors", "pt") as f:
+        cells = f.get_slice("reference.patch_means").get_shape()[-1]  # the heatmap's patch grid
+    start = t.get("started_from")
+    origin = f"encoder of `{Path(start['folder']).name}`, then " if start else ""
+    return (f"| `{run.name}` | {', '.join(m['pretext']['kinds'])} | {e['input_size']} "
+            f"| {'+'.join(e['patch_layers'])} ({cells}x{cells}) | {t['seed']} "
+            f"| {origin}{t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}) "
             f"| {dev['auroc']:.3f} | {dev['ap']:.3f} "
             f"| {dev['components']['pooled']['auroc']:.3f} | {dev['components']['patch']['auroc']:.3f} "
             f"| {loc['pointing_game']:.3f} "
@@ -27,11 +34,13 @@ def row(run: Path) -> str:
 
 
 def seed_summaries(runs: list[Path]) -> str:
-    """Spread over seeds of every recipe run with more than one seed (runs named <recipe>-s<seed>)."""
+    """Spread over seeds of every recipe run with more than one seed (runs named <recipe>-s<seed>, or
+    <recipe>-s<seed>-<variant> for a variant of that seed's run: recipe <recipe>-<variant>)."""
     recipes = defaultdict(list)
     for r in runs:
-        if re.fullmatch(r".+-s\d+", r.name):
-            recipes[r.name.rsplit("-s", 1)[0]].append(r)
+        named = re.fullmatch(r"(.+)-s\d+(-.+)?", r.name)
+        if named:
+            recipes[named[1] + (named[2] or "")].append(r)
 
     def spread(values: list[float]) -> str:
         return f"mean {statistics.mean(values):.3f}, min {min(values):.3f}, max {max(values):.3f}"
@@ -51,9 +60,9 @@ def seed_summaries(runs: list[Path]) -> str:
 def main() -> int:
     runs = sorted(p for p in (ROOT / "runs" / "experiments").glob("*") if (p / "localisation.json").exists())
     table = "\n".join([
-        "| variant | pretext | px | seed | training (2-core CPU) | dev AUROC | dev AP | image-level only | "
-        "patch-level only | pointing game | box AUROC | training command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summaries(runs)
+        "| variant | pretext | px | heatmap layers (map) | seed | training (2-core CPU) | dev AUROC | dev AP | "
+        "image-level only | patch-level only | pointing game | box AUROC | training command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summaries(runs)
     doc = ROOT / "docs" / "model.md"
     text = doc.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)

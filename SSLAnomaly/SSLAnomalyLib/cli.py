@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -134,16 +135,23 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .fitting import train_model
+    from .fitting import StartingEncoder, train_model
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     unknown = set(args.pretext.split(",")) - set(KINDS)
     if unknown:
         raise SystemExit(f"error: unknown --pretext kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
+    start = StartingEncoder.load(args.start_from) if args.start_from else None
+    base = start.config if start is not None else EncoderConfig()
+    try:
+        encoder_cfg = replace(base, input_size=args.size or base.input_size,
+                              patch_layers=tuple(args.patch_layers.split(",")) if args.patch_layers else base.patch_layers)
+    except ValueError as e:
+        raise SystemExit(f"error: --patch-layers: {e}") from None
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes,
-                         seed=args.seed, encoder_cfg=EncoderConfig(input_size=args.size),
+                         seed=args.seed, encoder_cfg=encoder_cfg,
                          pretext_cfg=PretextConfig(kinds=tuple(args.pretext.split(","))), fpr=args.fpr,
-                         command=command, progress=not args.quiet)
+                         command=command, progress=not args.quiet, start=start)
     print(f"model written to {folder}")
     return 0
 
@@ -190,7 +198,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--minutes", type=float, default=30.0, help="training time budget")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--size", type=int, default=EncoderConfig.input_size, help="encoder input size in pixels")
+    t.add_argument("--size", type=int, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
+                                            "or the --start-from model's)")
+    t.add_argument("--start-from", metavar="MODEL",
+                   help="start from this model folder's encoder ('default': the bundled one) instead of a random "
+                        "one; with --minutes 0 only the normal reference and calibration are fitted on --normals")
+    t.add_argument("--patch-layers", metavar="LAYERS",
+                   help=f"comma-separated encoder stages that feed the heatmap (default "
+                        f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
     t.add_argument("--pretext", default=",".join(PretextConfig.kinds),
                    help=f"comma-separated synthetic anomaly kinds ({', '.join(KINDS)})")
     t.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate for the thresholds")

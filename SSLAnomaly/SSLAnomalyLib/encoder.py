@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+STAGES = ("layer1", "layer2", "layer3", "layer4")  # the ResNet's four stages, finest first
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -21,6 +23,12 @@ class EncoderConfig:
     input_size: int = 128
     patch_layers: tuple[str, ...] = ("layer2", "layer3")  # feed the heatmap
     pooled_layers: tuple[str, ...] = ("layer3", "layer4")  # feed the image-level density score
+
+    def __post_init__(self):
+        for name in ("patch_layers", "pooled_layers"):
+            chosen = getattr(self, name)
+            if not chosen or set(chosen) - set(STAGES):
+                raise ValueError(f"{name} must name one or more of {', '.join(STAGES)}, not {list(chosen)}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -42,16 +50,16 @@ def feature_maps(net: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     """Run the stem and the four stages, returning each stage's output by name."""
     h = net.maxpool(net.act(net.bn1(net.conv1(x))))
     out = {}
-    for name in ("layer1", "layer2", "layer3", "layer4"):
+    for name in STAGES:
         h = getattr(net, name)(h)
         out[name] = h
     return out
 
 
 def patch_features(maps: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
-    """Concatenate the named stages at the resolution of the first one, 3x3-averaged (PatchCore's
+    """Concatenate the named stages at the resolution of the finest one, 3x3-averaged (PatchCore's
     local neighbourhood aggregation): (batch, channels, h, w)."""
-    size = maps[layers[0]].shape[-2:]
+    size = max((maps[n].shape[-2:] for n in layers), key=lambda s: s[0])
     parts = [F.interpolate(maps[n], size=size, mode="bilinear", align_corners=False)
              if maps[n].shape[-2:] != size else maps[n] for n in layers]
     return F.avg_pool2d(torch.cat(parts, 1), 3, stride=1, padding=1)

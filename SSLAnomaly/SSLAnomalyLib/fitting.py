@@ -13,7 +13,7 @@ import hashlib
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +51,44 @@ class NormalSet:
         return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
 
 
-def weights_digest(state: dict[str, torch.Tensor]) -> str:
-    """A short hash of the encoder weights, so two models from the same data and seed still differ by id."""
+def weights_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray]) -> str:
+    """A short hash of the encoder weights and the normal reference, so that two models from the same
+    data and seed (other training, or the same encoder refitted) still differ by id."""
     h = hashlib.sha256()
-    for name in sorted(state):
+    for name, value in sorted({**{f"encoder.{k}": v.detach().cpu().numpy() for k, v in state.items()},
+                               **{f"reference.{k}": np.asarray(v) for k, v in arrays.items()}}.items()):
         h.update(name.encode())
-        h.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+        h.update(np.ascontiguousarray(value).tobytes())
     return h.hexdigest()[:8]
+
+
+@dataclass
+class StartingEncoder:
+    """The encoder of an existing model folder, to fine-tune on other normals or, with no training
+    steps, only to refit the normal reference and calibration there (minutes on a CPU)."""
+
+    config: EncoderConfig
+    state: dict[str, torch.Tensor]
+    model_id: str
+    folder: str
+
+    @classmethod
+    def load(cls, model) -> "StartingEncoder":
+        """From a verified model folder ('default' is the bundled model)."""
+        manifest, state, _ = model_folder.load(model)
+        try:
+            config = EncoderConfig.from_dict(manifest["encoder"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise model_folder.ModelError(model_folder.resolve(model), f"manifest has no usable encoder ({e})") from None
+        return cls(config, state, manifest.get("model_id", "unknown"), str(model_folder.resolve(model)))
+
+    def with_architecture_of(self, config: EncoderConfig) -> EncoderConfig:
+        """`config` with this encoder's widths and depths (the weights fix them; the input size and
+        the layers that feed scoring stay free)."""
+        return replace(config, widths=self.config.widths, layers=self.config.layers)
+
+    def describe(self) -> dict:
+        return {"model_id": self.model_id, "folder": self.folder}
 
 
 def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
@@ -93,10 +124,13 @@ def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: No
 def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,
                 seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
                 pretext_cfg: PretextConfig = PretextConfig(), fpr: float = DEFAULT_FPR,
-                command: str = "", progress: bool = True) -> Path:
-    """The whole `sslanomaly train`: returns the model folder."""
+                command: str = "", progress: bool = True, start: StartingEncoder | None = None) -> Path:
+    """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
+    that encoder instead of a random one (and it stays a candidate for the kept checkpoint)."""
     t0 = time.time()
     out_dir = Path(out_dir)
+    if start is not None:
+        encoder_cfg = start.with_architecture_of(encoder_cfg)
     size = encoder_cfg.input_size
     normals = load_normals(normals_dir, size, progress)
     rng = np.random.default_rng(seed)
@@ -113,7 +147,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     dev = select_device(device)
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev)
     train_cfg = TrainConfig(minutes=minutes, seed=seed)
-    trainer = Trainer(encoder_cfg, pretext_cfg, train_cfg, out_dir / "work", device=device, select=check)
+    trainer = Trainer(encoder_cfg, pretext_cfg, train_cfg, out_dir / "work", device=device, select=check,
+                      initial_state=start.state if start is not None else None)
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
     train_seconds = time.time() - t0
 
@@ -125,7 +160,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
     state = trainer.state()
     manifest = {
-        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest(encoder_state)}",
+        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest(encoder_state, arrays)}",
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
@@ -134,7 +169,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                          seconds=round(train_seconds, 1), chosen_step=state.get("best_step"),
                          selection="AUROC of the feature-distance score on held-out training normals vs the "
                                    "same images with synthetic opacities (normal images only)",
-                         selection_signals=state.get("signals", []), command=command),
+                         selection_signals=state.get("signals", []), command=command,
+                         started_from=start.describe() if start is not None else None),
         "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},
         "calibration": calibration.to_dict(),
         "data": {"normals": str(normals_dir), "n_train": len(train.files), "n_held_out": len(held.files),

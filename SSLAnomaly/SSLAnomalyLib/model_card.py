@@ -11,7 +11,7 @@ def model_card(m: dict) -> str:
 ## What it is
 A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 (basic blocks, layers {e['layers']}, widths {e['widths']}, {e['input_size']} px input, one channel)
-was trained from scratch on **normal radiographs only**, with anatomy-aware synthetic anomalies
+{origin(t)} on **normal radiographs only**, with anatomy-aware synthetic anomalies
 ({', '.join(m['pretext']['kinds'])}) pasted inside an unsupervised lung mask. An image is scored by
 its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
 position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
@@ -24,7 +24,8 @@ position-aware patch map, layers {e['patch_layers']}), which also gives the heat
 
 ## Not for
 - Adults, lateral or other views, other body parts, or any population unlike the training normals,
-  without retraining on local normals (`sslanomaly train`). The bundled default model learned from
+  without retraining on local normals (`sslanomaly train`; with `--start-from default --minutes 0` it
+  only refits the normal reference and the thresholds, in minutes). The bundled default model learned from
   children aged 1-5 at one hospital (Guangzhou, Kermany/ZhangLab data).
 - Diagnosis. It flags images and regions that differ from the normals it learned; a radiologist decides.
 
@@ -42,6 +43,18 @@ percentile among these normals.
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def origin(training: dict) -> str:
+    """How the encoder came to be: from scratch, or from another model's encoder (fine-tuned or not)."""
+    start = training.get("started_from")
+    if not start:
+        return "was trained from scratch"
+    if training["steps"]:
+        return (f"started from the encoder of model `{start['model_id']}` and was trained {training['steps']} more\n"
+                f"steps (kept: step {training.get('chosen_step')}; step 0 is the starting encoder)")
+    return (f"is the encoder of model `{start['model_id']}` unchanged (no training steps here: only the\n"
+            "normal reference and the calibration below were fitted anew), itself trained")
 
 
 def measured_section(measured: dict | None) -> str:

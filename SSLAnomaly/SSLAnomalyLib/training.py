@@ -88,11 +88,13 @@ class Trainer:
 
     def __init__(self, encoder_cfg: EncoderConfig, pretext_cfg: PretextConfig, train_cfg: TrainConfig,
                  work_dir: Path, device: str = "auto",
-                 select: Callable[[torch.nn.Module], float] | None = None):
+                 select: Callable[[torch.nn.Module], float] | None = None,
+                 initial_state: dict[str, torch.Tensor] | None = None):
         self.encoder_cfg, self.pretext_cfg, self.cfg = encoder_cfg, pretext_cfg, train_cfg
         self.work_dir = Path(work_dir)
         self.device = select_device(device)
         self.select = select  # normal-only score of an encoder, higher is better
+        self.initial_state = initial_state  # encoder weights to start from instead of random ones
 
     def _batch(self, images, lungs, rng):
         idx = rng.integers(0, len(images), self.cfg.batch_size)
@@ -114,7 +116,10 @@ class Trainer:
 
     def fit(self, images: np.ndarray, lungs: np.ndarray, progress: bool = True) -> dict:
         torch.manual_seed(self.cfg.seed)
-        model = PretextHeads(self.encoder_cfg).to(self.device)
+        model = PretextHeads(self.encoder_cfg)
+        if self.initial_state is not None:
+            model.encoder.load_state_dict(self.initial_state)
+        model = model.to(self.device)
         opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                               weight_decay=self.cfg.weight_decay)
         last, best, state_path = self._paths()
