@@ -77,7 +77,8 @@ class SSLAnomalyParameterNode:
     overwrite: bool = False
     normalsFolder: Path = Path.home()
     modelOutputFolder: Path = Path.home()
-    trainMinutes: Annotated[float, WithinRange(1.0, 10000.0)] = 30.0
+    trainMinutes: Annotated[float, WithinRange(0.0, 10000.0)] = 30.0
+    trainFromSelectedModel: bool = False
 
 
 class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -321,7 +322,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.ensureDependencies()
             command = self.logic.trainCommand(p.normalsFolder, p.modelOutputFolder, minutes=p.trainMinutes,
                                               valNormalsFolder=self.ui.valNormalsFolderSelector.currentPath,
-                                              device=p.device)
+                                              device=p.device, startFrom=p.model if p.trainFromSelectedModel else None)
             process = qt.QProcess()
             process.setProcessChannelMode(qt.QProcess.MergedChannels)
             process.setProcessEnvironment(self._processEnvironment())
