@@ -26,11 +26,17 @@ def row(run: Path) -> str:
     return (f"| `{run.name}` | {', '.join(m['pretext']['kinds'])} | {e['input_size']} "
             f"| {'+'.join(e['patch_layers'])} ({cells}x{cells}) | {t['seed']} "
             f"| {origin}{t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}) "
-            f"| {dev['auroc']:.3f} | {dev['ap']:.3f} "
+            f"| {dev['auroc']:.3f} | {dev['ap']:.3f} | {patient_disjoint_auroc(run)} "
             f"| {dev['components']['pooled']['auroc']:.3f} | {dev['components']['patch']['auroc']:.3f} "
             f"| {loc['pointing_game']:.3f} "
             f"(random {loc['random_pointing_baseline']:.3f}) | {loc['box_auroc']:.3f} "
             f"| `{t['command']}` |")
+
+
+def patient_disjoint_auroc(run: Path) -> str:
+    """Dev AUROC on the patient-disjoint normals (scripts/patient_disjoint_dev.py), where measured."""
+    f = run / "dev_patient_disjoint.json"
+    return f"{json.loads(f.read_text())['auroc']:.3f}" if f.exists() else "not run"
 
 
 def seed_summaries(runs: list[Path]) -> str:
@@ -61,8 +67,9 @@ def main() -> int:
     runs = sorted(p for p in (ROOT / "runs" / "experiments").glob("*") if (p / "localisation.json").exists())
     table = "\n".join([
         "| variant | pretext | px | heatmap layers (map) | seed | training (2-core CPU) | dev AUROC | dev AP | "
-        "image-level only | patch-level only | pointing game | box AUROC | training command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summaries(runs)
+        "dev AUROC, patient-disjoint normals | image-level only | patch-level only | pointing game | box AUROC "
+        "| training command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summaries(runs)
     doc = ROOT / "docs" / "model.md"
     text = doc.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
