@@ -82,9 +82,9 @@ class StartingEncoder:
             raise model_folder.ModelError(model_folder.resolve(model), f"manifest has no usable encoder ({e})") from None
         return cls(config, state, manifest.get("model_id", "unknown"), str(model_folder.resolve(model)))
 
-    def with_architecture_of(self, config: EncoderConfig) -> EncoderConfig:
-        """`config` with this encoder's widths and depths (the weights fix them; the input size and
-        the layers that feed scoring stay free)."""
+    def config_for(self, config: EncoderConfig) -> EncoderConfig:
+        """The config to train with: `config` with this encoder's widths and depths (the weights fix
+        them; the input size and the layers that feed scoring stay free)."""
         return replace(config, widths=self.config.widths, layers=self.config.layers)
 
     def describe(self) -> dict:
@@ -130,7 +130,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     t0 = time.time()
     out_dir = Path(out_dir)
     if start is not None:
-        encoder_cfg = start.with_architecture_of(encoder_cfg)
+        encoder_cfg = start.config_for(encoder_cfg)
     size = encoder_cfg.input_size
     normals = load_normals(normals_dir, size, progress)
     rng = np.random.default_rng(seed)
