@@ -11,7 +11,7 @@ from conftest import data_dir
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.detector import AnomalyDetector
 from SSLAnomalyLib.encoder import EncoderConfig
-from SSLAnomalyLib.fitting import load_normals, weights_digest
+from SSLAnomalyLib.fitting import load_normals, model_digest
 from SSLAnomalyLib.io import read_radiograph
 from SSLAnomalyLib.model_folder import MANIFEST, WEIGHTS, ModelError, load
 from SSLAnomalyLib.pretext import PretextConfig
@@ -48,7 +48,7 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     manifest = json.loads((small_model / MANIFEST).read_text())
     assert manifest["calibration"]["n_normals"] == 20
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
-    assert manifest["model_id"].endswith("-w" + weights_digest(*load(small_model)[1:]))  # the id names the weights
+    assert manifest["model_id"].endswith("-w" + model_digest(*load(small_model)[1:]))  # the id names the weights and the reference
 
 
 def test_tampered_weights_are_refused(small_model, tmp_path):

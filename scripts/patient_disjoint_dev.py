@@ -28,6 +28,8 @@ def patient(name: str) -> str:
 def main() -> int:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    if not KERMANY.is_dir():
+        raise SystemExit(f"error: {KERMANY}: no such folder (the real data is read from ../shared/data)")
     seen = {patient(f.name) for f in (KERMANY / "train" / "normal").iterdir()}
     FOLDER.mkdir(parents=True, exist_ok=True)
     kept = [f for f in sorted((KERMANY / "val" / "normal").iterdir()) if patient(f.name) not in seen]

@@ -51,9 +51,9 @@ class NormalSet:
         return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
 
 
-def weights_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray]) -> str:
-    """A short hash of the encoder weights and the normal reference, so that two models from the same
-    data and seed (other training, or the same encoder refitted) still differ by id."""
+def model_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray]) -> str:
+    """A short hash of what model.safetensors holds (encoder weights and normal reference), so that two
+    models from the same data and seed (other training, or the same encoder refitted) still differ by id."""
     h = hashlib.sha256()
     for name, value in sorted({**{f"encoder.{k}": v.detach().cpu().numpy() for k, v in state.items()},
                                **{f"reference.{k}": np.asarray(v) for k, v in arrays.items()}}.items()):
@@ -160,7 +160,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
     state = trainer.state()
     manifest = {
-        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest(encoder_state, arrays)}",
+        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{model_digest(encoder_state, arrays)}",
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
