@@ -1,5 +1,5 @@
-"""An unsupervised lung-field mask, used to paste synthetic anomalies inside the lungs and to keep
-heatmap scores and findings inside the chest.
+"""The unsupervised lung-field mask and the lung prior: the fallbacks of the learned lung fields
+(`lung_model.py`) when the network's output is implausible.
 
 The AnatPaste recipe (CLAHE, Otsu, opening, clear border, drop small regions) keeps only the dark
 spaces between ribs on many images, so the two largest dark regions are filled by their convex
@@ -55,13 +55,9 @@ def lung_mask(image01: np.ndarray) -> np.ndarray | None:
     return mask
 
 
-def lung_mask_or_prior(image01: np.ndarray, prior: np.ndarray | None) -> tuple[np.ndarray, bool]:
-    """The image's own lung mask, else the prior thresholded at 0.5 (flag says which)."""
-    mask = lung_mask(image01)
-    if mask is not None:
-        return mask, True
+def prior_mask(n: int, prior: np.ndarray | None) -> np.ndarray:
+    """The training normals' lung prior thresholded at 0.5, or a central ellipse when there is none."""
     if prior is None:
-        n = image01.shape[0]
         yy, xx = np.mgrid[0:n, 0:n] / n
         prior = (((xx - 0.5) / 0.38) ** 2 + ((yy - 0.5) / 0.38) ** 2 < 1).astype(np.float32)
-    return prior >= 0.5, False
+    return prior >= 0.5

@@ -15,12 +15,13 @@ from tqdm import tqdm
 from .bench import add_parser as add_bench_parser
 from .calibration import DEFAULT_FPR
 from .encoder import EncoderConfig
-from .io import ReadError, list_inputs, read_radiograph
+from .io import ReadError, list_inputs, read_radiograph, write_image
 from .model_folder import ModelError
 from .pretext import KINDS, PretextConfig
 from .outputs import atomic_write_text, case_name, case_paths, remove_partial_files, write_case_outputs
 
 FAILURE_LOG = "failures.log"
+LUNGS_SUFFIX = ".lungs.nrrd"
 PREFETCH = 2  # images read and prepared ahead of the one being scored
 
 
@@ -55,7 +56,8 @@ def cmd_detect(args) -> int:
     remove_partial_files(out)
     names = _unique_names(files)
     todo = [(f, n) for f, n in zip(files, names)
-            if not (args.resume and case_paths(out, n)["findings"].exists())]
+            if not (args.resume and case_paths(out, n)["findings"].exists()
+                    and (not args.lungs or (out / f"{n}{LUNGS_SUFFIX}").exists()))]
     log = out / FAILURE_LOG
     log.unlink(missing_ok=True)  # every input without results is tried again, so the log starts afresh
     write_mrb = None
@@ -86,6 +88,8 @@ def cmd_detect(args) -> int:
                 result = detector.detect(image, prepared)
                 if write_mrb is not None:
                     write_mrb(image, result, out / f"{name}.mrb", overwrite=True)
+                if args.lungs:
+                    write_image(detector.lungs_on_input_grid(image, prepared), out / f"{name}{LUNGS_SUFFIX}")
                 write_case_outputs(result, image, out, name)  # findings JSON last: the case is done
                 for w in result.warnings:
                     tqdm.write(f"warning: {path}: {w}", file=sys.stderr)
@@ -156,6 +160,64 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_anatomy(args) -> int:
+    from .lung_model import LungNetConfig
+    from .lung_training import train_lung_model
+
+    command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
+                              config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet)
+    figures = json.loads((folder / "manifest.json").read_text())["figures"]
+    print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
+          f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "
+          f"n={figures['held_out_n']})")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .site_calibration import calibrate_model
+
+    folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    c = manifest["calibration"]
+    print(f"calibrated model {manifest['model_id']} written to {folder}: threshold {c['threshold']:.3f} at "
+          f"{100 * c['false_positive_rate']:g} % false positives on {c['n_normals']} normals")
+    return 0
+
+
+def cmd_models(args) -> int:
+    """The bundled models: name, population, input, measured figures and card."""
+    from . import model_folder, registry
+
+    default = registry.default_name()
+    for m in registry.bundled_models():
+        try:
+            manifest = model_folder.load(m.folder)[0]
+        except ModelError as e:
+            print(f"{m.name}: unusable ({e.reason})")
+            continue
+        size = manifest["encoder"]["input_size"]
+        measured = manifest.get("measured", {})
+        figures = "; ".join(f"{name}: {text}" for name, text in measured_lines(measured)) or "not measured"
+        print(f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label} - {m.description}\n"
+              f"  model id {manifest.get('model_id')}, input {size}x{size} px, "
+              f"threshold {manifest['calibration']['threshold']:.3f} at "
+              f"{100 * manifest['calibration']['false_positive_rate']:g} % false positives\n"
+              f"  measured: {figures}\n  card: {m.folder / model_folder.CARD}")
+    return 0
+
+
+def measured_lines(measured: dict) -> list[tuple[str, str]]:
+    """The figures a model card records (`scripts/record_measurements.py`), as short lines."""
+    lines = []
+    for name, d in measured.items():
+        if isinstance(d, dict) and "auroc" in d:
+            lines.append((name, f"AUROC {d['auroc']:.3f} ({d.get('n_normal')} normal vs {d.get('n_abnormal')} abnormal)"))
+        elif isinstance(d, dict) and "pointing_game" in d:
+            lines.append((name, f"pointing game {d['pointing_game']:.3f} on {d.get('n_images')} images"))
+    return lines
+
+
 def cmd_sample(args) -> int:
     from .sample import sample_inputs
 
@@ -170,18 +232,20 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("detect", help="score radiographs; write findings JSON, heatmap NRRD and overlay PNG")
     d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, NRRD, NIfTI, MHA) or folders")
-    d.add_argument("--model", default="default", help="model folder, or 'default' for the bundled model")
+    d.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
     d.add_argument("--out", required=True, help="output folder")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.add_argument("--fpr", type=float, default=None,
                    help="false-positive rate on normals for the thresholds (default: the model's, 0.05)")
     d.add_argument("--mrb", action="store_true", help="also write a Slicer scene bundle <name>.mrb per input")
+    d.add_argument("--lungs", action="store_true",
+                   help="also write the lung fields as <name>.lungs.nrrd (uint8 0/1 on the input's grid and geometry)")
     d.add_argument("--resume", action="store_true", help="skip inputs whose results are already complete")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_detect)
 
     e = sub.add_parser("evaluate", help="AUROC/AP on labelled folders, or localisation against boxes")
-    e.add_argument("--model", default="default")
+    e.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
     e.add_argument("--normal", help="folder of normal images")
     e.add_argument("--abnormal", help="folder of abnormal images")
     e.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1,label (pixel coordinates)")
@@ -211,6 +275,28 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("train-anatomy", help="train the lung-field U-Net on radiographs and their expert lung masks")
+    a.add_argument("--images", required=True, help="folder of radiographs")
+    a.add_argument("--masks", required=True, help="folder of lung masks with the same file names (nonzero = lung)")
+    a.add_argument("--out", required=True, help="lung model folder to write")
+    a.add_argument("--minutes", type=float, default=12.0, help="training time budget")
+    a.add_argument("--seed", type=int, default=0, help="seed of the held-out fold, initialisation and augmentation")
+    a.add_argument("--size", type=int, default=128, help="network input size in pixels")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_train_anatomy)
+
+    c = sub.add_parser("calibrate", help="re-derive percentiles, score standardisation and thresholds from a "
+                                         "site's own normals (encoder unchanged) into a new model folder")
+    c.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
+    c.add_argument("--normals", required=True, help="folder of the site's normal radiographs")
+    c.add_argument("--out", required=True, help="new model folder to write")
+    c.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_calibrate)
+
+    m = sub.add_parser("models", help="list the bundled models (name, population, input, measured figures)")
+    m.set_defaults(func=cmd_models)
 
     s = sub.add_parser("sample", help="put a sample radiograph in a folder (real data if present, else synthetic)")
     s.add_argument("--out", required=True)

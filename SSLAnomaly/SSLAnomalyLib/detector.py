@@ -9,21 +9,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import model_folder
-from .anatomy import lung_mask_or_prior
+from . import model_folder, registry
 from .calibration import Calibration
 from .encoder import EncoderConfig, build_encoder
 from .findings import Finding, find_regions, number
 from .heatmap import to_input_grid
 from .image import Radiograph
+from .lung_model import LungFields, LungSegmenter, bundled_segmenter, on_input_grid
 from .preprocess import to_model_input
 from .reference import NormalReference
 from .scoring import Scorer
 from .training import select_device
 
 PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
-NO_LUNG_WARNING = ("no lung fields found; the average lung position of the training normals was "
-                   "used (is this a frontal chest radiograph?)")
 OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
                         "the result means nothing; if it is, it is strongly abnormal")
 
@@ -62,15 +60,21 @@ class DetectionResult:
 @dataclass
 class PreparedSlice:
     image01: np.ndarray
-    lung: np.ndarray
-    lung_found: bool
+    fields: LungFields
+    lung_probability: np.ndarray  # the lung network's output on the model grid
+
+    @property
+    def lung(self) -> np.ndarray:
+        return self.fields.mask
 
 
 class AnomalyDetector:
     def __init__(self, scorer: Scorer, calibration: Calibration, lung_prior: np.ndarray | None,
-                 model_id: str, manifest: dict | None = None):
+                 model_id: str, manifest: dict | None = None, anatomy: LungSegmenter | None = None,
+                 population: registry.Population | None = None):
         self.scorer, self.calibration, self.lung_prior = scorer, calibration, lung_prior
-        self.model_id, self.manifest = model_id, manifest or {}
+        self.model_id, self.manifest, self.population = model_id, manifest or {}, population
+        self.anatomy = anatomy if anatomy is not None else bundled_segmenter()
 
     @property
     def lung_support(self) -> np.ndarray | bool:
@@ -89,7 +93,7 @@ class AnomalyDetector:
 
     @classmethod
     def load(cls, model: str | os.PathLike = "default", device: str = "auto") -> "AnomalyDetector":
-        """Load and verify a model folder ('default' is the bundled model)."""
+        """Load and verify a model: a bundled model's name ('default' is the adult one) or a folder."""
         manifest, encoder_state, arrays = model_folder.load(model)
         try:
             config = EncoderConfig.from_dict(manifest["encoder"])
@@ -101,16 +105,19 @@ class AnomalyDetector:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise model_folder.ModelError(model_folder.resolve(model), f"manifest or weights are inconsistent ({e})") from None
         scorer = Scorer(net, config, reference, stats, select_device(device))
-        return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest)
+        return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest,
+                   population=registry.population_of(model, manifest))
 
     def prepare(self, image: Radiograph) -> list[PreparedSlice]:
-        """Model inputs and lung masks of every slice."""
-        out = []
-        for k in range(image.shape[0]):
-            x = to_model_input(image.pixels[k], self.input_size)
-            lung, found = lung_mask_or_prior(x, self.lung_prior)
-            out.append(PreparedSlice(x, lung, found))
-        return out
+        """Model inputs and lung fields of every slice."""
+        xs = np.stack([to_model_input(image.pixels[k], self.input_size) for k in range(image.shape[0])])
+        return [PreparedSlice(x, fields, p) for x, (fields, p) in zip(xs, self.anatomy.fields(xs, self.lung_prior))]
+
+    def lungs_on_input_grid(self, image: Radiograph, prepared: list[PreparedSlice]) -> Radiograph:
+        """The lung fields as uint8 0/1 on the input's own grid and geometry (`detect --lungs`)."""
+        _, rows, cols = image.shape
+        mask = np.stack([on_input_grid(p.fields, p.lung_probability, rows, cols) for p in prepared])
+        return image.with_pixels(mask)
 
     def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None) -> DetectionResult:
         """Score every slice; the image score is the highest slice score."""
@@ -126,8 +133,11 @@ class AnomalyDetector:
         top = int(np.argmax(scores.score))
         score = float(scores.score[top])
         warnings = list(image.warnings)
-        if not any(p.lung_found for p in prepared):
-            warnings.append(NO_LUNG_WARNING)
+        for w in dict.fromkeys(p.fields.warning for p in prepared if p.fields.warning):
+            warnings.append(w if image.shape[0] == 1 else f"{w} (on some slices)")
+        population = registry.population_warning(image.dicom, self.population)
+        if population:
+            warnings.append(population)
         if self.calibration.far_beyond_normals(score):
             warnings.append(OUT_OF_RANGE_WARNING)
         return DetectionResult(score=score, threshold=self.calibration.threshold,

@@ -21,10 +21,10 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, model_folder
-from .anatomy import lung_mask_or_prior
 from .calibration import DEFAULT_FPR, Calibration
 from .encoder import EncoderConfig, build_encoder
 from .io import ReadError, list_inputs, read_radiograph
+from .lung_model import bundled_segmenter
 from .model_card import model_card
 from .preprocess import to_model_input
 from .pretext import PretextConfig
@@ -96,7 +96,7 @@ def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
     files = list_inputs([folder])
     if not files:
         raise ReadError(folder, "no images found in the folder")
-    images, lungs, kept, skipped = [], [], [], []
+    images, kept, skipped = [], [], []
     for f in tqdm(files, desc=f"reading {Path(folder).name}", unit="img", disable=not progress):
         try:
             x = to_model_input(read_radiograph(f).pixels[0], size)
@@ -104,11 +104,11 @@ def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
             skipped.append(str(e))
             continue
         images.append(x)
-        lungs.append(lung_mask_or_prior(x, None)[0])
         kept.append(str(f))
     if not images:
         raise ReadError(folder, "none of the images in the folder could be read")
-    return NormalSet(np.stack(images), np.stack(lungs), kept, skipped)
+    images = np.stack(images)
+    return NormalSet(images, bundled_segmenter().masks(images), kept, skipped)
 
 
 def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: NormalSet,

@@ -286,7 +286,7 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         img.origin = tuple(ipp)
     img.dicom = {k: str(_get(ds, k) or "") for k in (
         "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
+        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
         "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
     img.dicom["path"] = str(path)
     return img

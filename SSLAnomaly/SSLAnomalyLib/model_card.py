@@ -12,7 +12,7 @@ def model_card(m: dict) -> str:
 A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 (basic blocks, layers {e['layers']}, widths {e['widths']}, {e['input_size']} px input, one channel)
 {origin(t)} on **normal radiographs only**, with anatomy-aware synthetic anomalies
-({', '.join(m['pretext']['kinds'])}) pasted inside an unsupervised lung mask. An image is scored by
+({', '.join(m['pretext']['kinds'])}) pasted inside the lung fields. An image is scored by
 its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
 position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
 
@@ -23,17 +23,12 @@ position-aware patch map, layers {e['patch_layers']}), which also gives the heat
 - No abnormal image and no label was used to train, select a checkpoint, or set a threshold.
 
 ## Not for
-- Adults, lateral or other views, other body parts, or any population unlike the training normals,
-  without retraining on local normals (`sslanomaly train`; with `--start-from default --minutes 0` it
-  only refits the normal reference and the thresholds, in minutes). The bundled default model learned from
-  children aged 1-5 at one hospital (Guangzhou, Kermany/ZhangLab data).
-- Diagnosis. It flags images and regions that differ from the normals it learned; a radiologist decides.
-
+{not_for(m)}
 ## Calibration
 Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:.0f} % false-positive rate on
 {c['n_normals']} calibration normals; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
 peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). Each result reports its
-percentile among these normals.
+percentile among these normals.{site_calibration(m.get("site_calibration"))}
 
 ## How it was made
 - Command: `{t.get('command') or 'sslanomaly train (library call)'}`
@@ -43,6 +38,33 @@ percentile among these normals.
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def not_for(m: dict) -> str:
+    """Who the model is not for, from the population it learned (manifest `population`)."""
+    label = (m.get("population") or {}).get("label")
+    if label == "adults":
+        learned = ("- Children, lateral or other views, other body parts or modalities. This model learned from adult\n"
+                   "  frontal (PA/AP) normals of the NIH Clinical Center (RSNA); for children use the bundled\n"
+                   "  `pediatric` model.\n")
+    elif label == "children":
+        learned = ("- Adults, lateral or other views, other body parts or modalities. This model learned from children\n"
+                   "  aged 1-5 at one hospital (Guangzhou, Kermany/ZhangLab data); for adults use the bundled `adult` model.\n")
+    else:
+        learned = "- Any population, view or modality unlike the training normals.\n"
+    return (learned + "- Other sites without checking: calibrate on your own normals (`sslanomaly calibrate`), refit\n"
+            "  (`sslanomaly train --start-from MODEL --minutes 0`) or train (`sslanomaly train`).\n"
+            "- Diagnosis. It flags images and regions that differ from the normals it learned; a radiologist decides.\n")
+
+
+def site_calibration(c: dict | None) -> str:
+    """Where the thresholds came from when a site recalibrated the model (`sslanomaly calibrate`)."""
+    if not c:
+        return ""
+    return (f"\n\n**Calibrated on site normals** by `sslanomaly calibrate` on {c['when']}: {c['n_normals']} normals of\n"
+            f"`{c['normals']}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
+            "encoder and normal reference are unchanged, the score standardisation, percentiles and thresholds\n"
+            "are these normals'.")
 
 
 def origin(training: dict) -> str:
@@ -70,10 +92,10 @@ def measured_section(measured: dict | None) -> str:
                     f"pointing game {r['pointing_game']:.3f}." for r in measured.get("other_seeds", []))
     return f"""## Measured
 - Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs
-  {dev['n_abnormal']} pneumonia radiographs of the same hospital, never trained on:
+  {dev['n_abnormal']} pneumonia radiographs, never trained on:
   `{dev['command']}`
 - Localisation on {loc['n_images']} adult tuberculosis radiographs with lesion boxes (TBX11K, never
-  trained on; this model learned children): pointing game **{loc['pointing_game']:.3f}** against
+  trained on): pointing game **{loc['pointing_game']:.3f}** against
   {loc['random_pointing_baseline']:.3f} for a random heatmap, box AUROC {loc['box_auroc']:.3f}:
   `{loc['command']}`{seeds}
 

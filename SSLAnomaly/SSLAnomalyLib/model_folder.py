@@ -20,11 +20,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import registry
+
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
-BUNDLED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "default"
 
 
 class ModelError(Exception):
@@ -44,8 +45,8 @@ def sha256(path: Path) -> str:
 
 
 def resolve(model: str | os.PathLike) -> Path:
-    """'default' means the bundled model; anything else is a folder path."""
-    return BUNDLED if str(model) == "default" else Path(model)
+    """A bundled model's name ('adult', 'pediatric', 'default') means its folder; anything else is a path."""
+    return registry.resolve(model)
 
 
 def save(folder: Path, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray],

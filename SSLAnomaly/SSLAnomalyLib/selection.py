@@ -4,7 +4,10 @@ The feature-distance scoring (the one detection uses) must separate held-out tra
 the same images carrying a clearly visible synthetic opacity. Only normal images are involved; the
 opacities are drawn once from a fixed seed so every checkpoint faces the same test. They are larger
 and denser than the training pastes (`CHECK_OPACITIES`): faint ones moved no score, even of a
-trained encoder, so the signal stayed at chance and could not tell checkpoints apart.
+trained encoder, so the signal stayed at chance and could not tell checkpoints apart. Half of the
+normals are seen through a random acquisition change (`training.augment`: field of view, exposure,
+contrast): a checkpoint that calls a zoomed or darker normal abnormal loses signal, so the kept
+encoder is the one that holds up on radiographs taken otherwise, still judged on normals only.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from .encoder import EncoderConfig
+from .lung_model import bundled_segmenter
 from .pretext import PretextConfig, opacity
 from .reference import NormalReference
 from .scoring import Scorer, component_stats
+from .training import augment
 
 MAX_REFERENCE_IMAGES = 300
 CHECK_OPACITIES = PretextConfig(kinds=("opacity",), area_range=(0.10, 0.30), haze_strength=(0.35, 0.6))
@@ -28,7 +33,9 @@ class SyntheticCheck:
         idx = rng.permutation(len(train.images01))[:MAX_REFERENCE_IMAGES]
         self.config, self.device = config, device
         self.reference_images = train.images01[idx]
-        self.normals, self.lungs = held_out.images01, held_out.lungs
+        shifted = np.stack([augment(x, rng) for x in held_out.images01])
+        self.normals = np.concatenate([held_out.images01, shifted])
+        self.lungs = np.concatenate([held_out.lungs, bundled_segmenter().masks(shifted)])
         self.anomalous = np.stack([opacity(x, m if m.any() else np.ones_like(m), CHECK_OPACITIES, rng)[0]
                                    for x, m in zip(self.normals, self.lungs)])
 
