@@ -79,6 +79,7 @@ class SSLAnomalyParameterNode:
     modelOutputFolder: Path = Path.home()
     trainMinutes: Annotated[float, WithinRange(0.0, 10000.0)] = 30.0
     trainFromSelectedModel: bool = False
+    showLungs: bool = True
 
 
 class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -126,6 +127,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addFindingButton.clicked.connect(self.onAddFinding)
         self.ui.exportButton.clicked.connect(self.onExport)
         self.ui.trainButton.clicked.connect(self.onTrain)
+        self.ui.calibrateButton.clicked.connect(self.onCalibrate)
+        self.ui.showLungsCheckBox.toggled.connect(self.onShowLungs)
         self.ui.cancelTrainingButton.clicked.connect(self.onCancelTraining)
         self.initializeParameterNode()
 
@@ -190,7 +193,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- models -------------------------------------------------------------------------------
     def _populateModels(self) -> None:
         self.ui.modelSelector.clear()
-        self.ui.modelSelector.addItem("Bundled default model", "default")
+        for name, label in self.logic.bundledModels():
+            self.ui.modelSelector.addItem(label, name)
         for folder in self._savedModelFolders():
             self.ui.modelSelector.addItem(Path(folder).name, folder)
 
@@ -207,11 +211,15 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay("Not a usable model folder.", waitCursor=True):
-            self.logic.describeModel(folder)  # verifies manifest and hashes before offering it
-            folders = [f for f in self._savedModelFolders() if f != folder] + [folder]
-            qt.QSettings().setValue(MODEL_FOLDERS_SETTING, folders)
-            self._populateModels()
-            self.ui.modelSelector.setCurrentIndex(self.ui.modelSelector.count - 1)
+            self._addModelFolder(folder)
+
+    def _addModelFolder(self, folder: str) -> None:
+        """Verify a model folder, remember it and select it."""
+        self.logic.describeModel(folder)  # verifies manifest and hashes before offering it
+        folders = [f for f in self._savedModelFolders() if f != folder] + [folder]
+        qt.QSettings().setValue(MODEL_FOLDERS_SETTING, folders)
+        self._populateModels()
+        self.ui.modelSelector.setCurrentIndex(self.ui.modelSelector.count - 1)
 
     # --- detection ----------------------------------------------------------------------------
     def onDetect(self) -> None:
@@ -224,7 +232,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
             def work():
                 try:
-                    job["result"] = detector.detect(image)
+                    job["result"] = detector.detect(image, lungs=True)
                 except Exception as e:  # reported on the main thread
                     job["error"] = e
 
@@ -315,6 +323,17 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             written = self.logic.exportCase(p.inputVolume, p.exportFolder, overwrite=p.overwrite)
             slicer.util.infoDisplay("Written:\n" + "\n".join(str(path) for path in written.values()))
+
+    def onCalibrate(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Calibration failed.", waitCursor=True):
+            p = self._parameterNode
+            folder = self.logic.calibrate(p.normalsFolder, p.modelOutputFolder, model=p.model)
+            self._addModelFolder(str(folder))
+            slicer.util.infoDisplay(f"Calibrated model written to {folder} and selected.")
+
+    def onShowLungs(self, visible) -> None:
+        if self._parameterNode and self._parameterNode.inputVolume is not None:
+            self.logic.setLungFieldsVisible(self._parameterNode.inputVolume, visible)
 
     def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay("Training could not start."):
@@ -455,6 +474,19 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
             self._detectors[key] = detector
         return self._detectors[key]
 
+    def bundledModels(self) -> list:
+        """(name, label) of each bundled model for the model selector, the default first."""
+        registry = self._lib("registry")
+        default = registry.default_name()
+        return [(m.name, f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label}")
+                for m in registry.bundled_models()]
+
+    def calibrate(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05):
+        """A new model folder with `model`'s thresholds, percentiles and score standardisation
+        re-derived from a site's normals (encoder unchanged); returns its path."""
+        return self._lib("site_calibration").calibrate_model(model, normalsFolder, outputFolder,
+                                                             fpr=falsePositiveRate, progress=False)
+
     def describeModel(self, model) -> dict:
         """The verified manifest of a model folder (raises if the folder is not a valid model)."""
         manifest, _, _ = self._lib("model_folder").load(model)
@@ -476,9 +508,13 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
         """Score `volumeNode`; its heatmap (same grid, own colour map, foreground in the slice views),
         finding ROIs and findings table appear in the scene. Returns the `DetectionResult`."""
         detector = self.loadDetector(model, device, falsePositiveRate)
-        result = detector.detect(self.radiographFromVolume(volumeNode))
+        result = detector.detect(self.radiographFromVolume(volumeNode), lungs=True)
         self.showResult(volumeNode, result, opacity)
         return result
+
+    def setLungFieldsVisible(self, volumeNode, visible: bool = True) -> None:
+        """Show or hide the outline of the lung fields detection found on `volumeNode`."""
+        self._lib("mrml_lungs").set_lung_fields_visible(volumeNode, visible)
 
     def showResult(self, volumeNode, result, opacity: float = 0.5):
         """Put a `DetectionResult` into the scene (detections from a worker thread end here)."""
@@ -493,17 +529,18 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
         the batch. A case that fails is reported in its row and the batch goes on. Cases read
         from files are removed from the scene once exported; the scene's own volumes stay.
         Returns one row per case: {"input", "files"} or {"input", "error"}."""
-        export = self._lib("mrml_export")
+        export, drift = self._lib("mrml_export"), self._lib("drift")
         cases = self._batchCases(inputs)
-        rows = []
+        rows, percentiles = [], []
         for done, (name, getVolume, fromFile) in enumerate(cases, start=1):
             volume = None
             try:
                 volume = getVolume()
-                self.detect(volume, model, device, falsePositiveRate=falsePositiveRate)
+                result = self.detect(volume, model, device, falsePositiveRate=falsePositiveRate)
                 chosen = export.default_formats(volume, scene_bundle=False) if formats is None else formats
                 written = self.exportCase(volume, outputFolder, formats=chosen, overwrite=overwrite)
                 rows.append({"input": name, "files": {k: str(v) for k, v in written.items()}})
+                percentiles.append((written.get("json"), result.percentile))
             except Exception as e:  # one bad case must not stop the batch
                 logging.error(f"SSL Anomaly: {name}: {e}")
                 rows.append({"input": name, "error": f"{type(e).__name__}: {e}"})
@@ -512,6 +549,14 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
                     self._lib("mrml_case").remove_case(volume)
             if progress is not None and progress(done, len(cases), name) is False:
                 break
+        warning = drift.drift_warning(p for _, p in percentiles)
+        if warning:  # said once for the batch, and carried by every findings JSON of it
+            logging.warning(f"SSL Anomaly: {warning}")
+            for path, _ in percentiles:
+                if path is not None:
+                    drift.add_warning(path, warning)
+            for row in rows:
+                row["warning"] = warning
         return rows
 
     def _batchCases(self, inputs) -> list:

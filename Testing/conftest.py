@@ -47,13 +47,26 @@ def small_model(small_normals, tmp_path_factory):
     return train_model(train, out, val, device="cpu", minutes=0.1, seed=0, progress=False)
 
 
+def bundled_folder(name: str):
+    from SSLAnomalyLib.model_folder import MANIFEST
+    from SSLAnomalyLib.registry import resolve
+
+    folder = resolve(name)
+    if not (folder / MANIFEST).exists():
+        pytest.fail(f"the bundled {name} model is missing from {folder}")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def default_model():
-    from SSLAnomalyLib.model_folder import BUNDLED, MANIFEST
+    """The bundled default (adult) model's folder."""
+    return bundled_folder("default")
 
-    if not (BUNDLED / MANIFEST).exists():
-        pytest.fail(f"the bundled default model is missing from {BUNDLED}")
-    return BUNDLED
+
+@pytest.fixture(scope="session")
+def pediatric_model():
+    """The bundled pediatric (Kermany) model's folder."""
+    return bundled_folder("pediatric")
 
 
 @pytest.fixture(scope="session")

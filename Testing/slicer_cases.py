@@ -35,10 +35,12 @@ def logic():
 
 
 def model_folder(request) -> Path:
-    """The bundled model where present, else the small real model the suite trains."""
-    from SSLAnomalyLib.model_folder import BUNDLED, MANIFEST
+    """The bundled default model where present, else the small real model the suite trains."""
+    from SSLAnomalyLib.model_folder import MANIFEST
+    from SSLAnomalyLib.registry import resolve
 
-    return BUNDLED if (BUNDLED / MANIFEST).exists() else Path(request.getfixturevalue("small_model"))
+    bundled = resolve("default")
+    return bundled if (bundled / MANIFEST).exists() else Path(request.getfixturevalue("small_model"))
 
 
 def tb_radiograph() -> Path:

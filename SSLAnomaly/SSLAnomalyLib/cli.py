@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from .bench import add_parser as add_bench_parser
 from .calibration import DEFAULT_FPR
+from .drift import add_warning, drift_warning
 from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph, write_image
 from .model_folder import ModelError
@@ -63,7 +64,7 @@ def cmd_detect(args) -> int:
     write_mrb = None
     if args.mrb:
         from .mrml_bundle import write_mrb
-    failures = []
+    failures, percentiles = [], []
 
     def load(item):
         path, name = item
@@ -85,12 +86,13 @@ def cmd_detect(args) -> int:
             try:
                 if error is not None:
                     raise error
-                result = detector.detect(image, prepared)
+                result = detector.detect(image, prepared, lungs=args.lungs)
                 if write_mrb is not None:
                     write_mrb(image, result, out / f"{name}.mrb", overwrite=True)
-                if args.lungs:
-                    write_image(detector.lungs_on_input_grid(image, prepared), out / f"{name}{LUNGS_SUFFIX}")
-                write_case_outputs(result, image, out, name)  # findings JSON last: the case is done
+                if result.lungs is not None:
+                    write_image(result.lungs, out / f"{name}{LUNGS_SUFFIX}")
+                written = write_case_outputs(result, image, out, name)  # findings JSON last: the case is done
+                percentiles.append((written["findings"], result.percentile))
                 for w in result.warnings:
                     tqdm.write(f"warning: {path}: {w}", file=sys.stderr)
             except Exception as e:
@@ -99,6 +101,11 @@ def cmd_detect(args) -> int:
                 tqdm.write(f"error: {path}: {failures[-1][1]}", file=sys.stderr)
             bar.update(1)
         bar.close()
+    drift = drift_warning(p for _, p in percentiles)
+    if drift:
+        for path, _ in percentiles:
+            add_warning(path, drift)
+        print(f"warning: {drift}", file=sys.stderr)
     done = len(todo) - len(failures)
     print(f"{done} of {len(todo)} input(s) written to {out}"
           + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else "")
@@ -119,6 +126,7 @@ def _reason(e: Exception) -> str:
 
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate_boxes, evaluate_images
+    from .perturbations import parse_families
 
     detector = _load_detector(args)
     if args.boxes:
@@ -128,9 +136,14 @@ def cmd_evaluate(args) -> int:
     else:
         if not (args.normal and args.abnormal):
             raise SystemExit("error: evaluate needs --normal DIR and --abnormal DIR (or --boxes CSV --images DIR)")
-        result = evaluate_images(detector, args.normal, args.abnormal, progress=not args.quiet)
+        try:
+            families = parse_families(args.perturb) if args.perturb else []
+        except ValueError as e:
+            raise SystemExit(f"error: --perturb: {e}") from None
+        result = evaluate_images(detector, args.normal, args.abnormal, progress=not args.quiet,
+                                 scores_csv=args.scores_csv, perturb=families, seed=args.seed)
     result["command"] = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    text = json.dumps(result, indent=1)
+    text = json.dumps(result, indent=1, allow_nan=False)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json), text)
@@ -155,7 +168,7 @@ def cmd_train(args) -> int:
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes,
                          seed=args.seed, encoder_cfg=encoder_cfg,
                          pretext_cfg=PretextConfig(kinds=tuple(args.pretext.split(","))), fpr=args.fpr,
-                         command=command, progress=not args.quiet, start=start)
+                         command=command, progress=not args.quiet, start=start, reference_views=args.reference_views)
     print(f"model written to {folder}")
     return 0
 
@@ -251,6 +264,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1,label (pixel coordinates)")
     e.add_argument("--images", help="folder of the images named in --boxes")
     e.add_argument("--json", help="write the figures to this JSON file")
+    e.add_argument("--scores-csv", metavar="CSV", help="also write every image's score (and each perturbed copy's) to this CSV")
+    e.add_argument("--perturb", metavar="FAMILIES",
+                   help="also score both folders under seeded acquisition perturbations: 'all' or a comma-separated "
+                        "list of fov, translate, rotate, gamma, contrast, noise, blur, lowres, jpeg, markers, combined, "
+                        "zoom_gamma; each reports AUROC, AP and the FPR/TPR at the model's threshold")
+    e.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
@@ -273,6 +292,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--pretext", default=",".join(PretextConfig.kinds),
                    help=f"comma-separated synthetic anomaly kinds ({', '.join(KINDS)})")
     t.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
+    t.add_argument("--reference-views", type=int, default=0, metavar="N",
+                   help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 

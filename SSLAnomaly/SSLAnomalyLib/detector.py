@@ -46,6 +46,7 @@ class DetectionResult:
     slice_scores: list[float] = field(default_factory=list)
     components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
     warnings: list[str] = field(default_factory=list)
+    lungs: Radiograph | None = None  # uint8 0/1 lung fields on the input's grid, when asked for
 
     def to_dict(self, input_path: str) -> dict:
         """The findings JSON of the interface contract (plus pixel threshold, the standardised score
@@ -119,8 +120,10 @@ class AnomalyDetector:
         mask = np.stack([on_input_grid(p.fields, p.lung_probability, rows, cols) for p in prepared])
         return image.with_pixels(mask)
 
-    def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None) -> DetectionResult:
-        """Score every slice; the image score is the highest slice score."""
+    def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None,
+               lungs: bool = False) -> DetectionResult:
+        """Score every slice; the image score is the highest slice score. With `lungs`, the result
+        also holds the lung fields on the input's grid."""
         prepared = prepared if prepared is not None else self.prepare(image)
         scores = self.scorer.score(np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared]))
         _, rows, cols = image.shape
@@ -146,4 +149,5 @@ class AnomalyDetector:
                                pixel_threshold=pixel_threshold, findings=number(findings),
                                model_id=self.model_id, slice_scores=[float(s) for s in scores.score],
                                components={c: float(z[top]) for c, z in scores.standardised.items()},
-                               warnings=warnings)
+                               warnings=warnings,
+                               lungs=self.lungs_on_input_grid(image, prepared) if lungs else None)

@@ -31,7 +31,7 @@ from .pretext import PretextConfig
 from .reference import NormalReference
 from .scoring import Scorer, component_stats
 from .selection import SyntheticCheck
-from .training import Trainer, TrainConfig, select_device
+from .training import Trainer, TrainConfig, augment, select_device
 
 HELD_OUT_FRACTION = 0.1
 CALIBRATION_FRACTION = 0.2
@@ -111,11 +111,19 @@ def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
     return NormalSet(images, bundled_segmenter().masks(images), kept, skipped)
 
 
+def augmented_views(images01: np.ndarray, views: int, seed: int) -> np.ndarray:
+    """`images01` followed by `views` seeded acquisition-augmented copies of each (`training.augment`)."""
+    rng = np.random.default_rng([seed, 11])
+    return np.concatenate([images01] + [np.stack([augment(x, rng) for x in images01]) for _ in range(views)])
+
+
 def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: NormalSet,
-                  held_out: NormalSet, device) -> Scorer:
-    """Fit the normal reference and the component standardisation for a trained encoder."""
+                  held_out: NormalSet, device, views: int = 0, seed: int = 0) -> Scorer:
+    """Fit the normal reference and the component standardisation for a trained encoder. With
+    `views`, the reference also holds that many acquisition-augmented copies of each normal, so that
+    a normal taken with another field of view or exposure is nearer to normal."""
     scorer = Scorer(net, config, device=device)
-    pooled, patches = scorer.features(reference_set.images01)
+    pooled, patches = scorer.features(augmented_views(reference_set.images01, views, seed))
     scorer.reference = NormalReference().fit(pooled, patches.numpy())
     scorer.component_stats = component_stats(scorer.score(held_out.images01, held_out.lungs).components)
     return scorer
@@ -124,7 +132,8 @@ def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: No
 def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,
                 seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
                 pretext_cfg: PretextConfig = PretextConfig(), fpr: float = DEFAULT_FPR,
-                command: str = "", progress: bool = True, start: StartingEncoder | None = None) -> Path:
+                command: str = "", progress: bool = True, start: StartingEncoder | None = None,
+                reference_views: int = 0) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
     that encoder instead of a random one (and it stays a candidate for the kept checkpoint)."""
     t0 = time.time()
@@ -154,7 +163,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
 
     net = build_encoder(encoder_cfg)
     net.load_state_dict(encoder_state)
-    scorer = fit_reference(net, encoder_cfg, train, held, dev)
+    scorer = fit_reference(net, encoder_cfg, train, held, dev, views=reference_views, seed=seed)
     cal_scores = scorer.score(calib.images01, calib.lungs)
     calibration = Calibration(cal_scores.score, cal_scores.peaks, fpr)
     arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
@@ -172,6 +181,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                          selection_signals=state.get("signals", []), command=command,
                          started_from=start.describe() if start is not None else None),
         "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},
+        "reference": {"augmented_views_per_normal": reference_views,
+                      "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
         "calibration": calibration.to_dict(),
         "data": {"normals": str(normals_dir), "n_train": len(train.files), "n_held_out": len(held.files),
                  "calibration_normals": str(val_normals_dir or normals_dir), "n_calibration": len(calib.files),

@@ -10,6 +10,7 @@ import slicer
 
 from .mrml_findings import apply_sensitivity, finding_nodes, show_findings
 from .mrml_heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
+from .mrml_lungs import lung_node, show_lung_fields
 from .mrml_table import TABLE_REFERENCE, sync_findings_table
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
@@ -17,8 +18,11 @@ _A = "SSLAnomaly."
 
 
 def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
-    """Put a `DetectionResult` into the scene for `volume_node`; returns the heatmap node."""
+    """Put a `DetectionResult` into the scene for `volume_node` (and its lung fields, when it holds
+    them); returns the heatmap node."""
     heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
+    if result.lungs is not None:
+        show_lung_fields(volume_node, result.lungs)
     values = {"score": result.score, "threshold": result.threshold, "abnormal": result.abnormal,
               "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
               "model": result.model_id, "warnings": list(result.warnings), "components": result.components}
@@ -55,7 +59,8 @@ def set_sensitivity(volume_node, threshold: float) -> None:
 def remove_case(volume_node) -> None:
     """Remove a volume and everything detection made for it (batch runs over files do this once a
     case is exported, so that memory does not grow with the number of inputs)."""
-    derived = [heatmap_node(volume_node), volume_node.GetNodeReference(TABLE_REFERENCE), *finding_nodes(volume_node)]
+    derived = [heatmap_node(volume_node), lung_node(volume_node), volume_node.GetNodeReference(TABLE_REFERENCE),
+               *finding_nodes(volume_node)]
     for node in [*derived, volume_node]:
         if node is not None:
             slicer.mrmlScene.RemoveNode(node)

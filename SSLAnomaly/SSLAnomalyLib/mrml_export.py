@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import slicer
-import vtk
-from vtk.util.numpy_support import vtk_to_numpy
 
 from .dicom_export import DicomExportError, make_seg, make_sr, read_source
 from .finding_masks import finding_masks
@@ -22,20 +20,22 @@ from .mrml_bundle import save_scene_bundle
 from .mrml_case import case_result
 from .mrml_findings import STATUS_COLORS, finding_nodes, finding_record
 from .mrml_heatmap import heatmap_node
+from .mrml_lungs import lung_node, oriented_labelmap
 from .mrml_table import COLUMNS
-from .mrml_volumes import ijk_to_ras_matrix, source_dicom_files, source_of
+from .mrml_volumes import source_dicom_files, source_of
 from .staging import staged_files
 
 SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
-            "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "mrb": ".mrb",
+            "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "lungs": ".lungs.seg.nrrd", "mrb": ".mrb",
             "dicom_seg": ".seg.dcm", "dicom_sr": ".sr.dcm"}
-FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "mrb", "dicom")
+FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom")
 
 
 def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
-    """Every format that applies: 'dicom' where the input came from DICOM; 'mrb' (the whole scene)
-    unless `scene_bundle` is False, as in batch runs."""
-    return [f for f in FORMATS if (f != "dicom" or source_dicom_files(volume_node)) and (f != "mrb" or scene_bundle)]
+    """Every format that applies: 'dicom' where the input came from DICOM; 'lungs' where detection
+    made lung fields; 'mrb' (the whole scene) unless `scene_bundle` is False, as in batch runs."""
+    return [f for f in FORMATS if (f != "dicom" or source_dicom_files(volume_node)) and (f != "mrb" or scene_bundle)
+            and (f != "lungs" or lung_node(volume_node) is not None)]
 
 
 def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False) -> dict[str, Path]:
@@ -62,6 +62,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         "heatmap": lambda p: _write_node(heatmap_node(volume_node), p),
         "mrk": lambda p: _write_markups(p, finding_nodes(volume_node)),
         "seg": lambda p: _write_segmentation(p, volume_node, records, result["sensitivity"]),
+        "lungs": lambda p: _write_node(_required(lung_node(volume_node), "lung fields", volume_node), p),
         "mrb": save_scene_bundle,
     }
     with staged_files(targets, overwrite) as staged:
@@ -85,6 +86,12 @@ def _write_node(node, path: Path) -> None:
     storage.SetFileName(str(path))
     if not storage.WriteData(node):
         raise OSError(f"{path}: Slicer could not write {node.GetName()}")
+
+
+def _required(node, what: str, volume_node):
+    if node is None:
+        raise ValueError(f"'{volume_node.GetName()}' has no {what} to export (detect again)")
+    return node
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
@@ -114,20 +121,10 @@ def _write_segmentation(path: Path, volume_node, records: list[dict], threshold:
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         for record, mask in finding_masks(heat, records, threshold):
             segmentation.AddSegmentFromBinaryLabelmapRepresentation(
-                _oriented_labelmap(mask, volume_node), f"F{record['id']} {record['label']}", STATUS_COLORS[record["status"]])
+                oriented_labelmap(mask, volume_node), f"F{record['id']} {record['label']}", STATUS_COLORS[record["status"]])
         _write_node(segmentation, path)
     finally:
         slicer.mrmlScene.RemoveNode(segmentation)
-
-
-def _oriented_labelmap(mask: np.ndarray, volume_node):
-    """A (slices, rows, cols) mask as a labelmap placed like the volume."""
-    labelmap = slicer.vtkOrientedImageData()
-    labelmap.SetDimensions(*mask.shape[::-1])
-    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    labelmap.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(volume_node)))
-    vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(mask.shape)[:] = mask
-    return labelmap
 
 
 def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:

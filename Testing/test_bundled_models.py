@@ -1,0 +1,61 @@
+"""Models by name: `sslanomaly models` lists both bundled models, each loads, verifies and scores a
+real image of its population, a DICOM's PatientAge outside the model's population is a warning
+naming the better model, and the Slicer selector shows what the registry holds."""
+
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+from conftest import REPO, data_dir
+
+SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
+
+
+def test_models_lists_both_bundled_models_with_the_default():
+    r = subprocess.run([SSLANOMALY, "models"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "adult (default): adults" in r.stdout and "pediatric: children" in r.stdout
+    assert "unusable" not in r.stdout
+
+
+def test_each_bundled_model_scores_a_real_image_of_its_population():
+    from SSLAnomalyLib import model_folder, registry
+    from SSLAnomalyLib.detector import AnomalyDetector
+    from SSLAnomalyLib.io import read_radiograph
+
+    images = {"adult": sorted(data_dir("rsna", "val", "normal").iterdir())[0],
+              "pediatric": sorted(data_dir("kermany", "val", "normal").iterdir())[0]}
+    assert registry.resolve("default") == registry.resolve("adult")
+    for m in registry.bundled_models():
+        model_folder.load(m.folder)  # verified
+        result = AnomalyDetector.load(m.name).detect(read_radiograph(images[m.name]))
+        assert np.isfinite(result.score) and result.percentile < 100
+        assert not any("population" in w for w in result.warnings)
+
+
+def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(tmp_path):
+    from messy_corpus import write_dicom
+    from pydicom import dcmread
+
+    from SSLAnomalyLib.detector import AnomalyDetector
+    from SSLAnomalyLib.io import read_radiograph
+
+    jpeg = sorted(data_dir("kermany_fullres", "normal").iterdir())[0]
+    path = write_dicom(tmp_path / "child.dcm", np.asarray(Image.open(jpeg).convert("L"), np.uint16) * 16)
+    ds = dcmread(path)
+    ds.PatientAge = "004Y"
+    ds.save_as(path)
+    warnings = AnomalyDetector.load("default").detect(read_radiograph(path)).warnings
+    assert any("age 4 years" in w and "'pediatric' model fits better" in w for w in warnings)
+    assert not any("PatientAge" in w for w in AnomalyDetector.load("pediatric").detect(read_radiograph(path)).warnings)
+
+
+def test_slicer_model_selector_agrees_with_the_registry():
+    from slicer_cases import logic
+
+    from SSLAnomalyLib import registry
+
+    entries = logic().bundledModels()
+    assert [name for name, _ in entries] == [m.name for m in registry.bundled_models()]
+    assert entries[0][0] == registry.default_name() and "(default)" in entries[0][1]

@@ -1,0 +1,88 @@
+"""`sslanomaly calibrate` on real normals: the threshold moves so that the stated share of those
+normals lies above it; too few images and a tampered model are refused with a clear message."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import REPO, data_dir
+
+SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
+
+
+def run(*args):
+    return subprocess.run([SSLANOMALY, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+
+
+def linked(tmp_path, name, files):
+    folder = tmp_path / name
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).symlink_to(f)
+    return folder
+
+
+def test_calibrate_puts_the_stated_share_of_site_normals_above_the_threshold(pediatric_model, tmp_path):
+    from SSLAnomalyLib.detector import AnomalyDetector
+    from SSLAnomalyLib.evaluation import score_folder
+
+    normals = linked(tmp_path, "site", sorted(data_dir("rsna", "val", "normal").iterdir())[:40])
+    out = tmp_path / "calibrated"
+    r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", out, "--fpr", "0.1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    calibrated = AnomalyDetector.load(out)
+    original = AnomalyDetector.load("pediatric")
+    assert calibrated.model_id != original.model_id and calibrated.model_id.startswith(original.model_id)
+    rows, errors = score_folder(calibrated, normals, progress=False)
+    assert not errors and len(rows) == 40
+    flagged = np.mean([r["abnormal"] for r in rows])
+    assert abs(flagged - 0.1) <= 1 / 40  # 10 % of these normals above the threshold, to one image
+    before = np.mean([r["abnormal"] for r in score_folder(original, normals, progress=False)[0]])
+    assert before > 0.5  # children's model on adults: most flagged before calibration
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["site_calibration"]["n_normals"] == 40
+    assert manifest["population"]["label"] == "children"
+    assert "Calibrated on site normals" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_calibrate_refuses_too_few_normals(tmp_path):
+    normals = linked(tmp_path, "few", sorted(data_dir("kermany", "val", "normal").iterdir())[:5])
+    r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", tmp_path / "m", "--quiet")
+    assert r.returncode == 2
+    assert "at least 20" in r.stderr and str(normals) in r.stderr
+    assert not (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_calibrate_refuses_a_tampered_model(pediatric_model, tmp_path):
+    copy = tmp_path / "tampered"
+    shutil.copytree(pediatric_model, copy)
+    (copy / "MODEL_CARD.md").write_text("edited")
+    normals = linked(tmp_path, "site", sorted(data_dir("kermany", "val", "normal").iterdir())[:25])
+    r = run("calibrate", "--model", copy, "--normals", normals, "--out", tmp_path / "m", "--quiet")
+    assert r.returncode == 2 and "SHA-256" in r.stderr
+
+
+def test_drift_warning_fires_on_a_shifted_batch_and_not_on_a_calibration_like_one(tmp_path):
+    """The adult model on 20 children is a shifted batch; on 20 adult normals of its calibration
+    source it is not."""
+    children = linked(tmp_path, "children", sorted(data_dir("kermany", "val", "normal").iterdir())[:20])
+    adults = linked(tmp_path, "adults", sorted(data_dir("rsna", "val", "normal").iterdir())[-20:])
+    shifted = run("detect", "--model", "adult", "--out", tmp_path / "o1", "--quiet", children)
+    assert shifted.returncode == 0, shifted.stderr
+    assert shifted.stderr.count("scores far above the model's calibration normals") == 1
+    for f in (tmp_path / "o1").glob("*.findings.json"):
+        assert any("calibrate it on this site's normals" in w for w in json.loads(f.read_text())["warnings"])
+    like = run("detect", "--model", "adult", "--out", tmp_path / "o2", "--quiet", adults)
+    assert like.returncode == 0, like.stderr
+    assert "calibration normals as a whole" not in like.stderr
+
+
+@pytest.mark.parametrize("percentiles, fires", [([96.0] * 25, True), (list(np.linspace(1, 99, 25)), False),
+                                                ([99.0] * 10, False)])
+def test_drift_rule(percentiles, fires):
+    from SSLAnomalyLib.drift import drift_warning
+
+    assert (drift_warning(percentiles) is not None) == fires

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The exact command that makes the bundled lung-field network (SSLAnomaly/Resources/Models/lungs),
+# and its installation. Seed 0; 15 minutes on the 2-core CPU (it shared the machine with a training run).
+#   INSTALL=0 SEED=1 scripts/train_lung_model.sh   # another seed, not installed
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+SEED=${SEED:-0}
+RUN=runs/lungs-s$SEED
+[ -f "$RUN/manifest.json" ] || OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} .venv/bin/sslanomaly train-anatomy \
+  --images "$DATA/openist/images" --masks "$DATA/openist/masks" --out "$RUN" --minutes 15 --seed "$SEED" --quiet
+if [ "${INSTALL:-1}" = 1 ]; then
+  mkdir -p SSLAnomaly/Resources/Models/lungs
+  cp "$RUN"/{model.safetensors,manifest.json,MODEL_CARD.md} SSLAnomaly/Resources/Models/lungs/
+fi

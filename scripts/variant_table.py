@@ -1,0 +1,92 @@
+"""Rebuild the round-2 tables of docs/model.md (shift robustness, adults, anatomy) from the runs that
+scripts/measure_model.sh measured, so the document never holds a figure no command produced.
+
+Usage: .venv/bin/python scripts/variant_table.py
+Reads runs/round2/<population>/<variant>/{manifest.json, dev.json, shifted.json, localisation.json,
+nih_boxes.json}; writes the table of each population between its markers in docs/model.md.
+"""
+
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POPULATIONS = ("pediatric", "adult")
+
+
+def read(run: Path, name: str) -> dict | None:
+    f = run / name
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def fmt(d: dict | None, key: str) -> str:
+    return "-" if d is None or key not in d else f"{d[key]:.3f}"
+
+
+def shift_cells(shifted: dict | None) -> list[str]:
+    if shifted is None:
+        return ["-"] * 3
+    p = shifted["perturbations"]
+    return [f"{p[f]['auroc']:.3f} / {100 * p[f]['fpr_at_threshold']:.0f} %" if f in p else "-"
+            for f in ("zoom_gamma", "combined", "markers")]
+
+
+def row(run: Path) -> str:
+    m = read(run, "manifest.json")
+    dev, shifted, loc, nih = (read(run, n) for n in ("dev.json", "shifted.json", "localisation.json", "nih_boxes.json"))
+    t = m["training"]
+    start = t.get("started_from")
+    origin = f"from `{Path(start['folder']).name}`, " if start else ""
+    views = m.get("reference", {}).get("augmented_views_per_normal", 0)
+    cal = m.get("site_calibration")
+    how = (f"calibrated on {cal['n_normals']} normals of `{cal['normals']}`" if cal else
+           f"{origin}{t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}), {views} reference views")
+    command = f"sslanomaly calibrate --model {cal['from_folder']} --normals {cal['normals']}" if cal else t["command"]
+    fpr = "-" if dev is None else f"{100 * dev['fpr_at_threshold']:.0f} %"
+    return (f"| `{run.name}` | {how} | {fmt(dev, 'auroc')} | {fmt(dev, 'ap')} | {fpr} "
+            f"| {' | '.join(shift_cells(shifted))} "
+            f"| {fmt(loc, 'pointing_game')} (random {fmt(loc, 'random_pointing_baseline')}) | {fmt(loc, 'box_auroc')} "
+            f"| {fmt(nih, 'pointing_game')} | `{command}` |")
+
+
+def seed_summary(runs: list[Path]) -> str:
+    recipes = defaultdict(list)
+    for r in runs:
+        named = re.fullmatch(r"(.+)-s\d+", r.name)
+        if named and (r / "dev.json").exists():
+            recipes[named[1]].append(r)
+    lines = []
+    for recipe, seeds in sorted(recipes.items()):
+        if len(seeds) < 2:
+            continue
+        dev = [read(r, "dev.json")["auroc"] for r in seeds]
+        lines.append(f"\n\n`{recipe}` over {len(seeds)} seeds ({', '.join(r.name for r in seeds)}): dev AUROC mean "
+                     f"{statistics.mean(dev):.3f}, min {min(dev):.3f}, max {max(dev):.3f}.")
+    return "".join(lines)
+
+
+def main() -> int:
+    doc = ROOT / "docs" / "model.md"
+    text = doc.read_text()
+    for population in POPULATIONS:
+        runs = sorted(p for p in (ROOT / "runs" / "round2" / population).glob("*") if (p / "dev.json").exists())
+        begin, end = f"<!-- {population}:begin -->", f"<!-- {population}:end -->"
+        if begin not in text or not runs:
+            continue
+        table = "\n".join([
+            "| variant | how it was made (2-core CPU) | dev AUROC | dev AP | dev FPR at threshold "
+            "| zoom_gamma AUROC / FPR | combined AUROC / FPR | markers AUROC / FPR | TBX11K pointing game "
+            "| TBX11K box AUROC | NIH pointing game | command |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|", *map(row, runs)]) + seed_summary(runs)
+        start, stop = text.index(begin) + len(begin), text.index(end)
+        text = text[:start] + "\n" + table + "\n" + text[stop:]
+        print(table)
+    doc.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
