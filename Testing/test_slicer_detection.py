@@ -52,6 +52,21 @@ def test_heatmap_node_is_on_the_input_grid_with_its_own_colours_as_foreground(ca
     assert f"image-level {result.components['pooled']:.3g}" in text
 
 
+def test_lung_fields_are_a_toggleable_outlined_segment_on_the_input_grid(case):
+    from SSLAnomalyLib.mrml_lungs import lung_mask, lung_node
+
+    lg, volume, result = case
+    node = lung_node(volume)
+    display = node.GetDisplayNode()
+    assert display.GetVisibility2DOutline() and not display.GetVisibility2DFill() and display.GetVisibility()
+    np.testing.assert_array_equal(lung_mask(volume), result.lungs.pixels)
+    assert 0.1 < result.lungs.pixels.mean() < 0.6
+    lg.setLungFieldsVisible(volume, False)
+    assert not display.GetVisibility()
+    lg.setLungFieldsVisible(volume, True)
+    assert display.GetVisibility()
+
+
 def test_markups_and_table_match_the_engines_findings(case):
     lg, volume, result = case
     rois = finding_nodes(volume)

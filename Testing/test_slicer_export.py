@@ -45,8 +45,21 @@ def exported(model, tmp_path_factory):
 
 def test_all_formats_are_written_for_a_dicom_input(exported):
     _, _, _, _, written = exported
-    assert set(written) == {"json", "csv", "heatmap", "mrk", "seg", "mrb", "dicom_seg", "dicom_sr"}
+    assert set(written) == {"json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom_seg", "dicom_sr"}
     assert not list(written["json"].parent.glob(".sslanomaly-*")), "staging folders must not be left behind"
+
+
+def test_lung_fields_are_exported_as_a_segmentation_on_the_input_grid(exported):
+    lg, volume, _, _, written = exported
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(written["lungs"]))
+    assert reader.ReadData(segmentation)
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Lung fields")
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume)
+    assert mask.shape == slicer.util.arrayFromVolume(volume).shape
+    assert 0.1 < (mask > 0).mean() < 0.6
+    slicer.mrmlScene.RemoveNode(segmentation)
 
 
 def test_csv_and_json_hold_the_reviewed_findings(exported):

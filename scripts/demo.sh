@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up .venv/, then run `sslanomaly detect` with the bundled
+# The main job on a fresh machine: set up .venv/, then run `sslanomaly detect` with a bundled
 # model on a sample (real radiographs from ../shared/data where present, else SAMPLE_DIR, else a
-# synthetic radiograph generated and named as such). Prints where the outputs are.
+# synthetic radiograph generated and named as such). Prints where the outputs are. The sample is
+# children's radiographs (Kermany), so the bundled `pediatric` model scores it (MODEL=adult for adults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh
 OUT=${OUT:-out/demo}
 mkdir -p "$OUT"
 mapfile -t SAMPLES < <(.venv/bin/sslanomaly sample --out "$OUT/sample" ${SAMPLE_DIR:+--data "$SAMPLE_DIR"})
-.venv/bin/sslanomaly detect --model default --out "$OUT" "${SAMPLES[@]}"
-echo "Outputs (findings JSON, heatmap NRRD, overlay PNG) are in: $(cd "$OUT" && pwd)"
+.venv/bin/sslanomaly detect --model "${MODEL:-pediatric}" --lungs --out "$OUT" "${SAMPLES[@]}"
+echo "Outputs (findings JSON, heatmap NRRD, lung fields NRRD, overlay PNG) are in: $(cd "$OUT" && pwd)"

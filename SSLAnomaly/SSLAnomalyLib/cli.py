@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,8 @@ from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph, write_image
 from .model_folder import ModelError
 from .pretext import KINDS, PretextConfig
-from .outputs import atomic_write_text, case_name, case_paths, remove_partial_files, write_case_outputs
+from .outputs import (atomic_write_text, case_paths, remove_partial_files, unique_case_names, write_batch_index,
+                      write_case_outputs)
 
 FAILURE_LOG = "failures.log"
 LUNGS_SUFFIX = ".lungs.nrrd"
@@ -34,11 +36,41 @@ def _load_detector(args):
     return detector
 
 
-def _unique_names(files: list[Path]) -> list[str]:
-    """Case names from file names; a name used twice gets its parent folder's name prefixed."""
-    names = [case_name(f) for f in files]
-    seen = {n for n in names if names.count(n) > 1}
-    return [f"{f.parent.name}_{n}" if n in seen else n for f, n in zip(files, names)]
+def fraction(text: str) -> float:
+    """An argparse type: a false-positive rate strictly between 0 and 1."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0 (minutes)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (seeds, views)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
 
 
 def cmd_detect(args) -> int:
@@ -55,7 +87,8 @@ def cmd_detect(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_files(out)
-    names = _unique_names(files)
+    names = unique_case_names(files)
+    write_batch_index(out, files, names)
     todo = [(f, n) for f, n in zip(files, names)
             if not (args.resume and case_paths(out, n)["findings"].exists()
                     and (not args.lungs or (out / f"{n}{LUNGS_SUFFIX}").exists()))]
@@ -168,7 +201,8 @@ def cmd_train(args) -> int:
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes,
                          seed=args.seed, encoder_cfg=encoder_cfg,
                          pretext_cfg=PretextConfig(kinds=tuple(args.pretext.split(","))), fpr=args.fpr,
-                         command=command, progress=not args.quiet, start=start, reference_views=args.reference_views)
+                         command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
+                         calibration_views=args.calibration_views)
     print(f"model written to {folder}")
     return 0
 
@@ -248,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
     d.add_argument("--out", required=True, help="output folder")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    d.add_argument("--fpr", type=float, default=None,
+    d.add_argument("--fpr", type=fraction, default=None,
                    help="false-positive rate on normals for the thresholds (default: the model's, 0.05)")
     d.add_argument("--mrb", action="store_true", help="also write a Slicer scene bundle <name>.mrb per input")
     d.add_argument("--lungs", action="store_true",
@@ -269,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also score both folders under seeded acquisition perturbations: 'all' or a comma-separated "
                         "list of fov, translate, rotate, gamma, contrast, noise, blur, lowres, jpeg, markers, combined, "
                         "zoom_gamma; each reports AUROC, AP and the FPR/TPR at the model's threshold")
-    e.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
+    e.add_argument("--seed", type=count, default=0, help="seed of the perturbations")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
@@ -279,8 +313,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT/work, resumable)")
     t.add_argument("--val-normals", help="held-back normal radiographs for calibration")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    t.add_argument("--minutes", type=float, default=30.0, help="training time budget")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
+    t.add_argument("--seed", type=count, default=0)
     t.add_argument("--size", type=int, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
                                             "or the --start-from model's)")
     t.add_argument("--start-from", metavar="MODEL",
@@ -291,9 +325,12 @@ def parser() -> argparse.ArgumentParser:
                         f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
     t.add_argument("--pretext", default=",".join(PretextConfig.kinds),
                    help=f"comma-separated synthetic anomaly kinds ({', '.join(KINDS)})")
-    t.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
-    t.add_argument("--reference-views", type=int, default=0, metavar="N",
+    t.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
+    t.add_argument("--reference-views", type=count, default=0, metavar="N",
                    help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0)")
+    t.add_argument("--calibration-views", type=count, default=0, metavar="N",
+                   help="also calibrate the thresholds on N acquisition-augmented copies of each calibration normal, "
+                        "so the stated false-positive rate holds for normals taken otherwise (default 0)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -301,8 +338,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--images", required=True, help="folder of radiographs")
     a.add_argument("--masks", required=True, help="folder of lung masks with the same file names (nonzero = lung)")
     a.add_argument("--out", required=True, help="lung model folder to write")
-    a.add_argument("--minutes", type=float, default=12.0, help="training time budget")
-    a.add_argument("--seed", type=int, default=0, help="seed of the held-out fold, initialisation and augmentation")
+    a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget")
+    a.add_argument("--seed", type=count, default=0, help="seed of the held-out fold, initialisation and augmentation")
     a.add_argument("--size", type=int, default=128, help="network input size in pixels")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_train_anatomy)
@@ -312,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
     c.add_argument("--normals", required=True, help="folder of the site's normal radiographs")
     c.add_argument("--out", required=True, help="new model folder to write")
-    c.add_argument("--fpr", type=float, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
+    c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_calibrate)
 
@@ -329,7 +366,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if getattr(args, "device", None) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
     try:
         return args.func(args)
     except (ModelError, ReadError) as e:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .io import list_inputs
+from .outputs import unique_case_names
 
 
 @lru_cache(maxsize=2)
@@ -49,12 +50,11 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
     cluster behind `client`; returns one row per input, in input order."""
     from distributed import as_completed
 
-    from .cli import _unique_names
 
     files = list_inputs(inputs)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     model = str(Path(model).resolve()) if str(model) != "default" else "default"
-    jobs = [(str(f), n) for f, n in zip(files, _unique_names(files))]
+    jobs = [(str(f), n) for f, n in zip(files, unique_case_names(files))]
     in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
     rows, queue = {}, iter(jobs)
 

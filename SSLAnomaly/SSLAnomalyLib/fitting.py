@@ -133,7 +133,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                 seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
                 pretext_cfg: PretextConfig = PretextConfig(), fpr: float = DEFAULT_FPR,
                 command: str = "", progress: bool = True, start: StartingEncoder | None = None,
-                reference_views: int = 0) -> Path:
+                reference_views: int = 0, calibration_views: int = 0) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
     that encoder instead of a random one (and it stays a candidate for the kept checkpoint)."""
     t0 = time.time()
@@ -164,7 +164,10 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     net = build_encoder(encoder_cfg)
     net.load_state_dict(encoder_state)
     scorer = fit_reference(net, encoder_cfg, train, held, dev, views=reference_views, seed=seed)
-    cal_scores = scorer.score(calib.images01, calib.lungs)
+    cal_images = augmented_views(calib.images01, calibration_views, seed + 1)
+    cal_lungs = np.concatenate([calib.lungs, bundled_segmenter().masks(cal_images[len(calib.files):])]) \
+        if calibration_views else calib.lungs
+    cal_scores = scorer.score(cal_images, cal_lungs)
     calibration = Calibration(cal_scores.score, cal_scores.peaks, fpr)
     arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
     state = trainer.state()
@@ -182,6 +185,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                          started_from=start.describe() if start is not None else None),
         "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},
         "reference": {"augmented_views_per_normal": reference_views,
+                      "calibration_augmented_views_per_normal": calibration_views,
                       "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
         "calibration": calibration.to_dict(),
         "data": {"normals": str(normals_dir), "n_train": len(train.files), "n_held_out": len(held.files),

@@ -4,7 +4,8 @@ Anatomy labels, not disease labels. A seeded fifth of the images is held out and
 the folder's manifest records its file names and the network's Dice there, measured at each mask's
 own resolution through the same path detection uses (`on_input_grid`, post-processing and fallbacks
 included). Augmentation is MONAI's: affine (rotation, zoom, shift), elastic, gamma, contrast,
-brightness, noise and blur, so the network meets other acquisitions and children's chests.
+brightness, noise and blur, so the network meets other acquisitions and children's chests; an
+eighth of each batch are inputs with no upright lungs and an empty mask (`negative_example`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,25 @@ from .lung_model import KIND, LungNetConfig, LungSegmenter, build_lung_net, fiel
 from .preprocess import resize, to_model_input
 
 HELD_OUT_FRACTION = 0.2
+NEGATIVE_SHARE = 0.125  # of each batch: images that hold no upright lung fields, with an empty mask
+
+
+def negative_example(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An input with no upright lung fields: noise at a random scale, a flat or graded field, or a
+    training radiograph turned by 90 or 180 degrees. Without these the network draws its learned lung
+    shape on anything, and the fallback for a non-chest image would never be taken."""
+    from scipy import ndimage
+
+    n = image.shape[-1]
+    kind = rng.integers(4)
+    if kind == 0:
+        x = ndimage.gaussian_filter(rng.random((n, n)), rng.uniform(0, n / 8))
+    elif kind == 1:
+        x = np.outer(np.linspace(0, 1, n), np.ones(n)) * rng.uniform(-1, 1) + rng.uniform(0, 1)
+    else:
+        x = np.rot90(image[0], k=int(rng.choice([1, 2, 3])))
+    x = (x - x.min()) / (np.ptp(x) + 1e-6) if np.ptp(x) > 1e-6 else np.full((n, n), 0.5)
+    return x.astype(np.float32)[None]
 
 
 def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
@@ -113,7 +133,8 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(images), batch_size)
-        batch = [augment({"image": images[i], "label": labels[i]}) for i in idx]
+        batch = [augment({"image": negative_example(images[i], rng), "label": np.zeros_like(labels[i])})
+                 if rng.random() < NEGATIVE_SHARE else augment({"image": images[i], "label": labels[i]}) for i in idx]
         x = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float()
         y = (torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]) > 0.5).float()
         net.train()

@@ -28,7 +28,7 @@ position-aware patch map, layers {e['patch_layers']}), which also gives the heat
 Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:.0f} % false-positive rate on
 {c['n_normals']} calibration normals; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
 peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). Each result reports its
-percentile among these normals.{site_calibration(m.get("site_calibration"))}
+percentile among these normals.{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}
 
 ## How it was made
 - Command: `{t.get('command') or 'sslanomaly train (library call)'}`
@@ -55,6 +55,20 @@ def not_for(m: dict) -> str:
     return (learned + "- Other sites without checking: calibrate on your own normals (`sslanomaly calibrate`), refit\n"
             "  (`sslanomaly train --start-from MODEL --minutes 0`) or train (`sslanomaly train`).\n"
             "- Diagnosis. It flags images and regions that differ from the normals it learned; a radiologist decides.\n")
+
+
+def views_note(reference: dict | None) -> str:
+    """What the normal reference and the calibration were fitted on beyond the normals themselves."""
+    reference = reference or {}
+    parts = []
+    if reference.get("augmented_views_per_normal"):
+        parts.append(f"the normal reference also holds {reference['augmented_views_per_normal']} acquisition-augmented "
+                     "copies of each normal")
+    if reference.get("calibration_augmented_views_per_normal"):
+        parts.append(f"the calibration normals are counted with {reference['calibration_augmented_views_per_normal']} "
+                     "acquisition-augmented copies of each (other field of view, exposure, contrast), so the stated "
+                     "false-positive rate holds for normals taken otherwise too")
+    return ("\n" + "; ".join(parts).capitalize() + ".") if parts else ""
 
 
 def site_calibration(c: dict | None) -> str:

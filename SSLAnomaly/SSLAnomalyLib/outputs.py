@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from .image import Radiograph
@@ -12,6 +13,7 @@ from .io import write_image
 from .overlay import render_overlay
 
 SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
+BATCH_INDEX = "batch_index.json"
 
 
 def case_name(path) -> str:
@@ -22,6 +24,41 @@ def case_name(path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def unique_case_names(files) -> list[str]:
+    """Case names that never collide: the file stem where no other input of the batch has it
+    (compared without case, as some file systems compare names); otherwise the parent folder's name
+    and the stem, numbered (-2, -3, ...) until it is taken by no other case."""
+    stems = [case_name(f) for f in files]
+    counts = Counter(s.lower() for s in stems)
+    taken = {s.lower() for s in stems if counts[s.lower()] == 1}
+    names = []
+    for f, stem in zip(files, stems):
+        if counts[stem.lower()] == 1:
+            names.append(stem)
+            continue
+        base = f"{Path(f).parent.name}_{stem}"
+        name, k = base, 2
+        while name.lower() in taken:
+            name, k = f"{base}-{k}", k + 1
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
+def write_batch_index(out_dir, files, names) -> Path:
+    """`batch_index.json` beside the results: which input each case name holds (kept across runs)."""
+    path = Path(out_dir) / BATCH_INDEX
+    index = {}
+    if path.exists():
+        try:
+            index = {row["name"]: row["input"] for row in json.loads(path.read_text(encoding="utf-8"))}
+        except (ValueError, KeyError, TypeError):
+            index = {}
+    index.update({n: os.fsdecode(f) for f, n in zip(files, names)})
+    rows = [{"name": n, "input": i} for n, i in sorted(index.items())]
+    return atomic_write_text(path, json.dumps(rows, indent=1))
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
