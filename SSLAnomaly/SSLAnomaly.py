@@ -52,16 +52,21 @@ Finds regions of a chest radiograph that differ from normal radiographs. Select 
 model's threshold (calibrated on normal radiographs only, at a stated false-positive rate), and each
 suspicious region becomes a finding you can confirm, reject, relabel, annotate, or add if missed.
 Export writes the reviewed findings as CSV/JSON, markups, segmentation, heatmap and scene, and as
-DICOM SEG + Structured Report when the input came from DICOM. Every step is also a
-<tt>SSLAnomalyLogic</tt> method for the Python console (batch over files, folders, scene volumes).
+DICOM SEG + Structured Report when the input came from DICOM. Two models are bundled: <b>adult</b>
+(the default) and <b>pediatric</b>; at another site, <b>Calibrate on site normals</b> re-derives the
+thresholds from that site's normal radiographs in seconds. The lung fields the model scored inside
+are outlined (<b>Show lung fields</b>). Every step is also a <tt>SSLAnomalyLogic</tt> method for the
+Python console (batch over files, folders, scene volumes).
 <p><b>Not for diagnosis.</b> It flags departures from the normal radiographs the model was trained
 on; it does not name diseases, and a low score does not rule disease out. See the model card.</p>
 """
         self.parent.acknowledgementText = """
 The method builds on anatomy-aware self-supervised anomaly detection: Sato J. et al., "Anatomy-aware
 self-supervised learning for anomaly detection in chest radiographs", iScience 26(7):107086, 2023,
-with patch-level heatmaps in the manner of PaDiM/PatchCore. The bundled model was trained on normal
-pediatric radiographs of Kermany et al. (doi:10.17632/rscbjbr9sj.2, CC BY 4.0).
+with patch-level heatmaps in the manner of PaDiM/PatchCore. The bundled pediatric model was trained on
+normal pediatric radiographs of Kermany et al. (doi:10.17632/rscbjbr9sj.2, CC BY 4.0); the adult model
+on adult normals of the NIH Clinical Center (RSNA Pneumonia Detection Challenge); the lung-field network
+on the lung masks of the OpenIST chest X-ray set.
 """
 
 

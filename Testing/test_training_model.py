@@ -69,32 +69,28 @@ def test_future_format_version_is_refused(small_model, tmp_path):
         AnomalyDetector.load(bad)
 
 
-def test_measured_figures_are_recorded_in_the_card_without_touching_the_weights(small_model, tmp_path):
+def test_install_records_population_and_measured_figures_and_keeps_the_weights(small_model, tmp_path):
     import runpy
 
     from conftest import REPO
 
-    model = shutil.copytree(small_model, tmp_path / "model", ignore=shutil.ignore_patterns("work"))
-    run = shutil.copytree(model, tmp_path / "run")
-    weights = (model / WEIGHTS).read_bytes()
+    run = shutil.copytree(small_model, tmp_path / "run", ignore=shutil.ignore_patterns("work"))
     dev = {"auroc": 0.9123, "ap": 0.9456, "n_normal": 200, "n_abnormal": 300, "command": "sslanomaly evaluate A",
+           "fpr_at_threshold": 0.05, "tpr_at_threshold": 0.8,
            "components": {"pooled": {"auroc": 0.81, "ap": 0.8}, "patch": {"auroc": 0.9, "ap": 0.9}}}
     loc = {"pointing_game": 0.2367, "box_auroc": 0.7, "n_images": 150, "random_pointing_baseline": 0.1,
            "command": "sslanomaly evaluate B"}
     (run / "dev.json").write_text(json.dumps(dev))
     (run / "localisation.json").write_text(json.dumps(loc))
-    record = runpy.run_path(str(REPO / "scripts" / "record_measurements.py"))["main"]
-    record(str(model), str(run))
-    card = (model / "MODEL_CARD.md").read_text()
-    assert "0.912" in card and "0.237" in card and "sslanomaly evaluate A" in card
-    assert (model / WEIGHTS).read_bytes() == weights
-    assert AnomalyDetector.load(model).manifest["measured"]["dev"]["auroc"] == 0.9123  # hashes still verify
-    other = shutil.copytree(run, tmp_path / "other")
-    m = json.loads((other / MANIFEST).read_text())
-    m["files"][WEIGHTS] = "0" * 64
-    (other / MANIFEST).write_text(json.dumps(m))
-    with pytest.raises(SystemExit, match="does not hold the weights"):
-        record(str(model), str(other))
+    install = runpy.run_path(str(REPO / "scripts" / "install_bundled_model.py"))["install"]
+    folder = install("adult", str(run), folder=tmp_path / "installed")
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "0.912" in card and "0.237" in card and "sslanomaly evaluate A" in card and "Children, lateral" in card
+    assert (folder / WEIGHTS).read_bytes() == (run / WEIGHTS).read_bytes()
+    loaded = AnomalyDetector.load(folder)  # hashes verify
+    assert loaded.manifest["measured"]["dev"]["auroc"] == 0.9123 and loaded.population.label == "adults"
+    with pytest.raises(SystemExit, match="not a bundled model name"):
+        install("veterinary", str(run), folder=tmp_path / "x")
 
 
 def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_normals(small_model, small_normals, tmp_path):

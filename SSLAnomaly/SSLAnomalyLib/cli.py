@@ -245,21 +245,25 @@ def cmd_models(args) -> int:
             continue
         size = manifest["encoder"]["input_size"]
         measured = manifest.get("measured", {})
-        figures = "; ".join(f"{name}: {text}" for name, text in measured_lines(measured)) or "not measured"
+        figures = "".join(f"\n    {name}: {text}" for name, text in measured_lines(measured)) or " not measured"
         print(f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label} - {m.description}\n"
               f"  model id {manifest.get('model_id')}, input {size}x{size} px, "
               f"threshold {manifest['calibration']['threshold']:.3f} at "
               f"{100 * manifest['calibration']['false_positive_rate']:g} % false positives\n"
-              f"  measured: {figures}\n  card: {m.folder / model_folder.CARD}")
+              f"  measured:{figures}\n  card: {m.folder / model_folder.CARD}")
     return 0
 
 
 def measured_lines(measured: dict) -> list[tuple[str, str]]:
-    """The figures a model card records (`scripts/record_measurements.py`), as short lines."""
+    """The figures a model card records (`scripts/install_bundled_model.py`), as short lines."""
     lines = []
     for name, d in measured.items():
-        if isinstance(d, dict) and "auroc" in d:
-            lines.append((name, f"AUROC {d['auroc']:.3f} ({d.get('n_normal')} normal vs {d.get('n_abnormal')} abnormal)"))
+        if name == "shifted" and isinstance(d, dict):
+            lines += [(f"shifted ({family})", f"AUROC {f['auroc']:.3f}, {100 * f['fpr_at_threshold']:.0f} % of normals flagged")
+                      for family, f in d.get("perturbations", {}).items()]
+        elif isinstance(d, dict) and "auroc" in d:
+            flagged = f", {100 * d['fpr_at_threshold']:.0f} % of normals flagged" if "fpr_at_threshold" in d else ""
+            lines.append((name, f"AUROC {d['auroc']:.3f} ({d.get('n_normal')} normal vs {d.get('n_abnormal')} abnormal{flagged})"))
         elif isinstance(d, dict) and "pointing_game" in d:
             lines.append((name, f"pointing game {d['pointing_game']:.3f} on {d.get('n_images')} images"))
     return lines

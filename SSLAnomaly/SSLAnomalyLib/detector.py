@@ -33,6 +33,10 @@ def detection_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+class NonFiniteScore(ValueError):
+    """A score that is NaN or infinite: never reported as `abnormal: false`."""
+
+
 @dataclass
 class DetectionResult:
     score: float
@@ -133,6 +137,9 @@ class AnomalyDetector:
         for k, p in enumerate(prepared):
             heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
             findings += find_regions(scores.grid_maps[k], p.lung & self.lung_support, pixel_threshold, image, k)
+        if not np.all(np.isfinite(scores.score)) or not np.all(np.isfinite(scores.grid_maps)):
+            raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken model "
+                                 "or input); no result is given rather than a wrong one")
         top = int(np.argmax(scores.score))
         score = float(scores.score[top])
         warnings = list(image.warnings)

@@ -154,7 +154,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     if len(train.files) < 8:
         raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least 8 are needed")
     dev = select_device(device)
-    check = SyntheticCheck(encoder_cfg, train, held, seed, dev)
+    check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
     train_cfg = TrainConfig(minutes=minutes, seed=seed)
     trainer = Trainer(encoder_cfg, pretext_cfg, train_cfg, out_dir / "work", device=device, select=check,
                       initial_state=start.state if start is not None else None)

@@ -94,25 +94,34 @@ def origin(training: dict) -> str:
 
 
 def measured_section(measured: dict | None) -> str:
-    """The figures measured on this model after training (recorded by scripts/record_measurements.py
+    """The figures measured on this model after training (recorded by scripts/install_bundled_model.py
     from `sslanomaly evaluate` outputs), each with the command that produced it."""
     if not measured:
         return ("Measured figures (dev AUROC, localisation, speed) and the commands that produced them are in\n"
                 "`docs/model.md` of the SSLAnomaly repository.\n")
-    dev, loc = measured["dev"], measured["localisation"]
-    parts = ", ".join(f"{name}-level alone {v['auroc']:.3f}" for name, v in
-                      (("image", dev["components"]["pooled"]), ("patch", dev["components"]["patch"])))
-    seeds = "".join(f"\n- Same recipe, seed {r['seed']}: dev AUROC {r['auroc']:.3f}, AP {r['ap']:.3f}, "
-                    f"pointing game {r['pointing_game']:.3f}." for r in measured.get("other_seeds", []))
-    return f"""## Measured
-- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs
-  {dev['n_abnormal']} pneumonia radiographs, never trained on:
-  `{dev['command']}`
-- Localisation on {loc['n_images']} adult tuberculosis radiographs with lesion boxes (TBX11K, never
-  trained on): pointing game **{loc['pointing_game']:.3f}** against
-  {loc['random_pointing_baseline']:.3f} for a random heatmap, box AUROC {loc['box_auroc']:.3f}:
-  `{loc['command']}`{seeds}
-
-Every variant tried, and speed and memory, are in `docs/model.md` and `docs/benchmarks.md` of the
-SSLAnomaly repository.
-"""
+    lines = []
+    dev = measured.get("dev")
+    if dev:
+        parts = ", ".join(f"{name}-level alone {v['auroc']:.3f}" for name, v in
+                          (("image", dev["components"]["pooled"]), ("patch", dev["components"]["patch"])))
+        at = (f"; {100 * dev['fpr_at_threshold']:.0f} % of these normals and {100 * dev['tpr_at_threshold']:.0f} % of the "
+              "abnormals above the threshold") if "fpr_at_threshold" in dev else ""
+        lines.append(f"- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs\n"
+                     f"  {dev['n_abnormal']} pneumonia radiographs, never trained on{at}:\n  `{dev['command']}`")
+    shifted = measured.get("shifted")
+    if shifted:
+        rows = "; ".join(f"{family} AUROC {f['auroc']:.3f}, {100 * f['fpr_at_threshold']:.0f} % of normals flagged"
+                         for family, f in shifted["perturbations"].items())
+        lines.append(f"- The same images under seeded acquisition perturbations (docs/method.md): {rows}:\n"
+                     f"  `{shifted['command']}`")
+    for key, what in (("localisation", "adult tuberculosis radiographs with lesion boxes (TBX11K)"),
+                      ("nih_boxes", "adult pneumonia radiographs with NIH expert boxes")):
+        loc = measured.get(key)
+        if loc:
+            lines.append(f"- Localisation on {loc['n_images']} {what}, never trained on: pointing game\n"
+                         f"  **{loc['pointing_game']:.3f}** against {loc['random_pointing_baseline']:.3f} for a random heatmap, "
+                         f"box AUROC {loc['box_auroc']:.3f}:\n  `{loc['command']}`")
+    lines += [f"- Same recipe, seed {r['seed']}: dev AUROC {r['auroc']:.3f}, AP {r['ap']:.3f}, pointing game "
+              f"{r['pointing_game']:.3f}." for r in measured.get("other_seeds", [])]
+    return ("## Measured\n" + "\n".join(lines) + "\n\nEvery variant tried, and speed and memory, are in "
+            "`docs/model.md` and `docs/benchmarks.md` of the\nSSLAnomaly repository.\n")

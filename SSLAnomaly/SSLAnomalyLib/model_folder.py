@@ -73,6 +73,10 @@ def write_manifest(folder: Path, manifest: dict, card: str) -> Path:
     return folder
 
 
+def _refuse_non_finite(constant: str):
+    raise ValueError(f"a non-finite number ({constant})")
+
+
 def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """(manifest, encoder state dict, reference arrays) after verifying version and hashes."""
     folder = resolve(model)
@@ -82,9 +86,13 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
     if not mpath.is_file():
         raise ModelError(folder, f"no {MANIFEST} in the folder")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text(), parse_constant=_refuse_non_finite)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(folder, f"{MANIFEST} is not valid JSON ({e})") from None
+    except ValueError as e:
+        raise ModelError(folder, f"{MANIFEST} holds {e}; refusing a model that would fail open") from None
+    except RecursionError:
+        raise ModelError(folder, f"{MANIFEST} is nested too deeply to be a manifest") from None
     if not isinstance(manifest, dict):
         raise ModelError(folder, f"{MANIFEST} is not a JSON object")
     version = manifest.get("format_version")
@@ -107,6 +115,9 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
         tensors = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError) as e:
         raise ModelError(folder, f"{WEIGHTS} is not a readable safetensors file ({e})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(folder, f"{WEIGHTS} holds non-finite values in {name}; refusing a model that would fail open")
     encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     arrays = {k[len("reference."):]: v.numpy() for k, v in tensors.items() if k.startswith("reference.")}
     return manifest, encoder, arrays

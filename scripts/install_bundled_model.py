@@ -1,0 +1,56 @@
+"""Install a measured run as a bundled model: copy its weights into the registry's folder for NAME,
+write the population (from Resources/Models/models.json) and the figures scripts/measure_model.sh
+measured into its manifest and card, and verify the result. The weights are never rewritten.
+
+Usage: .venv/bin/python scripts/install_bundled_model.py NAME RUN [OTHER_SEED_RUN ...]
+  e.g. scripts/install_bundled_model.py adult runs/round2/adult/adult-s0 runs/round2/adult/adult-s1
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from SSLAnomalyLib import model_folder, registry
+from SSLAnomalyLib.model_card import model_card
+
+MEASUREMENTS = ("dev", "shifted", "localisation", "nih_boxes")
+
+
+def measured(run: Path) -> dict:
+    return {name: json.loads((run / f"{name}.json").read_text()) for name in MEASUREMENTS
+            if (run / f"{name}.json").exists()}
+
+
+def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
+    """Install `run` as bundled model `name` (into `folder`, default the registry's folder for it)."""
+    entry = registry.bundled(name)
+    if entry is None:
+        raise SystemExit(f"error: {name} is not a bundled model name in {registry.REGISTRY}")
+    run = Path(run)
+    manifest = model_folder.load(run)[0]  # verifies the run before anything is copied
+    folder = Path(folder) if folder is not None else entry.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / model_folder.WEIGHTS, folder / model_folder.WEIGHTS)
+    others = []
+    for other in map(Path, other_seed_runs):
+        m, figures = model_folder.load(other)[0], measured(other)
+        others.append({"run": other.name, "seed": m["training"]["seed"], "auroc": figures["dev"]["auroc"],
+                       "ap": figures["dev"]["ap"], "pointing_game": figures["localisation"]["pointing_game"],
+                       "command": m["training"]["command"]})
+    p = entry.population
+    manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
+    manifest["population"] = {"label": p.label, "min_age_years": p.min_age_years, "max_age_years": p.max_age_years}
+    manifest["measured"] = dict(measured(run), other_seeds=others)
+    model_folder.write_manifest(folder, manifest, model_card(manifest))
+    model_folder.load(folder)
+    return folder
+
+
+def main(name: str, run: str, *other_seed_runs: str) -> int:
+    print(f"installed {run} as the bundled '{name}' model in {install(name, run, other_seed_runs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
