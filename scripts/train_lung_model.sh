@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 SEED=${SEED:-0}
-RUN=runs/lungs-neg-s$SEED
+RUN=runs/lungs-s$SEED
 [ -f "$RUN/manifest.json" ] || OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} .venv/bin/sslanomaly train-anatomy \
   --images "$DATA/openist/images" --masks "$DATA/openist/masks" --out "$RUN" --minutes 15 --seed "$SEED" --quiet
 if [ "${INSTALL:-1}" = 1 ]; then

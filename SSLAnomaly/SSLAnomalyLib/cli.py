@@ -20,6 +20,7 @@ from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph, write_image
 from .model_folder import ModelError
 from .pretext import KINDS, PretextConfig
+from .training import FINE_TUNE_LR, TrainConfig
 from .outputs import (atomic_write_text, case_paths, remove_partial_files, unique_case_names, write_batch_index,
                       write_case_outputs)
 
@@ -44,11 +45,27 @@ def fraction(text: str) -> float:
     return value
 
 
+def fraction_or_zero(text: str) -> float:
+    """An argparse type: a share from 0 (included) to 1 (excluded)."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to below 1, not {text}")
+    return value
+
+
 def non_negative(text: str) -> float:
     """An argparse type: a finite number >= 0 (minutes)."""
     value = _number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
     return value
 
 
@@ -198,11 +215,12 @@ def cmd_train(args) -> int:
                               patch_layers=tuple(args.patch_layers.split(",")) if args.patch_layers else base.patch_layers)
     except ValueError as e:
         raise SystemExit(f"error: --patch-layers: {e}") from None
-    folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes,
+    lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else TrainConfig.lr)
+    folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes, lr=lr,
                          seed=args.seed, encoder_cfg=encoder_cfg,
                          pretext_cfg=PretextConfig(kinds=tuple(args.pretext.split(","))), fpr=args.fpr,
                          command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
-                         calibration_views=args.calibration_views)
+                         calibration_views=args.calibration_views, standardise_positions=args.standardise_positions)
     print(f"model written to {folder}")
     return 0
 
@@ -213,7 +231,8 @@ def cmd_train_anatomy(args) -> int:
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
-                              config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet)
+                              config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet,
+                              negative_share=args.negative_share)
     figures = json.loads((folder / "manifest.json").read_text())["figures"]
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
           f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "
@@ -313,12 +332,16 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train an encoder on normal radiographs and calibrate a model folder")
-    t.add_argument("--normals", required=True, help="folder of normal radiographs (the only training data)")
+    t.add_argument("--normals", required=True, nargs="+", metavar="DIR",
+                   help="folder(s) of normal radiographs (the only training data)")
     t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT/work, resumable)")
-    t.add_argument("--val-normals", help="held-back normal radiographs for calibration")
+    t.add_argument("--val-normals", nargs="+", metavar="DIR", help="folder(s) of held-back normal radiographs for calibration")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
     t.add_argument("--seed", type=count, default=0)
+    t.add_argument("--lr", type=positive, default=None,
+                   help=f"peak learning rate (default {TrainConfig.lr}, or {FINE_TUNE_LR} with --start-from: fine-tuning "
+                        "at the from-scratch rate first destroys what the starting encoder knew)")
     t.add_argument("--size", type=int, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
                                             "or the --start-from model's)")
     t.add_argument("--start-from", metavar="MODEL",
@@ -332,6 +355,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
     t.add_argument("--reference-views", type=count, default=0, metavar="N",
                    help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0)")
+    t.add_argument("--standardise-positions", action="store_true",
+                   help="express the heatmap against each position's normal distance on held-out normals (borders "
+                        "and the heart edge vary most between normals)")
     t.add_argument("--calibration-views", type=count, default=0, metavar="N",
                    help="also calibrate the thresholds on N acquisition-augmented copies of each calibration normal, "
                         "so the stated false-positive rate holds for normals taken otherwise (default 0)")
@@ -345,13 +371,16 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget")
     a.add_argument("--seed", type=count, default=0, help="seed of the held-out fold, initialisation and augmentation")
     a.add_argument("--size", type=int, default=128, help="network input size in pixels")
+    a.add_argument("--negative-share", type=fraction_or_zero, default=0.0,
+                   help="share of each batch made of inputs with no upright lungs (noise, turned radiographs) and "
+                        "an empty mask (default 0: measured worse on children and dense lungs, docs/anatomy.md)")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_train_anatomy)
 
     c = sub.add_parser("calibrate", help="re-derive percentiles, score standardisation and thresholds from a "
                                          "site's own normals (encoder unchanged) into a new model folder")
     c.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
-    c.add_argument("--normals", required=True, help="folder of the site's normal radiographs")
+    c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
     c.add_argument("--out", required=True, help="new model folder to write")
     c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
     c.add_argument("--quiet", action="store_true")

@@ -10,6 +10,7 @@ thresholds.
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
 import time
@@ -91,13 +92,22 @@ class StartingEncoder:
         return {"model_id": self.model_id, "folder": self.folder}
 
 
+def folders(spec) -> list[str]:
+    """One folder, or several (a list, or one string of paths separated by os.pathsep)."""
+    if isinstance(spec, (list, tuple)):
+        return [str(f) for f in spec]
+    return str(spec).split(os.pathsep)
+
+
 def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
-    """Read and preprocess every image of a folder; unreadable files are listed, not fatal."""
-    files = list_inputs([folder])
+    """Read and preprocess every image of a folder (or of several: `folders`); unreadable files are
+    listed, not fatal."""
+    files = list_inputs(folders(folder))
     if not files:
         raise ReadError(folder, "no images found in the folder")
     images, kept, skipped = [], [], []
-    for f in tqdm(files, desc=f"reading {Path(folder).name}", unit="img", disable=not progress):
+    for f in tqdm(files, desc=f"reading {', '.join(Path(d).name for d in folders(folder))}", unit="img",
+                  disable=not progress):
         try:
             x = to_model_input(read_radiograph(f).pixels[0], size)
         except ReadError as e:
@@ -118,22 +128,28 @@ def augmented_views(images01: np.ndarray, views: int, seed: int) -> np.ndarray:
 
 
 def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: NormalSet,
-                  held_out: NormalSet, device, views: int = 0, seed: int = 0) -> Scorer:
+                  held_out: NormalSet, device, views: int = 0, seed: int = 0,
+                  standardise_positions: bool = False) -> Scorer:
     """Fit the normal reference and the component standardisation for a trained encoder. With
     `views`, the reference also holds that many acquisition-augmented copies of each normal, so that
-    a normal taken with another field of view or exposure is nearer to normal."""
+    a normal taken with another field of view or exposure is nearer to normal. With
+    `standardise_positions`, the patch map is expressed against each position's normal distance on
+    the held-out normals (`NormalReference.fit_positions`)."""
     scorer = Scorer(net, config, device=device)
     pooled, patches = scorer.features(augmented_views(reference_set.images01, views, seed))
     scorer.reference = NormalReference().fit(pooled, patches.numpy())
+    if standardise_positions:
+        scorer.reference.fit_positions(scorer.features(held_out.images01)[1].numpy())
     scorer.component_stats = component_stats(scorer.score(held_out.images01, held_out.lungs).components)
     return scorer
 
 
 def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,
+                lr: float = TrainConfig.lr,
                 seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
                 pretext_cfg: PretextConfig = PretextConfig(), fpr: float = DEFAULT_FPR,
                 command: str = "", progress: bool = True, start: StartingEncoder | None = None,
-                reference_views: int = 0, calibration_views: int = 0) -> Path:
+                reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
     that encoder instead of a random one (and it stays a candidate for the kept checkpoint)."""
     t0 = time.time()
@@ -155,7 +171,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least 8 are needed")
     dev = select_device(device)
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
-    train_cfg = TrainConfig(minutes=minutes, seed=seed)
+    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr)
     trainer = Trainer(encoder_cfg, pretext_cfg, train_cfg, out_dir / "work", device=device, select=check,
                       initial_state=start.state if start is not None else None)
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
@@ -163,7 +179,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
 
     net = build_encoder(encoder_cfg)
     net.load_state_dict(encoder_state)
-    scorer = fit_reference(net, encoder_cfg, train, held, dev, views=reference_views, seed=seed)
+    scorer = fit_reference(net, encoder_cfg, train, held, dev, views=reference_views, seed=seed,
+                           standardise_positions=standardise_positions)
     cal_images = augmented_views(calib.images01, calibration_views, seed + 1)
     cal_lungs = np.concatenate([calib.lungs, bundled_segmenter().masks(cal_images[len(calib.files):])]) \
         if calibration_views else calib.lungs
@@ -186,10 +203,12 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},
         "reference": {"augmented_views_per_normal": reference_views,
                       "calibration_augmented_views_per_normal": calibration_views,
+                      "positions_standardised": standardise_positions,
                       "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
         "calibration": calibration.to_dict(),
-        "data": {"normals": str(normals_dir), "n_train": len(train.files), "n_held_out": len(held.files),
-                 "calibration_normals": str(val_normals_dir or normals_dir), "n_calibration": len(calib.files),
+        "data": {"normals": os.pathsep.join(folders(normals_dir)), "n_train": len(train.files), "n_held_out": len(held.files),
+                 "calibration_normals": os.pathsep.join(folders(val_normals_dir or normals_dir)),
+                 "n_calibration": len(calib.files),
                  "files_sha256_16": normals.digest(), "skipped": normals.skipped + calib.skipped},
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},

@@ -4,8 +4,7 @@ Anatomy labels, not disease labels. A seeded fifth of the images is held out and
 the folder's manifest records its file names and the network's Dice there, measured at each mask's
 own resolution through the same path detection uses (`on_input_grid`, post-processing and fallbacks
 included). Augmentation is MONAI's: affine (rotation, zoom, shift), elastic, gamma, contrast,
-brightness, noise and blur, so the network meets other acquisitions and children's chests; an
-eighth of each batch are inputs with no upright lungs and an empty mask (`negative_example`).
+brightness, noise and blur, so the network meets other acquisitions and children's chests.
 """
 
 from __future__ import annotations
@@ -26,24 +25,21 @@ from .lung_model import KIND, LungNetConfig, LungSegmenter, build_lung_net, fiel
 from .preprocess import resize, to_model_input
 
 HELD_OUT_FRACTION = 0.2
-NEGATIVE_SHARE = 0.125  # of each batch: images that hold no upright lung fields, with an empty mask
 
 
 def negative_example(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An input with no upright lung fields: noise at a random scale, a flat or graded field, or a
-    training radiograph turned by 90 or 180 degrees. Without these the network draws its learned lung
-    shape on anything, and the fallback for a non-chest image would never be taken."""
+    """An input with no upright lung fields (`--negative-share`): noise at a random scale, or a
+    training radiograph turned by 90, 180 or 270 degrees, with an empty mask. Measured and not used
+    for the bundled network: it made the network give up real lungs of children and of dense,
+    consolidated adult lungs far more often (docs/anatomy.md)."""
     from scipy import ndimage
 
     n = image.shape[-1]
-    kind = rng.integers(4)
-    if kind == 0:
+    if rng.random() < 0.5:
         x = ndimage.gaussian_filter(rng.random((n, n)), rng.uniform(0, n / 8))
-    elif kind == 1:
-        x = np.outer(np.linspace(0, 1, n), np.ones(n)) * rng.uniform(-1, 1) + rng.uniform(0, 1)
     else:
         x = np.rot90(image[0], k=int(rng.choice([1, 2, 3])))
-    x = (x - x.min()) / (np.ptp(x) + 1e-6) if np.ptp(x) > 1e-6 else np.full((n, n), 0.5)
+    x = (x - x.min()) / (np.ptp(x) + 1e-6)
     return x.astype(np.float32)[None]
 
 
@@ -98,7 +94,7 @@ def augmentation(seed: int):
 
 def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed: int = 0,
                      config: LungNetConfig = LungNetConfig(), batch_size: int = 16, command: str = "",
-                     progress: bool = True) -> Path:
+                     progress: bool = True, negative_share: float = 0.0) -> Path:
     """Train, measure on the held-out fold and write a verified lung model folder."""
     from monai.losses import DiceCELoss
 
@@ -134,7 +130,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
             g["lr"] = lr
         idx = rng.integers(0, len(images), batch_size)
         batch = [augment({"image": negative_example(images[i], rng), "label": np.zeros_like(labels[i])})
-                 if rng.random() < NEGATIVE_SHARE else augment({"image": images[i], "label": labels[i]}) for i in idx]
+                 if rng.random() < negative_share else augment({"image": images[i], "label": labels[i]}) for i in idx]
         x = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float()
         y = (torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]) > 0.5).float()
         net.train()
@@ -161,6 +157,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
         "training": {"minutes": minutes, "seed": seed, "steps": step, "batch_size": batch_size,
+                     "negative_share": negative_share,
                      "seconds": round(train_seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
                      "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": history,
                      "command": command},

@@ -8,6 +8,10 @@ the number of normals (so scoring cost never grows with the training set):
 - patch level: a chest radiograph has a fixed layout, so each feature-map position gets its own
   mean, and residuals share one Ledoit-Wolf covariance (a compact PaDiM). A patch is compared with
   the nearest of the means in its 3x3 neighbourhood, which tolerates small shifts in positioning.
+  Optionally (`standardise_positions`) each position's distance is then expressed against what held-out
+  normals show there (mean and spread): lung borders, clavicles and the heart edge vary a lot between
+  normal radiographs, so a raw distance map peaks on them; a standardised one peaks where the image
+  is unusual for that position.
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ import torch
 import torch.nn.functional as F
 
 MAX_RESIDUALS = 200_000  # patch residuals sampled to fit the shared covariance
+POSITION_OFFSET = 3.0    # standardised maps are z + 3, so normal tissue sits well above 0
 
 
 class NormalReference:
     def __init__(self, pooled_mean=None, pooled_precision=None, patch_means=None,
-                 patch_precision=None):
+                 patch_precision=None, distance_mean=None, distance_std=None):
         self.pooled_mean = pooled_mean
         self.pooled_precision = pooled_precision
         self.patch_means = patch_means          # (channels, h, w)
         self.patch_precision = patch_precision  # (channels, channels)
+        self.distance_mean = distance_mean      # (h, w) normals' patch distance per position, or None
+        self.distance_std = distance_std        # (h, w)
 
     def fit(self, pooled: np.ndarray, patches: np.ndarray, seed: int = 0) -> "NormalReference":
         """pooled: (n, d) embeddings; patches: (n, c, h, w) patch features of normal images."""
@@ -67,18 +74,38 @@ class NormalReference:
         d = pooled - self.pooled_mean
         return np.sqrt(np.maximum(np.einsum("nd,de,ne->n", d, self.pooled_precision, d), 0))
 
-    def patch_map(self, patches: torch.Tensor) -> torch.Tensor:
+    def fit_positions(self, patches: np.ndarray) -> "NormalReference":
+        """Learn each position's normal distance (mean, spread) from held-out normals' patches."""
+        d = self.raw_patch_map(torch.from_numpy(patches)).numpy()
+        self.distance_mean = d.mean(0).astype(np.float32)
+        self.distance_std = (d.std(0) + 0.1 * d.std()).astype(np.float32)  # a floor: no position divides by ~0
+        return self
+
+    def raw_patch_map(self, patches: torch.Tensor) -> torch.Tensor:
         """Mahalanobis distance of each patch residual: (n, h, w)."""
         r = self._nearest_residuals(patches)
         p = torch.from_numpy(self.patch_precision)
         m = torch.einsum("nchw,cd,ndhw->nhw", r, p, r)
         return m.clamp_min(0).sqrt()
 
+    def patch_map(self, patches: torch.Tensor) -> torch.Tensor:
+        """The patch distance map (n, h, w); against each position's normal distance where fitted,
+        shifted so that a position's normal mean sits at the map's mean level (the map stays >= 0)."""
+        m = self.raw_patch_map(patches)
+        if self.distance_mean is None:
+            return m
+        z = (m - torch.from_numpy(self.distance_mean)) / torch.from_numpy(self.distance_std)
+        return (z + POSITION_OFFSET).clamp_min(0)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"pooled_mean": self.pooled_mean, "pooled_precision": self.pooled_precision,
-                "patch_means": self.patch_means, "patch_precision": self.patch_precision}
+        arrays = {"pooled_mean": self.pooled_mean, "pooled_precision": self.pooled_precision,
+                  "patch_means": self.patch_means, "patch_precision": self.patch_precision}
+        if self.distance_mean is not None:
+            arrays.update(distance_mean=self.distance_mean, distance_std=self.distance_std)
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "NormalReference":
-        return cls(**{k: np.asarray(arrays[k], dtype=np.float32) for k in
-                      ("pooled_mean", "pooled_precision", "patch_means", "patch_precision")})
+        keys = ["pooled_mean", "pooled_precision", "patch_means", "patch_precision"]
+        keys += [k for k in ("distance_mean", "distance_std") if k in arrays]  # models of this round on
+        return cls(**{k: np.asarray(arrays[k], dtype=np.float32) for k in keys})

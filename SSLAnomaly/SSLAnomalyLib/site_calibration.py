@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -64,10 +65,11 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         raise model_folder.ModelError(out_dir, "the calibrated model must go to a new folder, not over its source")
     detector = AnomalyDetector.load(model, device="cpu")
     detector.limit_cpu_threads()
-    files = list_inputs([normals_dir])
+    dirs = [str(d) for d in normals_dir] if isinstance(normals_dir, (list, tuple)) else [str(normals_dir)]
+    files = list_inputs(dirs)
     components, peaks, kept, skipped = score_normals(detector, files, progress)
     if len(kept) < MIN_NORMALS:
-        raise ReadError(normals_dir, f"{len(kept)} readable normal radiograph(s); calibration needs at least "
+        raise ReadError(", ".join(dirs), f"{len(kept)} readable normal radiograph(s); calibration needs at least "
                                      f"{MIN_NORMALS} (a few hundred give stable thresholds)")
     stats = component_stats(components)
     scores = mean_of({c: (v - stats[c][0]) / stats[c][1] for c, v in components.items()})
@@ -83,7 +85,7 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         model_id=f"{old.get('model_id', 'model')}-cal{digest[:8]}",
         scoring=dict(old["scoring"], component_stats=stats),
         calibration=calibration.to_dict(),
-        site_calibration={"normals": str(normals_dir), "n_normals": len(kept), "files_sha256_16": digest,
+        site_calibration={"normals": os.pathsep.join(dirs), "n_normals": len(kept), "files_sha256_16": digest,
                           "skipped": skipped, "from_model": old.get("model_id"), "from_folder": str(source),
                           "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
     out_dir.mkdir(parents=True, exist_ok=True)

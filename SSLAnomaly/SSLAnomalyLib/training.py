@@ -30,6 +30,9 @@ from .encoder import EncoderConfig, build_encoder, feature_maps, to_batch
 from .pretext import PretextConfig, synthesise
 
 
+FINE_TUNE_LR = 0.003  # a tenth of the from-scratch rate when starting from a trained encoder
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     minutes: float = 30.0
