@@ -66,10 +66,10 @@ def test_calibrate_refuses_a_tampered_model(pediatric_model, tmp_path):
 
 
 def test_drift_warning_fires_on_a_shifted_batch_and_not_on_a_calibration_like_one(tmp_path):
-    """The adult model on 20 children is a shifted batch; on 20 adult normals of its calibration
-    source it is not."""
+    """The adult model on 20 children is a shifted batch; on 20 new normals of the site it was
+    calibrated at (NIH ChestX-ray14 validation normals) it is not."""
     children = linked(tmp_path, "children", sorted(data_dir("kermany", "val", "normal").iterdir())[:20])
-    adults = linked(tmp_path, "adults", sorted(data_dir("rsna", "val", "normal").iterdir())[-20:])
+    adults = linked(tmp_path, "adults", sorted(data_dir("nih", "val", "normal").iterdir())[:20])
     shifted = run("detect", "--model", "adult", "--out", tmp_path / "o1", "--quiet", children)
     assert shifted.returncode == 0, shifted.stderr
     assert shifted.stderr.count("scores far above the model's calibration normals") == 1

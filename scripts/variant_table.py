@@ -45,6 +45,9 @@ def row(run: Path) -> str:
     how = (f"calibrated on {cal['n_normals']} normals of `{cal['normals']}`" if cal else
            f"{origin}{t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}), {views} reference views")
     command = f"sslanomaly calibrate --model {cal['from_folder']} --normals {cal['normals']}" if cal else t["command"]
+    wall = run / "seconds.txt"
+    if wall.exists():
+        how += f"; {int(wall.read_text())} s wall in all"
     fpr = "-" if dev is None else f"{100 * dev['fpr_at_threshold']:.0f} %"
     return (f"| `{run.name}` | {how} | {fmt(dev, 'auroc')} | {fmt(dev, 'ap')} | {fpr} "
             f"| {' | '.join(shift_cells(shifted))} "

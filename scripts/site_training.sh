@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# What a site gets from its own ~200 normals, measured as a site would do it: NIH ChestX-ray14's
+# 204 train normals (nih/train/normal), dev AUROC on nih/val, starting from the RSNA-trained adult
+# encoder (runs/round2/adult/adult-ft40-s0, reference and calibration on RSNA). Times are wall-clock
+# on the 2-core CPU. Rows land in runs/round2/adult/site-*; scripts/variant_table.py tabulates them.
+#   (a) calibrate only   (b) refit the normal reference (--minutes 0)   (c) fine-tune MINUTES
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+FROM=${FROM:-runs/round2/adult/adult-ft40-s0}
+S=.venv/bin/sslanomaly
+timed() { local out=$1; shift; [ -f "$out/manifest.json" ] && return 0; local t0=$(date +%s); "$@"; echo $(( $(date +%s) - t0 )) > "$out/seconds.txt"; }
+timed runs/round2/adult/site-calibrate $S calibrate --model "$FROM" --normals "$DATA/nih/train/normal" \
+  --out runs/round2/adult/site-calibrate --quiet
+timed runs/round2/adult/site-refit $S train --normals "$DATA/nih/train/normal" --out runs/round2/adult/site-refit \
+  --start-from "$FROM" --minutes 0 --seed 0 --quiet
+for M in ${MINUTES:-}; do
+  timed runs/round2/adult/site-finetune$M $S train --normals "$DATA/nih/train/normal" --out runs/round2/adult/site-finetune$M \
+    --start-from "$FROM" --minutes "$M" --seed 0 --quiet
+done
+for run in runs/round2/adult/site-*; do
+  [ -f "$run/dev.json" ] || $S evaluate --model "$run" --normal "$DATA/nih/val/normal" --abnormal "$DATA/nih/val/pneumonia" \
+    --json "$run/dev.json" --quiet > /dev/null
+done
