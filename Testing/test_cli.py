@@ -53,20 +53,21 @@ def test_detect_writes_three_files_per_image_and_reports_unreadable(default_mode
         assert scores == sorted(scores, reverse=True)
 
 
-def test_evaluate_beats_the_trivial_baseline_on_a_real_subset(default_model, tmp_path):
+def test_evaluate_beats_the_trivial_baseline_on_a_real_subset(pediatric_model, tmp_path):
     normal = tmp_path / "normal"
     abnormal = tmp_path / "abnormal"
     for src, dst in ((data_dir("kermany", "val", "normal"), normal), (data_dir("kermany", "val", "pneumonia"), abnormal)):
         dst.mkdir()
         for f in sorted(src.iterdir())[::10][:30]:
             (dst / f.name).symlink_to(f)
-    r = run("evaluate", "--model", "default", "--normal", normal, "--abnormal", abnormal,
+    r = run("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
             "--json", tmp_path / "e.json", "--quiet")
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["n_normal"] == 20 and result["n_abnormal"] == 30
     assert result["auroc"] > 0.75  # raw-pixel kNN, the trivial baseline, is about 0.64
-    assert set(result) >= {"auroc", "ap", "n_normal", "n_abnormal", "seconds_per_image", "model"}
+    assert set(result) >= {"auroc", "ap", "n_normal", "n_abnormal", "seconds_per_image", "model",
+                           "fpr_at_threshold", "tpr_at_threshold"}
     for part in ("pooled", "patch"):  # image-level and patch-level scoring, each alone
         assert 0.5 < result["components"][part]["auroc"] <= 1
 

@@ -17,7 +17,7 @@ MODULE_FILE = MODULE / "SSLAnomaly.py"
 UI_FILE = MODULE / "Resources" / "UI" / "SSLAnomaly.ui"
 GENERIC = {"enabled", "visible", "toolTip", "blockSignals"}  # every QWidget has these
 FITTING = {  # member the widget uses -> classes that have it
-    "clicked": {"QPushButton", "QToolButton", "QCheckBox"},
+    "clicked": {"QPushButton", "QToolButton", "QCheckBox"}, "toggled": {"QCheckBox", "QPushButton"},
     "currentIndexChanged": {"QComboBox"}, "addItem": {"QComboBox"}, "itemData": {"QComboBox"},
     "setCurrentIndex": {"QComboBox"}, "count": {"QComboBox"},
     "clear": {"QComboBox", "QPlainTextEdit", "QLineEdit"},

@@ -133,16 +133,17 @@ def _stage_functions() -> dict:
     """Each stage of one detection, as the function that does it (cumulative time is read)."""
     from PIL import Image
 
-    from .anatomy import lung_mask_or_prior
     from .detector import AnomalyDetector
     from .findings import find_regions
     from .heatmap import to_input_grid
     from .io import read_radiograph, write_image
+    from .lung_model import LungSegmenter, on_input_grid
     from .outputs import atomic_write_text
     from .overlay import render_overlay
     from .scoring import Scorer
 
-    return {"read": read_radiograph, "preprocess": AnomalyDetector.prepare, "lung_mask": lung_mask_or_prior,
+    return {"read": read_radiograph, "preprocess": AnomalyDetector.prepare, "lung_mask": LungSegmenter.fields,
+            "lungs_full_res": on_input_grid,
             "encode": Scorer.features, "score": Scorer.score, "heatmap_full_res": to_input_grid,
             "findings": find_regions, "write_nrrd": write_image, "render_overlay": render_overlay,
             "write_png": Image.Image.save, "write_json": atomic_write_text}

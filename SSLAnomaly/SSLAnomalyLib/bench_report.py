@@ -26,7 +26,7 @@ NOTES = {
     "stages": (
         "Stage times are the cumulative time of the function doing each stage, read with cProfile around the "
         "real code path (read, `AnomalyDetector.prepare`, `AnomalyDetector.detect`, `write_case_outputs`); "
-        "`total_unprofiled` is the same path timed without the profiler. `preprocess` includes `lung_mask`. "
+        "`total_unprofiled` is the same path timed without the profiler. `preprocess` includes `lung_mask` (the lung U-Net and its post-processing); `lungs_full_res` is the lung fields on the input's grid (only with `--lungs`). "
         "`score` is the scorer's own share after `encode`: patch distances to the normal reference, the "
         "model-grid heatmap and the image score. `heatmap_full_res` stretches the map onto the input's full "
         "pixel grid; `render_overlay` and `write_png` make the overlay picture; `write_json` includes fsync."),

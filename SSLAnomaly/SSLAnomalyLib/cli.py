@@ -151,6 +151,12 @@ def cmd_detect(args) -> int:
                 tqdm.write(f"error: {path}: {failures[-1][1]}", file=sys.stderr)
             bar.update(1)
         bar.close()
+    for name in set(names) - {n for _, n in todo}:  # cases an earlier run of this batch finished (--resume)
+        done_json = case_paths(out, name)["findings"]
+        try:
+            percentiles.append((done_json, float(json.loads(done_json.read_text(encoding="utf-8"))["percentile"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not ours to judge: it is counted out of the batch's drift check
     drift = drift_warning(p for _, p in percentiles)
     if drift:
         for path, _ in percentiles:
