@@ -40,10 +40,16 @@ def row(run: Path) -> str:
     t = m["training"]
     start = t.get("started_from")
     origin = f"from `{Path(start['folder']).name}`, " if start else ""
-    views = m.get("reference", {}).get("augmented_views_per_normal", 0)
+    ref = m.get("reference", {})
+    options = [f"{ref[k]} {what}" for k, what in (("augmented_views_per_normal", "reference views"),
+                                                   ("calibration_augmented_views_per_normal", "calibration views"))
+               if ref.get(k)]
+    options += ["positions standardised"] if ref.get("positions_standardised") else []
     cal = m.get("site_calibration")
+    trained = (f"{t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']})" if t["steps"]
+               else f"refit only ({t['seconds'] / 60:.0f} min)")
     how = (f"calibrated on {cal['n_normals']} normals of `{cal['normals']}`" if cal else
-           f"{origin}{t['seconds'] / 60:.0f} min ({t['steps']} steps, chose {t['chosen_step']}), {views} reference views")
+           ", ".join([f"{origin}{trained}", *options]))
     command = f"sslanomaly calibrate --model {cal['from_folder']} --normals {cal['normals']}" if cal else t["command"]
     wall = run / "seconds.txt"
     if wall.exists():
