@@ -77,6 +77,28 @@ def seed_summary(runs: list[Path]) -> str:
     return "".join(lines)
 
 
+SITE_STEPS = {"site-calibrate": "(a) calibrate only", "site-refit": "(b) refit the normal reference (`--minutes 0`)",
+              "site-finetune10": "(c) fine-tune 10 minutes", "site-finetune30": "(c) fine-tune 30 minutes"}
+
+
+def site_table() -> str:
+    """The README's site-training table (scripts/site_training.sh), from runs/round2/adult/site-*."""
+    base = read(ROOT / "runs" / "round2" / "adult" / "adult-ft40-s0", "dev.json")
+    lines = ["| what the site runs | wall time | dev AUROC | normals flagged | pneumonia flagged |", "|---|---|---|---|---|"]
+    if base:
+        lines.append(f"| nothing (RSNA reference and thresholds) | - | {base['auroc']:.3f} | {100 * base['fpr_at_threshold']:.0f} % "
+                     f"| {100 * base['tpr_at_threshold']:.0f} % |")
+    for name, what in SITE_STEPS.items():
+        run = ROOT / "runs" / "round2" / "adult" / name
+        dev = read(run, "dev.json")
+        if dev is None:
+            continue
+        wall = (run / "seconds.txt").read_text().strip() if (run / "seconds.txt").exists() else "-"
+        lines.append(f"| {what} | {wall} s | {dev['auroc']:.3f} | {100 * dev['fpr_at_threshold']:.0f} % "
+                     f"| {100 * dev['tpr_at_threshold']:.0f} % |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     doc = ROOT / "docs" / "model.md"
     text = doc.read_text()
@@ -94,6 +116,12 @@ def main() -> int:
         text = text[:start] + "\n" + table + "\n" + text[stop:]
         print(table)
     doc.write_text(text)
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- site:begin -->", "<!-- site:end -->"
+    if begin in text:
+        start, stop = text.index(begin) + len(begin), text.index(end)
+        readme.write_text(text[:start] + "\n" + site_table() + "\n" + text[stop:])
     return 0
 
 
