@@ -80,11 +80,6 @@ class LungFields:
     reason: str = ""          # why the network's output was not used
 
     @property
-    def found(self) -> bool:
-        """Whether the mask comes from the image itself (not the prior)."""
-        return self.source != "prior"
-
-    @property
     def warning(self) -> str | None:
         text = SOURCES[self.source]
         return None if text is None else text.format(why=self.reason)
