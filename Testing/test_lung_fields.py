@@ -26,17 +26,17 @@ def held_out_pair():
 def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
     from scipy import ndimage
 
-    from SSLAnomalyLib.lung_model import bundled_segmenter, on_input_grid
+    from SSLAnomalyLib.lung_model import bundled_segmenter
     from SSLAnomalyLib.lung_training import dice, load_pair
     from SSLAnomalyLib.preprocess import to_model_input
 
     image, mask = load_pair(*held_out_pair())
     x = to_model_input(image, 128)
-    (fields, probability), = bundled_segmenter().fields(x[None])
+    fields, = bundled_segmenter().fields(x[None])
     assert fields.source == "network" and fields.warning is None
     assert ndimage.label(fields.mask)[1] == 2  # one field per side, no islands
     assert 0.15 < fields.mask.mean() < 0.5
-    full = on_input_grid(fields, probability, *mask.shape)
+    full = fields.on_grid(*mask.shape)
     assert full.shape == mask.shape and full.dtype == np.uint8
     assert dice(full, mask) > DICE_BOUND
 
@@ -49,7 +49,7 @@ def test_a_non_chest_image_takes_the_named_fallback():
     rng = np.random.default_rng(0)
     blobs = ndimage.gaussian_filter(rng.random((128, 128)), 8).astype(np.float32)  # no chest in it
     blobs = (blobs - blobs.min()) / np.ptp(blobs)
-    (fields, _), = bundled_segmenter().fields(blobs[None])
+    fields, = bundled_segmenter().fields(blobs[None])
     assert fields.source in ("unsupervised", "prior")
     assert fields.reason and fields.reason in fields.warning  # the warning names why the network was not used
 

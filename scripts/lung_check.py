@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from SSLAnomalyLib.anatomy import lung_mask
 from SSLAnomalyLib.io import list_inputs, read_radiograph
-from SSLAnomalyLib.lung_model import BUNDLED_LUNGS, bundled_segmenter, on_input_grid
+from SSLAnomalyLib.lung_model import BUNDLED_LUNGS, bundled_segmenter
 from SSLAnomalyLib.lung_training import dice, load_pair
 from SSLAnomalyLib.preprocess import resize, to_model_input
 
@@ -40,7 +40,7 @@ def plausibility(folder: Path) -> dict:
     """Share of images whose network output passed the plausibility checks, and lung area."""
     files = list_inputs([folder])
     xs = np.stack([to_model_input(read_radiograph(f).pixels[0], 128) for f in files])
-    fields = [f for f, _ in bundled_segmenter().fields(xs)]
+    fields = bundled_segmenter().fields(xs)
     areas = [f.mask.mean() for f in fields]
     return {"folder": str(folder.relative_to(DATA)), "n": len(files),
             "network": sum(f.source == "network" for f in fields),
@@ -55,8 +55,8 @@ def main() -> int:
     for kind, n in (("normal", 4), ("pneumonia", 4)):
         for f in sorted((DATA / "kermany" / "val" / kind).iterdir())[::37][:n]:
             image = read_radiograph(f).pixels[0]
-            (fields, p), = seg.fields(to_model_input(image, 128)[None])
-            tiles.append(outlined(image, on_input_grid(fields, p, *image.shape)))
+            fields, = seg.fields(to_model_input(image, 128)[None])
+            tiles.append(outlined(image, fields.on_grid(*image.shape)))
     grid = Image.new("RGB", (256 * 4, 256 * 2))
     for i, t in enumerate(tiles):
         grid.paste(t, (256 * (i % 4), 256 * (i // 4)))
@@ -67,8 +67,8 @@ def main() -> int:
     for k, name in enumerate(held):
         image, truth = load_pair(DATA / "openist" / "images" / name, DATA / "openist" / "masks" / name)
         x = to_model_input(image, 128)
-        (fields, p), = seg.fields(x[None])
-        full = on_input_grid(fields, p, *truth.shape)
+        fields, = seg.fields(x[None])
+        full = fields.on_grid(*truth.shape)
         net.append(dice(full, truth))
         unsupervised = lung_mask(x)
         old_missing += unsupervised is None
@@ -77,8 +77,8 @@ def main() -> int:
             tiles.append(outlined(image, full, truth=truth))
     worst = int(np.argmin(net))
     image, truth = load_pair(DATA / "openist" / "images" / held[worst], DATA / "openist" / "masks" / held[worst])
-    (fields, p), = seg.fields(to_model_input(image, 128)[None])
-    tiles.append(outlined(image, on_input_grid(fields, p, *truth.shape), truth=truth))
+    fields, = seg.fields(to_model_input(image, 128)[None])
+    tiles.append(outlined(image, fields.on_grid(*truth.shape), truth=truth))
     grid = Image.new("RGB", (256 * len(tiles), 256))
     for i, t in enumerate(tiles):
         grid.paste(t, (256 * i, 0))

@@ -137,13 +137,13 @@ def _stage_functions() -> dict:
     from .findings import find_regions
     from .heatmap import to_input_grid
     from .io import read_radiograph, write_image
-    from .lung_model import LungSegmenter, on_input_grid
+    from .lung_model import LungFields, LungSegmenter
     from .outputs import atomic_write_text
     from .overlay import render_overlay
     from .scoring import Scorer
 
     return {"read": read_radiograph, "preprocess": AnomalyDetector.prepare, "lung_mask": LungSegmenter.fields,
-            "lungs_full_res": on_input_grid,
+            "lungs_full_res": LungFields.on_grid,
             "encode": Scorer.features, "score": Scorer.score, "heatmap_full_res": to_input_grid,
             "findings": find_regions, "write_nrrd": write_image, "render_overlay": render_overlay,
             "write_png": Image.Image.save, "write_json": atomic_write_text}

@@ -15,7 +15,7 @@ from .encoder import EncoderConfig, build_encoder
 from .findings import Finding, find_regions, number
 from .heatmap import to_input_grid
 from .image import Radiograph
-from .lung_model import LungFields, LungSegmenter, bundled_segmenter, on_input_grid
+from .lung_model import LungFields, LungSegmenter, bundled_segmenter
 from .preprocess import to_model_input
 from .reference import NormalReference
 from .scoring import Scorer
@@ -66,7 +66,6 @@ class DetectionResult:
 class PreparedSlice:
     image01: np.ndarray
     fields: LungFields
-    lung_probability: np.ndarray  # the lung network's output on the model grid
 
     @property
     def lung(self) -> np.ndarray:
@@ -116,12 +115,12 @@ class AnomalyDetector:
     def prepare(self, image: Radiograph) -> list[PreparedSlice]:
         """Model inputs and lung fields of every slice."""
         xs = np.stack([to_model_input(image.pixels[k], self.input_size) for k in range(image.shape[0])])
-        return [PreparedSlice(x, fields, p) for x, (fields, p) in zip(xs, self.anatomy.fields(xs, self.lung_prior))]
+        return [PreparedSlice(x, fields) for x, fields in zip(xs, self.anatomy.fields(xs, self.lung_prior))]
 
     def lungs_on_input_grid(self, image: Radiograph, prepared: list[PreparedSlice]) -> Radiograph:
         """The lung fields as uint8 0/1 on the input's own grid and geometry (`detect --lungs`)."""
         _, rows, cols = image.shape
-        mask = np.stack([on_input_grid(p.fields, p.lung_probability, rows, cols) for p in prepared])
+        mask = np.stack([p.fields.on_grid(rows, cols) for p in prepared])
         return image.with_pixels(mask)
 
     def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None,

@@ -75,14 +75,26 @@ def to_net_input(images01: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class LungFields:
-    mask: np.ndarray          # bool, on the grid of the image it was computed from
-    source: str               # "network", "unsupervised" or "prior"
-    reason: str = ""          # why the network's output was not used
+    mask: np.ndarray                 # bool, on the grid of the image it was computed from
+    source: str                      # "network", "unsupervised" or "prior"
+    reason: str = ""                 # why the network's output was not used
+    probability: np.ndarray | None = None  # the network's output on the same grid
 
     @property
     def warning(self) -> str | None:
         text = SOURCES[self.source]
         return None if text is None else text.format(why=self.reason)
+
+    def on_grid(self, rows: int, cols: int) -> np.ndarray:
+        """The lung fields as uint8 0/1 on a (rows, cols) input grid. The network's probability (where
+        it was used) gives smooth borders at full resolution; the post-processed mask decides which
+        regions are lung."""
+        if self.source == "network":
+            soft = self.probability * ndimage.binary_dilation(self.mask, iterations=1)
+        else:
+            soft = self.mask.astype(np.float32)
+        full = resize(soft.astype(np.float32), (rows, cols)) >= 0.5
+        return ndimage.binary_fill_holes(full).astype(np.uint8)
 
 
 def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str]:
@@ -117,7 +129,7 @@ def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 class LungSegmenter:
-    """A verified lung model folder: `fields(image01)` on the model grid, `on_grid(...)` on any grid."""
+    """A verified lung model folder: `fields(images01)` on the model grid (`LungFields.on_grid` for any grid)."""
 
     def __init__(self, net: torch.nn.Module, config: LungNetConfig, model_id: str, manifest: dict | None = None):
         self.net, self.config, self.model_id = net.eval(), config, model_id
@@ -146,39 +158,28 @@ class LungSegmenter:
         p = torch.sigmoid(self.net(to_net_input(x)))[:, 0].numpy()
         return p if s == size else np.stack([np.clip(resize(q, (s, s)), 0, 1) for q in p])
 
-    def fields(self, images01: np.ndarray, prior: np.ndarray | None = None,
-               batch_size: int = 32) -> list[tuple[LungFields, np.ndarray]]:
-        """(lung fields, network probability) of each square [0, 1] image, with the named fallback
-        where the network's output is implausible."""
+    def fields(self, images01: np.ndarray, prior: np.ndarray | None = None, batch_size: int = 32) -> list[LungFields]:
+        """The lung fields of each square [0, 1] image, with the named fallback where the network's
+        output is implausible."""
         out = []
         for i in range(0, len(images01), batch_size):
             chunk = images01[i:i + batch_size]
-            out += [(fields_from_probability(p, x, prior), p) for x, p in zip(chunk, self.probability(chunk))]
+            out += [fields_from_probability(p, x, prior) for x, p in zip(chunk, self.probability(chunk))]
         return out
 
     def masks(self, images01: np.ndarray) -> np.ndarray:
         """(n, s, s) bool lung masks of training images (fallbacks included, no prior)."""
-        return np.stack([f.mask for f, _ in self.fields(images01)])
+        return np.stack([f.mask for f in self.fields(images01)])
 
 
 def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior: np.ndarray | None) -> LungFields:
     mask, why = two_lung_fields(probability)
     if not why:
-        return LungFields(mask, "network")
+        return LungFields(mask, "network", probability=probability)
     unsupervised = lung_mask(image01)
     if unsupervised is not None:
-        return LungFields(unsupervised, "unsupervised", why)
-    return LungFields(prior_mask(image01.shape[0], prior), "prior", why)
-
-
-def on_input_grid(fields: LungFields, probability: np.ndarray | None, rows: int, cols: int) -> np.ndarray:
-    """The lung fields as uint8 0/1 on a (rows, cols) input grid. The network's probability (where
-    it was used) gives smooth borders at full resolution; the post-processed mask decides which
-    regions are lung."""
-    keep = ndimage.binary_dilation(fields.mask, iterations=1).astype(np.float32)
-    soft = probability * keep if fields.source == "network" and probability is not None else fields.mask.astype(np.float32)
-    full = resize(soft, (rows, cols)) >= 0.5
-    return ndimage.binary_fill_holes(full).astype(np.uint8)
+        return LungFields(unsupervised, "unsupervised", why, probability)
+    return LungFields(prior_mask(image01.shape[0], prior), "prior", why, probability)
 
 
 @functools.cache

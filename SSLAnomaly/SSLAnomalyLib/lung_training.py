@@ -2,7 +2,7 @@
 
 Anatomy labels, not disease labels. A seeded fifth of the images is held out and never trained on;
 the folder's manifest records its file names and the network's Dice there, measured at each mask's
-own resolution through the same path detection uses (`on_input_grid`, post-processing and fallbacks
+own resolution through the same path detection uses (`LungFields.on_grid`, post-processing and fallbacks
 included). Augmentation is MONAI's: affine (rotation, zoom, shift), elastic, gamma, contrast,
 brightness, noise and blur, so the network meets other acquisitions and children's chests.
 """
@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import __version__, model_folder
 from .io import ReadError, list_inputs, read_radiograph
-from .lung_model import KIND, LungNetConfig, LungSegmenter, build_lung_net, fields_from_probability, on_input_grid
+from .lung_model import KIND, LungNetConfig, LungSegmenter, build_lung_net
 from .preprocess import resize, to_model_input
 
 HELD_OUT_FRACTION = 0.2
@@ -180,10 +180,8 @@ def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[lis
     dices, sources = [], []
     for f, m in tqdm(pairs, desc="measuring", unit="img", disable=not progress):
         image, mask = load_pair(f, m)
-        x = to_model_input(image, segmenter.config.input_size)
-        p = segmenter.probability(x[None])[0]
-        fields = fields_from_probability(p, x, None)
-        dices.append(dice(on_input_grid(fields, p, *mask.shape), mask))
+        fields, = segmenter.fields(to_model_input(image, segmenter.config.input_size)[None])
+        dices.append(dice(fields.on_grid(*mask.shape), mask))
         sources.append(fields.source)
     return dices, sources
 
