@@ -554,12 +554,9 @@ class SSLAnomalyLogic(ScriptedLoadableModuleLogic):
                     self._lib("mrml_case").remove_case(volume)
             if progress is not None and progress(done, len(cases), name) is False:
                 break
-        warning = drift.drift_warning(p for _, p in percentiles)
-        if warning:  # said once for the batch, and carried by every findings JSON of it
+        warning = drift.warn_batch(percentiles)  # carried by every findings JSON of the batch
+        if warning:  # and said once
             logging.warning(f"SSL Anomaly: {warning}")
-            for path, _ in percentiles:
-                if path is not None:
-                    drift.add_warning(path, warning)
             for row in rows:
                 row["warning"] = warning
         return rows

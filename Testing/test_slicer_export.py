@@ -43,6 +43,15 @@ def exported(model, tmp_path_factory):
     return lg, volume, dx, lg.findings(volume), written
 
 
+def read_segmentation(path):
+    """A written .seg.nrrd read back through Slicer's segmentation storage node, into a new node."""
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.ReadData(segmentation)
+    return segmentation
+
+
 def test_all_formats_are_written_for_a_dicom_input(exported):
     _, _, _, _, written = exported
     assert set(written) == {"json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom_seg", "dicom_sr"}
@@ -51,10 +60,7 @@ def test_all_formats_are_written_for_a_dicom_input(exported):
 
 def test_lung_fields_are_exported_as_a_segmentation_on_the_input_grid(exported):
     lg, volume, _, _, written = exported
-    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    reader = slicer.vtkMRMLSegmentationStorageNode()
-    reader.SetFileName(str(written["lungs"]))
-    assert reader.ReadData(segmentation)
+    segmentation = read_segmentation(written["lungs"])
     segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Lung fields")
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume)
     assert mask.shape == slicer.util.arrayFromVolume(volume).shape
@@ -93,10 +99,7 @@ def test_markups_file_holds_one_roi_per_finding(exported):
 
 def test_segmentation_has_a_segment_per_kept_finding(exported):
     _, volume, _, records, written = exported
-    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(str(written["seg"]))
-    assert storage.ReadData(segmentation)
+    segmentation = read_segmentation(written["seg"])
     kept = [r for r in records if r["status"] != "rejected"]
     segments = segmentation.GetSegmentation()
     names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]

@@ -38,9 +38,8 @@ def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
         others.append({"run": other.name, "seed": m["training"]["seed"], "auroc": figures["dev"]["auroc"],
                        "ap": figures["dev"]["ap"], "pointing_game": figures["localisation"]["pointing_game"],
                        "command": m["training"]["command"]})
-    p = entry.population
     manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
-    manifest["population"] = {"label": p.label, "min_age_years": p.min_age_years, "max_age_years": p.max_age_years}
+    manifest["population"] = entry.population.to_dict()
     manifest["measured"] = dict(measured(run), other_seeds=others)
     model_folder.write_manifest(folder, manifest, model_card(manifest))
     model_folder.load(folder)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .bench import add_parser as add_bench_parser
 from .calibration import DEFAULT_FPR
-from .drift import add_warning, drift_warning
+from .drift import warn_batch
 from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph, write_image
 from .model_folder import ModelError
@@ -37,49 +37,6 @@ def _load_detector(args):
     return detector
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a false-positive rate strictly between 0 and 1."""
-    value = _number(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), not {text}")
-    return value
-
-
-def fraction_or_zero(text: str) -> float:
-    """An argparse type: a share from 0 (included) to 1 (excluded)."""
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to below 1, not {text}")
-    return value
-
-
-def non_negative(text: str) -> float:
-    """An argparse type: a finite number >= 0 (minutes)."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
-def positive(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
-
-
-def count(text: str) -> int:
-    """An argparse type: a whole number >= 0 (seeds, views)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
 def _number(text: str) -> float:
     try:
         value = float(text)
@@ -88,6 +45,31 @@ def _number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
     return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}") from None
+
+
+def _ranged(parse, within, needs: str):
+    """An argparse type: `parse(text)`, refused unless `within(value)`, with "must be <needs>"."""
+    def convert(text: str):
+        value = parse(text)
+        if not within(value):
+            raise argparse.ArgumentTypeError(f"must be {needs}, not {text}")
+        return value
+    return convert
+
+
+fraction = _ranged(_number, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # false-positive rates
+fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")      # shares of a batch
+non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
+positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates
+count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
+MODEL_HELP = "bundled model name (adult, pediatric; default = adult) or a model folder"
 
 
 def cmd_detect(args) -> int:
@@ -157,10 +139,8 @@ def cmd_detect(args) -> int:
             percentiles.append((done_json, float(json.loads(done_json.read_text(encoding="utf-8"))["percentile"])))
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not ours to judge: it is counted out of the batch's drift check
-    drift = drift_warning(p for _, p in percentiles)
+    drift = warn_batch(percentiles)
     if drift:
-        for path, _ in percentiles:
-            add_warning(path, drift)
         print(f"warning: {drift}", file=sys.stderr)
     done = len(todo) - len(failures)
     print(f"{done} of {len(todo)} input(s) written to {out}"
@@ -308,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("detect", help="score radiographs; write findings JSON, heatmap NRRD and overlay PNG")
     d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, NRRD, NIfTI, MHA) or folders")
-    d.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
+    d.add_argument("--model", default="default", help=MODEL_HELP)
     d.add_argument("--out", required=True, help="output folder")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.add_argument("--fpr", type=fraction, default=None,
@@ -321,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_detect)
 
     e = sub.add_parser("evaluate", help="AUROC/AP on labelled folders, or localisation against boxes")
-    e.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
+    e.add_argument("--model", default="default", help=MODEL_HELP)
     e.add_argument("--normal", help="folder of normal images")
     e.add_argument("--abnormal", help="folder of abnormal images")
     e.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1,label (pixel coordinates)")
@@ -385,7 +365,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("calibrate", help="re-derive percentiles, score standardisation and thresholds from a "
                                          "site's own normals (encoder unchanged) into a new model folder")
-    c.add_argument("--model", default="default", help="bundled model name (adult, pediatric; default = adult) or a model folder")
+    c.add_argument("--model", default="default", help=MODEL_HELP)
     c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
     c.add_argument("--out", required=True, help="new model folder to write")
     c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")

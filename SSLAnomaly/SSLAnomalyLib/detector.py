@@ -129,6 +129,9 @@ class AnomalyDetector:
         also holds the lung fields on the input's grid."""
         prepared = prepared if prepared is not None else self.prepare(image)
         scores = self.scorer.score(np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared]))
+        if not np.all(np.isfinite(scores.score)) or not np.all(np.isfinite(scores.grid_maps)):
+            raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken model "
+                                 "or input); no result is given rather than a wrong one")
         _, rows, cols = image.shape
         heat = np.empty(image.shape, np.float32)
         findings = []
@@ -136,9 +139,6 @@ class AnomalyDetector:
         for k, p in enumerate(prepared):
             heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
             findings += find_regions(scores.grid_maps[k], p.lung & self.lung_support, pixel_threshold, image, k)
-        if not np.all(np.isfinite(scores.score)) or not np.all(np.isfinite(scores.grid_maps)):
-            raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken model "
-                                 "or input); no result is given rather than a wrong one")
         top = int(np.argmax(scores.score))
         score = float(scores.score[top])
         warnings = list(image.warnings)

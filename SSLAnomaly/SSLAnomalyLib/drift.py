@@ -30,6 +30,18 @@ def drift_warning(percentiles) -> str | None:
             "normals (`sslanomaly calibrate --model MODEL --normals DIR --out NEW_MODEL`, or Calibrate in Slicer)")
 
 
+def warn_batch(cases) -> str | None:
+    """The batch's drift warning for `cases` ((findings JSON path or None, percentile) each), added
+    to every findings JSON of it; None when the batch looks like the calibration normals."""
+    cases = list(cases)
+    warning = drift_warning(p for _, p in cases)
+    if warning:
+        for path, _ in cases:
+            if path is not None:
+                add_warning(path, warning)
+    return warning
+
+
 def add_warning(findings_json: Path, warning: str) -> None:
     """Append `warning` to a written findings JSON (atomically; the rest is kept as it was)."""
     doc = json.loads(Path(findings_json).read_text(encoding="utf-8"))

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import __version__, model_folder
 from .calibration import DEFAULT_FPR, Calibration
 from .encoder import EncoderConfig, build_encoder
-from .io import ReadError, list_inputs, read_radiograph
+from .io import ReadError, as_folders, list_inputs, read_radiograph
 from .lung_model import bundled_segmenter
 from .model_card import model_card
 from .preprocess import to_model_input
@@ -92,21 +92,14 @@ class StartingEncoder:
         return {"model_id": self.model_id, "folder": self.folder}
 
 
-def folders(spec) -> list[str]:
-    """One folder, or several (a list, or one string of paths separated by os.pathsep)."""
-    if isinstance(spec, (list, tuple)):
-        return [str(f) for f in spec]
-    return str(spec).split(os.pathsep)
-
-
 def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
-    """Read and preprocess every image of a folder (or of several: `folders`); unreadable files are
-    listed, not fatal."""
-    files = list_inputs(folders(folder))
+    """Read and preprocess every image of a folder (or of several: `io.as_folders`); unreadable files
+    are listed, not fatal."""
+    files = list_inputs(as_folders(folder))
     if not files:
         raise ReadError(folder, "no images found in the folder")
     images, kept, skipped = [], [], []
-    for f in tqdm(files, desc=f"reading {', '.join(Path(d).name for d in folders(folder))}", unit="img",
+    for f in tqdm(files, desc=f"reading {', '.join(Path(d).name for d in as_folders(folder))}", unit="img",
                   disable=not progress):
         try:
             x = to_model_input(read_radiograph(f).pixels[0], size)
@@ -206,8 +199,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                       "positions_standardised": standardise_positions,
                       "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
         "calibration": calibration.to_dict(),
-        "data": {"normals": os.pathsep.join(folders(normals_dir)), "n_train": len(train.files), "n_held_out": len(held.files),
-                 "calibration_normals": os.pathsep.join(folders(val_normals_dir or normals_dir)),
+        "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": len(train.files), "n_held_out": len(held.files),
+                 "calibration_normals": os.pathsep.join(as_folders(val_normals_dir or normals_dir)),
                  "n_calibration": len(calib.files),
                  "files_sha256_16": normals.digest(), "skipped": normals.skipped + calib.skipped},
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,

@@ -57,6 +57,13 @@ def _has_dicom_preamble(path: Path) -> bool:
         return False
 
 
+def as_folders(spec) -> list[str]:
+    """One folder, or several (a list, or one string of paths separated by os.pathsep)."""
+    if isinstance(spec, (list, tuple)):
+        return [str(f) for f in spec]
+    return str(spec).split(os.pathsep)
+
+
 def list_inputs(paths) -> list[Path]:
     """Expand files and folders (not recursive into hidden files) into a sorted list of inputs.
 

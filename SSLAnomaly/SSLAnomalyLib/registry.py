@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
@@ -23,6 +23,9 @@ class Population:
 
     def contains(self, age_years: float) -> bool:
         return age_years >= self.min_age_years and (self.max_age_years is None or age_years <= self.max_age_years)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Population":

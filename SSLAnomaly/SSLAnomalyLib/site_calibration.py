@@ -21,9 +21,9 @@ from tqdm import tqdm
 from . import model_folder, registry
 from .calibration import DEFAULT_FPR, Calibration
 from .detector import AnomalyDetector
-from .io import ReadError, list_inputs, read_radiograph
+from .io import ReadError, as_folders, list_inputs, read_radiograph
 from .model_card import model_card
-from .scoring import component_stats, mean_of
+from .scoring import component_stats
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse
 BATCH = 32
@@ -65,22 +65,20 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         raise model_folder.ModelError(out_dir, "the calibrated model must go to a new folder, not over its source")
     detector = AnomalyDetector.load(model, device="cpu")
     detector.limit_cpu_threads()
-    dirs = [str(d) for d in normals_dir] if isinstance(normals_dir, (list, tuple)) else [str(normals_dir)]
+    dirs = as_folders(normals_dir)
     files = list_inputs(dirs)
     components, peaks, kept, skipped = score_normals(detector, files, progress)
     if len(kept) < MIN_NORMALS:
         raise ReadError(", ".join(dirs), f"{len(kept)} readable normal radiograph(s); calibration needs at least "
                                      f"{MIN_NORMALS} (a few hundred give stable thresholds)")
-    stats = component_stats(components)
-    scores = mean_of({c: (v - stats[c][0]) / stats[c][1] for c, v in components.items()})
-    calibration = Calibration(scores, peaks, fpr)
+    detector.scorer.component_stats = stats = component_stats(components)
+    calibration = Calibration(detector.scorer.combine(components), peaks, fpr)
     digest = hashlib.sha256("\n".join(sorted(Path(f).name for f in kept)).encode()).hexdigest()[:16]
     old = dict(detector.manifest)
     manifest = {k: v for k, v in old.items() if k not in ("files", "format_version", "measured")}
     population = registry.population_of(model, old)
     if population is not None:
-        manifest["population"] = {"label": population.label, "min_age_years": population.min_age_years,
-                                  "max_age_years": population.max_age_years}
+        manifest["population"] = population.to_dict()
     manifest.update(
         model_id=f"{old.get('model_id', 'model')}-cal{digest[:8]}",
         scoring=dict(old["scoring"], component_stats=stats),
