@@ -295,14 +295,13 @@ def training(model: str, normals_dir: Path, steps: int, batch_size: int, work: P
     and update), from the Trainer's own clock, which leaves out set-up and checkpoints."""
     from .detector import AnomalyDetector
     from .fitting import load_normals
-    from .pretext import PretextConfig
+    from .objectives import Pretext
     from .training import Trainer, TrainConfig
 
     detector = AnomalyDetector.load(model, device="cpu")
     normals = load_normals(_linked(normals_dir, work / "train-normals", 2 * batch_size), detector.input_size,
                            progress=False)
-    pretext = PretextConfig.from_dict(detector.manifest["pretext"]) if "pretext" in detector.manifest \
-        else PretextConfig()
+    pretext = Pretext.from_dict(detector.manifest["pretext"]) if "pretext" in detector.manifest else Pretext()
     cfg = TrainConfig(minutes=600, batch_size=batch_size, eval_every=10**9, max_steps=steps)
     trainer = Trainer(detector.scorer.config, pretext, cfg, work / "train", device="cpu")
     trainer.fit(normals.images01, normals.lungs, progress=False)

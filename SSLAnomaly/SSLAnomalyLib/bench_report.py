@@ -97,7 +97,7 @@ threads as its cores (one worker per GPU on GPU nodes). `Testing/test_dask_batch
 **Training on several GPUs (`torchrun`).** Not implemented; the way to add it: start one process
 per GPU with `torchrun --nproc_per_node=G -m SSLAnomalyLib.cli train ...`, call
 `torch.distributed.init_process_group("nccl")` and pin each process to `LOCAL_RANK`, wrap the
-`PretextHeads` model in `DistributedDataParallel` (convert BatchNorm with
+`PretextModel` in `DistributedDataParallel` (convert BatchNorm with
 `SyncBatchNorm.convert_sync_batchnorm`, since each GPU sees a small batch), and seed each rank's
 batch sampler with `[seed, rank, step]` so ranks draw different images; the learning rate scales
 with the global batch (G x 32). Only rank 0 writes checkpoints, runs the normal-only checkpoint

@@ -19,7 +19,7 @@ from .drift import warn_batch
 from .encoder import EncoderConfig
 from .io import ReadError, list_inputs, read_radiograph, write_image
 from .model_folder import ModelError
-from .pretext import KINDS, PretextConfig
+from .objectives import OBJECTIVES, Pretext
 from .training import FINE_TUNE_LR, TrainConfig
 from .outputs import (atomic_write_text, case_paths, remove_partial_files, unique_case_names, write_batch_index,
                       write_case_outputs)
@@ -69,6 +69,15 @@ fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")  
 non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
 positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates
 count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
+
+
+def pretext(text: str) -> Pretext:
+    try:
+        return Pretext.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 MODEL_HELP = "bundled model name (adult, pediatric; default = adult) or a model folder"
 
 
@@ -191,9 +200,6 @@ def cmd_train(args) -> int:
     from .fitting import StartingEncoder, train_model
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    unknown = set(args.pretext.split(",")) - set(KINDS)
-    if unknown:
-        raise SystemExit(f"error: unknown --pretext kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
     start = StartingEncoder.load(args.start_from) if args.start_from else None
     base = start.config if start is not None else EncoderConfig()
     try:
@@ -204,7 +210,7 @@ def cmd_train(args) -> int:
     lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else TrainConfig.lr)
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes, lr=lr,
                          seed=args.seed, encoder_cfg=encoder_cfg,
-                         pretext_cfg=PretextConfig(kinds=tuple(args.pretext.split(","))), fpr=args.fpr,
+                         pretext=args.pretext, fpr=args.fpr,
                          command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
                          calibration_views=args.calibration_views, standardise_positions=args.standardise_positions)
     print(f"model written to {folder}")
@@ -336,8 +342,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--patch-layers", metavar="LAYERS",
                    help=f"comma-separated encoder stages that feed the heatmap (default "
                         f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
-    t.add_argument("--pretext", default=",".join(PretextConfig.kinds),
-                   help=f"comma-separated synthetic anomaly kinds ({', '.join(KINDS)})")
+    t.add_argument("--pretext", type=pretext, default=Pretext(),
+                   help=f"self-supervised objective(s), alone or summed with weights, e.g. 'contrastive:0.5,anatpaste' "
+                        f"(choose from {', '.join(OBJECTIVES)}; default {Pretext().label})")
     t.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
     t.add_argument("--reference-views", type=count, default=0, metavar="N",
                    help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0)")

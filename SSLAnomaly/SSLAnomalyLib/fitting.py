@@ -28,7 +28,7 @@ from .io import ReadError, as_folders, list_inputs, read_radiograph
 from .lung_model import bundled_segmenter
 from .model_card import model_card
 from .preprocess import to_model_input
-from .pretext import PretextConfig
+from .objectives import Pretext
 from .reference import NormalReference
 from .scoring import Scorer, component_stats
 from .selection import SyntheticCheck
@@ -140,7 +140,7 @@ def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: No
 def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,
                 lr: float = TrainConfig.lr,
                 seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
-                pretext_cfg: PretextConfig = PretextConfig(), fpr: float = DEFAULT_FPR,
+                pretext: Pretext = Pretext(), fpr: float = DEFAULT_FPR,
                 command: str = "", progress: bool = True, start: StartingEncoder | None = None,
                 reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
@@ -165,7 +165,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     dev = select_device(device)
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
     train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr)
-    trainer = Trainer(encoder_cfg, pretext_cfg, train_cfg, out_dir / "work", device=device, select=check,
+    trainer = Trainer(encoder_cfg, pretext, train_cfg, out_dir / "work", device=device, select=check,
                       initial_state=start.state if start is not None else None)
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
     train_seconds = time.time() - t0
@@ -186,7 +186,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
-        "pretext": pretext_cfg.to_dict(),
+        "pretext": pretext.to_dict(),
         "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
                          seconds=round(train_seconds, 1), chosen_step=state.get("best_step"),
                          selection="AUROC of the feature-distance score on held-out training normals vs the "

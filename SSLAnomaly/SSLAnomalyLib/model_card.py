@@ -4,6 +4,13 @@ how it was made and how it is calibrated, generated from the manifest so it cann
 from __future__ import annotations
 
 
+def objectives(pretext: dict) -> str:
+    """'anatpaste (weight 1)'...; manifests from before the objectives name synthetic kinds only."""
+    if "objectives" not in pretext:
+        return ", ".join(pretext["kinds"]) + " (synthetic anomalies pasted inside the lung fields)"
+    return ", ".join(f"{o['name']} (weight {o['weight']:g})" for o in pretext["objectives"])
+
+
 def model_card(m: dict) -> str:
     t, d, c, e = m["training"], m["data"], m["calibration"], m["encoder"]
     return f"""# SSLAnomaly model `{m['model_id']}`
@@ -11,8 +18,8 @@ def model_card(m: dict) -> str:
 ## What it is
 A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 (basic blocks, layers {e['layers']}, widths {e['widths']}, {e['input_size']} px input, one channel)
-{origin(t)} on **normal radiographs only**, with anatomy-aware synthetic anomalies
-({', '.join(m['pretext']['kinds'])}) pasted inside the lung fields. An image is scored by
+{origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
+{objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
 position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
 

@@ -27,6 +27,7 @@ class PretextConfig:
     blur_max: float = 15 / 256                          # Gaussian blur of the mask, fraction of side
     haze_strength: tuple[float, float] = (0.05, 0.45)   # opacity: blend weight toward dense tissue
     haze_texture: float = 0.5                           # opacity: share of low-frequency noise
+    dense_weight: float = 1.0                           # weight of the per-cell "altered" term
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

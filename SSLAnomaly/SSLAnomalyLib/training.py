@@ -1,9 +1,8 @@
 """Self-supervised training of the encoder on normal radiographs only.
 
-Pretext: each batch holds normal images and the same images with a synthetic anomaly inside the
-lungs (pretext.py). The network learns (a) image level: normal vs synthetic, and (b) patch level:
-which feature-map cells were altered. The dense term pushes the intermediate feature maps, which
-feed the heatmap, to encode local lung texture rather than only global paste artefacts.
+Each step draws a batch of normals, and every objective of the pretext (objectives.py: synthetic
+anomalies, contrastive views, masked patches, patch positions, jigsaw) builds its inputs from that
+draw; the loss is their weighted sum. Only the shared encoder is kept.
 
 Checkpoints are safetensors (weights and SGD momentum) plus a JSON state, written atomically, so a
 run stopped at any time resumes where it was. The kept checkpoint is chosen by a normal-only
@@ -21,13 +20,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from tqdm import tqdm
 
-from .encoder import EncoderConfig, build_encoder, feature_maps, to_batch
-from .pretext import PretextConfig, synthesise
+from .encoder import EncoderConfig, build_encoder
+from .objectives import Pretext
 
 
 FINE_TUNE_LR = 0.003  # a tenth of the from-scratch rate when starting from a trained encoder
@@ -40,7 +38,6 @@ class TrainConfig:
     lr: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 3e-5
-    dense_weight: float = 1.0
     seed: int = 0
     eval_every: int = 100   # steps between normal-only checkpoint evaluations
     max_steps: int | None = None
@@ -81,46 +78,34 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 1).astype(np.float32)
 
 
-class PretextHeads(torch.nn.Module):
-    """Encoder plus a 1x1 conv that predicts, per layer3 cell, whether it was altered."""
+class PretextModel(torch.nn.Module):
+    """The shared encoder plus each objective with its heads (objectives.py)."""
 
-    def __init__(self, encoder_cfg: EncoderConfig):
+    def __init__(self, encoder_cfg: EncoderConfig, pretext: Pretext):
         super().__init__()
         self.encoder = build_encoder(encoder_cfg, num_classes=2)
-        self.dense = torch.nn.Conv2d(encoder_cfg.widths[2], 1, 1)
-
-    def forward(self, x):
-        maps = feature_maps(self.encoder, x)
-        logits = self.encoder.fc(torch.flatten(self.encoder.avgpool(maps["layer4"]), 1))
-        return logits, self.dense(maps["layer3"])[:, 0]
+        self.objectives = pretext.build(encoder_cfg)
 
 
 class Trainer:
     """Fit the encoder on normal images; `fit` returns the chosen encoder's state dict."""
 
-    def __init__(self, encoder_cfg: EncoderConfig, pretext_cfg: PretextConfig, train_cfg: TrainConfig,
+    def __init__(self, encoder_cfg: EncoderConfig, pretext: Pretext, train_cfg: TrainConfig,
                  work_dir: Path, device: str = "auto",
                  select: Callable[[torch.nn.Module], float] | None = None,
                  initial_state: dict[str, torch.Tensor] | None = None):
-        self.encoder_cfg, self.pretext_cfg, self.cfg = encoder_cfg, pretext_cfg, train_cfg
+        self.encoder_cfg, self.pretext, self.cfg = encoder_cfg, pretext, train_cfg
         self.work_dir = Path(work_dir)
         self.device = select_device(device)
         self.select = select  # normal-only score of an encoder, higher is better
         self.initial_state = initial_state  # encoder weights to start from instead of random ones
 
-    def _batch(self, images, lungs, rng):
-        idx = rng.integers(0, len(images), self.cfg.batch_size)
-        xs, ys, masks = [], [], []
-        for k, i in enumerate(idx):
-            x = augment(images[i], rng)
-            if k % 2:
-                x, m = synthesise(x, lungs[i], self.pretext_cfg, rng)
-            else:
-                m = np.zeros_like(x)
-            xs.append(x); ys.append(k % 2); masks.append(m)
-        x = to_batch(xs).to(self.device)
-        target = torch.from_numpy(np.asarray(masks, np.float32))[:, None]
-        return x, torch.tensor(ys, device=self.device), target.to(self.device)
+    def losses(self, model: PretextModel, images, lungs, rng) -> dict[str, torch.Tensor]:
+        """Each objective's loss on one seeded draw of normals (the same draw for all of them; distinct
+        images where there are enough, so that contrastive negatives are other radiographs)."""
+        idx = rng.choice(len(images), self.cfg.batch_size, replace=self.cfg.batch_size > len(images))
+        return {name: objective.loss(model.encoder, objective.batch(images[idx], lungs[idx], rng, augment), self.device)
+                for name, objective in model.objectives.items()}
 
     def _paths(self):
         ck = self.work_dir / "checkpoints"
@@ -128,14 +113,16 @@ class Trainer:
 
     def fit(self, images: np.ndarray, lungs: np.ndarray, progress: bool = True) -> dict:
         torch.manual_seed(self.cfg.seed)
-        model = PretextHeads(self.encoder_cfg)
+        model = PretextModel(self.encoder_cfg, self.pretext)
         if self.initial_state is not None:
             model.encoder.load_state_dict(self.initial_state)
         model = model.to(self.device)
         opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                               weight_decay=self.cfg.weight_decay)
         last, best, state_path = self._paths()
-        state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": []}
+        state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": [],
+                 "history_columns": ["step"] + list(model.objectives)}
+        weights = self.pretext.weights()
         if state_path.exists() and last.exists():
             state = json.loads(state_path.read_text())
             self._load(model, opt, last)
@@ -153,13 +140,9 @@ class Trainer:
             lr = self.cfg.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, state["seconds"] / budget)))
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y, target = self._batch(images, lungs, rng)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-                logits, dense = model(x)
-                cells = F.adaptive_avg_pool2d(target, dense.shape[-2:])[:, 0]
-                loss_cls = F.cross_entropy(logits.float(), y)
-                loss_dense = F.binary_cross_entropy_with_logits(dense.float(), (cells > 0.05).float())
-                loss = loss_cls + self.cfg.dense_weight * loss_dense
+                losses = self.losses(model, images, lungs, rng)
+                loss = sum(weights[name] * value for name, value in losses.items())
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -168,7 +151,7 @@ class Trainer:
             now = time.time()
             state["seconds"] += now - t_last
             t_last = now
-            state["history"].append([state["step"], round(loss_cls.item(), 4), round(loss_dense.item(), 4)])
+            state["history"].append([state["step"]] + [round(v.item(), 4) for v in losses.values()])
             bar.n = min(int(state["seconds"]), int(budget))
             bar.set_postfix(step=state["step"], loss=f"{loss.item():.3f}")
             if state["step"] % self.cfg.eval_every == 0:
