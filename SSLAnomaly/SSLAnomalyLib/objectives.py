@@ -113,7 +113,10 @@ class Contrastive(Objective):
     def __init__(self, encoder_cfg, params=None):
         super().__init__(encoder_cfg, params)
         w = encoder_cfg.widths[3]
-        self.project = torch.nn.Sequential(torch.nn.Linear(w, w), torch.nn.ReLU(), torch.nn.Linear(w, self.params.projection_dim))
+        # batch-normalised projection (SimCLR v2): pooled ResNet features of radiographs are nearly
+        # parallel at first, which leaves NT-Xent at its chance value log(2B - 1) without it
+        self.project = torch.nn.Sequential(torch.nn.Linear(w, w), torch.nn.BatchNorm1d(w), torch.nn.ReLU(),
+                                           torch.nn.Linear(w, self.params.projection_dim))
         from monai.losses import ContrastiveLoss
 
         self.criterion = ContrastiveLoss(temperature=self.params.temperature)
