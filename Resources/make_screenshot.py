@@ -8,11 +8,11 @@ its calibrated threshold, and Slicer's own slice view rendered offscreen.
 import argparse
 from pathlib import Path
 
-from SSLAnomalyLib.detector import AnomalyDetector
-from SSLAnomalyLib.headless import start_headless_app
-from SSLAnomalyLib.mrml_case import show_detection
-from SSLAnomalyLib.mrml_render import render_slice_view
-from SSLAnomalyLib.mrml_volumes import load_volume, volume_node_to_radiograph
+from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.mrml.headless import start_headless_app
+from SSLAnomalyLib.mrml.case import show_detection
+from SSLAnomalyLib.mrml.render import render_slice_view
+from SSLAnomalyLib.mrml.volumes import load_volume, volume_node_to_radiograph
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "kermany_fullres" / "pneumonia" / "person319_virus_645.jpeg"

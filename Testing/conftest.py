@@ -40,7 +40,7 @@ def small_normals(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_model(small_normals, tmp_path_factory):
     """A real model folder trained for a few steps on 40 real normals."""
-    from SSLAnomalyLib.fitting import train_model
+    from SSLAnomalyLib.training.fitting import train_model
 
     train, val = small_normals
     out = tmp_path_factory.mktemp("model") / "small"
@@ -48,8 +48,8 @@ def small_model(small_normals, tmp_path_factory):
 
 
 def bundled_folder(name: str):
-    from SSLAnomalyLib.model_folder import MANIFEST
-    from SSLAnomalyLib.registry import resolve
+    from SSLAnomalyLib.core.model_folder import MANIFEST
+    from SSLAnomalyLib.core.registry import resolve
 
     folder = resolve(name)
     if not (folder / MANIFEST).exists():

@@ -22,7 +22,7 @@ TEST_FPR = 0.95  # thresholds at the 5th percentile of the calibration normals
 
 def empty_scene():
     """The process's headless Slicer, its scene cleared (views and colour tables stay)."""
-    from SSLAnomalyLib.headless import start_headless_app
+    from SSLAnomalyLib.mrml.headless import start_headless_app
 
     app = start_headless_app()
     app.scene.Clear()
@@ -36,8 +36,8 @@ def logic():
 
 def model_folder(request) -> Path:
     """The bundled default model where present, else the small real model the suite trains."""
-    from SSLAnomalyLib.model_folder import MANIFEST
-    from SSLAnomalyLib.registry import resolve
+    from SSLAnomalyLib.core.model_folder import MANIFEST
+    from SSLAnomalyLib.core.registry import resolve
 
     bundled = resolve("default")
     return bundled if (bundled / MANIFEST).exists() else Path(request.getfixturevalue("small_model"))

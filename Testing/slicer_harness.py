@@ -1,7 +1,7 @@
 """Running the Slicer module file outside desktop Slicer, on real MRML from the slicer-core wheel.
 
 Stand-ins exist only for what the wheel lacks: Slicer's Python base classes (`ScriptedLoadableModule`
-and friends, `parameterNodeWrapper`) and the Qt modules (`qt`, `ctk`) that the module imports but
+and friends, `parameterNodeWrapper`), the translation functions of `slicer.i18n` (identity) and the Qt modules (`qt`, `ctk`) that the module imports but
 only its widget uses. Everything the Logic touches (scene, nodes, storage, module logics) is real.
 """
 
@@ -76,7 +76,7 @@ def install_stand_ins() -> None:
     """Put the stand-ins where the module file imports them from, and start the headless app."""
     import slicer
 
-    from SSLAnomalyLib.headless import start_headless_app
+    from SSLAnomalyLib.mrml.headless import start_headless_app
 
     start_headless_app()
     modules = {
@@ -85,6 +85,7 @@ def install_stand_ins() -> None:
             ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest=ScriptedLoadableModuleTest),
         "slicer.parameterNodeWrapper": dict(parameterNodeWrapper=parameterNodeWrapper, Choice=Choice,
                                             WithinRange=WithinRange),
+        "slicer.i18n": dict(tr=lambda text: text, translate=lambda context, text: text),
         "qt": {}, "ctk": {}}
     for name, content in modules.items():
         module = types.ModuleType(name)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from conftest import REPO, data_dir
-from SSLAnomalyLib.outputs import BATCH_INDEX, SUFFIXES
+from SSLAnomalyLib.core.outputs import BATCH_INDEX, SUFFIXES
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 

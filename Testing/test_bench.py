@@ -1,4 +1,4 @@
-"""`sslanomaly bench` in its quick mode writes the results file and its JSON with every section
+"""`sslanomaly-bench` in its quick mode writes the results file and its JSON with every section
 (figures are not checked here: timings on a shared machine are not test material)."""
 
 import json
@@ -6,21 +6,21 @@ import subprocess
 
 from conftest import DATA, REPO, data_dir
 
-from SSLAnomalyLib.bench_report import SECTIONS
+from sslanomaly_bench.report import SECTIONS
 
-SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
+BENCH = str(REPO / ".venv" / "bin" / "sslanomaly-bench")
 MAY_SKIP = {"long_batch", "gpu", "dask"}  # not asked for in quick mode; no CUDA device; dask not installed
 
 
 def test_quick_bench_writes_every_section(small_model, tmp_path):
     data_dir("kermany_fullres")
     out = tmp_path / "benchmarks.md"
-    r = subprocess.run([SSLANOMALY, "bench", "--quick", "--model", str(small_model), "--data", str(DATA),
+    r = subprocess.run([BENCH, "--quick", "--model", str(small_model), "--data", str(DATA),
                         "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     results = json.loads(out.with_suffix(".json").read_text())
     text = out.read_text()
-    assert results["command"].startswith("sslanomaly bench --quick") and results["command"] in text
+    assert results["command"].startswith("sslanomaly-bench --quick") and results["command"] in text
     assert results["machine"]["logical_cpus"] >= 1 and "loadavg_1_5_15" in results["load_before"]
     for name, title in SECTIONS.items():
         assert title in text
@@ -34,7 +34,7 @@ def test_quick_bench_writes_every_section(small_model, tmp_path):
 
 def test_bench_without_data_says_so_and_writes_nothing(tmp_path):
     out = tmp_path / "benchmarks.md"
-    r = subprocess.run([SSLANOMALY, "bench", "--quick", "--data", str(tmp_path / "absent"), "--out", str(out)],
+    r = subprocess.run([BENCH, "--quick", "--data", str(tmp_path / "absent"), "--out", str(out)],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0
     assert "bench skipped" in r.stderr and "kermany_fullres" in r.stderr

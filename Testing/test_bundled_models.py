@@ -21,8 +21,8 @@ def test_models_lists_both_bundled_models_with_the_default():
 
 def test_each_bundled_model_scores_a_real_image_of_its_population():
     from SSLAnomalyLib import model_folder, registry
-    from SSLAnomalyLib.detector import AnomalyDetector
-    from SSLAnomalyLib.io import read_radiograph
+    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.io import read_radiograph
 
     images = {"adult": sorted(data_dir("rsna", "val", "normal").iterdir())[0],
               "pediatric": sorted(data_dir("kermany", "val", "normal").iterdir())[0]}
@@ -38,8 +38,8 @@ def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(
     from messy_corpus import write_dicom
     from pydicom import dcmread
 
-    from SSLAnomalyLib.detector import AnomalyDetector
-    from SSLAnomalyLib.io import read_radiograph
+    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.io import read_radiograph
 
     jpeg = sorted(data_dir("kermany_fullres", "normal").iterdir())[0]
     path = write_dicom(tmp_path / "child.dcm", np.asarray(Image.open(jpeg).convert("L"), np.uint16) * 16)

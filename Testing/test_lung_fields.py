@@ -17,7 +17,7 @@ DICE_BOUND = 0.90  # the bundled network's held-out mean is in its manifest (>= 
 
 def held_out_pair():
     """An openist image the bundled lung network never trained on, and its expert mask."""
-    from SSLAnomalyLib.lung_model import BUNDLED_LUNGS
+    from SSLAnomalyLib.core.lung_model import BUNDLED_LUNGS
 
     name = json.loads((BUNDLED_LUNGS / "manifest.json").read_text())["data"]["held_out"][0]
     return data_dir("openist", "images") / name, data_dir("openist", "masks") / name
@@ -26,9 +26,9 @@ def held_out_pair():
 def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
     from scipy import ndimage
 
-    from SSLAnomalyLib.lung_model import bundled_segmenter
-    from SSLAnomalyLib.lung_training import dice, load_pair
-    from SSLAnomalyLib.preprocess import to_model_input
+    from SSLAnomalyLib.core.lung_model import bundled_segmenter
+    from SSLAnomalyLib.training.lung_training import dice, load_pair
+    from SSLAnomalyLib.core.preprocess import to_model_input
 
     image, mask = load_pair(*held_out_pair())
     x = to_model_input(image, 128)
@@ -42,7 +42,7 @@ def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
 
 
 def test_a_non_chest_image_takes_the_named_fallback():
-    from SSLAnomalyLib.lung_model import bundled_segmenter
+    from SSLAnomalyLib.core.lung_model import bundled_segmenter
 
     from scipy import ndimage
 
@@ -85,8 +85,8 @@ def test_detect_lungs_writes_a_mask_on_the_inputs_grid_2d_and_3d(tmp_path):
 
 
 def test_a_tampered_lung_model_is_refused(tmp_path):
-    from SSLAnomalyLib.lung_model import BUNDLED_LUNGS, LungSegmenter
-    from SSLAnomalyLib.model_folder import ModelError
+    from SSLAnomalyLib.core.lung_model import BUNDLED_LUNGS, LungSegmenter
+    from SSLAnomalyLib.core.model_folder import ModelError
 
     copy = tmp_path / "lungs"
     shutil.copytree(BUNDLED_LUNGS, copy)
@@ -100,8 +100,8 @@ def test_a_tampered_lung_model_is_refused(tmp_path):
 
 
 def test_an_encoder_model_folder_is_not_taken_for_a_lung_model(pediatric_model):
-    from SSLAnomalyLib.lung_model import LungSegmenter
-    from SSLAnomalyLib.model_folder import ModelError
+    from SSLAnomalyLib.core.lung_model import LungSegmenter
+    from SSLAnomalyLib.core.model_folder import ModelError
 
     with pytest.raises(ModelError, match="not a lung-segmentation model"):
         LungSegmenter.load(pediatric_model)

@@ -8,10 +8,10 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from messy_corpus import REFUSED, write_dicom
-from SSLAnomalyLib.detector import AnomalyDetector
-from SSLAnomalyLib.image import Radiograph
-from SSLAnomalyLib.io import MIN_SIDE, ReadError, read_radiograph
-from SSLAnomalyLib.shrink import MAX_SIDE, shrink_if_large
+from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.io import MIN_SIDE, ReadError, read_radiograph
+from SSLAnomalyLib.core.shrink import MAX_SIDE, shrink_if_large
 
 
 def assert_valid(img: Radiograph):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.detector import AnomalyDetector
-from SSLAnomalyLib.model_folder import FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, sha256
+from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.core.model_folder import FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, sha256
 
 PACKAGE = REPO / "SSLAnomaly"
 UNPICKLING = re.compile(r"torch\.load\s*\(|\bimport pickle\b|\bpickle\.|\bcPickle\b|\bjoblib\b|\bdill\b"

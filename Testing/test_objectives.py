@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from SSLAnomalyLib.encoder import EncoderConfig, to_batch
-from SSLAnomalyLib.fitting import load_normals
-from SSLAnomalyLib.objectives import (NEIGHBOURS, OBJECTIVES, JigsawParams, MaeParams, Pretext, RelposParams,
+from SSLAnomalyLib.core.encoder import EncoderConfig, to_batch
+from SSLAnomalyLib.training.fitting import load_normals
+from SSLAnomalyLib.training.objectives import (NEIGHBOURS, OBJECTIVES, JigsawParams, MaeParams, Pretext, RelposParams,
                                       jigsaw_permutations, jigsaw_tiles, mae_mask, relpos_pair)
-from SSLAnomalyLib.training import Trainer, TrainConfig
+from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
 
 ENCODER = EncoderConfig(input_size=64)
 SAME = lambda image, rng: image  # noqa: E731  no augmentation, so positions can be checked exactly
@@ -75,7 +75,7 @@ def test_mae_masks_the_stated_ratio_and_keeps_the_rest(normals):
 
 
 def test_contrastive_views_are_two_acquisitions_of_the_same_normal(normals):
-    from SSLAnomalyLib.training import augment
+    from SSLAnomalyLib.training.trainer import augment
 
     images, seen = normals.images01[:6], []
 

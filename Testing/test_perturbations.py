@@ -15,7 +15,7 @@ SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
 @pytest.fixture(scope="module")
 def radiograph():
-    from SSLAnomalyLib.io import read_radiograph
+    from SSLAnomalyLib.core.io import read_radiograph
 
     return read_radiograph(sorted(data_dir("kermany_fullres", "normal").iterdir())[0])
 
@@ -25,7 +25,7 @@ def high_frequency(x):
 
 
 def test_every_family_is_seeded_and_keeps_the_grid(radiograph):
-    from SSLAnomalyLib.perturbations import NAMES, perturb
+    from SSLAnomalyLib.evaluation.perturbations import NAMES, perturb
 
     for family in NAMES:
         a, b, c = perturb(radiograph, family, 1), perturb(radiograph, family, 1), perturb(radiograph, family, 2)
@@ -36,7 +36,7 @@ def test_every_family_is_seeded_and_keeps_the_grid(radiograph):
 
 
 def test_families_change_what_they_name(radiograph):
-    from SSLAnomalyLib.perturbations import perturb
+    from SSLAnomalyLib.evaluation.perturbations import perturb
 
     x = radiograph.pixels[0].astype(np.float32)
     lowres, blur, noise = (perturb(radiograph, f, 0).pixels[0] for f in ("lowres", "blur", "noise"))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.review import (ReviewError, add_finding, load_review, new_review, review_path, save_review,
+from SSLAnomalyLib.core.review import (ReviewError, add_finding, load_review, new_review, review_path, save_review,
                                   unused_path, update_finding)
 
 FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
@@ -21,7 +21,7 @@ FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": 
 # A reviewing session that autosaves after every decision, forever, until it is killed.
 SESSION = """
 import sys
-from SSLAnomalyLib.review import load_review, save_review, update_finding
+from SSLAnomalyLib.core.review import load_review, save_review, update_finding
 path = sys.argv[1]
 review = load_review(path)
 n = 0
@@ -39,8 +39,10 @@ def test_review_round_trip(tmp_path):
     update_finding(review, 1, status="confirmed", label="consolidation", note="right lower lobe")
     update_finding(review, 2, status="rejected")
     added = add_finding(review, [5, 5, 30, 40], "nodule", note="missed by the model")
-    path = save_review(review_path(tmp_path, "case"), review)
-    assert path.name == "case.review.json" and review_path(tmp_path, "1: CR/AP").name == "1_ CR_AP.review.json"
+    path = save_review(review_path(tmp_path, "case", "sha256:ab"), review)
+    assert path.name.startswith("case.") and path.name.endswith(".review.json")
+    assert review_path(tmp_path, "1: CR/AP", "dicom:1.2").name.startswith("1_ CR_AP.")
+    assert review_path(tmp_path, "case", "sha256:ab") != review_path(tmp_path, "case", "sha256:cd")  # keyed by image
     back = load_review(path)
     assert back["findings"] == review["findings"] and back["input"] == "in/case.dcm" and back["saved"]
     assert [f["status"] for f in back["findings"]] == ["confirmed", "rejected", "confirmed"]
@@ -73,7 +75,7 @@ def test_exports_get_a_free_name_instead_of_clobbering(tmp_path):
 
 
 def test_review_survives_the_process_being_killed_mid_session(tmp_path):
-    path = save_review(review_path(tmp_path, "case"), new_review(FINDINGS))
+    path = save_review(review_path(tmp_path, "case", "sha256:ab"), new_review(FINDINGS))
     proc = subprocess.Popen([sys.executable, "-c", SESSION, str(path)], stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
     assert proc.stdout.readline().strip() == "saved"
@@ -85,4 +87,4 @@ def test_review_survives_the_process_being_killed_mid_session(tmp_path):
     assert n >= 2
     last = review["findings"][n % 2]  # the finding the last completed save decided on
     assert last["note"] == f"decision {n}" and last["status"] == ("confirmed", "rejected")[n % 2]
-    assert [f.name for f in tmp_path.iterdir() if not f.name.startswith(".")] == ["case.review.json"]
+    assert [f.name for f in tmp_path.iterdir() if not f.name.startswith(".")] == [path.name]

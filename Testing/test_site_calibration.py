@@ -26,8 +26,8 @@ def linked(tmp_path, name, files):
 
 
 def test_calibrate_puts_the_stated_share_of_site_normals_above_the_threshold(pediatric_model, tmp_path):
-    from SSLAnomalyLib.detector import AnomalyDetector
-    from SSLAnomalyLib.evaluation import score_folder
+    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.evaluation.evaluate import score_folder
 
     normals = linked(tmp_path, "site", sorted(data_dir("rsna", "val", "normal").iterdir())[:40])
     out = tmp_path / "calibrated"
@@ -83,6 +83,6 @@ def test_drift_warning_fires_on_a_shifted_batch_and_not_on_a_calibration_like_on
 @pytest.mark.parametrize("percentiles, fires", [([96.0] * 25, True), (list(np.linspace(1, 99, 25)), False),
                                                 ([99.0] * 10, False)])
 def test_drift_rule(percentiles, fires):
-    from SSLAnomalyLib.drift import drift_warning
+    from SSLAnomalyLib.core.drift import drift_warning
 
     assert (drift_warning(percentiles) is not None) == fires

@@ -8,11 +8,11 @@ import slicer
 
 from conftest import data_dir
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
-from SSLAnomalyLib.headless import HeadlessSlicer
-from SSLAnomalyLib.mrml_findings import finding_nodes, finding_record
-from SSLAnomalyLib.mrml_heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
-from SSLAnomalyLib.mrml_table import COLUMNS, findings_table
-from SSLAnomalyLib.mrml_volumes import ijk_to_ras_matrix
+from SSLAnomalyLib.mrml.headless import HeadlessSlicer
+from SSLAnomalyLib.mrml.findings import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
+from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
+from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
 CONTRACT = ("id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index")
 
@@ -53,7 +53,7 @@ def test_heatmap_node_is_on_the_input_grid_with_its_own_colours_as_foreground(ca
 
 
 def test_lung_fields_are_a_toggleable_outlined_segment_on_the_input_grid(case):
-    from SSLAnomalyLib.mrml_lungs import lung_mask, lung_node
+    from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node
 
     lg, volume, result = case
     node = lung_node(volume)
@@ -168,7 +168,7 @@ def test_detecting_again_keeps_every_touched_finding_and_adds_no_duplicates(thre
 
 
 def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, model, tmp_path):
-    from SSLAnomalyLib.review import load_review
+    from SSLAnomalyLib.core.review import load_review
 
     lg, volume, _ = case
     lg.reviewFolder = tmp_path
@@ -186,6 +186,23 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
     assert again.restoreReview(volume) == len(saved["findings"])
     assert again.findings(volume) == saved["findings"]
     assert findings_table(volume).GetNumberOfRows() == len(saved["findings"])
+
+
+def test_a_review_is_never_restored_onto_another_image_of_the_same_name(case, model, tmp_path):
+    """DICOM-browser names repeat across patients: two volumes named alike hold different images."""
+    from SSLAnomalyLib.core.review import ReviewError
+
+    lg, volume, _ = case
+    lg.reviewFolder = tmp_path
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    saved = lg.savedReview(volume)
+    other = lg.loadVolume(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0])
+    other.SetName(volume.GetName())
+    lg.detect(other, model=str(model), falsePositiveRate=TEST_FPR)
+    assert lg.savedReview(other) is None  # nothing is offered for the other image
+    with pytest.raises(ReviewError, match="another image"):
+        lg.restoreReview(other, saved)  # not even when the file is named explicitly
+    assert all(f["status"] == "unreviewed" for f in lg.findings(other))
 
 
 def test_a_volume_is_scored_slice_by_slice_and_overlaid_in_every_view(model, tmp_path):

@@ -26,12 +26,13 @@ def test_parameter_node_is_the_modules_scene_singleton():
     assert logic().getParameterNode().parameterNode is parameters.parameterNode
 
 
-def test_dependency_check_names_what_is_missing(tmp_path):
-    module = load_module_file()
-    assert module.missing_requirements() == [] and logic().dependenciesInstalled()
+def test_dependency_check_names_what_is_missing_or_too_old(tmp_path):
+    from SSLAnomalyLib.mrml.dependencies import missing_requirements
+
+    assert missing_requirements() == [] and logic().dependenciesInstalled()
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# comment\nnumpy>=1.0\nsurely-not-an-installed-package>=1.0  # needed\n")
-    assert module.missing_requirements(requirements) == ["surely-not-an-installed-package>=1.0"]
+    requirements.write_text("# comment\nnumpy>=1.0\nsurely-not-an-installed-package>=1.0  # needed\nnumpy>=999\n")
+    assert missing_requirements(requirements) == ["surely-not-an-installed-package>=1.0", "numpy>=999"]
 
 
 def test_training_runs_the_cli_in_a_separate_python(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
-from SSLAnomalyLib.mrml_heatmap import heatmap_node, view_facing
-from SSLAnomalyLib.mrml_render import ras_to_picture, render_slice_view
-from SSLAnomalyLib.mrml_volumes import ijk_to_ras_matrix
+from SSLAnomalyLib.mrml.heatmap import heatmap_node, view_facing
+from SSLAnomalyLib.mrml.render import ras_to_picture, render_slice_view
+from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
 SIZE = (400, 400)
 

@@ -9,13 +9,13 @@ import torch
 
 from conftest import data_dir
 from SSLAnomalyLib.cli import main
-from SSLAnomalyLib.detector import AnomalyDetector
-from SSLAnomalyLib.encoder import EncoderConfig
-from SSLAnomalyLib.fitting import load_normals, model_digest
-from SSLAnomalyLib.io import read_radiograph
-from SSLAnomalyLib.model_folder import MANIFEST, WEIGHTS, ModelError, load
-from SSLAnomalyLib.objectives import Pretext
-from SSLAnomalyLib.training import Trainer, TrainConfig
+from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.training.fitting import load_normals, model_digest
+from SSLAnomalyLib.core.io import read_radiograph
+from SSLAnomalyLib.core.model_folder import MANIFEST, WEIGHTS, ModelError, load
+from SSLAnomalyLib.training.objectives import Pretext
+from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
 
 
 def test_short_training_lowers_the_pretext_loss(small_normals, tmp_path):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from SSLAnomalyLib import model_folder, registry
-from SSLAnomalyLib.model_card import model_card
+from SSLAnomalyLib.core.model_card import model_card
 
 MEASUREMENTS = ("dev", "shifted", "localisation", "nih_boxes")
 

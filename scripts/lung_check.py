@@ -13,11 +13,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from SSLAnomalyLib.anatomy import lung_mask
-from SSLAnomalyLib.io import list_inputs, read_radiograph
-from SSLAnomalyLib.lung_model import BUNDLED_LUNGS, bundled_segmenter
-from SSLAnomalyLib.lung_training import dice, load_pair
-from SSLAnomalyLib.preprocess import resize, to_model_input
+from SSLAnomalyLib.core.anatomy import lung_mask
+from SSLAnomalyLib.core.io import list_inputs, read_radiograph
+from SSLAnomalyLib.core.lung_model import BUNDLED_LUNGS, bundled_segmenter
+from SSLAnomalyLib.training.lung_training import dice, load_pair
+from SSLAnomalyLib.core.preprocess import resize, to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

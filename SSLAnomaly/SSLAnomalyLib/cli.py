@@ -1,4 +1,5 @@
-"""`sslanomaly detect | evaluate | train | sample | bench`: a thin command line over the core."""
+"""`sslanomaly detect | evaluate | train | train-anatomy | calibrate | models | sample`: a thin command line
+over the core (the benchmark is developer tooling: `sslanomaly-bench`)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .bench import add_parser as add_bench_parser
-from .calibration import DEFAULT_FPR
-from .drift import warn_batch
-from .encoder import EncoderConfig
-from .io import ReadError, list_inputs, read_radiograph, write_image
-from .model_folder import ModelError
-from .objectives import OBJECTIVES, Pretext
-from .training import FINE_TUNE_LR, TrainConfig
-from .outputs import (atomic_write_text, case_paths, remove_partial_files, unique_case_names, write_batch_index,
+from SSLAnomalyLib.core.calibration import DEFAULT_FPR
+from SSLAnomalyLib.core.drift import warn_batch
+from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph, write_image
+from SSLAnomalyLib.core.model_folder import ModelError
+from SSLAnomalyLib.training.objectives import OBJECTIVES, Pretext
+from SSLAnomalyLib.training.trainer import FINE_TUNE_LR, TrainConfig
+from SSLAnomalyLib.core.outputs import (atomic_write_text, case_paths, remove_partial_files, unique_case_names, write_batch_index,
                       write_case_outputs)
 
 FAILURE_LOG = "failures.log"
@@ -30,7 +30,7 @@ PREFETCH = 2  # images read and prepared ahead of the one being scored
 
 
 def _load_detector(args):
-    from .detector import AnomalyDetector
+    from SSLAnomalyLib.core.detector import AnomalyDetector
 
     detector = AnomalyDetector.load(args.model, device=args.device)
     detector.limit_cpu_threads()
@@ -104,7 +104,7 @@ def cmd_detect(args) -> int:
     log.unlink(missing_ok=True)  # every input without results is tried again, so the log starts afresh
     write_mrb = None
     if args.mrb:
-        from .mrml_bundle import write_mrb
+        from SSLAnomalyLib.mrml.bundle import write_mrb
     failures, percentiles = [], []
 
     def load(item):
@@ -170,8 +170,8 @@ def _reason(e: Exception) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_boxes, evaluate_images
-    from .perturbations import parse_families
+    from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes, evaluate_images
+    from SSLAnomalyLib.evaluation.perturbations import parse_families
 
     detector = _load_detector(args)
     if args.boxes:
@@ -197,7 +197,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .fitting import StartingEncoder, train_model
+    from SSLAnomalyLib.training.fitting import StartingEncoder, train_model
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = StartingEncoder.load(args.start_from) if args.start_from else None
@@ -218,8 +218,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_train_anatomy(args) -> int:
-    from .lung_model import LungNetConfig
-    from .lung_training import train_lung_model
+    from SSLAnomalyLib.core.lung_model import LungNetConfig
+    from SSLAnomalyLib.training.lung_training import train_lung_model
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
@@ -233,7 +233,7 @@ def cmd_train_anatomy(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .site_calibration import calibrate_model
+    from SSLAnomalyLib.training.site_calibration import calibrate_model
 
     folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -245,7 +245,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_models(args) -> int:
     """The bundled models: name, population, input, measured figures and card."""
-    from . import model_folder, registry
+    from SSLAnomalyLib.core import model_folder, registry
 
     default = registry.default_name()
     for m in registry.bundled_models():
@@ -281,7 +281,7 @@ def measured_lines(measured: dict) -> list[tuple[str, str]]:
 
 
 def cmd_sample(args) -> int:
-    from .sample import sample_inputs
+    from SSLAnomalyLib.core.sample import sample_inputs
 
     for path in sample_inputs(args.out, args.data):
         print(path)
@@ -387,7 +387,6 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="folder of radiographs to take the sample from")
     s.set_defaults(func=cmd_sample)
 
-    add_bench_parser(sub)
     return p
 
 

@@ -1,0 +1,159 @@
+"""The object a user holds: a detector loaded from a model folder that turns a radiograph (or a
+volume, slice by slice) into a calibrated score, a heatmap on the input's own grid and findings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from SSLAnomalyLib.core import model_folder, registry
+from SSLAnomalyLib.core.calibration import Calibration
+from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.findings import Finding, find_regions, number
+from SSLAnomalyLib.core.heatmap import to_input_grid
+from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.lung_model import LungFields, LungSegmenter, bundled_segmenter
+from SSLAnomalyLib.core.preprocess import to_model_input
+from SSLAnomalyLib.core.reference import NormalReference
+from SSLAnomalyLib.core.scoring import Scorer
+from SSLAnomalyLib.core.device import select_device
+
+PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
+OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
+                        "the result means nothing; if it is, it is strongly abnormal")
+
+
+def detection_threads() -> int:
+    """Torch threads while detecting on the CPU: the cores a prefetch thread (or a GUI) leaves. One
+    128-pixel image is too little work to split, and threads that wait for a busy core cost more than
+    they give: on the 2-core machine, with another process running, 2 threads encoded 60x slower than 1."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class NonFiniteScore(ValueError):
+    """A score that is NaN or infinite: never reported as `abnormal: false`."""
+
+
+@dataclass
+class DetectionResult:
+    score: float
+    threshold: float
+    abnormal: bool
+    percentile: float
+    heatmap: Radiograph
+    pixel_threshold: float
+    findings: list[Finding]
+    model_id: str
+    slice_scores: list[float] = field(default_factory=list)
+    components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
+    warnings: list[str] = field(default_factory=list)
+    lungs: Radiograph | None = None  # uint8 0/1 lung fields on the input's grid, when asked for
+
+    def to_dict(self, input_path: str) -> dict:
+        """The findings JSON of the interface contract (plus pixel threshold, the standardised score
+        components whose mean is the score, and warnings)."""
+        return {"input": str(input_path), "score": round(self.score, 6), "threshold": round(self.threshold, 6),
+                "abnormal": bool(self.abnormal), "percentile": round(self.percentile, 2),
+                "model": self.model_id, "pixel_threshold": round(self.pixel_threshold, 6),
+                "score_components": {c: round(z, 6) for c, z in self.components.items()},
+                "findings": [f.to_dict() for f in self.findings], "warnings": list(self.warnings)}
+
+
+@dataclass
+class PreparedSlice:
+    image01: np.ndarray
+    fields: LungFields
+
+    @property
+    def lung(self) -> np.ndarray:
+        return self.fields.mask
+
+
+class AnomalyDetector:
+    def __init__(self, scorer: Scorer, calibration: Calibration, lung_prior: np.ndarray | None,
+                 model_id: str, manifest: dict | None = None, anatomy: LungSegmenter | None = None,
+                 population: registry.Population | None = None):
+        self.scorer, self.calibration, self.lung_prior = scorer, calibration, lung_prior
+        self.model_id, self.manifest, self.population = model_id, manifest or {}, population
+        self.anatomy = anatomy if anatomy is not None else bundled_segmenter()
+
+    @property
+    def lung_support(self) -> np.ndarray | bool:
+        """Where lungs can be at all (the training normals' lung prior): a dark gap between arm and
+        chest that an image's own mask mistook for lung yields no finding."""
+        return True if self.lung_prior is None else self.lung_prior >= PRIOR_SUPPORT
+
+    def limit_cpu_threads(self) -> None:
+        """On the CPU, use `detection_threads()` torch threads (a process-wide torch setting)."""
+        if self.scorer.device.type == "cpu":
+            torch.set_num_threads(detection_threads())
+
+    @property
+    def input_size(self) -> int:
+        return self.scorer.config.input_size
+
+    @classmethod
+    def load(cls, model: str | os.PathLike = "default", device: str = "auto") -> "AnomalyDetector":
+        """Load and verify a model: a bundled model's name ('default' is the adult one) or a folder."""
+        manifest, encoder_state, arrays = model_folder.load(model)
+        try:
+            config = EncoderConfig.from_dict(manifest["encoder"])
+            net = build_encoder(config)
+            net.load_state_dict(encoder_state)
+            reference = NormalReference.from_arrays(arrays)
+            calibration = Calibration.from_dict(manifest["calibration"])
+            stats = manifest["scoring"]["component_stats"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise model_folder.ModelError(model_folder.resolve(model), f"manifest or weights are inconsistent ({e})") from None
+        scorer = Scorer(net, config, reference, stats, select_device(device))
+        return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest,
+                   population=registry.population_of(model, manifest))
+
+    def prepare(self, image: Radiograph) -> list[PreparedSlice]:
+        """Model inputs and lung fields of every slice."""
+        xs = np.stack([to_model_input(image.pixels[k], self.input_size) for k in range(image.shape[0])])
+        return [PreparedSlice(x, fields) for x, fields in zip(xs, self.anatomy.fields(xs, self.lung_prior))]
+
+    def lungs_on_input_grid(self, image: Radiograph, prepared: list[PreparedSlice]) -> Radiograph:
+        """The lung fields as uint8 0/1 on the input's own grid and geometry (`detect --lungs`)."""
+        _, rows, cols = image.shape
+        mask = np.stack([p.fields.on_grid(rows, cols) for p in prepared])
+        return image.with_pixels(mask)
+
+    def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None,
+               lungs: bool = False) -> DetectionResult:
+        """Score every slice; the image score is the highest slice score. With `lungs`, the result
+        also holds the lung fields on the input's grid."""
+        prepared = prepared if prepared is not None else self.prepare(image)
+        scores = self.scorer.score(np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared]))
+        if not np.all(np.isfinite(scores.score)) or not np.all(np.isfinite(scores.grid_maps)):
+            raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken model "
+                                 "or input); no result is given rather than a wrong one")
+        _, rows, cols = image.shape
+        heat = np.empty(image.shape, np.float32)
+        findings = []
+        pixel_threshold = self.calibration.pixel_threshold
+        for k, p in enumerate(prepared):
+            heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
+            findings += find_regions(scores.grid_maps[k], p.lung & self.lung_support, pixel_threshold, image, k)
+        top = int(np.argmax(scores.score))
+        score = float(scores.score[top])
+        warnings = list(image.warnings)
+        for w in dict.fromkeys(p.fields.warning for p in prepared if p.fields.warning):
+            warnings.append(w if image.shape[0] == 1 else f"{w} (on some slices)")
+        population = registry.population_warning(image.dicom, self.population)
+        if population:
+            warnings.append(population)
+        if self.calibration.far_beyond_normals(score):
+            warnings.append(OUT_OF_RANGE_WARNING)
+        return DetectionResult(score=score, threshold=self.calibration.threshold,
+                               abnormal=score > self.calibration.threshold,
+                               percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
+                               pixel_threshold=pixel_threshold, findings=number(findings),
+                               model_id=self.model_id, slice_scores=[float(s) for s in scores.score],
+                               components={c: float(z[top]) for c, z in scores.standardised.items()},
+                               warnings=warnings,
+                               lungs=self.lungs_on_input_grid(image, prepared) if lungs else None)

@@ -1,0 +1,137 @@
+"""DICOM objects a PACS accepts for a reviewed case: a SEG with one segment per finding kept after
+review, and a Comprehensive SR with the image-level result and one planar ROI per kept finding.
+Both are written with highdicom from the source radiograph's own dataset, so they carry its
+patient and study and reference its series and instance.
+
+Only single-frame sources are supported (a CR/DX/... radiograph): a finding's box is a 2D region
+of that one image. Pure Python (no Slicer), so that the CLI can use it as well.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from highdicom.sr import CodedConcept
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from SSLAnomalyLib import __version__
+
+SCHEME = "99SSLA"  # private coding scheme for what no public code names
+ANOMALY_SCORE = CodedConcept("ANOMALY_SCORE", SCHEME, "Anomaly score")
+REVIEW_STATUS = CodedConcept("REVIEW_STATUS", SCHEME, "Review status")
+CHEST_RADIOGRAPH = CodedConcept("399208008", "SCT", "Plain chest X-ray")
+MANUFACTURER = "SSLAnomaly"
+SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 901, 902
+
+
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
+class DicomExportError(ValueError):
+    """A case that cannot be exported to DICOM, with the reason."""
+
+
+def read_source(path) -> Dataset:
+    """The source radiograph's dataset, with absent type 2 patient/study attributes present but
+    empty (as the standard allows): many real files omit some, and the derived objects copy them."""
+    source = pydicom.dcmread(path)
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    return source
+
+
+def check_source(source: Dataset) -> None:
+    if int(source.get("NumberOfFrames", 1) or 1) != 1:
+        raise DicomExportError("DICOM export supports single-frame radiographs only "
+                               f"(the source has {source.NumberOfFrames} frames)")
+
+
+def _label_concept(label: str) -> CodedConcept:
+    return CodedConcept(label.strip().upper().replace(" ", "_")[:16] or "ANOMALY", SCHEME, label)
+
+
+def _algorithm(model_id: str) -> hd.AlgorithmIdentificationSequence:
+    return hd.AlgorithmIdentificationSequence(name=MANUFACTURER, family=codes.DCM.ArtificialIntelligence,
+                                              version=__version__, parameters={"model": model_id})
+
+
+def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: str) -> Dataset | None:
+    """A binary SEG of the kept findings on the source's pixel grid (None if no finding is kept).
+    `masks` are (finding record, (1, rows, cols) boolean mask) as from `finding_masks`."""
+    check_source(source)
+    if not masks:
+        return None
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=f"F{r['id']} {r['label']}"[:64],
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=_label_concept(r["label"]),
+        algorithm_type="MANUAL" if r["origin"] == "reader" else "SEMIAUTOMATIC" if r["status"] == "confirmed" else "AUTOMATIC",
+        algorithm_identification=None if r["origin"] == "reader" else _algorithm(model_id),
+        tracking_id=f"F{r['id']}", tracking_uid=generate_uid())
+        for n, (r, _) in enumerate(masks, start=1)]
+    pixels = np.stack([m[0] for _, m in masks], axis=-1)[None].astype(np.uint8)
+    return hd.seg.Segmentation(
+        source_images=[source], pixel_array=pixels, segmentation_type="BINARY",
+        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        manufacturer_model_name=model_id[:64], software_versions=__version__, device_serial_number="0",
+        series_description="SSLAnomaly findings", omit_empty_frames=False, pixel_measures=_pixel_measures(source))
+
+
+def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
+    """The source's pixel spacing with a slice thickness: a projection radiograph has none, but
+    readers (highdicom's own among them) require it in a SEG; 1 mm is what Slicer assumes too."""
+    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing")
+    if spacing is None:
+        return None
+    return hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing],
+                                    slice_thickness=float(source.get("SliceThickness", 1.0) or 1.0))
+
+
+def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
+    """A Comprehensive SR: the image's anomaly score against the threshold, and one planar ROI
+    (box, score, area, review status, label and note) per finding not rejected."""
+    check_source(source)
+    image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
+    algorithm = hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=__version__,
+                                               parameters=[f"model={result['model']}"])
+    verdict = codes.SCT.Abnormal if result["abnormal"] else codes.SCT.Normal
+    groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Whole image"),
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
+        algorithm_id=algorithm,
+        measurements=[hd.sr.Measurement(name=ANOMALY_SCORE, value=float(result["score"]), unit=codes.UCUM.NoUnits,
+                                        algorithm_id=algorithm)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding, verdict)])]
+    for r in records:
+        if r["status"] == "rejected":
+            continue
+        i0, j0, i1, j1 = r["bbox_ijk"]  # pixel (i, j) covers [i, i+1) x [j, j+1) in SCOORD coordinates
+        box = np.array([[i0, j0], [i1 + 1, j0], [i1 + 1, j1 + 1], [i0, j1 + 1], [i0, j0]], dtype=float)
+        name = f"F{r['id']} {r['label']}" + (f": {r['note']}" if r["note"] else "")
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name[:64]),
+            referenced_region=hd.sr.ImageRegion(graphic_type="POLYLINE", graphic_data=box, source_image=image_ref),
+            finding_type=_label_concept(r["label"]), finding_category=codes.SCT.MorphologicallyAbnormalStructure,
+            algorithm_id=None if r["origin"] == "reader" else algorithm,
+            measurements=[hd.sr.Measurement(name=ANOMALY_SCORE, value=float(r["score"]), unit=codes.UCUM.NoUnits),
+                          hd.sr.Measurement(name=codes.SCT.Area, value=float(r["area_mm2"]),
+                                            unit=codes.UCUM.SquareMillimeter)],
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+                REVIEW_STATUS, CodedConcept(r["status"].upper(), SCHEME, r["status"]))]))
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name=MANUFACTURER, model_name=str(result["model"])[:64]))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=CHEST_RADIOGRAPH, imaging_measurements=groups)
+    return hd.sr.ComprehensiveSR(
+        evidence=[source], content=report[0], series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        series_description="SSLAnomaly findings report")

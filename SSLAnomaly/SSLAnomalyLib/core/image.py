@@ -1,0 +1,79 @@
+"""The one image type of the core: pixels plus the geometry that places them in the patient.
+
+Pixels are always held as a 3D array (slices, rows, columns) so that a radiograph is simply a
+single-slice volume; `is_2d` remembers that the source was a plain 2D image so outputs are written
+back in the same dimensionality. Geometry follows ITK/DICOM conventions (LPS physical space):
+`spacing` and `origin` are (x, y, z) in mm, `direction` is a 3x3 matrix whose columns are the
+physical directions of the i, j, k index axes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass
+class Radiograph:
+    pixels: np.ndarray  # (slices, rows, cols), float32
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    is_2d: bool = True
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+    dicom: dict | None = None  # identity/reference attributes of a DICOM source (never logged)
+
+    def __post_init__(self):
+        self.pixels = np.asarray(self.pixels)
+        if self.pixels.ndim == 2:
+            self.pixels = self.pixels[None]
+        if self.pixels.ndim != 3:
+            raise ValueError(f"pixels must be 2D or 3D, got shape {self.pixels.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.pixels.shape
+
+    @property
+    def identity(self) -> str:
+        """Which image this is (for keying a review to it): "dicom:<SOPInstanceUID>" for a DICOM
+        instance, else "sha256:" and a digest of the pixels as read. Names the image, not the patient."""
+        return image_identity(self.pixels, (self.dicom or {}).get("SOPInstanceUID"))
+
+    def ijk_to_lps(self) -> np.ndarray:
+        """4x4 matrix mapping continuous (i, j, k) indices to LPS millimetres."""
+        m = np.eye(4)
+        m[:3, :3] = self.direction @ np.diag(self.spacing)
+        m[:3, 3] = self.origin
+        return m
+
+    def ijk_to_ras(self) -> np.ndarray:
+        """4x4 matrix mapping continuous (i, j, k) indices to RAS millimetres (Slicer's space)."""
+        m = self.ijk_to_lps()
+        m[:3] = LPS_TO_RAS @ m[:3]
+        return m
+
+    def with_pixels(self, pixels: np.ndarray) -> "Radiograph":
+        """A new image on the same grid (e.g. a heatmap), sharing geometry but not warnings."""
+        if np.asarray(pixels).reshape(-1, *self.shape[1:]).shape != self.shape:
+            raise ValueError(f"pixels {np.shape(pixels)} do not match grid {self.shape}")
+        return Radiograph(np.asarray(pixels).reshape(self.shape), self.spacing, self.origin,
+                          self.direction.copy(), self.is_2d, self.source)
+
+
+def image_identity(pixels: np.ndarray, sop_instance_uid: str | None = None) -> str:
+    """See `Radiograph.identity`; the same pixels give the same identity in the core and in Slicer."""
+    if sop_instance_uid:
+        return f"dicom:{sop_instance_uid}"
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    digest = hashlib.sha256(repr(pixels.shape).encode())
+    digest.update(pixels.tobytes())
+    return f"sha256:{digest.hexdigest()}"

@@ -1,0 +1,123 @@
+"""The model folder: safetensors weights and arrays, a JSON manifest with SHA-256 of every file,
+and a model card. Loading verifies every hash and the format version before anything is used,
+and nothing in a model folder is ever unpickled.
+
+    model.safetensors    encoder weights ("encoder.*") and normal-reference arrays ("reference.*")
+    manifest.json        format version, architecture, preprocessing, calibration, training summary,
+                         software versions, {file: sha256}
+    MODEL_CARD.md        what it was trained on, what it is not for, figures and commands
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from SSLAnomalyLib.core import registry
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+CARD = "MODEL_CARD.md"
+
+
+class ModelError(Exception):
+    """A model folder that cannot be used, with the folder and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"model {self.path}: {reason}")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve(model: str | os.PathLike) -> Path:
+    """A bundled model's name ('adult', 'pediatric', 'default') means its folder; anything else is a path."""
+    return registry.resolve(model)
+
+
+def save(folder: Path, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray],
+         manifest: dict, card: str) -> Path:
+    """Write weights, card and manifest (last, so an interrupted save is never a valid model)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
+    tensors.update({f"reference.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+    return write_manifest(folder, manifest, card)
+
+
+def write_manifest(folder: Path, manifest: dict, card: str) -> Path:
+    """Write the card, then the manifest with every file's SHA-256 (last, atomically). Also how a
+    verified model folder gets its measured figures recorded after training: the weights are untouched."""
+    folder = Path(folder)
+    (folder / CARD).write_text(card)
+    manifest = dict(manifest, format_version=FORMAT_VERSION,
+                    files={name: sha256(folder / name) for name in (WEIGHTS, CARD)})
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, folder / MANIFEST)
+    return folder
+
+
+def _refuse_non_finite(constant: str):
+    raise ValueError(f"a non-finite number ({constant})")
+
+
+def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """(manifest, encoder state dict, reference arrays) after verifying version and hashes."""
+    folder = resolve(model)
+    if not folder.is_dir():
+        raise ModelError(folder, "is not a model folder (no such directory)")
+    mpath = folder / MANIFEST
+    if not mpath.is_file():
+        raise ModelError(folder, f"no {MANIFEST} in the folder")
+    try:
+        manifest = json.loads(mpath.read_text(), parse_constant=_refuse_non_finite)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(folder, f"{MANIFEST} is not valid JSON ({e})") from None
+    except ValueError as e:
+        raise ModelError(folder, f"{MANIFEST} holds {e}; refusing a model that would fail open") from None
+    except RecursionError:
+        raise ModelError(folder, f"{MANIFEST} is nested too deeply to be a manifest") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(folder, f"{MANIFEST} is not a JSON object")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise ModelError(folder, f"{MANIFEST} has no format_version")
+    if version > FORMAT_VERSION:
+        raise ModelError(folder, f"format version {version} is newer than this SSLAnomaly supports "
+                                 f"({FORMAT_VERSION}); update SSLAnomaly")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or WEIGHTS not in files:
+        raise ModelError(folder, f"{MANIFEST} does not list {WEIGHTS}")
+    for name, digest in files.items():
+        p = folder / name
+        if Path(name).name != name or not p.is_file():
+            raise ModelError(folder, f"file {name} listed in the manifest is missing")
+        if sha256(p) != digest:
+            raise ModelError(folder, f"{name} does not match its SHA-256 in the manifest "
+                                     "(modified, truncated or corrupted); refusing to load it")
+    try:
+        tensors = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise ModelError(folder, f"{WEIGHTS} is not a readable safetensors file ({e})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(folder, f"{WEIGHTS} holds non-finite values in {name}; refusing a model that would fail open")
+    encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    arrays = {k[len("reference."):]: v.numpy() for k, v in tensors.items() if k.startswith("reference.")}
+    return manifest, encoder, arrays

@@ -1,0 +1,84 @@
+"""Scoring model inputs by their distance from normal in the encoder's feature space.
+
+Two components per image, each standardised by its mean and spread on held-out training normals
+and averaged into one image score:
+- `pooled`: Mahalanobis distance of the pooled embedding (image-level density);
+- `patch`: mean of the heatmap over the lung fields (patch-level distance), which is also the map
+  the radiologist sees, so the score and the picture agree. The mean over the whole lung beat the
+  top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from SSLAnomalyLib.core.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
+from SSLAnomalyLib.core.heatmap import model_grid_map
+from SSLAnomalyLib.core.reference import NormalReference
+
+COMPONENTS = ("pooled", "patch")
+
+
+@dataclass
+class BatchScores:
+    components: dict[str, np.ndarray]  # raw component scores, (n,) each
+    grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
+    peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
+    standardised: dict[str, np.ndarray] | None = None  # z-score of each component, once standardisation is known
+
+    @property
+    def score(self) -> np.ndarray | None:
+        """(n,) image scores, once standardisation is known."""
+        return None if self.standardised is None else mean_of(self.standardised)
+
+
+class Scorer:
+    def __init__(self, net: torch.nn.Module, config: EncoderConfig, reference: NormalReference | None = None,
+                 component_stats: dict[str, list[float]] | None = None, device: torch.device | str = "cpu"):
+        self.net = net.to(device).eval()
+        self.config, self.reference, self.component_stats = config, reference, component_stats
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def features(self, images01: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+        """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs."""
+        pooled, patches = [], []
+        for i in range(0, len(images01), batch_size):
+            maps = feature_maps(self.net, to_batch(images01[i:i + batch_size]).to(self.device))
+            pooled.append(pooled_features(maps, self.config.pooled_layers).float().cpu())
+            patches.append(patch_features(maps, self.config.patch_layers).float().cpu())
+        return torch.cat(pooled).numpy(), torch.cat(patches)
+
+    def score(self, images01: np.ndarray, lungs: np.ndarray) -> BatchScores:
+        pooled, patches = self.features(images01)
+        coarse = self.reference.patch_map(patches).numpy()
+        size = images01.shape[-1]
+        grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
+        in_lung = [g[lung] if lung.any() else g.ravel() for g, lung in zip(grid, lungs)]
+        components = {"pooled": self.reference.pooled_score(pooled),
+                      "patch": np.array([v.mean() for v in in_lung])}
+        result = BatchScores(components, grid, np.array([v.max() for v in in_lung]))
+        if self.component_stats is not None:
+            result.standardised = self.standardise(components)
+        return result
+
+    def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each component as a z-score against the held-out training normals."""
+        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in COMPONENTS}
+
+    def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
+        """The image score of raw components."""
+        return mean_of(self.standardise(components))
+
+
+def mean_of(standardised: dict[str, np.ndarray]) -> np.ndarray:
+    """The image score: the mean of the standardised components."""
+    return np.mean([standardised[c] for c in COMPONENTS], axis=0)
+
+
+def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Mean and standard deviation of each component on held-out normals."""
+    return {c: [float(np.mean(v)), float(np.std(v) + 1e-8)] for c, v in components.items()}

@@ -1,0 +1,1 @@
+"""Measuring a model on labelled folders: AUROC/AP, localisation against boxes, and seeded acquisition perturbations."""

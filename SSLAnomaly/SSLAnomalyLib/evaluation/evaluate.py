@@ -1,0 +1,135 @@
+"""Measuring a model: image-level AUROC/AP on labelled folders and localisation against lesion boxes.
+
+These figures are for reporting only; nothing in training or calibration reads them.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+from tqdm import tqdm
+
+from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.core.scoring import COMPONENTS
+
+
+def score_folder(detector, folder, progress: bool = True, transform=None) -> tuple[list[dict], list[str]]:
+    """The score, its standardised components and the verdict for every readable image of a folder
+    (each first passed through `transform(image, index)` when given), and the errors of the others."""
+    rows, errors = [], []
+    for i, f in enumerate(tqdm(list_inputs([folder]), desc=f"scoring {Path(folder).name}", unit="img",
+                               disable=not progress)):
+        try:
+            image = read_radiograph(f)
+            result = detector.detect(transform(image, i) if transform is not None else image)
+        except ReadError as e:
+            errors.append(str(e))
+            continue
+        rows.append(dict(result.components, score=result.score, abnormal=result.abnormal,
+                         percentile=result.percentile, file=str(f)))
+    return rows, errors
+
+
+def _auroc_ap(y: np.ndarray, s: np.ndarray) -> dict:
+    return {"auroc": round(float(roc_auc_score(y, s)), 4), "ap": round(float(average_precision_score(y, s)), 4)}
+
+
+def figures(normal: list[dict], abnormal: list[dict]) -> dict:
+    """AUROC and AP of the score and of each component alone; the share of normals (FPR) and of
+    abnormals (TPR) above the model's own threshold; the normals' mean score (0 on calibration normals
+    when the model is calibrated for these images)."""
+    y = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
+    rows = normal + abnormal
+    return {**_auroc_ap(y, np.array([r["score"] for r in rows])),
+            "fpr_at_threshold": round(float(np.mean([r["abnormal"] for r in normal])), 4),
+            "tpr_at_threshold": round(float(np.mean([r["abnormal"] for r in abnormal])), 4),
+            "normal_mean_score": round(float(np.mean([r["score"] for r in normal])), 4),
+            "normal_median_percentile": round(float(np.median([r["percentile"] for r in normal])), 2),
+            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in COMPONENTS}}
+
+
+def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, scores_csv=None,
+                    perturb: list[str] = (), seed: int = 0) -> dict:
+    """Figures of the image score on the folders as they are, and (`perturb`) again under each
+    seeded acquisition perturbation family; `scores_csv` gets one row per image and condition."""
+    from SSLAnomalyLib.evaluation.perturbations import perturb as apply
+
+    t0 = time.time()
+    normal, err_n = score_folder(detector, normal_dir, progress)
+    abnormal, err_a = score_folder(detector, abnormal_dir, progress)
+    if not normal or not abnormal:
+        raise ReadError(normal_dir if not normal else abnormal_dir, "no readable images to evaluate")
+    result = {**figures(normal, abnormal), "n_normal": len(normal), "n_abnormal": len(abnormal),
+              "seconds_per_image": round((time.time() - t0) / (len(normal) + len(abnormal)), 4),
+              "model": detector.model_id, "threshold": round(detector.calibration.threshold, 6),
+              "false_positive_rate": detector.calibration.false_positive_rate, "errors": err_n + err_a}
+    table = [("clean", "normal", r) for r in normal] + [("clean", "abnormal", r) for r in abnormal]
+    if perturb:
+        result["perturbations"] = {}
+        result["perturbation_seed"] = seed
+    for family in perturb:
+        # the abnormal folder's images get other seeds than the normal folder's same positions
+        pn, _ = score_folder(detector, normal_dir, progress, lambda im, i: apply(im, family, seed * 1_000_003 + i))
+        pa, _ = score_folder(detector, abnormal_dir, progress,
+                             lambda im, i: apply(im, family, seed * 1_000_003 + 500_000 + i))
+        result["perturbations"][family] = figures(pn, pa)
+        table += [(family, "normal", r) for r in pn] + [(family, "abnormal", r) for r in pa]
+    if scores_csv is not None:
+        write_scores_csv(scores_csv, table)
+    return result
+
+
+def write_scores_csv(path, table) -> None:
+    """One row per image and condition: condition, label, file, score, components, percentile, abnormal."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["condition", "label", "file", "score", *COMPONENTS, "percentile", "abnormal"])
+        for condition, label, r in table:
+            w.writerow([condition, label, r["file"], f"{r['score']:.6f}", *(f"{r[c]:.6f}" for c in COMPONENTS),
+                        f"{r['percentile']:.2f}", int(r["abnormal"])])
+
+
+def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
+    boxes = defaultdict(list)
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            boxes[row["image"]].append(tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1")))
+    return boxes
+
+
+def box_mask(shape: tuple[int, int], boxes) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    for x0, y0, x1, y1 in boxes:
+        mask[int(np.floor(y0)):int(np.ceil(y1)) + 1, int(np.floor(x0)):int(np.ceil(x1)) + 1] = True
+    return mask
+
+
+def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
+    """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
+    random-heatmap baseline of the pointing game (the share of image area inside boxes)."""
+    hits, aurocs, areas, errors = [], [], [], []
+    for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
+                            disable=not progress):
+        try:
+            image = read_radiograph(Path(images_dir) / name)
+        except ReadError as e:
+            errors.append(str(e))
+            continue
+        heat = detector.detect(image).heatmap.pixels[0]
+        mask = box_mask(heat.shape, boxes)
+        hits.append(bool(mask.ravel()[np.argmax(heat)]))
+        areas.append(float(mask.mean()))
+        if 0 < mask.sum() < mask.size:
+            aurocs.append(roc_auc_score(mask.ravel(), heat.ravel()))
+    if not hits:
+        raise ReadError(images_dir, "none of the images named in the box file could be read")
+    return {"pointing_game": round(float(np.mean(hits)), 4), "box_auroc": round(float(np.mean(aurocs)), 4),
+            "n_images": len(hits), "random_pointing_baseline": round(float(np.mean(areas)), 4),
+            "model": detector.model_id, "errors": errors}

@@ -1,0 +1,136 @@
+"""Long work the Slicer panel and the Logic start, watch and stop: training in its own Python
+process, detection on a worker thread. Both report determinate progress and really stop on cancel.
+
+A training process is usually started through a launcher (PythonSlicer starts the real Python),
+so killing the process Slicer started leaves the training running; cancel ends the whole process
+tree with psutil (as MONAIAuto3DSeg does). Detection cannot be interrupted inside one image; it
+stops between images.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from typing import Callable
+
+import psutil
+
+TRAINING_PROGRESS = re.compile(r"training:.*?(\d+)/(\d+)s")  # the trainer's progress bar: seconds of budget
+
+
+class TrainingJob:
+    """`sslanomaly train` (or any command) in a separate process; `lines` holds its output."""
+
+    def __init__(self, command: list[str], env: dict | None = None, on_line: Callable[[str], None] | None = None):
+        self.command, self.env, self.on_line = list(command), env, on_line
+        self.lines: list[str] = []
+        self.seconds_done, self.seconds_budget = 0, None
+        self.cancelled = False
+        self._process = None
+        self._reader = None
+
+    def start(self) -> "TrainingJob":
+        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         errors="replace", env=self.env)  # text mode splits tqdm's '\r' updates too
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            line = line.rstrip()
+            if not line:
+                continue
+            progress = TRAINING_PROGRESS.search(line)
+            if progress:
+                self.seconds_done, self.seconds_budget = int(progress[1]), int(progress[2])
+                continue  # a progress update, not a line of the log
+            self.lines.append(line)
+            if self.on_line is not None:
+                self.on_line(line)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the training budget spent (None before the trainer reports it)."""
+        return None if not self.seconds_budget else min(1.0, self.seconds_done / self.seconds_budget)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._process.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def cancel(self, grace_s: float = 5.0) -> None:
+        """Stop the process and everything it started; training resumes from its last checkpoint
+        when started again with the same output folder."""
+        self.cancelled = True
+        if self._process is None:
+            return
+        try:
+            root = psutil.Process(self._process.pid)
+            tree = root.children(recursive=True) + [root]
+        except psutil.NoSuchProcess:
+            return
+        for p in tree:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(tree, timeout=grace_s)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=grace_s)
+        self._process.wait(grace_s)
+
+
+class DetectionJob:
+    """`work(item)` for each item on a worker thread; `results` holds (item, result, error) rows."""
+
+    def __init__(self, work: Callable, items: list):
+        self.work, self.items = work, list(items)
+        self.results: list[tuple] = []
+        self.cancelled = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "DetectionJob":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for item in self.items:
+            if self.cancelled:
+                return
+            try:
+                self.results.append((item, self.work(item), None))
+            except Exception as e:  # reported with its item, the rest goes on
+                self.results.append((item, None, e))
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    def cancel(self) -> None:
+        """No further item is started; the one being scored finishes and is kept."""
+        self.cancelled = True
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)

@@ -1,0 +1,1 @@
+"""The Slicer glue: a detection as MRML nodes (volumes, heatmap, findings, lung fields, table), review, export, scene bundles, and the headless start used by tests. Only this package imports slicer."""

@@ -1,0 +1,66 @@
+"""One detection on one volume as the scene holds it: the heatmap node (carrying the image-level
+result as attributes), the finding ROIs and the findings table, all reached from the input volume
+by node references, so that a saved and reloaded scene is a complete case again."""
+
+from __future__ import annotations
+
+import json
+
+import slicer
+
+from SSLAnomalyLib.mrml.findings import apply_sensitivity, finding_nodes, show_findings
+from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
+from SSLAnomalyLib.mrml.lungs import lung_node, show_lung_fields
+from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
+
+RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
+_A = "SSLAnomaly."
+
+
+def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
+    """Put a `DetectionResult` into the scene for `volume_node` (and its lung fields, when it holds
+    them); returns the heatmap node."""
+    heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
+    if result.lungs is not None:
+        show_lung_fields(volume_node, result.lungs)
+    values = {"score": result.score, "threshold": result.threshold, "abnormal": result.abnormal,
+              "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
+              "model": result.model_id, "warnings": list(result.warnings), "components": result.components}
+    for key, value in values.items():
+        heat.SetAttribute(_A + key, json.dumps(value))
+    heat.SetAttribute(_A + "sensitivity", json.dumps(result.pixel_threshold))
+    show_findings(volume_node, result.findings)
+    sync_findings_table(volume_node)
+    return heat
+
+
+def case_result(volume_node) -> dict | None:
+    """The image-level result stored for `volume_node` (None before detection): score, threshold,
+    abnormal, percentile, pixel_threshold, model, warnings, sensitivity and the score's standardised
+    components (empty for scenes saved before they were stored)."""
+    heat = heatmap_node(volume_node)
+    if heat is None or heat.GetAttribute(_A + "score") is None:
+        return None
+    result = {key: json.loads(heat.GetAttribute(_A + key)) for key in (*RESULT_KEYS, "warnings", "sensitivity")}
+    result["components"] = json.loads(heat.GetAttribute(_A + "components") or "{}")
+    return result
+
+
+def set_sensitivity(volume_node, threshold: float) -> None:
+    """Move the heatmap's display threshold and show the findings that reach it (the slider)."""
+    heat = heatmap_node(volume_node)
+    if heat is None:
+        raise ValueError(f"no detection has been run on '{volume_node.GetName()}'")
+    heat.SetAttribute(_A + "sensitivity", json.dumps(float(threshold)))
+    set_heatmap_threshold(heat, threshold)
+    apply_sensitivity(volume_node, threshold)
+
+
+def remove_case(volume_node) -> None:
+    """Remove a volume and everything detection made for it (batch runs over files do this once a
+    case is exported, so that memory does not grow with the number of inputs)."""
+    derived = [heatmap_node(volume_node), lung_node(volume_node), volume_node.GetNodeReference(TABLE_REFERENCE),
+               *finding_nodes(volume_node)]
+    for node in [*derived, volume_node]:
+        if node is not None:
+            slicer.mrmlScene.RemoveNode(node)

@@ -1,0 +1,136 @@
+"""Exporting a reviewed case: findings (JSON, CSV), Slicer files (heatmap .nrrd, markups .mrk.json,
+segmentation .seg.nrrd, scene .mrb) and, for a DICOM input, DICOM SEG + SR.
+
+Slicer files are written through MRML storage nodes; all of a case's files are staged and moved
+into place together (see staging), and an existing file is only replaced with `overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import slicer
+
+from SSLAnomalyLib.core.dicom_export import DicomExportError, make_seg, make_sr, read_source
+from SSLAnomalyLib.core.finding_masks import finding_masks
+from SSLAnomalyLib.mrml.bundle import save_scene_bundle
+from SSLAnomalyLib.mrml.case import case_result
+from SSLAnomalyLib.mrml.findings import STATUS_COLORS, finding_nodes, finding_record
+from SSLAnomalyLib.mrml.heatmap import heatmap_node
+from SSLAnomalyLib.mrml.lungs import lung_node, oriented_labelmap
+from SSLAnomalyLib.mrml.table import COLUMNS
+from SSLAnomalyLib.mrml.volumes import source_dicom_files, source_of
+from SSLAnomalyLib.core.staging import staged_files
+
+SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
+            "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "lungs": ".lungs.seg.nrrd", "mrb": ".mrb",
+            "dicom_seg": ".seg.dcm", "dicom_sr": ".sr.dcm"}
+FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom")
+
+
+def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
+    """Every format that applies: 'dicom' where the input came from DICOM; 'lungs' where detection
+    made lung fields; 'mrb' (the whole scene) unless `scene_bundle` is False, as in batch runs."""
+    return [f for f in FORMATS if (f != "dicom" or source_dicom_files(volume_node)) and (f != "mrb" or scene_bundle)
+            and (f != "lungs" or lung_node(volume_node) is not None)]
+
+
+def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False) -> dict[str, Path]:
+    """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
+    `out_dir` as `<name><suffix>`; returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it."""
+    result = case_result(volume_node)
+    if result is None:
+        raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
+    sources = source_dicom_files(volume_node)
+    formats = default_formats(volume_node) if formats is None else list(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    if "dicom" in formats and len(sources) != 1:
+        raise DicomExportError(f"'{volume_node.GetName()}' was not read from a single DICOM file, so there is "
+                               "no source study to reference")
+    kinds = [k for f in formats for k in (("dicom_seg", "dicom_sr") if f == "dicom" else (f,))]
+    name = name or volume_node.GetName()
+    targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
+    records = [finding_record(node) for node in finding_nodes(volume_node)]
+    writers = {
+        "json": lambda p: p.write_text(json.dumps(case_json(volume_node, result, records), indent=1)),
+        "csv": lambda p: _write_csv(p, records),
+        "heatmap": lambda p: _write_node(heatmap_node(volume_node), p),
+        "mrk": lambda p: _write_markups(p, finding_nodes(volume_node)),
+        "seg": lambda p: _write_segmentation(p, volume_node, records, result["sensitivity"]),
+        "lungs": lambda p: _write_node(_required(lung_node(volume_node), "lung fields", volume_node), p),
+        "mrb": save_scene_bundle,
+    }
+    with staged_files(targets, overwrite) as staged:
+        for kind in kinds:
+            if kind in writers:
+                writers[kind](staged[kind])
+        if "dicom" in formats:
+            _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
+        written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when every finding was rejected
+    return {kind: targets[kind] for kind in written}
+
+
+def case_json(volume_node, result: dict, records: list[dict]) -> dict:
+    """The findings JSON of the contract, with the review (status, origin, note) of each finding."""
+    return {"input": source_of(volume_node), **result, "findings": records}
+
+
+def _write_node(node, path: Path) -> None:
+    """Write a node through its default storage node (format from the file name)."""
+    storage = node.CreateDefaultStorageNode()
+    storage.SetFileName(str(path))
+    if not storage.WriteData(node):
+        raise OSError(f"{path}: Slicer could not write {node.GetName()}")
+
+
+def _required(node, what: str, volume_node):
+    if node is None:
+        raise ValueError(f"'{volume_node.GetName()}' has no {what} to export (detect again)")
+    return node
+
+
+def _write_csv(path: Path, records: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([title for title, _, _ in COLUMNS])
+        writer.writerows([[value(r) for _, value, _ in COLUMNS] for r in records])
+
+
+def _write_markups(path: Path, nodes: list) -> None:
+    """All finding ROIs in one markups file (Slicer's format holds a list of markups)."""
+    document = {"markups": []}
+    for node in nodes:
+        single = path.with_name(f".{node.GetID()}.mrk.json")
+        _write_node(node, single)
+        written = json.loads(single.read_text())
+        single.unlink()
+        document = {**written, "markups": document["markups"] + written["markups"]}
+    path.write_text(json.dumps(document, indent=1))
+
+
+def _write_segmentation(path: Path, volume_node, records: list[dict], threshold: float) -> None:
+    """One segment per finding kept after review, on the input's grid (temporary node)."""
+    heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} findings")
+    try:
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        for record, mask in finding_masks(heat, records, threshold):
+            segmentation.AddSegmentFromBinaryLabelmapRepresentation(
+                oriented_labelmap(mask, volume_node), f"F{record['id']} {record['label']}", STATUS_COLORS[record["status"]])
+        _write_node(segmentation, path)
+    finally:
+        slicer.mrmlScene.RemoveNode(segmentation)
+
+
+def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:
+    source = read_source(source_path)
+    heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
+    seg = make_seg(source, finding_masks(heat, records, result["sensitivity"]), result["model"])
+    if seg is not None:
+        seg.save_as(seg_path)
+    make_sr(source, records, result).save_as(sr_path)

@@ -1,0 +1,380 @@
+"""Everything the Slicer module does, usable without its panel (the module's `SSLAnomalyLogic` is
+this class plus Slicer's parameter node), e.g. from the Python console:
+
+    logic = slicer.util.getModuleLogic("SSLAnomaly")
+    volume = logic.loadVolume("/data/cxr.dcm")
+    logic.detect(volume)                       # heatmap, findings, table in the scene
+    logic.exportCase(volume, "/data/out")
+
+Why the imports are inside the methods (the one reason): Slicer imports this file when it loads the
+module, before the Python packages the core needs (torch, MONAI, highdicom) may be installed. Each
+method that needs them calls `ensureDependencies()` first and then imports the glue module by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import slicer
+
+from SSLAnomalyLib.mrml import dependencies
+
+MODULE_DIR = Path(__file__).resolve().parents[2]  # SSLAnomaly/, which holds SSLAnomalyLib
+
+
+class AnomalyLogic:
+    """Detectors are cached per (model, device, false-positive rate). Review calls work on any
+    scene holding a detection, e.g. a reloaded one; each review change is autosaved under
+    `reviewFolder`, keyed by the image (not its name), so no review is restored onto another image."""
+
+    def __init__(self) -> None:
+        self._detectors = {}
+        self._dependenciesReady = False
+        self.reviewFolder = None
+
+    # --- dependencies -------------------------------------------------------------------------
+    def dependenciesInstalled(self) -> bool:
+        if not self._dependenciesReady:
+            self._dependenciesReady = dependencies.installed()
+        return self._dependenciesReady
+
+    def ensureDependencies(self, askConfirmation: bool = True) -> None:
+        if not self.dependenciesInstalled():
+            dependencies.ensure(slicer.util.confirmOkCancelDisplay if askConfirmation else None, slicer)
+            self._dependenciesReady = True
+
+    # --- models and volumes -------------------------------------------------------------------
+    def loadDetector(self, model: str = "default", device: str = "auto", falsePositiveRate: float | None = None):
+        """The `AnomalyDetector` of a model (a bundled name or a folder), cached; with
+        `falsePositiveRate`, its thresholds re-chosen on the calibration normals at that rate."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.core.detector import AnomalyDetector
+
+        key = (str(model), device, falsePositiveRate)
+        if key not in self._detectors:
+            detector = AnomalyDetector.load(model, device=device)
+            detector.limit_cpu_threads()  # leaves a core to the GUI; one small image gains nothing from more
+            if falsePositiveRate is not None:
+                detector.calibration = detector.calibration.with_false_positive_rate(falsePositiveRate)
+            self._detectors[key] = detector
+        return self._detectors[key]
+
+    def bundledModels(self) -> list:
+        """(name, label) of each bundled model for the model selector, the default first."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.core import registry
+
+        default = registry.default_name()
+        return [(m.name, f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label}")
+                for m in registry.bundled_models()]
+
+    def calibrate(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05):
+        """A new model folder with `model`'s thresholds, percentiles and score standardisation
+        re-derived from a site's normals (encoder unchanged); returns its path."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.training.site_calibration import calibrate_model
+
+        return calibrate_model(model, normalsFolder, outputFolder, fpr=falsePositiveRate, progress=False)
+
+    def describeModel(self, model) -> dict:
+        """The verified manifest of a model folder (raises if the folder is not a valid model)."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.core.model_folder import load
+
+        return load(model)[0]
+
+    def loadVolume(self, path):
+        """Read a radiograph file (DICOM, PNG, JPEG, NRRD, NIfTI) into a new volume node."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.mrml.volumes import load_volume
+
+        return load_volume(path)
+
+    def radiographFromVolume(self, volumeNode):
+        """The core's `Radiograph` of a volume node (a copy, geometry kept)."""
+        if volumeNode is None:
+            raise ValueError("Select an input volume.")
+        self.ensureDependencies()
+        from SSLAnomalyLib.mrml.volumes import volume_node_to_radiograph
+
+        return volume_node_to_radiograph(volumeNode)
+
+    # --- detection ----------------------------------------------------------------------------
+    def detect(self, volumeNode, model: str = "default", device: str = "auto", opacity: float = 0.5,
+               falsePositiveRate: float | None = None):
+        """Score `volumeNode`; its heatmap (same grid, own colour map, foreground in the slice views),
+        finding ROIs and findings table appear in the scene. Returns the `DetectionResult`."""
+        detector = self.loadDetector(model, device, falsePositiveRate)
+        result = detector.detect(self.radiographFromVolume(volumeNode), lungs=True)
+        self.showResult(volumeNode, result, opacity)
+        return result
+
+    def startDetection(self, volumeNode, model: str = "default", device: str = "auto"):
+        """A `DetectionJob` scoring `volumeNode` on a worker thread (the scene is left alone until
+        `showResult` is called with its result on the main thread)."""
+        from SSLAnomalyLib.jobs import DetectionJob
+
+        detector = self.loadDetector(model, device)
+        image = self.radiographFromVolume(volumeNode)
+        return DetectionJob(lambda radiograph: detector.detect(radiograph, lungs=True), [image]).start()
+
+    def setLungFieldsVisible(self, volumeNode, visible: bool = True) -> None:
+        """Show or hide the outline of the lung fields detection found on `volumeNode`."""
+        from SSLAnomalyLib.mrml.lungs import set_lung_fields_visible
+
+        set_lung_fields_visible(volumeNode, visible)
+
+    def showResult(self, volumeNode, result, opacity: float = 0.5):
+        """Put a `DetectionResult` into the scene (detections from a worker thread end here)."""
+        from SSLAnomalyLib.mrml.case import show_detection
+
+        return show_detection(volumeNode, result, opacity)
+
+    def detectBatch(self, inputs, outputFolder, model: str = "default", device: str = "auto",
+                    formats=None, overwrite: bool = False, progress=None,
+                    falsePositiveRate: float | None = None) -> list[dict]:
+        """Detect on each of `inputs` (files, folders, volume nodes, or None for every volume in
+        the scene) and export each case into `outputFolder` (default formats: all but the scene
+        bundle). `progress(done, total, name)` is called after each case; returning False stops
+        the batch. A case that fails is reported in its row and the batch goes on. Cases read
+        from files are removed from the scene once exported; the scene's own volumes stay.
+        Returns one row per case: {"input", "files"} or {"input", "error"}."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.core.drift import warn_batch
+        from SSLAnomalyLib.mrml.case import remove_case
+        from SSLAnomalyLib.mrml.export import default_formats
+
+        cases = self._batchCases(inputs)
+        rows, percentiles = [], []
+        for done, (name, getVolume, fromFile) in enumerate(cases, start=1):
+            volume = None
+            try:
+                volume = getVolume()
+                result = self.detect(volume, model, device, falsePositiveRate=falsePositiveRate)
+                chosen = default_formats(volume, scene_bundle=False) if formats is None else formats
+                written = self.exportCase(volume, outputFolder, formats=chosen, overwrite=overwrite)
+                rows.append({"input": name, "files": {k: str(v) for k, v in written.items()}})
+                percentiles.append((written.get("json"), result.percentile))
+            except Exception as e:  # one bad case must not stop the batch
+                logging.error(f"SSL Anomaly: {name}: {e}")
+                rows.append({"input": name, "error": f"{type(e).__name__}: {e}"})
+            finally:
+                if fromFile and volume is not None:
+                    remove_case(volume)
+            if progress is not None and progress(done, len(cases), name) is False:
+                break
+        warning = warn_batch(percentiles)  # carried by every findings JSON of the batch
+        if warning:  # and said once
+            logging.warning(f"SSL Anomaly: {warning}")
+            for row in rows:
+                row["warning"] = warning
+        return rows
+
+    def _batchCases(self, inputs) -> list:
+        """(name, function giving the volume node, read from a file?) per case; files are read only
+        when their turn comes."""
+        from SSLAnomalyLib.core.io import list_inputs
+        from SSLAnomalyLib.mrml.heatmap import is_heatmap
+
+        if inputs is None:  # the scene's images, not labelmaps or the module's own heatmaps
+            inputs = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                      if n.GetClassName() != "vtkMRMLLabelMapVolumeNode" and not is_heatmap(n)]
+        elif isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "GetID"):
+            inputs = [inputs]
+        nodes = [i for i in inputs if hasattr(i, "GetID")]
+        paths = list_inputs([i for i in inputs if not hasattr(i, "GetID")])
+        return ([(n.GetName(), lambda n=n: n, False) for n in nodes]
+                + [(str(p), lambda p=p: self.loadVolume(p), True) for p in paths])
+
+    # --- display ------------------------------------------------------------------------------
+    def caseResult(self, volumeNode):
+        """Image-level result stored for `volumeNode` (None before detection)."""
+        from SSLAnomalyLib.mrml.case import case_result
+
+        return case_result(volumeNode)
+
+    def resultText(self, volumeNode) -> str:
+        """The score against the calibrated threshold, as the panel shows it."""
+        result = self.caseResult(volumeNode)
+        if result is None:
+            return f"'{volumeNode.GetName()}': no detection yet."
+        verdict = "ABNORMAL" if result["abnormal"] else "within the normal range"
+        parts = result["components"]
+        detail = (f" (image-level {parts['pooled']:.3g}, patch-level {parts['patch']:.3g})"
+                  if {"pooled", "patch"} <= set(parts) else "")
+        return (f"Score {result['score']:.3g}{detail} vs threshold {result['threshold']:.3g} "
+                f"({result['percentile']:.0f}th percentile of calibration normals): {verdict}; "
+                f"{len(self.findingNodes(volumeNode))} finding(s). Model: {result['model']}."
+                + "".join(f"\nWarning: {w}" for w in result["warnings"]))
+
+    def sensitivityRange(self, volumeNode) -> tuple[float, float, float]:
+        """(minimum, maximum, current) for the sensitivity slider."""
+        from SSLAnomalyLib.mrml.heatmap import heatmap_node
+
+        result = self.caseResult(volumeNode)
+        peak = float(heatmap_node(volumeNode).GetImageData().GetScalarRange()[1])
+        return 0.0, max(peak, 2.0 * result["pixel_threshold"]), result["sensitivity"]
+
+    def setSensitivity(self, volumeNode, threshold: float) -> None:
+        """Hide heatmap pixels and unreviewed findings below `threshold`."""
+        from SSLAnomalyLib.mrml.case import set_sensitivity
+
+        set_sensitivity(volumeNode, threshold)
+
+    def setOpacity(self, opacity: float) -> None:
+        """Heatmap opacity in every slice view."""
+        from SSLAnomalyLib.mrml.heatmap import set_foreground_opacity
+
+        set_foreground_opacity(opacity)
+
+    # --- findings and review ------------------------------------------------------------------
+    def findingNodes(self, volumeNode) -> list:
+        """The finding ROI nodes of `volumeNode`, in id order (rows of the findings table)."""
+        from SSLAnomalyLib.mrml.findings import finding_nodes
+
+        return finding_nodes(volumeNode)
+
+    def findings(self, volumeNode) -> list[dict]:
+        """Each finding as exported: id, label, score, bbox_ijk, centroid_ras, area_mm2, review."""
+        from SSLAnomalyLib.mrml.findings import finding_record
+
+        return [finding_record(node) for node in self.findingNodes(volumeNode)]
+
+    def findingsTable(self, volumeNode):
+        from SSLAnomalyLib.mrml.table import findings_table
+
+        return findings_table(volumeNode)
+
+    def reviewFinding(self, findingNode, status: str | None = None, label: str | None = None,
+                      note: str | None = None):
+        """Confirm ('confirmed') or reject ('rejected') a finding, relabel it, or note on it."""
+        from SSLAnomalyLib.mrml.findings import review_finding
+
+        node = review_finding(findingNode, status=status, label=label, note=note)
+        self._afterReview(findingNode)
+        return node
+
+    def confirmFinding(self, findingNode):
+        return self.reviewFinding(findingNode, status="confirmed")
+
+    def rejectFinding(self, findingNode):
+        return self.reviewFinding(findingNode, status="rejected")
+
+    def addMissedFinding(self, volumeNode, bboxIJK=None, sliceIndex: int = 0, label: str | None = None,
+                         note: str = ""):
+        """A finding the model missed: box [i0, j0, i1, j1] in pixels (default: a small box in the
+        image centre to drag onto the lesion)."""
+        from SSLAnomalyLib.mrml.findings import MISSED_LABEL, add_missed_finding
+
+        node = add_missed_finding(volumeNode, bboxIJK, sliceIndex, label or MISSED_LABEL, note)
+        self._afterReview(node)
+        return node
+
+    def _afterReview(self, findingNode) -> None:
+        """After a review change: the table follows, and the review is autosaved (crash-safe)."""
+        from SSLAnomalyLib.core.review import save_review
+        from SSLAnomalyLib.mrml.findings import VOLUME_REFERENCE
+        from SSLAnomalyLib.mrml.review import review_of
+        from SSLAnomalyLib.mrml.table import sync_findings_table
+
+        volume = findingNode.GetNodeReference(VOLUME_REFERENCE)
+        sync_findings_table(volume)
+        if self.reviewFolder is not None:
+            review = review_of(volume)
+            save_review(self._reviewPath(volume, review["image_id"]), review)
+
+    def _reviewPath(self, volumeNode, imageId: str) -> Path:
+        from SSLAnomalyLib.core.review import review_path
+
+        return review_path(self.reviewFolder, volumeNode.GetName(), imageId)
+
+    def savedReview(self, volumeNode):
+        """The autosaved review of the image `volumeNode` holds, or None."""
+        from SSLAnomalyLib.mrml.volumes import image_identity_of
+
+        if self.reviewFolder is None:
+            return None
+        path = self._reviewPath(volumeNode, image_identity_of(volumeNode))
+        return path if path.exists() else None
+
+    def restoreReview(self, volumeNode, path=None) -> int:
+        """Re-apply a saved review (default: the autosaved one) to the findings of `volumeNode`,
+        e.g. after a crash and a new detection; returns how many saved findings were applied. A
+        review saved for another image is refused (ReviewError), whatever the volume's name."""
+        from SSLAnomalyLib.core.review import check_same_image, load_review
+        from SSLAnomalyLib.mrml.review import apply_review
+        from SSLAnomalyLib.mrml.table import sync_findings_table
+        from SSLAnomalyLib.mrml.volumes import image_identity_of
+
+        path = path or self.savedReview(volumeNode)
+        review = load_review(path) if path is not None else None
+        if review is None:
+            raise FileNotFoundError(f"no saved review of '{volumeNode.GetName()}'")
+        check_same_image(review, image_identity_of(volumeNode), path)
+        applied = apply_review(volumeNode, review)
+        sync_findings_table(volumeNode)
+        return applied
+
+    # --- export, scenes, training -------------------------------------------------------------
+    def exportCase(self, volumeNode, outputFolder, formats=None, overwrite: bool = False) -> dict:
+        """Write the reviewed case (see SSLAnomalyLib.mrml.export.FORMATS); never replaces an
+        existing file unless `overwrite`. Returns {kind: path}."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.mrml.export import export_case
+
+        return export_case(volumeNode, outputFolder, formats=formats, overwrite=overwrite)
+
+    def saveScene(self, path):
+        """The whole scene (review included) as a `.mrb`; refuses to replace an existing file."""
+        from SSLAnomalyLib.mrml.bundle import save_scene_bundle
+
+        if Path(path).exists():
+            raise FileExistsError(f"not overwriting {path}")
+        return save_scene_bundle(path)
+
+    def loadScene(self, path) -> None:
+        """Replace the scene by a saved `.mrb`."""
+        from SSLAnomalyLib.mrml.bundle import load_scene_bundle
+
+        load_scene_bundle(path)
+
+    def trainCommand(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
+                     device: str = "auto", startFrom=None) -> list[str]:
+        """`sslanomaly train` in a separate Python process (Slicer's own Python). `startFrom` (a
+        model name or folder) starts from that model's encoder; with `minutes=0` it is only refitted."""
+        command = [python(), "-m", "SSLAnomalyLib.cli", "train", "--normals", str(normalsFolder),
+                   "--out", str(outputFolder), "--minutes", str(float(minutes)), "--device", device]
+        if valNormalsFolder:
+            command += ["--val-normals", str(valNormalsFolder)]
+        if startFrom:
+            command += ["--start-from", str(startFrom)]
+        return command
+
+    def startTraining(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
+                      device: str = "auto", startFrom=None, log=None):
+        """A started `TrainingJob` (progress: seconds of the budget; cancel stops the process tree).
+        Interrupted training resumes from its last checkpoint when started again into the same folder."""
+        self.ensureDependencies()
+        from SSLAnomalyLib.jobs import TrainingJob
+
+        command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom)
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(MODULE_DIR), os.environ.get("PYTHONPATH", "")]))
+        return TrainingJob(command, env=environment, on_line=log).start()
+
+    def train(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
+              device: str = "auto", startFrom=None, log=print) -> Path:
+        """Train from the console, blocking; each output line goes to `log`."""
+        job = self.startTraining(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom, log)
+        code = job.wait()
+        if code != 0:
+            raise RuntimeError(f"training failed (exit code {code}); see the log above")
+        return Path(outputFolder)
+
+
+def python() -> str:
+    """Slicer's Python interpreter (PythonSlicer) inside Slicer, this interpreter elsewhere."""
+    launcher = Path(sys.executable).with_name("PythonSlicer" + Path(sys.executable).suffix)  # .exe on Windows
+    return str(launcher) if launcher.exists() else sys.executable

@@ -1,0 +1,70 @@
+"""The lung fields of a detection as a segment of a segmentation node: a semi-transparent outline
+over the radiograph, toggled from the panel, saved with the scene and exported with the case.
+
+The segmentation is referenced from the input volume (like the heatmap), so a reloaded scene finds
+it again, and it is removed with the case in batch runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
+
+from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
+
+LUNGS_REFERENCE = "SSLAnomaly.LungFields"  # input volume -> its lung-field segmentation
+SEGMENT_NAME = "Lung fields"
+COLOR = (0.35, 0.75, 1.0)
+OUTLINE_OPACITY = 0.7
+
+
+def oriented_labelmap(mask: np.ndarray, volume_node):
+    """A (slices, rows, cols) uint8 mask as a labelmap placed like the volume."""
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetDimensions(*mask.shape[::-1])
+    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    labelmap.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_matrix(volume_node)))
+    vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(mask.shape)[:] = mask
+    return labelmap
+
+
+def lung_node(volume_node):
+    """The lung-field segmentation of `volume_node`, or None before a detection made one."""
+    return volume_node.GetNodeReference(LUNGS_REFERENCE)
+
+
+def show_lung_fields(volume_node, lungs: Radiograph, visible: bool = True):
+    """Create (or refill, on a repeated detection) the lung-field segment of `volume_node`."""
+    node = lung_node(volume_node)
+    if node is None:
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} lung fields")
+        node.CreateDefaultDisplayNodes()
+        volume_node.SetNodeReferenceID(LUNGS_REFERENCE, node.GetID())
+    node.GetSegmentation().RemoveAllSegments()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    mask = (np.asarray(lungs.pixels) > 0).astype(np.uint8)
+    node.AddSegmentFromBinaryLabelmapRepresentation(oriented_labelmap(mask, volume_node), SEGMENT_NAME, COLOR)
+    display = node.GetDisplayNode()
+    display.SetVisibility2DFill(False)
+    display.SetVisibility2DOutline(True)
+    display.SetOpacity2DOutline(OUTLINE_OPACITY)
+    display.SetVisibility(visible)
+    return node
+
+
+def set_lung_fields_visible(volume_node, visible: bool) -> None:
+    node = lung_node(volume_node)
+    if node is not None:
+        node.GetDisplayNode().SetVisibility(bool(visible))
+
+
+def lung_mask(volume_node) -> np.ndarray | None:
+    """The lung fields as a (slices, rows, cols) uint8 array on the volume's grid, or None."""
+    node = lung_node(volume_node)
+    if node is None:
+        return None
+    segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(SEGMENT_NAME)
+    return np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume_node), np.uint8)

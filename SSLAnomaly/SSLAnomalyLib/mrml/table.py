@@ -1,0 +1,55 @@
+"""The findings table node: a read-only view of the finding ROIs, rebuilt from them after every
+detection and review, so the two never disagree (the ROIs hold the data, see mrml_findings)."""
+
+from __future__ import annotations
+
+import slicer
+import vtk
+
+from SSLAnomalyLib.mrml.findings import finding_nodes, finding_record
+
+TABLE_REFERENCE = "SSLAnomaly.FindingsTable"  # input volume -> its findings table
+COLUMNS = (  # (title, record -> value, vtk array class)
+    ("ID", lambda r: r["id"], vtk.vtkIntArray),
+    ("Label", lambda r: r["label"], vtk.vtkStringArray),
+    ("Status", lambda r: r["status"], vtk.vtkStringArray),
+    ("Origin", lambda r: r["origin"], vtk.vtkStringArray),
+    ("Score", lambda r: r["score"], vtk.vtkDoubleArray),
+    ("Area (mm2)", lambda r: r["area_mm2"], vtk.vtkDoubleArray),
+    ("Slice", lambda r: r["slice_index"], vtk.vtkIntArray),
+    ("i0", lambda r: r["bbox_ijk"][0], vtk.vtkIntArray),
+    ("j0", lambda r: r["bbox_ijk"][1], vtk.vtkIntArray),
+    ("i1", lambda r: r["bbox_ijk"][2], vtk.vtkIntArray),
+    ("j1", lambda r: r["bbox_ijk"][3], vtk.vtkIntArray),
+    ("R", lambda r: r["centroid_ras"][0], vtk.vtkDoubleArray),
+    ("A", lambda r: r["centroid_ras"][1], vtk.vtkDoubleArray),
+    ("S", lambda r: r["centroid_ras"][2], vtk.vtkDoubleArray),
+    ("Note", lambda r: r["note"], vtk.vtkStringArray),
+)
+
+
+def findings_table(volume_node):
+    """The volume's findings table node, created on first use (locked: edits in the table view
+    would not reach the ROIs, so reviews go through the review functions)."""
+    table = volume_node.GetNodeReference(TABLE_REFERENCE)
+    if table is None:
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{volume_node.GetName()} findings")
+        table.SetLocked(True)
+        volume_node.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
+    return table
+
+
+def sync_findings_table(volume_node):
+    """Rebuild the table from the finding ROIs (one row per finding, in id order)."""
+    table = findings_table(volume_node)
+    records = [finding_record(node) for node in finding_nodes(volume_node)]
+    was_modifying = table.StartModify()
+    table.RemoveAllColumns()
+    for title, value, array_class in COLUMNS:
+        column = array_class()
+        column.SetName(title)
+        for record in records:
+            column.InsertNextValue(value(record))
+        table.AddColumn(column)
+    table.EndModify(was_modifying)
+    return table

@@ -1,0 +1,53 @@
+"""Jobs the panel and the Logic run: a real training process started through a launcher (as
+PythonSlicer starts the real Python) reports its progress and is really stopped, children and all;
+detection stops between images."""
+
+import os
+import sys
+import threading
+import time
+
+import psutil
+
+from SSLAnomalyLib.jobs import DetectionJob, TrainingJob
+
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"  # stands in for PythonSlicer
+
+
+def test_cancel_stops_a_real_training_and_everything_it_started(small_normals, tmp_path):
+    command = [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "SSLAnomalyLib.cli", "train",
+               "--normals", str(small_normals[0]), "--out", str(tmp_path / "model"), "--minutes", "10",
+               "--size", "64", "--device", "cpu"]
+    shown = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # the progress bar is the progress
+    job = TrainingJob(command, env=shown).start()
+    deadline = time.time() + 300
+    while job.fraction is None and job.running and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.running and job.seconds_budget == 600, job.lines[-5:]  # the trainer's own progress, in seconds
+    tree = psutil.Process(job.pid).children(recursive=True)
+    assert any("SSLAnomalyLib.cli" in " ".join(p.cmdline()) for p in tree)  # the real training, under the launcher
+    job.cancel()
+    assert not job.running and job.cancelled
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert (tmp_path / "model" / "work" / "checkpoints" / "state.json").exists()  # what resume starts from
+
+
+def test_detection_job_reports_each_image_and_stops_between_images():
+    started = threading.Event()
+
+    def work(item):
+        started.set()
+        time.sleep(0.3)
+        if item == "bad":
+            raise ValueError("unreadable")
+        return item.upper()
+
+    job = DetectionJob(work, ["a", "bad", "c", "d", "e"]).start()
+    started.wait(5)
+    while job.done < 2:
+        time.sleep(0.05)
+    job.cancel()
+    job.wait(5)
+    assert not job.running and 2 <= job.done < job.total
+    assert job.results[0] == ("a", "A", None)
+    assert job.results[1][0] == "bad" and isinstance(job.results[1][2], ValueError)  # reported, the batch went on

@@ -1,0 +1,84 @@
+"""The package's shape: no import cycle (imports inside functions count), short module files, no
+string-keyed module loading, and a command line that imports where POSIX-only modules do not exist."""
+
+import ast
+import subprocess
+import sys
+
+from conftest import REPO
+
+PACKAGE = REPO / "SSLAnomaly" / "SSLAnomalyLib"
+MAX_LINES = 450
+POSIX_ONLY = ("resource", "fcntl", "termios", "pwd", "grp")
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path, modules: set[str]) -> set[str]:
+    """The package modules `path` imports anywhere in it (top level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            assert node.level == 0, f"{path.name}: relative import of {node.module}"
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if m in modules} - {module_name(path)}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imported(path, set(files)) for name, path in files.items()}
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    done, path = set(), []
+
+    def visit(node):
+        if node in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(node):] + [node]))
+        if node in done:
+            return
+        path.append(node)
+        for child in sorted(graph[node]):
+            visit(child)
+        path.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+
+
+def test_the_core_never_imports_slicer_training_or_tooling():
+    graph = import_graph()
+    for name, deps in graph.items():
+        if name.startswith("SSLAnomalyLib.core."):
+            assert not {d for d in deps if d.startswith(("SSLAnomalyLib.training", "SSLAnomalyLib.mrml"))}, name
+    for path in (PACKAGE / "core").rglob("*.py"):
+        assert "import slicer" not in path.read_text(), path.name
+
+
+def test_module_files_are_short_and_load_no_module_by_string():
+    for path in [*PACKAGE.rglob("*.py"), REPO / "SSLAnomaly" / "SSLAnomaly.py"]:
+        text = path.read_text()
+        assert len(text.splitlines()) <= MAX_LINES, f"{path.name}: {len(text.splitlines())} lines"
+        assert "import_module(" not in text and "__import__(" not in text, path.name
+
+
+def test_the_command_line_imports_without_posix_only_modules():
+    blocker = ("import sys\n"
+               "class Block:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               f"        if name.split('.')[0] in {POSIX_ONLY!r}: raise ImportError('blocked: ' + name)\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "for m in " + repr(POSIX_ONLY) + ": sys.modules.pop(m, None)\n"
+               "import SSLAnomalyLib.cli as cli\n"
+               "cli.parser().parse_args(['train', '--normals', 'n', '--out', 'o'])\n"
+               "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -1,0 +1,1 @@
+"""Developer tooling: the speed, memory and scale benchmark of SSLAnomaly (`sslanomaly-bench`)."""

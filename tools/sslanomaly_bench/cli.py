@@ -1,0 +1,108 @@
+"""`sslanomaly-bench`: run every measurement of stages.py in order and write docs/benchmarks.md and
+its JSON. Developer tooling: it lives outside the Slicer module and the `sslanomaly` command, so
+neither imports POSIX-only modules (`resource`) or the test harness."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sslanomaly_bench.machine import load_now, machine
+from sslanomaly_bench.stages import (FULL, QUICK, TARGETS, batch, dask_section, gpu, long_batch, model_load, scale,
+                                     slicer_logic, stages, start_imports, training)
+
+
+def run(args) -> dict:
+    """Every section, in order; returns the results (also written as JSON and Markdown)."""
+    from SSLAnomalyLib.core.model_folder import load as verified
+    from sslanomaly_bench.report import write_report
+
+    data = Path(args.data)
+    fullres = sorted(p for p in (data / "kermany_fullres").rglob("*") if p.is_file())
+    if not fullres:
+        print(f"bench skipped: no full-resolution radiographs in {data / 'kermany_fullres'} "
+              "(the benchmark needs the real data of ../shared/data)", file=sys.stderr)
+        return {}
+    verified(args.model)  # a missing or damaged model is the command's error, not every section's
+    p = dict(images=args.images, long=args.long, repeats=args.repeats, scale_normals=args.scale_normals,
+             train_steps=args.train_steps, **FULL)
+    if args.quick:
+        p.update(QUICK)
+    files = fullres[: p["images"]]
+    command = "sslanomaly-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+               "load_before": load_now(), "parameters": p, "model": args.model}
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sslanomaly-bench-") as tmp:
+        work = Path(tmp)
+        sections = [
+            ("model_load", lambda: model_load(args.model)),
+            ("stages", lambda: stages(args.model, files, work / "stages")),
+            ("batch", lambda: batch(args.model, files, work, p["repeats"])),
+            ("start_imports", lambda: start_imports(args.model, work)),
+            ("long_batch", lambda: long_batch(args.model, fullres, p["long"], work) if p["long"] else
+             {"skipped": "not asked for (--long 0)"}),
+            ("scale", lambda: scale(args.model, data / "kermany" / "train" / "normal", p["scale_normals"],
+                                    files, work)),
+            ("training", lambda: training(args.model, data / "kermany" / "train" / "normal", p["train_steps"],
+                                          p["train_batch"], work)),
+            ("slicer_logic", lambda: slicer_logic(args.model, files[: p["slicer_images"]])),
+            ("gpu", lambda: gpu(args.model, files, work)),
+            ("dask", lambda: dask_section(args.model, files, work)),
+        ]
+        for name, measure in sections:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            try:
+                value = measure()
+            except Exception as e:  # recorded: one broken section must not lose the others
+                value = {"error": f"{type(e).__name__}: {e}"}
+            results[name] = value
+    results["load_after"] = load_now()
+    results["bench_seconds"] = round(time.perf_counter() - t_start, 1)
+    results["targets"] = targets(results)
+    write_report(results, Path(args.out))
+    return results
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's CPU targets against what was measured (None where a section did not run)."""
+    b, lb = results.get("batch", {}), results.get("long_batch", {})
+    peak = max([v for v in (b.get("peak_rss_mb"), lb.get("peak_rss_mb")) if v is not None], default=None)
+    rows = [("marginal seconds per radiograph", b.get("marginal_s_per_image"), TARGETS["marginal_s"]),
+            ("start + model load, seconds", b.get("start_and_load_s"), TARGETS["start_s"]),
+            ("peak resident memory, MB", peak, TARGETS["peak_rss_mb"]),
+            (f"RSS growth over the long batch, MB ({lb.get('n_images', 0)} images)", lb.get("rss_growth_mb"),
+             TARGETS["growth_mb"])]
+    return [{"target": t, "measured": v, "limit": lim, "met": None if v is None else v <= lim} for t, v, lim in rows]
+
+
+def parser() -> argparse.ArgumentParser:
+    b = argparse.ArgumentParser(prog="sslanomaly-bench",
+                                description="measure speed, memory and scale; write docs/benchmarks.md (+ .json)")
+    b.add_argument("--model", default="default", help="model folder, or 'default' for the bundled model")
+    b.add_argument("--data", default="../shared/data", help="folder holding kermany_fullres/ and kermany/")
+    b.add_argument("--out", default="docs/benchmarks.md", help="results file (a .json is written beside it)")
+    b.add_argument("--images", type=int, default=24, help="full-resolution radiographs for the per-image figures")
+    b.add_argument("--long", type=int, default=1000, help="images in the long (memory) batch; 0 skips it")
+    b.add_argument("--repeats", type=int, default=2, help="runs of each whole-process measurement (best kept)")
+    b.add_argument("--scale-normals", type=int, default=285, help="normals at 1x for the scale section (4x too)")
+    b.add_argument("--train-steps", type=int, default=5, help="Trainer steps timed for training throughput")
+    b.add_argument("--quick", action="store_true", help="a few images, no long batch (a smoke test)")
+    return b
+
+
+def main(argv=None) -> int:
+    """0 also when skipped for want of data (the message says so): nothing failed."""
+    args = parser().parse_args(argv)
+    results = run(args)
+    if results:
+        print(f"results written to {args.out} and {Path(args.out).with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

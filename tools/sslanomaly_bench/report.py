@@ -1,0 +1,179 @@
+"""docs/benchmarks.md from the results of `sslanomaly-bench` (and the same results as JSON beside
+it): every figure in the file comes from the run whose command and machine it names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from SSLAnomalyLib.core.outputs import atomic_write_text
+from SSLAnomalyLib.core.reference import MAX_RESIDUALS
+
+SECTIONS = {
+    "model_load": "Model load (in process: verify hashes, read safetensors, build the encoder)",
+    "stages": "One detection, by stage (in process, seconds per image, median)",
+    "batch": "Batch: whole `sslanomaly detect` processes",
+    "start_imports": "Start-up: import time of `sslanomaly detect` by package (seconds)",
+    "long_batch": "Long batch: resident memory over many images",
+    "training": "Training throughput (CPU)",
+    "slicer_logic": "The same detection through the Slicer module's Logic (headless slicer-core)",
+    "gpu": "GPU",
+    "scale": "Scale: normal reference fitted on 1x and 4x the normals",
+    "dask": "Scale-out: the batch on Dask (two local worker processes)",
+}
+
+NOTES = {
+    "stages": (
+        "Stage times are the cumulative time of the function doing each stage, read with cProfile around the "
+        "real code path (read, `AnomalyDetector.prepare`, `AnomalyDetector.detect`, `write_case_outputs`); "
+        "`total_unprofiled` is the same path timed without the profiler. `preprocess` includes `lung_mask` (the lung U-Net and its post-processing); `lungs_full_res` is the lung fields on the input's grid (only with `--lungs`). "
+        "`score` is the scorer's own share after `encode`: patch distances to the normal reference, the "
+        "model-grid heatmap and the image score. `heatmap_full_res` stretches the map onto the input's full "
+        "pixel grid; `render_overlay` and `write_png` make the overlay picture; `write_json` includes fsync."),
+    "batch": (
+        "`start_and_load_s`: `sslanomaly detect` on an empty folder (the process starts, loads and verifies "
+        "the model, then finds no input). Marginal seconds per radiograph = (time on all images - time on 1) / "
+        "(images - 1). Peak RSS is the kernel's maximum resident set size of each detect process (its "
+        "rusage), the largest over all runs. The best of the repeats is kept; every run is in the JSON."),
+    "long_batch": (
+        "Inputs are symbolic links cycling through the radiographs; finished cases' heatmaps and overlays are "
+        "deleted as the batch goes so the disk does not fill. RSS is sampled every second; RSS growth = the "
+        "largest sample over the last fifth of the cases minus the largest between 5 % and 20 % of them "
+        "(maxima, since the radiographs differ in size and each window spans several cycles of them)."),
+    "start_imports": (
+        "From `python -X importtime -m SSLAnomalyLib.cli detect ...` on an empty folder: every module's own "
+        "import time, charged to the first package outside SSLAnomalyLib on its import chain (what MONAI "
+        "imports of SciPy is MONAI's), largest first; `total_s` is all imports."),
+    "training": (
+        "Trainer steps (augmentation, synthetic anomalies, forward and backward, SGD) at the model's input "
+        "size and torch's default threads, timed by the Trainer's own clock (set-up and checkpoints left out)."),
+    "dask": (
+        "`detect_on_dask` on a LocalCluster of two worker processes with one thread each, started by the "
+        "benchmark; `seconds` counts from the cluster being up to the last result, so it includes each "
+        "worker loading the model on its first task."),
+    "scale": (
+        "1x is the first n images of kermany/train/normal and 4x the first 4n: real normals, not augmented "
+        "copies of them, because fitting holds every normal's patch features in memory (4 x 1141 normals "
+        "are 3.6 GB of features, several times that at the peak of the fit; `bench_peak_rss_mb` is this "
+        "process's peak so far, and grows with n). The encoder is the model's own; the reference "
+        "is refitted on each set and saved as a model folder (`model_file_mb`: its weights file), and "
+        "`detect_s` is the fastest of 4 in-process detections with that folder."),
+    "slicer_logic": (
+        "`SSLAnomalyLogic` from SSLAnomaly.py under the headless harness (real MRML scene, volume and storage "
+        "nodes): `loadVolume`, `detect` (which converts the volume node, runs the core detector and shows "
+        "heatmap, findings and table in the scene; its parts by cProfile) and `exportCase` in its default "
+        "formats. Median over the images after one warm-up. Torch threads are set as `sslanomaly detect` sets "
+        "them (the Logic itself leaves torch's default: all cores)."),
+}
+
+COMPLEXITY = f"""\
+**Complexity.** The normal reference is fixed-size whatever the number of normals n: one mean per
+feature-map position (c x h x w), one shared patch precision matrix (c x c), and one pooled Gaussian
+(d, d x d), plus the lung prior (s x s). Scoring an image costs O(c^2 h w + d^2) after encoding and
+never looks at the training images, so detection time and model size are O(1) in n (the two rows
+above should match). Fitting is O(n) in time: every normal is encoded once (`encode_s`), and
+`fit_s` computes the means and every patch's residual, then the shared covariance on at most
+{MAX_RESIDUALS:,} sampled residuals (a fixed cost once n h w exceeds that). It holds the patch
+features of all n normals in memory (c h w floats each, about 0.8 MB at the default size): a site
+with far more normals than fit in memory fits on a subsample or a larger machine.
+"""
+
+SCALE_OUT = """\
+## Scale-out beyond one machine
+
+**Batch scoring on Dask.** `SSLAnomalyLib.core.dask_batch.detect_on_dask(client, inputs, out_dir,
+model=...)` runs the batch on any Dask cluster (`pip install -e '.[distributed]'`): a
+`LocalCluster` on one machine, or `dask-scheduler` plus `dask-worker` processes on many (or
+dask-jobqueue on a Slurm/PBS cluster, dask-kubernetes on Kubernetes). Only file paths go to the
+workers and only a small status row per input comes back; each worker process loads the detector
+once and writes the same `<name>.findings.json`, `.heatmap.nrrd` and `.overlay.png` as
+`sslanomaly detect`, so inputs and the output folder must be on storage every worker sees (NFS,
+a shared volume, or an object-store mount). At most four tasks per worker thread are queued at a
+time, so the scheduler's memory stays flat over a batch of any length; a worker that dies has its
+tasks rescheduled by Dask. Give each worker process `threads_per_worker=1` and as many torch
+threads as its cores (one worker per GPU on GPU nodes). `Testing/test_dask_batch.py` runs it on a
+`LocalCluster` with two worker processes and checks the outputs match `sslanomaly detect`.
+
+**Training on several GPUs (`torchrun`).** Not implemented; the way to add it: start one process
+per GPU with `torchrun --nproc_per_node=G -m SSLAnomalyLib.cli train ...`, call
+`torch.distributed.init_process_group("nccl")` and pin each process to `LOCAL_RANK`, wrap the
+`PretextModel` in `DistributedDataParallel` (convert BatchNorm with
+`SyncBatchNorm.convert_sync_batchnorm`, since each GPU sees a small batch), and seed each rank's
+batch sampler with `[seed, rank, step]` so ranks draw different images; the learning rate scales
+with the global batch (G x 32). Only rank 0 writes checkpoints, runs the normal-only checkpoint
+selection, fits the reference and calibrates (these are one pass over the normals, cheap next to
+training); the others wait at a barrier. Resuming stays as it is: every rank loads `last.safetensors`.
+"""
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, dict)):
+        return "`" + json.dumps(v) + "`"
+    return str(v)
+
+
+def _table(d: dict, skip=("rss_samples", "samples_columns", "rows", "all_seconds", "all_seconds")) -> list[str]:
+    lines = ["| measure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_value(v)} |" for k, v in d.items() if k not in skip and not isinstance(v, dict)]
+    return lines
+
+
+def _section(name: str, d) -> list[str]:
+    out = [f"## {SECTIONS[name]}", ""]
+    if not isinstance(d, dict):
+        return out + ["not measured", ""]
+    if "skipped" in d or "error" in d:
+        return out + [f"**{'Skipped' if 'skipped' in d else 'Failed'}:** {d.get('skipped') or d.get('error')}", ""]
+    if name == "scale":
+        keys = [k for k in d["rows"][0] if k != "shapes"]
+        out += ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+        out += ["| " + " | ".join(_value(r[k]) for r in [row] for k in keys) + " |" for row in d["rows"]]
+        out += ["", NOTES[name], "", "Reference arrays: " + _value(d["rows"][0]["shapes"]), "", COMPLEXITY]
+        return out
+    out += _table(d)
+    if name == "gpu" and "detect_processes" in d:
+        out += ["", "Whole detect processes on the GPU:", ""] + _table(d["detect_processes"])
+    if name == "long_batch":
+        samples = d["rss_samples"]
+        shown = samples[::max(1, len(samples) // 20)]
+        shown += samples[-1:] if samples and shown[-1] is not samples[-1] else []
+        out += ["", "| seconds | cases done | RSS MB |", "| --- | --- | --- |"]
+        out += [f"| {s[0]} | {s[1]} | {s[2]} |" for s in shown]
+    if name in NOTES:
+        out += ["", NOTES[name]]
+    return out + [""]
+
+
+def render(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmarks", "",
+        "Generated by `sslanomaly-bench`; do not edit by hand. Every figure below was measured by this command,",
+        "run from the repository root:", "", f"    {results['command']}", "",
+        f"Started {results['started']}, took {results['bench_seconds']} s. Model: `{results['model']}`. "
+        f"Parameters: {_value(results['parameters'])}.", "",
+        "## Machine", ""] + _table(m) + [
+        "",
+        f"Load while measuring (1/5/15-minute load averages, as `uptime` shows): before "
+        f"{results['load_before']['loadavg_1_5_15']}, after {results['load_after']['loadavg_1_5_15']}."]
+    for when in ("before", "after"):
+        lines += ["", f"Busiest other processes {'at the start' if when == 'before' else 'at the end'} "
+                      "(ps: % CPU over the process's life, resident KB, command):", ""]
+        lines += [f"- `{p}`" for p in results[f"load_{when}"]["busiest"]] or ["- none"]
+    lines += ["", "## Targets (CPU, whole `sslanomaly detect` processes on 1000-2900 px radiographs)", "",
+              "| target | measured | limit | met |", "| --- | --- | --- | --- |"]
+    lines += [f"| {t['target']} | {_value(t['measured'])} | {t['limit']} | "
+              f"{'n/a' if t['met'] is None else 'yes' if t['met'] else 'NO'} |" for t in results["targets"]]
+    lines.append("")
+    for name in SECTIONS:
+        lines += _section(name, results.get(name))
+    lines.append(SCALE_OUT)
+    return "\n".join(lines)
+
+
+def write_report(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(results, indent=1))
+    atomic_write_text(path, render(results))
