@@ -105,7 +105,7 @@ def test_segmentation_has_a_segment_per_kept_finding(exported):
     names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]
     assert names == [f"F{r['id']} {r['label']}" for r in kept]
     heat = slicer.util.arrayFromVolume(heatmap_node(volume))
-    expected = finding_masks(heat, records, json.loads(written["json"].read_text())["sensitivity"])
+    expected = finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"])
     for i, (_, mask) in enumerate(expected):
         got = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segments.GetNthSegmentID(i), volume)
         np.testing.assert_array_equal(got > 0, mask)
@@ -133,7 +133,7 @@ def test_dicom_seg_references_the_source_and_holds_the_kept_findings(exported):
     assert seg.SegmentSequence[-1].SegmentAlgorithmType == "MANUAL"  # the reader's own finding
     pixels = seg.get_pixels_by_source_instance([source.SOPInstanceUID], combine_segments=False)
     heat = slicer.util.arrayFromVolume(heatmap_node(volume))
-    masks = [m[0] for _, m in finding_masks(heat, records, json.loads(written["json"].read_text())["sensitivity"])]
+    masks = [m[0] for _, m in finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"])]
     np.testing.assert_array_equal(pixels[0].astype(bool), np.stack(masks, axis=-1))
 
 

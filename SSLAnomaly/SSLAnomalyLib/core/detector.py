@@ -13,6 +13,7 @@ from SSLAnomalyLib.core import model_folder, registry
 from SSLAnomalyLib.core.calibration import Calibration
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
 from SSLAnomalyLib.core.findings import Finding, find_regions, number
+from SSLAnomalyLib.core.findings_document import findings_document
 from SSLAnomalyLib.core.heatmap import to_input_grid
 from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.lung_model import LungFields, LungSegmenter, bundled_segmenter
@@ -51,15 +52,13 @@ class DetectionResult:
     components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
     warnings: list[str] = field(default_factory=list)
     lungs: Radiograph | None = None  # uint8 0/1 lung fields on the input's grid, when asked for
+    image_id: str = ""  # Radiograph.identity of the input: what a review of it is keyed by
 
     def to_dict(self, input_path: str) -> dict:
-        """The findings JSON of the interface contract (plus pixel threshold, the standardised score
-        components whose mean is the score, and warnings)."""
-        return {"input": str(input_path), "score": round(self.score, 6), "threshold": round(self.threshold, 6),
-                "abnormal": bool(self.abnormal), "percentile": round(self.percentile, 2),
-                "model": self.model_id, "pixel_threshold": round(self.pixel_threshold, 6),
-                "score_components": {c: round(z, 6) for c, z in self.components.items()},
-                "findings": [f.to_dict() for f in self.findings], "warnings": list(self.warnings)}
+        """The findings document (core/findings_document.py) of this result."""
+        return findings_document(input_path, self.image_id, self.score, self.threshold, self.abnormal,
+                                 self.percentile, self.model_id, self.pixel_threshold, self.components,
+                                 self.warnings, [f.to_dict() for f in self.findings])
 
 
 @dataclass
@@ -155,5 +154,5 @@ class AnomalyDetector:
                                pixel_threshold=pixel_threshold, findings=number(findings),
                                model_id=self.model_id, slice_scores=[float(s) for s in scores.score],
                                components={c: float(z[top]) for c, z in scores.standardised.items()},
-                               warnings=warnings,
+                               warnings=warnings, image_id=image.identity,
                                lungs=self.lungs_on_input_grid(image, prepared) if lungs else None)

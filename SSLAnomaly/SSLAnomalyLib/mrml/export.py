@@ -16,13 +16,14 @@ import slicer
 
 from SSLAnomalyLib.core.dicom_export import DicomExportError, make_seg, make_sr, read_source
 from SSLAnomalyLib.core.finding_masks import finding_masks
+from SSLAnomalyLib.core.findings_document import findings_document, to_json
 from SSLAnomalyLib.mrml.bundle import save_scene_bundle
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.findings import STATUS_COLORS, finding_nodes, finding_record
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_node, oriented_labelmap
 from SSLAnomalyLib.mrml.table import COLUMNS
-from SSLAnomalyLib.mrml.volumes import source_dicom_files, source_of
+from SSLAnomalyLib.mrml.volumes import image_identity_of, source_dicom_files, source_of
 from SSLAnomalyLib.core.staging import staged_files
 
 SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
@@ -57,7 +58,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
     records = [finding_record(node) for node in finding_nodes(volume_node)]
     writers = {
-        "json": lambda p: p.write_text(json.dumps(case_json(volume_node, result, records), indent=1)),
+        "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
         "csv": lambda p: _write_csv(p, records),
         "heatmap": lambda p: _write_node(heatmap_node(volume_node), p),
         "mrk": lambda p: _write_markups(p, finding_nodes(volume_node)),
@@ -76,8 +77,12 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
 
 
 def case_json(volume_node, result: dict, records: list[dict]) -> dict:
-    """The findings JSON of the contract, with the review (status, origin, note) of each finding."""
-    return {"input": source_of(volume_node), **result, "findings": records}
+    """The findings document the CLI writes, with the review added: each finding's status, origin
+    and note, and the sensitivity the reader set."""
+    return findings_document(source_of(volume_node), image_identity_of(volume_node), result["score"],
+                             result["threshold"], result["abnormal"], result["percentile"], result["model"],
+                             result["pixel_threshold"], result["components"], result["warnings"], records,
+                             review={"sensitivity": result["sensitivity"]})
 
 
 def _write_node(node, path: Path) -> None:
