@@ -20,7 +20,7 @@ def test_models_lists_both_bundled_models_with_the_default():
 
 
 def test_each_bundled_model_scores_a_real_image_of_its_population():
-    from SSLAnomalyLib import model_folder, registry
+    from SSLAnomalyLib.core import model_folder, registry
     from SSLAnomalyLib.core.detector import AnomalyDetector
     from SSLAnomalyLib.core.io import read_radiograph
 
@@ -54,7 +54,7 @@ def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(
 def test_slicer_model_selector_agrees_with_the_registry():
     from slicer_cases import logic
 
-    from SSLAnomalyLib import registry
+    from SSLAnomalyLib.core import registry
 
     entries = logic().bundledModels()
     assert [name for name, _ in entries] == [m.name for m in registry.bundled_models()]

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from SSLAnomalyLib import model_folder, registry
+from SSLAnomalyLib.core import model_folder, registry
 from SSLAnomalyLib.core.model_card import model_card
 
 MEASUREMENTS = ("dev", "shifted", "localisation", "nih_boxes")

@@ -77,6 +77,33 @@ def seed_summary(runs: list[Path]) -> str:
     return "".join(lines)
 
 
+def objectives_of(m: dict) -> str:
+    pretext = m.get("pretext", {})
+    if "objectives" in pretext:
+        return " + ".join(f"{o['name']}" + (f" x{o['weight']:g}" if o["weight"] != 1 else "") for o in pretext["objectives"])
+    return "none (random init)" if not m["training"]["steps"] else ", ".join(pretext.get("kinds", []))
+
+
+def objective_table() -> str:
+    """docs/model.md's objective comparison (scripts/objective_comparison.sh), from runs/round2/objectives/."""
+    lines = ["| variant | objective(s) | training (2-core CPU) | dev AUROC | dev AP | dev FPR at threshold "
+             "| zoom_gamma AUROC / FPR | TBX11K pointing game | TBX11K box AUROC | wall time in all | command |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in sorted((ROOT / "runs" / "round2" / "objectives").glob("*")):
+        m, dev, shifted, loc = (read(run, n) for n in ("manifest.json", "dev.json", "shifted.json", "localisation.json"))
+        if m is None or dev is None:
+            continue
+        t = m["training"]
+        trained = (f"{t['seconds'] / 60:.0f} min, {t['steps']} steps, kept step {t['chosen_step']}" if t["steps"]
+                   else "none (0 min)")
+        wall = (run / "seconds.txt").read_text().strip() + " s train+fit" if (run / "seconds.txt").exists() else "-"
+        lines.append(f"| `{run.name}` | {objectives_of(m)} | {trained} | {fmt(dev, 'auroc')} | {fmt(dev, 'ap')} "
+                     f"| {100 * dev['fpr_at_threshold']:.0f} % | {shift_cells(shifted)[0]} "
+                     f"| {fmt(loc, 'pointing_game')} (random {fmt(loc, 'random_pointing_baseline')}) "
+                     f"| {fmt(loc, 'box_auroc')} | {wall} | `{t['command']}` |")
+    return "\n".join(lines)
+
+
 SITE_STEPS = {"site-calibrate": "(a) calibrate only", "site-refit": "(b) refit the normal reference (`--minutes 0`)",
               "site-finetune10": "(c) fine-tune 10 minutes", "site-finetune30": "(c) fine-tune 30 minutes"}
 
@@ -115,6 +142,10 @@ def main() -> int:
         start, stop = text.index(begin) + len(begin), text.index(end)
         text = text[:start] + "\n" + table + "\n" + text[stop:]
         print(table)
+    begin, end = "<!-- objectives:begin -->", "<!-- objectives:end -->"
+    if begin in text and (ROOT / "runs" / "round2" / "objectives").exists():
+        start, stop = text.index(begin) + len(begin), text.index(end)
+        text = text[:start] + "\n" + objective_table() + "\n" + text[stop:]
     doc.write_text(text)
     readme = ROOT / "README.md"
     text = readme.read_text()

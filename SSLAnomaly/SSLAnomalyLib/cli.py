@@ -17,11 +17,13 @@ from tqdm import tqdm
 from SSLAnomalyLib.core.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.drift import warn_batch
 from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph, write_image
 from SSLAnomalyLib.core.model_folder import ModelError
 from SSLAnomalyLib.training.objectives import OBJECTIVES, Pretext
 from SSLAnomalyLib.training.trainer import FINE_TUNE_LR, TrainConfig
-from SSLAnomalyLib.core.outputs import (atomic_write_text, case_paths, remove_partial_files, unique_case_names, write_batch_index,
+from SSLAnomalyLib.core.atomic import atomic_write_text, remove_leftovers
+from SSLAnomalyLib.core.outputs import (case_paths, unique_case_names, write_batch_index,
                       write_case_outputs)
 
 FAILURE_LOG = "failures.log"
@@ -94,7 +96,7 @@ def cmd_detect(args) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(out)
+    remove_leftovers(out)
     names = unique_case_names(files)
     write_batch_index(out, files, names)
     todo = [(f, n) for f, n in zip(files, names)
@@ -400,7 +402,7 @@ def main(argv=None) -> int:
             p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
     try:
         return args.func(args)
-    except (ModelError, ReadError) as e:
+    except PathError as e:  # a model folder, an input, a review: each names itself and the reason
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. an output folder that cannot be written

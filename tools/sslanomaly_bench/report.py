@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from SSLAnomalyLib.core.outputs import atomic_write_text
+from SSLAnomalyLib.core.atomic import atomic_write_text
 from SSLAnomalyLib.core.reference import MAX_RESIDUALS
 
 SECTIONS = {

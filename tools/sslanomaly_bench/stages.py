@@ -102,7 +102,7 @@ def _stage_functions() -> dict:
     from SSLAnomalyLib.core.heatmap import to_input_grid
     from SSLAnomalyLib.core.io import read_radiograph, write_image
     from SSLAnomalyLib.core.lung_model import LungFields, LungSegmenter
-    from SSLAnomalyLib.core.outputs import atomic_write_text
+    from SSLAnomalyLib.core.atomic import atomic_write_text
     from SSLAnomalyLib.core.overlay import render_overlay
     from SSLAnomalyLib.core.scoring import Scorer
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SSLAnomalyLib.core.outputs import atomic_write_text
+from SSLAnomalyLib.core.atomic import atomic_write_text
 
 MIN_BATCH = 20
 MEDIAN_PERCENTILE = 80.0

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from SSLAnomalyLib.core.atomic import atomic_path
+from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.shrink import shrink_if_large
 
@@ -29,13 +31,8 @@ MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look 
 MAX_PIXELS = 178_956_970  # pixels (all frames) decoded at most: where Pillow refuses too (2 x MAX_IMAGE_PIXELS)
 
 
-class ReadError(Exception):
+class ReadError(PathError):
     """An input that cannot be used, with the file and the reason."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 def _suffix(path: Path) -> str:
@@ -336,7 +333,6 @@ def write_image(img: Radiograph, path, compress: bool = True) -> Path:
         im.SetSpacing(img.spacing)
         im.SetOrigin(img.origin)
         im.SetDirection(img.direction.ravel().tolist())
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{''.join(path.suffixes[-1:])}")
-    sitk.WriteImage(im, str(tmp), compress)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(im, str(tmp), compress)
     return path

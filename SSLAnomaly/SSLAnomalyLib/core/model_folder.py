@@ -20,6 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from SSLAnomalyLib.core.atomic import atomic_write_text
+from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core import registry
 
 FORMAT_VERSION = 1
@@ -28,12 +30,10 @@ MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
 
 
-class ModelError(Exception):
+class ModelError(PathError):
     """A model folder that cannot be used, with the folder and the reason."""
 
-    def __init__(self, path, reason: str):
-        self.path, self.reason = str(path), reason
-        super().__init__(f"model {self.path}: {reason}")
+    prefix = "model "
 
 
 def sha256(path: Path) -> str:
@@ -67,9 +67,7 @@ def write_manifest(folder: Path, manifest: dict, card: str) -> Path:
     (folder / CARD).write_text(card)
     manifest = dict(manifest, format_version=FORMAT_VERSION,
                     files={name: sha256(folder / name) for name in (WEIGHTS, CARD)})
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1))
     return folder
 
 

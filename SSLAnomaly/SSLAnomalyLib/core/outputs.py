@@ -8,6 +8,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
 from SSLAnomalyLib.core.findings_document import to_json
 from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.io import write_image
@@ -62,25 +63,6 @@ def write_batch_index(out_dir, files, names) -> Path:
     return atomic_write_text(path, json.dumps(rows, indent=1))
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Temporary file, flushed to disk, then renamed: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def remove_partial_files(out_dir) -> None:
-    """Delete the temporary files a killed run left behind (hidden, '.tmp<pid>' in the name). Only
-    one run may write into a folder at a time, so none of them belongs to a live writer."""
-    for p in Path(out_dir).glob(".*.tmp[0-9]*"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-
-
 def case_paths(out_dir, name: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
     return {s.split(".")[1]: out_dir / f"{name}{s}" for s in SUFFIXES}
@@ -93,8 +75,7 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str) -> dict[st
     write_image(result.heatmap, paths["heatmap"], compress=False)  # gzip of float32: -15 % size, 30x the time
     k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
     picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k)
-    tmp = paths["overlay"].with_name(f".{paths['overlay'].name}.tmp{os.getpid()}")
-    picture.save(tmp, format="PNG", compress_level=1)  # +15 % size, a sixth of the time of the default 6
-    os.replace(tmp, paths["overlay"])
+    with atomic_path(paths["overlay"]) as tmp:
+        picture.save(tmp, format="PNG", compress_level=1)  # +15 % size, a sixth of the time of the default 6
     atomic_write_text(paths["findings"], to_json(result.to_dict(image.source)))
     return paths

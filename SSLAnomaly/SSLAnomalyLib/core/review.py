@@ -27,7 +27,8 @@ import re
 import time
 from pathlib import Path
 
-from SSLAnomalyLib.core.outputs import atomic_write_text
+from SSLAnomalyLib.core.atomic import atomic_write_text
+from SSLAnomalyLib.core.errors import PathError
 
 FORMAT_VERSION = 2  # 2: image_id, and the file keyed by it
 SUFFIX = ".review.json"
@@ -35,12 +36,8 @@ STATUSES = ("unreviewed", "confirmed", "rejected")
 ORIGINS = ("model", "reader")
 
 
-class ReviewError(Exception):
-    """A review file that cannot be used, with the file and the reason."""
-
-    def __init__(self, path, reason: str):
-        self.path, self.reason = str(path), reason
-        super().__init__(f"{self.path}: {reason}")
+class ReviewError(PathError):
+    """A review file that cannot be used (or not for this image), with the file and the reason."""
 
 
 def review_path(out_dir, name: str, image_id: str) -> Path:

@@ -15,6 +15,7 @@ from PIL import Image
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
+from SSLAnomalyLib.core.atomic import atomic_path
 from SSLAnomalyLib.mrml.headless import application_logic, is_desktop_slicer
 from SSLAnomalyLib.mrml.heatmap import view_facing
 
@@ -77,6 +78,5 @@ def ras_to_picture(volume_node, ras, view: str | None = None) -> tuple[int, int]
 
 
 def _write_png(pixels: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")

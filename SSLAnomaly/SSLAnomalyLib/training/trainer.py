@@ -12,7 +12,6 @@ signal (see `selection.py`), never by abnormal labels.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from tqdm import tqdm
 
+from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
 from SSLAnomalyLib.core.device import select_device
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
 from SSLAnomalyLib.training.objectives import Pretext
@@ -177,9 +177,7 @@ class Trainer:
             if state["best_signal"] is None or signal > state["best_signal"]:
                 state["best_signal"], state["best_step"] = signal, state["step"]
                 _atomic_save(tensors, best)
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, state_path)
+        atomic_write_text(state_path, json.dumps(state))
 
     def _load(self, model, opt, path):
         tensors = load_file(str(path))
@@ -190,6 +188,5 @@ class Trainer:
 
 
 def _atomic_save(tensors: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))

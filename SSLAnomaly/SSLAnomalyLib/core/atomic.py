@@ -1,0 +1,53 @@
+"""Writing a file so that readers see the old version or the new one, never half of one.
+
+Every temporary file is named after its target and the process writing it
+(`.<name>.tmp<pid>-<token><suffixes>`, the suffixes kept so that writers choosing a format from the
+extension still do), so a run only ever removes leftovers of processes that no longer exist, never
+another live run's files or the user's own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+
+LEFTOVER = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\.[^.]*){0,2}$")
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` to write to; on success it replaces `path` (after
+    reaching the disk), on failure it is removed and `path` is untouched."""
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:])  # e.g. .nii.gz: some writers need both
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def remove_leftovers(folder) -> list[Path]:
+    """Delete the temporary files that writers which no longer run left in `folder` (a killed run);
+    returns them. A live process's files and anything not named by `atomic_path` stay."""
+    import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`, and the CLI imports this file
+
+    removed = []
+    for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
+        named = LEFTOVER.match(p.name)
+        if named and p.is_file() and not psutil.pid_exists(int(named[1])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

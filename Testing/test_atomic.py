@@ -1,0 +1,30 @@
+"""Atomic writes leave the old file or the new one; leftovers of a killed run are removed, and
+nothing else (another live run's temporary files, the user's own files) ever is."""
+
+import subprocess
+import sys
+
+import pytest
+
+from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text, remove_leftovers
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = atomic_write_text(tmp_path / "case.findings.json", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["case.findings.json"]
+
+
+def test_only_leftovers_of_processes_that_are_gone_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    gone = tmp_path / f".a.heatmap.nrrd.tmp{dead}-0123abcd.heatmap.nrrd"
+    live = tmp_path / f".b.findings.json.tmp{1}-89abcdef.json"  # pid 1 is always running
+    users = [tmp_path / ".notes.tmp", tmp_path / f".c.tmp{dead}", tmp_path / "a.findings.json"]
+    for p in (gone, live, *users):
+        p.write_text("x")
+    assert remove_leftovers(tmp_path) == [gone]
+    assert live.exists() and all(p.exists() for p in users)
