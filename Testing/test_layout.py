@@ -78,7 +78,11 @@ def test_the_command_line_imports_without_posix_only_modules():
                "sys.meta_path.insert(0, Block())\n"
                "for m in " + repr(POSIX_ONLY) + ": sys.modules.pop(m, None)\n"
                "import SSLAnomalyLib.cli as cli\n"
-               "cli.parser().parse_args(['train', '--normals', 'n', '--out', 'o'])\n"
+               "import SSLAnomalyLib.core.detector\n"
+               "cli.parser().parse_args(['detect', '--out', 'o', 'x.png'])\n"
+               "assert not [m for m in sys.modules if m.startswith('SSLAnomalyLib.training.')\n"
+               "            and m != 'SSLAnomalyLib.training.defaults'], 'detection imported the trainer'\n"
+               "cli.parser().parse_args(['train', '--normals', 'n', '--out', 'o', '--pretext', 'mae:0.5,jigsaw'])\n"
                "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -63,7 +63,7 @@ def test_messy_corpus_in_one_batch(small_model, messy_corpus, bad_identity_dicom
     code, stdout, stderr, rss_gb = run_detect(["--model", small_model, "--out", out, "--quiet", folder,
                                                bad_identity_dicom], tmp_path)
     assert code == 1 and "Traceback" not in stderr
-    logged = dict(line.split("\t") for line in (out / "failures.log").read_text().splitlines())
+    logged = {row["input"]: row["reason"] for row in map(json.loads, (out / "failures.log").read_text().splitlines())}
     refused = {n for n, e in cases.items() if e.startswith(REFUSED)}
     assert set(logged) == {str(folder / n) for n in refused}
     for name, expect in cases.items():

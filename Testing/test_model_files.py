@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO
 from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.model_folder import FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, sha256
+from SSLAnomalyLib.core.model_folder import FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, seal, sha256
 
 PACKAGE = REPO / "SSLAnomaly"
 UNPICKLING = re.compile(r"torch\.load\s*\(|\bimport pickle\b|\bpickle\.|\bcPickle\b|\bjoblib\b|\bdill\b"
@@ -37,11 +37,11 @@ def copy_model(small_model, tmp_path):
     return copy
 
 
-def rehash(folder: Path):
-    """What an attacker who edits the manifest too would do."""
-    manifest = json.loads((folder / MANIFEST).read_text())
+def rehash(folder: Path, **changes):
+    """What an attacker who edits the manifest too would do: new hashes, and a new seal."""
+    manifest = dict(json.loads((folder / MANIFEST).read_text()), **changes)
     manifest["files"] = {name: sha256(folder / name) for name in manifest["files"]}
-    (folder / MANIFEST).write_text(json.dumps(manifest))
+    (folder / MANIFEST).write_text(json.dumps(seal(manifest)))
 
 
 def test_truncated_weights_are_refused(copy_model):
@@ -60,13 +60,50 @@ def test_truncated_weights_are_refused(copy_model):
     ("[1, 2]", "not a JSON object"),
     ('{"model_id": "x"}', "no format_version"),
     ('{"format_version": 1, "files": ["model.safetensors"]}', "does not list"),
-    ('{"format_version": 1, "files": {"../manifest.json": "0", "model.safetensors": "0"}}', "missing"),
+    ('{"format_version": 1, "files": {"model.safetensors": "0"}}', "not sealed"),
 ])
 def test_damaged_manifest_is_refused(copy_model, manifest, reason):
     bad = copy_model("manifest")
     (bad / MANIFEST).write_text(manifest)
     with pytest.raises(ModelError, match=reason):
         AnomalyDetector.load(bad)
+
+
+def test_an_edited_manifest_is_refused_even_with_its_file_hashes_intact(copy_model):
+    bad = copy_model("edited")
+    manifest = json.loads((bad / MANIFEST).read_text())
+    manifest["encoder"]["input_size"] = 60000  # a memory bomb
+    (bad / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="edited after the model was made"):
+        AnomalyDetector.load(bad)
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("encoder", {"input_size": 60000}, "input_size"), ("encoder", {"widths": [1, 2, "x", 4]}, "encoder.widths"),
+    ("calibration", {"threshold": "high"}, "calibration.threshold"),
+    ("scoring", {"component_stats": {"patch": [0.1, 0.0]}}, "scoring.component_stats.patch"),
+])
+def test_a_resealed_manifest_with_a_bad_field_names_the_field(copy_model, field, value, named):
+    bad = copy_model("field")
+    manifest = json.loads((bad / MANIFEST).read_text())
+    rehash(bad, **{field: dict(manifest[field], **value)})
+    with pytest.raises(ModelError, match=f"field {named}"):
+        AnomalyDetector.load(bad)
+
+
+def test_no_file_of_a_model_folder_may_lead_out_of_it(copy_model, tmp_path):
+    bad = copy_model("linked")
+    outside = tmp_path / "elsewhere.safetensors"
+    (bad / WEIGHTS).rename(outside)
+    (bad / WEIGHTS).symlink_to(outside)
+    with pytest.raises(ModelError, match="leads out of the model folder"):
+        AnomalyDetector.load(bad)
+    traversal = copy_model("traversal")
+    manifest = json.loads((traversal / MANIFEST).read_text())
+    manifest["files"]["../manifest.json"] = "0"
+    (traversal / MANIFEST).write_text(json.dumps(seal(manifest)))
+    with pytest.raises(ModelError, match="missing"):
+        AnomalyDetector.load(traversal)
 
 
 def test_pickle_disguised_as_weights_is_refused_without_running(copy_model, tmp_path):

@@ -115,3 +115,17 @@ def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_no
 def test_unknown_heatmap_layers_are_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit, match="patch_layers must name one or more of layer1"):
         main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--patch-layers", "layer2,layer9"])
+
+
+def test_a_scorer_is_fitted_on_normals_before_it_scores(small_normals):
+    from SSLAnomalyLib.core.encoder import build_encoder
+    from SSLAnomalyLib.core.scoring import NotFittedError, Scorer
+
+    normals = load_normals(small_normals[0], 64, progress=False)
+    scorer = Scorer(build_encoder(EncoderConfig(input_size=64)), EncoderConfig(input_size=64))
+    with pytest.raises(NotFittedError, match="fit"):
+        scorer.score(normals.images01[:2], normals.lungs[:2])
+    assert scorer.fit(normals.images01[:30], normals.images01[30:], normals.lungs[30:]) is scorer
+    held = scorer.held_out_scores.score
+    assert abs(held.mean()) < 1e-6  # standardised on exactly these held-out normals
+    assert np.allclose(scorer.score(normals.images01[30:], normals.lungs[30:]).score, held, atol=1e-4)

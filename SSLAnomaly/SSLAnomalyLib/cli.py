@@ -20,10 +20,10 @@ from SSLAnomalyLib.core.encoder import EncoderConfig
 from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph, write_image
 from SSLAnomalyLib.core.model_folder import ModelError
-from SSLAnomalyLib.training.objectives import OBJECTIVES, Pretext
-from SSLAnomalyLib.training.trainer import FINE_TUNE_LR, TrainConfig
+from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, FINE_TUNE_LR, LR, OBJECTIVE_NAMES
 from SSLAnomalyLib.core.atomic import atomic_write_text, remove_leftovers
-from SSLAnomalyLib.core.outputs import (case_paths, unique_case_names, write_batch_index,
+from SSLAnomalyLib.core.outputs import (case_paths, output_lock, refuse_output_inside_inputs, shown, unique_case_names,
+                                        write_failures, write_batch_index,
                       write_case_outputs)
 
 FAILURE_LOG = "failures.log"
@@ -73,7 +73,10 @@ positive = _ranged(_number, lambda v: v > 0, "more than 0")                     
 count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
 
 
-def pretext(text: str) -> Pretext:
+def pretext(text: str):
+    """An argparse type: `training.objectives.Pretext` of 'name[:weight],...'."""
+    from SSLAnomalyLib.training.objectives import Pretext
+
     try:
         return Pretext.parse(text)
     except ValueError as e:
@@ -95,13 +98,17 @@ def cmd_detect(args) -> int:
         print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 2
     out = Path(args.out)
+    refuse_output_inside_inputs(out, args.inputs)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        return _detect_batch(args, detector, files, out)
+
+
+def _detect_batch(args, detector, files, out: Path) -> int:
     remove_leftovers(out)
     names = unique_case_names(files)
     write_batch_index(out, files, names)
-    todo = [(f, n) for f, n in zip(files, names)
-            if not (args.resume and case_paths(out, n)["findings"].exists()
-                    and (not args.lungs or (out / f"{n}{LUNGS_SUFFIX}").exists()))]
+    todo = [(f, n) for f, n in zip(files, names) if not (args.resume and _kept(args, detector, out, f, n))]
     log = out / FAILURE_LOG
     log.unlink(missing_ok=True)  # every input without results is tried again, so the log starts afresh
     write_mrb = None
@@ -137,11 +144,11 @@ def cmd_detect(args) -> int:
                 written = write_case_outputs(result, image, out, name)  # findings JSON last: the case is done
                 percentiles.append((written["findings"], result.percentile))
                 for w in result.warnings:
-                    tqdm.write(f"warning: {path}: {w}", file=sys.stderr)
+                    tqdm.write(f"warning: {shown(path)}: {w}", file=sys.stderr)
             except Exception as e:
-                failures.append((str(path), _reason(e)))
-                atomic_write_text(log, "".join(f"{p}\t{r}\n" for p, r in failures))
-                tqdm.write(f"error: {path}: {failures[-1][1]}", file=sys.stderr)
+                failures.append((path, _reason(e)))
+                write_failures(log, failures)
+                tqdm.write(f"error: {shown(path)}: {failures[-1][1]}", file=sys.stderr)
             bar.update(1)
         bar.close()
     for name in set(names) - {n for _, n in todo}:  # cases an earlier run of this batch finished (--resume)
@@ -158,6 +165,22 @@ def cmd_detect(args) -> int:
           + (f" ({len(files) - len(todo)} already done)" if len(todo) < len(files) else "")
           + (f"; {len(failures)} failed, listed in {log}" if failures else ""))
     return 1 if failures else 0
+
+
+
+
+def _kept(args, detector, out: Path, path, name: str) -> bool:
+    """With --resume, an earlier result is kept only if it is of this input, by this model at these
+    thresholds, with every file this run would write; otherwise the case is done again."""
+    paths = case_paths(out, name)
+    if not all(p.exists() for p in paths.values()) or (args.lungs and not (out / f"{name}{LUNGS_SUFFIX}").exists()):
+        return False
+    try:
+        done = json.loads(paths["findings"].read_text(encoding="utf-8"))
+        return (done["input"] == str(path) and done["model"] == detector.model_id
+                and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _reason(e: Exception) -> str:
@@ -209,7 +232,7 @@ def cmd_train(args) -> int:
                               patch_layers=tuple(args.patch_layers.split(",")) if args.patch_layers else base.patch_layers)
     except ValueError as e:
         raise SystemExit(f"error: --patch-layers: {e}") from None
-    lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else TrainConfig.lr)
+    lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else LR)
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes, lr=lr,
                          seed=args.seed, encoder_cfg=encoder_cfg,
                          pretext=args.pretext, fpr=args.fpr,
@@ -334,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
     t.add_argument("--seed", type=count, default=0)
     t.add_argument("--lr", type=positive, default=None,
-                   help=f"peak learning rate (default {TrainConfig.lr}, or {FINE_TUNE_LR} with --start-from: fine-tuning "
+                   help=f"peak learning rate (default {LR}, or {FINE_TUNE_LR} with --start-from: fine-tuning "
                         "at the from-scratch rate first destroys what the starting encoder knew)")
     t.add_argument("--size", type=int, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
                                             "or the --start-from model's)")
@@ -344,9 +367,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--patch-layers", metavar="LAYERS",
                    help=f"comma-separated encoder stages that feed the heatmap (default "
                         f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
-    t.add_argument("--pretext", type=pretext, default=Pretext(),
+    t.add_argument("--pretext", type=pretext, default=DEFAULT_PRETEXT,
                    help=f"self-supervised objective(s), alone or summed with weights, e.g. 'contrastive:0.5,anatpaste' "
-                        f"(choose from {', '.join(OBJECTIVES)}; default {Pretext().label})")
+                        f"(choose from {', '.join(OBJECTIVE_NAMES)}; default {DEFAULT_PRETEXT})")
     t.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
     t.add_argument("--reference-views", type=count, default=0, metavar="N",
                    help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0)")

@@ -107,7 +107,7 @@ class AnomalyDetector:
             stats = manifest["scoring"]["component_stats"]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise model_folder.ModelError(model_folder.resolve(model), f"manifest or weights are inconsistent ({e})") from None
-        scorer = Scorer(net, config, reference, stats, select_device(device))
+        scorer = Scorer(net, config, select_device(device), reference=reference, component_stats=stats)
         return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest,
                    population=registry.population_of(model, manifest))
 

@@ -24,7 +24,7 @@ from SSLAnomalyLib.core.atomic import atomic_write_text
 from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core import registry
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha256)
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
@@ -67,8 +67,19 @@ def write_manifest(folder: Path, manifest: dict, card: str) -> Path:
     (folder / CARD).write_text(card)
     manifest = dict(manifest, format_version=FORMAT_VERSION,
                     files={name: sha256(folder / name) for name in (WEIGHTS, CARD)})
-    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1))
+    atomic_write_text(folder / MANIFEST, json.dumps(seal(manifest), indent=1, allow_nan=False))
     return folder
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON, its own digest left out."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
+def seal(manifest: dict) -> dict:
+    """The manifest with its own digest: an edited field (an input size, a threshold) is refused at load."""
+    return dict(manifest, manifest_sha256=manifest_digest(manifest))
 
 
 def _refuse_non_finite(constant: str):
@@ -102,10 +113,20 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
     files = manifest.get("files")
     if not isinstance(files, dict) or WEIGHTS not in files:
         raise ModelError(folder, f"{MANIFEST} does not list {WEIGHTS}")
+    if version < FORMAT_VERSION or "manifest_sha256" not in manifest:
+        raise ModelError(folder, f"{MANIFEST} is not sealed by its own digest (format version {version}, from an "
+                                 "older SSLAnomaly); train or calibrate the model again with this version")
+    if manifest["manifest_sha256"] != manifest_digest(manifest):
+        raise ModelError(folder, f"{MANIFEST} was edited after the model was made (its digest does not match); "
+                                 "refusing to load it")
+    inside = folder.resolve()
     for name, digest in files.items():
         p = folder / name
         if Path(name).name != name or not p.is_file():
             raise ModelError(folder, f"file {name} listed in the manifest is missing")
+        if p.is_symlink() or p.resolve().parent != inside or (folder / MANIFEST).is_symlink():
+            raise ModelError(folder, f"{name} is a link or leads out of the model folder; a model folder is "
+                                     "sealed and holds its own files only")
         if sha256(p) != digest:
             raise ModelError(folder, f"{name} does not match its SHA-256 in the manifest "
                                      "(modified, truncated or corrupted); refusing to load it")
@@ -116,6 +137,43 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelError(folder, f"{WEIGHTS} holds non-finite values in {name}; refusing a model that would fail open")
+    check_fields(folder, manifest)
     encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     arrays = {k[len("reference."):]: v.numpy() for k, v in tensors.items() if k.startswith("reference.")}
     return manifest, encoder, arrays
+
+
+def _field(manifest: dict, path: str):
+    value = manifest
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def check_fields(folder, manifest: dict) -> None:
+    """The fields that size memory or decide a verdict, type- and range-checked: a ModelError names
+    the field. (Sealed manifests are checked too: a model made with a bad option must not load.)"""
+    def refuse(field, why):
+        raise ModelError(folder, f"{MANIFEST} field {field} {why}")
+
+    size = _field(manifest, "encoder.input_size") or _field(manifest, "network.input_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 1024):
+        refuse("input_size", f"must be a whole number of pixels from 32 to 1024, not {size!r}")
+    for field in ("encoder.widths", "encoder.layers"):
+        value = _field(manifest, field)
+        if value is not None and not (isinstance(value, list) and len(value) == 4
+                                      and all(isinstance(v, int) and 0 < v <= 2048 for v in value)):
+            refuse(field, f"must be four whole numbers from 1 to 2048, not {value!r}")
+    for field in ("calibration.threshold", "calibration.pixel_threshold", "calibration.false_positive_rate"):
+        value = _field(manifest, field)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            refuse(field, f"must be a number, not {value!r}")
+    fpr = _field(manifest, "calibration.false_positive_rate")
+    if fpr is not None and not 0 < fpr < 1:
+        refuse("calibration.false_positive_rate", f"must be between 0 and 1, not {fpr}")
+    for name, stats in (_field(manifest, "scoring.component_stats") or {}).items():
+        if not (isinstance(stats, list) and len(stats) == 2 and all(isinstance(v, (int, float)) for v in stats)
+                and stats[1] > 0):
+            refuse(f"scoring.component_stats.{name}", f"must be [mean, spread > 0], not {stats!r}")

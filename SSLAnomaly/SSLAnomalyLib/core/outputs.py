@@ -1,14 +1,19 @@
-"""Writing one case's results: findings JSON, heatmap NRRD and overlay PNG, each atomically
-(temporary file + rename) so an interrupted run never leaves a half-written result."""
+"""Writing a batch's results: per case the findings JSON, heatmap NRRD and overlay PNG, each
+atomically (temporary file + rename) so an interrupted run never leaves a half-written result;
+case names that never collide; one run per output folder at a time; an output folder never inside
+the inputs; failures as JSON lines, names escaped, so no file name can forge a line or reach the
+terminal raw."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
+from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core.findings_document import to_json
 from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.io import write_image
@@ -16,6 +21,68 @@ from SSLAnomalyLib.core.overlay import render_overlay
 
 SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
 BATCH_INDEX = "batch_index.json"
+LOCK = ".sslanomaly.lock"
+
+
+def shown(path) -> str:
+    """A file name as it may be printed or logged: control characters (newlines, tabs, terminal
+    escapes) and bytes that are not text (a non-UTF-8 name) written as \\xNN / \\uNNNN."""
+    out = []
+    for c in os.fsdecode(path):
+        code = ord(c)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif not c.isprintable():
+            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def write_failures(path, failures: list[tuple[str, str]]) -> Path:
+    """One JSON object per line: {"input": shown name, "reason": ...}."""
+    return atomic_write_text(path, "".join(json.dumps({"input": shown(f), "reason": r}) + "\n" for f, r in failures))
+
+
+def refuse_output_inside_inputs(out_dir, inputs) -> None:
+    """An output folder in (or equal to) an input folder would have the tool's own results scored
+    as radiographs by the next run: refused, naming both."""
+    out = Path(out_dir).resolve()
+    for given in inputs:
+        folder = Path(given).resolve()
+        if Path(given).is_dir() and (out == folder or folder in out.parents):
+            raise PathError(out_dir, f"the output folder is inside the input folder {given}; its results would be "
+                                     "read as radiographs on the next run: choose an output folder outside the inputs")
+
+
+@contextmanager
+def output_lock(out_dir):
+    """Hold `OUT/.sslanomaly.lock` while a run writes there: a second run into the same folder is
+    refused (PathError naming the holder); a lock whose process is gone is taken over."""
+    import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`
+
+    path = Path(out_dir) / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                holder = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and psutil.pid_exists(holder) and holder != os.getpid():
+                raise PathError(out_dir, f"another sslanomaly run (process {holder}) is writing into this folder; "
+                                         "wait for it to finish or choose another output folder") from None
+            path.unlink(missing_ok=True)  # its process is gone: the lock is stale
+    else:
+        raise PathError(out_dir, "could not take the output folder's lock")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def case_name(path) -> str:

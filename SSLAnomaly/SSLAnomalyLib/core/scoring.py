@@ -35,12 +35,41 @@ class BatchScores:
         return None if self.standardised is None else mean_of(self.standardised)
 
 
+class NotFittedError(RuntimeError):
+    """A scorer asked to score before it has a normal reference and standardisation."""
+
+
 class Scorer:
-    def __init__(self, net: torch.nn.Module, config: EncoderConfig, reference: NormalReference | None = None,
-                 component_stats: dict[str, list[float]] | None = None, device: torch.device | str = "cpu"):
+    """An encoder and what normal looks like through it, fitted scikit-learn style on normals only:
+    `Scorer(net, config).fit(reference normals, held-out normals)`, or rebuilt from a model folder
+    with its learned `reference` and `component_stats`."""
+
+    def __init__(self, net: torch.nn.Module, config: EncoderConfig, device: torch.device | str = "cpu",
+                 reference: NormalReference | None = None, component_stats: dict[str, list[float]] | None = None):
         self.net = net.to(device).eval()
-        self.config, self.reference, self.component_stats = config, reference, component_stats
-        self.device = torch.device(device)
+        self.config, self.device = config, torch.device(device)
+        self.reference, self.component_stats = reference, component_stats
+        self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised
+
+    def fit(self, reference_images01: np.ndarray, held_out_images01: np.ndarray, held_out_lungs: np.ndarray,
+            standardise_positions: bool = False) -> "Scorer":
+        """The normal reference from `reference_images01`; each component's mean and spread on the
+        held-out normals (and with `standardise_positions`, each patch position's normal distance)."""
+        pooled, patches = self.features(reference_images01)
+        self.reference = NormalReference().fit(pooled, patches.numpy())
+        held_pooled, held_patches = self.features(held_out_images01)
+        if standardise_positions:
+            self.reference.fit_positions(held_patches.numpy())
+        raw = self._score_features(held_pooled, held_patches, held_out_lungs, held_out_images01.shape[-1])
+        return self.standardise_on(raw.components, raw)
+
+    def standardise_on(self, components: dict[str, np.ndarray], scores: "BatchScores | None" = None) -> "Scorer":
+        """Set the standardisation from normals' raw components (a site's normals, in site calibration)."""
+        self.component_stats = component_stats(components)
+        if scores is not None:
+            scores.standardised = self.standardise(scores.components)
+            self.held_out_scores = scores
+        return self
 
     @torch.no_grad()
     def features(self, images01: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
@@ -53,17 +82,19 @@ class Scorer:
         return torch.cat(pooled).numpy(), torch.cat(patches)
 
     def score(self, images01: np.ndarray, lungs: np.ndarray) -> BatchScores:
-        pooled, patches = self.features(images01)
+        if self.reference is None or self.component_stats is None:
+            raise NotFittedError("this Scorer has no normal reference yet: call fit() on normals, or load a model folder")
+        result = self._score_features(*self.features(images01), lungs, images01.shape[-1])
+        result.standardised = self.standardise(result.components)
+        return result
+
+    def _score_features(self, pooled, patches, lungs, size: int) -> BatchScores:
         coarse = self.reference.patch_map(patches).numpy()
-        size = images01.shape[-1]
         grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
         in_lung = [g[lung] if lung.any() else g.ravel() for g, lung in zip(grid, lungs)]
         components = {"pooled": self.reference.pooled_score(pooled),
                       "patch": np.array([v.mean() for v in in_lung])}
-        result = BatchScores(components, grid, np.array([v.max() for v in in_lung]))
-        if self.component_stats is not None:
-            result.standardised = self.standardise(components)
-        return result
+        return BatchScores(components, grid, np.array([v.max() for v in in_lung]))
 
     def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each component as a z-score against the held-out training normals."""

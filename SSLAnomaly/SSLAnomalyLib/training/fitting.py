@@ -31,8 +31,7 @@ from SSLAnomalyLib.core.lung_model import bundled_segmenter
 from SSLAnomalyLib.core.model_card import model_card
 from SSLAnomalyLib.core.preprocess import to_model_input
 from SSLAnomalyLib.training.objectives import Pretext
-from SSLAnomalyLib.core.reference import NormalReference
-from SSLAnomalyLib.core.scoring import Scorer, component_stats
+from SSLAnomalyLib.core.scoring import Scorer
 from SSLAnomalyLib.training.selection import SyntheticCheck
 from SSLAnomalyLib.core.device import select_device
 from SSLAnomalyLib.training.trainer import Trainer, TrainConfig, augment
@@ -131,13 +130,8 @@ def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: No
     a normal taken with another field of view or exposure is nearer to normal. With
     `standardise_positions`, the patch map is expressed against each position's normal distance on
     the held-out normals (`NormalReference.fit_positions`)."""
-    scorer = Scorer(net, config, device=device)
-    pooled, patches = scorer.features(augmented_views(reference_set.images01, views, seed))
-    scorer.reference = NormalReference().fit(pooled, patches.numpy())
-    if standardise_positions:
-        scorer.reference.fit_positions(scorer.features(held_out.images01)[1].numpy())
-    scorer.component_stats = component_stats(scorer.score(held_out.images01, held_out.lungs).components)
-    return scorer
+    return Scorer(net, config, device=device).fit(augmented_views(reference_set.images01, views, seed),
+                                                  held_out.images01, held_out.lungs, standardise_positions)
 
 
 def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,

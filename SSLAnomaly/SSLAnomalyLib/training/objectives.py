@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from SSLAnomalyLib.core.encoder import EncoderConfig, feature_maps, to_batch
+from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, OBJECTIVE_NAMES
 from SSLAnomalyLib.training.pretext import PretextConfig, synthesise
 
 
@@ -276,13 +277,14 @@ class Jigsaw(Objective):
 
 
 OBJECTIVES = {o.name: o for o in (AnatPaste, Opacity, Contrastive, Mae, Relpos, Jigsaw)}
+assert tuple(OBJECTIVES) == OBJECTIVE_NAMES, "training/defaults.py names the objectives the command line offers"
 
 
 @dataclass(frozen=True)
 class Pretext:
     """What the encoder is trained with: (objective, weight) pairs whose losses are summed."""
 
-    terms: tuple[tuple[str, float], ...] = (("anatpaste", 1.0),)  # the bundled models' recipe
+    terms: tuple[tuple[str, float], ...] = ((DEFAULT_PRETEXT, 1.0),)
 
     @classmethod
     def parse(cls, text: str) -> "Pretext":

@@ -19,8 +19,7 @@ from sklearn.metrics import roc_auc_score
 from SSLAnomalyLib.core.encoder import EncoderConfig
 from SSLAnomalyLib.core.lung_model import bundled_segmenter
 from SSLAnomalyLib.training.pretext import PretextConfig, opacity
-from SSLAnomalyLib.core.reference import NormalReference
-from SSLAnomalyLib.core.scoring import Scorer, component_stats
+from SSLAnomalyLib.core.scoring import Scorer
 from SSLAnomalyLib.training.trainer import augment
 
 MAX_REFERENCE_IMAGES = 300
@@ -41,13 +40,9 @@ class SyntheticCheck:
 
     def __call__(self, net: torch.nn.Module) -> float:
         was_training = net.training
-        scorer = Scorer(net, self.config, device=self.device)
-        pooled, patches = scorer.features(self.reference_images)
-        scorer.reference = NormalReference().fit(pooled, patches.numpy())
-        normal = scorer.score(self.normals, self.lungs).components
-        scorer.component_stats = component_stats(normal)
-        s_normal = scorer.combine(normal)
-        s_anomalous = scorer.combine(scorer.score(self.anomalous, self.lungs).components)
+        scorer = Scorer(net, self.config, device=self.device).fit(self.reference_images, self.normals, self.lungs)
+        s_normal = scorer.held_out_scores.score
+        s_anomalous = scorer.score(self.anomalous, self.lungs).score
         net.train(was_training)
         y = np.r_[np.zeros(len(s_normal)), np.ones(len(s_anomalous))]
         return float(roc_auc_score(y, np.r_[s_normal, s_anomalous]))

@@ -23,7 +23,6 @@ from SSLAnomalyLib.core.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.detector import AnomalyDetector
 from SSLAnomalyLib.core.io import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.model_card import model_card
-from SSLAnomalyLib.core.scoring import component_stats
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse
 BATCH = 32
@@ -71,7 +70,7 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     if len(kept) < MIN_NORMALS:
         raise ReadError(", ".join(dirs), f"{len(kept)} readable normal radiograph(s); calibration needs at least "
                                      f"{MIN_NORMALS} (a few hundred give stable thresholds)")
-    detector.scorer.component_stats = stats = component_stats(components)
+    stats = detector.scorer.standardise_on(components).component_stats
     calibration = Calibration(detector.scorer.combine(components), peaks, fpr)
     digest = hashlib.sha256("\n".join(sorted(Path(f).name for f in kept)).encode()).hexdigest()[:16]
     old = dict(detector.manifest)

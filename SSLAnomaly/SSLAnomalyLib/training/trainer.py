@@ -26,17 +26,17 @@ from tqdm import tqdm
 from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
 from SSLAnomalyLib.core.device import select_device
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.training.defaults import LR
 from SSLAnomalyLib.training.objectives import Pretext
 
 
-FINE_TUNE_LR = 0.003  # a tenth of the from-scratch rate when starting from a trained encoder
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     minutes: float = 30.0
     batch_size: int = 32
-    lr: float = 0.03
+    lr: float = LR
     momentum: float = 0.9
     weight_decay: float = 3e-5
     seed: int = 0
