@@ -7,6 +7,7 @@ warnings must contain ("" for none in particular), or `REFUSED` with a substring
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ MPEG2 = "1.2.840.10008.1.2.4.100"  # a video transfer syntax no radiograph reade
 
 
 def write_dicom(path, pixels, photometric="MONOCHROME2", spacing=(0.15, 0.15), syntax=ExplicitVRLittleEndian,
-                bits=12) -> Path:
+                bits=12, modality="DX") -> Path:
     """A DX image (frames if `pixels` is 3D) carrying a patient identity, in any transfer syntax."""
     pixels = np.asarray(pixels)
     meta = FileMetaDataset()
@@ -33,7 +34,7 @@ def write_dicom(path, pixels, photometric="MONOCHROME2", spacing=(0.15, 0.15), s
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = "DX", PATIENT_NAME, PATIENT_ID
+    ds.Modality, ds.PatientName, ds.PatientID = modality, PATIENT_NAME, PATIENT_ID
     ds.Rows, ds.Columns = pixels.shape[-2:]
     if pixels.ndim == 3:
         ds.NumberOfFrames = pixels.shape[0]
@@ -122,6 +123,25 @@ def build_corpus(folder, fullres_jpeg: Path) -> dict[str, str]:
     data = fullres_jpeg.read_bytes()
     (folder / "truncated.jpeg").write_bytes(data[: len(data) // 2])
     cases["truncated.jpeg"] = REFUSED + "truncated"
+    (folder / "truncated_with_end_marker.jpeg").write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    cases["truncated_with_end_marker.jpeg"] = "probably truncated"
+    png("constant.png", np.full_like(gray, 77), REFUSED + "constant")
+    write_dicom(folder / "ct.dcm", v12, modality="CT")
+    cases["ct.dcm"] = "not a radiograph"
+    (folder / "outside.mhd").write_text("NDims = 2\nDimSize = 512 512\nElementType = MET_UCHAR\n"
+                                         "ElementDataFile = /etc/hostname\n")
+    cases["outside.mhd"] = REFUSED + "not a file beside it"
+    (folder / "parent.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 2\nsizes: 512 512\n"
+                                        "encoding: raw\ndata file: ../secret.raw\n")
+    cases["parent.nhdr"] = REFUSED + "not a file beside it"
+    os.mkfifo(folder / "fifo.raw")
+    (folder / "fifo.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 2\nsizes: 512 512\n"
+                                      "encoding: raw\ndata file: fifo.raw\n")
+    cases["fifo.nhdr"] = REFUSED + "not a plain file"
+    (folder / "vector_bomb.nhdr").write_text("NRRD0004\ntype: double\ndimension: 3\nsizes: 64 4000 4000\n"
+                                             "kinds: vector domain domain\nendian: little\nencoding: raw\ndata file: bomb.raw\n")
+    (folder / "bomb.raw").write_bytes(bytes(1024))  # a tiny file whose header promises 8 GB of doubles
+    cases["vector_bomb.nhdr"] = REFUSED + "MB (limit"
     data = (folder / "mono2.dcm").read_bytes()
     (folder / "truncated.dcm").write_bytes(data[: len(data) // 2])
     cases["truncated.dcm"] = REFUSED + ""

@@ -1,10 +1,12 @@
 """Every kind of messy input is read into a valid image or refused naming the file and the reason."""
 
+import os
 import struct
 import zlib
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from pydicom.uid import ExplicitVRLittleEndian
 
 from messy_corpus import REFUSED, write_dicom
@@ -91,3 +93,25 @@ def test_a_header_promising_a_huge_image_is_refused_before_decoding(tmp_path):
     for name in ("huge.dcm", "huge.png"):
         with pytest.raises(ReadError, match="too large"):
             read_radiograph(tmp_path / name)
+
+
+def test_a_file_whose_name_is_not_utf8_is_read_and_logged_safely(small_model, tmp_path):
+    import json
+    import subprocess
+
+    from conftest import REPO, data_dir
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    image = sitk.ReadImage(str(source))
+    name = os.fsencode(folder) + b"/caf\xe9.nrrd"
+    sitk.WriteImage(image, str(tmp_path / "plain.nrrd"))
+    os.rename(tmp_path / "plain.nrrd", name)
+    (folder / "bad.png").write_bytes(b"not a png")
+    r = subprocess.run([str(REPO / ".venv" / "bin" / "sslanomaly"), "detect", "--model", str(small_model), "--out",
+                        str(tmp_path / "out"), "--quiet", str(folder)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(list((tmp_path / "out").glob("*.findings.json"))) == 1  # the non-UTF-8 one was scored
+    assert [json.loads(line)["input"].endswith("bad.png")
+            for line in (tmp_path / "out" / "failures.log").read_text().splitlines()] == [True]

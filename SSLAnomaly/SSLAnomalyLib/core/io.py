@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,6 +30,9 @@ RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 ITK_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".mha", ".mhd"}
 MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look at it)
 MAX_PIXELS = 178_956_970  # pixels (all frames) decoded at most: where Pillow refuses too (2 x MAX_IMAGE_PIXELS)
+MAX_DECODED_BYTES = 768 * 2**20  # the largest array decoding may make (components and LUT copies counted)
+RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT", ""}  # anything else is not a plain radiograph
+FLAT_TAIL_ROWS = 0.05  # a raster whose bottom 5 % of rows are one flat value was probably cut short
 
 
 class ReadError(PathError):
@@ -116,6 +120,15 @@ def _check_size(path: Path, *dims: int) -> None:
                               f"(limit {MAX_PIXELS:,})")
 
 
+def _check_bytes(path: Path, n_values: int, bytes_per_value: int, what: str) -> None:
+    """Refuse before decoding when the array decoding makes would exceed MAX_DECODED_BYTES (a pixel
+    cap is not a byte cap: components, wide types and LUT copies multiply it)."""
+    n = int(n_values) * int(bytes_per_value)
+    if n > MAX_DECODED_BYTES:
+        raise ReadError(path, f"image too large to read: decoding {what} needs {n / 2**20:,.0f} MB "
+                              f"(limit {MAX_DECODED_BYTES / 2**20:,.0f} MB)")
+
+
 def _validated(img: Radiograph, path: Path) -> Radiograph:
     _, rows, cols = img.shape
     if min(rows, cols) < MIN_SIDE:
@@ -131,9 +144,26 @@ def _validated(img: Radiograph, path: Path) -> Radiograph:
             img.pixels = px
             img.warnings.append(f"{int(bad.sum())} NaN/inf pixels replaced by the median")
     if float(px.max()) == float(px.min()):
-        img.warnings.append("image is constant (no contrast)")
+        raise ReadError(path, f"image is constant (every pixel {float(px.max()):g}): there is nothing to score")
+    flat = _flat_tail_rows(px[0])
+    if flat >= FLAT_TAIL_ROWS * rows:
+        img.warnings.append(f"the bottom {flat} rows are one flat value: the file is probably truncated or "
+                            "damaged, and the result is not reliable")
     img.source = str(path)
     return img
+
+
+def _flat_tail_rows(pixels: np.ndarray) -> int:
+    """How many of the last rows hold one and the same mid-grey value: what a decoder fills missing
+    data with. Black or white padding (the image's minimum or maximum) is a radiograph's own border."""
+    value, n = pixels[-1, 0], 0
+    if value in (pixels.min(), pixels.max()):
+        return 0
+    for row in pixels[::-1]:
+        if not (row == value).all():
+            break
+        n += 1
+    return n
 
 
 def _read_raster(path: Path) -> Radiograph:
@@ -166,11 +196,16 @@ def _read_raster(path: Path) -> Radiograph:
 def _read_itk(path: Path) -> Radiograph:
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.ReadImageInformation()
-    _check_size(path, *reader.GetSize())
-    im = reader.Execute()
+    data = _detached_data_file(path)
+    with _utf8_named(path, data) as readable:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(readable))
+        reader.ReadImageInformation()
+        _check_size(path, *reader.GetSize())
+        _check_bytes(path, math.prod(reader.GetSize()) * reader.GetNumberOfComponents(),
+                     max(_component_bytes(sitk.GetPixelIDValueAsString(reader.GetPixelID())), 4),
+                     f"{reader.GetNumberOfComponents()} component(s) per pixel")
+        im = reader.Execute()
     if im.GetNumberOfComponentsPerPixel() > 1:
         im = sitk.VectorIndexSelectionCast(im, 0) if im.GetNumberOfComponentsPerPixel() == 2 else \
             _rgb_to_gray_itk(im)
@@ -185,6 +220,60 @@ def _read_itk(path: Path) -> Radiograph:
     direction = np.eye(3)
     direction[:dim, :dim] = np.asarray(im.GetDirection()).reshape(dim, dim)
     return Radiograph(arr, spacing, origin, direction, is_2d=(dim == 2))
+
+
+DETACHED_KEYS = {".mhd": "elementdatafile", ".mha": "elementdatafile", ".nhdr": "data file"}
+
+
+def _detached_data_file(path: Path) -> Path | None:
+    """The data file a detached header (.mhd, .nhdr) names, accepted only as a plain file beside
+    the header: never an absolute path, a parent folder, a device, a FIFO or a list of files."""
+    key = DETACHED_KEYS.get(_suffix(path))
+    if key is None:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024)
+    named = None
+    for line in head.split(b"\n"):
+        k, sep, v = line.decode("latin-1").partition(":" if key == "data file" else "=")
+        if sep and k.strip().lower() in (key, "datafile"):
+            named = v.strip()
+            break
+    if named is None or named.upper() == "LOCAL":
+        return None  # the data follows the header in the same file
+    if named.upper().startswith("LIST") or "%" in named or " " in named:
+        raise ReadError(path, f"the header names a list or pattern of data files ({named!r}); only one file beside it is read")
+    data = path.parent / named
+    if Path(named).is_absolute() or Path(named).name != named or not data.exists():
+        raise ReadError(path, f"the header's data file {named!r} is not a file beside it; nothing outside the given "
+                              "input is read")
+    if not data.is_file() or data.is_symlink():
+        raise ReadError(path, f"the header's data file {named!r} is not a plain file (a link, a device or a FIFO)")
+    return data
+
+
+@contextlib.contextmanager
+def _utf8_named(path: Path, data: Path | None):
+    """`path` itself, or where its name is not UTF-8 (which SimpleITK cannot open), a link to it (and
+    to its data file) under a plain name in a temporary folder."""
+    try:
+        os.fsencode(path).decode("utf-8")
+        yield path
+        return
+    except UnicodeDecodeError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="sslanomaly-read-") as tmp:
+        link = Path(tmp) / f"image{_suffix(path)}"
+        link.symlink_to(path.resolve())
+        if data is not None:
+            (Path(tmp) / data.name).symlink_to(data.resolve())
+        yield link
+
+
+def _component_bytes(pixel_type: str) -> int:
+    """Bytes per component from SimpleITK's pixel type name ('vector of 16-bit signed integer')."""
+    bits = re.search(r"(\d+)-bit", pixel_type)
+    return int(bits[1]) // 8 if bits else 8
 
 
 def _rgb_to_gray_itk(im):
@@ -254,6 +343,8 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         raise ReadError(path, "DICOM file has no pixel data (not an image object)")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     _check_size(path, ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1))
+    values = math.prod(int(v or 1) for v in (ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1)))
+    _check_bytes(path, values, 8 * 2, "the pixel data and its LUT copies (float64)")
     try:
         arr = ds.pixel_array
     except Exception as e:
@@ -293,6 +384,10 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
         "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
     img.dicom["path"] = str(path)
+    modality = img.dicom["Modality"].strip().upper()
+    if modality not in RADIOGRAPH_MODALITIES:
+        img.warnings.append(f"DICOM modality {modality} is not a radiograph (CR/DX): the model was made for chest "
+                            "radiographs, and its result for this image means nothing")
     return img
 
 

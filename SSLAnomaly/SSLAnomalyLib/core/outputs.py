@@ -86,8 +86,10 @@ def output_lock(out_dir):
 
 
 def case_name(path) -> str:
-    """File name without image suffixes (x.nii.gz -> x, IM-1.jpeg -> IM-1)."""
-    name = Path(path).name
+    """File name without image suffixes (x.nii.gz -> x, IM-1.jpeg -> IM-1), as a name every writer
+    can open: bytes that are not UTF-8 become %XX, control characters '_'."""
+    name = "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c if c.isprintable() else "_"
+                   for c in os.fsdecode(Path(path).name))
     for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".dcm", ".dicom", ".png",
                    ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ima"):
         if name.lower().endswith(suffix):
