@@ -76,3 +76,20 @@ def test_evaluate_perturb_reports_each_family_at_the_models_threshold(pediatric_
     bad = subprocess.run([SSLANOMALY, "evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
                           "--perturb", "sepia"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "sepia" in bad.stderr
+
+
+def test_box_files_are_validated_and_boxes_clipped_to_the_image(tmp_path):
+    import pytest
+
+    from SSLAnomalyLib.core.io import ReadError
+    from SSLAnomalyLib.evaluation.evaluate import box_mask, read_boxes
+
+    mask = box_mask((10, 20), [(-5, -5, 3, 2)])  # partly outside: the inside part only
+    assert mask[:3, :4].all() and mask.sum() == 12
+    assert not box_mask((10, 20), [(30, 30, 40, 40)]).any()  # wholly outside: nothing
+    for text, reason in [("image,x0,y0\na.png,1,2\n", "no column"), ("image,x0,y0,x1,y1\na.png,1,2,x,4\n", "line 2"),
+                         ("image,x0,y0,x1,y1\na.png,5,2,1,4\n", "x0 <= x1"), ("image,x0,y0,x1,y1\n", "no boxes"),
+                         ("image,x0,y0,x1,y1\na.png,nan,2,3,4\n", "finite")]:
+        (tmp_path / "boxes.csv").write_text(text)
+        with pytest.raises(ReadError, match=reason):
+            read_boxes(tmp_path / "boxes.csv")

@@ -23,7 +23,7 @@ def read(run: Path, name: str) -> dict | None:
 
 
 def fmt(d: dict | None, key: str) -> str:
-    return "-" if d is None or key not in d else f"{d[key]:.3f}"
+    return "-" if d is None or d.get(key) is None else f"{d[key]:.3f}"
 
 
 def shift_cells(shifted: dict | None) -> list[str]:

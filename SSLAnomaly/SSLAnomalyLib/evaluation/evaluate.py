@@ -96,18 +96,47 @@ def write_scores_csv(path, table) -> None:
                         f"{r['percentile']:.2f}", int(r["abnormal"])])
 
 
+BOX_COLUMNS = ("image", "x0", "y0", "x1", "y1")
+
+
 def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """{image: [(x0, y0, x1, y1), ...]} from a CSV with columns image,x0,y0,x1,y1[,label]; a bad file
+    or row is a ReadError naming the line and what is wrong with it."""
     boxes = defaultdict(list)
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            boxes[row["image"]].append(tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1")))
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in BOX_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ReadError(csv_path, f"the box file has no column(s) {', '.join(missing)} "
+                                          f"(needs {','.join(BOX_COLUMNS)}[,label])")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    x0, y0, x1, y1 = (float(row[k]) for k in BOX_COLUMNS[1:])
+                except (TypeError, ValueError):
+                    raise ReadError(csv_path, f"line {line}: box coordinates must be numbers") from None
+                if not all(np.isfinite(v) for v in (x0, y0, x1, y1)) or x1 < x0 or y1 < y0:
+                    raise ReadError(csv_path, f"line {line}: a box needs finite x0 <= x1 and y0 <= y1")
+                if not (row["image"] or "").strip():
+                    raise ReadError(csv_path, f"line {line}: no image named")
+                boxes[row["image"]].append((x0, y0, x1, y1))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ReadError(csv_path, f"cannot read the box file ({e})") from None
+    if not boxes:
+        raise ReadError(csv_path, "the box file holds no boxes")
     return boxes
 
 
 def box_mask(shape: tuple[int, int], boxes) -> np.ndarray:
+    """Pixels inside any box, each box clipped to the image (a box partly outside keeps its inside
+    part; one wholly outside marks nothing)."""
+    rows, cols = shape
     mask = np.zeros(shape, bool)
     for x0, y0, x1, y1 in boxes:
-        mask[int(np.floor(y0)):int(np.ceil(y1)) + 1, int(np.floor(x0)):int(np.ceil(x1)) + 1] = True
+        c0, c1 = max(0, int(np.floor(x0))), min(cols - 1, int(np.ceil(x1)))
+        r0, r1 = max(0, int(np.floor(y0))), min(rows - 1, int(np.ceil(y1)))
+        if c0 <= c1 and r0 <= r1:
+            mask[r0:r1 + 1, c0:c1 + 1] = True
     return mask
 
 
@@ -126,10 +155,11 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
         mask = box_mask(heat.shape, boxes)
         hits.append(bool(mask.ravel()[np.argmax(heat)]))
         areas.append(float(mask.mean()))
-        if 0 < mask.sum() < mask.size:
+        if 0 < mask.sum() < mask.size:  # a box covering all (or none) of the image has no pixel AUROC
             aurocs.append(roc_auc_score(mask.ravel(), heat.ravel()))
     if not hits:
         raise ReadError(images_dir, "none of the images named in the box file could be read")
-    return {"pointing_game": round(float(np.mean(hits)), 4), "box_auroc": round(float(np.mean(aurocs)), 4),
+    box_auroc = round(float(np.mean(aurocs)), 4) if aurocs else None
+    return {"pointing_game": round(float(np.mean(hits)), 4), "box_auroc": box_auroc,
             "n_images": len(hits), "random_pointing_baseline": round(float(np.mean(areas)), 4),
             "model": detector.model_id, "errors": errors}
