@@ -86,3 +86,14 @@ def test_the_command_line_imports_without_posix_only_modules():
                "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_every_option_of_every_subcommand_has_help():
+    import argparse
+
+    from SSLAnomalyLib.cli import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [f"{name} {a.option_strings or a.dest}" for name, p in sub.choices.items() for a in p._actions
+              if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert not silent, silent

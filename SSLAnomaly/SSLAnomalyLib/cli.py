@@ -83,6 +83,9 @@ def pretext(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "where to run: auto (a CUDA GPU if there is one, else the CPU), cpu or cuda"
+QUIET_HELP = "no progress bar"
 MODEL_HELP = "bundled model name (adult, pediatric; default = adult) or a model folder"
 
 
@@ -321,14 +324,14 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, NRRD, NIfTI, MHA) or folders")
     d.add_argument("--model", default="default", help=MODEL_HELP)
     d.add_argument("--out", required=True, help="output folder")
-    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    d.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     d.add_argument("--fpr", type=fraction, default=None,
                    help="false-positive rate on normals for the thresholds (default: the model's, 0.05)")
     d.add_argument("--mrb", action="store_true", help="also write a Slicer scene bundle <name>.mrb per input")
     d.add_argument("--lungs", action="store_true",
                    help="also write the lung fields as <name>.lungs.nrrd (uint8 0/1 on the input's grid and geometry)")
     d.add_argument("--resume", action="store_true", help="skip inputs whose results are already complete")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     d.set_defaults(func=cmd_detect)
 
     e = sub.add_parser("evaluate", help="AUROC/AP on labelled folders, or localisation against boxes")
@@ -344,8 +347,8 @@ def parser() -> argparse.ArgumentParser:
                         "list of fov, translate, rotate, gamma, contrast, noise, blur, lowres, jpeg, markers, combined, "
                         "zoom_gamma; each reports AUROC, AP and the FPR/TPR at the model's threshold")
     e.add_argument("--seed", type=count, default=0, help="seed of the perturbations")
-    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
+    e.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train an encoder on normal radiographs and calibrate a model folder")
@@ -353,9 +356,9 @@ def parser() -> argparse.ArgumentParser:
                    help="folder(s) of normal radiographs (the only training data)")
     t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT/work, resumable)")
     t.add_argument("--val-normals", nargs="+", metavar="DIR", help="folder(s) of held-back normal radiographs for calibration")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
-    t.add_argument("--seed", type=count, default=0)
+    t.add_argument("--seed", type=count, default=0, help="seed of the splits, augmentations and initialisation")
     t.add_argument("--lr", type=positive, default=None,
                    help=f"peak learning rate (default {LR}, or {FINE_TUNE_LR} with --start-from: fine-tuning "
                         "at the from-scratch rate first destroys what the starting encoder knew)")
@@ -379,7 +382,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--calibration-views", type=count, default=0, metavar="N",
                    help="also calibrate the thresholds on N acquisition-augmented copies of each calibration normal, "
                         "so the stated false-positive rate holds for normals taken otherwise (default 0)")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("train-anatomy", help="train the lung-field U-Net on radiographs and their expert lung masks")
@@ -392,7 +395,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--negative-share", type=fraction_or_zero, default=0.0,
                    help="share of each batch made of inputs with no upright lungs (noise, turned radiographs) and "
                         "an empty mask (default 0: measured worse on children and dense lungs, docs/anatomy.md)")
-    a.add_argument("--quiet", action="store_true")
+    a.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     a.set_defaults(func=cmd_train_anatomy)
 
     c = sub.add_parser("calibrate", help="re-derive percentiles, score standardisation and thresholds from a "
@@ -401,14 +404,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
     c.add_argument("--out", required=True, help="new model folder to write")
     c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     c.set_defaults(func=cmd_calibrate)
 
     m = sub.add_parser("models", help="list the bundled models (name, population, input, measured figures)")
     m.set_defaults(func=cmd_models)
 
     s = sub.add_parser("sample", help="put a sample radiograph in a folder (real data if present, else synthetic)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder to put the sample radiograph in")
     s.add_argument("--data", help="folder of radiographs to take the sample from")
     s.set_defaults(func=cmd_sample)
 
