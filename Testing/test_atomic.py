@@ -21,7 +21,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_only_leftovers_of_processes_that_are_gone_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    gone = tmp_path / f".a.heatmap.nrrd.tmp{dead}-0123abcd.heatmap.nrrd"
+    gone = tmp_path / f".a.heatmap.nrrd.tmp{dead}-0123abcd.nrrd"
     live = tmp_path / f".b.findings.json.tmp{1}-89abcdef.json"  # pid 1 is always running
     users = [tmp_path / ".notes.tmp", tmp_path / f".c.tmp{dead}", tmp_path / "a.findings.json"]
     for p in (gone, live, *users):

@@ -1,9 +1,9 @@
 """Writing a file so that readers see the old version or the new one, never half of one.
 
 Every temporary file is named after its target and the process writing it
-(`.<name>.tmp<pid>-<token><suffixes>`, the suffixes kept so that writers choosing a format from the
-extension still do), so a run only ever removes leftovers of processes that no longer exist, never
-another live run's files or the user's own.
+(`.<name>.tmp<pid>-<token>`, and the format's extension for writers that choose by it), so a run only
+ever removes leftovers of processes that no longer exist, never another live run's files or the
+user's own; and no temporary name ends like a result (`.findings.json`, `.heatmap.nrrd`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ LEFTOVER = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\.[^.]*){0,2}$")
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, keep_extension: bool = False):
     """Yield a temporary path beside `path` to write to; on success it replaces `path` (after
-    reaching the disk), on failure it is removed and `path` is untouched."""
+    reaching the disk), on failure it is removed and `path` is untouched. `keep_extension` ends the
+    temporary name with the format's extension (.nrrd, .nii.gz), for writers that choose by it."""
     path = Path(path)
-    suffix = "".join(path.suffixes[-2:])  # e.g. .nii.gz: some writers need both
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    extension = (".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix) if keep_extension else ""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{extension}")
     try:
         yield tmp
         with open(tmp, "rb+") as f:

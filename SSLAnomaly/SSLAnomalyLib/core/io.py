@@ -428,6 +428,6 @@ def write_image(img: Radiograph, path, compress: bool = True) -> Path:
         im.SetSpacing(img.spacing)
         im.SetOrigin(img.origin)
         im.SetDirection(img.direction.ravel().tolist())
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_extension=True) as tmp:
         sitk.WriteImage(im, str(tmp), compress)
     return path
