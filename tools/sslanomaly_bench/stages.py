@@ -347,7 +347,7 @@ def slicer_child(model: str, files: list[str]) -> dict:
     from slicer_harness import load_module_file
 
     from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.mrml.case import show_detection
+    from SSLAnomalyLib.mrml.case import remove_case, show_detection
     from SSLAnomalyLib.mrml.volumes import volume_node_to_radiograph
 
     module = load_module_file()
@@ -368,7 +368,7 @@ def slicer_child(model: str, files: list[str]) -> dict:
             t2 = time.perf_counter()
             logic.exportCase(volume, Path(out) / str(i))
             t3 = time.perf_counter()
-            logic._lib("mrml_case").remove_case(volume)
+            remove_case(volume)
             rows.append({"load_volume": t1 - t0, "detect_total": t2 - t1, "export_default_formats": t3 - t2,
                          **_cumulative(profile, functions)})
     rows = rows[1:]
