@@ -100,7 +100,7 @@ def test_synthetic_batches_alter_only_the_lungs_of_their_half(normals, kind):
 
 # steps and batch per objective: the synthetic and contrastive tasks need more steps to move
 LEARNING = {"anatpaste": (100, 16), "opacity": (100, 16), "contrastive": (40, 16), "mae": (40, 8),
-            "relpos": (60, 8), "jigsaw": (40, 8)}
+            "relpos": (80, 16), "jigsaw": (40, 8)}
 
 
 @pytest.mark.parametrize("name", list(OBJECTIVES))
