@@ -66,19 +66,22 @@ def as_folders(spec) -> list[str]:
 
 
 def list_inputs(paths) -> list[Path]:
-    """Expand files and folders (not recursive into hidden files) into a sorted list of inputs.
+    """Expand files and folders (hidden files skipped) into a sorted list of inputs.
 
     A folder contributes every file that looks like an image by name or DICOM preamble; files
-    named explicitly are always kept so that an unreadable one is reported, not silently dropped.
+    named explicitly are always kept so that an unreadable one is reported, not silently dropped,
+    and so is a folder (or sub-folder) that cannot be listed: `read_radiograph` names its reason.
     """
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
-                           and is_supported(f))
-            out.extend(found)
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        found = []
+        for root, _, files in os.walk(p, onerror=lambda e: found.append(Path(e.filename))):
+            found.extend(f for f in (Path(root) / name for name in files) if not f.name.startswith(".")
+                         and f.is_file() and is_supported(f))
+        out.extend(sorted(found))
     return out
 
 
@@ -88,7 +91,11 @@ def read_radiograph(path) -> Radiograph:
     if not path.exists():
         raise ReadError(path, "file does not exist")
     if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise ReadError(path, "is a folder that cannot be read (permission denied)")
         raise ReadError(path, "is a folder, not an image file")
+    if not os.access(path, os.R_OK):
+        raise ReadError(path, "file cannot be read (permission denied)")
     if path.stat().st_size == 0:
         raise ReadError(path, "file is empty")
     s = _suffix(path)
