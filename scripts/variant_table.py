@@ -79,6 +79,8 @@ def seed_summary(runs: list[Path]) -> str:
 
 def objectives_of(m: dict) -> str:
     pretext = m.get("pretext", {})
+    if not m["training"]["steps"]:
+        return "none (random init)"
     if "objectives" in pretext:
         return " + ".join(f"{o['name']}" + (f" x{o['weight']:g}" if o["weight"] != 1 else "") for o in pretext["objectives"])
     return "none (random init)" if not m["training"]["steps"] else ", ".join(pretext.get("kinds", []))
@@ -86,22 +88,23 @@ def objectives_of(m: dict) -> str:
 
 def objective_table() -> str:
     """docs/model.md's objective comparison (scripts/objective_comparison.sh), from runs/round2/objectives/."""
+    runs = sorted((ROOT / "runs" / "round2" / "objectives").glob("*"))
     lines = ["| variant | objective(s) | training (2-core CPU) | dev AUROC | dev AP | dev FPR at threshold "
-             "| zoom_gamma AUROC / FPR | TBX11K pointing game | TBX11K box AUROC | wall time in all | command |",
+             "| zoom_gamma AUROC / FPR | TBX11K pointing game | TBX11K box AUROC | train command wall time | command |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for run in sorted((ROOT / "runs" / "round2" / "objectives").glob("*")):
+    for run in runs:
         m, dev, shifted, loc = (read(run, n) for n in ("manifest.json", "dev.json", "shifted.json", "localisation.json"))
         if m is None or dev is None:
             continue
         t = m["training"]
-        trained = (f"{t['seconds'] / 60:.0f} min, {t['steps']} steps, kept step {t['chosen_step']}" if t["steps"]
+        trained = (f"{t['minutes']:g} min of steps, {t['steps']} steps, kept step {t['chosen_step']}" if t["steps"]
                    else "none (0 min)")
-        wall = (run / "seconds.txt").read_text().strip() + " s train+fit" if (run / "seconds.txt").exists() else "-"
+        wall = (run / "seconds.txt").read_text().strip() + " s" if (run / "seconds.txt").exists() else "-"
         lines.append(f"| `{run.name}` | {objectives_of(m)} | {trained} | {fmt(dev, 'auroc')} | {fmt(dev, 'ap')} "
                      f"| {100 * dev['fpr_at_threshold']:.0f} % | {shift_cells(shifted)[0]} "
                      f"| {fmt(loc, 'pointing_game')} (random {fmt(loc, 'random_pointing_baseline')}) "
                      f"| {fmt(loc, 'box_auroc')} | {wall} | `{t['command']}` |")
-    return "\n".join(lines)
+    return "\n".join(lines) + seed_summary(runs)
 
 
 SITE_STEPS = {"site-calibrate": "(a) calibrate only", "site-refit": "(b) refit the normal reference (`--minutes 0`)",
@@ -150,7 +153,7 @@ def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     begin, end = "<!-- site:begin -->", "<!-- site:end -->"
-    if begin in text:
+    if begin in text and any((ROOT / "runs" / "round2" / "adult").glob("site-*/dev.json")):
         start, stop = text.index(begin) + len(begin), text.index(end)
         readme.write_text(text[:start] + "\n" + site_table() + "\n" + text[stop:])
     return 0

@@ -20,6 +20,7 @@ from SSLAnomalyLib.core.heatmap import model_grid_map
 from SSLAnomalyLib.core.reference import NormalReference
 
 COMPONENTS = ("pooled", "patch")
+SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
 
 
 @dataclass
@@ -82,9 +83,15 @@ class Scorer:
         return torch.cat(pooled).numpy(), torch.cat(patches)
 
     def score(self, images01: np.ndarray, lungs: np.ndarray) -> BatchScores:
+        """Scores of [0, 1] model inputs, `SCORE_CHUNK` at a time: the patch distances of a chunk
+        (nine neighbours per position) are the largest arrays, so memory stays flat however many
+        slices a volume has."""
         if self.reference is None or self.component_stats is None:
             raise NotFittedError("this Scorer has no normal reference yet: call fit() on normals, or load a model folder")
-        result = self._score_features(*self.features(images01), lungs, images01.shape[-1])
+        chunks = [self._score_features(*self.features(images01[i:i + SCORE_CHUNK]), lungs[i:i + SCORE_CHUNK],
+                                       images01.shape[-1]) for i in range(0, len(images01), SCORE_CHUNK)]
+        result = BatchScores({c: np.concatenate([b.components[c] for b in chunks]) for c in COMPONENTS},
+                             np.concatenate([b.grid_maps for b in chunks]), np.concatenate([b.peaks for b in chunks]))
         result.standardised = self.standardise(result.components)
         return result
 
