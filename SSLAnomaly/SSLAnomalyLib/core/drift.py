@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.atomic import atomic_write_text
+from SSLAnomalyLib.core.findings_document import to_json
 
 MIN_BATCH = 20
 MEDIAN_PERCENTILE = 80.0
@@ -47,4 +48,4 @@ def add_warning(findings_json: Path, warning: str) -> None:
     doc = json.loads(Path(findings_json).read_text(encoding="utf-8"))
     if warning not in doc.setdefault("warnings", []):
         doc["warnings"].append(warning)
-        atomic_write_text(Path(findings_json), json.dumps(doc, indent=1, allow_nan=False))
+        atomic_write_text(Path(findings_json), to_json(doc))
