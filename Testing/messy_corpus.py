@@ -17,6 +17,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, ExplicitVRLittleEndian,
                          RLELossless, generate_uid)
+from sslanomaly_bench.hostile import deflate_bomb
 
 REFUSED = "refused: "
 PATIENT_NAME, PATIENT_ID = "Doe^Jane^Q", "PID-8417-SECRET"
@@ -147,4 +148,46 @@ def build_corpus(folder, fullres_jpeg: Path) -> dict[str, str]:
     cases["truncated.dcm"] = REFUSED + ""
     (folder / "notes.dcm").write_text("Patient called back, see report.\n" * 20)
     cases["notes.dcm"] = REFUSED + "not a DICOM file"
+    cases.update(_hostile_dicoms(folder, v12))
+    deflate_bomb(folder / "deflate_bomb.dcm")
+    cases["deflate_bomb.dcm"] = REFUSED + "inflates to over"
+    (folder / "volume_bomb.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 128 128 4100\n"
+                                             "endian: little\nencoding: raw\ndata file: bomb.raw\n")
+    cases["volume_bomb.nhdr"] = REFUSED + "volume too large to score"
     return cases
+
+
+def _hostile_dicoms(folder: Path, v12: np.ndarray) -> dict[str, str]:
+    """DICOMs whose attributes are broken or absurd (issue 16): {name: expectation}."""
+    import pydicom
+
+    def edited(name, edit, **kw):
+        path = write_dicom(folder / name, v12, **kw)
+        ds = pydicom.dcmread(path)
+        edit(ds)
+        ds.save_as(path)
+
+    def lut(sequence):
+        def edit(ds):
+            item = pydicom.Dataset()
+            item.LUTDescriptor, item.LUTData = [4096, 0, 16], np.arange(3, dtype=np.uint16).tobytes()
+            item.ModalityLUTType = "US"
+            setattr(ds, sequence, [item])
+        return edit
+
+    edited("slope0.dcm", lambda ds: (setattr(ds, "RescaleSlope", "0"), setattr(ds, "RescaleIntercept", "0")))
+    edited("window_width0.dcm", lambda ds: (setattr(ds, "WindowCenter", "2000"), setattr(ds, "WindowWidth", "0")))
+    edited("voi_lut_short.dcm", lut("VOILUTSequence"))
+    edited("modality_lut_short.dcm", lut("ModalityLUTSequence"))
+    edited("palette_no_lut.dcm", lambda ds: setattr(ds, "PhotometricInterpretation", "PALETTE COLOR"))
+
+    def float_pixels(ds):
+        del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+        ds.BitsAllocated, ds.FloatPixelData = 32, v12.astype(np.float32).tobytes()
+
+    edited("float_no_bits_stored.dcm", float_pixels)
+    write_dicom(folder / "spacing_1e300.dcm", v12, spacing=("1e300", "1e300"))
+    return {"slope0.dcm": REFUSED + "constant", "window_width0.dcm": "malformed and was ignored",
+            "voi_lut_short.dcm": "malformed and was ignored", "modality_lut_short.dcm": REFUSED + "cannot decode",
+            "palette_no_lut.dcm": REFUSED + "Palette", "float_no_bits_stored.dcm": "",
+            "spacing_1e300.dcm": "is not a radiograph's"}

@@ -68,3 +68,21 @@ def test_file_names_cannot_forge_log_lines_or_reach_the_terminal_raw(small_model
     rows = [json.loads(line) for line in (tmp_path / "out" / "failures.log").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["input"].endswith("bad\\x0aerror: forged\\x1b[31m.jpeg")
     assert len(list((tmp_path / "out").glob("*.findings.json"))) == 2  # the rest of the batch went on
+
+
+def test_training_on_too_few_normals_is_refused_before_any_work(tmp_path):
+    """Nine files leave seven for training after the held-out and calibration shares: refused at once,
+    counted the way training splits them, before the model, the images or the training."""
+    normals = tmp_path / "normals"
+    normals.mkdir()
+    for f in sorted(data_dir("kermany", "val", "normal").iterdir())[:9]:
+        shutil.copy(f, normals / f.name)
+    r = subprocess.run([SSLANOMALY, "train", "--normals", str(normals), "--out", str(tmp_path / "m"), "--minutes", "5",
+                        "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"{normals}: 9 image file(s) leave at most 7 for training" in r.stderr and "at least 8" in r.stderr
+    assert not (tmp_path / "m").exists()
+    r = subprocess.run([SSLANOMALY, "train", "--normals", str(normals), "--val-normals", str(tmp_path / "empty"),
+                        "--out", str(tmp_path / "m"), "--minutes", "0", "--quiet"], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    assert r.returncode != 0 and str(tmp_path / "empty") in r.stderr and not (tmp_path / "m").exists()

@@ -123,7 +123,7 @@ def _detect_batch(args, detector, files, out: Path) -> int:
         path, name = item
         try:
             image = read_radiograph(path)
-            return path, name, image, detector.prepare(image), None
+            return path, name, image, detector.prepare_ahead(image), None
         except Exception as e:  # reported with its input below
             return path, name, None, None, e
 
@@ -225,8 +225,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from SSLAnomalyLib.training.fitting import StartingEncoder, train_model
+    from SSLAnomalyLib.training.fitting import StartingEncoder, check_enough_normals, train_model
 
+    check_enough_normals(args.normals, args.val_normals)  # before the model, the reading and the training
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = StartingEncoder.load(args.start_from) if args.start_from else None
     base = start.config if start is not None else EncoderConfig()

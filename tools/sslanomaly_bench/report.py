@@ -20,6 +20,7 @@ SECTIONS = {
     "gpu": "GPU",
     "scale": "Scale: normal reference fitted on 1x and 4x the normals",
     "dask": "Scale-out: the batch on Dask (two local worker processes)",
+    "hostile_inputs": "Hostile inputs: peak memory of `sslanomaly detect` on small files that promise many pixels",
 }
 
 NOTES = {
@@ -58,6 +59,11 @@ NOTES = {
         "process's peak so far, and grows with n). The encoder is the model's own; the reference "
         "is refitted on each set and saved as a model folder (`model_file_mb`: its weights file), and "
         "`detect_s` is the fastest of 4 in-process detections with that folder."),
+    "hostile_inputs": (
+        "Written by `tools/sslanomaly_bench/hostile.py` into a temporary folder (never committed), each scored "
+        "by its own `sslanomaly detect` process; peak RSS is that process's rusage maximum. Volumes are scored "
+        "32 slices at a time; the input and its heatmap are held whole, hence the volume pixel limit "
+        "(`core/read_limits.py`)."),
     "slicer_logic": (
         "`SSLAnomalyLogic` from SSLAnomaly.py under the headless harness (real MRML scene, volume and storage "
         "nodes): `loadVolume`, `detect` (which converts the volume node, runs the core detector and shows "
@@ -126,6 +132,11 @@ def _section(name: str, d) -> list[str]:
         return out + ["not measured", ""]
     if "skipped" in d or "error" in d:
         return out + [f"**{'Skipped' if 'skipped' in d else 'Failed'}:** {d.get('skipped') or d.get('error')}", ""]
+    if name == "hostile_inputs":
+        out += ["| input | what it is | exit | seconds | peak RSS MB | what the command said |", "|" + " --- |" * 6]
+        out += [f"| `{r['input']}` | {r['what']} | {r['returncode']} | {r['seconds']} | {r['peak_rss_mb']} | "
+                f"{r['said']} |" for r in d["rows"]]
+        return out + ["", NOTES[name], ""]
     if name == "scale":
         keys = [k for k in d["rows"][0] if k != "shapes"]
         out += ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
@@ -168,7 +179,8 @@ def render(results: dict) -> str:
               f"{'n/a' if t['met'] is None else 'yes' if t['met'] else 'NO'} |" for t in results["targets"]]
     lines.append("")
     for name in SECTIONS:
-        lines += _section(name, results.get(name))
+        if name in results:  # all of them, unless --sections chose some
+            lines += _section(name, results[name])
     lines.append(SCALE_OUT)
     return "\n".join(lines)
 

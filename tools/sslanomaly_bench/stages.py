@@ -61,6 +61,22 @@ def run_process(cmd: list[str], watch_out: Path | None = None, sample_s: float =
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "samples": samples, "stderr_tail": tail}
 
 
+def hostile_inputs(model: str, work: Path) -> dict:
+    """Whole `sslanomaly detect` processes on each large hostile input (hostile.py), one process per
+    input: its exit status, what it said, and its peak resident memory (issue 16's 2 GB budget)."""
+    from sslanomaly_bench.hostile import write_all
+
+    folder = work / "hostile"
+    rows = []
+    for name, what in write_all(folder).items():
+        r = run_process(detect_command() + ["detect", "--model", model, "--out", str(work / f"hostile-{name}"), "--quiet",
+                                            str(folder / name)])
+        said = [line.replace(str(folder / name), name) for line in r["stderr_tail"] if line.startswith(("error", "warning"))]
+        rows.append({"input": name, "what": what, "returncode": r["returncode"], "seconds": r["seconds"],
+                     "peak_rss_mb": r["peak_rss_mb"], "said": " / ".join(said) or "(nothing)"})
+    return {"rows": rows, "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)}
+
+
 def _finished(out: Path) -> int:
     done = list(out.glob("*.findings.json"))
     for f in done:

@@ -37,7 +37,7 @@ def detect_one(path: str, name: str, out_dir: str, model: str, device: str) -> d
     try:
         image = read_radiograph(path)
         detector = _detector(model, device)
-        result = detector.detect(image, detector.prepare(image))
+        result = detector.detect(image)
         write_case_outputs(result, image, out_dir, name)
         return {"input": path, "name": name, "score": result.score, "error": None}
     except Exception as e:  # reported per input, as the CLI does

@@ -19,7 +19,7 @@ from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.lung_model import LungFields, LungSegmenter, bundled_segmenter
 from SSLAnomalyLib.core.preprocess import to_model_input
 from SSLAnomalyLib.core.reference import NormalReference
-from SSLAnomalyLib.core.scoring import Scorer
+from SSLAnomalyLib.core.scoring import SCORE_CHUNK, Scorer
 from SSLAnomalyLib.core.device import select_device
 
 PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
@@ -111,38 +111,52 @@ class AnomalyDetector:
         return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest,
                    population=registry.population_of(model, manifest))
 
-    def prepare(self, image: Radiograph) -> list[PreparedSlice]:
-        """Model inputs and lung fields of every slice."""
-        xs = np.stack([to_model_input(image.pixels[k], self.input_size) for k in range(image.shape[0])])
+    def prepare(self, image: Radiograph, slices: range | None = None) -> list[PreparedSlice]:
+        """Model inputs and lung fields of `slices` (every slice by default)."""
+        slices = range(image.shape[0]) if slices is None else slices
+        xs = np.stack([to_model_input(image.pixels[k], self.input_size) for k in slices])
         return [PreparedSlice(x, fields) for x, fields in zip(xs, self.anatomy.fields(xs, self.lung_prior))]
 
-    def lungs_on_input_grid(self, image: Radiograph, prepared: list[PreparedSlice]) -> Radiograph:
-        """The lung fields as uint8 0/1 on the input's own grid and geometry (`detect --lungs`)."""
-        _, rows, cols = image.shape
-        mask = np.stack([p.fields.on_grid(rows, cols) for p in prepared])
-        return image.with_pixels(mask)
+    def prepare_ahead(self, image: Radiograph) -> list[PreparedSlice]:
+        """What a prefetch thread prepares while another image is scored: the first chunk of slices."""
+        return self.prepare(image, range(min(image.shape[0], SCORE_CHUNK)))
 
     def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None,
                lungs: bool = False) -> DetectionResult:
-        """Score every slice; the image score is the highest slice score. With `lungs`, the result
+        """Score every slice; the image score is the highest slice score. `prepared` holds the first
+        slices already prepared (a prefetch); the rest are prepared and scored `SCORE_CHUNK` at a
+        time, so a volume costs its heatmap and nothing per slice beyond it. With `lungs`, the result
         also holds the lung fields on the input's grid."""
-        prepared = prepared if prepared is not None else self.prepare(image)
-        scores = self.scorer.score(np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared]))
-        if not np.all(np.isfinite(scores.score)) or not np.all(np.isfinite(scores.grid_maps)):
-            raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken model "
-                                 "or input); no result is given rather than a wrong one")
-        _, rows, cols = image.shape
+        n, rows, cols = image.shape
+        prepared = prepared or []
         heat = np.empty(image.shape, np.float32)
-        findings = []
+        lung_grid = np.empty(image.shape, np.uint8) if lungs else None
+        scores, standardised, findings, field_warnings = [], [], [], {}
         pixel_threshold = self.calibration.pixel_threshold
-        for k, p in enumerate(prepared):
-            heat[k] = to_input_grid(scores.grid_maps[k], rows, cols)
-            findings += find_regions(scores.grid_maps[k], p.lung & self.lung_support, pixel_threshold, image, k)
-        top = int(np.argmax(scores.score))
-        score = float(scores.score[top])
+        for start in range(0, n, SCORE_CHUNK):
+            chunk = range(start, min(n, start + SCORE_CHUNK))
+            part = prepared[start:chunk.stop]
+            if len(part) < len(chunk):
+                part += self.prepare(image, range(start + len(part), chunk.stop))
+            batch = self.scorer.score(np.stack([p.image01 for p in part]), np.stack([p.lung for p in part]))
+            if not np.all(np.isfinite(batch.score)) or not np.all(np.isfinite(batch.grid_maps)):
+                raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken "
+                                     "model or input); no result is given rather than a wrong one")
+            for k, p, grid in zip(chunk, part, batch.grid_maps):
+                heat[k] = to_input_grid(grid, rows, cols)
+                findings += find_regions(grid, p.lung & self.lung_support, pixel_threshold, image, k)
+                if lung_grid is not None:
+                    lung_grid[k] = p.fields.on_grid(rows, cols)
+                if p.fields.warning:
+                    field_warnings[p.fields.warning] = None
+            scores.append(batch.score)
+            standardised.append(batch.standardised)
+        scores = np.concatenate(scores)
+        top = int(np.argmax(scores))
+        top_components = standardised[top // SCORE_CHUNK]
+        score = float(scores[top])
         warnings = list(image.warnings)
-        for w in dict.fromkeys(p.fields.warning for p in prepared if p.fields.warning):
-            warnings.append(w if image.shape[0] == 1 else f"{w} (on some slices)")
+        warnings += [w if n == 1 else f"{w} (on some slices)" for w in field_warnings]
         population = registry.population_warning(image.dicom, self.population)
         if population:
             warnings.append(population)
@@ -152,7 +166,7 @@ class AnomalyDetector:
                                abnormal=score > self.calibration.threshold,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
                                pixel_threshold=pixel_threshold, findings=number(findings),
-                               model_id=self.model_id, slice_scores=[float(s) for s in scores.score],
-                               components={c: float(z[top]) for c, z in scores.standardised.items()},
+                               model_id=self.model_id, slice_scores=[float(s) for s in scores],
+                               components={c: float(z[top % SCORE_CHUNK]) for c, z in top_components.items()},
                                warnings=warnings, image_id=image.identity,
-                               lungs=self.lungs_on_input_grid(image, prepared) if lungs else None)
+                               lungs=None if lung_grid is None else image.with_pixels(lung_grid))

@@ -10,3 +10,7 @@ class PathError(Exception):
     def __init__(self, path, reason: str):
         self.path, self.reason = str(path), reason
         super().__init__(f"{self.prefix}{self.path}: {reason}")
+
+
+class ReadError(PathError):
+    """An input that cannot be used, with the file and the reason."""

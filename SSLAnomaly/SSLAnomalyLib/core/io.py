@@ -4,13 +4,13 @@ images back with their geometry.
 Every failure becomes a `ReadError` that names the file and the reason, so a batch can report it
 and carry on. Sizes are checked from the header before pixels are decoded, so a file claiming to be
 enormous is refused instead of exhausting memory; very large real images are reduced (shrink.py).
-Messages from reading a DICOM never quote its patient identity (see `_scrub`).
+DICOM is read by dicom_reader.py, whose messages never quote the patient's identity; the limits are
+in read_limits.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import re
@@ -21,22 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.atomic import atomic_path
-from SSLAnomalyLib.core.errors import PathError
+from SSLAnomalyLib.core.dicom_reader import read_dicom
+from SSLAnomalyLib.core.errors import ReadError
 from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.shrink import shrink_if_large
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 ITK_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".mha", ".mhd"}
 MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look at it)
-MAX_PIXELS = 178_956_970  # pixels (all frames) decoded at most: where Pillow refuses too (2 x MAX_IMAGE_PIXELS)
-MAX_DECODED_BYTES = 768 * 2**20  # the largest array decoding may make (components and LUT copies counted)
-RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT", ""}  # anything else is not a plain radiograph
 FLAT_TAIL_ROWS = 0.05  # a raster whose bottom 5 % of rows are one flat value was probably cut short
-
-
-class ReadError(PathError):
-    """An input that cannot be used, with the file and the reason."""
+MAX_SPACING_MM = 10.0  # coarser than this is no radiograph's pixel: a damaged or hostile header
 
 
 def _suffix(path: Path) -> str:
@@ -102,7 +98,7 @@ def read_radiograph(path) -> Radiograph:
     try:
         if s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
                                    and _has_dicom_preamble(path)):
-            img = _read_dicom(path)
+            img = read_dicom(path)
         elif s in RASTER_SUFFIXES:
             img = _read_raster(path)
         elif s in ITK_SUFFIXES or s == ".nii.gz":
@@ -119,23 +115,6 @@ def read_radiograph(path) -> Radiograph:
     return _validated(img, path)
 
 
-def _check_size(path: Path, *dims: int) -> None:
-    """Refuse before decoding when the header promises more than MAX_PIXELS pixels."""
-    n = math.prod(int(d) for d in dims)
-    if n > MAX_PIXELS:
-        raise ReadError(path, f"image too large to read: {' x '.join(str(int(d)) for d in dims)} = {n:,} pixels "
-                              f"(limit {MAX_PIXELS:,})")
-
-
-def _check_bytes(path: Path, n_values: int, bytes_per_value: int, what: str) -> None:
-    """Refuse before decoding when the array decoding makes would exceed MAX_DECODED_BYTES (a pixel
-    cap is not a byte cap: components, wide types and LUT copies multiply it)."""
-    n = int(n_values) * int(bytes_per_value)
-    if n > MAX_DECODED_BYTES:
-        raise ReadError(path, f"image too large to read: decoding {what} needs {n / 2**20:,.0f} MB "
-                              f"(limit {MAX_DECODED_BYTES / 2**20:,.0f} MB)")
-
-
 def _validated(img: Radiograph, path: Path) -> Radiograph:
     _, rows, cols = img.shape
     if min(rows, cols) < MIN_SIDE:
@@ -150,6 +129,10 @@ def _validated(img: Radiograph, path: Path) -> Radiograph:
             px = np.where(bad, np.median(finite), px).astype(np.float32)
             img.pixels = px
             img.warnings.append(f"{int(bad.sum())} NaN/inf pixels replaced by the median")
+    if not all(0 < s <= MAX_SPACING_MM for s in img.spacing[:2]):
+        img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
+                            "1.0 mm assumed")
+        img.spacing = (1.0, 1.0, img.spacing[2])
     if float(px.max()) == float(px.min()):
         raise ReadError(path, f"image is constant (every pixel {float(px.max()):g}): there is nothing to score")
     flat = _flat_tail_rows(px[0])
@@ -182,7 +165,7 @@ def _read_raster(path: Path) -> Radiograph:
             im = Image.open(path)
         except Image.DecompressionBombError:
             raise ReadError(path, f"image too large to read (over {MAX_PIXELS:,} pixels)") from None
-    _check_size(path, *im.size)
+    check_size(path, *im.size)
     im.load()
     n_frames = getattr(im, "n_frames", 1)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -208,8 +191,10 @@ def _read_itk(path: Path) -> Radiograph:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(readable))
         reader.ReadImageInformation()
-        _check_size(path, *reader.GetSize())
-        _check_bytes(path, math.prod(reader.GetSize()) * reader.GetNumberOfComponents(),
+        check_size(path, *reader.GetSize())
+        if len(reader.GetSize()) == 3:
+            check_volume(path, *reader.GetSize()[::-1])
+        check_bytes(path, math.prod(reader.GetSize()) * reader.GetNumberOfComponents(),
                      max(_component_bytes(sitk.GetPixelIDValueAsString(reader.GetPixelID())), 4),
                      f"{reader.GetNumberOfComponents()} component(s) per pixel")
         im = reader.Execute()
@@ -288,135 +273,6 @@ def _rgb_to_gray_itk(im):
 
     chans = [sitk.Cast(sitk.VectorIndexSelectionCast(im, c), sitk.sitkFloat32) for c in range(3)]
     return chans[0] * 0.299 + chans[1] * 0.587 + chans[2] * 0.114
-
-
-def _read_dicom(path: Path) -> Radiograph:
-    """pydicom quotes element values (a birth date, an ID) in its warnings, log records and errors:
-    its warnings are counted, not shown, its log records are not passed on to the application's
-    handlers, and its errors are scrubbed of the patient identity before they reach a log."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    with warnings.catch_warnings(record=True) as caught, _unpropagated(logging.getLogger("pydicom")):
-        warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(path)
-        except InvalidDicomError:
-            raise ReadError(path, "not a DICOM file (no 'DICM' marker or file meta information)") from None
-        try:
-            img = _dicom_image(ds, path)
-        except ReadError as e:
-            raise ReadError(path, _scrub(e.reason, ds)) from None
-        except MemoryError:
-            raise
-        except Exception as e:
-            raise ReadError(path, _scrub(f"cannot decode: {type(e).__name__}: {e}", ds)) from None
-    if caught:
-        img.warnings.append(f"{len(caught)} warning(s) about DICOM conformance while reading "
-                            "(not shown: they may quote patient data)")
-    return img
-
-
-@contextlib.contextmanager
-def _unpropagated(logger: logging.Logger):
-    before, logger.propagate = logger.propagate, False
-    try:
-        yield
-    finally:
-        logger.propagate = before
-
-
-IDENTITY = ("PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate", "AccessionNumber",
-            "PatientAddress", "ReferringPhysicianName", "StudyID")
-
-
-def _scrub(text: str, ds) -> str:
-    """`text` with every identity value of `ds` (and each part of a name) replaced."""
-    for key in IDENTITY:
-        try:
-            value = str(ds.get(key) or "")
-        except Exception:  # an undecodable value cannot be quoted either
-            continue
-        for part in sorted({value, *re.split(r"[\\^=]", value)}, key=len, reverse=True):
-            if len(part.strip()) >= 3:
-                text = text.replace(part.strip(), "[redacted]")
-    return text
-
-
-def _dicom_image(ds, path: Path) -> Radiograph:
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
-
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ReadError(path, "DICOM file has no pixel data (not an image object)")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    _check_size(path, ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1))
-    values = math.prod(int(v or 1) for v in (ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1)))
-    _check_bytes(path, values, 8 * 2, "the pixel data and its LUT copies (float64)")
-    try:
-        arr = ds.pixel_array
-    except Exception as e:
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = ts.name if ts is not None else "unknown"
-        raise ReadError(path, f"cannot decode pixel data (transfer syntax {name}): {e}") from None
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        if arr.ndim < 3 or arr.shape[-1] != 3:
-            raise ReadError(path, f"unsupported photometric interpretation {photometric}")
-        px = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    else:
-        px = apply_modality_lut(arr, ds).astype(np.float32)
-        if "VOILUTSequence" in ds or "WindowCenter" in ds:
-            px = np.asarray(apply_voi_lut(px, ds), dtype=np.float32)
-        if photometric == "MONOCHROME1":
-            px = np.nanmax(px) + np.nanmin(px) - px  # dense tissue bright, as in MONOCHROME2
-    img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
-    spacing = _floats(_get(ds, "PixelSpacing") or _get(ds, "ImagerPixelSpacing") or _get(
-        ds, "SharedFunctionalGroupsSequence", 0, "PixelMeasuresSequence", 0, "PixelSpacing"), 2)
-    if spacing is not None and (spacing > 0).all():
-        z = _floats([_get(ds, "SpacingBetweenSlices") or _get(ds, "SliceThickness") or 1.0], 1)
-        img.spacing = (spacing[1], spacing[0], abs(z[0]) if z is not None and z[0] != 0 else 1.0)
-    else:
-        img.warnings.append("DICOM has no usable PixelSpacing/ImagerPixelSpacing; 1.0 mm assumed")
-    iop = _floats(_get(ds, "ImageOrientationPatient"), 6)
-    if iop is not None and np.linalg.norm(np.cross(iop[:3], iop[3:])) > 0.5:
-        normal = np.cross(iop[:3], iop[3:])
-        img.direction = np.stack([iop[:3], iop[3:], normal / np.linalg.norm(normal)], axis=1)
-    ipp = _floats(_get(ds, "ImagePositionPatient"), 3)
-    if ipp is not None:
-        img.origin = tuple(ipp)
-    img.dicom = {k: str(_get(ds, k) or "") for k in (
-        "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
-        "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
-    img.dicom["path"] = str(path)
-    modality = img.dicom["Modality"].strip().upper()
-    if modality not in RADIOGRAPH_MODALITIES:
-        img.warnings.append(f"DICOM modality {modality} is not a radiograph (CR/DX): the model was made for chest "
-                            "radiographs, and its result for this image means nothing")
-    return img
-
-
-def _get(ds, *keys):
-    """ds.k0[k1].k2... or None where anything is missing or malformed: geometry and references
-    are optional, and a damaged one must not cost the radiograph."""
-    value = ds
-    try:
-        for key in keys:
-            value = value[key] if isinstance(key, int) else getattr(value, key)
-    except Exception:
-        return None
-    return value
-
-
-def _floats(value, n: int) -> np.ndarray | None:
-    """`value` as exactly n finite floats, or None."""
-    try:
-        v = np.array([float(x) for x in value], dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return v if v.shape == (n,) and np.isfinite(v).all() else None
 
 
 def write_image(img: Radiograph, path, compress: bool = True) -> Path:

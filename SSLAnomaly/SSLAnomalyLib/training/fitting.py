@@ -38,6 +38,7 @@ from SSLAnomalyLib.training.trainer import Trainer, TrainConfig, augment
 
 HELD_OUT_FRACTION = 0.1
 CALIBRATION_FRACTION = 0.2
+MIN_TRAIN_IMAGES = 8  # fewer normals left for training than this cannot fit a reference worth the name
 
 
 @dataclass
@@ -116,6 +117,30 @@ def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
     return NormalSet(images, bundled_segmenter().masks(images), kept, skipped)
 
 
+def split_sizes(n: int, separate_calibration: bool) -> tuple[int, int, int]:
+    """(calibration, held-out, training) counts of n normals as `train_model` splits them; no
+    calibration share when the calibration normals are a folder of their own."""
+    n_cal = 0 if separate_calibration else max(1, int(CALIBRATION_FRACTION * n))
+    n_held = max(1, int(HELD_OUT_FRACTION * (n - n_cal)))
+    return n_cal, n_held, n - n_cal - n_held
+
+
+def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
+    """Refuse, before anything is read or trained, normals whose image files could not give
+    MIN_TRAIN_IMAGES training images even if every one of them were readable."""
+    files = list_inputs(as_folders(normals_dir))
+    name, val_name = ", ".join(as_folders(normals_dir)), ", ".join(as_folders(val_normals_dir or []))
+    if not files:
+        raise ReadError(name, "no images found in the folder")
+    n_cal, n_held, n_train = split_sizes(len(files), val_normals_dir is not None)
+    if n_train < MIN_TRAIN_IMAGES:
+        raise ReadError(name, f"{len(files)} image file(s) leave at most {n_train} for training after "
+                                     f"{n_held} held out" + (f" and {n_cal} for calibration" if n_cal else "")
+                        + f"; at least {MIN_TRAIN_IMAGES} are needed")
+    if val_normals_dir is not None and not list_inputs(as_folders(val_normals_dir)):
+        raise ReadError(val_name, "no images found in the folder")
+
+
 def augmented_views(images01: np.ndarray, views: int, seed: int) -> np.ndarray:
     """`images01` followed by `views` seeded acquisition-augmented copies of each (`training.augment`)."""
     rng = np.random.default_rng([seed, 11])
@@ -150,15 +175,15 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
     normals = load_normals(normals_dir, size, progress)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(normals.files))
+    n_cal, n_held, _ = split_sizes(len(order), val_normals_dir is not None)
     if val_normals_dir is not None:
         calib = load_normals(val_normals_dir, size, progress)
     else:
-        n_cal = max(1, int(CALIBRATION_FRACTION * len(order)))
         calib, order = normals.subset(order[:n_cal]), order[n_cal:]
-    n_held = max(1, int(HELD_OUT_FRACTION * len(order)))
     held, train = normals.subset(order[:n_held]), normals.subset(order[n_held:])
-    if len(train.files) < 8:
-        raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least 8 are needed")
+    if len(train.files) < MIN_TRAIN_IMAGES:
+        raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
+                                     "are needed")
     dev = select_device(device)
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
     train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr)

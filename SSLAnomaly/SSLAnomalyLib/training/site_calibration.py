@@ -49,7 +49,7 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
         except ReadError as e:
             skipped.append(str(e))
             continue
-        batch.extend((f, p) for p in detector.prepare(image)[:1])  # a volume's first slice
+        batch.extend((f, p) for p in detector.prepare(image, range(1)))  # a volume's first slice
         if len(batch) >= BATCH:
             flush()
     flush()
