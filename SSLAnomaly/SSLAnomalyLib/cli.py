@@ -227,7 +227,6 @@ def cmd_evaluate(args) -> int:
 def cmd_train(args) -> int:
     from SSLAnomalyLib.training.fitting import StartingEncoder, check_enough_normals, train_model
 
-    check_enough_normals(args.normals, args.val_normals)  # before the model, the reading and the training
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = StartingEncoder.load(args.start_from) if args.start_from else None
     base = start.config if start is not None else EncoderConfig()
@@ -236,6 +235,7 @@ def cmd_train(args) -> int:
                               patch_layers=tuple(args.patch_layers.split(",")) if args.patch_layers else base.patch_layers)
     except ValueError as e:
         raise SystemExit(f"error: --patch-layers: {e}") from None
+    check_enough_normals(args.normals, args.val_normals)  # before any image is read or any step trained
     lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else LR)
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes, lr=lr,
                          seed=args.seed, encoder_cfg=encoder_cfg,
