@@ -1,0 +1,36 @@
+"""A volume is scored 32 slices at a time (memory stays flat however many slices it has): every
+slice gets the score, heatmap and findings it gets alone, whatever chunk it falls in, and a
+prefetched first chunk changes nothing."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import data_dir
+from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.scoring import SCORE_CHUNK
+
+
+def test_a_volume_longer_than_a_chunk_scores_each_slice_as_it_scores_alone(small_model):
+    detector = AnomalyDetector.load(small_model)
+    files = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:6] + \
+        sorted(data_dir("kermany", "val", "normal").iterdir())[:4]
+    frames = [np.asarray(Image.open(f).convert("L").resize((160, 128)), np.float32) for f in files]
+    n = SCORE_CHUNK + 8
+    pixels = np.stack([frames[k % len(frames)] for k in range(n)])
+    pixels[SCORE_CHUNK + 3] = frames[0][::-1]  # an upside-down slice in the second chunk: the highest score
+    volume = Radiograph(pixels, spacing=(0.5, 0.5, 2.0), is_2d=False)
+    result = detector.detect(volume, lungs=True)
+    alone = [detector.detect(Radiograph(pixels[k:k + 1], spacing=(0.5, 0.5, 2.0))) for k in range(n)]
+    np.testing.assert_allclose(result.slice_scores, [a.score for a in alone], rtol=1e-4, atol=1e-5)
+    top = int(np.argmax(result.slice_scores))
+    assert top >= SCORE_CHUNK and result.score == max(result.slice_scores)
+    assert result.components == pytest.approx(alone[top].components, rel=1e-4) and result.abnormal == alone[top].abnormal
+    for k in (0, SCORE_CHUNK - 1, SCORE_CHUNK, n - 1):
+        np.testing.assert_allclose(result.heatmap.pixels[k], alone[k].heatmap.pixels[0], rtol=1e-4, atol=1e-5)
+        assert {f.slice_index for f in result.findings if f.slice_index == k} <= {k}
+    assert sum(f.slice_index == top for f in result.findings) == len(alone[top].findings)
+    assert result.lungs.pixels.shape == pixels.shape and result.lungs.pixels[top].any()
+    ahead = detector.detect(volume, detector.prepare_ahead(volume))
+    assert ahead.slice_scores == result.slice_scores
