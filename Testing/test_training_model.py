@@ -18,16 +18,6 @@ from SSLAnomalyLib.training.objectives import Pretext
 from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
 
 
-def test_short_training_lowers_the_pretext_loss(small_normals, tmp_path):
-    normals = load_normals(small_normals[0], 128, progress=False)
-    cfg = TrainConfig(minutes=10, batch_size=16, max_steps=120, eval_every=1000, seed=0)
-    trainer = Trainer(EncoderConfig(input_size=128), Pretext(), cfg, tmp_path, device="cpu")
-    trainer.fit(normals.images01, normals.lungs, progress=False)
-    losses = np.array([sum(h[1:]) for h in trainer.state()["history"]])
-    assert len(losses) == 120
-    assert losses[-20:].mean() < 0.9 * losses[:20].mean()  # seen: 0.85-0.86 with the anatpaste default
-
-
 def test_training_resumes_from_its_checkpoint(small_normals, tmp_path):
     normals = load_normals(small_normals[0], 64, progress=False)
     enc = EncoderConfig(input_size=64)

@@ -225,7 +225,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from SSLAnomalyLib.training.fitting import StartingEncoder, check_enough_normals, train_model
+    from SSLAnomalyLib.training.fitting import StartingEncoder, train_model
 
     command = "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     start = StartingEncoder.load(args.start_from) if args.start_from else None
@@ -235,13 +235,13 @@ def cmd_train(args) -> int:
                               patch_layers=tuple(args.patch_layers.split(",")) if args.patch_layers else base.patch_layers)
     except ValueError as e:
         raise SystemExit(f"error: --patch-layers: {e}") from None
-    check_enough_normals(args.normals, args.val_normals)  # before any image is read or any step trained
     lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else LR)
     folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes, lr=lr,
                          seed=args.seed, encoder_cfg=encoder_cfg,
                          pretext=args.pretext, fpr=args.fpr,
                          command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
-                         calibration_views=args.calibration_views, standardise_positions=args.standardise_positions)
+                         calibration_views=args.calibration_views, standardise_positions=args.standardise_positions,
+                         foreign_objects=args.foreign_objects)
     print(f"model written to {folder}")
     return 0
 
@@ -383,6 +383,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--calibration-views", type=count, default=0, metavar="N",
                    help="also calibrate the thresholds on N acquisition-augmented copies of each calibration normal, "
                         "so the stated false-positive rate holds for normals taken otherwise (default 0)")
+    t.add_argument("--foreign-objects", type=fraction_or_zero, default=0.0, metavar="P",
+                   help="share of training views with ECG electrodes, leads, tubes and a marker plate drawn on, so "
+                        "the encoder learns they are not disease (default 0; never text)")
     t.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     t.set_defaults(func=cmd_train)
 

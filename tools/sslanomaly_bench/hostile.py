@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
-
 
 def deflate_bomb(path: Path, side: int = 15000) -> Path:
     """A DICOM a few hundred KB long whose deflated data set inflates to side^2 x 2 bytes (450 MB at
-    15000, over the 384 MiB that is inflated at most), streamed through zlib so that writing it never holds the inflated bytes."""
+    15000, over the 384 MiB that is inflated at most), streamed through zlib so that writing it
+    never holds the inflated bytes."""
     import pydicom
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -22,7 +21,7 @@ def deflate_bomb(path: Path, side: int = 15000) -> Path:
     meta = pydicom.dataset.FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
     meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = DEFLATED
+    meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
     ds = pydicom.Dataset()
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.Rows, ds.Columns, ds.SamplesPerPixel = "DX", side, side, 1

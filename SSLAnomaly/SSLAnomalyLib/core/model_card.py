@@ -41,10 +41,16 @@ percentile among these normals.{views_note(m.get("reference"))}{site_calibration
 - Command: `{t.get('command') or 'sslanomaly train (library call)'}`
 - Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},
   {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal
-  ({t['selection']}).
+  ({t['selection']}).{objects_note(t)}
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def objects_note(training: dict) -> str:
+    share = training.get("foreign_objects") or 0
+    return (f"\n- Foreign objects (ECG electrodes, leads, tubes, a marker plate) drawn on {100 * share:.0f} % of\n"
+            "  the training views, so that they are learned as normal." if share else "")
 
 
 def not_for(m: dict) -> str:

@@ -164,14 +164,17 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                 seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
                 pretext: Pretext = Pretext(), fpr: float = DEFAULT_FPR,
                 command: str = "", progress: bool = True, start: StartingEncoder | None = None,
-                reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False) -> Path:
+                reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False,
+                foreign_objects: float = 0.0) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
-    that encoder instead of a random one (and it stays a candidate for the kept checkpoint)."""
+    that encoder instead of a random one (and it stays a candidate for the kept checkpoint);
+    `foreign_objects` is the share of training views with electrodes, leads and tubes drawn on."""
     t0 = time.time()
     out_dir = Path(out_dir)
     if start is not None:
         encoder_cfg = start.config_for(encoder_cfg)
     size = encoder_cfg.input_size
+    check_enough_normals(normals_dir, val_normals_dir)  # before any image is read or any step trained
     normals = load_normals(normals_dir, size, progress)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(normals.files))
@@ -186,7 +189,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                                      "are needed")
     dev = select_device(device)
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
-    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr)
+    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr, foreign_objects=foreign_objects)
     trainer = Trainer(encoder_cfg, pretext, train_cfg, out_dir / "work", device=device, select=check,
                       initial_state=start.state if start is not None else None)
     encoder_state = trainer.fit(train.images01, train.lungs, progress)

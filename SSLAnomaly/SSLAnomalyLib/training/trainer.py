@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,7 @@ from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
 from SSLAnomalyLib.core.device import select_device
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
 from SSLAnomalyLib.training.defaults import LR
+from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects
 from SSLAnomalyLib.training.objectives import Pretext
 
 
@@ -42,17 +44,21 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 100   # steps between normal-only checkpoint evaluations
     max_steps: int | None = None
+    foreign_objects: float = 0.0  # share of training views with electrodes, leads and tubes drawn on
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment(image: np.ndarray, rng: np.random.Generator, objects: float = 0.0) -> np.ndarray:
     """The acquisition changes a normal radiograph has between sites and sessions, so the encoder
     learns to ignore them: field of view (zoom 0.85-1.3, i.e. about 77-118 % of the view), position,
-    a small rotation, exposure (gamma 0.67-1.5), contrast and brightness, and sometimes blur or noise.
-    JPEG re-compression, lower resolution and burned-in markers are deliberately left out, so the
-    shift evaluation (`evaluate --perturb`) keeps families the training never saw."""
+    a small rotation, exposure (gamma 0.67-1.5), contrast and brightness, and sometimes blur or noise;
+    with probability `objects`, electrodes, leads, tubes and a marker plate (foreign_objects.py) are
+    drawn first. JPEG re-compression, lower resolution and burned-in text are deliberately left out,
+    so the shift evaluation (`evaluate --perturb`) keeps families the training never saw."""
+    if objects and rng.random() < objects:
+        image = draw_foreign_objects(image, rng)
     n = image.shape[0]
     angle = np.deg2rad(rng.uniform(-7, 7))
     scale = np.exp(rng.uniform(np.log(0.85), np.log(1.3)))
@@ -97,7 +103,8 @@ class Trainer:
         """Each objective's loss on one seeded draw of normals (the same draw for all of them; distinct
         images where there are enough, so that contrastive negatives are other radiographs)."""
         idx = rng.choice(len(images), self.cfg.batch_size, replace=self.cfg.batch_size > len(images))
-        return {name: objective.loss(model.encoder, objective.batch(images[idx], lungs[idx], rng, augment), self.device)
+        views = partial(augment, objects=self.cfg.foreign_objects)
+        return {name: objective.loss(model.encoder, objective.batch(images[idx], lungs[idx], rng, views), self.device)
                 for name, objective in model.objectives.items()}
 
     def _paths(self):
@@ -130,7 +137,7 @@ class Trainer:
         t_last = time.time()
         while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
             model.train()
-            lr = self.cfg.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, state["seconds"] / budget)))
+            lr = self.cfg.lr * 0.5 * (1 + np.cos(np.pi * self._progress(state, budget)))
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
@@ -155,6 +162,15 @@ class Trainer:
         chosen = best if best.exists() else last
         weights = load_file(str(chosen))
         return {k[len("model.encoder."):]: v for k, v in weights.items() if k.startswith("model.encoder.")}
+
+    def _progress(self, state: dict, budget: float) -> float:
+        """How far through its budget the run is (0 to 1), for the cosine learning rate: the time
+        spent, or the steps taken where `max_steps` ends the run sooner, so that a step-limited run
+        follows the same schedule on a fast or a busy machine."""
+        done = state["seconds"] / budget if budget > 0 else 1.0
+        if self.cfg.max_steps is not None:
+            done = max(done, state["step"] / self.cfg.max_steps)
+        return min(1.0, done)
 
     def state(self) -> dict:
         """The saved training state (steps, seconds, selection signals, chosen step)."""
