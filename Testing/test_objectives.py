@@ -140,14 +140,15 @@ def test_combined_pretext_from_a_start_model_states_its_weights(small_model, sma
 
     out = tmp_path / "combined"
     assert main(["train", "--normals", str(small_normals[0]), "--val-normals", str(small_normals[1]), "--out", str(out),
-                 "--start-from", str(small_model), "--minutes", "0.05", "--pretext", "relpos:0.5,anatpaste",
-                 "--foreign-objects", "0.25", "--quiet"]) == 0
+                 "--start-from", str(small_model), "--minutes", "5", "--max-steps", "2", "--pretext",
+                 "relpos:0.5,anatpaste", "--foreign-objects", "0.25", "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(o["name"], o["weight"]) for o in manifest["pretext"]["objectives"]] == [("relpos", 0.5), ("anatpaste", 1.0)]
     assert manifest["pretext"]["objectives"][0]["params"] == {"patch_fraction": 0.25, "gap_fraction": 0.05,
                                                                "jitter_fraction": 0.02}
     assert manifest["training"]["started_from"]["folder"] == str(small_model)
     assert manifest["training"]["foreign_objects"] == 0.25
+    assert manifest["training"]["steps"] == manifest["training"]["max_steps"] == 2
     card = (out / "MODEL_CARD.md").read_text()
     assert "relpos (weight 0.5), anatpaste (weight 1)" in card and "drawn on 25 % of" in card
     with pytest.raises(SystemExit) as refused:

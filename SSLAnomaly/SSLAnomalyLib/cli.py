@@ -71,6 +71,7 @@ fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")  
 non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
 positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates
 count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
+positive_count = _ranged(_whole, lambda v: v > 0, "1 or more")                       # steps
 
 
 def pretext(text: str):
@@ -241,7 +242,7 @@ def cmd_train(args) -> int:
                          pretext=args.pretext, fpr=args.fpr,
                          command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
                          calibration_views=args.calibration_views, standardise_positions=args.standardise_positions,
-                         foreign_objects=args.foreign_objects)
+                         foreign_objects=args.foreign_objects, max_steps=args.max_steps)
     print(f"model written to {folder}")
     return 0
 
@@ -360,6 +361,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
     t.add_argument("--seed", type=count, default=0, help="seed of the splits, augmentations and initialisation")
+    t.add_argument("--max-steps", type=positive_count, default=None, metavar="N",
+                   help="also stop after N steps, so that seeds train alike on a busy machine")
     t.add_argument("--lr", type=positive, default=None,
                    help=f"peak learning rate (default {LR}, or {FINE_TUNE_LR} with --start-from: fine-tuning "
                         "at the from-scratch rate first destroys what the starting encoder knew)")

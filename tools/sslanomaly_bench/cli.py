@@ -53,7 +53,7 @@ def run(args) -> dict:
             ("slicer_logic", lambda: slicer_logic(args.model, files[: p["slicer_images"]])),
             ("gpu", lambda: gpu(args.model, files, work)),
             ("dask", lambda: dask_section(args.model, files, work)),
-            ("hostile_inputs", lambda: hostile_inputs(args.model, work)),
+            ("hostile_inputs", lambda: hostile_inputs(args.model, work, p["hostile_slices"])),
         ]
         if args.sections:
             sections = [s for s in sections if s[0] in args.sections]

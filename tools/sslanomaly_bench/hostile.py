@@ -59,14 +59,17 @@ def volume(path: Path, slices: int, side: int, seed: int = 0) -> Path:
     return path
 
 
-def write_all(folder: Path) -> dict[str, str]:
-    """{file name: what it is} of every large hostile input, written into `folder`."""
+def write_all(folder: Path, many: int = 1000, large: int = 240) -> dict[str, str]:
+    """{file name: what it is} of every large hostile input, written into `folder`: a deflate bomb,
+    `many` slices of 128 x 128, `large` slices of 512 x 512 (240: near the volume pixel limit, the
+    heatmap at its largest) and a volume over that limit, refused before decoding."""
     folder.mkdir(parents=True, exist_ok=True)
     deflate_bomb(folder / "deflate_bomb.dcm")
-    volume(folder / "slices1000x128.nii.gz", 1000, 128)
-    volume(folder / "slices240x512.nii.gz", 240, 512)  # near the volume pixel limit: the heatmap at its largest
-    volume(folder / "slices4100x128.nii.gz", 4100, 128)  # over it: refused before decoding
+    many_name, large_name = f"slices{many}x128.nii.gz", f"slices{large}x512.nii.gz"
+    volume(folder / many_name, many, 128)
+    volume(folder / large_name, large, 512)
+    volume(folder / "slices4100x128.nii.gz", 4100, 128)
     return {"deflate_bomb.dcm": "450 MB of pixels deflated into a small file",
-            "slices1000x128.nii.gz": "1000 slices of 128 x 128 (many slices)",
-            "slices240x512.nii.gz": "240 slices of 512 x 512 (62.9 M pixels, under the 64 Mi volume limit)",
+            many_name: f"{many} slices of 128 x 128 (many slices)",
+            large_name: f"{large} slices of 512 x 512 ({large * 512 * 512 / 1e6:.1f} M pixels, under the 64 Mi volume limit)",
             "slices4100x128.nii.gz": "4100 slices of 128 x 128 (67.2 M pixels, over the volume limit)"}

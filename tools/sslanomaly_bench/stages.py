@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 TARGETS = {"marginal_s": 0.5, "start_s": 3.0, "peak_rss_mb": 2048, "growth_mb": 64}
-QUICK = dict(images=3, long=0, repeats=1, scale_normals=4, train_steps=1, train_batch=4, slicer_images=1)
-FULL = dict(train_batch=32, slicer_images=4)
+QUICK = dict(images=3, long=0, repeats=1, scale_normals=4, train_steps=1, train_batch=4, slicer_images=1,
+             hostile_slices=(64, 64))  # two score chunks each: the chunking is exercised, not the full size
+FULL = dict(train_batch=32, slicer_images=4, hostile_slices=(1000, 240))
 
 
 def detect_command() -> list[str]:
@@ -61,14 +62,15 @@ def run_process(cmd: list[str], watch_out: Path | None = None, sample_s: float =
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "samples": samples, "stderr_tail": tail}
 
 
-def hostile_inputs(model: str, work: Path) -> dict:
-    """Whole `sslanomaly detect` processes on each large hostile input (hostile.py), one process per
-    input: its exit status, what it said, and its peak resident memory (issue 16's 2 GB budget)."""
+def hostile_inputs(model: str, work: Path, slices: tuple[int, int] = FULL["hostile_slices"]) -> dict:
+    """Whole `sslanomaly detect` processes on each large hostile input (hostile.py; `slices`: of the
+    two scored volumes), one process per input: its exit status, what it said, and its peak resident
+    memory (issue 16's 2 GB budget)."""
     from sslanomaly_bench.hostile import write_all
 
     folder = work / "hostile"
     rows = []
-    for name, what in write_all(folder).items():
+    for name, what in write_all(folder, *slices).items():
         r = run_process(detect_command() + ["detect", "--model", model, "--out", str(work / f"hostile-{name}"), "--quiet",
                                             str(folder / name)])
         said = [line.replace(str(folder / name), name) for line in r["stderr_tail"] if line.startswith(("error", "warning"))]

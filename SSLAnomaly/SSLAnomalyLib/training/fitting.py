@@ -165,7 +165,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                 pretext: Pretext = Pretext(), fpr: float = DEFAULT_FPR,
                 command: str = "", progress: bool = True, start: StartingEncoder | None = None,
                 reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False,
-                foreign_objects: float = 0.0) -> Path:
+                foreign_objects: float = 0.0, max_steps: int | None = None) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
     that encoder instead of a random one (and it stays a candidate for the kept checkpoint);
     `foreign_objects` is the share of training views with electrodes, leads and tubes drawn on."""
@@ -189,7 +189,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                                      "are needed")
     dev = select_device(device)
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
-    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr, foreign_objects=foreign_objects)
+    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr, foreign_objects=foreign_objects, max_steps=max_steps)
     trainer = Trainer(encoder_cfg, pretext, train_cfg, out_dir / "work", device=device, select=check,
                       initial_state=start.state if start is not None else None)
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
