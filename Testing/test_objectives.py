@@ -99,8 +99,9 @@ def test_synthetic_batches_alter_only_the_lungs_of_their_half(normals, kind):
 
 
 # steps, batch and normals per objective. The synthetic tasks need more steps to move; contrastive
-# learns on 8 normals that make the whole batch, because on 40 drawn in batches its 40-step fall
-# varied with the seed (and the CPU) from 5 to 10 %, and on these 8 it falls 20-30 % on every seed.
+# learns on 8 normals that make the whole batch, because on 40 drawn in batches of 16 its 40-step
+# fall varied with the seed and the CPU from 3 to 9 % (this test with seeds 0-2, and CI), and on
+# these 8 it falls 21-27 % with each of seeds 0-2.
 LEARNING = {"anatpaste": (100, 16, 40), "opacity": (100, 16, 40), "contrastive": (40, 8, 8), "mae": (40, 8, 40),
             "relpos": (80, 16, 40), "jigsaw": (40, 8, 40)}
 
