@@ -12,3 +12,11 @@ def select_device(requested: str = "auto") -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but no CUDA device is available")
     return torch.device(requested)
+
+
+def place(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The network on its device in channels-last layout: oneDNN's convolutions are faster that way on
+    CPU (`sslanomaly-bench --sections training,stages`: a training step and an encoding about 10-25 %
+    faster on the 2-core AVX2 machine), and GPU tensor cores prefer it; the results are the same to
+    float rounding."""
+    return module.to(device, memory_format=torch.channels_last)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from SSLAnomalyLib.core.device import place
 from SSLAnomalyLib.core.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
 from SSLAnomalyLib.core.heatmap import model_grid_map
 from SSLAnomalyLib.core.reference import NormalReference
@@ -47,7 +48,7 @@ class Scorer:
 
     def __init__(self, net: torch.nn.Module, config: EncoderConfig, device: torch.device | str = "cpu",
                  reference: NormalReference | None = None, component_stats: dict[str, list[float]] | None = None):
-        self.net = net.to(device).eval()
+        self.net = place(net, device).eval()
         self.config, self.device = config, torch.device(device)
         self.reference, self.component_stats = reference, component_stats
         self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised

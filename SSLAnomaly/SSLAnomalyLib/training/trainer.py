@@ -25,7 +25,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
-from SSLAnomalyLib.core.device import select_device
+from SSLAnomalyLib.core.device import place, select_device
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
 from SSLAnomalyLib.training.defaults import LR
 from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects
@@ -116,7 +116,7 @@ class Trainer:
         model = PretextModel(self.encoder_cfg, self.pretext)
         if self.initial_state is not None:
             model.encoder.load_state_dict(self.initial_state)
-        model = model.to(self.device)
+        model = place(model, self.device)
         opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                               weight_decay=self.cfg.weight_decay)
         last, best, state_path = self._paths()
