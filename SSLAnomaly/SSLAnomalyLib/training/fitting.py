@@ -188,7 +188,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
                                      "are needed")
     dev = select_device(device)
-    check = SyntheticCheck(encoder_cfg, train, held, seed, dev) if minutes > 0 else None  # nothing to choose
+    check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if minutes > 0 else None  # nothing to choose
     train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr, foreign_objects=foreign_objects, max_steps=max_steps)
     trainer = Trainer(encoder_cfg, pretext, train_cfg, out_dir / "work", device=device, select=check,
                       initial_state=start.state if start is not None else None)
@@ -215,7 +215,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
                          seconds=round(train_seconds, 1), chosen_step=state.get("best_step"),
                          selection="AUROC of the feature-distance score on held-out training normals vs the "
-                                   "same images with synthetic opacities (normal images only)",
+                                   "same images with synthetic opacities (normal images only)"
+                                   + (", foreign objects on the shifted normals" if foreign_objects else ""),
                          selection_signals=state.get("signals", []), command=command,
                          started_from=start.describe() if start is not None else None),
         "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},

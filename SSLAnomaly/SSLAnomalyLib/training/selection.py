@@ -8,6 +8,10 @@ trained encoder, so the signal stayed at chance and could not tell checkpoints a
 normals are seen through a random acquisition change (`training.augment`: field of view, exposure,
 contrast): a checkpoint that calls a zoomed or darker normal abnormal loses signal, so the kept
 encoder is the one that holds up on radiographs taken otherwise, still judged on normals only.
+A run that draws foreign objects on its training views (`--foreign-objects P`) draws them on the
+same share of these shifted normals: a checkpoint that calls an electrode or a lead abnormal loses
+signal too, so the signal rewards what that run is teaching (and the starting encoder of a
+fine-tune, a candidate as well, is judged by the same test).
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ CHECK_OPACITIES = PretextConfig(kinds=("opacity",), area_range=(0.10, 0.30), haz
 
 
 class SyntheticCheck:
-    def __init__(self, config: EncoderConfig, train, held_out, seed: int, device):
+    def __init__(self, config: EncoderConfig, train, held_out, seed: int, device, objects: float = 0.0):
         rng = np.random.default_rng([seed, 7])
         idx = rng.permutation(len(train.images01))[:MAX_REFERENCE_IMAGES]
         self.config, self.device = config, device
         self.reference_images = train.images01[idx]
-        shifted = np.stack([augment(x, rng) for x in held_out.images01])
+        shifted = np.stack([augment(x, rng, objects) for x in held_out.images01])
         self.normals = np.concatenate([held_out.images01, shifted])
         self.lungs = np.concatenate([held_out.lungs, bundled_segmenter().masks(shifted)])
         self.anomalous = np.stack([opacity(x, m if m.any() else np.ones_like(m), CHECK_OPACITIES, rng)[0]
