@@ -15,9 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 SEED=${SEED:-0}
-ENCODER=$(scripts/first_round_encoder.sh)
 run() { echo "runs/round6/ft-objects400-s$1"; }
 RUN=$(run "$SEED")
+[ -f "$RUN/manifest.json" ] || ENCODER=$(scripts/first_round_encoder.sh)
 [ -f "$RUN/manifest.json" ] || .venv/bin/sslanomaly train --normals "$DATA/kermany/train/normal" \
   --val-normals "$DATA/kermany/val/normal" --out "$RUN" --start-from "$ENCODER" --minutes 60 --max-steps 400 \
   --seed "$SEED" --calibration-views 1 --foreign-objects 0.5 --quiet
