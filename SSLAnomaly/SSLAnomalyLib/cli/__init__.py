@@ -1,0 +1,43 @@
+"""`sslanomaly detect | evaluate | train | train-anatomy | calibrate | models | sample`: a thin command line
+over the core, one module per subcommand (the benchmark is developer tooling: `sslanomaly-bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from SSLAnomalyLib.cli import calibrate, detect, evaluate, models, sample, train
+from SSLAnomalyLib.core.errors import PathError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sslanomaly", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    detect.add_parser(sub)
+    evaluate.add_parser(sub)
+    train.add_parsers(sub)
+    calibrate.add_parser(sub)
+    models.add_parser(sub)
+    sample.add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if getattr(args, "device", None) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
+    try:
+        return args.func(args)
+    except PathError as e:  # a model folder, an input, a review: each names itself and the reason
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. an output folder that cannot be written
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed results are kept (rerun with --resume to finish)", file=sys.stderr)
+        return 130

@@ -1,0 +1,31 @@
+"""`sslanomaly calibrate`: percentiles, score standardisation and thresholds re-derived from a site's
+own normals (encoder unchanged) into a new model folder."""
+
+from __future__ import annotations
+
+import json
+
+from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction
+from SSLAnomalyLib.core.calibration import DEFAULT_FPR
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("calibrate", help="re-derive percentiles, score standardisation and thresholds from a "
+                                         "site's own normals (encoder unchanged) into a new model folder")
+    add_model(c)
+    c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
+    c.add_argument("--out", required=True, help="new model folder to write")
+    c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
+    add_quiet(c)
+    c.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args) -> int:
+    from SSLAnomalyLib.training.site_calibration import calibrate_model
+
+    folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    c = manifest["calibration"]
+    print(f"calibrated model {manifest['model_id']} written to {folder}: threshold {c['threshold']:.3f} at "
+          f"{100 * c['false_positive_rate']:g} % false positives on {c['n_normals']} normals")
+    return 0

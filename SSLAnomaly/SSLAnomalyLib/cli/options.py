@@ -1,0 +1,75 @@
+"""What every subcommand shares: argument types that refuse bad values with a reason, the help
+texts of the common options, and the model and command-line helpers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+
+DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "where to run: auto (a CUDA GPU if there is one, else the CPU), cpu or cuda"
+QUIET_HELP = "no progress bar"
+MODEL_HELP = "bundled model name (adult, pediatric; default = adult) or a model folder"
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}") from None
+
+
+def _ranged(parse, within, needs: str):
+    """An argparse type: `parse(text)`, refused unless `within(value)`, with "must be <needs>"."""
+    def convert(text: str):
+        value = parse(text)
+        if not within(value):
+            raise argparse.ArgumentTypeError(f"must be {needs}, not {text}")
+        return value
+    return convert
+
+
+fraction = _ranged(_number, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # false-positive rates
+fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")      # shares of a batch
+non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
+positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates, spacings
+count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
+positive_count = _ranged(_whole, lambda v: v > 0, "1 or more")                       # steps
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help=MODEL_HELP)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+
+def load_detector(args):
+    """The detector of `--model` on `--device`, with the CPU threads detection should use."""
+    from SSLAnomalyLib.core.detector import AnomalyDetector
+
+    detector = AnomalyDetector.load(args.model, device=args.device)
+    detector.limit_cpu_threads()
+    return detector
+
+
+def command_line() -> str:
+    """This run's command, as recorded in model manifests and evaluation results."""
+    return "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
