@@ -73,12 +73,35 @@ def to_net_input(images01: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((np.asarray(images01, np.float32) - 0.5) / 0.25)[:, None]
 
 
+def side_fractions(mask: np.ndarray) -> tuple[float, float]:
+    """Lung pixels left and right of the image's vertical midline, each as a share of the image."""
+    half = mask.shape[1] // 2
+    return float(mask[:, :half].sum() / mask.size), float(mask[:, half:].sum() / mask.size)
+
+
 @dataclass
 class LungFields:
+    """The lung fields of one image, where they came from, and per-side areas for the score: a missing,
+    shrunken or lopsided field (a white lung the network gave up) is evidence of disease, not only a reason
+    for a fallback, so the network's own per-side areas are kept even when a fallback mask replaced them."""
+
     mask: np.ndarray                 # bool, on the grid of the image it was computed from
     source: str                      # "network", "unsupervised" or "prior"
     reason: str = ""                 # why the network's output was not used
     probability: np.ndarray | None = None  # the network's output on the same grid
+    network_side_fractions: tuple[float, float] = (0.0, 0.0)  # the network's largest region each side of
+    # the midline (image-left, image-right) as a share of the image, before any fallback
+
+    @property
+    def side_fractions(self) -> tuple[float, float]:
+        """(image-left, image-right) area of the final mask, each as a share of the image."""
+        return side_fractions(self.mask)
+
+    @property
+    def network_side_ratio(self) -> float:
+        """Smaller over larger of the network's per-side areas: 1 symmetric, 0 one lung missing."""
+        small, large = sorted(self.network_side_fractions)
+        return 0.0 if large == 0 else small / large
 
     @property
     def warning(self) -> str | None:
@@ -97,14 +120,14 @@ class LungFields:
         return ndimage.binary_fill_holes(full).astype(np.uint8)
 
 
-def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str]:
-    """(mask, "") of the largest region on each side of the midline with holes filled, or
-    (partial mask, why it is implausible)."""
+def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str, tuple[float, float]]:
+    """(mask, "", per-side areas) of the largest region on each side of the midline with holes filled, or
+    (partial mask, why it is implausible, per-side areas); areas as shares of the image, (left, right)."""
     n_rows, n_cols = probability.shape
     binary = probability >= 0.5
     labels, count = ndimage.label(binary)
     if count == 0:
-        return binary, "no lung pixels"
+        return binary, "no lung pixels", (0.0, 0.0)
     index = np.arange(1, count + 1)
     sizes = ndimage.sum(binary, labels, index=index) / binary.size
     cols = np.array([c for _, c in ndimage.center_of_mass(binary, labels, index)])
@@ -118,14 +141,14 @@ def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str]:
         areas.append(float(sizes[best]))
         if sizes[best] >= MIN_FIELD_FRACTION:
             mask |= ndimage.binary_fill_holes(labels == best + 1)
-    total = float(mask.mean())
+    total, sides = float(mask.mean()), (areas[0], areas[1])
     if min(areas) < MIN_FIELD_FRACTION:
-        return mask, "one lung field missing"
+        return mask, "one lung field missing", sides
     if not MIN_TOTAL_FRACTION <= total <= MAX_TOTAL_FRACTION:
-        return mask, f"lungs cover {100 * total:.0f} % of the image"
+        return mask, f"lungs cover {100 * total:.0f} % of the image", sides
     if min(areas) < MIN_SIDE_RATIO * max(areas):
-        return mask, "one lung field far smaller than the other"
-    return mask, ""
+        return mask, "one lung field far smaller than the other", sides
+    return mask, "", sides
 
 
 class LungSegmenter:
@@ -173,13 +196,13 @@ class LungSegmenter:
 
 
 def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior: np.ndarray | None) -> LungFields:
-    mask, why = two_lung_fields(probability)
+    mask, why, sides = two_lung_fields(probability)
     if not why:
-        return LungFields(mask, "network", probability=probability)
+        return LungFields(mask, "network", probability=probability, network_side_fractions=sides)
     unsupervised = lung_mask(image01)
     if unsupervised is not None:
-        return LungFields(unsupervised, "unsupervised", why, probability)
-    return LungFields(prior_mask(image01.shape[0], prior), "prior", why, probability)
+        return LungFields(unsupervised, "unsupervised", why, probability, sides)
+    return LungFields(prior_mask(image01.shape[0], prior), "prior", why, probability, sides)
 
 
 @functools.cache

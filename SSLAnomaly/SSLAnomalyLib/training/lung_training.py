@@ -4,7 +4,8 @@ Anatomy labels, not disease labels. A seeded fifth of the images is held out and
 the folder's manifest records its file names and the network's Dice there, measured at each mask's
 own resolution through the same path detection uses (`LungFields.on_grid`, post-processing and fallbacks
 included). Augmentation is MONAI's: affine (rotation, zoom, shift), elastic, gamma, contrast,
-brightness, noise and blur, so the network meets other acquisitions and children's chests.
+brightness, noise and blur, so the network meets other acquisitions and children's chests; on a share
+of images disease is drawn inside the lung field first (`lung_disease.py`), so a white lung is still a lung.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from SSLAnomalyLib.core import model_folder
 from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.core.lung_model import KIND, LungNetConfig, LungSegmenter, build_lung_net
 from SSLAnomalyLib.core.preprocess import resize, to_model_input
+from SSLAnomalyLib.training.lung_disease import draw_disease
 
 HELD_OUT_FRACTION = 0.2
 
@@ -43,6 +45,17 @@ def negative_example(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = np.rot90(image[0], k=int(rng.choice([1, 2, 3])))
     x = (x - x.min()) / (np.ptp(x) + 1e-6)
     return x.astype(np.float32)[None]
+
+
+def training_example(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, augment,
+                     negative_share: float, disease_share: float) -> dict:
+    """One augmented {"image", "label"} pair: a negative example on `negative_share` of draws, else the
+    radiograph, with disease drawn inside its lung field (label unchanged) on `disease_share` of them."""
+    if rng.random() < negative_share:
+        return augment({"image": negative_example(image, rng), "label": np.zeros_like(label)})
+    if disease_share and rng.random() < disease_share:
+        image = draw_disease(image[0], label[0] > 0.5, rng)[None]
+    return augment({"image": image, "label": label})
 
 
 def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
@@ -96,7 +109,7 @@ def augmentation(seed: int):
 
 def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed: int = 0,
                      config: LungNetConfig = LungNetConfig(), batch_size: int = 16, command: str = "",
-                     progress: bool = True, negative_share: float = 0.0) -> Path:
+                     progress: bool = True, negative_share: float = 0.0, disease_share: float = 0.0) -> Path:
     """Train, measure on the held-out fold and write a verified lung model folder."""
     from monai.losses import DiceCELoss
 
@@ -131,8 +144,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(images), batch_size)
-        batch = [augment({"image": negative_example(images[i], rng), "label": np.zeros_like(labels[i])})
-                 if rng.random() < negative_share else augment({"image": images[i], "label": labels[i]}) for i in idx]
+        batch = [training_example(images[i], labels[i], rng, augment, negative_share, disease_share) for i in idx]
         x = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float()
         y = (torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]) > 0.5).float()
         net.train()
@@ -159,7 +171,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
         "training": {"minutes": minutes, "seed": seed, "steps": step, "batch_size": batch_size,
-                     "negative_share": negative_share,
+                     "negative_share": negative_share, "disease_share": disease_share,
                      "seconds": round(train_seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
                      "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": history,
                      "command": command},
