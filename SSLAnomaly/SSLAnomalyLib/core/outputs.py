@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
@@ -17,6 +16,7 @@ from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.core.findings_document import to_json
 from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.io import write_image
+from SSLAnomalyLib.core.locks import folder_lock
 from SSLAnomalyLib.core.overlay import render_overlay
 
 SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
@@ -55,34 +55,10 @@ def refuse_output_inside_inputs(out_dir, inputs) -> None:
                                      "read as radiographs on the next run: choose an output folder outside the inputs")
 
 
-@contextmanager
 def output_lock(out_dir):
     """Hold `OUT/.sslanomaly.lock` while a run writes there: a second run into the same folder is
     refused (PathError naming the holder); a lock whose process is gone is taken over."""
-    import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`
-
-    path = Path(out_dir) / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                holder = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and psutil.pid_exists(holder) and holder != os.getpid():
-                raise PathError(out_dir, f"another sslanomaly run (process {holder}) is writing into this folder; "
-                                         "wait for it to finish or choose another output folder") from None
-            path.unlink(missing_ok=True)  # its process is gone: the lock is stale
-    else:
-        raise PathError(out_dir, "could not take the output folder's lock")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
+    return folder_lock(Path(out_dir) / LOCK, out_dir)
 
 
 def case_name(path) -> str:
