@@ -1,4 +1,5 @@
-"""`sslanomaly evaluate`: AUROC and flagged shares on labelled folders, or localisation against boxes."""
+"""`sslanomaly evaluate`: AUROC and flagged shares on labelled folders, localisation against boxes, or
+synthetic abnormalities (phantoms) drawn on normals."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ def add_parser(sub) -> None:
                    help="also score both folders under seeded acquisition perturbations: 'all' or a comma-separated "
                         "list of fov, translate, rotate, gamma, contrast, noise, blur, lowres, jpeg, markers, combined, "
                         "zoom_gamma; each reports AUROC, AP and the FPR/TPR at the model's threshold")
-    e.add_argument("--seed", type=count, default=0, help="seed of the perturbations")
+    e.add_argument("--phantoms", metavar="KINDS",
+                   help="draw seeded synthetic abnormalities on the --normal images instead of reading --abnormal: "
+                        "'all' or a comma-separated list of whiteout, effusion, consolidation, mass, nodule, "
+                        "pneumothorax, cardiomegaly; reports per kind and size the share flagged, AUROC against the "
+                        "unaltered normals and the pointing game on the phantom's region")
+    e.add_argument("--seed", type=count, default=0, help="seed of the perturbations and phantoms")
     add_device(e)
     add_quiet(e)
     e.set_defaults(func=cmd_evaluate)
@@ -31,12 +37,25 @@ def add_parser(sub) -> None:
 def cmd_evaluate(args) -> int:
     from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes, evaluate_images
     from SSLAnomalyLib.evaluation.perturbations import parse_families
+    from SSLAnomalyLib.evaluation.phantom_evaluation import evaluate_phantoms
+    from SSLAnomalyLib.evaluation.phantoms import parse_kinds
 
+    if args.phantoms:
+        if not args.normal or args.abnormal or args.perturb:
+            raise SystemExit("error: --phantoms needs --normal DIR, and draws its abnormal images itself "
+                             "(no --abnormal, no --perturb)")
+        try:
+            kinds = parse_kinds(args.phantoms)
+        except ValueError as e:
+            raise SystemExit(f"error: --phantoms: {e}") from None
     detector = load_detector(args)
     if args.boxes:
         if not args.images:
             raise SystemExit("error: --boxes needs --images DIR")
         result = evaluate_boxes(detector, args.boxes, args.images, progress=not args.quiet)
+    elif args.phantoms:
+        result = evaluate_phantoms(detector, args.normal, kinds, seed=args.seed, progress=not args.quiet,
+                                   scores_csv=args.scores_csv)
     else:
         if not (args.normal and args.abnormal):
             raise SystemExit("error: evaluate needs --normal DIR and --abnormal DIR (or --boxes CSV --images DIR)")

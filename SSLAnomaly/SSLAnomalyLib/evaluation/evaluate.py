@@ -30,9 +30,14 @@ def score_folder(detector, folder, progress: bool = True, transform=None) -> tup
         except ReadError as e:
             errors.append(str(e))
             continue
-        rows.append(dict(result.components, score=result.score, abnormal=result.abnormal,
-                         percentile=result.percentile, file=str(f)))
+        rows.append(score_row(result, f))
     return rows, errors
+
+
+def score_row(result, file) -> dict:
+    """What the figures and the scores CSV need of one detection."""
+    return dict(result.components, score=result.score, abnormal=result.abnormal,
+                percentile=result.percentile, file=str(file))
 
 
 def _auroc_ap(y: np.ndarray, s: np.ndarray) -> dict:

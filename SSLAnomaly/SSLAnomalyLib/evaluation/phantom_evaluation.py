@@ -1,0 +1,127 @@
+"""`sslanomaly evaluate --phantoms`: seeded phantoms (evaluation/phantoms.py) drawn on each normal
+radiograph at its own resolution, placed by the lung fields the product draws on the unaltered image,
+scored by the detector and reported per kind and size: the share flagged at the model's threshold,
+AUROC against the unaltered normals, and the pointing game on the phantom's region.
+
+A figure for reporting only; nothing in training or calibration reads it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.evaluation.evaluate import score_row, write_scores_csv
+from SSLAnomalyLib.evaluation.phantoms import HELD_OUT_KINDS, SIZES, Phantom, draw_phantom
+
+
+FIGURES = ("auroc", "tpr_at_threshold", "fpr_at_threshold", "pointing_game", "random_pointing_baseline",
+           "abnormal_without_finding", "mean_score")
+
+
+@dataclass
+class Tally:
+    """One kind and size's detections over the normals."""
+
+    scores: list[float] = field(default_factory=list)
+    flagged: list[bool] = field(default_factory=list)
+    hits: list[bool] = field(default_factory=list)    # heatmap maximum inside the phantom's region
+    areas: list[float] = field(default_factory=list)  # region area / image area
+    without_finding: int = 0                          # flagged ABNORMAL with no finding
+
+    def add(self, result, region: np.ndarray) -> None:
+        heat = result.heatmap.pixels[0]
+        self.scores.append(result.score)
+        self.flagged.append(result.abnormal)
+        self.hits.append(bool(region.ravel()[np.argmax(heat)]))
+        self.areas.append(float(region.mean()))
+        self.without_finding += int(result.abnormal and not result.findings)
+
+    def figures(self, normal_scores: list[float], fpr: float) -> dict:
+        if not self.scores:  # drawn on no normal (see "errors"): no figure rather than a NaN
+            return {"n": 0, **dict.fromkeys(FIGURES), "fpr_at_threshold": fpr, "abnormal_without_finding": 0}
+        y = np.r_[np.zeros(len(normal_scores)), np.ones(len(self.scores))]
+        return {"n": len(self.scores),
+                "auroc": round(float(roc_auc_score(y, np.r_[normal_scores, self.scores])), 4),
+                "tpr_at_threshold": round(float(np.mean(self.flagged)), 4),
+                "fpr_at_threshold": fpr,
+                "pointing_game": round(float(np.mean(self.hits)), 4),
+                "random_pointing_baseline": round(float(np.mean(self.areas)), 4),
+                "abnormal_without_finding": self.without_finding,
+                "mean_score": round(float(np.mean(self.scores)), 4)}
+
+
+def phantom_seed(seed: int, kind: str, size: str, index: int) -> np.random.Generator:
+    """The generator of the phantom of `kind` and `size` on the `index`-th normal."""
+    return np.random.default_rng([seed, zlib.crc32(f"{kind}:{size}".encode()), index])
+
+
+def with_phantom(image: Radiograph, phantom: Phantom, lo: float, hi: float) -> Radiograph:
+    """The radiograph with the phantom drawn, on its own grid and intensity scale; the pixels outside the
+    phantom's region are the input's own."""
+    px = image.pixels[0]
+    drawn = phantom.image * (hi - lo) + lo
+    return image.with_pixels(np.where(phantom.region_mask, drawn, px).astype(np.float32)[None])
+
+
+def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, progress: bool = True,
+                      scores_csv=None) -> dict:
+    """Every size of every kind in `kinds` drawn once on each normal of `normal_dir` (seeded by `seed`,
+    the kind, the size and the normal's place in the sorted folder) and scored with the unaltered
+    normals as the negatives."""
+    t0 = time.time()
+    conditions = [(k, s) for k in kinds for s in SIZES[k]]
+    tallies = {c: Tally() for c in conditions}
+    normal, table, errors, sources = [], [], [], Counter()
+    files = list_inputs([normal_dir])
+    for i, f in enumerate(tqdm(files, desc="phantoms", unit="normal", disable=not progress)):
+        try:
+            image = read_radiograph(f)
+            if image.shape[0] != 1:
+                raise ReadError(f, "phantoms are drawn on 2D radiographs, not volumes")
+        except ReadError as e:
+            errors.append(str(e))
+            continue
+        prepared = detector.prepare(image)
+        fields = prepared[0].fields
+        sources[fields.source] += 1
+        lungs = fields.on_grid(*image.shape[1:]).astype(bool)
+        px = image.pixels[0].astype(np.float32)
+        lo, hi = float(px.min()), float(px.max())
+        if not hi > lo:
+            errors.append(f"{f}: a flat image, no phantom can be drawn")
+            continue
+        result = detector.detect(image, prepared=prepared)
+        normal.append(score_row(result, f))
+        table.append(("clean", "normal", normal[-1]))
+        for kind, size in conditions:
+            try:
+                phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, phantom_seed(seed, kind, size, i))
+            except ValueError as e:  # lung fields that leave no place for it
+                errors.append(f"{f}: no {kind} {size} drawn ({e})")
+                continue
+            result = detector.detect(with_phantom(image, phantom, lo, hi))
+            tallies[kind, size].add(result, phantom.region_mask)
+            table.append((f"{kind}:{size}", "phantom", score_row(result, f)))
+    if not normal:
+        raise ReadError(normal_dir, "no readable normal images to draw phantoms on")
+    normal_scores = [r["score"] for r in normal]
+    fpr = round(float(np.mean([r["abnormal"] for r in normal])), 4)
+    report = {k: {s: tallies[k, s].figures(normal_scores, fpr) for s in SIZES[k]} for k in kinds}
+    if scores_csv is not None:
+        write_scores_csv(scores_csv, table)
+    return {"model": detector.model_id, "n_normal": len(normal), "seed": seed,
+            "threshold": round(detector.calibration.threshold, 6), "fpr_at_threshold": fpr,
+            "kinds": report, "held_out_kinds": [k for k in HELD_OUT_KINDS if k in kinds],
+            "drawn_at": "each normal's own resolution", "lung_field_sources": dict(sources),
+            "seconds_per_image": round((time.time() - t0) / (len(normal) * (1 + len(conditions))), 4),
+            "normal_folder": str(Path(normal_dir)), "errors": errors}
