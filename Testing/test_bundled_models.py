@@ -1,6 +1,8 @@
 """Models by name: `sslanomaly models` lists both bundled models, each loads, verifies and scores a
 real image of its population, a DICOM's PatientAge outside the model's population is a warning
-naming the better model, and the Slicer selector shows what the registry holds."""
+naming the better model, the Slicer selector shows what the registry holds, a bare name is the
+bundled model (saying so where a folder here has that name), and a site that requires signed models
+still loads the bundled ones."""
 
 import subprocess
 
@@ -59,3 +61,28 @@ def test_slicer_model_selector_agrees_with_the_registry():
     entries = logic().bundledModels()
     assert [name for name, _ in entries] == [m.name for m in registry.bundled_models()]
     assert entries[0][0] == registry.default_name() and "(default)" in entries[0][1]
+
+
+def test_a_bare_name_is_the_bundled_model_and_says_so_once_where_a_folder_has_that_name(tmp_path, monkeypatch,
+                                                                                        capsys):
+    from SSLAnomalyLib.core import registry
+
+    monkeypatch.setattr(registry, "_announced", set())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pediatric").mkdir()
+    assert registry.resolve("pediatric") == registry.resolve("pediatric") == registry.MODELS_DIR / "pediatric"
+    assert capsys.readouterr().err.splitlines() == [
+        "note: --model pediatric is the bundled model 'pediatric'; the folder pediatric here is not used "
+        "(write ./pediatric for it)"]
+    assert registry.resolve("./pediatric").resolve() == tmp_path / "pediatric"
+    assert registry.resolve("adult") == registry.MODELS_DIR / "adult" and not capsys.readouterr().err
+
+
+def test_bundled_models_load_where_a_site_requires_signed_models(monkeypatch):
+    from SSLAnomalyLib.core import model_folder, registry
+
+    monkeypatch.setenv("SSLANOMALY_REQUIRE_SIGNED", "1")
+    monkeypatch.setenv("SSLANOMALY_SITE_KEY", "a-site-key-of-32-characters-0123")
+    for m in registry.bundled_models():
+        model_folder.load(m.name)  # shipped with the software, not signed by any site
+    model_folder.load(registry.MODELS_DIR / "lungs")

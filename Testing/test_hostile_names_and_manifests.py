@@ -1,5 +1,7 @@
 """Property tests (hypothesis): any file name a file system allows is listed, read, named and shown
-safely; any edit of a model's manifest is refused with a ModelError, whatever it holds."""
+safely; any edit of a model's manifest is refused with a ModelError, whatever it holds; any edit of
+the bundled-model registry is refused naming the file, or still names folders inside Resources/Models
+only. (The registry is not an input image: its cases are here, not in the messy-input corpus.)"""
 
 import json
 import os
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from SSLAnomalyLib.core import registry
 from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.core.model_folder import MANIFEST, ModelError, load
 from SSLAnomalyLib.core.outputs import case_name, shown, unique_case_names
@@ -61,3 +64,33 @@ def test_any_edit_of_a_manifest_is_refused_cleanly(small_model, tmp_path_factory
     except ModelError:
         return
     raise AssertionError(f"an edited {section} was loaded")
+
+
+@FOREVER
+@given(data=st.data())
+def test_any_edit_of_the_model_registry_is_refused_by_name_or_stays_inside_the_models_folder(
+        tmp_path_factory, monkeypatch, data):
+    reg = json.loads((registry.MODELS_DIR / "models.json").read_text())  # the shipped one, not a previous edit
+    where = data.draw(st.sampled_from(["default", "models"] + [f"{name}.{field}" for name in reg["models"]
+                                                              for field in ("folder", "population", "description", "")]))
+    edited = data.draw(JSON_VALUES | st.sampled_from(["/", "..", "../..", "adult/../..", "/tmp", "adult/../pediatric"]))
+    section, _, field = where.partition(".")
+    if section == "models" and field:
+        name, _, key = field.partition(".")
+        if key:
+            reg["models"][name][key] = edited
+        else:
+            reg["models"][name] = edited
+    else:
+        reg[section] = edited
+    path = tmp_path_factory.mktemp("registry") / "models.json"
+    path.write_text(json.dumps(reg))
+    monkeypatch.setattr(registry, "REGISTRY", path)
+    try:
+        models = registry.bundled_models()
+    except registry.RegistryError as e:
+        assert str(path) in str(e)
+        return
+    inside = registry.MODELS_DIR.resolve()
+    assert all(inside in m.folder.resolve().parents for m in models)
+    assert registry.default_name() in {m.name for m in models}

@@ -1,19 +1,26 @@
 """A model folder is data, never code: damaged, disguised or future model folders are refused with a
 clear message, and nothing in the package can unpickle (test_training_model.py covers a flipped
-byte and a future format version)."""
+byte and a future format version). Every writer replaces a model only when told, one at a time,
+whole, with 0644 files and a card free of machine paths; `--model` says what it took; a site key
+signs what is written and, where required, refuses the unsigned."""
 
 import json
+import os
 import pickle
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, data_dir
 from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.model_folder import FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, seal, sha256
+from SSLAnomalyLib.core import registry
+from SSLAnomalyLib.core.model_folder import CARD, FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, load, save, sha256
+from SSLAnomalyLib.core.errors import PathError
+from SSLAnomalyLib.core.signing import SiteKeyError, digest, seal
 
 PACKAGE = REPO / "SSLAnomaly"
 UNPICKLING = re.compile(r"torch\.load\s*\(|\bimport pickle\b|\bpickle\.|\bcPickle\b|\bjoblib\b|\bdill\b"
@@ -38,10 +45,12 @@ def copy_model(small_model, tmp_path):
 
 
 def rehash(folder: Path, **changes):
-    """What an attacker who edits the manifest too would do: new hashes, and a new seal."""
+    """What an attacker who edits the manifest too would do: new hashes, and a new (unkeyed) seal; a
+    site signature is kept as it was, since without the key it cannot be made anew."""
     manifest = dict(json.loads((folder / MANIFEST).read_text()), **changes)
     manifest["files"] = {name: sha256(folder / name) for name in manifest["files"]}
-    (folder / MANIFEST).write_text(json.dumps(seal(manifest)))
+    manifest["manifest_sha256"] = digest(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
 
 
 def test_truncated_weights_are_refused(copy_model):
@@ -135,3 +144,183 @@ def test_nothing_in_the_package_can_unpickle():
                  for p in sorted(PACKAGE.rglob("*.py"))
                  for i, line in enumerate(p.read_text().splitlines(), 1) if UNPICKLING.search(line)]
     assert not offenders, "model files must be safetensors/JSON only:\n" + "\n".join(offenders)
+
+
+SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
+KEY = "a-site-key-of-32-characters-0123"
+
+
+def saved_again(source: Path, folder: Path, **options) -> Path:
+    """`source`'s model written by model_folder.save into `folder` (what train, calibrate and merge do)."""
+    manifest, encoder, arrays = load(source)
+    manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
+    return save(folder, encoder, arrays, manifest, (source / CARD).read_text(), **options)
+
+
+def test_a_model_is_replaced_only_when_told_and_a_folder_of_other_files_never(small_model, tmp_path):
+    target = saved_again(small_model, tmp_path / "m")
+    with pytest.raises(ModelError, match="already holds a model .*pass --overwrite"):
+        saved_again(small_model, target)
+    (target / WEIGHTS).write_bytes(b"old")  # so that a replacement shows
+    saved_again(small_model, target, overwrite=True)
+    load(target)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.tex").write_text("mine")
+    with pytest.raises(ModelError, match=r"not a model's \(thesis.tex\)"):
+        saved_again(small_model, tmp_path / "docs", overwrite=True)
+    assert (tmp_path / "docs" / "thesis.tex").read_text() == "mine"
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ModelError, match="is a file, not a model folder"):
+        saved_again(small_model, tmp_path / "a_file", overwrite=True)
+
+
+def test_a_failed_write_leaves_the_old_model_whole_and_nothing_beside_it(small_model, tmp_path):
+    target = saved_again(small_model, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    manifest, encoder, arrays = load(small_model)
+    arrays = dict(arrays, lung_prior=np.full_like(arrays["lung_prior"], np.nan))  # refused by the verification
+    with pytest.raises(ModelError, match="non-finite"):
+        save(target, encoder, arrays, {k: v for k, v in manifest.items() if k != "files"}, "card", overwrite=True)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder, no lock left
+
+
+def test_two_writers_never_share_a_model_folder(small_model, tmp_path):
+    code = ("import sys, time; from SSLAnomalyLib.core.locks import folder_lock\n"
+            "with folder_lock(sys.argv[1], sys.argv[2]):\n    print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([str(REPO / ".venv" / "bin" / "python"), "-c", code, str(tmp_path / ".m.lock"),
+                               str(tmp_path / "m")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(PathError, match=f"another sslanomaly run \\(process {holder.pid}"):
+            saved_again(small_model, tmp_path / "m")
+        assert not (tmp_path / "m").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    saved_again(small_model, tmp_path / "m")  # the holder is gone: its lock is stale
+    assert not (tmp_path / ".m.lock").exists()
+
+
+def test_model_files_have_the_usual_mode(small_model, tmp_path):
+    old = os.umask(0o022)
+    try:
+        target = saved_again(small_model, tmp_path / "m")
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [target, *target.iterdir()]}
+    assert modes == {"m": "0o755", WEIGHTS: "0o644", MANIFEST: "0o644", CARD: "0o644"}
+
+
+def test_calibrate_refuses_an_existing_model_first_and_writes_one_truthful_card(small_model, small_normals, tmp_path):
+    out = saved_again(small_model, tmp_path / "site")
+    run = [SSLANOMALY, "calibrate", "--model", str(small_model), "--normals", str(small_normals[1]), "--out", str(out),
+           "--quiet"]
+    r = subprocess.run(run, capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: model {out}: already holds a model (model {load(out)[0]['model_id']}); pass --overwrite to replace "
+        "it, or choose a new folder"]
+    r = subprocess.run(run + ["--overwrite"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    manifest, card = load(out)[0], (out / CARD).read_text()
+    assert manifest["site_calibration"]["n_normals"] == 20
+    counts = set(re.findall(r"(\d+) (?:calibration )?normals", card))
+    assert counts == {"20"}, card
+    assert "shared/data" not in card and "/tmp" not in card and str(tmp_path) not in card
+    assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in out.iterdir())
+
+
+@pytest.fixture
+def registry_copy(tmp_path, monkeypatch):
+    """A copy of the bundled registry, read in its place, to be broken by a test (its folders are
+    still Resources/Models')."""
+    path = Path(shutil.copyfile(registry.REGISTRY, tmp_path / "models.json"))
+    monkeypatch.setattr(registry, "REGISTRY", path)
+    return path
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda r: "{not json", "is not valid JSON"),
+    (lambda r: json.dumps(dict(r, models={"x": {"folder": "adult", "description": "d"}}, default="x")),
+     "entry 'x' has no population"),
+    (lambda r: json.dumps(dict(r, models=dict(r["models"], evil=dict(r["models"]["adult"], folder="/tmp")))),
+     "entry 'evil' names the folder '/tmp', which is not inside"),
+    (lambda r: json.dumps(dict(r, models=dict(r["models"], evil=dict(r["models"]["adult"], folder="../../..")))),
+     "entry 'evil' names the folder '../../..', which is not inside"),
+    (lambda r: json.dumps(dict(r, default="nobody")), "\"default\" \\('nobody'\\) is not one of its models"),
+])
+def test_a_broken_registry_is_named_and_never_needed_for_a_folder(small_model, registry_copy, edit, reason):
+    registry_copy.write_text(edit(json.loads(registry_copy.read_text())))
+    with pytest.raises(registry.RegistryError, match=f"model registry {registry_copy}: {reason}"):
+        load("default")
+    assert load(str(small_model))[0]["model_id"]  # a folder path never reads the registry
+    assert registry.population_of(str(small_model), {}) is None
+
+
+def test_a_broken_registry_is_one_line_on_the_command_line(small_model, tmp_path):
+    image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    broken = tmp_path / "models.json"
+    broken.write_text("{")
+    code = ("import sys; from pathlib import Path; from SSLAnomalyLib.core import registry; "
+            f"registry.REGISTRY = Path({str(broken)!r}); from SSLAnomalyLib.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = [str(REPO / ".venv" / "bin" / "python"), "-c", code, "detect", "--quiet", "--out", str(tmp_path / "out"), str(image)]
+    r = subprocess.run(run + ["--model", "default"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(f"error: model registry {broken}: is not valid JSON")
+    assert "Traceback" not in r.stderr
+    r = subprocess.run(run + ["--model", str(small_model)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_file_given_as_model_is_named_a_file(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ModelError, match="is a file, not a model folder"):
+        load(str(tmp_path / "model.safetensors"))
+
+
+@pytest.fixture
+def site_key(monkeypatch):
+    for name in ("SSLANOMALY_SITE_KEY", "SSLANOMALY_SITE_KEY_FILE", "SSLANOMALY_REQUIRE_SIGNED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSLANOMALY_SITE_KEY", KEY)
+    return monkeypatch
+
+
+def test_the_seal_guards_against_corruption_not_edits_and_the_site_signature_against_edits(small_model, tmp_path,
+                                                                                            site_key):
+    signed, resigned = saved_again(small_model, tmp_path / "signed"), saved_again(small_model, tmp_path / "resigned")
+    assert json.loads((signed / MANIFEST).read_text())["site_signature"]["algorithm"] == "HMAC-SHA256"
+    rehash(signed, calibration=dict(load(signed)[0]["calibration"], threshold=1e9))  # edited, resealed without the key
+    load(signed)  # the unkeyed seal cannot tell (README: known limits)
+    site_key.setenv("SSLANOMALY_REQUIRE_SIGNED", "1")
+    with pytest.raises(ModelError, match="signature does not match this site's key"):
+        load(signed)
+    with pytest.raises(ModelError, match="is not signed"):
+        load(small_model)
+    load(resigned)
+    load("pediatric")  # the bundled models are part of the installed software
+    site_key.setenv("SSLANOMALY_SITE_KEY", "another-key-of-32-characters-xyz")
+    with pytest.raises(ModelError, match="signed with another key"):
+        load(resigned)
+    site_key.delenv("SSLANOMALY_SITE_KEY")
+    with pytest.raises(ModelError, match="no site key is set"):
+        load(resigned)
+    site_key.delenv("SSLANOMALY_REQUIRE_SIGNED")
+    load(resigned)  # a signed folder loads wherever no signature is asked for
+
+
+def test_a_site_key_file_signs_and_a_bad_key_is_named(small_model, tmp_path, site_key):
+    site_key.delenv("SSLANOMALY_SITE_KEY")
+    key_file = tmp_path / "site.key"
+    key_file.write_text(KEY + "\n")
+    site_key.setenv("SSLANOMALY_SITE_KEY_FILE", str(key_file))
+    signed = saved_again(small_model, tmp_path / "m")
+    key_file.write_text("short")
+    with pytest.raises(SiteKeyError, match=f"site key {key_file}: is 5 bytes long"):
+        saved_again(small_model, tmp_path / "m2")
+    assert not (tmp_path / "m2").exists()
+    key_file.write_text(KEY)
+    site_key.setenv("SSLANOMALY_REQUIRE_SIGNED", "1")
+    load(signed)
+    site_key.setenv("SSLANOMALY_SITE_KEY_FILE", str(tmp_path / "absent.key"))
+    with pytest.raises(SiteKeyError, match="cannot be read"):
+        load(signed)

@@ -1,13 +1,12 @@
 """Install a measured run as a bundled model: copy its weights into the registry's folder for NAME,
 write the population (from Resources/Models/models.json) and the figures scripts/measure_model.sh
-measured into its manifest and card, and verify the result. The weights are never rewritten.
+measured into its manifest and card, and verify the result. The tensors are written back byte for byte.
 
 Usage: .venv/bin/python scripts/install_bundled_model.py NAME RUN [OTHER_SEED_RUN ...]
   e.g. scripts/install_bundled_model.py adult runs/round2/adult/adult-s0 runs/round2/adult/adult-s1
 """
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -28,10 +27,8 @@ def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
     if entry is None:
         raise SystemExit(f"error: {name} is not a bundled model name in {registry.REGISTRY}")
     run = Path(run)
-    manifest = model_folder.load(run)[0]  # verifies the run before anything is copied
+    manifest, encoder, arrays = model_folder.load(run)  # verifies the run before anything is written
     folder = Path(folder) if folder is not None else entry.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run / model_folder.WEIGHTS, folder / model_folder.WEIGHTS)
     others = []
     for other in map(Path, other_seed_runs):
         m, figures = model_folder.load(other)[0], measured(other)
@@ -41,9 +38,7 @@ def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
     manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
     manifest["population"] = entry.population.to_dict()
     manifest["measured"] = dict(measured(run), other_seeds=others)
-    model_folder.write_manifest(folder, manifest, model_card(manifest))
-    model_folder.load(folder)
-    return folder
+    return model_folder.save(folder, encoder, arrays, manifest, model_card(manifest), overwrite=True)
 
 
 def main(name: str, run: str, *other_seed_runs: str) -> int:

@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
     add_model(c)
     c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
     c.add_argument("--out", required=True, help="new model folder to write")
+    c.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
     c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
     add_quiet(c)
     c.set_defaults(func=cmd_calibrate)
@@ -23,7 +24,8 @@ def add_parser(sub) -> None:
 def cmd_calibrate(args) -> int:
     from SSLAnomalyLib.training.site_calibration import calibrate_model
 
-    folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet)
+    folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet,
+                             overwrite=args.overwrite)
     manifest = json.loads((folder / "manifest.json").read_text())
     c = manifest["calibration"]
     print(f"calibrated model {manifest['model_id']} written to {folder}: threshold {c['threshold']:.3f} at "

@@ -30,6 +30,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--normals", required=True, nargs="+", metavar="DIR",
                    help="folder(s) of normal radiographs (the only training data)")
     t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT/work, resumable)")
+    t.add_argument("--overwrite", action="store_true", help="replace a model already in --out that another run made "
+                                                            "(never a folder of other files)")
     t.add_argument("--val-normals", nargs="+", metavar="DIR", help="folder(s) of held-back normal radiographs for calibration")
     add_device(t)
     t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
@@ -96,7 +98,7 @@ def cmd_train(args) -> int:
                          pretext=args.pretext, fpr=args.fpr,
                          command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
                          calibration_views=args.calibration_views, standardise_positions=args.standardise_positions,
-                         foreign_objects=args.foreign_objects, max_steps=args.max_steps)
+                         foreign_objects=args.foreign_objects, max_steps=args.max_steps, overwrite=args.overwrite)
     print(f"model written to {folder}")
     return 0
 

@@ -1,7 +1,36 @@
 """The model card written beside every trained model: what it learned from, what it is not for,
-how it was made and how it is calibrated, generated from the manifest so it cannot drift."""
+how it was made and how it is calibrated, generated from the manifest so it cannot drift. A card
+travels with the model to other sites: it names folders by their base name (and the file list by its
+digest), never by a path on the machine that made it."""
 
 from __future__ import annotations
+
+import ntpath
+import os
+import shlex
+
+
+def base_name(path: str) -> str:
+    """A path's last part, whichever separator the machine that wrote it used."""
+    return ntpath.basename(path.rstrip("/\\")) or path
+
+
+def folders(text: str) -> str:
+    """Folders joined by os.pathsep (as manifests hold them), by their base names."""
+    return ", ".join(base_name(f) for f in text.split(os.pathsep))
+
+
+def command(text: str) -> str:
+    """A recorded command with every path argument (`DIR`, `--opt=DIR`) reduced to its base name."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    shown = []
+    for word in words:
+        option, eq, value = word.rpartition("=") if word.startswith("-") else ("", "", word)
+        shown.append(shlex.quote(option + eq + (base_name(value) if "/" in value or "\\" in value else value)))
+    return " ".join(shown)
 
 
 def objectives(pretext: dict) -> str:
@@ -24,21 +53,21 @@ its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Maha
 position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
 
 ## Training data
-- Normals: `{d['normals']}` ({d['n_train']} for the reference, {d['n_held_out']} held out;
+- Normals: `{folders(d['normals'])}` ({d['n_train']} for the reference, {d['n_held_out']} held out;
   file-list hash `{d['files_sha256_16']}`).
-- Calibration normals: `{d['calibration_normals']}` ({d['n_calibration']} images).
+- Calibration normals: {calibration_source(m)}.
 - No abnormal image and no label was used to train, select a checkpoint, or set a threshold.
 
 ## Not for
 {not_for(m)}
 ## Calibration
 Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:.0f} % false-positive rate on
-{c['n_normals']} calibration normals; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
+{calibration_count(m)}; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
 peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). Each result reports its
 percentile among these normals.{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}
 
 ## How it was made
-- Command: `{t.get('command') or 'sslanomaly train (library call)'}`
+- Command: `{command(t.get('command') or 'sslanomaly train (library call)')}`
 - Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},
   {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal
   ({t['selection']}).{objects_note(t)}
@@ -71,16 +100,12 @@ def not_for(m: dict) -> str:
 
 
 def views_note(reference: dict | None) -> str:
-    """What the normal reference and the calibration were fitted on beyond the normals themselves."""
+    """What the normal reference was fitted on beyond the normals themselves."""
     reference = reference or {}
     parts = []
     if reference.get("augmented_views_per_normal"):
         parts.append(f"the normal reference also holds {reference['augmented_views_per_normal']} acquisition-augmented "
                      "copies of each normal")
-    if reference.get("calibration_augmented_views_per_normal"):
-        parts.append(f"the calibration normals are counted with {reference['calibration_augmented_views_per_normal']} "
-                     "acquisition-augmented copies of each (other field of view, exposure, contrast), so the stated "
-                     "false-positive rate holds for normals taken otherwise too")
     return ("\n" + "; ".join(parts).capitalize() + ".") if parts else ""
 
 
@@ -88,10 +113,29 @@ def site_calibration(c: dict | None) -> str:
     """Where the thresholds came from when a site recalibrated the model (`sslanomaly calibrate`)."""
     if not c:
         return ""
-    return (f"\n\n**Calibrated on site normals** by `sslanomaly calibrate` on {c['when']}: {c['n_normals']} normals of\n"
-            f"`{c['normals']}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
+    return (f"\n\n**Calibrated on site normals** by `sslanomaly calibrate` on {c['when']}: the normals of\n"
+            f"`{folders(c['normals'])}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
             "encoder and normal reference are unchanged, the score standardisation, percentiles and thresholds\n"
             "are these normals'.")
+
+
+def calibration_source(m: dict) -> str:
+    """Where the calibration normals came from: the site's (`sslanomaly calibrate`) or the training's."""
+    if m.get("site_calibration"):
+        return "the site's own, which replaced the training's (see Calibration)"
+    d = m["data"]
+    return f"`{folders(d['calibration_normals'])}` ({d['n_calibration']} images)"
+
+
+def calibration_count(m: dict) -> str:
+    """The one count of the normals that set the thresholds, with the augmented copies they were
+    counted with (a site calibration scores each normal once)."""
+    c, views = m["calibration"], (m.get("reference") or {}).get("calibration_augmented_views_per_normal")
+    if m.get("site_calibration") or not views:
+        return f"{c['n_normals']} calibration normals"
+    return (f"{m['data']['n_calibration']} calibration normals, each also counted in {views} acquisition-augmented\n"
+            f"cop{'y' if views == 1 else 'ies'} (other field of view, exposure, contrast: {c['n_normals']} views in all), so "
+            "that the stated\nfalse-positive rate holds for normals taken otherwise too")
 
 
 def origin(training: dict) -> str:
@@ -120,20 +164,20 @@ def measured_section(measured: dict | None) -> str:
         at = (f"; {100 * dev['fpr_at_threshold']:.0f} % of these normals and {100 * dev['tpr_at_threshold']:.0f} % of the "
               "abnormals above the threshold") if "fpr_at_threshold" in dev else ""
         lines.append(f"- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs\n"
-                     f"  {dev['n_abnormal']} pneumonia radiographs, never trained on{at}:\n  `{dev['command']}`")
+                     f"  {dev['n_abnormal']} pneumonia radiographs, never trained on{at}:\n  `{command(dev['command'])}`")
     shifted = measured.get("shifted")
     if shifted:
         rows = "; ".join(f"{family} AUROC {f['auroc']:.3f}, {100 * f['fpr_at_threshold']:.0f} % of normals flagged"
                          for family, f in shifted["perturbations"].items())
         lines.append(f"- The same images under seeded acquisition perturbations (docs/method.md): {rows}:\n"
-                     f"  `{shifted['command']}`")
+                     f"  `{command(shifted['command'])}`")
     for key, what in (("localisation", "adult tuberculosis radiographs with lesion boxes (TBX11K)"),
                       ("nih_boxes", "adult pneumonia radiographs with NIH expert boxes")):
         loc = measured.get(key)
         if loc:
             lines.append(f"- Localisation on {loc['n_images']} {what}, never trained on: pointing game\n"
                          f"  **{loc['pointing_game']:.3f}** against {loc['random_pointing_baseline']:.3f} for a random heatmap, "
-                         f"box AUROC {loc['box_auroc']:.3f}:\n  `{loc['command']}`")
+                         f"box AUROC {loc['box_auroc']:.3f}:\n  `{command(loc['command'])}`")
     lines += [f"- Same recipe, seed {r['seed']}: dev AUROC {r['auroc']:.3f}, AP {r['ap']:.3f}, pointing game "
               f"{r['pointing_game']:.3f}." for r in measured.get("other_seeds", [])]
     return ("## Measured\n" + "\n".join(lines) + "\n\nEvery variant tried, and speed and memory, are in "

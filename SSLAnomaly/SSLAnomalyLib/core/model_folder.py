@@ -1,11 +1,16 @@
 """The model folder: safetensors weights and arrays, a JSON manifest with SHA-256 of every file,
-and a model card. Loading verifies every hash and the format version before anything is used,
-and nothing in a model folder is ever unpickled.
+and a model card. Loading verifies every hash, the manifest's seal (and, where the site asks, its
+signature: core/signing.py) and the format version before anything is used, and nothing in a model
+folder is ever unpickled.
 
     model.safetensors    encoder weights ("encoder.*") and normal-reference arrays ("reference.*")
     manifest.json        format version, architecture, preprocessing, calibration, training summary,
                          software versions, {file: sha256}
     MODEL_CARD.md        what it was trained on, what it is not for, figures and commands
+
+A folder is written whole: staged beside its place, verified, then renamed into it under a lock,
+so that no reader sees half a model and no two writers mix theirs; an existing model is replaced
+only when the writer is told to (`--overwrite`), and a folder of anything else never is.
 """
 
 from __future__ import annotations
@@ -13,21 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
-from SSLAnomalyLib.core.atomic import atomic_write_text
+from SSLAnomalyLib.core import registry, signing
 from SSLAnomalyLib.core.errors import PathError
-from SSLAnomalyLib.core import registry
+from SSLAnomalyLib.core.locks import folder_lock
 
 FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha256)
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
+MODEL_ENTRIES = (WEIGHTS, MANIFEST, CARD, "work")  # work/: checkpoints, kept inside by trains of before
 
 
 class ModelError(PathError):
@@ -49,37 +58,87 @@ def resolve(model: str | os.PathLike) -> Path:
     return registry.resolve(model)
 
 
-def save(folder: Path, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray],
-         manifest: dict, card: str) -> Path:
-    """Write weights, card and manifest (last, so an interrupted save is never a valid model)."""
+def _model_id(folder: Path) -> str:
+    try:
+        return f" (model {json.loads((folder / MANIFEST).read_text())['model_id']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def refuse_existing(folder, overwrite: bool = False) -> None:
+    """Refuse to write a model into `folder` when something is there: a file; a folder holding
+    anything but a model's entries (never replaced); a model, unless `overwrite` (checkpoints alone
+    are an unfinished train, not a model). Writers call it before their work too, so that a refusal
+    comes first, not after an hour of training."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ModelError(folder, "is a file, not a model folder; choose a new folder to write the model into")
+    entries = sorted(p.name for p in folder.iterdir())
+    other = [name for name in entries if name not in MODEL_ENTRIES]
+    if other:
+        raise ModelError(folder, f"holds files that are not a model's ({', '.join(other[:3])}"
+                                 f"{', ...' if len(other) > 3 else ''}); a model is never written over them: "
+                                 "choose a new folder")
+    if not overwrite and set(entries) & {WEIGHTS, MANIFEST, CARD}:
+        raise ModelError(folder, f"already holds a model{_model_id(folder)}; pass --overwrite to replace it, "
+                                 "or choose a new folder")
+
+
+def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: dict,
+         card: str, overwrite: bool = False) -> Path:
+    """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
+    verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`)."""
+    folder = Path(os.path.abspath(folder))  # `.` too has a name, for the lock and the staging folder beside it
     tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
     tensors.update({f"reference.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
-    save_file(tensors, str(folder / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
-    return write_manifest(folder, manifest, card)
-
-
-def write_manifest(folder: Path, manifest: dict, card: str) -> Path:
-    """Write the card, then the manifest with every file's SHA-256 (last, atomically). Also how a
-    verified model folder gets its measured figures recorded after training: the weights are untouched."""
-    folder = Path(folder)
-    (folder / CARD).write_text(card)
-    manifest = dict(manifest, format_version=FORMAT_VERSION,
-                    files={name: sha256(folder / name) for name in (WEIGHTS, CARD)})
-    atomic_write_text(folder / MANIFEST, json.dumps(seal(manifest), indent=1, allow_nan=False))
+    key = signing.site_key()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder.with_name(f".{folder.name}.lock"), folder):
+        refuse_existing(folder, overwrite)
+        staging = _sibling(folder, "new")
+        staging.mkdir()
+        try:
+            _write(staging / WEIGHTS, safetensors_bytes(tensors, metadata={"format_version": str(FORMAT_VERSION)}))
+            _write(staging / CARD, card.encode("utf-8"))
+            manifest = dict(manifest, format_version=FORMAT_VERSION,
+                            files={name: sha256(staging / name) for name in (WEIGHTS, CARD)})
+            _write(staging / MANIFEST, json.dumps(signing.seal(manifest, key), indent=1, allow_nan=False).encode())
+            load(staging)
+            _put_in_place(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
-def manifest_digest(manifest: dict) -> str:
-    """SHA-256 of the manifest's canonical JSON, its own digest left out."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+def _sibling(folder: Path, what: str) -> Path:
+    """A hidden name beside `folder`, of this process (as core/atomic.py names temporary files)."""
+    return folder.with_name(f".{folder.name}.{what}{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def seal(manifest: dict) -> dict:
-    """The manifest with its own digest: an edited field (an input size, a threshold) is refused at load."""
-    return dict(manifest, manifest_sha256=manifest_digest(manifest))
+def _write(path: Path, data: bytes) -> None:
+    """Write and flush to disk; the file gets the usual mode (0644 under the usual umask), as any other."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _put_in_place(staging: Path, folder: Path) -> None:
+    """Rename `staging` to `folder`; an existing folder is moved aside first (put back if the rename
+    fails) and removed after: readers see the old model, the new one, or for that instant none."""
+    if not folder.exists():
+        os.rename(staging, folder)
+        return
+    old = _sibling(folder, "old")
+    os.rename(folder, old)
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        os.rename(old, folder)
+        raise
+    shutil.rmtree(old)
 
 
 def _refuse_non_finite(constant: str):
@@ -89,6 +148,9 @@ def _refuse_non_finite(constant: str):
 def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """(manifest, encoder state dict, reference arrays) after verifying version and hashes."""
     folder = resolve(model)
+    if folder.is_file():
+        raise ModelError(folder, "is a file, not a model folder (a model is a folder holding manifest.json, "
+                                 "model.safetensors and MODEL_CARD.md)")
     if not folder.is_dir():
         raise ModelError(folder, "is not a model folder (no such directory)")
     mpath = folder / MANIFEST
@@ -113,12 +175,16 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
     files = manifest.get("files")
     if not isinstance(files, dict) or WEIGHTS not in files:
         raise ModelError(folder, f"{MANIFEST} does not list {WEIGHTS}")
-    if version < FORMAT_VERSION or "manifest_sha256" not in manifest:
+    if version < FORMAT_VERSION or signing.SEAL not in manifest:
         raise ModelError(folder, f"{MANIFEST} is not sealed by its own digest (format version {version}, from an "
                                  "older SSLAnomaly); train or calibrate the model again with this version")
-    if manifest["manifest_sha256"] != manifest_digest(manifest):
+    if not signing.seal_holds(manifest):
         raise ModelError(folder, f"{MANIFEST} was edited after the model was made (its digest does not match); "
                                  "refusing to load it")
+    if signing.signatures_required() and not registry.is_bundled(folder):
+        problem = signing.signature_problem(manifest, signing.site_key())
+        if problem:
+            raise ModelError(folder, f"{MANIFEST} {problem}")
     inside = folder.resolve()
     for name, digest in files.items():
         p = folder / name

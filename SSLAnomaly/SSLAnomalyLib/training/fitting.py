@@ -165,7 +165,7 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                 pretext: Pretext = Pretext(), fpr: float = DEFAULT_FPR,
                 command: str = "", progress: bool = True, start: StartingEncoder | None = None,
                 reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False,
-                foreign_objects: float = 0.0, max_steps: int | None = None) -> Path:
+                foreign_objects: float = 0.0, max_steps: int | None = None, overwrite: bool = False) -> Path:
     """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
     that encoder instead of a random one (and it stays a candidate for the kept checkpoint);
     `foreign_objects` is the share of training views with electrodes, leads and tubes drawn on."""
@@ -175,6 +175,8 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         encoder_cfg = start.config_for(encoder_cfg)
     size = encoder_cfg.input_size
     check_enough_normals(normals_dir, val_normals_dir)  # before any image is read or any step trained
+    replace_model = overwrite or (out_dir / "work").is_dir()  # a model beside its own checkpoints: a rerun
+    model_folder.refuse_existing(out_dir, replace_model)
     normals = load_normals(normals_dir, size, progress)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(normals.files))
@@ -232,4 +234,4 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},
     }
-    return model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest))
+    return model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model)

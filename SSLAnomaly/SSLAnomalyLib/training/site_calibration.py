@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +55,15 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
     return {c: np.asarray(v) for c, v in components.items()}, np.asarray(peaks), kept, skipped
 
 
-def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progress: bool = True) -> Path:
-    """Write a new model folder calibrated on the normals of `normals_dir`; returns it."""
+def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progress: bool = True,
+                    overwrite: bool = False) -> Path:
+    """Write a new model folder calibrated on the normals of `normals_dir`; returns it. A model already
+    in `out_dir` is replaced only with `overwrite`."""
     source = model_folder.resolve(model)
     out_dir = Path(out_dir)
     if out_dir.resolve() == source.resolve():
         raise model_folder.ModelError(out_dir, "the calibrated model must go to a new folder, not over its source")
+    model_folder.refuse_existing(out_dir, overwrite)  # before the normals are scored
     detector = AnomalyDetector.load(model, device="cpu")
     detector.limit_cpu_threads()
     dirs = as_folders(normals_dir)
@@ -85,8 +87,5 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         site_calibration={"normals": os.pathsep.join(dirs), "n_normals": len(kept), "files_sha256_16": digest,
                           "skipped": skipped, "from_model": old.get("model_id"), "from_folder": str(source),
                           "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / model_folder.WEIGHTS, out_dir / model_folder.WEIGHTS)
-    model_folder.write_manifest(out_dir, manifest, model_card(manifest))
-    model_folder.load(out_dir)  # verify what was written
-    return out_dir
+    _, encoder, arrays = model_folder.load(source)  # the weights and reference as they are, verified
+    return model_folder.save(out_dir, encoder, arrays, manifest, model_card(manifest), overwrite=overwrite)
