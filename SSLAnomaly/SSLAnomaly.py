@@ -9,6 +9,7 @@ collects parameters and calls the logic; the logic is `SSLAnomalyLib.mrml.logic.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -24,9 +25,10 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 from SSLAnomalyLib.mrml.logic import AnomalyLogic
+from SSLAnomalyLib.mrml.sample_data import register_on_startup as registerSampleDataOnStartup
+from SSLAnomalyLib.mrml.settings import remember_model_folder, saved_model_folders
 
 DEVICES = ("auto", "cpu", "cuda")
-MODEL_FOLDERS_SETTING = "SSLAnomaly/ModelFolders"
 
 
 class SSLAnomaly(ScriptedLoadableModule):
@@ -35,7 +37,7 @@ class SSLAnomaly(ScriptedLoadableModule):
         self.parent.title = _("SSL Anomaly")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = []  # PyTorch (extension) is asked for on first use, not at load
-        self.parent.contributors = ["SSLAnomaly developers"]
+        self.parent.contributors = ["SSLAnomaly maintainers (SSLAnomaly project)"]
         self.parent.helpText = _("""
 Finds regions of a chest radiograph that differ from normal radiographs. Select a radiograph
 (DICOM CR/DX, PNG, JPEG, NRRD, NIfTI; a 3D volume is scored slice by slice) and click
@@ -59,6 +61,7 @@ normal pediatric radiographs of Kermany et al. (doi:10.17632/rscbjbr9sj.2, CC BY
 on adult normals of the NIH Clinical Center (RSNA Pneumonia Detection Challenge); the lung-field network
 on the lung masks of the OpenIST chest X-ray set.
 """)
+        registerSampleDataOnStartup()  # a synthetic radiograph in Sample Data, once Slicer has started
 
 
 @parameterNodeWrapper
@@ -88,10 +91,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._detection = None     # DetectionJob, and the volume it scores
-        self._detectionVolume = None
-        self._training = None      # TrainingJob, and how many of its log lines are shown
-        self._trainingShown = 0
+        self._detection = self._detectionVolume = None  # DetectionJob, and the volume it scores
+        self._training, self._trainingShown = None, 0   # TrainingJob or CalibrationJob, its log lines shown
         self._timer = None
         self._sliderVolume = None  # the volume whose sensitivity the slider shows (it lives on its heatmap)
 
@@ -102,9 +103,6 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SSLAnomalyLogic()
-        self.logic.reviewFolder = Path(qt.QStandardPaths.writableLocation(qt.QStandardPaths.AppDataLocation),
-                                       "SSLAnomaly", "reviews")
-        self._populateModels()
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._poll)
@@ -159,6 +157,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+            self._populateModels()
             self._updateGui()
 
     def _updateGui(self, caller=None, event=None) -> None:
@@ -179,20 +178,19 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.findingsTableView.setMRMLTableNode(self.logic.findingsTable(volume) if result else None)
         if result and volume is not self._sliderVolume:
             self._resetSensitivitySlider(volume)
-        self.ui.trainButton.enabled = self._training is None
+        self.ui.trainButton.enabled = self.ui.calibrateButton.enabled = self._training is None
         self.ui.cancelTrainingButton.enabled = self._training is not None
 
     # --- models -------------------------------------------------------------------------------
     def _populateModels(self) -> None:
+        """The model list (nothing imported or installed for it), showing the parameter node's model."""
+        choices, index = self.logic.modelChoices(saved_model_folders(), self._parameterNode.model)
+        self.ui.modelSelector.blockSignals(True)
         self.ui.modelSelector.clear()
-        for name, label in self.logic.bundledModels():
-            self.ui.modelSelector.addItem(label, name)
-        for folder in self._savedModelFolders():
-            self.ui.modelSelector.addItem(Path(folder).name, folder)
-
-    def _savedModelFolders(self) -> list:
-        saved = qt.QSettings().value(MODEL_FOLDERS_SETTING) or []
-        return [saved] if isinstance(saved, str) else list(saved)
+        for label, model in choices:
+            self.ui.modelSelector.addItem(label, model)
+        self.ui.modelSelector.setCurrentIndex(index)
+        self.ui.modelSelector.blockSignals(False)
 
     def onModelChanged(self, index) -> None:
         if self._parameterNode and index >= 0:
@@ -207,10 +205,9 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _addModelFolder(self, folder: str) -> None:
         """Verify a model folder, remember it and select it."""
         self.logic.describeModel(folder)  # verifies manifest and hashes before offering it
-        folders = [f for f in self._savedModelFolders() if f != str(folder)] + [str(folder)]
-        qt.QSettings().setValue(MODEL_FOLDERS_SETTING, folders)
+        remember_model_folder(folder)
+        self._parameterNode.model = str(folder)
         self._populateModels()
-        self.ui.modelSelector.setCurrentIndex(self.ui.modelSelector.count - 1)
 
     # --- detection ----------------------------------------------------------------------------
     def onDetect(self) -> None:
@@ -302,11 +299,9 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.infoDisplay(_("Written:") + "\n" + "\n".join(str(path) for path in written.values()))
 
     def onCalibrate(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Calibration failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Calibration could not start.")):
             p = self._parameterNode
-            folder = self.logic.calibrate(p.normalsFolder, p.modelOutputFolder, model=p.model)
-            self._addModelFolder(str(folder))
-            slicer.util.infoDisplay(_("Calibrated model written to {folder} and selected.").format(folder=folder))
+            self._startProcessJob(self.logic.startCalibration(p.normalsFolder, p.modelOutputFolder, model=p.model))
 
     def onShowLungs(self, visible) -> None:
         if self._parameterNode and self._parameterNode.inputVolume is not None:
@@ -315,15 +310,18 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTrain(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Training could not start.")):
             p = self._parameterNode
-            self._training = self.logic.startTraining(
+            self._startProcessJob(self.logic.startTraining(
                 p.normalsFolder, p.modelOutputFolder, minutes=p.trainMinutes,
                 valNormalsFolder=self.ui.valNormalsFolderSelector.currentPath, device=p.device,
-                startFrom=p.model if p.trainFromSelectedModel else None)
-            self._trainingShown = 0
-            self.ui.trainingLog.clear()
-            self.ui.trainingLog.appendPlainText(" ".join(self._training.command))
-            self._timer.start()
-            self._updateGui()
+                startFrom=p.model if p.trainFromSelectedModel else None))
+
+    def _startProcessJob(self, job) -> None:
+        """Training or calibration: its log shown, polled by the timer; its model is selected when done."""
+        self._training, self._trainingShown = job, 0
+        self.ui.trainingLog.clear()
+        self.ui.trainingLog.appendPlainText(" ".join(job.command))
+        self._timer.start()
+        self._updateGui()
 
     def _showTrainingProgress(self) -> None:
         job = self._training
@@ -336,7 +334,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._trainingFinished(job.wait(), self._parameterNode.modelOutputFolder)
 
     def onCancelTraining(self) -> None:
-        """Stops the training process tree; training resumes from its last checkpoint when started again."""
+        """Stops the training (or calibration) process tree; training resumes from its last checkpoint."""
         if self._training is not None:
             self._training.cancel()
 
@@ -345,10 +343,9 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGui()
         if exitCode == 0:
             self._addModelFolder(str(folder))
-            self.ui.trainingLog.appendPlainText(_("Model ready: {folder} (selected in the model list)").format(folder=folder))
-        else:
-            self.ui.trainingLog.appendPlainText(
-                _("Training stopped (exit code {code}); start again to resume.").format(code=exitCode))
+        self.ui.trainingLog.appendPlainText(
+            _("Model ready: {folder} (selected in the model list)").format(folder=folder) if exitCode == 0
+            else _("Stopped (exit code {code}); a training started again resumes.").format(code=exitCode))
 
 
 class SSLAnomalyLogic(ScriptedLoadableModuleLogic, AnomalyLogic):
@@ -374,8 +371,6 @@ class SSLAnomalyTest(ScriptedLoadableModuleTest):
         self.test_detect_review_export()
 
     def test_detect_review_export(self):
-        import tempfile
-
         from SSLAnomalyLib.core.sample import sample_inputs
 
         self.delayDisplay("Detecting anomalies in a sample radiograph")

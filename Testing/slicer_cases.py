@@ -53,11 +53,17 @@ def full_resolution_radiograph(kind: str = "pneumonia") -> Path:
 
 
 def write_dicom_dx(jpeg: Path, path: Path, spacing=(0.139, 0.143)) -> Path:
-    """A real radiograph as a DX DICOM file (12-bit, with imager pixel spacing)."""
+    """A real radiograph as a DX DICOM file (12-bit, with imager pixel spacing) with the Patient
+    Orientation of a PA chest film (L\\F: rows run to the patient's left, columns to the feet)."""
+    import pydicom
     from messy_corpus import write_dicom as write_dx
 
     pixels = np.asarray(Image.open(jpeg).convert("L"), dtype=np.uint16) * 16
-    return write_dx(path, pixels, spacing=spacing)
+    write_dx(path, pixels, spacing=spacing)
+    dataset = pydicom.dcmread(path)
+    dataset.PatientOrientation = ["L", "F"]
+    dataset.save_as(path)
+    return Path(path)
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,8 @@ def test_dicom_seg_references_the_source_and_holds_the_kept_findings(exported):
     seg = hd.seg.segread(written["dicom_seg"])
     assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.PatientID
     assert seg.Modality == "SEG" and seg.SeriesInstanceUID != source.SeriesInstanceUID
+    assert list(seg.PatientOrientation) == list(source.PatientOrientation) == ["L", "F"]
+    assert seg.SpecificCharacterSet == "ISO_IR 192"
     referenced = seg.ReferencedSeriesSequence[0]
     assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
     assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
@@ -142,6 +144,7 @@ def test_dicom_sr_reports_the_score_and_each_kept_finding_on_the_source(exported
     source = pydicom.dcmread(dx)
     sr = hd.sr.srread(written["dicom_sr"])
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.Modality == "SR"
+    assert sr.SpecificCharacterSet == "ISO_IR 192"
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     groups = sr.content.get_planar_roi_measurement_groups()
@@ -220,6 +223,7 @@ def test_cli_detect_mrb_writes_bundles_that_open_in_a_fresh_scene(model, tmp_pat
                         str(tmp_path), "--mrb", "--quiet", "--fpr", str(TEST_FPR), str(tb_radiograph())],
                        capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert "ERR|" not in r.stdout + r.stderr and "vtkSlicerColorLogic" not in r.stderr, r.stderr  # no VTK error lines
     name = tb_radiograph().stem
     findings = json.loads((tmp_path / f"{name}.findings.json").read_text())["findings"]
     bundle = bundle_contents(tmp_path / f"{name}.mrb")

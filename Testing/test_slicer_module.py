@@ -2,6 +2,7 @@
 console, and its own in-Slicer tests (SSLAnomalyTest and Testing/Python) pass on real MRML."""
 
 import subprocess
+import sys
 import types
 
 from conftest import REPO
@@ -54,3 +55,74 @@ def test_in_slicer_batch_test_runs_under_the_harness(default_model):
     load_module_file()
     batch = load_module_file(REPO / "SSLAnomaly" / "Testing" / "Python" / "SSLAnomalyBatchTest.py")
     batch.SSLAnomalyBatchTest("runTest").runTest()
+
+
+def test_console_gets_the_modules_logic_as_in_desktop_slicer():
+    import slicer
+
+    module = load_module_file()
+    console = slicer.util.getModuleLogic("SSLAnomaly")
+    assert isinstance(console, module.SSLAnomalyLogic)
+    assert slicer.util.getModuleLogic("SSLAnomaly") is console  # one logic, shared as the panel's is
+
+
+def test_reviews_are_autosaved_in_the_app_data_folder_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert logic().reviewFolder == tmp_path / "SSLAnomaly" / "reviews"
+
+
+LIST_MODELS_BEFORE_INSTALL = """
+import sys
+sys.path[:0] = [sys.argv[1]]
+from SSLAnomalyLib.mrml import dependencies
+from slicer_harness import load_module_file
+
+def refuse(*args):
+    raise AssertionError("the model list asked for the dependencies")
+
+dependencies.ensure = dependencies.install_torch = refuse
+dependencies.installed = lambda: False  # as in a Slicer that has none of them yet
+logic = load_module_file().SSLAnomalyLogic()
+print(logic.modelChoices())
+assert "torch" not in sys.modules, "listing the models imported torch"
+"""
+
+
+def test_model_list_needs_no_dependencies(tmp_path):
+    r = subprocess.run([sys.executable, "-c", LIST_MODELS_BEFORE_INSTALL, str(REPO / "Testing")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "'adult'" in r.stdout and "'pediatric'" in r.stdout
+
+
+def test_model_choice_is_kept_in_the_scene_and_shown_after_reload(tmp_path):
+    empty_scene()
+    lg = logic()
+    choices, index = lg.modelChoices(["/sites/a/model-a"], "default")
+    assert [model for _, model in choices][:2] == ["adult", "pediatric"] and index == 0
+    assert choices[2] == ("model-a", "/sites/a/model-a")
+    lg.getParameterNode().model = "pediatric"
+    lg.saveScene(tmp_path / "scene.mrb")
+    empty_scene()
+    assert lg.getParameterNode().model == "default"
+    lg.loadScene(tmp_path / "scene.mrb")
+    kept = lg.getParameterNode().model
+    assert kept == "pediatric"
+    choices, index = lg.modelChoices([], kept)
+    assert choices[index][1] == "pediatric"
+    choices, index = lg.modelChoices([], "/elsewhere/site-model")  # a scene from another machine: shown, chosen
+    assert choices[index] == ("site-model", "/elsewhere/site-model")
+
+
+def test_calibration_runs_as_a_process_job_with_progress(small_normals, tmp_path, monkeypatch):
+    from SSLAnomalyLib.core.model_folder import MANIFEST
+    from SSLAnomalyLib.jobs import CalibrationJob
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the job reads the progress bar
+    _, normals = small_normals
+    job = logic().startCalibration(normals, tmp_path / "calibrated", model="pediatric")
+    assert isinstance(job, CalibrationJob) and job.running and job.command[3] == "calibrate"
+    assert job.wait(timeout=300) == 0, job.lines[-10:]
+    assert job.fraction == 1.0 and job.seconds_budget == 20  # normals scored of all
+    assert (tmp_path / "calibrated" / MANIFEST).exists()
+    assert any("calibrated model" in line for line in job.lines)

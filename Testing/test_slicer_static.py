@@ -141,3 +141,77 @@ def test_requirements_are_the_package_dependencies_slicer_lacks():
 
     expected = sorted(r for r in declared if name(r) not in {"torch", "simpleitk", "numpy"})
     assert sorted(required) == expected
+
+
+CATALOG_SCHEMA = {  # the rules of Slicer's slicer-extension-catalog-entry-schema-v1.0.2.json
+    "type": "object", "required": ["$schema", "category", "scm_url"], "additionalProperties": False,
+    "properties": {
+        "$schema": {"type": "string"}, "category": {"type": "string"}, "scm_url": {"type": "string"},
+        "scm_revision": {"type": "string"}, "scm_type": {"enum": ["git", "local"]},
+        "build_dependencies": {"type": "array", "items": {"type": "string"}},
+        "dicom_support_rule": {"type": "string"}, "build_subdirectory": {"type": "string"},
+        "enabled": {"type": "boolean"}, "tier": {"type": "integer", "minimum": 1, "maximum": 5}}}
+
+
+def s4ext() -> dict:
+    return dict(line.split(" ", 1) for line in (REPO / "SSLAnomaly.s4ext").read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
+def test_catalog_entry_is_valid_and_agrees_with_the_s4ext():
+    import json
+
+    import jsonschema
+
+    entry = json.loads((REPO / "SSLAnomaly.json").read_text())
+    jsonschema.validate(entry, CATALOG_SCHEMA)
+    assert entry["$schema"].endswith("/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    old = s4ext()
+    assert (entry["scm_url"], entry["scm_revision"], entry["build_subdirectory"], entry["category"]) == (
+        old["scmurl"], old["scmrevision"], old["build_subdirectory"], old["category"])
+    assert entry["build_dependencies"] == old["depends"].split() and entry["enabled"] == (old["enabled"] == "1")
+    assert "tier" in entry
+
+
+def test_contributors_are_named_with_their_organisation():
+    from slicer_harness import load_module_file
+    import types
+
+    name_org = re.compile(r"[^(),]+ \([^()]+\)")
+    parent = types.SimpleNamespace()
+    load_module_file().SSLAnomaly(parent)
+    cmake = dict(re.findall(r'set\((EXTENSION_\w+)\s+"(.*?)"\)', (REPO / "CMakeLists.txt").read_text()))
+    for where, text in (("module", ", ".join(parent.contributors)), (".s4ext", s4ext()["contributors"]),
+                        ("CMakeLists.txt", cmake["EXTENSION_CONTRIBUTORS"])):
+        assert all(name_org.fullmatch(c.strip()) for c in text.split(",")), f"{where}: '{text}' is not 'Name (Org)'"
+
+
+def test_license_is_the_full_apache_2_text_pyproject_names():
+    text = (REPO / "LICENSE").read_text()
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == "Apache-2.0"
+    assert "Apache License" in text.splitlines()[1] and "Version 2.0, January 2004" in text
+    for heading in ("1. Definitions.", "2. Grant of Copyright License.", "3. Grant of Patent License.",
+                    "4. Redistribution.", "9. Accepting Warranty or Additional Liability.", "END OF TERMS AND CONDITIONS"):
+        assert heading in text, f"LICENSE lacks '{heading}'"
+    assert len(text) > 10000
+
+
+def test_readme_and_model_cards_state_the_licences_of_the_data_behind_the_weights():
+    import json
+
+    from SSLAnomalyLib.core.model_card import model_card
+
+    readme = (REPO / "README.md").read_text()
+    licences = readme.split("**Licences of the data behind the bundled models.**", 1)[1].split("**Panel**", 1)[0]
+    expected = {"adult": ("NIH ChestX-ray14", "NIH Clinical Center", "RSNA", "non-commercial", "Kermany", "CC BY 4.0",
+                          "OpenIST", "licence unclear"),
+                "pediatric": ("Kermany", "CC BY 4.0", "OpenIST", "licence unclear")}
+    for name, terms in expected.items():
+        folder = MODULE / "Resources" / "Models" / name
+        card = (folder / "MODEL_CARD.md").read_text()
+        assert "## Data licences" in card, f"the {name} model card has no Data licences section"
+        section = card.split("## Data licences", 1)[1].split("\n## ", 1)[0]
+        assert all(term in section for term in terms), f"{name}: {section}"
+        assert all(term in licences for term in terms), f"the README's licences lack one of {terms}"
+        regenerated = model_card(json.loads((folder / "manifest.json").read_text()))  # a rebuilt card keeps it
+        assert "## Data licences" in regenerated and "OpenIST" in regenerated.split("## Data licences", 1)[1]

@@ -1,5 +1,5 @@
-"""Long work the Slicer panel and the Logic start, watch and stop: training in its own Python
-process, detection on a worker thread. Both report determinate progress and really stop on cancel.
+"""Long work the Slicer panel and the Logic start, watch and stop: training and site calibration in
+their own Python process, detection on a worker thread. Both report determinate progress and really stop on cancel.
 
 A training process is usually started through a launcher (PythonSlicer starts the real Python),
 so killing the process Slicer started leaves the training running; cancel ends the whole process
@@ -17,15 +17,18 @@ from typing import Callable
 import psutil
 
 TRAINING_PROGRESS = re.compile(r"training:.*?(\d+)/(\d+)s")  # the trainer's progress bar: seconds of budget
+CALIBRATION_PROGRESS = re.compile(r"calibrating:.*?(\d+)/(\d+)")  # sslanomaly calibrate's: normals scored
 
 
 class TrainingJob:
     """`sslanomaly train` (or any command) in a separate process; `lines` holds its output."""
 
+    PROGRESS = TRAINING_PROGRESS  # the progress bar lines, (done, total), that are not kept as log lines
+
     def __init__(self, command: list[str], env: dict | None = None, on_line: Callable[[str], None] | None = None):
         self.command, self.env, self.on_line = list(command), env, on_line
         self.lines: list[str] = []
-        self.seconds_done, self.seconds_budget = 0, None
+        self.seconds_done, self.seconds_budget = 0, None  # of a calibration: normals scored of all
         self.cancelled = False
         self._process = None
         self._reader = None
@@ -42,7 +45,7 @@ class TrainingJob:
             line = line.rstrip()
             if not line:
                 continue
-            progress = TRAINING_PROGRESS.search(line)
+            progress = self.PROGRESS.search(line)
             if progress:
                 self.seconds_done, self.seconds_budget = int(progress[1]), int(progress[2])
                 continue  # a progress update, not a line of the log
@@ -60,7 +63,7 @@ class TrainingJob:
 
     @property
     def fraction(self) -> float | None:
-        """Share of the training budget spent (None before the trainer reports it)."""
+        """Share of the work done: of the training budget, or of the normals (None before it is reported)."""
         return None if not self.seconds_budget else min(1.0, self.seconds_done / self.seconds_budget)
 
     def wait(self, timeout: float | None = None) -> int:
@@ -92,6 +95,13 @@ class TrainingJob:
                 pass
         psutil.wait_procs(alive, timeout=grace_s)
         self._process.wait(grace_s)
+
+
+class CalibrationJob(TrainingJob):
+    """`sslanomaly calibrate` in a separate process, so that scoring a site's normals (a minute for a
+    few hundred) leaves the GUI responsive; progress is normals scored of all."""
+
+    PROGRESS = CALIBRATION_PROGRESS
 
 
 class DetectionJob:

@@ -5,9 +5,16 @@ patient and study and reference its series and instance.
 
 Only single-frame sources are supported (a CR/DX/... radiograph): a finding's box is a 2D region
 of that one image. Pure Python (no Slicer), so that the CLI can use it as well.
+
+A reader's labels and notes are free text in any language: both objects are UTF-8 (Specific
+Character Set ISO_IR 192, the source's names re-encoded), and a backslash, which separates the values
+of a DICOM string, is written as '/' so that a label stays one value.
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 import highdicom as hd
 import numpy as np
@@ -25,6 +32,7 @@ REVIEW_STATUS = CodedConcept("REVIEW_STATUS", SCHEME, "Review status")
 CHEST_RADIOGRAPH = CodedConcept("399208008", "SCT", "Plain chest X-ray")
 MANUFACTURER = "SSLAnomaly"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 901, 902
+CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
 
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -51,8 +59,18 @@ def check_source(source: Dataset) -> None:
                                f"(the source has {source.NumberOfFrames} frames)")
 
 
+def one_value(text: str, length: int = 64) -> str:
+    """Free text as one value of a DICOM string (LO and the like): no backslash (the value separator,
+    written as '/'), no control characters, at most `length` characters."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", text.replace("\\", "/"))[:length]
+
+
 def _label_concept(label: str) -> CodedConcept:
-    return CodedConcept(label.strip().upper().replace(" ", "_")[:16] or "ANOMALY", SCHEME, label)
+    """The private code of a label: its ASCII letters (accents dropped) as the code value, the label
+    itself as the meaning."""
+    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode().strip().upper()
+    code = re.sub(r"[^A-Z0-9.-]+", "_", ascii_label).strip("_")[:16] or "ANOMALY"
+    return CodedConcept(code, SCHEME, one_value(label) or "anomaly")
 
 
 def _algorithm(model_id: str) -> hd.AlgorithmIdentificationSequence:
@@ -67,7 +85,7 @@ def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: st
     if not masks:
         return None
     descriptions = [hd.seg.SegmentDescription(
-        segment_number=n, segment_label=f"F{r['id']} {r['label']}"[:64],
+        segment_number=n, segment_label=one_value(f"F{r['id']} {r['label']}"),
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=_label_concept(r["label"]),
         algorithm_type="MANUAL" if r["origin"] == "reader" else "SEMIAUTOMATIC" if r["status"] == "confirmed" else "AUTOMATIC",
@@ -75,12 +93,16 @@ def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: st
         tracking_id=f"F{r['id']}", tracking_uid=generate_uid())
         for n, (r, _) in enumerate(masks, start=1)]
     pixels = np.stack([m[0] for _, m in masks], axis=-1)[None].astype(np.uint8)
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
-        manufacturer_model_name=model_id[:64], software_versions=__version__, device_serial_number="0",
-        series_description="SSLAnomaly findings", omit_empty_frames=False, pixel_measures=_pixel_measures(source))
+        manufacturer_model_name=one_value(model_id), software_versions=__version__, device_serial_number="0",
+        series_description="SSLAnomaly findings", omit_empty_frames=False, pixel_measures=_pixel_measures(source),
+        specific_character_set=CHARACTER_SET)
+    if "PatientOrientation" in source:  # type 2C of the General Image module: the source's rows and columns
+        seg.PatientOrientation = source.PatientOrientation
+    return seg
 
 
 def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
@@ -115,7 +137,7 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
         box = np.array([[i0, j0], [i1 + 1, j0], [i1 + 1, j1 + 1], [i0, j1 + 1], [i0, j0]], dtype=float)
         name = f"F{r['id']} {r['label']}" + (f": {r['note']}" if r["note"] else "")
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=name[:64]),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=one_value(name)),
             referenced_region=hd.sr.ImageRegion(graphic_type="POLYLINE", graphic_data=box, source_image=image_ref),
             finding_type=_label_concept(r["label"]), finding_category=codes.SCT.MorphologicallyAbnormalStructure,
             algorithm_id=None if r["origin"] == "reader" else algorithm,
@@ -127,11 +149,11 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=MANUFACTURER, model_name=str(result["model"])[:64]))
+            uid=generate_uid(), name=MANUFACTURER, model_name=one_value(str(result["model"]))))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=CHEST_RADIOGRAPH, imaging_measurements=groups)
     return hd.sr.ComprehensiveSR(
         evidence=[source], content=report[0], series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
-        series_description="SSLAnomaly findings report")
+        series_description="SSLAnomaly findings report", specific_character_set=CHARACTER_SET)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ntpath
 import os
+import re
 import shlex
 
 
@@ -57,6 +58,9 @@ position-aware patch map, layers {e['patch_layers']}), which also gives the heat
   file-list hash `{d['files_sha256_16']}`).
 - Calibration normals: {calibration_source(m)}.
 - No abnormal image and no label was used to train, select a checkpoint, or set a threshold.
+
+## Data licences
+{data_licences(m)}
 
 ## Not for
 {not_for(m)}
@@ -136,6 +140,30 @@ def calibration_count(m: dict) -> str:
     return (f"{m['data']['n_calibration']} calibration normals, each also counted in {views} acquisition-augmented\n"
             f"cop{'y' if views == 1 else 'ies'} (other field of view, exposure, contrast: {c['n_normals']} views in all), so "
             "that the stated\nfalse-positive rate holds for normals taken otherwise too")
+
+
+DATA_LICENCES = {  # folder name of a public data set -> the terms its images come under
+    "kermany": "Kermany et al. pediatric radiographs (doi:10.17632/rscbjbr9sj.2): CC BY 4.0, credit the authors",
+    "rsna": "RSNA Pneumonia Detection Challenge: non-commercial research use",
+    "nih": "NIH ChestX-ray14: public; cite Wang et al. (CVPR 2017) and acknowledge the NIH Clinical Center",
+    "openist": "OpenIST chest X-ray set: licence unclear",
+}
+LUNG_NETWORK_DATA = "openist"  # every model scores inside the lung fields of the bundled lung-field network
+
+
+def data_licences(m: dict) -> str:
+    """The terms of the public data sets the weights were fitted on, found by their folder names
+    (a site's own normals carry the site's terms), of the model the encoder started from (its card
+    says), and of the lung-field network's masks, which every model uses."""
+    d, site = m["data"], m.get("site_calibration") or {}
+    named = " ".join([d.get("normals", ""), d.get("calibration_normals", ""), site.get("normals", "")]).lower()
+    found = [key for key in DATA_LICENCES if re.search(rf"\b{key}\b", named)]
+    lines = [f"- {DATA_LICENCES[key]}." for key in found] or ["- The normals above: the terms of the site that gave them."]
+    start = m["training"].get("started_from")
+    if start:
+        lines.append(f"- The encoder also carries the data terms of model `{start['model_id']}`, which it started from.")
+    lines.append(f"- Lung fields: {DATA_LICENCES[LUNG_NETWORK_DATA]} (the bundled lung-field network's masks).")
+    return "\n".join(lines)
 
 
 def origin(training: dict) -> str:

@@ -5,12 +5,18 @@ Desktop Slicer builds all of this itself; the wheel only has the classes. What t
 a scene with a data-I/O manager (scene bundles need its cache folder), an application logic, the
 colour logic (which adds the default colour nodes), the module logics it calls through
 `slicer.modules.<name>.logic()`, and one slice logic per view so that slice composite nodes exist.
+The process's application is closed at exit, before Python's final garbage collection frees these
+objects in no particular order (a colour logic freed after the slice logics but before the scene
+was emptied crashed the interpreter at exit).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import tempfile
 import types
+from pathlib import Path
 
 import slicer
 import vtk
@@ -45,6 +51,7 @@ class HeadlessSlicer:
 
         self.app_logic = slicer.vtkSlicerApplicationLogic()
         self.app_logic.SetMRMLScene(self.scene)
+        self._set_colour_files_folder()
         colors = slicer.vtkSlicerColorLogic()
         colors.SetMRMLApplicationLogic(self.app_logic)
         self.app_logic.SetModuleLogic("Colors", colors)
@@ -67,6 +74,14 @@ class HeadlessSlicer:
             collection.AddItem(logic)
             self.slice_logics[view] = logic
         self.app_logic.SetSliceLogics(collection)
+
+    def _set_colour_files_folder(self) -> None:
+        """The colour logic reads Slicer's colour files from <home>/<share>/ColorFiles and reports an
+        error per application when no home is set. The wheel ships no colour files (the module makes
+        its own colour node), so it is given an empty folder of its own: no error, nothing loaded."""
+        Path(self._cache_dir.name, "share", "ColorFiles").mkdir(parents=True)
+        self.app_logic.SetHomeDirectory(self._cache_dir.name)
+        self.app_logic.SetShareDirectory("share")
 
     def close(self) -> None:
         """Empty the scene, singletons included, so that it can be released safely."""
@@ -99,7 +114,9 @@ def start_headless_app() -> HeadlessSlicer | None:
     Slicer, whose own application is used instead."""
     if is_desktop_slicer():
         return None
-    return _installed or HeadlessSlicer().install()
+    if _installed is None:
+        atexit.register(HeadlessSlicer().install().close)
+    return _installed
 
 
 def application_logic():
@@ -107,3 +124,13 @@ def application_logic():
     if is_desktop_slicer():
         return slicer.app.applicationLogic()
     return start_headless_app().app_logic
+
+
+def app_data_folder() -> Path:
+    """Where the module keeps its own files for the user: desktop Slicer's application data folder,
+    else the XDG data folder (~/.local/share unless XDG_DATA_HOME says otherwise)."""
+    if is_desktop_slicer():
+        import qt
+
+        return Path(qt.QStandardPaths.writableLocation(qt.QStandardPaths.AppDataLocation), "SSLAnomaly")
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share", "SSLAnomaly")

@@ -28,12 +28,15 @@ MODULE_DIR = Path(__file__).resolve().parents[2]  # SSLAnomaly/, which holds SSL
 class AnomalyLogic:
     """Detectors are cached per (model, device, false-positive rate). Review calls work on any
     scene holding a detection, e.g. a reloaded one; each review change is autosaved under
-    `reviewFolder`, keyed by the image (not its name), so no review is restored onto another image."""
+    `reviewFolder` (default: <app data>/SSLAnomaly/reviews; None: no autosave), keyed by the image
+    (not its name), so no review is restored onto another image."""
 
     def __init__(self) -> None:
+        from SSLAnomalyLib.mrml.headless import app_data_folder
+
         self._detectors = {}
         self._dependenciesReady = False
-        self.reviewFolder = None
+        self.reviewFolder = app_data_folder() / "reviews"
 
     # --- dependencies -------------------------------------------------------------------------
     def dependenciesInstalled(self) -> bool:
@@ -63,13 +66,26 @@ class AnomalyLogic:
         return self._detectors[key]
 
     def bundledModels(self) -> list:
-        """(name, label) of each bundled model for the model selector, the default first."""
-        self.ensureDependencies()
+        """(name, label) of each bundled model for the model selector, the default first. Read from
+        models.json alone, so the panel lists them before any dependency is installed."""
         from SSLAnomalyLib.core import registry
 
         default = registry.default_name()
         return [(m.name, f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label}")
                 for m in registry.bundled_models()]
+
+    def modelChoices(self, folders=(), selected: str = "default") -> tuple[list, int]:
+        """(label, model) pairs for the model selector (bundled models, then `folders`) and the index of
+        `selected`: a model kept in a reloaded scene is shown as chosen, added if not listed yet."""
+        choices = [(label, name) for name, label in self.bundledModels()]
+        choices += [(Path(folder).name, str(folder)) for folder in folders]
+        models = [model for _, model in choices]
+        if selected == "default":
+            return choices, 0
+        if str(selected) not in models:
+            choices.append((Path(selected).name, str(selected)))
+            models.append(str(selected))
+        return choices, models.index(str(selected))
 
     def calibrate(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05):
         """A new model folder with `model`'s thresholds, percentiles and score standardisation
@@ -357,12 +373,26 @@ class AnomalyLogic:
                       device: str = "auto", startFrom=None, log=None):
         """A started `TrainingJob` (progress: seconds of the budget; cancel stops the process tree).
         Interrupted training resumes from its last checkpoint when started again into the same folder."""
-        self.ensureDependencies()
         from SSLAnomalyLib.jobs import TrainingJob
 
         command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom)
+        return self._startProcess(TrainingJob, command, log)
+
+    def startCalibration(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05,
+                         log=None):
+        """A started `CalibrationJob`: `calibrate` (see there) in a separate process, as training runs,
+        so the panel stays responsive (progress: normals scored; cancel stops the process tree)."""
+        from SSLAnomalyLib.jobs import CalibrationJob
+
+        command = [python(), "-m", "SSLAnomalyLib.cli", "calibrate", "--model", str(model), "--normals",
+                   str(normalsFolder), "--out", str(outputFolder), "--fpr", str(float(falsePositiveRate))]
+        return self._startProcess(CalibrationJob, command, log)
+
+    def _startProcess(self, jobClass, command: list[str], log):
+        """A process job running the module's command line in Slicer's Python, the module on its path."""
+        self.ensureDependencies()
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(MODULE_DIR), os.environ.get("PYTHONPATH", "")]))
-        return TrainingJob(command, env=environment, on_line=log).start()
+        return jobClass(command, env=environment, on_line=log).start()
 
     def train(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
               device: str = "auto", startFrom=None, log=print) -> Path:

@@ -1,0 +1,86 @@
+"""DICOM SEG and SR text as a PACS reads it: a reader's accented label and note are UTF-8 under a
+declared Specific Character Set (the source's own names re-encoded), a backslash in a label does not
+split it into two values, and the SEG carries the source's Patient Orientation. Files are written
+and read back with pydicom; the source is a small DX written here in Latin-1."""
+
+import numpy as np
+import pydicom
+import pytest
+
+from messy_corpus import write_dicom
+from SSLAnomalyLib.core.dicom_export import make_seg, make_sr, one_value, read_source
+
+LABEL = "épanchement\\pleural"  # a reader's label with an accent and a backslash
+NOTE = "base droite, à revoir"
+PATIENT = "Müller^Zoë"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    path = tmp_path_factory.mktemp("latin1") / "cxr.dcm"
+    write_dicom(path, np.random.default_rng(0).integers(0, 4096, (64, 48)), spacing=(0.2, 0.2))
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = PATIENT
+    ds.PatientOrientation = ["P", "F"]
+    ds.save_as(path)
+    assert b"M\xfcller^Zo\xeb" in path.read_bytes()  # the source really is Latin-1
+    return read_source(path)
+
+
+def finding(label: str, note: str) -> dict:
+    return {"id": 1, "label": label, "note": note, "origin": "reader", "status": "confirmed",
+            "bbox_ijk": [4, 6, 20, 30], "score": 1.5, "area_mm2": 12.0}
+
+
+@pytest.fixture(scope="module")
+def written(source, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("out")
+    mask = np.zeros((1, 64, 48), dtype=bool)
+    mask[0, 6:31, 4:21] = True
+    record = finding(LABEL, NOTE)
+    make_seg(source, [(record, mask)], "adult-test").save_as(folder / "seg.dcm")
+    make_sr(source, [record], {"model": "adult-test", "score": 2.0, "abnormal": True}).save_as(folder / "sr.dcm")
+    return pydicom.dcmread(folder / "seg.dcm"), pydicom.dcmread(folder / "sr.dcm"), folder
+
+
+def test_both_objects_declare_utf8_and_keep_the_patients_accented_name(written):
+    seg, sr, folder = written
+    for ds, name in ((seg, "seg.dcm"), (sr, "sr.dcm")):
+        assert ds.SpecificCharacterSet == "ISO_IR 192"
+        assert str(ds.PatientName) == PATIENT
+        assert "Müller^Zoë".encode("utf-8") in (folder / name).read_bytes()  # re-encoded, not copied as Latin-1
+
+
+def test_a_label_with_an_accent_and_a_backslash_stays_one_readable_value(written):
+    seg, sr, folder = written
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentLabel == "F1 épanchement/pleural"
+    assert segment["SegmentLabel"].VM == 1
+    meaning = segment.SegmentedPropertyTypeCodeSequence[0]
+    assert meaning.CodeMeaning == "épanchement/pleural" and meaning["CodeMeaning"].VM == 1
+    assert meaning.CodeValue == "EPANCHEMENT_PLEU" and meaning.CodeValue.isascii()
+    assert "épanchement".encode("utf-8") in (folder / "seg.dcm").read_bytes()
+
+
+def test_the_reports_roi_carries_the_label_and_note_in_utf8(written):
+    _, sr, folder = written
+    texts = [item.TextValue for item in _content_items(sr) if "TextValue" in item]
+    assert "F1 épanchement/pleural: base droite, à revoir" in texts
+    assert "à revoir".encode("utf-8") in (folder / "sr.dcm").read_bytes()
+
+
+def test_the_seg_copies_the_sources_patient_orientation(written, source):
+    seg, _, _ = written
+    assert list(seg.PatientOrientation) == ["P", "F"] == list(source.PatientOrientation)
+
+
+def test_one_value_replaces_separators_and_control_characters():
+    assert one_value("a\\b\nc\td") == "a/b c d"
+    assert one_value("x" * 100) == "x" * 64
+
+
+def _content_items(dataset):
+    for item in dataset.get("ContentSequence", []):
+        yield item
+        yield from _content_items(item)
