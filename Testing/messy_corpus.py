@@ -8,6 +8,8 @@ warnings must contain ("" for none in particular), or `REFUSED` with a substring
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +156,64 @@ def build_corpus(folder, fullres_jpeg: Path) -> dict[str, str]:
     (folder / "volume_bomb.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 128 128 4100\n"
                                              "endian: little\nencoding: raw\ndata file: bomb.raw\n")
     cases["volume_bomb.nhdr"] = REFUSED + "volume too large to score"
+    cases.update(_second_round(folder, gray, v12))
     return cases
+
+
+def _second_round(folder: Path, gray: np.ndarray, v12: np.ndarray) -> dict[str, str]:
+    """Issue 27's inputs: {name: expectation}. Scored ones are few and half-size: the batch test
+    scores every readable one (other planes and cosines are in test_io.py)."""
+    cases = {}
+    small = gray[::2, ::2]
+    exif = Image.fromarray(small).getexif()
+    exif[0x0112] = 6  # stored turned anticlockwise: viewers turn it back
+    Image.fromarray(np.rot90(small)).save(folder / "exif_rotated.jpeg", quality=95, exif=exif)
+    cases["exif_rotated.jpeg"] = "EXIF orientation 6 applied"
+    for name, iop, expect in (("coronal.dcm", [1, 0, 0, 0, 0, -1], ""), ("axial_z200.dcm", [1, 0, 0, 0, 1, 0], "")):
+        write_edited(folder / name, v12, lambda ds, iop=iop: (setattr(ds, "ImageOrientationPatient", iop),
+                                                             setattr(ds, "ImagePositionPatient", [-150, 40, 200])))
+        cases[name] = expect
+    for name, uid, expect in (("seg.dcm", "1.2.840.10008.5.1.4.1.1.66.4", "DICOM Segmentation Storage is not"),
+                              ("parametric_map.dcm", "1.2.840.10008.5.1.4.1.1.30", "DICOM Parametric Map Storage is"),
+                              ("sr.dcm", "1.2.840.10008.5.1.4.1.1.88.11", "DICOM Basic Text SR Storage is not"),
+                              ("rtstruct.dcm", "1.2.840.10008.5.1.4.1.1.481.3", "DICOM RT Structure Set Storage is"),
+                              ("pr.dcm", "1.2.840.10008.5.1.4.1.1.11.1", "Presentation State Storage is not")):
+        write_edited(folder / name, v12, lambda ds, uid=uid: setattr(ds, "SOPClassUID", uid))
+        cases[name] = REFUSED + expect
+    marked = np.stack([small] * 3, -1)
+    marked[100:110, 100:700] = (255, 40, 40)  # a red measurement line
+    marked[400:460, 600:700] = (40, 220, 40)  # a green label
+    Image.fromarray(marked).save(folder / "colour_marks.png")
+    share = 100 * (10 * 600 + 60 * 100) / small.size
+    cases["colour_marks.png"] = f"colour annotations found on {share:.2g} % of pixels"
+    with open(folder / "zeros_8gb.dcm", "wb") as f:  # sparse: 8 GB long, a few KB on disk
+        f.write(bytes(128) + b"DICM")
+        f.truncate(8 * 2**30)
+    cases["zeros_8gb.dcm"] = REFUSED + "no pixel data"
+    header = struct.pack(">IIBBBBB", 20000, 10000, 8, 0, 0, 0, 0)
+    (folder / "huge_header.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(
+        b"IDAT", zlib.compress(bytes(1000))) + png_chunk(b"IEND", b""))
+    cases["huge_header.png"] = REFUSED + "20000 x 10000 = 200,000,000 pixels"
+    Image.fromarray(np.resize(gray, (20, 100000))).save(folder / "long_strip.png")
+    cases["long_strip.png"] = REFUSED + "100000x20 pixels (read at 5000x1 after reduction)"
+    (folder / "loop.dcm").symlink_to(folder / "loop.dcm")
+    cases["loop.dcm"] = REFUSED + "symbolic link loop"
+    return cases
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_edited(path, pixels, edit, **kw) -> Path:
+    """`write_dicom`, then `edit(dataset)` applied and saved: a DICOM with one oddity."""
+    import pydicom
+
+    path = write_dicom(path, pixels, **kw)
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    ds.save_as(path)
+    return path
 
 
 def _hostile_dicoms(folder: Path, v12: np.ndarray) -> dict[str, str]:
@@ -162,10 +221,7 @@ def _hostile_dicoms(folder: Path, v12: np.ndarray) -> dict[str, str]:
     import pydicom
 
     def edited(name, edit, **kw):
-        path = write_dicom(folder / name, v12, **kw)
-        ds = pydicom.dcmread(path)
-        edit(ds)
-        ds.save_as(path)
+        write_edited(folder / name, v12, edit, **kw)
 
     def lut(sequence):
         def edit(ds):

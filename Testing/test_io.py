@@ -61,3 +61,71 @@ def test_unreadable_file_names_file_and_reason(tmp_path):
     with pytest.raises(ReadError) as e:
         read_radiograph(bad)
     assert "broken.jpeg" in str(e.value) and e.value.reason
+
+
+def test_exif_orientation_is_honoured_and_said(tmp_path, real_gray):
+    stored = np.rot90(real_gray)  # turned a quarter anticlockwise; orientation 6 tells viewers to turn it back
+    exif = Image.fromarray(stored).getexif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "turned.jpeg", quality=95, exif=exif)
+    Image.fromarray(stored).save(tmp_path / "plain.jpeg", quality=95)
+    img = read_radiograph(tmp_path / "turned.jpeg")
+    assert img.shape[1:] == real_gray.shape
+    assert np.corrcoef(img.pixels[0].ravel(), real_gray.ravel())[0, 1] > 0.99
+    assert any("EXIF orientation 6 applied" in w for w in img.warnings)
+    assert not any("EXIF" in w for w in read_radiograph(tmp_path / "plain.jpeg").warnings)
+
+
+@pytest.mark.parametrize("iop", [(1, 0, 0, 0, 1, 0), (1, 0, 0, 0, 0, -1), (0, 1, 0, 0, 0, -1),
+                                 (0.8, 0.6, 0, 0, 0, -1), (1.02, 0, 0.01, 0, 0.97, 0)])
+def test_any_plane_is_read_and_written_with_its_full_geometry(tmp_path, real_gray, iop):
+    """Axial at z = 200, coronal, sagittal, oblique and slightly non-orthonormal cosines: read into
+    a valid direction matrix whose first columns follow the cosines, and written back (as the
+    heatmap and lungs are) with the same origin and direction, so every index lands where it did."""
+    import pydicom
+
+    path = write_dx(tmp_path / "plane.dcm", real_gray[::4, ::4].astype(np.uint16) * 16)
+    ds = pydicom.dcmread(path)
+    ds.ImageOrientationPatient, ds.ImagePositionPatient = list(iop), [-150.0, 40.0, 200.0]
+    ds.save_as(path)
+    img = read_radiograph(path)
+    d = img.direction
+    assert np.allclose(d.T @ d, np.eye(3)) and np.linalg.det(d) == pytest.approx(1)
+    assert np.allclose(d[:, 0], np.divide(iop[:3], np.linalg.norm(iop[:3])))
+    assert d[:, 1] @ iop[3:] > 0.99 * np.linalg.norm(iop[3:])
+    assert img.origin == (-150.0, 40.0, 200.0)
+    write_image(img.with_pixels(img.pixels.astype(np.float32)), tmp_path / "heat.nrrd")
+    back = sitk.ReadImage(str(tmp_path / "heat.nrrd"))
+    for ijk in [(0, 0, 0), (img.shape[2] - 1, img.shape[1] - 1, 0), (7, 3, 0)]:
+        assert np.allclose(back.TransformContinuousIndexToPhysicalPoint(ijk), (img.ijk_to_lps() @ [*ijk, 1])[:3])
+
+
+def test_cosines_that_span_no_plane_fall_back_to_axial_with_a_warning(tmp_path, real_gray):
+    import pydicom
+
+    path = write_dx(tmp_path / "flat.dcm", real_gray[::4, ::4].astype(np.uint16) * 16)
+    ds = pydicom.dcmread(path)
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 1, 0]
+    ds.save_as(path)
+    img = read_radiograph(path)
+    assert np.array_equal(img.direction, np.eye(3)) and any("spans no plane" in w for w in img.warnings)
+
+
+def test_colour_annotations_are_warned_with_their_share(tmp_path, real_gray):
+    grey_rgb = np.stack([real_gray] * 3, -1)
+    Image.fromarray(grey_rgb).save(tmp_path / "grey.jpeg", quality=75)  # grey, with JPEG's colour noise
+    marked = grey_rgb.copy()
+    marked[50:70, 50:550] = (230, 30, 30)  # 10,000 pixels of a red mark
+    Image.fromarray(marked).save(tmp_path / "marked.png")
+    assert not any("colour" in w for w in read_radiograph(tmp_path / "grey.jpeg").warnings)
+    warned = [w for w in read_radiograph(tmp_path / "marked.png").warnings if "colour annotations" in w]
+    assert warned == [f"colour annotations found on {100 * 10000 / real_gray.size:.2g} % of pixels; they are "
+                      "scored as image content (export the radiograph without annotations)"]
+    import pydicom
+
+    rgb_dicom = write_dx(tmp_path / "marked.dcm", real_gray, bits=8)
+    ds = pydicom.dcmread(rgb_dicom)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = marked.tobytes()
+    ds.save_as(rgb_dicom)
+    assert any("colour annotations found on" in w for w in read_radiograph(rgb_dicom).warnings)

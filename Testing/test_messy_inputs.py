@@ -2,6 +2,7 @@
 
 import os
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import ExplicitVRLittleEndian
 
-from messy_corpus import REFUSED, write_dicom
+from messy_corpus import REFUSED, png_chunk, write_dicom
 from SSLAnomalyLib.core.detector import AnomalyDetector
 from SSLAnomalyLib.core.image import Radiograph
-from SSLAnomalyLib.core.io import MIN_SIDE, ReadError, read_radiograph
+from SSLAnomalyLib.core.io import MIN_SIDE, ReadError, list_inputs, read_radiograph, write_image
 from SSLAnomalyLib.core.shrink import MAX_SIDE, shrink_if_large
 
 
@@ -76,10 +77,6 @@ def test_large_image_is_read_reduced_over_the_same_patient_space():
     assert shrink_if_large(small, max_side=100) is small
 
 
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def test_a_header_promising_a_huge_image_is_refused_before_decoding(tmp_path):
     dcm = write_dicom(tmp_path / "huge.dcm", np.zeros((16, 16), np.uint16), syntax=ExplicitVRLittleEndian)
     import pydicom
@@ -95,7 +92,34 @@ def test_a_header_promising_a_huge_image_is_refused_before_decoding(tmp_path):
             read_radiograph(tmp_path / name)
 
 
-def test_a_file_whose_name_is_not_utf8_is_read_and_logged_safely(small_model, tmp_path):
+def test_a_zero_filled_8gb_dicom_is_refused_in_well_under_a_second(messy_corpus):
+    folder, _ = messy_corpus
+    read_radiograph(folder / "mono2.dcm")  # pydicom imported and warm: the time is the refusal's own
+    start = time.perf_counter()
+    with pytest.raises(ReadError, match="no pixel data"):
+        read_radiograph(folder / "zeros_8gb.dcm")
+    assert time.perf_counter() - start < 0.5
+    assert (folder / "zeros_8gb.dcm").stat().st_size == 8 * 2**30
+
+
+def test_axial_heatmap_and_lungs_are_written_at_the_images_own_height(messy_corpus, small_model, tmp_path):
+    folder, _ = messy_corpus
+    image = read_radiograph(folder / "axial_z200.dcm")
+    result = AnomalyDetector.load(small_model, device="cpu").detect(image, lungs=True)
+    for written in (result.heatmap, result.lungs):
+        nrrd = sitk.ReadImage(str(write_image(written, tmp_path / "out.nrrd")))
+        assert nrrd.GetOrigin() == pytest.approx(image.origin) and image.origin[2] == 200
+        assert np.allclose(nrrd.TransformContinuousIndexToPhysicalPoint((5, 9, 0)),
+                           (image.ijk_to_lps() @ [5, 9, 0, 1])[:3])
+    for finding in result.findings:
+        assert finding.centroid_ras[2] == pytest.approx(200)
+
+
+def test_awkward_paths_in_one_batch(small_model, tmp_path):
+    """In one `sslanomaly detect` run: a file whose name is not UTF-8 is read and logged safely; a
+    file 1,100 folders deep is found (os.walk recursed past Python's limit), through a folder with a
+    link back up the tree, entered once; a link loop named on the command line is a named failure of
+    that input, and the rest of the batch is scored."""
     import json
     import subprocess
 
@@ -104,14 +128,26 @@ def test_a_file_whose_name_is_not_utf8_is_read_and_logged_safely(small_model, tm
     folder = tmp_path / "in"
     folder.mkdir()
     source = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
-    image = sitk.ReadImage(str(source))
-    name = os.fsencode(folder) + b"/caf\xe9.nrrd"
-    sitk.WriteImage(image, str(tmp_path / "plain.nrrd"))
-    os.rename(tmp_path / "plain.nrrd", name)
+    sitk.WriteImage(sitk.ReadImage(str(source)), str(tmp_path / "plain.nrrd"))
+    os.rename(tmp_path / "plain.nrrd", os.fsencode(folder) + b"/caf\xe9.nrrd")
     (folder / "bad.png").write_bytes(b"not a png")
+    (folder / "up").symlink_to(folder)
+    deep = folder
+    for _ in range(1100):
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "deepest.jpeg").symlink_to(source)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    listed = list_inputs([loop, folder])
+    assert listed[0] == loop and deep / "deepest.jpeg" in listed and len(listed) == 4
     r = subprocess.run([str(REPO / ".venv" / "bin" / "sslanomaly"), "detect", "--model", str(small_model), "--out",
-                        str(tmp_path / "out"), "--quiet", str(folder)], capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert len(list((tmp_path / "out").glob("*.findings.json"))) == 1  # the non-UTF-8 one was scored
-    assert [json.loads(line)["input"].endswith("bad.png")
-            for line in (tmp_path / "out" / "failures.log").read_text().splitlines()] == [True]
+                        str(tmp_path / "out"), "--quiet", str(loop), str(folder)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.findings.json")) == ["caf%E9.findings.json",
+                                                                                 "deepest.findings.json"]
+    failures = {json.loads(line)["input"]: json.loads(line)["reason"]
+                for line in (tmp_path / "out" / "failures.log").read_text().splitlines()}
+    assert set(failures) == {str(loop), str(folder / "bad.png")}
+    assert failures[str(loop)] == "is a symbolic link loop (the link leads back to itself)"

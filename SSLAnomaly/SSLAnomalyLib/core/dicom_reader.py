@@ -1,5 +1,6 @@
-"""Reading a DICOM radiograph with pydicom: LUTs applied, geometry and references kept, sizes checked
-before decoding (read_limits.py), and messages that never quote the patient's identity."""
+"""Reading a DICOM radiograph with pydicom: LUTs applied, geometry (in any plane) and references
+kept, sizes checked before decoding (read_limits.py), the file read with bounded work and non-image
+objects refused (dicom_header.py), and messages that never quote the patient's identity."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import logging
 import math
 import re
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from SSLAnomalyLib.core.colour import array_strips, colour_warning
+from SSLAnomalyLib.core.dicom_header import read_header, read_with_pixels
 from SSLAnomalyLib.core.errors import ReadError
-from SSLAnomalyLib.core.image import Radiograph
-from SSLAnomalyLib.core.read_limits import MAX_INFLATED_BYTES, check_bytes, check_size, check_volume
+from SSLAnomalyLib.core.image import Radiograph, direction_from_cosines
+from SSLAnomalyLib.core.read_limits import check_bytes, check_size, check_volume
 
 RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT", ""}  # anything else is not a plain radiograph
 
@@ -24,48 +26,28 @@ def read_dicom(path: Path) -> Radiograph:
     """pydicom quotes element values (a birth date, an ID) in its warnings, log records and errors:
     its warnings are counted, not shown, its log records are not passed on to the application's
     handlers, and its errors are scrubbed of the patient identity before they reach a log."""
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     with warnings.catch_warnings(record=True) as caught, _unpropagated(logging.getLogger("pydicom")):
         warnings.simplefilter("always")
         try:
-            _check_inflated(path)
-            ds = pydicom.dcmread(path)
+            header = read_header(path)
         except InvalidDicomError:
             raise ReadError(path, "not a DICOM file (no 'DICM' marker or file meta information)") from None
         try:
-            img = _dicom_image(ds, path)
+            _check_sizes(header.ds, path)
+            img = _dicom_image(read_with_pixels(path, header), path)
         except ReadError as e:
-            raise ReadError(path, _scrub(e.reason, ds)) from None
+            raise ReadError(path, _scrub(e.reason, header.ds)) from None
         except MemoryError:
             raise
         except Exception as e:
-            raise ReadError(path, _scrub(f"cannot decode: {type(e).__name__}: {e}", ds)) from None
-    if caught:
-        img.warnings.append(f"{len(caught)} warning(s) about DICOM conformance while reading "
+            raise ReadError(path, _scrub(f"cannot decode: {type(e).__name__}: {e}", header.ds)) from None
+    conformance = {str(w.message) for w in caught}  # each pass reads the header: one warning, once
+    if conformance:
+        img.warnings.append(f"{len(conformance)} warning(s) about DICOM conformance while reading "
                             "(not shown: they may quote patient data)")
     return img
-
-
-def _check_inflated(path: Path) -> None:
-    """pydicom inflates a deflated data set whole before parsing it: count what it inflates to first,
-    in bounded pieces, and refuse one beyond MAX_INFLATED_BYTES (a small file can inflate to gigabytes)."""
-    import pydicom
-
-    meta = pydicom.filereader.read_file_meta_info(path)
-    if meta.get("TransferSyntaxUID") != pydicom.uid.DeflatedExplicitVRLittleEndian:
-        return
-    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
-    with open(path, "rb") as f:
-        f.seek(128 + 4 + 12 + int(meta.FileMetaInformationGroupLength))  # preamble, "DICM", group length element
-        while piece := f.read(2**20):
-            while piece:
-                total += len(inflater.decompress(piece, 2**24))
-                if total > MAX_INFLATED_BYTES:
-                    raise ReadError(path, f"deflated data set inflates to over {MAX_INFLATED_BYTES / 2**20:,.0f} MB "
-                                          "(the limit)")
-                piece = inflater.unconsumed_tail
 
 
 @contextlib.contextmanager
@@ -94,16 +76,19 @@ def _scrub(text: str, ds) -> str:
     return text
 
 
-def _dicom_image(ds, path: Path) -> Radiograph:
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
-
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ReadError(path, "DICOM file has no pixel data (not an image object)")
+def _check_sizes(ds, path: Path) -> None:
+    """Refuse, from the header alone, an image whose decoding would exceed the limits."""
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     check_size(path, ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1))
     check_volume(path, frames, ds.get("Rows", 0), ds.get("Columns", 0))
     values = math.prod(int(v or 1) for v in (ds.get("Rows", 0), ds.get("Columns", 0), frames, ds.get("SamplesPerPixel", 1)))
     check_bytes(path, values, 8 * 2, "the pixel data and its LUT copies (float64)")
+
+
+def _dicom_image(ds, path: Path) -> Radiograph:
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
         arr = ds.pixel_array
     except Exception as e:
@@ -117,6 +102,7 @@ def _dicom_image(ds, path: Path) -> Radiograph:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim < 3 or arr.shape[-1] != 3:
             raise ReadError(path, f"unsupported photometric interpretation {photometric}")
+        read_warnings.append(colour_warning(array_strips(arr), float(arr.max()) - float(arr.min())))
         px = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     else:
         px = apply_modality_lut(arr, ds).astype(np.float32)
@@ -129,7 +115,7 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         if photometric == "MONOCHROME1":
             px = np.nanmax(px) + np.nanmin(px) - px  # dense tissue bright, as in MONOCHROME2
     img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
-    img.warnings += read_warnings
+    img.warnings += [w for w in read_warnings if w]
     spacing = _floats(_get(ds, "PixelSpacing") or _get(ds, "ImagerPixelSpacing") or _get(
         ds, "SharedFunctionalGroupsSequence", 0, "PixelMeasuresSequence", 0, "PixelSpacing"), 2)
     if spacing is not None and (spacing > 0).all():
@@ -137,11 +123,13 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         img.spacing = (spacing[1], spacing[0], abs(z[0]) if z is not None and z[0] != 0 else 1.0)
     else:
         img.warnings.append("DICOM has no usable PixelSpacing/ImagerPixelSpacing; 1.0 mm assumed")
-    iop = _floats(_get(ds, "ImageOrientationPatient"), 6)
-    if iop is not None and np.linalg.norm(np.cross(iop[:3], iop[3:])) > 0.5:
-        normal = np.cross(iop[:3], iop[3:])
-        img.direction = np.stack([iop[:3], iop[3:], normal / np.linalg.norm(normal)], axis=1)
-    ipp = _floats(_get(ds, "ImagePositionPatient"), 3)
+    iop = _floats(_get(ds, "ImageOrientationPatient") or _get(
+        ds, "SharedFunctionalGroupsSequence", 0, "PlaneOrientationSequence", 0, "ImageOrientationPatient"), 6)
+    if iop is not None:
+        img.direction, problem = direction_from_cosines(iop[:3], iop[3:])
+        img.warnings += [problem] if problem else []
+    ipp = _floats(_get(ds, "ImagePositionPatient") or _get(
+        ds, "PerFrameFunctionalGroupsSequence", 0, "PlanePositionSequence", 0, "ImagePositionPatient"), 3)
     if ipp is not None:
         img.origin = tuple(ipp)
     img.dicom = {k: str(_get(ds, k) or "") for k in (

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+COSINE_TOLERANCE = 1e-3  # DICOM's decimal strings round cosines; beyond this they were not orthonormal
 
 
 @dataclass
@@ -67,6 +68,25 @@ class Radiograph:
             raise ValueError(f"pixels {np.shape(pixels)} do not match grid {self.shape}")
         return Radiograph(np.asarray(pixels).reshape(self.shape), self.spacing, self.origin,
                           self.direction.copy(), self.is_2d, self.source)
+
+
+def direction_from_cosines(row, column) -> tuple[np.ndarray, str | None]:
+    """The direction matrix of a plane given by its row and column cosines (DICOM's
+    ImageOrientationPatient), in any orientation: axial, coronal, sagittal or oblique. The normal is
+    their cross product; cosines that are not quite unit or perpendicular are orthonormalised (the
+    row kept), because ITK refuses a direction matrix that is not one. Cosines that span no plane
+    (zero or parallel) give the identity. Returns the matrix and a warning, or None where all was well."""
+    row, column = np.asarray(row, float), np.asarray(column, float)
+    r_len, c_len = np.linalg.norm(row), np.linalg.norm(column)
+    if r_len < COSINE_TOLERANCE or c_len < COSINE_TOLERANCE or \
+            np.linalg.norm(np.cross(row / r_len, column / c_len)) < COSINE_TOLERANCE:
+        return np.eye(3), "ImageOrientationPatient spans no plane (zero or parallel cosines); an axial plane is assumed"
+    r = row / r_len
+    c = column - (column @ r) * r
+    c /= np.linalg.norm(c)
+    direction = np.stack([r, c, np.cross(r, c)], axis=1)
+    bent = max(abs(r_len - 1), abs(c_len - 1), abs(row @ column) / (r_len * c_len)) > COSINE_TOLERANCE
+    return direction, "ImageOrientationPatient is not orthonormal; it was orthonormalised" if bent else None
 
 
 def image_identity(pixels: np.ndarray, sop_instance_uid: str | None = None) -> str:

@@ -5,7 +5,8 @@ Every failure becomes a `ReadError` that names the file and the reason, so a bat
 and carry on. Sizes are checked from the header before pixels are decoded, so a file claiming to be
 enormous is refused instead of exhausting memory; very large real images are reduced (shrink.py).
 DICOM is read by dicom_reader.py, whose messages never quote the patient's identity; the limits are
-in read_limits.py.
+in read_limits.py. A raster is turned upright as its EXIF orientation says, and a colour input whose
+colour marks become grey content is warned (colour.py). Folders are walked by walk.py.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.atomic import atomic_path
+from SSLAnomalyLib.core.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.dicom_reader import read_dicom
 from SSLAnomalyLib.core.errors import ReadError
 from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.shrink import shrink_if_large
+from SSLAnomalyLib.core.walk import walk_files, why_missing
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -64,36 +67,28 @@ def as_folders(spec) -> list[str]:
 def list_inputs(paths) -> list[Path]:
     """Expand files and folders (hidden files skipped) into a sorted list of inputs.
 
-    A folder contributes every file that looks like an image by name or DICOM preamble; files
-    named explicitly are always kept so that an unreadable one is reported, not silently dropped,
-    and so is a folder (or sub-folder) that cannot be listed: `read_radiograph` names its reason.
+    A folder contributes every file that looks like an image by name or DICOM preamble, and every
+    link named like one that leads nowhere (a loop, a missing file); files named explicitly are
+    always kept so that an unreadable one is reported, not silently dropped, and so is a folder (or
+    sub-folder) that cannot be listed: `read_radiograph` names its reason.
     """
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():
             out.append(p)
             continue
-        found = []
-        for root, _, files in os.walk(p, onerror=lambda e: found.append(Path(e.filename))):
-            found.extend(f for f in (Path(root) / name for name in files) if not f.name.startswith(".")
-                         and f.is_file() and is_supported(f))
-        out.extend(sorted(found))
+        files, unlisted = walk_files(p)
+        out.extend(sorted([f for f in files if (f.is_file() or f.is_symlink()) and is_supported(f)] + unlisted))
     return out
 
 
 def read_radiograph(path) -> Radiograph:
     """Read one radiograph or volume; raise `ReadError` naming the file and the reason."""
     path = Path(path)
-    if not path.exists():
-        raise ReadError(path, "file does not exist")
-    if path.is_dir():
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise ReadError(path, "is a folder that cannot be read (permission denied)")
-        raise ReadError(path, "is a folder, not an image file")
-    if not os.access(path, os.R_OK):
-        raise ReadError(path, "file cannot be read (permission denied)")
-    if path.stat().st_size == 0:
-        raise ReadError(path, "file is empty")
+    try:
+        _check_openable(path)
+    except OSError as e:
+        raise ReadError(path, f"cannot be opened: {e.strerror or e}") from None
     s = _suffix(path)
     try:
         if s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
@@ -105,6 +100,7 @@ def read_radiograph(path) -> Radiograph:
             img = _read_itk(path)
         else:
             raise ReadError(path, f"unsupported file type '{s or 'no extension'}'")
+        declared = img.shape
         img = shrink_if_large(img)
     except ReadError:
         raise
@@ -112,13 +108,29 @@ def read_radiograph(path) -> Radiograph:
         raise ReadError(path, "image too large to load into memory") from None
     except Exception as e:  # any decoder failure becomes a clear, per-file error
         raise ReadError(path, f"cannot decode: {type(e).__name__}: {e}") from None
-    return _validated(img, path)
+    return _validated(img, path, declared)
 
 
-def _validated(img: Radiograph, path: Path) -> Radiograph:
+def _check_openable(path: Path) -> None:
+    if not path.exists():
+        raise ReadError(path, why_missing(path))
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise ReadError(path, "is a folder that cannot be read (permission denied)")
+        raise ReadError(path, "is a folder, not an image file")
+    if not os.access(path, os.R_OK):
+        raise ReadError(path, "file cannot be read (permission denied)")
+    if path.stat().st_size == 0:
+        raise ReadError(path, "file is empty")
+
+
+def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int]) -> Radiograph:
+    """`img` checked and repaired; refusals quote the file's own size (`declared`), not the reduced one."""
     _, rows, cols = img.shape
     if min(rows, cols) < MIN_SIDE:
-        raise ReadError(path, f"image is {cols}x{rows} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+        reduced = f" (read at {cols}x{rows} after reduction)" if declared != img.shape else ""
+        raise ReadError(path, f"image is {declared[2]}x{declared[1]} pixels{reduced}; at least {MIN_SIDE}x{MIN_SIDE} "
+                              "is needed")
     px = img.pixels
     if np.issubdtype(px.dtype, np.floating):
         bad = ~np.isfinite(px)
@@ -157,17 +169,23 @@ def _flat_tail_rows(pixels: np.ndarray) -> int:
 
 
 def _read_raster(path: Path) -> Radiograph:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with warnings.catch_warnings():  # Pillow's size guard, without changing its global limit
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(path)
         except Image.DecompressionBombError:
+            check_size(path, *_declared_size(path))  # quotes the file's own size
             raise ReadError(path, f"image too large to read (over {MAX_PIXELS:,} pixels)") from None
     check_size(path, *im.size)
     im.load()
     n_frames = getattr(im, "n_frames", 1)
+    read_warnings = []
+    orientation = im.getexif().get(ORIENTATION, 1)
+    if orientation in EXIF_TURNS:  # what every viewer shows: the reader sees the image upright too
+        im = ImageOps.exif_transpose(im)
+        read_warnings.append(f"EXIF orientation {orientation} applied: the image was stored {EXIF_TURNS[orientation]}")
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         px = np.asarray(im, dtype=np.float32)
     else:
@@ -175,12 +193,40 @@ def _read_raster(path: Path) -> Radiograph:
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
             im = Image.alpha_composite(bg, im)
+        if im.mode not in ("L", "1", "LA"):
+            read_warnings.append(colour_warning(_raster_strips(im), 255))
         px = np.asarray(im.convert("L"), dtype=np.uint8)
     img = Radiograph(px, is_2d=True)
     img.warnings.append("no pixel spacing in file; 1.0 mm assumed")
     if n_frames > 1:
         img.warnings.append(f"{n_frames} frames in file; only the first is used")
+    img.warnings += [w for w in read_warnings if w]
     return img
+
+
+ORIENTATION = 0x0112  # the EXIF tag
+EXIF_TURNS = {2: "mirrored", 3: "upside down", 4: "flipped upside down", 5: "mirrored and turned a quarter",
+              6: "turned a quarter anticlockwise", 7: "mirrored and turned a quarter", 8: "turned a quarter clockwise"}
+
+
+def _raster_strips(im):
+    """A Pillow image's pixels as RGB strips of rows (a strip at a time: no full-size copy)."""
+    for top in range(0, im.height, ROWS_AT_ONCE):
+        yield np.asarray(im.crop((0, top, im.width, min(top + ROWS_AT_ONCE, im.height))).convert("RGB"))
+
+
+def _declared_size(path: Path) -> tuple[int, ...]:
+    """A raster's size as its header declares it, read by SimpleITK (Pillow refuses to open it)."""
+    import SimpleITK as sitk
+
+    with _utf8_named(path, None) as readable:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(readable))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return ()
+        return reader.GetSize()[:2]
 
 
 def _read_itk(path: Path) -> Radiograph:
@@ -198,9 +244,13 @@ def _read_itk(path: Path) -> Radiograph:
                      max(_component_bytes(sitk.GetPixelIDValueAsString(reader.GetPixelID())), 4),
                      f"{reader.GetNumberOfComponents()} component(s) per pixel")
         im = reader.Execute()
-    if im.GetNumberOfComponentsPerPixel() > 1:
-        im = sitk.VectorIndexSelectionCast(im, 0) if im.GetNumberOfComponentsPerPixel() == 2 else \
-            _rgb_to_gray_itk(im)
+    colour = None
+    if im.GetNumberOfComponentsPerPixel() == 2:
+        im = sitk.VectorIndexSelectionCast(im, 0)
+    elif im.GetNumberOfComponentsPerPixel() > 2:
+        view = sitk.GetArrayViewFromImage(im)
+        colour = colour_warning(array_strips(view), float(view.max()) - float(view.min()))
+        im = _rgb_to_gray_itk(im)
     dim = im.GetDimension()
     if dim == 4:
         raise ReadError(path, "4D images are not supported")
@@ -211,7 +261,9 @@ def _read_itk(path: Path) -> Radiograph:
     origin = list(im.GetOrigin()) + [0.0] * (3 - dim)
     direction = np.eye(3)
     direction[:dim, :dim] = np.asarray(im.GetDirection()).reshape(dim, dim)
-    return Radiograph(arr, spacing, origin, direction, is_2d=(dim == 2))
+    img = Radiograph(arr, spacing, origin, direction, is_2d=(dim == 2))
+    img.warnings += [colour] if colour else []
+    return img
 
 
 DETACHED_KEYS = {".mhd": "elementdatafile", ".mha": "elementdatafile", ".nhdr": "data file"}
@@ -275,13 +327,16 @@ def _rgb_to_gray_itk(im):
     return chans[0] * 0.299 + chans[1] * 0.587 + chans[2] * 0.114
 
 
-def write_image(img: Radiograph, path, compress: bool = True) -> Path:
-    """Write pixels with geometry (NRRD/NIfTI/MHA by suffix) atomically; 2D sources stay 2D."""
+def write_image(img: Radiograph, path, compress: bool = True, metadata: dict[str, str] | None = None) -> Path:
+    """Write pixels with geometry (NRRD/NIfTI/MHA by suffix) atomically, with `metadata` as header
+    fields (NRRD `key:=value`). A 2D source stays 2D where its geometry is that of the plane z = 0;
+    any other plane (z = 200, coronal, oblique) is written as one slice of a 3D image, because a 2D
+    image cannot carry that origin or direction."""
     import SimpleITK as sitk
 
     path = Path(path)
     arr = np.asarray(img.pixels)
-    if img.is_2d and arr.shape[0] == 1:
+    if img.is_2d and arr.shape[0] == 1 and _in_plane_z0(img):
         im = sitk.GetImageFromArray(arr[0])
         im.SetSpacing(img.spacing[:2])
         im.SetOrigin(img.origin[:2])
@@ -291,6 +346,15 @@ def write_image(img: Radiograph, path, compress: bool = True) -> Path:
         im.SetSpacing(img.spacing)
         im.SetOrigin(img.origin)
         im.SetDirection(img.direction.ravel().tolist())
+    for key, value in (metadata or {}).items():
+        im.SetMetaData(key, value)
     with atomic_path(path, keep_extension=True) as tmp:
         sitk.WriteImage(im, str(tmp), compress)
     return path
+
+
+def _in_plane_z0(img: Radiograph) -> bool:
+    """Whether a 2D image's geometry survives dropping its third axis: origin at z = 0, and rows and
+    columns in the x-y plane with the slice axis along z."""
+    d = img.direction
+    return img.origin[2] == 0 and not d[2, :2].any() and not d[:2, 2].any() and d[2, 2] == 1

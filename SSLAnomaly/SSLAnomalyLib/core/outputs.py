@@ -18,6 +18,7 @@ from SSLAnomalyLib.core.image import Radiograph
 from SSLAnomalyLib.core.io import write_image
 from SSLAnomalyLib.core.locks import folder_lock
 from SSLAnomalyLib.core.overlay import render_overlay
+from SSLAnomalyLib.core.walk import resolved
 
 SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
 BATCH_INDEX = "batch_index.json"
@@ -46,11 +47,12 @@ def write_failures(path, failures: list[tuple[str, str]]) -> Path:
 
 def refuse_output_inside_inputs(out_dir, inputs) -> None:
     """An output folder in (or equal to) an input folder would have the tool's own results scored
-    as radiographs by the next run: refused, naming both."""
-    out = Path(out_dir).resolve()
+    as radiographs by the next run: refused, naming both. An input that cannot be resolved (a link
+    loop) is no folder: the batch names it as a failure of that input."""
+    out = resolved(out_dir) or Path(out_dir).absolute()
     for given in inputs:
-        folder = Path(given).resolve()
-        if Path(given).is_dir() and (out == folder or folder in out.parents):
+        folder = resolved(given)
+        if folder is not None and Path(given).is_dir() and (out == folder or folder in out.parents):
             raise PathError(out_dir, f"the output folder is inside the input folder {given}; its results would be "
                                      "read as radiographs on the next run: choose an output folder outside the inputs")
 

@@ -1,0 +1,65 @@
+"""Walking input folders without recursion and without entering a folder twice: a folder nested
+thousands deep is listed (os.walk recurses, and fails past Python's recursion limit), a link to a
+folder is followed once, and a symbolic-link loop ends the walk of that branch instead of the batch."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+
+def resolved(path) -> Path | None:
+    """`path` absolute with its links followed, or None where that cannot be done (a link loop)."""
+    try:
+        return Path(path).resolve(strict=False)
+    except (OSError, RuntimeError):  # Python raises RuntimeError("Symlink loop") before 3.13
+        return None
+
+
+def walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Every entry under `folder` that is not a folder (hidden files skipped), and the folders that
+    could not be listed. Each real folder is entered once, whichever link leads to it."""
+    files: list[Path] = []
+    unlisted: list[Path] = []
+    entered: set[tuple[int, int]] = set()
+    todo = [Path(folder)]
+    while todo:
+        current = todo.pop()
+        try:
+            st = current.stat()
+            if (st.st_dev, st.st_ino) in entered:
+                continue
+            entered.add((st.st_dev, st.st_ino))
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda e: e.name, reverse=True)
+        except OSError:
+            unlisted.append(current)
+            continue
+        for entry in entries:
+            if _is_folder(entry):
+                todo.append(Path(entry.path))
+            elif not entry.name.startswith("."):
+                files.append(Path(entry.path))
+    return files, unlisted
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # through links
+    except OSError:
+        return False
+
+
+def why_missing(path: Path) -> str:
+    """Why a path names no file: a link loop, a link to nothing, or simply nothing there."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symbolic link loop (the link leads back to itself)"
+        if os.path.islink(path):
+            return "is a symbolic link to a file that does not exist"
+        if e.errno == errno.ENAMETOOLONG:
+            return "path is too long to open"
+    return "file does not exist"
