@@ -205,13 +205,15 @@ def test_readme_and_model_cards_state_the_licences_of_the_data_behind_the_weight
     licences = readme.split("**Licences of the data behind the bundled models.**", 1)[1].split("**Panel**", 1)[0]
     expected = {"adult": ("NIH ChestX-ray14", "NIH Clinical Center", "RSNA", "non-commercial", "Kermany", "CC BY 4.0",
                           "OpenIST", "licence unclear"),
-                "pediatric": ("Kermany", "CC BY 4.0", "OpenIST", "licence unclear")}
+                "pediatric": ("Kermany", "CC BY 4.0", "OpenIST", "licence unclear"),
+                "lungs": ("OpenIST", "licence unclear")}
     for name, terms in expected.items():
         folder = MODULE / "Resources" / "Models" / name
         card = (folder / "MODEL_CARD.md").read_text()
-        assert "## Data licences" in card, f"the {name} model card has no Data licences section"
-        section = card.split("## Data licences", 1)[1].split("\n## ", 1)[0]
+        assert "Data licences" in card, f"the {name} model card has no Data licences section"
+        section = re.split(r"\n(?:## |\*\*)", card.split("Data licences", 1)[1], maxsplit=1)[0]
         assert all(term in section for term in terms), f"{name}: {section}"
         assert all(term in licences for term in terms), f"the README's licences lack one of {terms}"
-        regenerated = model_card(json.loads((folder / "manifest.json").read_text()))  # a rebuilt card keeps it
-        assert "## Data licences" in regenerated and "OpenIST" in regenerated.split("## Data licences", 1)[1]
+        if name != "lungs":  # the detectors' cards are written by core/model_card.py: a rebuilt card keeps it
+            regenerated = model_card(json.loads((folder / "manifest.json").read_text()))
+            assert "## Data licences" in regenerated and "OpenIST" in regenerated.split("## Data licences", 1)[1]
