@@ -71,7 +71,7 @@ peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). 
 percentile among these normals.{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}
 
 ## How it was made
-- Command: `{command(t.get('command') or 'sslanomaly train (library call)')}`
+- Command: `{command(t['command']) if t.get('command') else 'sslanomaly train (library call)'}`
 - Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},
   {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal
   ({t['selection']}).{objects_note(t)}

@@ -90,7 +90,7 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
          card: str, overwrite: bool = False) -> Path:
     """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
     verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`)."""
-    folder = Path(os.path.abspath(folder))  # `.` too has a name, for the lock and the staging folder beside it
+    folder = Path(os.path.realpath(folder))  # `.` has a name there; a link's target is what gets replaced
     tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
     tensors.update({f"reference.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
     key = signing.site_key()
