@@ -2,7 +2,7 @@
 on the headless Slicer: a real radiograph from ../shared/data, detection with the bundled model at
 its calibrated threshold, and Slicer's own slice view rendered offscreen.
 
-    .venv/bin/python Resources/make_screenshot.py [--model default] [--image PATH]
+    .venv/bin/python Resources/make_screenshot.py [--model pediatric] [--image PATH]
 """
 
 import argparse
@@ -15,12 +15,12 @@ from SSLAnomalyLib.mrml.render import render_slice_view
 from SSLAnomalyLib.mrml.volumes import load_volume, volume_node_to_radiograph
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "kermany_fullres" / "pneumonia" / "person319_virus_645.jpeg"
+DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "kermany_fullres" / "pneumonia" / "person628_bacteria_2505.jpeg"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default")
+    p.add_argument("--model", default="pediatric", help="the children's model for the default children's image")
     p.add_argument("--image", default=str(DEFAULT_IMAGE), help="a real chest radiograph")
     p.add_argument("--out", default=str(REPO / "Resources" / "Screenshots" / "slice_view.png"))
     args = p.parse_args()

@@ -11,6 +11,7 @@ from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # n
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.findings import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
+from SSLAnomalyLib.core.overlay import HOT_TOP
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
@@ -37,7 +38,8 @@ def test_heatmap_node_is_on_the_input_grid_with_its_own_colours_as_foreground(ca
     colours = display.GetColorNode()
     assert colours.GetName() == COLOR_NODE_NAME and colours.GetNumberOfColors() == 256
     assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(result.pixel_threshold)
-    assert display.GetWindowLevelMin() == pytest.approx(0.5 * result.pixel_threshold)
+    assert display.GetWindowLevelMin() == pytest.approx(result.pixel_threshold)  # red at the threshold
+    assert display.GetWindowLevelMax() == pytest.approx(HOT_TOP * result.pixel_threshold)
     composites = slice_composite_nodes()
     assert len(composites) == 3
     for composite in composites:

@@ -1,9 +1,9 @@
 """The heatmap volume node, its colour map and display, and the slice views' layers.
 
-The colour node is the module's own (a perceptual inferno table): Slicer's Inferno exists in the
-desktop application but not in the slicer-core wheel, and a scene must look the same in both.
-Colours run from half the calibrated pixel threshold (faint) to twice it (saturated), as in the
-core's overlay picture; pixels below the sensitivity threshold are transparent.
+The colour node is the module's own table, the hot ramp of the core's overlay picture (red at the
+calibrated pixel threshold through orange and yellow to pale yellow at HOT_TOP times it, more opaque as it
+rises), so the slice view and the overlay look alike in desktop Slicer and the slicer-core wheel;
+pixels below the sensitivity threshold are transparent, so heat never darkens lung.
 """
 
 from __future__ import annotations
@@ -13,18 +13,13 @@ import slicer
 
 from SSLAnomalyLib.mrml.headless import application_logic
 from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.overlay import HOT_TOP, ramp_colours, ramp_opacity
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix, radiograph_to_volume_node
 
-COLOR_NODE_NAME = "SSLAnomaly Inferno"
+COLOR_NODE_NAME = "SSLAnomaly Heat"
 HEATMAP_REFERENCE = "SSLAnomaly.Heatmap"  # input volume -> its heatmap volume
 ROLE = "SSLAnomaly.Role"                   # "heatmap" on heatmap volumes
 DEFAULT_OPACITY = 0.5
-INFERNO = np.array([  # matplotlib's inferno at 17 evenly spaced levels (max error 0.03 interpolated)
-    (0.001, 0.000, 0.014), (0.042, 0.028, 0.141), (0.129, 0.047, 0.291), (0.238, 0.037, 0.396),
-    (0.342, 0.062, 0.429), (0.441, 0.099, 0.432), (0.541, 0.135, 0.415), (0.640, 0.171, 0.381),
-    (0.736, 0.216, 0.330), (0.822, 0.275, 0.266), (0.894, 0.353, 0.194), (0.947, 0.449, 0.115),
-    (0.978, 0.558, 0.035), (0.988, 0.675, 0.065), (0.975, 0.798, 0.206), (0.948, 0.917, 0.411),
-    (0.988, 0.998, 0.645)])
 
 
 def heatmap_color_node():
@@ -35,11 +30,8 @@ def heatmap_color_node():
     node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", COLOR_NODE_NAME)
     node.SetTypeToUser()
     node.SetNumberOfColors(256)
-    levels = np.linspace(0, 1, 256)
-    anchors = np.linspace(0, 1, len(INFERNO))
-    rgb = np.stack([np.interp(levels, anchors, INFERNO[:, c]) for c in range(3)], axis=1)
-    for i, (r, g, b) in enumerate(rgb):
-        node.SetColor(i, f"level {i}", r, g, b, 1.0)
+    for i, ((r, g, b), a) in enumerate(zip(ramp_colours(256), ramp_opacity(256))):
+        node.SetColor(i, f"level {i}", r, g, b, a)
     node.SetAttribute("Category", "SSLAnomaly")
     return node
 
@@ -66,7 +58,7 @@ def show_heatmap(volume_node, heatmap: Radiograph, pixel_threshold: float,
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(heatmap_color_node().GetID())
     display.SetAutoWindowLevel(0)
-    display.SetWindowLevelMinMax(0.5 * pixel_threshold, 2.0 * pixel_threshold)
+    display.SetWindowLevelMinMax(pixel_threshold, HOT_TOP * pixel_threshold)
     display.SetAutoThreshold(0)
     display.SetApplyThreshold(1)
     display.SetUpperThreshold(float(np.finfo(np.float32).max))
