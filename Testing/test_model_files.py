@@ -333,3 +333,10 @@ def test_a_site_key_file_signs_and_a_bad_key_is_named(small_model, tmp_path, sit
     site_key.setenv("SSLANOMALY_SITE_KEY_FILE", str(tmp_path / "absent.key"))
     with pytest.raises(SiteKeyError, match="cannot be read"):
         load(signed)
+
+
+def test_train_anatomy_refuses_an_existing_model_before_reading_anything(small_model, tmp_path):
+    from SSLAnomalyLib.training.lung_training import train_lung_model
+
+    with pytest.raises(ModelError, match="already holds a model"):
+        train_lung_model(tmp_path / "no_images", tmp_path / "no_masks", small_model)

@@ -71,6 +71,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--images", required=True, help="folder of radiographs")
     a.add_argument("--masks", required=True, help="folder of lung masks with the same file names (nonzero = lung)")
     a.add_argument("--out", required=True, help="lung model folder to write")
+    a.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
     a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget")
     a.add_argument("--seed", type=count, default=0, help="seed of the held-out fold, initialisation and augmentation")
     a.add_argument("--size", type=int, default=128, help="network input size in pixels")
@@ -110,7 +111,7 @@ def cmd_train_anatomy(args) -> int:
     command = command_line()
     folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
                               config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet,
-                              negative_share=args.negative_share)
+                              negative_share=args.negative_share, overwrite=args.overwrite)
     figures = json.loads((folder / "manifest.json").read_text())["figures"]
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
           f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "

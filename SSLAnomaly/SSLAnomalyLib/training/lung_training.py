@@ -109,11 +109,14 @@ def augmentation(seed: int):
 
 def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed: int = 0,
                      config: LungNetConfig = LungNetConfig(), batch_size: int = 16, command: str = "",
-                     progress: bool = True, negative_share: float = 0.0, disease_share: float = 0.5) -> Path:
-    """Train, measure on the held-out fold and write a verified lung model folder."""
+                     progress: bool = True, negative_share: float = 0.0, disease_share: float = 0.5,
+                     overwrite: bool = False) -> Path:
+    """Train, measure on the held-out fold and write a verified lung model folder (a model already in
+    `out_dir` is replaced only with `overwrite`, and refused before any training)."""
     from monai.losses import DiceCELoss
 
     t0 = time.time()
+    model_folder.refuse_existing(out_dir, overwrite)
     pairs = read_pairs(images_dir, masks_dir)
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
@@ -185,7 +188,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "platform": platform.platform()},
     }
-    return model_folder.save(out_dir, state, {}, manifest, lung_card(manifest))
+    return model_folder.save(out_dir, state, {}, manifest, lung_card(manifest), overwrite=overwrite)
 
 
 def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[list[float], list[str]]:
