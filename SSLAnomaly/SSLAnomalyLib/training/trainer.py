@@ -4,9 +4,11 @@ Each step draws a batch of normals, and every objective of the pretext (objectiv
 anomalies, contrastive views, masked patches, patch positions, jigsaw) builds its inputs from that
 draw; the loss is their weighted sum. Only the shared encoder is kept.
 
-Checkpoints are safetensors (weights and SGD momentum) plus a JSON state, written atomically, so a
-run stopped at any time resumes where it was. The kept checkpoint is chosen by a normal-only
-signal (see `selection.py`), never by abnormal labels.
+The checkpoint is one safetensors file (weights, SGD momentum, the best encoder so far, and the run
+state and identity as metadata) written atomically, so a run stopped at any time resumes from one
+consistent step, and only a run of the same identity resumes it. The kept encoder is chosen by a
+normal-only signal (see `selection.py`), never by abnormal labels. Under `torchrun` each rank
+trains on its share of every batch (distributed.py).
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text
+from SSLAnomalyLib.core.atomic import atomic_path
 from SSLAnomalyLib.core.device import place, select_device
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.errors import PathError
 from SSLAnomalyLib.training.defaults import LR
+from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects
 from SSLAnomalyLib.training.objectives import Pretext
-
-
 
 
 @dataclass(frozen=True)
@@ -78,70 +82,95 @@ def augment(image: np.ndarray, rng: np.random.Generator, objects: float = 0.0) -
 
 
 class PretextModel(torch.nn.Module):
-    """The shared encoder plus each objective with its heads (objectives.py)."""
+    """The shared encoder plus each objective with its heads (objectives.py). `forward` takes each
+    objective's batch and returns each one's loss, so that DistributedDataParallel sees the step."""
 
     def __init__(self, encoder_cfg: EncoderConfig, pretext: Pretext):
         super().__init__()
         self.encoder = build_encoder(encoder_cfg, num_classes=2)
         self.objectives = pretext.build(encoder_cfg)
 
+    def forward(self, batches: dict, device) -> dict[str, torch.Tensor]:
+        return {name: objective.loss(self.encoder, batches[name], device) for name, objective in self.objectives.items()}
+
+
+class RunMismatch(PathError):
+    """Checkpoints of another run (other normals, pretext, encoder, seed or start) where this one
+    would resume."""
+
+    prefix = "training checkpoints "
+
 
 class Trainer:
-    """Fit the encoder on normal images; `fit` returns the chosen encoder's state dict."""
+    """Fit the encoder on normal images; `fit` returns the chosen encoder's state dict (None on the
+    ranks other than 0 of a multi-process run)."""
 
     def __init__(self, encoder_cfg: EncoderConfig, pretext: Pretext, train_cfg: TrainConfig,
                  work_dir: Path, device: str = "auto",
                  select: Callable[[torch.nn.Module], float] | None = None,
-                 initial_state: dict[str, torch.Tensor] | None = None):
+                 initial_state: dict[str, torch.Tensor] | None = None,
+                 identity: dict | None = None, ranks: Ranks = Ranks()):
         self.encoder_cfg, self.pretext, self.cfg = encoder_cfg, pretext, train_cfg
         self.work_dir = Path(work_dir)
-        self.device = select_device(device)
+        self.ranks = ranks
+        self.device = select_device(ranks.device(device))
         self.select = select  # normal-only score of an encoder, higher is better
         self.initial_state = initial_state  # encoder weights to start from instead of random ones
+        # what makes a run this run: a checkpoint of anything else is never resumed (the budget may grow)
+        self.identity = {"pretext": pretext.to_dict(), "widths": list(encoder_cfg.widths),
+                         "layers": list(encoder_cfg.layers), "input_size": encoder_cfg.input_size,
+                         **{k: v for k, v in train_cfg.to_dict().items() if k not in ("minutes", "max_steps", "eval_every")},
+                         **(identity or {})}
 
-    def losses(self, model: PretextModel, images, lungs, rng) -> dict[str, torch.Tensor]:
-        """Each objective's loss on one seeded draw of normals (the same draw for all of them; distinct
-        images where there are enough, so that contrastive negatives are other radiographs)."""
-        idx = rng.choice(len(images), self.cfg.batch_size, replace=self.cfg.batch_size > len(images))
+    @property
+    def checkpoint(self) -> Path:
+        """Weights, momentum, the best encoder so far and the run state, in one file written atomically."""
+        return self.work_dir / "checkpoint.safetensors"
+
+    def batches(self, model: PretextModel, images, lungs, step: int) -> dict:
+        """Each objective's inputs for one step: the same seeded draw of normals on every rank, each
+        rank its own share of it (distinct images where there are enough, so that contrastive
+        negatives are other radiographs), augmented with the rank's own seeded draws."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        idx = self.ranks.shard(rng.choice(len(images), self.cfg.batch_size, replace=self.cfg.batch_size > len(images)))
+        rng = np.random.default_rng([self.cfg.seed, step, self.ranks.rank])
         views = partial(augment, objects=self.cfg.foreign_objects)
-        return {name: objective.loss(model.encoder, objective.batch(images[idx], lungs[idx], rng, views), self.device)
-                for name, objective in model.objectives.items()}
+        return {name: objective.batch(images[idx], lungs[idx], rng, views) for name, objective in model.objectives.items()}
 
-    def _paths(self):
-        ck = self.work_dir / "checkpoints"
-        return ck / "last.safetensors", ck / "best.safetensors", ck / "state.json"
-
-    def fit(self, images: np.ndarray, lungs: np.ndarray, progress: bool = True) -> dict:
+    def fit(self, images: np.ndarray, lungs: np.ndarray, progress: bool = True) -> dict | None:
         torch.manual_seed(self.cfg.seed)
-        model = PretextModel(self.encoder_cfg, self.pretext)
+        net = PretextModel(self.encoder_cfg, self.pretext)
         if self.initial_state is not None:
-            model.encoder.load_state_dict(self.initial_state)
-        model = place(model, self.device)
-        opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
-                              weight_decay=self.cfg.weight_decay)
-        last, best, state_path = self._paths()
-        state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": [],
-                 "history_columns": ["step"] + list(model.objectives)}
-        weights = self.pretext.weights()
-        if state_path.exists() and last.exists():
-            state = json.loads(state_path.read_text())
-            self._load(model, opt, last)
-        rng = np.random.default_rng([self.cfg.seed, state["step"]])
+            net.encoder.load_state_dict(self.initial_state)
         budget = self.cfg.minutes * 60
+        self.run_state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": []}
+        if budget <= 0:
+            return {k: v.detach().clone() for k, v in net.encoder.state_dict().items()}  # nothing to train or keep
+        net = place(net, self.device)
+        opt = torch.optim.SGD(net.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
+                              weight_decay=self.cfg.weight_decay)
+        state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": [],
+                 "history_columns": ["step"] + list(net.objectives)}
+        self.best = None
+        if self.checkpoint.exists():
+            state = self._load(net, opt)
+        model = net if self.ranks.world == 1 else DistributedDataParallel(net, find_unused_parameters=True)
+        weights = self.pretext.weights()
         use_amp = self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        bar = tqdm(total=int(budget), initial=int(state["seconds"]), unit="s", disable=not progress,
+        bar = tqdm(total=int(budget), initial=int(state["seconds"]), unit="s", disable=not progress or not self.ranks.main,
                    desc="training", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
         if state["step"] == 0:
-            self._checkpoint(model, opt, state)  # the random initialisation is a candidate too
+            self._save(net, opt, state)  # the random initialisation (or the starting encoder) is a candidate too
         t_last = time.time()
         while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
             model.train()
             lr = self.cfg.lr * 0.5 * (1 + np.cos(np.pi * self._progress(state, budget)))
             for g in opt.param_groups:
                 g["lr"] = lr
+            batches = self.batches(net, images, lungs, state["step"])
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-                losses = self.losses(model, images, lungs, rng)
+                losses = model(batches, self.device)
                 loss = sum(weights[name] * value for name, value in losses.items())
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -149,19 +178,21 @@ class Trainer:
             scaler.update()
             state["step"] += 1
             now = time.time()
-            state["seconds"] += now - t_last
+            state["seconds"] += self.ranks.most(now - t_last)
             t_last = now
             state["history"].append([state["step"]] + [round(v.item(), 4) for v in losses.values()])
             bar.n = min(int(state["seconds"]), int(budget))
             bar.set_postfix(step=state["step"], loss=f"{loss.item():.3f}")
             if state["step"] % self.cfg.eval_every == 0:
-                self._checkpoint(model, opt, state)
+                self._save(net, opt, state)
                 t_last = time.time()
         bar.close()
-        self._checkpoint(model, opt, state)
-        chosen = best if best.exists() else last
-        weights = load_file(str(chosen))
-        return {k[len("model.encoder."):]: v for k, v in weights.items() if k.startswith("model.encoder.")}
+        self._save(net, opt, state)
+        self.run_state = state
+        if not self.ranks.main:
+            return None
+        chosen = self.best if self.best is not None else _encoder(net)
+        return {k: v.clone() for k, v in chosen.items()}
 
     def _progress(self, state: dict, budget: float) -> float:
         """How far through its budget the run is (0 to 1), for the cosine learning rate: the time
@@ -173,36 +204,60 @@ class Trainer:
         return min(1.0, done)
 
     def state(self) -> dict:
-        """The saved training state (steps, seconds, selection signals, chosen step)."""
-        return json.loads(self._paths()[2].read_text())
+        """The state of the run `fit` finished (steps, seconds, selection signals, chosen step)."""
+        return self.run_state
 
-    def _checkpoint(self, model, opt, state):
-        """Save last (and best by the normal-only signal) atomically; never pickles."""
-        last, best, state_path = self._paths()
-        last.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        for i, p in enumerate(opt.param_groups[0]["params"]):
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"opt.{i}"] = buf.detach().cpu().contiguous()
-        _atomic_save(tensors, last)
-        if self.select is not None:
-            model.eval()
-            signal = float(self.select(model.encoder))
-            state["signals"] = state.get("signals", []) + [[state["step"], round(signal, 4)]]
-            if state["best_signal"] is None or signal > state["best_signal"]:
-                state["best_signal"], state["best_step"] = signal, state["step"]
-                _atomic_save(tensors, best)
-        atomic_write_text(state_path, json.dumps(state))
+    def _save(self, net: PretextModel, opt, state: dict) -> None:
+        """Judge the encoder (rank 0) and write the checkpoint, best encoder and state together,
+        atomically: a run killed at any moment resumes from one consistent step. Never pickles."""
+        if self.ranks.main:
+            judged = state.get("signals") and state["signals"][-1][0] == state["step"]  # a resumed, finished run
+            if self.select is not None and not judged:
+                net.eval()
+                signal = float(self.select(net.encoder))
+                state["signals"] = state.get("signals", []) + [[state["step"], round(signal, 4)]]
+                if state["best_signal"] is None or signal > state["best_signal"]:
+                    state["best_signal"], state["best_step"] = signal, state["step"]
+                    self.best = _encoder(net)
+            tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+            for i, p in enumerate(opt.param_groups[0]["params"]):
+                buf = opt.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    tensors[f"opt.{i}"] = buf.detach().cpu().contiguous()
+            tensors.update({f"best.{k}": v for k, v in (self.best or {}).items()})
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.checkpoint) as tmp:
+                save_file(tensors, str(tmp), metadata={"state": json.dumps(state), "identity": json.dumps(self.identity)})
+        self.ranks.barrier()  # the other ranks wait here while rank 0 judges and writes
 
-    def _load(self, model, opt, path):
-        tensors = load_file(str(path))
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    def _load(self, net: PretextModel, opt) -> dict:
+        """Resume from the checkpoint, after checking that it is this run's."""
+        with safe_open(str(self.checkpoint), "pt") as f:
+            meta = f.metadata() or {}
+        saved = json.loads(meta.get("identity", "{}"))
+        if saved != self.identity:
+            changed = sorted(k for k in saved.keys() | self.identity.keys() if saved.get(k) != self.identity.get(k))
+            raise RunMismatch(self.work_dir, f"hold an unfinished run of other {', '.join(changed)} (it was: "
+                                             f"{_brief(saved, changed)}); it is never resumed with other settings. "
+                                             "Re-run with --restart to discard it and start afresh, or write to another --out")
+        tensors = load_file(str(self.checkpoint))
+        net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         for i, p in enumerate(opt.param_groups[0]["params"]):
             if f"opt.{i}" in tensors:
                 opt.state[p]["momentum_buffer"] = tensors[f"opt.{i}"].to(p.device)
+        best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.best = best or None
+        return json.loads(meta["state"])
 
 
-def _atomic_save(tensors: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+def _encoder(net: PretextModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in net.encoder.state_dict().items()}
+
+
+def _brief(identity: dict, keys: list[str]) -> str:
+    """The old run's values of the settings that differ, short enough for one message."""
+    def short(value):
+        if isinstance(value, dict) and "objectives" in value:
+            return "+".join(o["name"] for o in value["objectives"])
+        return json.dumps(value)
+    return "; ".join(f"{k} {short(identity.get(k))}" for k in keys)

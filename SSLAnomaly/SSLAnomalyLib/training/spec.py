@@ -1,0 +1,117 @@
+"""What a training run is asked for (`TrainingSpec`), and the recipe it then follows (`Recipe`).
+
+The policy lives here rather than in the command line, so that `train_model(spec, start=...)` from
+Python trains exactly as `sslanomaly train` does: a run started from a model keeps that model's
+recipe (input size, heatmap layers, pretext, reference and calibration views, positions
+standardised, foreign-object share) for every option left unset (None), and fine-tunes at
+FINE_TUNE_LR unless a learning rate is given; a run from scratch takes the defaults. The manifest
+records which values were inherited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from SSLAnomalyLib.core import model_folder
+from SSLAnomalyLib.core.calibration import DEFAULT_FPR
+from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
+from SSLAnomalyLib.training.objectives import Pretext
+
+INHERITABLE = ("input_size", "patch_layers", "pretext", "reference_views", "calibration_views",
+               "standardise_positions", "foreign_objects")
+DEFAULTS = {"input_size": EncoderConfig.input_size, "patch_layers": EncoderConfig.patch_layers, "pretext": Pretext(),
+            "reference_views": 0, "calibration_views": 0, "standardise_positions": False, "foreign_objects": 0.0}
+
+
+def recipe_of(manifest: dict) -> dict:
+    """The inheritable values a model folder's manifest records (those it lacks keep the defaults)."""
+    encoder, reference = manifest.get("encoder", {}), manifest.get("reference", {})
+    found = {"input_size": encoder.get("input_size"),
+             "patch_layers": tuple(encoder["patch_layers"]) if "patch_layers" in encoder else None,
+             "pretext": Pretext.from_dict(manifest["pretext"]) if "pretext" in manifest else None,
+             "reference_views": reference.get("augmented_views_per_normal"),
+             "calibration_views": reference.get("calibration_augmented_views_per_normal"),
+             "standardise_positions": reference.get("positions_standardised"),
+             "foreign_objects": manifest.get("training", {}).get("foreign_objects")}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+@dataclass
+class StartingEncoder:
+    """The encoder of an existing model folder, to fine-tune on other normals or, with no training
+    steps, only to refit the normal reference and calibration there (minutes on a CPU); with the
+    recipe it was made with, which a run started from it keeps."""
+
+    config: EncoderConfig
+    state: dict[str, torch.Tensor]
+    model_id: str
+    folder: str
+    recipe: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model) -> "StartingEncoder":
+        """From a verified model folder ('default' is the bundled model)."""
+        manifest, state, _ = model_folder.load(model)
+        try:
+            config = EncoderConfig.from_dict(manifest["encoder"])
+            recipe = recipe_of(manifest)
+        except (KeyError, TypeError, ValueError) as e:
+            raise model_folder.ModelError(model_folder.resolve(model), f"manifest has no usable encoder ({e})") from None
+        return cls(config, state, manifest.get("model_id", "unknown"), str(model_folder.resolve(model)), recipe)
+
+    def describe(self) -> dict:
+        return {"model_id": self.model_id, "folder": self.folder}
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """One training run as asked for; None means "the starting model's, else the default"."""
+
+    minutes: float = 30.0
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    fpr: float = DEFAULT_FPR
+    lr: float | None = None
+    input_size: int | None = None
+    patch_layers: tuple[str, ...] | None = None
+    pretext: Pretext | None = None
+    reference_views: int | None = None
+    calibration_views: int | None = None
+    standardise_positions: bool | None = None
+    foreign_objects: float | None = None
+    half_weights: bool = False  # store the encoder in float16 (half the size; fitted with exactly those weights)
+    restart: bool = False       # discard an unfinished run's checkpoints instead of resuming them
+    overwrite: bool = False     # replace a model already in the output folder
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The values a run follows once the spec is resolved against its starting model."""
+
+    encoder: EncoderConfig
+    pretext: Pretext
+    lr: float
+    reference_views: int
+    calibration_views: int
+    standardise_positions: bool
+    foreign_objects: float
+    inherited: dict  # {name: value} taken from the starting model, as the manifest records it
+
+
+def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
+    """Each inheritable value: the spec's, else the starting model's, else the default."""
+    inherited = {name: start.recipe[name] for name in INHERITABLE
+                 if getattr(spec, name) is None and start is not None and name in start.recipe}
+    value = {name: getattr(spec, name) if getattr(spec, name) is not None else inherited.get(name, DEFAULTS[name])
+             for name in INHERITABLE}
+    base = start.config if start is not None else EncoderConfig()
+    encoder = replace(base, input_size=value["input_size"], patch_layers=tuple(value["patch_layers"]))
+    lr = spec.lr if spec.lr is not None else (FINE_TUNE_LR if start is not None else LR)
+    shown = {k: (v.to_dict()["objectives"] if isinstance(v, Pretext) else list(v) if isinstance(v, tuple) else v)
+             for k, v in inherited.items()}
+    return Recipe(encoder, value["pretext"], lr, value["reference_views"], value["calibration_views"],
+                  value["standardise_positions"], value["foreign_objects"], shown)

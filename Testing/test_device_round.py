@@ -1,0 +1,60 @@
+"""The GPU round in one device call (scripts/device_round.sh) runs end to end on the CPU with
+--dry-run: packs keep the normals within one grey level with their lung fields and file names, and
+the round brings back verified model folders in at most 8 files of 16 MiB beside its timings."""
+
+import json
+import os
+import subprocess
+import tarfile
+
+import numpy as np
+import pytest
+
+from conftest import DATA, REPO, data_dir
+from SSLAnomalyLib.core.errors import ReadError
+from SSLAnomalyLib.core.model_folder import load
+from SSLAnomalyLib.training import device_round
+from SSLAnomalyLib.training.fitting import load_normals, read_normals
+from SSLAnomalyLib.training.packs import NEAR, read_pack, write_pack
+
+MiB = 1 << 20
+
+
+def test_a_pack_keeps_the_normals_within_one_grey_level(tmp_path):
+    files = sorted(data_dir("kermany", "val", "normal").iterdir())[:6]
+    normals = load_normals([str(f) for f in files], 64, progress=False)
+    path = write_pack(tmp_path / "normals.npz.xz", normals.images01, normals.lungs, normals.files)
+    unpacked = read_normals(str(path), 64)
+    assert np.abs(unpacked.images01 - normals.images01).max() <= (NEAR + 0.5) / 255 + 1e-6
+    assert np.array_equal(unpacked.lungs, normals.lungs)
+    assert unpacked.files == [f.name for f in files] and unpacked.digest() == normals.digest()  # the same file-list hash
+    with pytest.raises(ReadError, match="64-px images"):
+        read_pack(path, 128)
+
+
+def test_a_dry_run_brings_back_verified_models_within_the_limits(tmp_path):
+    data_dir("kermany", "train", "normal")
+    packs, out, work = tmp_path / "packs", tmp_path / "out", tmp_path / "work"
+    assert device_round.main(["pack", "--data", str(DATA), "--out", str(packs), "--size", "64", "--limit", "10",
+                              "--populations", "pediatric"]) == 0
+    env = dict(os.environ, OUT=str(out), PACKS=str(packs))
+    done = subprocess.run([str(REPO / "scripts" / "device_round.sh"), "--dry-run",
+                           "--recipes", "anatpaste;contrastive,anatpaste", "--work", str(work)],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = sorted(out.iterdir())
+    assert len(files) <= 8 and all(f.stat().st_size <= 16 * MiB for f in files)
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert set(runs) == {"pediatric-anatpaste", "pediatric-contrastive-anatpaste"}
+    assert all(r["status"] == "ok" and r["steps"] == 2 and r["steps_per_s"] > 0 for r in runs.values())
+    assert results["training_speed"]["anatpaste"]["steps_per_s"] > 0
+    assert results["detection_speed"]["pediatric"]["detect_images_per_s"] > 0 and not results["left_out"]
+    back = tmp_path / "back"
+    for name in results["files"]:
+        with tarfile.open(out / name) as tar:
+            tar.extractall(back, filter="data")
+    for name, figures in runs.items():
+        manifest, encoder, _ = load(back / name)  # a complete, verified model folder
+        assert manifest["model_id"] == figures["model_id"] and manifest["training"]["weights"] == "float16"
+        assert encoder["conv1.weight"].dtype.itemsize == 2
