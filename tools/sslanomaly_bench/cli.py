@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from sslanomaly_bench.machine import load_now, machine
+from sslanomaly_bench.scale import scale
 from sslanomaly_bench.stages import (FULL, QUICK, TARGETS, batch, dask_section, gpu, hostile_inputs, long_batch,
-                                     model_load, scale, slicer_logic, stages, start_imports, training)
+                                     model_load, slicer_logic, stages, start_imports, training)
 
 
 def run(args) -> dict:
@@ -94,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--images", type=int, default=24, help="full-resolution radiographs for the per-image figures")
     b.add_argument("--long", type=int, default=1000, help="images in the long (memory) batch; 0 skips it")
     b.add_argument("--repeats", type=int, default=2, help="runs of each whole-process measurement (best kept)")
-    b.add_argument("--scale-normals", type=int, default=285, help="normals at 1x for the scale section (4x too)")
+    b.add_argument("--scale-normals", type=int, default=285, help="normals at 1x for the scale section (4x and 16x too)")
     b.add_argument("--train-steps", type=int, default=5, help="Trainer steps timed for training throughput")
     b.add_argument("--quick", action="store_true", help="a few images, no long batch (a smoke test)")
     b.add_argument("--sections", type=lambda v: v.split(","), default=None,

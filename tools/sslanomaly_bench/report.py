@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from SSLAnomalyLib.core.atomic import atomic_write_text
-from SSLAnomalyLib.core.reference import MAX_RESIDUALS
 
 SECTIONS = {
     "model_load": "Model load (in process: verify hashes, read safetensors, build the encoder)",
@@ -18,7 +17,7 @@ SECTIONS = {
     "training": "Training throughput (CPU)",
     "slicer_logic": "The same detection through the Slicer module's Logic (headless slicer-core)",
     "gpu": "GPU",
-    "scale": "Scale: normal reference fitted on 1x and 4x the normals",
+    "scale": "Scale: the refit (`train --minutes 0`) on 1x, 4x and 16x the normals",
     "dask": "Scale-out: the batch on Dask (two local worker processes)",
     "hostile_inputs": "Hostile inputs: peak memory of `sslanomaly detect` on small files that promise many pixels",
 }
@@ -53,12 +52,11 @@ NOTES = {
         "benchmark; `seconds` counts from the cluster being up to the last result, so it includes each "
         "worker loading the model on its first task."),
     "scale": (
-        "1x is the first n images of kermany/train/normal and 4x the first 4n: real normals, not augmented "
-        "copies of them, because fitting holds every normal's patch features in memory (4 x 1141 normals "
-        "are 3.6 GB of features, several times that at the peak of the fit; `bench_peak_rss_mb` is this "
-        "process's peak so far, and grows with n). The encoder is the model's own; the reference "
-        "is refitted on each set and saved as a model folder (`model_file_mb`: its weights file), and "
-        "`detect_s` is the fastest of 4 in-process detections with that folder."),
+        "Each row is one whole `sslanomaly train --start-from MODEL --minutes 0` process (the refit: the "
+        "streaming normal reference on every normal and 5-fold cross-fitted thresholds) on a folder of n "
+        "symbolic links to kermany/train/normal, cycling through its images when n is larger "
+        "(`distinct_images`: duplicates change neither memory nor time); `peak_rss_mb` is that process's "
+        "own rusage maximum. `detect_s` is the fastest of 4 in-process detections with the refitted model."),
     "hostile_inputs": (
         "Written by `tools/sslanomaly_bench/hostile.py` into a temporary folder (never committed), each scored "
         "by its own `sslanomaly detect` process; peak RSS is that process's rusage maximum. Volumes are scored "
@@ -72,16 +70,16 @@ NOTES = {
         "them (the Logic itself leaves torch's default: all cores)."),
 }
 
-COMPLEXITY = f"""\
+COMPLEXITY = """\
 **Complexity.** The normal reference is fixed-size whatever the number of normals n: one mean per
 feature-map position (c x h x w), one shared patch precision matrix (c x c), and one pooled Gaussian
 (d, d x d), plus the lung prior (s x s). Scoring an image costs O(c^2 h w + d^2) after encoding and
-never looks at the training images, so detection time and model size are O(1) in n (the two rows
-above should match). Fitting is O(n) in time: every normal is encoded once (`encode_s`), and
-`fit_s` computes the means and every patch's residual, then the shared covariance on at most
-{MAX_RESIDUALS:,} sampled residuals (a fixed cost once n h w exceeds that). It holds the patch
-features of all n normals in memory (c h w floats each, about 0.8 MB at the default size): a site
-with far more normals than fit in memory fits on a subsample or a larger machine.
+never looks at the training images, so detection time and model size are O(1) in n. The refit is
+O(n) in time and O(1) in memory (`core/reference_stats.py`, `training/crossfit.py`): each normal is
+read and encoded once, in batches of 32, its features written to a temporary file (c h w floats,
+about 0.8 MB each at the default size: disk, not memory) and read back batch by batch for the
+residual pass and the out-of-fold scoring; what is kept in memory is float64 sums (d x d, c x c and
+c x h x w per fold) and a few numbers per normal for the thresholds.
 """
 
 SCALE_OUT = """\
@@ -138,10 +136,10 @@ def _section(name: str, d) -> list[str]:
                 f"{r['said']} |" for r in d["rows"]]
         return out + ["", NOTES[name], ""]
     if name == "scale":
-        keys = [k for k in d["rows"][0] if k != "shapes"]
+        keys = list(d["rows"][0])
         out += ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
-        out += ["| " + " | ".join(_value(r[k]) for r in [row] for k in keys) + " |" for row in d["rows"]]
-        out += ["", NOTES[name], "", "Reference arrays: " + _value(d["rows"][0]["shapes"]), "", COMPLEXITY]
+        out += ["| " + " | ".join(_value(row[k]) for k in keys) + " |" for row in d["rows"]]
+        out += ["", NOTES[name], "", COMPLEXITY]
         return out
     out += _table(d)
     if name == "gpu" and "detect_processes" in d:

@@ -15,7 +15,6 @@ import cProfile
 import json
 import os
 import pstats
-import resource
 import shutil
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 TARGETS = {"marginal_s": 0.5, "start_s": 3.0, "peak_rss_mb": 2048, "growth_mb": 64}
-QUICK = dict(images=3, long=0, repeats=1, scale_normals=4, train_steps=1, train_batch=4, slicer_images=1,
+QUICK = dict(images=3, long=0, repeats=1, scale_normals=12, train_steps=1, train_batch=4, slicer_images=1,
              hostile_slices=(64, 64))  # two score chunks each: the chunking is exercised, not the full size
 FULL = dict(train_batch=32, slicer_images=4, hostile_slices=(1000, 240))
 
@@ -301,48 +300,6 @@ def _linked(src: Path, dst: Path, n: int) -> Path:
     for p in available[:n]:
         (dst / p.name).symlink_to(p.resolve())
     return dst
-
-
-def scale(model: str, normals_dir: Path, n: int, files: list[Path], work: Path) -> dict:
-    """The normal reference refitted on n and 4n real training normals: fit time, model size and
-    detection time."""
-    from SSLAnomalyLib.core import model_folder
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.training.fitting import load_normals
-    from SSLAnomalyLib.core.io import read_radiograph
-    from SSLAnomalyLib.core.reference import NormalReference
-
-    base = AnomalyDetector.load(model, device="cpu")
-    images = [read_radiograph(p) for p in files[:4]]
-    rows = []
-    for factor in (1, 4):
-        normals = load_normals(_linked(normals_dir, work / f"normals-{factor}x", factor * n), base.input_size,
-                               progress=False)
-        t0 = time.perf_counter()
-        pooled, patches = base.scorer.features(normals.images01)
-        t1 = time.perf_counter()
-        reference = NormalReference().fit(pooled, patches.numpy())
-        t2 = time.perf_counter()
-        arrays = reference.to_arrays()
-        if base.lung_prior is not None:
-            arrays["lung_prior"] = base.lung_prior
-        saved = model_folder.save(work / f"model-{factor}x", dict(base.scorer.net.state_dict()), arrays,
-                                  dict(base.manifest), "benchmark copy: reference refitted")
-        detector = AnomalyDetector.load(saved, device="cpu")
-        times = []
-        with detect_threads():
-            detector.detect(images[0])
-            for image in images:
-                t = time.perf_counter()
-                detector.detect(image)
-                times.append(time.perf_counter() - t)  # the fastest is kept: the least disturbed by load
-        rows.append({"factor": factor, "n_normals": len(normals.files), "encode_s": round(t1 - t0, 2),
-                     "fit_s": round(t2 - t1, 2), "reference_mb": round(sum(a.nbytes for a in arrays.values()) / 2**20, 3),
-                     "model_file_mb": round((saved / model_folder.WEIGHTS).stat().st_size / 2**20, 3),
-                     "detect_s": round(min(times), 4),
-                     "bench_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                     "shapes": {k: list(v.shape) for k, v in arrays.items()}})
-    return {"rows": rows}
 
 
 def slicer_logic(model: str, files: list[Path]) -> dict:

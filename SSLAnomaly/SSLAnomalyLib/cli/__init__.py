@@ -1,4 +1,4 @@
-"""`sslanomaly detect | evaluate | train | train-anatomy | calibrate | models | sample`: a thin command line
+"""`sslanomaly detect | evaluate | train | train-anatomy | calibrate | reference-stats | merge | models | sample`: a thin command line
 over the core, one module per subcommand (the benchmark is developer tooling: `sslanomaly-bench`)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from SSLAnomalyLib.cli import calibrate, detect, evaluate, models, sample, train
+from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
 from SSLAnomalyLib.core.errors import PathError
 
 
@@ -17,6 +17,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     train.add_parsers(sub)
     calibrate.add_parser(sub)
+    reference_stats.add_parser(sub)
+    merge.add_parser(sub)
     models.add_parser(sub)
     sample.add_parser(sub)
     return p

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction
-from SSLAnomalyLib.core.calibration import DEFAULT_FPR
+from SSLAnomalyLib.core.calibration import DEFAULT_FPR, Calibration
 
 
 def add_parser(sub) -> None:
@@ -28,6 +28,7 @@ def cmd_calibrate(args) -> int:
                              overwrite=args.overwrite)
     manifest = json.loads((folder / "manifest.json").read_text())
     c = manifest["calibration"]
-    print(f"calibrated model {manifest['model_id']} written to {folder}: threshold {c['threshold']:.3f} at "
-          f"{100 * c['false_positive_rate']:g} % false positives on {c['n_normals']} normals")
+    print(f"calibrated model {manifest['model_id']} written to {folder}: threshold {c['threshold']:.3f} "
+          f"(pixel threshold {c['pixel_threshold']:.3f}) at {100 * c['false_positive_rate']:g} % false positives "
+          f"on {c['n_normals']} normals\n{Calibration.from_dict(c).expected_fpr().text()}")
     return 0

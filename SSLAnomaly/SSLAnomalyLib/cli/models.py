@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
 def cmd_models(args) -> int:
     """The bundled models: name, population, input, measured figures and card."""
     from SSLAnomalyLib.core import model_folder, registry
+    from SSLAnomalyLib.core.calibration import Calibration
 
     default = registry.default_name()
     for m in registry.bundled_models():
@@ -28,6 +29,7 @@ def cmd_models(args) -> int:
               f"  model id {manifest.get('model_id')}, input {size}x{size} px, "
               f"threshold {manifest['calibration']['threshold']:.3f} at "
               f"{100 * manifest['calibration']['false_positive_rate']:g} % false positives\n"
+              f"  {Calibration.from_dict(manifest['calibration']).expected_fpr().text()}\n"
               f"  measured:{figures}\n  card: {m.folder / model_folder.CARD}")
     return 0
 

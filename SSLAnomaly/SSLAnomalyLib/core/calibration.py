@@ -3,6 +3,14 @@
 The held-back normals' scores travel with the model, so every result can say where it ranks among
 normals and whether it crosses the threshold chosen for the stated false-positive rate. No abnormal
 image is ever used here.
+
+Thresholds by rank (`rule="rank"`, models calibrated from this round on): with n calibration
+scores, the threshold is the k-th smallest, k = ceil((n + 1)(1 - FPR)). For a new normal
+exchangeable with the calibration normals, the chance to score above it is then (n + 1 - k)/(n + 1)
+<= FPR, and given the calibration set its false-positive rate is Beta(n + 1 - k, k) distributed:
+`expected_fpr` states its mean and a 90 % interval. With fewer than five normals above the
+threshold (n < 100 at 5 %) that interval is wide, and `unstable` says so. Older models keep the
+interpolated quantile (`rule="quantile"`) they were made with.
 """
 
 from __future__ import annotations
@@ -12,6 +20,46 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_FPR = 0.05
+INTERVAL = 0.9           # the stated interval of the false-positive rate on new normals
+MIN_ABOVE = 5            # fewer than this many normals expected above the threshold (n x FPR): unstable
+
+
+@dataclass
+class ExpectedFPR:
+    """The false-positive rate on new normals that a threshold at rank k of n normals implies."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    above: int  # calibration normals above the threshold
+    fpr: float  # the false-positive rate asked for
+
+    @classmethod
+    def at_rank(cls, k: int, n: int, fpr: float) -> "ExpectedFPR":
+        from scipy.stats import beta  # here: detection never needs it
+
+        a, b = n + 1 - k, k
+        low, high = (0.0, 1.0) if a <= 0 else beta.ppf([(1 - INTERVAL) / 2, (1 + INTERVAL) / 2], a, b)
+        return cls(max(a, 0) / (n + 1), float(low), float(high), n, n - k, fpr)
+
+    @property
+    def unstable(self) -> bool:
+        return self.n * self.fpr < MIN_ABOVE
+
+    def text(self) -> str:
+        """One line for the command line and the model card."""
+        line = (f"expected false-positive rate on new normals {100 * self.mean:.1f} % "
+                f"({100 * INTERVAL:.0f} % interval {100 * self.low:.1f}-{100 * self.high:.1f} %, {self.n} normals, "
+                f"{self.above} above the threshold)")
+        if self.unstable:
+            line += (f"; unstable: a {100 * self.fpr:g} % threshold on {self.n} normals has fewer than {MIN_ABOVE} above "
+                     f"it; calibrate on at least {int(np.ceil(MIN_ABOVE / self.fpr))} normals for a stable one")
+        return line
+
+    def to_dict(self) -> dict:
+        return {"mean": round(self.mean, 6), "low": round(self.low, 6), "high": round(self.high, 6),
+                "interval": INTERVAL, "n_normals": self.n, "above_threshold": self.above, "unstable": self.unstable}
 
 
 @dataclass
@@ -19,23 +67,44 @@ class Calibration:
     normal_scores: np.ndarray      # image scores of the calibration normals, sorted
     normal_peaks: np.ndarray       # per-image peak of the in-lung heatmap of the same normals, sorted
     false_positive_rate: float = DEFAULT_FPR
+    rule: str = "quantile"         # "rank": the conformal order statistic; "quantile": interpolated (older models)
 
     def __post_init__(self):
         self.normal_scores = np.sort(np.asarray(self.normal_scores, dtype=np.float64))
         self.normal_peaks = np.sort(np.asarray(self.normal_peaks, dtype=np.float64))
         if not 0 < self.false_positive_rate < 1:
             raise ValueError("false_positive_rate must be between 0 and 1")
+        if self.rule not in ("rank", "quantile"):
+            raise ValueError(f"unknown threshold rule {self.rule!r}")
+
+    @property
+    def rank(self) -> int:
+        """k: the threshold is the k-th smallest calibration value (rule "rank"; n + 1 means none is
+        high enough, and the threshold is the highest)."""
+        return int(np.ceil((len(self.normal_scores) + 1) * (1 - self.false_positive_rate)))
+
+    def _at(self, values: np.ndarray) -> float:
+        if self.rule == "quantile":
+            return float(np.quantile(values, 1 - self.false_positive_rate))
+        return float(values[min(self.rank, len(values)) - 1])
 
     @property
     def threshold(self) -> float:
-        """Image score above which at most `false_positive_rate` of normals fall."""
-        return float(np.quantile(self.normal_scores, 1 - self.false_positive_rate))
+        """Image score above which a new normal falls with probability at most `false_positive_rate`."""
+        return self._at(self.normal_scores)
 
     @property
     def pixel_threshold(self) -> float:
-        """Heatmap value that at most `false_positive_rate` of normal images reach anywhere in the
-        lungs: a region above it is a finding on only that share of normal radiographs."""
-        return float(np.quantile(self.normal_peaks, 1 - self.false_positive_rate))
+        """Heatmap value that new normal images reach anywhere in the lungs with probability at most
+        `false_positive_rate`: a region above it is a finding on only that share of normal radiographs.
+        Image and pixel thresholds are set at the same rank, so `--fpr` moves both together."""
+        return self._at(self.normal_peaks)
+
+    def expected_fpr(self) -> ExpectedFPR:
+        """The false-positive rate the image threshold implies on new normals, with its interval."""
+        n = len(self.normal_scores)
+        k = int(np.searchsorted(self.normal_scores, self.threshold, side="right"))
+        return ExpectedFPR.at_rank(k, n, self.false_positive_rate)
 
     def percentile(self, score: float) -> float:
         """Share (0-100) of calibration normals scoring at or below `score`."""
@@ -49,14 +118,16 @@ class Calibration:
         return bool(score > self.normal_scores[-1] + (high - low))
 
     def with_false_positive_rate(self, fpr: float) -> "Calibration":
-        return Calibration(self.normal_scores, self.normal_peaks, fpr)
+        return Calibration(self.normal_scores, self.normal_peaks, fpr, self.rule)
 
     def to_dict(self) -> dict:
         return {"false_positive_rate": self.false_positive_rate, "threshold": self.threshold,
                 "pixel_threshold": self.pixel_threshold, "n_normals": int(len(self.normal_scores)),
+                "rule": self.rule, "expected_fpr": self.expected_fpr().to_dict(),
                 "normal_scores": [round(float(s), 6) for s in self.normal_scores],
                 "normal_peaks": [round(float(s), 6) for s in self.normal_peaks]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
-        return cls(np.asarray(d["normal_scores"]), np.asarray(d["normal_peaks"]), d["false_positive_rate"])
+        return cls(np.asarray(d["normal_scores"]), np.asarray(d["normal_peaks"]), d["false_positive_rate"],
+                   d.get("rule", "quantile"))

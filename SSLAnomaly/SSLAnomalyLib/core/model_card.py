@@ -10,6 +10,8 @@ import os
 import re
 import shlex
 
+from SSLAnomalyLib.core.calibration import Calibration
+
 
 def base_name(path: str) -> str:
     """A path's last part, whichever separator the machine that wrote it used."""
@@ -54,8 +56,7 @@ its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Maha
 position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
 
 ## Training data
-- Normals: `{folders(d['normals'])}` ({d['n_train']} for the reference, {d['n_held_out']} held out;
-  file-list hash `{d['files_sha256_16']}`).
+{normals_line(d)}
 - Calibration normals: {calibration_source(m)}.
 - No abnormal image and no label was used to train, select a checkpoint, or set a threshold.
 
@@ -68,7 +69,7 @@ position-aware patch map, layers {e['patch_layers']}), which also gives the heat
 Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:.0f} % false-positive rate on
 {calibration_count(m)}; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
 peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). Each result reports its
-percentile among these normals.{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}
+percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}{federated(m)}
 
 ## How it was made
 - Command: `{command(t['command']) if t.get('command') else 'sslanomaly train (library call)'}`
@@ -121,6 +122,38 @@ def site_calibration(c: dict | None) -> str:
             f"`{folders(c['normals'])}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
             "encoder and normal reference are unchanged, the score standardisation, percentiles and thresholds\n"
             "are these normals'.")
+
+
+def normals_line(d: dict) -> str:
+    """What the reference was fitted on, and how the thresholds' scores were kept out of it."""
+    if d.get("cross_fitted_folds"):
+        return (f"- Normals: `{folders(d['normals'])}` ({d['n_train']}, every one in the reference; file-list hash\n"
+                f"  `{d['files_sha256_16']}`). Thresholds, score and position standardisation come from out-of-fold\n"
+                f"  scores: {d['cross_fitted_folds']} folds, each normal scored by the reference fitted without its fold.")
+    return (f"- Normals: `{folders(d['normals'])}` ({d['n_train']} for the reference, {d['n_held_out']} held out;\n"
+            f"  file-list hash `{d['files_sha256_16']}`).")
+
+
+def expected_fpr(c: dict) -> str:
+    """The false-positive rate the threshold implies on new normals, with its interval."""
+    return Calibration.from_dict(c).expected_fpr().text().capitalize() + "."
+
+
+def federated(m: dict) -> str:
+    """Where the reference came from when sites merged their statistics (`sslanomaly merge`)."""
+    f = m.get("federated")
+    if not f:
+        return ""
+    how = ("exactly the fit on all of them" if f["exact"] else
+           "its pooled Gaussian and patch means exact, its patch covariance approximate (first round: each site's\n"
+           "residuals against its own means; a second round of `reference-stats --means` makes it exact)")
+    calibrated = ("" if m.get("site_calibration") else
+                  "\n**Not yet calibrated**: the score standardisation and thresholds above are the starting model's;\n"
+                  "run `sslanomaly calibrate` on this model with the site's own normals before use.")
+    return (f"\n\n**Merged from {f['n_sites']} site(s)' statistics** by `sslanomaly merge` on {f['when']}: the reference of\n"
+            f"{f['n_normals']} normals, {how}. The encoder is model `{f['encoder_of']}`'s. Each site sent sums over its\n"
+            "normals (pooled embedding moments, per-position patch sums, residual moments), their number and a\n"
+            f"hash of their file names: no pixels, no per-image value.{calibrated}")
 
 
 def calibration_source(m: dict) -> str:

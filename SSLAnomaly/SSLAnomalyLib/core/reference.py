@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-MAX_RESIDUALS = 200_000  # patch residuals sampled to fit the shared covariance
+from SSLAnomalyLib.core.reference_stats import (PositionSums, ReferenceStats, nearest_residuals, precision,
+                                                residual_sums)
+
 POSITION_OFFSET = 3.0    # standardised maps are z + 3, so normal tissue sits well above 0
 
 
@@ -34,40 +35,28 @@ class NormalReference:
         self.distance_mean = distance_mean      # (h, w) normals' patch distance per position, or None
         self.distance_std = distance_std        # (h, w)
 
-    def fit(self, pooled: np.ndarray, patches: np.ndarray, seed: int = 0) -> "NormalReference":
-        """pooled: (n, d) embeddings; patches: (n, c, h, w) patch features of normal images."""
-        from sklearn.covariance import LedoitWolf  # here: importing scikit-learn costs detection ~0.7 s at start
-
-        lw = LedoitWolf().fit(pooled)
-        self.pooled_mean = lw.location_.astype(np.float32)
-        self.pooled_precision = lw.precision_.astype(np.float32)
-        self.patch_means = patches.mean(axis=0).astype(np.float32)
-        resid = self._nearest_residuals(torch.from_numpy(patches)).numpy()
-        resid = resid.transpose(0, 2, 3, 1).reshape(-1, patches.shape[1])
-        rng = np.random.default_rng(seed)
-        if len(resid) > MAX_RESIDUALS:
-            resid = resid[rng.choice(len(resid), MAX_RESIDUALS, replace=False)]
-        lw = LedoitWolf(assume_centered=True).fit(resid)
-        self.patch_precision = lw.precision_.astype(np.float32)
+    def fit(self, pooled: np.ndarray, patches: np.ndarray) -> "NormalReference":
+        """pooled: (n, d) embeddings; patches: (n, c, h, w) patch features of normal images, in memory
+        (a small fit: checkpoint selection). Large fits stream the same sums (`ReferenceStats`)."""
+        patches = torch.from_numpy(np.asarray(patches))
+        stats = ReferenceStats.of(pooled, patches)
+        means = stats.patch_means()
+        vars(self).update(vars(self.from_stats(stats.with_residuals(residual_sums(patches, means), means))))
         return self
 
+    @classmethod
+    def from_stats(cls, stats: ReferenceStats) -> "NormalReference":
+        """The reference of first- and second-pass sums: the Ledoit-Wolf Gaussians of the pooled
+        embeddings and of the patch residuals, and the per-position means."""
+        if stats.residual is None:
+            raise ValueError("the patch residual sums (second pass) are missing")
+        mean, cov = stats.pooled.ledoit_wolf()
+        _, residual_cov = stats.residual.ledoit_wolf(centred=True)
+        return cls(mean.astype(np.float32), precision(cov).astype(np.float32), stats.patch_means(),
+                   precision(residual_cov).astype(np.float32))
+
     def _nearest_residuals(self, patches: torch.Tensor) -> torch.Tensor:
-        """Residual to the closest (Euclidean) per-position mean within a 3x3 neighbourhood."""
-        means = torch.from_numpy(self.patch_means)
-        c, h, w = means.shape
-        padded = F.pad(means[None], (1, 1, 1, 1), mode="replicate")[0]
-        best, best_d = None, None
-        for dy in range(3):
-            for dx in range(3):
-                r = patches - padded[:, dy:dy + h, dx:dx + w]
-                d = (r * r).sum(1, keepdim=True)
-                if best is None:
-                    best, best_d = r, d
-                else:
-                    closer = d < best_d
-                    best = torch.where(closer, r, best)
-                    best_d = torch.where(closer, d, best_d)
-        return best
+        return nearest_residuals(patches, self.patch_means)
 
     def pooled_score(self, pooled: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each embedding to the normal Gaussian: (n,)."""
@@ -76,10 +65,19 @@ class NormalReference:
 
     def fit_positions(self, patches: np.ndarray) -> "NormalReference":
         """Learn each position's normal distance (mean, spread) from held-out normals' patches."""
-        d = self.raw_patch_map(torch.from_numpy(patches)).numpy()
-        self.distance_mean = d.mean(0).astype(np.float32)
-        self.distance_std = (d.std(0) + 0.1 * d.std()).astype(np.float32)  # a floor: no position divides by ~0
+        fitted = self.with_positions(PositionSums.of(self.raw_patch_map(torch.from_numpy(patches)).numpy()))
+        self.distance_mean, self.distance_std = fitted.distance_mean, fitted.distance_std
         return self
+
+    def with_positions(self, sums: PositionSums | None) -> "NormalReference":
+        """This reference with each position's normal distance from held-out normals' distance sums
+        (None: raw distances). The spread has a floor, a tenth of the spread over all positions, so
+        that no position divides by about 0."""
+        if sums is None:
+            return NormalReference(self.pooled_mean, self.pooled_precision, self.patch_means, self.patch_precision)
+        mean, std, spread_all = sums.mean_std()
+        return NormalReference(self.pooled_mean, self.pooled_precision, self.patch_means, self.patch_precision,
+                               mean.astype(np.float32), (std + 0.1 * spread_all).astype(np.float32))
 
     def raw_patch_map(self, patches: torch.Tensor) -> torch.Tensor:
         """Mahalanobis distance of each patch residual: (n, h, w)."""

@@ -5,13 +5,18 @@ A model calibrated at one hospital is miscalibrated at the next one (other detec
 field of view): its "5 % false positives" threshold may flag a third of that site's normals. A few
 hundred of the site's normals fix the scale in seconds. The new folder is a complete, verified
 model with its own id and a card that says what it was calibrated on, when, and how many.
+
+The site's normals are new to the reference, but the score standardisation is fitted on them too:
+it is cross-fitted (each normal's score standardised by the other folds' normals), and the
+thresholds are set by rank on those scores, with the false-positive rate they imply on new
+normals and its interval (`Calibration.expected_fpr`).
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,37 +27,57 @@ from SSLAnomalyLib.core.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.detector import AnomalyDetector
 from SSLAnomalyLib.core.io import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.model_card import model_card
+from SSLAnomalyLib.training.crossfit import FOLDS, digest as files_digest, fold_component_stats, fold_of
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse
 BATCH = 32
 
 
-def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool = True):
-    """Raw score components and in-lung heatmap peaks of every readable file, and the errors of the others."""
-    components, peaks, kept, skipped = {}, [], [], []
+@dataclass
+class NormalScores:
+    components: dict[str, np.ndarray]  # raw components of each readable file
+    scores: np.ndarray                 # image scores, under `fold_stats` where given
+    peaks: np.ndarray                  # in-lung heatmap peaks, likewise
+    kept: list[str]
+    skipped: list[str]
+
+
+def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool = True,
+                  fold: np.ndarray | None = None, fold_stats: dict | None = None) -> NormalScores:
+    """Scores of every readable file (the errors of the others); with `fold_stats`, file i is
+    scored under the standardisation of its fold `fold[i]` (which also decides a lung field's
+    raise on the heatmap, so its peak too)."""
+    components, scores, peaks, kept, skipped = {}, [], [], [], []
     batch = []
 
     def flush():
         if not batch:
             return
-        scores = detector.scorer.score(np.stack([p.image01 for _, p in batch]), np.stack([p.lung for _, p in batch]))
-        for c, v in scores.components.items():
-            components.setdefault(c, []).extend(v.tolist())
-        peaks.extend(scores.peaks.tolist())
-        kept.extend(str(f) for f, _ in batch)
+        groups = {None: batch} if fold_stats is None else {j: [b for b in batch if fold[b[0]] == j]
+                                                            for j in dict.fromkeys(fold[i] for i, _, _ in batch)}
+        for j, items in groups.items():
+            if j is not None:
+                detector.scorer.component_stats = fold_stats[j]
+            s = detector.scorer.score(np.stack([p.image01 for _, _, p in items]), np.stack([p.lung for _, _, p in items]))
+            for c, v in s.components.items():
+                components.setdefault(c, []).extend(v.tolist())
+            scores.extend(s.score.tolist())
+            peaks.extend(s.peaks.tolist())
+            kept.extend(str(f) for _, f, _ in items)
         batch.clear()
 
-    for f in tqdm(files, desc="calibrating", unit="img", disable=not progress):
+    for i, f in enumerate(tqdm(files, desc="calibrating", unit="img", disable=not progress)):
         try:
             image = read_radiograph(f)
         except ReadError as e:
             skipped.append(str(e))
             continue
-        batch.extend((f, p) for p in detector.prepare(image, range(1)))  # a volume's first slice
+        batch.extend((i, f, p) for p in detector.prepare(image, range(1)))  # a volume's first slice
         if len(batch) >= BATCH:
             flush()
     flush()
-    return {c: np.asarray(v) for c, v in components.items()}, np.asarray(peaks), kept, skipped
+    return NormalScores({c: np.asarray(v) for c, v in components.items()}, np.asarray(scores), np.asarray(peaks),
+                        kept, skipped)
 
 
 def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progress: bool = True,
@@ -68,13 +93,17 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     detector.limit_cpu_threads()
     dirs = as_folders(normals_dir)
     files = list_inputs(dirs)
-    components, peaks, kept, skipped = score_normals(detector, files, progress)
+    raw = score_normals(detector, files, progress)
+    kept, skipped = raw.kept, raw.skipped
     if len(kept) < MIN_NORMALS:
         raise ReadError(", ".join(dirs), f"{len(kept)} readable normal radiograph(s); calibration needs at least "
                                      f"{MIN_NORMALS} (a few hundred give stable thresholds)")
-    stats = detector.scorer.standardise_on(components).component_stats
-    calibration = Calibration(detector.scorer.combine(components), peaks, fpr)
-    digest = hashlib.sha256("\n".join(sorted(Path(f).name for f in kept)).encode()).hexdigest()[:16]
+    fold = fold_of(len(kept), FOLDS, seed=0)
+    out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
+                                fold_component_stats(raw.components, fold, np.ones(len(kept), bool), FOLDS))
+    stats = detector.scorer.standardise_on(raw.components).component_stats
+    calibration = Calibration(out_of_fold.scores, out_of_fold.peaks, fpr, rule="rank")
+    digest = files_digest(kept)
     old = dict(detector.manifest)
     manifest = {k: v for k, v in old.items() if k not in ("files", "format_version", "measured")}
     population = registry.population_of(model, old)

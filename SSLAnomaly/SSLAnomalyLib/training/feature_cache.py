@@ -1,0 +1,133 @@
+"""Normals read from disk and encoded batch by batch, their features kept in a temporary file.
+
+A streaming fit passes over the normals several times (sums, then residuals against the means,
+then scores against the fitted reference); reading and encoding each image once and re-reading
+its features from disk keeps memory flat whatever the number of normals, at the cost of disk
+space (c x h x w floats per image, about 0.8 MB at the default size), freed at the end.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from SSLAnomalyLib.core.io import ReadError, list_inputs, as_folders, read_radiograph
+from SSLAnomalyLib.core.lung_model import bundled_segmenter
+from SSLAnomalyLib.core.preprocess import to_model_input
+from SSLAnomalyLib.core.scoring import Scorer
+from SSLAnomalyLib.training.trainer import augment
+
+BATCH = 32
+
+# what an encoded item is: a normal (in the reference and scored), an augmented copy in the
+# reference only, or an image scored for calibration only (an augmented copy, or a separate normal)
+ORIGINAL, REFERENCE_VIEW, CALIBRATION_ONLY = 0, 1, 2
+
+
+def normal_files(folders) -> list[Path]:
+    """The image files of a folder (or of several: `io.as_folders`); none is an error that names them."""
+    files = list_inputs(as_folders(folders))
+    if not files:
+        raise ReadError(", ".join(as_folders(folders)), "no images found in the folder")
+    return files
+
+
+def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False
+                 ) -> Iterator[tuple[list[int], np.ndarray, list[str]]]:
+    """(indices into `files`, model inputs, unreadable files' reasons), `batch` files at a time:
+    never every image at once."""
+    for start in tqdm(range(0, len(files), batch), desc="reading and encoding", unit="batch", disable=not progress):
+        kept, images, skipped = [], [], []
+        for i in range(start, min(len(files), start + batch)):
+            try:
+                images.append(to_model_input(read_radiograph(files[i]).pixels[0], size))
+                kept.append(i)
+            except ReadError as e:
+                skipped.append(str(e))
+        yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped
+
+
+def source_batches(source, size: int, progress: bool = False):
+    """(file names, batches as `read_batches` yields them) of folders, or of normals already in
+    memory (an object with `images01` and `files`, e.g. a normals pack)."""
+    if hasattr(source, "images01"):
+        n = len(source.files)
+        return list(source.files), ((list(range(i, min(n, i + BATCH))), source.images01[i:i + BATCH], [])
+                                    for i in range(0, n, BATCH))
+    files = normal_files(source)
+    return files, read_batches(files, size, progress=progress)
+
+
+@dataclass
+class CachedBatch:
+    pooled: np.ndarray      # (m, d)
+    patches: torch.Tensor   # (m, c, h, w)
+    lungs: np.ndarray       # (m, s, s) bool
+    images: np.ndarray      # (m, s, s) the model inputs (the lung fields' densities are read from them)
+    folds: np.ndarray       # (m,)
+    kinds: np.ndarray       # (m,)
+
+
+@dataclass
+class FeatureCache:
+    """Encoded items appended to files in a temporary folder, read back `BATCH` at a time."""
+
+    folder: Path
+    folds: list[int] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
+    shapes: dict[str, tuple] = field(default_factory=dict)
+    last_lungs: np.ndarray | None = None  # the lung fields of the last batch added
+
+    @classmethod
+    def create(cls) -> "FeatureCache":
+        return cls(Path(tempfile.mkdtemp(prefix="sslanomaly-features-")))
+
+    def add(self, scorer: Scorer, images01: np.ndarray, folds, kinds, lungs: bool = True) -> tuple[np.ndarray, torch.Tensor]:
+        """Encode `images01` (and draw their lung fields) and append them; returns the features."""
+        if not len(images01):
+            return np.empty((0, 0), np.float32), torch.empty(0)
+        pooled, patches = scorer.features(images01)
+        masks = bundled_segmenter().masks(images01) if lungs else np.zeros(images01.shape, bool)
+        self.last_lungs = masks
+        for name, value in (("pooled", pooled), ("patches", patches.numpy()), ("lungs", masks.astype(np.uint8)),
+                            ("images", np.asarray(images01, np.float32))):
+            self.shapes[name] = value.shape[1:]
+            with open(self.folder / name, "ab") as f:
+                np.ascontiguousarray(value).tofile(f)
+        self.folds += list(folds)
+        self.kinds += list(kinds)
+        return pooled, patches
+
+    def __len__(self) -> int:
+        return len(self.folds)
+
+    def batches(self) -> Iterator[CachedBatch]:
+        folds, kinds = np.asarray(self.folds), np.asarray(self.kinds)
+        dtypes = {"pooled": np.float32, "patches": np.float32, "lungs": np.uint8, "images": np.float32}
+        for start in range(0, len(self), BATCH):
+            m = min(BATCH, len(self) - start)
+            read = {}
+            for name, dtype in dtypes.items():
+                per = int(np.prod(self.shapes[name]))
+                read[name] = np.fromfile(self.folder / name, dtype=dtype, count=m * per,
+                                         offset=start * per * np.dtype(dtype).itemsize).reshape(m, *self.shapes[name])
+            yield CachedBatch(read["pooled"], torch.from_numpy(read["patches"]), read["lungs"].astype(bool),
+                              read["images"], folds[start:start + m], kinds[start:start + m])
+
+    def close(self) -> None:
+        for p in self.folder.iterdir():
+            p.unlink()
+        self.folder.rmdir()
+
+
+def augmented(images01: np.ndarray, views: int, rng: np.random.Generator) -> np.ndarray:
+    """`views` seeded acquisition-augmented copies of each image (`training.augment`), view-major."""
+    if not views or not len(images01):
+        return np.empty((0,) + images01.shape[1:], np.float32)
+    return np.stack([augment(x, rng) for _ in range(views) for x in images01])

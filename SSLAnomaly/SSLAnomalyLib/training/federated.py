@@ -1,0 +1,141 @@
+"""A normal reference fitted across sites without any image leaving its site.
+
+Each site encodes its own normals with the same model and writes sums (`ReferenceStats`): the
+pooled embeddings' moments, the per-position patch sums, and the patch residuals' moments. Merged,
+they give the reference a fit on all the sites' normals together would give, up to rounding.
+
+The residuals are taken against the nearest of the *merged* patch means, which no site knows in
+the first round, and the nearest-mean choice is not a sum of anything a site could send first.
+So the exact fit takes two rounds:
+1. each site: `sslanomaly reference-stats --model M --normals DIR --out A.stats` (residuals against
+   its own means); `sslanomaly merge --model M --stats A.stats B.stats --out ROUND1` already gives a
+   usable model whose pooled Gaussian and patch means are exact and whose patch covariance is the
+   sum of the sites' own-mean residual moments (approximate, and said so in its manifest and card);
+2. each site: `sslanomaly reference-stats --model M --means ROUND1 --normals DIR --out A2.stats`;
+   `merge` of those is exact (checked: the residuals' means digest equals the merged means').
+
+What a stats file reveals: the number of normals, a hash of their file names, and sums over all of
+them (no pixels, no per-image value); at least MIN_SITE_NORMALS normals, so that no sum is one image's
+features. Position standardisation, score standardisation and thresholds stay at each site:
+`sslanomaly calibrate` on the merged model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
+
+from SSLAnomalyLib.core import model_folder
+from SSLAnomalyLib.core.errors import PathError
+from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.model_card import model_card
+from SSLAnomalyLib.core.reference import NormalReference
+from SSLAnomalyLib.core.reference_stats import ReferenceStats
+from SSLAnomalyLib.core.scoring import Scorer
+from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
+from SSLAnomalyLib.training.feature_cache import FeatureCache
+
+FORMAT = "sslanomaly-reference-stats"
+VERSION = 1
+MIN_SITE_NORMALS = 20
+
+
+class StatsError(PathError):
+    """A stats file that cannot be merged, with the file and the reason."""
+
+    prefix = "reference statistics "
+
+
+@dataclass
+class SiteStats:
+    stats: ReferenceStats
+    model_id: str        # the model whose encoder made the features
+    files_digest: str    # hash of the normals' file names
+    means_from: str      # the model id whose patch means the residuals were taken against ("own": the site's)
+
+    def save(self, path) -> Path:
+        header = {"format": FORMAT, "version": VERSION, "model_id": self.model_id, "n_images": self.stats.n_images,
+                  "files_sha256_16": self.files_digest, "means_digest": self.stats.means_digest,
+                  "means_from": self.means_from,
+                  "reveals": "sums over all the site's normals (pooled embedding moments, per-position patch sums, "
+                             "patch residual moments), their number and a hash of their file names; no pixels, no "
+                             "per-image value"}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: np.ascontiguousarray(v) for k, v in self.stats.arrays().items()}, str(path),
+                  metadata={"sslanomaly": json.dumps(header)})
+        return path
+
+    @classmethod
+    def load(cls, path) -> "SiteStats":
+        try:
+            with safe_open(str(path), "np") as f:
+                header = json.loads((f.metadata() or {}).get("sslanomaly", "{}"))
+            arrays = load_file(str(path))
+            stats = ReferenceStats.from_arrays(arrays, header.get("means_digest"))
+        except (OSError, SafetensorError, json.JSONDecodeError, KeyError) as e:
+            raise StatsError(path, f"is not a readable stats file ({e})") from None
+        if header.get("format") != FORMAT or header.get("version") != VERSION:
+            raise StatsError(path, f"is not a version-{VERSION} SSLAnomaly stats file")
+        return cls(stats, header["model_id"], header["files_sha256_16"], header["means_from"])
+
+
+def site_stats(model, normals, means_model=None, device="cpu", progress: bool = False) -> SiteStats:
+    """A site's statistics of its normals under `model`'s encoder; residuals against the patch means
+    of `means_model` (a merged model of the first round) when given, else against its own."""
+    manifest, state, _ = model_folder.load(model)
+    config = EncoderConfig.from_dict(manifest["encoder"])
+    net = build_encoder(config)
+    net.load_state_dict(state)
+    cache = FeatureCache.create()
+    try:
+        encoded = encode(Scorer(net, config, device=device), cache, normals, folds=1, seed=0, lungs=False,
+                         progress=progress)
+        if encoded.n_normals < MIN_SITE_NORMALS:
+            raise StatsError(normals, f"{encoded.n_normals} readable normals; a site sends sums of at least "
+                                      f"{MIN_SITE_NORMALS}, so that no sum is one image's features")
+        total = encoded.total
+        means, means_from = total.patch_means(), "own"
+        if means_model is not None:
+            means_manifest, _, arrays = model_folder.load(means_model)
+            if means_manifest.get("federated", {}).get("encoder_of") != manifest.get("model_id"):
+                raise StatsError(means_model, f"is not a merge made with model {manifest.get('model_id')}")
+            means, means_from = arrays["patch_means"], means_manifest["model_id"]
+        stats = residual_pass(cache, {ALL: total}, {ALL: means})[ALL]
+    finally:
+        cache.close()
+    return SiteStats(stats, manifest.get("model_id", "unknown"), encoded.files_digest, means_from)
+
+
+def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
+    """A verified model folder: `model`'s encoder with the reference of all the sites' sums."""
+    manifest, state, arrays = model_folder.load(model)
+    model_folder.refuse_existing(out_dir, overwrite)
+    sites = [SiteStats.load(p) for p in stats_paths]
+    for path, site in zip(stats_paths, sites):
+        if site.model_id != manifest.get("model_id"):
+            raise StatsError(path, f"was computed with model {site.model_id}, not {manifest.get('model_id')}")
+    total = sum((s.stats for s in sites[1:]), sites[0].stats)
+    exact = total.exact
+    if not exact:  # first round: each site's residuals against its own means, summed
+        residual = sum((s.stats.residual for s in sites[1:]), sites[0].stats.residual)
+        total = total.with_residuals(residual, total.patch_means())
+    reference = NormalReference.from_stats(total)
+    new_arrays = dict(reference.to_arrays(), **{k: v for k, v in arrays.items() if k == "lung_prior"})
+    federated = {"encoder_of": manifest.get("model_id"), "exact": exact, "n_sites": len(sites),
+                 "n_normals": total.n_images, "sites": [{"n_normals": s.stats.n_images, "files_sha256_16":
+                                                         s.files_digest, "means_from": s.means_from} for s in sites],
+                 "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "calibrated": False}
+    out = {k: v for k, v in manifest.items() if k not in ("files", "format_version", "measured", "manifest_sha256",
+                                                          "site_calibration")}
+    out.update(model_id=f"{manifest.get('model_id')}-fed{digest(s.files_digest for s in sites)[:8]}"
+                        + ("" if exact else "-r1"),
+               reference=dict(manifest.get("reference", {}), positions_standardised=False), federated=federated)
+    return model_folder.save(out_dir, state, new_arrays, out, model_card(out), overwrite=overwrite)

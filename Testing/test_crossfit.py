@@ -1,0 +1,55 @@
+"""Cross-fitted thresholds on generated radiographs: every normal is in the reference, and the
+threshold set on out-of-fold scores flags new normals at the rate it states; thresholds set on
+the same normals scored by the reference that holds them would flag far more."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from SSLAnomalyLib.core.calibration import Calibration
+
+
+def generated(folder, seeds):
+    from SSLAnomalyLib.core.sample import synthetic_radiograph
+
+    folder.mkdir()
+    for s in seeds:
+        Image.fromarray(synthetic_radiograph(256, 224, seed=s)).save(folder / f"{s}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.training.crossfit import cross_fit
+
+    root = tmp_path_factory.mktemp("crossfit")
+    normals, new = generated(root / "normals", range(100)), generated(root / "new", range(1000, 1100))
+    base = AnomalyDetector.load("pediatric", device="cpu")
+    fit = cross_fit(base.scorer.net, base.scorer.config, "cpu", normals, standardise_positions=True)
+    return base, fit, new
+
+
+def scores_of(scorer, folder):
+    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.io import list_inputs, read_radiograph
+
+    prepare = AnomalyDetector(scorer, None, None, "test").prepare
+    prepared = [prepare(read_radiograph(f))[0] for f in list_inputs([folder])]
+    return scorer.score(np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared]))
+
+
+def test_out_of_fold_threshold_flags_new_normals_at_the_stated_rate(fitted):
+    base, fit, new = fitted
+    assert fit.encoded.n_normals == 100 and fit.stats.exact and len(fit.scores) == 100
+    calibration = Calibration(fit.scores, fit.peaks, 0.1, rule="rank")
+    expected = calibration.expected_fpr()
+    new_scores = scores_of(fit.scorer, new)
+    flagged = np.mean(new_scores.score > calibration.threshold)
+    pixel_flagged = np.mean(new_scores.peaks > calibration.pixel_threshold)
+    assert expected.low <= flagged <= expected.high, (flagged, expected)
+    assert expected.low <= pixel_flagged <= expected.high, (pixel_flagged, expected)
+    # the same normals scored by the final reference, which holds them, would set a lower threshold
+    in_sample = scores_of(fit.scorer, new.parent / "normals")
+    naive = Calibration(in_sample.score, in_sample.peaks, 0.1, rule="rank")
+    assert np.mean(new_scores.score > naive.threshold) > expected.high

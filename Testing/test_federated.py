@@ -1,0 +1,95 @@
+"""`reference-stats` and `merge` on generated radiographs: two sites' second-round statistics merge
+into the reference a fit on all their normals gives (to 1e-6); the first round is exact in its
+pooled Gaussian and means and says its patch covariance is not; the files hold no pixels."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.numpy import load_file
+
+from conftest import REPO
+
+SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
+MODEL = "pediatric"
+
+
+def run(*args):
+    r = subprocess.run([SSLANOMALY, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    from SSLAnomalyLib.core.sample import synthetic_radiograph
+
+    root = tmp_path_factory.mktemp("sites")
+    folders = {name: root / name for name in ("a", "b", "all")}
+    for f in folders.values():
+        f.mkdir()
+    for i in range(44):
+        image = Image.fromarray(synthetic_radiograph(256, 224, seed=i))
+        image.save(folders["a" if i < 22 else "b"] / f"{i}.png")
+        image.save(folders["all"] / f"{i}.png")
+    return root, folders
+
+
+def reference(model_dir):
+    from SSLAnomalyLib.core.model_folder import load
+
+    return load(model_dir)
+
+
+def test_two_sites_merged_in_two_rounds_equal_the_fit_on_all(sites):
+    root, folders = sites
+    for name in ("a", "b", "all"):
+        run("reference-stats", "--model", MODEL, "--normals", folders[name], "--out", root / f"{name}.stats", "--quiet")
+    first = run("merge", "--model", MODEL, "--stats", root / "a.stats", root / "b.stats", "--out", root / "round1")
+    assert "round 1 of 2" in first.stdout
+    for name in ("a", "b"):
+        run("reference-stats", "--model", MODEL, "--normals", folders[name], "--means", root / "round1",
+            "--out", root / f"{name}2.stats", "--quiet")
+    second = run("merge", "--model", MODEL, "--stats", root / "a2.stats", root / "b2.stats", "--out", root / "round2")
+    assert "round 1 of 2" not in second.stdout
+    run("merge", "--model", MODEL, "--stats", root / "all.stats", "--out", root / "whole")
+
+    whole_manifest, _, whole = reference(root / "whole")
+    manifest1, _, round1 = reference(root / "round1")
+    manifest2, encoder2, round2 = reference(root / "round2")
+    assert manifest2["federated"]["exact"] and not manifest1["federated"]["exact"]
+    assert manifest2["federated"]["n_normals"] == whole_manifest["federated"]["n_normals"] == 44
+    for key in ("pooled_mean", "pooled_precision", "patch_means", "patch_precision"):
+        scale = np.abs(whole[key]).max()
+        assert np.abs(round2[key] - whole[key]).max() <= 1e-6 * scale, key
+    for key in ("pooled_mean", "pooled_precision", "patch_means"):
+        assert np.abs(round1[key] - whole[key]).max() <= 1e-6 * np.abs(whole[key]).max(), key
+    assert np.abs(round1["patch_precision"] - whole["patch_precision"]).max() > 1e-4 * np.abs(whole["patch_precision"]).max()
+    assert "Not yet calibrated" in (root / "round2" / "MODEL_CARD.md").read_text()
+
+    stats = load_file(str(root / "a2.stats"))
+    assert all(v.ndim <= 3 and v.shape[0] != 22 for v in stats.values())  # sums, no per-image rows
+    header = json.loads(subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c",
+                                        "import sys, json; from safetensors import safe_open; "
+                                        "print(safe_open(sys.argv[1], 'np').metadata()['sslanomaly'])",
+                                        str(root / "a2.stats")], capture_output=True, text=True).stdout)
+    assert header["n_images"] == 22 and header["means_from"] == manifest1["model_id"]
+    assert ".png" not in json.dumps(header)
+
+
+def test_merge_refuses_stats_of_another_model_and_too_few_normals(sites, tmp_path):
+    root, folders = sites
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted(folders["a"].iterdir())[:5]:
+        (few / p.name).symlink_to(p)
+    r = subprocess.run([SSLANOMALY, "reference-stats", "--model", MODEL, "--normals", few, "--out",
+                        tmp_path / "few.stats", "--quiet"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "at least 20" in r.stderr
+    if not (root / "a.stats").exists():
+        run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
+    r = subprocess.run([SSLANOMALY, "merge", "--model", "adult", "--stats", root / "a.stats", "--out", tmp_path / "m"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "was computed with model" in r.stderr and not (tmp_path / "m").exists()
