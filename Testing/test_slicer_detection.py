@@ -15,7 +15,7 @@ from SSLAnomalyLib.core.overlay import HOT_TOP
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
-CONTRACT = ("id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index")
+CONTRACT = ("id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index", "extent")
 
 
 @pytest.fixture

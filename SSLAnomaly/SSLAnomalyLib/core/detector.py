@@ -12,7 +12,7 @@ import torch
 from SSLAnomalyLib.core import model_folder, registry
 from SSLAnomalyLib.core.calibration import Calibration
 from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.findings import Finding, find_regions, number
+from SSLAnomalyLib.core.findings import Finding, agree_with_verdict, diffuse_finding, find_regions
 from SSLAnomalyLib.core.findings_document import findings_document
 from SSLAnomalyLib.core.heatmap import to_input_grid
 from SSLAnomalyLib.core.image import Radiograph
@@ -132,6 +132,7 @@ class AnomalyDetector:
         heat = np.empty(image.shape, np.float32)
         lung_grid = np.empty(image.shape, np.uint8) if lungs else None
         scores, standardised, findings, field_warnings = [], [], [], {}
+        top_slice = None  # (score, index, grid map, lung fields) of the slice that drives the image score
         pixel_threshold = self.calibration.pixel_threshold
         for start in range(0, n, SCORE_CHUNK):
             chunk = range(start, min(n, start + SCORE_CHUNK))
@@ -142,9 +143,11 @@ class AnomalyDetector:
             if not np.all(np.isfinite(batch.score)) or not np.all(np.isfinite(batch.grid_maps)):
                 raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken "
                                      "model or input); no result is given rather than a wrong one")
-            for k, p, grid in zip(chunk, part, batch.grid_maps):
+            for k, p, grid, s in zip(chunk, part, batch.grid_maps, batch.score):
                 heat[k] = to_input_grid(grid, rows, cols)
                 findings += find_regions(grid, p.lung & self.lung_support, pixel_threshold, image, k)
+                if top_slice is None or s > top_slice[0]:
+                    top_slice = (s, k, grid, p.lung & self.lung_support)
                 if lung_grid is not None:
                     lung_grid[k] = p.fields.on_grid(rows, cols)
                 if p.fields.warning:
@@ -162,10 +165,12 @@ class AnomalyDetector:
             warnings.append(population)
         if self.calibration.far_beyond_normals(score):
             warnings.append(OUT_OF_RANGE_WARNING)
-        return DetectionResult(score=score, threshold=self.calibration.threshold,
-                               abnormal=score > self.calibration.threshold,
+        abnormal = score > self.calibration.threshold
+        _, k, grid, lung = top_slice
+        findings = agree_with_verdict(findings, abnormal, diffuse_finding(grid, lung, image, k))
+        return DetectionResult(score=score, threshold=self.calibration.threshold, abnormal=abnormal,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
-                               pixel_threshold=pixel_threshold, findings=number(findings),
+                               pixel_threshold=pixel_threshold, findings=findings,
                                model_id=self.model_id, slice_scores=[float(s) for s in scores],
                                components={c: float(z[top % SCORE_CHUNK]) for c, z in top_components.items()},
                                warnings=warnings, image_id=image.identity,

@@ -1,11 +1,16 @@
 """Scoring model inputs by their distance from normal in the encoder's feature space.
 
-Two components per image, each standardised by its mean and spread on held-out training normals
-and averaged into one image score:
+Components per image, each standardised by its mean and spread on held-out training normals:
 - `pooled`: Mahalanobis distance of the pooled embedding (image-level density);
 - `patch`: mean of the heatmap over the lung fields (patch-level distance), which is also the map
   the radiologist sees, so the score and the picture agree. The mean over the whole lung beat the
-  top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse.
+  top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse;
+- `sides` (models fitted from round 7 on): how far apart the two lung fields' aerated densities are
+  (`lung_sides.py`): a white-out, a large effusion or a pneumothorax, which texture features can miss.
+The image score is the mean of `pooled` and `patch` (the texture score), or `sides` less
+`SIDES_OFFSET` where that is higher: a one-sided departure of more than `SIDES_OFFSET` standard
+deviations decides on its own, while a normal's `sides` (rarely beyond 2) leaves the texture score
+as it was. The field that departs is raised on the heatmap by as much, so the picture points there.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ import torch
 from SSLAnomalyLib.core.device import place
 from SSLAnomalyLib.core.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
 from SSLAnomalyLib.core.heatmap import model_grid_map
+from SSLAnomalyLib.core.lung_sides import SideDensity, side_bump, side_density
 from SSLAnomalyLib.core.reference import NormalReference
 
-COMPONENTS = ("pooled", "patch")
+COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)
+SIDES = "sides"                   # the one-sided density component (models fitted with it)
+FIELD_STATS = ("field_left", "field_right", "peak")  # standardised, not scored: which field departs, by how much
+SIDES_OFFSET = 2.0
 SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
 
 
@@ -29,12 +38,14 @@ class BatchScores:
     components: dict[str, np.ndarray]  # raw component scores, (n,) each
     grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
     peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
+    lungs: np.ndarray                  # (n, size, size) the lung fields the maps were scored in
+    densities: list[SideDensity]       # each input's lung-field densities
     standardised: dict[str, np.ndarray] | None = None  # z-score of each component, once standardisation is known
 
     @property
     def score(self) -> np.ndarray | None:
         """(n,) image scores, once standardisation is known."""
-        return None if self.standardised is None else mean_of(self.standardised)
+        return None if self.standardised is None else image_score(self.standardised)
 
 
 class NotFittedError(RuntimeError):
@@ -62,14 +73,15 @@ class Scorer:
         held_pooled, held_patches = self.features(held_out_images01)
         if standardise_positions:
             self.reference.fit_positions(held_patches.numpy())
-        raw = self._score_features(held_pooled, held_patches, held_out_lungs, held_out_images01.shape[-1])
+        raw = self._score_features(held_pooled, held_patches, held_out_lungs, held_out_images01.shape[-1],
+                                   held_out_images01)
         return self.standardise_on(raw.components, raw)
 
     def standardise_on(self, components: dict[str, np.ndarray], scores: "BatchScores | None" = None) -> "Scorer":
         """Set the standardisation from normals' raw components (a site's normals, in site calibration)."""
         self.component_stats = component_stats(components)
         if scores is not None:
-            scores.standardised = self.standardise(scores.components)
+            self.finish(scores)
             self.held_out_scores = scores
         return self
 
@@ -90,32 +102,66 @@ class Scorer:
         if self.reference is None or self.component_stats is None:
             raise NotFittedError("this Scorer has no normal reference yet: call fit() on normals, or load a model folder")
         chunks = [self._score_features(*self.features(images01[i:i + SCORE_CHUNK]), lungs[i:i + SCORE_CHUNK],
-                                       images01.shape[-1]) for i in range(0, len(images01), SCORE_CHUNK)]
-        result = BatchScores({c: np.concatenate([b.components[c] for b in chunks]) for c in COMPONENTS},
-                             np.concatenate([b.grid_maps for b in chunks]), np.concatenate([b.peaks for b in chunks]))
-        result.standardised = self.standardise(result.components)
-        return result
+                                       images01.shape[-1], images01[i:i + SCORE_CHUNK])
+                  for i in range(0, len(images01), SCORE_CHUNK)]
+        result = BatchScores({c: np.concatenate([b.components[c] for b in chunks]) for c in chunks[0].components},
+                             np.concatenate([b.grid_maps for b in chunks]), np.concatenate([b.peaks for b in chunks]),
+                             np.concatenate([b.lungs for b in chunks]), [d for b in chunks for d in b.densities])
+        return self.finish(result)
 
-    def _score_features(self, pooled, patches, lungs, size: int) -> BatchScores:
+    def _score_features(self, pooled, patches, lungs, size: int, images01: np.ndarray) -> BatchScores:
+        """Raw components, texture maps and their in-lung peaks of one chunk of encoded inputs."""
         coarse = self.reference.patch_map(patches).numpy()
         grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
-        in_lung = [g[lung] if lung.any() else g.ravel() for g, lung in zip(grid, lungs)]
+        densities = [side_density(x, lung) for x, lung in zip(images01, lungs)]
+        peaks = np.array([in_lung(g, lung).max() for g, lung in zip(grid, lungs)])
         components = {"pooled": self.reference.pooled_score(pooled),
-                      "patch": np.array([v.mean() for v in in_lung])}
-        return BatchScores(components, grid, np.array([v.max() for v in in_lung]))
+                      "patch": np.array([in_lung(g, lung).mean() for g, lung in zip(grid, lungs)]),
+                      SIDES: np.array([d.difference for d in densities]),
+                      "field_left": np.array([d.left for d in densities]),
+                      "field_right": np.array([d.right for d in densities]), "peak": peaks}
+        return BatchScores(components, grid, peaks, np.asarray(lungs, bool), densities)
+
+    @property
+    def scored_components(self) -> tuple[str, ...]:
+        """The components this scorer's image score is made of (`sides` only where it was fitted)."""
+        return COMPONENTS + ((SIDES,) if self.component_stats and SIDES in self.component_stats else ())
+
+    def finish(self, scores: BatchScores) -> BatchScores:
+        """Standardise raw scores and, where a lung field departs from normal density by more than
+        `SIDES_OFFSET`, raise that field on the heatmap (one normal peak spread per excess deviation)."""
+        scores.standardised = self.standardise(scores.components)
+        if SIDES not in self.scored_components:
+            return scores
+        z = {c: (scores.components[c] - self.component_stats[c][0]) / self.component_stats[c][1]
+             for c in ("field_left", "field_right")}
+        amplitude = self.component_stats["peak"][1]
+        for i, d in enumerate(scores.densities):
+            bump = side_bump(d, z["field_left"][i], z["field_right"][i], amplitude, SIDES_OFFSET)
+            if bump.any():
+                scores.grid_maps[i] = scores.grid_maps[i] + bump
+                scores.peaks[i] = in_lung(scores.grid_maps[i], scores.lungs[i]).max()
+        return scores
 
     def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each component as a z-score against the held-out training normals."""
-        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in COMPONENTS}
+        """Each scored component as a z-score against the held-out training normals."""
+        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1]
+                for c in self.scored_components}
 
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """The image score of raw components."""
-        return mean_of(self.standardise(components))
+        return image_score(self.standardise(components))
 
 
-def mean_of(standardised: dict[str, np.ndarray]) -> np.ndarray:
-    """The image score: the mean of the standardised components."""
-    return np.mean([standardised[c] for c in COMPONENTS], axis=0)
+def in_lung(grid_map: np.ndarray, lung: np.ndarray) -> np.ndarray:
+    """The map's values inside the lung fields (everywhere when there are none)."""
+    return grid_map[lung] if lung.any() else grid_map.ravel()
+
+
+def image_score(standardised: dict[str, np.ndarray]) -> np.ndarray:
+    """The image score: the mean of the texture components, or `sides` less `SIDES_OFFSET` where higher."""
+    texture = np.mean([standardised[c] for c in COMPONENTS], axis=0)
+    return np.maximum(texture, standardised[SIDES] - SIDES_OFFSET) if SIDES in standardised else texture
 
 
 def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:

@@ -6,6 +6,7 @@ These figures are for reporting only; nothing in training or calibration reads t
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -15,7 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
 from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.core.scoring import COMPONENTS
+from SSLAnomalyLib.core.scoring import COMPONENTS, SIDES
 
 
 def score_folder(detector, folder, progress: bool = True, transform=None) -> tuple[list[dict], list[str]]:
@@ -36,8 +37,25 @@ def score_folder(detector, folder, progress: bool = True, transform=None) -> tup
 
 def score_row(result, file) -> dict:
     """What the figures and the scores CSV need of one detection."""
-    return dict(result.components, score=result.score, abnormal=result.abnormal,
-                percentile=result.percentile, file=str(file))
+    return dict(result.components, score=result.score, abnormal=result.abnormal, n_findings=len(result.findings),
+                percentile=result.percentile, file=str(file), image_id=result.image_id)
+
+
+def duplicate_warnings(normal: list[dict], abnormal: list[dict]) -> list[str]:
+    """The same image (the same pixels, or the same DICOM instance) in both folders, which makes
+    its label contradict itself, or more than once in one, which counts it as several radiographs."""
+    copies = defaultdict(list)
+    for label, rows in (("normal", normal), ("abnormal", abnormal)):
+        for r in rows:
+            copies[r["image_id"]].append((label, r["file"]))
+    found = []
+    for same in (c for c in copies.values() if len(c) > 1):
+        labels = sorted({label for label, _ in same})
+        where = "in both the normal and the abnormal folder" if len(labels) == 2 else \
+            f"{len(same)} times in the {labels[0]} folder"
+        found.append(f"the same image is {where} ({', '.join(f for _, f in same)}): each copy is counted, "
+                     "so the figures are not those of distinct radiographs")
+    return found
 
 
 def _auroc_ap(y: np.ndarray, s: np.ndarray) -> dict:
@@ -55,7 +73,9 @@ def figures(normal: list[dict], abnormal: list[dict]) -> dict:
             "tpr_at_threshold": round(float(np.mean([r["abnormal"] for r in abnormal])), 4),
             "normal_mean_score": round(float(np.mean([r["score"] for r in normal])), 4),
             "normal_median_percentile": round(float(np.median([r["percentile"] for r in normal])), 2),
-            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in COMPONENTS}}
+            "abnormal_without_finding": int(sum(r["abnormal"] and not r["n_findings"] for r in rows)),
+            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in (*COMPONENTS, SIDES)
+                           if all(c in r for r in rows)}}
 
 
 def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, scores_csv=None,
@@ -72,7 +92,10 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, s
     result = {**figures(normal, abnormal), "n_normal": len(normal), "n_abnormal": len(abnormal),
               "seconds_per_image": round((time.time() - t0) / (len(normal) + len(abnormal)), 4),
               "model": detector.model_id, "threshold": round(detector.calibration.threshold, 6),
-              "false_positive_rate": detector.calibration.false_positive_rate, "errors": err_n + err_a}
+              "false_positive_rate": detector.calibration.false_positive_rate, "errors": err_n + err_a,
+              "warnings": duplicate_warnings(normal, abnormal)}
+    for warning in result["warnings"]:
+        tqdm.write(f"warning: {warning}", file=sys.stderr)
     table = [("clean", "normal", r) for r in normal] + [("clean", "abnormal", r) for r in abnormal]
     if perturb:
         result["perturbations"] = {}

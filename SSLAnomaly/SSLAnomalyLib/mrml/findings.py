@@ -110,14 +110,17 @@ def finding_record(node) -> dict:
     return {"id": int(node.GetAttribute(_A + "FindingID")), "label": node.GetAttribute(_A + "Label"),
             "score": float(node.GetAttribute(_A + "Score")), "bbox_ijk": bbox, "slice_index": slice_index,
             "centroid_ras": centroid, "area_mm2": area, "status": node.GetAttribute(_A + "ReviewStatus"),
+            "extent": node.GetAttribute(_A + "Extent") or "focal",
             "origin": node.GetAttribute(_A + "Origin"), "note": node.GetAttribute(_A + "Note") or ""}
 
 
 def apply_sensitivity(volume_node, threshold: float) -> None:
     """Show the model's untouched findings whose peak reaches `threshold`; a finding the reader
-    has touched or added always stays visible (a review is never hidden by a slider)."""
+    has touched or added, and the diffuse finding of an ABNORMAL image (the verdict's region, below
+    any focal threshold by construction), always stay visible (a review is never hidden by a slider)."""
     for node in finding_nodes(volume_node):
-        node.GetDisplayNode().SetVisibility(not untouched(node) or float(node.GetAttribute(_A + "Score")) >= threshold)
+        node.GetDisplayNode().SetVisibility(not untouched(node) or node.GetAttribute(_A + "Extent") == "diffuse"
+                                            or float(node.GetAttribute(_A + "Score")) >= threshold)
 
 
 def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str = ""):
@@ -129,7 +132,8 @@ def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str 
                        ("EngineBox", json.dumps([int(v) for v in f["bbox_ijk"]])),
                        ("SliceIndex", str(int(f.get("slice_index", 0)))),
                        ("CentroidRAS", json.dumps(f["centroid_ras"])), ("AreaMM2", repr(float(f["area_mm2"]))),
-                       ("Origin", origin), ("ReviewStatus", status), ("Note", note)):
+                       ("Extent", f.get("extent", "focal")), ("Origin", origin), ("ReviewStatus", status),
+                       ("Note", note)):
         node.SetAttribute(_A + key, value)
     _set_roi_box(node, volume_node, f["bbox_ijk"], int(f.get("slice_index", 0)))
     node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())

@@ -1,0 +1,165 @@
+"""The bundling rule of docs/model.md, applied by a command: a candidate replaces a bundled model only
+if it is at least as good on EVERY check, clean and other-source, not only on a synthetic shift.
+
+    .venv/bin/python scripts/bundling_check.py pediatric CANDIDATE [BUNDLED]   (BUNDLED: the bundled folder)
+    .venv/bin/python scripts/bundling_check.py adult CANDIDATE [BUNDLED]
+
+Each model is measured with `sslanomaly evaluate` only (JSON kept in runs/bundling/<model id>/), the
+table is printed and written into docs/model.md between the population's markers, and the exit
+status says whether the candidate may replace the bundled model (0) or not (1).
+
+Checks (labels are read to report, never to train, select a checkpoint or set a threshold):
+- pediatric: patient-disjoint Kermany val normals (scripts/patient_disjoint_dev.py) vs val pneumonia;
+  the "hard dev": the same normals vs the third of the pneumonias that the two models together rank
+  lowest (mean rank), where a saturated dev hides differences; zoom_gamma and markers shifts;
+  TBX11K box pointing; phantoms on 60 val normals.
+- adult: NIH val normal vs pneumonia and its hard third; RSNA val normals flagged (another source of
+  the same hospital); TBX11K and NIH box pointing; phantoms on the NIH val normals.
+- both: the share of normals flagged at the model's own threshold (must stay <= 10 %) and ABNORMAL
+  images without a finding (must be 0).
+A check is "at least as good" within TOLERANCE (AUROC, pointing and flagged shares are measured on
+60 to 500 images: differences under 0.01 are within one image or two).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+S = str(ROOT / ".venv" / "bin" / "sslanomaly")
+TOLERANCE = 0.01
+MAX_FPR = 0.10
+PHANTOM_NORMALS = 60
+
+
+def evaluate(model: Path, out: Path, *args: str) -> dict:
+    """`sslanomaly evaluate --model MODEL ARGS --json OUT` once; its JSON."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([S, "evaluate", "--model", str(model), *args, "--json", str(out), "--quiet"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def subset(src: Path, dst: Path, n: int) -> Path:
+    """The first n images of `src` as symlinks in `dst` (nothing copied)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir())[:n]:
+        if not (dst / f.name).exists():
+            (dst / f.name).symlink_to(f)
+    return dst
+
+
+def scores(csv_path: Path) -> dict[str, tuple[str, float]]:
+    with open(csv_path, newline="") as f:
+        return {r["file"]: (r["label"], float(r["score"])) for r in csv.DictReader(f) if r["condition"] == "clean"}
+
+
+def hard_auroc(a: dict, b: dict) -> tuple[float, float]:
+    """AUROC of each model on the normals vs the lowest-ranked third of abnormals (mean rank of both)."""
+    files = sorted(f for f, (label, _) in a.items() if label == "abnormal")
+    rank = lambda d: np.argsort(np.argsort([d[f][1] for f in files]))
+    hard = set(np.array(files)[np.argsort(rank(a) + rank(b))[: len(files) // 3]])
+    out = []
+    for d in (a, b):
+        normal = [s for label, s in d.values() if label == "normal"]
+        abnormal = [d[f][1] for f in hard]
+        out.append(float(roc_auc_score(np.r_[np.zeros(len(normal)), np.ones(len(abnormal))], np.r_[normal, abnormal])))
+    return out[0], out[1]
+
+
+def measure(model: Path, pop: str) -> tuple[str, dict]:
+    """(model id, {check: value}) of one model folder; the value's direction is in `HIGHER_IS_BETTER`."""
+    model_id = json.loads((model / "manifest.json").read_text())["model_id"]
+    run = ROOT / "runs" / "bundling" / model_id
+    if pop == "pediatric":
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "patient_disjoint_dev.py")], check=False,
+                       stdout=subprocess.DEVNULL)
+        normal, abnormal = ROOT / "runs" / "dev-patient-disjoint" / "normal", DATA / "kermany" / "val" / "pneumonia"
+        phantom_normals = subset(DATA / "kermany" / "val" / "normal", ROOT / "runs" / "bundling" / "kermany-phantom-normals",
+                                 PHANTOM_NORMALS)
+    else:
+        normal, abnormal = DATA / "nih" / "val" / "normal", DATA / "nih" / "val" / "pneumonia"
+        phantom_normals = normal
+    dev = evaluate(model, run / "dev.json", "--normal", str(normal), "--abnormal", str(abnormal),
+                   "--scores-csv", str(run / "dev_scores.csv"))
+    checks = {"dev AUROC": dev["auroc"], "normals flagged": dev["fpr_at_threshold"],
+              "abnormals flagged": dev["tpr_at_threshold"],
+              "ABNORMAL without finding": dev.get("abnormal_without_finding", -1)}
+    tbx = evaluate(model, run / "tbx11k.json", "--boxes", str(DATA / "tbx11k_dev" / "boxes.csv"),
+                   "--images", str(DATA / "tbx11k_dev" / "images"))
+    checks["TBX11K pointing"] = tbx["pointing_game"]
+    if pop == "adult":
+        nih = evaluate(model, run / "nih_boxes.json", "--boxes", str(DATA / "nih" / "val" / "boxes.csv"),
+                       "--images", str(abnormal))
+        checks["NIH box pointing"] = nih["pointing_game"]
+        rsna = evaluate(model, run / "rsna.json", "--normal", str(DATA / "rsna" / "val" / "normal"),
+                        "--abnormal", str(abnormal))
+        checks["RSNA normals flagged"] = rsna["fpr_at_threshold"]
+        checks["RSNA normals vs NIH pneumonia AUROC"] = rsna["auroc"]
+    else:
+        shifted = evaluate(model, run / "shifted.json", "--normal", str(normal), "--abnormal", str(abnormal),
+                           "--perturb", "zoom_gamma,markers")
+        for family, f in shifted.get("perturbations", {}).items():
+            checks[f"{family} AUROC"] = f["auroc"]
+    phantoms = evaluate(model, run / "phantoms.json", "--phantoms", "all", "--normal", str(phantom_normals))
+    for kind, sizes in phantoms["kinds"].items():
+        for size, f in sizes.items():
+            checks[f"phantom {kind} {size} flagged"] = f["tpr_at_threshold"]
+            checks[f"phantom {kind} {size} pointing"] = f["pointing_game"]
+    return model_id, checks
+
+
+LOWER_IS_BETTER = {"normals flagged", "RSNA normals flagged", "ABNORMAL without finding"}
+
+
+def verdict(name: str, cand: float, bund: float) -> str:
+    if name in ("normals flagged", "RSNA normals flagged"):
+        return "ok" if cand <= MAX_FPR else "LOSES"
+    if name in LOWER_IS_BETTER:
+        return "ok" if cand <= bund else "LOSES"
+    if cand is None or bund is None:
+        return "n/a"
+    return "ok" if cand >= bund - TOLERANCE else "LOSES"
+
+
+def main() -> int:
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("pediatric", "adult"):
+        raise SystemExit(__doc__)
+    pop, candidate = sys.argv[1], Path(sys.argv[2])
+    bundled = Path(sys.argv[3]) if len(sys.argv) == 4 else ROOT / "SSLAnomaly" / "Resources" / "Models" / pop
+    cid, cand = measure(candidate, pop)
+    bid, bund = measure(bundled, pop)
+    ca, ba = hard_auroc(scores(ROOT / "runs" / "bundling" / cid / "dev_scores.csv"),
+                        scores(ROOT / "runs" / "bundling" / bid / "dev_scores.csv"))
+    cand["hard dev AUROC"], bund["hard dev AUROC"] = ca, ba
+    rows = [f"| check | candidate `{cid}` | bundled `{bid}` | |", "|---|---|---|---|"]
+    losses = 0
+    for name in sorted(set(cand) | set(bund), key=lambda n: (n.startswith("phantom"), n)):
+        c, b = cand.get(name), bund.get(name)
+        v = verdict(name, c, b) if c is not None and b is not None else "n/a"
+        losses += v == "LOSES"
+        fmt = lambda x: "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+        rows.append(f"| {name} | {fmt(c)} | {fmt(b)} | {v} |")
+    decision = "REPLACES the bundled model" if losses == 0 else f"does NOT replace the bundled model ({losses} loss(es))"
+    table = "\n".join(rows) + f"\n\n`scripts/bundling_check.py {pop} {candidate} {bundled}`: the candidate {decision}.\n"
+    print(table)
+    doc = ROOT / "docs" / "model.md"
+    begin, end = f"<!-- bundling:{pop}:begin -->", f"<!-- bundling:{pop}:end -->"
+    text = doc.read_text()
+    if begin in text:
+        text = text[: text.index(begin) + len(begin)] + "\n" + table + text[text.index(end):]
+        doc.write_text(text)
+    return 0 if losses == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
