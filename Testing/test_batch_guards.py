@@ -1,11 +1,17 @@
-"""A batch never writes where it reads, never shares its output folder with a live run, keeps on
---resume only results of this input, model and thresholds, and logs any file name safely."""
+"""A batch never writes where it reads, never shares its output folder with a live run (and never
+mistakes a stale lock for one), keeps on --resume only results of this input, model and thresholds,
+logs any file name safely and cheaply, and ends cleanly on a full disk."""
 
+import errno
 import json
+import os
 import shutil
 import subprocess
+import sys
+import time
 
 from conftest import REPO, data_dir
+from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.outputs import LOCK
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
@@ -31,20 +37,50 @@ def test_an_output_folder_inside_the_inputs_is_refused(small_model, tmp_path):
     assert not (inputs / "results").exists() and not list(inputs.glob("*.findings.json"))
 
 
-def test_a_second_run_into_a_busy_folder_is_refused_and_a_stale_lock_taken_over(small_model, tmp_path):
+def hold_lock(folder):
+    """A live process holding the folder's lock, as a run writing there would (its pid)."""
+    code = ("import sys, time\nfrom SSLAnomalyLib.core.outputs import output_lock\n"
+            "with output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_naming_the_lock_file(small_model, tmp_path):
     inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(["sleep", "60"])
+    holder = hold_lock(out)
     try:
-        (out / LOCK).write_text(str(holder.pid))
+        held = json.loads((out / LOCK).read_text())  # written whole: never an empty lock to misread
+        assert held["pid"] == holder.pid
         r = detect(small_model, out, inputs)
-        assert r.returncode == 2 and f"process {holder.pid}" in r.stderr and not list(out.glob("*.findings.json"))
+        assert r.returncode == 2 and f"process {holder.pid}" in r.stderr and str(out / LOCK) in r.stderr
+        assert not list(out.glob("*.findings.json"))
     finally:
         holder.kill()
         holder.wait()
-    r = detect(small_model, out, inputs)  # the holder is gone: its lock is stale
+    r = detect(small_model, out, inputs)  # the holder was killed: its lock is stale
     assert r.returncode == 0, r.stderr
     assert len(list(out.glob("*.findings.json"))) == 2 and not (out / LOCK).exists()
+
+
+def test_a_lock_whose_pid_now_names_another_process_or_that_is_empty_and_old_is_stale(small_model, tmp_path):
+    inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
+    out.mkdir()
+    unrelated = subprocess.Popen(["sleep", "120"])  # alive, but started after the run that took the lock
+    try:
+        (out / LOCK).write_text(json.dumps({"pid": unrelated.pid, "started": time.time() - 3600, "command": "x"}))
+        assert detect(small_model, out, inputs).returncode == 0 and not (out / LOCK).exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+    (out / LOCK).write_text("")  # created but not yet written: another run is taking it (dated ahead, so that
+    os.utime(out / LOCK, (time.time() + 300, time.time() + 300))  # it is still young when a slow start reads it)
+    r = detect(small_model, out, inputs, extra=("--resume",))
+    assert r.returncode == 2 and str(out / LOCK) in r.stderr
+    os.utime(out / LOCK, (time.time() - 60, time.time() - 60))  # and a minute later it is a leftover
+    r = detect(small_model, out, inputs, extra=("--resume",))
+    assert r.returncode == 0 and "2 already done" in r.stdout and not (out / LOCK).exists()
 
 
 def test_resume_redoes_results_of_other_thresholds(small_model, tmp_path):
@@ -86,3 +122,36 @@ def test_training_on_too_few_normals_is_refused_before_any_work(tmp_path):
                         "--out", str(tmp_path / "m"), "--minutes", "0", "--quiet"], capture_output=True, text=True,
                        cwd=REPO, timeout=120)
     assert r.returncode != 0 and str(tmp_path / "empty") in r.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_full_disk_ends_the_batch_naming_the_folder_and_leaves_no_lock_or_temporary(small_model, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """The disk fills while heatmaps are written (ENOSPC from fsync, where a full disk shows)."""
+    inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
+    real_fsync = os.fsync
+
+    def full(fd):
+        if ".heatmap.nrrd.tmp" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    code = main(["detect", "--model", str(small_model), "--out", str(out), "--quiet", str(inputs)])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and str(out) in err and "--resume" in err
+    assert not (out / LOCK).exists() and not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_thousands_of_unreadable_files_cost_no_more_per_file_at_the_end(small_model, tmp_path, monkeypatch):
+    """Each failure is appended to failures.log, never the whole log rewritten and synced again."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(600):
+        (inputs / f"{i:04d}.png").write_bytes(b"")
+    syncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: syncs.append(fd) or real_fsync(fd))
+    assert main(["detect", "--model", str(small_model), "--out", str(tmp_path / "out"), "--quiet", str(inputs)]) == 1
+    rows = [json.loads(line) for line in (tmp_path / "out" / "failures.log").read_text().splitlines()]
+    assert len(rows) == 600 and all(r["reason"] == "file is empty" for r in rows)
+    assert len(syncs) < 10, f"{len(syncs)} fsyncs for 600 failures"

@@ -1,9 +1,13 @@
-"""A batch interrupted at any moment (SIGINT, then SIGKILL) leaves only complete results, and
-`--resume` finishes exactly what is missing, with results identical to an uninterrupted run."""
+"""A batch interrupted at any moment (SIGINT, SIGTERM, SIGKILL) leaves only complete results, and
+`--resume` finishes exactly what is missing, with results identical to an uninterrupted run; it
+keeps a result only while its input file is the same image and every promised file is there."""
 
 import json
+import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -11,7 +15,9 @@ import SimpleITK as sitk
 from PIL import Image
 
 from conftest import REPO, data_dir
-from SSLAnomalyLib.core.outputs import BATCH_INDEX, SUFFIXES
+from SSLAnomalyLib.core.outputs import LOCK, SUFFIXES
+from SSLAnomalyLib.core.resume import BATCH_INDEX
+from SSLAnomalyLib.core.worklist import WORKLIST
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
@@ -45,12 +51,12 @@ def assert_only_complete_results(out):
         sitk.ReadImage(str(out / f"{name}.heatmap.nrrd"))
         Image.open(out / f"{name}.overlay.png").load()
     for p in out.iterdir():
-        assert p.name.startswith(".") or p.name.endswith(SUFFIXES) or p.name == BATCH_INDEX, p
+        assert p.name.startswith(".") or p.name.endswith(SUFFIXES) or p.name in (BATCH_INDEX, WORKLIST), p
 
 
 def snapshot(out) -> dict:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.iterdir()
-            if not p.name.startswith(".") and p.name != BATCH_INDEX}  # the index is rewritten by every run
+            if not p.name.startswith(".") and p.name not in (BATCH_INDEX, WORKLIST)}  # rewritten by every run
 
 
 def test_interrupted_batch_resumes_to_the_uninterrupted_results(small_model, tmp_path):
@@ -91,3 +97,76 @@ def test_interrupted_batch_resumes_to_the_uninterrupted_results(small_model, tmp
         assert np.array_equal(sitk.GetArrayFromImage(heat), sitk.GetArrayFromImage(ref))
         assert heat.GetSpacing() == ref.GetSpacing() and heat.GetOrigin() == ref.GetOrigin()
         assert np.array_equal(*(np.asarray(Image.open(d / f"{name}.overlay.png")) for d in (out, reference)))
+
+
+def test_sigterm_ends_the_batch_cleanly(small_model, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for kind in ("pneumonia", "normal"):
+        for f in sorted(data_dir("kermany_fullres", kind).iterdir()):
+            (inputs / f.name).symlink_to(f)
+    out = tmp_path / "out"
+    r = interrupt_after(detect(small_model, inputs, out), out, 2, signal.SIGTERM)
+    assert r.returncode == 143 and "terminated" in r.stderr and "--resume" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / LOCK).exists() and not list(out.glob(".*")), "the lock or temporary files were left behind"
+    assert_only_complete_results(out)
+    assert len(done_cases(out)) < len(list(inputs.iterdir())), "the batch was not interrupted mid-run"
+    r = subprocess.run(detect(small_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and done_cases(out) == {f.stem for f in inputs.iterdir()}
+
+
+def two_inputs(folder):
+    folder.mkdir()
+    pneumonia, normal = (sorted(data_dir("kermany_fullres", k).iterdir())[0] for k in ("pneumonia", "normal"))
+    shutil.copy(pneumonia, folder / "a.jpeg")
+    shutil.copy(normal, folder / "b.jpeg")
+    return folder, normal
+
+
+def image_ids(out) -> dict[str, str]:
+    return {p.name.split(".")[0]: json.loads(p.read_text())["image_id"] for p in out.glob("*.findings.json")}
+
+
+def test_resume_redoes_a_case_whose_input_file_was_replaced(small_model, tmp_path):
+    inputs, normal = two_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert subprocess.run(detect(small_model, inputs, out), capture_output=True, cwd=REPO).returncode == 0
+    before = image_ids(out)
+    os.utime(inputs / "b.jpeg")  # touched, the same bytes: kept
+    r = subprocess.run(detect(small_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert "(2 already done)" in r.stdout
+    shutil.copy(normal, inputs / "a.jpeg")  # another image under the same name: done again
+    r = subprocess.run(detect(small_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "(1 already done)" in r.stdout
+    after = image_ids(out)
+    assert after["a"] != before["a"] and after["a"] == after["b"] == before["b"]
+
+
+def test_resume_without_an_index_record_compares_the_image_itself(small_model, tmp_path):
+    """A run killed before it saved the index: the results are judged by the input's pixels."""
+    inputs, normal = two_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert subprocess.run(detect(small_model, inputs, out), capture_output=True, cwd=REPO).returncode == 0
+    index = json.loads((out / BATCH_INDEX).read_text())
+    (out / BATCH_INDEX).write_text(json.dumps([{"name": r["name"], "input": r["input"]} for r in index]))
+    shutil.copy(normal, inputs / "a.jpeg")
+    r = subprocess.run(detect(small_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "(1 already done)" in r.stdout
+    assert image_ids(out)["a"] == image_ids(out)["b"]
+    assert all("sha256" in row for row in json.loads((out / BATCH_INDEX).read_text()))  # recorded again
+
+
+def test_resume_requires_every_file_the_options_promise_and_clears_killed_staging(small_model, tmp_path):
+    inputs, _ = two_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert subprocess.run(detect(small_model, inputs, out), capture_output=True, cwd=REPO).returncode == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    staging = out / f".sslanomaly-staging-{dead}-x1y2z3"  # what a run killed while writing a bundle leaves
+    staging.mkdir()
+    (staging / "a.mrb").write_bytes(b"PK half a bundle")
+    r = subprocess.run(detect(small_model, inputs, out, "--resume", "--mrb"), capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "already done" not in r.stdout and (out / "a.mrb").is_file() and (out / "b.mrb").is_file()
+    assert not staging.exists()

@@ -82,3 +82,24 @@ def test_evaluate_boxes_reports_localisation(default_model, tmp_path):
     result = json.loads((tmp_path / "b.json").read_text())
     assert 0 <= result["pointing_game"] <= 1 and 0 <= result["box_auroc"] <= 1
     assert result["n_images"] >= 5
+
+
+def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediatric_model, tmp_path):
+    normal, abnormal = tmp_path / "normal", tmp_path / "abnormal"
+    normal.mkdir()
+    abnormal.mkdir()
+    normals = sorted(data_dir("kermany", "val", "normal").iterdir())[:2]
+    pneumonias = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]
+    for f in normals + [pneumonias[0]]:
+        shutil.copy(f, normal / f.name)
+    shutil.copy(normals[0], normal / "copy-of-first.jpeg")
+    for f in pneumonias:
+        shutil.copy(f, abnormal / f.name)
+    r = run("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
+            "--json", tmp_path / "e.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    warnings = json.loads((tmp_path / "e.json").read_text())["warnings"]
+    assert len(warnings) == 2 and all(f"warning: {w}" in r.stderr for w in warnings)
+    both = next(w for w in warnings if "in both the normal and the abnormal folder" in w)
+    assert str(normal / pneumonias[0].name) in both and str(abnormal / pneumonias[0].name) in both
+    assert any("2 times in the normal folder" in w and "copy-of-first.jpeg" in w for w in warnings)

@@ -1,5 +1,6 @@
 """Batch detection on a Dask LocalCluster of two worker processes gives the same files as
-`sslanomaly detect`, and a bad input is a row with its reason, not a failed batch."""
+`sslanomaly detect`, and a bad input is a row with its reason (and a line of failures.log), not a
+failed batch (test_batch_runners.py compares all three runners, resume included)."""
 
 import json
 
@@ -25,16 +26,18 @@ def test_two_local_workers_match_the_cli(small_model, tmp_path):
     (src / "broken.png").write_bytes(b"not a png")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        rows = detect_on_dask(client, [src], tmp_path / "dask", model=str(small_model), device="cpu")
+        report = detect_on_dask(client, [src], tmp_path / "dask", model=str(small_model), device="cpu")
     assert main(["detect", "--model", str(small_model), "--out", str(tmp_path / "cli"), "--quiet", str(src)]) == 1
 
-    assert [r["name"] for r in rows] == ["broken"] + sorted(f.stem for f in src.glob("*.jpeg"))
-    assert rows[0]["error"] and all(r["error"] is None for r in rows[1:])
+    rows = sorted(report.rows, key=lambda r: r.name)
+    assert [r.name for r in rows] == ["broken"] + sorted(f.stem for f in src.glob("*.jpeg"))
+    assert rows[0].error and all(r.error is None for r in rows[1:])
+    assert json.loads((tmp_path / "dask" / "failures.log").read_text())["input"] == str(src / "broken.png")
     for r in rows[1:]:
-        ours = json.loads((tmp_path / "dask" / f"{r['name']}.findings.json").read_text())
-        theirs = json.loads((tmp_path / "cli" / f"{r['name']}.findings.json").read_text())
-        assert ours == theirs
-        heat = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / f"{r['name']}.heatmap.nrrd")))
+        ours = json.loads((tmp_path / "dask" / f"{r.name}.findings.json").read_text())
+        theirs = json.loads((tmp_path / "cli" / f"{r.name}.findings.json").read_text())
+        assert ours == theirs == r.document
+        heat = [sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / f"{r.name}.heatmap.nrrd")))
                 for d in ("dask", "cli")]
-        np.testing.assert_allclose(heat[0], heat[1], atol=1e-6)
-        assert (tmp_path / "dask" / f"{r['name']}.overlay.png").stat().st_size > 0
+        np.testing.assert_array_equal(heat[0], heat[1])
+        assert (tmp_path / "dask" / f"{r.name}.overlay.png").stat().st_size > 0

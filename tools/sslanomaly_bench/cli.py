@@ -5,16 +5,18 @@ neither imports POSIX-only modules (`resource`) or the test harness."""
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from sslanomaly_bench.hostile import hostile_inputs
 from sslanomaly_bench.machine import load_now, machine
 from sslanomaly_bench.scale import scale
-from sslanomaly_bench.stages import (FULL, QUICK, TARGETS, batch, dask_section, gpu, hostile_inputs, long_batch,
-                                     model_load, slicer_logic, stages, start_imports, training)
+from sslanomaly_bench.stages import (FULL, QUICK, TARGETS, batch, dask_section, gpu, long_batch, model_load,
+                                     slicer_logic, stages, start_imports, training, unreadable)
 
 
 def run(args) -> dict:
@@ -55,6 +57,7 @@ def run(args) -> dict:
             ("gpu", lambda: gpu(args.model, files, work)),
             ("dask", lambda: dask_section(args.model, files, work)),
             ("hostile_inputs", lambda: hostile_inputs(args.model, work, p["hostile_slices"])),
+            ("unreadable", lambda: unreadable(args.model, work, p["unreadable"])),
         ]
         if args.sections:
             sections = [s for s in sections if s[0] in args.sections]
@@ -67,9 +70,28 @@ def run(args) -> dict:
             results[name] = value
     results["load_after"] = load_now()
     results["bench_seconds"] = round(time.perf_counter() - t_start, 1)
+    if args.sections:
+        carry_over(results, Path(args.out).with_suffix(".json"))
     results["targets"] = targets(results)
     write_report(results, Path(args.out))
     return results
+
+
+def carry_over(results: dict, previous_json: Path) -> None:
+    """Sections this run did not measure keep their figures from the report being replaced (each
+    marked with the run that measured it), so that `--sections` updates a full report in place."""
+    from sslanomaly_bench.report import SECTIONS
+
+    try:
+        previous = json.loads(previous_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    results["carried_over"] = {}
+    for name, value in previous.items():
+        if name in SECTIONS and name not in results:
+            results[name] = value
+            results["carried_over"][name] = previous.get("carried_over", {}).get(name) or \
+                {"command": previous.get("command"), "started": previous.get("started")}
 
 
 def targets(results: dict) -> list[dict]:
@@ -81,6 +103,8 @@ def targets(results: dict) -> list[dict]:
             ("start + model load, seconds", b.get("start_and_load_s"), TARGETS["start_s"]),
             ("peak resident memory, MB", peak, TARGETS["peak_rss_mb"]),
             ("peak resident memory on a hostile input, MB", hostile, TARGETS["peak_rss_mb"]),
+            ("outputs of a 1,000-image batch, GB", b.get("outputs_gb_per_1000_images"),
+             TARGETS["outputs_gb_per_1000"]),
             (f"RSS growth over the long batch, MB ({lb.get('n_images', 0)} images)", lb.get("rss_growth_mb"),
              TARGETS["growth_mb"])]
     return [{"target": t, "measured": v, "limit": lim, "met": None if v is None else v <= lim} for t, v, lim in rows]

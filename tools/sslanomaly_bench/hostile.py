@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sslanomaly_bench.processes import detect_command, run_process
+
 
 def deflate_bomb(path: Path, side: int = 15000) -> Path:
     """A DICOM a few hundred KB long whose deflated data set inflates to side^2 x 2 bytes (450 MB at
@@ -73,3 +75,18 @@ def write_all(folder: Path, many: int = 1000, large: int = 240) -> dict[str, str
             many_name: f"{many} slices of 128 x 128 (many slices)",
             large_name: f"{large} slices of 512 x 512 ({large * 512 * 512 / 1e6:.1f} M pixels, under the 64 Mi volume limit)",
             "slices4100x128.nii.gz": "4100 slices of 128 x 128 (67.2 M pixels, over the volume limit)"}
+
+
+def hostile_inputs(model: str, work: Path, slices: tuple[int, int] = (1000, 240)) -> dict:
+    """Whole `sslanomaly detect` processes on each large hostile input (hostile.py; `slices`: of the
+    two scored volumes), one process per input: its exit status, what it said, and its peak resident
+    memory (issue 16's 2 GB budget), that process's own (processes.py)."""
+    folder = work / "hostile"
+    rows = []
+    for name, what in write_all(folder, *slices).items():
+        r = run_process(detect_command() + ["detect", "--model", model, "--out", str(work / f"hostile-{name}"), "--quiet",
+                                            str(folder / name)])
+        said = [line.replace(str(folder / name), name) for line in r["stderr_tail"] if line.startswith(("error", "warning"))]
+        rows.append({"input": name, "what": what, "returncode": r["returncode"], "seconds": r["seconds"],
+                     "peak_rss_mb": r["peak_rss_mb"], "said": " / ".join(said) or "(nothing)"})
+    return {"rows": rows, "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)}

@@ -20,6 +20,7 @@ SECTIONS = {
     "scale": "Scale: the refit (`train --minutes 0`) on 1x, 4x and 16x the normals",
     "dask": "Scale-out: the batch on Dask (two local worker processes)",
     "hostile_inputs": "Hostile inputs: peak memory of `sslanomaly detect` on small files that promise many pixels",
+    "unreadable": "Unreadable inputs: one batch of thousands of files that all fail",
 }
 
 NOTES = {
@@ -33,8 +34,12 @@ NOTES = {
     "batch": (
         "`start_and_load_s`: `sslanomaly detect` on an empty folder (the process starts, loads and verifies "
         "the model, then finds no input). Marginal seconds per radiograph = (time on all images - time on 1) / "
-        "(images - 1). Peak RSS is the kernel's maximum resident set size of each detect process (its "
-        "rusage), the largest over all runs. The best of the repeats is kept; every run is in the JSON."),
+        "(images - 1): reading and preparing the next input on one thread, scoring on the main thread and "
+        "writing the results (heatmap, overlay, findings JSON) on a third overlap. Peak RSS is the kernel's "
+        "high-water mark of each detect process's own memory (VmHWM), the largest over all runs. "
+        "`output_mb_per_image` is the size of everything the batch wrote (heatmaps as gzip uint8 NRRD, "
+        "overlays, findings JSONs, index, worklist) per image. The best of the repeats is kept; every run is "
+        "in the JSON."),
     "long_batch": (
         "Inputs are symbolic links cycling through the radiographs; finished cases' heatmaps and overlays are "
         "deleted as the batch goes so the disk does not fill. RSS is sampled every second; RSS growth = the "
@@ -59,9 +64,14 @@ NOTES = {
         "own rusage maximum. `detect_s` is the fastest of 4 in-process detections with the refitted model."),
     "hostile_inputs": (
         "Written by `tools/sslanomaly_bench/hostile.py` into a temporary folder (never committed), each scored "
-        "by its own `sslanomaly detect` process; peak RSS is that process's rusage maximum. Volumes are scored "
+        "by its own `sslanomaly detect` process; peak RSS is that process's own high-water mark (VmHWM; the "
+        "rusage maximum also counted the benchmark's own memory at the start of the command). Volumes are scored "
         "32 slices at a time; the input and its heatmap are held whole, hence the volume pixel limit "
         "(`core/read_limits.py`)."),
+    "unreadable": (
+        "Empty `.png` files, each refused with its reason; the whole process, start and model load included. "
+        "Each failure is appended to failures.log as it happens (it was rewritten and synced whole after each "
+        "failure: 74 s for 5,000 files)."),
     "slicer_logic": (
         "`SSLAnomalyLogic` from SSLAnomaly.py under the headless harness (real MRML scene, volume and storage "
         "nodes): `loadVolume`, `detect` (which converts the volume node, runs the core detector and shows "
@@ -88,15 +98,18 @@ SCALE_OUT = """\
 **Batch scoring on Dask.** `SSLAnomalyLib.core.dask_batch.detect_on_dask(client, inputs, out_dir,
 model=...)` runs the batch on any Dask cluster (`pip install -e '.[distributed]'`): a
 `LocalCluster` on one machine, or `dask-scheduler` plus `dask-worker` processes on many (or
-dask-jobqueue on a Slurm/PBS cluster, dask-kubernetes on Kubernetes). Only file paths go to the
-workers and only a small status row per input comes back; each worker process loads the detector
-once and writes the same `<name>.findings.json`, `.heatmap.nrrd` and `.overlay.png` as
-`sslanomaly detect`, so inputs and the output folder must be on storage every worker sees (NFS,
-a shared volume, or an object-store mount). At most four tasks per worker thread are queued at a
+dask-jobqueue on a Slurm/PBS cluster, dask-kubernetes on Kubernetes). Only the cases (file
+paths and names) go to the workers and only a row per case comes back; each worker process loads
+the detector once and writes the same files as `sslanomaly detect` (the same per-case code), so
+inputs and the output folder must be on storage every worker sees (NFS, a shared volume, or an
+object-store mount). The driver keeps the batch's books with the command line's runner
+(`core/batch.py`): the folder's lock, `--resume`, failures.log, batch_index.json, the drift check
+and worklist.csv. At most four tasks per worker thread are queued at a
 time, so the scheduler's memory stays flat over a batch of any length; a worker that dies has its
 tasks rescheduled by Dask. Give each worker process `threads_per_worker=1` and as many torch
 threads as its cores (one worker per GPU on GPU nodes). `Testing/test_dask_batch.py` runs it on a
-`LocalCluster` with two worker processes and checks the outputs match `sslanomaly detect`.
+`LocalCluster` with two worker processes and `Testing/test_batch_runners.py` checks that its files,
+log, index and worklist match `sslanomaly detect` and the Slicer Logic's, and that it resumes alike.
 
 **Training on several GPUs (`torchrun`).** Not implemented; the way to add it: start one process
 per GPU with `torchrun --nproc_per_node=G -m SSLAnomalyLib.cli train ...`, call
@@ -124,8 +137,11 @@ def _table(d: dict, skip=("rss_samples", "samples_columns", "rows", "all_seconds
     return lines
 
 
-def _section(name: str, d) -> list[str]:
+def _section(name: str, d, carried: dict | None = None) -> list[str]:
     out = [f"## {SECTIONS[name]}", ""]
+    if carried:
+        out += [f"*Not measured by this run: carried over from `{carried['command']}`, started {carried['started']}.*",
+                ""]
     if not isinstance(d, dict):
         return out + ["not measured", ""]
     if "skipped" in d or "error" in d:
@@ -178,7 +194,7 @@ def render(results: dict) -> str:
     lines.append("")
     for name in SECTIONS:
         if name in results:  # all of them, unless --sections chose some
-            lines += _section(name, results[name])
+            lines += _section(name, results[name], results.get("carried_over", {}).get(name))
     lines.append(SCALE_OUT)
     return "\n".join(lines)
 

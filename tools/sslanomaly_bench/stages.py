@@ -2,10 +2,10 @@
 full-resolution radiographs and recorded, with the machine and the exact command, in
 docs/benchmarks.md and a JSON beside it, so that every figure quoted can be regenerated.
 
-Whole-process figures come from `sslanomaly detect` run as a subprocess (wall time, and peak
-resident memory from the kernel's rusage of that child). The split of one detection into stages
-comes from cProfile around the real code path (cumulative time of the functions that do each
-stage), so the benchmark never re-implements the pipeline it measures.
+Whole-process figures come from `sslanomaly detect` run as a subprocess (processes.py: wall time,
+and the process's own peak resident memory). The split of one detection into stages comes from
+cProfile around the real code path (cumulative time of the functions that do each stage), so the
+benchmark never re-implements the pipeline it measures.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import json
-import os
 import pstats
 import shutil
 import statistics
@@ -25,76 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-TARGETS = {"marginal_s": 0.5, "start_s": 3.0, "peak_rss_mb": 2048, "growth_mb": 64}
+from sslanomaly_bench.processes import detect_command, run_process
+
+TARGETS = {"marginal_s": 0.06, "start_s": 3.0, "peak_rss_mb": 2048, "growth_mb": 64, "outputs_gb_per_1000": 1.5}
 QUICK = dict(images=3, long=0, repeats=1, scale_normals=12, train_steps=1, train_batch=4, slicer_images=1,
-             hostile_slices=(64, 64))  # two score chunks each: the chunking is exercised, not the full size
-FULL = dict(train_batch=32, slicer_images=4, hostile_slices=(1000, 240))
-
-
-def detect_command() -> list[str]:
-    """The installed `sslanomaly` next to this Python, else the same entry point through -m."""
-    script = Path(sys.executable).with_name("sslanomaly")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "SSLAnomalyLib.cli"]
-
-
-def run_process(cmd: list[str], watch_out: Path | None = None, sample_s: float = 1.0) -> dict:
-    """Wall time, exit status and peak RSS (rusage of this one child) of a command; with
-    `watch_out`, RSS sampled along the way against the number of finished cases, whose bulky
-    files are deleted as they complete so that a long batch does not fill the disk."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        samples, next_sample = [], t0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            now = time.perf_counter()
-            if pid:
-                break
-            if watch_out is not None and now >= next_sample:
-                samples.append([round(now - t0, 1), _finished(watch_out), _rss_mb(proc.pid)])
-                next_sample = now + sample_s
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
-    return {"seconds": round(now - t0, 3), "returncode": proc.returncode,
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "samples": samples, "stderr_tail": tail}
-
-
-def hostile_inputs(model: str, work: Path, slices: tuple[int, int] = FULL["hostile_slices"]) -> dict:
-    """Whole `sslanomaly detect` processes on each large hostile input (hostile.py; `slices`: of the
-    two scored volumes), one process per input: its exit status, what it said, and its peak resident
-    memory (issue 16's 2 GB budget)."""
-    from sslanomaly_bench.hostile import write_all
-
-    folder = work / "hostile"
-    rows = []
-    for name, what in write_all(folder, *slices).items():
-        r = run_process(detect_command() + ["detect", "--model", model, "--out", str(work / f"hostile-{name}"), "--quiet",
-                                            str(folder / name)])
-        said = [line.replace(str(folder / name), name) for line in r["stderr_tail"] if line.startswith(("error", "warning"))]
-        rows.append({"input": name, "what": what, "returncode": r["returncode"], "seconds": r["seconds"],
-                     "peak_rss_mb": r["peak_rss_mb"], "said": " / ".join(said) or "(nothing)"})
-    return {"rows": rows, "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)}
-
-
-def _finished(out: Path) -> int:
-    done = list(out.glob("*.findings.json"))
-    for f in done:
-        name = f.name[: -len(".findings.json")]
-        for suffix in (".heatmap.nrrd", ".overlay.png"):
-            (out / f"{name}{suffix}").unlink(missing_ok=True)
-    return len(done)
-
-
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+             hostile_slices=(64, 64), unreadable=50)  # hostile: two score chunks each, not the full size
+FULL = dict(train_batch=32, slicer_images=4, hostile_slices=(1000, 240), unreadable=5000)
 
 
 def model_load(model: str, repeats: int = 3) -> dict:
@@ -202,11 +137,14 @@ def batch(model: str, files: list[Path], work: Path, repeats: int, device: str =
     empty = work / "empty"
     empty.mkdir(exist_ok=True)
     runs = {"start": [], "one": [], "all": []}
+    output_bytes = 0
     for r in range(repeats):
         for kind, inputs in (("start", [empty]), ("one", files[:1]), ("all", files)):
             out = work / f"out-{device}-{kind}"
             runs[kind].append(run_process(cmd + ["detect", "--model", model, "--out", str(out), "--quiet",
                                                  "--device", device] + [str(p) for p in inputs]))
+            if kind == "all":
+                output_bytes = sum(p.stat().st_size for p in out.iterdir())
             shutil.rmtree(out, ignore_errors=True)
     best = {k: min(v, key=lambda x: x["seconds"]) for k, v in runs.items()}
     for kind, run in best.items():
@@ -219,6 +157,8 @@ def batch(model: str, files: list[Path], work: Path, repeats: int, device: str =
             "all_images_s": best["all"]["seconds"],
             "marginal_s_per_image": round((best["all"]["seconds"] - best["one"]["seconds"]) / max(1, n - 1), 3),
             "peak_rss_mb": max(r["peak_rss_mb"] for v in runs.values() for r in v),
+            "output_mb_per_image": round(output_bytes / n / 2**20, 3),
+            "outputs_gb_per_1000_images": round(output_bytes / n * 1000 / 2**30, 3),
             "all_seconds": {k: [r["seconds"] for r in v] for k, v in runs.items()},
             "command": f"sslanomaly detect --model MODEL --out OUT --quiet --device {device} INPUTS"}
 
@@ -395,3 +335,17 @@ def dask_section(model: str, files: list[Path], work: Path) -> dict:
     return {"workers": 2, "n_images": len(files), "cluster_start_s": round(t1 - t0, 2),
             "seconds": round(t2 - t1, 2), "seconds_per_image": round((t2 - t1) / len(files), 3),
             "failed": len(failed)}
+
+
+def unreadable(model: str, work: Path, n: int) -> dict:
+    """One `sslanomaly detect` process over `n` unreadable files (empty PNGs): every one a failure,
+    reported and logged as it happens, at a cost per failure that must not grow with the batch."""
+    folder = work / "unreadable"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"{i:05d}.png").write_bytes(b"")
+    out = work / "unreadable-out"
+    r = run_process(detect_command() + ["detect", "--model", model, "--out", str(out), "--quiet", str(folder)])
+    logged = len((out / "failures.log").read_text().splitlines()) if (out / "failures.log").exists() else 0
+    return {"n_files": n, "seconds": r["seconds"], "returncode": r["returncode"], "failures_logged": logged,
+            "peak_rss_mb": r["peak_rss_mb"]}

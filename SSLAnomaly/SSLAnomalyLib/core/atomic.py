@@ -1,9 +1,10 @@
 """Writing a file so that readers see the old version or the new one, never half of one.
 
 Every temporary file is named after its target and the process writing it
-(`.<name>.tmp<pid>-<token>`, and the format's extension for writers that choose by it), so a run only
-ever removes leftovers of processes that no longer exist, never another live run's files or the
-user's own; and no temporary name ends like a result (`.findings.json`, `.heatmap.nrrd`).
+(`.<name>.tmp<pid>-<token>`, and the format's extension for writers that choose by it; staging
+folders `.sslanomaly-staging-<pid>-<token>`), so a run only ever removes leftovers of processes that
+no longer exist, never another live run's files or the user's own; and no temporary name ends like
+a result (`.findings.json`, `.heatmap.nrrd`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 LEFTOVER = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\.[^.]*){0,2}$")
+STAGING_PREFIX = ".sslanomaly-staging-"  # + "<pid>-": a folder of files written all-or-nothing (staging.py)
+LEFTOVER_STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}(\d+)-")
 
 
 @contextmanager
@@ -24,7 +28,7 @@ def atomic_path(path, keep_extension: bool = False):
     temporary name with the format's extension (.nrrd, .nii.gz), for writers that choose by it."""
     path = Path(path)
     extension = (".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix) if keep_extension else ""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{extension}")
+    tmp = temporary_name(path, extension)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -34,6 +38,11 @@ def atomic_path(path, keep_extension: bool = False):
         tmp.unlink(missing_ok=True)
 
 
+def temporary_name(path: Path, extension: str = "") -> Path:
+    """A name beside `path` for a temporary file of this process (`remove_leftovers` knows it)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}{extension}")
+
+
 def atomic_write_text(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -41,14 +50,19 @@ def atomic_write_text(path, text: str) -> Path:
 
 
 def remove_leftovers(folder) -> list[Path]:
-    """Delete the temporary files that writers which no longer run left in `folder` (a killed run);
-    returns them. A live process's files and anything not named by `atomic_path` stay."""
+    """Delete the temporary files and staging folders (with their partial files, e.g. a half-written
+    scene bundle) that writers which no longer run left in `folder` (a killed run); returns them.
+    A live process's files and anything not named by `atomic_path` or staging stay."""
     import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`, and the CLI imports this file
 
     removed = []
     for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
-        named = LEFTOVER.match(p.name)
-        if named and p.is_file() and not psutil.pid_exists(int(named[1])):
-            p.unlink(missing_ok=True)
+        file, staging = LEFTOVER.match(p.name), LEFTOVER_STAGING.match(p.name)
+        named = file if file and p.is_file() else staging if staging and p.is_dir() and not p.is_symlink() else None
+        if named and not psutil.pid_exists(int(named[1])):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -2,7 +2,8 @@
 
 Files are first written into a hidden staging folder beside their targets and moved into place
 only when every one was written, so a failed export leaves no half-written result; an existing
-target is an error unless the caller asked to overwrite.
+target is an error unless the caller asked to overwrite. The staging folder carries the process id,
+so that the next batch into the folder removes what a killed run left (atomic.remove_leftovers).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from SSLAnomalyLib.core.atomic import STAGING_PREFIX
 
 
 @contextlib.contextmanager
@@ -24,7 +27,7 @@ def staged_files(targets: dict[str, Path], overwrite: bool = False):
     out_dirs = {p.parent for p in targets.values()}
     for d in out_dirs:
         d.mkdir(parents=True, exist_ok=True)
-    staging = {d: Path(tempfile.mkdtemp(prefix=".sslanomaly-staging-", dir=d)) for d in out_dirs}
+    staging = {d: Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=d)) for d in out_dirs}
     try:
         staged = {key: staging[p.parent] / p.name for key, p in targets.items()}
         yield staged

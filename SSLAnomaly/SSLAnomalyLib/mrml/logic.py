@@ -13,7 +13,6 @@ method that needs them calls `ensureDependencies()` first and then imports the g
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -151,59 +150,23 @@ class AnomalyLogic:
 
     def detectBatch(self, inputs, outputFolder, model: str = "default", device: str = "auto",
                     formats=None, overwrite: bool = False, progress=None,
-                    falsePositiveRate: float | None = None) -> list[dict]:
+                    falsePositiveRate: float | None = None, resume: bool = False,
+                    spacing: float | None = None) -> list[dict]:
         """Detect on each of `inputs` (files, folders, volume nodes, or None for every volume in
-        the scene) and export each case into `outputFolder` (default formats: all but the scene
-        bundle). `progress(done, total, name)` is called after each case; returning False stops
-        the batch. A case that fails is reported in its row and the batch goes on. Cases read
-        from files are removed from the scene once exported; the scene's own volumes stay.
-        Returns one row per case: {"input", "files"} or {"input", "error"}."""
-        self.ensureDependencies()
-        from SSLAnomalyLib.core.drift import warn_batch
-        from SSLAnomalyLib.mrml.case import remove_case
-        from SSLAnomalyLib.mrml.export import default_formats
+        the scene) and write each case into `outputFolder`: the files `sslanomaly detect --lungs`
+        writes, and the Slicer export in `formats` (default: all that apply but the scene bundle).
+        The batch runs as the command line's does (SSLAnomalyLib/core/batch.py): the folder is
+        locked, failures go to failures.log, and batch_index.json, worklist.csv and the drift check
+        are written; `resume` keeps what an earlier batch finished for the same input and model;
+        `spacing` (mm) is used for inputs without a pixel spacing (PNG, JPEG). `progress(done,
+        total, name)` is called after each case; returning False stops the batch. A case that fails
+        is reported in its row and the batch goes on. Cases read from files are removed from the
+        scene once exported; the scene's own volumes stay. Returns one row per case run:
+        {"input", "files"} or {"input", "error"} (and "warning" when the batch drifts)."""
+        detector = self.loadDetector(model, device, falsePositiveRate)
+        from SSLAnomalyLib.mrml.batch import detect_batch
 
-        cases = self._batchCases(inputs)
-        rows, percentiles = [], []
-        for done, (name, getVolume, fromFile) in enumerate(cases, start=1):
-            volume = None
-            try:
-                volume = getVolume()
-                result = self.detect(volume, model, device, falsePositiveRate=falsePositiveRate)
-                chosen = default_formats(volume, scene_bundle=False) if formats is None else formats
-                written = self.exportCase(volume, outputFolder, formats=chosen, overwrite=overwrite)
-                rows.append({"input": name, "files": {k: str(v) for k, v in written.items()}})
-                percentiles.append((written.get("json"), result.percentile))
-            except Exception as e:  # one bad case must not stop the batch
-                logging.error(f"SSL Anomaly: {name}: {e}")
-                rows.append({"input": name, "error": f"{type(e).__name__}: {e}"})
-            finally:
-                if fromFile and volume is not None:
-                    remove_case(volume)
-            if progress is not None and progress(done, len(cases), name) is False:
-                break
-        warning = warn_batch(percentiles)  # carried by every findings JSON of the batch
-        if warning:  # and said once
-            logging.warning(f"SSL Anomaly: {warning}")
-            for row in rows:
-                row["warning"] = warning
-        return rows
-
-    def _batchCases(self, inputs) -> list:
-        """(name, function giving the volume node, read from a file?) per case; files are read only
-        when their turn comes."""
-        from SSLAnomalyLib.core.io import list_inputs
-        from SSLAnomalyLib.mrml.heatmap import is_heatmap
-
-        if inputs is None:  # the scene's images, not labelmaps or the module's own heatmaps
-            inputs = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                      if n.GetClassName() != "vtkMRMLLabelMapVolumeNode" and not is_heatmap(n)]
-        elif isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "GetID"):
-            inputs = [inputs]
-        nodes = [i for i in inputs if hasattr(i, "GetID")]
-        paths = list_inputs([i for i in inputs if not hasattr(i, "GetID")])
-        return ([(n.GetName(), lambda n=n: n, False) for n in nodes]
-                + [(str(p), lambda p=p: self.loadVolume(p), True) for p in paths])
+        return detect_batch(detector, inputs, outputFolder, formats, overwrite, progress, resume, spacing)
 
     # --- display ------------------------------------------------------------------------------
     def caseResult(self, volumeNode):
