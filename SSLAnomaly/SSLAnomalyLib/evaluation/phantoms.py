@@ -135,15 +135,17 @@ def _within(alpha: np.ndarray, field: np.ndarray) -> np.ndarray:
     return np.where(alpha >= 0.01, alpha, 0).astype(np.float32)
 
 
-def _opacify(chest: Chest, alpha: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _opacify(chest: Chest, alpha: np.ndarray, rng: np.random.Generator,
+             adds: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Blend towards soft tissue by `alpha`, keeping 40 % of the fine texture (vessels, ribs show through
     a real opacity, fainter; clipped so that the lung's own border leaves no outline) plus a little
-    mottling. Where the image is already that bright (a rib, the heart) it still brightens by a quarter
-    of the lung-to-soft-tissue contrast: density adds to what lies in front and behind."""
+    mottling. A lesion (`adds`) over what is already that bright (a rib, the heart) still brightens it
+    by a quarter of the lung-to-soft-tissue contrast, as density adds; a heart that grows into the lung
+    replaces lung and leaves soft tissue as it was."""
     x = chest.image
     detail = np.clip(x - ndimage.gaussian_filter(x, max(1.0, 0.01 * chest.span)), -0.04, 0.04)
     texture = 0.4 * detail + 0.015 * _smooth_noise(x.shape, 0.02 * chest.span, rng)
-    floor = 0.25 * max(chest.soft_tissue - chest.lung_level, 0.05)
+    floor = 0.25 * max(chest.soft_tissue - chest.lung_level, 0.05) if adds else 0.0
     out = x + alpha * np.maximum(chest.soft_tissue + texture - x, floor)
     return np.clip(out, 0, 1).astype(np.float32), alpha > 0
 
@@ -247,7 +249,7 @@ def cardiomegaly(chest: Chest, rng: np.random.Generator) -> tuple[np.ndarray, np
     gap = (l_first[rows] - r_last[rows] - 1).astype(np.float32)
     target = max(rng.uniform(*TARGET_CTR), float(gap.max()) / thorax + 0.08) * thorax
     t = (rows - rows[0]) / max(rows[-1] - rows[0], 1)
-    shape = np.sqrt(np.sin(np.pi * (0.1 + 0.8 * t)))  # rounded, widest in the lower part as a heart is
+    shape = np.sqrt(np.sin(0.5 * np.pi * np.clip(t / 0.7, 0.05, 1)))  # grows out of the mediastinum, widest low
     bulge = shape * np.min((target - gap) / shape)      # the widest row reaches the target exactly
     lower = np.flatnonzero(right.any(axis=1) & left.any(axis=1))
     below = np.arange(rows[-1] + 1, lower[-1] + 1)
@@ -258,9 +260,10 @@ def cardiomegaly(chest: Chest, rng: np.random.Generator) -> tuple[np.ndarray, np
     for r, a, b in zip(np.r_[rows, below], border_r, border_l):
         heart[r] = (cols > a) & (cols < b)
     alpha = ndimage.gaussian_filter(heart.astype(np.float32), max(1.0, 0.01 * chest.span)) * 0.95
-    # the old heart's inside is already soft tissue: left out, so the region is what grew
-    old = ndimage.binary_erosion(_heart_area(right, left), iterations=max(1, round(0.02 * chest.span)))
-    return _opacify(chest, np.where((alpha >= 0.01) & ~old, alpha, 0).astype(np.float32), rng)
+    # the old heart is left as it is (eroded sideways only, so its border with the lung is redrawn
+    # and no row of it is): the region is what grew
+    old = ndimage.binary_erosion(_heart_area(right, left), structure=np.ones((1, 2 * GROW + 1), bool))
+    return _opacify(chest, np.where((alpha >= 0.01) & ~old, alpha, 0).astype(np.float32), rng, adds=False)
 
 
 def draw_phantom(kind: str, size: str, image01: np.ndarray, lungs: np.ndarray, rng: np.random.Generator) -> Phantom:
