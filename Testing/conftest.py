@@ -41,10 +41,11 @@ def small_normals(tmp_path_factory):
 def small_model(small_normals, tmp_path_factory):
     """A real model folder trained for a few steps on 40 real normals."""
     from SSLAnomalyLib.training.fitting import train_model
+    from SSLAnomalyLib.training.spec import TrainingSpec
 
     train, val = small_normals
     out = tmp_path_factory.mktemp("model") / "small"
-    return train_model(train, out, val, device="cpu", minutes=0.1, seed=0, progress=False)
+    return train_model(train, out, val, TrainingSpec(minutes=0.1, seed=0, device="cpu"), progress=False)
 
 
 def bundled_folder(name: str):

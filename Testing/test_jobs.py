@@ -29,7 +29,7 @@ def test_cancel_stops_a_real_training_and_everything_it_started(small_normals, t
     job.cancel()
     assert not job.running and job.cancelled
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert (tmp_path / "model" / "work" / "checkpoints" / "state.json").exists()  # what resume starts from
+    assert (tmp_path / "model.work" / "checkpoint.safetensors").exists()  # what resume starts from
 
 
 def test_detection_job_reports_each_image_and_stops_between_images():

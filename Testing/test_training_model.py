@@ -36,7 +36,7 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     assert a.score == b.score and a.percentile == b.percentile
     assert np.array_equal(a.heatmap.pixels, b.heatmap.pixels)
     manifest = json.loads((small_model / MANIFEST).read_text())
-    assert manifest["calibration"]["n_normals"] == 20
+    assert manifest["calibration"]["n_normals"] == 60  # out-of-fold scores of the 40 normals, and the 20 calibration ones
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
     assert manifest["model_id"].endswith("-w" + model_digest(*load(small_model)[1:]))  # the id names the weights and the reference
 
@@ -94,6 +94,8 @@ def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_no
     assert base_encoder.keys() == encoder.keys()
     assert all(torch.equal(base_encoder[k], encoder[k]) for k in encoder)
     assert manifest["encoder"]["patch_layers"] == ["layer1", "layer2"]
+    assert "pretext" in manifest["training"]["inherited"] and "patch_layers" not in manifest["training"]["inherited"]
+    assert "Kept from the starting model's recipe (no option given for them): input size" in (out / "MODEL_CARD.md").read_text()
     assert arrays["patch_means"].shape[-1] == 2 * base_arrays["patch_means"].shape[-1]  # layer1: a map twice as fine
     assert manifest["training"]["started_from"]["model_id"] == base["model_id"]
     assert f"encoder of model `{base['model_id']}` unchanged" in (out / "MODEL_CARD.md").read_text()
@@ -119,3 +121,63 @@ def test_a_scorer_is_fitted_on_normals_before_it_scores(small_normals):
     held = scorer.held_out_scores.score
     assert abs(held.mean()) < 1e-6  # standardised on exactly these held-out normals
     assert np.allclose(scorer.score(normals.images01[30:], normals.lungs[30:]).score, held, atol=1e-4)
+
+
+def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pediatric_model, default_model):
+    """The recipe policy of `train --start-from` (training/spec.py), from the CLI's options to the
+    values trained with: unset options take the starting model's, given ones win."""
+    from SSLAnomalyLib.cli import parser
+    from SSLAnomalyLib.cli.train import training_spec
+    from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
+    from SSLAnomalyLib.training.spec import StartingEncoder, resolve
+
+    m = json.loads((pediatric_model / MANIFEST).read_text())
+    start = StartingEncoder.load(pediatric_model)
+    base = ["train", "--normals", "N", "--out", "O", "--start-from", str(pediatric_model)]
+    kept = resolve(training_spec(parser().parse_args(base)), start)
+    assert m["training"]["foreign_objects"] > 0 and kept.foreign_objects == m["training"]["foreign_objects"]
+    assert kept.calibration_views == m["reference"]["calibration_augmented_views_per_normal"]
+    assert kept.encoder.patch_layers == tuple(m["encoder"]["patch_layers"])
+    assert kept.encoder.input_size == m["encoder"]["input_size"] and kept.pretext == Pretext.from_dict(m["pretext"])
+    assert kept.lr == FINE_TUNE_LR and kept.inherited["foreign_objects"] == m["training"]["foreign_objects"]
+    given = resolve(training_spec(parser().parse_args(
+        base + ["--foreign-objects", "0", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01"])),
+        start)
+    assert (given.foreign_objects, given.encoder.patch_layers, given.encoder.input_size, given.lr) == (0, ("layer1",), 96, 0.01)
+    assert given.pretext == Pretext.parse("mae")
+    assert not {"foreign_objects", "patch_layers", "pretext", "input_size"} & set(given.inherited)
+    adult = StartingEncoder.load(default_model)  # positions standardised: kept, or turned off by the option
+    assert resolve(training_spec(parser().parse_args(base)), adult).standardise_positions is True
+    off = base + ["--no-standardise-positions"]
+    assert resolve(training_spec(parser().parse_args(off)), adult).standardise_positions is False
+    scratch = resolve(training_spec(parser().parse_args(base[:5])))
+    assert scratch.foreign_objects == 0 and scratch.lr == LR and scratch.inherited == {} and scratch.pretext == Pretext()
+
+
+def test_an_interrupted_run_resumes_only_as_itself(small_normals, tmp_path, monkeypatch, capsys):
+    """Stopped just before the model folder is written: nothing in MODEL_DIR, the checkpoint beside it;
+    other settings are refused (naming what differs and --restart); the same command resumes, and
+    the finished model is 0644 with its checkpoints removed."""
+    from conftest import link_subset
+    from SSLAnomalyLib.training import fitting
+
+    train, val = link_subset(small_normals[0], tmp_path / "n", 12), link_subset(small_normals[1], tmp_path / "v", 4)
+    out = tmp_path / "model"
+    run = ["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--size", "64",
+           "--minutes", "10", "--device", "cpu", "--quiet"]
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitting, "model_card", interrupt)  # stopped just before the model folder is written
+    assert main(run + ["--max-steps", "2"]) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert not out.exists() and (fitting.work_dir(out) / "checkpoint.safetensors").is_file()
+    monkeypatch.undo()
+    assert main(run + ["--max-steps", "2", "--pretext", "mae"]) == 2
+    refusal = capsys.readouterr().err
+    assert "model.work" in refusal and "pretext" in refusal and "--restart" in refusal and not out.exists()
+    assert main(run + ["--max-steps", "3"]) == 0  # a longer budget for the same run: it resumes
+    manifest = load(out)[0]
+    assert [s[0] for s in manifest["training"]["selection_signals"]] == [0, 2, 3]  # steps 0-2 judged before the stop
+    assert (out / WEIGHTS).stat().st_mode & 0o777 == 0o644 and not fitting.work_dir(out).exists()

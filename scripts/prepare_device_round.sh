@@ -27,5 +27,10 @@ $PY -m SSLAnomalyLib.training.device_round pack --data "$DATA" --out packs "$@"
 tracked=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s}')
 untracked=$(git ls-files -z --others --exclude-standard | xargs -0 -r stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')
 carried=$(du -sb wheels packs | awk '{s+=$1} END {print s}')
-echo "what a device call carries: $(( (tracked + untracked + carried) / 1048576 )) MiB of 64" \
+total=$(( tracked + untracked + carried ))
+echo "what a device call carries: $(( total / 1048576 )) MiB of 64" \
      "(tracked $(( tracked / 1048576 )), untracked $(( untracked / 1048576 )), wheels and packs $(( carried / 1048576 )))"
+if [ "$total" -gt $(( 64 * 1048576 )) ]; then
+  echo "too much for one device call: pack fewer normals (--limit N) or carry less" >&2
+  exit 1
+fi

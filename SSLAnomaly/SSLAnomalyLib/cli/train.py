@@ -3,8 +3,9 @@ into a verified model folder."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from dataclasses import replace
+import sys
 
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, fraction, fraction_or_zero,
                                        non_negative, positive, positive_count)
@@ -15,8 +16,6 @@ from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, FINE_TUNE_LR, LR, O
 
 def pretext(text: str):
     """An argparse type: `training.objectives.Pretext` of 'name[:weight],...'."""
-    import argparse
-
     from SSLAnomalyLib.training.objectives import Pretext
 
     try:
@@ -28,11 +27,17 @@ def pretext(text: str):
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train an encoder on normal radiographs and calibrate a model folder")
     t.add_argument("--normals", required=True, nargs="+", metavar="DIR",
-                   help="folder(s) of normal radiographs (the only training data)")
-    t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT/work, resumable)")
+                   help="folder(s) of normal radiographs (the only training data), or one normals pack "
+                        "(NAME.npz.xz, training/packs.py)")
+    t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT.work beside it until the "
+                                                "model is complete: rerunning the same command resumes)")
+    t.add_argument("--restart", action="store_true",
+                   help="discard the unfinished run in OUT.work and start afresh (a run is only ever resumed by the "
+                        "same normals, pretext, encoder, seed and starting model)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out that another run made "
                                                             "(never a folder of other files)")
-    t.add_argument("--val-normals", nargs="+", metavar="DIR", help="folder(s) of held-back normal radiographs for calibration")
+    t.add_argument("--val-normals", nargs="+", metavar="DIR",
+                   help="folder(s) of held-back normal radiographs for calibration, or one normals pack")
     add_device(t)
     t.add_argument("--minutes", type=non_negative, default=30.0, help="training time budget")
     t.add_argument("--seed", type=count, default=0, help="seed of the splits, augmentations and initialisation")
@@ -49,21 +54,27 @@ def add_parsers(sub) -> None:
     t.add_argument("--patch-layers", metavar="LAYERS",
                    help=f"comma-separated encoder stages that feed the heatmap (default "
                         f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
-    t.add_argument("--pretext", type=pretext, default=DEFAULT_PRETEXT,
+    t.add_argument("--pretext", type=pretext, default=None,
                    help=f"self-supervised objective(s), alone or summed with weights, e.g. 'contrastive:0.5,anatpaste' "
-                        f"(choose from {', '.join(OBJECTIVE_NAMES)}; default {DEFAULT_PRETEXT})")
+                        f"(choose from {', '.join(OBJECTIVE_NAMES)}; default {DEFAULT_PRETEXT}, or the --start-from "
+                        "model's)")
     t.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate for the thresholds")
-    t.add_argument("--reference-views", type=count, default=0, metavar="N",
-                   help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0)")
-    t.add_argument("--standardise-positions", action="store_true",
+    t.add_argument("--reference-views", type=count, default=None, metavar="N",
+                   help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0, "
+                        "or the --start-from model's)")
+    t.add_argument("--standardise-positions", action=argparse.BooleanOptionalAction, default=None,
                    help="express the heatmap against each position's normal distance on held-out normals (borders "
-                        "and the heart edge vary most between normals)")
-    t.add_argument("--calibration-views", type=count, default=0, metavar="N",
+                        "and the heart edge vary most between normals; default off, or as the --start-from model)")
+    t.add_argument("--calibration-views", type=count, default=None, metavar="N",
                    help="also calibrate the thresholds on N acquisition-augmented copies of each calibration normal, "
-                        "so the stated false-positive rate holds for normals taken otherwise (default 0)")
-    t.add_argument("--foreign-objects", type=fraction_or_zero, default=0.0, metavar="P",
+                        "so the stated false-positive rate holds for normals taken otherwise (default 0, or the "
+                        "--start-from model's)")
+    t.add_argument("--foreign-objects", type=fraction_or_zero, default=None, metavar="P",
                    help="share of training views with ECG electrodes, leads, tubes and a marker plate drawn on, so "
-                        "the encoder learns they are not disease (default 0; never text)")
+                        "the encoder learns they are not disease (default 0, or the --start-from model's; never text)")
+    t.add_argument("--half-weights", action="store_true",
+                   help="store the encoder in float16: half the size, the reference and thresholds fitted with exactly "
+                        "those weights (the GPU round uses it to bring eight models back)")
     add_quiet(t)
     t.set_defaults(func=cmd_train)
 
@@ -78,29 +89,45 @@ def add_parsers(sub) -> None:
     a.add_argument("--negative-share", type=fraction_or_zero, default=0.0,
                    help="share of each batch made of inputs with no upright lungs (noise, turned radiographs) and "
                         "an empty mask (default 0: measured worse on children and dense lungs, docs/anatomy.md)")
+    a.add_argument("--disease-share", type=fraction_or_zero, default=0.5, metavar="P",
+                   help="share of training images with a white-out, an effusion or consolidation drawn inside one "
+                        "lung field, mask unchanged, so a white lung is still outlined (default 0.5, docs/anatomy.md)")
     add_quiet(a)
     a.set_defaults(func=cmd_train_anatomy)
 
 
-def cmd_train(args) -> int:
-    from SSLAnomalyLib.training.fitting import StartingEncoder, train_model
+def training_spec(args):
+    """The `training.spec.TrainingSpec` of the command line: what was given, None for what was not
+    (the starting model's, else the default: spec.resolve)."""
+    from SSLAnomalyLib.training.spec import TrainingSpec
 
-    command = command_line()
-    start = StartingEncoder.load(args.start_from) if args.start_from else None
-    base = start.config if start is not None else EncoderConfig()
+    patch_layers = tuple(args.patch_layers.split(",")) if args.patch_layers else None
     try:
-        encoder_cfg = replace(base, input_size=args.size or base.input_size,
-                              patch_layers=tuple(args.patch_layers.split(",")) if args.patch_layers else base.patch_layers)
-    except ValueError as e:
+        EncoderConfig(patch_layers=patch_layers or EncoderConfig.patch_layers)
+    except ValueError as e:  # before any image is read or a starting model loaded
         raise SystemExit(f"error: --patch-layers: {e}") from None
-    lr = args.lr if args.lr is not None else (FINE_TUNE_LR if start is not None else LR)
-    folder = train_model(args.normals, args.out, args.val_normals, device=args.device, minutes=args.minutes, lr=lr,
-                         seed=args.seed, encoder_cfg=encoder_cfg,
-                         pretext=args.pretext, fpr=args.fpr,
-                         command=command, progress=not args.quiet, start=start, reference_views=args.reference_views,
-                         calibration_views=args.calibration_views, standardise_positions=args.standardise_positions,
-                         foreign_objects=args.foreign_objects, max_steps=args.max_steps, overwrite=args.overwrite)
-    print(f"model written to {folder}")
+    return TrainingSpec(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device, fpr=args.fpr,
+                        lr=args.lr, input_size=args.size, patch_layers=patch_layers, pretext=args.pretext,
+                        reference_views=args.reference_views, calibration_views=args.calibration_views,
+                        standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
+                        half_weights=args.half_weights, restart=args.restart, overwrite=args.overwrite)
+
+
+def cmd_train(args) -> int:
+    from SSLAnomalyLib.training.fitting import train_model, work_dir
+    from SSLAnomalyLib.training.spec import StartingEncoder
+
+    spec = training_spec(args)
+    start = StartingEncoder.load(args.start_from) if args.start_from else None
+    try:
+        folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
+                             progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted; the run is kept in {work_dir(args.out)}: run the same command again to resume it",
+              file=sys.stderr)
+        return 130
+    if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
+        print(f"model written to {folder}")
     return 0
 
 
@@ -111,7 +138,8 @@ def cmd_train_anatomy(args) -> int:
     command = command_line()
     folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
                               config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet,
-                              negative_share=args.negative_share, overwrite=args.overwrite)
+                              negative_share=args.negative_share, disease_share=args.disease_share,
+                              overwrite=args.overwrite)
     figures = json.loads((folder / "manifest.json").read_text())["figures"]
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
           f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "

@@ -75,10 +75,20 @@ percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))
 - Command: `{command(t['command']) if t.get('command') else 'sslanomaly train (library call)'}`
 - Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},
   {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal
-  ({t['selection']}).{objects_note(t)}
+  ({t['selection']}).{objects_note(t)}{inherited_note(t)}
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def inherited_note(training: dict) -> str:
+    """What a run started from another model kept of that model's recipe (training/spec.py)."""
+    kept = training.get("inherited") or {}
+    if not kept:
+        return ""
+    shown = ", ".join(f"{name.replace('_', ' ')} " + ("+".join(o["name"] for o in value) if name == "pretext" else f"{value}")
+                      for name, value in kept.items())
+    return f"\n- Kept from the starting model's recipe (no option given for them): {shown}."
 
 
 def objects_note(training: dict) -> str:

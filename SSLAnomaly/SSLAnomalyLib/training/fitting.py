@@ -1,10 +1,11 @@
 """From normal radiographs to a complete model folder: train the encoder, fit the normal reference,
 standardise the score components and calibrate the thresholds, all on normals only.
 
-Splits (seeded): the training normals minus a held-out tenth fit the reference; the held-out tenth
-standardises the score components and drives checkpoint selection; separate calibration normals
-(`--val-normals`, or a fifth of the training normals when none are given) set percentiles and
-thresholds.
+Training splits (seeded): the encoder trains on the normals minus a calibration fifth (none with
+`--val-normals`) and a held-out tenth, which drives checkpoint selection. The final fit
+(`crossfit.py`) then uses every normal: the reference holds them all, and the score
+standardisation, position standardisation and thresholds come from out-of-fold scores of every
+normal (and of the `--val-normals`, scored only), streamed from disk.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +33,14 @@ from SSLAnomalyLib.core.lung_model import bundled_segmenter
 from SSLAnomalyLib.core.model_card import model_card
 from SSLAnomalyLib.core.preprocess import to_model_input
 from SSLAnomalyLib.training.objectives import Pretext
-from SSLAnomalyLib.core.scoring import Scorer
 from SSLAnomalyLib.training.selection import SyntheticCheck
 from SSLAnomalyLib.core.device import select_device
-from SSLAnomalyLib.training.trainer import Trainer, TrainConfig, augment
+from SSLAnomalyLib.training import packs
+from SSLAnomalyLib.training.distributed import Ranks
+from SSLAnomalyLib.training.phases import Phases
+from SSLAnomalyLib.training.spec import StartingEncoder, TrainingSpec, resolve
+from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
+from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 
 HELD_OUT_FRACTION = 0.1
 CALIBRATION_FRACTION = 0.2
@@ -66,41 +72,16 @@ def model_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray]) 
     return h.hexdigest()[:8]
 
 
-@dataclass
-class StartingEncoder:
-    """The encoder of an existing model folder, to fine-tune on other normals or, with no training
-    steps, only to refit the normal reference and calibration there (minutes on a CPU)."""
-
-    config: EncoderConfig
-    state: dict[str, torch.Tensor]
-    model_id: str
-    folder: str
-
-    @classmethod
-    def load(cls, model) -> "StartingEncoder":
-        """From a verified model folder ('default' is the bundled model)."""
-        manifest, state, _ = model_folder.load(model)
-        try:
-            config = EncoderConfig.from_dict(manifest["encoder"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise model_folder.ModelError(model_folder.resolve(model), f"manifest has no usable encoder ({e})") from None
-        return cls(config, state, manifest.get("model_id", "unknown"), str(model_folder.resolve(model)))
-
-    def config_for(self, config: EncoderConfig) -> EncoderConfig:
-        """The config to train with: `config` with this encoder's widths and depths (the weights fix
-        them; the input size and the layers that feed scoring stay free)."""
-        return replace(config, widths=self.config.widths, layers=self.config.layers)
-
-    def describe(self) -> dict:
-        return {"model_id": self.model_id, "folder": self.folder}
-
-
-def load_normals(folder, size: int, progress: bool = True) -> NormalSet:
+def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) -> NormalSet:
     """Read and preprocess every image of a folder (or of several: `io.as_folders`); unreadable files
-    are listed, not fatal."""
+    are listed, not fatal. Without `pixels`, only the file list (a refit streams the images from disk
+    in `crossfit`, so its memory does not grow with the number of normals)."""
     files = list_inputs(as_folders(folder))
     if not files:
         raise ReadError(folder, "no images found in the folder")
+    if not pixels:
+        return NormalSet(np.zeros((len(files), 0, 0), np.float32), np.zeros((len(files), 0, 0), bool),
+                         [str(f) for f in files], [])
     images, kept, skipped = [], [], []
     for f in tqdm(files, desc=f"reading {', '.join(Path(d).name for d in as_folders(folder))}", unit="img",
                   disable=not progress):
@@ -141,72 +122,85 @@ def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
         raise ReadError(val_name, "no images found in the folder")
 
 
-def augmented_views(images01: np.ndarray, views: int, seed: int) -> np.ndarray:
-    """`images01` followed by `views` seeded acquisition-augmented copies of each (`training.augment`)."""
-    rng = np.random.default_rng([seed, 11])
-    return np.concatenate([images01] + [np.stack([augment(x, rng) for x in images01]) for _ in range(views)])
-
-
-def fit_reference(net: torch.nn.Module, config: EncoderConfig, reference_set: NormalSet,
-                  held_out: NormalSet, device, views: int = 0, seed: int = 0,
-                  standardise_positions: bool = False) -> Scorer:
-    """Fit the normal reference and the component standardisation for a trained encoder. With
-    `views`, the reference also holds that many acquisition-augmented copies of each normal, so that
-    a normal taken with another field of view or exposure is nearer to normal. With
-    `standardise_positions`, the patch map is expressed against each position's normal distance on
-    the held-out normals (`NormalReference.fit_positions`)."""
-    return Scorer(net, config, device=device).fit(augmented_views(reference_set.images01, views, seed),
-                                                  held_out.images01, held_out.lungs, standardise_positions)
-
-
-def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto", minutes: float = 30.0,
-                lr: float = TrainConfig.lr,
-                seed: int = 0, encoder_cfg: EncoderConfig = EncoderConfig(),
-                pretext: Pretext = Pretext(), fpr: float = DEFAULT_FPR,
-                command: str = "", progress: bool = True, start: StartingEncoder | None = None,
-                reference_views: int = 0, calibration_views: int = 0, standardise_positions: bool = False,
-                foreign_objects: float = 0.0, max_steps: int | None = None, overwrite: bool = False) -> Path:
-    """The whole `sslanomaly train`: returns the model folder. With `start`, training begins from
-    that encoder instead of a random one (and it stays a candidate for the kept checkpoint);
-    `foreign_objects` is the share of training views with electrodes, leads and tubes drawn on."""
-    t0 = time.time()
+def work_dir(out_dir) -> Path:
+    """Where a training run keeps its checkpoints: beside the model folder, never in it, so that
+    a killed run leaves nothing in MODEL_DIR; removed once the model folder is complete."""
     out_dir = Path(out_dir)
-    if start is not None:
-        encoder_cfg = start.config_for(encoder_cfg)
+    return out_dir.with_name(out_dir.name + ".work")
+
+
+def read_normals(normals, size: int, progress: bool = True, pixels: bool = True) -> NormalSet:
+    """Folders of images (`load_normals`) or one normals pack (packs.py)."""
+    if not packs.is_pack(normals):
+        return load_normals(normals, size, progress, pixels)
+    path = normals[0] if isinstance(normals, (list, tuple)) else normals
+    packed = packs.read_pack(path, size)
+    return NormalSet(packed.images01, packed.lungs, packed.files, [])
+
+
+def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = TrainingSpec(),
+                start: StartingEncoder | None = None, command: str = "", progress: bool = True) -> Path | None:
+    """The whole `sslanomaly train`: returns the model folder (None on the ranks other than 0 of a
+    `torchrun`). `normals` and `val_normals` are folders of images or a normals pack. With `start`,
+    training begins from that encoder instead of a random one (and it stays a candidate for the kept
+    checkpoint) and keeps its recipe where `spec` leaves a value unset (spec.py). The checkpoints
+    live in `work_dir(out_dir)`; a rerun resumes them only if it is the same run."""
+    t0 = time.time()
+    out_dir, work = Path(out_dir), work_dir(out_dir)
+    ranks = Ranks.start(spec.device)
+    say = Phases(progress and ranks.main)
+    recipe = resolve(spec, start)
+    encoder_cfg, pretext, seed, fpr, minutes = recipe.encoder, recipe.pretext, spec.seed, spec.fpr, spec.minutes
+    reference_views, calibration_views = recipe.reference_views, recipe.calibration_views
+    standardise_positions, foreign_objects = recipe.standardise_positions, recipe.foreign_objects
     size = encoder_cfg.input_size
-    check_enough_normals(normals_dir, val_normals_dir)  # before any image is read or any step trained
-    replace_model = overwrite or (out_dir / "work").is_dir()  # a model beside its own checkpoints: a rerun
+    if not packs.is_pack(normals):
+        check_enough_normals(normals, val_normals)  # before any image is read or any step trained
+    replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
     model_folder.refuse_existing(out_dir, replace_model)
-    normals = load_normals(normals_dir, size, progress)
+    ranks.barrier()  # every rank has looked before rank 0 removes anything
+    if spec.restart and ranks.main:
+        shutil.rmtree(work, ignore_errors=True)
+    ranks.barrier()
+    say(f"reading the normals ({', '.join(as_folders(normals))})")
+    normals_dir, normals = normals, read_normals(normals, size, progress and ranks.main, pixels=minutes > 0)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(normals.files))
-    n_cal, n_held, _ = split_sizes(len(order), val_normals_dir is not None)
-    if val_normals_dir is not None:
-        calib = load_normals(val_normals_dir, size, progress)
-    else:
-        calib, order = normals.subset(order[:n_cal]), order[n_cal:]
+    n_cal, n_held, _ = split_sizes(len(order), val_normals is not None)
+    order = order[n_cal:]  # the encoder never trains on the calibration share (none with val_normals)
     held, train = normals.subset(order[:n_held]), normals.subset(order[n_held:])
     if len(train.files) < MIN_TRAIN_IMAGES:
         raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
                                      "are needed")
-    dev = select_device(device)
-    check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if minutes > 0 else None  # nothing to choose
-    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=lr, foreign_objects=foreign_objects, max_steps=max_steps)
-    trainer = Trainer(encoder_cfg, pretext, train_cfg, out_dir / "work", device=device, select=check,
-                      initial_state=start.state if start is not None else None)
+    dev = select_device(ranks.device(spec.device))
+    judged = minutes > 0 and ranks.main  # a refit has nothing to choose; rank 0 alone judges checkpoints
+    if judged:
+        say("drawing the checkpoint check (held-out normals, shifted and with synthetic opacities)")
+    check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if judged else None
+    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=recipe.lr, foreign_objects=foreign_objects,
+                            max_steps=spec.max_steps)
+    trainer = Trainer(encoder_cfg, pretext, train_cfg, work, device=spec.device, select=check,
+                      initial_state=start.state if start is not None else None, ranks=ranks,
+                      identity={"normals": train.digest(), "start": start.model_id if start is not None else None})
+    say(f"training on {len(train.files)} normals for {minutes:g} min" + (f" on {ranks.world} processes" if ranks.world > 1 else "")
+        if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
     train_seconds = time.time() - t0
+    if not ranks.main:
+        ranks.finish()
+        return None
+    if spec.half_weights:  # the reference below is fitted with exactly the weights the folder stores
+        encoder_state = {k: v.half() if v.is_floating_point() else v for k, v in encoder_state.items()}
 
+    say(f"fitting the normal reference on every normal, thresholds on {FOLDS}-fold out-of-fold scores")
     net = build_encoder(encoder_cfg)
     net.load_state_dict(encoder_state)
-    scorer = fit_reference(net, encoder_cfg, train, held, dev, views=reference_views, seed=seed,
-                           standardise_positions=standardise_positions)
-    cal_images = augmented_views(calib.images01, calibration_views, seed + 1)
-    cal_lungs = np.concatenate([calib.lungs, bundled_segmenter().masks(cal_images[len(calib.files):])]) \
-        if calibration_views else calib.lungs
-    cal_scores = scorer.score(cal_images, cal_lungs)
-    calibration = Calibration(cal_scores.score, cal_scores.peaks, fpr)
-    arrays = dict(scorer.reference.to_arrays(), lung_prior=train.lungs.mean(0).astype(np.float32))
+    fit = cross_fit(net, encoder_cfg, dev, normals if packs.is_pack(normals_dir) else normals_dir,
+                    val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
+                    standardise_positions=standardise_positions, progress=progress)
+    scorer = fit.scorer
+    calibration = Calibration(fit.scores, fit.peaks, fpr, rule="rank")
+    arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
     state = trainer.state()
     manifest = {
         "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{model_digest(encoder_state, arrays)}",
@@ -215,7 +209,9 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
         "pretext": pretext.to_dict(),
         "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
-                         seconds=round(train_seconds, 1), chosen_step=state.get("best_step"),
+                         seconds=round(train_seconds, 1), step_seconds=round(state["seconds"], 1),
+                         processes=ranks.world, weights="float16" if spec.half_weights else "float32",
+                         inherited=recipe.inherited, chosen_step=state.get("best_step"),
                          selection="AUROC of the feature-distance score on held-out training normals vs the "
                                    "same images with synthetic opacities (normal images only)"
                                    + (", foreign objects on the shifted normals" if foreign_objects else ""),
@@ -227,11 +223,16 @@ def train_model(normals_dir, out_dir, val_normals_dir=None, device: str = "auto"
                       "positions_standardised": standardise_positions,
                       "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
         "calibration": calibration.to_dict(),
-        "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": len(train.files), "n_held_out": len(held.files),
-                 "calibration_normals": os.pathsep.join(as_folders(val_normals_dir or normals_dir)),
-                 "n_calibration": len(calib.files),
-                 "files_sha256_16": normals.digest(), "skipped": normals.skipped + calib.skipped},
+        "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": fit.encoded.n_normals,
+                 "n_held_out": 0, "cross_fitted_folds": FOLDS,
+                 "calibration_normals": os.pathsep.join(as_folders(val_normals or normals_dir)),
+                 "n_calibration": len(fit.scores),
+                 "files_sha256_16": normals.digest(), "skipped": fit.encoded.skipped},
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},
     }
-    return model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model)
+    say(f"writing the model folder {out_dir}")
+    folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model)
+    shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed
+    ranks.finish()
+    return folder
