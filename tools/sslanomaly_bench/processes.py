@@ -25,9 +25,10 @@ def detect_command() -> list[str]:
 
 
 def run_process(cmd: list[str], watch_out: Path | None = None, sample_s: float = 1.0) -> dict:
-    """Wall time, exit status and peak RSS (the process's own high-water mark, module docstring) of
-    a command; with `watch_out`, RSS sampled along the way against the number of finished cases,
-    whose bulky files are deleted as they complete so that a long batch does not fill the disk."""
+    """Wall time, CPU time (all its threads), exit status and peak RSS (the process's own high-water
+    mark, module docstring) of a command; with `watch_out`, RSS sampled along the way against the
+    number of finished cases, whose bulky files are deleted as they complete so that a long batch
+    does not fill the disk."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
@@ -46,8 +47,8 @@ def run_process(cmd: list[str], watch_out: Path | None = None, sample_s: float =
         err.seek(0)
         tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
     peak_mb = peak_mb if peak_mb is not None else round(usage.ru_maxrss / 1024, 1)  # no /proc: rusage
-    return {"seconds": round(now - t0, 3), "returncode": proc.returncode,
-            "peak_rss_mb": peak_mb, "samples": samples, "stderr_tail": tail}
+    return {"seconds": round(now - t0, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "returncode": proc.returncode, "peak_rss_mb": peak_mb, "samples": samples, "stderr_tail": tail}
 
 
 def _finished(out: Path) -> int:

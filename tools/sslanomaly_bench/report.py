@@ -26,7 +26,8 @@ SECTIONS = {
 NOTES = {
     "stages": (
         "Stage times are the cumulative time of the function doing each stage, read with cProfile around the "
-        "real code path (read, `AnomalyDetector.prepare`, `AnomalyDetector.detect`, `write_case_outputs`); "
+        "real code path (`core/batch_case.process_case`, what a batch runs per case, its steps one after another: "
+        "the input file's identity for --resume, read, prepare, detect, write); "
         "`total_unprofiled` is the same path timed without the profiler. `preprocess` includes `lung_mask` (the lung U-Net and its post-processing); `lungs_full_res` is the lung fields on the input's grid (only with `--lungs`). "
         "`score` is the scorer's own share after `encode`: patch distances to the normal reference, the "
         "model-grid heatmap and the image score. `heatmap_full_res` stretches the map onto the input's full "
@@ -35,7 +36,10 @@ NOTES = {
         "`start_and_load_s`: `sslanomaly detect` on an empty folder (the process starts, loads and verifies "
         "the model, then finds no input). Marginal seconds per radiograph = (time on all images - time on 1) / "
         "(images - 1): reading and preparing the next input on one thread, scoring on the main thread and "
-        "writing the results (heatmap, overlay, findings JSON) on a third overlap. Peak RSS is the kernel's "
+        "writing the results (heatmap, overlay, findings JSON) on a third overlap. "
+        "`marginal_cpu_s_per_image` is the same difference in CPU seconds (all threads, the process's rusage): "
+        "it is inflated far less than wall time by other jobs, and on two idle cores the marginal wall time is "
+        "at least half of it. Peak RSS is the kernel's "
         "high-water mark of each detect process's own memory (VmHWM), the largest over all runs. "
         "`output_mb_per_image` is the size of everything the batch wrote (heatmaps as gzip uint8 NRRD, "
         "overlays, findings JSONs, index, worklist) per image. The best of the repeats is kept; every run is "
@@ -182,7 +186,9 @@ def render(results: dict) -> str:
         "## Machine", ""] + _table(m) + [
         "",
         f"Load while measuring (1/5/15-minute load averages, as `uptime` shows): before "
-        f"{results['load_before']['loadavg_1_5_15']}, after {results['load_after']['loadavg_1_5_15']}."]
+        f"{results['load_before']['loadavg_1_5_15']}, after {results['load_after']['loadavg_1_5_15']}. "
+        "The machine may be shared: a load above its usable CPUs means other jobs ran alongside, and every "
+        "time below is then an upper bound of what the machine gives alone (CPU-bound work slows in proportion)."]
     for when in ("before", "after"):
         lines += ["", f"Busiest other processes {'at the start' if when == 'before' else 'at the end'} "
                       "(ps: % CPU over the process's life, resident KB, command):", ""]

@@ -56,9 +56,11 @@ def _stage_functions() -> dict:
     from SSLAnomalyLib.core.lung_model import LungFields, LungSegmenter
     from SSLAnomalyLib.core.atomic import atomic_write_text
     from SSLAnomalyLib.core.overlay import render_overlay
+    from SSLAnomalyLib.core.resume import FileIdentity
     from SSLAnomalyLib.core.scoring import Scorer
 
-    return {"read": read_radiograph, "preprocess": AnomalyDetector.prepare, "lung_mask": LungSegmenter.fields,
+    return {"file_identity": FileIdentity.of, "read": read_radiograph, "preprocess": AnomalyDetector.prepare,
+            "lung_mask": LungSegmenter.fields,
             "lungs_full_res": LungFields.on_grid,
             "encode": Scorer.features, "score": Scorer.score, "heatmap_full_res": to_input_grid,
             "findings": find_regions, "write_nrrd": write_image, "render_overlay": render_overlay,
@@ -91,23 +93,25 @@ def _cumulative(profile: cProfile.Profile, functions: dict) -> dict[str, float]:
 def stages(model: str, files: list[Path], out: Path) -> dict:
     """Per-image seconds of each stage (median over the images), after one warm-up image."""
     import torch
+    from PIL import Image
 
+    from SSLAnomalyLib.core.batch import file_cases
+    from SSLAnomalyLib.core.batch_case import process_case
+    from SSLAnomalyLib.core.batch_options import BatchOptions
     from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import read_radiograph
-    from SSLAnomalyLib.core.outputs import case_name, write_case_outputs
 
     detector = AnomalyDetector.load(model, device="cpu")
     functions = _stage_functions()
+    cases = dict(zip(files, file_cases(files)))
 
     def one(path, profile=None):
         if profile:
             profile.enable()
-        image = read_radiograph(path)
-        result = detector.detect(image, detector.prepare(image))
-        write_case_outputs(result, image, out, case_name(path))
+        row = process_case(cases[path], detector, out, BatchOptions())  # the batch's own code, one stage after another
         if profile:
             profile.disable()
-        return image.shape
+        if row.error:
+            raise RuntimeError(f"{path}: {row.error}")
 
     per = {name: [] for name in functions}
     totals, sizes = [], []
@@ -116,8 +120,9 @@ def stages(model: str, files: list[Path], out: Path) -> dict:
         one(files[0])
         for path in files:
             t0 = time.perf_counter()
-            sizes.append(one(path)[1:])
+            one(path)
             totals.append(time.perf_counter() - t0)
+            sizes.append(Image.open(path).size)
             profile = cProfile.Profile()
             one(path, profile)
             for name, seconds in _cumulative(profile, functions).items():
@@ -156,6 +161,8 @@ def batch(model: str, files: list[Path], work: Path, repeats: int, device: str =
             "start_and_load_s": best["start"]["seconds"], "one_image_s": best["one"]["seconds"],
             "all_images_s": best["all"]["seconds"],
             "marginal_s_per_image": round((best["all"]["seconds"] - best["one"]["seconds"]) / max(1, n - 1), 3),
+            "marginal_cpu_s_per_image": round((best["all"]["cpu_seconds"] - best["one"]["cpu_seconds"]) / max(1, n - 1),
+                                              3),
             "peak_rss_mb": max(r["peak_rss_mb"] for v in runs.values() for r in v),
             "output_mb_per_image": round(output_bytes / n / 2**20, 3),
             "outputs_gb_per_1000_images": round(output_bytes / n * 1000 / 2**30, 3),
