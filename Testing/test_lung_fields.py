@@ -14,8 +14,8 @@ from conftest import REPO, data_dir
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 DICE_BOUND = 0.90  # the bundled network's held-out mean is in its manifest (>= 0.93 on openist)
 # One lung whited out (`whited_out`), Dice against the unaltered mask, measured with the bundled network
-# trained with disease drawn in (`train-anatomy --disease-share 0.5`): 0.954 on the test's openist image
-# (0.935 mean, 0.850 minimum over the 55 held-out images), 0.920 on the generated radiograph; the network
+# trained with disease drawn in (`train-anatomy --disease-share 0.5 --minutes 30`): 0.960 on the test's openist
+# image (0.955 mean, 0.915 minimum over the 55 held-out images), 0.915 on the generated radiograph; the network
 # trained on normals only gave 0.814 and 0.710.
 WHITE_OUT_DICE_BOUND = 0.90
 GENERATED_WHITE_OUT_DICE_BOUND = 0.85
@@ -141,7 +141,7 @@ def test_a_whited_out_lung_of_a_real_radiograph_is_still_a_lung():
     image, mask = load_pair(*held_out_pair())
     score, fields = white_out_dice(image, mask)
     assert score > WHITE_OUT_DICE_BOUND, score
-    assert fields.source == "network" and fields.network_side_ratio > 0.8  # 0.98 (normals only: 0.55)
+    assert fields.source == "network" and fields.network_side_ratio > 0.8  # 0.97 (normals only: 0.55)
 
 
 def test_a_whited_out_lung_of_a_generated_radiograph_is_still_a_lung():

@@ -5,7 +5,9 @@ mask lies on the model grid the scoring uses. Its output is post-processed the w
 draws lung fields: one region per side of the midline (the largest), holes filled, islands dropped.
 When the result is implausible (too small or too large, one side missing, one lung far smaller than
 the other) the unsupervised mask of `anatomy.py` is used instead, then the training normals' prior;
-`LungFields.source` says which, and `warning` says it in words for the output's warnings.
+`LungFields.source` says which, and `warning` says it in words for the output's warnings. A fallback
+never hides what the network saw: its per-side areas (`network_side_fractions`, `network_side_ratio`)
+are kept for the score, since a lung the network could not find is itself evidence of disease.
 
 The bundled network lives in `Resources/Models/lungs/` (safetensors + manifest with SHA-256, verified
 on load like every model folder) and is loaded once per process (`bundled_segmenter`).
