@@ -220,6 +220,9 @@ one lung field with its mask unchanged, so that a white lung is still outlined a
 in the manifest), at each mask's own resolution: mean Dice {fig['held_out_dice_mean']:.3f}, median
 {fig['held_out_dice_median']:.3f}, minimum {fig['held_out_dice_min']:.3f}; sources {fig['held_out_sources']}.
 
+**Data licences.** The OpenIST chest X-ray set's images and lung masks: licence unclear (no terms stated by
+its publishers); check them before any use beyond non-commercial research.
+
 **Not for.** Lateral views, CT or other modalities. It has seen no children: on pediatric images check the
 outline (docs/anatomy.md shows it on Kermany radiographs). An implausible output (one lung missing, far too
 small or large, very asymmetric) falls back to the unsupervised mask, then to the lung prior, and the
