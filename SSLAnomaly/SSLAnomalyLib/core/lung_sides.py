@@ -50,13 +50,9 @@ def side_density(image01: np.ndarray, lung: np.ndarray) -> SideDensity:
     return SideDensity(values[0], values[1], masks[0], masks[1])
 
 
-def side_bump(density: SideDensity, z_left: float, z_right: float, amplitude: float, offset: float) -> np.ndarray:
-    """A (size, size) map to add to the heatmap: the field that departs most from normal density
-    (either way: opaque or emptied), raised by `amplitude` per standard deviation beyond `offset`,
-    with softened edges; zero while neither side departs by more than `offset`."""
-    z, mask = (z_left, density.left_mask) if abs(z_left) >= abs(z_right) else (z_right, density.right_mask)
-    excess = abs(z) - offset
-    if excess <= 0 or not mask.any():
-        return np.zeros(mask.shape, np.float32)
+def side_heat(density: SideDensity, z_left: float, z_right: float, level: float) -> np.ndarray:
+    """A (size, size) map that the heatmap takes where it is higher: the field that departs most from
+    its own normal density (either way: opaque or emptied) at `level`, with softened edges."""
+    mask = density.left_mask if abs(z_left) >= abs(z_right) else density.right_mask
     soft = ndimage.gaussian_filter(mask.astype(np.float32), mask.shape[0] / 64)
-    return (amplitude * excess * soft).astype(np.float32)
+    return (level * soft).astype(np.float32)

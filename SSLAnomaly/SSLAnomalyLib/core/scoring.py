@@ -10,7 +10,8 @@ Components per image, each standardised by its mean and spread on held-out train
 The image score is the mean of `pooled` and `patch` (the texture score), or `sides` less
 `SIDES_OFFSET` where that is higher: a one-sided departure of more than `SIDES_OFFSET` standard
 deviations decides on its own, while a normal's `sides` (rarely beyond 2) leaves the texture score
-as it was. The field that departs is raised on the heatmap by as much, so the picture points there.
+as it was. The field that departs takes the heat of a normal peak that many deviations beyond the
+offset, so the picture points where the score says.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from SSLAnomalyLib.core.device import place
 from SSLAnomalyLib.core.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
 from SSLAnomalyLib.core.heatmap import model_grid_map
-from SSLAnomalyLib.core.lung_sides import SideDensity, side_bump, side_density
+from SSLAnomalyLib.core.lung_sides import SideDensity, side_density, side_heat
 from SSLAnomalyLib.core.reference import NormalReference
 
 COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)
@@ -128,18 +129,21 @@ class Scorer:
         return COMPONENTS + ((SIDES,) if self.component_stats and SIDES in self.component_stats else ())
 
     def finish(self, scores: BatchScores) -> BatchScores:
-        """Standardise raw scores and, where a lung field departs from normal density by more than
-        `SIDES_OFFSET`, raise that field on the heatmap (one normal peak spread per excess deviation)."""
+        """Standardise raw scores and, where the two lung fields' densities are further apart than
+        `SIDES_OFFSET` deviations, give the departing field the heat a normal image's peak would have
+        at that many deviations beyond the offset (the normals' peak mean, plus one peak spread per
+        deviation), so the heatmap maximum and a finding land on it as the score's `sides` says."""
         scores.standardised = self.standardise(scores.components)
         if SIDES not in self.scored_components:
             return scores
         z = {c: (scores.components[c] - self.component_stats[c][0]) / self.component_stats[c][1]
              for c in ("field_left", "field_right")}
-        amplitude = self.component_stats["peak"][1]
+        peak_mean, peak_spread = self.component_stats["peak"]
         for i, d in enumerate(scores.densities):
-            bump = side_bump(d, z["field_left"][i], z["field_right"][i], amplitude, SIDES_OFFSET)
-            if bump.any():
-                scores.grid_maps[i] = scores.grid_maps[i] + bump
+            excess = scores.standardised[SIDES][i] - SIDES_OFFSET
+            if excess > 0:
+                heat = side_heat(d, z["field_left"][i], z["field_right"][i], peak_mean + excess * peak_spread)
+                scores.grid_maps[i] = np.maximum(scores.grid_maps[i], heat)
                 scores.peaks[i] = in_lung(scores.grid_maps[i], scores.lungs[i]).max()
         return scores
 
