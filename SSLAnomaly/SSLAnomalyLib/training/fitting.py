@@ -225,7 +225,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         "calibration": calibration.to_dict(),
         "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": fit.encoded.n_normals,
                  "n_held_out": 0, "cross_fitted_folds": FOLDS,
-                 "calibration_normals": os.pathsep.join(as_folders(val_normals or normals_dir)),
+                 "calibration_normals": os.pathsep.join(as_folders(normals_dir) + as_folders(val_normals or [])),
                  "n_calibration": len(fit.scores),
                  "files_sha256_16": normals.digest(), "skipped": fit.encoded.skipped},
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
