@@ -109,6 +109,9 @@ def split_sizes(n: int, separate_calibration: bool) -> tuple[int, int, int]:
 def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
     """Refuse, before anything is read or trained, normals whose image files could not give
     MIN_TRAIN_IMAGES training images even if every one of them were readable."""
+    for folder in as_folders(normals_dir) + as_folders(val_normals_dir or []):
+        if not Path(folder).is_dir():
+            raise ReadError(folder, "no such folder")
     files = list_inputs(as_folders(normals_dir))
     name, val_name = ", ".join(as_folders(normals_dir)), ", ".join(as_folders(val_normals_dir or []))
     if not files:
