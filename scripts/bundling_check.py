@@ -12,9 +12,9 @@ Checks (labels are read to report, never to train, select a checkpoint or set a 
 - pediatric: patient-disjoint Kermany val normals (scripts/patient_disjoint_dev.py) vs val pneumonia;
   the "hard dev": the same normals vs the third of the pneumonias that the two models together rank
   lowest (mean rank), where a saturated dev hides differences; zoom_gamma and markers shifts;
-  TBX11K box pointing; phantoms on 60 val normals.
-- adult: NIH val normal vs pneumonia and its hard third; RSNA val normals flagged (another source of
-  the same hospital); TBX11K and NIH box pointing; phantoms on the NIH val normals.
+  TBX11K box pointing; phantoms on 40 val normals.
+- adult: NIH val normal vs pneumonia and its hard third; 120 RSNA val normals flagged (another source
+  of the same hospital); TBX11K and NIH box pointing; phantoms on 40 NIH val normals.
 - both: the share of normals flagged at the model's own threshold (must stay <= 10 %) and ABNORMAL
   images without a finding (must be 0).
 A check is "at least as good" within TOLERANCE (AUROC, pointing and flagged shares are measured on
@@ -37,7 +37,8 @@ DATA = ROOT.parent / "shared" / "data"
 S = str(ROOT / ".venv" / "bin" / "sslanomaly")
 TOLERANCE = 0.01
 MAX_FPR = 0.10
-PHANTOM_NORMALS = 60
+PHANTOM_NORMALS = 40   # normals the phantoms are drawn on (each gets every kind and size: 12 detections)
+OTHER_SOURCE = 120     # RSNA val normals scored for the other-source check
 
 
 def evaluate(model: Path, out: Path, *args: str) -> dict:
@@ -56,6 +57,19 @@ def subset(src: Path, dst: Path, n: int) -> Path:
         if not (dst / f.name).exists():
             (dst / f.name).symlink_to(f)
     return dst
+
+
+def patient_disjoint_normals() -> Path:
+    """The Kermany val normals whose patient has no training image (scripts/patient_disjoint_dev.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from patient_disjoint_dev import FOLDER, KERMANY, patient
+
+    seen = {patient(f.name) for f in (KERMANY / "train" / "normal").iterdir()}
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    for f in sorted((KERMANY / "val" / "normal").iterdir()):
+        if patient(f.name) not in seen and not (FOLDER / f.name).exists():
+            (FOLDER / f.name).symlink_to(f)
+    return FOLDER
 
 
 def scores(csv_path: Path) -> dict[str, tuple[str, float]]:
@@ -81,14 +95,12 @@ def measure(model: Path, pop: str) -> tuple[str, dict]:
     model_id = json.loads((model / "manifest.json").read_text())["model_id"]
     run = ROOT / "runs" / "bundling" / model_id
     if pop == "pediatric":
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "patient_disjoint_dev.py")], check=False,
-                       stdout=subprocess.DEVNULL)
-        normal, abnormal = ROOT / "runs" / "dev-patient-disjoint" / "normal", DATA / "kermany" / "val" / "pneumonia"
+        normal, abnormal = patient_disjoint_normals(), DATA / "kermany" / "val" / "pneumonia"
         phantom_normals = subset(DATA / "kermany" / "val" / "normal", ROOT / "runs" / "bundling" / "kermany-phantom-normals",
                                  PHANTOM_NORMALS)
     else:
         normal, abnormal = DATA / "nih" / "val" / "normal", DATA / "nih" / "val" / "pneumonia"
-        phantom_normals = normal
+        phantom_normals = subset(normal, ROOT / "runs" / "bundling" / "nih-phantom-normals", PHANTOM_NORMALS)
     dev = evaluate(model, run / "dev.json", "--normal", str(normal), "--abnormal", str(abnormal),
                    "--scores-csv", str(run / "dev_scores.csv"))
     checks = {"dev AUROC": dev["auroc"], "normals flagged": dev["fpr_at_threshold"],
@@ -101,7 +113,8 @@ def measure(model: Path, pop: str) -> tuple[str, dict]:
         nih = evaluate(model, run / "nih_boxes.json", "--boxes", str(DATA / "nih" / "val" / "boxes.csv"),
                        "--images", str(abnormal))
         checks["NIH box pointing"] = nih["pointing_game"]
-        rsna = evaluate(model, run / "rsna.json", "--normal", str(DATA / "rsna" / "val" / "normal"),
+        rsna = evaluate(model, run / "rsna.json", "--normal",
+                        str(subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals", OTHER_SOURCE)),
                         "--abnormal", str(abnormal))
         checks["RSNA normals flagged"] = rsna["fpr_at_threshold"]
         checks["RSNA normals vs NIH pneumonia AUROC"] = rsna["auroc"]
