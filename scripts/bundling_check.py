@@ -11,14 +11,18 @@ status says whether the candidate may replace the bundled model (0) or not (1).
 Checks (labels are read to report, never to train, select a checkpoint or set a threshold):
 - pediatric: patient-disjoint Kermany val normals (scripts/patient_disjoint_dev.py) vs val pneumonia;
   the "hard dev": the same normals vs the third of the pneumonias that the two models together rank
-  lowest (mean rank), where a saturated dev hides differences; zoom_gamma and markers shifts;
-  TBX11K box pointing; phantoms on 40 val normals.
+  lowest (mean rank), where a saturated dev hides differences; TBX11K box pointing; phantoms on 40
+  val normals; the zoom_gamma and markers shifts are reported, never decide (a synthetic shift won
+  the round-6 model its place and lost held-out accuracy).
 - adult: NIH val normal vs pneumonia and its hard third; 120 RSNA val normals flagged (another source
   of the same hospital); TBX11K and NIH box pointing; phantoms on 40 NIH val normals.
 - both: the share of normals flagged at the model's own threshold (must stay <= 10 %) and ABNORMAL
   images without a finding (must be 0).
-A check is "at least as good" within TOLERANCE (AUROC, pointing and flagged shares are measured on
-60 to 500 images: differences under 0.01 are within one image or two).
+A check is "at least as good" when it falls short by no more than TOLERANCE for an AUROC, and by no
+more than two images' worth (2 / n) for a share measured on n images (pointing, phantoms flagged):
+the phantom rows are measured on 40 normals, where one image is 0.025. (This share tolerance was set
+after the first adult table, whose 0.01 for every check counted one- and two-image differences on
+40 phantoms as losses; the 10 % bound on normals flagged is absolute, as it always was.)
 """
 
 from __future__ import annotations
@@ -90,8 +94,8 @@ def hard_auroc(a: dict, b: dict) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(model: Path, pop: str) -> tuple[str, dict]:
-    """(model id, {check: value}) of one model folder; the value's direction is in `HIGHER_IS_BETTER`."""
+def measure(model: Path, pop: str) -> tuple[str, dict, dict]:
+    """(model id, {check: value}, {check: images a share is measured on}) of one model folder."""
     model_id = json.loads((model / "manifest.json").read_text())["model_id"]
     run = ROOT / "runs" / "bundling" / model_id
     if pop == "pediatric":
@@ -109,10 +113,12 @@ def measure(model: Path, pop: str) -> tuple[str, dict]:
     tbx = evaluate(model, run / "tbx11k.json", "--boxes", str(DATA / "tbx11k_dev" / "boxes.csv"),
                    "--images", str(DATA / "tbx11k_dev" / "images"))
     checks["TBX11K pointing"] = tbx["pointing_game"]
+    counts = {"TBX11K pointing": tbx["n_images"], "abnormals flagged": dev["n_abnormal"]}
     if pop == "adult":
         nih = evaluate(model, run / "nih_boxes.json", "--boxes", str(DATA / "nih" / "val" / "boxes.csv"),
                        "--images", str(abnormal))
         checks["NIH box pointing"] = nih["pointing_game"]
+        counts["NIH box pointing"] = nih["n_images"]
         rsna = evaluate(model, run / "rsna.json", "--normal",
                         str(subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals", OTHER_SOURCE)),
                         "--abnormal", str(abnormal))
@@ -122,26 +128,30 @@ def measure(model: Path, pop: str) -> tuple[str, dict]:
         shifted = evaluate(model, run / "shifted.json", "--normal", str(normal), "--abnormal", str(abnormal),
                            "--perturb", "zoom_gamma,markers")
         for family, f in shifted.get("perturbations", {}).items():
-            checks[f"{family} AUROC"] = f["auroc"]
+            checks[f"{family} AUROC (shift: reported, never decides)"] = f["auroc"]
+            checks[f"{family} normals flagged (shift: reported, never decides)"] = f["fpr_at_threshold"]
     phantoms = evaluate(model, run / "phantoms.json", "--phantoms", "all", "--normal", str(phantom_normals))
     for kind, sizes in phantoms["kinds"].items():
         for size, f in sizes.items():
             checks[f"phantom {kind} {size} flagged"] = f["tpr_at_threshold"]
             checks[f"phantom {kind} {size} pointing"] = f["pointing_game"]
-    return model_id, checks
+            counts[f"phantom {kind} {size} flagged"] = counts[f"phantom {kind} {size} pointing"] = f["n"]
+    return model_id, checks, counts
 
 
 LOWER_IS_BETTER = {"normals flagged", "RSNA normals flagged", "ABNORMAL without finding"}
 
 
-def verdict(name: str, cand: float, bund: float) -> str:
+def verdict(name: str, cand: float, bund: float, n: int | None) -> str:
+    if "never decides" in name:
+        return "info"
     if name in ("normals flagged", "RSNA normals flagged"):
         return "ok" if cand <= MAX_FPR else "LOSES"
     if name in LOWER_IS_BETTER:
         return "ok" if cand <= bund else "LOSES"
     if cand is None or bund is None:
         return "n/a"
-    return "ok" if cand >= bund - TOLERANCE else "LOSES"
+    return "ok" if cand >= bund - (TOLERANCE if n is None else max(TOLERANCE, 2 / n)) else "LOSES"
 
 
 def main() -> int:
@@ -149,8 +159,8 @@ def main() -> int:
         raise SystemExit(__doc__)
     pop, candidate = sys.argv[1], Path(sys.argv[2])
     bundled = Path(sys.argv[3]) if len(sys.argv) == 4 else ROOT / "SSLAnomaly" / "Resources" / "Models" / pop
-    cid, cand = measure(candidate, pop)
-    bid, bund = measure(bundled, pop)
+    cid, cand, counts = measure(candidate, pop)
+    bid, bund, _ = measure(bundled, pop)
     ca, ba = hard_auroc(scores(ROOT / "runs" / "bundling" / cid / "dev_scores.csv"),
                         scores(ROOT / "runs" / "bundling" / bid / "dev_scores.csv"))
     cand["hard dev AUROC"], bund["hard dev AUROC"] = ca, ba
@@ -158,7 +168,7 @@ def main() -> int:
     losses = 0
     for name in sorted(set(cand) | set(bund), key=lambda n: (n.startswith("phantom"), n)):
         c, b = cand.get(name), bund.get(name)
-        v = verdict(name, c, b) if c is not None and b is not None else "n/a"
+        v = verdict(name, c, b, counts.get(name)) if c is not None and b is not None else "n/a"
         losses += v == "LOSES"
         fmt = lambda x: "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
         rows.append(f"| {name} | {fmt(c)} | {fmt(b)} | {v} |")
