@@ -28,6 +28,7 @@ after the first adult table, whose 0.01 for every check counted one- and two-ima
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -94,10 +95,11 @@ def hard_auroc(a: dict, b: dict) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(model: Path, pop: str) -> tuple[str, dict, dict]:
-    """(model id, {check: value}, {check: images a share is measured on}) of one model folder."""
-    model_id = json.loads((model / "manifest.json").read_text())["model_id"]
-    run = ROOT / "runs" / "bundling" / model_id
+def measure(model: Path, pop: str) -> tuple[str, Path, dict, dict]:
+    """(model id, its results folder, {check: value}, {check: images a share is measured on})."""
+    text = (model / "manifest.json").read_text()
+    model_id = json.loads(text)["model_id"]  # the same weights recalibrated keep their id: the key is the manifest
+    run = ROOT / "runs" / "bundling" / f"{model_id}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     if pop == "pediatric":
         normal, abnormal = patient_disjoint_normals(), DATA / "kermany" / "val" / "pneumonia"
         phantom_normals = subset(DATA / "kermany" / "val" / "normal", ROOT / "runs" / "bundling" / "kermany-phantom-normals",
@@ -136,7 +138,7 @@ def measure(model: Path, pop: str) -> tuple[str, dict, dict]:
             checks[f"phantom {kind} {size} flagged"] = f["tpr_at_threshold"]
             checks[f"phantom {kind} {size} pointing"] = f["pointing_game"]
             counts[f"phantom {kind} {size} flagged"] = counts[f"phantom {kind} {size} pointing"] = f["n"]
-    return model_id, checks, counts
+    return model_id, run, checks, counts
 
 
 LOWER_IS_BETTER = {"normals flagged", "RSNA normals flagged", "ABNORMAL without finding"}
@@ -159,10 +161,9 @@ def main() -> int:
         raise SystemExit(__doc__)
     pop, candidate = sys.argv[1], Path(sys.argv[2])
     bundled = Path(sys.argv[3]) if len(sys.argv) == 4 else ROOT / "SSLAnomaly" / "Resources" / "Models" / pop
-    cid, cand, counts = measure(candidate, pop)
-    bid, bund, _ = measure(bundled, pop)
-    ca, ba = hard_auroc(scores(ROOT / "runs" / "bundling" / cid / "dev_scores.csv"),
-                        scores(ROOT / "runs" / "bundling" / bid / "dev_scores.csv"))
+    cid, cand_run, cand, counts = measure(candidate, pop)
+    bid, bund_run, bund, _ = measure(bundled, pop)
+    ca, ba = hard_auroc(scores(cand_run / "dev_scores.csv"), scores(bund_run / "dev_scores.csv"))
     cand["hard dev AUROC"], bund["hard dev AUROC"] = ca, ba
     rows = [f"| check | candidate `{cid}` | bundled `{bid}` | |", "|---|---|---|---|"]
     losses = 0
