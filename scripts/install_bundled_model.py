@@ -37,6 +37,8 @@ def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
                        "command": m["training"]["command"]})
     manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
     manifest["population"] = entry.population.to_dict()
+    if entry.data_terms:  # the data of earlier stages that the run's own folders do not name (model card)
+        manifest["data_terms"] = list(entry.data_terms)
     manifest["measured"] = dict(measured(run), other_seeds=others)
     return model_folder.save(folder, encoder, arrays, manifest, model_card(manifest), overwrite=True)
 

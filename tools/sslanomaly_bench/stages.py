@@ -336,12 +336,11 @@ def dask_section(model: str, files: list[Path], work: Path) -> dict:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         t1 = time.perf_counter()
-        rows = detect_on_dask(client, files, work / "dask-out", model=model, device="cpu")
+        report = detect_on_dask(client, files, work / "dask-out", model=model, device="cpu")
     t2 = time.perf_counter()
-    failed = [r for r in rows if r["error"]]
     return {"workers": 2, "n_images": len(files), "cluster_start_s": round(t1 - t0, 2),
             "seconds": round(t2 - t1, 2), "seconds_per_image": round((t2 - t1) / len(files), 3),
-            "failed": len(failed)}
+            "failed": len(report.failures)}
 
 
 def unreadable(model: str, work: Path, n: int) -> dict:

@@ -200,7 +200,7 @@ def data_licences(m: dict) -> str:
     says), and of the lung-field network's masks, which every model uses."""
     d, site = m["data"], m.get("site_calibration") or {}
     named = " ".join([d.get("normals", ""), d.get("calibration_normals", ""), site.get("normals", "")]).lower()
-    found = [key for key in DATA_LICENCES if re.search(rf"\b{key}\b", named)]
+    found = [key for key in DATA_LICENCES if re.search(rf"\b{key}\b", named) or key in m.get("data_terms", [])]
     lines = [f"- {DATA_LICENCES[key]}." for key in found] or ["- The normals above: the terms of the site that gave them."]
     start = m["training"].get("started_from")
     if start:

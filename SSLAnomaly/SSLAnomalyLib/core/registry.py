@@ -50,6 +50,7 @@ class BundledModel:
     folder: Path
     population: Population
     description: str
+    data_terms: tuple[str, ...] = ()  # the public data sets behind every stage of its weights (model cards)
 
 
 def _entry(name: str, entry) -> BundledModel:
@@ -73,7 +74,10 @@ def _entry(name: str, entry) -> BundledModel:
         refuse(f"has a population that is not {{label, min_age_years, max_age_years}}: {entry['population']!r}")
     if not isinstance(entry.get("description"), str):
         refuse("has no description")
-    return BundledModel(name, path, population, entry["description"])
+    terms = entry.get("data_terms", [])
+    if not isinstance(terms, list) or not all(isinstance(k, str) for k in terms):
+        refuse(f"has data_terms that are not a list of data set names: {terms!r}")
+    return BundledModel(name, path, population, entry["description"], tuple(terms))
 
 
 def _read() -> tuple[str, list[BundledModel]]:
