@@ -12,6 +12,7 @@ from pathlib import Path
 
 from SSLAnomalyLib.core.atomic import atomic_write_text
 from SSLAnomalyLib.core.outputs import shown
+from SSLAnomalyLib.core.overlay import percentile_text
 
 WORKLIST = "worklist.csv"
 COLUMNS = ("input", "name", "score", "percentile", "abnormal", "n_findings", "verdict", "top_finding_label",
@@ -25,7 +26,7 @@ def verdict(document: dict) -> str:
 def verdict_line(document: dict, shown_input: str) -> str:
     """e.g. `ABNORMAL  97.5th pct  3 findings  /data/cxr/IM-1.jpeg`."""
     n = len(document["findings"])
-    return (f"{verdict(document):<8}  {document['percentile']:5.1f}th pct  {n} finding{'' if n == 1 else 's'}  "
+    return (f"{verdict(document):<8}  {percentile_text(document['percentile']):>7} pct  {n} finding{'' if n == 1 else 's'}  "
             f"{shown_input}")
 
 
