@@ -1,0 +1,34 @@
+"""A hemithorax white-out is ABNORMAL for both bundled models, with the heatmap maximum in the opaque
+field and a finding there: what a reader sees at a glance (issue 23)."""
+
+import numpy as np
+import pytest
+
+from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.core.io import list_inputs, read_radiograph
+from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
+from SSLAnomalyLib.evaluation.phantoms import draw_phantom
+from conftest import data_dir
+
+
+def whiteout(detector, image, index: int):
+    lungs = detector.prepare(image)[0].fields.on_grid(*image.shape[1:]).astype(bool)
+    px = image.pixels[0].astype(np.float32)
+    lo, hi = float(px.min()), float(px.max())
+    phantom = draw_phantom("whiteout", "hemithorax", (px - lo) / (hi - lo), lungs, phantom_seed(0, "whiteout", "hemithorax", index))
+    return with_phantom(image, phantom, lo, hi), phantom.region_mask
+
+
+@pytest.mark.parametrize("model, folder, index", [("pediatric", ("kermany", "val", "normal"), 0),
+                                                   ("adult", ("nih", "val", "normal"), 0)])
+def test_a_whited_out_lung_is_abnormal_and_pointed_at(model, folder, index):
+    detector = AnomalyDetector.load(model)
+    normal = read_radiograph(list_inputs([str(data_dir(*folder))])[index])
+    assert not detector.detect(normal).abnormal
+    image, region = whiteout(detector, normal, index)
+    result = detector.detect(image)
+    heat = result.heatmap.pixels[0]
+    assert result.abnormal and result.score > detector.calibration.threshold
+    assert region.ravel()[np.argmax(heat)]  # the heatmap's maximum lies in the opaque field
+    i0, j0, i1, j1 = result.findings[0].bbox_ijk
+    assert region[j0:j1 + 1, i0:i1 + 1].mean() > 0.3  # the top finding's box is on the opaque field
