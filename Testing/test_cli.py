@@ -38,8 +38,9 @@ def test_detect_writes_three_files_per_image_and_reports_unreadable(default_mode
         assert 0 <= result["percentile"] <= 100
         assert result["abnormal"] == (result["score"] > result["threshold"])
         parts = result["score_components"]
-        assert set(parts) == {"pooled", "patch"}
-        assert abs(np.mean(list(parts.values())) - result["score"]) < 1e-5  # the score is their mean
+        assert set(parts) == {"pooled", "patch", "sides"}
+        texture = (parts["pooled"] + parts["patch"]) / 2  # the score: their mean, or sides - 2 where higher
+        assert abs(max(texture, parts["sides"] - 2) - result["score"]) < 1e-5
         cols, rows = Image.open(f).size
         heat = sitk.ReadImage(str(out / f"{name}.heatmap.nrrd"))
         assert heat.GetSize() == (cols, rows)
