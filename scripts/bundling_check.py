@@ -151,8 +151,6 @@ def verdict(name: str, cand: float, bund: float, n: int | None) -> str:
         return "ok" if cand <= MAX_FPR else "LOSES"
     if name in LOWER_IS_BETTER:
         return "ok" if cand <= bund else "LOSES"
-    if cand is None or bund is None:
-        return "n/a"
     return "ok" if cand >= bund - (TOLERANCE if n is None else max(TOLERANCE, 2 / n)) else "LOSES"
 
 

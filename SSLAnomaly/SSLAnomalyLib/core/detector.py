@@ -155,7 +155,7 @@ class AnomalyDetector:
             scores.append(batch.score)
             standardised.append(batch.standardised)
         scores = np.concatenate(scores)
-        top = int(np.argmax(scores))
+        _, top, grid, lung = top_slice  # the first slice of the highest score
         top_components = standardised[top // SCORE_CHUNK]
         score = float(scores[top])
         warnings = list(image.warnings)
@@ -166,8 +166,7 @@ class AnomalyDetector:
         if self.calibration.far_beyond_normals(score):
             warnings.append(OUT_OF_RANGE_WARNING)
         abnormal = score > self.calibration.threshold
-        _, k, grid, lung = top_slice
-        findings = agree_with_verdict(findings, abnormal, diffuse_finding(grid, lung, image, k))
+        findings = agree_with_verdict(findings, abnormal, diffuse_finding(grid, lung, image, top))
         return DetectionResult(score=score, threshold=self.calibration.threshold, abnormal=abnormal,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
                                pixel_threshold=pixel_threshold, findings=findings,

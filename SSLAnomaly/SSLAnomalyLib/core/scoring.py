@@ -29,7 +29,7 @@ from SSLAnomalyLib.core.reference import NormalReference
 
 COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)
 SIDES = "sides"                   # the one-sided density component (models fitted with it)
-FIELD_STATS = ("field_left", "field_right", "peak")  # standardised, not scored: which field departs, by how much
+FIELDS = ("field_left", "field_right")  # standardised, not scored: which lung field departs (with "peak": by how much)
 SIDES_OFFSET = 2.0
 SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
 
@@ -115,9 +115,10 @@ class Scorer:
         coarse = self.reference.patch_map(patches).numpy()
         grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
         densities = [side_density(x, lung) for x, lung in zip(images01, lungs)]
-        peaks = np.array([in_lung(g, lung).max() for g, lung in zip(grid, lungs)])
+        values = [in_lung(g, lung) for g, lung in zip(grid, lungs)]
+        peaks = np.array([v.max() for v in values])
         components = {"pooled": self.reference.pooled_score(pooled),
-                      "patch": np.array([in_lung(g, lung).mean() for g, lung in zip(grid, lungs)]),
+                      "patch": np.array([v.mean() for v in values]),
                       SIDES: np.array([d.difference for d in densities]),
                       "field_left": np.array([d.left for d in densities]),
                       "field_right": np.array([d.right for d in densities]), "peak": peaks}
@@ -136,8 +137,7 @@ class Scorer:
         scores.standardised = self.standardise(scores.components)
         if SIDES not in self.scored_components:
             return scores
-        z = {c: (scores.components[c] - self.component_stats[c][0]) / self.component_stats[c][1]
-             for c in ("field_left", "field_right")}
+        z = self._z(scores.components, FIELDS)
         peak_mean, peak_spread = self.component_stats["peak"]
         for i, d in enumerate(scores.densities):
             excess = scores.standardised[SIDES][i] - SIDES_OFFSET
@@ -149,8 +149,10 @@ class Scorer:
 
     def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each scored component as a z-score against the held-out training normals."""
-        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1]
-                for c in self.scored_components}
+        return self._z(components, self.scored_components)
+
+    def _z(self, components: dict[str, np.ndarray], names) -> dict[str, np.ndarray]:
+        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in names}
 
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """The image score of raw components."""
