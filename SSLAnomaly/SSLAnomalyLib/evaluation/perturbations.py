@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.evaluation.choices import parse_names
 
 
 def _affine(x: np.ndarray, scale: float = 1.0, angle_deg: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
@@ -125,8 +126,4 @@ def perturb(image: Radiograph, family: str, seed: int) -> Radiograph:
 
 def parse_families(text: str) -> list[str]:
     """'all' or a comma-separated list of family names -> the families, checked."""
-    names = list(NAMES) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
-    unknown = sorted(set(names) - set(NAMES))
-    if unknown or not names:
-        raise ValueError(f"unknown perturbation(s) {', '.join(unknown) or '(none given)'}; choose from all, {', '.join(NAMES)}")
-    return names
+    return parse_names(text, NAMES, "perturbation(s)")

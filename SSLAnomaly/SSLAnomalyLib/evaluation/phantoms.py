@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from SSLAnomalyLib.evaluation.choices import parse_names
+
 LUNG_SPAN_MM = 280.0
 SIZES = {
     "whiteout": ("hemithorax",),
@@ -283,8 +285,4 @@ def draw_phantom(kind: str, size: str, image01: np.ndarray, lungs: np.ndarray, r
 
 def parse_kinds(text: str) -> list[str]:
     """'all' or a comma-separated list of kinds -> the kinds, checked."""
-    names = list(KINDS) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
-    unknown = sorted(set(names) - set(KINDS))
-    if unknown or not names:
-        raise ValueError(f"unknown phantom kind(s) {', '.join(unknown) or '(none given)'}; choose from all, {', '.join(KINDS)}")
-    return names
+    return parse_names(text, KINDS, "phantom kind(s)")
