@@ -120,10 +120,7 @@ def test_awkward_paths_in_one_batch(small_model, tmp_path):
     file 1,100 folders deep is found (os.walk recursed past Python's limit), through a folder with a
     link back up the tree, entered once; a link loop named on the command line is a named failure of
     that input, and the rest of the batch is scored."""
-    import json
-    import subprocess
-
-    from conftest import REPO, data_dir
+    from conftest import data_dir
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -132,11 +129,27 @@ def test_awkward_paths_in_one_batch(small_model, tmp_path):
     os.rename(tmp_path / "plain.nrrd", os.fsencode(folder) + b"/caf\xe9.nrrd")
     (folder / "bad.png").write_bytes(b"not a png")
     (folder / "up").symlink_to(folder)
-    deep = folder
-    for _ in range(1100):
-        deep = deep / "d"
-        deep.mkdir()
+    chain = [folder / "d"]
+    for _ in range(1099):
+        chain.append(chain[-1] / "d")
+    for step in chain:
+        step.mkdir()
+    deep = chain[-1]
     (deep / "deepest.jpeg").symlink_to(source)
+    try:
+        _score_awkward_paths(small_model, tmp_path, folder, deep, source)
+    finally:  # pytest's own clean-up of old temp folders recurses and fails 1,100 folders deep
+        (deep / "deepest.jpeg").unlink()
+        for step in reversed(chain):
+            step.rmdir()
+
+
+def _score_awkward_paths(small_model, tmp_path, folder, deep, source):
+    import json
+    import subprocess
+
+    from conftest import REPO
+
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
     listed = list_inputs([loop, folder])
