@@ -8,7 +8,7 @@ its calibrated threshold, and Slicer's own slice view rendered offscreen.
 import argparse
 from pathlib import Path
 
-from SSLAnomalyLib.core.detector import AnomalyDetector
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.mrml.headless import start_headless_app
 from SSLAnomalyLib.mrml.case import show_detection
 from SSLAnomalyLib.mrml.render import render_slice_view

@@ -371,7 +371,7 @@ class SSLAnomalyTest(ScriptedLoadableModuleTest):
         self.test_detect_review_export()
 
     def test_detect_review_export(self):
-        from SSLAnomalyLib.core.sample import sample_inputs
+        from SSLAnomalyLib.core.reading.sample import sample_inputs
 
         self.delayDisplay("Detecting anomalies in a sample radiograph")
         folder = Path(tempfile.mkdtemp(prefix="SSLAnomalyTest-"))

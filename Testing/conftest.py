@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("SSLANOMALY_TEST_DATA", REPO.parent / "shared" / "data"))  # set to an absent folder to run the tier without data
 
 
 def data_dir(*parts) -> Path:
@@ -49,8 +49,8 @@ def small_model(small_normals, tmp_path_factory):
 
 
 def bundled_folder(name: str):
-    from SSLAnomalyLib.core.model_folder import MANIFEST
-    from SSLAnomalyLib.core.registry import resolve
+    from SSLAnomalyLib.core.model_files.model_folder import MANIFEST
+    from SSLAnomalyLib.core.model_files.registry import resolve
 
     folder = resolve(name)
     if not (folder / MANIFEST).exists():

@@ -36,8 +36,8 @@ def logic():
 
 def model_folder(request) -> Path:
     """The bundled default model where present, else the small real model the suite trains."""
-    from SSLAnomalyLib.core.model_folder import MANIFEST
-    from SSLAnomalyLib.core.registry import resolve
+    from SSLAnomalyLib.core.model_files.model_folder import MANIFEST
+    from SSLAnomalyLib.core.model_files.registry import resolve
 
     bundled = resolve("default")
     return bundled if (bundled / MANIFEST).exists() else Path(request.getfixturevalue("small_model"))

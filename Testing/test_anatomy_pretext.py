@@ -3,10 +3,10 @@
 import numpy as np
 
 from conftest import data_dir
-from SSLAnomalyLib.core.anatomy import lung_mask
-from SSLAnomalyLib.core.io import read_radiograph
-from SSLAnomalyLib.core.preprocess import to_model_input
-from SSLAnomalyLib.training.pretext import PretextConfig, anatpaste, opacity
+from SSLAnomalyLib.core.anatomy.fallback import lung_mask
+from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.training.synthetic_anomalies import PretextConfig, anatpaste, opacity
 
 
 def normals(n=30):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from SSLAnomalyLib.core.atomic import atomic_path, atomic_write_text, remove_leftovers
+from SSLAnomalyLib.core.files.atomic import atomic_path, atomic_write_text, remove_leftovers
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

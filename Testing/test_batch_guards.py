@@ -12,7 +12,7 @@ import time
 
 from conftest import REPO, data_dir
 from SSLAnomalyLib.cli import main
-from SSLAnomalyLib.core.outputs import LOCK
+from SSLAnomalyLib.core.results.outputs import LOCK
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
@@ -39,7 +39,7 @@ def test_an_output_folder_inside_the_inputs_is_refused(small_model, tmp_path):
 
 def hold_lock(folder):
     """A live process holding the folder's lock, as a run writing there would (its pid)."""
-    code = ("import sys, time\nfrom SSLAnomalyLib.core.outputs import output_lock\n"
+    code = ("import sys, time\nfrom SSLAnomalyLib.core.results.outputs import output_lock\n"
             "with output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert holder.stdout.readline().strip() == "held"

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from conftest import data_dir
 from slicer_cases import empty_scene, logic
-from SSLAnomalyLib.core.outputs import LOCK
+from SSLAnomalyLib.core.results.outputs import LOCK
 
 SHARED = ("failures.log", "worklist.csv", "batch_index.json")
 
@@ -41,8 +41,8 @@ def run_logic(model, src, out, **options) -> list[dict]:
 def run_dask(model, src, out, **options):
     from distributed import Client, LocalCluster
 
-    from SSLAnomalyLib.core.batch_options import BatchOptions
-    from SSLAnomalyLib.core.dask_batch import detect_on_dask
+    from SSLAnomalyLib.core.batch.options import BatchOptions
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:

@@ -87,9 +87,9 @@ def test_spacing_reaches_area_and_geometry_and_is_said_once_per_batch(small_mode
 
 
 def test_heatmap_is_compressed_uint8_with_its_scale_and_keeps_what_a_reader_sees(small_model, tmp_path):
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import read_radiograph
-    from SSLAnomalyLib.core.outputs import write_case_outputs
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import read_radiograph
+    from SSLAnomalyLib.core.results.outputs import write_case_outputs
 
     image = read_radiograph(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0])
     result = AnomalyDetector.load(small_model, device="cpu").detect(image)

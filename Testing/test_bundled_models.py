@@ -22,9 +22,9 @@ def test_models_lists_both_bundled_models_with_the_default():
 
 
 def test_each_bundled_model_scores_a_real_image_of_its_population():
-    from SSLAnomalyLib.core import model_folder, registry
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import read_radiograph
+    from SSLAnomalyLib.core.model_files import model_folder, registry
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import read_radiograph
 
     images = {"adult": sorted(data_dir("rsna", "val", "normal").iterdir())[0],
               "pediatric": sorted(data_dir("kermany", "val", "normal").iterdir())[0]}
@@ -40,8 +40,8 @@ def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(
     from messy_corpus import write_dicom
     from pydicom import dcmread
 
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import read_radiograph
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import read_radiograph
 
     jpeg = sorted(data_dir("kermany_fullres", "normal").iterdir())[0]
     path = write_dicom(tmp_path / "child.dcm", np.asarray(Image.open(jpeg).convert("L"), np.uint16) * 16)
@@ -56,7 +56,7 @@ def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(
 def test_slicer_model_selector_agrees_with_the_registry():
     from slicer_cases import logic
 
-    from SSLAnomalyLib.core import registry
+    from SSLAnomalyLib.core.model_files import registry
 
     entries = logic().bundledModels()
     assert [name for name, _ in entries] == [m.name for m in registry.bundled_models()]
@@ -65,7 +65,7 @@ def test_slicer_model_selector_agrees_with_the_registry():
 
 def test_a_bare_name_is_the_bundled_model_and_says_so_once_where_a_folder_has_that_name(tmp_path, monkeypatch,
                                                                                         capsys):
-    from SSLAnomalyLib.core import registry
+    from SSLAnomalyLib.core.model_files import registry
 
     monkeypatch.setattr(registry, "_announced", set())
     monkeypatch.chdir(tmp_path)
@@ -79,7 +79,7 @@ def test_a_bare_name_is_the_bundled_model_and_says_so_once_where_a_folder_has_th
 
 
 def test_bundled_models_load_where_a_site_requires_signed_models(monkeypatch):
-    from SSLAnomalyLib.core import model_folder, registry
+    from SSLAnomalyLib.core.model_files import model_folder, registry
 
     monkeypatch.setenv("SSLANOMALY_REQUIRE_SIGNED", "1")
     monkeypatch.setenv("SSLANOMALY_SITE_KEY", "a-site-key-of-32-characters-0123")

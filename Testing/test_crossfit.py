@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from SSLAnomalyLib.core.calibration import Calibration
+from SSLAnomalyLib.core.model.calibration import Calibration
 
 
 def generated(folder, seeds):
-    from SSLAnomalyLib.core.sample import synthetic_radiograph
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 
     folder.mkdir()
     for s in seeds:
@@ -20,7 +20,7 @@ def generated(folder, seeds):
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.training.crossfit import cross_fit
 
     root = tmp_path_factory.mktemp("crossfit")
@@ -31,8 +31,8 @@ def fitted(tmp_path_factory):
 
 
 def scores_of(scorer, folder):
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import list_inputs, read_radiograph
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 
     prepare = AnomalyDetector(scorer, None, None, "test").prepare
     prepared = [prepare(read_radiograph(f))[0] for f in list_inputs([folder])]

@@ -17,7 +17,7 @@ def test_two_local_workers_match_the_cli(small_model, tmp_path):
     from distributed import Client, LocalCluster
 
     from SSLAnomalyLib.cli import main
-    from SSLAnomalyLib.core.dask_batch import detect_on_dask
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
 
     src = tmp_path / "in"
     src.mkdir()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, REPO, data_dir
-from SSLAnomalyLib.core.errors import ReadError
-from SSLAnomalyLib.core.model_folder import load
+from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.model_files.model_folder import load
 from SSLAnomalyLib.training import device_round
 from SSLAnomalyLib.training.fitting import load_normals, read_normals
 from SSLAnomalyLib.training.packs import NEAR, read_pack, write_pack

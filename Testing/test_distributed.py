@@ -7,8 +7,8 @@ import sys
 
 from PIL import Image
 
-from SSLAnomalyLib.core.model_folder import load
-from SSLAnomalyLib.core.sample import synthetic_radiograph
+from SSLAnomalyLib.core.model_files.model_folder import load
+from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 from SSLAnomalyLib.training.fitting import work_dir
 
 

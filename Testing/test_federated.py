@@ -24,7 +24,7 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory):
-    from SSLAnomalyLib.core.sample import synthetic_radiograph
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 
     root = tmp_path_factory.mktemp("sites")
     folders = {name: root / name for name in ("a", "b", "all")}
@@ -38,7 +38,7 @@ def sites(tmp_path_factory):
 
 
 def reference(model_dir):
-    from SSLAnomalyLib.core.model_folder import load
+    from SSLAnomalyLib.core.model_files.model_folder import load
 
     return load(model_dir)
 

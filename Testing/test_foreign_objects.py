@@ -40,7 +40,7 @@ def test_augment_draws_objects_at_the_stated_share_and_is_unchanged_without_them
 
 
 def test_the_checkpoint_check_of_a_run_with_objects_sees_normals_carrying_them(monkeypatch, small_normals):
-    from SSLAnomalyLib.core.encoder import EncoderConfig
+    from SSLAnomalyLib.core.model.encoder import EncoderConfig
     from SSLAnomalyLib.training import trainer
     from SSLAnomalyLib.training.fitting import load_normals
     from SSLAnomalyLib.training.selection import SyntheticCheck

@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import data_dir
 from messy_corpus import write_dicom as write_dx
-from SSLAnomalyLib.core.io import ReadError, read_radiograph, write_image
+from SSLAnomalyLib.core.reading.images import ReadError, read_radiograph, write_image
 
 
 @pytest.fixture(scope="module")

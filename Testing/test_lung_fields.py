@@ -23,7 +23,7 @@ GENERATED_WHITE_OUT_DICE_BOUND = 0.85
 
 def held_out_pair():
     """An openist image the bundled lung network never trained on, and its expert mask."""
-    from SSLAnomalyLib.core.lung_model import BUNDLED_LUNGS
+    from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS
 
     name = json.loads((BUNDLED_LUNGS / "manifest.json").read_text())["data"]["held_out"][0]
     return data_dir("openist", "images") / name, data_dir("openist", "masks") / name
@@ -32,9 +32,9 @@ def held_out_pair():
 def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
     from scipy import ndimage
 
-    from SSLAnomalyLib.core.lung_model import bundled_segmenter
+    from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
     from SSLAnomalyLib.training.lung_training import dice, load_pair
-    from SSLAnomalyLib.core.preprocess import to_model_input
+    from SSLAnomalyLib.core.model.preprocess import to_model_input
 
     image, mask = load_pair(*held_out_pair())
     x = to_model_input(image, 128)
@@ -48,7 +48,7 @@ def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
 
 
 def test_a_non_chest_image_takes_the_named_fallback():
-    from SSLAnomalyLib.core.lung_model import bundled_segmenter
+    from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 
     from scipy import ndimage
 
@@ -91,8 +91,8 @@ def test_detect_lungs_writes_a_mask_on_the_inputs_grid_2d_and_3d(tmp_path):
 
 
 def test_a_tampered_lung_model_is_refused(tmp_path):
-    from SSLAnomalyLib.core.lung_model import BUNDLED_LUNGS, LungSegmenter
-    from SSLAnomalyLib.core.model_folder import ModelError
+    from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS, LungSegmenter
+    from SSLAnomalyLib.core.model_files.model_folder import ModelError
 
     copy = tmp_path / "lungs"
     shutil.copytree(BUNDLED_LUNGS, copy)
@@ -106,8 +106,8 @@ def test_a_tampered_lung_model_is_refused(tmp_path):
 
 
 def test_an_encoder_model_folder_is_not_taken_for_a_lung_model(pediatric_model):
-    from SSLAnomalyLib.core.lung_model import LungSegmenter
-    from SSLAnomalyLib.core.model_folder import ModelError
+    from SSLAnomalyLib.core.anatomy.lung_network import LungSegmenter
+    from SSLAnomalyLib.core.model_files.model_folder import ModelError
 
     with pytest.raises(ModelError, match="not a lung-segmentation model"):
         LungSegmenter.load(pediatric_model)
@@ -127,8 +127,8 @@ def whited_out(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def white_out_dice(image: np.ndarray, mask: np.ndarray) -> tuple:
     """Dice of the bundled network's lung fields on `image` with one side whited out against `mask`."""
-    from SSLAnomalyLib.core.lung_model import bundled_segmenter
-    from SSLAnomalyLib.core.preprocess import to_model_input
+    from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+    from SSLAnomalyLib.core.model.preprocess import to_model_input
     from SSLAnomalyLib.training.lung_training import dice
 
     fields, = bundled_segmenter().fields(to_model_input(whited_out(image, mask), 128)[None])
@@ -145,9 +145,9 @@ def test_a_whited_out_lung_of_a_real_radiograph_is_still_a_lung():
 
 
 def test_a_whited_out_lung_of_a_generated_radiograph_is_still_a_lung():
-    from SSLAnomalyLib.core.lung_model import bundled_segmenter
-    from SSLAnomalyLib.core.preprocess import to_model_input
-    from SSLAnomalyLib.core.sample import synthetic_radiograph
+    from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+    from SSLAnomalyLib.core.model.preprocess import to_model_input
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 
     image = synthetic_radiograph().astype(np.float32)
     clean, = bundled_segmenter().fields(to_model_input(image, 128)[None])  # the reference: its clean lungs
@@ -157,7 +157,7 @@ def test_a_whited_out_lung_of_a_generated_radiograph_is_still_a_lung():
 
 
 def test_lung_fields_report_each_sides_area():
-    from SSLAnomalyLib.core.lung_model import fields_from_probability
+    from SSLAnomalyLib.core.anatomy.lung_network import fields_from_probability
 
     probability = np.zeros((100, 100), np.float32)
     probability[20:80, 10:40] = 1  # image-left lung: 18 % of the image
@@ -172,8 +172,8 @@ def test_lung_fields_report_each_sides_area():
 def test_disease_augmentation_is_seeded_and_stays_inside_the_lung_field():
     from scipy import ndimage
 
-    from SSLAnomalyLib.core.preprocess import to_model_input
-    from SSLAnomalyLib.core.sample import synthetic_radiograph
+    from SSLAnomalyLib.core.model.preprocess import to_model_input
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
     from SSLAnomalyLib.training.lung_disease import GROW, draw_disease
 
     x = to_model_input(synthetic_radiograph(), 128)

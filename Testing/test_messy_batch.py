@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from conftest import REPO
 from messy_corpus import PATIENT_ID, PATIENT_NAME, REFUSED, write_dicom
-from SSLAnomalyLib.core.io import read_radiograph
+from SSLAnomalyLib.core.reading.images import read_radiograph
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 MAX_RSS_GB = 1.5  # the 10,000 x 10,000 image at full size in float32 would need well over this

@@ -11,10 +11,10 @@ import SimpleITK as sitk
 from pydicom.uid import ExplicitVRLittleEndian
 
 from messy_corpus import REFUSED, png_chunk, write_dicom
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.image import Radiograph
-from SSLAnomalyLib.core.io import MIN_SIDE, ReadError, list_inputs, read_radiograph, write_image
-from SSLAnomalyLib.core.shrink import MAX_SIDE, shrink_if_large
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.reading.images import MIN_SIDE, ReadError, list_inputs, read_radiograph, write_image
+from SSLAnomalyLib.core.reading.shrink import MAX_SIDE, shrink_if_large
 
 
 def assert_valid(img: Radiograph):

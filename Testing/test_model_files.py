@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO, data_dir
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core import registry
-from SSLAnomalyLib.core.model_folder import CARD, FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, load, save, sha256
-from SSLAnomalyLib.core.errors import PathError
-from SSLAnomalyLib.core.signing import SiteKeyError, digest, seal
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.model_files import registry
+from SSLAnomalyLib.core.model_files.model_folder import CARD, FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, load, save, sha256
+from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.model_files.signing import SiteKeyError, digest, seal
 
 PACKAGE = REPO / "SSLAnomaly"
 UNPICKLING = re.compile(r"torch\.load\s*\(|\bimport pickle\b|\bpickle\.|\bcPickle\b|\bjoblib\b|\bdill\b"
@@ -194,7 +194,7 @@ def test_a_failed_write_leaves_the_old_model_whole_and_nothing_beside_it(small_m
 
 
 def test_two_writers_never_share_a_model_folder(small_model, tmp_path):
-    code = ("import sys, time; from SSLAnomalyLib.core.locks import folder_lock\n"
+    code = ("import sys, time; from SSLAnomalyLib.core.files.locks import folder_lock\n"
             "with folder_lock(sys.argv[1], sys.argv[2]):\n    print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([str(REPO / ".venv" / "bin" / "python"), "-c", code, str(tmp_path / ".m.lock"),
                                str(tmp_path / "m")], stdout=subprocess.PIPE, text=True)
@@ -270,7 +270,7 @@ def test_a_broken_registry_is_one_line_on_the_command_line(small_model, tmp_path
     image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
     broken = tmp_path / "models.json"
     broken.write_text("{")
-    code = ("import sys; from pathlib import Path; from SSLAnomalyLib.core import registry; "
+    code = ("import sys; from pathlib import Path; from SSLAnomalyLib.core.model_files import registry; "
             f"registry.REGISTRY = Path({str(broken)!r}); from SSLAnomalyLib.cli import main; sys.exit(main(sys.argv[1:]))")
     run = [str(REPO / ".venv" / "bin" / "python"), "-c", code, "detect", "--quiet", "--out", str(tmp_path / "out"), str(image)]
     r = subprocess.run(run + ["--model", "default"], capture_output=True, text=True, cwd=REPO)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from SSLAnomalyLib.core.encoder import EncoderConfig, to_batch
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, to_batch
 from SSLAnomalyLib.training.fitting import load_normals
 from SSLAnomalyLib.training.objectives import (NEIGHBOURS, OBJECTIVES, JigsawParams, MaeParams, Pretext, RelposParams,
                                       jigsaw_permutations, jigsaw_tiles, mae_mask, relpos_pair)

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from SSLAnomalyLib.core.findings import Finding
-from SSLAnomalyLib.core.overlay import (HOT_TOP, MAX_SIDE, label_position, percentile_text, ramp_colours,
+from SSLAnomalyLib.core.detection.regions import Finding
+from SSLAnomalyLib.core.results.overlay import (HOT_TOP, MAX_SIDE, label_position, percentile_text, ramp_colours,
                                         render_overlay)
 
 THRESHOLD = 10.0

@@ -15,7 +15,7 @@ SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
 @pytest.fixture(scope="module")
 def radiograph():
-    from SSLAnomalyLib.core.io import read_radiograph
+    from SSLAnomalyLib.core.reading.images import read_radiograph
 
     return read_radiograph(sorted(data_dir("kermany_fullres", "normal").iterdir())[0])
 
@@ -81,7 +81,7 @@ def test_evaluate_perturb_reports_each_family_at_the_models_threshold(pediatric_
 def test_box_files_are_validated_and_boxes_clipped_to_the_image(tmp_path):
     import pytest
 
-    from SSLAnomalyLib.core.io import ReadError
+    from SSLAnomalyLib.core.reading.images import ReadError
     from SSLAnomalyLib.evaluation.evaluate import box_mask, read_boxes
 
     mask = box_mask((10, 20), [(-5, -5, 3, 2)])  # partly outside: the inside part only

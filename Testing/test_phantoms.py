@@ -23,8 +23,8 @@ def strict_json(text: str) -> dict:
 
 @pytest.fixture(scope="module")
 def chest():
-    """A generated radiograph in [0, 1] and its two lung ellipses (core/sample.py draws them there)."""
-    from SSLAnomalyLib.core.sample import synthetic_radiograph
+    """A generated radiograph in [0, 1] and its two lung ellipses (core/reading/sample.py draws them there)."""
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 
     rows, cols = 512, 448
     image = synthetic_radiograph(rows, cols, seed=3).astype(np.float32) / 255
@@ -88,7 +88,7 @@ def test_sizes_grow_as_named(chest):
 
 @pytest.fixture(scope="module")
 def generated_normals(tmp_path_factory):
-    from SSLAnomalyLib.core.sample import synthetic_radiograph
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 
     folder = tmp_path_factory.mktemp("generated")
     for seed in range(3):
@@ -128,8 +128,8 @@ def test_evaluate_phantoms_refuses_what_it_cannot_do(generated_normals):
 
 
 def test_a_large_mass_on_real_normals_is_flagged_and_pointed_at(default_model, tmp_path):
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import list_inputs, read_radiograph
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
     from SSLAnomalyLib.evaluation.phantom_evaluation import evaluate_phantoms, phantom_seed
     from SSLAnomalyLib.evaluation.phantoms import GROW, draw_phantom
 

@@ -8,9 +8,9 @@ import torch
 from scipy.stats import norm
 from sklearn.covariance import LedoitWolf
 
-from SSLAnomalyLib.core.calibration import Calibration
-from SSLAnomalyLib.core.reference import NormalReference
-from SSLAnomalyLib.core.reference_stats import (MomentSums, PositionSums, ReferenceStats, nearest_residuals,
+from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model.reference import NormalReference
+from SSLAnomalyLib.core.model.reference_stats import (MomentSums, PositionSums, ReferenceStats, nearest_residuals,
                                                 residual_sums)
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.core.review import (ReviewError, add_finding, load_review, new_review, review_path, save_review,
+from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, load_review, new_review, review_path, save_review,
                                   unused_path, update_finding)
 
 FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
@@ -21,7 +21,7 @@ FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": 
 # A reviewing session that autosaves after every decision, forever, until it is killed.
 SESSION = """
 import sys
-from SSLAnomalyLib.core.review import load_review, save_review, update_finding
+from SSLAnomalyLib.core.results.review import load_review, save_review, update_finding
 path = sys.argv[1]
 review = load_review(path)
 n = 0

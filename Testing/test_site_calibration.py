@@ -27,7 +27,7 @@ def linked(tmp_path, name, files):
 
 
 def test_calibrate_puts_the_stated_share_of_site_normals_above_the_threshold(pediatric_model, tmp_path):
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.evaluation.evaluate import score_folder
 
     normals = linked(tmp_path, "site", sorted(data_dir("rsna", "val", "normal").iterdir())[:40])
@@ -56,7 +56,7 @@ def flagged_within_stated_rate(model_dir, new_normals):
     its stated false-positive rate (Beta(n + 1 - k, k)) implies for that many images."""
     from scipy.stats import betabinom
 
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.evaluation.evaluate import score_folder
 
     detector = AnomalyDetector.load(model_dir)
@@ -124,6 +124,6 @@ def test_drift_warning_fires_on_a_shifted_batch_and_not_on_a_calibration_like_on
 @pytest.mark.parametrize("percentiles, fires", [([96.0] * 25, True), (list(np.linspace(1, 99, 25)), False),
                                                 ([99.0] * 10, False)])
 def test_drift_rule(percentiles, fires):
-    from SSLAnomalyLib.core.drift import drift_warning
+    from SSLAnomalyLib.core.results.drift import drift_warning
 
     assert (drift_warning(percentiles) is not None) == fires

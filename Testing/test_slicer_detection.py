@@ -9,9 +9,9 @@ import slicer
 from conftest import data_dir
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
-from SSLAnomalyLib.mrml.findings import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
-from SSLAnomalyLib.core.overlay import HOT_TOP
+from SSLAnomalyLib.core.results.overlay import HOT_TOP
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
@@ -170,7 +170,7 @@ def test_detecting_again_keeps_every_touched_finding_and_adds_no_duplicates(thre
 
 
 def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, model, tmp_path):
-    from SSLAnomalyLib.core.review import load_review
+    from SSLAnomalyLib.core.results.review import load_review
 
     lg, volume, _ = case
     lg.reviewFolder = tmp_path
@@ -192,7 +192,7 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
 
 def test_a_review_is_never_restored_onto_another_image_of_the_same_name(case, model, tmp_path):
     """DICOM-browser names repeat across patients: two volumes named alike hold different images."""
-    from SSLAnomalyLib.core.review import ReviewError
+    from SSLAnomalyLib.core.results.review import ReviewError
 
     lg, volume, _ = case
     lg.reviewFolder = tmp_path

@@ -8,7 +8,7 @@ import pydicom
 import pytest
 
 from messy_corpus import write_dicom
-from SSLAnomalyLib.core.dicom_export import make_seg, make_sr, one_value, read_source
+from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, one_value, read_source
 
 LABEL = "épanchement\\pleural"  # a reader's label with an accent and a backslash
 NOTE = "base droite, à revoir"

@@ -16,11 +16,11 @@ import slicer
 from conftest import REPO
 from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, logic, model,  # noqa: F401 (fixture)
                           tb_radiograph, write_dicom_dx)
-from SSLAnomalyLib.core.dicom_export import DicomExportError
-from SSLAnomalyLib.core.finding_masks import finding_masks
+from SSLAnomalyLib.core.results.dicom_export import DicomExportError
+from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.bundle import write_mrb
-from SSLAnomalyLib.mrml.findings import finding_nodes
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes
 from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, is_heatmap
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 
@@ -199,8 +199,8 @@ def bundle_contents(path) -> dict:
 
 
 def test_write_mrb_bundles_one_case_without_touching_the_scene(model, tmp_path):
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import read_radiograph
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import read_radiograph
 
     app = empty_scene()
     image = read_radiograph(tb_radiograph())

@@ -115,7 +115,7 @@ def test_model_choice_is_kept_in_the_scene_and_shown_after_reload(tmp_path):
 
 
 def test_calibration_runs_as_a_process_job_with_progress(small_normals, tmp_path, monkeypatch):
-    from SSLAnomalyLib.core.model_folder import MANIFEST
+    from SSLAnomalyLib.core.model_files.model_folder import MANIFEST
     from SSLAnomalyLib.jobs import CalibrationJob
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the job reads the progress bar

@@ -1,7 +1,7 @@
 """The synthetic radiograph the module registers with Slicer's Sample Data module: registered with
 the arguments Sample Data takes, only once desktop Slicer has started (never in the headless
 application), its file fetched through its URI as Sample Data fetches it, its checksum right, and
-its content the drawn radiograph of core/sample.py, which loads as a volume the module can score."""
+its content the drawn radiograph of core/reading/sample.py, which loads as a volume the module can score."""
 
 import hashlib
 import sys
@@ -14,7 +14,7 @@ import slicer
 
 from slicer_cases import empty_scene, logic
 from slicer_harness import load_module_file
-from SSLAnomalyLib.core.sample import synthetic_radiograph
+from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 from SSLAnomalyLib.mrml import sample_data
 
 

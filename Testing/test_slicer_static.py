@@ -199,7 +199,7 @@ def test_license_is_the_full_apache_2_text_pyproject_names():
 def test_readme_and_model_cards_state_the_licences_of_the_data_behind_the_weights():
     import json
 
-    from SSLAnomalyLib.core.model_card import model_card
+    from SSLAnomalyLib.core.model_files.model_card import model_card
 
     readme = (REPO / "README.md").read_text()
     licences = readme.split("**Licences of the data behind the bundled models.**", 1)[1].split("**Panel**", 1)[0]
@@ -214,6 +214,6 @@ def test_readme_and_model_cards_state_the_licences_of_the_data_behind_the_weight
         section = re.split(r"\n(?:## |\*\*)", card.split("Data licences", 1)[1], maxsplit=1)[0]
         assert all(term in section for term in terms), f"{name}: {section}"
         assert all(term in licences for term in terms), f"the README's licences lack one of {terms}"
-        if name != "lungs":  # the detectors' cards are written by core/model_card.py: a rebuilt card keeps it
+        if name != "lungs":  # the detectors' cards are written by core/model_files/model_card.py: a rebuilt card keeps it
             regenerated = model_card(json.loads((folder / "manifest.json").read_text()))
             assert "## Data licences" in regenerated and "OpenIST" in regenerated.split("## Data licences", 1)[1]

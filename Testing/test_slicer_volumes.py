@@ -8,7 +8,7 @@ import slicer
 from PIL import Image
 
 from slicer_cases import empty_scene, full_resolution_radiograph, write_dicom_dx
-from SSLAnomalyLib.core.io import read_radiograph
+from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.mrml.volumes import (DICOM_INSTANCE_UIDS, SOURCE_PATH, ijk_to_ras_matrix, load_volume,
                                         radiograph_to_volume_node, source_dicom_files, volume_node_to_radiograph)
 

@@ -9,11 +9,11 @@ import torch
 
 from conftest import data_dir
 from SSLAnomalyLib.cli import main
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.training.fitting import load_normals, model_digest
-from SSLAnomalyLib.core.io import read_radiograph
-from SSLAnomalyLib.core.model_folder import MANIFEST, WEIGHTS, ModelError, load
+from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.model_files.model_folder import MANIFEST, WEIGHTS, ModelError, load
 from SSLAnomalyLib.training.objectives import Pretext
 from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
 
@@ -110,8 +110,8 @@ def test_unknown_heatmap_layers_are_refused_before_any_work(tmp_path, capsys):
 
 
 def test_a_scorer_is_fitted_on_normals_before_it_scores(small_normals):
-    from SSLAnomalyLib.core.encoder import build_encoder
-    from SSLAnomalyLib.core.scoring import NotFittedError, Scorer
+    from SSLAnomalyLib.core.model.encoder import build_encoder
+    from SSLAnomalyLib.core.model.scoring import NotFittedError, Scorer
 
     normals = load_normals(small_normals[0], 64, progress=False)
     scorer = Scorer(build_encoder(EncoderConfig(input_size=64)), EncoderConfig(input_size=64))

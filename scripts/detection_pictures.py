@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.io import list_inputs, read_radiograph
-from SSLAnomalyLib.core.overlay import render_overlay
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
+from SSLAnomalyLib.core.results.overlay import render_overlay
 from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
 from SSLAnomalyLib.evaluation.phantoms import draw_phantom
 

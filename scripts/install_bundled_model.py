@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from SSLAnomalyLib.core import model_folder, registry
-from SSLAnomalyLib.core.model_card import model_card
+from SSLAnomalyLib.core.model_files import model_folder, registry
+from SSLAnomalyLib.core.model_files.model_card import model_card
 
 MEASUREMENTS = ("dev", "shifted", "localisation", "nih_boxes")
 

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from SSLAnomalyLib.core.io import list_inputs, read_radiograph
-from SSLAnomalyLib.core.lung_model import BUNDLED_LUNGS, LungFields, LungSegmenter
-from SSLAnomalyLib.core.preprocess import normalise, resize, to_model_input
+from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
+from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS, LungFields, LungSegmenter
+from SSLAnomalyLib.core.model.preprocess import normalise, resize, to_model_input
 from SSLAnomalyLib.evaluation.phantoms import draw_phantom
 from SSLAnomalyLib.training.lung_training import dice, load_pair
 

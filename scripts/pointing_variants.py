@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.heatmap import to_input_grid
-from SSLAnomalyLib.core.io import read_radiograph
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.model.heatmap import to_input_grid
+from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.evaluation.evaluate import box_mask, read_boxes
 
 DATA = Path("../shared/data")

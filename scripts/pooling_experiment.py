@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.encoder import feature_maps, to_batch
-from SSLAnomalyLib.core.io import read_radiograph
-from SSLAnomalyLib.core.preprocess import to_model_input
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.model.encoder import feature_maps, to_batch
+from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.evaluation.perturbations import perturb
 
 DATA = "../shared/data/kermany"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from SSLAnomalyLib.core.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.atomic import atomic_write_text
 
 SECTIONS = {
     "model_load": "Model load (in process: verify hashes, read safetensors, build the encoder)",
@@ -26,7 +26,7 @@ SECTIONS = {
 NOTES = {
     "stages": (
         "Stage times are the cumulative time of the function doing each stage, read with cProfile around the "
-        "real code path (`core/batch_case.process_case`, what a batch runs per case, its steps one after another: "
+        "real code path (`core/batch/case.process_case`, what a batch runs per case, its steps one after another: "
         "the input file's identity for --resume, read, prepare, detect, write); "
         "`total_unprofiled` is the same path timed without the profiler. `preprocess` includes `lung_mask` (the lung U-Net and its post-processing); `lungs_full_res` is the lung fields on the input's grid (only with `--lungs`). "
         "`score` is the scorer's own share after `encode`: patch distances to the normal reference, the "
@@ -71,7 +71,7 @@ NOTES = {
         "by its own `sslanomaly detect` process; peak RSS is that process's own high-water mark (VmHWM; the "
         "rusage maximum also counted the benchmark's own memory at the start of the command). Volumes are scored "
         "32 slices at a time; the input and its heatmap are held whole, hence the volume pixel limit "
-        "(`core/read_limits.py`)."),
+        "(`core/reading/read_limits.py`)."),
     "unreadable": (
         "Empty `.png` files, each refused with its reason; the whole process, start and model load included. "
         "Each failure is appended to failures.log as it happens (it was rewritten and synced whole after each "
@@ -89,7 +89,7 @@ COMPLEXITY = """\
 feature-map position (c x h x w), one shared patch precision matrix (c x c), and one pooled Gaussian
 (d, d x d), plus the lung prior (s x s). Scoring an image costs O(c^2 h w + d^2) after encoding and
 never looks at the training images, so detection time and model size are O(1) in n. The refit is
-O(n) in time and O(1) in memory (`core/reference_stats.py`, `training/crossfit.py`): each normal is
+O(n) in time and O(1) in memory (`core/model/reference_stats.py`, `training/crossfit.py`): each normal is
 read and encoded once, in batches of 32, its features written to a temporary file (c h w floats,
 about 0.8 MB each at the default size: disk, not memory) and read back batch by batch for the
 residual pass and the out-of-fold scoring; what is kept in memory is float64 sums (d x d, c x c and
@@ -99,7 +99,7 @@ c x h x w per fold) and a few numbers per normal for the thresholds.
 SCALE_OUT = """\
 ## Scale-out beyond one machine
 
-**Batch scoring on Dask.** `SSLAnomalyLib.core.dask_batch.detect_on_dask(client, inputs, out_dir,
+**Batch scoring on Dask.** `SSLAnomalyLib.core.batch.dask_driver.detect_on_dask(client, inputs, out_dir,
 model=...)` runs the batch on any Dask cluster (`pip install -e '.[distributed]'`): a
 `LocalCluster` on one machine, or `dask-scheduler` plus `dask-worker` processes on many (or
 dask-jobqueue on a Slurm/PBS cluster, dask-kubernetes on Kubernetes). Only the cases (file
@@ -107,7 +107,7 @@ paths and names) go to the workers and only a row per case comes back; each work
 the detector once and writes the same files as `sslanomaly detect` (the same per-case code), so
 inputs and the output folder must be on storage every worker sees (NFS, a shared volume, or an
 object-store mount). The driver keeps the batch's books with the command line's runner
-(`core/batch.py`): the folder's lock, `--resume`, failures.log, batch_index.json, the drift check
+(`core/batch/runner.py`): the folder's lock, `--resume`, failures.log, batch_index.json, the drift check
 and worklist.csv. At most four tasks per worker thread are queued at a
 time, so the scheduler's memory stays flat over a batch of any length; a worker that dies has its
 tasks rescheduled by Dask. Give each worker process `threads_per_worker=1` and as many torch

@@ -33,8 +33,8 @@ FULL = dict(train_batch=32, slicer_images=4, hostile_slices=(1000, 240), unreada
 
 
 def model_load(model: str, repeats: int = 3) -> dict:
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.model_folder import WEIGHTS, resolve
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.model_files.model_folder import WEIGHTS, resolve
 
     times = []
     for _ in range(repeats):
@@ -49,15 +49,15 @@ def _stage_functions() -> dict:
     """Each stage of one detection, as the function that does it (cumulative time is read)."""
     from PIL import Image
 
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.findings import find_regions
-    from SSLAnomalyLib.core.heatmap import to_input_grid
-    from SSLAnomalyLib.core.io import read_radiograph, write_image
-    from SSLAnomalyLib.core.lung_model import LungFields, LungSegmenter
-    from SSLAnomalyLib.core.atomic import atomic_write_text
-    from SSLAnomalyLib.core.overlay import render_overlay
-    from SSLAnomalyLib.core.resume import FileIdentity
-    from SSLAnomalyLib.core.scoring import Scorer
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.regions import find_regions
+    from SSLAnomalyLib.core.model.heatmap import to_input_grid
+    from SSLAnomalyLib.core.reading.images import read_radiograph, write_image
+    from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter
+    from SSLAnomalyLib.core.files.atomic import atomic_write_text
+    from SSLAnomalyLib.core.results.overlay import render_overlay
+    from SSLAnomalyLib.core.batch.resume import FileIdentity
+    from SSLAnomalyLib.core.model.scoring import Scorer
 
     return {"file_identity": FileIdentity.of, "read": read_radiograph, "preprocess": AnomalyDetector.prepare,
             "lung_mask": LungSegmenter.fields,
@@ -72,7 +72,7 @@ def detect_threads():
     """Torch threads as `sslanomaly detect` sets them, for in-process detection figures."""
     import torch
 
-    from SSLAnomalyLib.core.detector import detection_threads as threads
+    from SSLAnomalyLib.core.detection.detector import detection_threads as threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads())
@@ -95,10 +95,10 @@ def stages(model: str, files: list[Path], out: Path) -> dict:
     import torch
     from PIL import Image
 
-    from SSLAnomalyLib.core.batch import file_cases
-    from SSLAnomalyLib.core.batch_case import process_case
-    from SSLAnomalyLib.core.batch_options import BatchOptions
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.batch.runner import file_cases
+    from SSLAnomalyLib.core.batch.case import process_case
+    from SSLAnomalyLib.core.batch.options import BatchOptions
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 
     detector = AnomalyDetector.load(model, device="cpu")
     functions = _stage_functions()
@@ -221,7 +221,7 @@ def long_batch(model: str, files: list[Path], n: int, work: Path) -> dict:
 def training(model: str, normals_dir: Path, steps: int, batch_size: int, work: Path) -> dict:
     """CPU images per second of Trainer steps (augmentation, synthetic anomalies, forward, backward
     and update), from the Trainer's own clock, which leaves out set-up and checkpoints."""
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.training.fitting import load_normals
     from SSLAnomalyLib.training.objectives import Pretext
     from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
@@ -268,7 +268,7 @@ def slicer_child(model: str, files: list[str]) -> dict:
     import torch
     from slicer_harness import load_module_file
 
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.mrml.case import remove_case, show_detection
     from SSLAnomalyLib.mrml.volumes import volume_node_to_radiograph
 
@@ -304,8 +304,8 @@ def gpu(model: str, files: list[Path], work: Path) -> dict:
 
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device here (torch.cuda.is_available() is False)"}
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.io import read_radiograph
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import read_radiograph
 
     detector = AnomalyDetector.load(model, device="cuda")
     prepared = [detector.prepare(read_radiograph(p))[0] for p in files]
@@ -330,7 +330,7 @@ def dask_section(model: str, files: list[Path], work: Path) -> dict:
         from distributed import Client, LocalCluster
     except ImportError:
         return {"skipped": "dask.distributed is not installed (pip install -e '.[distributed]')"}
-    from SSLAnomalyLib.core.dask_batch import detect_on_dask
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
 
     t0 = time.perf_counter()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
-from SSLAnomalyLib.core.errors import PathError
+from SSLAnomalyLib.core.files.errors import PathError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction
-from SSLAnomalyLib.core.calibration import DEFAULT_FPR, Calibration
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
 
 
 def add_parser(sub) -> None:

@@ -1,5 +1,5 @@
 """`sslanomaly detect`: score radiographs and write each one's findings JSON, heatmap and overlay,
-and the batch's worklist. The batch runner (core/batch.py) does the work; this file turns the
+and the batch's worklist. The batch runner (core/batch/runner.py) does the work; this file turns the
 command line into its options and shows its progress: a bar, a verdict line per image, and each
 warning and failure as it happens."""
 
@@ -13,12 +13,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, positive
-from SSLAnomalyLib.core.batch import BatchEvents, file_cases, run_batch
-from SSLAnomalyLib.core.batch_case import CaseRow
-from SSLAnomalyLib.core.batch_options import BatchOptions, CaseOutput
-from SSLAnomalyLib.core.io import list_inputs
-from SSLAnomalyLib.core.outputs import refuse_output_inside_inputs, shown
-from SSLAnomalyLib.core.worklist import verdict_line
+from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
+from SSLAnomalyLib.core.batch.case import CaseRow
+from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
+from SSLAnomalyLib.core.reading.images import list_inputs
+from SSLAnomalyLib.core.results.outputs import refuse_output_inside_inputs, shown
+from SSLAnomalyLib.core.results.worklist import verdict_line
 
 
 def add_parser(sub) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from SSLAnomalyLib.cli.options import add_device, add_model, add_quiet, command_line, count, load_detector
-from SSLAnomalyLib.core.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.atomic import atomic_write_text
 
 
 def add_parser(sub) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from SSLAnomalyLib.core.model_folder import ModelError
+from SSLAnomalyLib.core.model_files.model_folder import ModelError
 
 
 def add_parser(sub) -> None:
@@ -12,8 +12,8 @@ def add_parser(sub) -> None:
 
 def cmd_models(args) -> int:
     """The bundled models: name, population, input, measured figures and card."""
-    from SSLAnomalyLib.core import model_folder, registry
-    from SSLAnomalyLib.core.calibration import Calibration
+    from SSLAnomalyLib.core.model_files import model_folder, registry
+    from SSLAnomalyLib.core.model.calibration import Calibration
 
     default = registry.default_name()
     for m in registry.bundled_models():

@@ -63,7 +63,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 def load_detector(args):
     """The detector of `--model` on `--device`, with the CPU threads detection should use."""
-    from SSLAnomalyLib.core.detector import AnomalyDetector
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 
     detector = AnomalyDetector.load(args.model, device=args.device)
     detector.limit_cpu_threads()

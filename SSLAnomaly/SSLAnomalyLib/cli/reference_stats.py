@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_reference_stats(args) -> int:
-    from SSLAnomalyLib.core.device import select_device
+    from SSLAnomalyLib.core.model.device import select_device
     from SSLAnomalyLib.training.federated import site_stats
 
     site = site_stats(args.model, args.normals, args.means, select_device(args.device), progress=not args.quiet)

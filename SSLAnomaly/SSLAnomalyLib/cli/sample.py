@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_sample(args) -> int:
-    from SSLAnomalyLib.core.sample import sample_inputs
+    from SSLAnomalyLib.core.reading.sample import sample_inputs
 
     for path in sample_inputs(args.out, args.data):
         print(path)

@@ -9,8 +9,8 @@ import sys
 
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, fraction, fraction_or_zero,
                                        non_negative, positive, positive_count)
-from SSLAnomalyLib.core.calibration import DEFAULT_FPR
-from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
+from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, FINE_TUNE_LR, LR, OBJECTIVE_NAMES
 
 
@@ -132,7 +132,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_train_anatomy(args) -> int:
-    from SSLAnomalyLib.core.lung_model import LungNetConfig
+    from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
     command = command_line()

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.evaluation.choices import parse_names
 
 

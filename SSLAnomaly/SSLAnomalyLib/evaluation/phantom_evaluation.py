@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from SSLAnomalyLib.core.image import Radiograph
-from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.evaluate import score_row, write_scores_csv
 from SSLAnomalyLib.evaluation.phantoms import HELD_OUT_KINDS, SIZES, Phantom, draw_phantom
 

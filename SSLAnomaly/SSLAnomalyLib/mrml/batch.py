@@ -1,4 +1,4 @@
-"""The Slicer Logic's batch (`detectBatch`) on the core's batch runner (core/batch.py), so that it
+"""The Slicer Logic's batch (`detectBatch`) on the core's batch runner (core/batch/runner.py), so that it
 locks, resumes, logs, indexes, checks drift and writes the worklist as `sslanomaly detect` does.
 
 Cases are files, folders or volume nodes of the scene. Each case gets the command line's files
@@ -15,11 +15,11 @@ import os
 
 import slicer
 
-from SSLAnomalyLib.core.batch import BatchEvents, run_batch
-from SSLAnomalyLib.core.batch_case import Case, CaseRow
-from SSLAnomalyLib.core.batch_options import BatchOptions, CaseOutput
-from SSLAnomalyLib.core.io import list_inputs
-from SSLAnomalyLib.core.outputs import unique_case_names
+from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
+from SSLAnomalyLib.core.batch.case import Case, CaseRow
+from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
+from SSLAnomalyLib.core.reading.images import list_inputs
+from SSLAnomalyLib.core.results.outputs import unique_case_names
 from SSLAnomalyLib.mrml.case import remove_case, show_detection
 from SSLAnomalyLib.mrml.export import SUFFIXES, default_formats, export_case
 from SSLAnomalyLib.mrml.heatmap import is_heatmap

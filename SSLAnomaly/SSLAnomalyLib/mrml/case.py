@@ -8,7 +8,7 @@ import json
 
 import slicer
 
-from SSLAnomalyLib.mrml.findings import apply_sensitivity, finding_nodes, show_findings
+from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, show_findings
 from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
 from SSLAnomalyLib.mrml.lungs import lung_node, show_lung_fields
 from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table

@@ -12,8 +12,8 @@ import numpy as np
 import slicer
 
 from SSLAnomalyLib.mrml.headless import application_logic
-from SSLAnomalyLib.core.image import Radiograph
-from SSLAnomalyLib.core.overlay import HOT_TOP, ramp_colours, ramp_opacity
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.results.overlay import HOT_TOP, ramp_colours, ramp_opacity
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix, radiograph_to_volume_node
 
 COLOR_NODE_NAME = "SSLAnomaly Heat"

@@ -53,7 +53,7 @@ class AnomalyLogic:
         """The `AnomalyDetector` of a model (a bundled name or a folder), cached; with
         `falsePositiveRate`, its thresholds re-chosen on the calibration normals at that rate."""
         self.ensureDependencies()
-        from SSLAnomalyLib.core.detector import AnomalyDetector
+        from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 
         key = (str(model), device, falsePositiveRate)
         if key not in self._detectors:
@@ -67,7 +67,7 @@ class AnomalyLogic:
     def bundledModels(self) -> list:
         """(name, label) of each bundled model for the model selector, the default first. Read from
         models.json alone, so the panel lists them before any dependency is installed."""
-        from SSLAnomalyLib.core import registry
+        from SSLAnomalyLib.core.model_files import registry
 
         default = registry.default_name()
         return [(m.name, f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label}")
@@ -97,7 +97,7 @@ class AnomalyLogic:
     def describeModel(self, model) -> dict:
         """The verified manifest of a model folder (raises if the folder is not a valid model)."""
         self.ensureDependencies()
-        from SSLAnomalyLib.core.model_folder import load
+        from SSLAnomalyLib.core.model_files.model_folder import load
 
         return load(model)[0]
 
@@ -155,7 +155,7 @@ class AnomalyLogic:
         """Detect on each of `inputs` (files, folders, volume nodes, or None for every volume in
         the scene) and write each case into `outputFolder`: the files `sslanomaly detect --lungs`
         writes, and the Slicer export in `formats` (default: all that apply but the scene bundle).
-        The batch runs as the command line's does (SSLAnomalyLib/core/batch.py): the folder is
+        The batch runs as the command line's does (SSLAnomalyLib/core/batch/runner.py): the folder is
         locked, failures go to failures.log, and batch_index.json, worklist.csv and the drift check
         are written; `resume` keeps what an earlier batch finished for the same input and model;
         `spacing` (mm) is used for inputs without a pixel spacing (PNG, JPEG). `progress(done,
@@ -212,13 +212,13 @@ class AnomalyLogic:
     # --- findings and review ------------------------------------------------------------------
     def findingNodes(self, volumeNode) -> list:
         """The finding ROI nodes of `volumeNode`, in id order (rows of the findings table)."""
-        from SSLAnomalyLib.mrml.findings import finding_nodes
+        from SSLAnomalyLib.mrml.finding_rois import finding_nodes
 
         return finding_nodes(volumeNode)
 
     def findings(self, volumeNode) -> list[dict]:
         """Each finding as exported: id, label, score, bbox_ijk, centroid_ras, area_mm2, review."""
-        from SSLAnomalyLib.mrml.findings import finding_record
+        from SSLAnomalyLib.mrml.finding_rois import finding_record
 
         return [finding_record(node) for node in self.findingNodes(volumeNode)]
 
@@ -230,7 +230,7 @@ class AnomalyLogic:
     def reviewFinding(self, findingNode, status: str | None = None, label: str | None = None,
                       note: str | None = None):
         """Confirm ('confirmed') or reject ('rejected') a finding, relabel it, or note on it."""
-        from SSLAnomalyLib.mrml.findings import review_finding
+        from SSLAnomalyLib.mrml.finding_rois import review_finding
 
         node = review_finding(findingNode, status=status, label=label, note=note)
         self._afterReview(findingNode)
@@ -246,7 +246,7 @@ class AnomalyLogic:
                          note: str = ""):
         """A finding the model missed: box [i0, j0, i1, j1] in pixels (default: a small box in the
         image centre to drag onto the lesion)."""
-        from SSLAnomalyLib.mrml.findings import MISSED_LABEL, add_missed_finding
+        from SSLAnomalyLib.mrml.finding_rois import MISSED_LABEL, add_missed_finding
 
         node = add_missed_finding(volumeNode, bboxIJK, sliceIndex, label or MISSED_LABEL, note)
         self._afterReview(node)
@@ -254,8 +254,8 @@ class AnomalyLogic:
 
     def _afterReview(self, findingNode) -> None:
         """After a review change: the table follows, and the review is autosaved (crash-safe)."""
-        from SSLAnomalyLib.core.review import save_review
-        from SSLAnomalyLib.mrml.findings import VOLUME_REFERENCE
+        from SSLAnomalyLib.core.results.review import save_review
+        from SSLAnomalyLib.mrml.finding_rois import VOLUME_REFERENCE
         from SSLAnomalyLib.mrml.review import review_of
         from SSLAnomalyLib.mrml.table import sync_findings_table
 
@@ -266,7 +266,7 @@ class AnomalyLogic:
             save_review(self._reviewPath(volume, review["image_id"]), review)
 
     def _reviewPath(self, volumeNode, imageId: str) -> Path:
-        from SSLAnomalyLib.core.review import review_path
+        from SSLAnomalyLib.core.results.review import review_path
 
         return review_path(self.reviewFolder, volumeNode.GetName(), imageId)
 
@@ -283,7 +283,7 @@ class AnomalyLogic:
         """Re-apply a saved review (default: the autosaved one) to the findings of `volumeNode`,
         e.g. after a crash and a new detection; returns how many saved findings were applied. A
         review saved for another image is refused (ReviewError), whatever the volume's name."""
-        from SSLAnomalyLib.core.review import check_same_image, load_review
+        from SSLAnomalyLib.core.results.review import check_same_image, load_review
         from SSLAnomalyLib.mrml.review import apply_review
         from SSLAnomalyLib.mrml.table import sync_findings_table
         from SSLAnomalyLib.mrml.volumes import image_identity_of

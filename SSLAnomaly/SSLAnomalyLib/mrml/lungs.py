@@ -12,7 +12,7 @@ import slicer
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from SSLAnomalyLib.core.image import Radiograph
+from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
 LUNGS_REFERENCE = "SSLAnomaly.LungFields"  # input volume -> its lung-field segmentation

@@ -15,7 +15,7 @@ from PIL import Image
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from SSLAnomalyLib.core.atomic import atomic_path
+from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.mrml.headless import application_logic, is_desktop_slicer
 from SSLAnomalyLib.mrml.heatmap import view_facing
 

@@ -5,7 +5,7 @@ new detection of the same image."""
 from __future__ import annotations
 
 from SSLAnomalyLib.mrml.case import case_result
-from SSLAnomalyLib.mrml.findings import READER, add_missed_finding, finding_nodes, finding_record, review_finding
+from SSLAnomalyLib.mrml.finding_rois import READER, add_missed_finding, finding_nodes, finding_record, review_finding
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import slicer
 import vtk
 
-from SSLAnomalyLib.mrml.findings import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 
 TABLE_REFERENCE = "SSLAnomaly.FindingsTable"  # input volume -> its findings table
 COLUMNS = (  # (title, record -> value, vtk array class)

@@ -47,7 +47,7 @@ def say(text: str) -> None:
 def pack(data: Path, out: Path, size: int, limit: int | None, populations=None, seed: int = 0) -> dict:
     """Write `<population>-train.npz.xz` and `-val.npz.xz` for every population (or those named),
     and round.json."""
-    from SSLAnomalyLib.core.io import list_inputs
+    from SSLAnomalyLib.core.reading.images import list_inputs
     from SSLAnomalyLib.training.fitting import load_normals
     from SSLAnomalyLib.training.packs import write_pack
 
@@ -134,7 +134,7 @@ def run_figures(folder: Path) -> dict:
 def training_speed(packs: Path, plan: dict, recipes, args, work: Path) -> dict:
     """Steps per second of each recipe alone on the device (a few warm-up steps first), from the
     Trainer's own clock: augmentation, forward, backward and update; checkpoints left out."""
-    from SSLAnomalyLib.core.encoder import EncoderConfig
+    from SSLAnomalyLib.core.model.encoder import EncoderConfig
     from SSLAnomalyLib.training.objectives import Pretext
     from SSLAnomalyLib.training.packs import read_pack
     from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
@@ -162,8 +162,8 @@ def training_speed(packs: Path, plan: dict, recipes, args, work: Path) -> dict:
 def detection_speed(folder: Path, packs: Path, plan: dict, population: str, args) -> dict:
     """Images per second through the model: `detect` one at a time (score, heatmap and findings on
     128-px inputs) and the batched scoring the reference and calibration use."""
-    from SSLAnomalyLib.core.detector import AnomalyDetector
-    from SSLAnomalyLib.core.image import Radiograph
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.image import Radiograph
     from SSLAnomalyLib.training.packs import read_pack
 
     normals = read_pack(packs / plan["populations"][population]["val"]["pack"], plan["size"])

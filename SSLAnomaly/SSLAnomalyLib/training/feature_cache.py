@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from SSLAnomalyLib.core.io import ReadError, list_inputs, as_folders, read_radiograph
-from SSLAnomalyLib.core.lung_model import bundled_segmenter
-from SSLAnomalyLib.core.preprocess import to_model_input
-from SSLAnomalyLib.core.scoring import Scorer
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, as_folders, read_radiograph
+from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.training.trainer import augment
 
 BATCH = 32

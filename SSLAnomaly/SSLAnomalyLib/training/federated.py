@@ -31,13 +31,13 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from SSLAnomalyLib.core import model_folder
-from SSLAnomalyLib.core.errors import PathError
-from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.model_card import model_card
-from SSLAnomalyLib.core.reference import NormalReference
-from SSLAnomalyLib.core.reference_stats import ReferenceStats
-from SSLAnomalyLib.core.scoring import Scorer
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.model_files.model_card import model_card
+from SSLAnomalyLib.core.model.reference import NormalReference
+from SSLAnomalyLib.core.model.reference_stats import ReferenceStats
+from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
 from SSLAnomalyLib.training.feature_cache import FeatureCache
 

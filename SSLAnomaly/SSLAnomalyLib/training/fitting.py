@@ -25,16 +25,16 @@ from tqdm import tqdm
 
 from SSLAnomalyLib import __version__
 
-from SSLAnomalyLib.core import model_folder
-from SSLAnomalyLib.core.calibration import DEFAULT_FPR, Calibration
-from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.io import ReadError, as_folders, list_inputs, read_radiograph
-from SSLAnomalyLib.core.lung_model import bundled_segmenter
-from SSLAnomalyLib.core.model_card import model_card
-from SSLAnomalyLib.core.preprocess import to_model_input
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+from SSLAnomalyLib.core.model_files.model_card import model_card
+from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.training.objectives import Pretext
 from SSLAnomalyLib.training.selection import SyntheticCheck
-from SSLAnomalyLib.core.device import select_device
+from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.training import packs
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.phases import Phases

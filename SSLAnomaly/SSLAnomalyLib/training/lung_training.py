@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from SSLAnomalyLib import __version__
 
-from SSLAnomalyLib.core import model_folder
-from SSLAnomalyLib.core.io import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.core.lung_model import KIND, LungNetConfig, LungSegmenter, build_lung_net
-from SSLAnomalyLib.core.preprocess import resize, to_model_input
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.core.anatomy.lung_network import KIND, LungNetConfig, LungSegmenter, build_lung_net
+from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
 from SSLAnomalyLib.training.lung_disease import draw_disease
 
 HELD_OUT_FRACTION = 0.2

@@ -5,7 +5,7 @@ one frozen dataclass. `batch` builds its inputs from a draw of augmented normals
 the trainer's Generator); `loss` runs the shared encoder on them. Every one of them leaves the same
 encoder behind, so scoring, reference and calibration do not depend on which was used.
 
-- `anatpaste`, `opacity`: synthetic anomalies inside the lungs (pretext.py); image-level normal vs
+- `anatpaste`, `opacity`: synthetic anomalies inside the lungs (synthetic_anomalies.py); image-level normal vs
   synthetic, plus which layer3 cells were altered.
 - `contrastive`: two acquisition-augmented views of one normal are pulled together and apart from
   the other normals (SimCLR's NT-Xent, MONAI's `ContrastiveLoss`), so the features ignore exposure
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from SSLAnomalyLib.core.encoder import EncoderConfig, feature_maps, to_batch
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, feature_maps, to_batch
 from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, OBJECTIVE_NAMES
-from SSLAnomalyLib.training.pretext import PretextConfig, synthesise
+from SSLAnomalyLib.training.synthetic_anomalies import PretextConfig, synthesise
 
 
 def _dict(cfg) -> dict:

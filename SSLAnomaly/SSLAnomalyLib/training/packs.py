@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SSLAnomalyLib.core.errors import ReadError
+from SSLAnomalyLib.core.files.errors import ReadError
 
 SUFFIX = ".npz.xz"
 NEAR = 1  # the largest difference, in grey levels of 255, between a packed pixel and its 8-bit value

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from SSLAnomalyLib.core import model_folder, registry
-from SSLAnomalyLib.core.calibration import DEFAULT_FPR, Calibration
-from SSLAnomalyLib.core.detector import AnomalyDetector
-from SSLAnomalyLib.core.io import ReadError, as_folders, list_inputs, read_radiograph
-from SSLAnomalyLib.core.model_card import model_card
+from SSLAnomalyLib.core.model_files import model_folder, registry
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.training.crossfit import FOLDS, digest as files_digest, fold_component_stats, fold_of
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse

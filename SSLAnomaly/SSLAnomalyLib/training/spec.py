@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from SSLAnomalyLib.core import model_folder
-from SSLAnomalyLib.core.calibration import DEFAULT_FPR
-from SSLAnomalyLib.core.encoder import EncoderConfig
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
+from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import Pretext
 

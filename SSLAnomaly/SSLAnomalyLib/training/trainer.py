@@ -28,10 +28,10 @@ from scipy import ndimage
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from SSLAnomalyLib.core.atomic import atomic_path
-from SSLAnomalyLib.core.device import place, select_device
-from SSLAnomalyLib.core.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.errors import PathError
+from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.model.device import place, select_device
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.training.defaults import LR
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects

@@ -19,7 +19,7 @@ class SSLAnomalyBatchTest(ScriptedLoadableModuleTest):
 
     def test_batch_over_folder_and_scene(self):
         from SSLAnomaly import SSLAnomalyLogic
-        from SSLAnomalyLib.core.sample import sample_inputs
+        from SSLAnomalyLib.core.reading.sample import sample_inputs
 
         root = Path(tempfile.mkdtemp(prefix="SSLAnomalyBatchTest-"))
         inputs = root / "inputs"

@@ -1,0 +1,1 @@
+"""Where the lungs are: the lung network and its unsupervised fallback."""

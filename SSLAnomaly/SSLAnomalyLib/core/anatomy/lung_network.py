@@ -1,0 +1,213 @@
+"""Lung fields from a small MONAI U-Net trained on expert lung masks: the product's anatomy.
+
+The network sees the same square, intensity-normalised input as the encoder (`preprocess`), so its
+mask lies on the model grid the scoring uses. Its output is post-processed the way a radiologist
+draws lung fields: one region per side of the midline (the largest), holes filled, islands dropped.
+When the result is implausible (too small or too large, one side missing, one lung far smaller than
+the other) the unsupervised mask of `fallback.py` is used instead, then the training normals' prior;
+`LungFields.source` says which, and `warning` says it in words for the output's warnings. A fallback
+never hides what the network saw: its per-side areas (`network_side_fractions`, `network_side_ratio`)
+are kept for the score, since a lung the network could not find is itself evidence of disease.
+
+The bundled network lives in `Resources/Models/lungs/` (safetensors + manifest with SHA-256, verified
+on load like every model folder) and is loaded once per process (`bundled_segmenter`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.anatomy.fallback import lung_mask, prior_mask
+from SSLAnomalyLib.core.model.preprocess import resize
+from SSLAnomalyLib.core.model_files.registry import MODELS_DIR
+
+BUNDLED_LUNGS = MODELS_DIR / "lungs"
+KIND = "lung-segmentation"
+
+MIN_FIELD_FRACTION = 0.02   # one lung field under 2 % of the image is an island, not a lung
+MIN_TOTAL_FRACTION = 0.08   # both lungs under 8 % of a frontal chest image: not lungs
+MAX_TOTAL_FRACTION = 0.65
+MIN_SIDE_RATIO = 0.25       # the smaller lung at least a quarter of the larger one
+
+SOURCES = {
+    "network": None,
+    "unsupervised": "the lung network's output was implausible ({why}); the unsupervised lung mask "
+                    "(CLAHE + Otsu) was used instead",
+    "prior": "no plausible lung fields found ({why}); the average lung position of the training normals was "
+             "used (is this a frontal chest radiograph?)",
+}
+
+
+@dataclass(frozen=True)
+class LungNetConfig:
+    """Everything needed to rebuild the network; stored in its manifest."""
+
+    input_size: int = 128
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    strides: tuple[int, ...] = (2, 2, 2, 2)
+    num_res_units: int = 2
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LungNetConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def build_lung_net(config: LungNetConfig) -> torch.nn.Module:
+    """MONAI U-Net, one input channel (the radiograph), one output logit (lung)."""
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=config.channels,
+                strides=config.strides, num_res_units=config.num_res_units)
+
+
+def to_net_input(images01: np.ndarray) -> torch.Tensor:
+    """(n, s, s) images in [0, 1] -> (n, 1, s, s) centred tensor."""
+    return torch.from_numpy((np.asarray(images01, np.float32) - 0.5) / 0.25)[:, None]
+
+
+def side_fractions(mask: np.ndarray) -> tuple[float, float]:
+    """Lung pixels left and right of the image's vertical midline, each as a share of the image."""
+    half = mask.shape[1] // 2
+    return float(mask[:, :half].sum() / mask.size), float(mask[:, half:].sum() / mask.size)
+
+
+@dataclass
+class LungFields:
+    """The lung fields of one image, where they came from, and per-side areas for the score: a missing,
+    shrunken or lopsided field (a white lung the network gave up) is evidence of disease, not only a reason
+    for a fallback, so the network's own per-side areas are kept even when a fallback mask replaced them."""
+
+    mask: np.ndarray                 # bool, on the grid of the image it was computed from
+    source: str                      # "network", "unsupervised" or "prior"
+    reason: str = ""                 # why the network's output was not used
+    probability: np.ndarray | None = None  # the network's output on the same grid
+    network_side_fractions: tuple[float, float] = (0.0, 0.0)  # the network's largest region each side of
+    # the midline (image-left, image-right) as a share of the image, before any fallback
+
+    @property
+    def side_fractions(self) -> tuple[float, float]:
+        """(image-left, image-right) area of the final mask, each as a share of the image."""
+        return side_fractions(self.mask)
+
+    @property
+    def network_side_ratio(self) -> float:
+        """Smaller over larger of the network's per-side areas: 1 symmetric, 0 one lung missing."""
+        small, large = sorted(self.network_side_fractions)
+        return 0.0 if large == 0 else small / large
+
+    @property
+    def warning(self) -> str | None:
+        text = SOURCES[self.source]
+        return None if text is None else text.format(why=self.reason)
+
+    def on_grid(self, rows: int, cols: int) -> np.ndarray:
+        """The lung fields as uint8 0/1 on a (rows, cols) input grid. The network's probability (where
+        it was used) gives smooth borders at full resolution; the post-processed mask decides which
+        regions are lung."""
+        if self.source == "network":
+            soft = self.probability * ndimage.binary_dilation(self.mask, iterations=1)
+        else:
+            soft = self.mask.astype(np.float32)
+        full = resize(soft.astype(np.float32), (rows, cols)) >= 0.5
+        return ndimage.binary_fill_holes(full).astype(np.uint8)
+
+
+def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str, tuple[float, float]]:
+    """(mask, "", per-side areas) of the largest region on each side of the midline with holes filled, or
+    (partial mask, why it is implausible, per-side areas); areas as shares of the image, (left, right)."""
+    n_rows, n_cols = probability.shape
+    binary = probability >= 0.5
+    labels, count = ndimage.label(binary)
+    if count == 0:
+        return binary, "no lung pixels", (0.0, 0.0)
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum(binary, labels, index=index) / binary.size
+    cols = np.array([c for _, c in ndimage.center_of_mass(binary, labels, index)])
+    mask = np.zeros_like(binary)
+    areas = []
+    for side in (cols < n_cols / 2, cols >= n_cols / 2):
+        if not side.any():
+            areas.append(0.0)
+            continue
+        best = np.flatnonzero(side)[np.argmax(sizes[side])]
+        areas.append(float(sizes[best]))
+        if sizes[best] >= MIN_FIELD_FRACTION:
+            mask |= ndimage.binary_fill_holes(labels == best + 1)
+    total, sides = float(mask.mean()), (areas[0], areas[1])
+    if min(areas) < MIN_FIELD_FRACTION:
+        return mask, "one lung field missing", sides
+    if not MIN_TOTAL_FRACTION <= total <= MAX_TOTAL_FRACTION:
+        return mask, f"lungs cover {100 * total:.0f} % of the image", sides
+    if min(areas) < MIN_SIDE_RATIO * max(areas):
+        return mask, "one lung field far smaller than the other", sides
+    return mask, "", sides
+
+
+class LungSegmenter:
+    """A verified lung model folder: `fields(images01)` on the model grid (`LungFields.on_grid` for any grid)."""
+
+    def __init__(self, net: torch.nn.Module, config: LungNetConfig, model_id: str, manifest: dict | None = None):
+        self.net, self.config, self.model_id = net.eval(), config, model_id
+        self.manifest = manifest or {}
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike = BUNDLED_LUNGS) -> "LungSegmenter":
+        manifest, state, _ = model_folder.load(folder)
+        if manifest.get("kind") != KIND:
+            raise model_folder.ModelError(folder, f"is not a lung-segmentation model (kind {manifest.get('kind')!r})")
+        try:
+            config = LungNetConfig.from_dict(manifest["network"])
+            net = build_lung_net(config)
+            net.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise model_folder.ModelError(folder, f"manifest or weights are inconsistent ({e})") from None
+        return cls(net, config, manifest.get("model_id", "unknown"), manifest)
+
+    @torch.no_grad()
+    def probability(self, images01: np.ndarray) -> np.ndarray:
+        """(n, s, s) [0, 1] images of any square size -> (n, s, s) lung probabilities."""
+        images01 = np.asarray(images01, np.float32)
+        size = self.config.input_size
+        s = images01.shape[-1]
+        x = images01 if s == size else np.stack([resize(im, (size, size)) for im in images01])
+        p = torch.sigmoid(self.net(to_net_input(x)))[:, 0].numpy()
+        return p if s == size else np.stack([np.clip(resize(q, (s, s)), 0, 1) for q in p])
+
+    def fields(self, images01: np.ndarray, prior: np.ndarray | None = None, batch_size: int = 32) -> list[LungFields]:
+        """The lung fields of each square [0, 1] image, with the named fallback where the network's
+        output is implausible."""
+        out = []
+        for i in range(0, len(images01), batch_size):
+            chunk = images01[i:i + batch_size]
+            out += [fields_from_probability(p, x, prior) for x, p in zip(chunk, self.probability(chunk))]
+        return out
+
+    def masks(self, images01: np.ndarray) -> np.ndarray:
+        """(n, s, s) bool lung masks of training images (fallbacks included, no prior)."""
+        return np.stack([f.mask for f in self.fields(images01)])
+
+
+def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior: np.ndarray | None) -> LungFields:
+    mask, why, sides = two_lung_fields(probability)
+    if not why:
+        return LungFields(mask, "network", probability=probability, network_side_fractions=sides)
+    unsupervised = lung_mask(image01)
+    if unsupervised is not None:
+        return LungFields(unsupervised, "unsupervised", why, probability, sides)
+    return LungFields(prior_mask(image01.shape[0], prior), "prior", why, probability, sides)
+
+
+@functools.cache
+def bundled_segmenter() -> LungSegmenter:
+    """The bundled lung network, loaded and verified once per process."""
+    return LungSegmenter.load(BUNDLED_LUNGS)

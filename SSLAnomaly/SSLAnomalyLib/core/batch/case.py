@@ -1,0 +1,137 @@
+"""One case of a batch in three steps: read (and prepare) it, score it, write its files. The batch
+runner overlaps them across cases (reading ahead, writing behind); a Dask worker runs them in a row
+(`process_case`). Every failure becomes the case's row, with the reason, and the batch goes on;
+only a full disk is fatal (`CaseRow.fatal`), since every case after it would fail the same way."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from SSLAnomalyLib.core.batch.options import BatchOptions
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector, DetectionResult, PreparedSlice
+from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, case_paths, write_case_outputs
+from SSLAnomalyLib.core.batch.resume import FileIdentity
+
+SPACING_ASSUMED = "1.0 mm assumed"  # how each reader's warning ends where a file has no usable pixel spacing
+SPACING_GIVEN = "mm given for the batch (--spacing)"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class Case:
+    input: str                  # the file as given, or the name of an image held in memory
+    name: str                   # its results are <name>.findings.json, ... (unique in the batch)
+    path: Path | None = None    # the file to read; None for an image held in memory
+    image: Callable[[], Radiograph] | None = None  # gives that image (e.g. a Slicer volume's)
+
+    def read(self) -> Radiograph:
+        return read_radiograph(self.path) if self.image is None else self.image()
+
+
+@dataclass
+class Loaded:
+    case: Case
+    image: Radiograph | None = None
+    prepared: list[PreparedSlice] | None = None
+    identity: FileIdentity | None = None
+    no_spacing: bool = False
+    error: Exception | None = None
+
+
+@dataclass
+class CaseRow:
+    """What became of one case: its files and findings document, or the reason it failed."""
+    input: str
+    name: str
+    files: dict[str, Path] = field(default_factory=dict)
+    document: dict | None = None  # the findings JSON as written
+    error: str | None = None
+    fatal: bool = False           # the disk is full: no later case can be written either
+    warnings: list[str] = field(default_factory=list)  # the image's, less the batch-level spacing warning
+    no_spacing: bool = False
+    identity: FileIdentity | None = None
+
+
+def promised(out_dir, name: str, options: BatchOptions) -> list[Path]:
+    """Every file a case's results are made of under these options."""
+    paths = list(case_paths(out_dir, name).values())
+    paths += [Path(out_dir) / f"{name}{LUNGS_SUFFIX}"] * options.lungs
+    return paths + [Path(out_dir) / f"{name}{s}" for output in options.outputs for s in output.suffixes]
+
+
+def give_spacing(image: Radiograph, mm: float | None) -> bool:
+    """Whether the file had no usable pixel spacing; if so and `mm` is given, `mm` becomes its
+    spacing (so area_mm2 and the heatmap's geometry use it) and its warning says so."""
+    assumed = [w for w in image.warnings if w.endswith(SPACING_ASSUMED)]
+    if assumed and mm:
+        image.spacing = (float(mm), float(mm), image.spacing[2])
+        image.warnings = [w for w in image.warnings if w not in assumed]
+        image.warnings.append(f"no usable pixel spacing in the file; {mm:g} {SPACING_GIVEN}")
+    return bool(assumed)
+
+
+def load_case(case: Case, detector: AnomalyDetector, options: BatchOptions) -> Loaded:
+    """Read and prepare one case (on a prefetch thread); an error is kept for its turn."""
+    try:
+        identity = FileIdentity.of(case.path) if case.path is not None else None
+        image = case.read()
+        no_spacing = give_spacing(image, options.spacing)
+        return Loaded(case, image, detector.prepare_ahead(image), identity, no_spacing)
+    except Exception as e:  # reported with its case, in order
+        return Loaded(case, error=e)
+
+
+def score_case(loaded: Loaded, detector: AnomalyDetector, options: BatchOptions) -> DetectionResult:
+    if loaded.error is not None:
+        raise loaded.error
+    return detector.detect(loaded.image, loaded.prepared, lungs=options.lungs)
+
+
+def write_case(loaded: Loaded, result: DetectionResult, out_dir: Path, options: BatchOptions) -> CaseRow:
+    """Every file of the case, the findings JSON last (it marks the case done)."""
+    case, image = loaded.case, loaded.image
+    try:
+        existing = [str(p) for p in promised(out_dir, case.name, options) if p.exists()]
+        if existing and not options.overwrite:
+            raise FileExistsError(f"not overwriting existing file(s): {', '.join(existing)} (ask to overwrite)")
+        files = {}
+        for output in options.outputs:
+            files.update(output.write(image, result, out_dir, case.name))
+        files.update(write_case_outputs(result, image, out_dir, case.name, lungs=options.lungs))
+    except Exception as e:
+        return failed_row(case, e)
+    return CaseRow(case.input, case.name, files, result.to_dict(image.source),
+                   warnings=[w for w in result.warnings if not w.endswith((SPACING_ASSUMED, SPACING_GIVEN))],
+                   no_spacing=loaded.no_spacing, identity=loaded.identity)
+
+
+def process_case(case: Case, detector: AnomalyDetector, out_dir: Path, options: BatchOptions) -> CaseRow:
+    """The three steps in a row (a Dask worker's task)."""
+    loaded = load_case(case, detector, options)
+    try:
+        result = score_case(loaded, detector, options)
+    except Exception as e:
+        return failed_row(case, e)
+    return write_case(loaded, result, out_dir, options)
+
+
+def failed_row(case: Case, error: Exception) -> CaseRow:
+    fatal = isinstance(error, OSError) and error.errno in DISK_FULL
+    return CaseRow(case.input, case.name, error=reason(error), fatal=fatal)
+
+
+def reason(e: Exception) -> str:
+    """What went wrong with one input, as one printable line (failures.log has a line per input)."""
+    if isinstance(e, ReadError):
+        text = e.reason
+    elif isinstance(e, MemoryError):
+        text = "out of memory while processing this input"
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())

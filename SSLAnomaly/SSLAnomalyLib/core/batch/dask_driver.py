@@ -1,0 +1,66 @@
+"""Batch detection on a Dask cluster, for sites whose batches outgrow one machine.
+
+Dask schedules, balances and retries; nothing here is a home-made distributed engine. Only the
+cases (file paths and names) travel to the workers and only their rows come back: each worker reads
+its input from storage it shares with the others, keeps one detector per process (loaded on first
+use) and writes the case's files into the shared output folder, exactly as `sslanomaly detect` does
+(core/batch/case.process_case). The driver keeps the batch's books with the same runner as the
+command line (core/batch/runner.py): lock, resume, failures log, index, drift check and worklist. At most
+`in_flight` cases are queued at a time, so the scheduler's memory stays flat over any batch.
+
+    from distributed import Client
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    with Client("tcp://scheduler:8786") as client:          # or Client(LocalCluster(n_workers=2))
+        report = detect_on_dask(client, ["/data/cxr"], "/data/out", model="/models/site")
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
+from SSLAnomalyLib.core.batch.case import Case, CaseRow, process_case
+from SSLAnomalyLib.core.batch.options import BatchOptions
+from SSLAnomalyLib.core.reading.images import list_inputs
+
+
+@lru_cache(maxsize=2)
+def _detector(model: str, device: str):
+    """One detector per process and model, loaded on its first task."""
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+
+    return AnomalyDetector.load(model, device=device)
+
+
+def detect_one(case: Case, out_dir: str, model: str, device: str, options: BatchOptions) -> CaseRow:
+    """One case on a worker; a bad input is a row with its reason, not a failed task."""
+    return process_case(case, _detector(model, device), Path(out_dir), options)
+
+
+def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str = "auto",
+                   in_flight: int | None = None, options: BatchOptions = BatchOptions(),
+                   events: BatchEvents | None = None) -> BatchReport:
+    """Detect on every input (files or folders, as `sslanomaly detect` takes them) with the
+    cluster behind `client`; returns the batch's report (a row per case run)."""
+    from distributed import as_completed
+
+    model = str(Path(model).resolve()) if Path(model).exists() else str(model)
+    in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
+    with open_batch(file_cases(list_inputs(inputs)), out_dir, options, _detector(model, device), events) as batch:
+        queue = iter(batch.todo)
+
+        def submit(case: Case):
+            return client.submit(detect_one, case, str(batch.out), model, device, options, pure=False)
+
+        running = as_completed([submit(c) for _, c in zip(range(in_flight), queue)])
+        try:
+            for future in running:
+                if not batch.record(future.result()):
+                    break
+                nxt = next(queue, None)
+                if nxt is not None:
+                    running.add(submit(nxt))
+        finally:  # stopped or interrupted: the cases not yet started are not started
+            client.cancel(list(running.futures))
+    return batch.report

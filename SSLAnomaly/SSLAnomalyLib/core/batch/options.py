@@ -1,0 +1,40 @@
+"""What a batch does besides detecting, in one object: `sslanomaly detect`, the Slicer Logic's
+`detectBatch` and the Dask driver all hand one to the batch runner (core/batch/runner.py), so that they lock,
+resume, log, index, check and list a batch alike. Plain data (and module-level writers), so that it
+also travels to Dask workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from SSLAnomalyLib.core.detection.detector import DetectionResult
+    from SSLAnomalyLib.core.reading.image import Radiograph
+
+
+@dataclass(frozen=True)
+class CaseOutput:
+    """Files per case written by code the core does not import (the Slicer scene bundle of
+    `detect --mrb`, the Slicer export of `detectBatch`): `write(image, result, out_dir, name)`
+    returns {kind: path}. It runs before the findings JSON, which marks the case done; `suffixes`
+    are the files `<name><suffix>` it always writes, which `--resume` requires."""
+    suffixes: tuple[str, ...]
+    write: Callable[[Radiograph, DetectionResult, Path, str], dict[str, Path]]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    lock: bool = True             # refuse a second run into the same output folder
+    resume: bool = False          # keep results an earlier run finished, of the same input, model and thresholds
+    prefetch: int = 2             # inputs read and prepared ahead of the one being scored (0: none)
+    background_writer: bool = True  # write on a thread of its own while the next input is scored (False: MRML)
+    failures_log: bool = True     # OUT/failures.log, a JSON line per input that failed
+    batch_index: bool = True      # OUT/batch_index.json: each case name's input and file identity
+    drift_check: bool = True      # warn once when the batch as a whole scores far above the normals
+    worklist: bool = True         # OUT/worklist.csv, every case of the batch, highest score first
+    lungs: bool = False           # also <name>.lungs.nrrd
+    spacing: float | None = None  # mm per pixel for inputs that have none of their own (PNG, JPEG)
+    overwrite: bool = True        # False: a case whose files exist fails rather than replace them
+    outputs: tuple[CaseOutput, ...] = field(default_factory=tuple)  # e.g. the scene bundle (--mrb)

@@ -1,0 +1,94 @@
+"""What an earlier run of a batch finished, and whether it still holds (`--resume`).
+
+`OUT/batch_index.json` maps every case name to its input and, once the case is done, to the
+identity of the input file its results came from (size, modification time, SHA-256 of its bytes)
+and the findings JSON's `image_id`. A result is kept only if the file is still that file: the same
+size and time, or else the same bytes. Where the index has no record (the run that wrote the result
+was killed first), the input is read and its image identity compared with the result's `image_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from SSLAnomalyLib.core.files.atomic import atomic_write_text
+
+BATCH_INDEX = "batch_index.json"
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path) -> "FileIdentity | None":
+        """The identity of a regular file (None for anything else: it is then judged by its pixels)."""
+        try:
+            st = os.stat(path)
+            if not Path(path).is_file():
+                return None
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None
+        return cls(st.st_size, st.st_mtime_ns, digest.hexdigest())
+
+    def still(self, path) -> bool:
+        """Whether `path` still holds this file: the same size and time (cheap), or the same bytes."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns):
+            return True
+        now = FileIdentity.of(path)
+        return now is not None and now.sha256 == self.sha256
+
+
+class BatchIndex:
+    """The output folder's `batch_index.json`, kept across runs: {name: {"input", and once done
+    "size", "mtime_ns", "sha256", "image_id"}}."""
+
+    def __init__(self, out_dir) -> None:
+        self.path = Path(out_dir) / BATCH_INDEX
+        self.rows: dict[str, dict] = {}
+        try:
+            self.rows = {row["name"]: row for row in json.loads(self.path.read_text(encoding="utf-8"))}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none yet, or unreadable: every result is then judged by its input's pixels
+
+    def start(self, inputs: dict[str, str], redo) -> None:
+        """Record this batch's {name: input}; the cases in `redo` lose their record of a finished
+        result until they are done again (so a killed run never leaves a stale record)."""
+        for name, given in inputs.items():
+            row = self.rows.get(name, {})
+            self.rows[name] = {"name": name, "input": given} if name in redo or row.get("input") != given else row
+        self.save()
+
+    def done(self, name: str, given: str, identity: FileIdentity | None, image_id: str) -> None:
+        self.rows[name] = {"name": name, "input": given, **(asdict(identity) if identity else {}), "image_id": image_id}
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps([self.rows[n] for n in sorted(self.rows)], indent=1))
+
+    def still_holds(self, name: str, given: str, path, image_id: str, read_identity: Callable[[], str]) -> bool:
+        """Whether a finished result (`image_id`) of case `name` is still the result of its input."""
+        row = self.rows.get(name, {})
+        if path is not None and row.get("input") == given and row.get("image_id") == image_id and "sha256" in row:
+            return FileIdentity(row["size"], row["mtime_ns"], row["sha256"]).still(path)
+        try:  # no record of the file the result came from: compare the image itself
+            same = read_identity() == image_id
+        except Exception:  # unreadable now: it is done again, and fails with its reason
+            return False
+        if same:
+            self.done(name, given, FileIdentity.of(path) if path is not None else None, image_id)
+        return same

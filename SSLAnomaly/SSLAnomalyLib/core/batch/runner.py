@@ -1,0 +1,219 @@
+"""The one batch runner: `sslanomaly detect`, the Slicer Logic's `detectBatch` and the Dask driver
+all run their batches through it, so that they behave alike.
+
+A batch into an output folder: takes the folder's lock, removes what killed runs left, records
+every case in `batch_index.json`, keeps with `resume` the results an earlier run finished (of the
+same input file, model and thresholds, with every file the options promise), logs each failure as
+it happens (failures.log, appended), and at the end checks the batch as a whole against the
+calibration normals (drift) and writes `worklist.csv`. Interrupted (Ctrl-C, SIGTERM, a full disk),
+it still releases the lock, leaves no temporary file and writes the index and worklist of what it
+finished. `run_batch` runs the cases here, reading ahead and writing behind (core/batch/pipeline.py); the
+Dask driver runs them on a cluster and reports each row back to the same `Batch`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import closing, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from SSLAnomalyLib.core.files.atomic import remove_leftovers
+from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, score_case,
+                                           write_case)
+from SSLAnomalyLib.core.batch.options import BatchOptions
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.results.drift import warn_batch
+from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.results.outputs import append_failure, case_paths, output_lock, unique_case_names
+from SSLAnomalyLib.core.batch.pipeline import WriteBehind, read_ahead
+from SSLAnomalyLib.core.batch.resume import BatchIndex
+from SSLAnomalyLib.core.results.worklist import WORKLIST, write_worklist
+
+FAILURE_LOG = "failures.log"
+INDEX_EVERY = 100  # finished cases between saves of the index (those a killed run's resume reads again)
+
+
+class DiskFull(PathError):
+    """The output folder's disk is full: the batch stops (every later case would fail alike)."""
+
+
+class BatchEvents:
+    """What a front end shows of a batch; each call comes on the thread that runs the batch."""
+
+    def started(self, todo: int, kept: int) -> None:
+        """`todo` cases to run, `kept` finished by an earlier run (--resume)."""
+
+    def case_done(self, row: CaseRow, done: int, todo: int) -> bool | None:
+        """A case is written (or failed: `row.error`); returning False stops the batch."""
+
+    def warning(self, text: str) -> None:
+        """Said once for the batch (drift, inputs without pixel spacing)."""
+
+
+@dataclass
+class BatchReport:
+    out: Path
+    rows: list[CaseRow] = field(default_factory=list)  # this run's cases, as they finished
+    kept: list[str] = field(default_factory=list)      # case names an earlier run had finished
+    todo: int = 0
+    drift: str | None = None
+
+    @property
+    def failures(self) -> list[CaseRow]:
+        return [r for r in self.rows if r.error]
+
+    def summary(self) -> str:
+        done = len(self.rows) - len(self.failures)
+        return (f"{done} of {self.todo} input(s) written to {self.out}"
+                + (f" ({len(self.kept)} already done)" if self.kept else "")
+                + (f"; {len(self.failures)} failed, listed in {self.out / FAILURE_LOG}" if self.failures else "")
+                + f"; worklist {self.out / WORKLIST}")
+
+
+class Batch:
+    """The bookkeeping of one batch in its output folder, wherever its cases run."""
+
+    def __init__(self, cases: list[Case], out: Path, options: BatchOptions, detector: AnomalyDetector,
+                 events: BatchEvents) -> None:
+        self.out, self.options, self.events = out, options, events
+        remove_leftovers(out)
+        self.index = BatchIndex(out)
+        kept = {c.name for c in cases if options.resume and self._still_holds(c, detector)}
+        self.todo = [c for c in cases if c.name not in kept]
+        if options.batch_index:
+            self.index.start({c.name: c.input for c in cases}, redo={c.name for c in self.todo})
+        if options.failures_log:  # every input without results is tried again, so the log starts afresh
+            (out / FAILURE_LOG).unlink(missing_ok=True)
+        self.report = BatchReport(out, kept=sorted(kept), todo=len(self.todo))
+        self.written = 0
+        events.started(len(self.todo), len(kept))
+
+    def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
+        """Whether an earlier result of `case` is of this input, by this model at these thresholds,
+        with every file these options promise."""
+        if not all(p.exists() for p in promised(self.out, case.name, self.options)):
+            return False
+        try:
+            done = json.loads(case_paths(self.out, case.name)["findings"].read_text(encoding="utf-8"))
+            same_run = (done["input"] == case.input and done["model"] == detector.model_id
+                        and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return same_run and self.index.still_holds(case.name, case.input, case.path, done.get("image_id"),
+                                                   lambda: case.read().identity)
+
+    def record(self, row: CaseRow) -> bool:
+        """Log and report one finished case; False when the front end stops the batch. A full disk
+        ends the batch (DiskFull names the folder)."""
+        self.report.rows.append(row)
+        if row.fatal:
+            raise DiskFull(self.out, f"No space left on device (writing {row.name}: {row.error}); "
+                                     f"{self.written} of {self.report.todo} input(s) were written: "
+                                     "free some space and run again with --resume to finish")
+        if row.error and self.options.failures_log:
+            append_failure(self.out / FAILURE_LOG, row.input, row.error)
+        if row.document is not None:
+            self.index.done(row.name, row.input, row.identity, row.document["image_id"])
+            self.written += 1
+            if self.options.batch_index and self.written % INDEX_EVERY == 0:
+                self.index.save()
+        return self.events.case_done(row, len(self.report.rows), self.report.todo) is not False
+
+    def finish(self, complete: bool) -> BatchReport:
+        """The index, the drift check (only over a complete batch) and the worklist, from the
+        findings JSONs of the cases kept from an earlier run and of those this run wrote."""
+        if self.options.batch_index:
+            self.index.save()
+        documents = {r.name: r.document for r in self.report.rows if r.document is not None}
+        for name in self.report.kept:
+            try:
+                documents[name] = json.loads(case_paths(self.out, name)["findings"].read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                pass  # gone since the start: left out of the worklist and the drift check
+        if complete and self.options.drift_check:
+            self.report.drift = warn_batch((case_paths(self.out, n)["findings"], d["percentile"])
+                                           for n, d in documents.items())
+            if self.report.drift:
+                self.events.warning(self.report.drift)
+        no_spacing = sum(r.no_spacing for r in self.report.rows)
+        if no_spacing and not self.options.spacing:
+            self.events.warning(f"{no_spacing} input(s) have no pixel spacing of their own (PNG, JPEG, or DICOM "
+                                "without it): 1.0 mm per pixel was assumed for area_mm2 and the heatmap's geometry; "
+                                "give the detector's pixel spacing with --spacing MM")
+        if self.options.worklist:
+            write_worklist(self.out, documents)
+        return self.report
+
+
+@contextmanager
+def open_batch(cases: list[Case], out, options: BatchOptions, detector: AnomalyDetector,
+               events: BatchEvents | None = None):
+    """A `Batch` in `out` for the duration, under the folder's lock; finished on the way out, also
+    when interrupted (then without the drift check, which needs the whole batch)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out) if options.lock else nullcontext(), disk_full_names(out):
+        batch = Batch(cases, out, options, detector, events or BatchEvents())
+        try:
+            yield batch
+        except BaseException:
+            try:
+                batch.finish(complete=False)
+            except OSError:  # e.g. the disk is full: what is on it stays as it is
+                pass
+            raise
+        batch.finish(complete=True)
+
+
+@contextmanager
+def disk_full_names(out: Path):
+    """A full disk met outside a case (the index, the worklist) named as DiskFull of the folder."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise DiskFull(out, "No space left on device; free some space and run again with --resume to finish") \
+            from None
+
+
+def file_cases(files) -> list[Case]:
+    """The cases of input files, named so that no result overwrites another."""
+    return [Case(os.fsdecode(f), name, Path(f)) for f, name in zip(files, unique_case_names(files))]
+
+
+def run_batch(cases: list[Case], out, detector: AnomalyDetector, options: BatchOptions,
+              events: BatchEvents | None = None) -> BatchReport:
+    """Detect on every case here: the next inputs are read and prepared on a thread while one is
+    scored, and (with `options.background_writer`) its files written on another."""
+    with open_batch(cases, out, options, detector, events) as batch:
+        writer = WriteBehind(lambda loaded, result: write_case(loaded, result, batch.out, options)) \
+            if options.background_writer else None
+        loads = read_ahead(batch.todo, lambda case: load_case(case, detector, options), options.prefetch)
+        interrupted = True
+        try:
+            with closing(loads):
+                for loaded in loads:
+                    if not all([batch.record(row) for row in _score(loaded, detector, options, batch.out, writer)]):
+                        break
+            interrupted = False
+        finally:  # interrupted: only the case being written is finished
+            rest = writer.close(abandon=interrupted) if writer else []
+        for row in rest:
+            batch.record(row)
+    return batch.report
+
+
+def _score(loaded, detector: AnomalyDetector, options: BatchOptions, out: Path, writer: WriteBehind | None):
+    """Score one case and write it, here or by handing it to the writer; the rows finished meanwhile."""
+    done = writer.finished() if writer else []
+    try:
+        result = score_case(loaded, detector, options)
+    except Exception as e:  # the case's own failure: reported in its turn
+        return done + [failed_row(loaded.case, e)]
+    if writer is None:
+        return [write_case(loaded, result, out, options)]
+    writer.put(loaded, result)
+    return done + writer.finished()

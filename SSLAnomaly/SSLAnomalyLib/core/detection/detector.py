@@ -1,0 +1,176 @@
+"""The object a user holds: a detector loaded from a model folder that turns a radiograph (or a
+volume, slice by slice) into a calibrated score, a heatmap on the input's own grid and findings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from SSLAnomalyLib.core.model_files import model_folder, registry
+from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.core.detection.regions import Finding, agree_with_verdict, diffuse_finding, find_regions
+from SSLAnomalyLib.core.results.findings_json import findings_document
+from SSLAnomalyLib.core.model.heatmap import to_input_grid
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter, bundled_segmenter
+from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.model.reference import NormalReference
+from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
+from SSLAnomalyLib.core.model.device import select_device
+
+PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
+OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
+                        "the result means nothing; if it is, it is strongly abnormal")
+
+
+def detection_threads() -> int:
+    """Torch threads while detecting on the CPU: the cores a prefetch thread (or a GUI) leaves. One
+    128-pixel image is too little work to split, and threads that wait for a busy core cost more than
+    they give: on the 2-core machine, with another process running, 2 threads encoded 60x slower than 1."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class NonFiniteScore(ValueError):
+    """A score that is NaN or infinite: never reported as `abnormal: false`."""
+
+
+@dataclass
+class DetectionResult:
+    score: float
+    threshold: float
+    abnormal: bool
+    percentile: float
+    heatmap: Radiograph
+    pixel_threshold: float
+    findings: list[Finding]
+    model_id: str
+    slice_scores: list[float] = field(default_factory=list)
+    components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
+    warnings: list[str] = field(default_factory=list)
+    lungs: Radiograph | None = None  # uint8 0/1 lung fields on the input's grid, when asked for
+    image_id: str = ""  # Radiograph.identity of the input: what a review of it is keyed by
+
+    def to_dict(self, input_path: str) -> dict:
+        """The findings document (core/results/findings_json.py) of this result."""
+        return findings_document(input_path, self.image_id, self.score, self.threshold, self.abnormal,
+                                 self.percentile, self.model_id, self.pixel_threshold, self.components,
+                                 self.warnings, [f.to_dict() for f in self.findings])
+
+
+@dataclass
+class PreparedSlice:
+    image01: np.ndarray
+    fields: LungFields
+
+    @property
+    def lung(self) -> np.ndarray:
+        return self.fields.mask
+
+
+class AnomalyDetector:
+    def __init__(self, scorer: Scorer, calibration: Calibration, lung_prior: np.ndarray | None,
+                 model_id: str, manifest: dict | None = None, anatomy: LungSegmenter | None = None,
+                 population: registry.Population | None = None):
+        self.scorer, self.calibration, self.lung_prior = scorer, calibration, lung_prior
+        self.model_id, self.manifest, self.population = model_id, manifest or {}, population
+        self.anatomy = anatomy if anatomy is not None else bundled_segmenter()
+
+    @property
+    def lung_support(self) -> np.ndarray | bool:
+        """Where lungs can be at all (the training normals' lung prior): a dark gap between arm and
+        chest that an image's own mask mistook for lung yields no finding."""
+        return True if self.lung_prior is None else self.lung_prior >= PRIOR_SUPPORT
+
+    def limit_cpu_threads(self) -> None:
+        """On the CPU, use `detection_threads()` torch threads (a process-wide torch setting)."""
+        if self.scorer.device.type == "cpu":
+            torch.set_num_threads(detection_threads())
+
+    @property
+    def input_size(self) -> int:
+        return self.scorer.config.input_size
+
+    @classmethod
+    def load(cls, model: str | os.PathLike = "default", device: str = "auto") -> "AnomalyDetector":
+        """Load and verify a model: a bundled model's name ('default' is the adult one) or a folder."""
+        manifest, encoder_state, arrays = model_folder.load(model)
+        try:
+            config = EncoderConfig.from_dict(manifest["encoder"])
+            net = build_encoder(config)
+            net.load_state_dict(encoder_state)
+            reference = NormalReference.from_arrays(arrays)
+            calibration = Calibration.from_dict(manifest["calibration"])
+            stats = manifest["scoring"]["component_stats"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise model_folder.ModelError(model_folder.resolve(model), f"manifest or weights are inconsistent ({e})") from None
+        scorer = Scorer(net, config, select_device(device), reference=reference, component_stats=stats)
+        return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest,
+                   population=registry.population_of(model, manifest))
+
+    def prepare(self, image: Radiograph, slices: range | None = None) -> list[PreparedSlice]:
+        """Model inputs and lung fields of `slices` (every slice by default)."""
+        slices = range(image.shape[0]) if slices is None else slices
+        xs = np.stack([to_model_input(image.pixels[k], self.input_size) for k in slices])
+        return [PreparedSlice(x, fields) for x, fields in zip(xs, self.anatomy.fields(xs, self.lung_prior))]
+
+    def prepare_ahead(self, image: Radiograph) -> list[PreparedSlice]:
+        """What a prefetch thread prepares while another image is scored: the first chunk of slices."""
+        return self.prepare(image, range(min(image.shape[0], SCORE_CHUNK)))
+
+    def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None,
+               lungs: bool = False) -> DetectionResult:
+        """Score every slice; the image score is the highest slice score. `prepared` holds the first
+        slices already prepared (a prefetch); the rest are prepared and scored `SCORE_CHUNK` at a
+        time, so a volume costs its heatmap and nothing per slice beyond it. With `lungs`, the result
+        also holds the lung fields on the input's grid."""
+        n, rows, cols = image.shape
+        prepared = prepared or []
+        heat = np.empty(image.shape, np.float32)
+        lung_grid = np.empty(image.shape, np.uint8) if lungs else None
+        scores, standardised, findings, field_warnings = [], [], [], {}
+        top_slice = None  # (score, index, grid map, lung fields) of the slice that drives the image score
+        pixel_threshold = self.calibration.pixel_threshold
+        for start in range(0, n, SCORE_CHUNK):
+            chunk = range(start, min(n, start + SCORE_CHUNK))
+            part = prepared[start:chunk.stop]
+            if len(part) < len(chunk):
+                part += self.prepare(image, range(start + len(part), chunk.stop))
+            batch = self.scorer.score(np.stack([p.image01 for p in part]), np.stack([p.lung for p in part]))
+            if not np.all(np.isfinite(batch.score)) or not np.all(np.isfinite(batch.grid_maps)):
+                raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken "
+                                     "model or input); no result is given rather than a wrong one")
+            for k, p, grid, s in zip(chunk, part, batch.grid_maps, batch.score):
+                heat[k] = to_input_grid(grid, rows, cols)
+                findings += find_regions(grid, p.lung & self.lung_support, pixel_threshold, image, k)
+                if top_slice is None or s > top_slice[0]:
+                    top_slice = (s, k, grid, p.lung & self.lung_support)
+                if lung_grid is not None:
+                    lung_grid[k] = p.fields.on_grid(rows, cols)
+                if p.fields.warning:
+                    field_warnings[p.fields.warning] = None
+            scores.append(batch.score)
+            standardised.append(batch.standardised)
+        scores = np.concatenate(scores)
+        _, top, grid, lung = top_slice  # the first slice of the highest score
+        top_components = standardised[top // SCORE_CHUNK]
+        score = float(scores[top])
+        warnings = list(image.warnings)
+        warnings += [w if n == 1 else f"{w} (on some slices)" for w in field_warnings]
+        population = registry.population_warning(image.dicom, self.population)
+        if population:
+            warnings.append(population)
+        if self.calibration.far_beyond_normals(score):
+            warnings.append(OUT_OF_RANGE_WARNING)
+        abnormal = score > self.calibration.threshold
+        findings = agree_with_verdict(findings, abnormal, diffuse_finding(grid, lung, image, top))
+        return DetectionResult(score=score, threshold=self.calibration.threshold, abnormal=abnormal,
+                               percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
+                               pixel_threshold=pixel_threshold, findings=findings,
+                               model_id=self.model_id, slice_scores=[float(s) for s in scores],
+                               components={c: float(z[top % SCORE_CHUNK]) for c, z in top_components.items()},
+                               warnings=warnings, image_id=image.identity,
+                               lungs=None if lung_grid is None else image.with_pixels(lung_grid))

@@ -1,0 +1,175 @@
+"""Scoring model inputs by their distance from normal in the encoder's feature space.
+
+Components per image, each standardised by its mean and spread on held-out training normals:
+- `pooled`: Mahalanobis distance of the pooled embedding (image-level density);
+- `patch`: mean of the heatmap over the lung fields (patch-level distance), which is also the map
+  the radiologist sees, so the score and the picture agree. The mean over the whole lung beat the
+  top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse;
+- `sides` (models fitted from round 7 on): how far apart the two lung fields' aerated densities are
+  (`field_density.py`): a white-out, a large effusion or a pneumothorax, which texture features can miss.
+The image score is the mean of `pooled` and `patch` (the texture score), or `sides` less
+`SIDES_OFFSET` where that is higher: a one-sided departure of more than `SIDES_OFFSET` standard
+deviations decides on its own, while a normal's `sides` (rarely beyond 2) leaves the texture score
+as it was. The field that departs takes the heat of a normal peak that many deviations beyond the
+offset, so the picture points where the score says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from SSLAnomalyLib.core.model.device import place
+from SSLAnomalyLib.core.model.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
+from SSLAnomalyLib.core.model.heatmap import model_grid_map
+from SSLAnomalyLib.core.model.field_density import SideDensity, side_density, side_heat
+from SSLAnomalyLib.core.model.reference import NormalReference
+
+COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)
+SIDES = "sides"                   # the one-sided density component (models fitted with it)
+FIELDS = ("field_left", "field_right")  # standardised, not scored: which lung field departs (with "peak": by how much)
+SIDES_OFFSET = 2.0
+SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
+
+
+@dataclass
+class BatchScores:
+    components: dict[str, np.ndarray]  # raw component scores, (n,) each
+    grid_maps: np.ndarray              # (n, size, size) heatmaps on the model grid
+    peaks: np.ndarray                  # (n,) in-lung maximum of each grid map
+    lungs: np.ndarray                  # (n, size, size) the lung fields the maps were scored in
+    densities: list[SideDensity]       # each input's lung-field densities
+    standardised: dict[str, np.ndarray] | None = None  # z-score of each component, once standardisation is known
+
+    @property
+    def score(self) -> np.ndarray | None:
+        """(n,) image scores, once standardisation is known."""
+        return None if self.standardised is None else image_score(self.standardised)
+
+
+class NotFittedError(RuntimeError):
+    """A scorer asked to score before it has a normal reference and standardisation."""
+
+
+class Scorer:
+    """An encoder and what normal looks like through it, fitted scikit-learn style on normals only:
+    `Scorer(net, config).fit(reference normals, held-out normals)`, or rebuilt from a model folder
+    with its learned `reference` and `component_stats`."""
+
+    def __init__(self, net: torch.nn.Module, config: EncoderConfig, device: torch.device | str = "cpu",
+                 reference: NormalReference | None = None, component_stats: dict[str, list[float]] | None = None):
+        self.net = place(net, device).eval()
+        self.config, self.device = config, torch.device(device)
+        self.reference, self.component_stats = reference, component_stats
+        self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised
+
+    def fit(self, reference_images01: np.ndarray, held_out_images01: np.ndarray, held_out_lungs: np.ndarray,
+            standardise_positions: bool = False) -> "Scorer":
+        """The normal reference from `reference_images01`; each component's mean and spread on the
+        held-out normals (and with `standardise_positions`, each patch position's normal distance)."""
+        pooled, patches = self.features(reference_images01)
+        self.reference = NormalReference().fit(pooled, patches.numpy())
+        held_pooled, held_patches = self.features(held_out_images01)
+        if standardise_positions:
+            self.reference.fit_positions(held_patches.numpy())
+        raw = self._score_features(held_pooled, held_patches, held_out_lungs, held_out_images01.shape[-1],
+                                   held_out_images01)
+        return self.standardise_on(raw.components, raw)
+
+    def standardise_on(self, components: dict[str, np.ndarray], scores: "BatchScores | None" = None) -> "Scorer":
+        """Set the standardisation from normals' raw components (a site's normals, in site calibration)."""
+        self.component_stats = component_stats(components)
+        if scores is not None:
+            self.finish(scores)
+            self.held_out_scores = scores
+        return self
+
+    @torch.no_grad()
+    def features(self, images01: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+        """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs."""
+        pooled, patches = [], []
+        for i in range(0, len(images01), batch_size):
+            maps = feature_maps(self.net, to_batch(images01[i:i + batch_size]).to(self.device))
+            pooled.append(pooled_features(maps, self.config.pooled_layers).float().cpu())
+            patches.append(patch_features(maps, self.config.patch_layers).float().cpu())
+        return torch.cat(pooled).numpy(), torch.cat(patches)
+
+    def score(self, images01: np.ndarray, lungs: np.ndarray) -> BatchScores:
+        """Scores of [0, 1] model inputs, `SCORE_CHUNK` at a time: the patch distances of a chunk
+        (nine neighbours per position) are the largest arrays, so memory stays flat however many
+        slices a volume has."""
+        if self.reference is None or self.component_stats is None:
+            raise NotFittedError("this Scorer has no normal reference yet: call fit() on normals, or load a model folder")
+        chunks = [self._score_features(*self.features(images01[i:i + SCORE_CHUNK]), lungs[i:i + SCORE_CHUNK],
+                                       images01.shape[-1], images01[i:i + SCORE_CHUNK])
+                  for i in range(0, len(images01), SCORE_CHUNK)]
+        result = BatchScores({c: np.concatenate([b.components[c] for b in chunks]) for c in chunks[0].components},
+                             np.concatenate([b.grid_maps for b in chunks]), np.concatenate([b.peaks for b in chunks]),
+                             np.concatenate([b.lungs for b in chunks]), [d for b in chunks for d in b.densities])
+        return self.finish(result)
+
+    def _score_features(self, pooled, patches, lungs, size: int, images01: np.ndarray) -> BatchScores:
+        """Raw components, texture maps and their in-lung peaks of one chunk of encoded inputs."""
+        coarse = self.reference.patch_map(patches).numpy()
+        grid = np.stack([model_grid_map(m, size, lung) for m, lung in zip(coarse, lungs)])
+        densities = [side_density(x, lung) for x, lung in zip(images01, lungs)]
+        values = [in_lung(g, lung) for g, lung in zip(grid, lungs)]
+        peaks = np.array([v.max() for v in values])
+        components = {"pooled": self.reference.pooled_score(pooled),
+                      "patch": np.array([v.mean() for v in values]),
+                      SIDES: np.array([d.difference for d in densities]),
+                      "field_left": np.array([d.left for d in densities]),
+                      "field_right": np.array([d.right for d in densities]), "peak": peaks}
+        return BatchScores(components, grid, peaks, np.asarray(lungs, bool), densities)
+
+    @property
+    def scored_components(self) -> tuple[str, ...]:
+        """The components this scorer's image score is made of (`sides` only where it was fitted)."""
+        return COMPONENTS + ((SIDES,) if self.component_stats and SIDES in self.component_stats else ())
+
+    def finish(self, scores: BatchScores) -> BatchScores:
+        """Standardise raw scores and, where the two lung fields' densities are further apart than
+        `SIDES_OFFSET` deviations, give the departing field the heat a normal image's peak would have
+        at that many deviations beyond the offset (the normals' peak mean, plus one peak spread per
+        deviation), so the heatmap maximum and a finding land on it as the score's `sides` says."""
+        scores.standardised = self.standardise(scores.components)
+        if SIDES not in self.scored_components:
+            return scores
+        z = self._z(scores.components, FIELDS)
+        peak_mean, peak_spread = self.component_stats["peak"]
+        for i, d in enumerate(scores.densities):
+            excess = scores.standardised[SIDES][i] - SIDES_OFFSET
+            if excess > 0:
+                heat = side_heat(d, z["field_left"][i], z["field_right"][i], peak_mean + excess * peak_spread)
+                scores.grid_maps[i] = np.maximum(scores.grid_maps[i], heat)
+                scores.peaks[i] = in_lung(scores.grid_maps[i], scores.lungs[i]).max()
+        return scores
+
+    def standardise(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each scored component as a z-score against the held-out training normals."""
+        return self._z(components, self.scored_components)
+
+    def _z(self, components: dict[str, np.ndarray], names) -> dict[str, np.ndarray]:
+        return {c: (components[c] - self.component_stats[c][0]) / self.component_stats[c][1] for c in names}
+
+    def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
+        """The image score of raw components."""
+        return image_score(self.standardise(components))
+
+
+def in_lung(grid_map: np.ndarray, lung: np.ndarray) -> np.ndarray:
+    """The map's values inside the lung fields (everywhere when there are none)."""
+    return grid_map[lung] if lung.any() else grid_map.ravel()
+
+
+def image_score(standardised: dict[str, np.ndarray]) -> np.ndarray:
+    """The image score: the mean of the texture components, or `sides` less `SIDES_OFFSET` where higher."""
+    texture = np.mean([standardised[c] for c in COMPONENTS], axis=0)
+    return np.maximum(texture, standardised[SIDES] - SIDES_OFFSET) if SIDES in standardised else texture
+
+
+def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Mean and standard deviation of each component on held-out normals."""
+    return {c: [float(np.mean(v)), float(np.std(v) + 1e-8)] for c, v in components.items()}

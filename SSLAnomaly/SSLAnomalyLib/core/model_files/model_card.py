@@ -1,0 +1,255 @@
+"""The model card written beside every trained model: what it learned from, what it is not for,
+how it was made and how it is calibrated, generated from the manifest so it cannot drift. A card
+travels with the model to other sites: it names folders by their base name (and the file list by its
+digest), never by a path on the machine that made it."""
+
+from __future__ import annotations
+
+import ntpath
+import os
+import re
+import shlex
+
+from SSLAnomalyLib.core.model.calibration import Calibration
+
+
+def base_name(path: str) -> str:
+    """A path's last part, whichever separator the machine that wrote it used."""
+    return ntpath.basename(path.rstrip("/\\")) or path
+
+
+def folders(text: str) -> str:
+    """Folders joined by os.pathsep (as manifests hold them), by their base names."""
+    return ", ".join(base_name(f) for f in text.split(os.pathsep))
+
+
+def command(text: str) -> str:
+    """A recorded command with every path argument (`DIR`, `--opt=DIR`) reduced to its base name."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    shown = []
+    for word in words:
+        option, eq, value = word.rpartition("=") if word.startswith("-") else ("", "", word)
+        shown.append(shlex.quote(option + eq + (base_name(value) if "/" in value or "\\" in value else value)))
+    return " ".join(shown)
+
+
+def objectives(pretext: dict) -> str:
+    """'anatpaste (weight 1)'...; manifests from before the objectives name synthetic kinds only."""
+    if "objectives" not in pretext:
+        return ", ".join(pretext["kinds"]) + " (synthetic anomalies pasted inside the lung fields)"
+    return ", ".join(f"{o['name']} (weight {o['weight']:g})" for o in pretext["objectives"])
+
+
+def model_card(m: dict) -> str:
+    t, d, c, e = m["training"], m["data"], m["calibration"], m["encoder"]
+    return f"""# SSLAnomaly model `{m['model_id']}`
+
+## What it is
+A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
+(basic blocks, layers {e['layers']}, widths {e['widths']}, {e['input_size']} px input, one channel)
+{origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
+{objectives(m['pretext'])}. An image is scored by
+its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
+position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
+
+## Training data
+{normals_line(d)}
+- Calibration normals: {calibration_source(m)}.
+- No abnormal image and no label was used to train, select a checkpoint, or set a threshold.
+
+## Data licences
+{data_licences(m)}
+
+## Not for
+{not_for(m)}
+## Calibration
+Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:.0f} % false-positive rate on
+{calibration_count(m)}; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
+peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). Each result reports its
+percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}{federated(m)}
+
+## How it was made
+- Command: `{command(t['command']) if t.get('command') else 'sslanomaly train (library call)'}`
+- Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},
+  {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal
+  ({t['selection']}).{objects_note(t)}{inherited_note(t)}
+- Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
+
+{measured_section(m.get("measured"))}"""
+
+
+def inherited_note(training: dict) -> str:
+    """What a run started from another model kept of that model's recipe (training/spec.py)."""
+    kept = training.get("inherited") or {}
+    if not kept:
+        return ""
+    shown = ", ".join(f"{name.replace('_', ' ')} " + ("+".join(o["name"] for o in value) if name == "pretext" else f"{value}")
+                      for name, value in kept.items())
+    return f"\n- Kept from the starting model's recipe (no option given for them): {shown}."
+
+
+def objects_note(training: dict) -> str:
+    share = training.get("foreign_objects") or 0
+    return (f"\n- Foreign objects (ECG electrodes, leads, tubes, a marker plate) drawn on {100 * share:.0f} % of\n"
+            "  the training views, so that they are learned as normal." if share else "")
+
+
+def not_for(m: dict) -> str:
+    """Who the model is not for, from the population it learned (manifest `population`)."""
+    label = (m.get("population") or {}).get("label")
+    if label == "adults":
+        learned = ("- Children, lateral or other views, other body parts or modalities. This model learned from adult\n"
+                   "  frontal (PA/AP) normals of the NIH Clinical Center (RSNA); for children use the bundled\n"
+                   "  `pediatric` model.\n")
+    elif label == "children":
+        learned = ("- Adults, lateral or other views, other body parts or modalities. This model learned from children\n"
+                   "  aged 1-5 at one hospital (Guangzhou, Kermany/ZhangLab data); for adults use the bundled `adult` model.\n")
+    else:
+        learned = "- Any population, view or modality unlike the training normals.\n"
+    return (learned + "- Other sites without checking: calibrate on your own normals (`sslanomaly calibrate`), refit\n"
+            "  (`sslanomaly train --start-from MODEL --minutes 0`) or train (`sslanomaly train`).\n"
+            "- Diagnosis. It flags images and regions that differ from the normals it learned; a radiologist decides.\n")
+
+
+def views_note(reference: dict | None) -> str:
+    """What the normal reference was fitted on beyond the normals themselves."""
+    reference = reference or {}
+    parts = []
+    if reference.get("augmented_views_per_normal"):
+        parts.append(f"the normal reference also holds {reference['augmented_views_per_normal']} acquisition-augmented "
+                     "copies of each normal")
+    return ("\n" + "; ".join(parts).capitalize() + ".") if parts else ""
+
+
+def site_calibration(c: dict | None) -> str:
+    """Where the thresholds came from when a site recalibrated the model (`sslanomaly calibrate`)."""
+    if not c:
+        return ""
+    return (f"\n\n**Calibrated on site normals** by `sslanomaly calibrate` on {c['when']}: the normals of\n"
+            f"`{folders(c['normals'])}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
+            "encoder and normal reference are unchanged, the score standardisation, percentiles and thresholds\n"
+            "are these normals'.")
+
+
+def normals_line(d: dict) -> str:
+    """What the reference was fitted on, and how the thresholds' scores were kept out of it."""
+    if d.get("cross_fitted_folds"):
+        return (f"- Normals: `{folders(d['normals'])}` ({d['n_train']}, every one in the reference; file-list hash\n"
+                f"  `{d['files_sha256_16']}`). Thresholds, score and position standardisation come from out-of-fold\n"
+                f"  scores: {d['cross_fitted_folds']} folds, each normal scored by the reference fitted without its fold.")
+    return (f"- Normals: `{folders(d['normals'])}` ({d['n_train']} for the reference, {d['n_held_out']} held out;\n"
+            f"  file-list hash `{d['files_sha256_16']}`).")
+
+
+def expected_fpr(c: dict) -> str:
+    """The false-positive rate the threshold implies on new normals, with its interval."""
+    return Calibration.from_dict(c).expected_fpr().text().capitalize() + "."
+
+
+def federated(m: dict) -> str:
+    """Where the reference came from when sites merged their statistics (`sslanomaly merge`)."""
+    f = m.get("federated")
+    if not f:
+        return ""
+    how = ("exactly the fit on all of them" if f["exact"] else
+           "its pooled Gaussian and patch means exact, its patch covariance approximate (first round: each site's\n"
+           "residuals against its own means; a second round of `reference-stats --means` makes it exact)")
+    calibrated = ("" if m.get("site_calibration") else
+                  "\n**Not yet calibrated**: the score standardisation and thresholds above are the starting model's;\n"
+                  "run `sslanomaly calibrate` on this model with the site's own normals before use.")
+    return (f"\n\n**Merged from {f['n_sites']} site(s)' statistics** by `sslanomaly merge` on {f['when']}: the reference of\n"
+            f"{f['n_normals']} normals, {how}. The encoder is model `{f['encoder_of']}`'s. Each site sent sums over its\n"
+            "normals (pooled embedding moments, per-position patch sums, residual moments), their number and a\n"
+            f"hash of their file names: no pixels, no per-image value.{calibrated}")
+
+
+def calibration_source(m: dict) -> str:
+    """Where the calibration normals came from: the site's (`sslanomaly calibrate`) or the training's."""
+    if m.get("site_calibration"):
+        return "the site's own, which replaced the training's (see Calibration)"
+    d = m["data"]
+    return f"`{folders(d['calibration_normals'])}` ({d['n_calibration']} images)"
+
+
+def calibration_count(m: dict) -> str:
+    """The one count of the normals that set the thresholds, with the augmented copies they were
+    counted with (a site calibration scores each normal once)."""
+    c, views = m["calibration"], (m.get("reference") or {}).get("calibration_augmented_views_per_normal")
+    if m.get("site_calibration") or not views:
+        return f"{c['n_normals']} calibration normals"
+    return (f"{m['data']['n_calibration']} calibration normals, each also counted in {views} acquisition-augmented\n"
+            f"cop{'y' if views == 1 else 'ies'} (other field of view, exposure, contrast: {c['n_normals']} views in all), so "
+            "that the stated\nfalse-positive rate holds for normals taken otherwise too")
+
+
+DATA_LICENCES = {  # folder name of a public data set -> the terms its images come under
+    "kermany": "Kermany et al. pediatric radiographs (doi:10.17632/rscbjbr9sj.2): CC BY 4.0, credit the authors",
+    "rsna": "RSNA Pneumonia Detection Challenge: non-commercial research use",
+    "nih": "NIH ChestX-ray14: public; cite Wang et al. (CVPR 2017) and acknowledge the NIH Clinical Center",
+    "openist": "OpenIST chest X-ray set: licence unclear",
+}
+LUNG_NETWORK_DATA = "openist"  # every model scores inside the lung fields of the bundled lung-field network
+
+
+def data_licences(m: dict) -> str:
+    """The terms of the public data sets the weights were fitted on, found by their folder names
+    (a site's own normals carry the site's terms), of the model the encoder started from (its card
+    says), and of the lung-field network's masks, which every model uses."""
+    d, site = m["data"], m.get("site_calibration") or {}
+    named = " ".join([d.get("normals", ""), d.get("calibration_normals", ""), site.get("normals", "")]).lower()
+    found = [key for key in DATA_LICENCES if re.search(rf"\b{key}\b", named) or key in m.get("data_terms", [])]
+    lines = [f"- {DATA_LICENCES[key]}." for key in found] or ["- The normals above: the terms of the site that gave them."]
+    start = m["training"].get("started_from")
+    if start:
+        lines.append(f"- The encoder also carries the data terms of model `{start['model_id']}`, which it started from.")
+    lines.append(f"- Lung fields: {DATA_LICENCES[LUNG_NETWORK_DATA]} (the bundled lung-field network's masks).")
+    return "\n".join(lines)
+
+
+def origin(training: dict) -> str:
+    """How the encoder came to be: from scratch, or from another model's encoder (fine-tuned or not)."""
+    start = training.get("started_from")
+    if not start:
+        return "was trained from scratch"
+    if training["steps"]:
+        return (f"started from the encoder of model `{start['model_id']}` and was trained {training['steps']} more\n"
+                f"steps (kept: step {training.get('chosen_step')}; step 0 is the starting encoder)")
+    return (f"is the encoder of model `{start['model_id']}` unchanged (no training steps here: only the\n"
+            "normal reference and the calibration below were fitted anew), itself trained")
+
+
+def measured_section(measured: dict | None) -> str:
+    """The figures measured on this model after training (recorded by scripts/install_bundled_model.py
+    from `sslanomaly evaluate` outputs), each with the command that produced it."""
+    if not measured:
+        return ("Measured figures (dev AUROC, localisation, speed) and the commands that produced them are in\n"
+                "`docs/model.md` of the SSLAnomaly repository.\n")
+    lines = []
+    dev = measured.get("dev")
+    if dev:
+        parts = ", ".join(f"{name}-level alone {v['auroc']:.3f}" for name, v in
+                          (("image", dev["components"]["pooled"]), ("patch", dev["components"]["patch"])))
+        at = (f"; {100 * dev['fpr_at_threshold']:.0f} % of these normals and {100 * dev['tpr_at_threshold']:.0f} % of the "
+              "abnormals above the threshold") if "fpr_at_threshold" in dev else ""
+        lines.append(f"- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs\n"
+                     f"  {dev['n_abnormal']} pneumonia radiographs, never trained on{at}:\n  `{command(dev['command'])}`")
+    shifted = measured.get("shifted")
+    if shifted:
+        rows = "; ".join(f"{family} AUROC {f['auroc']:.3f}, {100 * f['fpr_at_threshold']:.0f} % of normals flagged"
+                         for family, f in shifted["perturbations"].items())
+        lines.append(f"- The same images under seeded acquisition perturbations (docs/method.md): {rows}:\n"
+                     f"  `{command(shifted['command'])}`")
+    for key, what in (("localisation", "adult tuberculosis radiographs with lesion boxes (TBX11K)"),
+                      ("nih_boxes", "adult pneumonia radiographs with NIH expert boxes")):
+        loc = measured.get(key)
+        if loc:
+            lines.append(f"- Localisation on {loc['n_images']} {what}, never trained on: pointing game\n"
+                         f"  **{loc['pointing_game']:.3f}** against {loc['random_pointing_baseline']:.3f} for a random heatmap, "
+                         f"box AUROC {loc['box_auroc']:.3f}:\n  `{command(loc['command'])}`")
+    lines += [f"- Same recipe, seed {r['seed']}: dev AUROC {r['auroc']:.3f}, AP {r['ap']:.3f}, pointing game "
+              f"{r['pointing_game']:.3f}." for r in measured.get("other_seeds", [])]
+    return ("## Measured\n" + "\n".join(lines) + "\n\nEvery variant tried, and speed and memory, are in "
+            "`docs/model.md` and `docs/benchmarks.md` of the\nSSLAnomaly repository.\n")

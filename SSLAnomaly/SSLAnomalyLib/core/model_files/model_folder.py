@@ -1,0 +1,245 @@
+"""The model folder: safetensors weights and arrays, a JSON manifest with SHA-256 of every file,
+and a model card. Loading verifies every hash, the manifest's seal (and, where the site asks, its
+signature: core/model_files/signing.py) and the format version before anything is used, and nothing in a model
+folder is ever unpickled.
+
+    model.safetensors    encoder weights ("encoder.*") and normal-reference arrays ("reference.*")
+    manifest.json        format version, architecture, preprocessing, calibration, training summary,
+                         software versions, {file: sha256}
+    MODEL_CARD.md        what it was trained on, what it is not for, figures and commands
+
+A folder is written whole: staged beside its place, verified, then renamed into it under a lock,
+so that no reader sees half a model and no two writers mix theirs; an existing model is replaced
+only when the writer is told to (`--overwrite`), and a folder of anything else never is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from SSLAnomalyLib.core.model_files import registry, signing
+from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.locks import folder_lock
+
+FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha256)
+WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+CARD = "MODEL_CARD.md"
+MODEL_ENTRIES = (WEIGHTS, MANIFEST, CARD, "work")  # work/: checkpoints, kept inside by trains of before
+
+
+class ModelError(PathError):
+    """A model folder that cannot be used, with the folder and the reason."""
+
+    prefix = "model "
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve(model: str | os.PathLike) -> Path:
+    """A bundled model's name ('adult', 'pediatric', 'default') means its folder; anything else is a path."""
+    return registry.resolve(model)
+
+
+def _model_id(folder: Path) -> str:
+    try:
+        return f" (model {json.loads((folder / MANIFEST).read_text())['model_id']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def refuse_existing(folder, overwrite: bool = False) -> None:
+    """Refuse to write a model into `folder` when something is there: a file; a folder holding
+    anything but a model's entries (never replaced); a model, unless `overwrite` (checkpoints alone
+    are an unfinished train, not a model). Writers call it before their work too, so that a refusal
+    comes first, not after an hour of training."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ModelError(folder, "is a file, not a model folder; choose a new folder to write the model into")
+    entries = sorted(p.name for p in folder.iterdir())
+    other = [name for name in entries if name not in MODEL_ENTRIES]
+    if other:
+        raise ModelError(folder, f"holds files that are not a model's ({', '.join(other[:3])}"
+                                 f"{', ...' if len(other) > 3 else ''}); a model is never written over them: "
+                                 "choose a new folder")
+    if not overwrite and set(entries) & {WEIGHTS, MANIFEST, CARD}:
+        raise ModelError(folder, f"already holds a model{_model_id(folder)}; pass --overwrite to replace it, "
+                                 "or choose a new folder")
+
+
+def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: dict,
+         card: str, overwrite: bool = False) -> Path:
+    """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
+    verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`)."""
+    folder = Path(os.path.realpath(folder))  # `.` has a name there; a link's target is what gets replaced
+    tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
+    tensors.update({f"reference.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+    key = signing.site_key()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder.with_name(f".{folder.name}.lock"), folder):
+        refuse_existing(folder, overwrite)
+        staging = _sibling(folder, "new")
+        staging.mkdir()
+        try:
+            _write(staging / WEIGHTS, safetensors_bytes(tensors, metadata={"format_version": str(FORMAT_VERSION)}))
+            _write(staging / CARD, card.encode("utf-8"))
+            manifest = dict(manifest, format_version=FORMAT_VERSION,
+                            files={name: sha256(staging / name) for name in (WEIGHTS, CARD)})
+            _write(staging / MANIFEST, json.dumps(signing.seal(manifest, key), indent=1, allow_nan=False).encode())
+            load(staging)
+            _put_in_place(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _sibling(folder: Path, what: str) -> Path:
+    """A hidden name beside `folder`, of this process (as core/files/atomic.py names temporary files)."""
+    return folder.with_name(f".{folder.name}.{what}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write and flush to disk; the file gets the usual mode (0644 under the usual umask), as any other."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _put_in_place(staging: Path, folder: Path) -> None:
+    """Rename `staging` to `folder`; an existing folder is moved aside first (put back if the rename
+    fails) and removed after: readers see the old model, the new one, or for that instant none."""
+    if not folder.exists():
+        os.rename(staging, folder)
+        return
+    old = _sibling(folder, "old")
+    os.rename(folder, old)
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        os.rename(old, folder)
+        raise
+    shutil.rmtree(old)
+
+
+def _refuse_non_finite(constant: str):
+    raise ValueError(f"a non-finite number ({constant})")
+
+
+def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """(manifest, encoder state dict, reference arrays) after verifying version and hashes."""
+    folder = resolve(model)
+    if folder.is_file():
+        raise ModelError(folder, "is a file, not a model folder (a model is a folder holding manifest.json, "
+                                 "model.safetensors and MODEL_CARD.md)")
+    if not folder.is_dir():
+        raise ModelError(folder, "is not a model folder (no such directory)")
+    mpath = folder / MANIFEST
+    if not mpath.is_file():
+        raise ModelError(folder, f"no {MANIFEST} in the folder")
+    try:
+        manifest = json.loads(mpath.read_text(), parse_constant=_refuse_non_finite)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(folder, f"{MANIFEST} is not valid JSON ({e})") from None
+    except ValueError as e:
+        raise ModelError(folder, f"{MANIFEST} holds {e}; refusing a model that would fail open") from None
+    except RecursionError:
+        raise ModelError(folder, f"{MANIFEST} is nested too deeply to be a manifest") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(folder, f"{MANIFEST} is not a JSON object")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise ModelError(folder, f"{MANIFEST} has no format_version")
+    if version > FORMAT_VERSION:
+        raise ModelError(folder, f"format version {version} is newer than this SSLAnomaly supports "
+                                 f"({FORMAT_VERSION}); update SSLAnomaly")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or WEIGHTS not in files:
+        raise ModelError(folder, f"{MANIFEST} does not list {WEIGHTS}")
+    if version < FORMAT_VERSION or signing.SEAL not in manifest:
+        raise ModelError(folder, f"{MANIFEST} is not sealed by its own digest (format version {version}, from an "
+                                 "older SSLAnomaly); train or calibrate the model again with this version")
+    if not signing.seal_holds(manifest):
+        raise ModelError(folder, f"{MANIFEST} was edited after the model was made (its digest does not match); "
+                                 "refusing to load it")
+    if signing.signatures_required() and not registry.is_bundled(folder):
+        problem = signing.signature_problem(manifest, signing.site_key())
+        if problem:
+            raise ModelError(folder, f"{MANIFEST} {problem}")
+    inside = folder.resolve()
+    for name, digest in files.items():
+        p = folder / name
+        if Path(name).name != name or not p.is_file():
+            raise ModelError(folder, f"file {name} listed in the manifest is missing")
+        if p.is_symlink() or p.resolve().parent != inside or (folder / MANIFEST).is_symlink():
+            raise ModelError(folder, f"{name} is a link or leads out of the model folder; a model folder is "
+                                     "sealed and holds its own files only")
+        if sha256(p) != digest:
+            raise ModelError(folder, f"{name} does not match its SHA-256 in the manifest "
+                                     "(modified, truncated or corrupted); refusing to load it")
+    try:
+        tensors = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise ModelError(folder, f"{WEIGHTS} is not a readable safetensors file ({e})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(folder, f"{WEIGHTS} holds non-finite values in {name}; refusing a model that would fail open")
+    check_fields(folder, manifest)
+    encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    arrays = {k[len("reference."):]: v.numpy() for k, v in tensors.items() if k.startswith("reference.")}
+    return manifest, encoder, arrays
+
+
+def _field(manifest: dict, path: str):
+    value = manifest
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def check_fields(folder, manifest: dict) -> None:
+    """The fields that size memory or decide a verdict, type- and range-checked: a ModelError names
+    the field. (Sealed manifests are checked too: a model made with a bad option must not load.)"""
+    def refuse(field, why):
+        raise ModelError(folder, f"{MANIFEST} field {field} {why}")
+
+    size = _field(manifest, "encoder.input_size") or _field(manifest, "network.input_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 1024):
+        refuse("input_size", f"must be a whole number of pixels from 32 to 1024, not {size!r}")
+    for field in ("encoder.widths", "encoder.layers"):
+        value = _field(manifest, field)
+        if value is not None and not (isinstance(value, list) and len(value) == 4
+                                      and all(isinstance(v, int) and 0 < v <= 2048 for v in value)):
+            refuse(field, f"must be four whole numbers from 1 to 2048, not {value!r}")
+    for field in ("calibration.threshold", "calibration.pixel_threshold", "calibration.false_positive_rate"):
+        value = _field(manifest, field)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            refuse(field, f"must be a number, not {value!r}")
+    fpr = _field(manifest, "calibration.false_positive_rate")
+    if fpr is not None and not 0 < fpr < 1:
+        refuse("calibration.false_positive_rate", f"must be between 0 and 1, not {fpr}")
+    for name, stats in (_field(manifest, "scoring.component_stats") or {}).items():
+        if not (isinstance(stats, list) and len(stats) == 2 and all(isinstance(v, (int, float)) for v in stats)
+                and stats[1] > 0):
+            refuse(f"scoring.component_stats.{name}", f"must be [mean, spread > 0], not {stats!r}")

@@ -1,0 +1,130 @@
+"""Reading a DICOM file in two bounded passes, so that no file can make the reader work long or read
+much before it is refused: first the header up to the pixel data, checked (an image object? pixel
+data present, and no larger than the file and the budget?), then, only for a file that passes, the
+same header and its pixel data. pydicom does the parsing; every read it makes and every element it
+parses counts against MAX_PARSE_STEPS, so a file of zeros behind a DICM marker (which pydicom would
+take as gigabytes of empty elements) is refused in a fraction of a second."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.read_limits import MAX_INFLATED_BYTES, check_bytes
+
+MAX_PARSE_STEPS = 10_000  # reads and elements up to the pixel data: a radiograph's header takes a few hundred
+PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # FloatPixelData, DoubleFloatPixelData, PixelData
+UNDEFINED_LENGTH = 0xFFFFFFFF  # encapsulated (compressed) pixel data: its end is found by reading
+
+
+@dataclass
+class Header:
+    """A DICOM's header (without pixel data), and which pixel data element ends what is read."""
+    ds: object  # pydicom FileDataset
+    pixel_tag: int
+
+
+class _CountedFile:
+    """The file as pydicom reads it, each read and each element counted against MAX_PARSE_STEPS."""
+
+    def __init__(self, f, path: Path, purpose: str):
+        self._f, self._path, self._purpose, self.steps = f, path, purpose, 0
+        self.name = str(path)
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_PARSE_STEPS:
+            raise ReadError(self._path, f"{self._purpose} after {MAX_PARSE_STEPS:,} reads and elements (a radiograph's "
+                                        "header takes a few hundred): the file is damaged or not an image")
+
+    def read(self, size: int = -1) -> bytes:
+        self.step()
+        return self._f.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+def read_header(path: Path) -> Header:
+    """The header up to the pixel data; refused (ReadError) if the file is no image object, has no
+    pixel data, or its pixel data would be larger than the file or the decoding budget."""
+    from pydicom.filereader import read_partial
+
+    deflated = _check_inflated(path)
+    found: dict[str, int] = {}
+
+    def at_pixels(tag, vr, length) -> bool:
+        counted.step()
+        if tag in PIXEL_TAGS:
+            found.update(tag=int(tag), length=int(length))
+        return tag in PIXEL_TAGS
+
+    with open(path, "rb") as f:
+        counted = _CountedFile(f, path, "no pixel data")
+        ds = read_partial(counted, stop_when=at_pixels)
+        offset = f.tell()
+    _refuse_non_image(path, ds)
+    if not found:
+        raise ReadError(path, "DICOM file has no pixel data (not an image object)")
+    if deflated:  # its size was bounded as it was inflated, and offsets are in the inflated data set
+        return Header(ds, found["tag"])
+    stored = os.path.getsize(path) - offset  # the pixel data element and anything after it
+    if found["length"] != UNDEFINED_LENGTH and found["length"] > stored:
+        raise ReadError(path, f"pixel data declares {found['length']:,} bytes but the file holds {stored:,} after its "
+                              "header: the file is truncated")
+    check_bytes(path, min(found["length"], stored), 1, "the pixel data as stored")
+    return Header(ds, found["tag"])
+
+
+def read_with_pixels(path: Path, header: Header):
+    """The data set with its pixel data, read no further than the pixel data (what follows is padding
+    or signatures, never needed and not bounded by anything)."""
+    from pydicom.filereader import read_partial
+
+    def after_pixels(tag, vr, length) -> bool:
+        counted.step()
+        return tag > header.pixel_tag
+
+    with open(path, "rb") as f:
+        counted = _CountedFile(f, path, "the header did not end")
+        return read_partial(counted, stop_when=after_pixels)
+
+
+def _refuse_non_image(path: Path, ds) -> None:
+    """A segmentation, structured report, RT structure set, presentation state or parametric map
+    carries no radiograph (a SEG even has pixel data, of masks): every storage SOP Class that
+    pydicom knows and whose name is not an '... Image Storage' is refused, naming it."""
+    from pydicom.uid import UID
+
+    value = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
+    uid = UID(str(value or "").strip())
+    if uid.type == "SOP Class" and "Image Storage" not in uid.name:
+        raise ReadError(path, f"DICOM {uid.name} is not a radiograph (SOP Class {uid}): only image objects are read")
+
+
+def _check_inflated(path: Path) -> bool:
+    """pydicom inflates a deflated data set whole before parsing it: count what it inflates to first,
+    in bounded pieces, and refuse one beyond MAX_INFLATED_BYTES (a small file can inflate to gigabytes).
+    Whether the data set is deflated."""
+    import pydicom
+
+    meta = pydicom.filereader.read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != pydicom.uid.DeflatedExplicitVRLittleEndian:
+        return False
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    with open(path, "rb") as f:
+        f.seek(128 + 4 + 12 + int(meta.FileMetaInformationGroupLength))  # preamble, "DICM", group length element
+        while piece := f.read(2**20):
+            while piece:
+                total += len(inflater.decompress(piece, 2**24))
+                if total > MAX_INFLATED_BYTES:
+                    raise ReadError(path, f"deflated data set inflates to over {MAX_INFLATED_BYTES / 2**20:,.0f} MB "
+                                          "(the limit)")
+                piece = inflater.unconsumed_tail
+    return True

@@ -1,0 +1,38 @@
+"""The one findings document, `<name>.findings.json`: written by `sslanomaly detect` and by the
+Slicer export alike, the export adding the radiologist's review to the same document. Its JSON
+Schema is Resources/Schemas/findings.schema.json (the README documents it; a test validates both
+writers' output against it).
+
+    {"schema_version", "input", "image_id", "score", "threshold", "abnormal", "percentile", "model",
+     "pixel_threshold", "score_components": {component: z}, "warnings": [...],
+     "findings": [{"id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index", "extent"
+                   (+ with a review: "status", "origin", "note")}],
+     "review": {"sensitivity"}  (the Slicer export only: the pixel threshold the reader set)}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SCHEMA = Path(__file__).resolve().parents[3] / "Resources" / "Schemas" / "findings.schema.json"
+
+
+def findings_document(input_path, image_id: str, score: float, threshold: float, abnormal: bool,
+                      percentile: float, model: str, pixel_threshold: float, score_components: dict,
+                      warnings: list, findings: list[dict], review: dict | None = None) -> dict:
+    document = {"schema_version": SCHEMA_VERSION, "input": str(input_path), "image_id": image_id,
+                "score": round(float(score), 6), "threshold": round(float(threshold), 6), "abnormal": bool(abnormal),
+                "percentile": round(float(percentile), 2), "model": model,
+                "pixel_threshold": round(float(pixel_threshold), 6),
+                "score_components": {c: round(float(z), 6) for c, z in score_components.items()},
+                "warnings": list(warnings), "findings": list(findings)}
+    if review is not None:
+        document["review"] = dict(review)
+    return document
+
+
+def to_json(document: dict) -> str:
+    """Strict JSON: a NaN or an infinity is an error here, never written."""
+    return json.dumps(document, indent=1, allow_nan=False)

@@ -1,0 +1,138 @@
+"""Writing a batch's results: per case the findings JSON, heatmap NRRD and overlay PNG, each
+atomically (temporary file + rename) so an interrupted run never leaves a half-written result;
+case names that never collide; one run per output folder at a time; an output folder never inside
+the inputs; failures as JSON lines, names escaped, so no file name can forge a line or reach the
+terminal raw.
+
+The heatmap is written as uint8 codes, gzip-compressed, with `heatmap_scale` in its header (value =
+code x scale, the scale being the map's maximum / 255; `pixel_threshold` is there too): about 0.3 MB
+for a 4-megapixel radiograph instead of 16 MB of float32, in the same time. The error is at most half
+a code step, 0.2 % of the map's maximum (for a map peaking at twice the pixel threshold, one step of
+the overlay's 256-colour ramp), and the maximum stays where it was; findings, scores and thresholds
+are computed before, in float."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from SSLAnomalyLib.core.files.atomic import atomic_path, atomic_write_text
+from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.results.findings_json import to_json
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.reading.images import write_image
+from SSLAnomalyLib.core.files.locks import folder_lock
+from SSLAnomalyLib.core.results.overlay import render_overlay
+from SSLAnomalyLib.core.reading.walk import resolved
+
+SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
+LUNGS_SUFFIX = ".lungs.nrrd"
+LOCK = ".sslanomaly.lock"
+HEATMAP_CODES = 255
+
+
+def shown(path) -> str:
+    """A file name as it may be printed or logged: control characters (newlines, tabs, terminal
+    escapes) and bytes that are not text (a non-UTF-8 name) written as \\xNN / \\uNNNN."""
+    out = []
+    for c in os.fsdecode(path):
+        code = ord(c)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif not c.isprintable():
+            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def append_failure(path, given, reason: str) -> None:
+    """Add {"input": shown name, "reason": ...} as one line to a failures log: appended, never
+    rewritten, so that a batch of thousands of unreadable files costs no more per failure at the end."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"input": shown(given), "reason": reason}) + "\n")
+
+
+def refuse_output_inside_inputs(out_dir, inputs) -> None:
+    """An output folder in (or equal to) an input folder would have the tool's own results scored
+    as radiographs by the next run: refused, naming both. An input that cannot be resolved (a link
+    loop) is no folder: the batch names it as a failure of that input."""
+    out = resolved(out_dir) or Path(out_dir).absolute()
+    for given in inputs:
+        folder = resolved(given)
+        if folder is not None and Path(given).is_dir() and (out == folder or folder in out.parents):
+            raise PathError(out_dir, f"the output folder is inside the input folder {given}; its results would be "
+                                     "read as radiographs on the next run: choose an output folder outside the inputs")
+
+
+def output_lock(out_dir):
+    """Hold `OUT/.sslanomaly.lock` while a run writes there: a second run into the same folder is
+    refused (PathError naming the holder); a lock whose process is gone is taken over."""
+    return folder_lock(Path(out_dir) / LOCK, out_dir)
+
+
+def case_name(path) -> str:
+    """File name without image suffixes (x.nii.gz -> x, IM-1.jpeg -> IM-1), as a name every writer
+    can open: bytes that are not UTF-8 become %XX, control characters '_'."""
+    name = "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c if c.isprintable() else "_"
+                   for c in os.fsdecode(Path(path).name))
+    for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".dcm", ".dicom", ".png",
+                   ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ima"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def unique_case_names(files) -> list[str]:
+    """Case names that never collide: the file stem where no other input of the batch has it
+    (compared without case, as some file systems compare names); otherwise the parent folder's name
+    and the stem, numbered (-2, -3, ...) until it is taken by no other case."""
+    stems = [case_name(f) for f in files]
+    counts = Counter(s.lower() for s in stems)
+    taken = {s.lower() for s in stems if counts[s.lower()] == 1}
+    names = []
+    for f, stem in zip(files, stems):
+        if counts[stem.lower()] == 1:
+            names.append(stem)
+            continue
+        base = f"{Path(f).parent.name}_{stem}"
+        name, k = base, 2
+        while name.lower() in taken:
+            name, k = f"{base}-{k}", k + 1
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
+def case_paths(out_dir, name: str) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    return {s.split(".")[1]: out_dir / f"{name}{s}" for s in SUFFIXES}
+
+
+def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: bool = False) -> dict[str, Path]:
+    """Write the three files of the contract (and the lung fields, with `lungs`); the findings JSON
+    goes last and marks completion."""
+    paths = case_paths(out_dir, name)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_heatmap(result.heatmap, paths["heatmap"], result.pixel_threshold)
+    if lungs:
+        paths["lungs"] = write_image(result.lungs, Path(out_dir) / f"{name}{LUNGS_SUFFIX}")
+    k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
+    picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k)
+    with atomic_path(paths["overlay"]) as tmp:
+        picture.save(tmp, format="PNG", compress_level=1)  # +15 % size, a sixth of the time of the default 6
+    atomic_write_text(paths["findings"], to_json(result.to_dict(image.source)))
+    return paths
+
+
+def write_heatmap(heatmap: Radiograph, path, pixel_threshold: float) -> Path:
+    """The heatmap as gzip-compressed uint8 codes with its scale in the header (module docstring)."""
+    top = float(heatmap.pixels.max())
+    scale = top / HEATMAP_CODES if top > 0 else 1.0
+    codes = np.clip(np.rint(heatmap.pixels / scale), 0, HEATMAP_CODES).astype(np.uint8)
+    return write_image(heatmap.with_pixels(codes), path, compress=True,
+                       metadata={"heatmap_scale": repr(scale), "pixel_threshold": repr(float(pixel_threshold))})

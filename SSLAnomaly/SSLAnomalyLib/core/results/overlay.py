@@ -1,0 +1,145 @@
+"""The picture a radiologist reads at a glance: the radiograph in grey and, only where the heatmap
+rises above the calibrated pixel threshold, a hot colour that brightens and grows more opaque with the
+score (red at the threshold through orange and yellow to pale yellow at HOT_TOP times it), so heat never
+darkens lung into something that reads as lucency and a normal radiograph stays grey; a colour bar
+with the threshold marked; the findings' boxes with their labels outside them on a dark backing;
+optionally the lung fields' outline; and the score against the calibrated threshold.
+
+The ramp and its range are shared with Slicer's colour node (mrml/heatmap.py), so both look alike.
+The picture is drawn at most MAX_SIDE pixels a side: a heatmap from a 128-pixel model grid loses
+nothing there, and the cost stays that of a 1-megapixel picture whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from SSLAnomalyLib.core.model.preprocess import normalise, resize
+
+MAX_SIDE = 1024
+HOT_TOP = 2.0  # the ramp reaches its top at twice the pixel threshold
+# red, orange, yellow, pale yellow: brighter at every step, and never white, which over bone or the
+# mediastinum would look like no heat at all
+HEAT_RAMP = np.array([(0.85, 0.08, 0.04), (1.0, 0.45, 0.0), (1.0, 0.85, 0.1), (1.0, 0.97, 0.55)])
+OPACITY = (0.3, 0.85)  # at the threshold, at HOT_TOP times it
+BOX = (0, 255, 255)     # cyan: apart from every heat colour
+LUNG_OUTLINE = (90, 200, 120)
+PANEL = (0, 0, 0)
+
+
+def ramp_colours(n: int = 256) -> np.ndarray:
+    """(n, 3) colours in [0, 1] from the threshold (row 0) to HOT_TOP times it (row n - 1)."""
+    at = np.linspace(0, 1, len(HEAT_RAMP))
+    return np.stack([np.interp(np.linspace(0, 1, n), at, HEAT_RAMP[:, c]) for c in range(3)], axis=1)
+
+
+def ramp_opacity(n: int = 256) -> np.ndarray:
+    return np.linspace(*OPACITY, n)
+
+
+LUT = (ramp_colours() * 255).astype(np.float32)
+ALPHA = ramp_opacity().astype(np.float32)
+
+
+def percentile_text(percentile: float) -> str:
+    """The rank among normals as a reader says it: never "100.0th"."""
+    if percentile > 99.9:
+        return ">99.9th"
+    if percentile < 0.1:
+        return "<0.1th"
+    return f"{percentile:.1f}th"
+
+
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+def _labelled(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, colour) -> None:
+    """Text on a dark backing, its top-left corner at `xy`."""
+    box = draw.textbbox(xy, text, font=font)
+    draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=PANEL)
+    draw.text(xy, text, fill=colour, font=font)
+
+
+def label_position(box, text_size: tuple[float, float], size: tuple[int, int], top: int) -> tuple[float, float]:
+    """Top-left corner of a box's label: above the box, else (under the banner `top` rows high) below
+    it, else inside its top edge; shifted left as needed so the label never leaves the picture."""
+    i0, j0, i1, j1 = box
+    tw, th = text_size
+    x = max(4, min(i0, size[1] - tw - 4))
+    if j0 - th - 4 >= top:
+        return x, j0 - th - 4
+    return x, j1 + 5 if j1 + th + 5 <= size[0] else j0 + 4
+
+
+def _banner(draw, result, width: int, font) -> int:
+    """The score line(s) at the top, wrapped to fit; returns the height they take."""
+    verdict = "ABNORMAL" if result.abnormal else "within normal range"
+    head = (f"score {result.score:.2f} (threshold {result.threshold:.2f}, {percentile_text(result.percentile)} "
+            f"percentile of normals):")
+    tail = f"{verdict}; {len(result.findings)} finding(s)"
+    one = f"{head} {tail}"
+    lines = [one] if draw.textlength(one, font=font) <= width - 10 else [head, tail]
+    colour = (255, 90, 90) if result.abnormal else (200, 255, 200)
+    line_height = font.size + 6
+    draw.rectangle([0, 0, max(draw.textlength(t, font=font) for t in lines) + 10, line_height * len(lines) + 4],
+                   fill=PANEL)
+    for k, text in enumerate(lines):
+        draw.text((5, 4 + k * line_height), text, fill=colour, font=font)
+    return line_height * len(lines) + 4
+
+
+def _colour_bar(picture: Image.Image, draw, pixel_threshold: float, font) -> None:
+    """A vertical bar in the lower right corner on a dark panel: the pixel threshold at its foot (marked
+    by a white tick; nothing is coloured below it), HOT_TOP times it at its head."""
+    w, h = picture.size
+    head, foot = f"{HOT_TOP * pixel_threshold:.3g}+", f"{pixel_threshold:.3g} threshold"
+    label_w = max(draw.textlength(head, font=font), draw.textlength(foot, font=font))
+    bar_w, bar_h = max(8, w // 80), max(3 * font.size, h // 6)
+    x0 = int(w - 10 - label_w - 6 - bar_w)
+    y1 = h - 10 - font.size // 2
+    y0 = y1 - bar_h
+    draw.rectangle([x0 - 6, y0 - font.size // 2 - 6, w - 2, h - 2], fill=PANEL)
+    strip = np.repeat((ramp_colours(bar_h)[::-1] * 255).astype(np.uint8)[:, None], bar_w, axis=1)
+    picture.paste(Image.fromarray(strip, "RGB"), (x0, y0))
+    draw.line([x0 - 4, y1, x0 + bar_w + 3, y1], fill=(255, 255, 255), width=2)
+    draw.text((x0 + bar_w + 6, y0 - font.size // 2), head, fill=(255, 255, 255), font=font)
+    draw.text((x0 + bar_w + 6, y1 - font.size // 2 - 2), foot, fill=(255, 255, 255), font=font)
+
+
+def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: int = 0,
+                   lungs: np.ndarray | None = None) -> Image.Image:
+    """RGB picture of one slice (`image`, `heatmap` and, outlined when given, `lungs` are (rows, cols)
+    on the same grid)."""
+    rows, cols = image.shape
+    scale = min(1.0, MAX_SIDE / max(rows, cols))
+    size = (max(1, round(rows * scale)), max(1, round(cols * scale)))
+    gray = (normalise(resize(image, size)) * 255).astype(np.float32)
+    out = np.repeat(gray[..., None], 3, axis=2)
+    heat = resize(heatmap, size)
+    t = result.pixel_threshold
+    above = heat > t
+    if above.any():
+        level = np.clip((heat[above] - t) / max((HOT_TOP - 1) * t, 1e-6), 0, 1)
+        index = (level * 255).astype(np.uint8)
+        alpha = ALPHA[index][:, None]
+        out[above] = out[above] * (1 - alpha) + LUT[index] * alpha
+    if lungs is not None:
+        mask = resize(np.asarray(lungs, np.float32), size) >= 0.5
+        out[mask & ~ndimage.binary_erosion(mask, iterations=max(1, size[1] // 400))] = LUNG_OUTLINE
+    picture = Image.fromarray(out.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(picture)
+    font = _font(max(12, size[1] // 40))
+    top = _banner(draw, result, size[1], font)
+    for f in result.findings:
+        if f.slice_index != slice_index:
+            continue
+        i0, j0, i1, j1 = (np.array(f.bbox_ijk) * scale).round().astype(int)
+        draw.rectangle([i0, j0, i1, j1], outline=BOX, width=max(2, size[1] // 300))
+        text = f"#{f.id} {f.score:.2f}"
+        xy = label_position((i0, j0, i1, j1), (draw.textlength(text, font=font), font.size + 4), size, top)
+        _labelled(draw, xy, text, font, BOX)
+    _colour_bar(picture, draw, t, font)
+    return picture

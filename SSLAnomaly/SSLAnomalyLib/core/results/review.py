@@ -1,0 +1,159 @@
+"""The radiologist's review of one case, autosaved as JSON beside the detection outputs.
+
+While Slicer runs, the scene holds the review (attributes of the finding nodes, mrml_findings.py);
+this file is its crash-safe copy, rewritten atomically after every change, so that closing Slicer,
+a crash or a killed process loses nothing that was saved. Without Slicer, the same file is the
+review itself. Exports of a review never replace an existing file silently: `unused_path` picks a
+free name (staging.staged_files refuses instead).
+
+    <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
+      "model": model id, "saved": ISO time,
+      "findings": [{"id", "label", "status", "note", "origin", "score", "bbox_ijk", "slice_index",
+                    "centroid_ras", "area_mm2"}]}
+
+`status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
+(added by the radiologist). No patient identity is stored: `input` is the path the user gave, and
+`image_id` names the image, not the patient: "dicom:<SOPInstanceUID>" for DICOM, else
+"sha256:<hash of the pixels>". A review is keyed by it (its file name carries a digest of it) and
+is only ever applied to the image it names (`check_same_image`): DICOM volume names repeat across
+patients, so a name is never enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+from SSLAnomalyLib.core.files.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.errors import PathError
+
+FORMAT_VERSION = 2  # 2: image_id, and the file keyed by it
+SUFFIX = ".review.json"
+STATUSES = ("unreviewed", "confirmed", "rejected")
+ORIGINS = ("model", "reader")
+
+
+class ReviewError(PathError):
+    """A review file that cannot be used (or not for this image), with the file and the reason."""
+
+
+def review_path(out_dir, name: str, image_id: str) -> Path:
+    """Where the review of the image `image_id`, shown as `name`, is autosaved: `name` for the
+    reader (characters not safe in a file name on every system become '_'), a digest of the
+    identity so that two images of the same name never share a file."""
+    key = hashlib.sha256(image_id.encode()).hexdigest()[:16]
+    readable = re.sub(r"[^\w.\- ]", "_", name)
+    return Path(out_dir) / f"{readable}.{key}{SUFFIX}"
+
+
+def check_same_image(review: dict, image_id: str, path) -> None:
+    """Refuse (ReviewError) to apply a review to any image but the one it was saved for."""
+    saved = review.get("image_id")
+    if not saved:
+        raise ReviewError(path, "the review names no image (saved by an older SSLAnomaly); it is not applied, "
+                                "since it cannot be shown to belong to this image")
+    if saved != image_id:
+        raise ReviewError(path, f"the review belongs to another image ({saved[:40]}), not this one "
+                                f"({image_id[:40]}); it is not applied")
+
+
+def new_review(findings_json: dict) -> dict:
+    """The review before anything is decided: every model finding unreviewed, as detected."""
+    findings = [dict(f, status="unreviewed", note="", origin="model", slice_index=f.get("slice_index", 0))
+                for f in findings_json["findings"]]
+    return {"format_version": FORMAT_VERSION, "input": findings_json.get("input", ""),
+            "image_id": findings_json.get("image_id", ""), "model": findings_json.get("model", ""),
+            "findings": findings}
+
+
+def update_finding(review: dict, finding_id: int, status: str | None = None, label: str | None = None,
+                   note: str | None = None) -> dict:
+    """Confirm or reject a finding, relabel it or note on it; what is not given is kept."""
+    finding = next((f for f in review["findings"] if f["id"] == finding_id), None)
+    if finding is None:
+        raise KeyError(f"no finding {finding_id} in this review")
+    changes = {k: v for k, v in (("status", status), ("label", label), ("note", note)) if v is not None}
+    _check_finding(dict(finding, **changes))
+    finding.update(changes)
+    return finding
+
+
+def add_finding(review: dict, bbox_ijk, label: str, note: str = "", slice_index: int = 0) -> dict:
+    """A finding the model missed, drawn by the reader (confirmed by definition)."""
+    finding = {"id": max((f["id"] for f in review["findings"]), default=0) + 1, "label": label,
+               "status": "confirmed", "note": note, "origin": "reader", "score": 0.0,
+               "bbox_ijk": [int(v) for v in bbox_ijk], "slice_index": int(slice_index)}
+    _check_finding(finding)
+    review["findings"].append(finding)
+    return finding
+
+
+def save_review(path, review: dict) -> Path:
+    """Check and write the review atomically (a crash leaves the previous save or this one)."""
+    path = Path(path)
+    review = dict(review, format_version=FORMAT_VERSION, saved=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    try:
+        _check(review)
+    except ValueError as e:
+        raise ReviewError(path, f"not saved: {e}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps(review, indent=1))
+
+
+def load_review(path) -> dict | None:
+    """The saved review, or None where none was saved; a damaged file is an error, never ignored."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        review = json.loads(path.read_text())
+        if not isinstance(review, dict):
+            raise ValueError("not a JSON object")
+        if review.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"format version {review['format_version']} is newer than this SSLAnomaly supports")
+        _check(review)
+    except (ValueError, TypeError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ReviewError(path, f"not a readable review ({e})") from None
+    return review
+
+
+def unused_path(path) -> Path:
+    """`path` if nothing is there, else the first free 'name (2).ext', 'name (3).ext', ...
+    (the suffix is everything after the first dot, so 'a.mrk.json' becomes 'a (2).mrk.json')."""
+    path = Path(path)
+    stem, dot, rest = path.name.partition(".")
+    n = 1
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{stem} ({n}){dot}{rest}")
+    return path
+
+
+def _check(review: dict) -> None:
+    findings = review.get("findings")
+    if not isinstance(findings, list):
+        raise ValueError("'findings' is not a list")
+    for f in findings:
+        _check_finding(f)
+    ids = [f["id"] for f in findings]
+    if len(set(ids)) != len(ids):
+        raise ValueError("finding ids are not unique")
+
+
+def _check_finding(f) -> None:
+    if not isinstance(f, dict) or not isinstance(f.get("id"), int):
+        raise ValueError(f"a finding without an integer id: {f!r}")
+    if not isinstance(f.get("label"), str) or not f["label"].strip():
+        raise ValueError(f"finding {f['id']} has no label")
+    if f.get("status") not in STATUSES:
+        raise ValueError(f"finding {f['id']}: status must be one of {', '.join(STATUSES)}, not {f.get('status')!r}")
+    if f.get("origin") not in ORIGINS:
+        raise ValueError(f"finding {f['id']}: origin must be one of {', '.join(ORIGINS)}")
+    if not isinstance(f.get("note", ""), str):
+        raise ValueError(f"finding {f['id']}: note is not text")
+    box = f.get("bbox_ijk")
+    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)):
+        raise ValueError(f"finding {f['id']}: bbox_ijk must be four integers")

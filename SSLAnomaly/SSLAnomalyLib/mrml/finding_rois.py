@@ -1,0 +1,194 @@
+"""Findings as markups ROI nodes, and the radiologist's review stored on them.
+
+Each finding is one ROI node, box-aligned with the image axes, referenced from the input volume.
+Everything a review decides (status, label, note, a finding the model missed) is a node attribute,
+so it is saved with the scene and survives a `.mrb` round trip; nothing lives only in Python.
+The ROI's current box is the truth: a box the radiologist moved or resized exports where it is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import slicer
+
+from SSLAnomalyLib.mrml.heatmap import heatmap_node
+from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
+from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES
+
+FINDING_REFERENCE = "SSLAnomaly.Finding"  # input volume -> each finding ROI
+VOLUME_REFERENCE = "SSLAnomaly.Volume"    # finding ROI -> input volume
+MODEL, READER = ORIGINS                   # who made the finding: the detector or the radiologist
+MISSED_LABEL = "missed finding"
+STATUS_COLORS = {"unreviewed": (1.0, 0.75, 0.0), "confirmed": (0.2, 1.0, 0.3), "rejected": (0.55, 0.55, 0.55)}
+_A = "SSLAnomaly."  # attribute prefix
+
+
+def finding_nodes(volume_node) -> list:
+    """The finding ROIs of a volume, in id order."""
+    nodes = [volume_node.GetNthNodeReference(FINDING_REFERENCE, i)
+             for i in range(volume_node.GetNumberOfNodeReferences(FINDING_REFERENCE))]
+    return sorted((n for n in nodes if n is not None), key=lambda n: int(n.GetAttribute(_A + "FindingID")))
+
+
+def show_findings(volume_node, findings) -> list:
+    """ROIs for the engine's findings. A repeated detection replaces only the model's findings
+    nobody has touched, and keeps every reviewed, annotated, relabelled, moved or reader-added one
+    (a finding it already holds is not added twice)."""
+    kept = []
+    for node in finding_nodes(volume_node):
+        if untouched(node):
+            slicer.mrmlScene.RemoveNode(node)
+        else:
+            kept.append(node)
+    known = {(n.GetAttribute(_A + "EngineBox"), n.GetAttribute(_A + "SliceIndex")) for n in kept}
+    next_id = max((int(n.GetAttribute(_A + "FindingID")) for n in kept), default=0)
+    for finding in findings:
+        f = finding.to_dict() if hasattr(finding, "to_dict") else dict(finding)
+        if (json.dumps(list(f["bbox_ijk"])), str(f.get("slice_index", 0))) in known:
+            continue
+        next_id = f["id"] if not kept else next_id + 1
+        _add_finding_node(volume_node, dict(f, id=next_id), MODEL, "unreviewed")
+    return finding_nodes(volume_node)
+
+
+def untouched(node) -> bool:
+    """A model finding as the engine made it: not reviewed, annotated, relabelled or moved."""
+    record = finding_record(node)
+    return (record["origin"] == MODEL and record["status"] == "unreviewed" and not record["note"]
+            and record["label"] == node.GetAttribute(_A + "EngineLabel")
+            and json.dumps(record["bbox_ijk"]) == node.GetAttribute(_A + "EngineBox"))
+
+
+def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: str = MISSED_LABEL,
+                       note: str = ""):
+    """A finding the model missed, drawn by the reader (confirmed by definition). Without a box,
+    a small one in the image centre, for the reader to move onto the lesion."""
+    _, rows, cols = slicer.util.arrayFromVolume(volume_node).shape[:3]
+    if bbox_ijk is None:
+        bbox_ijk = [cols * 7 // 16, rows * 7 // 16, cols * 9 // 16, rows * 9 // 16]
+    i0, j0, i1, j1 = (int(v) for v in bbox_ijk)
+    if not (0 <= i0 <= i1 < cols and 0 <= j0 <= j1 < rows):
+        raise ValueError(f"box {bbox_ijk} is not inside the {cols}x{rows} image")
+    spacing = volume_node.GetSpacing()
+    center = ijk_to_ras_matrix(volume_node) @ [(i0 + i1) / 2, (j0 + j1) / 2, slice_index, 1]
+    next_id = max((int(n.GetAttribute(_A + "FindingID")) for n in finding_nodes(volume_node)), default=0) + 1
+    finding = {"id": next_id, "label": label, "score": _heatmap_peak(volume_node, [i0, j0, i1, j1], slice_index),
+               "bbox_ijk": [i0, j0, i1, j1], "slice_index": int(slice_index),
+               "centroid_ras": [round(float(v), 3) for v in center[:3]],
+               "area_mm2": round((i1 - i0 + 1) * (j1 - j0 + 1) * spacing[0] * spacing[1], 2)}
+    return _add_finding_node(volume_node, finding, READER, "confirmed", note)
+
+
+def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None):
+    """Confirm or reject a finding, relabel it or note on it; what is not given is kept."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if label is not None and not label.strip():
+        raise ValueError("a finding's label cannot be empty")
+    for key, value in (("ReviewStatus", status), ("Label", label and label.strip()), ("Note", note)):
+        if value is not None:
+            node.SetAttribute(_A + key, value)
+    _update_appearance(node)
+    return node
+
+
+def finding_record(node) -> dict:
+    """One finding as exported: the contract's fields plus the review. Box, slice and area come from
+    the ROI as it is now; centroid and area are the engine's while the box is where it put it."""
+    volume = node.GetNodeReference(VOLUME_REFERENCE)
+    bbox, slice_index, center_ras = _roi_box_ijk(node, volume)
+    engine_box = (node.GetAttribute(_A + "EngineBox"), node.GetAttribute(_A + "SliceIndex"))
+    if engine_box == (json.dumps(bbox), str(slice_index)):
+        centroid = json.loads(node.GetAttribute(_A + "CentroidRAS"))
+        area = float(node.GetAttribute(_A + "AreaMM2"))
+    else:
+        spacing = volume.GetSpacing()
+        centroid = [round(float(v), 3) for v in center_ras]
+        area = round((bbox[2] - bbox[0] + 1) * (bbox[3] - bbox[1] + 1) * spacing[0] * spacing[1], 2)
+    return {"id": int(node.GetAttribute(_A + "FindingID")), "label": node.GetAttribute(_A + "Label"),
+            "score": float(node.GetAttribute(_A + "Score")), "bbox_ijk": bbox, "slice_index": slice_index,
+            "centroid_ras": centroid, "area_mm2": area, "status": node.GetAttribute(_A + "ReviewStatus"),
+            "extent": node.GetAttribute(_A + "Extent") or "focal",
+            "origin": node.GetAttribute(_A + "Origin"), "note": node.GetAttribute(_A + "Note") or ""}
+
+
+def apply_sensitivity(volume_node, threshold: float) -> None:
+    """Show the model's untouched findings whose peak reaches `threshold`; a finding the reader
+    has touched or added, and the diffuse finding of an ABNORMAL image (the verdict's region, below
+    any focal threshold by construction), always stay visible (a review is never hidden by a slider)."""
+    for node in finding_nodes(volume_node):
+        node.GetDisplayNode().SetVisibility(not untouched(node) or node.GetAttribute(_A + "Extent") == "diffuse"
+                                            or float(node.GetAttribute(_A + "Score")) >= threshold)
+
+
+def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str = ""):
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    node.CreateDefaultDisplayNodes()
+    node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    for key, value in (("FindingID", str(f["id"])), ("Label", f["label"]), ("EngineLabel", f["label"]),
+                       ("Score", repr(float(f["score"]))),
+                       ("EngineBox", json.dumps([int(v) for v in f["bbox_ijk"]])),
+                       ("SliceIndex", str(int(f.get("slice_index", 0)))),
+                       ("CentroidRAS", json.dumps(f["centroid_ras"])), ("AreaMM2", repr(float(f["area_mm2"]))),
+                       ("Extent", f.get("extent", "focal")), ("Origin", origin), ("ReviewStatus", status),
+                       ("Note", note)):
+        node.SetAttribute(_A + key, value)
+    _set_roi_box(node, volume_node, f["bbox_ijk"], int(f.get("slice_index", 0)))
+    node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())
+    volume_node.AddNodeReferenceID(FINDING_REFERENCE, node.GetID())
+    _update_appearance(node)
+    return node
+
+
+def _update_appearance(node) -> None:
+    """Name, description and colour follow the review, so the views show it at a glance."""
+    fid, label, status = (node.GetAttribute(_A + k) for k in ("FindingID", "Label", "ReviewStatus"))
+    note = node.GetAttribute(_A + "Note")
+    node.SetName(f"F{fid} {label}")
+    node.SetNthControlPointLabel(0, f"F{fid} {label}")
+    node.SetNthControlPointDescription(0, f"score {float(node.GetAttribute(_A + 'Score')):.3g}, {status}"
+                                          + (f": {note}" if note else ""))
+    display = node.GetDisplayNode()
+    display.SetSelectedColor(*STATUS_COLORS[status])
+    display.SetColor(*STATUS_COLORS[status])
+    display.SetOpacity(0.4 if status == "rejected" else 1.0)
+    display.SetFillOpacity(0.0)
+
+
+def _set_roi_box(node, volume_node, bbox_ijk, slice_index: int) -> None:
+    """ROI covering the pixels i0..i1, j0..j1 (inclusive) of slice k, along the image's own axes."""
+    i0, j0, i1, j1 = bbox_ijk
+    ijk_to_ras = ijk_to_ras_matrix(volume_node)
+    spacing = np.array(volume_node.GetSpacing())
+    axes = ijk_to_ras[:3, :3] / spacing
+    if np.linalg.det(axes) < 0:  # a left-handed image: the box is symmetric, so flip its k axis
+        axes[:, 2] *= -1
+    object_to_node = np.eye(4)
+    object_to_node[:3, :3] = axes
+    object_to_node[:3, 3] = (ijk_to_ras @ [(i0 + i1) / 2, (j0 + j1) / 2, slice_index, 1])[:3]
+    node.SetAndObserveObjectToNodeMatrix(slicer.util.vtkMatrixFromArray(object_to_node))
+    node.SetSize(*((np.array([i1 - i0 + 1, j1 - j0 + 1, 1]) * spacing).tolist()))
+
+
+def _roi_box_ijk(node, volume_node) -> tuple[list[int], int, np.ndarray]:
+    """(bbox [i0, j0, i1, j1] clipped to the image, slice index, centre RAS) of an ROI."""
+    object_to_node = slicer.util.arrayFromVTKMatrix(node.GetObjectToNodeMatrix())
+    half = np.array(node.GetSize()) / 2
+    corners = np.array([[sx, sy, sz, 1] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * [*half, 1]
+    ijk = (np.linalg.inv(ijk_to_ras_matrix(volume_node)) @ object_to_node @ corners.T)[:3]
+    _, rows, cols = slicer.util.arrayFromVolume(volume_node).shape[:3]
+    lo, hi = np.round(ijk.min(axis=1) + 0.5), np.round(ijk.max(axis=1) - 0.5)
+    bbox = [int(np.clip(lo[0], 0, cols - 1)), int(np.clip(lo[1], 0, rows - 1)),
+            int(np.clip(hi[0], 0, cols - 1)), int(np.clip(hi[1], 0, rows - 1))]
+    return bbox, int(round(ijk[2].mean())), object_to_node[:3, 3]
+
+
+def _heatmap_peak(volume_node, bbox, slice_index: int) -> float:
+    """The heatmap's maximum inside a box (a reader-drawn finding's score); 0 without a heatmap."""
+    heat = heatmap_node(volume_node)
+    if heat is None:
+        return 0.0
+    i0, j0, i1, j1 = bbox
+    return float(slicer.util.arrayFromVolume(heat)[slice_index, j0:j1 + 1, i0:i1 + 1].max())
