@@ -88,11 +88,9 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self.logic = self._parameterNode = self._parameterNodeGuiTag = None
         self._detection = self._detectionVolume = None  # DetectionJob, and the volume it scores
-        self._training, self._trainingShown = None, 0   # TrainingJob or CalibrationJob, its log lines shown
+        self._training, self._trainingShown = None, 0   # TrainingJob (training or calibration), its log lines shown
         self._timer = None
         self._sliderVolume = None  # the volume whose sensitivity the slider shows (it lives on its heatmap)
 
@@ -329,6 +327,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainingLog.appendPlainText(line)
         self._trainingShown = len(job.lines)
         if job.fraction is not None:
+            self.ui.trainingProgressBar.setFormat(f"{job.phase}: %p%")
             self.ui.trainingProgressBar.value = int(100 * job.fraction)
         if not job.running:
             self._trainingFinished(job.wait(), self._parameterNode.modelOutputFolder)

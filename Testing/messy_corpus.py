@@ -17,8 +17,9 @@ import SimpleITK as sitk
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, ExplicitVRLittleEndian,
-                         RLELossless, generate_uid)
+from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+                         generate_uid)
+
 from sslanomaly_bench.hostile import deflate_bomb
 
 REFUSED = "refused: "

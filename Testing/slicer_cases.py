@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from slicer_harness import load_module_file
 
 from conftest import data_dir
-from slicer_harness import load_module_file
 
 TEST_FPR = 0.95  # thresholds at the 5th percentile of the calibration normals
 
@@ -56,6 +56,7 @@ def write_dicom_dx(jpeg: Path, path: Path, spacing=(0.139, 0.143)) -> Path:
     """A real radiograph as a DX DICOM file (12-bit, with imager pixel spacing) with the Patient
     Orientation of a PA chest film (L\\F: rows run to the patient's left, columns to the feet)."""
     import pydicom
+
     from messy_corpus import write_dicom as write_dx
 
     pixels = np.asarray(Image.open(jpeg).convert("L"), dtype=np.uint16) * 16

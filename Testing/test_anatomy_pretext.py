@@ -4,8 +4,8 @@ import numpy as np
 
 from conftest import data_dir
 from SSLAnomalyLib.core.anatomy.fallback import lung_mask
-from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.training.synthetic_anomalies import PretextConfig, anatpaste, opacity
 
 

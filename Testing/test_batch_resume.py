@@ -15,8 +15,8 @@ import SimpleITK as sitk
 from PIL import Image
 
 from conftest import REPO, data_dir
-from SSLAnomalyLib.core.results.outputs import LOCK, SUFFIXES
 from SSLAnomalyLib.core.batch.resume import BATCH_INDEX
+from SSLAnomalyLib.core.results.outputs import LOCK, SUFFIXES
 from SSLAnomalyLib.core.results.worklist import WORKLIST
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")

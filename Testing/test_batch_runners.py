@@ -41,8 +41,8 @@ def run_logic(model, src, out, **options) -> list[dict]:
 def run_dask(model, src, out, **options):
     from distributed import Client, LocalCluster
 
-    from SSLAnomalyLib.core.batch.options import BatchOptions
     from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.batch.options import BatchOptions
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:

@@ -5,7 +5,6 @@ import json
 import subprocess
 
 from conftest import DATA, REPO, data_dir
-
 from sslanomaly_bench.report import SECTIONS
 
 BENCH = str(REPO / ".venv" / "bin" / "sslanomaly-bench")

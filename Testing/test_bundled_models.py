@@ -22,8 +22,8 @@ def test_models_lists_both_bundled_models_with_the_default():
 
 
 def test_each_bundled_model_scores_a_real_image_of_its_population():
-    from SSLAnomalyLib.core.model_files import model_folder, registry
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.model_files import model_folder, registry
     from SSLAnomalyLib.core.reading.images import read_radiograph
 
     images = {"adult": sorted(data_dir("rsna", "val", "normal").iterdir())[0],
@@ -37,9 +37,9 @@ def test_each_bundled_model_scores_a_real_image_of_its_population():
 
 
 def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(tmp_path):
-    from messy_corpus import write_dicom
     from pydicom import dcmread
 
+    from messy_corpus import write_dicom
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.core.reading.images import read_radiograph
 
@@ -55,7 +55,6 @@ def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(
 
 def test_slicer_model_selector_agrees_with_the_registry():
     from slicer_cases import logic
-
     from SSLAnomalyLib.core.model_files import registry
 
     entries = logic().bundledModels()

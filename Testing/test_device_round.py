@@ -55,6 +55,7 @@ def test_a_dry_run_brings_back_verified_models_within_the_limits(tmp_path):
         with tarfile.open(out / name) as tar:
             tar.extractall(back, filter="data")
     for name, figures in runs.items():
-        manifest, encoder, _ = load(back / name)  # a complete, verified model folder
-        assert manifest["model_id"] == figures["model_id"] and manifest["training"]["weights"] == "float16"
-        assert encoder["conv1.weight"].dtype.itemsize == 2
+        loaded = load(back / name)  # a complete, verified model folder
+        assert loaded.manifest.model_id == figures["model_id"]
+        assert loaded.manifest.section("training")["weights"] == "float16"
+        assert loaded.encoder_state["conv1.weight"].dtype.itemsize == 2

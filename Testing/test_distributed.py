@@ -29,7 +29,8 @@ def test_two_processes_train_one_valid_model(tmp_path):
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("model written to") == 1  # rank 0 alone wrote it; rank 1 waited and left
-    manifest, encoder, arrays = load(out)  # verified: hashes, seal, finite weights
-    assert manifest["training"]["processes"] == 2 and manifest["training"]["steps"] == 3
-    assert [s[0] for s in manifest["training"]["selection_signals"]] == [0, 3]  # judged by rank 0 only, once each
-    assert encoder and arrays and not work_dir(out).exists()
+    loaded = load(out)  # verified: hashes, seal, finite weights
+    training = loaded.manifest.section("training")
+    assert training["processes"] == 2 and training["steps"] == 3
+    assert [s[0] for s in training["selection_signals"]] == [0, 3]  # judged by rank 0 only, once each
+    assert loaded.encoder_state and loaded.arrays and not work_dir(out).exists()

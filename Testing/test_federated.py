@@ -40,7 +40,8 @@ def sites(tmp_path_factory):
 def reference(model_dir):
     from SSLAnomalyLib.core.model_files.model_folder import load
 
-    return load(model_dir)
+    loaded = load(model_dir)
+    return loaded.manifest, loaded.encoder_state, loaded.arrays
 
 
 def test_two_sites_merged_in_two_rounds_equal_the_fit_on_all(sites):
@@ -59,8 +60,8 @@ def test_two_sites_merged_in_two_rounds_equal_the_fit_on_all(sites):
     whole_manifest, _, whole = reference(root / "whole")
     manifest1, _, round1 = reference(root / "round1")
     manifest2, encoder2, round2 = reference(root / "round2")
-    assert manifest2["federated"]["exact"] and not manifest1["federated"]["exact"]
-    assert manifest2["federated"]["n_normals"] == whole_manifest["federated"]["n_normals"] == 44
+    assert manifest2.section("federated")["exact"] and not manifest1.section("federated")["exact"]
+    assert manifest2.section("federated")["n_normals"] == whole_manifest.section("federated")["n_normals"] == 44
     for key in ("pooled_mean", "pooled_precision", "patch_means", "patch_precision"):
         scale = np.abs(whole[key]).max()
         assert np.abs(round2[key] - whole[key]).max() <= 1e-6 * scale, key
@@ -75,7 +76,7 @@ def test_two_sites_merged_in_two_rounds_equal_the_fit_on_all(sites):
                                         "import sys, json; from safetensors import safe_open; "
                                         "print(safe_open(sys.argv[1], 'np').metadata()['sslanomaly'])",
                                         str(root / "a2.stats")], capture_output=True, text=True).stdout)
-    assert header["n_images"] == 22 and header["means_from"] == manifest1["model_id"]
+    assert header["n_images"] == 22 and header["means_from"] == manifest1.model_id
     assert ".png" not in json.dumps(header)
 
 

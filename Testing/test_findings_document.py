@@ -8,8 +8,8 @@ import pytest
 
 from slicer_cases import TEST_FPR, empty_scene, full_resolution_radiograph, logic, model, write_dicom_dx  # noqa: F401
 from SSLAnomalyLib.cli import main
-from SSLAnomalyLib.core.results.findings_json import SCHEMA, to_json
 from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.results.findings_json import SCHEMA, to_json
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from SSLAnomalyLib.core.model_files import registry
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.core.model_files.model_folder import MANIFEST, ModelError, load
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.core.results.outputs import case_name, shown, unique_case_names
 
 NAME_BYTES = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b

@@ -2,7 +2,6 @@
 PythonSlicer starts the real Python) reports its progress and is really stopped, children and all;
 detection stops between images."""
 
-import os
 import sys
 import threading
 import time
@@ -18,12 +17,12 @@ def test_cancel_stops_a_real_training_and_everything_it_started(small_normals, t
     command = [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "SSLAnomalyLib.cli", "train",
                "--normals", str(small_normals[0]), "--out", str(tmp_path / "model"), "--minutes", "10",
                "--size", "64", "--device", "cpu"]
-    shown = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # the progress bar is the progress
-    job = TrainingJob(command, env=shown).start()
+    job = TrainingJob(command).start()
     deadline = time.time() + 300
-    while job.fraction is None and job.running and time.time() < deadline:
+    while job.phase != "training" and job.running and time.time() < deadline:
         time.sleep(0.5)
-    assert job.running and job.seconds_budget == 600, job.lines[-5:]  # the trainer's own progress, in seconds
+    assert job.running and job.total == 600, job.lines[-5:]  # the trainer's own progress, in seconds
+    assert not [line for line in job.lines if "progress" in line]  # reports are read, not logged
     tree = psutil.Process(job.pid).children(recursive=True)
     assert any("SSLAnomalyLib.cli" in " ".join(p.cmdline()) for p in tree)  # the real training, under the launcher
     job.cancel()
@@ -51,3 +50,24 @@ def test_detection_job_reports_each_image_and_stops_between_images():
     assert not job.running and 2 <= job.done < job.total
     assert job.results[0] == ("a", "A", None)
     assert job.results[1][0] == "bad" and isinstance(job.results[1][2], ValueError)  # reported, the batch went on
+
+
+def test_progress_is_json_lines_for_a_program_and_a_bar_for_a_person(monkeypatch, capsys):
+    from SSLAnomalyLib.training.progress import ENV, Progress, parse_progress, progress_over
+
+    monkeypatch.setenv(ENV, "json")
+    assert list(progress_over(["a", "b", "c"], "reading", "img")) == ["a", "b", "c"]
+    bar = Progress("training", 10, "s", initial=4)
+    bar.update(4)  # no change, no line
+    bar.update(99, step=3)  # never beyond the total
+    bar.close()
+    out, err = capsys.readouterr()
+    reports = [parse_progress(line) for line in out.splitlines()]
+    assert [(r["phase"], r["done"], r["total"]) for r in reports] == [
+        ("reading", 0, 3), ("reading", 1, 3), ("reading", 2, 3), ("reading", 3, 3), ("training", 4, 10),
+        ("training", 10, 10)]
+    assert err == "" and parse_progress("training: 40%|####  | 4/10s") is None
+    list(progress_over(["a"], "reading", "img", show=False))
+    monkeypatch.delenv(ENV)
+    list(progress_over(["a"], "reading", "img"))
+    assert capsys.readouterr().out == ""  # quiet, or a bar on stderr: nothing on stdout

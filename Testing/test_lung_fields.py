@@ -33,8 +33,8 @@ def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
     from scipy import ndimage
 
     from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
-    from SSLAnomalyLib.training.lung_training import dice, load_pair
     from SSLAnomalyLib.core.model.preprocess import to_model_input
+    from SSLAnomalyLib.training.lung_training import dice, load_pair
 
     image, mask = load_pair(*held_out_pair())
     x = to_model_input(image, 128)
@@ -48,9 +48,9 @@ def test_a_real_radiograph_gets_two_lung_fields_close_to_its_expert_mask():
 
 
 def test_a_non_chest_image_takes_the_named_fallback():
-    from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
-
     from scipy import ndimage
+
+    from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 
     rng = np.random.default_rng(0)
     blobs = ndimage.gaussian_filter(rng.random((128, 128)), 8).astype(np.float32)  # no chest in it

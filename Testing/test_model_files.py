@@ -17,9 +17,10 @@ import pytest
 
 from conftest import REPO, data_dir
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
-from SSLAnomalyLib.core.model_files import registry
-from SSLAnomalyLib.core.model_files.model_folder import CARD, FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, load, save, sha256
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.model_files import registry
+from SSLAnomalyLib.core.model_files.model_folder import (CARD, FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, load,
+                                                         save, sha256)
 from SSLAnomalyLib.core.model_files.signing import SiteKeyError, digest, seal
 
 PACKAGE = REPO / "SSLAnomaly"
@@ -152,9 +153,9 @@ KEY = "a-site-key-of-32-characters-0123"
 
 def saved_again(source: Path, folder: Path, **options) -> Path:
     """`source`'s model written by model_folder.save into `folder` (what train, calibrate and merge do)."""
-    manifest, encoder, arrays = load(source)
-    manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
-    return save(folder, encoder, arrays, manifest, (source / CARD).read_text(), **options)
+    loaded = load(source)
+    manifest = loaded.manifest.replaced(files=None, format_version=None)
+    return save(folder, loaded.encoder_state, loaded.arrays, manifest, (source / CARD).read_text(), **options)
 
 
 def test_a_model_is_replaced_only_when_told_and_a_folder_of_other_files_never(small_model, tmp_path):
@@ -179,16 +180,16 @@ def test_overwriting_through_a_link_replaces_the_model_it_leads_to(small_model, 
     (tmp_path / "link").symlink_to(target)
     (target / WEIGHTS).write_bytes(b"old")  # so that a replacement shows
     saved_again(small_model, tmp_path / "link", overwrite=True)
-    assert (tmp_path / "link").is_symlink() and load(target)[0]["model_id"]
+    assert (tmp_path / "link").is_symlink() and load(target).manifest.model_id
 
 
 def test_a_failed_write_leaves_the_old_model_whole_and_nothing_beside_it(small_model, tmp_path):
     target = saved_again(small_model, tmp_path / "m")
     before = {p.name: p.read_bytes() for p in target.iterdir()}
-    manifest, encoder, arrays = load(small_model)
-    arrays = dict(arrays, lung_prior=np.full_like(arrays["lung_prior"], np.nan))  # refused by the verification
+    loaded = load(small_model)
+    arrays = dict(loaded.arrays, lung_prior=np.full_like(loaded.arrays["lung_prior"], np.nan))  # refused by the verification
     with pytest.raises(ModelError, match="non-finite"):
-        save(target, encoder, arrays, {k: v for k, v in manifest.items() if k != "files"}, "card", overwrite=True)
+        save(target, loaded.encoder_state, arrays, loaded.manifest.replaced(files=None), "card", overwrite=True)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder, no lock left
 
@@ -226,12 +227,12 @@ def test_calibrate_refuses_an_existing_model_first_and_writes_one_truthful_card(
            "--quiet"]
     r = subprocess.run(run, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        f"error: model {out}: already holds a model (model {load(out)[0]['model_id']}); pass --overwrite to replace "
+        f"error: model {out}: already holds a model (model {load(out).manifest.model_id}); pass --overwrite to replace "
         "it, or choose a new folder"]
     r = subprocess.run(run + ["--overwrite"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    manifest, card = load(out)[0], (out / CARD).read_text()
-    assert manifest["site_calibration"]["n_normals"] == 20
+    manifest, card = load(out).manifest, (out / CARD).read_text()
+    assert manifest.section("site_calibration")["n_normals"] == 20
     assert re.findall(r"(\d+) calibration normals", card) == ["20"], card  # one count, the site's
     assert "Calibration normals: the site's own" in card and not re.search(r"\d+ normals of", card), card
     assert "sslanomaly train (library call)" in card
@@ -262,8 +263,8 @@ def test_a_broken_registry_is_named_and_never_needed_for_a_folder(small_model, r
     registry_copy.write_text(edit(json.loads(registry_copy.read_text())))
     with pytest.raises(registry.RegistryError, match=f"model registry {registry_copy}: {reason}"):
         load("default")
-    assert load(str(small_model))[0]["model_id"]  # a folder path never reads the registry
-    assert registry.population_of(str(small_model), {}) is None
+    manifest = load(str(small_model)).manifest  # a folder path never reads the registry
+    assert manifest.model_id and registry.population_of(str(small_model), manifest) is None
 
 
 def test_a_broken_registry_is_one_line_on_the_command_line(small_model, tmp_path):
@@ -298,7 +299,7 @@ def test_the_seal_guards_against_corruption_not_edits_and_the_site_signature_aga
                                                                                             site_key):
     signed, resigned = saved_again(small_model, tmp_path / "signed"), saved_again(small_model, tmp_path / "resigned")
     assert json.loads((signed / MANIFEST).read_text())["site_signature"]["algorithm"] == "HMAC-SHA256"
-    rehash(signed, calibration=dict(load(signed)[0]["calibration"], threshold=1e9))  # edited, resealed without the key
+    rehash(signed, calibration=dict(load(signed).manifest.section("calibration"), threshold=1e9))  # edited, resealed without the key
     load(signed)  # the unkeyed seal cannot tell (README: known limits)
     site_key.setenv("SSLANOMALY_REQUIRE_SIGNED", "1")
     with pytest.raises(ModelError, match="signature does not match this site's key"):

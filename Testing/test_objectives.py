@@ -9,8 +9,8 @@ import pytest
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, to_batch
 from SSLAnomalyLib.training.fitting import load_normals
 from SSLAnomalyLib.training.objectives import (NEIGHBOURS, OBJECTIVES, JigsawParams, MaeParams, Pretext, RelposParams,
-                                      jigsaw_permutations, jigsaw_tiles, mae_mask, relpos_pair)
-from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
+                                               jigsaw_permutations, jigsaw_tiles, mae_mask, relpos_pair)
+from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
 ENCODER = EncoderConfig(input_size=64)
 SAME = lambda image, rng: image  # noqa: E731  no augmentation, so positions can be checked exactly

@@ -8,7 +8,7 @@ import numpy as np
 
 from SSLAnomalyLib.core.detection.regions import Finding
 from SSLAnomalyLib.core.results.overlay import (HOT_TOP, MAX_SIDE, label_position, percentile_text, ramp_colours,
-                                        render_overlay)
+                                                render_overlay)
 
 THRESHOLD = 10.0
 

@@ -11,7 +11,7 @@ from sklearn.covariance import LedoitWolf
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import (MomentSums, PositionSums, ReferenceStats, nearest_residuals,
-                                                residual_sums)
+                                                      residual_sums)
 
 
 def features(n, seed=0, d=24, c=12, h=6, w=5):

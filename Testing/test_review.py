@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, load_review, new_review, review_path, save_review,
-                                  unused_path, update_finding)
+from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, load_review, new_review, review_path,
+                                               save_review, unused_path, update_finding)
 
 FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
             "model": "sslanomaly-test", "findings": [

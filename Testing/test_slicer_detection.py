@@ -8,10 +8,10 @@ import slicer
 
 from conftest import data_dir
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
-from SSLAnomalyLib.mrml.headless import HeadlessSlicer
-from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
-from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
 from SSLAnomalyLib.core.results.overlay import HOT_TOP
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.headless import HeadlessSlicer
+from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 

@@ -18,9 +18,9 @@ from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, log
                           tb_radiograph, write_dicom_dx)
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError
 from SSLAnomalyLib.core.results.segments import finding_masks
-from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.bundle import write_mrb
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes
+from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, is_heatmap
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 

@@ -5,9 +5,10 @@ import subprocess
 import sys
 import types
 
+from slicer_harness import load_module_file
+
 from conftest import REPO
 from slicer_cases import empty_scene, logic
-from slicer_harness import load_module_file
 
 
 def test_module_loads_with_its_metadata_and_help():
@@ -114,15 +115,14 @@ def test_model_choice_is_kept_in_the_scene_and_shown_after_reload(tmp_path):
     assert choices[index] == ("site-model", "/elsewhere/site-model")
 
 
-def test_calibration_runs_as_a_process_job_with_progress(small_normals, tmp_path, monkeypatch):
+def test_calibration_runs_as_a_process_job_with_progress(small_normals, tmp_path):
     from SSLAnomalyLib.core.model_files.model_folder import MANIFEST
-    from SSLAnomalyLib.jobs import CalibrationJob
+    from SSLAnomalyLib.jobs import TrainingJob
 
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the job reads the progress bar
     _, normals = small_normals
     job = logic().startCalibration(normals, tmp_path / "calibrated", model="pediatric")
-    assert isinstance(job, CalibrationJob) and job.running and job.command[3] == "calibrate"
+    assert isinstance(job, TrainingJob) and job.running and job.command[3] == "calibrate"
     assert job.wait(timeout=300) == 0, job.lines[-10:]
-    assert job.fraction == 1.0 and job.seconds_budget == 20  # normals scored of all
+    assert job.phase == "calibrating" and job.fraction == 1.0 and job.total == 20  # normals scored of all
     assert (tmp_path / "calibrated" / MANIFEST).exists()
     assert any("calibrated model" in line for line in job.lines)

@@ -8,10 +8,10 @@ import re
 
 import pytest
 import slicer
+from slicer_harness import load_module_file
 
 from conftest import REPO, data_dir
 from slicer_cases import empty_scene, write_dicom_dx
-from slicer_harness import load_module_file
 
 SECTION = "## In 3D Slicer"
 SHORTER_TRAINING = ("minutes=60", "minutes=0.1")

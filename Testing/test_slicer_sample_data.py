@@ -11,9 +11,9 @@ import urllib.request
 import numpy as np
 import pytest
 import slicer
+from slicer_harness import load_module_file
 
 from slicer_cases import empty_scene, logic
-from slicer_harness import load_module_file
 from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
 from SSLAnomalyLib.mrml import sample_data
 

@@ -25,7 +25,7 @@ FITTING = {  # member the widget uses -> classes that have it
     "minimum": {"ctkSliderWidget", "QDoubleSpinBox", "QSpinBox"},
     "maximum": {"ctkSliderWidget", "QDoubleSpinBox", "QSpinBox"},
     "value": {"ctkSliderWidget", "QDoubleSpinBox", "QSpinBox", "QProgressBar"},
-    "setRange": {"QProgressBar", "QDoubleSpinBox", "QSpinBox"},
+    "setRange": {"QProgressBar", "QDoubleSpinBox", "QSpinBox"}, "setFormat": {"QProgressBar"},
     "text": {"QLabel", "QLineEdit", "QPushButton", "QCheckBox"},
     "currentPath": {"ctkPathLineEdit"},
     "setMRMLTableNode": {"qMRMLTableView"}, "selectionModel": {"qMRMLTableView"},
@@ -174,8 +174,9 @@ def test_catalog_entry_is_valid_and_agrees_with_the_s4ext():
 
 
 def test_contributors_are_named_with_their_organisation():
-    from slicer_harness import load_module_file
     import types
+
+    from slicer_harness import load_module_file
 
     name_org = re.compile(r"[^(),]+ \([^()]+\)")
     parent = types.SimpleNamespace()
@@ -199,6 +200,7 @@ def test_license_is_the_full_apache_2_text_pyproject_names():
 def test_readme_and_model_cards_state_the_licences_of_the_data_behind_the_weights():
     import json
 
+    from SSLAnomalyLib.core.model_files.manifest import Manifest
     from SSLAnomalyLib.core.model_files.model_card import model_card
 
     readme = (REPO / "README.md").read_text()
@@ -215,5 +217,5 @@ def test_readme_and_model_cards_state_the_licences_of_the_data_behind_the_weight
         assert all(term in section for term in terms), f"{name}: {section}"
         assert all(term in licences for term in terms), f"the README's licences lack one of {terms}"
         if name != "lungs":  # the detectors' cards are written by core/model_files/model_card.py: a rebuilt card keeps it
-            regenerated = model_card(json.loads((folder / "manifest.json").read_text()))
+            regenerated = model_card(Manifest.from_dict(json.loads((folder / "manifest.json").read_text())))
             assert "## Data licences" in regenerated and "OpenIST" in regenerated.split("## Data licences", 1)[1]

@@ -11,11 +11,11 @@ from conftest import data_dir
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
-from SSLAnomalyLib.training.fitting import load_normals, model_digest
-from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.model_files.model_folder import MANIFEST, WEIGHTS, ModelError, load
+from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.training.fitting import load_normals, model_digest
 from SSLAnomalyLib.training.objectives import Pretext
-from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
+from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
 
 def test_training_resumes_from_its_checkpoint(small_normals, tmp_path):
@@ -38,7 +38,8 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     manifest = json.loads((small_model / MANIFEST).read_text())
     assert manifest["calibration"]["n_normals"] == 60  # out-of-fold scores of the 40 normals, and the 20 calibration ones
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
-    assert manifest["model_id"].endswith("-w" + model_digest(*load(small_model)[1:]))  # the id names the weights and the reference
+    loaded = load(small_model)
+    assert manifest["model_id"].endswith("-w" + model_digest(loaded.encoder_state, loaded.arrays))  # the id names the weights and the reference
 
 
 def test_tampered_weights_are_refused(small_model, tmp_path):
@@ -78,7 +79,7 @@ def test_install_records_population_and_measured_figures_and_keeps_the_weights(s
     assert "0.912" in card and "0.237" in card and "sslanomaly evaluate A" in card and "Children, lateral" in card
     assert (folder / WEIGHTS).read_bytes() == (run / WEIGHTS).read_bytes()
     loaded = AnomalyDetector.load(folder)  # hashes verify
-    assert loaded.manifest["measured"]["dev"]["auroc"] == 0.9123 and loaded.population.label == "adults"
+    assert loaded.manifest.section("measured")["dev"]["auroc"] == 0.9123 and loaded.population.label == "adults"
     with pytest.raises(SystemExit, match="not a bundled model name"):
         install("veterinary", str(run), folder=tmp_path / "x")
 
@@ -90,18 +91,19 @@ def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_no
     out = tmp_path / "refit"
     assert main(["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--minutes", "0",
                  "--start-from", str(small_model), "--patch-layers", "layer1,layer2", "--quiet"]) == 0
-    (base, base_encoder, base_arrays), (manifest, encoder, arrays) = load(small_model), load(out)
-    assert base_encoder.keys() == encoder.keys()
-    assert all(torch.equal(base_encoder[k], encoder[k]) for k in encoder)
-    assert manifest["encoder"]["patch_layers"] == ["layer1", "layer2"]
-    assert "pretext" in manifest["training"]["inherited"] and "patch_layers" not in manifest["training"]["inherited"]
+    base, refit = load(small_model), load(out)
+    encoder, arrays, training = refit.encoder_state, refit.arrays, refit.manifest.section("training")
+    assert base.encoder_state.keys() == encoder.keys()
+    assert all(torch.equal(base.encoder_state[k], encoder[k]) for k in encoder)
+    assert refit.manifest.encoder.patch_layers == ("layer1", "layer2")
+    assert "pretext" in training["inherited"] and "patch_layers" not in training["inherited"]
     assert "Kept from the starting model's recipe (no option given for them): input size" in (out / "MODEL_CARD.md").read_text()
-    assert arrays["patch_means"].shape[-1] == 2 * base_arrays["patch_means"].shape[-1]  # layer1: a map twice as fine
-    assert manifest["training"]["started_from"]["model_id"] == base["model_id"]
-    assert f"encoder of model `{base['model_id']}` unchanged" in (out / "MODEL_CARD.md").read_text()
+    assert arrays["patch_means"].shape[-1] == 2 * base.arrays["patch_means"].shape[-1]  # layer1: a map twice as fine
+    assert training["started_from"]["model_id"] == base.manifest.model_id
+    assert f"encoder of model `{base.manifest.model_id}` unchanged" in (out / "MODEL_CARD.md").read_text()
     result = AnomalyDetector.load(out, device="cpu").detect(
         read_radiograph(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0]))
-    assert np.isfinite(result.score) and result.model_id == manifest["model_id"] != base["model_id"]
+    assert np.isfinite(result.score) and result.model_id == refit.manifest.model_id != base.manifest.model_id
 
 
 def test_unknown_heatmap_layers_are_refused_before_any_work(tmp_path, capsys):
@@ -178,6 +180,6 @@ def test_an_interrupted_run_resumes_only_as_itself(small_normals, tmp_path, monk
     refusal = capsys.readouterr().err
     assert "model.work" in refusal and "pretext" in refusal and "--restart" in refusal and not out.exists()
     assert main(run + ["--max-steps", "3"]) == 0  # a longer budget for the same run: it resumes
-    manifest = load(out)[0]
-    assert [s[0] for s in manifest["training"]["selection_signals"]] == [0, 2, 3]  # steps 0-2 judged before the stop
+    training = load(out).manifest.section("training")
+    assert [s[0] for s in training["selection_signals"]] == [0, 2, 3]  # steps 0-2 judged before the stop
     assert (out / WEIGHTS).stat().st_mode & 0o777 == 0o644 and not fitting.work_dir(out).exists()

@@ -5,12 +5,12 @@ within normal range is labelled as such; at every false-positive rate, and in th
 import numpy as np
 import pytest
 
+from conftest import data_dir
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.detection.regions import BELOW_VERDICT_LABEL, DIFFUSE_LABEL
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
-from conftest import data_dir
 
 
 def check(result) -> None:

@@ -8,8 +8,8 @@ from PIL import Image
 
 from conftest import data_dir
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
-from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK
+from SSLAnomalyLib.core.reading.image import Radiograph
 
 
 def test_a_volume_longer_than_a_chunk_scores_each_slice_as_it_scores_alone(small_model):

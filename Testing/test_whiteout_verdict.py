@@ -4,11 +4,11 @@ field and a finding there: what a reader sees at a glance (issue 23)."""
 import numpy as np
 import pytest
 
+from conftest import data_dir
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
 from SSLAnomalyLib.evaluation.phantoms import draw_phantom
-from conftest import data_dir
 
 
 def whiteout(detector, image, index: int):

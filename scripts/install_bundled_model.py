@@ -27,21 +27,20 @@ def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
     if entry is None:
         raise SystemExit(f"error: {name} is not a bundled model name in {registry.REGISTRY}")
     run = Path(run)
-    manifest, encoder, arrays = model_folder.load(run)  # verifies the run before anything is written
+    loaded = model_folder.load(run)  # verifies the run before anything is written
     folder = Path(folder) if folder is not None else entry.folder
     others = []
     for other in map(Path, other_seed_runs):
-        m, figures = model_folder.load(other)[0], measured(other)
-        others.append({"run": other.name, "seed": m["training"]["seed"], "auroc": figures["dev"]["auroc"],
+        training, figures = model_folder.load(other).manifest.section("training"), measured(other)
+        others.append({"run": other.name, "seed": training["seed"], "auroc": figures["dev"]["auroc"],
                        "ap": figures["dev"]["ap"], "pointing_game": figures["localisation"]["pointing_game"],
-                       "command": m["training"]["command"]})
-    manifest = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
-    manifest["population"] = entry.population.to_dict()
-    if entry.data_terms:  # the data of earlier stages that the run's own folders do not name (model card)
-        manifest["data_terms"] = list(entry.data_terms)
-    manifest["measured"] = dict(measured(run), other_seeds=others)
-    return model_folder.save(folder, encoder, arrays, manifest, model_card(manifest), overwrite=True)
-
+                       "command": training["command"]})
+    manifest = loaded.manifest.replaced(
+        files=None, format_version=None, population=entry.population,
+        # the data of earlier stages that the run's own folders do not name (model card)
+        data_terms=list(entry.data_terms) if entry.data_terms else loaded.manifest.document.get("data_terms"),
+        measured=dict(measured(run), other_seeds=others))
+    return model_folder.save(folder, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest), overwrite=True)
 
 def main(name: str, run: str, *other_seed_runs: str) -> int:
     print(f"installed {run} as the bundled '{name}' model in {install(name, run, other_seed_runs)}")

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
-from SSLAnomalyLib.evaluation.evaluate import box_mask, read_boxes
 from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.results.overlay import render_overlay
+from SSLAnomalyLib.evaluation.evaluate import box_mask, read_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 TB = ROOT.parent / "shared" / "data" / "tbx11k_dev"

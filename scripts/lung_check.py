@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS, LungFields, LungSegmenter
 from SSLAnomalyLib.core.model.preprocess import normalise, resize, to_model_input
+from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.phantoms import draw_phantom
 from SSLAnomalyLib.training.lung_training import dice, load_pair
 
@@ -242,7 +242,7 @@ def main() -> int:
     parser.add_argument("--docs", action="store_true", help="rewrite docs/anatomy.md's block and the pictures")
     args = parser.parse_args()
     segs = {s.split("=", 1)[0]: LungSegmenter.load(ROOT / s.split("=", 1)[1]) for s in args.networks}
-    names = [seg.manifest["data"]["held_out"] for seg in segs.values()]
+    names = [seg.manifest.section("data")["held_out"] for seg in segs.values()]
     if any(n != names[0] for n in names):
         sys.exit("the networks were trained with different held-out folds; their figures would not compare")
     names = names[0]

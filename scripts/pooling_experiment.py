@@ -18,8 +18,8 @@ from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.encoder import feature_maps, to_batch
-from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.evaluation.perturbations import perturb
 
 DATA = "../shared/data/kermany"

@@ -1,5 +1,6 @@
 """Long work the Slicer panel and the Logic start, watch and stop: training and site calibration in
 their own Python process, detection on a worker thread. Both report determinate progress and really stop on cancel.
+A process reports its progress as JSON lines (training/progress.py), asked for by SSLANOMALY_PROGRESS=json.
 
 A training process is usually started through a launcher (PythonSlicer starts the real Python),
 so killing the process Slicer started leaves the training running; cancel ends the whole process
@@ -9,33 +10,33 @@ stops between images.
 
 from __future__ import annotations
 
-import re
+import os
 import subprocess
 import threading
 from typing import Callable
 
 import psutil
 
-TRAINING_PROGRESS = re.compile(r"training:.*?(\d+)/(\d+)s")  # the trainer's progress bar: seconds of budget
-CALIBRATION_PROGRESS = re.compile(r"calibrating:.*?(\d+)/(\d+)")  # sslanomaly calibrate's: normals scored
+from SSLAnomalyLib.training.progress import ENV, JSON_LINES, parse_progress
 
 
 class TrainingJob:
-    """`sslanomaly train` (or any command) in a separate process; `lines` holds its output."""
-
-    PROGRESS = TRAINING_PROGRESS  # the progress bar lines, (done, total), that are not kept as log lines
+    """`sslanomaly train` or `calibrate` in a separate process (so that the panel stays responsive);
+    `lines` holds its log, `phase`, `done` and `total` its latest progress (of training: seconds of
+    the budget; of calibration: normals scored of all)."""
 
     def __init__(self, command: list[str], env: dict | None = None, on_line: Callable[[str], None] | None = None):
-        self.command, self.env, self.on_line = list(command), env, on_line
+        self.command, self.on_line = list(command), on_line
+        self.env = dict(os.environ if env is None else env, **{ENV: JSON_LINES})
         self.lines: list[str] = []
-        self.seconds_done, self.seconds_budget = 0, None  # of a calibration: normals scored of all
+        self.phase, self.done, self.total = None, 0, None
         self.cancelled = False
         self._process = None
         self._reader = None
 
     def start(self) -> "TrainingJob":
         self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                         errors="replace", env=self.env)  # text mode splits tqdm's '\r' updates too
+                                         errors="replace", env=self.env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
@@ -45,10 +46,10 @@ class TrainingJob:
             line = line.rstrip()
             if not line:
                 continue
-            progress = self.PROGRESS.search(line)
-            if progress:
-                self.seconds_done, self.seconds_budget = int(progress[1]), int(progress[2])
-                continue  # a progress update, not a line of the log
+            progress = parse_progress(line)
+            if progress is not None:
+                self.phase, self.done, self.total = progress["phase"], progress["done"], progress["total"]
+                continue  # a progress report, not a line of the log
             self.lines.append(line)
             if self.on_line is not None:
                 self.on_line(line)
@@ -63,8 +64,8 @@ class TrainingJob:
 
     @property
     def fraction(self) -> float | None:
-        """Share of the work done: of the training budget, or of the normals (None before it is reported)."""
-        return None if not self.seconds_budget else min(1.0, self.seconds_done / self.seconds_budget)
+        """Share of the current phase done (None before any progress is reported)."""
+        return None if not self.total else min(1.0, self.done / self.total)
 
     def wait(self, timeout: float | None = None) -> int:
         code = self._process.wait(timeout)
@@ -95,13 +96,6 @@ class TrainingJob:
                 pass
         psutil.wait_procs(alive, timeout=grace_s)
         self._process.wait(grace_s)
-
-
-class CalibrationJob(TrainingJob):
-    """`sslanomaly calibrate` in a separate process, so that scoring a site's normals (a minute for a
-    few hundred) leaves the GUI responsive; progress is normals scored of all."""
-
-    PROGRESS = CALIBRATION_PROGRESS
 
 
 class DetectionJob:

@@ -21,8 +21,8 @@ from sslanomaly_bench.stages import (FULL, QUICK, TARGETS, batch, dask_section, 
 
 def run(args) -> dict:
     """Every section, in order; returns the results (also written as JSON and Markdown)."""
-    from SSLAnomalyLib.core.model_files.model_folder import load as verified
     from sslanomaly_bench.report import write_report
+    from SSLAnomalyLib.core.model_files.model_folder import load as verified
 
     data = Path(args.data)
     fullres = sorted(p for p in (data / "kermany_fullres").rglob("*") if p.is_file())

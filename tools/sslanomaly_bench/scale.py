@@ -27,8 +27,8 @@ def linked_normals(src: Path, dst: Path, n: int) -> tuple[Path, int]:
 def scale(model: str, normals_dir: Path, n: int, files: list[Path], work: Path, factors=FACTORS) -> dict:
     """Per factor: the refit's wall seconds and peak RSS (rusage of that child process), the model
     file, and the fastest of 4 in-process detections with the refitted model."""
-    from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.core.reading.images import read_radiograph
 
     images = [read_radiograph(p) for p in files[:4]]

@@ -49,15 +49,15 @@ def _stage_functions() -> dict:
     """Each stage of one detection, as the function that does it (cumulative time is read)."""
     from PIL import Image
 
+    from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter
+    from SSLAnomalyLib.core.batch.resume import FileIdentity
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.core.detection.regions import find_regions
-    from SSLAnomalyLib.core.model.heatmap import to_input_grid
-    from SSLAnomalyLib.core.reading.images import read_radiograph, write_image
-    from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter
     from SSLAnomalyLib.core.files.atomic import atomic_write_text
-    from SSLAnomalyLib.core.results.overlay import render_overlay
-    from SSLAnomalyLib.core.batch.resume import FileIdentity
+    from SSLAnomalyLib.core.model.heatmap import to_input_grid
     from SSLAnomalyLib.core.model.scoring import Scorer
+    from SSLAnomalyLib.core.reading.images import read_radiograph, write_image
+    from SSLAnomalyLib.core.results.overlay import render_overlay
 
     return {"file_identity": FileIdentity.of, "read": read_radiograph, "preprocess": AnomalyDetector.prepare,
             "lung_mask": LungSegmenter.fields,
@@ -95,9 +95,9 @@ def stages(model: str, files: list[Path], out: Path) -> dict:
     import torch
     from PIL import Image
 
-    from SSLAnomalyLib.core.batch.runner import file_cases
     from SSLAnomalyLib.core.batch.case import process_case
     from SSLAnomalyLib.core.batch.options import BatchOptions
+    from SSLAnomalyLib.core.batch.runner import file_cases
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 
     detector = AnomalyDetector.load(model, device="cpu")
@@ -224,12 +224,13 @@ def training(model: str, normals_dir: Path, steps: int, batch_size: int, work: P
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.training.fitting import load_normals
     from SSLAnomalyLib.training.objectives import Pretext
-    from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
+    from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
     detector = AnomalyDetector.load(model, device="cpu")
     normals = load_normals(_linked(normals_dir, work / "train-normals", 2 * batch_size), detector.input_size,
                            progress=False)
-    pretext = Pretext.from_dict(detector.manifest["pretext"]) if "pretext" in detector.manifest else Pretext()
+    recorded = detector.manifest.section("pretext")
+    pretext = Pretext.from_dict(recorded) if recorded else Pretext()
     cfg = TrainConfig(minutes=600, batch_size=batch_size, eval_every=10**9, max_steps=steps)
     trainer = Trainer(detector.scorer.config, pretext, cfg, work / "train", device="cpu")
     trainer.fit(normals.images01, normals.lungs, progress=False)

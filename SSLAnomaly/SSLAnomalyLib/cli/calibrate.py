@@ -3,10 +3,8 @@ own normals (encoder unchanged) into a new model folder."""
 
 from __future__ import annotations
 
-import json
-
 from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction
-from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 
 
 def add_parser(sub) -> None:
@@ -22,13 +20,14 @@ def add_parser(sub) -> None:
 
 
 def cmd_calibrate(args) -> int:
+    from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.training.site_calibration import calibrate_model
 
     folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet,
                              overwrite=args.overwrite)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    c = manifest["calibration"]
-    print(f"calibrated model {manifest['model_id']} written to {folder}: threshold {c['threshold']:.3f} "
-          f"(pixel threshold {c['pixel_threshold']:.3f}) at {100 * c['false_positive_rate']:g} % false positives "
-          f"on {c['n_normals']} normals\n{Calibration.from_dict(c).expected_fpr().text()}")
+    manifest = model_folder.load(folder).manifest
+    c = manifest.calibration
+    print(f"calibrated model {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "
+          f"(pixel threshold {c.pixel_threshold:.3f}) at {100 * c.false_positive_rate:g} % false positives "
+          f"on {len(c.normal_scores)} normals\n{c.expected_fpr().text()}")
     return 0

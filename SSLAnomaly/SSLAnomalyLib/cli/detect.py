@@ -13,9 +13,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, positive
-from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
+from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
 from SSLAnomalyLib.core.reading.images import list_inputs
 from SSLAnomalyLib.core.results.outputs import refuse_output_inside_inputs, shown
 from SSLAnomalyLib.core.results.worklist import verdict_line

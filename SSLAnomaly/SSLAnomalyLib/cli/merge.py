@@ -17,12 +17,11 @@ def add_parser(sub) -> None:
 
 
 def cmd_merge(args) -> int:
-    import json
-
+    from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.training.federated import merge
 
     folder = merge(args.model, args.stats, args.out, overwrite=args.overwrite)
-    f = json.loads((folder / "manifest.json").read_text())["federated"]
+    f = model_folder.load(folder).manifest.section("federated")
     print(f"merged model written to {folder}: the reference of {f['n_normals']} normals from {f['n_sites']} site(s)")
     if not f["exact"]:
         print(f"round 1 of 2: the patch covariance is approximate. For the exact fit, each site runs "

@@ -13,24 +13,21 @@ def add_parser(sub) -> None:
 def cmd_models(args) -> int:
     """The bundled models: name, population, input, measured figures and card."""
     from SSLAnomalyLib.core.model_files import model_folder, registry
-    from SSLAnomalyLib.core.model.calibration import Calibration
 
     default = registry.default_name()
     for m in registry.bundled_models():
         try:
-            manifest = model_folder.load(m.folder)[0]
+            manifest = model_folder.load(m.folder).manifest
         except ModelError as e:
             print(f"{m.name}: unusable ({e.reason})")
             continue
-        size = manifest["encoder"]["input_size"]
-        measured = manifest.get("measured", {})
-        figures = "".join(f"\n    {name}: {text}" for name, text in measured_lines(measured)) or " not measured"
+        size, calibration = manifest.encoder.input_size, manifest.calibration
+        figures = "".join(f"\n    {name}: {text}" for name, text in measured_lines(manifest.section("measured")))
         print(f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label} - {m.description}\n"
-              f"  model id {manifest.get('model_id')}, input {size}x{size} px, "
-              f"threshold {manifest['calibration']['threshold']:.3f} at "
-              f"{100 * manifest['calibration']['false_positive_rate']:g} % false positives\n"
-              f"  {Calibration.from_dict(manifest['calibration']).expected_fpr().text()}\n"
-              f"  measured:{figures}\n  card: {m.folder / model_folder.CARD}")
+              f"  model id {manifest.model_id}, input {size}x{size} px, "
+              f"threshold {calibration.threshold:.3f} at {100 * calibration.false_positive_rate:g} % false positives\n"
+              f"  {calibration.expected_fpr().text()}\n"
+              f"  measured:{figures or ' not measured'}\n  card: {m.folder / model_folder.CARD}")
     return 0
 
 

@@ -4,7 +4,6 @@ into a verified model folder."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, fraction, fraction_or_zero,
@@ -133,6 +132,7 @@ def cmd_train(args) -> int:
 
 def cmd_train_anatomy(args) -> int:
     from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig
+    from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
     command = command_line()
@@ -140,7 +140,7 @@ def cmd_train_anatomy(args) -> int:
                               config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet,
                               negative_share=args.negative_share, disease_share=args.disease_share,
                               overwrite=args.overwrite)
-    figures = json.loads((folder / "manifest.json").read_text())["figures"]
+    figures = model_folder.load(folder).manifest.section("figures")
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
           f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "
           f"n={figures['held_out_n']})")

@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 
 
 def score_folder(detector, folder, progress: bool = True, transform=None) -> tuple[list[dict], list[str]]:

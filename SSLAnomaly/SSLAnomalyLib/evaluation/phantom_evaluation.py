@@ -23,7 +23,6 @@ from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radio
 from SSLAnomalyLib.evaluation.evaluate import score_row, write_scores_csv
 from SSLAnomalyLib.evaluation.phantoms import HELD_OUT_KINDS, SIZES, Phantom, draw_phantom
 
-
 FIGURES = ("auroc", "tpr_at_threshold", "fpr_at_threshold", "pointing_game", "random_pointing_baseline",
            "abnormal_without_finding", "mean_score")
 

@@ -15,9 +15,9 @@ import os
 
 import slicer
 
-from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
 from SSLAnomalyLib.core.batch.case import Case, CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
+from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
 from SSLAnomalyLib.core.reading.images import list_inputs
 from SSLAnomalyLib.core.results.outputs import unique_case_names
 from SSLAnomalyLib.mrml.case import remove_case, show_detection

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import slicer
 
-from SSLAnomalyLib.mrml.headless import HeadlessSlicer, is_desktop_slicer, start_headless_app
-from SSLAnomalyLib.mrml.case import show_detection
-from SSLAnomalyLib.mrml.volumes import radiograph_to_volume_node
-from SSLAnomalyLib.core.results.outputs import case_name
 from SSLAnomalyLib.core.files.staging import staged_files
+from SSLAnomalyLib.core.results.outputs import case_name
+from SSLAnomalyLib.mrml.case import show_detection
+from SSLAnomalyLib.mrml.headless import HeadlessSlicer, is_desktop_slicer, start_headless_app
+from SSLAnomalyLib.mrml.volumes import radiograph_to_volume_node
 
 
 def save_scene_bundle(path) -> Path:

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import slicer
 
+from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, make_sr, read_source
-from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
+from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.mrml.bundle import save_scene_bundle
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record
@@ -24,7 +25,6 @@ from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_node, oriented_labelmap
 from SSLAnomalyLib.mrml.table import COLUMNS
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_dicom_files, source_of
-from SSLAnomalyLib.core.files.staging import staged_files
 
 SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
             "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "lungs": ".lungs.seg.nrrd", "mrb": ".mrb",

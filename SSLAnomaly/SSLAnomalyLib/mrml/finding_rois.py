@@ -13,9 +13,9 @@ import json
 import numpy as np
 import slicer
 
+from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
-from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES
 
 FINDING_REFERENCE = "SSLAnomaly.Finding"  # input volume -> each finding ROI
 VOLUME_REFERENCE = "SSLAnomaly.Volume"    # finding ROI -> input volume

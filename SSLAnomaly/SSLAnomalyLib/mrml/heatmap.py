@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from SSLAnomalyLib.mrml.headless import application_logic
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.overlay import HOT_TOP, ramp_colours, ramp_opacity
+from SSLAnomalyLib.mrml.headless import application_logic
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix, radiograph_to_volume_node
 
 COLOR_NODE_NAME = "SSLAnomaly Heat"

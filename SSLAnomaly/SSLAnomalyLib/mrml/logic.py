@@ -94,12 +94,12 @@ class AnomalyLogic:
 
         return calibrate_model(model, normalsFolder, outputFolder, fpr=falsePositiveRate, progress=False)
 
-    def describeModel(self, model) -> dict:
-        """The verified manifest of a model folder (raises if the folder is not a valid model)."""
+    def describeModel(self, model):
+        """The verified manifest (a `Manifest`) of a model folder; raises if the folder is not a valid model."""
         self.ensureDependencies()
         from SSLAnomalyLib.core.model_files.model_folder import load
 
-        return load(model)[0]
+        return load(model).manifest
 
     def loadVolume(self, path):
         """Read a radiograph file (DICOM, PNG, JPEG, NRRD, NIfTI) into a new volume node."""
@@ -334,7 +334,8 @@ class AnomalyLogic:
 
     def startTraining(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
                       device: str = "auto", startFrom=None, log=None):
-        """A started `TrainingJob` (progress: seconds of the budget; cancel stops the process tree).
+        """A started `TrainingJob` (progress: each phase's share, of training the seconds of the budget;
+        cancel stops the process tree).
         Interrupted training resumes from its last checkpoint when started again into the same folder."""
         from SSLAnomalyLib.jobs import TrainingJob
 
@@ -343,13 +344,13 @@ class AnomalyLogic:
 
     def startCalibration(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05,
                          log=None):
-        """A started `CalibrationJob`: `calibrate` (see there) in a separate process, as training runs,
-        so the panel stays responsive (progress: normals scored; cancel stops the process tree)."""
-        from SSLAnomalyLib.jobs import CalibrationJob
+        """A started `TrainingJob` running `calibrate` (see there) in a separate process, as training
+        runs, so the panel stays responsive (progress: normals scored; cancel stops the process tree)."""
+        from SSLAnomalyLib.jobs import TrainingJob
 
         command = [python(), "-m", "SSLAnomalyLib.cli", "calibrate", "--model", str(model), "--normals",
                    str(normalsFolder), "--out", str(outputFolder), "--fpr", str(float(falsePositiveRate))]
-        return self._startProcess(CalibrationJob, command, log)
+        return self._startProcess(TrainingJob, command, log)
 
     def _startProcess(self, jobClass, command: list[str], log):
         """A process job running the module's command line in Slicer's Python, the module on its path."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import slicer
-from PIL import Image
 import vtk
+from PIL import Image
 from vtk.util.numpy_support import vtk_to_numpy
 
 from SSLAnomalyLib.core.files.atomic import atomic_path

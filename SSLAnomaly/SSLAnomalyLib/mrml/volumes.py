@@ -83,7 +83,8 @@ def load_volume(path) -> "slicer.vtkMRMLScalarVolumeNode":
     """Read any input the core reads (DICOM, PNG/JPEG, NRRD, NIfTI; `ReadError` names the file and
     the reason) into a new volume node named after the file. Slicer's own volume readers cannot
     read PNG/JPEG in every build, and the core's reader already applies DICOM LUTs and geometry."""
-    from SSLAnomalyLib.core.results.outputs import case_name  # here, not above: outputs needs matplotlib, the rest of this file does not
+    from SSLAnomalyLib.core.results.outputs import \
+        case_name  # here, not above: outputs needs matplotlib, the rest of this file does not
 
     image = read_radiograph(path)
     return radiograph_to_volume_node(image, case_name(path))

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import MomentSums, PositionSums, ReferenceStats, residual_sums
 from SSLAnomalyLib.core.model.scoring import Scorer, component_stats
-from SSLAnomalyLib.training.feature_cache import (CALIBRATION_ONLY, ORIGINAL, REFERENCE_VIEW, FeatureCache,
-                                                  augmented, source_batches)
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders
+from SSLAnomalyLib.training.feature_cache import (CALIBRATION_ONLY, ORIGINAL, REFERENCE_VIEW, FeatureCache, augmented,
+                                                  source_batches)
 
 FOLDS = 5
 ALL = -1  # the reference on every fold

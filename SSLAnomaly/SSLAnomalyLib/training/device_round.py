@@ -123,12 +123,14 @@ def launch(runs, packs: Path, plan: dict, work: Path, args, deadline: float) -> 
 
 def run_figures(folder: Path) -> dict:
     """What a finished run's manifest says about its training."""
-    m = json.loads((folder / "manifest.json").read_text())
-    t = m["training"]
-    return {"model_id": m["model_id"], "steps": t["steps"], "step_seconds": t["step_seconds"],
+    from SSLAnomalyLib.core.model_files import model_folder
+
+    manifest = model_folder.load(folder).manifest
+    t = manifest.section("training")
+    return {"model_id": manifest.model_id, "steps": t["steps"], "step_seconds": t["step_seconds"],
             "steps_per_s": round(t["steps"] / t["step_seconds"], 2) if t["step_seconds"] else None,
             "chosen_step": t["chosen_step"], "selection_signals": t["selection_signals"],
-            "threshold": m["calibration"]["threshold"], "device": t["device"]}
+            "threshold": manifest.calibration.threshold, "device": t["device"]}
 
 
 def training_speed(packs: Path, plan: dict, recipes, args, work: Path) -> dict:
@@ -137,7 +139,7 @@ def training_speed(packs: Path, plan: dict, recipes, args, work: Path) -> dict:
     from SSLAnomalyLib.core.model.encoder import EncoderConfig
     from SSLAnomalyLib.training.objectives import Pretext
     from SSLAnomalyLib.training.packs import read_pack
-    from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
+    from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
     population = next(iter(plan["populations"]))
     normals = read_pack(packs / plan["populations"][population]["train"]["pack"], plan["size"])

@@ -15,12 +15,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, as_folders, read_radiograph
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.trainer import augment
 
 BATCH = 32
@@ -42,7 +42,7 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
                  ) -> Iterator[tuple[list[int], np.ndarray, list[str]]]:
     """(indices into `files`, model inputs, unreadable files' reasons), `batch` files at a time:
     never every image at once."""
-    for start in tqdm(range(0, len(files), batch), desc="reading and encoding", unit="batch", disable=not progress):
+    for start in progress_over(range(0, len(files), batch), "reading and encoding", "batch", show=progress):
         kept, images, skipped = [], [], []
         for i in range(start, min(len(files), start + batch)):
             try:

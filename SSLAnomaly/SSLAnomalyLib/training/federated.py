@@ -31,13 +31,13 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.files.errors import PathError
-from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.model_files.model_card import model_card
+from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import ReferenceStats
 from SSLAnomalyLib.core.model.scoring import Scorer
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
 from SSLAnomalyLib.training.feature_cache import FeatureCache
 
@@ -89,10 +89,10 @@ class SiteStats:
 def site_stats(model, normals, means_model=None, device="cpu", progress: bool = False) -> SiteStats:
     """A site's statistics of its normals under `model`'s encoder; residuals against the patch means
     of `means_model` (a merged model of the first round) when given, else against its own."""
-    manifest, state, _ = model_folder.load(model)
-    config = EncoderConfig.from_dict(manifest["encoder"])
+    loaded = model_folder.load(model)
+    manifest, config = loaded.manifest, loaded.manifest.encoder
     net = build_encoder(config)
-    net.load_state_dict(state)
+    net.load_state_dict(loaded.encoder_state)
     cache = FeatureCache.create()
     try:
         encoded = encode(Scorer(net, config, device=device), cache, normals, folds=1, seed=0, lungs=False,
@@ -103,39 +103,39 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
         total = encoded.total
         means, means_from = total.patch_means(), "own"
         if means_model is not None:
-            means_manifest, _, arrays = model_folder.load(means_model)
-            if means_manifest.get("federated", {}).get("encoder_of") != manifest.get("model_id"):
-                raise StatsError(means_model, f"is not a merge made with model {manifest.get('model_id')}")
-            means, means_from = arrays["patch_means"], means_manifest["model_id"]
+            merged = model_folder.load(means_model)
+            if merged.manifest.section("federated").get("encoder_of") != manifest.model_id:
+                raise StatsError(means_model, f"is not a merge made with model {manifest.model_id}")
+            means, means_from = merged.arrays["patch_means"], merged.manifest.model_id
         stats = residual_pass(cache, {ALL: total}, {ALL: means})[ALL]
     finally:
         cache.close()
-    return SiteStats(stats, manifest.get("model_id", "unknown"), encoded.files_digest, means_from)
+    return SiteStats(stats, manifest.model_id, encoded.files_digest, means_from)
 
 
 def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
     """A verified model folder: `model`'s encoder with the reference of all the sites' sums."""
-    manifest, state, arrays = model_folder.load(model)
+    loaded = model_folder.load(model)
+    manifest = loaded.manifest
     model_folder.refuse_existing(out_dir, overwrite)
     sites = [SiteStats.load(p) for p in stats_paths]
     for path, site in zip(stats_paths, sites):
-        if site.model_id != manifest.get("model_id"):
-            raise StatsError(path, f"was computed with model {site.model_id}, not {manifest.get('model_id')}")
+        if site.model_id != manifest.model_id:
+            raise StatsError(path, f"was computed with model {site.model_id}, not {manifest.model_id}")
     total = sum((s.stats for s in sites[1:]), sites[0].stats)
     exact = total.exact
     if not exact:  # first round: each site's residuals against its own means, summed
         residual = sum((s.stats.residual for s in sites[1:]), sites[0].stats.residual)
         total = total.with_residuals(residual, total.patch_means())
     reference = NormalReference.from_stats(total)
-    new_arrays = dict(reference.to_arrays(), **{k: v for k, v in arrays.items() if k == "lung_prior"})
-    federated = {"encoder_of": manifest.get("model_id"), "exact": exact, "n_sites": len(sites),
+    new_arrays = dict(reference.to_arrays(), **{k: v for k, v in loaded.arrays.items() if k == "lung_prior"})
+    federated = {"encoder_of": manifest.model_id, "exact": exact, "n_sites": len(sites),
                  "n_normals": total.n_images, "sites": [{"n_normals": s.stats.n_images, "files_sha256_16":
                                                          s.files_digest, "means_from": s.means_from} for s in sites],
                  "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "calibrated": False}
-    out = {k: v for k, v in manifest.items() if k not in ("files", "format_version", "measured", "manifest_sha256",
-                                                          "site_calibration")}
-    out.update(model_id=f"{manifest.get('model_id')}-fed{digest(s.files_digest for s in sites)[:8]}"
-                        + ("" if exact else "-r1"),
-               reference=dict(manifest.get("reference", {}), positions_standardised=False), federated=federated)
-    return model_folder.save(out_dir, state, new_arrays, out, model_card(out), overwrite=overwrite)
+    out = manifest.replaced(
+        files=None, format_version=None, measured=None, manifest_sha256=None, site_calibration=None,
+        model_id=f"{manifest.model_id}-fed{digest(s.files_digest for s in sites)[:8]}" + ("" if exact else "-r1"),
+        reference=dict(manifest.section("reference"), positions_standardised=False), federated=federated)
+    return model_folder.save(out_dir, loaded.encoder_state, new_arrays, out, model_card(out), overwrite=overwrite)

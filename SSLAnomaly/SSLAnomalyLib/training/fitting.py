@@ -21,26 +21,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from SSLAnomalyLib import __version__
-
-from SSLAnomalyLib.core.model_files import model_folder
-from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
-from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
-from SSLAnomalyLib.core.model_files.model_card import model_card
-from SSLAnomalyLib.core.model.preprocess import to_model_input
-from SSLAnomalyLib.training.objectives import Pretext
-from SSLAnomalyLib.training.selection import SyntheticCheck
+from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
+from SSLAnomalyLib.core.model.encoder import build_encoder
+from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files.manifest import Manifest
+from SSLAnomalyLib.core.model_files.model_card import model_card
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.training import packs
+from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.phases import Phases
+from SSLAnomalyLib.training.progress import progress_over
+from SSLAnomalyLib.training.selection import SyntheticCheck
 from SSLAnomalyLib.training.spec import StartingEncoder, TrainingSpec, resolve
-from SSLAnomalyLib.training.trainer import Trainer, TrainConfig
-from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
+from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
 HELD_OUT_FRACTION = 0.1
 CALIBRATION_FRACTION = 0.2
@@ -83,8 +82,8 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
         return NormalSet(np.zeros((len(files), 0, 0), np.float32), np.zeros((len(files), 0, 0), bool),
                          [str(f) for f in files], [])
     images, kept, skipped = [], [], []
-    for f in tqdm(files, desc=f"reading {', '.join(Path(d).name for d in as_folders(folder))}", unit="img",
-                  disable=not progress):
+    for f in progress_over(files, f"reading {', '.join(Path(d).name for d in as_folders(folder))}", "img",
+                           show=progress):
         try:
             x = to_model_input(read_radiograph(f).pixels[0], size)
         except ReadError as e:
@@ -205,7 +204,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     calibration = Calibration(fit.scores, fit.peaks, fpr, rule="rank")
     arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
     state = trainer.state()
-    manifest = {
+    manifest = Manifest.from_dict({
         "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{model_digest(encoder_state, arrays)}",
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
@@ -233,7 +232,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                  "files_sha256_16": normals.digest(), "skipped": fit.encoded.skipped},
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},
-    }
+    })
     say(f"writing the model folder {out_dir}")
     folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model)
     shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed

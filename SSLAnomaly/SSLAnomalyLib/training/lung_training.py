@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from SSLAnomalyLib import __version__
-
-from SSLAnomalyLib.core.model_files import model_folder
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.core.anatomy.lung_network import KIND, LungNetConfig, LungSegmenter, build_lung_net
+from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig, LungSegmenter, build_lung_net
 from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.training.lung_disease import draw_disease
+from SSLAnomalyLib.training.progress import Progress, progress_over
 
 HELD_OUT_FRACTION = 0.2
 
@@ -126,7 +126,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         raise ReadError(images_dir, f"only {len(train)} training images; at least 8 are needed")
     size = config.input_size
     images, labels = [], []
-    for f, m in tqdm(train, desc="reading", unit="img", disable=not progress):
+    for f, m in progress_over(train, "reading", "img", show=progress):
         image, mask = load_pair(f, m)
         images.append(to_model_input(image, size))
         labels.append(resize(mask.astype(np.float32), (size, size)) >= 0.5)
@@ -141,7 +141,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     loss_fn = DiceCELoss(sigmoid=True)
     budget, step, history = minutes * 60, 0, []
     start = time.time()
-    bar = tqdm(total=int(budget), unit="s", desc="training", disable=not progress)
+    bar = Progress("training", int(budget), "s", show=progress)
     while time.time() - start < budget:
         lr = 3e-3 * 0.5 * (1 + np.cos(np.pi * min(1.0, (time.time() - start) / budget)))
         for g in opt.param_groups:
@@ -158,8 +158,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         step += 1
         if step % 20 == 0:
             history.append([step, round(loss.item(), 4)])
-        bar.n = min(int(time.time() - start), int(budget))
-        bar.set_postfix(step=step, loss=f"{loss.item():.3f}")
+        bar.update(int(time.time() - start), step=step, loss=f"{loss.item():.3f}")
     bar.close()
     train_seconds = time.time() - t0
 
@@ -167,8 +166,8 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     held_dice, sources = measure(segmenter, held, progress)
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes() for v in state.values())).hexdigest()[:8]
-    manifest = {
-        "kind": KIND,
+    manifest = Manifest.from_dict({
+        "kind": LUNG_SEGMENTATION,
         "model_id": f"sslanomaly-lungs-s{seed}-w{digest}",
         "network": config.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
@@ -187,7 +186,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
                     "held_out_sources": {s: sources.count(s) for s in sorted(set(sources))}},
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "platform": platform.platform()},
-    }
+    })
     return model_folder.save(out_dir, state, {}, manifest, lung_card(manifest), overwrite=overwrite)
 
 
@@ -195,7 +194,7 @@ def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[lis
     """Dice of each image's lung fields (as `detect --lungs` writes them) against its mask, and the
     source each came from (network, unsupervised, prior)."""
     dices, sources = [], []
-    for f, m in tqdm(pairs, desc="measuring", unit="img", disable=not progress):
+    for f, m in progress_over(pairs, "measuring", "img", show=progress):
         image, mask = load_pair(f, m)
         fields, = segmenter.fields(to_model_input(image, segmenter.config.input_size)[None])
         dices.append(dice(fields.on_grid(*mask.shape), mask))
@@ -203,17 +202,17 @@ def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[lis
     return dices, sources
 
 
-def lung_card(manifest: dict) -> str:
-    fig, data = manifest["figures"], manifest["data"]
-    return f"""# Lung-field segmentation model `{manifest['model_id']}`
+def lung_card(manifest: Manifest) -> str:
+    fig, data, network, training = (manifest.section(name) for name in ("figures", "data", "network", "training"))
+    return f"""# Lung-field segmentation model `{manifest.model_id}`
 
-**What it is.** A MONAI U-Net (channels {manifest['network']['channels']}) that outlines both lung fields of a
-frontal chest radiograph at {manifest['network']['input_size']} px; SSLAnomaly uses it wherever it says "inside the
+**What it is.** A MONAI U-Net (channels {network['channels']}) that outlines both lung fields of a
+frontal chest radiograph at {network['input_size']} px; SSLAnomaly uses it wherever it says "inside the
 lungs" (synthetic pastes, the patch score, findings, heatmap damping, the lung output and the Slicer segment).
 
 **Trained on** {data['n_train']} adult normal radiographs with expert lung masks (`{data['images']}`), seed
-{manifest['training']['seed']}, {manifest['training']['steps']} steps in {manifest['training']['seconds']:.0f} s on the CPU. On
-{manifest['training'].get('disease_share', 0):.0%} of the training images a white-out, an effusion or consolidation was drawn inside
+{training['seed']}, {training['steps']} steps in {training['seconds']:.0f} s on the CPU. On
+{training.get('disease_share', 0):.0%} of the training images a white-out, an effusion or consolidation was drawn inside
 one lung field with its mask unchanged, so that a white lung is still outlined as a lung.
 
 **Measured** on the held-out fold of {fig['held_out_n']} images of the same set (never trained on; file names
@@ -228,5 +227,5 @@ outline (docs/anatomy.md shows it on Kermany radiographs). An implausible output
 small or large, very asymmetric) falls back to the unsupervised mask, then to the lung prior, and the
 result says so in its warnings.
 
-**Command.** `{manifest['training']['command']}`
+**Command.** `{training['command']}`
 """

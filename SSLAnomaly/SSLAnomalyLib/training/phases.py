@@ -1,6 +1,6 @@
 """One line per phase of a training run (reading, training, reference, calibration, writing), so
 that no phase of `sslanomaly train` passes in silence: a refit (`--minutes 0`) is all phases and no
-training bar. Lines go to stderr, beside tqdm's bars."""
+training bar. Lines go to stderr, beside the progress bars (training/progress.py)."""
 
 from __future__ import annotations
 

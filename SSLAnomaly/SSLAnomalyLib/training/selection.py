@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
-from SSLAnomalyLib.training.synthetic_anomalies import PretextConfig, opacity
+from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.scoring import Scorer
+from SSLAnomalyLib.training.synthetic_anomalies import PretextConfig, opacity
 from SSLAnomalyLib.training.trainer import augment
 
 MAX_REFERENCE_IMAGES = 300

@@ -20,14 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from SSLAnomalyLib.core.model_files import model_folder, registry
-from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
+from SSLAnomalyLib.core.model_files import model_folder, registry
 from SSLAnomalyLib.core.model_files.model_card import model_card
-from SSLAnomalyLib.training.crossfit import FOLDS, digest as files_digest, fold_component_stats, fold_of
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.training.crossfit import FOLDS
+from SSLAnomalyLib.training.crossfit import digest as files_digest
+from SSLAnomalyLib.training.crossfit import fold_component_stats, fold_of
+from SSLAnomalyLib.training.progress import progress_over
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse
 BATCH = 32
@@ -66,7 +68,7 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
             kept.extend(str(f) for _, f, _ in items)
         batch.clear()
 
-    for i, f in enumerate(tqdm(files, desc="calibrating", unit="img", disable=not progress)):
+    for i, f in enumerate(progress_over(files, "calibrating", "img", show=progress)):
         try:
             image = read_radiograph(f)
         except ReadError as e:
@@ -104,17 +106,16 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     stats = detector.scorer.standardise_on(raw.components).component_stats
     calibration = Calibration(out_of_fold.scores, out_of_fold.peaks, fpr, rule="rank")
     digest = files_digest(kept)
-    old = dict(detector.manifest)
-    manifest = {k: v for k, v in old.items() if k not in ("files", "format_version", "measured")}
-    population = registry.population_of(model, old)
-    if population is not None:
-        manifest["population"] = population.to_dict()
-    manifest.update(
-        model_id=f"{old.get('model_id', 'model')}-cal{digest[:8]}",
-        scoring=dict(old["scoring"], component_stats=stats),
-        calibration=calibration.to_dict(),
+    old = detector.manifest
+    manifest = old.replaced(
+        files=None, format_version=None, measured=None,
+        population=registry.population_of(model, old),
+        model_id=f"{old.model_id}-cal{digest[:8]}",
+        scoring=dict(old.section("scoring"), component_stats=stats),
+        calibration=calibration,
         site_calibration={"normals": os.pathsep.join(dirs), "n_normals": len(kept), "files_sha256_16": digest,
-                          "skipped": skipped, "from_model": old.get("model_id"), "from_folder": str(source),
+                          "skipped": skipped, "from_model": old.model_id, "from_folder": str(source),
                           "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
-    _, encoder, arrays = model_folder.load(source)  # the weights and reference as they are, verified
-    return model_folder.save(out_dir, encoder, arrays, manifest, model_card(manifest), overwrite=overwrite)
+    loaded = model_folder.load(source)  # the weights and reference as they are, verified
+    return model_folder.save(out_dir, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest),
+                             overwrite=overwrite)

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import Pretext
 
@@ -26,16 +27,15 @@ DEFAULTS = {"input_size": EncoderConfig.input_size, "patch_layers": EncoderConfi
             "reference_views": 0, "calibration_views": 0, "standardise_positions": False, "foreign_objects": 0.0}
 
 
-def recipe_of(manifest: dict) -> dict:
+def recipe_of(manifest: Manifest) -> dict:
     """The inheritable values a model folder's manifest records (those it lacks keep the defaults)."""
-    encoder, reference = manifest.get("encoder", {}), manifest.get("reference", {})
-    found = {"input_size": encoder.get("input_size"),
-             "patch_layers": tuple(encoder["patch_layers"]) if "patch_layers" in encoder else None,
-             "pretext": Pretext.from_dict(manifest["pretext"]) if "pretext" in manifest else None,
+    reference, pretext = manifest.section("reference"), manifest.section("pretext")
+    found = {"input_size": manifest.encoder.input_size, "patch_layers": manifest.encoder.patch_layers,
+             "pretext": Pretext.from_dict(pretext) if pretext else None,
              "reference_views": reference.get("augmented_views_per_normal"),
              "calibration_views": reference.get("calibration_augmented_views_per_normal"),
              "standardise_positions": reference.get("positions_standardised"),
-             "foreign_objects": manifest.get("training", {}).get("foreign_objects")}
+             "foreign_objects": manifest.section("training").get("foreign_objects")}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -54,13 +54,12 @@ class StartingEncoder:
     @classmethod
     def load(cls, model) -> "StartingEncoder":
         """From a verified model folder ('default' is the bundled model)."""
-        manifest, state, _ = model_folder.load(model)
+        loaded = model_folder.load(model)
         try:
-            config = EncoderConfig.from_dict(manifest["encoder"])
-            recipe = recipe_of(manifest)
-        except (KeyError, TypeError, ValueError) as e:
-            raise model_folder.ModelError(model_folder.resolve(model), f"manifest has no usable encoder ({e})") from None
-        return cls(config, state, manifest.get("model_id", "unknown"), str(model_folder.resolve(model)), recipe)
+            recipe = recipe_of(loaded.manifest)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise model_folder.ModelError(loaded.path, f"manifest has no usable encoder ({e})") from None
+        return cls(loaded.manifest.encoder, loaded.encoder_state, loaded.manifest.model_id, str(loaded.path), recipe)
 
     def describe(self) -> dict:
         return {"model_id": self.model_id, "folder": self.folder}

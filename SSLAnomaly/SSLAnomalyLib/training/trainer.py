@@ -26,16 +26,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.model.device import place, select_device
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.training.defaults import LR
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects
 from SSLAnomalyLib.training.objectives import Pretext
+from SSLAnomalyLib.training.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -158,10 +158,9 @@ class Trainer:
         weights = self.pretext.weights()
         use_amp = self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        bar = tqdm(total=int(budget), initial=int(state["seconds"]), unit="s", disable=not progress or not self.ranks.main,
-                   desc="training", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
         if state["step"] == 0:
             self._save(net, opt, state)  # the random initialisation (or the starting encoder) is a candidate too
+        bar = Progress("training", int(budget), "s", initial=int(state["seconds"]), show=progress and self.ranks.main)
         t_last = time.time()
         while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
             model.train()
@@ -181,8 +180,7 @@ class Trainer:
             state["seconds"] += self.ranks.most(now - t_last)
             t_last = now
             state["history"].append([state["step"]] + [round(v.item(), 4) for v in losses.values()])
-            bar.n = min(int(state["seconds"]), int(budget))
-            bar.set_postfix(step=state["step"], loss=f"{loss.item():.3f}")
+            bar.update(int(state["seconds"]), step=state["step"], loss=f"{loss.item():.3f}")
             if state["step"] % self.cfg.eval_every == 0:
                 self._save(net, opt, state)
                 t_last = time.time()

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.anatomy.fallback import lung_mask, prior_mask
 from SSLAnomalyLib.core.model.preprocess import resize
+from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.registry import MODELS_DIR
 
 BUNDLED_LUNGS = MODELS_DIR / "lungs"
-KIND = "lung-segmentation"
 
 MIN_FIELD_FRACTION = 0.02   # one lung field under 2 % of the image is an island, not a lung
 MIN_TOTAL_FRACTION = 0.08   # both lungs under 8 % of a frontal chest image: not lungs
@@ -156,22 +156,22 @@ def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str, tuple[flo
 class LungSegmenter:
     """A verified lung model folder: `fields(images01)` on the model grid (`LungFields.on_grid` for any grid)."""
 
-    def __init__(self, net: torch.nn.Module, config: LungNetConfig, model_id: str, manifest: dict | None = None):
-        self.net, self.config, self.model_id = net.eval(), config, model_id
-        self.manifest = manifest or {}
+    def __init__(self, net: torch.nn.Module, config: LungNetConfig, model_id: str, manifest: Manifest | None = None):
+        self.net, self.config, self.model_id, self.manifest = net.eval(), config, model_id, manifest
 
     @classmethod
     def load(cls, folder: str | os.PathLike = BUNDLED_LUNGS) -> "LungSegmenter":
-        manifest, state, _ = model_folder.load(folder)
-        if manifest.get("kind") != KIND:
-            raise model_folder.ModelError(folder, f"is not a lung-segmentation model (kind {manifest.get('kind')!r})")
+        loaded = model_folder.load(folder)
+        manifest = loaded.manifest
+        if manifest.kind != LUNG_SEGMENTATION:
+            raise model_folder.ModelError(loaded.path, f"is not a lung-segmentation model (kind {manifest.kind!r})")
         try:
-            config = LungNetConfig.from_dict(manifest["network"])
+            config = LungNetConfig.from_dict(manifest.section("network"))
             net = build_lung_net(config)
-            net.load_state_dict(state)
+            net.load_state_dict(loaded.encoder_state)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise model_folder.ModelError(folder, f"manifest or weights are inconsistent ({e})") from None
-        return cls(net, config, manifest.get("model_id", "unknown"), manifest)
+            raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
+        return cls(net, config, manifest.model_id, manifest)
 
     @torch.no_grad()
     def probability(self, images01: np.ndarray) -> np.ndarray:

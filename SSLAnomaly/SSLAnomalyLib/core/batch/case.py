@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 from SSLAnomalyLib.core.batch.options import BatchOptions
+from SSLAnomalyLib.core.batch.resume import FileIdentity
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector, DetectionResult, PreparedSlice
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, case_paths, write_case_outputs
-from SSLAnomalyLib.core.batch.resume import FileIdentity
 
 SPACING_ASSUMED = "1.0 mm assumed"  # how each reader's warning ends where a file has no usable pixel spacing
 SPACING_GIVEN = "mm given for the batch (--spacing)"

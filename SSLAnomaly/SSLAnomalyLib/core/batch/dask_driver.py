@@ -19,9 +19,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
 from SSLAnomalyLib.core.batch.case import Case, CaseRow, process_case
 from SSLAnomalyLib.core.batch.options import BatchOptions
+from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
 from SSLAnomalyLib.core.reading.images import list_inputs
 
 

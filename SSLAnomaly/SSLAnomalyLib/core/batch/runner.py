@@ -19,16 +19,16 @@ from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, score_case,
                                            write_case)
 from SSLAnomalyLib.core.batch.options import BatchOptions
-from SSLAnomalyLib.core.detection.detector import AnomalyDetector
-from SSLAnomalyLib.core.results.drift import warn_batch
-from SSLAnomalyLib.core.files.errors import PathError
-from SSLAnomalyLib.core.results.outputs import append_failure, case_paths, output_lock, unique_case_names
 from SSLAnomalyLib.core.batch.pipeline import WriteBehind, read_ahead
 from SSLAnomalyLib.core.batch.resume import BatchIndex
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.files.atomic import remove_leftovers
+from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.results.drift import warn_batch
+from SSLAnomalyLib.core.results.outputs import append_failure, case_paths, output_lock, unique_case_names
 from SSLAnomalyLib.core.results.worklist import WORKLIST, write_worklist
 
 FAILURE_LOG = "failures.log"

@@ -9,18 +9,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from SSLAnomalyLib.core.model_files import model_folder, registry
-from SSLAnomalyLib.core.model.calibration import Calibration
-from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.detection.regions import Finding, agree_with_verdict, diffuse_finding, find_regions
-from SSLAnomalyLib.core.results.findings_json import findings_document
-from SSLAnomalyLib.core.model.heatmap import to_input_grid
-from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter, bundled_segmenter
+from SSLAnomalyLib.core.detection.regions import Finding, agree_with_verdict, diffuse_finding, find_regions
+from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model.device import select_device
+from SSLAnomalyLib.core.model.encoder import build_encoder
+from SSLAnomalyLib.core.model.heatmap import to_input_grid
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
-from SSLAnomalyLib.core.model.device import select_device
+from SSLAnomalyLib.core.model_files import model_folder, registry
+from SSLAnomalyLib.core.model_files.manifest import Manifest
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.results.findings_json import findings_document
 
 PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
 OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
@@ -73,10 +74,10 @@ class PreparedSlice:
 
 class AnomalyDetector:
     def __init__(self, scorer: Scorer, calibration: Calibration, lung_prior: np.ndarray | None,
-                 model_id: str, manifest: dict | None = None, anatomy: LungSegmenter | None = None,
+                 model_id: str, manifest: Manifest | None = None, anatomy: LungSegmenter | None = None,
                  population: registry.Population | None = None):
         self.scorer, self.calibration, self.lung_prior = scorer, calibration, lung_prior
-        self.model_id, self.manifest, self.population = model_id, manifest or {}, population
+        self.model_id, self.manifest, self.population = model_id, manifest, population
         self.anatomy = anatomy if anatomy is not None else bundled_segmenter()
 
     @property
@@ -97,18 +98,19 @@ class AnomalyDetector:
     @classmethod
     def load(cls, model: str | os.PathLike = "default", device: str = "auto") -> "AnomalyDetector":
         """Load and verify a model: a bundled model's name ('default' is the adult one) or a folder."""
-        manifest, encoder_state, arrays = model_folder.load(model)
+        loaded = model_folder.load(model)
+        manifest = loaded.manifest
         try:
-            config = EncoderConfig.from_dict(manifest["encoder"])
-            net = build_encoder(config)
-            net.load_state_dict(encoder_state)
-            reference = NormalReference.from_arrays(arrays)
-            calibration = Calibration.from_dict(manifest["calibration"])
-            stats = manifest["scoring"]["component_stats"]
+            net = build_encoder(manifest.encoder)
+            net.load_state_dict(loaded.encoder_state)
+            reference = NormalReference.from_arrays(loaded.arrays)
+            if not manifest.component_stats:
+                raise ValueError("the manifest has no scoring.component_stats")
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise model_folder.ModelError(model_folder.resolve(model), f"manifest or weights are inconsistent ({e})") from None
-        scorer = Scorer(net, config, select_device(device), reference=reference, component_stats=stats)
-        return cls(scorer, calibration, arrays.get("lung_prior"), manifest.get("model_id", "unknown"), manifest,
+            raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
+        scorer = Scorer(net, manifest.encoder, select_device(device), reference=reference,
+                        component_stats=manifest.component_stats)
+        return cls(scorer, manifest.calibration, loaded.arrays.get("lung_prior"), manifest.model_id, manifest,
                    population=registry.population_of(model, manifest))
 
     def prepare(self, image: Radiograph, slices: range | None = None) -> list[PreparedSlice]:

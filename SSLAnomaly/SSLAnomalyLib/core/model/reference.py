@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from SSLAnomalyLib.core.model.reference_stats import (PositionSums, ReferenceStats, nearest_residuals, precision,
-                                                residual_sums)
+                                                      residual_sums)
 
 POSITION_OFFSET = 3.0    # standardised maps are z + 3, so normal tissue sits well above 0
 

@@ -23,8 +23,8 @@ import torch
 
 from SSLAnomalyLib.core.model.device import place
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
-from SSLAnomalyLib.core.model.heatmap import model_grid_map
 from SSLAnomalyLib.core.model.field_density import SideDensity, side_density, side_heat
+from SSLAnomalyLib.core.model.heatmap import model_grid_map
 from SSLAnomalyLib.core.model.reference import NormalReference
 
 COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)

@@ -11,6 +11,7 @@ import re
 import shlex
 
 from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model_files.manifest import Manifest
 
 
 def base_name(path: str) -> str:
@@ -43,7 +44,8 @@ def objectives(pretext: dict) -> str:
     return ", ".join(f"{o['name']} (weight {o['weight']:g})" for o in pretext["objectives"])
 
 
-def model_card(m: dict) -> str:
+def model_card(manifest: Manifest) -> str:
+    m = manifest.to_dict()  # the card renders the whole document, section by section, as it will be written
     t, d, c, e = m["training"], m["data"], m["calibration"], m["encoder"]
     return f"""# SSLAnomaly model `{m['model_id']}`
 

@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from SSLAnomalyLib.core.model_files import registry, signing
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
+from SSLAnomalyLib.core.model_files import registry, signing
+from SSLAnomalyLib.core.model_files.manifest import Manifest, ManifestFieldError
 
 FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha256)
 WEIGHTS = "model.safetensors"
@@ -43,6 +45,16 @@ class ModelError(PathError):
     """A model folder that cannot be used, with the folder and the reason."""
 
     prefix = "model "
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A loaded, verified model folder: its manifest, the encoder's weights, the reference arrays."""
+
+    path: Path
+    manifest: Manifest
+    encoder_state: dict[str, torch.Tensor]
+    arrays: dict[str, np.ndarray]
 
 
 def sha256(path: Path) -> str:
@@ -86,7 +98,7 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
                                  "or choose a new folder")
 
 
-def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: dict,
+def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: Manifest,
          card: str, overwrite: bool = False) -> Path:
     """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
     verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`)."""
@@ -102,9 +114,9 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
         try:
             _write(staging / WEIGHTS, safetensors_bytes(tensors, metadata={"format_version": str(FORMAT_VERSION)}))
             _write(staging / CARD, card.encode("utf-8"))
-            manifest = dict(manifest, format_version=FORMAT_VERSION,
+            document = dict(manifest.to_dict(), format_version=FORMAT_VERSION,
                             files={name: sha256(staging / name) for name in (WEIGHTS, CARD)})
-            _write(staging / MANIFEST, json.dumps(signing.seal(manifest, key), indent=1, allow_nan=False).encode())
+            _write(staging / MANIFEST, json.dumps(signing.seal(document, key), indent=1, allow_nan=False).encode())
             load(staging)
             _put_in_place(staging, folder)
         finally:
@@ -145,8 +157,8 @@ def _refuse_non_finite(constant: str):
     raise ValueError(f"a non-finite number ({constant})")
 
 
-def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    """(manifest, encoder state dict, reference arrays) after verifying version and hashes."""
+def load(model: str | os.PathLike) -> ModelFolder:
+    """The model folder, after verifying version, seal, signature, hashes and the manifest's fields."""
     folder = resolve(model)
     if folder.is_file():
         raise ModelError(folder, "is a file, not a model folder (a model is a folder holding manifest.json, "
@@ -204,9 +216,13 @@ def load(model: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelError(folder, f"{WEIGHTS} holds non-finite values in {name}; refusing a model that would fail open")
     check_fields(folder, manifest)
+    try:
+        typed = Manifest.from_dict(manifest)
+    except ManifestFieldError as e:
+        raise ModelError(folder, f"{MANIFEST} {e}") from None
     encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     arrays = {k[len("reference."):]: v.numpy() for k, v in tensors.items() if k.startswith("reference.")}
-    return manifest, encoder, arrays
+    return ModelFolder(folder, typed, encoder, arrays)
 
 
 def _field(manifest: dict, path: str):

@@ -143,16 +143,11 @@ def is_bundled(folder: Path) -> bool:
     return MODELS_DIR.resolve() in Path(folder).resolve().parents
 
 
-def population_of(model: str | os.PathLike, manifest: dict) -> Population | None:
+def population_of(model: str | os.PathLike, manifest) -> Population | None:
     """Who a model learned from: the bundled entry for a name, else the manifest's `population`
-    (carried by `train --start-from` and `calibrate`), else unknown."""
+    (carried by `train --start-from` and `calibrate`), else unknown. (`manifest`: a Manifest.)"""
     entry = bundled(model)
-    if entry is not None:
-        return entry.population
-    try:
-        return Population.from_dict(manifest["population"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    return entry.population if entry is not None else manifest.population
 
 
 def better_fit(age_years: float) -> BundledModel | None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.colour import array_strips, colour_warning
 from SSLAnomalyLib.core.reading.dicom_header import read_header, read_with_pixels
-from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.image import Radiograph, direction_from_cosines
 from SSLAnomalyLib.core.reading.read_limits import check_bytes, check_size, check_volume
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
-from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large

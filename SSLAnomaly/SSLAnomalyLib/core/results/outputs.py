@@ -22,12 +22,12 @@ import numpy as np
 
 from SSLAnomalyLib.core.files.atomic import atomic_path, atomic_write_text
 from SSLAnomalyLib.core.files.errors import PathError
-from SSLAnomalyLib.core.results.findings_json import to_json
+from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import write_image
-from SSLAnomalyLib.core.files.locks import folder_lock
-from SSLAnomalyLib.core.results.overlay import render_overlay
 from SSLAnomalyLib.core.reading.walk import resolved
+from SSLAnomalyLib.core.results.findings_json import to_json
+from SSLAnomalyLib.core.results.overlay import render_overlay
 
 SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
 LUNGS_SUFFIX = ".lungs.nrrd"

@@ -1,0 +1,82 @@
+"""A model's manifest as a typed object: the fields that code decides with (encoder, calibration,
+component statistics, population, kind) parsed once when a folder is loaded, and the document
+they came from kept whole, so that what the one writer (model_folder.save) puts back on disk is
+exactly what was read, plus what a writer replaced (`Manifest.replaced`).
+
+The descriptive sections (training summary, data, measured figures, software, the lung network's
+shape) are read with `section(name)`; the model card renders the whole `document`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model_files.registry import Population
+
+ANOMALY = "anomaly"                    # manifests without a "kind" are anomaly models
+LUNG_SEGMENTATION = "lung-segmentation"
+
+
+class ManifestFieldError(ValueError):
+    """A manifest field that cannot be read as what it must be; `field` names it."""
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"field {name} {why}")
+        self.field = name
+
+
+@dataclass(frozen=True)
+class Manifest:
+    document: dict = field(repr=False)
+    model_id: str
+    kind: str
+    encoder: EncoderConfig | None                 # None for a lung-segmentation model
+    calibration: Calibration | None                # None for a lung-segmentation model
+    component_stats: dict[str, tuple[float, float]]  # {component: (mean, spread)} of the training normals
+    population: Population | None                  # who the model learned from, where the manifest says
+
+    @classmethod
+    def from_dict(cls, document: dict) -> "Manifest":
+        """Parse `document` (kept as a deep copy); a ManifestFieldError names a field that cannot be read."""
+        document = copy.deepcopy(document)
+        kind = document.get("kind", ANOMALY)
+        return cls(document, str(document.get("model_id", "unknown")), kind,
+                   _parsed(document, "encoder", EncoderConfig.from_dict, kind == ANOMALY),
+                   _parsed(document, "calibration", Calibration.from_dict, kind == ANOMALY),
+                   {name: (float(mean), float(spread))
+                    for name, (mean, spread) in ((document.get("scoring") or {}).get("component_stats") or {}).items()},
+                   _parsed(document, "population", Population.from_dict, False))
+
+    def section(self, name: str) -> Any:
+        """A descriptive section as written (a copy: the manifest itself never changes); {} where absent."""
+        return copy.deepcopy(self.document.get(name, {}))
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.document)
+
+    def replaced(self, **sections) -> "Manifest":
+        """This manifest with whole sections replaced: typed values (a Calibration, a Population, an
+        EncoderConfig) are written as their dicts, anything else as given; None removes a section."""
+        document = self.to_dict()
+        for name, value in sections.items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value.to_dict() if hasattr(value, "to_dict") else copy.deepcopy(value)
+        return Manifest.from_dict(document)
+
+
+def _parsed(document: dict, name: str, parse, required: bool):
+    value = document.get(name)
+    if value is None:
+        if required:
+            raise ManifestFieldError(name, "is missing")
+        return None
+    try:
+        return parse(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ManifestFieldError(name, f"cannot be read ({type(e).__name__}: {e})") from None

@@ -1,0 +1,79 @@
+"""The typed manifest: every reader takes its fields from `model_folder.load(...).manifest`; what the
+one writer puts on disk is the document as read plus what a writer replaced. Runs on the bundled
+models (part of the repository), without ../shared/data."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model_files import registry
+from SSLAnomalyLib.core.model_files.manifest import ANOMALY, LUNG_SEGMENTATION, Manifest, ManifestFieldError
+from SSLAnomalyLib.core.model_files.model_folder import CARD, MANIFEST, ModelError, load, save, sha256
+from SSLAnomalyLib.core.model_files.signing import digest
+
+
+def test_bundled_manifests_read_as_typed_fields():
+    for name in ("adult", "pediatric"):
+        loaded = load(name)
+        m, document = loaded.manifest, json.loads((loaded.path / MANIFEST).read_text())
+        assert m.kind == ANOMALY and m.model_id == document["model_id"]
+        assert m.encoder.input_size == document["encoder"]["input_size"]
+        assert m.encoder.patch_layers == tuple(document["encoder"]["patch_layers"])
+        assert m.calibration.threshold == pytest.approx(document["calibration"]["threshold"], abs=1e-5)
+        assert m.calibration.false_positive_rate == document["calibration"]["false_positive_rate"]
+        assert set(m.component_stats) >= {"pooled", "patch"}
+        assert m.component_stats["patch"] == tuple(document["scoring"]["component_stats"]["patch"])
+        assert m.population.label == document["population"]["label"]
+        assert m.to_dict() == document  # the document kept whole
+    lungs = load(registry.MODELS_DIR / "lungs").manifest
+    assert lungs.kind == LUNG_SEGMENTATION and lungs.encoder is None and lungs.calibration is None
+    assert lungs.section("network")["input_size"] == 128
+
+
+def test_replaced_sections_are_typed_and_nothing_is_shared():
+    m = load("adult").manifest
+    wider = m.calibration.with_false_positive_rate(0.2)
+    new = m.replaced(calibration=wider, measured=None, site_calibration={"n_normals": 3})
+    assert isinstance(new.calibration, Calibration) and new.calibration.false_positive_rate == 0.2
+    assert new.document["calibration"]["false_positive_rate"] == 0.2 and "measured" not in new.document
+    assert m.calibration.false_positive_rate == 0.07 and "measured" in m.document  # the original unchanged
+    section = new.section("site_calibration")
+    section["n_normals"] = 99
+    assert new.section("site_calibration") == {"n_normals": 3}  # a section is handed out as a copy
+    assert new.section("absent") == {}
+
+
+def test_an_unreadable_typed_field_names_the_field():
+    document = load("adult").manifest.to_dict()
+    del document["calibration"]["normal_scores"]
+    with pytest.raises(ManifestFieldError, match="field calibration cannot be read"):
+        Manifest.from_dict(document)
+    del document["encoder"]
+    with pytest.raises(ManifestFieldError, match="field encoder is missing"):
+        Manifest.from_dict(document)
+
+
+def test_the_writer_puts_back_what_was_read(tmp_path):
+    loaded = load("pediatric")
+    folder = save(tmp_path / "m", loaded.encoder_state, loaded.arrays,
+                  loaded.manifest.replaced(model_id="copy"), (loaded.path / CARD).read_text())
+    again = load(folder).manifest
+    assert again.model_id == "copy"
+    ignore = ("model_id", "files", "manifest_sha256")
+    assert {k: v for k, v in again.document.items() if k not in ignore} == \
+        {k: v for k, v in loaded.manifest.document.items() if k not in ignore}
+    assert np.array_equal(again.calibration.normal_scores, loaded.manifest.calibration.normal_scores)
+
+
+def test_a_sealed_manifest_with_an_unreadable_calibration_is_refused_by_name(tmp_path):
+    folder = shutil.copytree(registry.MODELS_DIR / "adult", tmp_path / "m")
+    document = json.loads((folder / MANIFEST).read_text())
+    document["calibration"]["normal_scores"] = "high"
+    document["files"] = {name: sha256(folder / name) for name in document["files"]}
+    document["manifest_sha256"] = digest(document)
+    (folder / MANIFEST).write_text(json.dumps(document))
+    with pytest.raises(ModelError, match="manifest.json field calibration cannot be read"):
+        load(folder)
