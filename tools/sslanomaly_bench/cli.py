@@ -50,7 +50,7 @@ def run(args) -> dict:
             ("long_batch", lambda: long_batch(args.model, fullres, p["long"], work) if p["long"] else
              {"skipped": "not asked for (--long 0)"}),
             ("scale", lambda: scale(args.model, data / "kermany" / "train" / "normal", p["scale_normals"],
-                                    files, work)),
+                                    files, work, p["scale_factors"])),
             ("training", lambda: training(args.model, data / "kermany" / "train" / "normal", p["train_steps"],
                                           p["train_batch"], work)),
             ("slicer_logic", lambda: slicer_logic(args.model, files[: p["slicer_images"]])),

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from sslanomaly_bench.stages import detect_command, detect_threads, run_process
 
-FACTORS = (1, 4, 16)
-
 
 def linked_normals(src: Path, dst: Path, n: int) -> tuple[Path, int]:
     """A folder of n symbolic links to the images of `src`, cycling through them when n is larger
@@ -24,7 +22,7 @@ def linked_normals(src: Path, dst: Path, n: int) -> tuple[Path, int]:
     return dst, min(n, len(available))
 
 
-def scale(model: str, normals_dir: Path, n: int, files: list[Path], work: Path, factors=FACTORS) -> dict:
+def scale(model: str, normals_dir: Path, n: int, files: list[Path], work: Path, factors: tuple[int, ...]) -> dict:
     """Per factor: the refit's wall seconds and peak RSS (rusage of that child process), the model
     file, and the fastest of 4 in-process detections with the refitted model."""
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector

@@ -27,9 +27,9 @@ import numpy as np
 from sslanomaly_bench.processes import detect_command, run_process
 
 TARGETS = {"marginal_s": 0.06, "start_s": 3.0, "peak_rss_mb": 2048, "growth_mb": 64, "outputs_gb_per_1000": 1.5}
-QUICK = dict(images=3, long=0, repeats=1, scale_normals=12, train_steps=1, train_batch=4, slicer_images=1,
-             hostile_slices=(64, 64), unreadable=50)  # hostile: two score chunks each, not the full size
-FULL = dict(train_batch=32, slicer_images=4, hostile_slices=(1000, 240), unreadable=5000)
+QUICK = dict(images=3, long=0, repeats=1, scale_normals=12, scale_factors=(1, 2), train_steps=1, train_batch=4,
+             slicer_images=1, hostile_slices=(64, 64), unreadable=50)  # hostile: two score chunks each, not the full size
+FULL = dict(train_batch=32, slicer_images=4, scale_factors=(1, 4, 16), hostile_slices=(1000, 240), unreadable=5000)
 
 
 def model_load(model: str, repeats: int = 3) -> dict:
