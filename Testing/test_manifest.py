@@ -56,6 +56,19 @@ def test_an_unreadable_typed_field_names_the_field():
         Manifest.from_dict(document)
 
 
+def test_the_sides_offset_is_the_manifests_or_the_old_default():
+    from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
+
+    document = load("pediatric").manifest.to_dict()
+    document["scoring"].pop("sides_offset", None)
+    assert Manifest.from_dict(document).sides_offset == SIDES_OFFSET == 2.0  # models before round 8
+    document["scoring"]["sides_offset"] = 0.0
+    assert Manifest.from_dict(document).sides_offset == 0.0  # zero is an offset, not a missing one
+    document["scoring"]["sides_offset"] = "far"
+    with pytest.raises(ManifestFieldError, match="field scoring.sides_offset cannot be read"):
+        Manifest.from_dict(document)
+
+
 def test_the_writer_puts_back_what_was_read(tmp_path):
     loaded = load("pediatric")
     folder = save(tmp_path / "m", loaded.encoder_state, loaded.arrays,

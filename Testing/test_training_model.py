@@ -39,7 +39,8 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     assert manifest["calibration"]["n_normals"] == 60  # out-of-fold scores of the 40 normals, and the 20 calibration ones
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
     loaded = load(small_model)
-    assert manifest["model_id"].endswith("-w" + model_digest(loaded.encoder_state, loaded.arrays))  # the id names the weights and the reference
+    decisions = {"scoring": manifest["scoring"], "calibration": manifest["calibration"]}
+    assert manifest["model_id"].endswith("-w" + model_digest(loaded.encoder_state, loaded.arrays, decisions))  # weights, reference and how it decides
 
 
 def test_tampered_weights_are_refused(small_model, tmp_path):
@@ -152,8 +153,12 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     assert resolve(training_spec(parser().parse_args(base)), adult).standardise_positions is True
     off = base + ["--no-standardise-positions"]
     assert resolve(training_spec(parser().parse_args(off)), adult).standardise_positions is False
+    assert resolve(training_spec(parser().parse_args(base + ["--sides-offset", "1.5"])), adult).sides_offset == 1.5
+    with pytest.raises(SystemExit):
+        parser().parse_args(base + ["--sides-offset", "40"])
     scratch = resolve(training_spec(parser().parse_args(base[:5])))
     assert scratch.foreign_objects == 0 and scratch.lr == LR and scratch.inherited == {} and scratch.pretext == Pretext()
+    assert scratch.sides_offset == 2.0
 
 
 def test_an_interrupted_run_resumes_only_as_itself(small_normals, tmp_path, monkeypatch, capsys):

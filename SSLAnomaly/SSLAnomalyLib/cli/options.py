@@ -46,6 +46,7 @@ fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")  
 non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
 positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates, spacings
 count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
+deviations = _ranged(_number, lambda v: -5 <= v <= 10, "from -5 to 10")              # score offsets in deviations
 positive_count = _ranged(_whole, lambda v: v > 0, "1 or more")                       # steps
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, fraction, fraction_or_zero,
-                                       non_negative, positive, positive_count)
+from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, deviations, fraction,
+                                       fraction_or_zero, non_negative, positive, positive_count)
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
 from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, FINE_TUNE_LR, LR, OBJECTIVE_NAMES
 
 
@@ -71,6 +72,10 @@ def add_parsers(sub) -> None:
     t.add_argument("--foreign-objects", type=fraction_or_zero, default=None, metavar="P",
                    help="share of training views with ECG electrodes, leads, tubes and a marker plate drawn on, so "
                         "the encoder learns they are not disease (default 0, or the --start-from model's; never text)")
+    t.add_argument("--sides-offset", type=deviations, default=None, metavar="Z",
+                   help="standard deviations of lung-field density imbalance (the `sides` component) beyond which "
+                        f"it decides the image score on its own (default {SIDES_OFFSET:g}, or the --start-from model's; "
+                        "lower flags more white-outs and large effusions, and more normals)")
     t.add_argument("--half-weights", action="store_true",
                    help="store the encoder in float16: half the size, the reference and thresholds fitted with exactly "
                         "those weights (the GPU round uses it to bring eight models back)")
@@ -109,7 +114,7 @@ def training_spec(args):
                         lr=args.lr, input_size=args.size, patch_layers=patch_layers, pretext=args.pretext,
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
-                        half_weights=args.half_weights, restart=args.restart, overwrite=args.overwrite)
+                        sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart, overwrite=args.overwrite)
 
 
 def cmd_train(args) -> int:

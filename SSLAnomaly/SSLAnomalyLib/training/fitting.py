@@ -11,6 +11,7 @@ normal (and of the `--val-normals`, scored only), streamed from disk.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -60,10 +61,12 @@ class NormalSet:
         return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
 
 
-def model_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray]) -> str:
-    """A short hash of what model.safetensors holds (encoder weights and normal reference), so that two
-    models from the same data and seed (other training, or the same encoder refitted) still differ by id."""
-    h = hashlib.sha256()
+def model_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], decisions: dict) -> str:
+    """A short hash of what model.safetensors holds (encoder weights and normal reference) and of how
+    the model decides (`decisions`: the manifest's scoring and calibration sections), so that two models
+    from the same data and seed (other training, the same encoder refitted, the same reference scored
+    or thresholded otherwise) still differ by id."""
+    h = hashlib.sha256(json.dumps(decisions, sort_keys=True).encode())
     for name, value in sorted({**{f"encoder.{k}": v.detach().cpu().numpy() for k, v in state.items()},
                                **{f"reference.{k}": np.asarray(v) for k, v in arrays.items()}}.items()):
         h.update(name.encode())
@@ -199,13 +202,16 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     net.load_state_dict(encoder_state)
     fit = cross_fit(net, encoder_cfg, dev, normals if packs.is_pack(normals_dir) else normals_dir,
                     val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
-                    standardise_positions=standardise_positions, progress=progress)
+                    standardise_positions=standardise_positions, progress=progress, sides_offset=recipe.sides_offset)
     scorer = fit.scorer
     calibration = Calibration(fit.scores, fit.peaks, fpr, rule="rank")
     arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
+    scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
+               "sides_offset": scorer.sides_offset}
+    decisions = {"scoring": scoring, "calibration": calibration.to_dict()}
     state = trainer.state()
     manifest = Manifest.from_dict({
-        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{model_digest(encoder_state, arrays)}",
+        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{model_digest(encoder_state, arrays, decisions)}",
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
@@ -219,7 +225,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                                    + (", foreign objects on the shifted normals" if foreign_objects else ""),
                          selection_signals=state.get("signals", []), command=command,
                          started_from=start.describe() if start is not None else None),
-        "scoring": {"components": list(scorer.component_stats), "component_stats": scorer.component_stats},
+        "scoring": scoring,
         "reference": {"augmented_views_per_normal": reference_views,
                       "calibration_augmented_views_per_normal": calibration_views,
                       "positions_standardised": standardise_positions,

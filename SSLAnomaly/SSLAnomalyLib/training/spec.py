@@ -3,7 +3,7 @@
 The policy lives here rather than in the command line, so that `train_model(spec, start=...)` from
 Python trains exactly as `sslanomaly train` does: a run started from a model keeps that model's
 recipe (input size, heatmap layers, pretext, reference and calibration views, positions
-standardised, foreign-object share) for every option left unset (None), and fine-tunes at
+standardised, foreign-object share, the `sides` offset) for every option left unset (None), and fine-tunes at
 FINE_TUNE_LR unless a learning rate is given; a run from scratch takes the defaults. The manifest
 records which values were inherited.
 """
@@ -16,15 +16,17 @@ import torch
 
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import Pretext
 
 INHERITABLE = ("input_size", "patch_layers", "pretext", "reference_views", "calibration_views",
-               "standardise_positions", "foreign_objects")
+               "standardise_positions", "foreign_objects", "sides_offset")
 DEFAULTS = {"input_size": EncoderConfig.input_size, "patch_layers": EncoderConfig.patch_layers, "pretext": Pretext(),
-            "reference_views": 0, "calibration_views": 0, "standardise_positions": False, "foreign_objects": 0.0}
+            "reference_views": 0, "calibration_views": 0, "standardise_positions": False, "foreign_objects": 0.0,
+            "sides_offset": SIDES_OFFSET}
 
 
 def recipe_of(manifest: Manifest) -> dict:
@@ -35,7 +37,8 @@ def recipe_of(manifest: Manifest) -> dict:
              "reference_views": reference.get("augmented_views_per_normal"),
              "calibration_views": reference.get("calibration_augmented_views_per_normal"),
              "standardise_positions": reference.get("positions_standardised"),
-             "foreign_objects": manifest.section("training").get("foreign_objects")}
+             "foreign_objects": manifest.section("training").get("foreign_objects"),
+             "sides_offset": manifest.section("scoring").get("sides_offset")}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -82,6 +85,7 @@ class TrainingSpec:
     calibration_views: int | None = None
     standardise_positions: bool | None = None
     foreign_objects: float | None = None
+    sides_offset: float | None = None  # deviations of `sides` beyond which it decides the image score (scoring.py)
     half_weights: bool = False  # store the encoder in float16 (half the size; fitted with exactly those weights)
     restart: bool = False       # discard an unfinished run's checkpoints instead of resuming them
     overwrite: bool = False     # replace a model already in the output folder
@@ -98,6 +102,7 @@ class Recipe:
     calibration_views: int
     standardise_positions: bool
     foreign_objects: float
+    sides_offset: float
     inherited: dict  # {name: value} taken from the starting model, as the manifest records it
 
 
@@ -113,4 +118,4 @@ def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
     shown = {k: (v.to_dict()["objectives"] if isinstance(v, Pretext) else list(v) if isinstance(v, tuple) else v)
              for k, v in inherited.items()}
     return Recipe(encoder, value["pretext"], lr, value["reference_views"], value["calibration_views"],
-                  value["standardise_positions"], value["foreign_objects"], shown)
+                  value["standardise_positions"], value["foreign_objects"], value["sides_offset"], shown)

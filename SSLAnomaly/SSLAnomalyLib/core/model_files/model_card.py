@@ -55,7 +55,7 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 {origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
 {objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
-position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.
+position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.{sides_note(manifest)}
 
 ## Training data
 {normals_line(d)}
@@ -81,6 +81,15 @@ percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def sides_note(manifest: Manifest) -> str:
+    """How the lung-field density imbalance (`sides`) enters the score, where the model scores it."""
+    if "sides" not in manifest.component_stats:
+        return ""
+    return ("\nThe two lung fields' aerated densities are compared too (`sides`): an imbalance of more than "
+            f"{manifest.sides_offset:g}\nstandard deviations of the normals' raises the score on its own "
+            "(a white-out, a large effusion).")
 
 
 def inherited_note(training: dict) -> str:
