@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from conftest import REPO, data_dir
+from SSLAnomalyLib.core.model.scoring import SidesRule
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
@@ -25,7 +26,7 @@ def test_detect_writes_three_files_per_image_and_reports_unreadable(default_mode
         shutil.copy(f, src / f.name)
     (src / "corrupt.jpeg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     out = tmp_path / "out"
-    offset = json.loads((default_model / "manifest.json").read_text())["scoring"].get("sides_offset", 2.0)
+    rule = SidesRule.from_dict(json.loads((default_model / "manifest.json").read_text())["scoring"])
     r = run("detect", "--model", "default", "--out", out, src)
     assert r.returncode != 0
     assert "corrupt.jpeg" in r.stderr
@@ -41,7 +42,8 @@ def test_detect_writes_three_files_per_image_and_reports_unreadable(default_mode
         parts = result["score_components"]
         assert set(parts) == {"pooled", "patch", "sides"}
         texture = (parts["pooled"] + parts["patch"]) / 2  # the score: their mean, or sides less the offset where higher
-        assert abs(max(texture, parts["sides"] - offset) - result["score"]) < 1e-5
+        sides = parts["sides"] - rule.offset if rule.gate is None or parts["sides"] > rule.gate else texture
+        assert abs(max(texture, sides) - result["score"]) < 1e-5
         cols, rows = Image.open(f).size
         heat = sitk.ReadImage(str(out / f"{name}.heatmap.nrrd"))
         assert heat.GetSize() == (cols, rows)

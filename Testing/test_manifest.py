@@ -56,16 +56,17 @@ def test_an_unreadable_typed_field_names_the_field():
         Manifest.from_dict(document)
 
 
-def test_the_sides_offset_is_the_manifests_or_the_old_default():
-    from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
+def test_the_sides_rule_is_the_manifests_or_the_old_one():
+    from SSLAnomalyLib.core.model.scoring import SIDES_FROM, SidesRule
 
     document = load("pediatric").manifest.to_dict()
-    document["scoring"].pop("sides_offset", None)
-    assert Manifest.from_dict(document).sides_offset == SIDES_OFFSET == 2.0  # models before round 8
-    document["scoring"]["sides_offset"] = 0.0
-    assert Manifest.from_dict(document).sides_offset == 0.0  # zero is an offset, not a missing one
+    for key in ("sides_offset", "sides_from"):
+        document["scoring"].pop(key, None)
+    assert Manifest.from_dict(document).sides == SidesRule(2.0, None)  # models before round 8: scored as fitted
+    document["scoring"].update(SidesRule.fitted(0.0).to_dict())
+    assert Manifest.from_dict(document).sides == SidesRule(0.0, SIDES_FROM)  # zero is an offset, not a missing one
     document["scoring"]["sides_offset"] = "far"
-    with pytest.raises(ManifestFieldError, match="field scoring.sides_offset cannot be read"):
+    with pytest.raises(ManifestFieldError, match="field scoring cannot be read"):
         Manifest.from_dict(document)
 
 

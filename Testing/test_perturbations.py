@@ -73,6 +73,9 @@ def test_evaluate_perturb_reports_each_family_at_the_models_threshold(pediatric_
     assert len(rows) == 3 * 20 and {r["condition"] for r in rows} == {"clean", "gamma", "markers"}
     clean = [r for r in rows if r["condition"] == "clean" and r["label"] == "normal"]
     assert np.isclose(np.mean([int(r["abnormal"]) for r in clean]), result["fpr_at_threshold"])
+    for r in rows:  # every component the score is made of is in the CSV (the pediatric model: offset 2)
+        texture = (float(r["pooled"]) + float(r["patch"])) / 2
+        assert abs(max(texture, float(r["sides"]) - 2) - float(r["score"])) < 1e-5
     bad = subprocess.run([SSLANOMALY, "evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
                           "--perturb", "sepia"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode != 0 and "sepia" in bad.stderr

@@ -214,29 +214,30 @@ def test_a_whited_out_lung_scores_higher_and_is_pointed_at(detector):
     assert after.percentile >= before.percentile
 
 
-def test_the_sides_offset_sets_how_far_an_imbalance_raises_the_score(detector):
-    """The image score is max(texture, sides - offset) with the model's offset; the departing field
-    takes heat only beyond SIDES_HEAT_FROM deviations, whatever the offset."""
-    from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES_HEAT_FROM
+def test_the_sides_rule_sets_how_far_an_imbalance_raises_the_score(detector):
+    """The image score is max(texture, sides - offset) with the model's offset, counted only beyond
+    the rule's gate; the departing field takes heat only beyond SIDES_FROM deviations, whatever the offset."""
+    from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES_FROM, SidesRule
 
     prepared = detector.prepare(Radiograph(whited_out(radiograph(41))))
     x, lungs = np.stack([p.image01 for p in prepared]), np.stack([p.lung for p in prepared])
     scorer = copy.copy(detector.scorer)
-    for offset in (0.0, 1.0, 2.0, 5.0):
-        scorer.sides_offset = offset
+    for rule in (SidesRule(0.0), SidesRule(1.0), SidesRule(2.0), SidesRule(5.0), SidesRule.fitted(0.0)):
+        scorer.sides = rule
         s = scorer.score(x, lungs)
         texture = np.mean([s.standardised[c] for c in COMPONENTS], axis=0)
-        assert s.score[0] == pytest.approx(max(texture[0], s.standardised["sides"][0] - offset), abs=1e-6)
+        assert s.score[0] == pytest.approx(max(texture[0], s.standardised["sides"][0] - rule.offset), abs=1e-6)
     sides = s.standardised["sides"][0]
-    assert sides > SIDES_HEAT_FROM  # a white-out is far beyond a normal's imbalance
-    scorer.sides_offset = sides + 1  # never decides: no heat from `sides`
+    assert sides > SIDES_FROM  # a white-out is far beyond a normal's imbalance
+    scorer.sides = SidesRule(0.0, gate=sides + 1)  # gated out: the texture score alone
+    assert scorer.score(x, lungs).score[0] == pytest.approx(texture[0], abs=1e-6)
+    scorer.sides = SidesRule(sides + 1)  # never decides: no heat from `sides`
     unheated = scorer.score(x, lungs)
-    scorer.sides_offset = 0.0
+    scorer.sides = SidesRule(0.0)
     heated = scorer.score(x, lungs)
     assert heated.peaks[0] > unheated.peaks[0] and (heated.grid_maps >= unheated.grid_maps).all()
 
 
-# --- the command line: outputs and batch ------------------------------------------------------
 def test_models_lists_the_bundled_models(tmp_path):
     r = sslanomaly("models", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -73,9 +73,9 @@ def add_parsers(sub) -> None:
                    help="share of training views with ECG electrodes, leads, tubes and a marker plate drawn on, so "
                         "the encoder learns they are not disease (default 0, or the --start-from model's; never text)")
     t.add_argument("--sides-offset", type=deviations, default=None, metavar="Z",
-                   help="standard deviations of lung-field density imbalance (the `sides` component) beyond which "
-                        f"it decides the image score on its own (default {SIDES_OFFSET:g}, or the --start-from model's; "
-                        "lower flags more white-outs and large effusions, and more normals)")
+                   help="what a lung-field density imbalance beyond 2 deviations (the `sides` component) brings to "
+                        f"the image score: its deviations less Z (default {SIDES_OFFSET:g}, or the --start-from model's; "
+                        "lower flags more white-outs and large effusions)")
     t.add_argument("--half-weights", action="store_true",
                    help="store the encoder in float16: half the size, the reference and thresholds fitted with exactly "
                         "those weights (the GPU round uses it to bring eight models back)")

@@ -113,14 +113,16 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, s
 
 
 def write_scores_csv(path, table) -> None:
-    """One row per image and condition: condition, label, file, score, components, percentile, abnormal."""
+    """One row per image and condition: condition, label, file, score, components (standardised;
+    `sides` empty for a model that does not score it), percentile, abnormal."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["condition", "label", "file", "score", *COMPONENTS, "percentile", "abnormal"])
+        w.writerow(["condition", "label", "file", "score", *COMPONENTS, SIDES, "percentile", "abnormal"])
         for condition, label, r in table:
-            w.writerow([condition, label, r["file"], f"{r['score']:.6f}", *(f"{r[c]:.6f}" for c in COMPONENTS),
+            w.writerow([condition, label, r["file"], f"{r['score']:.6f}",
+                        *(f"{r[c]:.6f}" if c in r else "" for c in (*COMPONENTS, SIDES)),
                         f"{r['percentile']:.2f}", int(r["abnormal"])])
 
 

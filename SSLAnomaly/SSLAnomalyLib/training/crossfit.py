@@ -22,7 +22,7 @@ import torch
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import MomentSums, PositionSums, ReferenceStats, residual_sums
-from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET, Scorer, component_stats
+from SSLAnomalyLib.core.model.scoring import Scorer, SidesRule, component_stats
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
 from SSLAnomalyLib.training.feature_cache import (CALIBRATION_ONLY, ORIGINAL, REFERENCE_VIEW, FeatureCache, augmented,
                                                   source_batches)
@@ -125,10 +125,10 @@ def residual_pass(cache: FeatureCache, sets: dict[int, ReferenceStats], means: d
 def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, calibration_normals=None,
               folds: int = FOLDS, seed: int = 0, reference_views: int = 0, calibration_views: int = 0,
               standardise_positions: bool = False, progress: bool = False,
-              sides_offset: float = SIDES_OFFSET) -> CrossFit:
+              sides: SidesRule = SidesRule()) -> CrossFit:
     """The final scorer on every normal of `normals`, and out-of-fold scores and peaks for the
     thresholds (of `calibration_normals` too, scored like the normals but never fitted on), all
-    scored with `sides_offset`."""
+    scored with the `sides` rule."""
     base = Scorer(net, config, device=device)
     cache = FeatureCache.create()
     try:
@@ -140,7 +140,7 @@ def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, cali
         refs = {r: NormalReference.from_stats(s) for r, s in sets.items()}
         positions = _positions(cache, refs, folds) if standardise_positions else None
         scorers = {j: Scorer(net, config, device=device, reference=refs[j].with_positions(
-            None if positions is None else positions[ALL] - positions[j]), sides_offset=sides_offset)
+            None if positions is None else positions[ALL] - positions[j]), sides=sides)
             for j in range(folds)}
         components, fold, kind = _raw_components(cache, scorers, config.input_size)
         original = kind == ORIGINAL
@@ -152,7 +152,7 @@ def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, cali
     final = Scorer(net, config, device=device,
                    reference=refs[ALL].with_positions(None if positions is None else positions[ALL]),
                    component_stats=component_stats({c: v[original] for c, v in components.items()}),
-                   sides_offset=sides_offset)
+                   sides=sides)
     return CrossFit(final, sets[ALL], scores, peaks, encoded)
 
 

@@ -29,6 +29,7 @@ from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
@@ -202,12 +203,13 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     net.load_state_dict(encoder_state)
     fit = cross_fit(net, encoder_cfg, dev, normals if packs.is_pack(normals_dir) else normals_dir,
                     val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
-                    standardise_positions=standardise_positions, progress=progress, sides_offset=recipe.sides_offset)
+                    standardise_positions=standardise_positions, progress=progress,
+                    sides=SidesRule.fitted(recipe.sides_offset))
     scorer = fit.scorer
     calibration = Calibration(fit.scores, fit.peaks, fpr, rule="rank")
     arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
     scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
-               "sides_offset": scorer.sides_offset}
+               **scorer.sides.to_dict()}
     decisions = {"scoring": scoring, "calibration": calibration.to_dict()}
     state = trainer.state()
     manifest = Manifest.from_dict({

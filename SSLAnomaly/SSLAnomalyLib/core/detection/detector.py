@@ -109,7 +109,7 @@ class AnomalyDetector:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
         scorer = Scorer(net, manifest.encoder, select_device(device), reference=reference,
-                        component_stats=manifest.component_stats, sides_offset=manifest.sides_offset)
+                        component_stats=manifest.component_stats, sides=manifest.sides)
         return cls(scorer, manifest.calibration, loaded.arrays.get("lung_prior"), manifest.model_id, manifest,
                    population=registry.population_of(model, manifest))
 

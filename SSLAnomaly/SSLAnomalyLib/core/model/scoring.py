@@ -8,12 +8,12 @@ Components per image, each standardised by its mean and spread on held-out train
 - `sides` (models fitted from round 7 on): how far apart the two lung fields' aerated densities are
   (`field_density.py`): a white-out, a large effusion or a pneumothorax, which texture features can miss.
 The image score is the mean of `pooled` and `patch` (the texture score), or `sides` less the
-model's `sides_offset` where that is higher: a one-sided departure of more than `sides_offset`
-standard deviations decides on its own, while a normal's `sides` (rarely beyond 2) leaves the
-texture score as it was. The offset is the model's (manifest `scoring.sides_offset`; 2 for models
-that do not record one). Where `sides` is beyond `SIDES_HEAT_FROM` deviations, the field that departs
-takes the heat of a normal peak as many deviations beyond the offset, so the picture points where
-the score says, and a normal's mild imbalance puts no heat on the lung whatever the offset.
+model's offset where that is higher (`SidesRule`): models fitted from round 8 on count `sides` only
+beyond `SIDES_FROM` deviations, which a normal's imbalance rarely reaches, so the texture score of
+almost every normal is left as it was while a one-sided departure decides on its own; older models
+(offset 2, no gate) are scored exactly as they were fitted. Where `sides` is beyond `SIDES_FROM`,
+the field that departs takes the heat of a normal peak as many deviations beyond the offset, so the
+picture points where the score says.
 """
 
 from __future__ import annotations
@@ -32,8 +32,36 @@ from SSLAnomalyLib.core.model.reference import NormalReference
 COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)
 SIDES = "sides"                   # the one-sided density component (models fitted with it)
 FIELDS = ("field_left", "field_right")  # standardised, not scored: which lung field departs (with "peak": by how much)
-SIDES_OFFSET = 2.0      # a model's default `sides_offset` (the one models before round 8 used)
-SIDES_HEAT_FROM = 2.0   # `sides` deviations from which the departing lung field takes heat
+SIDES_OFFSET = 2.0  # the offset of the models before round 8, and `train`'s default
+SIDES_FROM = 2.0    # `sides` deviations beyond which an imbalance counts (heat; score from round 8 on)
+
+
+@dataclass(frozen=True)
+class SidesRule:
+    """How `sides` enters the image score: max(texture, sides - offset), where `sides` is beyond
+    `gate` deviations (at any value where gate is None: the models before round 8). Written into the
+    manifest's scoring section as `sides_offset` and `sides_from`."""
+
+    offset: float = SIDES_OFFSET
+    gate: float | None = None
+
+    @classmethod
+    def fitted(cls, offset: float) -> "SidesRule":
+        """The rule a model fitted now gets: its offset, counted beyond `SIDES_FROM`."""
+        return cls(float(offset), SIDES_FROM)
+
+    @classmethod
+    def from_dict(cls, scoring: dict) -> "SidesRule":
+        offset, gate = scoring.get("sides_offset"), scoring.get("sides_from")
+        return cls(SIDES_OFFSET if offset is None else float(offset), None if gate is None else float(gate))
+
+    def to_dict(self) -> dict:
+        return {"sides_offset": self.offset, "sides_from": self.gate}
+
+    def term(self, sides: np.ndarray) -> np.ndarray:
+        """What standardised `sides` values bring to the image score (-inf: nothing)."""
+        raised = np.asarray(sides, float) - self.offset
+        return raised if self.gate is None else np.where(np.asarray(sides) > self.gate, raised, -np.inf)
 SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
 
 
@@ -45,12 +73,12 @@ class BatchScores:
     lungs: np.ndarray                  # (n, size, size) the lung fields the maps were scored in
     densities: list[SideDensity]       # each input's lung-field densities
     standardised: dict[str, np.ndarray] | None = None  # z-score of each component, once standardisation is known
-    sides_offset: float = SIDES_OFFSET  # the scorer's: how `sides` enters the image score
+    sides: SidesRule = SidesRule()     # the scorer's: how `sides` enters the image score
 
     @property
     def score(self) -> np.ndarray | None:
         """(n,) image scores, once standardisation is known."""
-        return None if self.standardised is None else image_score(self.standardised, self.sides_offset)
+        return None if self.standardised is None else image_score(self.standardised, self.sides)
 
 
 class NotFittedError(RuntimeError):
@@ -61,15 +89,15 @@ class Scorer:
     """An encoder and what normal looks like through it, fitted on normals only:
     `Scorer(net, config).fit(reference normals, held-out normals)` learns `reference` and
     `component_stats`; a model folder gives them back ready-made (the detector passes them in).
-    `sides_offset` is a choice of the model, not learned: how far `sides` must depart to decide."""
+    `sides` (a SidesRule) is a choice of the model, not learned: how far `sides` must depart to decide."""
 
     def __init__(self, net: torch.nn.Module, config: EncoderConfig, device: torch.device | str = "cpu",
                  reference: NormalReference | None = None, component_stats: dict[str, list[float]] | None = None,
-                 sides_offset: float = SIDES_OFFSET):
+                 sides: SidesRule = SidesRule()):
         self.net = place(net, device).eval()
         self.config, self.device = config, torch.device(device)
         self.reference, self.component_stats = reference, component_stats
-        self.sides_offset = float(sides_offset)
+        self.sides = sides
         self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised
 
     def fit(self, reference_images01: np.ndarray, held_out_images01: np.ndarray, held_out_lungs: np.ndarray,
@@ -138,18 +166,18 @@ class Scorer:
 
     def finish(self, scores: BatchScores) -> BatchScores:
         """Standardise raw scores and, where the two lung fields' densities are further apart than
-        `SIDES_HEAT_FROM` deviations, give the departing field the heat a normal image's peak would
+        `SIDES_FROM` deviations, give the departing field the heat a normal image's peak would
         have at as many deviations beyond the model's offset (the normals' peak mean, plus one peak
         spread per deviation), so the heatmap maximum and a finding land on it as the score says."""
         scores.standardised = self.standardise(scores.components)
-        scores.sides_offset = self.sides_offset
+        scores.sides = self.sides
         if SIDES not in self.scored_components:
             return scores
         z = self._z(scores.components, FIELDS)
         peak_mean, peak_spread = self.component_stats["peak"]
         for i, d in enumerate(scores.densities):
-            excess = scores.standardised[SIDES][i] - self.sides_offset
-            if scores.standardised[SIDES][i] > SIDES_HEAT_FROM and excess > 0:
+            excess = scores.standardised[SIDES][i] - self.sides.offset
+            if scores.standardised[SIDES][i] > SIDES_FROM and excess > 0:
                 heat = side_heat(d, z["field_left"][i], z["field_right"][i], peak_mean + excess * peak_spread)
                 scores.grid_maps[i] = np.maximum(scores.grid_maps[i], heat)
                 scores.peaks[i] = in_lung(scores.grid_maps[i], scores.lungs[i]).max()
@@ -164,7 +192,7 @@ class Scorer:
 
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """The image score of raw components."""
-        return image_score(self.standardise(components), self.sides_offset)
+        return image_score(self.standardise(components), self.sides)
 
 
 def in_lung(grid_map: np.ndarray, lung: np.ndarray) -> np.ndarray:
@@ -172,10 +200,10 @@ def in_lung(grid_map: np.ndarray, lung: np.ndarray) -> np.ndarray:
     return grid_map[lung] if lung.any() else grid_map.ravel()
 
 
-def image_score(standardised: dict[str, np.ndarray], sides_offset: float = SIDES_OFFSET) -> np.ndarray:
-    """The image score: the mean of the texture components, or `sides` less `sides_offset` where higher."""
+def image_score(standardised: dict[str, np.ndarray], sides: SidesRule = SidesRule()) -> np.ndarray:
+    """The image score: the mean of the texture components, or what `sides` brings where higher."""
     texture = np.mean([standardised[c] for c in COMPONENTS], axis=0)
-    return np.maximum(texture, standardised[SIDES] - sides_offset) if SIDES in standardised else texture
+    return np.maximum(texture, sides.term(standardised[SIDES])) if SIDES in standardised else texture
 
 
 def component_stats(components: dict[str, np.ndarray]) -> dict[str, list[float]]:

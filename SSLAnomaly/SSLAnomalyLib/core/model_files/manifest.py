@@ -15,7 +15,7 @@ from typing import Any
 
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
-from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
+from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files.registry import Population
 
 ANOMALY = "anomaly"                    # manifests without a "kind" are anomaly models
@@ -39,7 +39,7 @@ class Manifest:
     calibration: Calibration | None                # None for a lung-segmentation model
     component_stats: dict[str, tuple[float, float]]  # {component: (mean, spread)} of the training normals
     population: Population | None                  # who the model learned from, where the manifest says
-    sides_offset: float = SIDES_OFFSET             # scoring.sides_offset: how far `sides` departs to decide
+    sides: SidesRule = SidesRule()                 # scoring.sides_offset and sides_from: how `sides` decides
 
     @classmethod
     def from_dict(cls, document: dict) -> "Manifest":
@@ -52,7 +52,7 @@ class Manifest:
                    {name: (float(mean), float(spread))
                     for name, (mean, spread) in ((document.get("scoring") or {}).get("component_stats") or {}).items()},
                    _parsed(document, "population", Population.from_dict, False),
-                   _sides_offset(document))
+                   _parsed(document, "scoring", SidesRule.from_dict, False) or SidesRule())
 
     def section(self, name: str) -> Any:
         """A descriptive section as written (a copy: the manifest itself never changes); {} where absent."""
@@ -73,14 +73,8 @@ class Manifest:
         return Manifest.from_dict(document)
 
 
-def _sides_offset(document: dict) -> float:
-    """scoring.sides_offset, or the offset of the models that do not record one."""
-    offset = _parsed(document.get("scoring") or {}, "scoring.sides_offset", float, False, "sides_offset")
-    return SIDES_OFFSET if offset is None else offset
-
-
-def _parsed(document: dict, name: str, parse, required: bool, key: str | None = None):
-    value = document.get(key or name)
+def _parsed(document: dict, name: str, parse, required: bool):
+    value = document.get(name)
     if value is None:
         if required:
             raise ManifestFieldError(name, "is missing")

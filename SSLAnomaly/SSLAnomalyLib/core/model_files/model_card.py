@@ -87,9 +87,11 @@ def sides_note(manifest: Manifest) -> str:
     """How the lung-field density imbalance (`sides`) enters the score, where the model scores it."""
     if "sides" not in manifest.component_stats:
         return ""
-    return ("\nThe two lung fields' aerated densities are compared too (`sides`): an imbalance of more than "
-            f"{manifest.sides_offset:g}\nstandard deviations of the normals' raises the score on its own "
-            "(a white-out, a large effusion).")
+    rule = manifest.sides
+    less = f" less {rule.offset:g}" if rule.offset else ""
+    where = f"beyond {rule.gate:g} standard deviations of the normals'" if rule.gate is not None else "of any size"
+    return ("\nThe two lung fields' aerated densities are compared too (`sides`: a white-out, a large effusion):\n"
+            f"an imbalance {where} raises the score to its deviations{less} where that is higher.")
 
 
 def inherited_note(training: dict) -> str:
