@@ -238,6 +238,19 @@ def test_the_sides_rule_sets_how_far_an_imbalance_raises_the_score(detector):
     assert heated.peaks[0] > unheated.peaks[0] and (heated.grid_maps >= unheated.grid_maps).all()
 
 
+def test_the_denser_lung_field_takes_the_sides_heat():
+    """An opacity whitens one field and, through the per-image intensity window, darkens the other:
+    the heat goes to the denser field against its normal, not to the one that departs most either way."""
+    from SSLAnomalyLib.core.model.field_density import SideDensity, side_heat
+
+    left, right = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    left[10:50, 5:28], right[10:50, 36:59] = True, True
+    density = SideDensity(0.2, 0.6, left, right)
+    for z_left, z_right, heated in ((-2.5, 1.0, right), (2.0, -3.0, left), (0.5, 0.5, left)):
+        heat = side_heat(density, z_left, z_right, level=4.0)
+        assert heat[heated].mean() > 3.0 and heat[~heated & (left | right)].max() < 0.5
+
+
 def test_models_lists_the_bundled_models(tmp_path):
     r = sslanomaly("models", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

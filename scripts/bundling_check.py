@@ -2,7 +2,11 @@
 if it is at least as good on EVERY check, clean and other-source, not only on a synthetic shift.
 
     .venv/bin/python scripts/bundling_check.py pediatric CANDIDATE [BUNDLED]   (BUNDLED: the bundled folder)
-    .venv/bin/python scripts/bundling_check.py adult CANDIDATE [BUNDLED]
+    .venv/bin/python scripts/bundling_check.py adult CANDIDATE [BUNDLED] [--bundled-results DIR]
+
+--bundled-results DIR: the bundled model's results as this script measured them before (its
+runs/bundling/<id> folder, kept elsewhere), for a change of code rather than of model: the
+candidate is then the same model measured with the changed code (a heatmap rule, say).
 
 Each model is measured with `sslanomaly evaluate` only (JSON kept in runs/bundling/<model id>/), the
 table is printed and written into docs/model.md between the population's markers, and the exit
@@ -95,11 +99,12 @@ def hard_auroc(a: dict, b: dict) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(model: Path, pop: str) -> tuple[str, Path, dict, dict]:
-    """(model id, its results folder, {check: value}, {check: images a share is measured on})."""
+def measure(model: Path, pop: str, results: Path | None = None) -> tuple[str, Path, dict, dict]:
+    """(model id, its results folder, {check: value}, {check: images a share is measured on});
+    `results`: a folder of results measured before, read instead of runs/bundling/<id>."""
     text = (model / "manifest.json").read_text()
     model_id = json.loads(text)["model_id"]  # the same weights recalibrated keep their id: the key is the manifest
-    run = ROOT / "runs" / "bundling" / f"{model_id}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    run = results or ROOT / "runs" / "bundling" / f"{model_id}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     if pop == "pediatric":
         normal, abnormal = patient_disjoint_normals(), DATA / "kermany" / "val" / "pneumonia"
         phantom_normals = subset(DATA / "kermany" / "val" / "normal", ROOT / "runs" / "bundling" / "kermany-phantom-normals",
@@ -155,12 +160,17 @@ def verdict(name: str, cand: float, bund: float, n: int | None) -> str:
 
 
 def main() -> int:
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("pediatric", "adult"):
+    args = sys.argv[1:]
+    results = None
+    if "--bundled-results" in args:
+        at = args.index("--bundled-results")
+        results, args = Path(args[at + 1]), args[:at] + args[at + 2:]
+    if len(args) not in (2, 3) or args[0] not in ("pediatric", "adult"):
         raise SystemExit(__doc__)
-    pop, candidate = sys.argv[1], Path(sys.argv[2])
-    bundled = Path(sys.argv[3]) if len(sys.argv) == 4 else ROOT / "SSLAnomaly" / "Resources" / "Models" / pop
+    pop, candidate = args[0], Path(args[1])
+    bundled = Path(args[2]) if len(args) == 3 else ROOT / "SSLAnomaly" / "Resources" / "Models" / pop
     cid, cand_run, cand, counts = measure(candidate, pop)
-    bid, bund_run, bund, _ = measure(bundled, pop)
+    bid, bund_run, bund, _ = measure(bundled, pop, results)
     ca, ba = hard_auroc(scores(cand_run / "dev_scores.csv"), scores(bund_run / "dev_scores.csv"))
     cand["hard dev AUROC"], bund["hard dev AUROC"] = ca, ba
     rows = [f"| check | candidate `{cid}` | bundled `{bid}` | |", "|---|---|---|---|"]
@@ -172,7 +182,8 @@ def main() -> int:
         fmt = lambda x: "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
         rows.append(f"| {name} | {fmt(c)} | {fmt(b)} | {v} |")
     decision = "REPLACES the bundled model" if losses == 0 else f"does NOT replace the bundled model ({losses} loss(es))"
-    table = "\n".join(rows) + f"\n\n`scripts/bundling_check.py {pop} {candidate} {bundled}`: the candidate {decision}.\n"
+    shown = " ".join(sys.argv[1:])
+    table = "\n".join(rows) + f"\n\n`scripts/bundling_check.py {shown}`: the candidate {decision}.\n"
     print(table)
     doc = ROOT / "docs" / "model.md"
     begin, end = f"<!-- bundling:{pop}:begin -->", f"<!-- bundling:{pop}:end -->"

@@ -51,8 +51,12 @@ def side_density(image01: np.ndarray, lung: np.ndarray) -> SideDensity:
 
 
 def side_heat(density: SideDensity, z_left: float, z_right: float, level: float) -> np.ndarray:
-    """A (size, size) map that the heatmap takes where it is higher: the field that departs most from
-    its own normal density (either way: opaque or emptied) at `level`, with softened edges."""
-    mask = density.left_mask if abs(z_left) >= abs(z_right) else density.right_mask
+    """A (size, size) map that the heatmap takes where it is higher: the denser field against its own
+    normal density (the larger z) at `level`, with softened edges. An opacity whitens one field and,
+    through the per-image intensity window, darkens the other, so the field that departs most either
+    way was the darkened healthy one for 5 of 39 white-out phantoms on NIH normals (the denser: 1),
+    and for 8 of 31 large effusions and 6 of 10 lobar consolidations on Kermany normals (the denser:
+    none); a pneumothorax, which empties a field, took the heat in 3 of 80 phantoms."""
+    mask = density.left_mask if z_left >= z_right else density.right_mask
     soft = ndimage.gaussian_filter(mask.astype(np.float32), mask.shape[0] / 64)
     return (level * soft).astype(np.float32)
