@@ -16,7 +16,7 @@
 #      the variants tried are in docs/model.md;
 #   3. measure it (scripts/measure_model.sh) and apply the bundling rule (scripts/bundling_check.py);
 #   4. install it with its population and figures (scripts/install_bundled_model.py).
-# Seed 0; the round-8 refit took about 1.5 minutes on the 2-core CPU (5 while other work shared it).
+# Seed 0; the round-8 refit took 1.3 minutes on the 2-core CPU (5 while other work shared it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
