@@ -28,7 +28,7 @@ def main() -> None:
         raise SystemExit(__doc__)
     detector = AnomalyDetector.load(sys.argv[1])
     files = list_inputs([sys.argv[2]])[: int(sys.argv[3]) if len(sys.argv) == 4 else 40]
-    mean = {f: detector.scorer.component_stats[f] for f in ("field_left", "field_right")}
+    normal = {f: detector.scorer.component_stats[f] for f in ("field_left", "field_right")}  # (mean, spread)
     print("| kind | phantoms | heat drawn | on its side: larger departure either way | on its side: denser field |")
     print("|---|---|---|---|---|")
     for kind, size in KINDS:
@@ -47,7 +47,7 @@ def main() -> None:
             s = detector.scorer.score(prepared.image01[None], prepared.lung[None])
             if s.standardised[SIDES][0] <= SIDES_FROM:
                 continue
-            z = [(s.components[c][0] - mean[c][0]) / mean[c][1] for c in ("field_left", "field_right")]
+            z = [(s.components[c][0] - normal[c][0]) / normal[c][1] for c in ("field_left", "field_right")]
             half = phantom.region_mask.shape[1] // 2
             side = 0 if phantom.region_mask[:, :half].sum() > phantom.region_mask[:, half:].sum() else 1
             drawn += 1
