@@ -53,9 +53,10 @@ def write_cases(out: Path, kind: str) -> int:
         for i, name in enumerate(names):
             image, truth = load_pair(DATA / "openist" / "images" / name, DATA / "openist" / "masks" / name)
             opaque, _ = opacified(image, truth, kind, np.random.default_rng([SEED, i, KINDS.index(kind)]))
-            png(out / "normal" / name, normalise(image))
+            windowed = normalise(image)
+            png(out / "normal" / name, windowed)
             png(out / kind / name, opaque)
-            rows, cols = np.nonzero(np.abs(opaque - normalise(image)) > CHANGED)
+            rows, cols = np.nonzero(np.abs(opaque - windowed) > CHANGED)
             boxes.writerow([name, cols.min(), rows.min(), cols.max(), rows.max()])
     return len(names)
 

@@ -74,8 +74,8 @@ def add_parsers(sub) -> None:
                         "the encoder learns they are not disease (default 0, or the --start-from model's; never text)")
     t.add_argument("--sides-offset", type=deviations, default=None, metavar="Z",
                    help="what a lung-field density imbalance beyond 2 deviations (the `sides` component) brings to "
-                        f"the image score: its deviations less Z (default {SIDES_OFFSET:g}, or the --start-from model's; "
-                        "lower flags more white-outs and large effusions)")
+                        f"the image score: its deviations less Z (default {SIDES_OFFSET:g}, or the --start-from "
+                        "model's; lower flags more white-outs and large effusions)")
     t.add_argument("--half-weights", action="store_true",
                    help="store the encoder in float16: half the size, the reference and thresholds fitted with exactly "
                         "those weights (the GPU round uses it to bring eight models back)")
@@ -114,7 +114,8 @@ def training_spec(args):
                         lr=args.lr, input_size=args.size, patch_layers=patch_layers, pretext=args.pretext,
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
-                        sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart, overwrite=args.overwrite)
+                        sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart,
+                        overwrite=args.overwrite)
 
 
 def cmd_train(args) -> int:

@@ -3,9 +3,9 @@
 The policy lives here rather than in the command line, so that `train_model(spec, start=...)` from
 Python trains exactly as `sslanomaly train` does: a run started from a model keeps that model's
 recipe (input size, heatmap layers, pretext, reference and calibration views, positions
-standardised, foreign-object share, the `sides` offset) for every option left unset (None), and fine-tunes at
-FINE_TUNE_LR unless a learning rate is given; a run from scratch takes the defaults. The manifest
-records which values were inherited.
+standardised, foreign-object share, the `sides` offset) for every option left unset (None), and
+fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run from scratch takes the defaults.
+The manifest records which values were inherited.
 """
 
 from __future__ import annotations

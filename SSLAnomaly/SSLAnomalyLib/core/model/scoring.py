@@ -34,6 +34,7 @@ SIDES = "sides"                   # the one-sided density component (models fitt
 FIELDS = ("field_left", "field_right")  # standardised, not scored: which lung field departs (with "peak": by how much)
 SIDES_OFFSET = 2.0  # the offset of the models before round 8, and `train`'s default
 SIDES_FROM = 2.0    # `sides` deviations beyond which an imbalance counts (heat; score from round 8 on)
+SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,6 @@ class SidesRule:
         """What standardised `sides` values bring to the image score (-inf: nothing)."""
         raised = np.asarray(sides, float) - self.offset
         return raised if self.gate is None else np.where(np.asarray(sides) > self.gate, raised, -np.inf)
-SCORE_CHUNK = 32  # model inputs scored together (a volume's slices, a folder's normals)
 
 
 @dataclass
