@@ -10,7 +10,7 @@ from sklearn.covariance import LedoitWolf
 
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.reference import NormalReference
-from SSLAnomalyLib.core.model.reference_stats import (MomentSums, PositionSums, ReferenceStats, nearest_residuals,
+from SSLAnomalyLib.core.model.reference_stats import (MomentSums, NeighbourMeans, PositionSums, ReferenceStats,
                                                       residual_sums)
 
 
@@ -60,7 +60,7 @@ def test_ledoit_wolf_from_sums_is_scikit_learns(centred):
 def test_nearest_residuals_are_the_plain_scan():
     _, patches = features(7)
     means = patches.mean(0)
-    assert np.allclose(nearest_residuals(torch.from_numpy(patches), means).numpy(), scan_residuals(patches, means),
+    assert np.allclose(NeighbourMeans(means).residuals(torch.from_numpy(patches)).numpy(), scan_residuals(patches, means),
                        atol=1e-6)
 
 
@@ -73,7 +73,7 @@ def test_streamed_merged_and_in_memory_fits_equal_scikit_learn_on_every_residual
     first = [ReferenceStats.of(pooled[s], torch.from_numpy(patches[s])) for s in halves]
     total = first[0] + first[1]
     means = total.patch_means()
-    second = [f.with_residuals(residual_sums(torch.from_numpy(patches[s]), means), means) for f, s in zip(first, halves)]
+    second = [f.with_residuals(residual_sums(torch.from_numpy(patches[s]), NeighbourMeans(means)), means) for f, s in zip(first, halves)]
     merged = second[0] + second[1]
     assert merged.exact
     for ref in (whole, NormalReference.from_stats(merged)):
@@ -89,7 +89,7 @@ def test_a_fold_left_out_by_subtraction_is_the_fit_without_it():
     without = folds[0] + folds[1] + folds[2] - folds[1]
     means = without.patch_means()
     keep = np.array([i % 3 != 1 for i in range(90)])
-    residual = residual_sums(torch.from_numpy(patches[keep]), means)
+    residual = residual_sums(torch.from_numpy(patches[keep]), NeighbourMeans(means))
     direct = NormalReference().fit(pooled[keep], patches[keep])
     assert close(NormalReference.from_stats(without.with_residuals(residual, means)).patch_precision,
                  direct.patch_precision, 1e-6)

@@ -36,7 +36,7 @@ NOTES = {
         "`start_and_load_s`: `sslanomaly detect` on an empty folder (the process starts, loads and verifies "
         "the model, then finds no input). Marginal seconds per radiograph = (time on all images - time on 1) / "
         "(images - 1): reading and preparing the next input on one thread, scoring on the main thread and "
-        "writing the results (heatmap, overlay, findings JSON) on a third overlap. "
+        "writing the results (heatmap, overlay, findings JSON) on two more overlap. "
         "`marginal_cpu_s_per_image` is the same difference in CPU seconds (all threads, the process's rusage): "
         "it is inflated far less than wall time by other jobs, and on two idle cores the marginal wall time is "
         "at least half of it. Peak RSS is the kernel's "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import inspect
 import json
 import pstats
 import shutil
@@ -47,8 +48,6 @@ def model_load(model: str, repeats: int = 3) -> dict:
 
 def _stage_functions() -> dict:
     """Each stage of one detection, as the function that does it (cumulative time is read)."""
-    from PIL import Image
-
     from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter
     from SSLAnomalyLib.core.batch.resume import FileIdentity
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
@@ -57,6 +56,7 @@ def _stage_functions() -> dict:
     from SSLAnomalyLib.core.model.heatmap import to_input_grid
     from SSLAnomalyLib.core.model.scoring import Scorer
     from SSLAnomalyLib.core.reading.images import read_radiograph, write_image
+    from SSLAnomalyLib.core.results.outputs import write_picture
     from SSLAnomalyLib.core.results.overlay import render_overlay
 
     return {"file_identity": FileIdentity.of, "read": read_radiograph, "preprocess": AnomalyDetector.prepare,
@@ -64,7 +64,7 @@ def _stage_functions() -> dict:
             "lungs_full_res": LungFields.on_grid,
             "encode": Scorer.features, "score": Scorer.score, "heatmap_full_res": to_input_grid,
             "findings": find_regions, "write_nrrd": write_image, "render_overlay": render_overlay,
-            "write_png": Image.Image.save, "write_json": atomic_write_text}
+            "write_png": write_picture, "write_json": atomic_write_text}
 
 
 @contextlib.contextmanager
@@ -85,8 +85,8 @@ def detect_threads():
 def _cumulative(profile: cProfile.Profile, functions: dict) -> dict[str, float]:
     """Seconds spent inside each named function (callees included) during a profile."""
     stats = pstats.Stats(profile).stats
-    keys = {name: (f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name)
-            for name, f in functions.items()}
+    code = {name: inspect.unwrap(f).__code__ for name, f in functions.items()}  # a decorator's wrapper is shared
+    keys = {name: (c.co_filename, c.co_firstlineno, c.co_name) for name, c in code.items()}
     return {name: stats[key][3] if key in stats else 0.0 for name, key in keys.items()}
 
 

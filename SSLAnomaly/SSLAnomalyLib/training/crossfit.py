@@ -21,7 +21,8 @@ import torch
 
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reference import NormalReference
-from SSLAnomalyLib.core.model.reference_stats import MomentSums, PositionSums, ReferenceStats, residual_sums
+from SSLAnomalyLib.core.model.reference_stats import (MomentSums, NeighbourMeans, PositionSums, ReferenceStats,
+                                                      residual_sums)
 from SSLAnomalyLib.core.model.scoring import Scorer, SidesRule, component_stats
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
 from SSLAnomalyLib.training.feature_cache import (CALIBRATION_ONLY, ORIGINAL, REFERENCE_VIEW, FeatureCache, augmented,
@@ -113,12 +114,13 @@ def residual_pass(cache: FeatureCache, sets: dict[int, ReferenceStats], means: d
     """The second pass: each set's residual sums against its means (set ALL holds every fold,
     set j every fold but j)."""
     sums = {r: MomentSums.zeros(next(iter(means.values())).shape[0]) for r in sets}
+    neighbours = {r: NeighbourMeans(means[r]) for r in sets}
     for b in cache.batches():
         fitted = b.kinds != CALIBRATION_ONLY
         for r in sets:
             sel = fitted & (b.folds != r)
             if sel.any():
-                sums[r] = sums[r] + residual_sums(b.patches[torch.from_numpy(sel)], means[r])
+                sums[r] = sums[r] + residual_sums(b.patches[torch.from_numpy(sel)], neighbours[r])
     return {r: sets[r].with_residuals(sums[r], means[r]) for r in sets}
 
 

@@ -1,14 +1,12 @@
 """Overlapping a batch's steps on one machine: inputs read ahead on one thread, results written
-behind on another, while the caller's thread scores. Both queues are bounded, so memory stays flat
-over any batch; both threads finish the item in hand and stop when the batch ends or is interrupted,
+behind on two others, while the caller's thread scores. Both queues are bounded, so memory stays flat
+over any batch; the threads finish the items in hand and stop when the batch ends or is interrupted,
 so that no temporary file is left behind."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -35,35 +33,32 @@ def read_ahead(items: Iterable[In], load: Callable[[In], Out], depth: int) -> It
 
 
 class WriteBehind:
-    """`write(*args)` of each `put` on a thread of its own, at most `depth` waiting; the results
-    come back, in order, from `finished()` (on the caller's thread, which reports them)."""
+    """`write(*args)` of each `put` on `workers` threads of their own, at most `depth` waiting beyond
+    those being written; the results come back in order from `finished()` (on the caller's thread,
+    which reports them). Two workers: a case's files (overlay, PNG, heatmap) cost more than its
+    scoring, so a single writer would set the pace of the batch on two cores."""
 
-    def __init__(self, write: Callable[..., Out], depth: int = 2) -> None:
+    def __init__(self, write: Callable[..., Out], depth: int = 2, workers: int = 2) -> None:
         self._write = write
-        self._todo: queue.Queue = queue.Queue(maxsize=depth)
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self._abandon = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sslanomaly-write", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (args := self._todo.get()) is not None:
-            if not self._abandon.is_set():
-                self._done.put(self._write(*args))
+        self._limit = depth + workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sslanomaly-write")
+        self._pending: deque[Future] = deque()
 
     def put(self, *args) -> None:
-        self._todo.put(args)
+        """Hand one write over; waits while `depth` are waiting already (memory stays flat)."""
+        while len(unfinished := [f for f in self._pending if not f.done()]) >= self._limit:
+            wait(unfinished, return_when=FIRST_COMPLETED)
+        self._pending.append(self._pool.submit(self._write, *args))
 
     def finished(self) -> list[Out]:
         out = []
-        while not self._done.empty():
-            out.append(self._done.get())
+        while self._pending and self._pending[0].done():
+            out.append(self._pending.popleft().result())
         return out
 
     def close(self, abandon: bool = False) -> list[Out]:
-        """Wait for the writes in hand (all of them, or with `abandon` only the one being written)."""
-        if abandon:
-            self._abandon.set()
-        self._todo.put(None)
-        self._thread.join()
-        return self.finished()
+        """Wait for the writes in hand (all of them, or with `abandon` only those being written)."""
+        self._pool.shutdown(wait=True, cancel_futures=abandon)
+        done = [f.result() for f in self._pending if not f.cancelled()]
+        self._pending.clear()
+        return done

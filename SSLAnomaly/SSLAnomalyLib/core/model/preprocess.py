@@ -15,18 +15,21 @@ import torch.nn.functional as F
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
 
 
-def resize(array: np.ndarray, size: tuple[int, int], mode: str = "bilinear") -> np.ndarray:
-    """Resize a 2D array with anti-aliasing when shrinking (torch is fast and memory-light)."""
+def resize(array: np.ndarray, size: tuple[int, int], mode: str = "bilinear", antialias: bool = True) -> np.ndarray:
+    """Resize a 2D array with anti-aliasing when shrinking (torch is fast and memory-light); a map
+    already smooth at the new size (a heatmap stretched from the model grid) needs none."""
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     shrinking = size[0] < array.shape[0] or size[1] < array.shape[1]
     out = F.interpolate(t, size=size, mode=mode, align_corners=False,
-                        antialias=shrinking and mode in ("bilinear", "bicubic"))
+                        antialias=antialias and shrinking and mode in ("bilinear", "bicubic"))
     return out[0, 0].numpy()
 
 
-def normalise(array: np.ndarray) -> np.ndarray:
-    """Map the 1st-99th percentile range to [0, 1] and clip."""
-    lo, hi = np.percentile(array, [LOW_PERCENTILE, HIGH_PERCENTILE])
+def normalise(array: np.ndarray, every: int = 1) -> np.ndarray:
+    """Map the 1st-99th percentile range to [0, 1] and clip; the percentiles read on every `every`-th
+    row and column (a picture's grey window needs no more, and a megapixel's sort costs more than
+    its drawing)."""
+    lo, hi = np.percentile(array[::every, ::every], [LOW_PERCENTILE, HIGH_PERCENTILE])
     if hi - lo < 1e-6:
         return np.zeros_like(array, dtype=np.float32)
     return np.clip((array - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from SSLAnomalyLib.core.model.reference_stats import (PositionSums, ReferenceStats, nearest_residuals, precision,
+from SSLAnomalyLib.core.model.reference_stats import (NeighbourMeans, PositionSums, ReferenceStats, precision,
                                                       residual_sums)
 
 POSITION_OFFSET = 3.0    # standardised maps are z + 3, so normal tissue sits well above 0
@@ -34,6 +34,7 @@ class NormalReference:
         self.patch_precision = patch_precision  # (channels, channels)
         self.distance_mean = distance_mean      # (h, w) normals' patch distance per position, or None
         self.distance_std = distance_std        # (h, w)
+        self._neighbours: NeighbourMeans | None = None
 
     def fit(self, pooled: np.ndarray, patches: np.ndarray) -> "NormalReference":
         """pooled: (n, d) embeddings; patches: (n, c, h, w) patch features of normal images, in memory
@@ -41,7 +42,8 @@ class NormalReference:
         patches = torch.from_numpy(np.asarray(patches))
         stats = ReferenceStats.of(pooled, patches)
         means = stats.patch_means()
-        vars(self).update(vars(self.from_stats(stats.with_residuals(residual_sums(patches, means), means))))
+        residuals = residual_sums(patches, NeighbourMeans(means))
+        vars(self).update(vars(self.from_stats(stats.with_residuals(residuals, means))))
         return self
 
     @classmethod
@@ -56,7 +58,9 @@ class NormalReference:
                    precision(residual_cov).astype(np.float32))
 
     def _nearest_residuals(self, patches: torch.Tensor) -> torch.Tensor:
-        return nearest_residuals(patches, self.patch_means)
+        if self._neighbours is None or self._neighbours.means is not self.patch_means:
+            self._neighbours = NeighbourMeans(self.patch_means)  # laid out once per means
+        return self._neighbours.residuals(patches)
 
     def pooled_score(self, pooled: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each embedding to the normal Gaussian: (n,)."""

@@ -123,10 +123,21 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: boo
         paths["lungs"] = write_image(result.lungs, Path(out_dir) / f"{name}{LUNGS_SUFFIX}")
     k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
     picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k)
-    with atomic_path(paths["overlay"]) as tmp:
-        picture.save(tmp, format="PNG", compress_level=1)  # +15 % size, a sixth of the time of the default 6
+    write_picture(picture, paths["overlay"])
     atomic_write_text(paths["findings"], to_json(result.to_dict(image.source)))
     return paths
+
+
+def write_picture(picture, path: Path) -> Path:
+    """An RGB picture as PNG through SimpleITK's libpng at zlib level 2: in two thirds of the time of
+    Pillow's encoder at level 1 (whose per-row filter search costs as much as the compression) and
+    a tenth smaller."""
+    import SimpleITK as sitk
+
+    im = sitk.GetImageFromArray(np.asarray(picture), isVector=True)
+    with atomic_path(path, keep_extension=True) as tmp:
+        sitk.WriteImage(im, str(tmp), True, 2)
+    return path
 
 
 def write_heatmap(heatmap: Radiograph, path, pixel_threshold: float) -> Path:

@@ -116,20 +116,20 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
     rows, cols = image.shape
     scale = min(1.0, MAX_SIDE / max(rows, cols))
     size = (max(1, round(rows * scale)), max(1, round(cols * scale)))
-    gray = (normalise(resize(image, size)) * 255).astype(np.float32)
+    gray = (normalise(resize(image, size), every=4) * 255).astype(np.uint8)
     out = np.repeat(gray[..., None], 3, axis=2)
-    heat = resize(heatmap, size)
+    heat = resize(heatmap, size, antialias=False)
     t = result.pixel_threshold
     above = heat > t
-    if above.any():
+    if above.any():  # blended in float where there is heat only
         level = np.clip((heat[above] - t) / max((HOT_TOP - 1) * t, 1e-6), 0, 1)
         index = (level * 255).astype(np.uint8)
         alpha = ALPHA[index][:, None]
-        out[above] = out[above] * (1 - alpha) + LUT[index] * alpha
+        out[above] = (out[above] * (1 - alpha) + LUT[index] * alpha).astype(np.uint8)
     if lungs is not None:
         mask = resize(np.asarray(lungs, np.float32), size) >= 0.5
         out[mask & ~ndimage.binary_erosion(mask, iterations=max(1, size[1] // 400))] = LUNG_OUTLINE
-    picture = Image.fromarray(out.astype(np.uint8), "RGB")
+    picture = Image.fromarray(out, "RGB")
     draw = ImageDraw.Draw(picture)
     font = _font(max(12, size[1] // 40))
     top = _banner(draw, result, size[1], font)
