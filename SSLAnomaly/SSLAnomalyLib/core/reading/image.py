@@ -95,5 +95,5 @@ def image_identity(pixels: np.ndarray, sop_instance_uid: str | None = None) -> s
         return f"dicom:{sop_instance_uid}"
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
     digest = hashlib.sha256(repr(pixels.shape).encode())
-    digest.update(pixels.tobytes())
+    digest.update(pixels)  # the array's own buffer: no copy
     return f"sha256:{digest.hexdigest()}"
