@@ -103,16 +103,17 @@ def main() -> None:
                         flagged.setdefault(f"{standardisation}/{rule}", []).append(float(np.mean(test_scores > t)))
                     if standardisation == "model":  # the model's own normals moved to where the site's sit
                         ref = detector.calibration.normal_scores
-                        for rule, t in {
-                            "shift": np.quantile(ref, 1 - args.fpr) + np.median(scores) - np.median(ref),
-                            "shift_scale": np.median(scores) + (np.quantile(ref, 1 - args.fpr) - np.median(ref))
-                            * np.subtract(*np.quantile(scores, [0.75, 0.25])) / np.subtract(*np.quantile(ref, [0.75, 0.25])),
-                        }.items():
+                        tail = np.quantile(ref, 1 - args.fpr) - np.median(ref)
+                        iqr = [np.subtract(*np.quantile(x, [0.75, 0.25])) for x in (scores, ref)]
+                        spread = iqr[0] / iqr[1]
+                        for rule, t in {"shift": np.median(scores) + tail,
+                                        "shift_scale": np.median(scores) + tail * spread}.items():
                             flagged.setdefault(f"model/{rule}", []).append(float(np.mean(test_scores > t)))
             for rule, f in flagged.items():
                 f = np.asarray(f)
                 row = {"set": name, "n_normals": n_all, "calibrate_on": size, "judged_on": size, "rule": rule,
-                       "mean_flagged": round(float(f.mean()), 4), "in_2_10": round(float(np.mean((f >= 0.02) & (f <= 0.10))), 3),
+                       "mean_flagged": round(float(f.mean()), 4),
+                       "in_2_10": round(float(np.mean((f >= 0.02) & (f <= 0.10))), 3),
                        "none_flagged": round(float(np.mean(f == 0)), 3), "over_10": round(float(np.mean(f > 0.10)), 3)}
                 report["rows"].append(row)
                 print(json.dumps(row), flush=True)
