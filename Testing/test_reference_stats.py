@@ -60,8 +60,8 @@ def test_ledoit_wolf_from_sums_is_scikit_learns(centred):
 def test_nearest_residuals_are_the_plain_scan():
     _, patches = features(7)
     means = patches.mean(0)
-    assert np.allclose(NeighbourMeans(means).residuals(torch.from_numpy(patches)).numpy(), scan_residuals(patches, means),
-                       atol=1e-6)
+    residuals = NeighbourMeans(means).residuals(torch.from_numpy(patches)).numpy()
+    assert np.allclose(residuals, scan_residuals(patches, means), atol=1e-6)
 
 
 def test_streamed_merged_and_in_memory_fits_equal_scikit_learn_on_every_residual():
@@ -73,7 +73,9 @@ def test_streamed_merged_and_in_memory_fits_equal_scikit_learn_on_every_residual
     first = [ReferenceStats.of(pooled[s], torch.from_numpy(patches[s])) for s in halves]
     total = first[0] + first[1]
     means = total.patch_means()
-    second = [f.with_residuals(residual_sums(torch.from_numpy(patches[s]), NeighbourMeans(means)), means) for f, s in zip(first, halves)]
+    neighbours = NeighbourMeans(means)
+    second = [f.with_residuals(residual_sums(torch.from_numpy(patches[s]), neighbours), means)
+              for f, s in zip(first, halves)]
     merged = second[0] + second[1]
     assert merged.exact
     for ref in (whole, NormalReference.from_stats(merged)):

@@ -22,7 +22,7 @@ from scipy.stats import mstats, norm
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.calibration import Calibration
-from SSLAnomalyLib.core.model.scoring import component_stats, image_score
+from SSLAnomalyLib.core.model.scoring import component_stats
 from SSLAnomalyLib.core.reading.images import list_inputs
 from SSLAnomalyLib.training.crossfit import FOLDS, fold_component_stats, fold_of
 from SSLAnomalyLib.training.site_calibration import score_normals
@@ -40,9 +40,9 @@ def components_of(detector: AnomalyDetector, sets: dict[str, str], cache: Path) 
 
 
 def scores_under(components: dict[str, np.ndarray], stats: dict[str, list[float]], detector) -> np.ndarray:
-    names = detector.scorer.scored_components
-    z = {c: (components[c] - stats[c][0]) / stats[c][1] for c in names}
-    return image_score(z, detector.scorer.sides)
+    """Image scores of raw components under the standardisation `stats` (the scorer's own rule)."""
+    detector.scorer.component_stats = stats
+    return detector.scorer.combine(components)
 
 
 def site_scores(components: dict[str, np.ndarray], detector) -> tuple[np.ndarray, dict]:
@@ -81,12 +81,12 @@ def main() -> None:
     data = components_of(detector, sets, Path(args.out).with_suffix(".npz"))
     rng = np.random.default_rng(0)
     report = {"model": detector.model_id, "fpr": args.fpr, "splits": args.splits, "rows": []}
+    model_stats = detector.scorer.component_stats
     for name, comps in data.items():
         n_all = len(next(iter(comps.values())))
         for size in [int(s) for s in args.sizes.split(",")]:
             if 2 * size > n_all:
                 continue
-            model_stats = detector.scorer.component_stats
             flagged = {}
             for _ in range(args.splits):
                 order = rng.permutation(n_all)

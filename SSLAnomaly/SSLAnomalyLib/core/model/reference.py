@@ -58,8 +58,8 @@ class NormalReference:
                    precision(residual_cov).astype(np.float32))
 
     def _nearest_residuals(self, patches: torch.Tensor) -> torch.Tensor:
-        if self._neighbours is None or self._neighbours.means is not self.patch_means:
-            self._neighbours = NeighbourMeans(self.patch_means)  # laid out once per means
+        if self._neighbours is None:  # laid out once per reference (`fit` replaces it with the rest)
+            self._neighbours = NeighbourMeans(self.patch_means)
         return self._neighbours.residuals(patches)
 
     def pooled_score(self, pooled: np.ndarray) -> np.ndarray:

@@ -95,7 +95,6 @@ class NeighbourMeans:
     means out for every image."""
 
     def __init__(self, means: np.ndarray) -> None:
-        self.means = means
         m = torch.from_numpy(np.asarray(means, dtype=np.float32))
         c, h, w = m.shape
         padded = F.pad(m[None], (1, 1, 1, 1), mode="replicate")[0]
