@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SSLAnomalyLib.core.files.atomic import atomic_path, atomic_write_text
+from SSLAnomalyLib.core.files.atomic import atomic_write_bytes, atomic_write_text
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.reading.image import Radiograph
@@ -28,6 +28,7 @@ from SSLAnomalyLib.core.reading.images import write_image
 from SSLAnomalyLib.core.reading.walk import resolved
 from SSLAnomalyLib.core.results.findings_json import to_json
 from SSLAnomalyLib.core.results.overlay import render_overlay
+from SSLAnomalyLib.core.results.png import png_bytes
 
 SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
 LUNGS_SUFFIX = ".lungs.nrrd"
@@ -129,15 +130,8 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: boo
 
 
 def write_picture(picture, path: Path) -> Path:
-    """An RGB picture as PNG through SimpleITK's libpng at zlib level 2: in two thirds of the time of
-    Pillow's encoder at level 1 (whose per-row filter search costs as much as the compression) and
-    a tenth smaller."""
-    import SimpleITK as sitk
-
-    im = sitk.GetImageFromArray(np.asarray(picture), isVector=True)
-    with atomic_path(path, keep_extension=True) as tmp:
-        sitk.WriteImage(im, str(tmp), True, 2)
-    return path
+    """An RGB picture as PNG (`png.png_bytes`: a sixth of libpng's time, the overlay's largest cost)."""
+    return atomic_write_bytes(path, png_bytes(picture))
 
 
 def write_heatmap(heatmap: Radiograph, path, pixel_threshold: float) -> Path:
