@@ -67,7 +67,7 @@ def test_two_sites_merged_in_two_rounds_equal_the_fit_on_all(sites):
         # float32 inverses: a few ulps of the largest entry apart when BLAS sums in another order
         assert np.abs(round2[key] - whole[key]).max() <= 1e-5 * scale, key
     for key in ("pooled_mean", "pooled_precision", "patch_means"):
-        assert np.abs(round1[key] - whole[key]).max() <= 1e-6 * np.abs(whole[key]).max(), key
+        assert np.abs(round1[key] - whole[key]).max() <= 1e-5 * np.abs(whole[key]).max(), key
     assert np.abs(round1["patch_precision"] - whole["patch_precision"]).max() > 1e-4 * np.abs(whole["patch_precision"]).max()
     assert "Not yet calibrated" in (root / "round2" / "MODEL_CARD.md").read_text()
 
