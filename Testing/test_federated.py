@@ -1,6 +1,7 @@
 """`reference-stats` and `merge` on generated radiographs: two sites' second-round statistics merge
 into the reference a fit on all their normals gives (to 1e-5 of the largest entry: float32
-inverses); the first round is exact in its pooled Gaussian and means and says its patch covariance is not; the files hold no pixels."""
+inverses); the first round is exact in its pooled Gaussian and means and says its patch covariance
+is not; the files hold no pixels."""
 
 import json
 import subprocess
