@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import slicer
 import vtk
-from PIL import Image
 from vtk.util.numpy_support import vtk_to_numpy
 
-from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.results.outputs import write_picture
 from SSLAnomalyLib.mrml.headless import application_logic, is_desktop_slicer
 from SSLAnomalyLib.mrml.heatmap import view_facing
 
@@ -66,7 +65,7 @@ def render_slice_view(volume_node, path=None, size: tuple[int, int] = (600, 600)
         managers.SetMRMLDisplayableNode(None)
         window.Finalize()
     if path is not None:
-        _write_png(pixels, Path(path))
+        write_picture(pixels, Path(path))
     return pixels
 
 
@@ -75,8 +74,3 @@ def ras_to_picture(volume_node, ras, view: str | None = None) -> tuple[int, int]
     slice_node = application_logic().GetSliceLogicByLayoutName(view or view_facing(volume_node)).GetSliceNode()
     xy = np.linalg.inv(slicer.util.arrayFromVTKMatrix(slice_node.GetXYToRAS())) @ [*ras, 1.0]
     return int(round(slice_node.GetDimensions()[1] - 1 - xy[1])), int(round(xy[0]))
-
-
-def _write_png(pixels: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
