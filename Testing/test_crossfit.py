@@ -53,3 +53,26 @@ def test_out_of_fold_threshold_flags_new_normals_at_the_stated_rate(fitted):
     in_sample = scores_of(fit.scorer, new.parent / "normals")
     naive = Calibration(in_sample.score, in_sample.peaks, 0.1, rule="rank")
     assert np.mean(new_scores.score > naive.threshold) > expected.high
+
+
+def test_normals_far_beyond_the_others_are_set_aside_and_leave_the_thresholds_as_the_clean_normals_set_them(fitted):
+    _, fit, _ = fitted
+    clean = Calibration.of_normals(fit.scores, fit.peaks, 0.1)
+    plain = Calibration(fit.scores, fit.peaks, 0.1, rule="rank")
+    assert len(clean.set_aside) == 0  # generated normals are clean: nothing is set aside, nothing moves
+    assert (clean.threshold, clean.pixel_threshold) == (plain.threshold, plain.pixel_threshold)
+    # eight mislabelled "normals" (a white-out scores far beyond every normal) among the hundred
+    q1, q3 = np.quantile(fit.scores, [0.25, 0.75])
+    outliers = q3 + 5 * (q3 - q1) + np.arange(8.0)
+    mixed = Calibration.of_normals(np.r_[fit.scores, outliers], np.r_[fit.peaks, fit.peaks.max() * 3 + np.arange(8.0)], 0.1)
+    np.testing.assert_allclose(mixed.set_aside, outliers)
+    assert (mixed.threshold, mixed.pixel_threshold) == (clean.threshold, clean.pixel_threshold)
+    counted = Calibration(np.r_[fit.scores, outliers], np.r_[fit.peaks, fit.peaks.max() * 3 + np.arange(8.0)], 0.1,
+                          rule="rank")
+    assert counted.threshold > clean.threshold  # counted, they would raise the threshold above clean normals' rate
+    again = Calibration.from_dict(mixed.to_dict())
+    np.testing.assert_allclose(again.set_aside, outliers, atol=1e-5)
+    assert again.threshold == pytest.approx(mixed.threshold, abs=1e-5)
+    assert "8 normal(s) set aside" in mixed.text() and "review them" in mixed.text()
+    # a set-aside normal is still a radiograph: scores up to it are not "far beyond normals"
+    assert not mixed.far_beyond_normals(float(outliers[-1]))

@@ -18,8 +18,13 @@ Checks (labels are read to report, never to train, select a checkpoint or set a 
   lowest (mean rank), where a saturated dev hides differences; TBX11K box pointing; phantoms on 40
   val normals; the zoom_gamma and markers shifts are reported, never decide (a synthetic shift won
   the round-6 model its place and lost held-out accuracy).
-- adult: NIH val normal vs pneumonia and its hard third; 120 RSNA val normals flagged (another source
-  of the same hospital); TBX11K and NIH box pointing; phantoms on 40 NIH val normals.
+- adult: NIH val normal vs pneumonia and its hard third; TBX11K and NIH box pointing; phantoms on 40
+  NIH val normals; 120 RSNA val normals (another pipeline of the same hospital: 224-px re-processed
+  PNGs whose normals score above NIH pneumonia, RSNA-normal vs NIH-pneumonia AUROC 0.46): their
+  AUROC against NIH pneumonia, and the share flagged after `calibrate` on the other 366 RSNA val
+  normals (must stay <= 10 %: a site of that pipeline gets its operating point back). The share
+  flagged at the NIH threshold is reported, never decides: until round 9 it did (<= 10 %), which
+  held the NIH threshold where it flagged 15 % of NIH pneumonia (2 % of NIH normals).
 - both: the share of normals flagged at the model's own threshold (must stay <= 10 %) and ABNORMAL
   images without a finding (must be 0).
 A check is "at least as good" when it falls short by no more than TOLERANCE for an AUROC, and by no
@@ -60,11 +65,16 @@ def evaluate(model: Path, out: Path, *args: str) -> dict:
 
 
 def subset(src: Path, dst: Path, n: int) -> Path:
-    """The first n images of `src` as symlinks in `dst` (nothing copied)."""
+    """The first n images of `src` by name as symlinks in `dst` (nothing copied)."""
+    return subset_of(sorted(src.iterdir())[:n], dst)
+
+
+def subset_of(files: list[Path], dst: Path) -> Path:
+    """`files` as symlinks in `dst`."""
     dst.mkdir(parents=True, exist_ok=True)
-    for f in sorted(src.iterdir())[:n]:
+    for f in files:
         if not (dst / f.name).exists():
-            (dst / f.name).symlink_to(f)
+            (dst / f.name).symlink_to(f.resolve())
     return dst
 
 
@@ -79,6 +89,22 @@ def patient_disjoint_normals() -> Path:
         if patient(f.name) not in seen and not (FOLDER / f.name).exists():
             (FOLDER / f.name).symlink_to(f)
     return FOLDER
+
+
+def rsna_calibration_normals() -> Path:
+    """The RSNA val normals the other-source check does not score (all but the first OTHER_SOURCE by
+    name): a site's own normals of that pipeline, for `calibrate`."""
+    files = sorted((DATA / "rsna" / "val" / "normal").iterdir())[OTHER_SOURCE:]
+    return subset_of(files, ROOT / "runs" / "bundling" / "rsna-calibration-normals")
+
+
+def site_calibrated(model: Path, out: Path, normals: Path) -> Path:
+    """`sslanomaly calibrate` of `model` on `normals` at the model's own false-positive rate, once."""
+    if not (out / "manifest.json").exists():
+        fpr = json.loads((model / "manifest.json").read_text())["calibration"]["false_positive_rate"]
+        subprocess.run([S, "calibrate", "--model", str(model), "--normals", str(normals), "--out", str(out),
+                        "--fpr", str(fpr), "--overwrite", "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def scores(csv_path: Path) -> dict[str, tuple[str, float]]:
@@ -126,11 +152,15 @@ def measure(model: Path, pop: str, results: Path | None = None) -> tuple[str, Pa
                        "--images", str(abnormal))
         checks["NIH box pointing"] = nih["pointing_game"]
         counts["NIH box pointing"] = nih["n_images"]
-        rsna = evaluate(model, run / "rsna.json", "--normal",
-                        str(subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals", OTHER_SOURCE)),
-                        "--abnormal", str(abnormal))
-        checks["RSNA normals flagged"] = rsna["fpr_at_threshold"]
+        rsna_normals = subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals", OTHER_SOURCE)
+        rsna = evaluate(model, run / "rsna.json", "--normal", str(rsna_normals), "--abnormal", str(abnormal))
+        checks["RSNA normals flagged at the NIH threshold (another pipeline: reported, never decides)"] = \
+            rsna["fpr_at_threshold"]
         checks["RSNA normals vs NIH pneumonia AUROC"] = rsna["auroc"]
+        calibrated = site_calibrated(model, run / "rsna-calibrated", rsna_calibration_normals())
+        checks["RSNA normals flagged after calibrate on other RSNA normals"] = evaluate(
+            calibrated, run / "rsna-calibrated.json", "--normal", str(rsna_normals),
+            "--abnormal", str(abnormal))["fpr_at_threshold"]
     else:
         shifted = evaluate(model, run / "shifted.json", "--normal", str(normal), "--abnormal", str(abnormal),
                            "--perturb", "zoom_gamma,markers")
@@ -146,13 +176,14 @@ def measure(model: Path, pop: str, results: Path | None = None) -> tuple[str, Pa
     return model_id, run, checks, counts
 
 
-LOWER_IS_BETTER = {"normals flagged", "RSNA normals flagged", "ABNORMAL without finding"}
+ABSOLUTE_FPR = ("normals flagged", "RSNA normals flagged after calibrate on other RSNA normals")
+LOWER_IS_BETTER = {*ABSOLUTE_FPR, "ABNORMAL without finding"}
 
 
 def verdict(name: str, cand: float, bund: float, n: int | None) -> str:
     if "never decides" in name:
         return "info"
-    if name in ("normals flagged", "RSNA normals flagged"):
+    if name in ABSOLUTE_FPR:
         return "ok" if cand <= MAX_FPR else "LOSES"
     if name in LOWER_IS_BETTER:
         return "ok" if cand <= bund else "LOSES"

@@ -29,5 +29,5 @@ def cmd_calibrate(args) -> int:
     c = manifest.calibration
     print(f"calibrated model {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "
           f"(pixel threshold {c.pixel_threshold:.3f}) at {100 * c.false_positive_rate:g} % false positives "
-          f"on {len(c.normal_scores)} normals\n{c.expected_fpr().text()}")
+          f"on {len(c.normal_scores)} normals\n{c.text()}")
     return 0

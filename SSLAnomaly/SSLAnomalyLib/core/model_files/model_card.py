@@ -159,7 +159,7 @@ def normals_line(d: dict) -> str:
 
 def expected_fpr(c: dict) -> str:
     """The false-positive rate the threshold implies on new normals, with its interval."""
-    return Calibration.from_dict(c).expected_fpr().text().capitalize() + "."
+    return Calibration.from_dict(c).text().capitalize() + "."
 
 
 def federated(m: dict) -> str:
