@@ -61,6 +61,7 @@ def test_normals_far_beyond_the_others_are_set_aside_and_leave_the_thresholds_as
     plain = Calibration(fit.scores, fit.peaks, 0.1, rule="rank")
     assert len(clean.set_aside) == 0  # generated normals are clean: nothing is set aside, nothing moves
     assert (clean.threshold, clean.pixel_threshold) == (plain.threshold, plain.pixel_threshold)
+    assert clean.far_beyond_normals(1e9) and not clean.far_beyond_normals(clean.threshold)
     # eight mislabelled "normals" (a white-out scores far beyond every normal) among the hundred
     q1, q3 = np.quantile(fit.scores, [0.25, 0.75])
     outliers = q3 + 5 * (q3 - q1) + np.arange(8.0)

@@ -144,7 +144,7 @@ class Calibration:
         10th-90th percentile range: more unlike the training images than abnormal chests usually
         are, the mark of an input that may not be a frontal chest radiograph at all."""
         low, high = np.quantile(self.normal_scores, [0.1, 0.9])
-        highest = max(self.normal_scores[-1], *self.set_aside)  # a set-aside normal is still a radiograph
+        highest = max(self.normal_scores[-1], self.set_aside.max(initial=-np.inf))  # set aside: still radiographs
         return bool(score > highest + (high - low))
 
     def with_false_positive_rate(self, fpr: float) -> "Calibration":
