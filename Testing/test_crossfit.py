@@ -65,11 +65,11 @@ def test_normals_far_beyond_the_others_are_set_aside_and_leave_the_thresholds_as
     # eight mislabelled "normals" (a white-out scores far beyond every normal) among the hundred
     q1, q3 = np.quantile(fit.scores, [0.25, 0.75])
     outliers = q3 + 5 * (q3 - q1) + np.arange(8.0)
-    mixed = Calibration.of_normals(np.r_[fit.scores, outliers], np.r_[fit.peaks, fit.peaks.max() * 3 + np.arange(8.0)], 0.1)
+    peaks = np.r_[fit.peaks, fit.peaks.max() * 3 + np.arange(8.0)]
+    mixed = Calibration.of_normals(np.r_[fit.scores, outliers], peaks, 0.1)
     np.testing.assert_allclose(mixed.set_aside, outliers)
     assert (mixed.threshold, mixed.pixel_threshold) == (clean.threshold, clean.pixel_threshold)
-    counted = Calibration(np.r_[fit.scores, outliers], np.r_[fit.peaks, fit.peaks.max() * 3 + np.arange(8.0)], 0.1,
-                          rule="rank")
+    counted = Calibration(np.r_[fit.scores, outliers], peaks, 0.1, rule="rank")
     assert counted.threshold > clean.threshold  # counted, they would raise the threshold above clean normals' rate
     again = Calibration.from_dict(mixed.to_dict())
     np.testing.assert_allclose(again.set_aside, outliers, atol=1e-5)

@@ -152,7 +152,8 @@ def measure(model: Path, pop: str, results: Path | None = None) -> tuple[str, Pa
                        "--images", str(abnormal))
         checks["NIH box pointing"] = nih["pointing_game"]
         counts["NIH box pointing"] = nih["n_images"]
-        rsna_normals = subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals", OTHER_SOURCE)
+        rsna_normals = subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals",
+                              OTHER_SOURCE)
         rsna = evaluate(model, run / "rsna.json", "--normal", str(rsna_normals), "--abnormal", str(abnormal))
         checks["RSNA normals flagged at the NIH threshold (another pipeline: reported, never decides)"] = \
             rsna["fpr_at_threshold"]

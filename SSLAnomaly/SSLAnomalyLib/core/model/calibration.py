@@ -157,7 +157,7 @@ class Calibration:
                 "normal_scores": [round(float(s), 6) for s in self.normal_scores],
                 "normal_peaks": [round(float(s), 6) for s in self.normal_peaks],
                 "set_aside_scores": [round(float(s), 6) for s in self.set_aside],
-                "set_aside_rule": f"out-of-fold score above Q3 + {FAR_OUT:g} IQR of the normals' (Tukey's far-out fence)"}
+                "set_aside_rule": f"out-of-fold score above Q3 + {FAR_OUT:g} IQR (Tukey's far-out fence)"}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
