@@ -191,8 +191,9 @@ def calibration_count(m: dict) -> str:
     """The one count of the normals that set the thresholds, with the augmented copies they were
     counted with (a site calibration scores each normal once)."""
     c, views = m["calibration"], (m.get("reference") or {}).get("calibration_augmented_views_per_normal")
+    aside = len(c.get("set_aside_scores", []))
     if m.get("site_calibration") or not views:
-        return f"{c['n_normals']} calibration normals"
+        return f"{c['n_normals'] + aside} calibration normals" + (f" ({aside} set aside: below)" if aside else "")
     return (f"{m['data']['n_calibration']} calibration normals, each also counted in {views} acquisition-augmented\n"
             f"cop{'y' if views == 1 else 'ies'} (other field of view, exposure, contrast: {c['n_normals']} views in all), so "
             "that the stated\nfalse-positive rate holds for normals taken otherwise too")
