@@ -42,6 +42,7 @@ def scores_of(scorer, folder):
 def test_out_of_fold_threshold_flags_new_normals_at_the_stated_rate(fitted):
     base, fit, new = fitted
     assert fit.encoded.n_normals == 100 and fit.stats.exact and len(fit.scores) == 100
+    assert sorted(fit.names) == sorted(f"{s}.png" for s in range(100))  # each score named by its file
     calibration = Calibration(fit.scores, fit.peaks, 0.1, rule="rank")
     expected = calibration.expected_fpr()
     new_scores = scores_of(fit.scorer, new)
@@ -66,7 +67,9 @@ def test_normals_far_beyond_the_others_are_set_aside_and_leave_the_thresholds_as
     q1, q3 = np.quantile(fit.scores, [0.25, 0.75])
     outliers = q3 + 5 * (q3 - q1) + np.arange(8.0)
     peaks = np.r_[fit.peaks, fit.peaks.max() * 3 + np.arange(8.0)]
-    mixed = Calibration.of_normals(np.r_[fit.scores, outliers], peaks, 0.1)
+    names = list(fit.names) + [f"whiteout{i}.png" for i in range(8)]
+    mixed = Calibration.of_normals(np.r_[fit.scores, outliers], peaks, 0.1, names)
+    assert mixed.set_aside_files == [f"whiteout{i}.png" for i in reversed(range(8))]  # highest score first
     np.testing.assert_allclose(mixed.set_aside, outliers)
     assert (mixed.threshold, mixed.pixel_threshold) == (clean.threshold, clean.pixel_threshold)
     counted = Calibration(np.r_[fit.scores, outliers], peaks, 0.1, rule="rank")
@@ -74,6 +77,7 @@ def test_normals_far_beyond_the_others_are_set_aside_and_leave_the_thresholds_as
     again = Calibration.from_dict(mixed.to_dict())
     np.testing.assert_allclose(again.set_aside, outliers, atol=1e-5)
     assert again.threshold == pytest.approx(mixed.threshold, abs=1e-5)
-    assert "8 normal(s) set aside" in mixed.text() and "review them" in mixed.text()
+    assert again.set_aside_files == mixed.set_aside_files
+    assert "8 normal(s) set aside" in mixed.text() and "whiteout7.png, whiteout6.png" in mixed.text()
     # a set-aside normal is still a radiograph: scores up to it are not "far beyond normals"
     assert not mixed.far_beyond_normals(float(outliers[-1]))

@@ -36,7 +36,9 @@ def test_saved_model_reloads_to_identical_scores(small_model):
     assert a.score == b.score and a.percentile == b.percentile
     assert np.array_equal(a.heatmap.pixels, b.heatmap.pixels)
     manifest = json.loads((small_model / MANIFEST).read_text())
-    assert manifest["calibration"]["n_normals"] == 60  # out-of-fold scores of the 40 normals, and the 20 calibration ones
+    c = manifest["calibration"]  # out-of-fold scores of the 40 normals and 20 calibration ones, counted or set aside
+    assert c["n_normals"] + len(c["set_aside_scores"]) == 60
+    assert len(c["set_aside_files"]) == len(c["set_aside_scores"])
     assert manifest["data"]["n_train"] + manifest["data"]["n_held_out"] == 40
     loaded = load(small_model)
     decisions = {"scoring": manifest["scoring"], "calibration": manifest["calibration"]}

@@ -54,6 +54,7 @@ class CrossFit:
     stats: ReferenceStats # the exact sums of that reference
     scores: np.ndarray    # out-of-fold image scores of the normals (and calibration-only images)
     peaks: np.ndarray     # their in-lung heatmap peaks
+    names: list[str]      # their file names, in the same order
     encoded: Encoded
 
 
@@ -85,7 +86,8 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
             skipped += bad
             n[kind] += len(kept)
             f = fold[kept]
-            pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), lungs)
+            named = [Path(files[i]).name for i in kept]
+            pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), lungs, named)
             if kind == ORIGINAL and len(kept):
                 names += [files[i] for i in kept]
                 _add_stats(fold_stats, f, pooled, patches)
@@ -95,7 +97,8 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
                 vf = np.tile(f, reference_views)
                 _add_stats(fold_stats, vf, *cache.add(scorer, views, vf, [REFERENCE_VIEW] * len(views), lungs))
             views = augmented(images, calibration_views, rng)
-            cache.add(scorer, views, np.tile(f, calibration_views), [CALIBRATION_ONLY] * len(views), lungs)
+            cache.add(scorer, views, np.tile(f, calibration_views), [CALIBRATION_ONLY] * len(views), lungs,
+                      [f"{n} (augmented view)" for n in named] * calibration_views)
     if None in fold_stats:
         where = "the normals" if hasattr(normals, "images01") else ", ".join(as_folders(normals))
         raise ReadError(where, f"{n[ORIGINAL]} readable normal(s) cannot fill {folds} folds")
@@ -148,14 +151,14 @@ def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, cali
         original = kind == ORIGINAL
         for j, stats in fold_component_stats(components, fold, original, folds).items():
             scorers[j].component_stats = stats
-        scores, peaks = _scores(cache, scorers, config.input_size)
+        scores, peaks, names = _scores(cache, scorers, config.input_size)
     finally:
         cache.close()
     final = Scorer(net, config, device=device,
                    reference=refs[ALL].with_positions(None if positions is None else positions[ALL]),
                    component_stats=component_stats({c: v[original] for c, v in components.items()}),
                    sides=sides)
-    return CrossFit(final, sets[ALL], scores, peaks, encoded)
+    return CrossFit(final, sets[ALL], scores, peaks, names, encoded)
 
 
 def fold_component_stats(components: dict[str, np.ndarray], fold: np.ndarray, fitted: np.ndarray,
@@ -201,13 +204,14 @@ def _raw_components(cache: FeatureCache, scorers: dict[int, Scorer], size: int):
     return {c: np.concatenate(v) for c, v in components.items()}, np.concatenate(folds), np.concatenate(kinds)
 
 
-def _scores(cache: FeatureCache, scorers: dict[int, Scorer], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores and in-lung heatmap peaks of every scored item, by the scorer of its fold with
-    that fold's standardisation (which also decides a lung field's raise on the heatmap)."""
-    scores, peaks = [], []
+def _scores(cache: FeatureCache, scorers: dict[int, Scorer], size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Image scores, in-lung heatmap peaks and names of every scored item, by the scorer of its fold
+    with that fold's standardisation (which also decides a lung field's raise on the heatmap)."""
+    scores, peaks, names = [], [], []
     for b, j, sel in _scored(cache):
         s = scorers[j].finish(scorers[j]._score_features(b.pooled[sel], b.patches[torch.from_numpy(sel)], b.lungs[sel],
                                                          size, b.images[sel]))
         scores.append(s.score)
         peaks.append(s.peaks)
-    return np.concatenate(scores), np.concatenate(peaks)
+        names += list(b.names[sel])
+    return np.concatenate(scores), np.concatenate(peaks), names

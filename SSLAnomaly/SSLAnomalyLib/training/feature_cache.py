@@ -72,6 +72,7 @@ class CachedBatch:
     images: np.ndarray      # (m, s, s) the model inputs (the lung fields' densities are read from them)
     folds: np.ndarray       # (m,)
     kinds: np.ndarray       # (m,)
+    names: np.ndarray       # (m,) each item's file name ("" for a reference-only view)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class FeatureCache:
     folder: Path
     folds: list[int] = field(default_factory=list)
     kinds: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     shapes: dict[str, tuple] = field(default_factory=dict)
     last_lungs: np.ndarray | None = None  # the lung fields of the last batch added
 
@@ -88,8 +90,10 @@ class FeatureCache:
     def create(cls) -> "FeatureCache":
         return cls(Path(tempfile.mkdtemp(prefix="sslanomaly-features-")))
 
-    def add(self, scorer: Scorer, images01: np.ndarray, folds, kinds, lungs: bool = True) -> tuple[np.ndarray, torch.Tensor]:
-        """Encode `images01` (and draw their lung fields) and append them; returns the features."""
+    def add(self, scorer: Scorer, images01: np.ndarray, folds, kinds, lungs: bool = True,
+            names=None) -> tuple[np.ndarray, torch.Tensor]:
+        """Encode `images01` (and draw their lung fields) and append them, named by `names` (their
+        files: which normals calibration sets aside); returns the features."""
         if not len(images01):
             return np.empty((0, 0), np.float32), torch.empty(0)
         pooled, patches = scorer.features(images01)
@@ -102,13 +106,14 @@ class FeatureCache:
                 np.ascontiguousarray(value).tofile(f)
         self.folds += list(folds)
         self.kinds += list(kinds)
+        self.names += list(names) if names is not None else [""] * len(images01)
         return pooled, patches
 
     def __len__(self) -> int:
         return len(self.folds)
 
     def batches(self) -> Iterator[CachedBatch]:
-        folds, kinds = np.asarray(self.folds), np.asarray(self.kinds)
+        folds, kinds, names = np.asarray(self.folds), np.asarray(self.kinds), np.asarray(self.names, dtype=object)
         dtypes = {"pooled": np.float32, "patches": np.float32, "lungs": np.uint8, "images": np.float32}
         for start in range(0, len(self), BATCH):
             m = min(BATCH, len(self) - start)
@@ -118,7 +123,7 @@ class FeatureCache:
                 read[name] = np.fromfile(self.folder / name, dtype=dtype, count=m * per,
                                          offset=start * per * np.dtype(dtype).itemsize).reshape(m, *self.shapes[name])
             yield CachedBatch(read["pooled"], torch.from_numpy(read["patches"]), read["lungs"].astype(bool),
-                              read["images"], folds[start:start + m], kinds[start:start + m])
+                              read["images"], folds[start:start + m], kinds[start:start + m], names[start:start + m])
 
     def close(self) -> None:
         for p in self.folder.iterdir():

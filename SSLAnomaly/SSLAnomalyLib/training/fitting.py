@@ -206,7 +206,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                     standardise_positions=standardise_positions, progress=progress,
                     sides=SidesRule.fitted(recipe.sides_offset))
     scorer = fit.scorer
-    calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr)
+    calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr, fit.names)
     arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
     scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
                **scorer.sides.to_dict()}

@@ -104,7 +104,8 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
                                 fold_component_stats(raw.components, fold, np.ones(len(kept), bool), FOLDS))
     stats = detector.scorer.standardise_on(raw.components).component_stats
-    calibration = Calibration.of_normals(out_of_fold.scores, out_of_fold.peaks, fpr)
+    calibration = Calibration.of_normals(out_of_fold.scores, out_of_fold.peaks, fpr,
+                                      [Path(f).name for f in out_of_fold.kept])
     digest = files_digest(kept)
     old = detector.manifest
     manifest = old.replaced(

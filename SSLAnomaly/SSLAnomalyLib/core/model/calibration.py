@@ -78,6 +78,7 @@ class Calibration:
     false_positive_rate: float = DEFAULT_FPR
     rule: str = "quantile"         # "rank": the conformal order statistic; "quantile": interpolated (older models)
     set_aside: np.ndarray = field(default_factory=lambda: np.zeros(0))  # scores of the normals left out (far out)
+    set_aside_files: list[str] = field(default_factory=list)            # their file names, highest score first
 
     def __post_init__(self):
         self.normal_scores = np.sort(np.asarray(self.normal_scores, dtype=np.float64))
@@ -89,13 +90,14 @@ class Calibration:
             raise ValueError(f"unknown threshold rule {self.rule!r}")
 
     @classmethod
-    def of_normals(cls, scores, peaks, fpr: float) -> "Calibration":
-        """The rank-rule calibration of out-of-fold `scores` and `peaks` (one each per normal), with
-        the normals beyond the far-out fence set aside (module docstring)."""
+    def of_normals(cls, scores, peaks, fpr: float, names=None) -> "Calibration":
+        """The rank-rule calibration of out-of-fold `scores` and `peaks` (one each per normal, named
+        by `names`), with the normals beyond the far-out fence set aside (module docstring)."""
         scores, peaks = np.asarray(scores, np.float64), np.asarray(peaks, np.float64)
         q1, q3 = np.quantile(scores, [0.25, 0.75])
         far = scores > q3 + FAR_OUT * (q3 - q1)
-        return cls(scores[~far], peaks[~far], fpr, "rank", scores[far])
+        files = [] if names is None else [str(names[i]) for i in np.flatnonzero(far)[np.argsort(-scores[far])]]
+        return cls(scores[~far], peaks[~far], fpr, "rank", scores[far], files)
 
     @property
     def rank(self) -> int:
@@ -131,8 +133,9 @@ class Calibration:
         line and the model card."""
         line = self.expected_fpr().text()
         if len(self.set_aside):
+            which = ", ".join(self.set_aside_files) or ", ".join(f"{s:.2f}" for s in self.set_aside[::-1])
             line += (f"; {len(self.set_aside)} normal(s) set aside, scoring far beyond the others "
-                     f"({', '.join(f'{s:.2f}' for s in self.set_aside)}): likely abnormal, review them")
+                     f"({which}): likely abnormal, review them")
         return line
 
     def percentile(self, score: float) -> float:
@@ -148,7 +151,7 @@ class Calibration:
         return bool(score > highest + (high - low))
 
     def with_false_positive_rate(self, fpr: float) -> "Calibration":
-        return Calibration(self.normal_scores, self.normal_peaks, fpr, self.rule, self.set_aside)
+        return Calibration(self.normal_scores, self.normal_peaks, fpr, self.rule, self.set_aside, self.set_aside_files)
 
     def to_dict(self) -> dict:
         return {"false_positive_rate": self.false_positive_rate, "threshold": self.threshold,
@@ -157,9 +160,10 @@ class Calibration:
                 "normal_scores": [round(float(s), 6) for s in self.normal_scores],
                 "normal_peaks": [round(float(s), 6) for s in self.normal_peaks],
                 "set_aside_scores": [round(float(s), 6) for s in self.set_aside],
+                "set_aside_files": list(self.set_aside_files),
                 "set_aside_rule": f"out-of-fold score above Q3 + {FAR_OUT:g} IQR (Tukey's far-out fence)"}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
         return cls(np.asarray(d["normal_scores"]), np.asarray(d["normal_peaks"]), d["false_positive_rate"],
-                   d.get("rule", "quantile"), np.asarray(d.get("set_aside_scores", [])))
+                   d.get("rule", "quantile"), np.asarray(d.get("set_aside_scores", [])), d.get("set_aside_files", []))
