@@ -6,21 +6,16 @@ NIH_DEV.csv: `evaluate --normal nih/val/normal --abnormal nih/val/pneumonia --sc
 `evaluate --normal <120 RSNA val normals> --abnormal nih/val/pneumonia --scores-csv`. Prints the NIH
 AUROC, the RSNA-normal vs NIH-pneumonia AUROC, and the shares flagged at THRESHOLD and at the 90th
 and 95th percentiles of the NIH val normals (read to understand, never to set a threshold). With a
-second model's pair, the image score is the lower of the two models' (an image judged against the
-nearer of two normal references).
+second model's pair (evaluated on the same folders, named alike), the image score is the lower of
+the two models' (an image judged against the nearer of two normal references).
 """
 
-import csv
 import sys
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-
-def scores(path: str) -> dict[str, tuple[str, float]]:
-    with open(path, newline="") as f:
-        return {r["file"].rsplit("/", 1)[-1]: (r["label"], float(r["score"])) for r in csv.DictReader(f)
-                if r["condition"] == "clean"}
+from bundling_check import scores  # {file: (label, score)} of the clean rows of a scores CSV
 
 
 def of(label: str, first: dict, second: dict | None) -> np.ndarray:
@@ -32,8 +27,8 @@ def auroc(normal: np.ndarray, abnormal: np.ndarray) -> float:
 
 
 def main(dev: str, rsna: str, threshold: str, dev2: str | None = None, rsna2: str | None = None) -> None:
-    d2, r2 = (scores(dev2), scores(rsna2)) if dev2 else (None, None)
-    nih_n, nih_p, rsna_n = of("normal", scores(dev), d2), of("abnormal", scores(dev), d2), of("normal", scores(rsna), r2)
+    d1, d2, r2 = scores(dev), *((scores(dev2), scores(rsna2)) if dev2 else (None, None))
+    nih_n, nih_p, rsna_n = of("normal", d1, d2), of("abnormal", d1, d2), of("normal", scores(rsna), r2)
     print(f"NIH AUROC {auroc(nih_n, nih_p):.3f}; RSNA normals vs NIH pneumonia AUROC {auroc(rsna_n, nih_p):.3f}")
     for name, t in [("threshold", float(threshold)), ("NIH normals' 90th pct", np.percentile(nih_n, 90)),
                     ("NIH normals' 95th pct", np.percentile(nih_n, 95))]:

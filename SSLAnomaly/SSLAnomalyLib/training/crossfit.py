@@ -89,7 +89,7 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
             named = [Path(files[i]).name for i in kept]
             pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), lungs, named)
             if kind == ORIGINAL and len(kept):
-                names += [files[i] for i in kept]
+                names += named
                 _add_stats(fold_stats, f, pooled, patches)
                 lung_sum += cache.last_lungs.sum(0)
             views = augmented(images, reference_views if kind == ORIGINAL else 0, rng)
