@@ -40,7 +40,8 @@ def install(name: str, run: str, other_seed_runs=(), folder=None) -> Path:
         # the data of earlier stages that the run's own folders do not name (model card)
         data_terms=list(entry.data_terms) if entry.data_terms else loaded.manifest.document.get("data_terms"),
         measured=dict(measured(run), other_seeds=others))
-    return model_folder.save(folder, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest), overwrite=True)
+    return model_folder.save(folder, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest), overwrite=True,
+                             decoder_state=loaded.decoder_state)
 
 def main(name: str, run: str, *other_seed_runs: str) -> int:
     print(f"installed {run} as the bundled '{name}' model in {install(name, run, other_seed_runs)}")

@@ -15,7 +15,10 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
+from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
+
+REPORTED = (*COMPONENTS, RECONSTRUCTION, SIDES)  # each one's AUROC alone, where the model scores it
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 
 
@@ -74,7 +77,7 @@ def figures(normal: list[dict], abnormal: list[dict]) -> dict:
             "normal_mean_score": round(float(np.mean([r["score"] for r in normal])), 4),
             "normal_median_percentile": round(float(np.median([r["percentile"] for r in normal])), 2),
             "abnormal_without_finding": int(sum(r["abnormal"] and not r["n_findings"] for r in rows)),
-            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in (*COMPONENTS, SIDES)
+            "components": {c: _auroc_ap(y, np.array([r[c] for r in rows])) for c in REPORTED
                            if all(c in r for r in rows)}}
 
 
@@ -114,16 +117,18 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, s
 
 def write_scores_csv(path, table) -> None:
     """One row per image and condition: condition, label, file, score, components (standardised;
-    `sides` empty for a model that does not score it), percentile, abnormal."""
+    `sides` empty for a model that does not score it), percentile, abnormal, and `reconstruction`
+    (last, so that readers of the earlier columns by position are unchanged; empty where not scored)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["condition", "label", "file", "score", *COMPONENTS, SIDES, "percentile", "abnormal"])
+        w.writerow(["condition", "label", "file", "score", *COMPONENTS, SIDES, "percentile", "abnormal",
+                    RECONSTRUCTION])
         for condition, label, r in table:
-            w.writerow([condition, label, r["file"], f"{r['score']:.6f}",
-                        *(f"{r[c]:.6f}" if c in r else "" for c in (*COMPONENTS, SIDES)),
-                        f"{r['percentile']:.2f}", int(r["abnormal"])])
+            value = {c: f"{r[c]:.6f}" if c in r else "" for c in REPORTED}
+            w.writerow([condition, label, r["file"], f"{r['score']:.6f}", *(value[c] for c in (*COMPONENTS, SIDES)),
+                        f"{r['percentile']:.2f}", int(r["abnormal"]), value[RECONSTRUCTION]])
 
 
 BOX_COLUMNS = ("image", "x0", "y0", "x1", "y1")

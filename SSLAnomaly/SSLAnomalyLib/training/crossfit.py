@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import (MomentSums, NeighbourMeans, PositionSums, ReferenceStats,
                                                       residual_sums)
@@ -130,10 +131,10 @@ def residual_pass(cache: FeatureCache, sets: dict[int, ReferenceStats], means: d
 def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, calibration_normals=None,
               folds: int = FOLDS, seed: int = 0, reference_views: int = 0, calibration_views: int = 0,
               standardise_positions: bool = False, progress: bool = False,
-              sides: SidesRule = SidesRule()) -> CrossFit:
+              sides: SidesRule = SidesRule(), reconstruction: Reconstruction | None = None) -> CrossFit:
     """The final scorer on every normal of `normals`, and out-of-fold scores and peaks for the
     thresholds (of `calibration_normals` too, scored like the normals but never fitted on), all
-    scored with the `sides` rule."""
+    scored with the `sides` rule (and MAE's `reconstruction`, where given)."""
     base = Scorer(net, config, device=device)
     cache = FeatureCache.create()
     try:
@@ -145,7 +146,7 @@ def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, cali
         refs = {r: NormalReference.from_stats(s) for r, s in sets.items()}
         positions = _positions(cache, refs, folds) if standardise_positions else None
         scorers = {j: Scorer(net, config, device=device, reference=refs[j].with_positions(
-            None if positions is None else positions[ALL] - positions[j]), sides=sides)
+            None if positions is None else positions[ALL] - positions[j]), sides=sides, reconstruction=reconstruction)
             for j in range(folds)}
         components, fold, kind = _raw_components(cache, scorers, config.input_size)
         original = kind == ORIGINAL
@@ -157,7 +158,7 @@ def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, cali
     final = Scorer(net, config, device=device,
                    reference=refs[ALL].with_positions(None if positions is None else positions[ALL]),
                    component_stats=component_stats({c: v[original] for c, v in components.items()}),
-                   sides=sides)
+                   sides=sides, reconstruction=reconstruction)
     return CrossFit(final, sets[ALL], scores, peaks, names, encoded)
 
 

@@ -138,4 +138,5 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
         files=None, format_version=None, measured=None, manifest_sha256=None, site_calibration=None,
         model_id=f"{manifest.model_id}-fed{digest(s.files_digest for s in sites)[:8]}" + ("" if exact else "-r1"),
         reference=dict(manifest.section("reference"), positions_standardised=False), federated=federated)
-    return model_folder.save(out_dir, loaded.encoder_state, new_arrays, out, model_card(out), overwrite=overwrite)
+    return model_folder.save(out_dir, loaded.encoder_state, new_arrays, out, model_card(out), overwrite=overwrite,
+                             decoder_state=loaded.decoder_state)

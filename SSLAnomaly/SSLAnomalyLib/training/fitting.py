@@ -29,6 +29,7 @@ from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.model.reconstruction import MaskedPatches, Reconstruction
 from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
@@ -62,14 +63,21 @@ class NormalSet:
         return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
 
 
-def model_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], decisions: dict) -> str:
-    """A short hash of what model.safetensors holds (encoder weights and normal reference) and of how
+def halved(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights stored as float16 (`--half-weights`)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def model_digest(state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], decisions: dict,
+                 decoder: dict[str, torch.Tensor] | None = None) -> str:
+    """A short hash of what model.safetensors holds (encoder weights, normal reference, MAE's decoder) and of how
     the model decides (`decisions`: the manifest's scoring and calibration sections), so that two models
     from the same data and seed (other training, the same encoder refitted, the same reference scored
     or thresholded otherwise) still differ by id."""
     h = hashlib.sha256(json.dumps(decisions, sort_keys=True).encode())
     for name, value in sorted({**{f"encoder.{k}": v.detach().cpu().numpy() for k, v in state.items()},
-                               **{f"reference.{k}": np.asarray(v) for k, v in arrays.items()}}.items()):
+                               **{f"reference.{k}": np.asarray(v) for k, v in arrays.items()},
+                               **{f"decoder.{k}": v.detach().cpu().numpy() for k, v in (decoder or {}).items()}}.items()):
         h.update(name.encode())
         h.update(np.ascontiguousarray(value).tobytes())
     return h.hexdigest()[:8]
@@ -185,9 +193,11 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if judged else None
     train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=recipe.lr, foreign_objects=foreign_objects,
                             max_steps=spec.max_steps)
+    started = start.reconstruction if start is not None else None
     trainer = Trainer(encoder_cfg, pretext, train_cfg, work, device=spec.device, select=check,
                       initial_state=start.state if start is not None else None, ranks=ranks,
-                      identity={"normals": train.digest(), "start": start.model_id if start is not None else None})
+                      identity={"normals": train.digest(), "start": start.model_id if start is not None else None},
+                      initial_decoder=started.state() if started is not None else None)
     say(f"training on {len(train.files)} normals for {minutes:g} min" + (f" on {ranks.world} processes" if ranks.world > 1 else "")
         if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
@@ -195,8 +205,11 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     if not ranks.main:
         ranks.finish()
         return None
+    decoder_state = trainer.decoder_state()
     if spec.half_weights:  # the reference below is fitted with exactly the weights the folder stores
-        encoder_state = {k: v.half() if v.is_floating_point() else v for k, v in encoder_state.items()}
+        encoder_state, decoder_state = halved(encoder_state), decoder_state and halved(decoder_state)
+    reconstruction = (Reconstruction.from_state(decoder_state, started.params if started else MaskedPatches(),
+                                                encoder_cfg) if decoder_state else None)
 
     say(f"fitting the normal reference on every normal, thresholds on {FOLDS}-fold out-of-fold scores")
     net = build_encoder(encoder_cfg)
@@ -204,16 +217,18 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     fit = cross_fit(net, encoder_cfg, dev, normals if packs.is_pack(normals_dir) else normals_dir,
                     val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
                     standardise_positions=standardise_positions, progress=progress,
-                    sides=SidesRule.fitted(recipe.sides_offset))
+                    sides=SidesRule.fitted(recipe.sides_offset), reconstruction=reconstruction)
     scorer = fit.scorer
     calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr, fit.names)
     arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
     scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
-               **scorer.sides.to_dict()}
+               **scorer.sides.to_dict(),
+               **({"reconstruction": reconstruction.params.to_dict()} if reconstruction is not None else {})}
     decisions = {"scoring": scoring, "calibration": calibration.to_dict()}
     state = trainer.state()
+    weights_digest = model_digest(encoder_state, arrays, decisions, decoder_state)
     manifest = Manifest.from_dict({
-        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{model_digest(encoder_state, arrays, decisions)}",
+        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest}",
         "encoder": encoder_cfg.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
@@ -242,7 +257,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                      "numpy": np.__version__, "platform": platform.platform()},
     })
     say(f"writing the model folder {out_dir}")
-    folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model)
+    folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model,
+                               decoder_state=decoder_state)
     shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed
     ranks.finish()
     return folder

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, feature_maps, to_batch
+from SSLAnomalyLib.core.model.reconstruction import BLANK, MaskedPatches, patch_decoder, redraw
 from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, OBJECTIVE_NAMES
 from SSLAnomalyLib.training.synthetic_anomalies import PretextConfig, synthesise
 
@@ -131,15 +132,13 @@ class Contrastive(Objective):
         return self.criterion(z1.float(), z2.float())
 
 
-@dataclass(frozen=True)
-class MaeParams:
-    mask_ratio: float = 0.4       # share of patches blanked (MAE for chest X-rays: 0.4 beats 0.75)
-    patch_fraction: float = 0.125  # patch side as a fraction of the image side (16 px at 128)
+MAE = "mae"
+MaeParams = MaskedPatches  # the objective's parameters are how scoring blanks patches too
 
 
 def mae_mask(n: int, params: MaeParams, rng: np.random.Generator) -> np.ndarray:
     """A boolean (n, n) mask of exactly round(mask_ratio * patches) blanked square patches."""
-    p = max(1, int(round(params.patch_fraction * n)))
+    p = params.patch_side(n)
     grid = -(-n // p)
     chosen = rng.permutation(grid * grid)[:int(round(params.mask_ratio * grid * grid))]
     cells = np.zeros(grid * grid, bool)
@@ -147,32 +146,27 @@ def mae_mask(n: int, params: MaeParams, rng: np.random.Generator) -> np.ndarray:
     return np.kron(cells.reshape(grid, grid), np.ones((p, p), bool))[:n, :n]
 
 
-LAYER3_STRIDE = 16  # input pixels per layer3 cell of the ResNet
-
-
 class Mae(Objective):
     """Masked patches are set to the network's zero (the image mean) and redrawn from layer3 by a
-    light decoder: a 3x3 convolution and a per-cell linear map to its pixels (MAE's patch head)."""
+    light decoder (core/model/reconstruction.py), which the model folder keeps for the
+    `reconstruction` score component."""
 
-    name = "mae"
+    name = MAE
     Params = MaeParams
 
     def __init__(self, encoder_cfg, params=None):
         super().__init__(encoder_cfg, params)
-        self.decode = torch.nn.Sequential(  # each layer3 cell (16 px) redraws its own 16 x 16 pixels
-            torch.nn.Conv2d(encoder_cfg.widths[2], 128, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(128, LAYER3_STRIDE ** 2, 1), torch.nn.PixelShuffle(LAYER3_STRIDE))
+        self.decode = patch_decoder(encoder_cfg)
 
     def batch(self, images, lungs, rng, augment):
         originals = np.stack([augment(x, rng) for x in images])
         masks = np.stack([mae_mask(originals.shape[-1], self.params, rng) for _ in originals])
-        return {"masked": to_batch(np.where(masks, 0.5, originals)), "target": to_batch(originals),
+        return {"masked": to_batch(np.where(masks, BLANK, originals)), "target": to_batch(originals),
                 "mask": torch.from_numpy(masks)[:, None]}
 
     def loss(self, encoder, batch, device):
         target, mask = batch["target"].to(device), batch["mask"].to(device)
-        drawn = self.decode(feature_maps(encoder, batch["masked"].to(device))["layer3"])
-        drawn = F.interpolate(drawn, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        drawn = redraw(encoder, self.decode, batch["masked"].to(device))
         return ((drawn.float() - target) ** 2)[mask].mean()
 
 

@@ -119,4 +119,4 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
                           "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
     loaded = model_folder.load(source)  # the weights and reference as they are, verified
     return model_folder.save(out_dir, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest),
-                             overwrite=overwrite)
+                             overwrite=overwrite, decoder_state=loaded.decoder_state)

@@ -16,6 +16,7 @@ import torch
 
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
@@ -46,13 +47,15 @@ def recipe_of(manifest: Manifest) -> dict:
 class StartingEncoder:
     """The encoder of an existing model folder, to fine-tune on other normals or, with no training
     steps, only to refit the normal reference and calibration there (minutes on a CPU); with the
-    recipe it was made with, which a run started from it keeps."""
+    recipe it was made with, which a run started from it keeps, and MAE's decoder where it has one
+    (kept by a run that trains on with `mae`, or trains not at all)."""
 
     config: EncoderConfig
     state: dict[str, torch.Tensor]
     model_id: str
     folder: str
     recipe: dict = field(default_factory=dict)
+    reconstruction: Reconstruction | None = None
 
     @classmethod
     def load(cls, model) -> "StartingEncoder":
@@ -62,7 +65,10 @@ class StartingEncoder:
             recipe = recipe_of(loaded.manifest)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise model_folder.ModelError(loaded.path, f"manifest has no usable encoder ({e})") from None
-        return cls(loaded.manifest.encoder, loaded.encoder_state, loaded.manifest.model_id, str(loaded.path), recipe)
+        reconstruction = (Reconstruction.from_state(loaded.decoder_state, loaded.manifest.reconstruction,
+                                                    loaded.manifest.encoder) if loaded.decoder_state else None)
+        return cls(loaded.manifest.encoder, loaded.encoder_state, loaded.manifest.model_id, str(loaded.path), recipe,
+                   reconstruction)
 
     def describe(self) -> dict:
         return {"model_id": self.model_id, "folder": self.folder}

@@ -6,8 +6,8 @@ draw; the loss is their weighted sum. Only the shared encoder is kept.
 
 The checkpoint is one safetensors file (weights, SGD momentum, the best encoder so far, and the run
 state and identity as metadata) written atomically, so a run stopped at any time resumes from one
-consistent step, and only a run of the same identity resumes it. The kept encoder is chosen by a
-normal-only signal (see `selection.py`), never by abnormal labels. Under `torchrun` each rank
+consistent step, and only a run of the same identity resumes it. The kept encoder (with, for `mae`,
+the decoder of the same step: the `reconstruction` score component) is chosen by a normal-only signal (see `selection.py`), never by abnormal labels. Under `torchrun` each rank
 trains on its share of every batch (distributed.py).
 """
 
@@ -34,7 +34,7 @@ from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
 from SSLAnomalyLib.training.defaults import LR
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects
-from SSLAnomalyLib.training.objectives import Pretext
+from SSLAnomalyLib.training.objectives import MAE, Pretext
 from SSLAnomalyLib.training.progress import Progress
 
 
@@ -90,6 +90,11 @@ class PretextModel(torch.nn.Module):
         self.encoder = build_encoder(encoder_cfg, num_classes=2)
         self.objectives = pretext.build(encoder_cfg)
 
+    @property
+    def decoder(self) -> torch.nn.Module | None:
+        """MAE's decoder, which scoring keeps with the encoder (None without the `mae` objective)."""
+        return self.objectives[MAE].decode if MAE in self.objectives else None
+
     def forward(self, batches: dict, device) -> dict[str, torch.Tensor]:
         return {name: objective.loss(self.encoder, batches[name], device) for name, objective in self.objectives.items()}
 
@@ -103,19 +108,22 @@ class RunMismatch(PathError):
 
 class Trainer:
     """Fit the encoder on normal images; `fit` returns the chosen encoder's state dict (None on the
-    ranks other than 0 of a multi-process run)."""
+    ranks other than 0 of a multi-process run) and `decoder_state()` MAE's decoder of the same step."""
 
     def __init__(self, encoder_cfg: EncoderConfig, pretext: Pretext, train_cfg: TrainConfig,
                  work_dir: Path, device: str = "auto",
                  select: Callable[[torch.nn.Module], float] | None = None,
                  initial_state: dict[str, torch.Tensor] | None = None,
-                 identity: dict | None = None, ranks: Ranks = Ranks()):
+                 identity: dict | None = None, ranks: Ranks = Ranks(),
+                 initial_decoder: dict[str, torch.Tensor] | None = None):
         self.encoder_cfg, self.pretext, self.cfg = encoder_cfg, pretext, train_cfg
         self.work_dir = Path(work_dir)
         self.ranks = ranks
         self.device = select_device(ranks.device(device))
         self.select = select  # normal-only score of an encoder, higher is better
         self.initial_state = initial_state  # encoder weights to start from instead of random ones
+        self.initial_decoder = initial_decoder  # and the starting model's MAE decoder, where it has one
+        self.best_decoder = None
         # what makes a run this run: a checkpoint of anything else is never resumed (the budget may grow)
         self.identity = {"pretext": pretext.to_dict(), "widths": list(encoder_cfg.widths),
                          "layers": list(encoder_cfg.layers), "input_size": encoder_cfg.input_size,
@@ -142,10 +150,13 @@ class Trainer:
         net = PretextModel(self.encoder_cfg, self.pretext)
         if self.initial_state is not None:
             net.encoder.load_state_dict(self.initial_state)
+        if self.initial_decoder and net.decoder is not None:
+            net.decoder.load_state_dict(self.initial_decoder)
         budget = self.cfg.minutes * 60
         self.run_state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": []}
-        if budget <= 0:
-            return {k: v.detach().clone() for k, v in net.encoder.state_dict().items()}  # nothing to train or keep
+        if budget <= 0:  # nothing to train: the starting encoder, and its decoder, as they are
+            self.best_decoder = self.initial_decoder or None
+            return {k: v.detach().clone() for k, v in net.encoder.state_dict().items()}
         net = place(net, self.device)
         opt = torch.optim.SGD(net.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                               weight_decay=self.cfg.weight_decay)
@@ -189,8 +200,13 @@ class Trainer:
         self.run_state = state
         if not self.ranks.main:
             return None
-        chosen = self.best if self.best is not None else _encoder(net)
-        return {k: v.clone() for k, v in chosen.items()}
+        if self.best is None:
+            self.best, self.best_decoder = _encoder(net), _decoder(net)
+        return {k: v.clone() for k, v in self.best.items()}
+
+    def decoder_state(self) -> dict[str, torch.Tensor] | None:
+        """MAE's decoder of the kept step (None without `mae`, or the starting model's after no training)."""
+        return self.best_decoder
 
     def _progress(self, state: dict, budget: float) -> float:
         """How far through its budget the run is (0 to 1), for the cosine learning rate: the time
@@ -216,13 +232,14 @@ class Trainer:
                 state["signals"] = state.get("signals", []) + [[state["step"], round(signal, 4)]]
                 if state["best_signal"] is None or signal > state["best_signal"]:
                     state["best_signal"], state["best_step"] = signal, state["step"]
-                    self.best = _encoder(net)
+                    self.best, self.best_decoder = _encoder(net), _decoder(net)
             tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             for i, p in enumerate(opt.param_groups[0]["params"]):
                 buf = opt.state.get(p, {}).get("momentum_buffer")
                 if buf is not None:
                     tensors[f"opt.{i}"] = buf.detach().cpu().contiguous()
             tensors.update({f"best.{k}": v for k, v in (self.best or {}).items()})
+            tensors.update({f"best_decoder.{k}": v for k, v in (self.best_decoder or {}).items()})
             self.work_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.checkpoint) as tmp:
                 save_file(tensors, str(tmp), metadata={"state": json.dumps(state), "identity": json.dumps(self.identity)})
@@ -245,11 +262,21 @@ class Trainer:
                 opt.state[p]["momentum_buffer"] = tensors[f"opt.{i}"].to(p.device)
         best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
         self.best = best or None
+        decoder = {k[len("best_decoder."):]: v for k, v in tensors.items() if k.startswith("best_decoder.")}
+        self.best_decoder = decoder or None
         return json.loads(meta["state"])
 
 
 def _encoder(net: PretextModel) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous().clone() for k, v in net.encoder.state_dict().items()}
+    return _copy(net.encoder)
+
+
+def _decoder(net: PretextModel) -> dict[str, torch.Tensor] | None:
+    return None if net.decoder is None else _copy(net.decoder)
+
+
+def _copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
 
 
 def _brief(identity: dict, keys: list[str]) -> str:

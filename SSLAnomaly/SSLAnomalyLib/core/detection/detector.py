@@ -16,6 +16,7 @@ from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.heatmap import to_input_grid
 from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
 from SSLAnomalyLib.core.model_files import model_folder, registry
@@ -106,10 +107,12 @@ class AnomalyDetector:
             reference = NormalReference.from_arrays(loaded.arrays)
             if not manifest.component_stats:
                 raise ValueError("the manifest has no scoring.component_stats")
+            reconstruction = (Reconstruction.from_state(loaded.decoder_state, manifest.reconstruction, manifest.encoder)
+                              if manifest.reconstruction is not None else None)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
         scorer = Scorer(net, manifest.encoder, select_device(device), reference=reference,
-                        component_stats=manifest.component_stats, sides=manifest.sides)
+                        component_stats=manifest.component_stats, sides=manifest.sides, reconstruction=reconstruction)
         return cls(scorer, manifest.calibration, loaded.arrays.get("lung_prior"), manifest.model_id, manifest,
                    population=registry.population_of(model, manifest))
 

@@ -5,9 +5,12 @@ Components per image, each standardised by its mean and spread on held-out train
 - `patch`: mean of the heatmap over the lung fields (patch-level distance), which is also the map
   the radiologist sees, so the score and the picture agree. The mean over the whole lung beat the
   top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse;
+- `reconstruction` (models trained with the `mae` objective): how badly MAE's decoder redraws
+  blanked patches of the lung fields (`reconstruction.py`);
 - `sides` (models fitted from round 7 on): how far apart the two lung fields' aerated densities are
   (`field_density.py`): a white-out, a large effusion or a pneumothorax, which texture features can miss.
-The image score is the mean of `pooled` and `patch` (the texture score), or `sides` less the
+The image score is the mean of `pooled`, `patch` and, where scored, `reconstruction` (the texture
+score), or `sides` less the
 model's offset where that is higher (`SidesRule`): models fitted from round 8 on count `sides` only
 beyond `SIDES_FROM` deviations, which a normal's imbalance rarely reaches, so the texture score of
 almost every normal is left as it was while a one-sided departure decides on its own; older models
@@ -27,9 +30,10 @@ from SSLAnomalyLib.core.model.device import place
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
 from SSLAnomalyLib.core.model.field_density import SideDensity, side_density, side_heat
 from SSLAnomalyLib.core.model.heatmap import model_grid_map
+from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION, Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 
-COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model)
+COMPONENTS = ("pooled", "patch")  # the texture score: their mean (every model), with RECONSTRUCTION where scored
 SIDES = "sides"                   # the one-sided density component (models fitted with it)
 FIELDS = ("field_left", "field_right")  # standardised, not scored: which lung field departs (with "peak": by how much)
 SIDES_OFFSET = 2.0  # the offset of the models before round 8, and `train`'s default
@@ -89,15 +93,17 @@ class Scorer:
     """An encoder and what normal looks like through it, fitted on normals only:
     `Scorer(net, config).fit(reference normals, held-out normals)` learns `reference` and
     `component_stats`; a model folder gives them back ready-made (the detector passes them in).
-    `sides` (a SidesRule) is a choice of the model, not learned: how far `sides` must depart to decide."""
+    `sides` (a SidesRule) is a choice of the model, not learned: how far `sides` must depart to decide.
+    With `reconstruction` (the decoder of an encoder trained with `mae`), that component is scored too."""
 
     def __init__(self, net: torch.nn.Module, config: EncoderConfig, device: torch.device | str = "cpu",
                  reference: NormalReference | None = None, component_stats: dict[str, list[float]] | None = None,
-                 sides: SidesRule = SidesRule()):
+                 sides: SidesRule = SidesRule(), reconstruction: Reconstruction | None = None):
         self.net = place(net, device).eval()
         self.config, self.device = config, torch.device(device)
         self.reference, self.component_stats = reference, component_stats
         self.sides = sides
+        self.reconstruction = None if reconstruction is None else reconstruction.to(self.device)
         self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised
 
     def fit(self, reference_images01: np.ndarray, held_out_images01: np.ndarray, held_out_lungs: np.ndarray,
@@ -157,12 +163,17 @@ class Scorer:
                       SIDES: np.array([d.difference for d in densities]),
                       "field_left": np.array([d.left for d in densities]),
                       "field_right": np.array([d.right for d in densities]), "peak": peaks}
+        if self.reconstruction is not None:
+            errors = self.reconstruction.error_maps(self.net, images01, self.device)
+            components[RECONSTRUCTION] = np.array([in_lung(e, lung).mean() for e, lung in zip(errors, lungs)])
         return BatchScores(components, grid, peaks, np.asarray(lungs, bool), densities)
 
     @property
     def scored_components(self) -> tuple[str, ...]:
-        """The components this scorer's image score is made of (`sides` only where it was fitted)."""
-        return COMPONENTS + ((SIDES,) if self.component_stats and SIDES in self.component_stats else ())
+        """The components this scorer's image score is made of (`reconstruction` and `sides` only
+        where they were fitted)."""
+        fitted = self.component_stats or {}
+        return COMPONENTS + tuple(c for c in (RECONSTRUCTION, SIDES) if c in fitted)
 
     def finish(self, scores: BatchScores) -> BatchScores:
         """Standardise raw scores and, where the two lung fields' densities are further apart than
@@ -202,7 +213,7 @@ def in_lung(grid_map: np.ndarray, lung: np.ndarray) -> np.ndarray:
 
 def image_score(standardised: dict[str, np.ndarray], sides: SidesRule = SidesRule()) -> np.ndarray:
     """The image score: the mean of the texture components, or what `sides` brings where higher."""
-    texture = np.mean([standardised[c] for c in COMPONENTS], axis=0)
+    texture = np.mean([standardised[c] for c in COMPONENTS + (RECONSTRUCTION,) if c in standardised], axis=0)
     return np.maximum(texture, sides.term(standardised[SIDES])) if SIDES in standardised else texture
 
 

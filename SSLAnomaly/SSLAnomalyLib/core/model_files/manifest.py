@@ -15,6 +15,7 @@ from typing import Any
 
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.reconstruction import MaskedPatches
 from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files.registry import Population
 
@@ -40,6 +41,7 @@ class Manifest:
     component_stats: dict[str, tuple[float, float]]  # {component: (mean, spread)} of the training normals
     population: Population | None                  # who the model learned from, where the manifest says
     sides: SidesRule = SidesRule()                 # scoring.sides_offset and sides_from: how `sides` decides
+    reconstruction: MaskedPatches | None = None    # scoring.reconstruction: how MAE's decoder is scored, where it is
 
     @classmethod
     def from_dict(cls, document: dict) -> "Manifest":
@@ -52,7 +54,8 @@ class Manifest:
                    {name: (float(mean), float(spread))
                     for name, (mean, spread) in ((document.get("scoring") or {}).get("component_stats") or {}).items()},
                    _parsed(document, "population", Population.from_dict, False),
-                   _parsed(document, "scoring", SidesRule.from_dict, False) or SidesRule())
+                   _parsed(document, "scoring", SidesRule.from_dict, False) or SidesRule(),
+                   _parsed(document.get("scoring") or {}, "reconstruction", MaskedPatches.from_dict, False))
 
     def section(self, name: str) -> Any:
         """A descriptive section as written (a copy: the manifest itself never changes); {} where absent."""

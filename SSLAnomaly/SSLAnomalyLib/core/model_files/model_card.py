@@ -55,7 +55,7 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 {origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
 {objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
-position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.{sides_note(manifest)}
+position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
 {normals_line(d)}
@@ -81,6 +81,17 @@ percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def reconstruction_note(manifest: Manifest) -> str:
+    """How MAE's redrawing error enters the score, where the model scores it."""
+    masks = manifest.reconstruction
+    if masks is None:
+        return ""
+    return ("\nMAE's decoder redraws the lung fields patch by patch (patches of "
+            f"{100 * masks.patch_fraction:g} % of the side, blanked in {masks.sets} "
+            "disjoint sets):\nthe mean squared error of its drawing (`reconstruction`) is averaged into the "
+            "texture score with the other two.")
 
 
 def sides_note(manifest: Manifest) -> str:

@@ -3,7 +3,8 @@ and a model card. Loading verifies every hash, the manifest's seal (and, where t
 signature: core/model_files/signing.py) and the format version before anything is used, and nothing in a model
 folder is ever unpickled.
 
-    model.safetensors    encoder weights ("encoder.*") and normal-reference arrays ("reference.*")
+    model.safetensors    encoder weights ("encoder.*"), normal-reference arrays ("reference.*") and,
+                         for an encoder trained with `mae`, its decoder ("decoder.*")
     manifest.json        format version, architecture, preprocessing, calibration, training summary,
                          software versions, {file: sha256}
     MODEL_CARD.md        what it was trained on, what it is not for, figures and commands
@@ -20,7 +21,7 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
+from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model_files import registry, signing
 from SSLAnomalyLib.core.model_files.manifest import Manifest, ManifestFieldError
 
@@ -49,12 +51,14 @@ class ModelError(PathError):
 
 @dataclass(frozen=True)
 class ModelFolder:
-    """A loaded, verified model folder: its manifest, the encoder's weights, the reference arrays."""
+    """A loaded, verified model folder: its manifest, the encoder's weights, the reference arrays
+    and MAE's decoder (empty unless the model scores `reconstruction`)."""
 
     path: Path
     manifest: Manifest
     encoder_state: dict[str, torch.Tensor]
     arrays: dict[str, np.ndarray]
+    decoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def sha256(path: Path) -> str:
@@ -99,12 +103,14 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
 
 
 def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: Manifest,
-         card: str, overwrite: bool = False) -> Path:
+         card: str, overwrite: bool = False, decoder_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
-    verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`)."""
+    verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`).
+    A writer of a loaded model passes its `decoder_state` on with the rest."""
     folder = Path(os.path.realpath(folder))  # `.` has a name there; a link's target is what gets replaced
     tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
     tensors.update({f"reference.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+    tensors.update({f"decoder.{k}": v.detach().cpu().contiguous() for k, v in (decoder_state or {}).items()})
     key = signing.site_key()
     folder.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder.with_name(f".{folder.name}.lock"), folder):
@@ -222,7 +228,13 @@ def load(model: str | os.PathLike) -> ModelFolder:
         raise ModelError(folder, f"{MANIFEST} {e}") from None
     encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
     arrays = {k[len("reference."):]: v.numpy() for k, v in tensors.items() if k.startswith("reference.")}
-    return ModelFolder(folder, typed, encoder, arrays)
+    decoder = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    said = {"decoder weights": bool(decoder), "scoring.reconstruction": typed.reconstruction is not None,
+            "its component statistics": RECONSTRUCTION in typed.component_stats}
+    if len(set(said.values())) > 1:
+        raise ModelError(folder, "is inconsistent on the reconstruction component: "
+                                 + ", ".join(f"{k} {'present' if v else 'missing'}" for k, v in said.items()))
+    return ModelFolder(folder, typed, encoder, arrays, decoder)
 
 
 def _field(manifest: dict, path: str):
