@@ -1,8 +1,8 @@
 """Models by name: `sslanomaly models` lists both bundled models, each loads, verifies and scores a
-real image of its population, a DICOM's PatientAge outside the model's population is a warning
-naming the better model, the Slicer selector shows what the registry holds, a bare name is the
-bundled model (saying so where a folder here has that name), and a site that requires signed models
-still loads the bundled ones."""
+real image of its population, a shuffled-tile mosaic is said to be far beyond normal, a DICOM's
+PatientAge outside the model's population is a warning naming the better model, the Slicer selector
+shows what the registry holds, a bare name is the bundled model (saying so where a folder here has
+that name), and a site that requires signed models still loads the bundled ones."""
 
 import subprocess
 
@@ -34,6 +34,20 @@ def test_each_bundled_model_scores_a_real_image_of_its_population():
         result = AnomalyDetector.load(m.name).detect(read_radiograph(images[m.name]))
         assert np.isfinite(result.score) and result.percentile < 100
         assert not any("population" in w for w in result.warnings)
+
+
+def test_each_bundled_model_says_a_shuffled_tile_mosaic_may_not_be_a_chest_radiograph(messy_corpus):
+    """The normals a model set aside from its thresholds (the adult model's white-outs) do not widen
+    the range beyond which a score is far beyond every normal."""
+    from SSLAnomalyLib.core.detection.detector import OUT_OF_RANGE_WARNING, AnomalyDetector
+    from SSLAnomalyLib.core.model_files import registry
+    from SSLAnomalyLib.core.reading.images import read_radiograph
+
+    mosaic = read_radiograph(messy_corpus[0] / "nonchest_mosaic.png")
+    for m in registry.bundled_models():
+        detector = AnomalyDetector.load(m.name)
+        assert OUT_OF_RANGE_WARNING in detector.detect(mosaic).warnings, m.name
+    assert len(AnomalyDetector.load("adult").calibration.set_aside)  # the case this guards
 
 
 def test_a_child_dicom_scored_by_the_adult_model_carries_the_population_warning(tmp_path):
