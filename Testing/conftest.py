@@ -39,13 +39,14 @@ def small_normals(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_model(small_normals, tmp_path_factory):
-    """A real model folder trained for a few steps on 40 real normals."""
+    """A real model folder trained for three steps on 40 real normals: counted in steps, not minutes,
+    so that it is the same model on a fast machine and a busy one."""
     from SSLAnomalyLib.training.fitting import train_model
     from SSLAnomalyLib.training.spec import TrainingSpec
 
     train, val = small_normals
     out = tmp_path_factory.mktemp("model") / "small"
-    return train_model(train, out, val, TrainingSpec(minutes=0.1, seed=0, device="cpu"), progress=False)
+    return train_model(train, out, val, TrainingSpec(minutes=10, max_steps=3, seed=0, device="cpu"), progress=False)
 
 
 def bundled_folder(name: str):
