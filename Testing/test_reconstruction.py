@@ -100,3 +100,24 @@ def test_evaluate_reports_the_component_and_a_folder_without_its_decoder_is_refu
     with pytest.raises(ModelError, match="inconsistent on the reconstruction component: decoder weights missing"):
         save(tmp_path / "broken", loaded.encoder_state, loaded.arrays, loaded.manifest.replaced(files=None),
              "card")
+
+
+def test_a_frozen_encoder_gains_a_trained_decoder_and_keeps_everything_else(small_model, small_normals, tmp_path):
+    """`train --start-from M --pretext mae --freeze-encoder`: M's encoder bit for bit, batch-norm
+    statistics included, and the last step's decoder (nothing to choose between steps)."""
+    train, val = small_normals
+    out = tmp_path / "frozen"
+    assert main(["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--minutes", "5",
+                 "--max-steps", "3", "--start-from", str(small_model), "--pretext", "mae", "--freeze-encoder",
+                 "--quiet"]) == 0
+    base, frozen = load(small_model), load(out)
+    assert all(torch.equal(base.encoder_state[k], v) for k, v in frozen.encoder_state.items())
+    assert frozen.decoder_state and RECONSTRUCTION in frozen.manifest.component_stats
+    training = frozen.manifest.section("training")
+    assert training["encoder_frozen"] and training["steps"] == 3 and training["chosen_step"] is None
+    assert "unchanged (frozen while MAE's decoder was trained on" in (out / "MODEL_CARD.md").read_text()
+    for options, reason in [([], "name it with --start-from"),
+                            (["--start-from", str(small_model)], "add --pretext mae")]:
+        with pytest.raises(SystemExit, match=reason):
+            main(["train", "--normals", str(train), "--out", str(tmp_path / "x"), "--freeze-encoder", *options])
+        assert not (tmp_path / "x").exists()

@@ -76,6 +76,10 @@ def add_parsers(sub) -> None:
                    help="what a lung-field density imbalance beyond 2 deviations (the `sides` component) brings to "
                         f"the image score: its deviations less Z (default {SIDES_OFFSET:g}, or the --start-from "
                         "model's; lower flags more white-outs and large effusions)")
+    t.add_argument("--freeze-encoder", action="store_true",
+                   help="keep the --start-from model's encoder exactly as it is and train only MAE's decoder on it "
+                        "(with --pretext mae): the model gains the `reconstruction` score component and keeps "
+                        "everything else")
     t.add_argument("--half-weights", action="store_true",
                    help="store the encoder in float16: half the size, the reference and thresholds fitted with exactly "
                         "those weights (the GPU round uses it to bring eight models back)")
@@ -115,15 +119,19 @@ def training_spec(args):
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
                         sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, freeze_encoder=args.freeze_encoder)
 
 
 def cmd_train(args) -> int:
     from SSLAnomalyLib.training.fitting import train_model, work_dir
-    from SSLAnomalyLib.training.spec import StartingEncoder
+    from SSLAnomalyLib.training.spec import StartingEncoder, resolve
 
     spec = training_spec(args)
     start = StartingEncoder.load(args.start_from) if args.start_from else None
+    try:
+        resolve(spec, start)  # options that contradict each other, before any image is read
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     try:
         folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
                              progress=not args.quiet)

@@ -187,7 +187,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
                                      "are needed")
     dev = select_device(ranks.device(spec.device))
-    judged = minutes > 0 and ranks.main  # a refit has nothing to choose; rank 0 alone judges checkpoints
+    # a refit, or a frozen encoder, has nothing to choose (the last decoder is kept); rank 0 alone judges
+    judged = minutes > 0 and ranks.main and not spec.freeze_encoder
     if judged:
         say("drawing the checkpoint check (held-out normals, shifted and with synthetic opacities)")
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if judged else None
@@ -197,8 +198,10 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     trainer = Trainer(encoder_cfg, pretext, train_cfg, work, device=spec.device, select=check,
                       initial_state=start.state if start is not None else None, ranks=ranks,
                       identity={"normals": train.digest(), "start": start.model_id if start is not None else None},
-                      initial_decoder=started.state() if started is not None else None)
+                      initial_decoder=started.state() if started is not None else None,
+                      freeze_encoder=spec.freeze_encoder)
     say(f"training on {len(train.files)} normals for {minutes:g} min" + (f" on {ranks.world} processes" if ranks.world > 1 else "")
+        + (" (the encoder frozen: MAE's decoder only)" if spec.freeze_encoder else "")
         if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
     encoder_state = trainer.fit(train.images01, train.lungs, progress)
     train_seconds = time.time() - t0
@@ -237,7 +240,10 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                          seconds=round(train_seconds, 1), step_seconds=round(state["seconds"], 1),
                          processes=ranks.world, weights="float16" if spec.half_weights else "float32",
                          inherited=recipe.inherited, chosen_step=state.get("best_step"),
-                         selection="AUROC of the feature-distance score on held-out training normals vs the "
+                         encoder_frozen=spec.freeze_encoder,
+                         selection="none: the encoder was frozen, the last step's decoder is kept"
+                                   if spec.freeze_encoder else
+                                   "AUROC of the feature-distance score on held-out training normals vs the "
                                    "same images with synthetic opacities (normal images only)"
                                    + (", foreign objects on the shifted normals" if foreign_objects else ""),
                          selection_signals=state.get("signals", []), command=command,

@@ -21,7 +21,7 @@ from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
-from SSLAnomalyLib.training.objectives import Pretext
+from SSLAnomalyLib.training.objectives import MAE, Pretext
 
 INHERITABLE = ("input_size", "patch_layers", "pretext", "reference_views", "calibration_views",
                "standardise_positions", "foreign_objects", "sides_offset")
@@ -93,6 +93,7 @@ class TrainingSpec:
     foreign_objects: float | None = None
     sides_offset: float | None = None  # deviations of `sides` beyond which it decides the image score (scoring.py)
     half_weights: bool = False  # store the encoder in float16 (half the size; fitted with exactly those weights)
+    freeze_encoder: bool = False  # train only MAE's decoder on the starting model's encoder, which stays as it is
     restart: bool = False       # discard an unfinished run's checkpoints instead of resuming them
     overwrite: bool = False     # replace a model already in the output folder
 
@@ -113,7 +114,12 @@ class Recipe:
 
 
 def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
-    """Each inheritable value: the spec's, else the starting model's, else the default."""
+    """Each inheritable value: the spec's, else the starting model's, else the default. A frozen
+    encoder needs a starting model and the `mae` objective (its decoder is the only part trained)."""
+    if spec.freeze_encoder and start is None:
+        raise ValueError("--freeze-encoder keeps the starting model's encoder as it is: name it with --start-from")
+    if spec.freeze_encoder and MAE not in (spec.pretext or start.recipe.get("pretext") or Pretext()).weights():
+        raise ValueError("--freeze-encoder trains only MAE's decoder on the frozen encoder: add --pretext mae")
     inherited = {name: start.recipe[name] for name in INHERITABLE
                  if getattr(spec, name) is None and start is not None and name in start.recipe}
     value = {name: getattr(spec, name) if getattr(spec, name) is not None else inherited.get(name, DEFAULTS[name])

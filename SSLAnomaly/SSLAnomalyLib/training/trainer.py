@@ -115,7 +115,7 @@ class Trainer:
                  select: Callable[[torch.nn.Module], float] | None = None,
                  initial_state: dict[str, torch.Tensor] | None = None,
                  identity: dict | None = None, ranks: Ranks = Ranks(),
-                 initial_decoder: dict[str, torch.Tensor] | None = None):
+                 initial_decoder: dict[str, torch.Tensor] | None = None, freeze_encoder: bool = False):
         self.encoder_cfg, self.pretext, self.cfg = encoder_cfg, pretext, train_cfg
         self.work_dir = Path(work_dir)
         self.ranks = ranks
@@ -123,12 +123,13 @@ class Trainer:
         self.select = select  # normal-only score of an encoder, higher is better
         self.initial_state = initial_state  # encoder weights to start from instead of random ones
         self.initial_decoder = initial_decoder  # and the starting model's MAE decoder, where it has one
+        self.freeze_encoder = freeze_encoder  # only the objectives' heads train; the encoder stays initial_state
         self.best_decoder = None
         # what makes a run this run: a checkpoint of anything else is never resumed (the budget may grow)
         self.identity = {"pretext": pretext.to_dict(), "widths": list(encoder_cfg.widths),
                          "layers": list(encoder_cfg.layers), "input_size": encoder_cfg.input_size,
                          **{k: v for k, v in train_cfg.to_dict().items() if k not in ("minutes", "max_steps", "eval_every")},
-                         **(identity or {})}
+                         **({"freeze_encoder": True} if freeze_encoder else {}), **(identity or {})}
 
     @property
     def checkpoint(self) -> Path:
@@ -158,8 +159,9 @@ class Trainer:
             self.best_decoder = self.initial_decoder or None
             return {k: v.detach().clone() for k, v in net.encoder.state_dict().items()}
         net = place(net, self.device)
-        opt = torch.optim.SGD(net.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
-                              weight_decay=self.cfg.weight_decay)
+        net.encoder.requires_grad_(not self.freeze_encoder)
+        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=self.cfg.lr,
+                              momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
         state = {"step": 0, "seconds": 0.0, "best_signal": None, "best_step": None, "history": [],
                  "history_columns": ["step"] + list(net.objectives)}
         self.best = None
@@ -175,6 +177,8 @@ class Trainer:
         t_last = time.time()
         while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
             model.train()
+            if self.freeze_encoder:
+                net.encoder.eval()  # its batch-norm statistics stay the starting model's, as scoring sees them
             lr = self.cfg.lr * 0.5 * (1 + np.cos(np.pi * self._progress(state, budget)))
             for g in opt.param_groups:
                 g["lr"] = lr

@@ -239,6 +239,9 @@ def origin(training: dict) -> str:
     start = training.get("started_from")
     if not start:
         return "was trained from scratch"
+    if training["steps"] and training.get("encoder_frozen"):
+        return (f"is the encoder of model `{start['model_id']}` unchanged (frozen while MAE's decoder was trained on\n"
+                f"it for {training['steps']} steps; the reference and calibration below fitted anew), itself trained")
     if training["steps"]:
         return (f"started from the encoder of model `{start['model_id']}` and was trained {training['steps']} more\n"
                 f"steps (kept: step {training.get('chosen_step')}; step 0 is the starting encoder)")
