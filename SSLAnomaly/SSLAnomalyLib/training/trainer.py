@@ -7,8 +7,10 @@ draw; the loss is their weighted sum. Only the shared encoder is kept.
 The checkpoint is one safetensors file (weights, SGD momentum, the best encoder so far, and the run
 state and identity as metadata) written atomically, so a run stopped at any time resumes from one
 consistent step, and only a run of the same identity resumes it. The kept encoder (with, for `mae`,
-the decoder of the same step: the `reconstruction` score component) is chosen by a normal-only signal (see `selection.py`), never by abnormal labels. Under `torchrun` each rank
-trains on its share of every batch (distributed.py).
+the decoder of the same step: the `reconstruction` score component) is chosen by a normal-only
+signal (see `selection.py`), never by abnormal labels; a frozen encoder (`freeze_encoder`) trains
+only the heads, and the last step's are kept. Under `torchrun` each rank trains on its share of
+every batch (distributed.py).
 """
 
 from __future__ import annotations
