@@ -191,3 +191,33 @@ def test_disease_augmentation_is_seeded_and_stays_inside_the_lung_field():
         assert d[changed].mean() > x[changed].mean()  # an opacity: brighter
         left, right = changed[:, :64].any(), changed[:, 64:].any()
         assert left != right  # one side
+
+
+def test_hemithorax_disease_whitens_one_whole_side_beyond_the_lung_field_and_is_opt_in():
+    from SSLAnomalyLib.cli.train import disease_kinds
+    from SSLAnomalyLib.core.model.preprocess import to_model_input
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
+    from SSLAnomalyLib.training.lung_disease import ALL_KINDS, KINDS, draw_disease
+
+    x = to_model_input(synthetic_radiograph(), 128)
+    mask = np.zeros(x.shape, bool)
+    mask[30:100, 20:55] = mask[30:100, 73:108] = True
+    kept = mask.copy()
+    drawn = [draw_disease(x, mask, np.random.default_rng(s), ("hemithorax",)) for s in range(8)]
+    assert np.array_equal(draw_disease(x, mask, np.random.default_rng(5), ("hemithorax",)), drawn[5])  # seeded
+    assert np.array_equal(mask, kept)  # the label is never touched
+    for d in drawn:
+        assert d.shape == x.shape and d.dtype == np.float32 and 0 <= d.min() and d.max() <= 1
+        changed = d - x > 0.02
+        assert (d >= x - 1e-6).all()  # an opacity: nothing darker
+        assert (changed & ~mask).sum() > (changed & mask).sum() / 2  # chest wall and shoulder too, not the field only
+        side = changed[:, :64].sum() > changed[:, 64:].sum()
+        field = mask[:, :64] if side else mask[:, 64:]
+        assert (changed[:, :64] if side else changed[:, 64:])[field].mean() > 0.9  # the whole field on that side
+        assert not (changed[:, 74:] if side else changed[:, :54]).any()  # one side: past the midline by its edge only
+    # opt-in: the default kinds (the bundled network's recipe) draw exactly what they drew before
+    assert KINDS == ("whiteout", "effusion", "consolidation") and ALL_KINDS == (*KINDS, "hemithorax")
+    assert np.array_equal(draw_disease(x, mask, np.random.default_rng(3)), draw_disease(x, mask, np.random.default_rng(3), KINDS))
+    assert disease_kinds("all") == ALL_KINDS and disease_kinds("whiteout,hemithorax") == ("whiteout", "hemithorax")
+    with pytest.raises(Exception, match="unknown disease kind"):
+        disease_kinds("pneumothorax")

@@ -24,6 +24,17 @@ def pretext(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def disease_kinds(text: str) -> tuple[str, ...]:
+    """An argparse type: `train-anatomy --disease-kinds`, 'all' or some of `lung_disease.ALL_KINDS`."""
+    from SSLAnomalyLib.evaluation.choices import parse_names
+    from SSLAnomalyLib.training.lung_disease import ALL_KINDS
+
+    try:
+        return tuple(parse_names(text, ALL_KINDS, "disease kind(s)"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train an encoder on normal radiographs and calibrate a model folder")
     t.add_argument("--normals", required=True, nargs="+", metavar="DIR",
@@ -100,6 +111,9 @@ def add_parsers(sub) -> None:
     a.add_argument("--disease-share", type=fraction_or_zero, default=0.5, metavar="P",
                    help="share of training images with a white-out, an effusion or consolidation drawn inside one "
                         "lung field, mask unchanged, so a white lung is still outlined (default 0.5, docs/anatomy.md)")
+    a.add_argument("--disease-kinds", type=disease_kinds, default=None, metavar="KINDS",
+                   help="comma-separated kinds of disease drawn: whiteout, effusion, consolidation (the default) "
+                        "and hemithorax (the whole side of the chest opaque, chest wall included; docs/anatomy.md)")
     add_quiet(a)
     a.set_defaults(func=cmd_train_anatomy)
 
@@ -147,12 +161,14 @@ def cmd_train(args) -> int:
 def cmd_train_anatomy(args) -> int:
     from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig
     from SSLAnomalyLib.core.model_files import model_folder
+    from SSLAnomalyLib.training.lung_disease import KINDS
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
     command = command_line()
     folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
                               config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet,
                               negative_share=args.negative_share, disease_share=args.disease_share,
+                              disease_kinds=args.disease_kinds or KINDS,
                               overwrite=args.overwrite)
     figures = model_folder.load(folder).manifest.section("figures")
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "

@@ -1,9 +1,13 @@
-"""Disease drawn inside the expert lung field for training the lung network (`train-anatomy
---disease-share`): a whited-out hemithorax, a pleural effusion with its meniscus, or consolidation.
+"""Disease drawn on the expert lung field for training the lung network (`train-anatomy
+--disease-share`, `--disease-kinds`): a whited-out lung field, a pleural effusion with its meniscus,
+consolidation, or (only when asked for) a whole opaque hemithorax.
 
 The mask is left unchanged: the label is the anatomical lung field whatever fills it, so the network
 learns to outline a white lung instead of dropping it (a network trained on normals only draws no lung
 there, and everything the product calls "in the lungs" then misses the most obvious disease).
+The first three stay inside the field; `hemithorax` whitens the whole side of the chest, chest wall and
+shoulder soft tissue included, with the ribs blurred away, as a real opaque hemithorax looks
+(00000506_013 of NIH, on which every network drew a "lung" on the shoulder: docs/anatomy.md).
 
 Masses, nodules, pneumothorax and cardiomegaly are deliberately not drawn: the evaluation's phantoms
 draw those, and training never imports them.
@@ -14,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-KINDS = ("whiteout", "effusion", "consolidation")
+KINDS = ("whiteout", "effusion", "consolidation")  # the default, as the bundled lung network was trained
+ALL_KINDS = (*KINDS, "hemithorax")
 GROW = 2  # pixels the drawing may reach beyond the mask (its partial-volume rim)
 
 
@@ -85,10 +90,34 @@ def consolidation(field: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return opacity
 
 
-def draw_disease(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`image` ((s, s) in [0, 1], the network's input) with one kind of disease on one side of `mask`,
-    changed only inside the mask grown by two pixels: the resized mask leaves a partial-volume rim of dark
-    lung just outside it, which would otherwise outline a white lung (a shortcut real disease lacks)."""
+def hemithorax(image: np.ndarray, mask: np.ndarray, field: np.ndarray, on_image_left: bool,
+               rng: np.random.Generator) -> np.ndarray:
+    """`image` with the whole side of `field` opaque: from the lungs' midline out to the image edge and
+    from above the apex to below the base, soft-edged, the ribs blurred away and everything brought
+    towards the brightness of the body's soft tissue."""
+    n = image.shape[0]
+    cols = np.flatnonzero(mask.any(axis=0))
+    mid = (cols[0] + cols[-1]) / 2 + (1 if on_image_left else -1) * rng.uniform(-0.02, 0.04) * n
+    rows = np.flatnonzero(field.any(axis=1))
+    top, bottom = rows[0] - rng.uniform(0.05, 0.25) * n, rows[-1] + rng.uniform(0.0, 0.06) * n
+    yy, xx = np.mgrid[0:n, 0:image.shape[1]]
+    side = (xx < mid) if on_image_left else (xx >= mid)
+    region = ndimage.gaussian_filter((side & (yy >= top) & (yy <= bottom)).astype(np.float32),
+                                     rng.uniform(0.01, 0.03) * n)
+    body = image > image.mean()
+    target = np.quantile(image[body], 0.9) * rng.uniform(0.95, 1.1) if body.any() else 1.0
+    blurred = ndimage.gaussian_filter(image, rng.uniform(2.0, 6.0) * n / 128)
+    fill = 0.3 * blurred + 0.7 * target + rng.uniform(0.01, 0.03) * smooth_noise(image.shape, n / 32, rng)
+    alpha = region * rng.uniform(0.75, 1.0)
+    return np.clip(np.maximum(image, (1 - alpha) * image + alpha * fill), 0, 1).astype(np.float32)
+
+
+def draw_disease(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                 kinds: tuple[str, ...] = KINDS) -> np.ndarray:
+    """`image` ((s, s) in [0, 1], the network's input) with one of `kinds` of disease on one side of
+    `mask`. All but `hemithorax` change it only inside the mask grown by two pixels: the resized mask
+    leaves a partial-volume rim of dark lung just outside it, which would otherwise outline a white lung
+    (a shortcut real disease lacks); `hemithorax` reaches the image edge, so it outlines nothing."""
     mask = ndimage.binary_dilation(np.asarray(mask, bool), iterations=GROW)
     sides = [s for s in lung_sides(mask) if s.sum() >= 0.01 * mask.size]
     if not sides:
@@ -96,7 +125,9 @@ def draw_disease(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) 
     index = int(rng.integers(len(sides)))
     field = sides[index]
     on_image_left = bool(np.nonzero(field)[1].mean() < mask.shape[1] / 2)
-    kind = KINDS[int(rng.integers(len(KINDS)))]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "hemithorax":
+        return hemithorax(image, mask, field, on_image_left, rng)
     if kind == "whiteout":
         opacity = whiteout(field, rng)
     elif kind == "effusion":

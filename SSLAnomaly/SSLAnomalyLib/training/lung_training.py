@@ -25,7 +25,7 @@ from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.training.lung_disease import draw_disease
+from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
 from SSLAnomalyLib.training.progress import Progress, progress_over
 
 HELD_OUT_FRACTION = 0.2
@@ -48,13 +48,13 @@ def negative_example(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def training_example(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, augment,
-                     negative_share: float, disease_share: float) -> dict:
+                     negative_share: float, disease_share: float, disease_kinds: tuple[str, ...] = KINDS) -> dict:
     """One augmented {"image", "label"} pair: a negative example on `negative_share` of draws, else the
-    radiograph, with disease drawn inside its lung field (label unchanged) on `disease_share` of them."""
+    radiograph, with one of `disease_kinds` drawn on its lung field (label unchanged) on `disease_share` of them."""
     if rng.random() < negative_share:
         return augment({"image": negative_example(image, rng), "label": np.zeros_like(label)})
     if disease_share and rng.random() < disease_share:
-        image = draw_disease(image[0], label[0] > 0.5, rng)[None]
+        image = draw_disease(image[0], label[0] > 0.5, rng, disease_kinds)[None]
     return augment({"image": image, "label": label})
 
 
@@ -110,7 +110,7 @@ def augmentation(seed: int):
 def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed: int = 0,
                      config: LungNetConfig = LungNetConfig(), batch_size: int = 16, command: str = "",
                      progress: bool = True, negative_share: float = 0.0, disease_share: float = 0.5,
-                     overwrite: bool = False) -> Path:
+                     disease_kinds: tuple[str, ...] = KINDS, overwrite: bool = False) -> Path:
     """Train, measure on the held-out fold and write a verified lung model folder (a model already in
     `out_dir` is replaced only with `overwrite`, and refused before any training)."""
     from monai.losses import DiceCELoss
@@ -147,7 +147,8 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(images), batch_size)
-        batch = [training_example(images[i], labels[i], rng, augment, negative_share, disease_share) for i in idx]
+        batch = [training_example(images[i], labels[i], rng, augment, negative_share, disease_share, disease_kinds)
+                 for i in idx]
         x = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float()
         y = (torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]) > 0.5).float()
         net.train()
@@ -174,6 +175,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
         "training": {"minutes": minutes, "seed": seed, "steps": step, "batch_size": batch_size,
                      "negative_share": negative_share, "disease_share": disease_share,
+                     "disease_kinds": list(disease_kinds),
                      "seconds": round(train_seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
                      "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": history,
                      "command": command},
@@ -212,7 +214,7 @@ lungs" (synthetic pastes, the patch score, findings, heatmap damping, the lung o
 
 **Trained on** {data['n_train']} adult normal radiographs with expert lung masks (`{data['images']}`), seed
 {training['seed']}, {training['steps']} steps in {training['seconds']:.0f} s on the CPU. On
-{training.get('disease_share', 0):.0%} of the training images a white-out, an effusion or consolidation was drawn inside
+{training.get('disease_share', 0):.0%} of the training images one of {', '.join(training.get('disease_kinds', KINDS))} was drawn on
 one lung field with its mask unchanged, so that a white lung is still outlined as a lung.
 
 **Measured** on the held-out fold of {fig['held_out_n']} images of the same set (never trained on; file names
