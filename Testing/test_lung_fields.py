@@ -1,6 +1,7 @@
 """The learned lung fields: right on a real radiograph with an expert mask, written on the input's
 grid by `detect --lungs` (2D and 3D), a named fallback on a non-chest image, a verified model folder."""
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -219,5 +220,5 @@ def test_hemithorax_disease_whitens_one_whole_side_beyond_the_lung_field_and_is_
     assert KINDS == ("whiteout", "effusion", "consolidation") and ALL_KINDS == (*KINDS, "hemithorax")
     assert np.array_equal(draw_disease(x, mask, np.random.default_rng(3)), draw_disease(x, mask, np.random.default_rng(3), KINDS))
     assert disease_kinds("all") == ALL_KINDS and disease_kinds("whiteout,hemithorax") == ("whiteout", "hemithorax")
-    with pytest.raises(Exception, match="unknown disease kind"):
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown disease kind"):
         disease_kinds("pneumothorax")
