@@ -106,6 +106,31 @@ def test_a_tampered_lung_model_is_refused(tmp_path):
         LungSegmenter.load(copy)
 
 
+def test_a_model_scored_with_another_lung_network_than_it_was_fitted_with_says_so(small_model, tmp_path):
+    """A model records the lung network its reference was fitted with; SSLANOMALY_LUNGS draws the fields
+    with another (here the bundled weights saved under another id), and the findings document then says
+    that the model's thresholds do not hold."""
+    import os
+
+    from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS, LUNGS_ENV, bundled_segmenter
+    from SSLAnomalyLib.core.model_files.model_folder import load, save
+
+    assert load(small_model).manifest.lungs == bundled_segmenter().model_id
+    lungs = load(BUNDLED_LUNGS)
+    other = save(tmp_path / "lungs", lungs.encoder_state, lungs.arrays,
+                 lungs.manifest.replaced(files=None, format_version=None, model_id="sslanomaly-lungs-candidate"), "card")
+    image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    warnings = {}
+    for name, env in (("same", {}), ("other", {LUNGS_ENV: str(other)})):
+        r = subprocess.run([SSLANOMALY, "detect", "--model", str(small_model), "--out", str(tmp_path / name), "--quiet",
+                            str(image)], capture_output=True, text=True, cwd=REPO, env={**os.environ, **env})
+        assert r.returncode == 0, r.stderr
+        warnings[name] = json.loads((tmp_path / name / f"{image.stem}.findings.json").read_text())["warnings"]
+    assert not any("lung network" in w for w in warnings["same"])
+    said = [w for w in warnings["other"] if "lung network" in w]
+    assert len(said) == 1 and bundled_segmenter().model_id in said[0] and "sslanomaly-lungs-candidate" in said[0]
+
+
 def test_an_encoder_model_folder_is_not_taken_for_a_lung_model(pediatric_model):
     from SSLAnomalyLib.core.anatomy.lung_network import LungSegmenter
     from SSLAnomalyLib.core.model_files.model_folder import ModelError

@@ -48,6 +48,9 @@ def test_replaced_sections_are_typed_and_nothing_is_shared():
 
 def test_an_unreadable_typed_field_names_the_field():
     document = load("adult").manifest.to_dict()
+    assert Manifest.from_dict(dict(document, anatomy={"lungs": "sslanomaly-lungs-x"})).lungs == "sslanomaly-lungs-x"
+    with pytest.raises(ManifestFieldError, match="field lungs cannot be read"):
+        Manifest.from_dict(dict(document, anatomy={"lungs": {"model_id": "x"}}))
     del document["calibration"]["normal_scores"]
     with pytest.raises(ManifestFieldError, match="field calibration cannot be read"):
         Manifest.from_dict(document)

@@ -249,6 +249,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                          selection_signals=state.get("signals", []), command=command,
                          started_from=start.describe() if start is not None else None),
         "scoring": scoring,
+        "anatomy": {"lungs": bundled_segmenter().model_id},
         "reference": {"augmented_views_per_normal": reference_views,
                       "calibration_augmented_views_per_normal": calibration_views,
                       "positions_standardised": standardise_positions,

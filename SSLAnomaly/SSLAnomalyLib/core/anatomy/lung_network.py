@@ -10,7 +10,11 @@ never hides what the network saw: its per-side areas (`network_side_fractions`, 
 are kept for the score, since a lung the network could not find is itself evidence of disease.
 
 The bundled network lives in `Resources/Models/lungs/` (safetensors + manifest with SHA-256, verified
-on load like every model folder) and is loaded once per process (`bundled_segmenter`).
+on load like every model folder) and is loaded once per process (`bundled_segmenter`). A candidate
+network is tried without installing it by naming its folder in `SSLANOMALY_LUNGS`: training, scoring
+and evaluation then draw every lung field with it. An anomaly model records the network its
+reference was fitted with (`anatomy.lungs` in its manifest), and a detector scoring with another one
+says so (`AnomalyDetector`), since its thresholds were set on the other network's fields.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.registry import MODELS_DIR
 
 BUNDLED_LUNGS = MODELS_DIR / "lungs"
+LUNGS_ENV = "SSLANOMALY_LUNGS"  # another lung model folder, for trying a candidate network
 
 MIN_FIELD_FRACTION = 0.02   # one lung field under 2 % of the image is an island, not a lung
 MIN_TOTAL_FRACTION = 0.08   # both lungs under 8 % of a frontal chest image: not lungs
@@ -209,5 +214,5 @@ def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior:
 
 @functools.cache
 def bundled_segmenter() -> LungSegmenter:
-    """The bundled lung network, loaded and verified once per process."""
-    return LungSegmenter.load(BUNDLED_LUNGS)
+    """The bundled lung network (or the folder `SSLANOMALY_LUNGS` names), loaded and verified once per process."""
+    return LungSegmenter.load(os.environ.get(LUNGS_ENV) or BUNDLED_LUNGS)

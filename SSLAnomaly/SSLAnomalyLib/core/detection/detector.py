@@ -29,6 +29,18 @@ OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is n
                         "the result means nothing; if it is, it is strongly abnormal")
 
 
+def other_lungs_warning(manifest: Manifest | None, anatomy: LungSegmenter) -> str | None:
+    """What a reader is told when the lung network drawing the fields is not the one the model's
+    reference and thresholds were fitted with (a model fitted before the bundled network changed, or
+    under another SSLANOMALY_LUNGS): scored as if nothing had changed, its percentiles would be wrong."""
+    fitted = manifest.lungs if manifest is not None else None
+    if fitted is None or fitted == anatomy.model_id:
+        return None
+    return (f"this model was fitted on lung fields drawn by the lung network {fitted}, but {anatomy.model_id} drew "
+            "them here: its score and thresholds do not hold; refit it on its normals "
+            "(sslanomaly train --start-from MODEL --minutes 0 --normals DIR --out NEW)")
+
+
 def detection_threads() -> int:
     """Torch threads while detecting on the CPU: the cores a prefetch thread (or a GUI) leaves. One
     128-pixel image is too little work to split, and threads that wait for a busy core cost more than
@@ -80,6 +92,7 @@ class AnomalyDetector:
         self.scorer, self.calibration, self.lung_prior = scorer, calibration, lung_prior
         self.model_id, self.manifest, self.population = model_id, manifest, population
         self.anatomy = anatomy if anatomy is not None else bundled_segmenter()
+        self.lungs_warning = other_lungs_warning(manifest, self.anatomy)
 
     @property
     def lung_support(self) -> np.ndarray | bool:
@@ -165,6 +178,8 @@ class AnomalyDetector:
         score = float(scores[top])
         warnings = list(image.warnings)
         warnings += [w if n == 1 else f"{w} (on some slices)" for w in field_warnings]
+        if self.lungs_warning:
+            warnings.append(self.lungs_warning)
         population = registry.population_warning(image.dicom, self.population)
         if population:
             warnings.append(population)

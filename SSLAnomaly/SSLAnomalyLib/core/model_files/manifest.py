@@ -42,6 +42,7 @@ class Manifest:
     population: Population | None                  # who the model learned from, where the manifest says
     sides: SidesRule = SidesRule()                 # scoring.sides_offset and sides_from: how `sides` decides
     reconstruction: MaskedPatches | None = None    # scoring.reconstruction: how MAE's decoder is scored, where it is
+    lungs: str | None = None                       # anatomy.lungs: the lung network its reference was fitted with
 
     @classmethod
     def from_dict(cls, document: dict) -> "Manifest":
@@ -55,7 +56,8 @@ class Manifest:
                     for name, (mean, spread) in ((document.get("scoring") or {}).get("component_stats") or {}).items()},
                    _parsed(document, "population", Population.from_dict, False),
                    _parsed(document, "scoring", SidesRule.from_dict, False) or SidesRule(),
-                   _parsed(document.get("scoring") or {}, "reconstruction", MaskedPatches.from_dict, False))
+                   _parsed(document.get("scoring") or {}, "reconstruction", MaskedPatches.from_dict, False),
+                   _parsed(document.get("anatomy") or {}, "lungs", _text, False))
 
     def section(self, name: str) -> Any:
         """A descriptive section as written (a copy: the manifest itself never changes); {} where absent."""
@@ -74,6 +76,12 @@ class Manifest:
             else:
                 document[name] = value.to_dict() if hasattr(value, "to_dict") else copy.deepcopy(value)
         return Manifest.from_dict(document)
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not text")
+    return value
 
 
 def _parsed(document: dict, name: str, parse, required: bool):

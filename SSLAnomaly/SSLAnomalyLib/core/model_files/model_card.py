@@ -55,7 +55,7 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 {origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
 {objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
-position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.{reconstruction_note(manifest)}{sides_note(manifest)}
+position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
 {normals_line(d)}
@@ -81,6 +81,13 @@ percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"))}"""
+
+
+def lungs_note(manifest: Manifest) -> str:
+    """Which lung network drew the fields the reference was fitted on (scoring with another one is warned of)."""
+    if manifest.lungs is None:
+        return ""
+    return f"\nIts lung fields were drawn by the lung network `{manifest.lungs}`."
 
 
 def reconstruction_note(manifest: Manifest) -> str:
