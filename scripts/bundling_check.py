@@ -3,6 +3,10 @@ if it is at least as good on EVERY check, clean and other-source, not only on a 
 
     .venv/bin/python scripts/bundling_check.py pediatric CANDIDATE [BUNDLED]   (BUNDLED: the bundled folder)
     .venv/bin/python scripts/bundling_check.py adult CANDIDATE [BUNDLED] [--bundled-results DIR]
+    ... [--candidate-lungs FOLDER]
+
+--candidate-lungs FOLDER: the candidate was fitted with another lung network (SSLANOMALY_LUNGS=FOLDER,
+core/anatomy/lung_network.py) and is measured with it; the bundled model always with the bundled one.
 
 --bundled-results DIR: the bundled model's results as this script measured them before (its
 runs/bundling/<id> folder, kept elsewhere), for a change of code rather than of model: the
@@ -39,6 +43,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,18 +54,25 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 S = str(ROOT / ".venv" / "bin" / "sslanomaly")
+LUNGS_ENV = "SSLANOMALY_LUNGS"  # core/anatomy/lung_network.LUNGS_ENV (this script runs outside the package)
 TOLERANCE = 0.01
 MAX_FPR = 0.10
 PHANTOM_NORMALS = 40   # normals the phantoms are drawn on (each gets every kind and size: 12 detections)
 OTHER_SOURCE = 120     # RSNA val normals scored for the other-source check
 
 
-def evaluate(model: Path, out: Path, *args: str) -> dict:
+def lungs_env(lungs: Path | None) -> dict[str, str]:
+    """The environment of a measurement: the bundled lung network, or the folder `lungs` in SSLANOMALY_LUNGS."""
+    env = {k: v for k, v in os.environ.items() if k != LUNGS_ENV}
+    return env if lungs is None else dict(env, **{LUNGS_ENV: str(lungs.resolve())})
+
+
+def evaluate(model: Path, out: Path, *args: str, env: dict[str, str]) -> dict:
     """`sslanomaly evaluate --model MODEL ARGS --json OUT` once; its JSON."""
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([S, "evaluate", "--model", str(model), *args, "--json", str(out), "--quiet"], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, env=env)
     return json.loads(out.read_text())
 
 
@@ -98,12 +110,12 @@ def rsna_calibration_normals() -> Path:
     return subset_of(files, ROOT / "runs" / "bundling" / "rsna-calibration-normals")
 
 
-def site_calibrated(model: Path, out: Path, normals: Path) -> Path:
+def site_calibrated(model: Path, out: Path, normals: Path, env: dict[str, str]) -> Path:
     """`sslanomaly calibrate` of `model` on `normals` at the model's own false-positive rate, once."""
     if not (out / "manifest.json").exists():
         fpr = json.loads((model / "manifest.json").read_text())["calibration"]["false_positive_rate"]
         subprocess.run([S, "calibrate", "--model", str(model), "--normals", str(normals), "--out", str(out),
-                        "--fpr", str(fpr), "--overwrite", "--quiet"], check=True, stdout=subprocess.DEVNULL)
+                        "--fpr", str(fpr), "--overwrite", "--quiet"], check=True, stdout=subprocess.DEVNULL, env=env)
     return out
 
 
@@ -125,12 +137,18 @@ def hard_auroc(a: dict, b: dict) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(model: Path, pop: str, results: Path | None = None) -> tuple[str, Path, dict, dict]:
+def measure(model: Path, pop: str, results: Path | None = None, lungs: Path | None = None
+            ) -> tuple[str, Path, dict, dict]:
     """(model id, its results folder, {check: value}, {check: images a share is measured on});
-    `results`: a folder of results measured before, read instead of runs/bundling/<id>."""
+    `results`: a folder of results measured before, read instead of runs/bundling/<id>; `lungs`: the
+    lung network folder to measure with (None: the bundled one)."""
     text = (model / "manifest.json").read_text()
     model_id = json.loads(text)["model_id"]  # the same weights recalibrated keep their id: the key is the manifest
-    run = results or ROOT / "runs" / "bundling" / f"{model_id}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    key = hashlib.sha256(text.encode()).hexdigest()[:8]
+    if lungs is not None:
+        key += "-" + json.loads((lungs / "manifest.json").read_text())["model_id"]
+    run = results or ROOT / "runs" / "bundling" / f"{model_id}-{key}"
+    env = lungs_env(lungs)
     if pop == "pediatric":
         normal, abnormal = patient_disjoint_normals(), DATA / "kermany" / "val" / "pneumonia"
         phantom_normals = subset(DATA / "kermany" / "val" / "normal", ROOT / "runs" / "bundling" / "kermany-phantom-normals",
@@ -139,36 +157,36 @@ def measure(model: Path, pop: str, results: Path | None = None) -> tuple[str, Pa
         normal, abnormal = DATA / "nih" / "val" / "normal", DATA / "nih" / "val" / "pneumonia"
         phantom_normals = subset(normal, ROOT / "runs" / "bundling" / "nih-phantom-normals", PHANTOM_NORMALS)
     dev = evaluate(model, run / "dev.json", "--normal", str(normal), "--abnormal", str(abnormal),
-                   "--scores-csv", str(run / "dev_scores.csv"))
+                   "--scores-csv", str(run / "dev_scores.csv"), env=env)
     checks = {"dev AUROC": dev["auroc"], "normals flagged": dev["fpr_at_threshold"],
               "abnormals flagged": dev["tpr_at_threshold"],
               "ABNORMAL without finding": dev.get("abnormal_without_finding", -1)}
     tbx = evaluate(model, run / "tbx11k.json", "--boxes", str(DATA / "tbx11k_dev" / "boxes.csv"),
-                   "--images", str(DATA / "tbx11k_dev" / "images"))
+                   "--images", str(DATA / "tbx11k_dev" / "images"), env=env)
     checks["TBX11K pointing"] = tbx["pointing_game"]
     counts = {"TBX11K pointing": tbx["n_images"], "abnormals flagged": dev["n_abnormal"]}
     if pop == "adult":
         nih = evaluate(model, run / "nih_boxes.json", "--boxes", str(DATA / "nih" / "val" / "boxes.csv"),
-                       "--images", str(abnormal))
+                       "--images", str(abnormal), env=env)
         checks["NIH box pointing"] = nih["pointing_game"]
         counts["NIH box pointing"] = nih["n_images"]
         rsna_normals = subset(DATA / "rsna" / "val" / "normal", ROOT / "runs" / "bundling" / "rsna-normals",
                               OTHER_SOURCE)
-        rsna = evaluate(model, run / "rsna.json", "--normal", str(rsna_normals), "--abnormal", str(abnormal))
+        rsna = evaluate(model, run / "rsna.json", "--normal", str(rsna_normals), "--abnormal", str(abnormal), env=env)
         checks["RSNA normals flagged at the NIH threshold (another pipeline: reported, never decides)"] = \
             rsna["fpr_at_threshold"]
         checks["RSNA normals vs NIH pneumonia AUROC"] = rsna["auroc"]
-        calibrated = site_calibrated(model, run / "rsna-calibrated", rsna_calibration_normals())
+        calibrated = site_calibrated(model, run / "rsna-calibrated", rsna_calibration_normals(), env)
         checks["RSNA normals flagged after calibrate on other RSNA normals"] = evaluate(
             calibrated, run / "rsna-calibrated.json", "--normal", str(rsna_normals),
-            "--abnormal", str(abnormal))["fpr_at_threshold"]
+            "--abnormal", str(abnormal), env=env)["fpr_at_threshold"]
     else:
         shifted = evaluate(model, run / "shifted.json", "--normal", str(normal), "--abnormal", str(abnormal),
-                           "--perturb", "zoom_gamma,markers")
+                           "--perturb", "zoom_gamma,markers", env=env)
         for family, f in shifted.get("perturbations", {}).items():
             checks[f"{family} AUROC (shift: reported, never decides)"] = f["auroc"]
             checks[f"{family} normals flagged (shift: reported, never decides)"] = f["fpr_at_threshold"]
-    phantoms = evaluate(model, run / "phantoms.json", "--phantoms", "all", "--normal", str(phantom_normals))
+    phantoms = evaluate(model, run / "phantoms.json", "--phantoms", "all", "--normal", str(phantom_normals), env=env)
     for kind, sizes in phantoms["kinds"].items():
         for size, f in sizes.items():
             checks[f"phantom {kind} {size} flagged"] = f["tpr_at_threshold"]
@@ -193,15 +211,18 @@ def verdict(name: str, cand: float, bund: float, n: int | None) -> str:
 
 def main() -> int:
     args = sys.argv[1:]
-    results = None
+    results = lungs = None
     if "--bundled-results" in args:
         at = args.index("--bundled-results")
         results, args = Path(args[at + 1]), args[:at] + args[at + 2:]
+    if "--candidate-lungs" in args:
+        at = args.index("--candidate-lungs")
+        lungs, args = Path(args[at + 1]), args[:at] + args[at + 2:]
     if len(args) not in (2, 3) or args[0] not in ("pediatric", "adult"):
         raise SystemExit(__doc__)
     pop, candidate = args[0], Path(args[1])
     bundled = Path(args[2]) if len(args) == 3 else ROOT / "SSLAnomaly" / "Resources" / "Models" / pop
-    cid, cand_run, cand, counts = measure(candidate, pop)
+    cid, cand_run, cand, counts = measure(candidate, pop, lungs=lungs)
     bid, bund_run, bund, _ = measure(bundled, pop, results)
     ca, ba = hard_auroc(scores(cand_run / "dev_scores.csv"), scores(bund_run / "dev_scores.csv"))
     cand["hard dev AUROC"], bund["hard dev AUROC"] = ca, ba
