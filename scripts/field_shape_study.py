@@ -15,10 +15,7 @@ normals, dev normals and dev abnormals, and the shares flagged at the model's ow
 
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -26,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
+from zone_component_study import dev_study
 
 FLOOR = 0.02  # a ratio under 2 %: one lung missing; the log stays finite
 
@@ -37,17 +35,10 @@ def lopsidedness(detector: AnomalyDetector, files) -> np.ndarray:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scores_csv")
-    parser.add_argument("train_normals")
-    parser.add_argument("--model", default="adult")
-    args = parser.parse_args()
-    detector = AnomalyDetector.load(args.model, device="cpu")
+    detector, rows, y, train_normals = dev_study(__doc__.splitlines()[0])
     rule, threshold = detector.scorer.sides, detector.calibration.threshold
-    rows = [r for r in csv.DictReader(open(args.scores_csv, encoding="utf-8")) if r["condition"] == "clean"]
-    y = np.array([r["label"] != "normal" for r in rows])
     score = np.array([float(r["score"]) for r in rows])
-    train = lopsidedness(detector, list_inputs([Path(args.train_normals)]))
+    train = lopsidedness(detector, list_inputs([train_normals]))
     mean, spread = train.mean(), train.std() + 1e-6
     z_train = (train - mean) / spread
     z = (lopsidedness(detector, [r["file"] for r in rows]) - mean) / spread

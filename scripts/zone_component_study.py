@@ -39,18 +39,24 @@ def zone_differences(detector: AnomalyDetector, files) -> dict[str, np.ndarray]:
     return {q: np.stack(v) for q, v in out.items()}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def dev_study(description: str) -> tuple[AnomalyDetector, list[dict], np.ndarray, Path]:
+    """What every offline component study reads from its command line (SCORES_CSV TRAIN_NORMALS
+    [--model M]): the model, the clean rows of the scores CSV, whether each is abnormal, the train normals."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("scores_csv")
     parser.add_argument("train_normals")
     parser.add_argument("--model", default="adult")
     args = parser.parse_args()
-    detector = AnomalyDetector.load(args.model, device="cpu")
     rows = [r for r in csv.DictReader(open(args.scores_csv, encoding="utf-8")) if r["condition"] == "clean"]
-    y = np.array([r["label"] != "normal" for r in rows])
+    return (AnomalyDetector.load(args.model, device="cpu"), rows, np.array([r["label"] != "normal" for r in rows]),
+            Path(args.train_normals))
+
+
+def main() -> int:
+    detector, rows, y, train_normals = dev_study(__doc__.splitlines()[0])
     col = {c: np.array([float(r[c]) for r in rows]) for c in ("score", "pooled", "patch", "sides")}
     sides_term = detector.scorer.sides.term(col["sides"])
-    train = zone_differences(detector, list_inputs([Path(args.train_normals)]))
+    train = zone_differences(detector, list_inputs([train_normals]))
     dev = zone_differences(detector, [r["file"] for r in rows])
     print(f"{len(rows)} images ({int(y.sum())} abnormal); the model's score AUROC {roc_auc_score(y, col['score']):.3f}")
     for q in STATISTICS:
