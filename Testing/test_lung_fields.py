@@ -3,6 +3,7 @@ grid by `detect --lungs` (2D and 3D), a named fallback on a non-chest image, a v
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 
@@ -110,8 +111,6 @@ def test_a_model_scored_with_another_lung_network_than_it_was_fitted_with_says_s
     """A model records the lung network its reference was fitted with; SSLANOMALY_LUNGS draws the fields
     with another (here the bundled weights saved under another id), and the findings document then says
     that the model's thresholds do not hold."""
-    import os
-
     from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS, LUNGS_ENV, bundled_segmenter
     from SSLAnomalyLib.core.model_files.model_folder import load, save
 

@@ -51,10 +51,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from SSLAnomalyLib.core.anatomy.lung_network import LUNGS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 S = str(ROOT / ".venv" / "bin" / "sslanomaly")
-LUNGS_ENV = "SSLANOMALY_LUNGS"  # core/anatomy/lung_network.LUNGS_ENV (this script runs outside the package)
 TOLERANCE = 0.01
 MAX_FPR = 0.10
 PHANTOM_NORMALS = 40   # normals the phantoms are drawn on (each gets every kind and size: 12 detections)

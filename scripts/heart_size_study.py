@@ -23,14 +23,14 @@ from sklearn.metrics import roc_auc_score
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import _cardiac_rows, _edges, draw_phantom
+from SSLAnomalyLib.evaluation.phantoms import Chest, _cardiac_rows, _edges, draw_phantom
 
 
-def ratio(lungs: np.ndarray) -> float:
-    """Cardiothoracic ratio of bool lung fields (nan where the fields share no cardiac rows)."""
-    cols = np.flatnonzero(lungs.any(axis=0))
-    left_of_mid = np.arange(lungs.shape[1])[None, :] < (cols[0] + cols[-1]) / 2
-    right, left = lungs & left_of_mid, lungs & ~left_of_mid
+def ratio(image01: np.ndarray, lungs: np.ndarray) -> float:
+    """Cardiothoracic ratio of bool lung fields (nan where the fields share no cardiac rows), the two
+    fields split about the midline as the phantoms split them (`Chest.of`)."""
+    fields = Chest.of(image01, lungs).fields
+    right, left = fields["right"], fields["left"]
     rows = _cardiac_rows(right, left)
     if rows.size == 0:
         return float("nan")
@@ -40,7 +40,8 @@ def ratio(lungs: np.ndarray) -> float:
 
 
 def model_grid_ratio(detector: AnomalyDetector, image) -> float:
-    return ratio(detector.prepare(image)[0].lung)
+    prepared = detector.prepare(image)[0]
+    return ratio(prepared.image01, prepared.lung)
 
 
 def main() -> int:
@@ -63,7 +64,7 @@ def main() -> int:
         lo, hi = float(px.min()), float(px.max())
         drawn = draw_phantom("cardiomegaly", "ctr_0.60-0.65", (px - lo) / (hi - lo), lungs,
                              phantom_seed(0, "cardiomegaly", "ctr_0.60-0.65", i))
-        normal.append(ratio(prepared[0].lung))
+        normal.append(ratio(prepared[0].image01, prepared[0].lung))
         phantom.append(model_grid_ratio(detector, with_phantom(image, drawn, lo, hi)))
     normal, phantom = np.array(normal), np.array(phantom)
     z = lambda v: (v - mean) / spread
