@@ -194,6 +194,31 @@ def test_lung_fields_report_each_sides_area():
     assert sum(fields.side_fractions) == pytest.approx(fields.mask.mean())  # the final (fallback) mask's
 
 
+def test_a_field_drawn_away_from_where_lungs_lie_is_replaced_by_the_other_mirrored():
+    from SSLAnomalyLib.core.anatomy.lung_network import fields_from_probability
+
+    prior = np.zeros((100, 100), np.float32)
+    prior[20:80, 10:45] = prior[20:80, 55:90] = 0.9  # where the training normals' lungs lie
+    probability = np.zeros((100, 100), np.float32)
+    probability[22:78, 12:42] = 1                  # image-left lung, where lungs lie
+    probability[22:78, 58:88] = 1                  # image-right lung, where lungs lie
+    assert fields_from_probability(probability, probability, prior).source == "network"
+
+    probability[22:78, 58:88] = 0
+    probability[0:20, 60:95] = 1                   # image-right "lung" on the shoulder: 7 % of the image
+    fields = fields_from_probability(probability, probability, prior)
+    assert fields.source == "mirrored" and "image-right lung field" in fields.warning and "0 %" in fields.warning
+    assert np.array_equal(fields.mask[:, 50:], fields.mask[:, :50][:, ::-1])  # the left field, mirrored
+    assert fields.on_grid(100, 100)[:, 50:].sum() > 0  # the mirrored field is drawn on the input's grid too
+    assert fields.network_side_fractions == pytest.approx((0.168, 0.07))  # what the network drew, kept
+    assert fields_from_probability(probability, probability, None).source == "network"  # no prior: training
+
+    probability[22:78, 12:42] = 0
+    probability[0:20, 5:40] = 1                    # both drawn away: implausible, a named fallback
+    fields = fields_from_probability(probability, probability, prior)
+    assert fields.source in ("unsupervised", "prior") and fields.reason == "both lung fields drawn away from where lungs lie"
+
+
 def test_disease_augmentation_is_seeded_and_stays_inside_the_lung_field():
     from scipy import ndimage
 

@@ -4,8 +4,11 @@ The network sees the same square, intensity-normalised input as the encoder (`pr
 mask lies on the model grid the scoring uses. Its output is post-processed the way a radiologist
 draws lung fields: one region per side of the midline (the largest), holes filled, islands dropped.
 When the result is implausible (too small or too large, one side missing, one lung far smaller than
-the other) the unsupervised mask of `fallback.py` is used instead, then the training normals' prior;
-`LungFields.source` says which, and `warning` says it in words for the output's warnings. A fallback
+the other, both fields drawn away from where the training normals' lungs lie) the unsupervised mask of
+`fallback.py` is used instead, then the training normals' prior; when one field alone is drawn away
+from where lungs lie (the network, finding no aerated lung in a white hemithorax, draws one on the
+shoulder or the arm), the other field mirrored takes its place. `LungFields.source` says which, and
+`warning` says it in words for the output's warnings. A fallback
 never hides what the network saw: its per-side areas (`network_side_fractions`, `network_side_ratio`)
 are kept for the score, since a lung the network could not find is itself evidence of disease.
 
@@ -40,11 +43,15 @@ MIN_FIELD_FRACTION = 0.02   # one lung field under 2 % of the image is an island
 MIN_TOTAL_FRACTION = 0.08   # both lungs under 8 % of a frontal chest image: not lungs
 MAX_TOTAL_FRACTION = 0.65
 MIN_SIDE_RATIO = 0.25       # the smaller lung at least a quarter of the larger one
+PRIOR_SUPPORT = 0.2         # where at least 20 % of the training normals had lung: where lungs can lie
+MIN_PRIOR_COVERAGE = 0.2    # a field covering under a fifth of where lungs lie on its side was drawn elsewhere
+SIDE_NAMES = ("image-left", "image-right")
 
 SOURCES = {
     "network": None,
     "unsupervised": "the lung network's output was implausible ({why}); the unsupervised lung mask "
                     "(CLAHE + Otsu) was used instead",
+    "mirrored": "the {why}; the other lung field mirrored is used on that side",
     "prior": "no plausible lung fields found ({why}); the average lung position of the training normals was "
              "used (is this a frontal chest radiograph?)",
 }
@@ -93,7 +100,7 @@ class LungFields:
     for a fallback, so the network's own per-side areas are kept even when a fallback mask replaced them."""
 
     mask: np.ndarray                 # bool, on the grid of the image it was computed from
-    source: str                      # "network", "unsupervised" or "prior"
+    source: str                      # "network", "mirrored" (one side), "unsupervised" or "prior"
     reason: str = ""                 # why the network's output was not used
     probability: np.ndarray | None = None  # the network's output on the same grid
     network_side_fractions: tuple[float, float] = (0.0, 0.0)  # the network's largest region each side of
@@ -119,7 +126,7 @@ class LungFields:
         """The lung fields as uint8 0/1 on a (rows, cols) input grid. The network's probability (where
         it was used) gives smooth borders at full resolution; the post-processed mask decides which
         regions are lung."""
-        if self.source == "network":
+        if self.source in ("network", "mirrored"):
             soft = self.probability * ndimage.binary_dilation(self.mask, iterations=1)
         else:
             soft = self.mask.astype(np.float32)
@@ -202,8 +209,40 @@ class LungSegmenter:
         return np.stack([f.mask for f in self.fields(images01)])
 
 
+def side_coverage(mask: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
+    """(image-left, image-right): the share of where lungs can lie on each side (the training normals'
+    prior at `PRIOR_SUPPORT` or more) that the mask covers."""
+    support = prior >= PRIOR_SUPPORT
+    half = mask.shape[1] // 2
+    return tuple(float((mask & support)[:, cols].sum() / max(support[:, cols].sum(), 1))
+                 for cols in (slice(0, half), slice(half, None)))
+
+
+def mirrored_side(array: np.ndarray, side: int) -> np.ndarray:
+    """`array` with its `side` half (0: image-left) replaced by the other half mirrored about the centre."""
+    out, half = array.copy(), array.shape[1] // 2
+    cols = slice(0, half) if side == 0 else slice(half, None)
+    out[:, cols] = array[:, ::-1][:, cols]
+    return out
+
+
 def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior: np.ndarray | None) -> LungFields:
+    """The lung fields of one image from the network's output. With the training normals' `prior`
+    (detection), a field drawn away from where lungs lie (on the shoulder or the arm, as the network
+    draws it when disease has made that lung white; under `MIN_PRIOR_COVERAGE` of that side's lung
+    region) is not a lung field: the other field mirrored takes its place, so the density, the heat and
+    the findings are measured where that lung is; both sides drawn away is implausible (a fallback)."""
     mask, why, sides = two_lung_fields(probability)
+    if not why and prior is not None:
+        coverage = side_coverage(mask, prior)
+        low = [c < MIN_PRIOR_COVERAGE for c in coverage]
+        if all(low):
+            why = "both lung fields drawn away from where lungs lie"
+        elif any(low):
+            side = low.index(True)
+            what = (f"{SIDE_NAMES[side]} lung field the network drew covers {100 * coverage[side]:.0f} % of where "
+                    "lungs lie on that side")
+            return LungFields(mirrored_side(mask, side), "mirrored", what, mirrored_side(probability, side), sides)
     if not why:
         return LungFields(mask, "network", probability=probability, network_side_fractions=sides)
     unsupervised = lung_mask(image01)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from SSLAnomalyLib.core.anatomy.lung_network import LungFields, LungSegmenter, bundled_segmenter
+from SSLAnomalyLib.core.anatomy.lung_network import PRIOR_SUPPORT, LungFields, LungSegmenter, bundled_segmenter
 from SSLAnomalyLib.core.detection.regions import Finding, agree_with_verdict, diffuse_finding, find_regions
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
@@ -24,7 +24,6 @@ from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.findings_json import findings_document
 
-PRIOR_SUPPORT = 0.2  # findings only where at least 20 % of training normals had lung
 OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
                         "the result means nothing; if it is, it is strongly abnormal")
 
