@@ -64,7 +64,8 @@ def save_grid(tiles: list[Image.Image], columns: int, path: Path) -> None:
 
 
 def fields_of(seg: LungSegmenter, image: np.ndarray) -> LungFields:
-    """The lung fields as `detect` computes them (model input, post-processing, fallbacks)."""
+    """The lung fields as the network gives them (model input, post-processing, fallbacks), without an
+    anomaly model's lung prior: `detect` also mirrors a field drawn away from where lungs lie."""
     fields, = seg.fields(to_model_input(image, seg.config.input_size)[None])
     return fields
 

@@ -5,7 +5,7 @@ one row per image; the outline in cyan), for reading by eye where no expert mask
 
 Default images: NIH val pneumonia 00000506_013 and _016 (an opaque left hemithorax), 00004893_027,
 00009863_058 and 00011237_067 (the most lopsided or lowest-overlap fields of the bundled network).
-The tiles are `lung_check.py`'s (the fields as `detect` computes them, outlined the same way).
+The tiles are `lung_check.py`'s (the fields as the network gives them, before `detect` mirrors a field drawn away from where lungs lie; outlined the same way).
 """
 
 from __future__ import annotations
