@@ -212,6 +212,7 @@ def test_a_field_drawn_away_from_where_lungs_lie_is_replaced_by_the_other_mirror
     assert fields.on_grid(100, 100)[:, 50:].sum() > 0  # the mirrored field is drawn on the input's grid too
     assert fields.network_side_fractions == pytest.approx((0.168, 0.07))  # what the network drew, kept
     assert fields_from_probability(probability, probability, None).source == "network"  # no prior: training
+    assert fields_from_probability(probability, probability, np.zeros_like(prior)).source == "network"  # no lung in it
 
     probability[22:78, 12:42] = 0
     probability[0:20, 5:40] = 1                    # both drawn away: implausible, a named fallback

@@ -211,11 +211,13 @@ class LungSegmenter:
 
 def side_coverage(mask: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
     """(image-left, image-right): the share of where lungs can lie on each side (the training normals'
-    prior at `PRIOR_SUPPORT` or more) that the mask covers."""
+    prior at `PRIOR_SUPPORT` or more) that the mask covers; NaN on a side where the prior has no lung
+    (a degenerate prior judges nothing)."""
     support = prior >= PRIOR_SUPPORT
     half = mask.shape[1] // 2
-    return tuple(float((mask & support)[:, cols].sum() / max(support[:, cols].sum(), 1))
-                 for cols in (slice(0, half), slice(half, None)))
+    regions = [support[:, cols] for cols in (slice(0, half), slice(half, None))]
+    fields = [mask[:, cols] for cols in (slice(0, half), slice(half, None))]
+    return tuple(float((f & r).sum() / r.sum()) if r.any() else float("nan") for f, r in zip(fields, regions))
 
 
 def mirrored_side(array: np.ndarray, side: int) -> np.ndarray:
