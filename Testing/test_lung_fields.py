@@ -214,8 +214,15 @@ def test_a_field_drawn_away_from_where_lungs_lie_is_replaced_by_the_other_mirror
     assert fields_from_probability(probability, probability, None).source == "network"  # no prior: training
     assert fields_from_probability(probability, probability, np.zeros_like(prior)).source == "network"  # no lung in it
 
-    probability[22:78, 12:42] = 0
-    probability[0:20, 5:40] = 1                    # both drawn away: implausible, a named fallback
+    probability[0:20, 60:95] = 0
+    probability[60:99, 46:62] = 1                  # image-right "lung" over the mediastinum, across the midline
+    fields = fields_from_probability(probability, probability, prior)
+    left = np.zeros_like(fields.mask)
+    left[22:78, 12:42] = True
+    assert fields.source == "mirrored" and np.array_equal(fields.mask, left | left[:, ::-1])  # none of it is kept
+
+    probability[:] = 0
+    probability[0:20, 5:40] = probability[0:20, 60:95] = 1  # both drawn away: implausible, a named fallback
     fields = fields_from_probability(probability, probability, prior)
     assert fields.source in ("unsupervised", "prior") and fields.reason == "both lung fields drawn away from where lungs lie"
 

@@ -209,23 +209,35 @@ class LungSegmenter:
         return np.stack([f.mask for f in self.fields(images01)])
 
 
+def side_fields(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image-left, image-right) fields of a mask: its regions, each on the side of its centre."""
+    labels, count = ndimage.label(mask)
+    fields = (np.zeros_like(mask, bool), np.zeros_like(mask, bool))
+    for k in range(1, count + 1):
+        region = labels == k
+        fields[int(np.nonzero(region)[1].mean() >= mask.shape[1] / 2)][region] = True
+    return fields
+
+
 def side_coverage(mask: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
     """(image-left, image-right): the share of where lungs can lie on each side (the training normals'
-    prior at `PRIOR_SUPPORT` or more) that the mask covers; NaN on a side where the prior has no lung
-    (a degenerate prior judges nothing)."""
-    support = prior >= PRIOR_SUPPORT
-    half = mask.shape[1] // 2
-    regions = [support[:, cols] for cols in (slice(0, half), slice(half, None))]
-    fields = [mask[:, cols] for cols in (slice(0, half), slice(half, None))]
-    return tuple(float((f & r).sum() / r.sum()) if r.any() else float("nan") for f, r in zip(fields, regions))
+    prior at `PRIOR_SUPPORT` or more, that half of the image) that the side's field covers; NaN on a side
+    where the prior has no lung (a degenerate prior judges nothing)."""
+    support, half = prior >= PRIOR_SUPPORT, mask.shape[1] // 2
+    out = []
+    for field, cols in zip(side_fields(mask), (slice(0, half), slice(half, None))):
+        region = np.zeros_like(support)
+        region[:, cols] = support[:, cols]
+        out.append(float((field & region).sum() / region.sum()) if region.any() else float("nan"))
+    return out[0], out[1]
 
 
-def mirrored_side(array: np.ndarray, side: int) -> np.ndarray:
-    """`array` with its `side` half (0: image-left) replaced by the other half mirrored about the centre."""
-    out, half = array.copy(), array.shape[1] // 2
-    cols = slice(0, half) if side == 0 else slice(half, None)
-    out[:, cols] = array[:, ::-1][:, cols]
-    return out
+def mirrored_fields(mask: np.ndarray, probability: np.ndarray, kept: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, probability) of the `kept` side's field (0: image-left) and its mirror about the image centre,
+    the other side's field dropped."""
+    field = side_fields(mask)[kept]
+    own = np.where(ndimage.binary_dilation(field, iterations=2), probability, 0).astype(probability.dtype)
+    return field | field[:, ::-1], np.maximum(own, own[:, ::-1])
 
 
 def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior: np.ndarray | None) -> LungFields:
@@ -244,7 +256,8 @@ def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior:
             side = low.index(True)
             what = (f"{SIDE_NAMES[side]} lung field the network drew covers {100 * coverage[side]:.0f} % of where "
                     "lungs lie on that side")
-            return LungFields(mirrored_side(mask, side), "mirrored", what, mirrored_side(probability, side), sides)
+            mirrored, mirrored_probability = mirrored_fields(mask, probability, 1 - side)
+            return LungFields(mirrored, "mirrored", what, mirrored_probability, sides)
     if not why:
         return LungFields(mask, "network", probability=probability, network_side_fractions=sides)
     unsupervised = lung_mask(image01)
