@@ -23,7 +23,9 @@ Checks (labels are read to report, never to train, select a checkpoint or set a 
   val normals; the zoom_gamma and markers shifts are reported, never decide (a synthetic shift won
   the round-6 model its place and lost held-out accuracy).
 - adult: NIH val normal vs pneumonia and its hard third; TBX11K and NIH box pointing; phantoms on 40
-  NIH val normals; 120 RSNA val normals (another pipeline of the same hospital: 224-px re-processed
+  NIH val normals; the white-out check as an outside reader runs it (scripts/expert_opacity_check.py:
+  55 held-out openist normals with one field opacified along the expert mask, flagged and pointed at;
+  the share of those normals flagged, another source, is reported and never decides); 120 RSNA val normals (another pipeline of the same hospital: 224-px re-processed
   PNGs whose normals score above NIH pneumonia, RSNA-normal vs NIH-pneumonia AUROC 0.46): their
   AUROC against NIH pneumonia, and the share flagged after `calibrate` on the other 366 RSNA val
   normals (must stay <= 10 %: a site of that pipeline gets its operating point back). The share
@@ -44,6 +46,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +112,21 @@ def rsna_calibration_normals() -> Path:
     name): a site's own normals of that pipeline, for `calibrate`."""
     files = sorted((DATA / "rsna" / "val" / "normal").iterdir())[OTHER_SOURCE:]
     return subset_of(files, ROOT / "runs" / "bundling" / "rsna-calibration-normals")
+
+
+def expert_whiteouts() -> Path:
+    """The white-out check as an outside reader runs it (scripts/expert_opacity_check.py): the held-out
+    openist normals and the same with one field opacified along the expert mask, drawn once."""
+    cases = ROOT / "runs" / "bundling" / "openist-whiteout"
+    if not cases.exists():
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from expert_opacity_check import write_cases
+
+        drawing = cases.with_name(cases.name + ".drawing")  # complete or absent: renamed once drawn
+        shutil.rmtree(drawing, ignore_errors=True)
+        write_cases(drawing, "whiteout")
+        drawing.rename(cases)
+    return cases
 
 
 def site_calibrated(model: Path, out: Path, normals: Path, env: dict[str, str]) -> Path:
@@ -181,6 +199,15 @@ def measure(model: Path, pop: str, results: Path | None = None, lungs: Path | No
         checks["RSNA normals flagged after calibrate on other RSNA normals"] = evaluate(
             calibrated, run / "rsna-calibrated.json", "--normal", str(rsna_normals),
             "--abnormal", str(abnormal), env=env)["fpr_at_threshold"]
+        cases = expert_whiteouts()
+        expert = evaluate(model, run / "expert_whiteout.json", "--normal", str(cases / "normal"),
+                          "--abnormal", str(cases / "whiteout"), env=env)
+        checks["expert-mask white-outs flagged"] = expert["tpr_at_threshold"]
+        checks["openist normals flagged (another source: reported, never decides)"] = expert["fpr_at_threshold"]
+        checks["expert-mask white-out pointing"] = evaluate(
+            model, run / "expert_whiteout_boxes.json", "--boxes", str(cases / "boxes.csv"),
+            "--images", str(cases / "whiteout"), env=env)["pointing_game"]
+        counts["expert-mask white-outs flagged"] = counts["expert-mask white-out pointing"] = expert["n_abnormal"]
     else:
         shifted = evaluate(model, run / "shifted.json", "--normal", str(normal), "--abnormal", str(abnormal),
                            "--perturb", "zoom_gamma,markers", env=env)
