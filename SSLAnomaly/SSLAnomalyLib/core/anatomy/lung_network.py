@@ -134,35 +134,36 @@ class LungFields:
         return ndimage.binary_fill_holes(full).astype(np.uint8)
 
 
-def two_lung_fields(probability: np.ndarray) -> tuple[np.ndarray, str, tuple[float, float]]:
-    """(mask, "", per-side areas) of the largest region on each side of the midline with holes filled, or
-    (partial mask, why it is implausible, per-side areas); areas as shares of the image, (left, right)."""
+def two_lung_fields(probability: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], str, tuple[float, float]]:
+    """((image-left field, image-right field), "", per-side areas): the largest region on each side of the
+    midline (by its centre) with holes filled, or (the partial fields, why they are implausible, per-side
+    areas); areas as shares of the image. The lung mask is the two fields together."""
     n_rows, n_cols = probability.shape
     binary = probability >= 0.5
+    fields = (np.zeros_like(binary), np.zeros_like(binary))
     labels, count = ndimage.label(binary)
     if count == 0:
-        return binary, "no lung pixels", (0.0, 0.0)
+        return fields, "no lung pixels", (0.0, 0.0)
     index = np.arange(1, count + 1)
     sizes = ndimage.sum(binary, labels, index=index) / binary.size
     cols = np.array([c for _, c in ndimage.center_of_mass(binary, labels, index)])
-    mask = np.zeros_like(binary)
     areas = []
-    for side in (cols < n_cols / 2, cols >= n_cols / 2):
+    for field, side in zip(fields, (cols < n_cols / 2, cols >= n_cols / 2)):
         if not side.any():
             areas.append(0.0)
             continue
         best = np.flatnonzero(side)[np.argmax(sizes[side])]
         areas.append(float(sizes[best]))
         if sizes[best] >= MIN_FIELD_FRACTION:
-            mask |= ndimage.binary_fill_holes(labels == best + 1)
-    total, sides = float(mask.mean()), (areas[0], areas[1])
+            field |= ndimage.binary_fill_holes(labels == best + 1)
+    total, sides = float((fields[0] | fields[1]).mean()), (areas[0], areas[1])
     if min(areas) < MIN_FIELD_FRACTION:
-        return mask, "one lung field missing", sides
+        return fields, "one lung field missing", sides
     if not MIN_TOTAL_FRACTION <= total <= MAX_TOTAL_FRACTION:
-        return mask, f"lungs cover {100 * total:.0f} % of the image", sides
+        return fields, f"lungs cover {100 * total:.0f} % of the image", sides
     if min(areas) < MIN_SIDE_RATIO * max(areas):
-        return mask, "one lung field far smaller than the other", sides
-    return mask, "", sides
+        return fields, "one lung field far smaller than the other", sides
+    return fields, "", sides
 
 
 class LungSegmenter:
@@ -209,33 +210,22 @@ class LungSegmenter:
         return np.stack([f.mask for f in self.fields(images01)])
 
 
-def side_fields(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(image-left, image-right) fields of a mask: its regions, each on the side of its centre."""
-    labels, count = ndimage.label(mask)
-    fields = (np.zeros_like(mask, bool), np.zeros_like(mask, bool))
-    for k in range(1, count + 1):
-        region = labels == k
-        fields[int(np.nonzero(region)[1].mean() >= mask.shape[1] / 2)][region] = True
-    return fields
-
-
-def side_coverage(mask: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
+def side_coverage(fields: tuple[np.ndarray, np.ndarray], prior: np.ndarray) -> tuple[float, float]:
     """(image-left, image-right): the share of where lungs can lie on each side (the training normals'
-    prior at `PRIOR_SUPPORT` or more, that half of the image) that the side's field covers; NaN on a side
-    where the prior has no lung (a degenerate prior judges nothing)."""
-    support, half = prior >= PRIOR_SUPPORT, mask.shape[1] // 2
+    prior at `PRIOR_SUPPORT` or more, that half of the image) that the side's field (`two_lung_fields`)
+    covers; NaN on a side where the prior has no lung (a degenerate prior judges nothing)."""
+    support, half = prior >= PRIOR_SUPPORT, prior.shape[1] // 2
     out = []
-    for field, cols in zip(side_fields(mask), (slice(0, half), slice(half, None))):
+    for field, cols in zip(fields, (slice(0, half), slice(half, None))):
         region = np.zeros_like(support)
         region[:, cols] = support[:, cols]
         out.append(float((field & region).sum() / region.sum()) if region.any() else float("nan"))
     return out[0], out[1]
 
 
-def mirrored_fields(mask: np.ndarray, probability: np.ndarray, kept: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, probability) of the `kept` side's field (0: image-left) and its mirror about the image centre,
-    the other side's field dropped."""
-    field = side_fields(mask)[kept]
+def mirrored(field: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, probability) of one side's field and its mirror about the image centre, the other side's
+    field dropped."""
     own = np.where(ndimage.binary_dilation(field, iterations=2), probability, 0).astype(probability.dtype)
     return field | field[:, ::-1], np.maximum(own, own[:, ::-1])
 
@@ -246,9 +236,10 @@ def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior:
     draws it when disease has made that lung white; under `MIN_PRIOR_COVERAGE` of that side's lung
     region) is not a lung field: the other field mirrored takes its place, so the density, the heat and
     the findings are measured where that lung is; both sides drawn away is implausible (a fallback)."""
-    mask, why, sides = two_lung_fields(probability)
+    fields, why, sides = two_lung_fields(probability)
+    mask = fields[0] | fields[1]
     if not why and prior is not None:
-        coverage = side_coverage(mask, prior)
+        coverage = side_coverage(fields, prior)
         low = [c < MIN_PRIOR_COVERAGE for c in coverage]
         if all(low):
             why = "both lung fields drawn away from where lungs lie"
@@ -256,8 +247,8 @@ def fields_from_probability(probability: np.ndarray, image01: np.ndarray, prior:
             side = low.index(True)
             what = (f"{SIDE_NAMES[side]} lung field the network drew covers {100 * coverage[side]:.0f} % of where "
                     "lungs lie on that side")
-            mirrored, mirrored_probability = mirrored_fields(mask, probability, 1 - side)
-            return LungFields(mirrored, "mirrored", what, mirrored_probability, sides)
+            kept_and_mirror, its_probability = mirrored(fields[1 - side], probability)
+            return LungFields(kept_and_mirror, "mirrored", what, its_probability, sides)
     if not why:
         return LungFields(mask, "network", probability=probability, network_side_fractions=sides)
     unsupervised = lung_mask(image01)
