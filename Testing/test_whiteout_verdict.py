@@ -7,16 +7,13 @@ import pytest
 from conftest import data_dir
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import draw_phantom
+from SSLAnomalyLib.evaluation.phantom_evaluation import drawn_lungs, phantom_on, phantom_seed
 
 
 def whiteout(detector, image, index: int):
-    lungs = detector.prepare(image)[0].fields.on_grid(*image.shape[1:]).astype(bool)
-    px = image.pixels[0].astype(np.float32)
-    lo, hi = float(px.min()), float(px.max())
-    phantom = draw_phantom("whiteout", "hemithorax", (px - lo) / (hi - lo), lungs, phantom_seed(0, "whiteout", "hemithorax", index))
-    return with_phantom(image, phantom, lo, hi), phantom.region_mask
+    drawn, phantom = phantom_on(image, "whiteout", "hemithorax", drawn_lungs(detector, image),
+                                phantom_seed(0, "whiteout", "hemithorax", index))
+    return drawn, phantom.region_mask
 
 
 @pytest.mark.parametrize("model, folder, index", [("pediatric", ("kermany", "val", "normal"), 0),

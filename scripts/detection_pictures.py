@@ -17,8 +17,7 @@ from scipy import ndimage
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.core.results.overlay import render_overlay
-from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import draw_phantom
+from SSLAnomalyLib.evaluation.phantom_evaluation import drawn_lungs, phantom_on, phantom_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE = 300
@@ -56,11 +55,8 @@ def main() -> int:
         row = []
         for i, f in enumerate(files):
             image = read_radiograph(f)
-            lungs = detector.prepare(image)[0].fields.on_grid(*image.shape[1:]).astype(bool)
-            px = image.pixels[0].astype(np.float32)
-            lo, hi = float(px.min()), float(px.max())
-            phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, phantom_seed(0, kind, size, i))
-            row.append(tile(detector, with_phantom(image, phantom, lo, hi), phantom.region_mask, f"{kind} {size}"))
+            drawn, phantom = phantom_on(image, kind, size, drawn_lungs(detector, image), phantom_seed(0, kind, size, i))
+            row.append(tile(detector, drawn, phantom.region_mask, f"{kind} {size}"))
         rows.append(row)
     real = [tile(detector, read_radiograph(p), caption=Path(p).stem) for p in sys.argv[4:]]
     if real:

@@ -25,8 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import draw_phantom
+from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_on, phantom_seed
 
 CONDITIONS = [("whiteout", "hemithorax"), ("effusion", "small"), ("effusion", "large"), ("consolidation", "lobar"),
               ("pneumothorax", "small"), ("pneumothorax", "large")]
@@ -82,14 +81,12 @@ def main() -> int:
         prepared = detector.prepare(image)[0]
         rows["normal", ""].append(stats(prepared.image01, prepared.lung))
         lungs = prepared.fields.on_grid(*image.shape[1:]).astype(bool)
-        px = image.pixels[0].astype(np.float32)
-        lo, hi = float(px.min()), float(px.max())
         for kind, size in CONDITIONS:
             try:
-                phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, phantom_seed(args.seed, kind, size, i))
+                drawn, _ = phantom_on(image, kind, size, lungs, phantom_seed(args.seed, kind, size, i))
             except ValueError:
                 continue
-            p = detector.prepare(with_phantom(image, phantom, lo, hi))[0]
+            p = detector.prepare(drawn)[0]
             rows[kind, size].append(stats(p.image01, p.lung))
         print(f"{i + 1} normals", file=sys.stderr, end="\r")
     normal = rows["normal", ""]

@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import Chest, _cardiac_rows, _edges, draw_phantom
+from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_on, phantom_seed
+from SSLAnomalyLib.evaluation.phantoms import Chest, _cardiac_rows, _edges
 
 
 def ratio(image01: np.ndarray, lungs: np.ndarray) -> float:
@@ -60,12 +60,10 @@ def main() -> int:
         image = read_radiograph(f)
         prepared = detector.prepare(image)
         lungs = prepared[0].fields.on_grid(*image.shape[1:]).astype(bool)
-        px = image.pixels[0].astype(np.float32)
-        lo, hi = float(px.min()), float(px.max())
-        drawn = draw_phantom("cardiomegaly", "ctr_0.60-0.65", (px - lo) / (hi - lo), lungs,
-                             phantom_seed(0, "cardiomegaly", "ctr_0.60-0.65", i))
+        drawn, _ = phantom_on(image, "cardiomegaly", "ctr_0.60-0.65", lungs,
+                              phantom_seed(0, "cardiomegaly", "ctr_0.60-0.65", i))
         normal.append(ratio(prepared[0].image01, prepared[0].lung))
-        phantom.append(model_grid_ratio(detector, with_phantom(image, drawn, lo, hi)))
+        phantom.append(model_grid_ratio(detector, drawn))
     normal, phantom = np.array(normal), np.array(phantom)
     z = lambda v: (v - mean) / spread
     print(f"train normals ({len(train)}): ratio {mean:.3f} +- {spread:.3f} (95th pct {np.percentile(train, 95):.3f})")

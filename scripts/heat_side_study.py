@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.scoring import SIDES, SIDES_FROM
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import draw_phantom
+from SSLAnomalyLib.evaluation.phantom_evaluation import drawn_lungs, phantom_on, phantom_seed
 
 KINDS = [("whiteout", "hemithorax"), ("effusion", "large"), ("consolidation", "lobar"), ("pneumothorax", "large")]
 
@@ -35,15 +33,12 @@ def main() -> None:
         drawn = either = denser = n = 0
         for i, f in enumerate(files):
             image = read_radiograph(f)
-            lungs = detector.prepare(image)[0].fields.on_grid(*image.shape[1:]).astype(bool)
-            px = image.pixels[0].astype(np.float32)
-            lo, hi = float(px.min()), float(px.max())
             try:
-                phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, phantom_seed(0, kind, size, i))
+                altered, phantom = phantom_on(image, kind, size, drawn_lungs(detector, image), phantom_seed(0, kind, size, i))
             except ValueError:  # lung fields that leave no place for it, as evaluate --phantoms skips it
                 continue
             n += 1
-            prepared = detector.prepare(with_phantom(image, phantom, lo, hi))[0]
+            prepared = detector.prepare(altered)[0]
             s = detector.scorer.score(prepared.image01[None], prepared.lung[None])
             if s.standardised[SIDES][0] <= SIDES_FROM:
                 continue

@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.phantom_evaluation import phantom_seed, with_phantom
-from SSLAnomalyLib.evaluation.phantoms import SIZES, draw_phantom
+from SSLAnomalyLib.evaluation.phantom_evaluation import drawn_lungs, phantom_on, phantom_seed
+from SSLAnomalyLib.evaluation.phantoms import SIZES
 from zone_component_study import dev_study
 
 PHANTOM_NORMALS = 40
@@ -52,17 +52,14 @@ def phantom_table(detector: AnomalyDetector, normal_dir: str) -> None:
     normals, drawn = [], {(k, s): [] for k in SIZES for s in SIZES[k]}
     for i, f in enumerate(list_inputs([normal_dir])[:PHANTOM_NORMALS]):
         image = read_radiograph(f)
-        fields = detector.prepare(image)[0].fields
-        lungs = fields.on_grid(*image.shape[1:]).astype(bool)
-        px = image.pixels[0].astype(np.float32)
-        lo, hi = float(px.min()), float(px.max())
+        lungs = drawn_lungs(detector, image)
         normals.append(standardised(detector, image))
         for kind, size in drawn:
             try:
-                phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, phantom_seed(0, kind, size, i))
+                altered, _ = phantom_on(image, kind, size, lungs, phantom_seed(0, kind, size, i))
             except ValueError:
                 continue
-            drawn[kind, size].append(standardised(detector, with_phantom(image, phantom, lo, hi)))
+            drawn[kind, size].append(standardised(detector, altered))
     base = candidates(detector, normals)
     print("phantom | " + " | ".join(base))
     for (kind, size), z in drawn.items():

@@ -64,12 +64,24 @@ def phantom_seed(seed: int, kind: str, size: str, index: int) -> np.random.Gener
     return np.random.default_rng([seed, zlib.crc32(f"{kind}:{size}".encode()), index])
 
 
-def with_phantom(image: Radiograph, phantom: Phantom, lo: float, hi: float) -> Radiograph:
-    """The radiograph with the phantom drawn, on its own grid and intensity scale; the pixels outside the
-    phantom's region are the input's own."""
-    px = image.pixels[0]
-    drawn = phantom.image * (hi - lo) + lo
-    return image.with_pixels(np.where(phantom.region_mask, drawn, px).astype(np.float32)[None])
+def phantom_on(image: Radiograph, kind: str, size: str, lungs: np.ndarray, rng: np.random.Generator
+               ) -> tuple[Radiograph, Phantom]:
+    """The 2D radiograph with a phantom of `kind` and `size` drawn in its lung fields `lungs`, and the
+    phantom. It is drawn on the pixels scaled to [0, 1] and scaled back, so the radiograph keeps its
+    grid and grey range and the pixels outside the phantom's region are its own. ValueError where
+    none can be drawn (a flat image, or lung fields that leave no place for it)."""
+    px = image.pixels[0].astype(np.float32)
+    lo, hi = float(px.min()), float(px.max())
+    if not hi > lo:
+        raise ValueError("a flat image")
+    phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, rng)
+    drawn = np.where(phantom.region_mask, phantom.image * (hi - lo) + lo, px).astype(np.float32)
+    return image.with_pixels(drawn[None]), phantom
+
+
+def drawn_lungs(detector, image: Radiograph) -> np.ndarray:
+    """The lung fields a phantom is drawn in: the detector's own, on the radiograph's grid."""
+    return detector.prepare(image)[0].fields.on_grid(*image.shape[1:]).astype(bool)
 
 
 def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, progress: bool = True,
@@ -94,9 +106,7 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
         fields = prepared[0].fields
         sources[fields.source] += 1
         lungs = fields.on_grid(*image.shape[1:]).astype(bool)
-        px = image.pixels[0].astype(np.float32)
-        lo, hi = float(px.min()), float(px.max())
-        if not hi > lo:
+        if np.ptp(image.pixels[0]) == 0:
             errors.append(f"{f}: a flat image, no phantom can be drawn")
             continue
         result = detector.detect(image, prepared=prepared)
@@ -104,11 +114,11 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
         table.append(("clean", "normal", normal[-1]))
         for kind, size in conditions:
             try:
-                phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, phantom_seed(seed, kind, size, i))
+                drawn, phantom = phantom_on(image, kind, size, lungs, phantom_seed(seed, kind, size, i))
             except ValueError as e:  # lung fields that leave no place for it
                 errors.append(f"{f}: no {kind} {size} drawn ({e})")
                 continue
-            result = detector.detect(with_phantom(image, phantom, lo, hi))
+            result = detector.detect(drawn)
             tallies[kind, size].add(result, phantom.region_mask)
             table.append((f"{kind}:{size}", "phantom", score_row(result, f)))
     if not normal:
