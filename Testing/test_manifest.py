@@ -94,3 +94,16 @@ def test_a_sealed_manifest_with_an_unreadable_calibration_is_refused_by_name(tmp
     (folder / MANIFEST).write_text(json.dumps(document))
     with pytest.raises(ModelError, match="manifest.json field calibration cannot be read"):
         load(folder)
+
+
+def test_the_card_says_when_the_dev_normals_also_set_the_threshold():
+    """`train --val-normals` may count the dev normals in the thresholds: their share flagged is then
+    in-sample, and the card says so (issue 24)."""
+    from SSLAnomalyLib.core.model_files.model_card import evaluated_normals, model_card
+
+    document = load("adult").manifest.to_dict()
+    dev = evaluated_normals(document["measured"]["dev"]["command"])
+    train_only = dict(document, data=dict(document["data"], calibration_normals="../shared/data/nih/train/normal"))
+    both = dict(document, data=dict(document["data"], calibration_normals=f"../shared/data/nih/train/normal:./{dev}"))
+    assert "in-sample" not in model_card(Manifest.from_dict(train_only))
+    assert "these normals also set the threshold, so their share is in-sample" in model_card(Manifest.from_dict(both))

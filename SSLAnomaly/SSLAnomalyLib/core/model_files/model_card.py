@@ -20,8 +20,23 @@ def base_name(path: str) -> str:
 
 
 def folders(text: str) -> str:
-    """Folders joined by os.pathsep (as manifests hold them), by their base names."""
-    return ", ".join(base_name(f) for f in text.split(os.pathsep))
+    """Folders joined by os.pathsep (as manifests hold them), by their base names, or by their last
+    two parts where base names repeat (`train/normal, val/normal`)."""
+    paths = text.split(os.pathsep)
+    names = [base_name(f) for f in paths]
+    if len(set(names)) == len(names):
+        return ", ".join(names)
+    parents = [base_name(ntpath.dirname(f.rstrip("/\\"))) for f in paths]
+    return ", ".join(f"{parent}/{name}" for parent, name in zip(parents, names))
+
+
+def evaluated_normals(text: str) -> str | None:
+    """The `--normal` folder of a recorded `sslanomaly evaluate` command, normalised."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    return os.path.normpath(words[words.index("--normal") + 1]) if "--normal" in words[:-1] else None
 
 
 def command(text: str) -> str:
@@ -75,12 +90,10 @@ percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))
 
 ## How it was made
 - Command: `{command(t['command']) if t.get('command') else 'sslanomaly train (library call)'}`
-- Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},
-  {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal
-  ({t['selection']}).{objects_note(t)}{inherited_note(t)}
+- {steps_note(t)}{objects_note(t)}{inherited_note(t)}
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
-{measured_section(m.get("measured"))}"""
+{measured_section(m.get("measured"), m["data"].get("calibration_normals", ""))}"""
 
 
 def lungs_note(manifest: Manifest) -> str:
@@ -120,6 +133,16 @@ def inherited_note(training: dict) -> str:
     shown = ", ".join(f"{name.replace('_', ' ')} " + ("+".join(o["name"] for o in value) if name == "pretext" else f"{value}")
                       for name, value in kept.items())
     return f"\n- Kept from the starting model's recipe (no option given for them): {shown}."
+
+
+def steps_note(t: dict) -> str:
+    """The device, seed and steps; a refit (no steps) has no checkpoint to choose."""
+    if not t["steps"]:
+        return (f"Device {t['device']}, seed {t['seed']}: no training steps (the starting encoder as it is; only the\n"
+                "  normal reference and the thresholds were fitted).")
+    return (f"Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},\n"
+            f"  {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal\n"
+            f"  ({t['selection']}).")
 
 
 def objects_note(training: dict) -> str:
@@ -256,9 +279,10 @@ def origin(training: dict) -> str:
             "normal reference and the calibration below were fitted anew), itself trained")
 
 
-def measured_section(measured: dict | None) -> str:
+def measured_section(measured: dict | None, calibration_normals: str = "") -> str:
     """The figures measured on this model after training (recorded by scripts/install_bundled_model.py
-    from `sslanomaly evaluate` outputs), each with the command that produced it."""
+    from `sslanomaly evaluate` outputs), each with the command that produced it; the share of dev
+    normals flagged is said to be in-sample where those normals also set the thresholds."""
     if not measured:
         return ("Measured figures (dev AUROC, localisation, speed) and the commands that produced them are in\n"
                 "`docs/model.md` of the SSLAnomaly repository.\n")
@@ -269,6 +293,8 @@ def measured_section(measured: dict | None) -> str:
                           (("image", dev["components"]["pooled"]), ("patch", dev["components"]["patch"])))
         at = (f"; {100 * dev['fpr_at_threshold']:.0f} % of these normals and {100 * dev['tpr_at_threshold']:.0f} % of the "
               "abnormals above the threshold") if "fpr_at_threshold" in dev else ""
+        if at and evaluated_normals(dev["command"]) in map(os.path.normpath, calibration_normals.split(os.pathsep)):
+            at += " (these normals also set the threshold, so their share is in-sample)"
         lines.append(f"- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs\n"
                      f"  {dev['n_abnormal']} pneumonia radiographs, never trained on{at}:\n  `{command(dev['command'])}`")
     shifted = measured.get("shifted")
