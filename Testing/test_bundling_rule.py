@@ -3,6 +3,7 @@ model only if it is at least as good on every check, within an AUROC's tolerance
 with the normals flagged bounded absolutely and the reported-only rows never deciding (issue 24)."""
 
 import importlib.util
+import json
 
 import pytest
 
@@ -43,3 +44,20 @@ def test_the_hard_dev_is_the_third_of_abnormals_both_models_rank_lowest(rule):
          **{f: ("abnormal", 11.0 + i) for f, i in abnormal.items()}}
     # a: abnormals 1 and 2 against normals 0, 1.5 and 3 (3 of 6 pairs); b: 11 and 12 against 10, 20, 30 (2 of 6)
     assert rule.hard_auroc(a, b) == pytest.approx((3 / 6, 2 / 6))
+
+
+def test_dev_normals_the_thresholds_counted_are_judged_left_out(rule, tmp_path):
+    """`train --val-normals` counts the dev normals in the thresholds: each is measured against the
+    threshold the rule sets without it, and a far-out one set aside is not removed again."""
+    normals = [float(s) for s in range(20)]        # 20 calibration normals; at 10 % the threshold is the 19th
+    calibration = {"normal_scores": normals, "normal_peaks": normals, "false_positive_rate": 0.1, "rule": "rank",
+                   "set_aside_scores": [50.0]}
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text(json.dumps({
+        "calibration": calibration, "data": {"calibration_normals": f"{tmp_path}/train:{tmp_path}/dev"}}))
+    assert rule.calibrated_on(model, tmp_path / "dev") and not rule.calibrated_on(model, tmp_path / "other")
+    # in-sample the threshold is 18 and 19 alone is above it; left out, the threshold is the 18th of
+    # the other 19: 17 without 18 or 19, so both are flagged, and 18 without 17 (17.0001, which
+    # calibration scored a little apart), which is not; 50 (set aside as far out) is above all 20's
+    assert rule.left_out_flagged(model, [17.0001, 18.0, 19.0, 50.0]) == pytest.approx(3 / 4)

@@ -11,10 +11,12 @@
 #      normals whose out-of-fold score lies beyond Tukey's far-out fence are set aside from the
 #      thresholds (5 of 204 here: mislabelled white-outs), and the RSNA val normals (another pipeline,
 #      224-px re-processed PNGs that score above NIH pneumonia) no longer set the NIH threshold: a
-#      site of that pipeline runs `calibrate` (docs/model.md, ninth round);
+#      site of that pipeline runs `calibrate` (docs/model.md, ninth round). Round 14: the 60 NIH val
+#      normals also set the thresholds (`--val-normals`: every normal the site has, scored against the
+#      reference and never fitted on; the bundling check measures them left out);
 #   3. measure it (scripts/measure_model.sh) and apply the bundling rule (scripts/bundling_check.py);
 #   4. install it with its population and figures (scripts/install_bundled_model.py).
-# Seed 0; the round-9 refit took 1.3 minutes on the 2-core CPU (77 s wall beside other work).
+# Seed 0; the round-14 refit took 41 s on the 2-core CPU (AMD EPYC, beside a training run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -29,9 +31,9 @@ if [ -n "${ENCODER:-}" ] || [ "${FROM_SCRATCH:-0}" = 1 ]; then
 else
   START=adult
 fi
-SITE=runs/round9/adult-nih-s$SEED
+SITE=runs/round14/adult-nih-s$SEED
 [ -f "$SITE/manifest.json" ] || .venv/bin/sslanomaly train --normals "$DATA/nih/train/normal" \
-  --out "$SITE" --minutes 0 --seed "$SEED" --start-from "$START" --standardise-positions --patch-layers layer1,layer2 \
+  --val-normals "$DATA/nih/val/normal" --out "$SITE" --minutes 0 --seed "$SEED" --start-from "$START" --standardise-positions --patch-layers layer1,layer2 \
   --calibration-views 0 --fpr 0.07 --sides-offset 0 --quiet
 scripts/measure_model.sh "$SITE" adult
 if .venv/bin/python scripts/bundling_check.py adult "$SITE" && [ "${INSTALL:-1}" = 1 ]; then
