@@ -112,6 +112,8 @@ def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_no
 def test_unknown_heatmap_layers_are_refused_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit, match="patch_layers must name one or more of layer1"):
         main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--patch-layers", "layer2,layer9"])
+    with pytest.raises(SystemExit, match="--pooled-layers: pooled_layers must name one or more of layer1"):
+        main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--pooled-layers", "layer0"])
 
 
 def test_a_scorer_is_fitted_on_normals_before_it_scores(small_normals):
@@ -143,14 +145,17 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     assert kept.foreign_objects == m["training"]["foreign_objects"]
     assert kept.calibration_views == m["reference"]["calibration_augmented_views_per_normal"]
     assert kept.encoder.patch_layers == tuple(m["encoder"]["patch_layers"])
+    assert kept.encoder.pooled_layers == tuple(m["encoder"]["pooled_layers"]) == tuple(kept.inherited["pooled_layers"])
     assert kept.encoder.input_size == m["encoder"]["input_size"] and kept.pretext == Pretext.from_dict(m["pretext"])
     assert kept.lr == FINE_TUNE_LR and kept.inherited["foreign_objects"] == m["training"]["foreign_objects"]
     given = resolve(training_spec(parser().parse_args(
-        base + ["--foreign-objects", "0.3", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01"])),
+        base + ["--foreign-objects", "0.3", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01",
+                "--pooled-layers", "layer1,layer2,layer3,layer4"])),
         start)
     assert (given.foreign_objects, given.encoder.patch_layers, given.encoder.input_size, given.lr) == (0.3, ("layer1",), 96, 0.01)
+    assert given.encoder.pooled_layers == ("layer1", "layer2", "layer3", "layer4")
     assert given.pretext == Pretext.parse("mae")
-    assert not {"foreign_objects", "patch_layers", "pretext", "input_size"} & set(given.inherited)
+    assert not {"foreign_objects", "patch_layers", "pooled_layers", "pretext", "input_size"} & set(given.inherited)
     adult = StartingEncoder.load(default_model)  # positions standardised: kept, or turned off by the option
     assert resolve(training_spec(parser().parse_args(base)), adult).standardise_positions is True
     off = base + ["--no-standardise-positions"]

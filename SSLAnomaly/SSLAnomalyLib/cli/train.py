@@ -65,6 +65,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--patch-layers", metavar="LAYERS",
                    help=f"comma-separated encoder stages that feed the heatmap (default "
                         f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
+    t.add_argument("--pooled-layers", metavar="LAYERS",
+                   help=f"comma-separated encoder stages whose pooled embedding gives the image-level score "
+                        f"(default {','.join(EncoderConfig.pooled_layers)}, or the --start-from model's)")
     t.add_argument("--pretext", type=pretext, default=None,
                    help=f"self-supervised objective(s), alone or summed with weights, e.g. 'contrastive:0.5,anatpaste' "
                         f"(choose from {', '.join(OBJECTIVE_NAMES)}; default {DEFAULT_PRETEXT}, or the --start-from "
@@ -123,13 +126,16 @@ def training_spec(args):
     (the starting model's, else the default: spec.resolve)."""
     from SSLAnomalyLib.training.spec import TrainingSpec
 
-    patch_layers = tuple(args.patch_layers.split(",")) if args.patch_layers else None
-    try:
-        EncoderConfig(patch_layers=patch_layers or EncoderConfig.patch_layers)
-    except ValueError as e:  # before any image is read or a starting model loaded
-        raise SystemExit(f"error: --patch-layers: {e}") from None
+    layers = {name: tuple(given.split(",")) if given else None
+              for name, given in (("patch_layers", args.patch_layers), ("pooled_layers", args.pooled_layers))}
+    for name, chosen in layers.items():
+        try:
+            EncoderConfig(**{name: chosen or getattr(EncoderConfig, name)})
+        except ValueError as e:  # before any image is read or a starting model loaded
+            raise SystemExit(f"error: --{name.replace('_', '-')}: {e}") from None
     return TrainingSpec(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device, fpr=args.fpr,
-                        lr=args.lr, input_size=args.size, patch_layers=patch_layers, pretext=args.pretext,
+                        lr=args.lr, input_size=args.size, patch_layers=layers["patch_layers"],
+                        pooled_layers=layers["pooled_layers"], pretext=args.pretext,
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
                         sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart,
