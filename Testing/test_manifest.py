@@ -107,3 +107,8 @@ def test_the_card_says_when_the_dev_normals_also_set_the_threshold():
     both = dict(document, data=dict(document["data"], calibration_normals=f"../shared/data/nih/train/normal:./{dev}"))
     assert "in-sample" not in model_card(Manifest.from_dict(train_only))
     assert "these normals also set the threshold, so their share is in-sample" in model_card(Manifest.from_dict(both))
+    from SSLAnomalyLib.cli.models import measured_lines  # and `sslanomaly models` says the same
+
+    lines = {kind: dict(measured_lines(d["measured"], d["data"]["calibration_normals"])) for kind, d in
+             (("train only", train_only), ("both", both))}
+    assert "in-sample" in lines["both"]["dev"] and "in-sample" not in lines["train only"]["dev"]

@@ -22,7 +22,8 @@ def cmd_models(args) -> int:
             print(f"{m.name}: unusable ({e.reason})")
             continue
         size, calibration = manifest.encoder.input_size, manifest.calibration
-        figures = "".join(f"\n    {name}: {text}" for name, text in measured_lines(manifest.section("measured")))
+        figures = "".join(f"\n    {name}: {text}" for name, text in measured_lines(
+            manifest.section("measured"), manifest.section("data").get("calibration_normals", "")))
         print(f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label} - {m.description}\n"
               f"  model id {manifest.model_id}, input {size}x{size} px, "
               f"threshold {calibration.threshold:.3f} at {100 * calibration.false_positive_rate:g} % false positives\n"
@@ -31,8 +32,11 @@ def cmd_models(args) -> int:
     return 0
 
 
-def measured_lines(measured: dict) -> list[tuple[str, str]]:
-    """The figures a model card records (`scripts/install_bundled_model.py`), as short lines."""
+def measured_lines(measured: dict, calibration_normals: str = "") -> list[tuple[str, str]]:
+    """The figures a model card records (`scripts/install_bundled_model.py`), as short lines; a share
+    of normals flagged that those normals' own thresholds set is said to be in-sample."""
+    from SSLAnomalyLib.core.model_files.model_card import counted_in_thresholds
+
     lines = []
     for name, d in measured.items():
         if name == "shifted" and isinstance(d, dict):
@@ -40,6 +44,8 @@ def measured_lines(measured: dict) -> list[tuple[str, str]]:
                       for family, f in d.get("perturbations", {}).items()]
         elif isinstance(d, dict) and "auroc" in d:
             flagged = f", {100 * d['fpr_at_threshold']:.0f} % of normals flagged" if "fpr_at_threshold" in d else ""
+            if flagged and counted_in_thresholds(d, calibration_normals):
+                flagged += ", in-sample: these normals also set the threshold"
             lines.append((name, f"AUROC {d['auroc']:.3f} ({d.get('n_normal')} normal vs {d.get('n_abnormal')} abnormal{flagged})"))
         elif isinstance(d, dict) and "pointing_game" in d:
             lines.append((name, f"pointing game {d['pointing_game']:.3f} on {d.get('n_images')} images"))

@@ -39,6 +39,13 @@ def evaluated_normals(text: str) -> str | None:
     return os.path.normpath(words[words.index("--normal") + 1]) if "--normal" in words[:-1] else None
 
 
+def counted_in_thresholds(evaluation: dict, calibration_normals: str) -> bool:
+    """Whether the normals of a recorded `evaluate` also set the model's thresholds (manifest
+    `data.calibration_normals`): their share flagged is then in-sample."""
+    folders = map(os.path.normpath, filter(None, calibration_normals.split(os.pathsep)))
+    return evaluated_normals(evaluation.get("command", "")) in folders
+
+
 def command(text: str) -> str:
     """A recorded command with every path argument (`DIR`, `--opt=DIR`) reduced to its base name."""
     try:
@@ -293,7 +300,7 @@ def measured_section(measured: dict | None, calibration_normals: str = "") -> st
                           (("image", dev["components"]["pooled"]), ("patch", dev["components"]["patch"])))
         at = (f"; {100 * dev['fpr_at_threshold']:.0f} % of these normals and {100 * dev['tpr_at_threshold']:.0f} % of the "
               "abnormals above the threshold") if "fpr_at_threshold" in dev else ""
-        if at and evaluated_normals(dev["command"]) in map(os.path.normpath, calibration_normals.split(os.pathsep)):
+        if at and counted_in_thresholds(dev, calibration_normals):
             at += " (these normals also set the threshold, so their share is in-sample)"
         lines.append(f"- Dev AUROC **{dev['auroc']:.3f}**, AP {dev['ap']:.3f} ({parts}) on {dev['n_normal']} normal vs\n"
                      f"  {dev['n_abnormal']} pneumonia radiographs, never trained on{at}:\n  `{command(dev['command'])}`")
