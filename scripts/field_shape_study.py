@@ -35,7 +35,7 @@ def lopsidedness(detector: AnomalyDetector, files) -> np.ndarray:
 
 
 def main() -> int:
-    detector, rows, y, train_normals = dev_study(__doc__.splitlines()[0])
+    detector, rows, y, train_normals, _ = dev_study(__doc__.splitlines()[0])
     rule, threshold = detector.scorer.sides, detector.calibration.threshold
     score = np.array([float(r["score"]) for r in rows])
     train = lopsidedness(detector, list_inputs([train_normals]))

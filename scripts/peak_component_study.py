@@ -69,12 +69,7 @@ def phantom_table(detector: AnomalyDetector, normal_dir: str) -> None:
 
 
 def main() -> int:
-    phantom_normals = None
-    if "--phantom-normals" in sys.argv:
-        at = sys.argv.index("--phantom-normals")
-        phantom_normals = sys.argv[at + 1]
-        del sys.argv[at:at + 2]
-    detector, rows, y, train_normals = dev_study(__doc__.splitlines()[0])
+    detector, rows, y, train_normals, args = dev_study(__doc__.splitlines()[0], "--phantom-normals")
     dev = candidates(detector, [standardised(detector, read_radiograph(r["file"])) for r in rows])
     train = candidates(detector, [standardised(detector, read_radiograph(f)) for f in list_inputs([train_normals])])
     abnormal = np.flatnonzero(y)
@@ -84,8 +79,8 @@ def main() -> int:
     for name, s in dev.items():
         print(f"{name}: dev AUROC {roc_auc_score(y, s):.3f}; hard dev {roc_auc_score(y[hard], s[hard]):.3f}; "
               f"train normals (in the reference) mean {train[name].mean():.2f}")
-    if phantom_normals:
-        phantom_table(detector, phantom_normals)
+    if args.phantom_normals:
+        phantom_table(detector, args.phantom_normals)
     return 0
 
 

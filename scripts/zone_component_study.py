@@ -39,21 +39,25 @@ def zone_differences(detector: AnomalyDetector, files) -> dict[str, np.ndarray]:
     return {q: np.stack(v) for q, v in out.items()}
 
 
-def dev_study(description: str) -> tuple[AnomalyDetector, list[dict], np.ndarray, Path]:
+def dev_study(description: str, *options: str
+              ) -> tuple[AnomalyDetector, list[dict], np.ndarray, Path, argparse.Namespace]:
     """What every offline component study reads from its command line (SCORES_CSV TRAIN_NORMALS
-    [--model M]): the model, the clean rows of the scores CSV, whether each is abnormal, the train normals."""
+    [--model M], and a study's own `options`, each taking one value): the model, the clean rows of the
+    scores CSV, whether each is abnormal, the train normals, and every argument."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("scores_csv")
     parser.add_argument("train_normals")
     parser.add_argument("--model", default="adult")
+    for option in options:
+        parser.add_argument(option)
     args = parser.parse_args()
     rows = [r for r in csv.DictReader(open(args.scores_csv, encoding="utf-8")) if r["condition"] == "clean"]
     return (AnomalyDetector.load(args.model, device="cpu"), rows, np.array([r["label"] != "normal" for r in rows]),
-            Path(args.train_normals))
+            Path(args.train_normals), args)
 
 
 def main() -> int:
-    detector, rows, y, train_normals = dev_study(__doc__.splitlines()[0])
+    detector, rows, y, train_normals, _ = dev_study(__doc__.splitlines()[0])
     col = {c: np.array([float(r[c]) for r in rows]) for c in ("score", "pooled", "patch", "sides")}
     sides_term = detector.scorer.sides.term(col["sides"])
     train = zone_differences(detector, list_inputs([train_normals]))
