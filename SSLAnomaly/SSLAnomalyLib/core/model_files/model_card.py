@@ -76,8 +76,9 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 (basic blocks, layers {e['layers']}, widths {e['widths']}, {e['input_size']} px input, one channel)
 {origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
 {objectives(m['pretext'])}. An image is scored by
-its distance from normal in the encoder's feature space (pooled Ledoit-Wolf Mahalanobis plus a
-position-aware patch map, layers {e['patch_layers']}), which also gives the heatmap.{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
+its distance from normal in the encoder's feature space (a Ledoit-Wolf Mahalanobis distance of the
+embedding pooled from layers {list(manifest.encoder.pooled_layers)}, plus a position-aware patch map of layers
+{e['patch_layers']}, which also gives the heatmap).{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
 {normals_line(d)}
