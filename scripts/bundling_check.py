@@ -59,6 +59,7 @@ from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.anatomy.lung_network import LUNGS_ENV
 from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model_files.model_card import calibration_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -151,7 +152,7 @@ def calibrated_on(model: Path, folder: Path) -> bool:
     """Whether the model's thresholds were set on the normals of `folder` among others (`train
     --val-normals`; the manifest names the folders as given, relative to the checkout)."""
     named = json.loads((model / "manifest.json").read_text()).get("data", {}).get("calibration_normals", "")
-    return any((ROOT / f).resolve() == folder.resolve() for f in named.split(os.pathsep) if f)
+    return any((ROOT / f).resolve() == folder.resolve() for f in calibration_folders(named))
 
 
 def left_out_flagged(model: Path, normal_scores: list[float]) -> float:

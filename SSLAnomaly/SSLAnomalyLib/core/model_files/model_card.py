@@ -30,28 +30,34 @@ def folders(text: str) -> str:
     return ", ".join(f"{parent}/{name}" for parent, name in zip(parents, names))
 
 
+def calibration_folders(calibration_normals: str) -> list[str]:
+    """The folders of a manifest's `data.calibration_normals` (joined by os.pathsep), normalised."""
+    return [os.path.normpath(f) for f in calibration_normals.split(os.pathsep) if f]
+
+
+def command_words(text: str) -> list[str]:
+    """A recorded command split as the shell would (by blanks where its quoting is broken)."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
 def evaluated_normals(text: str) -> str | None:
     """The `--normal` folder of a recorded `sslanomaly evaluate` command, normalised."""
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        words = text.split()
+    words = command_words(text)
     return os.path.normpath(words[words.index("--normal") + 1]) if "--normal" in words[:-1] else None
 
 
 def counted_in_thresholds(evaluation: dict, calibration_normals: str) -> bool:
     """Whether the normals of a recorded `evaluate` also set the model's thresholds (manifest
     `data.calibration_normals`): their share flagged is then in-sample."""
-    folders = map(os.path.normpath, filter(None, calibration_normals.split(os.pathsep)))
-    return evaluated_normals(evaluation.get("command", "")) in folders
+    return evaluated_normals(evaluation.get("command", "")) in calibration_folders(calibration_normals)
 
 
 def command(text: str) -> str:
     """A recorded command with every path argument (`DIR`, `--opt=DIR`) reduced to its base name."""
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        words = text.split()
+    words = command_words(text)
     shown = []
     for word in words:
         option, eq, value = word.rpartition("=") if word.startswith("-") else ("", "", word)
@@ -78,7 +84,7 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 {objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (a Ledoit-Wolf Mahalanobis distance of the
 embedding pooled from layers {list(manifest.encoder.pooled_layers)}, plus a position-aware patch map of layers
-{e['patch_layers']}, which also gives the heatmap).{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
+{list(manifest.encoder.patch_layers)}, which also gives the heatmap).{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
 {normals_line(d)}
