@@ -114,6 +114,8 @@ def test_unknown_heatmap_layers_are_refused_before_any_work(tmp_path, capsys):
         main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--patch-layers", "layer2,layer9"])
     with pytest.raises(SystemExit, match="--pooled-layers: pooled_layers must name one or more of layer1"):
         main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--pooled-layers", "layer0"])
+    with pytest.raises(SystemExit, match="--pooled-views: pooled_views must name one or more of image, lungs once"):
+        main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--pooled-views", "image,image"])
 
 
 def test_a_scorer_is_fitted_on_normals_before_it_scores(small_normals):
@@ -124,7 +126,7 @@ def test_a_scorer_is_fitted_on_normals_before_it_scores(small_normals):
     scorer = Scorer(build_encoder(EncoderConfig(input_size=64)), EncoderConfig(input_size=64))
     with pytest.raises(NotFittedError, match="fit"):
         scorer.score(normals.images01[:2], normals.lungs[:2])
-    assert scorer.fit(normals.images01[:30], normals.images01[30:], normals.lungs[30:]) is scorer
+    assert scorer.fit(normals.images01[:30], normals.lungs[:30], normals.images01[30:], normals.lungs[30:]) is scorer
     held = scorer.held_out_scores.score
     assert abs(held.mean()) < 1e-6  # standardised on exactly these held-out normals
     assert np.allclose(scorer.score(normals.images01[30:], normals.lungs[30:]).score, held, atol=1e-4)
@@ -150,12 +152,14 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     assert kept.lr == FINE_TUNE_LR and kept.inherited["foreign_objects"] == m["training"]["foreign_objects"]
     given = resolve(training_spec(parser().parse_args(
         base + ["--foreign-objects", "0.3", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01",
-                "--pooled-layers", "layer1,layer2,layer3,layer4"])),
+                "--pooled-layers", "layer1,layer2,layer3,layer4", "--pooled-views", "lungs"])),
         start)
     assert (given.foreign_objects, given.encoder.patch_layers, given.encoder.input_size, given.lr) == (0.3, ("layer1",), 96, 0.01)
     assert given.encoder.pooled_layers == ("layer1", "layer2", "layer3", "layer4")
+    assert given.encoder.pooled_views == ("lungs",)
+    assert kept.encoder.pooled_views == tuple(m["encoder"].get("pooled_views", ["image"]))  # before the option: image
     assert given.pretext == Pretext.parse("mae")
-    assert not {"foreign_objects", "patch_layers", "pooled_layers", "pretext", "input_size"} & set(given.inherited)
+    assert not {"foreign_objects", "patch_layers", "pooled_layers", "pooled_views", "pretext", "input_size"} & set(given.inherited)
     adult = StartingEncoder.load(default_model)  # positions standardised: kept, or turned off by the option
     assert resolve(training_spec(parser().parse_args(base)), adult).standardise_positions is True
     off = base + ["--no-standardise-positions"]

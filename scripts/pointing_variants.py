@@ -47,7 +47,7 @@ def main(model: str = "adult") -> None:
         for name, boxes in sorted(read_boxes(csv).items()):
             image = read_radiograph(folder / name)
             prepared = detector.prepare(image)[0]
-            _, patches = detector.scorer.features(prepared.image01[None])
+            _, patches = detector.scorer.features(prepared.image01[None], prepared.lung[None])
             coarse = detector.scorer.reference.patch_map(patches).numpy()[0]
             _, rows, cols = image.shape
             inside = box_mask((rows, cols), boxes).ravel()

@@ -9,7 +9,7 @@ import sys
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, non_negative, positive, positive_count)
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
-from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
 from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
 from SSLAnomalyLib.training.defaults import DEFAULT_PRETEXT, FINE_TUNE_LR, LR, OBJECTIVE_NAMES
 
@@ -68,6 +68,11 @@ def add_parsers(sub) -> None:
     t.add_argument("--pooled-layers", metavar="LAYERS",
                    help=f"comma-separated encoder stages whose pooled embedding gives the image-level score "
                         f"(default {','.join(EncoderConfig.pooled_layers)}, or the --start-from model's)")
+    t.add_argument("--pooled-views", metavar="VIEWS",
+                   help=f"comma-separated views the image-level embedding is pooled over, joined: {IMAGE} (the whole "
+                        f"input), {LUNGS} (the input cropped to its lung fields' box: what an acquisition puts around "
+                        f"the lungs left out) (default {','.join(EncoderConfig.pooled_views)}, or the --start-from "
+                        "model's)")
     t.add_argument("--pretext", type=pretext, default=None,
                    help=f"self-supervised objective(s), alone or summed with weights, e.g. 'contrastive:0.5,anatpaste' "
                         f"(choose from {', '.join(OBJECTIVE_NAMES)}; default {DEFAULT_PRETEXT}, or the --start-from "
@@ -126,16 +131,17 @@ def training_spec(args):
     (the starting model's, else the default: spec.resolve)."""
     from SSLAnomalyLib.training.spec import TrainingSpec
 
-    layers = {name: tuple(given.split(",")) if given else None
-              for name, given in (("patch_layers", args.patch_layers), ("pooled_layers", args.pooled_layers))}
-    for name, chosen in layers.items():
+    lists = {name: tuple(given.split(",")) if given else None
+              for name, given in (("patch_layers", args.patch_layers), ("pooled_layers", args.pooled_layers),
+                                  ("pooled_views", args.pooled_views))}
+    for name, chosen in lists.items():
         try:
             EncoderConfig(**{name: chosen or getattr(EncoderConfig, name)})
         except ValueError as e:  # before any image is read or a starting model loaded
             raise SystemExit(f"error: --{name.replace('_', '-')}: {e}") from None
     return TrainingSpec(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device, fpr=args.fpr,
-                        lr=args.lr, input_size=args.size, patch_layers=layers["patch_layers"],
-                        pooled_layers=layers["pooled_layers"], pretext=args.pretext,
+                        lr=args.lr, input_size=args.size, patch_layers=lists["patch_layers"],
+                        pooled_layers=lists["pooled_layers"], pooled_views=lists["pooled_views"], pretext=args.pretext,
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
                         sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart,

@@ -96,8 +96,8 @@ class FeatureCache:
         files: which normals calibration sets aside); returns the features."""
         if not len(images01):
             return np.empty((0, 0), np.float32), torch.empty(0)
-        pooled, patches = scorer.features(images01)
         masks = bundled_segmenter().masks(images01) if lungs else np.zeros(images01.shape, bool)
+        pooled, patches = scorer.features(images01, masks)
         self.last_lungs = masks
         for name, value in (("pooled", pooled), ("patches", patches.numpy()), ("lungs", masks.astype(np.uint8)),
                             ("images", np.asarray(images01, np.float32))):

@@ -35,7 +35,7 @@ class SyntheticCheck:
         rng = np.random.default_rng([seed, 7])
         idx = rng.permutation(len(train.images01))[:MAX_REFERENCE_IMAGES]
         self.config, self.device = config, device
-        self.reference_images = train.images01[idx]
+        self.reference_images, self.reference_lungs = train.images01[idx], train.lungs[idx]
         shifted = np.stack([augment(x, rng, objects) for x in held_out.images01])
         self.normals = np.concatenate([held_out.images01, shifted])
         self.lungs = np.concatenate([held_out.lungs, bundled_segmenter().masks(shifted)])
@@ -44,7 +44,8 @@ class SyntheticCheck:
 
     def __call__(self, net: torch.nn.Module) -> float:
         was_training = net.training
-        scorer = Scorer(net, self.config, device=self.device).fit(self.reference_images, self.normals, self.lungs)
+        scorer = Scorer(net, self.config, device=self.device).fit(self.reference_images, self.reference_lungs,
+                                                                   self.normals, self.lungs)
         s_normal = scorer.held_out_scores.score
         s_anomalous = scorer.score(self.anomalous, self.lungs).score
         net.train(was_training)

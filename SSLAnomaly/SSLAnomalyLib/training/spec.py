@@ -2,7 +2,7 @@
 
 The policy lives here rather than in the command line, so that `train_model(spec, start=...)` from
 Python trains exactly as `sslanomaly train` does: a run started from a model keeps that model's
-recipe (input size, heatmap and image-level layers, pretext, reference and calibration views, positions
+recipe (input size, heatmap and image-level layers, what the image level is pooled over, pretext, reference and calibration views, positions
 standardised, foreign-object share, the `sides` offset) for every option left unset (None), and
 fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run from scratch takes the defaults.
 The manifest records which values were inherited.
@@ -23,10 +23,10 @@ from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import MAE, Pretext
 
-INHERITABLE = ("input_size", "patch_layers", "pooled_layers", "pretext", "reference_views", "calibration_views",
+INHERITABLE = ("input_size", "patch_layers", "pooled_layers", "pooled_views", "pretext", "reference_views", "calibration_views",
                "standardise_positions", "foreign_objects", "sides_offset")
 DEFAULTS = {"input_size": EncoderConfig.input_size, "patch_layers": EncoderConfig.patch_layers,
-            "pooled_layers": EncoderConfig.pooled_layers, "pretext": Pretext(),
+            "pooled_layers": EncoderConfig.pooled_layers, "pooled_views": EncoderConfig.pooled_views, "pretext": Pretext(),
             "reference_views": 0, "calibration_views": 0, "standardise_positions": False, "foreign_objects": 0.0,
             "sides_offset": SIDES_OFFSET}
 
@@ -35,7 +35,7 @@ def recipe_of(manifest: Manifest) -> dict:
     """The inheritable values a model folder's manifest records (those it lacks keep the defaults)."""
     reference, pretext = manifest.section("reference"), manifest.section("pretext")
     found = {"input_size": manifest.encoder.input_size, "patch_layers": manifest.encoder.patch_layers,
-             "pooled_layers": manifest.encoder.pooled_layers,
+             "pooled_layers": manifest.encoder.pooled_layers, "pooled_views": manifest.encoder.pooled_views,
              "pretext": Pretext.from_dict(pretext) if pretext else None,
              "reference_views": reference.get("augmented_views_per_normal"),
              "calibration_views": reference.get("calibration_augmented_views_per_normal"),
@@ -89,6 +89,7 @@ class TrainingSpec:
     input_size: int | None = None
     patch_layers: tuple[str, ...] | None = None
     pooled_layers: tuple[str, ...] | None = None
+    pooled_views: tuple[str, ...] | None = None
     pretext: Pretext | None = None
     reference_views: int | None = None
     calibration_views: int | None = None
@@ -129,7 +130,7 @@ def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
              for name in INHERITABLE}
     base = start.config if start is not None else EncoderConfig()
     encoder = replace(base, input_size=value["input_size"], patch_layers=tuple(value["patch_layers"]),
-                      pooled_layers=tuple(value["pooled_layers"]))
+                      pooled_layers=tuple(value["pooled_layers"]), pooled_views=tuple(value["pooled_views"]))
     lr = spec.lr if spec.lr is not None else (FINE_TUNE_LR if start is not None else LR)
     shown = {k: (v.to_dict()["objectives"] if isinstance(v, Pretext) else list(v) if isinstance(v, tuple) else v)
              for k, v in inherited.items()}

@@ -12,6 +12,10 @@ import torch
 import torch.nn.functional as F
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")  # the ResNet's four stages, finest first
+# What the image-level embedding is pooled over: the whole model input, or the input cropped to its lung
+# fields' box (`preprocess.lung_framed`), which leaves out what an acquisition puts around the lungs.
+IMAGE, LUNGS = "image", "lungs"
+POOLED_VIEWS = (IMAGE, LUNGS)
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,13 @@ class EncoderConfig:
     input_size: int = 128
     patch_layers: tuple[str, ...] = ("layer2", "layer3")  # feed the heatmap
     pooled_layers: tuple[str, ...] = ("layer3", "layer4")  # feed the image-level density score
+    pooled_views: tuple[str, ...] = (IMAGE,)  # what they are pooled over (POOLED_VIEWS), joined in this order
 
     def __post_init__(self):
-        for name in ("patch_layers", "pooled_layers"):
+        for name, allowed in (("patch_layers", STAGES), ("pooled_layers", STAGES), ("pooled_views", POOLED_VIEWS)):
             chosen = getattr(self, name)
-            if not chosen or set(chosen) - set(STAGES):
-                raise ValueError(f"{name} must name one or more of {', '.join(STAGES)}, not {list(chosen)}")
+            if not chosen or set(chosen) - set(allowed) or len(set(chosen)) < len(chosen):
+                raise ValueError(f"{name} must name one or more of {', '.join(allowed)} once each, not {list(chosen)}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -69,6 +74,12 @@ def pooled_features(maps: dict[str, torch.Tensor], layers: tuple[str, ...]) -> t
     """Global-average-pooled, L2-normalised embedding per image: (batch, channels)."""
     v = torch.cat([maps[n].mean(dim=(-2, -1)) for n in layers], 1)
     return F.normalize(v, dim=1)
+
+
+def joined_views(embeddings: list[torch.Tensor]) -> torch.Tensor:
+    """One L2-normalised embedding of several views' (each already normalised, so each weighs the
+    same); a single view's is returned as it is (models of one view score exactly as before)."""
+    return embeddings[0] if len(embeddings) == 1 else F.normalize(torch.cat(embeddings, 1), dim=1)
 
 
 def to_batch(images01: list[np.ndarray] | np.ndarray) -> torch.Tensor:

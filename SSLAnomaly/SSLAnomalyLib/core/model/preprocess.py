@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
+FRAME_MARGIN = 0.05  # of the lung fields' height and width, added on each side of their box
 
 
 def resize(array: np.ndarray, size: tuple[int, int], mode: str = "bilinear", antialias: bool = True) -> np.ndarray:
@@ -38,3 +39,18 @@ def normalise(array: np.ndarray, every: int = 1) -> np.ndarray:
 def to_model_input(slice2d: np.ndarray, size: int) -> np.ndarray:
     """(rows, cols) slice of any dtype -> (size, size) float32 in [0, 1]."""
     return normalise(resize(slice2d, (size, size)))
+
+
+def lung_framed(image01: np.ndarray, lung: np.ndarray, margin: float = FRAME_MARGIN) -> np.ndarray:
+    """A square model input cropped to its lung fields' box (plus `margin` of its size on each side),
+    resized back to the input's size and windowed again on what the box holds: the lungs as the
+    encoder sees them whatever the acquisition put around them (collimation, shoulders, abdomen,
+    burned-in labels, a tight or a wide field of view). No lung field: the input as it is."""
+    rows, cols = np.nonzero(lung)
+    if not len(rows):
+        return image01
+    size = image01.shape[-1]
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    dr, dc = (r1 - r0) * margin, (c1 - c0) * margin
+    box = image01[int(max(0, r0 - dr)):int(min(size, np.ceil(r1 + dr))), int(max(0, c0 - dc)):int(min(size, np.ceil(c1 + dc)))]
+    return normalise(resize(box, (size, size)))

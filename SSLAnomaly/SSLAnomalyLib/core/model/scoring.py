@@ -1,7 +1,8 @@
 """Scoring model inputs by their distance from normal in the encoder's feature space.
 
 Components per image, each standardised by its mean and spread on held-out training normals:
-- `pooled`: Mahalanobis distance of the pooled embedding (image-level density);
+- `pooled`: Mahalanobis distance of the pooled embedding (image-level density), pooled over the whole
+  input, over the input framed by its lung fields (models fitted with `pooled_views` lungs), or both;
 - `patch`: mean of the heatmap over the lung fields (patch-level distance), which is also the map
   the radiologist sees, so the score and the picture agree. The mean over the whole lung beat the
   top-10 % mean on the dev split (docs/model.md): pneumonia in children is often diffuse;
@@ -27,9 +28,11 @@ import numpy as np
 import torch
 
 from SSLAnomalyLib.core.model.device import place
-from SSLAnomalyLib.core.model.encoder import EncoderConfig, feature_maps, patch_features, pooled_features, to_batch
+from SSLAnomalyLib.core.model.encoder import (IMAGE, EncoderConfig, feature_maps, joined_views, patch_features,
+                                              pooled_features, to_batch)
 from SSLAnomalyLib.core.model.field_density import SideDensity, side_density, side_heat
 from SSLAnomalyLib.core.model.heatmap import model_grid_map
+from SSLAnomalyLib.core.model.preprocess import lung_framed
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION, Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 
@@ -106,13 +109,13 @@ class Scorer:
         self.reconstruction = None if reconstruction is None else reconstruction.to(self.device)
         self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised
 
-    def fit(self, reference_images01: np.ndarray, held_out_images01: np.ndarray, held_out_lungs: np.ndarray,
-            standardise_positions: bool = False) -> "Scorer":
+    def fit(self, reference_images01: np.ndarray, reference_lungs: np.ndarray, held_out_images01: np.ndarray,
+            held_out_lungs: np.ndarray, standardise_positions: bool = False) -> "Scorer":
         """The normal reference from `reference_images01`; each component's mean and spread on the
         held-out normals (and with `standardise_positions`, each patch position's normal distance)."""
-        pooled, patches = self.features(reference_images01)
+        pooled, patches = self.features(reference_images01, reference_lungs)
         self.reference = NormalReference().fit(pooled, patches.numpy())
-        held_pooled, held_patches = self.features(held_out_images01)
+        held_pooled, held_patches = self.features(held_out_images01, held_out_lungs)
         if standardise_positions:
             self.reference.fit_positions(held_patches.numpy())
         raw = self._score_features(held_pooled, held_patches, held_out_lungs, held_out_images01.shape[-1],
@@ -128,12 +131,18 @@ class Scorer:
         return self
 
     @torch.no_grad()
-    def features(self, images01: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
-        """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs."""
+    def features(self, images01: np.ndarray, lungs: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+        """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs and their
+        lung fields; the embedding joins the config's `pooled_views` (the `lungs` view is the input
+        framed by its lung fields: one more pass of the encoder)."""
         pooled, patches = [], []
         for i in range(0, len(images01), batch_size):
-            maps = feature_maps(self.net, to_batch(images01[i:i + batch_size]).to(self.device))
-            pooled.append(pooled_features(maps, self.config.pooled_layers).float().cpu())
+            x, lung = images01[i:i + batch_size], lungs[i:i + batch_size]
+            maps = feature_maps(self.net, to_batch(x).to(self.device))
+            views = [maps if view == IMAGE else
+                     feature_maps(self.net, to_batch(np.stack([lung_framed(a, m) for a, m in zip(x, lung)])).to(self.device))
+                     for view in self.config.pooled_views]
+            pooled.append(joined_views([pooled_features(m, self.config.pooled_layers) for m in views]).float().cpu())
             patches.append(patch_features(maps, self.config.patch_layers).float().cpu())
         return torch.cat(pooled).numpy(), torch.cat(patches)
 
@@ -143,7 +152,8 @@ class Scorer:
         slices a volume has."""
         if self.reference is None or self.component_stats is None:
             raise NotFittedError("this Scorer has no normal reference yet: call fit() on normals, or load a model folder")
-        chunks = [self._score_features(*self.features(images01[i:i + SCORE_CHUNK]), lungs[i:i + SCORE_CHUNK],
+        chunks = [self._score_features(*self.features(images01[i:i + SCORE_CHUNK], lungs[i:i + SCORE_CHUNK]),
+                                       lungs[i:i + SCORE_CHUNK],
                                        images01.shape[-1], images01[i:i + SCORE_CHUNK])
                   for i in range(0, len(images01), SCORE_CHUNK)]
         result = BatchScores({c: np.concatenate([b.components[c] for b in chunks]) for c in chunks[0].components},

@@ -11,6 +11,7 @@ import re
 import shlex
 
 from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 
 
@@ -83,7 +84,7 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 {origin(t)} on **normal radiographs only**, with the self-supervised objective(s)
 {objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (a Ledoit-Wolf Mahalanobis distance of the
-embedding pooled from layers {list(manifest.encoder.pooled_layers)}, plus a position-aware patch map of layers
+embedding pooled from layers {list(manifest.encoder.pooled_layers)} over {pooled_over(manifest.encoder)}, plus a position-aware patch map of layers
 {list(manifest.encoder.patch_layers)}, which also gives the heatmap).{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
@@ -108,6 +109,13 @@ percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))
 - Software: {', '.join(f'{k} {v}' for k, v in m['software'].items())}.
 
 {measured_section(m.get("measured"), m["data"].get("calibration_normals", ""))}"""
+
+
+def pooled_over(encoder: EncoderConfig) -> str:
+    """What the image-level embedding is pooled over, in words."""
+    said = {IMAGE: "the whole image", LUNGS: "the image framed by its lung fields"}
+    return " and ".join(said[v] for v in encoder.pooled_views) + (
+        ", joined" if len(encoder.pooled_views) > 1 else "")
 
 
 def lungs_note(manifest: Manifest) -> str:
