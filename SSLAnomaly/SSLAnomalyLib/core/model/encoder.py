@@ -51,11 +51,12 @@ def build_encoder(config: EncoderConfig, num_classes: int = 2) -> torch.nn.Modul
                   spatial_dims=2, n_input_channels=1, num_classes=num_classes)
 
 
-def feature_maps(net: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run the stem and the four stages, returning each stage's output by name."""
+def feature_maps(net: torch.nn.Module, x: torch.Tensor, needed: tuple[str, ...] = STAGES) -> dict[str, torch.Tensor]:
+    """Run the stem and the stages up to the deepest of `needed`, returning each stage's output by
+    name (a scorer that reads layer1 and layer2 of a pass need not run layer3 and layer4)."""
     h = net.maxpool(net.act(net.bn1(net.conv1(x))))
     out = {}
-    for name in STAGES:
+    for name in STAGES[:max(STAGES.index(n) for n in needed) + 1]:
         h = getattr(net, name)(h)
         out[name] = h
     return out

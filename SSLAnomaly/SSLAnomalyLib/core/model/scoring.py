@@ -134,17 +134,23 @@ class Scorer:
     def features(self, images01: np.ndarray, lungs: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, torch.Tensor]:
         """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs and their
         lung fields; the embedding joins the config's `pooled_views` (the `lungs` view is the input
-        framed by its lung fields: one more pass of the encoder)."""
+        framed by its lung fields: one more pass of the encoder); each pass runs only as deep as the
+        stages read from it."""
         pooled, patches = [], []
+        layers = self.config.pooled_layers
+        whole_input_needs = self.config.patch_layers + (layers if IMAGE in self.config.pooled_views else ())
         for i in range(0, len(images01), batch_size):
             x, lung = images01[i:i + batch_size], lungs[i:i + batch_size]
-            maps = feature_maps(self.net, to_batch(x).to(self.device))
-            views = [maps if view == IMAGE else
-                     feature_maps(self.net, to_batch(np.stack([lung_framed(a, m) for a, m in zip(x, lung)])).to(self.device))
-                     for view in self.config.pooled_views]
-            pooled.append(joined_views([pooled_features(m, self.config.pooled_layers) for m in views]).float().cpu())
+            maps = feature_maps(self.net, to_batch(x).to(self.device), whole_input_needs)
+            encoded = [maps if view == IMAGE else self._framed_maps(x, lung) for view in self.config.pooled_views]
+            pooled.append(joined_views([pooled_features(m, layers) for m in encoded]).float().cpu())
             patches.append(patch_features(maps, self.config.patch_layers).float().cpu())
         return torch.cat(pooled).numpy(), torch.cat(patches)
+
+    def _framed_maps(self, images01: np.ndarray, lungs: np.ndarray) -> dict[str, torch.Tensor]:
+        """The encoder's maps of the inputs framed by their lung fields, to the deepest pooled stage."""
+        framed = np.stack([lung_framed(x, lung) for x, lung in zip(images01, lungs)])
+        return feature_maps(self.net, to_batch(framed).to(self.device), self.config.pooled_layers)
 
     def score(self, images01: np.ndarray, lungs: np.ndarray) -> BatchScores:
         """Scores of [0, 1] model inputs, `SCORE_CHUNK` at a time: the patch distances of a chunk
