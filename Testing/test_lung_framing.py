@@ -67,3 +67,20 @@ def test_no_lung_field_leaves_the_input_as_it_is():
 def test_an_unknown_view_is_refused():
     with pytest.raises(ValueError, match="pooled_views must name one or more of image, lungs"):
         EncoderConfig(pooled_views=("heart",))
+
+
+def test_a_model_pooled_over_both_views_trains_reloads_and_detects(small_normals, tmp_path):
+    """The option end to end: training (its checkpoint check fits a Scorer on lung fields too), the
+    model folder's manifest, and a detection with the reloaded model."""
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+
+    train, val = small_normals
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--minutes", "5",
+                 "--max-steps", "2", "--size", "64", "--pooled-views", "image,lungs", "--seed", "0", "--quiet"]) == 0
+    detector = AnomalyDetector.load(out, device="cpu")
+    assert detector.manifest.encoder.pooled_views == ("image", "lungs")
+    assert "the whole image and the image framed by its lung fields, joined" in (out / "MODEL_CARD.md").read_text()
+    result = detector.detect(read_radiograph(sorted(data_dir("kermany", "val", "pneumonia").iterdir())[0]))
+    assert np.isfinite(result.score)
