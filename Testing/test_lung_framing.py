@@ -7,7 +7,7 @@ import pytest
 from conftest import data_dir
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
-from SSLAnomalyLib.core.model.preprocess import FRAME_MARGIN, lung_framed, to_model_input
+from SSLAnomalyLib.core.model.preprocess import lung_box, lung_framed, to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.reading.images import read_radiograph
 
@@ -18,16 +18,10 @@ def nih_input(k: int = 0) -> np.ndarray:
     return read_radiograph(sorted(data_dir("nih", "train", "normal").iterdir())[k]).pixels[0]
 
 
-def framed_box(lung: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.nonzero(lung)
-    dr, dc = (np.ptp(rows) + 1) * FRAME_MARGIN, (np.ptp(cols) + 1) * FRAME_MARGIN
-    return int(rows.min() - dr), int(np.ceil(rows.max() + 1 + dr)), int(cols.min() - dc), int(np.ceil(cols.max() + 1 + dc))
-
-
 def test_a_label_burned_in_outside_the_lung_box_changes_the_image_view_only():
     x = to_model_input(nih_input(), SIZE)
     lung = bundled_segmenter().masks(x[None])[0]
-    r0, _, c0, _ = framed_box(lung)
+    r0, _, c0, _ = lung_box(lung)
     assert r0 > 4 and c0 > 4, "the lungs of this radiograph leave a corner free"
     labelled = x.copy()
     labelled[:r0 - 1, :c0 - 1] = 1.0  # a bright burned-in label in the corner, outside the framed box

@@ -41,16 +41,25 @@ def to_model_input(slice2d: np.ndarray, size: int) -> np.ndarray:
     return normalise(resize(slice2d, (size, size)))
 
 
-def lung_framed(image01: np.ndarray, lung: np.ndarray, margin: float = FRAME_MARGIN) -> np.ndarray:
-    """A square model input cropped to its lung fields' box (plus `margin` of its size on each side),
-    resized back to the input's size and windowed again on what the box holds: the lungs as the
-    encoder sees them whatever the acquisition put around them (collimation, shoulders, abdomen,
-    burned-in labels, a tight or a wide field of view). No lung field: the input as it is."""
+def lung_box(lung: np.ndarray, margin: float = FRAME_MARGIN) -> tuple[int, int, int, int] | None:
+    """Rows r0:r1 and columns c0:c1 of the lung fields' box, `margin` of its size added on each side and
+    kept inside the square grid; None where there is no lung field."""
     rows, cols = np.nonzero(lung)
     if not len(rows):
-        return image01
-    size = image01.shape[-1]
+        return None
+    size = lung.shape[-1]
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     dr, dc = (r1 - r0) * margin, (c1 - c0) * margin
-    box = image01[int(max(0, r0 - dr)):int(min(size, np.ceil(r1 + dr))), int(max(0, c0 - dc)):int(min(size, np.ceil(c1 + dc)))]
-    return normalise(resize(box, (size, size)))
+    return int(max(0, r0 - dr)), int(min(size, np.ceil(r1 + dr))), int(max(0, c0 - dc)), int(min(size, np.ceil(c1 + dc)))
+
+
+def lung_framed(image01: np.ndarray, lung: np.ndarray, margin: float = FRAME_MARGIN) -> np.ndarray:
+    """A square model input cropped to its lung fields' box (`lung_box`), resized back to the input's
+    size and windowed again on what the box holds: the lungs as the encoder sees them whatever the
+    acquisition put around them (collimation, shoulders, abdomen, burned-in labels, a tight or a wide
+    field of view). No lung field: the input as it is."""
+    box = lung_box(lung, margin)
+    if box is None:
+        return image01
+    r0, r1, c0, c1 = box
+    return normalise(resize(image01[r0:r1, c0:c1], image01.shape[-2:]))
