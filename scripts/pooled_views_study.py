@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.encoder import feature_maps, pooled_features, to_batch
 from SSLAnomalyLib.core.model.preprocess import lung_framed, to_model_input
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pooled_embedding_study import distance  # noqa: E402  (the Ledoit-Wolf Mahalanobis distance of round 15's study)
 
 ROOT = Path(__file__).resolve().parents[1]
 NIH = ROOT.parent / "shared" / "data" / "nih"
@@ -76,12 +78,6 @@ class Embedder:
         return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def mahalanobis(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    fit = LedoitWolf().fit(train)
-    d = test - fit.location_
-    return np.sqrt(np.einsum("ij,jk,ik->i", d, fit.precision_, d))
-
-
 def row(name: str, d: dict[str, np.ndarray]) -> str:
     normal, pneumonia, openist, whiteout = d["normal"], d["pneumonia"], d["openist"], d["whiteout"]
     auroc = roc_auc_score(np.r_[np.zeros(len(normal)), np.ones(len(pneumonia))], np.r_[normal, pneumonia])
@@ -100,11 +96,11 @@ def main() -> int:
     for variant in e["train"]:
         if variant == "views":
             train = e["train"]["views"].reshape(-1, e["train"]["views"].shape[-1])
-            scores = {k: np.mean([mahalanobis(train, v["views"][:, j]) for j in range(len(VIEWS))], 0)
+            scores = {k: np.mean([distance(train, v["views"][:, j]) for j in range(len(VIEWS))], 0)
                       for k, v in e.items() if k != "train"}
             print(row("whole input, mean distance over 7 shifted and zoomed views (reference on all 7)", scores))
         else:
-            print(row(variant, {k: mahalanobis(e["train"][variant], v[variant]) for k, v in e.items() if k != "train"}))
+            print(row(variant, {k: distance(e["train"][variant], v[variant]) for k, v in e.items() if k != "train"}))
     return 0
 
 

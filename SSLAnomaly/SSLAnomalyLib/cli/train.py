@@ -132,8 +132,8 @@ def training_spec(args):
     from SSLAnomalyLib.training.spec import TrainingSpec
 
     lists = {name: tuple(given.split(",")) if given else None
-              for name, given in (("patch_layers", args.patch_layers), ("pooled_layers", args.pooled_layers),
-                                  ("pooled_views", args.pooled_views))}
+             for name, given in (("patch_layers", args.patch_layers), ("pooled_layers", args.pooled_layers),
+                                 ("pooled_views", args.pooled_views))}
     for name, chosen in lists.items():
         try:
             EncoderConfig(**{name: chosen or getattr(EncoderConfig, name)})

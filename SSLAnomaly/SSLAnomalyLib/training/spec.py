@@ -2,9 +2,10 @@
 
 The policy lives here rather than in the command line, so that `train_model(spec, start=...)` from
 Python trains exactly as `sslanomaly train` does: a run started from a model keeps that model's
-recipe (input size, heatmap and image-level layers, what the image level is pooled over, pretext, reference and calibration views, positions
-standardised, foreign-object share, the `sides` offset) for every option left unset (None), and
-fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run from scratch takes the defaults.
+recipe (input size, heatmap and image-level layers, what the image level is pooled over, pretext,
+reference and calibration views, positions standardised, foreign-object share, the `sides` offset) for
+every option left unset (None), and fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run
+from scratch takes the defaults.
 The manifest records which values were inherited.
 """
 
@@ -23,12 +24,12 @@ from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import MAE, Pretext
 
-INHERITABLE = ("input_size", "patch_layers", "pooled_layers", "pooled_views", "pretext", "reference_views", "calibration_views",
-               "standardise_positions", "foreign_objects", "sides_offset")
+INHERITABLE = ("input_size", "patch_layers", "pooled_layers", "pooled_views", "pretext", "reference_views",
+               "calibration_views", "standardise_positions", "foreign_objects", "sides_offset")
 DEFAULTS = {"input_size": EncoderConfig.input_size, "patch_layers": EncoderConfig.patch_layers,
-            "pooled_layers": EncoderConfig.pooled_layers, "pooled_views": EncoderConfig.pooled_views, "pretext": Pretext(),
-            "reference_views": 0, "calibration_views": 0, "standardise_positions": False, "foreign_objects": 0.0,
-            "sides_offset": SIDES_OFFSET}
+            "pooled_layers": EncoderConfig.pooled_layers, "pooled_views": EncoderConfig.pooled_views,
+            "pretext": Pretext(), "reference_views": 0, "calibration_views": 0, "standardise_positions": False,
+            "foreign_objects": 0.0, "sides_offset": SIDES_OFFSET}
 
 
 def recipe_of(manifest: Manifest) -> dict:
