@@ -8,6 +8,7 @@ import sys
 
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, non_negative, positive, positive_count)
+from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
 from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
@@ -95,6 +96,14 @@ def add_parsers(sub) -> None:
                    help="what a lung-field density imbalance beyond 2 deviations (the `sides` component) brings to "
                         f"the image score: its deviations less Z (default {SIDES_OFFSET:g}, or the --start-from "
                         "model's; lower flags more white-outs and large effusions)")
+    t.add_argument("--other-source-normals", nargs="+", metavar="DIR", default=(),
+                   help="folder(s) of normal radiographs from other acquisitions (another hospital, scanner, film "
+                        "digitiser or export): the directions in which their patch features differ from --normals' "
+                        "are acquisition, not anatomy, and are projected out before the reference is fitted, so a "
+                        "normal from elsewhere is not flagged for where it came from (default: none; a --start-from "
+                        "model's are kept while its encoder is not trained on)")
+    t.add_argument("--acquisition-directions", type=positive_count, default=None, metavar="K",
+                   help=f"how many acquisition directions --other-source-normals gives (default {DEFAULT_DIRECTIONS})")
     t.add_argument("--freeze-encoder", action="store_true",
                    help="keep the --start-from model's encoder exactly as it is and train only MAE's decoder on it "
                         "(with --pretext mae): the model gains the `reconstruction` score component and keeps "
@@ -139,13 +148,17 @@ def training_spec(args):
             EncoderConfig(**{name: chosen or getattr(EncoderConfig, name)})
         except ValueError as e:  # before any image is read or a starting model loaded
             raise SystemExit(f"error: --{name.replace('_', '-')}: {e}") from None
+    if args.acquisition_directions is not None and not args.other_source_normals:
+        raise SystemExit("error: --acquisition-directions needs --other-source-normals (the normals they are found on)")
     return TrainingSpec(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device, fpr=args.fpr,
                         lr=args.lr, input_size=args.size, patch_layers=lists["patch_layers"],
                         pooled_layers=lists["pooled_layers"], pooled_views=lists["pooled_views"], pretext=args.pretext,
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
                         sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart,
-                        overwrite=args.overwrite, freeze_encoder=args.freeze_encoder)
+                        overwrite=args.overwrite, freeze_encoder=args.freeze_encoder,
+                        other_source_normals=tuple(args.other_source_normals),
+                        acquisition_directions=args.acquisition_directions or DEFAULT_DIRECTIONS)
 
 
 def cmd_train(args) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
@@ -131,11 +132,13 @@ def residual_pass(cache: FeatureCache, sets: dict[int, ReferenceStats], means: d
 def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, calibration_normals=None,
               folds: int = FOLDS, seed: int = 0, reference_views: int = 0, calibration_views: int = 0,
               standardise_positions: bool = False, progress: bool = False,
-              sides: SidesRule = SidesRule(), reconstruction: Reconstruction | None = None) -> CrossFit:
+              sides: SidesRule = SidesRule(), reconstruction: Reconstruction | None = None,
+              acquisition: AcquisitionDirections | None = None) -> CrossFit:
     """The final scorer on every normal of `normals`, and out-of-fold scores and peaks for the
     thresholds (of `calibration_normals` too, scored like the normals but never fitted on), all
-    scored with the `sides` rule (and MAE's `reconstruction`, where given)."""
-    base = Scorer(net, config, device=device)
+    scored with the `sides` rule (and MAE's `reconstruction`, where given); the patch features
+    without the `acquisition` directions, where given (the cache holds them projected)."""
+    base = Scorer(net, config, device=device, acquisition=acquisition)
     cache = FeatureCache.create()
     try:
         encoded = encode(base, cache, normals, folds, seed, reference_views, calibration_views,
@@ -158,7 +161,7 @@ def cross_fit(net: torch.nn.Module, config: EncoderConfig, device, normals, cali
     final = Scorer(net, config, device=device,
                    reference=refs[ALL].with_positions(None if positions is None else positions[ALL]),
                    component_stats=component_stats({c: v[original] for c, v in components.items()}),
-                   sides=sides, reconstruction=reconstruction)
+                   sides=sides, reconstruction=reconstruction, acquisition=acquisition)
     return CrossFit(final, sets[ALL], scores, peaks, names, encoded)
 
 

@@ -32,6 +32,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
+from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import ReferenceStats
@@ -44,6 +46,7 @@ from SSLAnomalyLib.training.feature_cache import FeatureCache
 FORMAT = "sslanomaly-reference-stats"
 VERSION = 1
 MIN_SITE_NORMALS = 20
+KEPT_ARRAYS = ("lung_prior", ACQUISITION_ARRAY)  # the model's, carried into a merge (the sites' sums are projected)
 
 
 class StatsError(PathError):
@@ -95,8 +98,8 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
     net.load_state_dict(loaded.encoder_state)
     cache = FeatureCache.create()
     try:
-        encoded = encode(Scorer(net, config, device=device), cache, normals, folds=1, seed=0, lungs=False,
-                         progress=progress)
+        scorer = Scorer(net, config, device=device, acquisition=AcquisitionDirections.from_arrays(loaded.arrays))
+        encoded = encode(scorer, cache, normals, folds=1, seed=0, lungs=False, progress=progress)
         if encoded.n_normals < MIN_SITE_NORMALS:
             raise StatsError(normals, f"{encoded.n_normals} readable normals; a site sends sums of at least "
                                       f"{MIN_SITE_NORMALS}, so that no sum is one image's features")
@@ -128,7 +131,7 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
         residual = sum((s.stats.residual for s in sites[1:]), sites[0].stats.residual)
         total = total.with_residuals(residual, total.patch_means())
     reference = NormalReference.from_stats(total)
-    new_arrays = dict(reference.to_arrays(), **{k: v for k, v in loaded.arrays.items() if k == "lung_prior"})
+    new_arrays = dict(reference.to_arrays(), **{k: v for k, v in loaded.arrays.items() if k in KEPT_ARRAYS})
     federated = {"encoder_of": manifest.model_id, "exact": exact, "n_sites": len(sites),
                  "n_normals": total.n_images, "sites": [{"n_normals": s.stats.n_images, "files_sha256_16":
                                                          s.files_digest, "means_from": s.means_from} for s in sites],

@@ -25,6 +25,7 @@ import torch
 
 from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
@@ -36,12 +37,13 @@ from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.training import packs
+from SSLAnomalyLib.training.acquisition_directions import MAX_NORMALS, find_acquisition_directions
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.selection import SyntheticCheck
-from SSLAnomalyLib.training.spec import StartingEncoder, TrainingSpec, resolve
+from SSLAnomalyLib.training.spec import StartingEncoder, TrainingSpec, kept_acquisition, resolve
 from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
 HELD_OUT_FRACTION = 0.1
@@ -217,13 +219,16 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     say(f"fitting the normal reference on every normal, thresholds on {FOLDS}-fold out-of-fold scores")
     net = build_encoder(encoder_cfg)
     net.load_state_dict(encoder_state)
-    fit = cross_fit(net, encoder_cfg, dev, normals if packs.is_pack(normals_dir) else normals_dir,
+    site_normals = normals if packs.is_pack(normals_dir) else normals_dir
+    acquisition, acquisition_record = acquisition_of(spec, start, net, encoder_cfg, dev, site_normals, say, progress)
+    fit = cross_fit(net, encoder_cfg, dev, site_normals,
                     val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
                     standardise_positions=standardise_positions, progress=progress,
-                    sides=SidesRule.fitted(recipe.sides_offset), reconstruction=reconstruction)
+                    sides=SidesRule.fitted(recipe.sides_offset), reconstruction=reconstruction, acquisition=acquisition)
     scorer = fit.scorer
     calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr, fit.names)
-    arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior)
+    arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior,
+                  **(acquisition.to_arrays() if acquisition is not None else {}))
     scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
                **scorer.sides.to_dict(),
                **({"reconstruction": reconstruction.params.to_dict()} if reconstruction is not None else {})}
@@ -253,6 +258,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         "reference": {"augmented_views_per_normal": reference_views,
                       "calibration_augmented_views_per_normal": calibration_views,
                       "positions_standardised": standardise_positions,
+                      "acquisition_directions": acquisition_record,
                       "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
         "calibration": calibration.to_dict(),
         "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": fit.encoded.n_normals,
@@ -269,3 +275,25 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed
     ranks.finish()
     return folder
+
+
+def acquisition_of(spec: TrainingSpec, start: StartingEncoder | None, net, config, device, normals, say,
+                   progress: bool) -> tuple[AcquisitionDirections | None, dict | None]:
+    """The acquisition directions the model is fitted with, and what the manifest says of them: found
+    anew on `spec.other_source_normals`, kept from the starting model (`spec.kept_acquisition`), or
+    none (a starting model's dropped where its encoder was trained on, which the run says)."""
+    if spec.other_source_normals:
+        say(f"finding {spec.acquisition_directions} acquisition directions against "
+            f"{', '.join(as_folders(spec.other_source_normals))}")
+        found = find_acquisition_directions(net, config, device, normals, spec.other_source_normals,
+                                            spec.acquisition_directions, spec.seed, progress)
+        return found, {"k": found.k, "other_source_normals": os.pathsep.join(as_folders(spec.other_source_normals)),
+                       "site_normals": os.pathsep.join(as_folders(normals)) if not hasattr(normals, "images01")
+                       else "a normals pack", "max_normals_each": MAX_NORMALS}
+    kept = kept_acquisition(spec, start)
+    if kept is not None:
+        return kept, {"k": kept.k, "kept_from": start.model_id}
+    if start is not None and start.acquisition is not None:
+        say("the starting model's acquisition directions are dropped: the encoder was trained on, so they no "
+            "longer describe its features (give --other-source-normals to find them again)")
+    return None, None

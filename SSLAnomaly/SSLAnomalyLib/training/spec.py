@@ -5,7 +5,8 @@ Python trains exactly as `sslanomaly train` does: a run started from a model kee
 recipe (input size, heatmap and image-level layers, what the image level is pooled over, pretext,
 reference and calibration views, positions standardised, foreign-object share, the `sides` offset) for
 every option left unset (None), and fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run
-from scratch takes the defaults.
+from scratch takes the defaults. The starting model's acquisition directions (core/model/acquisition.py)
+are kept where the encoder they belong to stays as it is and no other-source normals ask for new ones.
 The manifest records which values were inherited.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS, AcquisitionDirections
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reconstruction import Reconstruction
@@ -50,8 +52,9 @@ def recipe_of(manifest: Manifest) -> dict:
 class StartingEncoder:
     """The encoder of an existing model folder, to fine-tune on other normals or, with no training
     steps, only to refit the normal reference and calibration there (minutes on a CPU); with the
-    recipe it was made with, which a run started from it keeps, and MAE's decoder where it has one
-    (kept by a run that trains on with `mae`, or trains not at all)."""
+    recipe it was made with, which a run started from it keeps, MAE's decoder where it has one
+    (kept by a run that trains on with `mae`, or trains not at all) and its acquisition directions
+    where it has them (`kept_acquisition`)."""
 
     config: EncoderConfig
     state: dict[str, torch.Tensor]
@@ -59,6 +62,7 @@ class StartingEncoder:
     folder: str
     recipe: dict = field(default_factory=dict)
     reconstruction: Reconstruction | None = None
+    acquisition: AcquisitionDirections | None = None
 
     @classmethod
     def load(cls, model) -> "StartingEncoder":
@@ -71,7 +75,7 @@ class StartingEncoder:
         reconstruction = (Reconstruction.from_state(loaded.decoder_state, loaded.manifest.reconstruction,
                                                     loaded.manifest.encoder) if loaded.decoder_state else None)
         return cls(loaded.manifest.encoder, loaded.encoder_state, loaded.manifest.model_id, str(loaded.path), recipe,
-                   reconstruction)
+                   reconstruction, AcquisitionDirections.from_arrays(loaded.arrays))
 
     def describe(self) -> dict:
         return {"model_id": self.model_id, "folder": self.folder}
@@ -97,6 +101,8 @@ class TrainingSpec:
     standardise_positions: bool | None = None
     foreign_objects: float | None = None
     sides_offset: float | None = None  # deviations of `sides` beyond which it decides the image score (scoring.py)
+    other_source_normals: tuple[str, ...] = ()  # normals of other acquisitions: find acquisition directions anew
+    acquisition_directions: int = DEFAULT_DIRECTIONS  # how many (with other_source_normals)
     half_weights: bool = False  # store the encoder in float16 (half the size; fitted with exactly those weights)
     freeze_encoder: bool = False  # train only MAE's decoder on the starting model's encoder, which stays as it is
     restart: bool = False       # discard an unfinished run's checkpoints instead of resuming them
@@ -137,3 +143,12 @@ def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
              for k, v in inherited.items()}
     return Recipe(encoder, value["pretext"], lr, value["reference_views"], value["calibration_views"],
                   value["standardise_positions"], value["foreign_objects"], value["sides_offset"], shown)
+
+
+def kept_acquisition(spec: TrainingSpec, start: StartingEncoder | None) -> AcquisitionDirections | None:
+    """The starting model's acquisition directions, where this run keeps them: it asks for none anew
+    and leaves the encoder as it is (no training steps, or only MAE's decoder trained), so the patch
+    features the directions were found in are unchanged. An encoder trained on drops them."""
+    if spec.other_source_normals or start is None or (spec.minutes > 0 and not spec.freeze_encoder):
+        return None
+    return start.acquisition

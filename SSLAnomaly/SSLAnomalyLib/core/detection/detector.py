@@ -11,6 +11,7 @@ import torch
 
 from SSLAnomalyLib.core.anatomy.lung_network import PRIOR_SUPPORT, LungFields, LungSegmenter, bundled_segmenter
 from SSLAnomalyLib.core.detection.regions import Finding, agree_with_verdict, diffuse_finding, find_regions
+from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
@@ -124,7 +125,8 @@ class AnomalyDetector:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
         scorer = Scorer(net, manifest.encoder, select_device(device), reference=reference,
-                        component_stats=manifest.component_stats, sides=manifest.sides, reconstruction=reconstruction)
+                        component_stats=manifest.component_stats, sides=manifest.sides, reconstruction=reconstruction,
+                        acquisition=AcquisitionDirections.from_arrays(loaded.arrays))
         return cls(scorer, manifest.calibration, loaded.arrays.get("lung_prior"), manifest.model_id, manifest,
                    population=registry.population_of(model, manifest))
 

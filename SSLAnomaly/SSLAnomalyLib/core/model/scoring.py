@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.device import place
 from SSLAnomalyLib.core.model.encoder import (IMAGE, EncoderConfig, feature_maps, joined_views, patch_features,
                                               pooled_features, to_batch)
@@ -97,16 +98,20 @@ class Scorer:
     `Scorer(net, config).fit(reference normals, held-out normals)` learns `reference` and
     `component_stats`; a model folder gives them back ready-made (the detector passes them in).
     `sides` (a SidesRule) is a choice of the model, not learned: how far `sides` must depart to decide.
-    With `reconstruction` (the decoder of an encoder trained with `mae`), that component is scored too."""
+    With `reconstruction` (the decoder of an encoder trained with `mae`), that component is scored too.
+    With `acquisition`, its directions are projected out of every patch feature (`acquisition.py`), in
+    the reference as in what is scored."""
 
     def __init__(self, net: torch.nn.Module, config: EncoderConfig, device: torch.device | str = "cpu",
                  reference: NormalReference | None = None, component_stats: dict[str, list[float]] | None = None,
-                 sides: SidesRule = SidesRule(), reconstruction: Reconstruction | None = None):
+                 sides: SidesRule = SidesRule(), reconstruction: Reconstruction | None = None,
+                 acquisition: AcquisitionDirections | None = None):
         self.net = place(net, device).eval()
         self.config, self.device = config, torch.device(device)
         self.reference, self.component_stats = reference, component_stats
         self.sides = sides
         self.reconstruction = None if reconstruction is None else reconstruction.to(self.device)
+        self.acquisition = acquisition
         self.held_out_scores = None  # after `fit`: the held-out normals' scores, standardised
 
     def fit(self, reference_images01: np.ndarray, reference_lungs: np.ndarray, held_out_images01: np.ndarray,
@@ -135,7 +140,7 @@ class Scorer:
         """Pooled embeddings (n, d) and patch features (n, c, h, w) of [0, 1] model inputs and their
         lung fields; the embedding joins the config's `pooled_views` (the `lungs` view is the input
         framed by its lung fields: one more pass of the encoder); each pass runs only as deep as the
-        stages read from it."""
+        stages read from it. The patch features are without the model's acquisition directions."""
         pooled, patches = [], []
         layers = self.config.pooled_layers
         whole_input_needs = self.config.patch_layers + (layers if IMAGE in self.config.pooled_views else ())
@@ -144,7 +149,8 @@ class Scorer:
             maps = feature_maps(self.net, to_batch(x).to(self.device), whole_input_needs)
             encoded = [maps if view == IMAGE else self._framed_maps(x, lung) for view in self.config.pooled_views]
             pooled.append(joined_views([pooled_features(m, layers) for m in encoded]).float().cpu())
-            patches.append(patch_features(maps, self.config.patch_layers).float().cpu())
+            patch = patch_features(maps, self.config.patch_layers).float()
+            patches.append((patch if self.acquisition is None else self.acquisition.apply(patch)).cpu())
         return torch.cat(pooled).numpy(), torch.cat(patches)
 
     def _framed_maps(self, images01: np.ndarray, lungs: np.ndarray) -> dict[str, torch.Tensor]:

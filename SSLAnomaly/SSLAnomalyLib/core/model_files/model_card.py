@@ -85,7 +85,7 @@ A self-supervised anomaly detector for frontal chest radiographs. A MONAI ResNet
 {objectives(m['pretext'])}. An image is scored by
 its distance from normal in the encoder's feature space (a Ledoit-Wolf Mahalanobis distance of the
 embedding pooled from layers {list(manifest.encoder.pooled_layers)} over {pooled_over(manifest.encoder)}, plus a position-aware patch map of layers
-{list(manifest.encoder.patch_layers)}, which also gives the heatmap).{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
+{list(manifest.encoder.patch_layers)}, which also gives the heatmap).{acquisition_note(m.get("reference"))}{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
 {normals_line(d)}
@@ -116,6 +116,18 @@ def pooled_over(encoder: EncoderConfig) -> str:
     said = {IMAGE: "the whole image", LUNGS: "the image framed by its lung fields"}
     return " and ".join(said[v] for v in encoder.pooled_views) + (
         ", joined" if len(encoder.pooled_views) > 1 else "")
+
+
+def acquisition_note(reference: dict | None) -> str:
+    """Which acquisition directions are projected out of the patch features, and where they came from."""
+    found = (reference or {}).get("acquisition_directions")
+    if not found:
+        return ""
+    source = (f"kept from the starting model `{found['kept_from']}`" if "kept_from" in found else
+              f"where normals of other acquisitions ({folders(found['other_source_normals'])}) differ from the "
+              "site's")
+    return (f"\n{found['k']} acquisition directions of the patch features ({source}) are projected out before "
+            "the reference is fitted and an image scored:\na normal is not flagged for the pipeline it came from.")
 
 
 def lungs_note(manifest: Manifest) -> str:

@@ -1,0 +1,45 @@
+"""Finding a model's acquisition directions (core/model/acquisition.py) from the site's normals and
+normals of other acquisitions, both read from disk (or a normals pack), a seeded subset of each."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections, lung_field_means
+from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model.scoring import Scorer
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders
+from SSLAnomalyLib.training.feature_cache import BATCH, normal_files, read_batches
+
+MAX_NORMALS = 256  # of each source: the directions are means and a few leading axes, which this many pin down
+
+
+def find_acquisition_directions(net: torch.nn.Module, config: EncoderConfig, device, normals, other_normals,
+                                k: int, seed: int = 0, progress: bool = False) -> AcquisitionDirections:
+    """The k directions in which `other_normals` (folders) differ from `normals` (folders or a pack)
+    through this encoder, read from at most MAX_NORMALS of each (seeded)."""
+    scorer = Scorer(net, config, device=device)
+    site = _lung_field_means(scorer, normals, seed, progress)
+    other = _lung_field_means(scorer, other_normals, seed, progress)
+    if len(other) < 2:
+        raise ReadError(", ".join(as_folders(other_normals)), "fewer than two readable other-source normals")
+    return AcquisitionDirections.between(site, other, k)
+
+
+def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> np.ndarray:
+    rng = np.random.default_rng([seed, 37])
+    if hasattr(source, "images01"):  # a normals pack, already in memory
+        chosen = np.sort(rng.permutation(len(source.images01))[:MAX_NORMALS])
+        batches = (source.images01[chosen[i:i + BATCH]] for i in range(0, len(chosen), BATCH))
+    else:
+        files = normal_files(source)
+        chosen = [files[i] for i in np.sort(rng.permutation(len(files))[:MAX_NORMALS])]
+        batches = (images for _, images, _ in read_batches(chosen, scorer.config.input_size, progress=progress))
+    means = []
+    for images in batches:
+        if len(images):
+            lungs = bundled_segmenter().masks(images)
+            means.append(lung_field_means(scorer.features(images, lungs)[1], lungs))
+    return np.concatenate(means) if means else np.empty((0, 0))
