@@ -124,9 +124,9 @@ def acquisition_note(reference: dict | None) -> str:
     if not found:
         return ""
     source = (f"kept from the starting model `{found['kept_from']}`" if "kept_from" in found else
-              f"where normals of other acquisitions ({folders(found['other_source_normals'])}) differ from the "
-              "site's")
-    return (f"\n{found['k']} acquisition directions of the patch features ({source}) are projected out before "
+              f"those in which the normals of other acquisitions in `{folders(found['other_source_normals'])}` "
+              "differ from the site's")
+    return (f"\n{found['k']} acquisition directions of the patch features, {source}, are projected out before "
             "the reference is fitted and an image scored:\na normal is not flagged for the pipeline it came from.")
 
 
