@@ -140,3 +140,18 @@ def test_directions_without_other_source_normals_are_refused_before_any_work(tmp
     with pytest.raises(SystemExit, match="--acquisition-directions needs --other-source-normals"):
         main(["train", "--normals", str(tmp_path), "--out", str(tmp_path / "m"), "--acquisition-directions", "4"])
     assert not (tmp_path / "m").exists()
+
+
+def test_an_other_source_folder_without_images_is_named_before_any_training_step(small_normals, tmp_path, capsys):
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.training.fitting import work_dir
+
+    train, _ = small_normals
+    empty = tmp_path / "outside"
+    empty.mkdir()
+    out = tmp_path / "model"
+    code = main(["train", "--normals", str(train), "--out", str(out), "--minutes", "5", "--max-steps", "2", "--size", "64",
+                 "--other-source-normals", str(empty), "--quiet"])
+    assert code != 0
+    assert f"{empty}: no images found in the folder" in capsys.readouterr().err
+    assert not work_dir(out).exists() and not out.exists()

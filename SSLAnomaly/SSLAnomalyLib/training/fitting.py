@@ -40,6 +40,7 @@ from SSLAnomalyLib.training import packs
 from SSLAnomalyLib.training.acquisition_directions import MAX_NORMALS, find_acquisition_directions
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
+from SSLAnomalyLib.training.feature_cache import normal_files
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.selection import SyntheticCheck
@@ -172,6 +173,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     size = encoder_cfg.input_size
     if not packs.is_pack(normals):
         check_enough_normals(normals, val_normals)  # before any image is read or any step trained
+    if spec.other_source_normals:
+        normal_files(spec.other_source_normals)  # a folder without images is named now, not after training
     replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
     model_folder.refuse_existing(out_dir, replace_model)
     ranks.barrier()  # every rank has looked before rank 0 removes anything
