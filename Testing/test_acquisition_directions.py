@@ -155,3 +155,20 @@ def test_an_other_source_folder_without_images_is_named_before_any_training_step
     assert code != 0
     assert f"{empty}: no images found in the folder" in capsys.readouterr().err
     assert not work_dir(out).exists() and not out.exists()
+
+
+@pytest.mark.parametrize("bad", [np.ones((95, 8), np.float32), np.ones(96, np.float32)],
+                         ids=["other-channels", "not-a-matrix"])
+def test_a_model_folder_with_unusable_directions_is_refused_when_loaded(tmp_path, bad):
+    """A model folder (verified, signed as written; non-finite values the folder itself refuses) whose
+    directions do not fit its patch features is named at load, not when the first image is scored."""
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.model_files import model_folder
+    from SSLAnomalyLib.core.model_files.model_card import model_card
+
+    adult = model_folder.load("adult")
+    out = model_folder.save(tmp_path / "model", adult.encoder_state, dict(adult.arrays, **{ARRAY: bad}),
+                            adult.manifest.replaced(files=None, manifest_sha256=None), model_card(adult.manifest))
+    with pytest.raises(model_folder.ModelError, match="acquisition directions") as refused:
+        AnomalyDetector.load(out, device="cpu")
+    assert str(out) in str(refused.value)

@@ -70,12 +70,13 @@ class StartingEncoder:
         loaded = model_folder.load(model)
         try:
             recipe = recipe_of(loaded.manifest)
+            acquisition = AcquisitionDirections.from_arrays(loaded.arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise model_folder.ModelError(loaded.path, f"manifest has no usable encoder ({e})") from None
         reconstruction = (Reconstruction.from_state(loaded.decoder_state, loaded.manifest.reconstruction,
                                                     loaded.manifest.encoder) if loaded.decoder_state else None)
         return cls(loaded.manifest.encoder, loaded.encoder_state, loaded.manifest.model_id, str(loaded.path), recipe,
-                   reconstruction, AcquisitionDirections.from_arrays(loaded.arrays))
+                   reconstruction, acquisition)
 
     def describe(self) -> dict:
         return {"model_id": self.model_id, "folder": self.folder}

@@ -118,6 +118,9 @@ class AnomalyDetector:
             net = build_encoder(manifest.encoder)
             net.load_state_dict(loaded.encoder_state)
             reference = NormalReference.from_arrays(loaded.arrays)
+            acquisition = AcquisitionDirections.from_arrays(loaded.arrays)
+            if acquisition is not None:
+                acquisition.fits(reference.patch_means.shape[0])
             if not manifest.component_stats:
                 raise ValueError("the manifest has no scoring.component_stats")
             reconstruction = (Reconstruction.from_state(loaded.decoder_state, manifest.reconstruction, manifest.encoder)
@@ -126,7 +129,7 @@ class AnomalyDetector:
             raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
         scorer = Scorer(net, manifest.encoder, select_device(device), reference=reference,
                         component_stats=manifest.component_stats, sides=manifest.sides, reconstruction=reconstruction,
-                        acquisition=AcquisitionDirections.from_arrays(loaded.arrays))
+                        acquisition=acquisition)
         return cls(scorer, manifest.calibration, loaded.arrays.get("lung_prior"), manifest.model_id, manifest,
                    population=registry.population_of(model, manifest))
 

@@ -29,6 +29,20 @@ class AcquisitionDirections:
 
     directions: np.ndarray
 
+    def __post_init__(self):
+        d = self.directions
+        if d.ndim != 2 or not 1 <= d.shape[1] <= d.shape[0] or not np.isfinite(d).all():
+            raise ValueError(f"acquisition directions must be finite (channels, k) columns, not an array of shape "
+                             f"{d.shape}")
+
+    def fits(self, channels: int) -> "AcquisitionDirections":
+        """These directions, checked to be of patch features with `channels` channels (a model folder's
+        reference), so a mismatch is named when the model is loaded rather than when an image is scored."""
+        if self.directions.shape[0] != channels:
+            raise ValueError(f"acquisition directions of {self.directions.shape[0]} channels for patch features of "
+                             f"{channels}")
+        return self
+
     @property
     def k(self) -> int:
         return int(self.directions.shape[1])
