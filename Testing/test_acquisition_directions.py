@@ -172,3 +172,15 @@ def test_a_model_folder_with_unusable_directions_is_refused_when_loaded(tmp_path
     with pytest.raises(model_folder.ModelError, match="acquisition directions") as refused:
         AnomalyDetector.load(out, device="cpu")
     assert str(out) in str(refused.value)
+
+
+def test_the_sites_own_normals_as_other_source_normals_are_refused_before_any_training_step(small_normals, tmp_path,
+                                                                                             capsys):
+    from SSLAnomalyLib.cli import main
+
+    train, _ = small_normals
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(train), "--out", str(out), "--minutes", "5", "--max-steps", "2",
+                 "--size", "64", "--other-source-normals", str(train), "--quiet"]) != 0
+    assert "is one of the site's --normals folders" in capsys.readouterr().err
+    assert not out.exists()

@@ -3,6 +3,8 @@ normals of other acquisitions, both read from disk (or a normals pack), a seeded
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -26,6 +28,19 @@ def find_acquisition_directions(net: torch.nn.Module, config: EncoderConfig, dev
     if len(other) < 2:
         raise ReadError(", ".join(as_folders(other_normals)), "fewer than two readable other-source normals")
     return AcquisitionDirections.between(site, other, k)
+
+
+def check_other_sources(other_normals, normals) -> None:
+    """Refuse, before anything is trained, other-source folders without images or that are the site's
+    own normal folders (nothing would separate the two sets but chance)."""
+    normal_files(other_normals)
+    if hasattr(normals, "images01"):  # a normals pack: no folder to compare
+        return
+    own = {Path(f).resolve() for f in as_folders(normals)}
+    for folder in as_folders(other_normals):
+        if Path(folder).resolve() in own:
+            raise ReadError(folder, "is one of the site's --normals folders; other-source normals come from "
+                                    "another acquisition (another hospital, scanner, digitiser or export)")
 
 
 def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> np.ndarray:

@@ -37,10 +37,10 @@ from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.training import packs
-from SSLAnomalyLib.training.acquisition_directions import MAX_NORMALS, find_acquisition_directions
+from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_other_sources,
+                                                            find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
-from SSLAnomalyLib.training.feature_cache import normal_files
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.selection import SyntheticCheck
@@ -173,8 +173,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     size = encoder_cfg.input_size
     if not packs.is_pack(normals):
         check_enough_normals(normals, val_normals)  # before any image is read or any step trained
-    if spec.other_source_normals:
-        normal_files(spec.other_source_normals)  # a folder without images is named now, not after training
+    if spec.other_source_normals:  # named now, not after training
+        check_other_sources(spec.other_source_normals, normals)
     replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
     model_folder.refuse_existing(out_dir, replace_model)
     ranks.barrier()  # every rank has looked before rank 0 removes anything
