@@ -311,7 +311,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._startProcessJob(self.logic.startTraining(
                 p.normalsFolder, p.modelOutputFolder, minutes=p.trainMinutes,
                 valNormalsFolder=self.ui.valNormalsFolderSelector.currentPath, device=p.device,
-                startFrom=p.model if p.trainFromSelectedModel else None))
+                startFrom=p.model if p.trainFromSelectedModel else None,
+                otherSourceNormalsFolder=self.ui.otherSourceNormalsFolderSelector.currentPath))
 
     def _startProcessJob(self, job) -> None:
         """Training or calibration: its log shown, polled by the timer; its model is selected when done."""

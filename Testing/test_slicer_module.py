@@ -39,13 +39,17 @@ def test_dependency_check_names_what_is_missing_or_too_old(tmp_path):
 
 def test_training_runs_the_cli_in_a_separate_python(tmp_path):
     command = logic().trainCommand(tmp_path / "normals", tmp_path / "model", minutes=2,
-                                   valNormalsFolder=tmp_path / "held-back", device="cpu", startFrom="default")
+                                   valNormalsFolder=tmp_path / "held-back", device="cpu", startFrom="default",
+                                   otherSourceNormalsFolder=tmp_path / "outside")
     assert command[1:4] == ["-m", "SSLAnomalyLib.cli", "train"]
     assert command[command.index("--start-from") + 1] == "default"
     assert command[command.index("--val-normals") + 1] == str(tmp_path / "held-back")
+    assert command[command.index("--other-source-normals") + 1] == str(tmp_path / "outside")
     assert command[command.index("--minutes") + 1] == "2.0"
+    assert "--other-source-normals" not in logic().trainCommand(tmp_path / "normals", tmp_path / "model")
     r = subprocess.run([*command[:4], "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert r.returncode == 0 and "--normals" in r.stdout and "--start-from" in r.stdout
+    assert r.returncode == 0 and all(option in r.stdout for option in ("--normals", "--start-from",
+                                                                       "--other-source-normals"))
 
 
 def test_modules_own_test_runs_under_the_harness(default_model):

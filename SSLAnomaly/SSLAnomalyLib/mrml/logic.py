@@ -321,25 +321,29 @@ class AnomalyLogic:
         load_scene_bundle(path)
 
     def trainCommand(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
-                     device: str = "auto", startFrom=None) -> list[str]:
+                     device: str = "auto", startFrom=None, otherSourceNormalsFolder=None) -> list[str]:
         """`sslanomaly train` in a separate Python process (Slicer's own Python). `startFrom` (a
-        model name or folder) starts from that model's encoder; with `minutes=0` it is only refitted."""
+        model name or folder) starts from that model's encoder; with `minutes=0` it is only refitted.
+        `otherSourceNormalsFolder`: normals of other acquisitions, whose directions are projected out."""
         command = [python(), "-m", "SSLAnomalyLib.cli", "train", "--normals", str(normalsFolder),
                    "--out", str(outputFolder), "--minutes", str(float(minutes)), "--device", device]
         if valNormalsFolder:
             command += ["--val-normals", str(valNormalsFolder)]
         if startFrom:
             command += ["--start-from", str(startFrom)]
+        if otherSourceNormalsFolder:
+            command += ["--other-source-normals", str(otherSourceNormalsFolder)]
         return command
 
     def startTraining(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
-                      device: str = "auto", startFrom=None, log=None):
+                      device: str = "auto", startFrom=None, log=None, otherSourceNormalsFolder=None):
         """A started `TrainingJob` (progress: each phase's share, of training the seconds of the budget;
         cancel stops the process tree).
         Interrupted training resumes from its last checkpoint when started again into the same folder."""
         from SSLAnomalyLib.jobs import TrainingJob
 
-        command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom)
+        command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom,
+                                    otherSourceNormalsFolder)
         return self._startProcess(TrainingJob, command, log)
 
     def startCalibration(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05,
