@@ -44,6 +44,8 @@ def check_other_sources(other_normals, normals) -> None:
 
 
 def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> np.ndarray:
+    """(n, channels) lung-field mean patch features of a seeded subset of at most MAX_NORMALS of `source`
+    (unreadable files are skipped, as the fit skips them)."""
     rng = np.random.default_rng([seed, 37])
     if hasattr(source, "images01"):  # a normals pack, already in memory
         chosen = np.sort(rng.permutation(len(source.images01))[:MAX_NORMALS])
