@@ -184,3 +184,29 @@ def test_the_sites_own_normals_as_other_source_normals_are_refused_before_any_tr
                  "--size", "64", "--other-source-normals", str(train), "--quiet"]) != 0
     assert "is one of the site's --normals folders" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_federated_site_sums_through_the_directions_and_the_merge_keeps_them(tmp_path):
+    """`reference-stats` of a model with directions takes its sums of projected features (nothing
+    along the directions), and `merge` carries the directions into the merged model."""
+    from PIL import Image
+
+    from SSLAnomalyLib.core.model_files import model_folder
+    from SSLAnomalyLib.core.model_files.model_card import model_card
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
+    from SSLAnomalyLib.training.federated import merge, site_stats
+
+    adult = model_folder.load("adult")
+    channels = adult.arrays["patch_means"].shape[0]
+    u = np.linalg.qr(np.random.default_rng(2).normal(size=(channels, 2)))[0].astype(np.float32)
+    model = model_folder.save(tmp_path / "model", adult.encoder_state, dict(adult.arrays, **{ARRAY: u}),
+                              adult.manifest.replaced(files=None, manifest_sha256=None), model_card(adult.manifest))
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(20):
+        Image.fromarray(synthetic_radiograph(256, 224, seed=i)).save(site / f"{i}.png")
+    stats = site_stats(model, site)
+    assert np.abs(np.einsum("chw,ck->khw", stats.stats.patch_sum, u)).max() < 1e-3 * np.abs(stats.stats.patch_sum).max()
+    stats_file = stats.save(tmp_path / "site.stats")
+    merged = model_folder.load(merge(model, [stats_file], tmp_path / "merged"))
+    np.testing.assert_array_equal(merged.arrays[ARRAY], u)
