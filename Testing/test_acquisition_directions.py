@@ -172,6 +172,8 @@ def test_a_model_folder_with_unusable_directions_is_refused_when_loaded(tmp_path
     with pytest.raises(model_folder.ModelError, match="acquisition directions") as refused:
         AnomalyDetector.load(out, device="cpu")
     assert str(out) in str(refused.value)
+    with pytest.raises(model_folder.ModelError, match="acquisition directions"):
+        StartingEncoder.load(out)
 
 
 def test_the_sites_own_normals_as_other_source_normals_are_refused_before_any_training_step(small_normals, tmp_path,

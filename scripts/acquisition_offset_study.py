@@ -42,7 +42,8 @@ def groups() -> dict[str, list[Path]]:
 def main() -> int:
     detector = AnomalyDetector.load(sys.argv[1] if len(sys.argv) > 1 else "adult", device="cpu")
     print("| group | images | lung-field mean grey | `pooled` (deviations) | `patch` (deviations) |\n|---|---|---|---|---|")
-    for name, files in groups().items():
+    found = groups()
+    for name, files in found.items():
         grey, pooled, patch = [], [], []
         for i in range(0, len(files), 32):
             x = np.stack([to_model_input(read_radiograph(f).pixels[0], detector.input_size) for f in files[i:i + 32]])
@@ -52,7 +53,6 @@ def main() -> int:
             pooled += list(z["pooled"])
             patch += list(z["patch"])
         print(f"| {name} | {len(files)} | {np.mean(grey):.3f} | {np.mean(pooled):.2f} | {np.mean(patch):.2f} |")
-    found = groups()
     normal, pneumonia = (np.r_[[0] * len(found[f"NIH val {g}, AP"]), [1] * len(found[f"NIH val {g}, PA"])]
                          for g in ("normal", "pneumonia"))
     auroc = roc_auc_score(np.r_[np.zeros(len(normal)), np.ones(len(pneumonia))], np.r_[normal, pneumonia])

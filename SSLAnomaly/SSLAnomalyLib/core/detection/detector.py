@@ -119,8 +119,6 @@ class AnomalyDetector:
             net.load_state_dict(loaded.encoder_state)
             reference = NormalReference.from_arrays(loaded.arrays)
             acquisition = AcquisitionDirections.from_arrays(loaded.arrays)
-            if acquisition is not None:
-                acquisition.fits(reference.patch_means.shape[0])
             if not manifest.component_stats:
                 raise ValueError("the manifest has no scoring.component_stats")
             reconstruction = (Reconstruction.from_state(loaded.decoder_state, manifest.reconstruction, manifest.encoder)

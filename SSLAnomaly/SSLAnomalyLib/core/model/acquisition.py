@@ -35,14 +35,6 @@ class AcquisitionDirections:
             raise ValueError(f"acquisition directions must be finite (channels, k) columns, not an array of shape "
                              f"{d.shape}")
 
-    def fits(self, channels: int) -> "AcquisitionDirections":
-        """These directions, checked to be of patch features with `channels` channels (a model folder's
-        reference), so a mismatch is named when the model is loaded rather than when an image is scored."""
-        if self.directions.shape[0] != channels:
-            raise ValueError(f"acquisition directions of {self.directions.shape[0]} channels for patch features of "
-                             f"{channels}")
-        return self
-
     @property
     def k(self) -> int:
         return int(self.directions.shape[1])
@@ -77,8 +69,17 @@ class AcquisitionDirections:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "AcquisitionDirections | None":
-        """A model folder's directions; None for a model fitted without them."""
-        return cls(np.asarray(arrays[ARRAY], np.float32)) if ARRAY in arrays else None
+        """A model folder's directions; None for a model fitted without them. Checked against the patch
+        means beside them, so every reader (detector, --start-from, federated sums) names a mismatch when
+        the model is loaded rather than when an image is scored."""
+        if ARRAY not in arrays:
+            return None
+        found = cls(np.asarray(arrays[ARRAY], np.float32))
+        channels = np.shape(arrays["patch_means"])[0] if "patch_means" in arrays else found.directions.shape[0]
+        if found.directions.shape[0] != channels:
+            raise ValueError(f"acquisition directions of {found.directions.shape[0]} channels for patch features of "
+                             f"{channels}")
+        return found
 
 
 def lung_field_means(patches: torch.Tensor, lungs: np.ndarray) -> np.ndarray:
