@@ -9,7 +9,6 @@ normals of scripts/expert_opacity_check.py and 120 RSNA val normals; then the AU
 score on NIH dev (PA above AP). Dev labels and views are read (a study).
 """
 
-import csv
 import sys
 from pathlib import Path
 
@@ -20,6 +19,9 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nih_views import nih_views  # noqa: E402  (AP or PA by file name)
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OTHER = {"openist normals": ROOT / "runs" / "bundling" / "openist-whiteout" / "normal",
@@ -28,8 +30,7 @@ OTHER_SOURCE = 120  # RSNA val normals read, as bundling_check.py measures them
 
 
 def groups() -> dict[str, list[Path]]:
-    with open(DATA / "nih" / "metadata.csv", newline="") as f:
-        view = {Path(r["image"]).name: r["view"] for r in csv.DictReader(f)}
+    view = nih_views()
     out = {}
     for label in ("normal", "pneumonia"):
         files = list_inputs([DATA / "nih" / "val" / label])

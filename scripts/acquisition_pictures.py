@@ -21,6 +21,7 @@ from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection_pictures import TILE, tile  # noqa: E402  (an overlay tile with the lung fields and a caption)
+from nih_views import nih_views  # noqa: E402  (AP or PA by file name)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -38,8 +39,7 @@ def main() -> int:
         raise SystemExit(__doc__)
     candidate, cand_flags, bund_flags = sys.argv[1], flagged(Path(sys.argv[2])), flagged(Path(sys.argv[3]))
     models = [AnomalyDetector.load("adult"), AnomalyDetector.load(candidate)]
-    with open(DATA / "nih" / "metadata.csv", newline="") as f:
-        view = {Path(r["image"]).name: r["view"] for r in csv.DictReader(f)}
+    view = nih_views()
     pneumonia = list_inputs([DATA / "nih" / "val" / "pneumonia"])
     openist = [f for f in list_inputs([OPENIST]) if models[0].detect(read_radiograph(f)).abnormal][:PER_ROW]
     lost = [f for f in pneumonia if view[f.name] == "PA" and bund_flags[f.name] and not cand_flags[f.name]][:PER_ROW]

@@ -177,8 +177,10 @@ def by_view(model: Path, run: Path, threshold: float, left_out: bool) -> dict[st
     flagged. Reported, never decides: the dev normals are mostly AP (46 of 60) and the pneumonias half
     PA (167 of 321), so a score that rises with PA-ness alone ranks pneumonia 0.64 (docs/model.md,
     round 17); within a view that confound is gone, and an outside set of PA films sees the PA rates."""
-    with open(DATA / "nih" / "metadata.csv", newline="") as f:
-        view = {Path(r["image"]).name: r["view"] for r in csv.DictReader(f)}
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from nih_views import nih_views
+
+    view = nih_views()
     found = scores(run / "dev_scores.csv")
     out = {}
     for v in ("AP", "PA"):
