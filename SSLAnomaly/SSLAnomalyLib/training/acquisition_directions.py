@@ -13,7 +13,7 @@ from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections, lung_fie
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
-from SSLAnomalyLib.training.feature_cache import BATCH, normal_files, read_batches
+from SSLAnomalyLib.training.feature_cache import normal_files, source_batches
 
 MAX_NORMALS = 256  # of each source: the directions are means and a few leading axes, which this many pin down
 
@@ -46,16 +46,9 @@ def check_other_sources(other_normals, normals) -> None:
 def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> np.ndarray:
     """(n, channels) lung-field mean patch features of a seeded subset of at most MAX_NORMALS of `source`
     (unreadable files are skipped, as the fit skips them)."""
-    rng = np.random.default_rng([seed, 37])
-    if hasattr(source, "images01"):  # a normals pack, already in memory
-        chosen = np.sort(rng.permutation(len(source.images01))[:MAX_NORMALS])
-        batches = (source.images01[chosen[i:i + BATCH]] for i in range(0, len(chosen), BATCH))
-    else:
-        files = normal_files(source)
-        chosen = [files[i] for i in np.sort(rng.permutation(len(files))[:MAX_NORMALS])]
-        batches = (images for _, images, _ in read_batches(chosen, scorer.config.input_size, progress=progress))
+    _, batches = source_batches(source, scorer.config.input_size, progress, at_most=MAX_NORMALS, seed=seed)
     means = []
-    for images in batches:
+    for _, images, _ in batches:
         if len(images):
             lungs = bundled_segmenter().masks(images)
             means.append(lung_field_means(scorer.features(images, lungs)[1], lungs))

@@ -53,14 +53,19 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
         yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped
 
 
-def source_batches(source, size: int, progress: bool = False):
+def source_batches(source, size: int, progress: bool = False, at_most: int | None = None, seed: int = 0):
     """(file names, batches as `read_batches` yields them) of folders, or of normals already in
-    memory (an object with `images01` and `files`, e.g. a normals pack)."""
-    if hasattr(source, "images01"):
-        n = len(source.files)
-        return list(source.files), ((list(range(i, min(n, i + BATCH))), source.images01[i:i + BATCH], [])
-                                    for i in range(0, n, BATCH))
-    files = normal_files(source)
+    memory (an object with `images01` and `files`, e.g. a normals pack); with `at_most`, of a seeded
+    subset of that many, in their order."""
+    pack = hasattr(source, "images01")
+    files = list(source.files) if pack else normal_files(source)
+    chosen = np.arange(len(files))
+    if at_most is not None:
+        chosen = np.sort(np.random.default_rng([seed, 37]).permutation(len(files))[:at_most])
+    files = [files[i] for i in chosen]
+    if pack:
+        return files, ((list(range(i, min(len(chosen), i + BATCH))), source.images01[chosen[i:i + BATCH]], [])
+                       for i in range(0, len(chosen), BATCH))
     return files, read_batches(files, size, progress=progress)
 
 
