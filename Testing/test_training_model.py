@@ -11,6 +11,7 @@ from conftest import data_dir
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
+from SSLAnomalyLib.core.model_files.model_card import steps_note
 from SSLAnomalyLib.core.model_files.model_folder import MANIFEST, WEIGHTS, ModelError, load
 from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.training.fitting import load_normals, model_digest
@@ -27,6 +28,14 @@ def test_training_resumes_from_its_checkpoint(small_normals, tmp_path):
         trainer.fit(normals.images01, normals.lungs, progress=False)
     assert trainer.state()["step"] == 9
     assert [h[0] for h in trainer.state()["history"]] == list(range(1, 10))
+
+
+def test_the_card_of_a_resumed_run_counts_its_steps_time_over_every_process():
+    training = {"device": "cpu", "seed": 0, "steps": 12846, "batch_size": 32, "chosen_step": 9100,
+                "seconds": 776.2, "step_seconds": 24689.2, "selection": "a normal-only signal"}
+    note = steps_note(training)
+    assert "24689 s of training steps (over every resumed process)" in note
+    assert "776 s in all in the last process" in note and "step 9100" in note
 
 
 def test_saved_model_reloads_to_identical_scores(small_model):

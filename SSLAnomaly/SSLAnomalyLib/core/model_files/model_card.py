@@ -170,12 +170,15 @@ def inherited_note(training: dict) -> str:
 
 
 def steps_note(t: dict) -> str:
-    """The device, seed and steps; a refit (no steps) has no checkpoint to choose."""
+    """The device, seed, steps and time; a refit (no steps) has no checkpoint to choose. A run resumed
+    across processes counts its steps' time over all of them, beside the last process's own."""
     if not t["steps"]:
         return (f"Device {t['device']}, seed {t['seed']}: no training steps (the starting encoder as it is; only the\n"
                 "  normal reference and the thresholds were fitted).")
     return (f"Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},\n"
-            f"  {t['seconds']:.0f} s in all; checkpoint chosen at step {t['chosen_step']} by a normal-only signal\n"
+            f"  {t.get('step_seconds', t['seconds']):.0f} s of training steps (over every resumed process), "
+            f"{t['seconds']:.0f} s in all in the last process;\n"
+            f"  checkpoint chosen at step {t['chosen_step']} by a normal-only signal\n"
             f"  ({t['selection']}).")
 
 
