@@ -195,17 +195,17 @@ def by_view(model: Path, run: Path, threshold: float, left_out: bool) -> dict[st
     return out
 
 
-def hard_auroc(a: dict, b: dict) -> tuple[float, float]:
-    """AUROC of each model on the normals vs the lowest-ranked third of abnormals (mean rank of both)."""
-    files = sorted(f for f, (label, _) in a.items() if label == "abnormal")
+def hard_auroc(*models: dict) -> tuple[float, ...]:
+    """AUROC of each model on the normals vs the lowest-ranked third of abnormals (mean rank of all)."""
+    files = sorted(f for f, (label, _) in models[0].items() if label == "abnormal")
     rank = lambda d: np.argsort(np.argsort([d[f][1] for f in files]))
-    hard = set(np.array(files)[np.argsort(rank(a) + rank(b))[: len(files) // 3]])
+    hard = set(np.array(files)[np.argsort(sum(rank(d) for d in models))[: len(files) // 3]])
     out = []
-    for d in (a, b):
+    for d in models:
         normal = [s for label, s in d.values() if label == "normal"]
         abnormal = [d[f][1] for f in hard]
         out.append(float(roc_auc_score(np.r_[np.zeros(len(normal)), np.ones(len(abnormal))], np.r_[normal, abnormal])))
-    return out[0], out[1]
+    return tuple(out)
 
 
 def measure(model: Path, pop: str, results: Path | None = None, lungs: Path | None = None
