@@ -122,6 +122,7 @@ def test_training_on_too_few_normals_is_refused_before_any_work(tmp_path):
                         "--out", str(tmp_path / "m"), "--minutes", "0", "--quiet"], capture_output=True, text=True,
                        cwd=REPO, timeout=120)
     assert r.returncode != 0 and str(tmp_path / "empty") in r.stderr and not (tmp_path / "m").exists()
+    assert "random, untrained encoder" in r.stderr and "--start-from MODEL" in r.stderr  # 0 minutes, no start
 
 
 def test_a_full_disk_ends_the_batch_naming_the_folder_and_leaves_no_lock_or_temporary(small_model, tmp_path,

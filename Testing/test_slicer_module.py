@@ -5,6 +5,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 from slicer_harness import load_module_file
 
 from conftest import REPO
@@ -50,6 +52,13 @@ def test_training_runs_the_cli_in_a_separate_python(tmp_path):
     r = subprocess.run([*command[:4], "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0 and all(option in r.stdout for option in ("--normals", "--start-from",
                                                                        "--other-source-normals"))
+
+
+def test_training_without_a_starting_model_or_minutes_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="random, untrained encoder"):
+        logic().trainCommand(tmp_path / "normals", tmp_path / "model", minutes=0)
+    refit = logic().trainCommand(tmp_path / "normals", tmp_path / "model", minutes=0, startFrom="adult")
+    assert refit[refit.index("--minutes") + 1] == "0.0" and refit[refit.index("--start-from") + 1] == "adult"
 
 
 def test_modules_own_test_runs_under_the_harness(default_model):

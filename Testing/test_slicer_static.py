@@ -76,6 +76,35 @@ def test_parameter_names_in_the_ui_are_fields_of_the_parameter_node():
     assert bound and not problems, "\n".join(problems)
 
 
+def parameter_defaults() -> dict[str, object]:
+    tree = ast.parse(MODULE_FILE.read_text())
+    node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SSLAnomalyParameterNode")
+    return {s.target.id: ast.literal_eval(s.value) for s in node_class.body
+            if isinstance(s, ast.AnnAssign) and isinstance(s.value, ast.Constant)}
+
+
+def test_the_ui_shows_the_parameter_nodes_defaults_and_the_panel_trains_by_refitting():
+    """A spin box or check box the .ui sets otherwise than the parameter node would show one thing and
+    run another until the node is first written. Training defaults to a refit of the selected model
+    (docs/model.md, round 18; README, "Train on your own normals")."""
+    defaults, problems = parameter_defaults(), []
+    for name, widget in ui_widgets().items():
+        props = {p.get("name"): p for p in widget.findall("property")}
+        if "SlicerParameterName" not in props:
+            continue
+        field = props["SlicerParameterName"].find("string").text
+        if widget.get("class") == "QCheckBox":
+            shown = "checked" in props and props["checked"].find("bool").text == "true"
+        elif widget.get("class") == "QDoubleSpinBox" and "value" in props:
+            shown = float(props["value"].find("double").text)
+        else:
+            continue
+        if shown != defaults[field]:
+            problems.append(f"{name} shows {shown!r}, the parameter node's {field} defaults to {defaults[field]!r}")
+    assert not problems, "\n".join(problems)
+    assert defaults["trainMinutes"] == 0 and defaults["trainFromSelectedModel"] is True
+
+
 def cmake_list(cmake_file, variable: str) -> list[str]:
     text = cmake_file.read_text()
     body = re.search(rf"set\(\s*{variable}\s+(.*?)\)", text, re.S)

@@ -38,6 +38,12 @@ def test_the_card_of_a_resumed_run_counts_its_steps_time_over_every_process():
     assert "776 s in all in the last process" in note and "step 9100" in note
 
 
+def test_the_card_of_an_untrained_random_encoder_says_it_is_a_baseline():
+    training = {"device": "cpu", "seed": 0, "steps": 0, "seconds": 9.0, "started_from": None}
+    assert "random and untrained, a baseline" in steps_note(training)
+    assert "the starting encoder as it is" in steps_note(dict(training, started_from="adult (sslanomaly-x)"))
+
+
 def test_saved_model_reloads_to_identical_scores(small_model):
     image = read_radiograph(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0])
     a = AnomalyDetector.load(small_model, device="cpu").detect(image)

@@ -171,6 +171,9 @@ def cmd_train(args) -> int:
         resolve(spec, start)  # options that contradict each other, before any image is read
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    if start is None and spec.minutes == 0:
+        print("warning: --minutes 0 without --start-from fits the reference on a random, untrained encoder (a "
+              "baseline for experiments); to refit a model on these normals give --start-from MODEL", file=sys.stderr)
     try:
         folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
                              progress=not args.quiet)

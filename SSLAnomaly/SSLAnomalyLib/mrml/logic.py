@@ -324,7 +324,11 @@ class AnomalyLogic:
                      device: str = "auto", startFrom=None, otherSourceNormalsFolder=None) -> list[str]:
         """`sslanomaly train` in a separate Python process (Slicer's own Python). `startFrom` (a
         model name or folder) starts from that model's encoder; with `minutes=0` it is only refitted.
-        `otherSourceNormalsFolder`: normals of other acquisitions, whose directions are projected out."""
+        `otherSourceNormalsFolder`: normals of other acquisitions, whose directions are projected out.
+        No starting model and no minutes is refused: it would fit a random, untrained encoder."""
+        if not startFrom and float(minutes) == 0:
+            raise ValueError("0 minutes without a starting model would fit a random, untrained encoder: start from "
+                             "a model to refit it on these normals, or give minutes to train an encoder")
         command = [python(), "-m", "SSLAnomalyLib.cli", "train", "--normals", str(normalsFolder),
                    "--out", str(outputFolder), "--minutes", str(float(minutes)), "--device", device]
         if valNormalsFolder:
@@ -363,9 +367,10 @@ class AnomalyLogic:
         return jobClass(command, env=environment, on_line=log).start()
 
     def train(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
-              device: str = "auto", startFrom=None, log=print) -> Path:
+              device: str = "auto", startFrom=None, log=print, otherSourceNormalsFolder=None) -> Path:
         """Train from the console, blocking; each output line goes to `log`."""
-        job = self.startTraining(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom, log)
+        job = self.startTraining(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom, log,
+                                 otherSourceNormalsFolder)
         code = job.wait()
         if code != 0:
             raise RuntimeError(f"training failed (exit code {code}); see the log above")

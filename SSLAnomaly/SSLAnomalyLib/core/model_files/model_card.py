@@ -172,6 +172,9 @@ def inherited_note(training: dict) -> str:
 def steps_note(t: dict) -> str:
     """The device, seed, steps and time; a refit (no steps) has no checkpoint to choose. A run resumed
     across processes counts its steps' time over all of them, beside the last process's own."""
+    if not t["steps"] and not t.get("started_from"):
+        return (f"Device {t['device']}, seed {t['seed']}: no training steps and no starting model: the encoder is\n"
+                "  random and untrained, a baseline for experiments, not a model to read radiographs with.")
     if not t["steps"]:
         return (f"Device {t['device']}, seed {t['seed']}: no training steps (the starting encoder as it is; only the\n"
                 "  normal reference and the thresholds were fitted).")
