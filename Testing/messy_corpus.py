@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
-                         generate_uid)
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 from sslanomaly_bench.hostile import deflate_bomb
+from synthetic_inputs import dx_dataset
 
 REFUSED = "refused: "
 PATIENT_NAME, PATIENT_ID = "Doe^Jane^Q", "PID-8417-SECRET"
@@ -31,14 +30,8 @@ def write_dicom(path, pixels, photometric="MONOCHROME2", spacing=(0.15, 0.15), s
                 bits=12, modality="DX") -> Path:
     """A DX image (frames if `pixels` is 3D) carrying a patient identity, in any transfer syntax."""
     pixels = np.asarray(pixels)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX for presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = modality, PATIENT_NAME, PATIENT_ID
+    ds = dx_dataset(path, modality, PATIENT_NAME, PATIENT_ID)
+    meta = ds.file_meta
     ds.Rows, ds.Columns = pixels.shape[-2:]
     if pixels.ndim == 3:
         ds.NumberOfFrames = pixels.shape[0]

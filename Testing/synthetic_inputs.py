@@ -79,12 +79,9 @@ def write_nrrd(path, pixels, spacing=(0.18, 0.25), origin=(-12.5, 30.0)) -> Path
     return Path(path)
 
 
-def write_dicom(path, pixels, pixel_spacing=(0.2, 0.15), photometric: str = "MONOCHROME2") -> Path:
-    """A DX DICOM (12 bits stored, explicit VR little endian) with PixelSpacing (row, column) in mm.
-    MONOCHROME1 stores the image inverted (bright = low values), as some detectors do."""
-    stored = pixels.astype(np.uint16) * 16
-    if photometric == "MONOCHROME1":
-        stored = 4095 - stored
+def dx_dataset(path, modality: str, patient_name: str, patient_id: str) -> FileDataset:
+    """An empty DX-for-presentation dataset (explicit VR little endian) with new UIDs and a patient,
+    for a test to fill with pixels."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX for presentation
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -92,7 +89,17 @@ def write_dicom(path, pixels, pixel_spacing=(0.2, 0.15), photometric: str = "MON
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientName, ds.PatientID = "DX", "Synthetic^Patient", "SYNTH-0001"
+    ds.Modality, ds.PatientName, ds.PatientID = modality, patient_name, patient_id
+    return ds
+
+
+def write_dicom(path, pixels, pixel_spacing=(0.2, 0.15), photometric: str = "MONOCHROME2") -> Path:
+    """A DX DICOM (12 bits stored, explicit VR little endian) with PixelSpacing (row, column) in mm.
+    MONOCHROME1 stores the image inverted (bright = low values), as some detectors do."""
+    stored = pixels.astype(np.uint16) * 16
+    if photometric == "MONOCHROME1":
+        stored = 4095 - stored
+    ds = dx_dataset(path, "DX", "Synthetic^Patient", "SYNTH-0001")
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
