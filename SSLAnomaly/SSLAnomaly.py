@@ -76,9 +76,6 @@ class SSLAnomalyParameterNode:
     overwrite: bool = False
     normalsFolder: Path = Path.home()
     modelOutputFolder: Path = Path.home()
-    # a refit of the selected model by default: measured better than training on a site's few hundred
-    # normals (README, "Train on your own normals"), whose checkpoint signal can rise as a model gets worse
-    # (docs/model.md, round 18)
     trainMinutes: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0
     trainFromSelectedModel: bool = True
     showLungs: bool = True
