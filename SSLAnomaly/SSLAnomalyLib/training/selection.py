@@ -12,6 +12,9 @@ A run that draws foreign objects on its training views (`--foreign-objects P`) d
 same share of these shifted normals: a checkpoint that calls an electrode or a lead abnormal loses
 signal too, so the signal rewards what that run is teaching (and the starting encoder of a
 fine-tune, a candidate as well, is judged by the same test).
+It chooses among the checkpoints of one run only: across encoders it measured the pretext's own kind of
+opacity and ranked three pediatric encoders the reverse of dev and held-out data (docs/model.md, round
+18), so whether a run beat its start is for the bundling rule's checks to say, never this signal.
 """
 
 from __future__ import annotations
