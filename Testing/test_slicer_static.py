@@ -60,10 +60,14 @@ def test_every_ui_widget_the_code_uses_exists_with_a_fitting_class():
     assert not problems, "\n".join(problems)
 
 
-def test_parameter_names_in_the_ui_are_fields_of_the_parameter_node():
+def parameter_node_fields() -> list[ast.AnnAssign]:
     tree = ast.parse(MODULE_FILE.read_text())
     node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SSLAnomalyParameterNode")
-    fields = {s.target.id for s in node_class.body if isinstance(s, ast.AnnAssign)}
+    return [s for s in node_class.body if isinstance(s, ast.AnnAssign)]
+
+
+def test_parameter_names_in_the_ui_are_fields_of_the_parameter_node():
+    fields = {s.target.id for s in parameter_node_fields()}
     bound = {}
     for name, widget in ui_widgets().items():
         for prop in widget.findall("property"):
@@ -77,10 +81,7 @@ def test_parameter_names_in_the_ui_are_fields_of_the_parameter_node():
 
 
 def parameter_defaults() -> dict[str, object]:
-    tree = ast.parse(MODULE_FILE.read_text())
-    node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SSLAnomalyParameterNode")
-    return {s.target.id: ast.literal_eval(s.value) for s in node_class.body
-            if isinstance(s, ast.AnnAssign) and isinstance(s.value, ast.Constant)}
+    return {s.target.id: ast.literal_eval(s.value) for s in parameter_node_fields() if isinstance(s.value, ast.Constant)}
 
 
 def test_the_ui_shows_the_parameter_nodes_defaults_and_the_panel_trains_by_refitting():

@@ -10,7 +10,6 @@ NIH AP pneumonias the candidate flags and the bundled model does not (its gains)
 with the dev labels and views (`bundling_check.py`'s dev_scores.csv of each model), for a picture only.
 """
 
-import csv
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from candidate_pictures import flagged  # noqa: E402  (file -> (label, flagged) of a bundling_check dev)
 from detection_pictures import TILE, tile  # noqa: E402  (an overlay tile with the lung fields and a caption)
 from nih_views import nih_views  # noqa: E402  (AP or PA by file name)
 
@@ -29,15 +29,14 @@ OPENIST = ROOT / "runs" / "bundling" / "openist-whiteout" / "normal"  # made by 
 PER_ROW = 3
 
 
-def flagged(results: Path) -> dict[str, bool]:
-    with open(results / "dev_scores.csv", newline="") as f:
-        return {Path(r["file"]).name: r["abnormal"] == "1" for r in csv.DictReader(f) if r["condition"] == "clean"}
+def flagged_by_name(results: Path) -> dict[str, bool]:
+    return {Path(f).name: hit for f, (_, hit) in flagged(results).items()}
 
 
 def main() -> int:
     if len(sys.argv) != 4:
         raise SystemExit(__doc__)
-    candidate, cand_flags, bund_flags = sys.argv[1], flagged(Path(sys.argv[2])), flagged(Path(sys.argv[3]))
+    candidate, cand_flags, bund_flags = sys.argv[1], flagged_by_name(Path(sys.argv[2])), flagged_by_name(Path(sys.argv[3]))
     models = [AnomalyDetector.load("adult"), AnomalyDetector.load(candidate)]
     view = nih_views()
     pneumonia = list_inputs([DATA / "nih" / "val" / "pneumonia"])

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bundling_check import DATA, ROOT, hard_auroc, scores  # noqa: E402
+from bundling_check import DATA, ROOT, S, hard_auroc, scores  # noqa: E402
 
 OUT = ROOT / "runs" / "selection-signal"
 
@@ -25,7 +25,7 @@ OUT = ROOT / "runs" / "selection-signal"
 def step0_signal(encoder: str) -> float:
     run = OUT / Path(encoder).name
     if not (run / "manifest.json").exists():
-        subprocess.run([str(ROOT / ".venv" / "bin" / "sslanomaly"), "train", "--normals", str(DATA / "kermany" / "train" / "normal"),
+        subprocess.run([S, "train", "--normals", str(DATA / "kermany" / "train" / "normal"),
                         "--val-normals", str(DATA / "kermany" / "val" / "normal"), "--out", str(run), "--start-from", encoder,
                         "--max-steps", "1", "--minutes", "5", "--pretext", "anatpaste", "--seed", "0",
                         "--foreign-objects", "0", "--quiet"], check=True, stdout=subprocess.DEVNULL)
