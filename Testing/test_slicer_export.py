@@ -182,6 +182,21 @@ def test_dicom_export_needs_a_dicom_input(model, tmp_path):
         lg.exportCase(volume, tmp_path / "b", formats=["dicom"])
 
 
+def test_dicom_export_refuses_a_source_file_now_holding_another_image(model, tmp_path):
+    """DICOM file names repeat (IM-0001.dcm in every export): when the file a case was read from now
+    holds another image, e.g. another patient's, the SEG and SR must not take that patient's identity."""
+    empty_scene()
+    lg = logic()
+    dx = write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "IM-0001.dcm")
+    volume = lg.loadVolume(dx)
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.confirmFinding(lg.findingNodes(volume)[0])
+    write_dicom_dx(full_resolution_radiograph("pneumonia"), dx)  # same size, a new image (new UIDs) at that path
+    with pytest.raises(DicomExportError, match="IM-0001.dcm.*another image"):
+        lg.exportCase(volume, tmp_path / "out", formats=["dicom", "csv"])
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 def bundle_contents(path) -> dict:
     """What a bundle holds, opened in a fresh application that nothing else in the process shares."""
     with HeadlessSlicer() as fresh:

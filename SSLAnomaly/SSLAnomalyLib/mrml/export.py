@@ -24,7 +24,7 @@ from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, findin
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_node, oriented_labelmap
 from SSLAnomalyLib.mrml.table import COLUMNS
-from SSLAnomalyLib.mrml.volumes import image_identity_of, source_dicom_files, source_of
+from SSLAnomalyLib.mrml.volumes import DICOM_INSTANCE_UIDS, image_identity_of, source_dicom_files, source_of
 
 SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
             "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "lungs": ".lungs.seg.nrrd", "mrb": ".mrb",
@@ -133,7 +133,7 @@ def _write_segmentation(path: Path, volume_node, records: list[dict], threshold:
 
 
 def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:
-    source = read_source(source_path)
+    source = read_source(source_path, instance_uids=(volume_node.GetAttribute(DICOM_INSTANCE_UIDS) or "").split())
     heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
     seg = make_seg(source, finding_masks(heat, records, result["sensitivity"]), result["model"])
     if seg is not None:

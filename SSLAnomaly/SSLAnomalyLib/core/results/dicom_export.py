@@ -43,10 +43,16 @@ class DicomExportError(ValueError):
     """A case that cannot be exported to DICOM, with the reason."""
 
 
-def read_source(path) -> Dataset:
+def read_source(path, instance_uids=None) -> Dataset:
     """The source radiograph's dataset, with absent type 2 patient/study attributes present but
-    empty (as the standard allows): many real files omit some, and the derived objects copy them."""
+    empty (as the standard allows): many real files omit some, and the derived objects copy them.
+    With `instance_uids` (those of the image the findings were made on), a file that now holds
+    another image (file names like IM-0001.dcm repeat across patients) is refused."""
     source = pydicom.dcmread(path)
+    if instance_uids is not None and source.get("SOPInstanceUID") not in instance_uids:
+        raise DicomExportError(f"{path}: now holds another image (SOP Instance UID {source.get('SOPInstanceUID')}), "
+                               "not the one the findings were made on; its patient and study would be wrong, "
+                               "so no DICOM is written")
     for keyword in TYPE2_PATIENT_STUDY:
         if keyword not in source:
             setattr(source, keyword, "")
