@@ -137,6 +137,25 @@ def test_review_survives_a_scene_bundle_round_trip_into_a_fresh_scene(case, tmp_
         assert composite.GetForegroundVolumeID() == heat.GetID()
 
 
+def test_loading_a_file_that_is_no_scene_bundle_keeps_the_scene_and_its_review(case, tmp_path):
+    """Loading a scene replaces the current one: a file that cannot be loaded must be refused
+    before anything of the reader's unsaved review is cleared."""
+    import zipfile
+
+    lg, volume, _ = case
+    lg.reviewFolder = None
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="rejected", note="unsaved decision")
+    before = lg.findings(volume)
+    (tmp_path / "notes.mrb").write_text("not a bundle")
+    (tmp_path / "truncated.mrb").write_bytes(lg.saveScene(tmp_path / "good.mrb").read_bytes()[:2000])
+    with zipfile.ZipFile(tmp_path / "no_scene.mrb", "w") as z:
+        z.writestr("readme.txt", "a zip without a scene")
+    for bad in ("notes.mrb", "truncated.mrb", "no_scene.mrb"):
+        with pytest.raises(OSError, match=bad):
+            lg.loadScene(tmp_path / bad)
+        assert slicer.mrmlScene.IsNodePresent(volume) and lg.findings(volume) == before
+
+
 THREE_FINDING_FPR = 0.3
 
 

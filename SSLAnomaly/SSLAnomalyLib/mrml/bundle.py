@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import zipfile
 from pathlib import Path
 
 import slicer
@@ -23,11 +24,23 @@ def save_scene_bundle(path) -> Path:
 
 
 def load_scene_bundle(path) -> None:
-    """Replace the scene's content by a `.mrb` (e.g. a saved review)."""
+    """Replace the scene's content by a `.mrb` (e.g. a saved review). A file that is not a scene
+    bundle is refused before the scene is cleared, so the current (unsaved) review is kept."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such scene bundle")
+    if not _holds_a_scene(path):
+        raise OSError(f"{path}: not a Slicer scene bundle (a zip archive holding a .mrml scene); "
+                      "the current scene is kept")
     if not slicer.mrmlScene.ReadFromMRB(str(path), True):
         raise OSError(f"{path}: Slicer could not read the scene bundle")
+
+
+def _holds_a_scene(path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(".mrml") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def write_mrb(radiograph, result, path, overwrite: bool = False) -> Path:
