@@ -275,10 +275,9 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- review -------------------------------------------------------------------------------
     def _selectedFinding(self):
         rows = {index.row() for index in self.ui.findingsTableView.selectionModel().selectedIndexes()}
-        nodes = self.logic.findingNodes(self._parameterNode.inputVolume)
-        if len(rows) != 1 or min(rows) >= len(nodes):
+        if len(rows) != 1:
             raise ValueError(_("Select one finding in the table first."))
-        return nodes[min(rows)]
+        return self.logic.findingAtRow(self._parameterNode.inputVolume, min(rows))
 
     def _review(self, **change) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not review the finding.")):

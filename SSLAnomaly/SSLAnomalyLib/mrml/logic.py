@@ -227,6 +227,12 @@ class AnomalyLogic:
 
         return findings_table(volumeNode)
 
+    def findingAtRow(self, volumeNode, row: int):
+        """The finding ROI shown in `row` (0-based) of the findings table (the panel's selection)."""
+        from SSLAnomalyLib.mrml.table import finding_at_row
+
+        return finding_at_row(volumeNode, row)
+
     def reviewFinding(self, findingNode, status: str | None = None, label: str | None = None,
                       note: str | None = None):
         """Confirm ('confirmed') or reject ('rejected') a finding, relabel it, or note on it."""

@@ -53,3 +53,17 @@ def sync_findings_table(volume_node):
         table.AddColumn(column)
     table.EndModify(was_modifying)
     return table
+
+
+def finding_at_row(volume_node, row: int):
+    """The finding ROI shown in `row` of the findings table, found by the row's ID: an ROI deleted by
+    hand leaves the table a row longer until it is rebuilt, so a row's position is not its finding's.
+    A row whose finding is gone is refused (ValueError) and the table rebuilt."""
+    table = findings_table(volume_node)
+    shown = table.GetCellText(row, 0) if 0 <= row < table.GetNumberOfRows() else None
+    node = next((n for n in finding_nodes(volume_node) if str(finding_record(n)["id"]) == shown), None)
+    if node is None:
+        sync_findings_table(volume_node)
+        raise ValueError(f"row {row + 1} of the findings table of '{volume_node.GetName()}' shows no finding any "
+                         "more (its ROI was deleted?): the table is refreshed, select the finding again")
+    return node
