@@ -70,6 +70,18 @@ def test_the_reports_roi_carries_the_label_and_note_in_utf8(written):
     assert "à revoir".encode("utf-8") in (folder / "sr.dcm").read_bytes()
 
 
+def test_a_long_note_reaches_the_report_whole(source, tmp_path):
+    """A Tracking Identifier is TEXT (UT, unlimited): the reader's note is not cut at an LO's 64 characters."""
+    import highdicom as hd
+
+    note = ("opacité basale droite, probablement une pneumonie; comparer avec le cliché du 2024-03-02 "
+            "et corréler à la CRP")
+    make_sr(source, [finding("consolidation", note)], {"model": "adult-test", "score": 2.0, "abnormal": True}
+            ).save_as(tmp_path / "sr.dcm")
+    group, = hd.sr.srread(tmp_path / "sr.dcm").content.get_planar_roi_measurement_groups()
+    assert group.tracking_identifier == f"F1 consolidation: {note}"
+
+
 def test_the_seg_copies_the_sources_patient_orientation(written, source):
     seg, _, _ = written
     assert list(seg.PatientOrientation) == ["P", "F"] == list(source.PatientOrientation)

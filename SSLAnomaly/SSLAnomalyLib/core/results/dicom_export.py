@@ -65,9 +65,9 @@ def check_source(source: Dataset) -> None:
                                f"(the source has {source.NumberOfFrames} frames)")
 
 
-def one_value(text: str, length: int = 64) -> str:
+def one_value(text: str, length: int | None = 64) -> str:
     """Free text as one value of a DICOM string (LO and the like): no backslash (the value separator,
-    written as '/'), no control characters, at most `length` characters."""
+    written as '/'), no control characters, at most `length` characters (None: UT, unlimited)."""
     return re.sub(r"[\x00-\x1f\x7f]", " ", text.replace("\\", "/"))[:length]
 
 
@@ -123,7 +123,8 @@ def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
 
 def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     """A Comprehensive SR: the image's anomaly score against the threshold, and one planar ROI
-    (box, score, area, review status, label and note) per finding not rejected."""
+    (box, score, area, review status, label and note) per finding not rejected. The label and
+    note name the ROI in its Tracking Identifier, a TEXT item: the note is kept whole."""
     check_source(source)
     image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
     algorithm = hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=__version__,
@@ -143,7 +144,7 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
         box = np.array([[i0, j0], [i1 + 1, j0], [i1 + 1, j1 + 1], [i0, j1 + 1], [i0, j0]], dtype=float)
         name = f"F{r['id']} {r['label']}" + (f": {r['note']}" if r["note"] else "")
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=one_value(name)),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=one_value(name, None)),
             referenced_region=hd.sr.ImageRegion(graphic_type="POLYLINE", graphic_data=box, source_image=image_ref),
             finding_type=_label_concept(r["label"]), finding_category=codes.SCT.MorphologicallyAbnormalStructure,
             algorithm_id=None if r["origin"] == "reader" else algorithm,
