@@ -82,6 +82,26 @@ def test_csv_and_json_hold_the_reviewed_findings(exported):
     assert data["score"] == pytest.approx(lg.caseResult(volume)["score"])
 
 
+def test_csv_is_utf8_whatever_the_locale(exported, tmp_path):
+    """A note in any language is exported under any locale (Windows Slicer runs with cp1252, a
+    service may run with C/ASCII), and as UTF-8 like every other text file the tool writes."""
+    import os
+    import sys
+
+    _, _, _, records, _ = exported
+    record = dict(records[0], label="épanchement, \"gauche\"", note="à revoir\n中 ≥ 2 cm")
+    path = tmp_path / "f.findings.csv"
+    script = ("import json, sys; from pathlib import Path; from SSLAnomalyLib.mrml.export import _write_csv; "
+              "_write_csv(Path(sys.argv[1]), [json.loads(sys.argv[2])])")
+    environment = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "-c", script, str(path), json.dumps(record)], env=environment,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(path, newline="", encoding="utf-8") as f:
+        row, = csv.DictReader(f)
+    assert (row["Label"], row["Note"]) == (record["label"], record["note"])
+
+
 def test_markups_file_holds_one_roi_per_finding(exported):
     """Read back as Slicer's Add Data does (the markups logic loads every markup in the file)."""
     _, volume, _, records, written = exported

@@ -100,7 +100,8 @@ def _required(node, what: str, volume_node):
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    """UTF-8 whatever the locale (notes are free text in any language), as every text file the tool writes."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([title for title, _, _ in COLUMNS])
         writer.writerows([[value(r) for _, value, _ in COLUMNS] for r in records])
