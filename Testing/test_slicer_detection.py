@@ -227,6 +227,32 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
     assert findings_table(volume).GetNumberOfRows() == len(saved["findings"])
 
 
+def test_restoring_onto_a_detection_at_another_threshold_drops_no_decision(three_finding_case, model, tmp_path):
+    """After a crash the image is detected again, perhaps with another model or threshold, so the model's
+    boxes differ: a saved decision or note on a box the new detection lacks is put back, not dropped
+    (the next autosave would otherwise erase it for good)."""
+    lg, volume, _ = three_finding_case
+    lg.reviewFolder = tmp_path
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="rejected", note="rib crossing, not a lesion")
+    lg.reviewFinding(lg.findingNodes(volume)[1], note="compare with last year's film")
+    decided = [r for r in lg.findings(volume) if r["status"] != "unreviewed" or r["note"]]
+
+    empty_scene()  # Slicer crashed
+    again = logic()
+    again.reviewFolder = tmp_path
+    volume = again.loadVolume(data_dir("kermany_fullres", "pneumonia") / "person313_bacteria_1460.jpeg")
+    again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)  # other thresholds, other boxes
+    assert not {tuple(r["bbox_ijk"]) for r in decided} <= {tuple(r["bbox_ijk"]) for r in again.findings(volume)}
+    assert again.restoreReview(volume) >= len(decided)
+    restored = {tuple(r["bbox_ijk"]): r for r in again.findings(volume)}
+    for saved in decided:
+        got = restored[tuple(saved["bbox_ijk"])]
+        assert (got["status"], got["note"], got["label"], got["origin"]) == \
+               (saved["status"], saved["note"], saved["label"], saved["origin"])
+    ids = [r["id"] for r in again.findings(volume)]
+    assert len(set(ids)) == len(ids) and findings_table(volume).GetNumberOfRows() == len(ids)
+
+
 def test_a_review_is_never_restored_onto_another_image_of_the_same_name(case, model, tmp_path):
     """DICOM-browser names repeat across patients: two volumes named alike hold different images."""
     from SSLAnomalyLib.core.results.review import ReviewError

@@ -73,12 +73,22 @@ def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: 
         raise ValueError(f"box {bbox_ijk} is not inside the {cols}x{rows} image")
     spacing = volume_node.GetSpacing()
     center = ijk_to_ras_matrix(volume_node) @ [(i0 + i1) / 2, (j0 + j1) / 2, slice_index, 1]
-    next_id = max((int(n.GetAttribute(_A + "FindingID")) for n in finding_nodes(volume_node)), default=0) + 1
-    finding = {"id": next_id, "label": label, "score": _heatmap_peak(volume_node, [i0, j0, i1, j1], slice_index),
+    finding = {"id": _next_id(volume_node), "label": label, "score": _heatmap_peak(volume_node, [i0, j0, i1, j1], slice_index),
                "bbox_ijk": [i0, j0, i1, j1], "slice_index": int(slice_index),
                "centroid_ras": [round(float(v), 3) for v in center[:3]],
                "area_mm2": round((i1 - i0 + 1) * (j1 - j0 + 1) * spacing[0] * spacing[1], 2)}
     return _add_finding_node(volume_node, finding, READER, "confirmed", note)
+
+
+def restore_model_finding(volume_node, record: dict):
+    """A model finding of a saved review that the current detection does not make (another model or
+    threshold), put back as saved, box, review and all, under a new id, so no decision is dropped."""
+    return _add_finding_node(volume_node, dict(record, id=_next_id(volume_node)), MODEL, record["status"],
+                             record["note"])
+
+
+def _next_id(volume_node) -> int:
+    return max((int(n.GetAttribute(_A + "FindingID")) for n in finding_nodes(volume_node)), default=0) + 1
 
 
 def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None):

@@ -5,7 +5,8 @@ new detection of the same image."""
 from __future__ import annotations
 
 from SSLAnomalyLib.mrml.case import case_result
-from SSLAnomalyLib.mrml.finding_rois import READER, add_missed_finding, finding_nodes, finding_record, review_finding
+from SSLAnomalyLib.mrml.finding_rois import (READER, add_missed_finding, finding_nodes, finding_record,
+                                             restore_model_finding, review_finding)
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 
@@ -19,7 +20,8 @@ def review_of(volume_node) -> dict:
 def apply_review(volume_node, review: dict) -> int:
     """Put a saved review's decisions onto the current findings of `volume_node`: a model finding
     is matched by its box and slice (as detected), a reader's finding is added unless one with
-    the same box is there. Returns how many saved findings were applied."""
+    the same box is there, and so is a model finding the reader decided on or noted that the
+    current detection does not make. Returns how many saved findings were applied."""
     current = {}
     for node in finding_nodes(volume_node):
         record = finding_record(node)
@@ -27,10 +29,12 @@ def apply_review(volume_node, review: dict) -> int:
     applied = 0
     for saved in review["findings"]:
         node = current.get((saved["origin"], tuple(saved["bbox_ijk"]), saved.get("slice_index", 0)))
-        if node is None:
-            if saved["origin"] != READER:
-                continue  # the model no longer finds it here
+        if node is None and saved["origin"] == READER:
             node = add_missed_finding(volume_node, saved["bbox_ijk"], saved.get("slice_index", 0), saved["label"])
+        elif node is None:
+            if saved["status"] == "unreviewed" and not saved["note"]:
+                continue  # nothing of the reader's on it, and the model no longer finds it here
+            node = restore_model_finding(volume_node, saved)
         review_finding(node, status=saved["status"], label=saved["label"], note=saved["note"])
         applied += 1
     return applied
