@@ -253,6 +253,18 @@ def test_restoring_onto_a_detection_at_another_threshold_drops_no_decision(three
     assert len(set(ids)) == len(ids) and findings_table(volume).GetNumberOfRows() == len(ids)
 
 
+def test_the_autosaved_review_is_found_for_the_same_image_under_another_name(case, tmp_path):
+    """Reviews are keyed by the image: the same radiograph loaded from Slicer's DICOM browser
+    ("1: DX CHEST PA") or from its file, or a renamed volume, is offered its saved review."""
+    lg, volume, _ = case
+    lg.reviewFolder = tmp_path
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    saved = lg.savedReview(volume)
+    volume.SetName("1: DX CHEST PA")
+    assert lg.savedReview(volume) == saved
+    assert lg.restoreReview(volume) == len(lg.findings(volume))
+
+
 def test_a_review_is_never_restored_onto_another_image_of_the_same_name(case, model, tmp_path):
     """DICOM-browser names repeat across patients: two volumes named alike hold different images."""
     from SSLAnomalyLib.core.results.review import ReviewError

@@ -277,13 +277,13 @@ class AnomalyLogic:
         return review_path(self.reviewFolder, volumeNode.GetName(), imageId)
 
     def savedReview(self, volumeNode):
-        """The autosaved review of the image `volumeNode` holds, or None."""
+        """The autosaved review of the image `volumeNode` holds (under whatever name it was shown), or None."""
+        from SSLAnomalyLib.core.results.review import find_review
         from SSLAnomalyLib.mrml.volumes import image_identity_of
 
         if self.reviewFolder is None:
             return None
-        path = self._reviewPath(volumeNode, image_identity_of(volumeNode))
-        return path if path.exists() else None
+        return find_review(self.reviewFolder, volumeNode.GetName(), image_identity_of(volumeNode))
 
     def restoreReview(self, volumeNode, path=None) -> int:
         """Re-apply a saved review (default: the autosaved one) to the findings of `volumeNode`,

@@ -44,9 +44,23 @@ def review_path(out_dir, name: str, image_id: str) -> Path:
     """Where the review of the image `image_id`, shown as `name`, is autosaved: `name` for the
     reader (characters not safe in a file name on every system become '_'), a digest of the
     identity so that two images of the same name never share a file."""
-    key = hashlib.sha256(image_id.encode()).hexdigest()[:16]
     readable = re.sub(r"[^\w.\- ]", "_", name)
-    return Path(out_dir) / f"{readable}.{key}{SUFFIX}"
+    return Path(out_dir) / f"{readable}.{_key(image_id)}{SUFFIX}"
+
+
+def find_review(out_dir, name: str, image_id: str) -> Path | None:
+    """The autosaved review of the image `image_id`: the one saved under `name`, else the latest
+    saved under any other name (the same image loaded from the DICOM browser or its file, or a
+    renamed volume); None where there is none."""
+    exact = review_path(out_dir, name, image_id)
+    if exact.exists():
+        return exact
+    others = sorted(Path(out_dir).glob(f"*.{_key(image_id)}{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    return others[-1] if others else None
+
+
+def _key(image_id: str) -> str:
+    return hashlib.sha256(image_id.encode()).hexdigest()[:16]
 
 
 def check_same_image(review: dict, image_id: str, path) -> None:
