@@ -192,6 +192,17 @@ def test_export_never_replaces_a_file_unless_asked(exported):
     assert json.loads(written["json"].read_text())["findings"] == lg.findings(volume)
 
 
+def test_exporting_into_a_file_names_it_and_says_it_is_no_folder(exported, tmp_path):
+    """A file chosen as the export folder (or above it) gets an error that says so, not 'File exists',
+    which reads as if ticking Overwrite would help."""
+    lg, volume, _, _, _ = exported
+    (tmp_path / "report.pdf").write_text("the reader's report")
+    for folder in (tmp_path / "report.pdf", tmp_path / "report.pdf" / "out"):
+        with pytest.raises(NotADirectoryError, match="report.pdf: is a file, not a folder"):
+            lg.exportCase(volume, folder, formats=["csv"], overwrite=True)
+    assert (tmp_path / "report.pdf").read_text() == "the reader's report"
+
+
 def test_dicom_export_needs_a_dicom_input(model, tmp_path):
     empty_scene()
     lg = logic()

@@ -26,6 +26,9 @@ def staged_files(targets: dict[str, Path], overwrite: bool = False):
         raise FileExistsError(f"not overwriting existing file(s): {', '.join(existing)} (ask to overwrite)")
     out_dirs = {p.parent for p in targets.values()}
     for d in out_dirs:
+        existing = next(p for p in (d, *d.parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing}: is a file, not a folder (asked to write into {d}); choose a folder")
         d.mkdir(parents=True, exist_ok=True)
     staging = {d: Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=d)) for d in out_dirs}
     try:
