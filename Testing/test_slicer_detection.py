@@ -174,6 +174,22 @@ def test_a_table_row_reviews_the_finding_it_shows_after_an_roi_was_deleted_by_ha
     assert lg.findingAtRow(volume, 0) is rest[0]
 
 
+def test_a_note_pasted_with_control_characters_leaves_the_scene_loadable(case, tmp_path):
+    """Text pasted from a word processor or a terminal can hold a vertical tab, a form feed or an
+    escape: none is allowed in the scene's XML, and one of them made the saved bundle unreadable."""
+    lg, volume, _ = case
+    lg.reviewFolder = None
+    lg.reviewFinding(lg.findingNodes(volume)[0], label="consolidation\x0bright", note="see\x0cprior\x1b[0m\tfilm\x01")
+    lg.addMissedFinding(volume, [40, 60, 90, 120], label="nodule", note="line one\x0bline two")
+    before = lg.findings(volume)
+    assert all(c.isprintable() or c in "\r\n" for r in before for c in r["label"] + r["note"])
+    bundle = lg.saveScene(tmp_path / "review.mrb")
+    with HeadlessSlicer() as fresh:
+        assert fresh.scene.ReadFromMRB(str(bundle)), "the saved scene does not load"
+        reloaded = fresh.scene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
+        assert [finding_record(node) for node in finding_nodes(reloaded)] == before
+
+
 THREE_FINDING_FPR = 0.3
 
 

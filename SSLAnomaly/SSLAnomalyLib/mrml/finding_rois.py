@@ -9,6 +9,7 @@ The ROI's current box is the truth: a box the radiologist moved or resized expor
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import slicer
@@ -95,6 +96,7 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
     """Confirm or reject a finding, relabel it or note on it; what is not given is kept."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    label, note = (None if text is None else scene_text(text) for text in (label, note))
     if label is not None and not label.strip():
         raise ValueError("a finding's label cannot be empty")
     for key, value in (("ReviewStatus", status), ("Label", label and label.strip()), ("Note", note)):
@@ -102,6 +104,13 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
             node.SetAttribute(_A + key, value)
     _update_appearance(node)
     return node
+
+
+def scene_text(text: str) -> str:
+    """A label or note as the scene's XML holds it and gives it back: a control character (pasted
+    vertical tab, form feed, escape...; a tab would come back as a space) becomes a space, where one
+    of them would make the saved scene unreadable. Line breaks are kept."""
+    return re.sub(r"[\x00-\x09\x0b\x0c\x0e-\x1f\ufffe\uffff]", " ", text)
 
 
 def finding_record(node) -> dict:
@@ -137,7 +146,8 @@ def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str 
     node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
     node.CreateDefaultDisplayNodes()
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
-    for key, value in (("FindingID", str(f["id"])), ("Label", f["label"]), ("EngineLabel", f["label"]),
+    label, note = scene_text(f["label"]), scene_text(note)
+    for key, value in (("FindingID", str(f["id"])), ("Label", label), ("EngineLabel", label),
                        ("Score", repr(float(f["score"]))),
                        ("EngineBox", json.dumps([int(v) for v in f["bbox_ijk"]])),
                        ("SliceIndex", str(int(f.get("slice_index", 0)))),
