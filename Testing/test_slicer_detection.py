@@ -231,7 +231,7 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
     lg.reviewFinding(lg.findingNodes(volume)[1], label="consolidation", note="dense")
     lg.addMissedFinding(volume, [40, 60, 90, 120], label="nodule", note="left apex")
     saved = load_review(lg.savedReview(volume))
-    assert saved["findings"] == lg.findings(volume) and saved["model"] == lg.caseResult(volume)["model"]
+    assert as_exported(saved["findings"]) == lg.findings(volume) and saved["model"] == lg.caseResult(volume)["model"]
 
     empty_scene()  # Slicer crashed: the scene and its nodes are gone, the autosave is not
     again = logic()
@@ -239,8 +239,39 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
     volume = again.loadVolume(tb_radiograph())
     again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
     assert again.restoreReview(volume) == len(saved["findings"])
-    assert again.findings(volume) == saved["findings"]
+    assert again.findings(volume) == as_exported(saved["findings"])
     assert findings_table(volume).GetNumberOfRows() == len(saved["findings"])
+
+
+def as_exported(saved_findings: list[dict]) -> list[dict]:
+    """A review file's findings without what only the restore reads (the detector's label and box)."""
+    return [{k: v for k, v in f.items() if not k.startswith("engine_")} for f in saved_findings]
+
+
+def test_a_moved_box_or_a_relabel_alone_survives_a_crash(three_finding_case, model, tmp_path):
+    """Neither a decision nor a note: the reader only dragged one box and renamed another. Restored onto
+    the same detection the box goes back where the reader put it (it is matched by the detector's box);
+    restored onto a detection that no longer makes them, both are put back."""
+    lg, volume, _ = three_finding_case
+    lg.reviewFolder = tmp_path
+    moved, relabelled = lg.findingNodes(volume)[:2]
+    center = list(moved.GetCenter())
+    moved.SetCenter(center[0] + 6, center[1] + 4, center[2])  # the reader dragged the box
+    lg.reviewFinding(relabelled, label="atelectasis")            # autosaves both
+    touched = {r["id"]: r for r in lg.findings(volume)[:2]}
+    path = lg.savedReview(volume)
+
+    for fpr in (THREE_FINDING_FPR, TEST_FPR):  # the same detection, then one at another threshold
+        empty_scene()  # Slicer crashed
+        again = logic()
+        again.reviewFolder = tmp_path
+        volume = again.loadVolume(data_dir("kermany_fullres", "pneumonia") / "person313_bacteria_1460.jpeg")
+        again.detect(volume, model=str(model), falsePositiveRate=fpr)
+        again.restoreReview(volume, path)
+        restored = {tuple(r["bbox_ijk"]): r for r in again.findings(volume)}
+        for saved in touched.values():
+            got = restored[tuple(saved["bbox_ijk"])]
+            assert (got["label"], got["status"], got["origin"]) == (saved["label"], saved["status"], "model")
 
 
 def test_restoring_onto_a_detection_at_another_threshold_drops_no_decision(three_finding_case, model, tmp_path):

@@ -83,9 +83,22 @@ def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: 
 
 def restore_model_finding(volume_node, record: dict):
     """A model finding of a saved review that the current detection does not make (another model or
-    threshold), put back as saved, box, review and all, under a new id, so no decision is dropped."""
-    return _add_finding_node(volume_node, dict(record, id=_next_id(volume_node)), MODEL, record["status"],
-                             record["note"])
+    threshold), put back as the detector had made it, under a new id; `apply_review` then puts the
+    reader's box, label, decision and note back on it, so no decision is dropped."""
+    detected = dict(record, id=_next_id(volume_node), label=record.get("engine_label", record["label"]),
+                    bbox_ijk=record.get("engine_bbox_ijk", record["bbox_ijk"]))
+    return _add_finding_node(volume_node, detected, MODEL, "unreviewed")
+
+
+def engine_of(node) -> dict:
+    """What the detector made of a finding (its label and box), beside what the reader made of it."""
+    return {"engine_label": node.GetAttribute(_A + "EngineLabel"),
+            "engine_bbox_ijk": json.loads(node.GetAttribute(_A + "EngineBox"))}
+
+
+def move_finding(node, bbox_ijk, slice_index: int = 0) -> None:
+    """Put a finding's ROI on `bbox_ijk` of slice `slice_index` (a box the reader had moved, restored)."""
+    _set_roi_box(node, node.GetNodeReference(VOLUME_REFERENCE), bbox_ijk, int(slice_index))
 
 
 def _next_id(volume_node) -> int:

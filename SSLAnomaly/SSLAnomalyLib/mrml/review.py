@@ -5,8 +5,8 @@ new detection of the same image."""
 from __future__ import annotations
 
 from SSLAnomalyLib.mrml.case import case_result
-from SSLAnomalyLib.mrml.finding_rois import (READER, add_missed_finding, finding_nodes, finding_record,
-                                             restore_model_finding, review_finding)
+from SSLAnomalyLib.mrml.finding_rois import (READER, add_missed_finding, engine_of, finding_nodes, finding_record,
+                                             move_finding, restore_model_finding, review_finding)
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 
@@ -14,27 +14,44 @@ def review_of(volume_node) -> dict:
     """The review of `volume_node` in the review file's form."""
     result = case_result(volume_node) or {}
     return {"input": source_of(volume_node), "image_id": image_identity_of(volume_node),
-            "model": result.get("model", ""), "findings": [finding_record(n) for n in finding_nodes(volume_node)]}
+            "model": result.get("model", ""),
+            "findings": [dict(finding_record(n), **engine_of(n)) for n in finding_nodes(volume_node)]}
 
 
 def apply_review(volume_node, review: dict) -> int:
     """Put a saved review's decisions onto the current findings of `volume_node`: a model finding
-    is matched by its box and slice (as detected), a reader's finding is added unless one with
-    the same box is there, and so is a model finding the reader decided on or noted that the
-    current detection does not make. Returns how many saved findings were applied."""
+    is matched by its box and slice as detected (and moved where the reader moved it), a reader's
+    finding is added unless one with the same box is there, and so is a model finding the reader
+    decided on, noted, relabelled or moved that the current detection does not make. Returns how
+    many saved findings were applied."""
     current = {}
     for node in finding_nodes(volume_node):
         record = finding_record(node)
-        current[(record["origin"], tuple(record["bbox_ijk"]), record["slice_index"])] = node
+        box = record["bbox_ijk"] if record["origin"] == READER else engine_of(node)["engine_bbox_ijk"]
+        current[(record["origin"], tuple(box), record["slice_index"])] = node
     applied = 0
     for saved in review["findings"]:
-        node = current.get((saved["origin"], tuple(saved["bbox_ijk"]), saved.get("slice_index", 0)))
+        slice_index = saved.get("slice_index", 0)
+        node = current.get((saved["origin"], tuple(_detected_box(saved)), slice_index))
         if node is None and saved["origin"] == READER:
-            node = add_missed_finding(volume_node, saved["bbox_ijk"], saved.get("slice_index", 0), saved["label"])
+            node = add_missed_finding(volume_node, saved["bbox_ijk"], slice_index, saved["label"])
         elif node is None:
-            if saved["status"] == "unreviewed" and not saved["note"]:
+            if not _reader_touched(saved):
                 continue  # nothing of the reader's on it, and the model no longer finds it here
             node = restore_model_finding(volume_node, saved)
+        if saved["bbox_ijk"] != finding_record(node)["bbox_ijk"]:
+            move_finding(node, saved["bbox_ijk"], slice_index)
         review_finding(node, status=saved["status"], label=saved["label"], note=saved["note"])
         applied += 1
     return applied
+
+
+def _detected_box(saved: dict) -> list[int]:
+    """The box the detector gave a saved finding (reviews saved before the engine's box was kept: its box)."""
+    return saved.get("engine_bbox_ijk", saved["bbox_ijk"])
+
+
+def _reader_touched(saved: dict) -> bool:
+    """Whether the reader decided on, noted, relabelled or moved a saved model finding."""
+    return (saved["status"] != "unreviewed" or bool(saved["note"])
+            or saved["label"] != saved.get("engine_label", saved["label"]) or saved["bbox_ijk"] != _detected_box(saved))

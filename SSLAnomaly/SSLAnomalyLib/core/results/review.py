@@ -9,10 +9,11 @@ free name (staging.staged_files refuses instead).
     <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
       "model": model id, "saved": ISO time,
       "findings": [{"id", "label", "status", "note", "origin", "score", "bbox_ijk", "slice_index",
-                    "centroid_ras", "area_mm2"}]}
+                    "centroid_ras", "area_mm2", "engine_label", "engine_bbox_ijk"}]}
 
 `status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
-(added by the radiologist). No patient identity is stored: `input` is the path the user gave, and
+(added by the radiologist); `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the
+detector made of the finding, so a restore finds the detector's box and keeps a relabel or a move. No patient identity is stored: `input` is the path the user gave, and
 `image_id` names the image, not the patient: "dicom:<SOPInstanceUID>" for DICOM, else
 "sha256:<hash of the pixels>". A review is keyed by it (its file name carries a digest of it) and
 is only ever applied to the image it names (`check_same_image`): DICOM volume names repeat across
