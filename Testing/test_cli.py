@@ -107,3 +107,11 @@ def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediat
     both = next(w for w in warnings if "in both the normal and the abnormal folder" in w)
     assert str(normal / pneumonias[0].name) in both and str(abnormal / pneumonias[0].name) in both
     assert any("2 times in the normal folder" in w and "copy-of-first.jpeg" in w for w in warnings)
+
+
+def test_a_spacing_no_radiograph_has_is_refused_before_any_work(tmp_path):
+    """--spacing 1e300 used to fail every input with 'Out of range float values are not JSON compliant'."""
+    r = run("detect", "--model", "default", "--out", tmp_path / "out", "--spacing", "1e300", tmp_path / "absent.png")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--spacing: must be more than 0 and at most 10" in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, positive
+from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, pixel_spacing
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     d.add_argument("--mrb", action="store_true", help="also write a Slicer scene bundle <name>.mrb per input")
     d.add_argument("--lungs", action="store_true",
                    help="also write the lung fields as <name>.lungs.nrrd (uint8 0/1 on the input's grid and geometry)")
-    d.add_argument("--spacing", type=positive, default=None, metavar="MM",
+    d.add_argument("--spacing", type=pixel_spacing, default=None, metavar="MM",
                    help="pixel spacing in mm for inputs that have none (PNG, JPEG): used for area_mm2 and the "
                         "heatmap's geometry; DICOM, NRRD and NIfTI keep their own")
     d.add_argument("--resume", action="store_true",

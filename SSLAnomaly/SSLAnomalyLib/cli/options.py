@@ -44,10 +44,18 @@ def _ranged(parse, within, needs: str):
 fraction = _ranged(_number, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # false-positive rates
 fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")      # shares of a batch
 non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
-positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates, spacings
+positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates
 count = _ranged(_whole, lambda v: v >= 0, "0 or more")                               # seeds, views
 deviations = _ranged(_number, lambda v: -5 <= v <= 10, "from -5 to 10")              # score offsets in deviations
 positive_count = _ranged(_whole, lambda v: v > 0, "1 or more")                       # steps
+
+
+def pixel_spacing(text: str) -> float:
+    """An argparse type: mm per pixel within the readers' bound for a radiograph's pixel (an absurd
+    spacing made every area infinite, and every input fail as JSON that cannot be written)."""
+    from SSLAnomalyLib.core.reading.images import MAX_SPACING_MM
+
+    return _ranged(_number, lambda v: 0 < v <= MAX_SPACING_MM, f"more than 0 and at most {MAX_SPACING_MM:g}")(text)
 
 
 def add_model(p: argparse.ArgumentParser) -> None:
