@@ -125,6 +125,24 @@ def test_training_on_too_few_normals_is_refused_before_any_work(tmp_path):
     assert "random, untrained encoder" in r.stderr and "--start-from MODEL" in r.stderr  # 0 minutes, no start
 
 
+def test_train_and_calibrate_name_each_normal_they_could_not_read(tmp_path):
+    """Unreadable normals used to be left out in silence (only the manifest listed them): a site
+    must see which of its normals were not used, and why."""
+    normals = tmp_path / "normals"
+    normals.mkdir()
+    for f in sorted(data_dir("kermany", "val", "normal").iterdir())[:24]:
+        (normals / f.name).symlink_to(f)
+    (normals / "empty.png").write_bytes(b"")
+    (normals / "cut.jpeg").write_bytes(next(normals.glob("*.jpeg")).read_bytes()[:3000])
+    for command in (["calibrate", "--model", "pediatric"], ["train", "--start-from", "pediatric", "--minutes", "0"]):
+        out = tmp_path / command[0]
+        r = subprocess.run([SSLANOMALY, *command, "--normals", str(normals), "--out", str(out), "--quiet"],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert r.returncode == 0 and (out / "manifest.json").exists(), r.stderr
+        assert f"warning: {normals / 'empty.png'}: file is empty; left out of the normals" in r.stderr
+        assert f"warning: {normals / 'cut.jpeg'}: " in r.stderr and "truncated" in r.stderr
+
+
 def test_a_full_disk_ends_the_batch_naming_the_folder_and_leaves_no_lock_or_temporary(small_model, tmp_path,
                                                                                       monkeypatch, capsys):
     """The disk fills while heatmaps are written (ENOSPC from fsync, where a full disk shows)."""

@@ -3,7 +3,7 @@ own normals (encoder unchanged) into a new model folder."""
 
 from __future__ import annotations
 
-from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction
+from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction, warn_unread_normals
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 
 
@@ -25,6 +25,7 @@ def cmd_calibrate(args) -> int:
 
     folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet,
                              overwrite=args.overwrite)
+    warn_unread_normals(folder)
     manifest = model_folder.load(folder).manifest
     c = manifest.calibration
     print(f"calibrated model {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "

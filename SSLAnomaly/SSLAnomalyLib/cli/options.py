@@ -79,6 +79,15 @@ def load_detector(args):
     return detector
 
 
+def warn_unread_normals(folder) -> None:
+    """Name on stderr each normal the model in `folder` was made without because it could not be
+    read (its manifest lists them): a site must see which of its normals were not used."""
+    from SSLAnomalyLib.core.model_files import model_folder
+
+    for entry in model_folder.load(folder).manifest.unread_normals():
+        print(f"warning: {entry}; left out of the normals", file=sys.stderr)
+
+
 def command_line() -> str:
     """This run's command, as recorded in model manifests and evaluation results."""
     return "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, deviations, fraction,
-                                       fraction_or_zero, non_negative, positive, positive_count)
+                                       fraction_or_zero, non_negative, positive, positive_count, warn_unread_normals)
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
@@ -182,6 +182,7 @@ def cmd_train(args) -> int:
               file=sys.stderr)
         return 130
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
+        warn_unread_normals(folder)
         print(f"model written to {folder}")
     return 0
 

@@ -63,6 +63,12 @@ class Manifest:
         """A descriptive section as written (a copy: the manifest itself never changes); {} where absent."""
         return copy.deepcopy(self.document.get(name, {}))
 
+    def unread_normals(self) -> list[str]:
+        """The normals its writer could not read ("file: reason"): the site calibration's where the
+        model was calibrated (its training section is the source model's), else the training's."""
+        site = self.document.get("site_calibration")
+        return list((site if site is not None else self.document.get("data") or {}).get("skipped") or [])
+
     def to_dict(self) -> dict:
         return copy.deepcopy(self.document)
 
