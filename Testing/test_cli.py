@@ -115,3 +115,19 @@ def test_a_spacing_no_radiograph_has_is_refused_before_any_work(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--spacing: must be more than 0 and at most 10" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_whose_boxes_all_lie_outside_it_is_named_not_counted_as_a_miss(default_model, tmp_path):
+    """Boxes of another resolution (e.g. the full-size film's) used to count silently as misses."""
+    tb = data_dir("tbx11k_dev")
+    images = tb / "images" if (tb / "images").is_dir() else tb
+    first, second = sorted(images.glob("*.png"))[:2]
+    (tmp_path / "boxes.csv").write_text(f"image,x0,y0,x1,y1,label\n{first.name},100,100,300,300,tb\n"
+                                        f"{second.name},600,600,900,900,tb\n")
+    r = run("evaluate", "--model", "default", "--boxes", tmp_path / "boxes.csv", "--images", images,
+            "--json", tmp_path / "b.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["n_images"] == 1
+    assert len(result["errors"]) == 1 and second.name in result["errors"][0]
+    assert "none of its 1 box(es) lies inside the image (512 x 512 pixels)" in result["errors"][0]

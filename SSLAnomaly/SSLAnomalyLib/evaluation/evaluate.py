@@ -177,7 +177,8 @@ def box_mask(shape: tuple[int, int], boxes) -> np.ndarray:
 
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
     """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
-    random-heatmap baseline of the pointing game (the share of image area inside boxes)."""
+    random-heatmap baseline of the pointing game (the share of image area inside boxes). An image
+    that cannot be read, or that none of its boxes lies in, is an error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
     for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
                             disable=not progress):
@@ -186,8 +187,12 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
         except ReadError as e:
             errors.append(str(e))
             continue
+        mask = box_mask(image.shape[1:], boxes)
+        if not mask.any():  # boxes of another resolution: no figure of this image would mean anything
+            errors.append(f"{Path(images_dir) / name}: none of its {len(boxes)} box(es) lies inside the image "
+                          f"({image.shape[2]} x {image.shape[1]} pixels); left out")
+            continue
         heat = detector.detect(image).heatmap.pixels[0]
-        mask = box_mask(heat.shape, boxes)
         hits.append(bool(mask.ravel()[np.argmax(heat)]))
         areas.append(float(mask.mean()))
         if 0 < mask.sum() < mask.size:  # a box covering all (or none) of the image has no pixel AUROC
