@@ -46,6 +46,17 @@ def hold_lock(folder):
     return holder
 
 
+def test_an_output_folder_that_is_a_file_or_under_one_is_named_as_such(tmp_path):
+    """It used to be '[Errno 17] File exists', or a temporary lock file named instead of the folder."""
+    (tmp_path / "results").write_text("a file")
+    for out, reason in ((tmp_path / "results", "is a file, not a folder"),
+                        (tmp_path / "results" / "sub", "output folder cannot be made (Not a directory)")):
+        r = detect("default", out, tmp_path / "absent.png")
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert f"error: {out}: {reason}" in r.stderr
+    assert (tmp_path / "results").read_text() == "a file"
+
+
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_lock_file(small_model, tmp_path):
     inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
     out.mkdir()

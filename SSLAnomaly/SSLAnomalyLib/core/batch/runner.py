@@ -28,7 +28,8 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
-from SSLAnomalyLib.core.results.outputs import append_failure, case_paths, output_lock, unique_case_names
+from SSLAnomalyLib.core.results.outputs import (append_failure, case_paths, output_folder, output_lock,
+                                                unique_case_names)
 from SSLAnomalyLib.core.results.worklist import WORKLIST, write_worklist
 
 FAILURE_LOG = "failures.log"
@@ -152,8 +153,7 @@ def open_batch(cases: list[Case], out, options: BatchOptions, detector: AnomalyD
                events: BatchEvents | None = None):
     """A `Batch` in `out` for the duration, under the folder's lock; finished on the way out, also
     when interrupted (then without the drift check, which needs the whole batch)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     with output_lock(out) if options.lock else nullcontext(), disk_full_names(out):
         batch = Batch(cases, out, options, detector, events or BatchEvents())
         try:

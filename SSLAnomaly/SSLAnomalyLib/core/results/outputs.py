@@ -70,6 +70,21 @@ def refuse_output_inside_inputs(out_dir, inputs) -> None:
                                      "read as radiographs on the next run: choose an output folder outside the inputs")
 
 
+def output_folder(out_dir) -> Path:
+    """`out_dir`, made if need be, as a folder this run can write: a file in its place, or a folder
+    that cannot be made or written, is a PathError naming the folder (not the OS error of a file in it)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PathError(out, "is a file, not a folder: choose a folder for the results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PathError(out, f"output folder cannot be made ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PathError(out, "output folder cannot be written (permission denied)")
+    return out
+
+
 def output_lock(out_dir):
     """Hold `OUT/.sslanomaly.lock` while a run writes there: a second run into the same folder is
     refused (PathError naming the holder); a lock whose process is gone is taken over."""
