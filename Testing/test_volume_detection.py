@@ -36,3 +36,23 @@ def test_a_volume_longer_than_a_chunk_scores_each_slice_as_it_scores_alone(small
     assert result.lungs.pixels.shape == pixels.shape and result.lungs.pixels[top].any()
     ahead = detector.detect(volume, detector.prepare_ahead(volume))
     assert ahead.slice_scores == result.slice_scores
+
+
+@pytest.mark.parametrize("flip, direction", [((0,), (1, 0, 0, 0, -1, 0, 0, 0, 1)),   # rows bottom-up (dcm2niix)
+                                             ((1,), (-1, 0, 0, 0, 1, 0, 0, 0, 1))])  # columns right-to-left
+def test_a_file_stored_against_its_display_is_scored_as_a_viewer_shows_it(pediatric_model, flip, direction):
+    """A NIfTI/NRRD whose direction flips its stored rows or columns is shown upright by every viewer;
+    it was scored as stored (a normal stored bottom-up scored 13 against -0.8, ABNORMAL). Its score,
+    and its heatmap and findings on the file's own grid, are now the upright image's, flipped back."""
+    detector = AnomalyDetector.load(pediatric_model)
+    upright = np.asarray(Image.open(sorted(data_dir("kermany", "val", "normal").iterdir())[0]).convert("L"), np.float32)
+    shown = detector.detect(Radiograph(upright[None]), lungs=True)
+    stored = detector.detect(Radiograph(np.flip(upright, flip)[None], direction=np.reshape(direction, (3, 3))),
+                             lungs=True)
+    assert abs(stored.score - shown.score) < 1e-4 and stored.abnormal == shown.abnormal
+    np.testing.assert_allclose(stored.heatmap.pixels[0], np.flip(shown.heatmap.pixels[0], flip), rtol=1e-4, atol=1e-5)
+    assert np.array_equal(stored.lungs.pixels[0], np.flip(shown.lungs.pixels[0], flip))
+    rows, cols = upright.shape
+    for a, b in zip(stored.findings, shown.findings):
+        i0, j0, i1, j1 = b.bbox_ijk
+        assert a.bbox_ijk == ([i0, rows - 1 - j1, i1, rows - 1 - j0] if flip == (0,) else [cols - 1 - i1, j0, cols - 1 - i0, j1])

@@ -46,7 +46,7 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
         kept, images, skipped = [], [], []
         for i in range(start, min(len(files), start + batch)):
             try:
-                images.append(to_model_input(read_radiograph(files[i]).pixels[0], size))
+                images.append(to_model_input(read_radiograph(files[i]).shown(0), size))
                 kept.append(i)
             except ReadError as e:
                 skipped.append(str(e))

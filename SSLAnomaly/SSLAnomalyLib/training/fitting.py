@@ -100,7 +100,7 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
     for f in progress_over(files, f"reading {', '.join(Path(d).name for d in as_folders(folder))}", "img",
                            show=progress):
         try:
-            x = to_model_input(read_radiograph(f).pixels[0], size)
+            x = to_model_input(read_radiograph(f).shown(0), size)
         except ReadError as e:
             skipped.append(str(e))
             continue

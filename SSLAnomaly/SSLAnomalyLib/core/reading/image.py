@@ -62,12 +62,31 @@ class Radiograph:
         m[:3] = LPS_TO_RAS @ m[:3]
         return m
 
+    def shown(self, k: int = 0) -> np.ndarray:
+        """Slice `k` as viewers show it (`display_flips`): what the model is given, in training too."""
+        return np.flip(self.pixels[k], display_flips(self))
+
     def with_pixels(self, pixels: np.ndarray) -> "Radiograph":
         """A new image on the same grid (e.g. a heatmap), sharing geometry but not warnings."""
         if np.asarray(pixels).reshape(-1, *self.shape[1:]).shape != self.shape:
             raise ValueError(f"pixels {np.shape(pixels)} do not match grid {self.shape}")
         return Radiograph(np.asarray(pixels).reshape(self.shape), self.spacing, self.origin,
                           self.direction.copy(), self.is_2d, self.source)
+
+
+def display_flips(image: Radiograph) -> tuple[int, ...]:
+    """The axes of a slice (0: rows, 1: columns) that a file stores against how viewers show its plane:
+    columns running mainly along x toward the patient's right, rows toward anterior (mainly along y) or
+    toward the head (mainly along z), as a NIfTI from dcm2niix stores rows. The model learned upright
+    radiographs, so such a slice is scored flipped to be shown. None for DICOM, which viewers of
+    radiographs show as stored."""
+    if image.dicom is not None:
+        return ()
+    column, row = image.direction[:, 0], image.direction[:, 1]
+    along = int(np.argmax(np.abs(row)))
+    rows = (along == 1 and row[1] < 0) or (along == 2 and row[2] > 0)
+    columns = int(np.argmax(np.abs(column))) == 0 and column[0] < 0
+    return (0,) * bool(rows) + (1,) * bool(columns)
 
 
 def direction_from_cosines(row, column) -> tuple[np.ndarray, str | None]:
