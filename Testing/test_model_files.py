@@ -341,3 +341,19 @@ def test_train_anatomy_refuses_an_existing_model_before_reading_anything(small_m
 
     with pytest.raises(ModelError, match="already holds a model"):
         train_lung_model(tmp_path / "no_images", tmp_path / "no_masks", small_model)
+
+
+
+@pytest.mark.parametrize("command", ["train --normals N", "train-anatomy --images I --masks M", "calibrate --normals N",
+                                     "merge --model pediatric --stats S"])
+def test_no_command_writes_a_model_into_the_bundled_models_folder(command, capsys):
+    """A folder there loads as part of the installed software, exempt from SSLANOMALY_REQUIRE_SIGNED: an
+    unsigned site model written there would pass as bundled. Refused before anything is read."""
+    from SSLAnomalyLib.cli import main
+
+    for out in (registry.MODELS_DIR / "site-model", registry.MODELS_DIR):
+        with pytest.raises(SystemExit) as refused:
+            main([*command.split(), "--out", str(out)])
+        assert refused.value.code == 2 and "inside the bundled models' folder" in capsys.readouterr().err
+    assert not (registry.MODELS_DIR / "site-model").exists()
+    registry.refuse_bundled_target(REPO / "runs" / "site-model")  # anywhere else is fine

@@ -3,7 +3,7 @@ own normals (encoder unchanged) into a new model folder."""
 
 from __future__ import annotations
 
-from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction, warn_unread_normals
+from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction, model_out, warn_unread_normals
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 
 
@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
                                          "site's own normals (encoder unchanged) into a new model folder")
     add_model(c)
     c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
-    c.add_argument("--out", required=True, help="new model folder to write")
+    c.add_argument("--out", required=True, type=model_out, help="new model folder to write")
     c.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
     c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
     add_quiet(c)

@@ -3,7 +3,7 @@ reference is the fit on all their normals (exact after the second round: trainin
 
 from __future__ import annotations
 
-from SSLAnomalyLib.cli.options import add_model
+from SSLAnomalyLib.cli.options import add_model, model_out
 
 
 def add_parser(sub) -> None:
@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
                                      "their normals)")
     add_model(m)
     m.add_argument("--stats", required=True, nargs="+", metavar="STATS", help="statistics files of `reference-stats`")
-    m.add_argument("--out", required=True, help="model folder to write")
+    m.add_argument("--out", required=True, type=model_out, help="model folder to write")
     m.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
     m.set_defaults(func=cmd_merge)
 

@@ -50,6 +50,18 @@ deviations = _ranged(_number, lambda v: -5 <= v <= 10, "from -5 to 10")         
 positive_count = _ranged(_whole, lambda v: v > 0, "1 or more")                       # steps
 
 
+def model_out(text: str) -> str:
+    """An argparse type: a model folder to write, never inside the bundled models' folder
+    (`registry.refuse_bundled_target`)."""
+    from SSLAnomalyLib.core.model_files import registry
+
+    try:
+        registry.refuse_bundled_target(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def pixel_spacing(text: str) -> float:
     """An argparse type: mm per pixel within the readers' bound for a radiograph's pixel (an absurd
     spacing made every area infinite, and every input fail as JSON that cannot be written)."""

@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, deviations, fraction,
-                                       fraction_or_zero, non_negative, positive, positive_count, warn_unread_normals)
+                                       fraction_or_zero, model_out, non_negative, positive, positive_count,
+                                       warn_unread_normals)
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
@@ -41,7 +42,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--normals", required=True, nargs="+", metavar="DIR",
                    help="folder(s) of normal radiographs (the only training data), or one normals pack "
                         "(NAME.npz.xz, training/packs.py)")
-    t.add_argument("--out", required=True, help="model folder to write (checkpoints in OUT.work beside it until the "
+    t.add_argument("--out", required=True, type=model_out, help="model folder to write (checkpoints in OUT.work beside it until the "
                                                 "model is complete: rerunning the same command resumes)")
     t.add_argument("--restart", action="store_true",
                    help="discard the unfinished run in OUT.work and start afresh (a run is only ever resumed by the "
@@ -117,7 +118,7 @@ def add_parsers(sub) -> None:
     a = sub.add_parser("train-anatomy", help="train the lung-field U-Net on radiographs and their expert lung masks")
     a.add_argument("--images", required=True, help="folder of radiographs")
     a.add_argument("--masks", required=True, help="folder of lung masks with the same file names (nonzero = lung)")
-    a.add_argument("--out", required=True, help="lung model folder to write")
+    a.add_argument("--out", required=True, type=model_out, help="lung model folder to write")
     a.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
     a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget")
     a.add_argument("--seed", type=count, default=0, help="seed of the held-out fold, initialisation and augmentation")

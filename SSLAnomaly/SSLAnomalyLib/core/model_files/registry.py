@@ -143,6 +143,16 @@ def is_bundled(folder: Path) -> bool:
     return MODELS_DIR.resolve() in Path(folder).resolve().parents
 
 
+def refuse_bundled_target(folder: str | os.PathLike) -> None:
+    """A model folder is never written into the bundled models' folder: it would load as part of the
+    installed software, exempt from `SSLANOMALY_REQUIRE_SIGNED`. Only scripts/install_bundled_model.py
+    puts a measured run there (ValueError)."""
+    target = Path(folder).resolve()
+    if target == MODELS_DIR.resolve() or is_bundled(target):
+        raise ValueError(f"{folder} is inside the bundled models' folder ({MODELS_DIR}), part of the installed "
+                         "extension: write a site model anywhere else")
+
+
 def population_of(model: str | os.PathLike, manifest) -> Population | None:
     """Who a model learned from: the bundled entry for a name, else the manifest's `population`
     (carried by `train --start-from` and `calibrate`), else unknown. (`manifest`: a Manifest.)"""
