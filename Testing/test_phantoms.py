@@ -113,6 +113,7 @@ def test_evaluate_phantoms_reports_every_kind_and_size(small_model, generated_no
             assert f["fpr_at_threshold"] == result["fpr_at_threshold"]
             assert 0 < f["random_pointing_baseline"] < 0.5 and 0 <= f["abnormal_without_finding"] <= 3
     assert result["seconds_per_image"] > 0 and "--phantoms" in result["command"]
+    assert "only 3 normal image(s)" in result["warnings"][0] and "warning: only 3 normal" in r.stderr  # not precise
 
 
 def test_evaluate_phantoms_refuses_what_it_cannot_do(generated_normals):

@@ -8,6 +8,7 @@ A figure for reporting only; nothing in training or calibration reads it.
 
 from __future__ import annotations
 
+import sys
 import time
 import zlib
 from collections import Counter
@@ -23,6 +24,7 @@ from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radio
 from SSLAnomalyLib.evaluation.evaluate import score_row, write_scores_csv
 from SSLAnomalyLib.evaluation.phantoms import HELD_OUT_KINDS, SIZES, Phantom, draw_phantom
 
+FEW_NORMALS = 20  # below this, a share flagged moves by 5 points or more per image, and an AUROC is coarse
 FIGURES = ("auroc", "tpr_at_threshold", "fpr_at_threshold", "pointing_game", "random_pointing_baseline",
            "abnormal_without_finding", "mean_score")
 
@@ -123,6 +125,9 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
             table.append((f"{kind}:{size}", "phantom", score_row(result, f)))
     if not normal:
         raise ReadError(normal_dir, "no readable normal images to draw phantoms on")
+    warnings = few_normals_warning(len(normal))
+    for warning in warnings:
+        tqdm.write(f"warning: {warning}", file=sys.stderr)
     normal_scores = [r["score"] for r in normal]
     fpr = round(float(np.mean([r["abnormal"] for r in normal])), 4)
     report = {k: {s: tallies[k, s].figures(normal_scores, fpr) for s in SIZES[k]} for k in kinds}
@@ -133,4 +138,12 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
             "kinds": report, "held_out_kinds": [k for k in HELD_OUT_KINDS if k in kinds],
             "drawn_at": "each normal's own resolution", "lung_field_sources": dict(sources),
             "seconds_per_image": round((time.time() - t0) / (len(normal) * (1 + len(conditions))), 4),
-            "normal_folder": str(Path(normal_dir)), "errors": errors}
+            "normal_folder": str(Path(normal_dir)), "errors": errors, "warnings": warnings}
+
+
+def few_normals_warning(n: int) -> list[str]:
+    """A report on a handful of normals reads as precise (an AUROC of 1.0 on one normal): say it is not."""
+    if n >= FEW_NORMALS:
+        return []
+    return [f"only {n} normal image(s): each phantom's share flagged moves by {100 / n:.0f} points per image and its "
+            f"AUROC is coarse; give --normal at least {FEW_NORMALS} (40 or more for the figures docs/model.md reports)"]
