@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import SimpleITK as sitk
@@ -10,6 +11,7 @@ from PIL import Image
 
 from conftest import REPO, data_dir
 from SSLAnomalyLib.core.model.scoring import SidesRule
+from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
@@ -86,6 +88,29 @@ def test_evaluate_boxes_reports_localisation(default_model, tmp_path):
     result = json.loads((tmp_path / "b.json").read_text())
     assert 0 <= result["pointing_game"] <= 1 and 0 <= result["box_auroc"] <= 1
     assert result["n_images"] >= 5
+
+
+class HeatOfPixels:
+    """A stand-in detector whose heatmap is the image itself: localisation's bookkeeping, no model."""
+    model_id = "stub"
+
+    def detect(self, image):
+        return SimpleNamespace(heatmap=SimpleNamespace(pixels=np.asarray(image.pixels, float)))
+
+
+def test_a_box_file_naming_an_image_outside_the_images_folder_is_refused_row_by_row(tmp_path):
+    """'../x.png' or an absolute path in the box file used to read an image outside --images."""
+    images, outside = tmp_path / "images", tmp_path / "outside.png"
+    images.mkdir()
+    for f in (images / "inside.png", outside):
+        Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 251 * 200).save(f)
+    (tmp_path / "boxes.csv").write_text(f"image,x0,y0,x1,y1,label\ninside.png,40,40,63,63,x\n"
+                                        f"../outside.png,0,0,10,10,x\n{outside},0,0,10,10,x\n")
+    result = evaluate_boxes(HeatOfPixels(), tmp_path / "boxes.csv", images, progress=False)
+    assert result["n_images"] == 1
+    assert len(result["errors"]) == 2
+    for name in ("../outside.png", str(outside)):
+        assert any(e.startswith(f"{name}: the box file names an image outside {images}") for e in result["errors"])
 
 
 def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediatric_model, tmp_path):

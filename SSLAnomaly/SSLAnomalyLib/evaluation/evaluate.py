@@ -9,7 +9,7 @@ import csv
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -175,15 +175,25 @@ def box_mask(shape: tuple[int, int], boxes) -> np.ndarray:
     return mask
 
 
+def image_in(images_dir, name: str) -> Path:
+    """`images_dir / name`, refused (ReadError) where the name leads outside the folder (absolute, or
+    up through '..'): a box file names images inside --images, and must not make us read elsewhere."""
+    relative = PurePath(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ReadError(name, f"the box file names an image outside {images_dir}; left out")
+    return Path(images_dir) / relative
+
+
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
     """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
     random-heatmap baseline of the pointing game (the share of image area inside boxes). An image
-    that cannot be read, or that none of its boxes lies in, is an error of its own, left out."""
+    that cannot be read, that lies outside `images_dir`, or that none of its boxes lies in, is an
+    error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
     for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
                             disable=not progress):
         try:
-            image = read_radiograph(Path(images_dir) / name)
+            image = read_radiograph(image_in(images_dir, name))
         except ReadError as e:
             errors.append(str(e))
             continue
