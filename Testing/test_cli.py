@@ -6,10 +6,12 @@ import subprocess
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from PIL import Image
 
 from conftest import REPO, data_dir
+from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes
 
@@ -156,3 +158,15 @@ def test_an_image_whose_boxes_all_lie_outside_it_is_named_not_counted_as_a_miss(
     assert result["n_images"] == 1
     assert len(result["errors"]) == 1 and second.name in result["errors"][0]
     assert "none of its 1 box(es) lies inside the image (512 x 512 pixels)" in result["errors"][0]
+
+
+def test_an_empty_out_is_refused_by_the_parser_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch):
+    """`--out ""` (an unset variable in quotes) used to write results or a model into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    for command in (["detect", "x.png"], ["train", "--normals", "n"], ["train-anatomy", "--images", "i", "--masks", "m"],
+                    ["calibrate", "--normals", "n"], ["merge", "--stats", "s"], ["sample"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--out", ""])
+        assert stopped.value.code == 2
+        assert "argument --out: must name a folder, not an empty string" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

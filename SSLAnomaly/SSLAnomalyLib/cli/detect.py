@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, pixel_spacing
+from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, output_folder, pixel_spacing
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     d = sub.add_parser("detect", help="score radiographs; write findings JSON, heatmap NRRD and overlay PNG")
     d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, NRRD, NIfTI, MHA) or folders")
     add_model(d)
-    d.add_argument("--out", required=True, help="output folder")
+    d.add_argument("--out", required=True, type=output_folder, help="output folder")
     add_device(d)
     d.add_argument("--fpr", type=fraction, default=None,
                    help="false-positive rate on normals for the thresholds (default: the model's, 0.05)")

@@ -50,11 +50,20 @@ deviations = _ranged(_number, lambda v: -5 <= v <= 10, "from -5 to 10")         
 positive_count = _ranged(_whole, lambda v: v > 0, "1 or more")                       # steps
 
 
+def output_folder(text: str) -> str:
+    """An argparse type: a folder to write, named (an empty --out, e.g. an unset shell variable in
+    quotes, would mean the current folder and scatter results there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, not an empty string")
+    return text
+
+
 def model_out(text: str) -> str:
-    """An argparse type: a model folder to write, never inside the bundled models' folder
-    (`registry.refuse_bundled_target`)."""
+    """An argparse type: a model folder to write (`output_folder`), never inside the bundled models'
+    folder (`registry.refuse_bundled_target`)."""
     from SSLAnomalyLib.core.model_files import registry
 
+    output_folder(text)
     try:
         registry.refuse_bundled_target(text)
     except ValueError as e:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from SSLAnomalyLib.cli.options import output_folder
+
 
 def add_parser(sub) -> None:
     s = sub.add_parser("sample", help="put a sample radiograph in a folder (real data if present, else synthetic)")
-    s.add_argument("--out", required=True, help="folder to put the sample radiograph in")
+    s.add_argument("--out", required=True, type=output_folder, help="folder to put the sample radiograph in")
     s.add_argument("--data", help="folder of radiographs to take the sample from")
     s.set_defaults(func=cmd_sample)
 
