@@ -170,3 +170,11 @@ def test_an_empty_out_is_refused_by_the_parser_not_taken_for_the_current_folder(
         assert stopped.value.code == 2
         assert "argument --out: must name a folder, not an empty string" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_an_empty_phantom_list_is_named_as_empty_with_the_kinds(tmp_path, capsys):
+    """`--phantoms ""` used to be taken for no --phantoms, and said evaluate needs --abnormal."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["evaluate", "--phantoms", "", "--normal", str(tmp_path), "--json", str(tmp_path / "p.json")])
+    assert str(stopped.value.code).startswith("error: --phantoms: the list of phantom kind(s) is empty; choose "
+                                              "from all, whiteout, effusion")

@@ -40,27 +40,27 @@ def cmd_evaluate(args) -> int:
     from SSLAnomalyLib.evaluation.phantom_evaluation import evaluate_phantoms
     from SSLAnomalyLib.evaluation.phantoms import parse_kinds
 
-    if args.phantoms:
-        if not args.normal or args.abnormal or args.perturb:
-            raise SystemExit("error: --phantoms needs --normal DIR, and draws its abnormal images itself "
-                             "(no --abnormal, no --perturb)")
+    if args.phantoms is not None:  # an empty list is named as such, not taken for no --phantoms
         try:
             kinds = parse_kinds(args.phantoms)
         except ValueError as e:
             raise SystemExit(f"error: --phantoms: {e}") from None
+        if not args.normal or args.abnormal or args.perturb is not None:
+            raise SystemExit("error: --phantoms needs --normal DIR, and draws its abnormal images itself "
+                             "(no --abnormal, no --perturb)")
     detector = load_detector(args)
     if args.boxes:
         if not args.images:
             raise SystemExit("error: --boxes needs --images DIR")
         result = evaluate_boxes(detector, args.boxes, args.images, progress=not args.quiet)
-    elif args.phantoms:
+    elif args.phantoms is not None:
         result = evaluate_phantoms(detector, args.normal, kinds, seed=args.seed, progress=not args.quiet,
                                    scores_csv=args.scores_csv)
     else:
         if not (args.normal and args.abnormal):
             raise SystemExit("error: evaluate needs --normal DIR and --abnormal DIR (or --boxes CSV --images DIR)")
         try:
-            families = parse_families(args.perturb) if args.perturb else []
+            families = parse_families(args.perturb) if args.perturb is not None else []
         except ValueError as e:
             raise SystemExit(f"error: --perturb: {e}") from None
         result = evaluate_images(detector, args.normal, args.abnormal, progress=not args.quiet,
