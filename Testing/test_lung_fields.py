@@ -134,8 +134,22 @@ def test_an_encoder_model_folder_is_not_taken_for_a_lung_model(pediatric_model):
     from SSLAnomalyLib.core.anatomy.lung_network import LungSegmenter
     from SSLAnomalyLib.core.model_files.model_folder import ModelError
 
-    with pytest.raises(ModelError, match="not a lung-segmentation model"):
+    with pytest.raises(ModelError, match=r"is an anomaly model \(made by train, calibrate or merge\), not a lung-field"):
         LungSegmenter.load(pediatric_model)
+
+
+def test_the_lung_model_given_for_an_anomaly_model_is_named_as_such(tmp_path, capsys):
+    """`train --start-from <the lung model>` used to say "manifest has no usable encoder ('NoneType' ...)"."""
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS
+
+    (tmp_path / "normals").mkdir()
+    for command in (["train", "--normals", str(tmp_path / "normals"), "--out", str(tmp_path / "m"), "--minutes", "0",
+                     "--start-from", str(BUNDLED_LUNGS), "--quiet"],
+                    ["detect", "--model", str(BUNDLED_LUNGS), "--out", str(tmp_path / "out"), str(tmp_path / "normals")]):
+        assert main(command) == 2
+        assert (f"error: model {BUNDLED_LUNGS}: is a lung-field model (made by train-anatomy), not an anomaly model"
+                in capsys.readouterr().err)
 
 
 def whited_out(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.reference_stats import ReferenceStats
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files.manifest import ANOMALY
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
 from SSLAnomalyLib.training.feature_cache import FeatureCache
@@ -92,7 +93,7 @@ class SiteStats:
 def site_stats(model, normals, means_model=None, device="cpu", progress: bool = False) -> SiteStats:
     """A site's statistics of its normals under `model`'s encoder; residuals against the patch means
     of `means_model` (a merged model of the first round) when given, else against its own."""
-    loaded = model_folder.load(model)
+    loaded = model_folder.load(model, kind=ANOMALY)
     manifest, config = loaded.manifest, loaded.manifest.encoder
     net = build_encoder(config)
     net.load_state_dict(loaded.encoder_state)
@@ -118,7 +119,7 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
 
 def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
     """A verified model folder: `model`'s encoder with the reference of all the sites' sums."""
-    loaded = model_folder.load(model)
+    loaded = model_folder.load(model, kind=ANOMALY)
     manifest = loaded.manifest
     model_folder.refuse_existing(out_dir, overwrite)
     sites = [SiteStats.load(p) for p in stats_paths]

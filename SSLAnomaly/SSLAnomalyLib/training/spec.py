@@ -22,7 +22,7 @@ from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.scoring import SIDES_OFFSET
 from SSLAnomalyLib.core.model_files import model_folder
-from SSLAnomalyLib.core.model_files.manifest import Manifest
+from SSLAnomalyLib.core.model_files.manifest import ANOMALY, Manifest
 from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import MAE, Pretext
 
@@ -67,7 +67,7 @@ class StartingEncoder:
     @classmethod
     def load(cls, model) -> "StartingEncoder":
         """From a verified model folder ('default' is the bundled model)."""
-        loaded = model_folder.load(model)
+        loaded = model_folder.load(model, kind=ANOMALY)
         try:
             recipe = recipe_of(loaded.manifest)
             acquisition = AcquisitionDirections.from_arrays(loaded.arrays)

@@ -174,10 +174,8 @@ class LungSegmenter:
 
     @classmethod
     def load(cls, folder: str | os.PathLike = BUNDLED_LUNGS) -> "LungSegmenter":
-        loaded = model_folder.load(folder)
+        loaded = model_folder.load(folder, kind=LUNG_SEGMENTATION)
         manifest = loaded.manifest
-        if manifest.kind != LUNG_SEGMENTATION:
-            raise model_folder.ModelError(loaded.path, f"is not a lung-segmentation model (kind {manifest.kind!r})")
         try:
             config = LungNetConfig.from_dict(manifest.section("network"))
             net = build_lung_net(config)

@@ -21,7 +21,7 @@ from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
 from SSLAnomalyLib.core.model_files import model_folder, registry
-from SSLAnomalyLib.core.model_files.manifest import Manifest
+from SSLAnomalyLib.core.model_files.manifest import ANOMALY, Manifest
 from SSLAnomalyLib.core.reading.image import Radiograph, display_flips
 from SSLAnomalyLib.core.results.findings_json import findings_document
 
@@ -112,7 +112,7 @@ class AnomalyDetector:
     @classmethod
     def load(cls, model: str | os.PathLike = "default", device: str = "auto") -> "AnomalyDetector":
         """Load and verify a model: a bundled model's name ('default' is the adult one) or a folder."""
-        loaded = model_folder.load(model)
+        loaded = model_folder.load(model, kind=ANOMALY)
         manifest = loaded.manifest
         try:
             net = build_encoder(manifest.encoder)

@@ -21,6 +21,8 @@ from SSLAnomalyLib.core.model_files.registry import Population
 
 ANOMALY = "anomaly"                    # manifests without a "kind" are anomaly models
 LUNG_SEGMENTATION = "lung-segmentation"
+KIND_NAMES = {ANOMALY: "an anomaly model (made by train, calibrate or merge)",
+              LUNG_SEGMENTATION: "a lung-field model (made by train-anatomy)"}
 
 
 class ManifestFieldError(ValueError):

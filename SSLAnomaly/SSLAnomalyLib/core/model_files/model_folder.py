@@ -34,7 +34,7 @@ from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model_files import registry, signing
-from SSLAnomalyLib.core.model_files.manifest import Manifest, ManifestFieldError
+from SSLAnomalyLib.core.model_files.manifest import ANOMALY, KIND_NAMES, Manifest, ManifestFieldError
 
 FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha256)
 WEIGHTS = "model.safetensors"
@@ -163,8 +163,10 @@ def _refuse_non_finite(constant: str):
     raise ValueError(f"a non-finite number ({constant})")
 
 
-def load(model: str | os.PathLike) -> ModelFolder:
-    """The model folder, after verifying version, seal, signature, hashes and the manifest's fields."""
+def load(model: str | os.PathLike, kind: str | None = None) -> ModelFolder:
+    """The model folder, after verifying version, seal, signature, hashes and the manifest's fields;
+    with `kind`, a model of another kind is refused as what it is (a lung-field model given for an
+    anomaly model otherwise failed on its missing encoder, as "'NoneType' object ...")."""
     folder = resolve(model)
     if folder.is_file():
         raise ModelError(folder, "is a file, not a model folder (a model is a folder holding manifest.json, "
@@ -203,6 +205,9 @@ def load(model: str | os.PathLike) -> ModelFolder:
         problem = signing.signature_problem(manifest, signing.site_key())
         if problem:
             raise ModelError(folder, f"{MANIFEST} {problem}")
+    found = manifest.get("kind", ANOMALY)
+    if kind is not None and found != kind:
+        raise ModelError(folder, f"is {KIND_NAMES.get(found, f'a model of kind {found!r}')}, not {KIND_NAMES[kind]}")
     inside = folder.resolve()
     for name, digest in files.items():
         p = folder / name
