@@ -19,13 +19,16 @@ from SSLAnomalyLib.training.objectives import Pretext
 from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
 
 
-def test_training_resumes_from_its_checkpoint(small_normals, tmp_path):
+def test_training_resumes_from_its_checkpoint_and_says_so(small_normals, tmp_path, capsys):
     normals = load_normals(small_normals[0], 64, progress=False)
     enc = EncoderConfig(input_size=64)
     for steps in (5, 9):
         cfg = TrainConfig(minutes=10, batch_size=8, max_steps=steps, eval_every=1000)
         trainer = Trainer(enc, Pretext(), cfg, tmp_path, device="cpu")
         trainer.fit(normals.images01, normals.lungs, progress=False)
+        said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("resuming")]
+        assert len(said) == (steps == 9)  # a rerun used to continue the old run without a word
+        assert all(f"in {tmp_path} from its checkpoint at step 5 (" in line for line in said)
     assert trainer.state()["step"] == 9
     assert [h[0] for h in trainer.state()["history"]] == list(range(1, 10))
 

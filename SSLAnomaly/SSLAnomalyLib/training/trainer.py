@@ -16,6 +16,7 @@ every batch (distributed.py).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -169,6 +170,9 @@ class Trainer:
         self.best = None
         if self.checkpoint.exists():
             state = self._load(net, opt)
+            if self.ranks.main:  # even with --quiet: a rerun that silently continues an old run surprises
+                print(f"resuming the unfinished run in {self.work_dir} from its checkpoint at step {state['step']} "
+                      f"({state['seconds']:.0f} s of training done)", file=sys.stderr, flush=True)
         model = net if self.ranks.world == 1 else DistributedDataParallel(net, find_unused_parameters=True)
         weights = self.pretext.weights()
         use_amp = self.device.type == "cuda"
