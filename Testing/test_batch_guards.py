@@ -185,3 +185,19 @@ def test_thousands_of_unreadable_files_cost_no_more_per_file_at_the_end(small_mo
     rows = [json.loads(line) for line in (tmp_path / "out" / "failures.log").read_text().splitlines()]
     assert len(rows) == 600 and all(r["reason"] == "file is empty" for r in rows)
     assert len(syncs) < 10, f"{len(syncs)} fsyncs for 600 failures"
+
+
+def test_the_same_file_given_twice_or_through_a_link_is_scored_once_and_said(small_model, tmp_path, capsys):
+    """It used to get two results (`in_a` and `in_a-2`) and two worklist rows without a word."""
+    inputs = two_radiographs(tmp_path / "in")
+    first = sorted(inputs.iterdir())[0]
+    (tmp_path / "link.jpeg").symlink_to(first)
+    out = tmp_path / "out"
+    assert main(["detect", "--model", str(small_model), "--out", str(out), "--quiet",
+                 str(first), str(inputs), str(tmp_path / "link.jpeg")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "more than once" in line]
+    assert warned == [f"warning: the same file is given more than once, scored once under its first name: {first} "
+                      f"(also as {first}, {tmp_path / 'link.jpeg'})"]
+    assert sorted(p.name for p in out.glob("*.findings.json")) == sorted(f"{f.stem}.findings.json"
+                                                                         for f in inputs.iterdir())
+    assert len((out / "worklist.csv").read_text().splitlines()) == 1 + 2

@@ -103,6 +103,28 @@ def case_name(path) -> str:
     return name
 
 
+def distinct_inputs(files) -> tuple[list, str | None]:
+    """`files` with each file once (the same path twice, a folder and a file in it, a link and its
+    target: the first kept), and a warning naming the repeats, or None. One image gets one result and
+    one worklist row, and its name does not depend on a repeat (`a`, not `in_a` and `in_a-2`)."""
+    first, repeats = {}, {}
+    for f in files:
+        try:
+            st = os.stat(f)
+            key = (st.st_dev, st.st_ino)
+        except OSError:  # missing or unreadable: reported by the batch in its turn, under its own path
+            key = os.path.abspath(f)
+        if key in first:
+            repeats.setdefault(key, [first[key]]).append(f)
+        else:
+            first[key] = f
+    if not repeats:
+        return list(files), None
+    groups = "; ".join(f"{shown(given[0])} (also as {', '.join(shown(g) for g in given[1:])})"
+                       for given in repeats.values())
+    return list(first.values()), f"the same file is given more than once, scored once under its first name: {groups}"
+
+
 def unique_case_names(files) -> list[str]:
     """Case names that never collide: the file stem where no other input of the batch has it
     (compared without case, as some file systems compare names); otherwise the parent folder's name
