@@ -174,7 +174,16 @@ def test_an_empty_out_is_refused_by_the_parser_not_taken_for_the_current_folder(
 
 def test_an_empty_phantom_list_is_named_as_empty_with_the_kinds(tmp_path, capsys):
     """`--phantoms ""` used to be taken for no --phantoms, and said evaluate needs --abnormal."""
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(SystemExit):
         main(["evaluate", "--phantoms", "", "--normal", str(tmp_path), "--json", str(tmp_path / "p.json")])
-    assert str(stopped.value.code).startswith("error: --phantoms: the list of phantom kind(s) is empty; choose "
+    assert capsys.readouterr().err.startswith("error: --phantoms: the list of phantom kind(s) is empty; choose "
                                               "from all, whiteout, effusion")
+
+
+def test_a_usage_error_found_after_parsing_exits_2_like_argparse(tmp_path):
+    """Options that contradict each other used to exit 1, the status of a batch with a failed input."""
+    for args in (["evaluate", "--phantoms", "all", "--normal", tmp_path, "--abnormal", tmp_path],  # before a model loads
+                 ["train", "--normals", tmp_path, "--out", tmp_path / "m", "--acquisition-directions", "4"],
+                 ["train", "--normals", tmp_path, "--out", tmp_path / "m", "--patch-layers", "layer9"]):
+        r = run(*args)
+        assert r.returncode == 2 and r.stderr.startswith("error: --") and "Traceback" not in r.stderr, r.stderr

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
+from SSLAnomalyLib.cli.options import UsageError
 from SSLAnomalyLib.core.files.errors import PathError
 
 
@@ -34,6 +35,9 @@ def main(argv=None) -> int:
             p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
     try:
         return args.func(args)
+    except UsageError as e:  # exits 2, as argparse's refusals do
+        print(f"error: {e}", file=sys.stderr)
+        raise
     except PathError as e:  # a model folder, an input, a review: each names itself and the reason
         print(f"error: {e}", file=sys.stderr)
         return 2

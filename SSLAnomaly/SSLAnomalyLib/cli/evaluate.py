@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from SSLAnomalyLib.cli.options import add_device, add_model, add_quiet, command_line, count, load_detector
+from SSLAnomalyLib.cli.options import (UsageError, add_device, add_model, add_quiet, command_line, count,
+                                       load_detector)
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
 
 
@@ -44,25 +45,25 @@ def cmd_evaluate(args) -> int:
         try:
             kinds = parse_kinds(args.phantoms)
         except ValueError as e:
-            raise SystemExit(f"error: --phantoms: {e}") from None
+            raise UsageError(f"--phantoms: {e}") from None
         if not args.normal or args.abnormal or args.perturb is not None:
-            raise SystemExit("error: --phantoms needs --normal DIR, and draws its abnormal images itself "
+            raise UsageError("--phantoms needs --normal DIR, and draws its abnormal images itself "
                              "(no --abnormal, no --perturb)")
     detector = load_detector(args)
     if args.boxes:
         if not args.images:
-            raise SystemExit("error: --boxes needs --images DIR")
+            raise UsageError("--boxes needs --images DIR")
         result = evaluate_boxes(detector, args.boxes, args.images, progress=not args.quiet)
     elif args.phantoms is not None:
         result = evaluate_phantoms(detector, args.normal, kinds, seed=args.seed, progress=not args.quiet,
                                    scores_csv=args.scores_csv)
     else:
         if not (args.normal and args.abnormal):
-            raise SystemExit("error: evaluate needs --normal DIR and --abnormal DIR (or --boxes CSV --images DIR)")
+            raise UsageError("evaluate needs --normal DIR and --abnormal DIR (or --boxes CSV --images DIR)")
         try:
             families = parse_families(args.perturb) if args.perturb is not None else []
         except ValueError as e:
-            raise SystemExit(f"error: --perturb: {e}") from None
+            raise UsageError(f"--perturb: {e}") from None
         result = evaluate_images(detector, args.normal, args.abnormal, progress=not args.quiet,
                                  scores_csv=args.scores_csv, perturb=families, seed=args.seed)
     result["command"] = command_line()

@@ -14,6 +14,18 @@ QUIET_HELP = "no progress bar"
 MODEL_HELP = "bundled model name (adult, pediatric; default = adult) or a model folder"
 
 
+class UsageError(SystemExit):
+    """Options a subcommand finds wrong after parsing (missing together, contradicting each other):
+    exit 2 like argparse's own refusals, where a SystemExit("error: ...") exited 1 like a failed input."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _number(text: str) -> float:
     try:
         value = float(text)

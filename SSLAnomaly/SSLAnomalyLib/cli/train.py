@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from SSLAnomalyLib.cli.options import (add_device, add_quiet, command_line, count, deviations, fraction,
+from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, model_out, non_negative, positive, positive_count,
                                        warn_unread_normals)
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
@@ -148,9 +148,9 @@ def training_spec(args):
         try:
             EncoderConfig(**{name: chosen or getattr(EncoderConfig, name)})
         except ValueError as e:  # before any image is read or a starting model loaded
-            raise SystemExit(f"error: --{name.replace('_', '-')}: {e}") from None
+            raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
     if args.acquisition_directions is not None and not args.other_source_normals:
-        raise SystemExit("error: --acquisition-directions needs --other-source-normals (the normals they are found on)")
+        raise UsageError("--acquisition-directions needs --other-source-normals (the normals they are found on)")
     return TrainingSpec(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device, fpr=args.fpr,
                         lr=args.lr, input_size=args.size, patch_layers=lists["patch_layers"],
                         pooled_layers=lists["pooled_layers"], pooled_views=lists["pooled_views"], pretext=args.pretext,
@@ -171,7 +171,7 @@ def cmd_train(args) -> int:
     try:
         resolve(spec, start)  # options that contradict each other, before any image is read
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise UsageError(str(e)) from None
     if start is None and spec.minutes == 0:
         print("warning: --minutes 0 without --start-from fits the reference on a random, untrained encoder (a "
               "baseline for experiments); to refit a model on these normals give --start-from MODEL", file=sys.stderr)
