@@ -23,6 +23,7 @@ def inputs(tmp_path_factory):
             sorted(data_dir("kermany_fullres", "normal").iterdir())[:1]:
         (src / f.name).symlink_to(f)
     (src / "broken.png").write_bytes(b"not a png")
+    (src / "zz-again.jpeg").symlink_to(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0])  # scored once
     return src
 
 
@@ -61,6 +62,7 @@ def outputs(small_model, inputs, tmp_path_factory):
 
 
 def test_the_three_runners_write_the_same_files(outputs):
+    """... and each skips a file given twice (here a link beside its target's link), under its first name."""
     root, rows, report = outputs
     names = ["IM-0178-0001", *sorted(p.stem for p in data_dir("kermany_fullres", "pneumonia").iterdir())[:2]]
     for runner in ("cli", "logic", "dask"):

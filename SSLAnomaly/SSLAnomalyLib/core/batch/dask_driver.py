@@ -23,6 +23,7 @@ from SSLAnomalyLib.core.batch.case import Case, CaseRow, process_case
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
 from SSLAnomalyLib.core.reading.images import list_inputs
+from SSLAnomalyLib.core.results.outputs import distinct_inputs
 
 
 @lru_cache(maxsize=2)
@@ -47,7 +48,11 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
 
     model = str(Path(model).resolve()) if Path(model).exists() else str(model)
     in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
-    with open_batch(file_cases(list_inputs(inputs)), out_dir, options, _detector(model, device), events) as batch:
+    files, repeated = distinct_inputs(list_inputs(inputs))
+    events = events or BatchEvents()
+    if repeated:
+        events.warning(repeated)
+    with open_batch(file_cases(files), out_dir, options, _detector(model, device), events) as batch:
         queue = iter(batch.todo)
 
         def submit(case: Case):
