@@ -293,7 +293,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
             p = self._parameterNode
             written = self.logic.exportCase(p.inputVolume, p.exportFolder, overwrite=p.overwrite)
-            slicer.util.infoDisplay(_("Written:") + "\n" + "\n".join(str(path) for path in written.values()))
+            left_out = self.logic.exportLeftOut(p.inputVolume)  # e.g. no DICOM: its source file is gone
+            slicer.util.infoDisplay("\n".join([_("Written:"), *map(str, written.values()), *left_out]))
 
     def onCalibrate(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Calibration could not start.")):

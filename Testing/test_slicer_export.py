@@ -228,6 +228,22 @@ def test_dicom_export_refuses_a_source_file_now_holding_another_image(model, tmp
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_a_dicom_case_whose_source_file_is_gone_says_why_it_has_no_dicom_export(model, tmp_path):
+    """The SEG and SR copy the source's patient and study: with the file moved or deleted they cannot be
+    made, and the reader who expects them for the PACS is told why, the rest of the export written."""
+    empty_scene()
+    lg = logic()
+    dx = write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "IM-0001.dcm")
+    volume = lg.loadVolume(dx)
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert lg.exportLeftOut(volume) == []
+    dx.unlink()
+    written = lg.exportCase(volume, tmp_path / "out")
+    assert "json" in written and not {"dicom_seg", "dicom_sr"} & set(written)
+    [why] = lg.exportLeftOut(volume)
+    assert why.startswith("DICOM SEG and SR not written") and str(dx) in why
+
+
 def bundle_contents(path) -> dict:
     """What a bundle holds, opened in a fresh application that nothing else in the process shares."""
     with HeadlessSlicer() as fresh:

@@ -39,6 +39,16 @@ def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
             and (f != "lungs" or lung_node(volume_node) is not None)]
 
 
+def left_out(volume_node) -> list[str]:
+    """Why a format that belongs to this case is not among `default_formats`, one line each: the DICOM
+    SEG and SR of an image read from DICOM whose file is gone (they copy its patient and study), so
+    that a reader who expects them for the PACS is told, not left to notice."""
+    if volume_node.GetAttribute(DICOM_INSTANCE_UIDS) and not source_dicom_files(volume_node):
+        return [f"DICOM SEG and SR not written: '{source_of(volume_node)}', the DICOM file the image was read "
+                "from, is no longer there (they copy its patient and study); put it back to export them"]
+    return []
+
+
 def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False) -> dict[str, Path]:
     """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
     `out_dir` as `<name><suffix>`; returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it."""

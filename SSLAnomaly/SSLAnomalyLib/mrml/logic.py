@@ -312,6 +312,13 @@ class AnomalyLogic:
 
         return export_case(volumeNode, outputFolder, formats=formats, overwrite=overwrite)
 
+    def exportLeftOut(self, volumeNode) -> list[str]:
+        """Why a format the case would have is not written by `exportCase` (e.g. DICOM SEG and SR
+        whose source DICOM file is gone), one line each; [] where none."""
+        from SSLAnomalyLib.mrml.export import left_out
+
+        return left_out(volumeNode)
+
     def saveScene(self, path):
         """The whole scene (review included) as a `.mrb`; refuses to replace an existing file."""
         from SSLAnomalyLib.mrml.bundle import save_scene_bundle
