@@ -94,3 +94,23 @@ def test_any_edit_of_the_model_registry_is_refused_by_name_or_stays_inside_the_m
     inside = registry.MODELS_DIR.resolve()
     assert all(inside in m.folder.resolve().parents for m in models)
     assert registry.default_name() in {m.name for m in models}
+
+
+def test_non_ascii_folders_under_a_c_locale_are_read_and_written(tmp_path):
+    """Under LC_ALL=C without Python's UTF-8 mode a non-ASCII path is held with surrogates, which
+    SimpleITK cannot take: writing a heatmap into `out_é/` aborted the whole process (C++
+    std::logic_error, exit 134). NRRD files are now read and written there through plain names."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys, numpy as np\n"
+              "from SSLAnomalyLib.core.reading.image import Radiograph\n"
+              "from SSLAnomalyLib.core.reading.images import read_radiograph, write_image\n"
+              "p = os.fsdecode(os.fsencode(sys.argv[1]) + '/out_\\u00e9/M\\u00fcller_\\u65e5.nrrd'.encode())\n"
+              "os.makedirs(os.path.dirname(p))\n"
+              "write_image(Radiograph(np.arange(32 * 40, dtype=np.float32).reshape(1, 32, 40)), p)\n"
+              "print(read_radiograph(p).pixels.shape, os.listdir(os.path.dirname(p)))\n")
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, env=env)
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")[-2000:]
+    assert b"(1, 32, 40)" in r.stdout and r.stdout.count(b".nrrd") == 1  # no temporary left beside it

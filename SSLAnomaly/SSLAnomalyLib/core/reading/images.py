@@ -23,6 +23,7 @@ import numpy as np
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
 from SSLAnomalyLib.core.reading.image import Radiograph
@@ -298,14 +299,11 @@ def _detached_data_file(path: Path) -> Path | None:
 
 @contextlib.contextmanager
 def _utf8_named(path: Path, data: Path | None):
-    """`path` itself, or where its name is not UTF-8 (which SimpleITK cannot open), a link to it (and
+    """`path` itself, or where SimpleITK cannot be given its name (`native_names`), a link to it (and
     to its data file) under a plain name in a temporary folder."""
-    try:
-        os.fsencode(path).decode("utf-8")
+    if native_safe(path):
         yield path
         return
-    except UnicodeDecodeError:
-        pass
     with tempfile.TemporaryDirectory(prefix="sslanomaly-read-") as tmp:
         link = Path(tmp) / f"image{_suffix(path)}"
         link.symlink_to(path.resolve())
@@ -348,8 +346,8 @@ def write_image(img: Radiograph, path, compress: bool = True, metadata: dict[str
         im.SetDirection(img.direction.ravel().tolist())
     for key, value in (metadata or {}).items():
         im.SetMetaData(key, value)
-    with atomic_path(path, keep_extension=True) as tmp:
-        sitk.WriteImage(im, str(tmp), compress)
+    with atomic_path(path, keep_extension=True) as tmp, plain_target(tmp, _suffix(path)) as plain:
+        sitk.WriteImage(im, str(plain), compress)
     return path
 
 
