@@ -96,3 +96,63 @@ def test_merge_refuses_stats_of_another_model_and_too_few_normals(sites, tmp_pat
     r = subprocess.run([SSLANOMALY, "merge", "--model", "adult", "--stats", root / "a.stats", "--out", tmp_path / "m"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "was computed with model" in r.stderr and not (tmp_path / "m").exists()
+
+
+def _edited(src, dst, header=None, arrays=None):
+    """A copy of stats file `src` with its header and arrays edited."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(src), "np") as f:
+        head = json.loads(f.metadata()["sslanomaly"])
+    a = load_file(str(src))
+    meta = header(head) if header else head
+    save_file(arrays(a) if arrays else a, str(dst), metadata={"sslanomaly": meta if isinstance(meta, str) else json.dumps(meta)})
+    return dst
+
+
+def _with(a, **changes):
+    return {**a, **changes}
+
+
+EDITS = {  # a stats file edited or damaged: merged silently into a wrong reference, or a traceback
+    "no model id": (lambda h: {k: v for k, v in h.items() if k != "model_id"}, None, "model_id"),
+    "header not an object": (lambda h: "[1, 2]", None, "header"),
+    "no residual sums": (None, lambda a: {k: v for k, v in a.items() if not k.startswith("residual")}, "residual"),
+    "no normals": (None, lambda a: _with(a, **{k: np.array([0], np.int64) for k in ("n_images", "pooled.n", "residual.n")}),
+                   "at least 20"),
+    "counts disagree": (None, lambda a: _with(a, n_images=np.array([5], np.int64)), "counts"),
+    "other patch shape": (None, lambda a: _with(a, patch_sum=np.ascontiguousarray(a["patch_sum"][:, :-1])), "shape"),
+    "other pooled size": (None, lambda a: _with(a, **{"pooled.s1": a["pooled.s1"][:-1]}), "shape"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_an_edited_stats_file_is_refused_by_name_before_anything_is_written(sites, tmp_path, capsys, edit):
+    from SSLAnomalyLib.cli import main
+
+    root, folders = sites
+    if not (root / "a.stats").exists():
+        run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
+    header, arrays, reason = EDITS[edit]
+    bad = _edited(root / "a.stats", tmp_path / "bad.stats", header, arrays)
+    assert main(["merge", "--model", MODEL, "--stats", str(bad), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.stats" in err and reason in err and "Traceback" not in err and not (tmp_path / "m").exists()
+
+
+def test_one_sites_stats_given_twice_are_refused(sites, tmp_path, capsys):
+    """`--stats a.stats a.stats` (or a copy, or its first- and second-round files) counted site a twice."""
+    import shutil
+
+    from SSLAnomalyLib.cli import main
+
+    root, folders = sites
+    if not (root / "a.stats").exists():
+        run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
+    shutil.copy(root / "a.stats", tmp_path / "copy.stats")
+    for twice in ([root / "a.stats", root / "a.stats"], [root / "a.stats", tmp_path / "copy.stats"]):
+        assert main(["merge", "--model", MODEL, "--stats", *map(str, twice), "--out", str(tmp_path / "m")]) == 2
+        err = capsys.readouterr().err
+        assert "same normals" in err and str(twice[1]) in err
+        assert not (tmp_path / "m").exists()

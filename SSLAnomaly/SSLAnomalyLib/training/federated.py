@@ -47,6 +47,7 @@ from SSLAnomalyLib.training.feature_cache import FeatureCache
 FORMAT = "sslanomaly-reference-stats"
 VERSION = 1
 MIN_SITE_NORMALS = 20
+HEADER_TEXT = ("model_id", "files_sha256_16", "means_from")
 KEPT_ARRAYS = ("lung_prior", ACQUISITION_ARRAY)  # the model's, carried into a merge (the sites' sums are projected)
 
 
@@ -78,16 +79,30 @@ class SiteStats:
 
     @classmethod
     def load(cls, path) -> "SiteStats":
+        """A stats file as written, or StatsError naming what is wrong with it (its sums are checked
+        against the model's feature sizes by `check`, at the merge)."""
         try:
             with safe_open(str(path), "np") as f:
                 header = json.loads((f.metadata() or {}).get("sslanomaly", "{}"))
-            arrays = load_file(str(path))
-            stats = ReferenceStats.from_arrays(arrays, header.get("means_digest"))
-        except (OSError, SafetensorError, json.JSONDecodeError, KeyError) as e:
+            if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
+                raise StatsError(path, f"is not a version-{VERSION} SSLAnomaly stats file (its header)")
+            missing = [k for k in HEADER_TEXT if not isinstance(header.get(k), str)]
+            if missing:
+                raise StatsError(path, f"is not a complete stats file: its header has no {', '.join(missing)}")
+            stats = ReferenceStats.from_arrays(load_file(str(path)), header.get("means_digest"))
+        except (OSError, SafetensorError, json.JSONDecodeError, KeyError, IndexError, ValueError, TypeError) as e:
             raise StatsError(path, f"is not a readable stats file ({e})") from None
-        if header.get("format") != FORMAT or header.get("version") != VERSION:
-            raise StatsError(path, f"is not a version-{VERSION} SSLAnomaly stats file")
+        if stats.residual is None:
+            raise StatsError(path, "is not a complete stats file: it has no residual sums")
         return cls(stats, header["model_id"], header["files_sha256_16"], header["means_from"])
+
+    def check(self, path, pooled_size: int, patch_shape: tuple[int, int, int]) -> None:
+        """Refuse sums that no `site_stats` run of this model could have written."""
+        problem = self.stats.problem(pooled_size, patch_shape)
+        if problem is None and self.stats.n_images < MIN_SITE_NORMALS:
+            problem = f"it sums {self.stats.n_images} normals; a site sends sums of at least {MIN_SITE_NORMALS}"
+        if problem is not None:
+            raise StatsError(path, f"cannot be merged: {problem} (an edited or damaged file?)")
 
 
 def site_stats(model, normals, means_model=None, device="cpu", progress: bool = False) -> SiteStats:
@@ -123,9 +138,15 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
     manifest = loaded.manifest
     model_folder.refuse_existing(out_dir, overwrite)
     sites = [SiteStats.load(p) for p in stats_paths]
+    pooled_size, patch_shape = len(loaded.arrays["pooled_mean"]), tuple(np.shape(loaded.arrays["patch_means"]))
+    seen = {}
     for path, site in zip(stats_paths, sites):
         if site.model_id != manifest.model_id:
             raise StatsError(path, f"was computed with model {site.model_id}, not {manifest.model_id}")
+        site.check(path, pooled_size, patch_shape)
+        first = seen.setdefault(site.stats.fingerprint(), path)
+        if first is not path:  # a site counted twice would weigh its normals double
+            raise StatsError(path, f"holds the same normals' sums as {first}: each site's statistics are merged once")
     total = sum((s.stats for s in sites[1:]), sites[0].stats)
     exact = total.exact
     if not exact:  # first round: each site's residuals against its own means, summed

@@ -194,6 +194,32 @@ class ReferenceStats:
         """Whether the residuals were taken against these statistics' own patch means."""
         return self.residual is not None and self.means_digest == means_digest(self.patch_means())
 
+    def problem(self, pooled_size: int, patch_shape: tuple[int, int, int]) -> str | None:
+        """What in these sums could not come from `n_images` normals under a model of these feature
+        sizes (an edited or damaged file, merged otherwise into a wrong reference), or None."""
+        c, h, w = patch_shape
+        p, r = self.pooled, self.residual
+        sums = {"pooled.s1": (p.s1, (pooled_size,)), "pooled.s2": (p.s2, (pooled_size, pooled_size)),
+                "pooled.s3": (p.s3, (pooled_size,)), "patch_sum": (self.patch_sum, (c, h, w))}
+        if r is not None:
+            sums.update({"residual.s1": (r.s1, (c,)), "residual.s2": (r.s2, (c, c)), "residual.s3": (r.s3, (c,))})
+        for name, (value, shape) in sums.items():
+            if value.shape != shape:
+                return f"{name} has shape {value.shape}; this model's features need {shape}"
+        if p.n != self.n_images or (r is not None and r.n != self.n_images * h * w):
+            return (f"its counts disagree ({self.n_images} normals, pooled sums of {p.n}"
+                    + (f", residual sums of {r.n} patches" if r is not None else "") + ")")
+        if not all(np.isfinite(v).all() for v, _ in sums.values()) or not np.isfinite([p.s4] + ([r.s4] if r else [])).all():
+            return "it holds non-finite sums"
+        return None
+
+    def fingerprint(self) -> str:
+        """Which normals these sums are of (the same images give the same pooled and patch sums)."""
+        h = hashlib.sha256(np.array([self.n_images], np.int64).tobytes())
+        for value in (self.pooled.s1, self.patch_sum):
+            h.update(np.ascontiguousarray(value, np.float64).tobytes())
+        return h.hexdigest()[:16]
+
     def arrays(self) -> dict[str, np.ndarray]:
         a = {**self.pooled.arrays("pooled"), "patch_sum": self.patch_sum, "n_images": np.array([self.n_images], np.int64)}
         if self.residual is not None:
