@@ -156,3 +156,16 @@ def test_one_sites_stats_given_twice_are_refused(sites, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "same normals" in err and str(twice[1]) in err
         assert not (tmp_path / "m").exists()
+
+
+def test_reference_stats_never_writes_over_a_file_that_is_not_stats(sites, tmp_path):
+    """`--out` naming one of the normals (or any other file) replaced it with the stats, and a folder
+    gave a traceback; both are now refused before the normals are read, and a stats file is replaced."""
+    root, folders = sites
+    image = tmp_path / "0.png"
+    image.write_bytes((folders["a"] / "0.png").read_bytes())
+    for target, reason in ((image, "not a stats file"), (tmp_path, "folder")):
+        r = subprocess.run([SSLANOMALY, "reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", target,
+                            "--quiet"], capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 2 and reason in r.stderr and str(target) in r.stderr and "Traceback" not in r.stderr
+    assert image.read_bytes() == (folders["a"] / "0.png").read_bytes()

@@ -22,8 +22,9 @@ def add_parser(sub) -> None:
 
 def cmd_reference_stats(args) -> int:
     from SSLAnomalyLib.core.model.device import select_device
-    from SSLAnomalyLib.training.federated import site_stats
+    from SSLAnomalyLib.training.federated import check_target, site_stats
 
+    check_target(args.out)  # before the normals are read
     site = site_stats(args.model, args.normals, args.means, select_device(args.device), progress=not args.quiet)
     path = site.save(args.out)
     print(f"statistics of {site.stats.n_images} normals under model {site.model_id} written to {path} "

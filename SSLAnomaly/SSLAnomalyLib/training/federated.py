@@ -31,6 +31,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
+from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
 from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
@@ -71,10 +72,11 @@ class SiteStats:
                   "reveals": "sums over all the site's normals (pooled embedding moments, per-position patch sums, "
                              "patch residual moments), their number and a hash of their file names; no pixels, no "
                              "per-image value"}
-        path = Path(path)
+        path = check_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in self.stats.arrays().items()}, str(path),
-                  metadata={"sslanomaly": json.dumps(header)})
+        with atomic_path(path) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.stats.arrays().items()}, str(tmp),
+                      metadata={"sslanomaly": json.dumps(header)})
         return path
 
     @classmethod
@@ -103,6 +105,21 @@ class SiteStats:
             problem = f"it sums {self.stats.n_images} normals; a site sends sums of at least {MIN_SITE_NORMALS}"
         if problem is not None:
             raise StatsError(path, f"cannot be merged: {problem} (an edited or damaged file?)")
+
+
+def check_target(path) -> Path:
+    """Where a stats file may be written: nowhere yet, or over an earlier stats file; never over a
+    folder or another file (an --out naming one of the normals replaced the image)."""
+    path = Path(path)
+    if path.is_dir():
+        raise StatsError(path, "is a folder; --out names the stats file to write")
+    if path.exists():
+        try:
+            SiteStats.load(path)
+        except StatsError:
+            raise StatsError(path, "exists and is not a stats file; it is never written over: choose another "
+                                   "name") from None
+    return path
 
 
 def site_stats(model, normals, means_model=None, device="cpu", progress: bool = False) -> SiteStats:
