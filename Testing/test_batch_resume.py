@@ -170,3 +170,17 @@ def test_resume_requires_every_file_the_options_promise_and_clears_killed_stagin
     assert r.returncode == 0, r.stderr
     assert "already done" not in r.stdout and (out / "a.mrb").is_file() and (out / "b.mrb").is_file()
     assert not staging.exists()
+
+
+def test_resume_redoes_results_measured_at_another_pixel_spacing(small_model, tmp_path):
+    """`--resume --spacing 0.14` kept the areas, centroids and heatmap geometry of a run at
+    `--spacing 0.5` (or at the assumed 1.0 mm): results of other options, kept as done."""
+    inputs, _ = two_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert subprocess.run(detect(small_model, inputs, out, "--spacing", "0.5"), capture_output=True,
+                          cwd=REPO).returncode == 0
+    for spacing, redone in ((["--spacing", "0.5"], 0), (["--spacing", "0.14"], 2), ([], 2), ([], 0)):
+        r = subprocess.run(detect(small_model, inputs, out, "--resume", *spacing), capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 0 and f"{redone} of {redone} input(s) written" in r.stdout, (spacing, r.stdout)
+    heat = sitk.ReadImage(str(out / "a.heatmap.nrrd"))
+    assert heat.GetSpacing()[:2] == (1.0, 1.0)

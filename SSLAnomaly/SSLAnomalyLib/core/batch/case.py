@@ -76,6 +76,24 @@ def give_spacing(image: Radiograph, mm: float | None) -> bool:
     return bool(assumed)
 
 
+def spacing_of(warnings: list[str]) -> str | None:
+    """The mm per pixel (as the warning writes it) a result was measured at where its file had no
+    spacing of its own; None where the file's own was used."""
+    for w in warnings:
+        if w.endswith(SPACING_ASSUMED):
+            return f"{1.0:g}"
+        if w.endswith(SPACING_GIVEN):
+            return w[: -len(SPACING_GIVEN)].split()[-1]
+    return None
+
+
+def same_spacing(document: dict, options: BatchOptions) -> bool:
+    """Whether a finished result was measured at the spacing these options give a file without one
+    (`--resume --spacing 0.14` kept areas measured at 0.5 mm)."""
+    used = spacing_of(document.get("warnings") or [])
+    return used is None or used == f"{options.spacing or 1.0:g}"
+
+
 def load_case(case: Case, detector: AnomalyDetector, options: BatchOptions) -> Loaded:
     """Read and prepare one case (on a prefetch thread); an error is kept for its turn."""
     try:

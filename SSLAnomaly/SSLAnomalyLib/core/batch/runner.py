@@ -19,8 +19,8 @@ from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, score_case,
-                                           write_case)
+from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, same_spacing,
+                                           score_case, write_case)
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.pipeline import WriteBehind, read_ahead
 from SSLAnomalyLib.core.batch.resume import BatchIndex
@@ -99,7 +99,8 @@ class Batch:
         try:
             done = json.loads(case_paths(self.out, case.name)["findings"].read_text(encoding="utf-8"))
             same_run = (done["input"] == case.input and done["model"] == detector.model_id
-                        and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6)
+                        and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
+                        and same_spacing(done, self.options))
         except (OSError, ValueError, KeyError, TypeError):
             return False
         return same_run and self.index.still_holds(case.name, case.input, case.path, done.get("image_id"),
