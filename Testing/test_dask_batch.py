@@ -41,3 +41,27 @@ def test_two_local_workers_match_the_cli(small_model, tmp_path):
                 for d in ("dask", "cli")]
         np.testing.assert_array_equal(heat[0], heat[1])
         assert (tmp_path / "dask" / f"{r.name}.overlay.png").stat().st_size > 0
+
+
+def test_a_model_folder_written_again_is_loaded_again(small_model, pediatric_model, tmp_path):
+    """A second batch in the same session, after the model folder was replaced (trained or calibrated
+    again with --overwrite), was scored by the first model, cached by the folder's path."""
+    import shutil
+
+    from distributed import Client, LocalCluster
+
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.model_files.model_folder import load
+
+    model = tmp_path / "site-model"
+    shutil.copytree(small_model, model)
+    image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        first = detect_on_dask(client, [image], tmp_path / "one", model=str(model), device="cpu")
+        shutil.copytree(pediatric_model, tmp_path / "new")
+        shutil.rmtree(model)
+        (tmp_path / "new").rename(model)
+        second = detect_on_dask(client, [image], tmp_path / "two", model=str(model), device="cpu")
+    assert first.rows[0].document["model"] == load(small_model).manifest.model_id
+    assert second.rows[0].document["model"] == load(pediatric_model).manifest.model_id

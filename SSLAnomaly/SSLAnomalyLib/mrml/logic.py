@@ -25,7 +25,7 @@ MODULE_DIR = Path(__file__).resolve().parents[2]  # SSLAnomaly/, which holds SSL
 
 
 class AnomalyLogic:
-    """Detectors are cached per (model, device, false-positive rate). Review calls work on any
+    """Detectors are cached per (model folder as it is now, device, false-positive rate). Review calls work on any
     scene holding a detection, e.g. a reloaded one; each review change is autosaved under
     `reviewFolder` (default: <app data>/SSLAnomaly/reviews; None: no autosave), keyed by the image
     (not its name), so no review is restored onto another image."""
@@ -54,8 +54,9 @@ class AnomalyLogic:
         `falsePositiveRate`, its thresholds re-chosen on the calibration normals at that rate."""
         self.ensureDependencies()
         from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+        from SSLAnomalyLib.core.model_files.model_folder import fingerprint
 
-        key = (str(model), device, falsePositiveRate)
+        key = (str(model), device, falsePositiveRate, fingerprint(model))  # a folder trained again is loaded again
         if key not in self._detectors:
             detector = AnomalyDetector.load(model, device=device)
             detector.limit_cpu_threads()  # leaves a core to the GUI; one small image gains nothing from more

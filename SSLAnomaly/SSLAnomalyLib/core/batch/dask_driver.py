@@ -22,21 +22,23 @@ from pathlib import Path
 from SSLAnomalyLib.core.batch.case import Case, CaseRow, process_case
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
+from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.reading.images import list_inputs
 from SSLAnomalyLib.core.results.outputs import distinct_inputs
 
 
 @lru_cache(maxsize=2)
-def _detector(model: str, device: str):
-    """One detector per process and model, loaded on its first task."""
+def _detector(model: str, device: str, state: tuple = ()):
+    """One detector per process and model folder state (`model_folder.fingerprint`: a folder
+    written again since is loaded again), loaded on its first task."""
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 
     return AnomalyDetector.load(model, device=device)
 
 
-def detect_one(case: Case, out_dir: str, model: str, device: str, options: BatchOptions) -> CaseRow:
+def detect_one(case: Case, out_dir: str, model: str, device: str, options: BatchOptions, state: tuple = ()) -> CaseRow:
     """One case on a worker; a bad input is a row with its reason, not a failed task."""
-    return process_case(case, _detector(model, device), Path(out_dir), options)
+    return process_case(case, _detector(model, device, state), Path(out_dir), options)
 
 
 def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str = "auto",
@@ -52,11 +54,12 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
     events = events or BatchEvents()
     if repeated:
         events.warning(repeated)
-    with open_batch(file_cases(files), out_dir, options, _detector(model, device), events) as batch:
+    state = model_folder.fingerprint(model)  # the model as it is now, on the driver and every worker
+    with open_batch(file_cases(files), out_dir, options, _detector(model, device, state), events) as batch:
         queue = iter(batch.todo)
 
         def submit(case: Case):
-            return client.submit(detect_one, case, str(batch.out), model, device, options, pure=False)
+            return client.submit(detect_one, case, str(batch.out), model, device, options, state, pure=False)
 
         running = as_completed([submit(c) for _, c in zip(range(in_flight), queue)])
         try:

@@ -74,6 +74,18 @@ def resolve(model: str | os.PathLike) -> Path:
     return registry.resolve(model)
 
 
+def fingerprint(model: str | os.PathLike) -> tuple:
+    """Which state of its folder `model` names now: the folder and its manifest file's identity (a
+    model written again is renamed into place, so its manifest is another file). A cache of loaded
+    models keyed by it never serves a model that has since been replaced."""
+    folder = resolve(model)
+    try:
+        st = (folder / MANIFEST).stat()
+        return str(folder.resolve()), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+    except OSError:  # not there (loading names why)
+        return str(folder), None
+
+
 def _model_id(folder: Path) -> str:
     try:
         return f" (model {json.loads((folder / MANIFEST).read_text())['model_id']})"
