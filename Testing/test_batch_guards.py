@@ -129,6 +129,11 @@ def test_training_on_too_few_normals_is_refused_before_any_work(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"{normals}: 9 image file(s) leave at most 7 for training" in r.stderr and "at least 8" in r.stderr
     assert not (tmp_path / "m").exists()
+    (normals / "again.jpeg").symlink_to(next(normals.iterdir()))  # the same folder twice, and a link beside its file
+    r = subprocess.run([SSLANOMALY, "train", "--normals", str(normals), str(normals), "--out", str(tmp_path / "m"),
+                        "--minutes", "5", "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert f"{normals}, {normals}: 9 image file(s) leave at most 7" in r.stderr  # each normal counted once
+    (normals / "again.jpeg").unlink()
     r = subprocess.run([SSLANOMALY, "train", "--normals", str(normals), "--val-normals", str(tmp_path / "empty"),
                         "--out", str(tmp_path / "m"), "--minutes", "0", "--quiet"], capture_output=True, text=True,
                        cwd=REPO, timeout=120)

@@ -20,6 +20,7 @@ from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.core.results.outputs import distinct_inputs
 from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.trainer import augment
 
@@ -31,8 +32,10 @@ ORIGINAL, REFERENCE_VIEW, CALIBRATION_ONLY = 0, 1, 2
 
 
 def normal_files(folders) -> list[Path]:
-    """The image files of a folder (or of several: `io.as_folders`); none is an error that names them."""
-    files = list_inputs(as_folders(folders))
+    """The image files of a folder (or of several: `io.as_folders`), each once: a folder given twice,
+    overlapping folders or a link beside its file would count one normal twice, in the reference and
+    in the number of normals that says how stable a threshold is. None is an error that names them."""
+    files, _ = distinct_inputs(list_inputs(as_folders(folders)))
     if not files:
         raise ReadError(", ".join(as_folders(folders)), "no images found in the folder")
     return files

@@ -35,12 +35,13 @@ from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, read_radiograph
 from SSLAnomalyLib.training import packs
 from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_other_sources,
                                                             find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
+from SSLAnomalyLib.training.feature_cache import normal_files
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.selection import SyntheticCheck
@@ -90,9 +91,7 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
     """Read and preprocess every image of a folder (or of several: `io.as_folders`); unreadable files
     are listed, not fatal. Without `pixels`, only the file list (a refit streams the images from disk
     in `crossfit`, so its memory does not grow with the number of normals)."""
-    files = list_inputs(as_folders(folder))
-    if not files:
-        raise ReadError(folder, "no images found in the folder")
+    files = normal_files(folder)
     if not pixels:
         return NormalSet(np.zeros((len(files), 0, 0), np.float32), np.zeros((len(files), 0, 0), bool),
                          [str(f) for f in files], [])
@@ -126,17 +125,15 @@ def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
     for folder in as_folders(normals_dir) + as_folders(val_normals_dir or []):
         if not Path(folder).is_dir():
             raise ReadError(folder, "no such folder")
-    files = list_inputs(as_folders(normals_dir))
-    name, val_name = ", ".join(as_folders(normals_dir)), ", ".join(as_folders(val_normals_dir or []))
-    if not files:
-        raise ReadError(name, "no images found in the folder")
+    files = normal_files(normals_dir)
+    name = ", ".join(as_folders(normals_dir))
     n_cal, n_held, n_train = split_sizes(len(files), val_normals_dir is not None)
     if n_train < MIN_TRAIN_IMAGES:
         raise ReadError(name, f"{len(files)} image file(s) leave at most {n_train} for training after "
                                      f"{n_held} held out" + (f" and {n_cal} for calibration" if n_cal else "")
                         + f"; at least {MIN_TRAIN_IMAGES} are needed")
-    if val_normals_dir is not None and not list_inputs(as_folders(val_normals_dir)):
-        raise ReadError(val_name, "no images found in the folder")
+    if val_normals_dir is not None:
+        normal_files(val_normals_dir)  # none is an error that names the folder
 
 
 def work_dir(out_dir) -> Path:

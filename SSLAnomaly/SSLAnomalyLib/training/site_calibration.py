@@ -25,10 +25,11 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.model_files import model_folder, registry
 from SSLAnomalyLib.core.model_files.model_card import model_card
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders, read_radiograph
 from SSLAnomalyLib.training.crossfit import FOLDS
 from SSLAnomalyLib.training.crossfit import digest as files_digest
 from SSLAnomalyLib.training.crossfit import fold_component_stats, fold_of
+from SSLAnomalyLib.training.feature_cache import normal_files
 from SSLAnomalyLib.training.progress import progress_over
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse
@@ -94,7 +95,7 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     detector = AnomalyDetector.load(model, device="cpu")
     detector.limit_cpu_threads()
     dirs = as_folders(normals_dir)
-    files = list_inputs(dirs)
+    files = normal_files(dirs)
     raw = score_normals(detector, files, progress)
     kept, skipped = raw.kept, raw.skipped
     if len(kept) < MIN_NORMALS:
