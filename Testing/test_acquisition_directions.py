@@ -49,6 +49,26 @@ def test_a_number_of_directions_outside_the_feature_size_is_refused(k):
         AcquisitionDirections.between(np.zeros((4, 16)), np.ones((4, 16)), k)
 
 
+def test_more_directions_than_other_normals_or_the_same_normals_twice_are_refused(tmp_path):
+    """k directions from fewer than k other normals wrote fewer, the last one arbitrary (a zero singular
+    value), and a copy of the site's normals as the other source projected out an arbitrary channel."""
+    from SSLAnomalyLib.core.reading.images import ReadError
+    from SSLAnomalyLib.training.acquisition_directions import check_other_sources
+
+    site = np.random.default_rng(2).normal(size=(30, 16))
+    with pytest.raises(ValueError, match="5 acquisition directions need at least 5 readable other-source normals"):
+        AcquisitionDirections.between(site, site[:3] + 1.0, 5)
+    with pytest.raises(ValueError, match="do not differ from the site's"):
+        AcquisitionDirections.between(site, site.copy(), 2)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for f in sorted(data_dir("nih", "val", "normal").iterdir())[:3]:
+        (outside / f.name).symlink_to(f)
+    with pytest.raises(ReadError, match="3 image\\(s\\) cannot give 8 acquisition directions"):
+        check_other_sources(outside, tmp_path / "site", 8)  # before any training step
+    check_other_sources(outside, tmp_path / "site", 3)
+
+
 def test_lung_field_means_average_inside_the_lung_fields_only():
     patches = torch.zeros(1, 2, 4, 4)
     patches[0, :, :2] = 1.0  # the top half

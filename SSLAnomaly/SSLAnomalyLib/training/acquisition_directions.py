@@ -25,15 +25,20 @@ def find_acquisition_directions(net: torch.nn.Module, config: EncoderConfig, dev
     scorer = Scorer(net, config, device=device)
     site = _lung_field_means(scorer, normals, seed, progress)
     other = _lung_field_means(scorer, other_normals, seed, progress)
-    if len(other) < 2:
-        raise ReadError(", ".join(as_folders(other_normals)), "fewer than two readable other-source normals")
-    return AcquisitionDirections.between(site, other, k)
+    try:
+        return AcquisitionDirections.between(site, other, k)
+    except ValueError as e:  # too few readable other normals, or the site's own again
+        raise ReadError(", ".join(as_folders(other_normals)), str(e)) from None
 
 
-def check_other_sources(other_normals, normals) -> None:
-    """Refuse, before anything is trained, other-source folders without images or that are the site's
-    own normal folders (nothing would separate the two sets but chance)."""
-    normal_files(other_normals)
+def check_other_sources(other_normals, normals, k: int) -> None:
+    """Refuse, before anything is trained, other-source folders without images, with fewer images than
+    the `k` directions asked, or that are the site's own normal folders (nothing would separate the
+    two sets but chance)."""
+    files = normal_files(other_normals)
+    if len(files) < k:
+        raise ReadError(", ".join(as_folders(other_normals)), f"{len(files)} image(s) cannot give {k} acquisition "
+                                                               "directions (give more, or fewer --acquisition-directions)")
     if hasattr(normals, "images01"):  # a normals pack: no folder to compare
         return
     own = {Path(f).resolve() for f in as_folders(normals)}

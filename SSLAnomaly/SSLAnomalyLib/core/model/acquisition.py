@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 ARRAY = "acquisition_directions"  # the model folder's array: (channels, k), orthonormal columns
 DEFAULT_DIRECTIONS = 8
+SAME_SOURCE = 1e-6  # a mean shift this small beside the normals' spread: the same images twice
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,13 @@ class AcquisitionDirections:
             raise ValueError(f"the number of acquisition directions must be 1 to {site.shape[1]}, not {k}")
         if len(site) < 2 or len(other) < 2:
             raise ValueError("acquisition directions need at least two normals of each source")
+        if k > len(other):  # the offsets of n normals span at most n - 1 axes beside the shift
+            raise ValueError(f"{k} acquisition directions need at least {k} readable other-source normals, not "
+                             f"{len(other)} (give more, or fewer --acquisition-directions)")
         shift = other.mean(0) - site.mean(0)
+        if np.linalg.norm(shift) < SAME_SOURCE * np.linalg.norm(site.std(0)):
+            raise ValueError("the other-source normals do not differ from the site's (the same images?): "
+                             "nothing separates the two sets but chance")
         first = shift / max(np.linalg.norm(shift), 1e-12)
         offsets = other - site.mean(0)
         offsets -= np.outer(offsets @ first, first)
