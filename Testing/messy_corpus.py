@@ -147,9 +147,12 @@ def build_corpus(folder, fullres_jpeg: Path) -> dict[str, str]:
     cases.update(_hostile_dicoms(folder, v12))
     deflate_bomb(folder / "deflate_bomb.dcm")
     cases["deflate_bomb.dcm"] = REFUSED + "inflates to over"
-    (folder / "volume_bomb.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 128 128 4100\n"
+    (folder / "volume_bomb.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 512 512 300\n"
                                              "endian: little\nencoding: raw\ndata file: bomb.raw\n")
     cases["volume_bomb.nhdr"] = REFUSED + "volume too large to score"
+    (folder / "slice_bomb.nhdr").write_text("NRRD0004\ntype: uchar\ndimension: 3\nsizes: 16 16 262144\n"
+                                            "endian: little\nencoding: raw\ndata file: bomb.raw\n")
+    cases["slice_bomb.nhdr"] = REFUSED + "too many slices to score: 262,144"  # within the pixel limit: hours
     cases.update(_second_round(folder, gray, v12))
     return cases
 

@@ -12,6 +12,7 @@ from SSLAnomalyLib.core.files.errors import ReadError
 MAX_PIXELS = 178_956_970  # pixels (all frames) decoded at most: where Pillow refuses too (2 x MAX_IMAGE_PIXELS)
 MAX_DECODED_BYTES = 768 * 2**20  # the largest array decoding may make (components and LUT copies counted)
 MAX_VOLUME_PIXELS = 64 * 2**20  # a volume is scored slice by slice, but its input and heatmap are held whole
+MAX_SLICES = 4096  # each slice is one pass of the encoder (tens of ms): MAX_VOLUME_PIXELS of 128 x 128 slices
 MAX_INFLATED_BYTES = MAX_DECODED_BYTES // 2  # a deflated DICOM data set is inflated whole before it is parsed
 
 
@@ -24,7 +25,11 @@ def check_size(path: Path, *dims: int) -> None:
 
 
 def check_volume(path: Path, slices: int, rows: int, cols: int) -> None:
-    """Refuse before decoding a volume larger than MAX_VOLUME_PIXELS."""
+    """Refuse before decoding a volume larger than MAX_VOLUME_PIXELS, or of more than MAX_SLICES slices
+    (262,144 slices of 16 x 16 fit the pixel limit and would keep a batch busy for hours)."""
+    if int(slices) > MAX_SLICES:
+        raise ReadError(path, f"volume has too many slices to score: {int(slices):,} (limit {MAX_SLICES:,}; each "
+                              "slice is scored as a radiograph)")
     n = int(slices) * int(rows) * int(cols)
     if int(slices) > 1 and n > MAX_VOLUME_PIXELS:
         raise ReadError(path, f"volume too large to score: {int(slices)} slices of {int(cols)} x {int(rows)} = {n:,} "
