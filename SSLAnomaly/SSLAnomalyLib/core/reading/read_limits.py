@@ -27,13 +27,13 @@ def check_size(path: Path, *dims: int) -> None:
 def check_volume(path: Path, slices: int, rows: int, cols: int) -> None:
     """Refuse before decoding a volume larger than MAX_VOLUME_PIXELS, or of more than MAX_SLICES slices
     (262,144 slices of 16 x 16 fit the pixel limit and would keep a batch busy for hours)."""
-    if int(slices) > MAX_SLICES:
-        raise ReadError(path, f"volume has too many slices to score: {int(slices):,} (limit {MAX_SLICES:,}; each "
-                              "slice is scored as a radiograph)")
     n = int(slices) * int(rows) * int(cols)
     if int(slices) > 1 and n > MAX_VOLUME_PIXELS:
         raise ReadError(path, f"volume too large to score: {int(slices)} slices of {int(cols)} x {int(rows)} = {n:,} "
                               f"pixels (limit {MAX_VOLUME_PIXELS:,})")
+    if int(slices) > MAX_SLICES:
+        raise ReadError(path, f"volume has too many slices to score: {int(slices):,} (limit {MAX_SLICES:,}; each "
+                              "slice is scored as a radiograph)")
 
 
 def check_bytes(path: Path, n_values: int, bytes_per_value: int, what: str) -> None:
