@@ -169,3 +169,16 @@ def test_reference_stats_never_writes_over_a_file_that_is_not_stats(sites, tmp_p
                             "--quiet"], capture_output=True, text=True, cwd=REPO)
         assert r.returncode == 2 and reason in r.stderr and str(target) in r.stderr and "Traceback" not in r.stderr
     assert image.read_bytes() == (folders["a"] / "0.png").read_bytes()
+
+
+def test_reference_stats_names_each_normal_it_could_not_read(sites, tmp_path):
+    """Its sums left unreadable normals out in silence (22 of 24 used), where train and calibrate name them."""
+    root, folders = sites
+    normals = tmp_path / "normals"
+    normals.mkdir()
+    for f in folders["a"].iterdir():
+        (normals / f.name).symlink_to(f)
+    (normals / "broken.png").write_bytes(b"not a png")
+    r = run("reference-stats", "--model", MODEL, "--normals", normals, "--out", tmp_path / "a.stats", "--quiet")
+    assert f"warning: {normals / 'broken.png'}" in r.stderr and "left out of the normals" in r.stderr
+    assert "statistics of 22 normals" in r.stdout

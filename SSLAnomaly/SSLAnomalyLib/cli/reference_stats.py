@@ -3,6 +3,8 @@ merge with other sites' into one reference (training/federated.py); no image lea
 
 from __future__ import annotations
 
+import sys
+
 from SSLAnomalyLib.cli.options import add_device, add_model, add_quiet
 
 
@@ -27,6 +29,8 @@ def cmd_reference_stats(args) -> int:
     check_target(args.out)  # before the normals are read
     site = site_stats(args.model, args.normals, args.means, select_device(args.device), progress=not args.quiet)
     path = site.save(args.out)
+    for entry in site.unread:  # as train and calibrate name them: the site sees which normals are not in its sums
+        print(f"warning: {entry}; left out of the normals", file=sys.stderr)
     print(f"statistics of {site.stats.n_images} normals under model {site.model_id} written to {path} "
           f"(residuals against {'the means of ' + site.means_from if args.means else 'this site' + chr(39) + 's own means'})")
     return 0

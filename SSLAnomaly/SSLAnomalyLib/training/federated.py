@@ -64,6 +64,7 @@ class SiteStats:
     model_id: str        # the model whose encoder made the features
     files_digest: str    # hash of the normals' file names
     means_from: str      # the model id whose patch means the residuals were taken against ("own": the site's)
+    unread: tuple[str, ...] = ()  # "file: reason" of each normal that could not be read (told, never saved)
 
     def save(self, path) -> Path:
         header = {"format": FORMAT, "version": VERSION, "model_id": self.model_id, "n_images": self.stats.n_images,
@@ -146,7 +147,7 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
         stats = residual_pass(cache, {ALL: total}, {ALL: means})[ALL]
     finally:
         cache.close()
-    return SiteStats(stats, manifest.model_id, encoded.files_digest, means_from)
+    return SiteStats(stats, manifest.model_id, encoded.files_digest, means_from, tuple(encoded.skipped))
 
 
 def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
