@@ -182,3 +182,22 @@ def test_reference_stats_names_each_normal_it_could_not_read(sites, tmp_path):
     r = run("reference-stats", "--model", MODEL, "--normals", normals, "--out", tmp_path / "a.stats", "--quiet")
     assert f"warning: {normals / 'broken.png'}" in r.stderr and "left out of the normals" in r.stderr
     assert "statistics of 22 normals" in r.stdout
+
+
+def test_a_merge_of_other_sums_under_the_same_file_names_is_another_model(sites, tmp_path):
+    """The merged model was named by the sites' file-name hashes only: a re-merge after a site's images
+    changed under the same names kept the id (and the thresholds), so `detect --resume` kept results of
+    the earlier reference."""
+    from SSLAnomalyLib.core.reading.sample import synthetic_radiograph
+
+    root, folders = sites
+    changed = tmp_path / "a"
+    changed.mkdir()
+    for i, f in enumerate(sorted(folders["a"].iterdir())):
+        Image.fromarray(synthetic_radiograph(256, 224, seed=500 + i)).save(changed / f.name)
+    ids = []
+    for name, normals in (("a", folders["a"]), ("changed", changed)):
+        run("reference-stats", "--model", MODEL, "--normals", normals, "--out", tmp_path / f"{name}.stats", "--quiet")
+        run("merge", "--model", MODEL, "--stats", tmp_path / f"{name}.stats", "--out", tmp_path / f"merged-{name}")
+        ids.append(reference(tmp_path / f"merged-{name}")[0].model_id)
+    assert ids[0] != ids[1]

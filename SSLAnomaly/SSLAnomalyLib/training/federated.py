@@ -179,7 +179,10 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
                  "calibrated": False}
     out = manifest.replaced(
         files=None, format_version=None, measured=None, manifest_sha256=None, site_calibration=None,
-        model_id=f"{manifest.model_id}-fed{digest(s.files_digest for s in sites)[:8]}" + ("" if exact else "-r1"),
+        # named by the sites' sums, not only their file names: a re-merge of changed sums is another model, and
+        # `detect --resume` never keeps a result of the earlier one
+        model_id=f"{manifest.model_id}-fed{digest(s.files_digest + s.stats.fingerprint() for s in sites)[:8]}"
+                 + ("" if exact else "-r1"),
         reference=dict(manifest.section("reference"), positions_standardised=False), federated=federated)
     return model_folder.save(out_dir, loaded.encoder_state, new_arrays, out, model_card(out), overwrite=overwrite,
                              decoder_state=loaded.decoder_state)
