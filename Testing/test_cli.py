@@ -144,6 +144,15 @@ def test_a_spacing_no_radiograph_has_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["detect --out OUT IN", "calibrate --normals IN --out OUT", "train --normals IN --out OUT"])
+def test_a_false_positive_rate_no_set_of_normals_can_give_is_refused(command, capsys):
+    """--fpr 1e-300 was taken: the threshold was the highest normal's, and calibrate's headline said
+    '1e-298 %' and 'calibrate on at least' a 300-digit number of normals."""
+    with pytest.raises(SystemExit) as refused:
+        main([*command.split(), "--fpr", "1e-300"])
+    assert refused.value.code == 2 and "--fpr: must be from 0.001 to below 1" in capsys.readouterr().err
+
+
 def test_an_image_whose_boxes_all_lie_outside_it_is_named_not_counted_as_a_miss(default_model, tmp_path):
     """Boxes of another resolution (e.g. the full-size film's) used to count silently as misses."""
     tb = data_dir("tbx11k_dev")

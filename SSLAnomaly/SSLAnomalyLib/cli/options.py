@@ -53,7 +53,8 @@ def _ranged(parse, within, needs: str):
     return convert
 
 
-fraction = _ranged(_number, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")  # false-positive rates
+MIN_FPR = 0.001  # a rarer false positive would need thousands of normals to set (at least 5 above the threshold)
+fraction = _ranged(_number, lambda v: MIN_FPR <= v < 1, f"from {MIN_FPR:g} to below 1")  # false-positive rates
 fraction_or_zero = _ranged(_number, lambda v: 0 <= v < 1, "from 0 to below 1")      # shares of a batch
 non_negative = _ranged(_number, lambda v: v >= 0, "0 or more")                       # minutes
 positive = _ranged(_number, lambda v: v > 0, "more than 0")                          # learning rates
