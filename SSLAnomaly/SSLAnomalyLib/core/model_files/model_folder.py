@@ -266,21 +266,21 @@ def _field(manifest: dict, path: str):
 def check_fields(folder, manifest: dict) -> None:
     """The fields that size memory or decide a verdict, type- and range-checked: a ModelError names
     the field. (Sealed manifests are checked too: a model made with a bad option must not load.)"""
-    def refuse(field, why):
-        raise ModelError(folder, f"{MANIFEST} field {field} {why}")
+    def refuse(path, why):
+        raise ModelError(folder, f"{MANIFEST} field {path} {why}")
 
     size = _field(manifest, "encoder.input_size") or _field(manifest, "network.input_size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 1024):
         refuse("input_size", f"must be a whole number of pixels from 32 to 1024, not {size!r}")
-    for field in ("encoder.widths", "encoder.layers"):
-        value = _field(manifest, field)
+    for path in ("encoder.widths", "encoder.layers"):
+        value = _field(manifest, path)
         if value is not None and not (isinstance(value, list) and len(value) == 4
                                       and all(isinstance(v, int) and 0 < v <= 2048 for v in value)):
-            refuse(field, f"must be four whole numbers from 1 to 2048, not {value!r}")
-    for field in ("calibration.threshold", "calibration.pixel_threshold", "calibration.false_positive_rate"):
-        value = _field(manifest, field)
+            refuse(path, f"must be four whole numbers from 1 to 2048, not {value!r}")
+    for path in ("calibration.threshold", "calibration.pixel_threshold", "calibration.false_positive_rate"):
+        value = _field(manifest, path)
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            refuse(field, f"must be a number, not {value!r}")
+            refuse(path, f"must be a number, not {value!r}")
     fpr = _field(manifest, "calibration.false_positive_rate")
     if fpr is not None and not 0 < fpr < 1:
         refuse("calibration.false_positive_rate", f"must be between 0 and 1, not {fpr}")
