@@ -267,6 +267,29 @@ def test_a_broken_registry_is_named_and_never_needed_for_a_folder(small_model, r
     assert manifest.model_id and registry.population_of(str(small_model), manifest) is None
 
 
+def _population(r, **population):
+    return json.dumps(dict(r, models=dict(r["models"], adult=dict(r["models"]["adult"], population=population))))
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda r: json.dumps(r, indent=1).replace('"pediatric": {', '"adult": {', 1),  # a second 'adult' would win
+     "names 'adult' twice in one JSON object"),
+    (lambda r: _population(r, label="adults", min_age_years=18, max_age=40),  # a typo would mean no upper age
+     "entry 'adult' has a population with unknown field\\(s\\) \\['max_age'\\]"),
+    (lambda r: _population(r, label="adults", min_age_years=60, max_age_years=18),
+     "entry 'adult' has a population that is not"),
+    (lambda r: _population(r, label="adults", min_age_years=-1), "entry 'adult' has a population that is not"),
+    (lambda r: json.dumps(dict(r, models=dict(r["models"], default=r["models"]["adult"]))),
+     "names a model 'default', which means the default model"),
+])
+def test_a_registry_that_would_mislead_is_refused(registry_copy, edit, reason):
+    """Duplicate names, unknown or impossible population fields and a model called 'default' are refused,
+    never read as some other population or model."""
+    registry_copy.write_text(edit(json.loads(registry_copy.read_text())))
+    with pytest.raises(registry.RegistryError, match=f"model registry {registry_copy}: {reason}"):
+        registry.bundled_models()
+
+
 def test_a_broken_registry_is_one_line_on_the_command_line(small_model, tmp_path):
     image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
     broken = tmp_path / "models.json"

@@ -71,7 +71,15 @@ def _entry(name: str, entry) -> BundledModel:
     except KeyError:
         refuse("has no population (a label, and min_age_years / max_age_years)")
     except (TypeError, ValueError, AttributeError):
-        refuse(f"has a population that is not {{label, min_age_years, max_age_years}}: {entry['population']!r}")
+        population = None
+    unknown = sorted(set(entry["population"]) - set(Population.__dataclass_fields__)) \
+        if isinstance(entry["population"], dict) else []
+    if unknown:  # a misspelt field would silently widen the population
+        refuse(f"has a population with unknown field(s) {unknown}: {{label, min_age_years, max_age_years}} are known")
+    if population is None or not population.label or not 0 <= population.min_age_years <= (
+            population.max_age_years if population.max_age_years is not None else float("inf")):
+        refuse(f"has a population that is not {{label, min_age_years, max_age_years}} with "
+               f"0 <= min_age_years <= max_age_years: {entry['population']!r}")
     if not isinstance(entry.get("description"), str):
         refuse("has no description")
     terms = entry.get("data_terms", [])
@@ -80,16 +88,27 @@ def _entry(name: str, entry) -> BundledModel:
     return BundledModel(name, path, population, entry["description"], tuple(terms))
 
 
+def _no_twins(pairs: list) -> dict:
+    """A JSON object, refused where it names a key twice (json.loads would keep the last silently)."""
+    names = [k for k, _ in pairs]
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise RegistryError(REGISTRY, f"names {twice[0]!r} twice in one JSON object (the last would silently win): each name once")
+    return dict(pairs)
+
+
 def _read() -> tuple[str, list[BundledModel]]:
     """(the default's name, every bundled model) from the registry file, checked."""
     try:
-        reg = json.loads(REGISTRY.read_text(encoding="utf-8"))
+        reg = json.loads(REGISTRY.read_text(encoding="utf-8"), object_pairs_hook=_no_twins)
     except OSError as e:
         raise RegistryError(REGISTRY, f"cannot be read ({e.strerror})") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise RegistryError(REGISTRY, f"is not valid JSON ({e})") from None
     if not isinstance(reg, dict) or not isinstance(reg.get("models"), dict) or not reg["models"]:
         raise RegistryError(REGISTRY, 'has no "models" object naming the bundled models')
+    if "default" in reg["models"]:
+        raise RegistryError(REGISTRY, "names a model 'default', which means the default model: choose another name")
     models = [_entry(name, entry) for name, entry in reg["models"].items()]
     if not isinstance(reg.get("default"), str) or reg["default"] not in reg["models"]:
         raise RegistryError(REGISTRY, f'"default" ({reg.get("default")!r}) is not one of its models')
