@@ -8,6 +8,7 @@ import slicer
 from PIL import Image
 
 from slicer_cases import empty_scene, full_resolution_radiograph, write_dicom_dx
+from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.mrml.volumes import (DICOM_INSTANCE_UIDS, SOURCE_PATH, ijk_to_ras_matrix, load_volume,
                                         radiograph_to_volume_node, source_dicom_files, volume_node_to_radiograph)
@@ -80,3 +81,25 @@ def test_colour_volume_is_read_as_luminance():
     image = volume_node_to_radiograph(node)
     assert image.shape == rgb.shape[:3]
     np.testing.assert_allclose(image.pixels, rgb @ np.array([0.299, 0.587, 0.114]), atol=1e-3)
+
+
+def _volume(kind, name, array):
+    node = slicer.mrmlScene.AddNewNodeByClass(kind, name)
+    slicer.util.updateVolumeFromArray(node, array)
+    return node
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda: _volume("vtkMRMLLabelMapVolumeNode", "lung labels", np.eye(64, dtype=np.uint8)[None]),
+     "is a labelmap \\(a segmentation\\), not a radiograph"),
+    (lambda: _volume("vtkMRMLScalarVolumeNode", "tiny", np.arange(64, dtype=np.float32).reshape(1, 8, 8)),
+     "image is 8x8 pixels; at least 16x16 is needed"),
+    (lambda: _volume("vtkMRMLScalarVolumeNode", "flat", np.zeros((1, 64, 64), np.float32)),
+     "image is constant \\(every pixel 0\\)"),
+    (lambda: slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"), "has no image data"),
+])
+def test_a_volume_node_that_is_no_radiograph_is_refused_naming_the_node(make, reason):
+    """As a file would be on the command line: never scored into a wrong result."""
+    node = make()
+    with pytest.raises(ReadError, match=f"volume '{node.GetName()}': .*{reason}"):
+        volume_node_to_radiograph(node)

@@ -13,7 +13,8 @@ import slicer
 import vtk
 
 from SSLAnomalyLib.core.reading.image import LPS_TO_RAS, Radiograph, image_identity
-from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.images import read_radiograph, validated
 
 SOURCE_PATH = "SSLAnomaly.SourcePath"       # file the volume was read from (DICOM export needs it)
 DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # Slicer's own attribute on volumes loaded from DICOM
@@ -41,16 +42,19 @@ def volume_node_to_radiograph(node) -> Radiograph:
 
     A parent transform is not applied: the glue puts every derived node under the input's own
     transform, so results stay aligned with it."""
+    name = f"volume {node.GetName()!r}" if node is not None else "volume"
     if node is None or node.GetImageData() is None:
-        raise ValueError("the volume node has no image data")
+        raise ReadError(name, "has no image data")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise ReadError(name, "is a labelmap (a segmentation), not a radiograph: select the radiograph itself")
     pixels = np.array(slicer.util.arrayFromVolume(node))
     if pixels.ndim == 4:  # vector volume, e.g. an RGB JPEG loaded in desktop Slicer
         pixels = pixels[..., :3] @ LUMINANCE[: pixels.shape[-1]] if pixels.shape[-1] >= 3 else pixels[..., 0]
     ijk_to_lps = LPS_TO_RAS @ ijk_to_ras_matrix(node)[:3]  # the flip is its own inverse
     spacing = np.array(node.GetSpacing())
-    return Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
-                      ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1,
-                      source=source_of(node))
+    return validated(Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
+                                ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1,
+                                source=source_of(node)), name)
 
 
 def image_identity_of(node) -> str:

@@ -125,8 +125,18 @@ def _check_openable(path: Path) -> None:
         raise ReadError(path, "file is empty")
 
 
-def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int]) -> Radiograph:
-    """`img` checked and repaired; refusals quote the file's own size (`declared`), not the reduced one."""
+def validated(img: Radiograph, name: str) -> Radiograph:
+    """An image not read from a file (a Slicer volume node) checked and repaired as a file's is;
+    refusals (ReadError) name `name`. Its source is kept."""
+    source = img.source
+    img = _validated(img, name, img.shape, file=False)
+    img.source = source
+    return img
+
+
+def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file: bool = True) -> Radiograph:
+    """`img` checked and repaired; refusals quote the file's own size (`declared`), not the reduced one.
+    A file's implausible spacing is replaced; a volume node's (`file=False`) is its scene's geometry, kept."""
     _, rows, cols = img.shape
     if min(rows, cols) < MIN_SIDE:
         reduced = f" (read at {cols}x{rows} after reduction)" if declared != img.shape else ""
@@ -142,7 +152,7 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int]) -> R
             px = np.where(bad, np.median(finite), px).astype(np.float32)
             img.pixels = px
             img.warnings.append(f"{int(bad.sum())} NaN/inf pixels replaced by the median")
-    if not all(0 < s <= MAX_SPACING_MM for s in img.spacing[:2]):
+    if file and not all(0 < s <= MAX_SPACING_MM for s in img.spacing[:2]):
         img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
                             "1.0 mm assumed")
         img.spacing = (1.0, 1.0, img.spacing[2])
