@@ -31,6 +31,25 @@ def test_cancel_stops_a_real_training_and_everything_it_started(small_normals, t
     assert (tmp_path / "model.work" / "checkpoint.safetensors").exists()  # what resume starts from
 
 
+def test_a_finished_process_is_running_until_its_last_line_is_read():
+    """The panel shows a job's lines while it runs and then reads the exit code: the last lines (the
+    reason a training failed) must be in `lines` by then, however slowly a log callback takes them."""
+    script = "import sys\nfor i in range(300): print('line', i)\nprint('error: the reason'); sys.exit(3)"
+    job = TrainingJob([sys.executable, "-c", script], on_line=lambda line: time.sleep(0.002)).start()
+    while job.running:
+        time.sleep(0.01)
+    assert job.lines[-1] == "error: the reason" and len(job.lines) == 301
+    assert job.wait() == 3
+
+
+def test_a_killed_process_is_not_running_and_keeps_its_log():
+    job = TrainingJob([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]).start()
+    while not job.lines:
+        time.sleep(0.05)
+    psutil.Process(job.pid).kill()
+    assert job.wait(10) == -9 and not job.running and job.lines == ["started"] and not job.cancelled
+
+
 def test_detection_job_reports_each_image_and_stops_between_images():
     started = threading.Event()
 

@@ -60,7 +60,9 @@ class TrainingJob:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        """Until the process has ended and its last line is read (so a poller that then takes the exit
+        code has every line: the last one often says why it failed)."""
+        return self._process is not None and (self._process.poll() is None or self._reader.is_alive())
 
     @property
     def fraction(self) -> float | None:
@@ -96,6 +98,7 @@ class TrainingJob:
                 pass
         psutil.wait_procs(alive, timeout=grace_s)
         self._process.wait(grace_s)
+        self._reader.join(grace_s)
 
 
 class DetectionJob:
