@@ -54,6 +54,18 @@ def test_training_runs_the_cli_in_a_separate_python(tmp_path):
                                                                        "--other-source-normals"))
 
 
+def test_folders_with_a_leading_dash_reach_the_process_as_folders(tmp_path, monkeypatch):
+    """A relative folder named like an option ('-site normals', '-x') is passed whole and absolute, never
+    read by the command line's parser as an option."""
+    monkeypatch.chdir(tmp_path)
+    command = logic().trainCommand("-x", "-site model", minutes=1, valNormalsFolder="-v")
+    assert [command[command.index(o) + 1] for o in ("--normals", "--out", "--val-normals")] == \
+        [str(tmp_path / "-x"), str(tmp_path / "-site model"), str(tmp_path / "-v")]
+    job = logic().startCalibration("-x", "-out", model="pediatric")
+    assert job.wait(timeout=120) == 2 and "expected" not in " ".join(job.lines), job.lines[-3:]
+    assert job.lines[-1].startswith(f"error: {tmp_path / '-x'}"), job.lines[-3:]
+
+
 def test_training_without_a_starting_model_or_minutes_is_refused(tmp_path):
     with pytest.raises(ValueError, match="random, untrained encoder"):
         logic().trainCommand(tmp_path / "normals", tmp_path / "model", minutes=0)

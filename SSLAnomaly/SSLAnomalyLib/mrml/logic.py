@@ -336,21 +336,20 @@ class AnomalyLogic:
 
     def trainCommand(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
                      device: str = "auto", startFrom=None, otherSourceNormalsFolder=None) -> list[str]:
-        """`sslanomaly train` in a separate Python process (Slicer's own Python). `startFrom` (a
-        model name or folder) starts from that model's encoder; with `minutes=0` it is only refitted.
-        `otherSourceNormalsFolder`: normals of other acquisitions, whose directions are projected out.
-        No starting model and no minutes is refused: it would fit a random, untrained encoder."""
+        """`sslanomaly train` in a separate Python process (Slicer's own Python). `startFrom` (a model name or folder)
+        starts from that model's encoder; with `minutes=0` it is only refitted. `otherSourceNormalsFolder`: normals of
+        other acquisitions, projected out. No starting model and no minutes is refused (a random, untrained encoder)."""
         if not startFrom and float(minutes) == 0:
             raise ValueError("0 minutes without a starting model would fit a random, untrained encoder: start from "
                              "a model to refit it on these normals, or give minutes to train an encoder")
-        command = [python(), "-m", "SSLAnomalyLib.cli", "train", "--normals", str(normalsFolder),
-                   "--out", str(outputFolder), "--minutes", str(float(minutes)), "--device", device]
+        command = [python(), "-m", "SSLAnomalyLib.cli", "train", "--normals", _folder(normalsFolder),
+                   "--out", _folder(outputFolder), "--minutes", str(float(minutes)), "--device", device]
         if valNormalsFolder:
-            command += ["--val-normals", str(valNormalsFolder)]
+            command += ["--val-normals", _folder(valNormalsFolder)]
         if startFrom:
             command += ["--start-from", str(startFrom)]
         if otherSourceNormalsFolder:
-            command += ["--other-source-normals", str(otherSourceNormalsFolder)]
+            command += ["--other-source-normals", _folder(otherSourceNormalsFolder)]
         return command
 
     def startTraining(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
@@ -371,7 +370,7 @@ class AnomalyLogic:
         from SSLAnomalyLib.jobs import TrainingJob
 
         command = [python(), "-m", "SSLAnomalyLib.cli", "calibrate", "--model", str(model), "--normals",
-                   str(normalsFolder), "--out", str(outputFolder), "--fpr", str(float(falsePositiveRate))]
+                   _folder(normalsFolder), "--out", _folder(outputFolder), "--fpr", str(float(falsePositiveRate))]
         return self._startProcess(TrainingJob, command, log)
 
     def _startProcess(self, jobClass, command: list[str], log):
@@ -389,6 +388,10 @@ class AnomalyLogic:
         if code != 0:
             raise RuntimeError(f"training failed (exit code {code}); see the log above")
         return Path(outputFolder)
+
+
+def _folder(path) -> str:  # absolute for the command line: a relative '-site' would be read as an option
+    return str(Path(path).absolute())
 
 
 def python() -> str:
