@@ -97,6 +97,14 @@ def test_calibrate_refuses_too_few_normals(tmp_path):
     assert not (tmp_path / "m" / "manifest.json").exists()
 
 
+@pytest.mark.parametrize("command", [["calibrate", "--model", "pediatric", "--out", "m"],
+                                     ["reference-stats", "--model", "pediatric", "--out", "s.stats"]])
+def test_a_normals_folder_that_does_not_exist_is_named_so(tmp_path, command):
+    """Not '0 readable normals' (nor '1 image'): the missing folder was counted as one unreadable file."""
+    r = run(*command[:-1], tmp_path / command[-1], "--normals", tmp_path / "no such", "--quiet")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'no such'}: no such folder"
+
+
 def test_calibrate_refuses_a_tampered_model(pediatric_model, tmp_path):
     copy = tmp_path / "tampered"
     shutil.copytree(pediatric_model, copy)

@@ -35,6 +35,9 @@ def normal_files(folders) -> list[Path]:
     """The image files of a folder (or of several: `io.as_folders`), each once: a folder given twice,
     overlapping folders or a link beside its file would count one normal twice, in the reference and
     in the number of normals that says how stable a threshold is. None is an error that names them."""
+    for folder in as_folders(folders):  # else a missing folder is one unreadable "image"
+        if not Path(folder).exists():
+            raise ReadError(folder, "no such folder")
     files, _ = distinct_inputs(list_inputs(as_folders(folders)))
     if not files:
         raise ReadError(", ".join(as_folders(folders)), "no images found in the folder")
