@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from SSLAnomalyLib.core.detection.regions import Finding
-from SSLAnomalyLib.core.results.overlay import (HOT_TOP, MAX_SIDE, label_position, percentile_text, ramp_colours,
-                                                render_overlay)
+from SSLAnomalyLib.core.results.overlay import (HOT_TOP, MAX_SIDE, MIN_SIDE, label_position, percentile_text,
+                                                ramp_colours, render_overlay)
 
 THRESHOLD = 10.0
 
@@ -88,3 +88,16 @@ def test_lung_outline_only_when_asked():
     plain = colour_spread(render_overlay(image, heat, result()))
     outlined = colour_spread(render_overlay(image, heat, result(), lungs=lungs))
     assert plain[100:500, 60:240].max() == 0 and outlined[100:500, 60:240].max() > 50
+
+
+def test_a_tiny_or_strip_shaped_image_still_shows_itself_its_score_and_its_bar():
+    """A 16 x 16 image was drawn 16 x 16 and a 5000 x 75 strip 15 pixels wide: the banner and colour
+    bar covered the whole picture. Small images are enlarged, and the picture is never narrower than
+    MIN_SIDE, so that the score and colour bar fit beside the image."""
+    tiny = render_overlay(chest(16, 16), np.zeros((16, 16), np.float32), result())
+    assert tiny.size == (MIN_SIDE, MIN_SIDE)
+    a = np.asarray(tiny, np.int16)
+    grey = (colour_spread(tiny) < 3) & (a.max(axis=2) > 40)  # the radiograph, not the dark panels
+    assert grey.mean() > 0.5
+    strip = render_overlay(chest(5000, 75), np.zeros((5000, 75), np.float32), result())
+    assert max(strip.size) == MAX_SIDE and min(strip.size) >= MIN_SIDE

@@ -22,6 +22,7 @@ from synthetic_inputs import (COLS, REPO, ROWS, loaded, lung_field, normals_fold
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.results.overlay import MIN_SIDE
 
 SCHEMA = json.loads((REPO / "SSLAnomaly" / "Resources" / "Schemas" / "findings.schema.json").read_text())
 NRRD_SPACING, NRRD_ORIGIN = (0.18, 0.25), (-12.5, 30.0)
@@ -282,7 +283,7 @@ def test_detect_writes_heatmap_and_overlay_on_each_inputs_grid(batch, detector):
         own = NRRD_SPACING if name == "c" else (BATCH_SPACING, BATCH_SPACING)  # NRRD keeps its own spacing
         assert heat.GetSpacing() == pytest.approx(own)
         overlay = Image.open(out / f"{name}.overlay.png")
-        assert overlay.mode == "RGB" and overlay.size == (COLS, ROWS)
+        assert overlay.mode == "RGB" and overlay.size == (MIN_SIDE, round(ROWS * MIN_SIDE / COLS))  # enlarged
     heat, values, scale = read_heatmap(out / "c.heatmap.nrrd")
     assert heat.GetOrigin() == pytest.approx(NRRD_ORIGIN)
     api = detector.detect(read_radiograph(inputs["c"])).heatmap.pixels

@@ -7,7 +7,9 @@ optionally the lung fields' outline; and the score against the calibrated thresh
 
 The ramp and its range are shared with Slicer's colour node (mrml/heatmap.py), so both look alike.
 The picture is drawn at most MAX_SIDE pixels a side: a heatmap from a 128-pixel model grid loses
-nothing there, and the cost stays that of a 1-megapixel picture whatever the input's size.
+nothing there, and the cost stays that of a 1-megapixel picture whatever the input's size. A small
+image is enlarged towards MIN_SIDE, and the picture is at least MIN_SIDE a side (a strip-shaped image
+on a dark ground), so that the score and the colour bar always fit beside the image.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from scipy import ndimage
 from SSLAnomalyLib.core.model.preprocess import normalise, resize
 
 MAX_SIDE = 1024
+MIN_SIDE = 512
 HOT_TOP = 2.0  # the ramp reaches its top at twice the pixel threshold
 # red, orange, yellow, pale yellow: brighter at every step, and never white, which over bone or the
 # mediastinum would look like no heat at all
@@ -114,7 +117,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
     """RGB picture of one slice (`image`, `heatmap` and, outlined when given, `lungs` are (rows, cols)
     on the same grid)."""
     rows, cols = image.shape
-    scale = min(1.0, MAX_SIDE / max(rows, cols))
+    scale = min(max(1.0, MIN_SIDE / min(rows, cols)), MAX_SIDE / max(rows, cols))
     size = (max(1, round(rows * scale)), max(1, round(cols * scale)))
     gray = (normalise(resize(image, size), every=4) * 255).astype(np.uint8)
     out = np.repeat(gray[..., None], 3, axis=2)
@@ -129,7 +132,9 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
     if lungs is not None:
         mask = resize(np.asarray(lungs, np.float32), size) >= 0.5
         out[mask & ~ndimage.binary_erosion(mask, iterations=max(1, size[1] // 400))] = LUNG_OUTLINE
-    picture = Image.fromarray(out, "RGB")
+    picture = Image.new("RGB", (max(size[1], MIN_SIDE), max(size[0], MIN_SIDE)), PANEL)
+    picture.paste(Image.fromarray(out, "RGB"), (0, 0))
+    size = picture.size[::-1]  # (rows, cols) of the picture, where labels and the banner must fit
     draw = ImageDraw.Draw(picture)
     font = _font(max(12, size[1] // 40))
     top = _banner(draw, result, size[1], font)
