@@ -50,6 +50,19 @@ def test_a_killed_process_is_not_running_and_keeps_its_log():
     assert job.wait(10) == -9 and not job.running and job.lines == ["started"] and not job.cancelled
 
 
+def test_a_cancelled_process_never_reads_as_a_success():
+    """psutil reaped the cancelled process itself, so that its exit code read 0 and the panel said
+    'Model ready' for a model that was never written."""
+    for command in ([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                    [sys.executable, "-c", LAUNCHER, sys.executable, "-c", "import time; print('up', flush=True); "
+                     "time.sleep(60)"]):
+        job = TrainingJob(command).start()
+        while not job.lines:
+            time.sleep(0.05)
+        job.cancel()
+        assert not job.running and job.wait() != 0
+
+
 def test_detection_job_reports_each_image_and_stops_between_images():
     started = threading.Event()
 

@@ -81,15 +81,19 @@ class TrainingJob:
         if self._process is None:
             return
         try:
-            root = psutil.Process(self._process.pid)
-            tree = root.children(recursive=True) + [root]
+            tree = psutil.Process(self._process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
-            return
+            tree = []
         for p in tree:
             try:
                 p.terminate()
             except psutil.NoSuchProcess:
                 pass
+        self._process.terminate()  # the root through Popen, which alone reaps it: psutil reaping it
+        try:                       # left Popen an exit code of 0, a cancelled job read as a success
+            self._process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
         _, alive = psutil.wait_procs(tree, timeout=grace_s)
         for p in alive:
             try:
