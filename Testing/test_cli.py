@@ -196,3 +196,11 @@ def test_a_usage_error_found_after_parsing_exits_2_like_argparse(tmp_path):
                  ["train", "--normals", tmp_path, "--out", tmp_path / "m", "--patch-layers", "layer9"]):
         r = run(*args)
         assert r.returncode == 2 and r.stderr.startswith("error: --") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_sample_from_a_folder_that_is_not_there_is_refused_not_replaced(tmp_path, capsys):
+    """`sample --data MISSING` (or a folder of no images) silently gave the shared data's samples instead."""
+    (tmp_path / "empty").mkdir()
+    for data, reason in ((tmp_path / "missing", "no such folder"), (tmp_path / "empty", "no images found in the folder")):
+        assert main(["sample", "--out", str(tmp_path / "s"), "--data", str(data)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {data}: {reason}"

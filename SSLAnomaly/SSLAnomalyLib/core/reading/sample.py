@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from SSLAnomalyLib.core.reading.images import list_inputs
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "kermany_fullres"
 SYNTHETIC_NAME = "SYNTHETIC_chest_radiograph.png"
@@ -37,7 +37,12 @@ def synthetic_radiograph(rows: int = 1024, cols: int = 896, seed: int = 0) -> np
 
 
 def sample_inputs(out_dir, data_dir=None) -> list[Path]:
-    """Paths of sample radiographs to run on (real ones are used in place, never copied)."""
+    """Paths of sample radiographs to run on (real ones are used in place, never copied). A `data_dir`
+    named but missing or without images is refused (ReadError), never silently replaced."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise ReadError(data_dir, "no such folder")
+    if data_dir and not list_inputs([Path(data_dir)]):
+        raise ReadError(data_dir, "no images found in the folder")
     for folder in ([Path(data_dir)] if data_dir else []) + [SHARED_SAMPLES]:
         if folder.is_dir():
             found = [f for sub in ("normal", "pneumonia") for f in list_inputs([folder / sub])[:1]
