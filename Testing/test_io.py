@@ -129,3 +129,13 @@ def test_colour_annotations_are_warned_with_their_share(tmp_path, real_gray):
     ds.PixelData = marked.tobytes()
     ds.save_as(rgb_dicom)
     assert any("colour annotations found on" in w for w in read_radiograph(rgb_dicom).warnings)
+
+
+@pytest.mark.parametrize("background, spot", [(0, 255), (255, 0), (0, 1)])
+def test_a_blank_image_with_a_few_odd_pixels_is_refused_as_constant_is(tmp_path, background, spot):
+    """An all-black (or saturated) image with one other pixel was scored: ABNORMAL, with a finding."""
+    pixels = np.full((512, 512), background, np.uint8)
+    pixels[100, 200] = spot
+    Image.fromarray(pixels).save(tmp_path / "blank.png")
+    with pytest.raises(ReadError, match=f"blank.png: image is blank: all but 1 of its 262144 pixels are {background}"):
+        read_radiograph(tmp_path / "blank.png")

@@ -158,6 +158,11 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
         img.spacing = (1.0, 1.0, img.spacing[2])
     if float(px.max()) == float(px.min()):
         raise ReadError(path, f"image is constant (every pixel {float(px.max()):g}): there is nothing to score")
+    value = min((px.min(), px.max()), key=lambda v: int(np.count_nonzero(px != v)))  # the blank's value
+    others = int(np.count_nonzero(px != value))
+    if others < max(16, px.size // 1000):  # one hot pixel on black is no radiograph either
+        raise ReadError(path, f"image is blank: all but {others} of its {px.size} pixels are {float(value):g}: "
+                              "there is nothing to score")
     flat = _flat_tail_rows(px[0])
     if flat >= FLAT_TAIL_ROWS * rows:
         img.warnings.append(f"the bottom {flat} rows are one flat value: the file is probably truncated or "
