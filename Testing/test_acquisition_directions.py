@@ -123,16 +123,18 @@ def test_a_run_keeps_the_starting_models_directions_only_while_its_encoder_stays
     assert kept_acquisition(TrainingSpec(minutes=0), None) is None
 
 
-def test_train_finds_stores_and_reloads_the_directions_and_a_refit_keeps_them(tmp_path):
+def test_train_finds_stores_and_reloads_the_directions_and_a_refit_keeps_them(tmp_path, capsys):
     """`train --other-source-normals` end to end on real adult normals: the model folder holds the
-    directions, the manifest and card say where they came from, the reloaded detector projects with
-    them, and a refit started from that model keeps them."""
+    directions, the manifest and card say where they came from (and which other-source file could not
+    be read, named on stderr too), the reloaded detector projects with them, and a refit started from
+    that model keeps them."""
     from SSLAnomalyLib.cli import main
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.core.model_files import model_folder
 
     nih = link_subset(data_dir("nih", "train", "normal"), tmp_path / "nih", 30)
     rsna = link_subset(data_dir("rsna", "train", "normal"), tmp_path / "rsna", 12)
+    (rsna / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "model"
     assert main(["train", "--normals", str(nih), "--out", str(out), "--minutes", "0", "--start-from", "adult",
                  "--other-source-normals", str(rsna), "--acquisition-directions", "4", "--quiet"]) == 0
@@ -140,6 +142,8 @@ def test_train_finds_stores_and_reloads_the_directions_and_a_refit_keeps_them(tm
     assert loaded.arrays[ARRAY].shape[1] == 4
     record = loaded.manifest.section("reference")["acquisition_directions"]
     assert record["k"] == 4 and record["other_source_normals"] == str(rsna)
+    assert [str(rsna / "broken.png") in entry for entry in record["skipped"]] == [True]
+    assert f"warning: {rsna / 'broken.png'}" in capsys.readouterr().err
     assert "4 acquisition directions of the patch features" in (out / "MODEL_CARD.md").read_text()
     detector = AnomalyDetector.load(out, device="cpu")
     np.testing.assert_array_equal(detector.scorer.acquisition.directions, loaded.arrays[ARRAY])

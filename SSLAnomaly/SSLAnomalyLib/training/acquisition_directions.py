@@ -19,14 +19,16 @@ MAX_NORMALS = 256  # of each source: the directions are means and a few leading 
 
 
 def find_acquisition_directions(net: torch.nn.Module, config: EncoderConfig, device, normals, other_normals,
-                                k: int, seed: int = 0, progress: bool = False) -> AcquisitionDirections:
+                                k: int, seed: int = 0, progress: bool = False
+                                ) -> tuple[AcquisitionDirections, list[str]]:
     """The k directions in which `other_normals` (folders) differ from `normals` (folders or a pack)
-    through this encoder, read from at most MAX_NORMALS of each (seeded)."""
+    through this encoder, read from at most MAX_NORMALS of each (seeded), and the other-source files
+    that could not be read ("file: reason"), for the manifest and the run to name."""
     scorer = Scorer(net, config, device=device)
-    site = _lung_field_means(scorer, normals, seed, progress)
-    other = _lung_field_means(scorer, other_normals, seed, progress)
+    site, _ = _lung_field_means(scorer, normals, seed, progress)  # the site's unread are named by the fit
+    other, unread = _lung_field_means(scorer, other_normals, seed, progress)
     try:
-        return AcquisitionDirections.between(site, other, k)
+        return AcquisitionDirections.between(site, other, k), unread
     except ValueError as e:  # too few readable other normals, or the site's own again
         raise ReadError(", ".join(as_folders(other_normals)), str(e)) from None
 
@@ -48,13 +50,14 @@ def check_other_sources(other_normals, normals, k: int) -> None:
                                     "another acquisition (another hospital, scanner, digitiser or export)")
 
 
-def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> np.ndarray:
-    """(n, channels) lung-field mean patch features of a seeded subset of at most MAX_NORMALS of `source`
-    (unreadable files are skipped, as the fit skips them)."""
+def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> tuple[np.ndarray, list[str]]:
+    """(n, channels) lung-field mean patch features of a seeded subset of at most MAX_NORMALS of `source`,
+    and the files of it that could not be read ("file: reason"; skipped, as the fit skips them)."""
     _, batches = source_batches(source, scorer.config.input_size, progress, at_most=MAX_NORMALS, seed=seed)
-    means = []
-    for _, images, _ in batches:
+    means, unread = [], []
+    for _, images, skipped in batches:
+        unread += skipped
         if len(images):
             lungs = bundled_segmenter().masks(images)
             means.append(lung_field_means(scorer.features(images, lungs)[1], lungs))
-    return np.concatenate(means) if means else np.empty((0, 0))
+    return (np.concatenate(means) if means else np.empty((0, 0))), unread

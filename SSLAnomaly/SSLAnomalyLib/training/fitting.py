@@ -285,11 +285,11 @@ def acquisition_of(spec: TrainingSpec, start: StartingEncoder | None, net, confi
     if spec.other_source_normals:
         say(f"finding {spec.acquisition_directions} acquisition directions against "
             f"{', '.join(as_folders(spec.other_source_normals))}")
-        found = find_acquisition_directions(net, config, device, normals, spec.other_source_normals,
-                                            spec.acquisition_directions, spec.seed, progress)
+        found, unread = find_acquisition_directions(net, config, device, normals, spec.other_source_normals,
+                                                    spec.acquisition_directions, spec.seed, progress)
         return found, {"k": found.k, "other_source_normals": os.pathsep.join(as_folders(spec.other_source_normals)),
                        "site_normals": os.pathsep.join(as_folders(normals)) if not hasattr(normals, "images01")
-                       else "a normals pack", "max_normals_each": MAX_NORMALS}
+                       else "a normals pack", "max_normals_each": MAX_NORMALS, "skipped": unread}
     kept = kept_acquisition(spec, start)
     if kept is not None:
         return kept, {"k": kept.k, "kept_from": start.model_id}

@@ -67,9 +67,13 @@ class Manifest:
 
     def unread_normals(self) -> list[str]:
         """The normals its writer could not read ("file: reason"): the site calibration's where the
-        model was calibrated (its training section is the source model's), else the training's."""
+        model was calibrated (its training section is the source model's), else the training's and
+        those of the other-source normals its acquisition directions were found on."""
         site = self.document.get("site_calibration")
-        return list((site if site is not None else self.document.get("data") or {}).get("skipped") or [])
+        if site is not None:
+            return list(site.get("skipped") or [])
+        other = (self.document.get("reference") or {}).get("acquisition_directions") or {}
+        return list((self.document.get("data") or {}).get("skipped") or []) + list(other.get("skipped") or [])
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.document)
