@@ -274,6 +274,19 @@ def test_a_moved_box_or_a_relabel_alone_survives_a_crash(three_finding_case, mod
             assert (got["label"], got["status"], got["origin"]) == (saved["label"], saved["status"], "model")
 
 
+def test_restoring_a_review_again_adds_no_twin_of_a_finding_the_reader_drew_and_moved(case, model, tmp_path):
+    """A reader's finding is the same finding by its box as it is now, on both sides of a restore."""
+    lg, volume, _ = case
+    lg.reviewFolder = tmp_path
+    drawn = lg.addMissedFinding(volume, [40, 60, 90, 120], label="nodule")
+    center = list(drawn.GetCenter())
+    drawn.SetCenter(center[0] + 6, center[1] + 4, center[2])  # the reader moved the box drawn
+    lg.reviewFinding(drawn, note="on the nodule now")  # autosaves
+    before = lg.findings(volume)
+    lg.restoreReview(volume)
+    assert lg.findings(volume) == before
+
+
 def test_restoring_onto_a_detection_at_another_threshold_drops_no_decision(three_finding_case, model, tmp_path):
     """After a crash the image is detected again, perhaps with another model or threshold, so the model's
     boxes differ: a saved decision or note on a box the new detection lacks is put back, not dropped

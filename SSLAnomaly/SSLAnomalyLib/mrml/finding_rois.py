@@ -57,9 +57,15 @@ def show_findings(volume_node, findings) -> list:
 def untouched(node) -> bool:
     """A model finding as the engine made it: not reviewed, annotated, relabelled or moved."""
     record = finding_record(node)
-    return (record["origin"] == MODEL and record["status"] == "unreviewed" and not record["note"]
-            and record["label"] == node.GetAttribute(_A + "EngineLabel")
-            and json.dumps(record["bbox_ijk"]) == node.GetAttribute(_A + "EngineBox"))
+    return record["origin"] == MODEL and not reader_touched(dict(record, **engine_of(node)))
+
+
+def reader_touched(record: dict) -> bool:
+    """Whether the reader decided on, noted, relabelled or moved a finding: a record beside what the
+    detector made of it (`engine_of`; a review file saved before those were kept: its own label and box)."""
+    return (record["status"] != "unreviewed" or bool(record["note"])
+            or record["label"] != record.get("engine_label", record["label"])
+            or record["bbox_ijk"] != record.get("engine_bbox_ijk", record["bbox_ijk"]))
 
 
 def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: str = MISSED_LABEL,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import (READER, add_missed_finding, engine_of, finding_nodes, finding_record,
-                                             move_finding, restore_model_finding, review_finding)
+                                             move_finding, reader_touched, restore_model_finding, review_finding)
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 
@@ -24,19 +24,15 @@ def apply_review(volume_node, review: dict) -> int:
     finding is added unless one with the same box is there, and so is a model finding the reader
     decided on, noted, relabelled or moved that the current detection does not make. Returns how
     many saved findings were applied."""
-    current = {}
-    for node in finding_nodes(volume_node):
-        record = finding_record(node)
-        box = record["bbox_ijk"] if record["origin"] == READER else engine_of(node)["engine_bbox_ijk"]
-        current[(record["origin"], tuple(box), record["slice_index"])] = node
+    current = {_match(dict(finding_record(node), **engine_of(node))): node for node in finding_nodes(volume_node)}
     applied = 0
     for saved in review["findings"]:
         slice_index = saved.get("slice_index", 0)
-        node = current.get((saved["origin"], tuple(_detected_box(saved)), slice_index))
+        node = current.get(_match(saved))
         if node is None and saved["origin"] == READER:
             node = add_missed_finding(volume_node, saved["bbox_ijk"], slice_index, saved["label"])
         elif node is None:
-            if not _reader_touched(saved):
+            if not reader_touched(saved):
                 continue  # nothing of the reader's on it, and the model no longer finds it here
             node = restore_model_finding(volume_node, saved)
         if saved["bbox_ijk"] != finding_record(node)["bbox_ijk"]:
@@ -46,12 +42,8 @@ def apply_review(volume_node, review: dict) -> int:
     return applied
 
 
-def _detected_box(saved: dict) -> list[int]:
-    """The box the detector gave a saved finding (reviews saved before the engine's box was kept: its box)."""
-    return saved.get("engine_bbox_ijk", saved["bbox_ijk"])
-
-
-def _reader_touched(saved: dict) -> bool:
-    """Whether the reader decided on, noted, relabelled or moved a saved model finding."""
-    return (saved["status"] != "unreviewed" or bool(saved["note"])
-            or saved["label"] != saved.get("engine_label", saved["label"]) or saved["bbox_ijk"] != _detected_box(saved))
+def _match(record: dict) -> tuple:
+    """What makes a saved finding the same as one in the scene: a reader's by its box, a model
+    finding by the box the detector gave it (a review file saved before that was kept: its box)."""
+    box = record["bbox_ijk"] if record["origin"] == READER else record.get("engine_bbox_ijk", record["bbox_ijk"])
+    return record["origin"], tuple(box), record.get("slice_index", 0)
