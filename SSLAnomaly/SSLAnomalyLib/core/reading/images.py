@@ -156,10 +156,12 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
         img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
                             "1.0 mm assumed")
         img.spacing = (1.0, 1.0, img.spacing[2])
-    if float(px.max()) == float(px.min()):
-        raise ReadError(path, f"image is constant (every pixel {float(px.max()):g}): there is nothing to score")
-    value = min((px.min(), px.max()), key=lambda v: int(np.count_nonzero(px != v)))  # the blank's value
-    others = int(np.count_nonzero(px != value))
+    lo, hi = float(px.min()), float(px.max())
+    if lo == hi:
+        raise ReadError(path, f"image is constant (every pixel {hi:g}): there is nothing to score")
+    at = {v: int(np.count_nonzero(px == v)) for v in (lo, hi)}
+    value = max((lo, hi), key=at.get)  # the blank's value: the extreme most pixels sit at
+    others = px.size - at[value]
     if others < max(16, px.size // 1000):  # one hot pixel on black is no radiograph either
         raise ReadError(path, f"image is blank: all but {others} of its {px.size} pixels are {float(value):g}: "
                               "there is nothing to score")
