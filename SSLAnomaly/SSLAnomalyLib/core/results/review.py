@@ -13,11 +13,11 @@ free name (staging.staged_files refuses instead).
 
 `status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
 (added by the radiologist); `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the
-detector made of the finding, so a restore finds the detector's box and keeps a relabel or a move. No patient identity is stored: `input` is the path the user gave, and
-`image_id` names the image, not the patient: "dicom:<SOPInstanceUID>" for DICOM, else
-"sha256:<hash of the pixels>". A review is keyed by it (its file name carries a digest of it) and
-is only ever applied to the image it names (`check_same_image`): DICOM volume names repeat across
-patients, so a name is never enough.
+detector made of the finding, so a restore finds the detector's box and keeps a relabel or a move.
+No patient identity is stored: `input` is the path the user gave, and `image_id` names the image,
+not the patient: "dicom:<SOPInstanceUID>" for DICOM, else "sha256:<hash of the pixels>". A review
+is keyed by it (its file name carries a digest of it) and is only ever applied to the image it
+names (`check_same_image`): DICOM volume names repeat across patients, so a name is never enough.
 """
 
 from __future__ import annotations
