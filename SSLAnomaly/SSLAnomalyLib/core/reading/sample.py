@@ -39,18 +39,24 @@ def synthetic_radiograph(rows: int = 1024, cols: int = 896, seed: int = 0) -> np
 def sample_inputs(out_dir, data_dir=None) -> list[Path]:
     """Paths of sample radiographs to run on (real ones are used in place, never copied). A `data_dir`
     named but missing or without images is refused (ReadError), never silently replaced."""
-    if data_dir and not Path(data_dir).is_dir():
-        raise ReadError(data_dir, "no such folder")
-    if data_dir and not list_inputs([Path(data_dir)]):
-        raise ReadError(data_dir, "no images found in the folder")
-    for folder in ([Path(data_dir)] if data_dir else []) + [SHARED_SAMPLES]:
-        if folder.is_dir():
-            found = [f for sub in ("normal", "pneumonia") for f in list_inputs([folder / sub])[:1]
-                     if (folder / sub).is_dir()] or list_inputs([folder])[:2]
-            if found:
-                return found
+    if data_dir:
+        if not Path(data_dir).is_dir():
+            raise ReadError(data_dir, "no such folder")
+        found = _samples_in(Path(data_dir))
+        if not found:
+            raise ReadError(data_dir, "no images found in the folder")
+        return found
+    found = _samples_in(SHARED_SAMPLES) if SHARED_SAMPLES.is_dir() else []
+    if found:
+        return found
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / SYNTHETIC_NAME
     Image.fromarray(synthetic_radiograph()).save(path)
     return [path]
+
+
+def _samples_in(folder: Path) -> list[Path]:
+    """A normal and a pneumonia where `folder` has such sub-folders (Kermany's layout), else its first two images."""
+    return [f for sub in ("normal", "pneumonia") for f in list_inputs([folder / sub])[:1]
+            if (folder / sub).is_dir()] or list_inputs([folder])[:2]
