@@ -363,3 +363,20 @@ def test_a_volume_is_scored_slice_by_slice_and_overlaid_in_every_view(model, tmp
     assert len(result.slice_scores) == 3
     assert {f["slice_index"] for f in lg.findings(volume)} <= {0, 1, 2}
     assert all(c.GetForegroundVolumeID() == heat.GetID() for c in slice_composite_nodes())
+
+
+def test_the_logic_loads_a_model_folder_written_again_and_keeps_one_detector_for_it(tmp_path):
+    """The panel's detector cache was keyed by the folder's path: a site model trained again (--overwrite)
+    kept being scored with the old one; keyed by the folder's state, the replaced one is dropped too."""
+    import shutil
+
+    from SSLAnomalyLib.core.model_files.model_folder import resolve
+
+    lg, folder = logic(), tmp_path / "site-model"
+    shutil.copytree(resolve("pediatric"), folder)
+    first = lg.loadDetector(str(folder), device="cpu")
+    assert lg.loadDetector(str(folder), device="cpu") is first
+    shutil.rmtree(folder)
+    shutil.copytree(resolve("adult"), folder)
+    second = lg.loadDetector(str(folder), device="cpu")
+    assert second.model_id != first.model_id and len(lg._detectors) == 1

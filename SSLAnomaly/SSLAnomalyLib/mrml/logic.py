@@ -56,14 +56,14 @@ class AnomalyLogic:
         from SSLAnomalyLib.core.detection.detector import AnomalyDetector
         from SSLAnomalyLib.core.model_files.model_folder import fingerprint
 
-        key = (str(model), device, falsePositiveRate, fingerprint(model))  # a folder trained again is loaded again
-        if key not in self._detectors:
+        key, state = (str(model), device, falsePositiveRate), fingerprint(model)
+        if self._detectors.get(key, (None,))[0] != state:  # a folder trained again replaces what was loaded
             detector = AnomalyDetector.load(model, device=device)
             detector.limit_cpu_threads()  # leaves a core to the GUI; one small image gains nothing from more
             if falsePositiveRate is not None:
                 detector.calibration = detector.calibration.with_false_positive_rate(falsePositiveRate)
-            self._detectors[key] = detector
-        return self._detectors[key]
+            self._detectors[key] = (state, detector)
+        return self._detectors[key][1]
 
     def bundledModels(self) -> list:
         """(name, label) of each bundled model for the model selector, the default first. Read from
