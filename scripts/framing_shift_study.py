@@ -28,7 +28,7 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
-from SSLAnomalyLib.core.model.preprocess import lung_box, normalise, resize, to_model_input
+from SSLAnomalyLib.core.model.preprocess import lung_box, lung_framed, resize, to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.perturbations import perturb
@@ -50,17 +50,17 @@ def inputs(detector, files, family=None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def framed(xs, lungs, margin: float):
-    """Inputs and lung fields cropped to the fields' box with `margin`, resized back, windowed again."""
-    out_x, out_l = [], []
-    for x, lung in zip(xs, lungs):
+    """Inputs framed as the product frames the pooled `lungs` view (`preprocess.lung_framed`), and their
+    lung fields cropped to the same box and resized back."""
+    out_l = []
+    for lung in lungs:
         box = lung_box(lung, margin)
         if box is None:
-            out_x.append(x), out_l.append(lung)
+            out_l.append(lung)
             continue
         r0, r1, c0, c1 = box
-        out_x.append(normalise(resize(x[r0:r1, c0:c1], x.shape)))
-        out_l.append(resize(lung[r0:r1, c0:c1].astype(np.float32), x.shape) >= 0.5)
-    return np.stack(out_x), np.stack(out_l)
+        out_l.append(resize(lung[r0:r1, c0:c1].astype(np.float32), lung.shape) >= 0.5)
+    return np.stack([lung_framed(x, lung, margin) for x, lung in zip(xs, lungs)]), np.stack(out_l)
 
 
 def tight_box(lung):
