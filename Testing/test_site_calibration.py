@@ -97,6 +97,33 @@ def test_calibrate_refuses_too_few_normals(tmp_path):
     assert not (tmp_path / "m" / "manifest.json").exists()
 
 
+def test_copies_of_one_normal_count_once(tmp_path):
+    """Twenty copies of one radiograph calibrated a model (each component's spread zero) that scored
+    every other radiograph millions of deviations out and flagged it, at a stated 5 %: copies now
+    count once, so alone they are refused, and beside distinct normals they change no threshold."""
+    files = sorted(data_dir("kermany", "val", "normal").iterdir())[:20]
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i in range(20):
+        shutil.copyfile(files[0], copies / f"copy{i:02d}.jpeg")
+    r = run("calibrate", "--model", "pediatric", "--normals", copies, "--out", tmp_path / "bad", "--quiet")
+    assert r.returncode == 2 and "1 distinct readable normal radiograph(s) (19 copies" in r.stderr, r.stderr
+    assert not (tmp_path / "bad").exists()
+    with_copies = linked(tmp_path, "with_copies", files)
+    for i in range(5):
+        shutil.copyfile(files[3], with_copies / f"again{i}.jpeg")
+    manifests = []
+    for normals in (linked(tmp_path, "distinct", files), with_copies):
+        r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", tmp_path / f"{normals.name}_model",
+                "--quiet")
+        assert r.returncode == 0, r.stderr
+        manifests.append(json.loads((tmp_path / f"{normals.name}_model" / "manifest.json").read_text()))
+    assert [m["calibration"]["normal_scores"] for m in manifests[1:]] == [manifests[0]["calibration"]["normal_scores"]]
+    assert manifests[1]["site_calibration"]["n_normals"] == 20
+    assert sum("the same image as" in s for s in manifests[1]["site_calibration"]["skipped"]) == 5
+    assert r.stderr.count("the same image as") == 5  # each named to the site
+
+
 @pytest.mark.parametrize("command", [["calibrate", "--model", "pediatric", "--out", "m"],
                                      ["reference-stats", "--model", "pediatric", "--out", "s.stats"]])
 def test_a_normals_folder_that_does_not_exist_is_named_so(tmp_path, command):

@@ -43,14 +43,17 @@ class NormalScores:
     peaks: np.ndarray                  # in-lung heatmap peaks, likewise
     kept: list[str]
     skipped: list[str]
+    copies: list[str]                  # files whose image an earlier file already gave, left out
 
 
 def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool = True,
                   fold: np.ndarray | None = None, fold_stats: dict | None = None) -> NormalScores:
-    """Scores of every readable file (the errors of the others); with `fold_stats`, file i is
-    scored under the standardisation of its fold `fold[i]` (which also decides a lung field's
+    """Scores of every readable file (the errors of the others), each image once: a copy of one
+    already read is left out (`copies`), since twenty copies of one radiograph are one normal whose
+    spread of zero made every other image score millions of deviations. With `fold_stats`, file i
+    is scored under the standardisation of its fold `fold[i]` (which also decides a lung field's
     raise on the heatmap, so its peak too)."""
-    components, scores, peaks, kept, skipped = {}, [], [], [], []
+    components, scores, peaks, kept, skipped, copies, first = {}, [], [], [], [], [], {}
     batch = []
 
     def flush():
@@ -75,12 +78,15 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
         except ReadError as e:
             skipped.append(str(e))
             continue
+        if first.setdefault(image.identity, f) != f:
+            copies.append(f"{f}: the same image as {first[image.identity]}, counted once")
+            continue
         batch.extend((i, f, p) for p in detector.prepare(image, range(1)))  # a volume's first slice
         if len(batch) >= BATCH:
             flush()
     flush()
     return NormalScores({c: np.asarray(v) for c, v in components.items()}, np.asarray(scores), np.asarray(peaks),
-                        kept, skipped)
+                        kept, skipped, copies)
 
 
 def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progress: bool = True,
@@ -97,10 +103,11 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     dirs = as_folders(normals_dir)
     files = normal_files(dirs)
     raw = score_normals(detector, files, progress)
-    kept, skipped = raw.kept, raw.skipped
+    kept, skipped = raw.kept, raw.skipped + raw.copies
     if len(kept) < MIN_NORMALS:
-        raise ReadError(", ".join(dirs), f"{len(kept)} readable normal radiograph(s); calibration needs at least "
-                                     f"{MIN_NORMALS} (a few hundred give stable thresholds)")
+        copies = f" ({len(raw.copies)} copies of them left out)" if raw.copies else ""
+        raise ReadError(", ".join(dirs), f"{len(kept)} distinct readable normal radiograph(s){copies}; calibration "
+                                     f"needs at least {MIN_NORMALS} (a few hundred give stable thresholds)")
     fold = fold_of(len(kept), FOLDS, seed=0)
     out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
                                 fold_component_stats(raw.components, fold, np.ones(len(kept), bool), FOLDS))
