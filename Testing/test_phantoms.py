@@ -116,6 +116,25 @@ def test_evaluate_phantoms_reports_every_kind_and_size(small_model, generated_no
     assert "only 3 normal image(s)" in result["warnings"][0] and "warning: only 3 normal" in r.stderr  # not precise
 
 
+def test_a_kind_or_family_named_twice_is_scored_once(pediatric_model, generated_normals, tmp_path):
+    """`--phantoms nodule,nodule` drew and counted every nodule twice (n 6 on 3 normals), and
+    `--perturb noise,noise` wrote each perturbed score twice: a name given twice now counts once."""
+    import csv
+
+    out = tmp_path / "phantoms.json"
+    r = subprocess.run([SSLANOMALY, "evaluate", "--model", pediatric_model, "--phantoms", "nodule, nodule",
+                        "--normal", generated_normals, "--json", out, "--quiet"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert {s: f["n"] for s, f in strict_json(out.read_text())["kinds"]["nodule"].items()} == \
+        {"8mm": 3, "15mm": 3, "25mm": 3}
+    scores = tmp_path / "scores.csv"
+    r = subprocess.run([SSLANOMALY, "evaluate", "--model", pediatric_model, "--perturb", "noise,noise", "--normal",
+                        generated_normals, "--abnormal", generated_normals, "--scores-csv", scores, "--quiet"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert sum(row["condition"] == "noise" for row in csv.DictReader(scores.open())) == 6  # 3 normal + 3 abnormal
+
+
 def test_evaluate_phantoms_refuses_what_it_cannot_do(generated_normals):
     def run(*options):
         return subprocess.run([SSLANOMALY, "evaluate", "--model", "pediatric", *options],
