@@ -204,3 +204,22 @@ def test_sample_from_a_folder_that_is_not_there_is_refused_not_replaced(tmp_path
     for data, reason in ((tmp_path / "missing", "no such folder"), (tmp_path / "empty", "no images found in the folder")):
         assert main(["sample", "--out", str(tmp_path / "s"), "--data", str(data)]) == 2
         assert capsys.readouterr().err.strip() == f"error: {data}: {reason}"
+
+
+def test_boxes_on_an_image_read_reduced_are_placed_on_its_reduced_grid(default_model, tmp_path):
+    """An image over 5000 pixels a side is read in blocks (core/reading/shrink.py), but its boxes, in
+    the file's pixels, were laid on the reduced grid as they were: a box on the right half of a
+    5600-pixel image lay beyond the 2800-pixel grid and the image was left out. Boxes now mark the
+    blocks their pixels fall in."""
+    from synthetic_inputs import radiograph, write_png
+
+    images = tmp_path / "images"
+    images.mkdir()
+    write_png(images / "huge.png", radiograph(4, rows=5600, cols=5600))
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1,label\nhuge.png,2800,1400,4199,4199,mass\n")
+    r = run("evaluate", "--model", default_model, "--boxes", tmp_path / "boxes.csv", "--images", images,
+            "--json", tmp_path / "b.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["n_images"] == 1 and not result["errors"]
+    assert result["random_pointing_baseline"] == round(1400 * 2800 / 5600 ** 2, 4)  # the box's share of the file

@@ -162,14 +162,15 @@ def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
     return boxes
 
 
-def box_mask(shape: tuple[int, int], boxes) -> np.ndarray:
+def box_mask(shape: tuple[int, int], boxes, block: int = 1) -> np.ndarray:
     """Pixels inside any box, each box clipped to the image (a box partly outside keeps its inside
-    part; one wholly outside marks nothing)."""
+    part; one wholly outside marks nothing). Boxes are in the file's pixels: on an image read reduced
+    (`Radiograph.block` file pixels a side per pixel), a box marks the blocks its pixels fall in."""
     rows, cols = shape
     mask = np.zeros(shape, bool)
     for x0, y0, x1, y1 in boxes:
-        c0, c1 = max(0, int(np.floor(x0))), min(cols - 1, int(np.ceil(x1)))
-        r0, r1 = max(0, int(np.floor(y0))), min(rows - 1, int(np.ceil(y1)))
+        c0, c1 = max(0, int(np.floor(x0)) // block), min(cols - 1, int(np.ceil(x1)) // block)
+        r0, r1 = max(0, int(np.floor(y0)) // block), min(rows - 1, int(np.ceil(y1)) // block)
         if c0 <= c1 and r0 <= r1:
             mask[r0:r1 + 1, c0:c1 + 1] = True
     return mask
@@ -197,10 +198,11 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
         except ReadError as e:
             errors.append(str(e))
             continue
-        mask = box_mask(image.shape[1:], boxes)
+        mask = box_mask(image.shape[1:], boxes, image.block)
         if not mask.any():  # boxes of another resolution: no figure of this image would mean anything
+            read_as = f", read in blocks of {image.block} x {image.block}" if image.block > 1 else ""
             errors.append(f"{Path(images_dir) / name}: none of its {len(boxes)} box(es) lies inside the image "
-                          f"({image.shape[2]} x {image.shape[1]} pixels); left out")
+                          f"({image.shape[2] * image.block} x {image.shape[1] * image.block} pixels{read_as}); left out")
             continue
         heat = detector.detect(image).heatmap.pixels[0]
         hits.append(bool(mask.ravel()[np.argmax(heat)]))

@@ -28,6 +28,7 @@ class Radiograph:
     source: str = ""
     warnings: list[str] = field(default_factory=list)
     dicom: dict | None = None  # identity/reference attributes of a DICOM source (never logged)
+    block: int = 1  # file pixels per pixel here, along each side (a very large image is read reduced: shrink.py)
 
     def __post_init__(self):
         self.pixels = np.asarray(self.pixels)
@@ -71,7 +72,7 @@ class Radiograph:
         if np.asarray(pixels).reshape(-1, *self.shape[1:]).shape != self.shape:
             raise ValueError(f"pixels {np.shape(pixels)} do not match grid {self.shape}")
         return Radiograph(np.asarray(pixels).reshape(self.shape), self.spacing, self.origin,
-                          self.direction.copy(), self.is_2d, self.source)
+                          self.direction.copy(), self.is_2d, self.source, block=self.block)
 
 
 def display_flips(image: Radiograph) -> tuple[int, ...]:
