@@ -223,3 +223,18 @@ def test_boxes_on_an_image_read_reduced_are_placed_on_its_reduced_grid(default_m
     result = json.loads((tmp_path / "b.json").read_text())
     assert result["n_images"] == 1 and not result["errors"]
     assert result["random_pointing_baseline"] == round(1400 * 2800 / 5600 ** 2, 4)  # the box's share of the file
+
+
+def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path):
+    """`--json` naming a folder failed only once every image was scored, losing the figures, and
+    `--scores-csv` naming the `--json` file had the scores overwritten by the figures."""
+    from synthetic_inputs import normals_folder
+
+    normals, taken = normals_folder(tmp_path / "normal", [1]), tmp_path / "results"
+    taken.mkdir()
+    r = run("evaluate", "--model", "pediatric", "--normal", normals, "--abnormal", normals, "--json", taken, "--quiet")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {taken}: is a folder: name a file to write"
+    r = run("evaluate", "--model", "pediatric", "--normal", normals, "--abnormal", normals, "--quiet",
+            "--json", tmp_path / "r.json", "--scores-csv", tmp_path / "." / "r.json")
+    assert r.returncode == 2 and "--json and --scores-csv name the same file" in r.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from SSLAnomalyLib.core.results.outputs import output_file
     from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes, evaluate_images
     from SSLAnomalyLib.evaluation.perturbations import parse_families
     from SSLAnomalyLib.evaluation.phantom_evaluation import evaluate_phantoms
@@ -49,6 +50,9 @@ def cmd_evaluate(args) -> int:
         if not args.normal or args.abnormal or args.perturb is not None:
             raise UsageError("--phantoms needs --normal DIR, and draws its abnormal images itself "
                              "(no --abnormal, no --perturb)")
+    outputs = [output_file(f) for f in (args.json, args.scores_csv) if f is not None]
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise UsageError("--json and --scores-csv name the same file: the figures would overwrite the scores")
     detector = load_detector(args)
     if args.boxes:
         if not args.images:
@@ -69,7 +73,6 @@ def cmd_evaluate(args) -> int:
     result["command"] = command_line()
     text = json.dumps(result, indent=1, allow_nan=False)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json), text)
     print(text)
     return 0

@@ -85,6 +85,17 @@ def output_folder(out_dir) -> Path:
     return out
 
 
+def output_file(path) -> Path:
+    """`path` as a file this run can write when its work is done, its folder made if need be: a folder
+    in its place, or a folder that cannot be made or written, is a PathError now, not after an hour
+    of scoring whose figures it would then lose."""
+    path = Path(path)
+    if path.is_dir():
+        raise PathError(path, "is a folder: name a file to write")
+    output_folder(path.parent)
+    return path
+
+
 def output_lock(out_dir):
     """Hold `OUT/.sslanomaly.lock` while a run writes there: a second run into the same folder is
     refused (PathError naming the holder); a lock whose process is gone is taken over."""
