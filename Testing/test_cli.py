@@ -238,3 +238,14 @@ def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path)
             "--json", tmp_path / "r.json", "--scores-csv", tmp_path / "." / "r.json")
     assert r.returncode == 2 and "--json and --scores-csv name the same file" in r.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_evaluate_names_each_files_reason_when_none_could_be_scored(tmp_path):
+    """"none of the images named in the box file could be read" said neither which nor why."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "empty.png").write_bytes(b"")
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\nmissing.png,1,1,9,9\nempty.png,1,1,9,9\n")
+    r = run("evaluate", "--model", "pediatric", "--boxes", tmp_path / "boxes.csv", "--images", images, "--quiet")
+    assert r.returncode == 2
+    assert f"{images / 'missing.png'}: file does not exist" in r.stderr and f"{images / 'empty.png'}: " in r.stderr

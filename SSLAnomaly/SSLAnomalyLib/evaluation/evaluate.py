@@ -38,6 +38,13 @@ def score_folder(detector, folder, progress: bool = True, transform=None) -> tup
     return rows, errors
 
 
+def nothing_scored(folder, what: str, errors: list[str]) -> ReadError:
+    """The refusal when no image could be scored, with the files' own reasons (the first three): "none
+    could be read" alone left the user to guess which file and why."""
+    why = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+    return ReadError(folder, f"{what} ({why})" if errors else what)
+
+
 def score_row(result, file) -> dict:
     """What the figures and the scores CSV need of one detection."""
     return dict(result.components, score=result.score, abnormal=result.abnormal, n_findings=len(result.findings),
@@ -91,7 +98,8 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, s
     normal, err_n = score_folder(detector, normal_dir, progress)
     abnormal, err_a = score_folder(detector, abnormal_dir, progress)
     if not normal or not abnormal:
-        raise ReadError(normal_dir if not normal else abnormal_dir, "no readable images to evaluate")
+        raise nothing_scored(normal_dir if not normal else abnormal_dir, "no readable images to evaluate",
+                             err_n if not normal else err_a)
     result = {**figures(normal, abnormal), "n_normal": len(normal), "n_abnormal": len(abnormal),
               "seconds_per_image": round((time.time() - t0) / (len(normal) + len(abnormal)), 4),
               "model": detector.model_id, "threshold": round(detector.calibration.threshold, 6),
@@ -210,7 +218,7 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
         if 0 < mask.sum() < mask.size:  # a box covering all (or none) of the image has no pixel AUROC
             aurocs.append(roc_auc_score(mask.ravel(), heat.ravel()))
     if not hits:
-        raise ReadError(images_dir, "none of the images named in the box file could be read")
+        raise nothing_scored(images_dir, "none of the images named in the box file could be scored", errors)
     box_auroc = round(float(np.mean(aurocs)), 4) if aurocs else None
     return {"pointing_game": round(float(np.mean(hits)), 4), "box_auroc": box_auroc,
             "n_images": len(hits), "random_pointing_baseline": round(float(np.mean(areas)), 4),
