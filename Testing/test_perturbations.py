@@ -96,3 +96,15 @@ def test_box_files_are_validated_and_boxes_clipped_to_the_image(tmp_path):
         (tmp_path / "boxes.csv").write_text(text)
         with pytest.raises(ReadError, match=reason):
             read_boxes(tmp_path / "boxes.csv")
+
+
+def test_a_box_file_as_a_spreadsheet_writes_it_is_read_and_one_image_named_two_ways_is_one(tmp_path):
+    """A byte-order mark (Excel's "CSV UTF-8") was refused as 'no column image' under a header that
+    has it, ', ' between fields as 'no column x0', and `./a.png` beside `a.png` made two images with
+    some of the boxes each (each scored, pointed and counted on its own)."""
+    from SSLAnomalyLib.evaluation.evaluate import read_boxes
+
+    path = tmp_path / "boxes.csv"
+    path.write_text("image, x0, y0, x1, y1, label\na.png, 1, 2, 3, 4, tb\n./a.png, 5, 6, 7, 8, tb\n b.png ,1,1,2,2,tb\n",
+                    encoding="utf-8-sig")
+    assert read_boxes(path) == {"a.png": [(1, 2, 3, 4), (5, 6, 7, 8)], "b.png": [(1, 1, 2, 2)]}

@@ -144,11 +144,13 @@ BOX_COLUMNS = ("image", "x0", "y0", "x1", "y1")
 
 def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
     """{image: [(x0, y0, x1, y1), ...]} from a CSV with columns image,x0,y0,x1,y1[,label]; a bad file
-    or row is a ReadError naming the line and what is wrong with it."""
+    or row is a ReadError naming the line and what is wrong with it. A spreadsheet's byte-order mark
+    and spaces after commas are read as a user sees them, and an image named two ways (`a.png`,
+    `./a.png`) is one image with all its boxes, not two images with some of them each."""
     boxes = defaultdict(list)
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, skipinitialspace=True)
             missing = [c for c in BOX_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise ReadError(csv_path, f"the box file has no column(s) {', '.join(missing)} "
@@ -162,7 +164,7 @@ def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
                     raise ReadError(csv_path, f"line {line}: a box needs finite x0 <= x1 and y0 <= y1")
                 if not (row["image"] or "").strip():
                     raise ReadError(csv_path, f"line {line}: no image named")
-                boxes[row["image"]].append((x0, y0, x1, y1))
+                boxes[str(PurePath(row["image"].strip()))].append((x0, y0, x1, y1))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ReadError(csv_path, f"cannot read the box file ({e})") from None
     if not boxes:
