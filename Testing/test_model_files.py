@@ -281,13 +281,31 @@ def _population(r, **population):
     (lambda r: _population(r, label="adults", min_age_years=-1), "entry 'adult' has a population that is not"),
     (lambda r: json.dumps(dict(r, models=dict(r["models"], default=r["models"]["adult"]))),
      "names a model 'default', which means the default model"),
+    (lambda r: _population(r, label=None, min_age_years=18), "entry 'adult' has a population that is not"),  # was "None"
+    (lambda r: _population(r, label=5, min_age_years=18), "entry 'adult' has a population that is not"),  # was "5"
+    *[(lambda r, name=name: json.dumps(dict(r, models=dict(r["models"], **{name: r["models"]["adult"]}))),
+       f"entry '{name}' is not a name --model can give") for name in ("", " ", "site/adult", "./adult", "~adult")],
 ])
 def test_a_registry_that_would_mislead_is_refused(registry_copy, edit, reason):
-    """Duplicate names, unknown or impossible population fields and a model called 'default' are refused,
-    never read as some other population or model."""
+    """Duplicate names, unknown or impossible population fields, a label that is not text, a name that
+    `--model` reads as a folder (listed by `models`, never loadable) and a model called 'default' are
+    refused, never read as some other population or model."""
     registry_copy.write_text(edit(json.loads(registry_copy.read_text())))
     with pytest.raises(registry.RegistryError, match=f"model registry {registry_copy}: {reason}"):
         registry.bundled_models()
+
+
+def test_models_names_an_entry_of_another_kind_unusable(registry_copy, capsys):
+    """An entry naming the lung network's folder ended `sslanomaly models` in an AttributeError."""
+    from SSLAnomalyLib.cli import main
+
+    reg = json.loads(registry_copy.read_text())
+    registry_copy.write_text(json.dumps(dict(reg, models=dict(reg["models"], lungs=dict(reg["models"]["adult"],
+                                                                                          folder="lungs")))))
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    assert "lungs: unusable (" in listed and "lung" in listed.split("lungs: unusable (")[1].split(")")[0]
+    assert "adult (default): adults" in listed
 
 
 def test_a_broken_registry_is_one_line_on_the_command_line(small_model, tmp_path):

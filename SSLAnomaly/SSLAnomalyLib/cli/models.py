@@ -13,11 +13,12 @@ def add_parser(sub) -> None:
 def cmd_models(args) -> int:
     """The bundled models: name, population, input, measured figures and card."""
     from SSLAnomalyLib.core.model_files import model_folder, registry
+    from SSLAnomalyLib.core.model_files.manifest import ANOMALY
 
     default = registry.default_name()
     for m in registry.bundled_models():
-        try:
-            manifest = model_folder.load(m.folder).manifest
+        try:  # an entry naming the lung network's folder is unusable, not a traceback on its missing encoder
+            manifest = model_folder.load(m.folder, kind=ANOMALY).manifest
         except ModelError as e:
             print(f"{m.name}: unusable ({e.reason})")
             continue

@@ -58,6 +58,8 @@ def _entry(name: str, entry) -> BundledModel:
     def refuse(why):
         raise RegistryError(REGISTRY, f"entry {name!r} {why}")
 
+    if not name.strip() or written_as_path(name):  # `--model` would read it as a folder: listed, never loaded
+        refuse("is not a name --model can give (empty, or written as a folder path)")
     if not isinstance(entry, dict):
         refuse("is not a JSON object")
     folder = entry.get("folder")
@@ -76,9 +78,10 @@ def _entry(name: str, entry) -> BundledModel:
         if isinstance(entry["population"], dict) else []
     if unknown:  # a misspelt field would silently widen the population
         refuse(f"has a population with unknown field(s) {unknown}: {{label, min_age_years, max_age_years}} are known")
-    if population is None or not population.label or not 0 <= population.min_age_years <= (
+    if population is None or not isinstance(entry["population"]["label"], str) or not population.label.strip() \
+            or not 0 <= population.min_age_years <= (
             population.max_age_years if population.max_age_years is not None else float("inf")):
-        refuse(f"has a population that is not {{label, min_age_years, max_age_years}} with "
+        refuse(f"has a population that is not {{label (text), min_age_years, max_age_years}} with "
                f"0 <= min_age_years <= max_age_years: {entry['population']!r}")
     if not isinstance(entry.get("description"), str):
         refuse("has no description")
