@@ -88,7 +88,7 @@ embedding pooled from layers {list(manifest.encoder.pooled_layers)} over {pooled
 {list(manifest.encoder.patch_layers)}, which also gives the heatmap).{acquisition_note(m.get("reference"))}{lungs_note(manifest)}{reconstruction_note(manifest)}{sides_note(manifest)}
 
 ## Training data
-{normals_line(d)}
+{normals_line(m)}
 - Calibration normals: {calibration_source(m)}.
 - No abnormal image and no label was used to train, select a checkpoint, or set a threshold.
 
@@ -228,8 +228,13 @@ def site_calibration(c: dict | None) -> str:
             "are these normals'.")
 
 
-def normals_line(d: dict) -> str:
-    """What the reference was fitted on, and how the thresholds' scores were kept out of it."""
+def normals_line(m: dict) -> str:
+    """What the reference was fitted on, and how the thresholds' scores were kept out of it. A merge
+    replaced the starting model's reference with the sites' normals: its training normals are in it no more."""
+    d, f = m["data"], m.get("federated")
+    if f:
+        return (f"- Normals: the {f['n_normals']} normals of {f['n_sites']} site(s), in the reference through their merged\n"
+                f"  statistics (below, under Calibration); the starting model's `{folders(d['normals'])}` no longer are.")
     if d.get("cross_fitted_folds"):
         return (f"- Normals: `{folders(d['normals'])}` ({d['n_train']}, every one in the reference; file-list hash\n"
                 f"  `{d['files_sha256_16']}`). Thresholds, score and position standardisation come from out-of-fold\n"
