@@ -51,6 +51,21 @@ def test_calibrate_puts_the_stated_share_of_site_normals_above_the_threshold(ped
     assert "Calibrated on site normals" in (out / "MODEL_CARD.md").read_text()
 
 
+def test_two_calibrations_of_one_model_on_the_same_normals_at_two_rates_are_two_models(tmp_path):
+    """A findings JSON names the model by its id: a calibration at another rate must not share it."""
+    normals = linked(tmp_path, "site", sorted(data_dir("kermany", "val", "normal").iterdir())[:20])
+    manifests = {}
+    for fpr in ("0.05", "0.1"):
+        out = tmp_path / f"calibrated-{fpr}"
+        r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", out, "--fpr", fpr, "--quiet")
+        assert r.returncode == 0, r.stderr
+        manifests[fpr] = json.loads((out / "manifest.json").read_text())
+    low, high = manifests["0.05"], manifests["0.1"]
+    assert low["calibration"]["threshold"] > high["calibration"]["threshold"]
+    assert low["model_id"] != high["model_id"]
+    assert low["site_calibration"]["files_sha256_16"] == high["site_calibration"]["files_sha256_16"]
+
+
 def flagged_within_stated_rate(model_dir, new_normals):
     """Whether the model flags the new normals at a share inside the 90 % predictive interval that
     its stated false-positive rate (Beta(n + 1 - k, k)) implies for that many images."""

@@ -15,6 +15,8 @@ normals and its interval (`Calibration.expected_fpr`).
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +91,14 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
                         kept, skipped, copies)
 
 
+def calibration_tag(files_digest16: str, calibration: Calibration) -> str:
+    """8 hex digits naming one calibration: the normals' file list and what they set (rate, scores,
+    thresholds). The file list alone gave two calibrations of a model at two rates one id, and a
+    findings JSON names the model that scored it by its id."""
+    text = files_digest16 + json.dumps(calibration.to_dict(), sort_keys=True, default=float)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progress: bool = True,
                     overwrite: bool = False) -> Path:
     """Write a new model folder calibrated on the normals of `normals_dir`; returns it. A model already
@@ -119,7 +129,7 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     manifest = old.replaced(
         files=None, format_version=None, measured=None,
         population=registry.population_of(model, old),
-        model_id=f"{old.model_id}-cal{digest[:8]}",
+        model_id=f"{old.model_id}-cal{calibration_tag(digest, calibration)}",
         scoring=dict(old.section("scoring"), component_stats=stats),
         calibration=calibration,
         site_calibration={"normals": os.pathsep.join(dirs), "n_normals": len(kept), "files_sha256_16": digest,
