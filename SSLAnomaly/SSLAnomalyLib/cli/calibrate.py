@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     c.add_argument("--normals", required=True, nargs="+", metavar="DIR", help="folder(s) of the site's normal radiographs")
     c.add_argument("--out", required=True, type=model_out, help="new model folder to write")
     c.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
-    c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR, help="false-positive rate on normals for the thresholds")
+    c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR,
+                   help=f"false-positive rate on normals for the thresholds (default {DEFAULT_FPR:g})")
     add_quiet(c)
     c.set_defaults(func=cmd_calibrate)
 

@@ -23,18 +23,19 @@ from SSLAnomalyLib.core.results.worklist import verdict_line
 
 def add_parser(sub) -> None:
     d = sub.add_parser("detect", help="score radiographs; write findings JSON, heatmap NRRD and overlay PNG")
-    d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, NRRD, NIfTI, MHA) or folders")
+    d.add_argument("inputs", nargs="+", help="image files (DICOM, PNG, JPEG, TIFF, BMP, NRRD, NIfTI, MHA) or folders")
     add_model(d)
     d.add_argument("--out", required=True, type=output_folder, help="output folder")
     add_device(d)
     d.add_argument("--fpr", type=fraction, default=None,
-                   help="false-positive rate on normals for the thresholds (default: the model's, 0.05)")
+                   help="false-positive rate on normals for the thresholds (default: the rate the model was "
+                        "calibrated at, which `sslanomaly models` shows)")
     d.add_argument("--mrb", action="store_true", help="also write a Slicer scene bundle <name>.mrb per input")
     d.add_argument("--lungs", action="store_true",
                    help="also write the lung fields as <name>.lungs.nrrd (uint8 0/1 on the input's grid and geometry)")
     d.add_argument("--spacing", type=pixel_spacing, default=None, metavar="MM",
-                   help="pixel spacing in mm for inputs that have none (PNG, JPEG): used for area_mm2 and the "
-                        "heatmap's geometry; DICOM, NRRD and NIfTI keep their own")
+                   help="pixel spacing in mm for inputs that have none (PNG, JPEG, TIFF, BMP, a DICOM without one): used "
+                        "for area_mm2 and the heatmap's geometry; DICOM, NRRD and NIfTI keep their own")
     d.add_argument("--resume", action="store_true",
                    help="keep results an earlier run finished for the same input file, model and thresholds")
     d.add_argument("--quiet", action="store_true", help="no progress bar and no verdict line per image")

@@ -35,6 +35,6 @@ class BatchOptions:
     drift_check: bool = True      # warn once when the batch as a whole scores far above the normals
     worklist: bool = True         # OUT/worklist.csv, every case of the batch, highest score first
     lungs: bool = False           # also <name>.lungs.nrrd
-    spacing: float | None = None  # mm per pixel for inputs that have none of their own (PNG, JPEG)
+    spacing: float | None = None  # mm per pixel for inputs that have none of their own (PNG, JPEG, a DICOM without one)
     overwrite: bool = True        # False: a case whose files exist fails rather than replace them
     outputs: tuple[CaseOutput, ...] = field(default_factory=tuple)  # e.g. the scene bundle (--mrb)
