@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up .venv/, then run `sslanomaly detect` with a bundled
-# model on a sample (real radiographs from ../shared/data where present, else SAMPLE_DIR, else a
-# synthetic radiograph generated and named as such). Prints where the outputs are. The sample is
+# model on a sample (SAMPLE_DIR where it is set, else real radiographs from ../shared/data where
+# present, else a synthetic radiograph generated and named as such). Prints where the outputs are. The sample is
 # children's radiographs (Kermany), so the bundled `pediatric` model scores it (MODEL=adult for adults).
 set -euo pipefail
 cd "$(dirname "$0")/.."

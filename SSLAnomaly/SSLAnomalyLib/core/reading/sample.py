@@ -1,5 +1,5 @@
-"""A sample input for the first run: real radiographs where the shared data folder exists, else
-a folder the user names, else a synthetic radiograph generated here and named as synthetic.
+"""A sample input for the first run: a folder the user names, else real radiographs where the shared
+data folder exists, else a synthetic radiograph generated here and named as synthetic.
 
 The repository ships no third-party images, so the synthetic fallback is drawn from geometric
 shapes: a body, two lung fields, a spine, a heart shadow, ribs and noise.
