@@ -1,7 +1,7 @@
 """A synthetic chest radiograph in Slicer's Sample Data module (category SSLAnomaly), so that a first
 detection needs no patient image. Registered once Slicer has started, as extensions do; the file
 ships with the module and is fetched through its file URI, checked against its SHA-256 like any
-sample. It is `core.sample.synthetic_radiograph(512, 448, seed=0)` (drawn, not anyone's image) at
+sample. It is `core.reading.sample.synthetic_radiograph(512, 448, seed=0)` (drawn, not anyone's image) at
 0.7 mm per pixel; Testing/test_slicer_sample_data.py checks file, checksum and content.
 """
 
