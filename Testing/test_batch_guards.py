@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO, data_dir
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.results.outputs import LOCK
@@ -175,6 +177,22 @@ def test_a_full_disk_ends_the_batch_naming_the_folder_and_leaves_no_lock_or_temp
     err = capsys.readouterr().err
     assert code == 2 and "No space left on device" in err and str(out) in err and "--resume" in err
     assert not (out / LOCK).exists() and not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_real_disk_too_full_for_any_heatmap_ends_the_batch_as_a_full_disk(tmp_path):
+    """SimpleITK says a full disk in its own words (a RuntimeError): every input used to be logged as
+    failed, exit 1, where the README promises "No space left on device" and exit 2."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode:
+        pytest.skip("a real full disk needs a small tmpfs, which only root may mount here")
+    try:
+        r = detect("pediatric", disk / "out", *sorted(data_dir("kermany_fullres", "normal").iterdir())[:2])
+        assert r.returncode == 2 and "No space left on device" in r.stderr and "--resume" in r.stderr, r.stderr
+        assert "RuntimeError" not in r.stderr and not (disk / "out" / "failures.log").exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_thousands_of_unreadable_files_cost_no_more_per_file_at_the_end(small_model, tmp_path, monkeypatch):

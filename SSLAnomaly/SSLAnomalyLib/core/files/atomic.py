@@ -9,6 +9,7 @@ a result (`.findings.json`, `.heatmap.nrrd`).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -36,6 +37,15 @@ def atomic_path(path, keep_extension: bool = False):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def disk_full_or(error: Exception, folder, needed: int) -> Exception:
+    """A C++ writer (SimpleITK) reports a full disk as a RuntimeError in its own words. Where `folder`
+    has less room left than the `needed` bytes, it is the OSError ENOSPC on which a batch ends (the
+    next case would fail alike), not a failure of the input; else `error` as it is."""
+    if shutil.disk_usage(folder).free < needed:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+    return error
 
 
 def temporary_name(path: Path, extension: str = "") -> Path:

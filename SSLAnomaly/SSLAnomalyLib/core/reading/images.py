@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.files.atomic import atomic_path, disk_full_or
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
@@ -364,7 +364,10 @@ def write_image(img: Radiograph, path, compress: bool = True, metadata: dict[str
     for key, value in (metadata or {}).items():
         im.SetMetaData(key, value)
     with atomic_path(path, keep_extension=True) as tmp, plain_target(tmp, _suffix(path)) as plain:
-        sitk.WriteImage(im, str(plain), compress)
+        try:
+            sitk.WriteImage(im, str(plain), compress)
+        except RuntimeError as e:  # checked while the partial file still holds what room there was
+            raise disk_full_or(e, plain.parent, arr.nbytes) from e
     return path
 
 
