@@ -6,9 +6,12 @@ from SSLAnomalyLib.cli.options import output_folder
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("sample", help="put a sample radiograph in a folder (real data if present, else synthetic)")
-    s.add_argument("--out", required=True, type=output_folder, help="folder to put the sample radiograph in")
-    s.add_argument("--data", help="folder of radiographs to take the sample from")
+    s = sub.add_parser("sample", help="print the paths of sample radiographs for a first run: real ones used in place "
+                                      "(--data, else the shared data), else a synthetic one written into --out")
+    s.add_argument("--out", required=True, type=output_folder,
+                   help="folder the synthetic radiograph is written into (where no real one is found)")
+    s.add_argument("--data", help="folder of radiographs to take the sample from (a normal and a pneumonia where it "
+                                  "has normal/ and pneumonia/, else its first two images)")
     s.set_defaults(func=cmd_sample)
 
 
