@@ -62,8 +62,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--size", type=int, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
                                             "or the --start-from model's)")
     t.add_argument("--start-from", metavar="MODEL",
-                   help="start from this model folder's encoder ('default': the bundled one) instead of a random "
-                        "one; with --minutes 0 only the normal reference and calibration are fitted on --normals")
+                   help="start from this model's encoder (a bundled model's name: adult, pediatric, default = adult; "
+                        "or a model folder) instead of a random one; with --minutes 0 only the normal reference and "
+                        "calibration are fitted on --normals")
     t.add_argument("--patch-layers", metavar="LAYERS",
                    help=f"comma-separated encoder stages that feed the heatmap (default "
                         f"{','.join(EncoderConfig.patch_layers)}, or the --start-from model's)")
