@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import signal
 import subprocess
 from types import SimpleNamespace
 
@@ -249,3 +250,16 @@ def test_evaluate_names_each_files_reason_when_none_could_be_scored(tmp_path):
     r = run("evaluate", "--model", "pediatric", "--boxes", tmp_path / "boxes.csv", "--images", images, "--quiet")
     assert r.returncode == 2
     assert f"{images / 'missing.png'}: file does not exist" in r.stderr and f"{images / 'empty.png'}: " in r.stderr
+
+
+def test_ctrl_c_in_evaluate_exits_130_without_advising_a_resume_it_does_not_have():
+    """The interruption message of detect ("rerun with --resume") was printed by every subcommand."""
+    folder = data_dir("kermany", "val", "normal")
+    proc = subprocess.Popen([SSLANOMALY, "evaluate", "--model", "pediatric", "--normal", str(folder), "--abnormal",
+                             str(data_dir("kermany", "val", "pneumonia"))], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stderr.read(1)  # the progress bar: scoring has started, past the imports
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "--resume" not in err and "Traceback" not in err, err

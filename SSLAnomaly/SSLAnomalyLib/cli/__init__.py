@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     except OSError as e:  # e.g. an output folder that cannot be written
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; completed results are kept (rerun with --resume to finish)", file=sys.stderr)
+    except KeyboardInterrupt:  # only detect has --resume: evaluate or calibrate is simply run again
+        resume = "; completed results are kept (rerun with --resume to finish)" if args.command == "detect" else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
