@@ -3,7 +3,7 @@ that flags new pediatric normals? (docs/model.md, round 20.) Round 19 found that
 view (`fov`, 0.8-1.25) moves the bundled pediatric model's normals about one deviation up, and that
 framing the input by its lung fields does not undo it without losing clean sensitivity. Here nothing
 is refitted: the bundled model scores each input at several zooms of its own field of view (the
-perturbations' `_affine`, borders filled from the edge), and the image score is the lowest of them,
+perturbations' `reframed`, borders filled from the edge), and the image score is the lowest of them,
 i.e. the model is asked how normal the image looks at the framing it finds most normal. A pneumonia
 stays abnormal at every zoom if the zoom only moves the framing; a zoomed normal comes back near
 the normals at the zoom that undoes it.
@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.perturbations import _affine, perturb
+from SSLAnomalyLib.evaluation.perturbations import reframed, perturb
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -65,7 +65,7 @@ def zoom_scores(detector, files, family) -> np.ndarray:
         image = read_radiograph(f)
         pixels = (perturb(image, family, i) if family else image).pixels[0].astype(np.float32)
         base = resize(pixels, (WORKING_SIZE, WORKING_SIZE))
-        xs = np.stack([to_model_input(_affine(base, scale=z), size) for z in ZOOMS])
+        xs = np.stack([to_model_input(reframed(base, scale=z), size) for z in ZOOMS])
         lungs = np.stack([fields.mask for fields in detector.anatomy.fields(xs, detector.lung_prior)])
         out.append(detector.scorer.score(xs, lungs).score)
     return np.array(out)

@@ -23,7 +23,7 @@ from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.evaluation.choices import parse_names
 
 
-def _affine(x: np.ndarray, scale: float = 1.0, angle_deg: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
+def reframed(x: np.ndarray, scale: float = 1.0, angle_deg: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
     """Zoom by `scale` (>1 narrows the field of view), rotate and shift (fractions of the size) about
     the centre; borders are filled with the nearest edge, as a wider collimation would show."""
     rows, cols = x.shape
@@ -35,15 +35,15 @@ def _affine(x: np.ndarray, scale: float = 1.0, angle_deg: float = 0.0, shift=(0.
 
 
 def fov(x, rng):
-    return _affine(x, scale=float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))))
+    return reframed(x, scale=float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))))
 
 
 def translate(x, rng):
-    return _affine(x, shift=rng.uniform(-0.08, 0.08, 2))
+    return reframed(x, shift=rng.uniform(-0.08, 0.08, 2))
 
 
 def rotate(x, rng):
-    return _affine(x, angle_deg=float(rng.uniform(-8, 8)))
+    return reframed(x, angle_deg=float(rng.uniform(-8, 8)))
 
 
 def gamma(x, rng):
@@ -93,7 +93,7 @@ def markers(x, rng):
 
 
 def zoom_gamma(x, rng):
-    x = _affine(x, scale=float(1 / rng.uniform(0.8, 1.0)))
+    x = reframed(x, scale=float(1 / rng.uniform(0.8, 1.0)))
     return x ** float(rng.uniform(0.7, 1.4))
 
 
