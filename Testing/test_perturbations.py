@@ -66,6 +66,7 @@ def test_evaluate_perturb_reports_each_family_at_the_models_threshold(pediatric_
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "e.json").read_text())
     assert set(result["perturbations"]) == {"gamma", "markers"}
+    assert all((f["n_normal"], f["n_abnormal"]) == (10, 10) for f in result["perturbations"].values())
     for figures in [result, *result["perturbations"].values()]:
         assert 0 <= figures["fpr_at_threshold"] <= 1 and 0 <= figures["tpr_at_threshold"] <= 1
         assert 0 <= figures["auroc"] <= 1

@@ -15,23 +15,25 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
+from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 
 REPORTED = (*COMPONENTS, RECONSTRUCTION, SIDES)  # each one's AUROC alone, where the model scores it
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 
 
 def score_folder(detector, folder, progress: bool = True, transform=None) -> tuple[list[dict], list[str]]:
     """The score, its standardised components and the verdict for every readable image of a folder
-    (each first passed through `transform(image, index)` when given), and the errors of the others."""
+    (each first passed through `transform(image, index)` when given), and the errors of the others
+    (an image the model gives no finite score is one of them, not the end of the evaluation)."""
     rows, errors = [], []
     for i, f in enumerate(tqdm(list_inputs([folder]), desc=f"scoring {Path(folder).name}", unit="img",
                                disable=not progress)):
         try:
             image = read_radiograph(f)
             result = detector.detect(transform(image, i) if transform is not None else image)
-        except ReadError as e:
+        except (ReadError, NonFiniteScore) as e:
             errors.append(str(e))
             continue
         rows.append(score_row(result, f))
@@ -113,10 +115,15 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, s
         result["perturbation_seed"] = seed
     for family in perturb:
         # the abnormal folder's images get other seeds than the normal folder's same positions
-        pn, _ = score_folder(detector, normal_dir, progress, lambda im, i: apply(im, family, seed * 1_000_003 + i))
-        pa, _ = score_folder(detector, abnormal_dir, progress,
-                             lambda im, i: apply(im, family, seed * 1_000_003 + 500_000 + i))
-        result["perturbations"][family] = figures(pn, pa)
+        pn, err_pn = score_folder(detector, normal_dir, progress, lambda im, i: apply(im, family, seed * 1_000_003 + i))
+        pa, err_pa = score_folder(detector, abnormal_dir, progress,
+                                  lambda im, i: apply(im, family, seed * 1_000_003 + 500_000 + i))
+        if not pn or not pa:
+            raise nothing_scored(normal_dir if not pn else abnormal_dir, f"no image could be scored under {family}",
+                                 err_pn if not pn else err_pa)
+        # an image scored clean and lost under the perturbation would change the figures unseen
+        result["errors"] += [f"under {family}: {e}" for e in err_pn + err_pa if e not in err_n + err_a]
+        result["perturbations"][family] = {**figures(pn, pa), "n_normal": len(pn), "n_abnormal": len(pa)}
         table += [(family, "normal", r) for r in pn] + [(family, "abnormal", r) for r in pa]
     if scores_csv is not None:
         write_scores_csv(scores_csv, table)
