@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.evaluate import nothing_scored, score_row, write_scores_csv
@@ -111,7 +112,11 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
         if np.ptp(image.pixels[0]) == 0:
             errors.append(f"{f}: a flat image, no phantom can be drawn")
             continue
-        result = detector.detect(image, prepared=prepared)
+        try:  # a NaN on one image is that image's error, not the end of the evaluation
+            result = detector.detect(image, prepared=prepared)
+        except NonFiniteScore as e:
+            errors.append(str(e))
+            continue
         normal.append(score_row(result, f))
         table.append(("clean", "normal", normal[-1]))
         for kind, size in conditions:
@@ -120,7 +125,11 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
             except ValueError as e:  # lung fields that leave no place for it
                 errors.append(f"{f}: no {kind} {size} drawn ({e})")
                 continue
-            result = detector.detect(drawn)
+            try:
+                result = detector.detect(drawn)
+            except NonFiniteScore as e:
+                errors.append(f"{f}: {kind} {size}: {e}")
+                continue
             tallies[kind, size].add(result, phantom.region_mask)
             table.append((f"{kind}:{size}", "phantom", score_row(result, f)))
     if not normal:
