@@ -1,6 +1,7 @@
-"""Reading a DICOM radiograph with pydicom: LUTs applied, geometry (in any plane) and references
-kept, sizes checked before decoding (read_limits.py), the file read with bounded work and non-image
-objects refused (dicom_header.py), and messages that never quote the patient's identity."""
+"""Reading a DICOM radiograph with pydicom: LUTs applied, padding shown black (padding.py), geometry
+(in any plane) and references kept, sizes checked before decoding (read_limits.py), the file read
+with bounded work and non-image objects refused (dicom_header.py), and messages that never quote the
+patient's identity."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.colour import array_strips, colour_warning
 from SSLAnomalyLib.core.reading.dicom_header import read_header, read_with_pixels
 from SSLAnomalyLib.core.reading.image import Radiograph, direction_from_cosines
+from SSLAnomalyLib.core.reading.padding import padding_mask, shown_black
 from SSLAnomalyLib.core.reading.read_limits import check_bytes, check_size, check_volume
 
 RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT", ""}  # anything else is not a plain radiograph
@@ -114,6 +116,9 @@ def _dicom_image(ds, path: Path) -> Radiograph:
                                             f"({type(e).__name__}: {e})", ds))
         if photometric == "MONOCHROME1":
             px = np.nanmax(px) + np.nanmin(px) - px  # dense tissue bright, as in MONOCHROME2
+        padded = padding_mask(arr, ds)
+        if padded is not None:
+            px = shown_black(px, padded)
     img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
     img.warnings += [w for w in read_warnings if w]
     spacing = _floats(_get(ds, "PixelSpacing") or _get(ds, "ImagerPixelSpacing") or _get(

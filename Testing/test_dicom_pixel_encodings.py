@@ -1,0 +1,56 @@
+"""How hospital DICOM files code their pixels, read as a viewer shows them: the model input of each
+coding matches that of the same radiograph written plainly."""
+
+import numpy as np
+import pytest
+
+from SSLAnomalyLib.core.model.preprocess import to_model_input
+from SSLAnomalyLib.core.reading.images import read_radiograph
+from synthetic_inputs import dx_dataset, radiograph
+
+BORDER = 32  # a collimation border on every side, as wide as detectors leave it
+
+
+def bordered() -> tuple[np.ndarray, np.ndarray]:
+    """A 12-bit radiograph with a black border, and the border's mask."""
+    pixels = radiograph(3).astype(np.int32) * 16
+    border = np.ones(pixels.shape, bool)
+    border[BORDER:-BORDER, BORDER:-BORDER] = False
+    pixels[border] = 0
+    return pixels, border
+
+
+def write(path, stored: np.ndarray, photometric: str = "MONOCHROME2", signed: bool = False, **attributes):
+    ds = dx_dataset(path, "DX", "Coded^Pixels", "CODED-1")
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, int(signed)
+    ds.PixelSpacing = [0.15, 0.15]
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def model_input(path) -> np.ndarray:
+    return to_model_input(read_radiograph(path).shown(0), 128)
+
+
+@pytest.mark.parametrize("case", ["signed, -32768", "MONOCHROME1, 0xFFFF", "range limit"])
+def test_a_border_coded_as_pixel_padding_is_read_black_as_viewers_show_it(tmp_path, case):
+    """A border coded with Pixel Padding Value (far outside the image's values, as the standard asks)
+    once set the 1st percentile of the normalisation: the chest became a sliver of near-white grey."""
+    pixels, border = bordered()
+    plain = model_input(write(tmp_path / "plain.dcm", pixels))
+    if case == "signed, -32768":
+        coded = np.where(border, -32768, pixels - 2048)
+        path = write(tmp_path / "padded.dcm", coded, signed=True, PixelPaddingValue=-32768)
+    elif case == "MONOCHROME1, 0xFFFF":
+        coded = np.where(border, 0xFFFF, 4095 - pixels)
+        path = write(tmp_path / "padded.dcm", coded, "MONOCHROME1", PixelPaddingValue=0xFFFF)
+    else:
+        noise = np.arange(pixels.size).reshape(pixels.shape) % 5000  # a padding range, not one value
+        coded = np.where(border, noise, pixels + 10000)
+        path = write(tmp_path / "padded.dcm", coded, PixelPaddingValue=0, PixelPaddingRangeLimit=5000)
+    assert np.abs(model_input(path) - plain).max() < 0.02
