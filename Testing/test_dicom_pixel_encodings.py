@@ -1,11 +1,16 @@
 """How hospital DICOM files code their pixels, read as a viewer shows them: the model input of each
 coding matches that of the same radiograph written plainly."""
 
+import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 
 from SSLAnomalyLib.core.model.preprocess import to_model_input
-from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, read_radiograph
+from SSLAnomalyLib.core.results.dicom_export import read_source
 from synthetic_inputs import dx_dataset, radiograph
 
 BORDER = 32  # a collimation border on every side, as wide as detectors leave it
@@ -54,3 +59,42 @@ def test_a_border_coded_as_pixel_padding_is_read_black_as_viewers_show_it(tmp_pa
         coded = np.where(border, noise, pixels + 10000)
         path = write(tmp_path / "padded.dcm", coded, PixelPaddingValue=0, PixelPaddingRangeLimit=5000)
     assert np.abs(model_input(path) - plain).max() < 0.02
+
+
+def bare(path, with_meta: bool) -> bytes:
+    """The DICOM at `path` as old modalities and PACS exports write it: no preamble and "DICM",
+    and, `with_meta` False, no file meta either (an implicit VR little endian data set alone)."""
+    ds = pydicom.dcmread(path)
+    if with_meta:
+        stream = DicomBytesIO()
+        write_file_meta_info(stream, ds.file_meta)
+        head = stream.getvalue()
+    else:
+        head = b""
+    stream = DicomBytesIO()
+    stream.is_little_endian, stream.is_implicit_VR = True, not with_meta
+    write_dataset(stream, ds)
+    return head + stream.getvalue()
+
+
+@pytest.mark.parametrize("with_meta", [True, False])
+def test_a_bare_data_set_without_preamble_is_read_and_exported(tmp_path, with_meta):
+    """A DICOM without its 128-byte preamble and "DICM" was refused as 'not a DICOM file (no DICM
+    marker or file meta information)', even with its file meta; pydicom reads it when forced."""
+    pixels, _ = bordered()
+    full = write(tmp_path / "full.dcm", pixels)
+    path = tmp_path / "bare.dcm"
+    path.write_bytes(bare(full, with_meta))
+    img = read_radiograph(path)
+    np.testing.assert_array_equal(img.pixels, read_radiograph(full).pixels)
+    assert img.spacing[:2] == (0.15, 0.15)
+    source = read_source(path, instance_uids=[img.dicom["SOPInstanceUID"]])
+    assert source.SOPInstanceUID == pydicom.dcmread(full).SOPInstanceUID
+    assert hd.sr.SourceImageForRegion.from_source_image(source).referenced_sop_instance_uid == source.SOPInstanceUID
+
+
+def test_a_file_named_dcm_that_begins_like_no_dicom_is_still_refused(tmp_path):
+    path = tmp_path / "notes.dcm"
+    path.write_bytes(b"\x08\x01 scanned report, not an image" * 10)
+    with pytest.raises(ReadError, match="not a DICOM file"):
+        read_radiograph(path)

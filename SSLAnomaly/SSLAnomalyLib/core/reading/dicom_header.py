@@ -3,7 +3,8 @@ much before it is refused: first the header up to the pixel data, checked (an im
 data present, and no larger than the file and the budget?), then, only for a file that passes, the
 same header and its pixel data. pydicom does the parsing; every read it makes and every element it
 parses counts against MAX_PARSE_STEPS, so a file of zeros behind a DICM marker (which pydicom would
-take as gigabytes of empty elements) is refused in a fraction of a second."""
+take as gigabytes of empty elements) is refused in a fraction of a second. A bare data set (no preamble, with or without file meta), as
+old modalities and PACS exports write, is read too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from SSLAnomalyLib.core.reading.read_limits import MAX_INFLATED_BYTES, check_byt
 MAX_PARSE_STEPS = 10_000  # reads and elements up to the pixel data: a radiograph's header takes a few hundred
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # FloatPixelData, DoubleFloatPixelData, PixelData
 UNDEFINED_LENGTH = 0xFFFFFFFF  # encapsulated (compressed) pixel data: its end is found by reading
+PREAMBLE = 128  # bytes before "DICM"
+BARE_STARTS = (b"\x02\x00", b"\x08\x00")  # a bare data set's first tag: group 0002 (file meta) or 0008, little endian
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Header:
     """A DICOM's header (without pixel data), and which pixel data element ends what is read."""
     ds: object  # pydicom FileDataset
     pixel_tag: int
+    bare: bool  # no preamble: pydicom reads it only when forced
 
 
 class _CountedFile:
@@ -54,9 +58,8 @@ class _CountedFile:
 def read_header(path: Path) -> Header:
     """The header up to the pixel data; refused (ReadError) if the file is no image object, has no
     pixel data, or its pixel data would be larger than the file or the decoding budget."""
-    from pydicom.filereader import read_partial
-
-    deflated = _check_inflated(path)
+    bare = dataset_start(path) == 0
+    deflated = _check_inflated(path, bare)
     found: dict[str, int] = {}
 
     def at_pixels(tag, vr, length) -> bool:
@@ -67,33 +70,59 @@ def read_header(path: Path) -> Header:
 
     with open(path, "rb") as f:
         counted = _CountedFile(f, path, "no pixel data")
-        ds = read_partial(counted, stop_when=at_pixels)
+        ds = _read_partial(counted, at_pixels, bare)
         offset = f.tell()
     _refuse_non_image(path, ds)
     if not found:
         raise ReadError(path, "DICOM file has no pixel data (not an image object)")
     if deflated:  # its size was bounded as it was inflated, and offsets are in the inflated data set
-        return Header(ds, found["tag"])
+        return Header(ds, found["tag"], bare)
     stored = os.path.getsize(path) - offset  # the pixel data element and anything after it
     if found["length"] != UNDEFINED_LENGTH and found["length"] > stored:
         raise ReadError(path, f"pixel data declares {found['length']:,} bytes but the file holds {stored:,} after its "
                               "header: the file is truncated")
     check_bytes(path, min(found["length"], stored), 1, "the pixel data as stored")
-    return Header(ds, found["tag"])
+    return Header(ds, found["tag"], bare)
 
 
 def read_with_pixels(path: Path, header: Header):
     """The data set with its pixel data, read no further than the pixel data (what follows is padding
     or signatures, never needed and not bounded by anything)."""
-    from pydicom.filereader import read_partial
-
     def after_pixels(tag, vr, length) -> bool:
         counted.step()
         return tag > header.pixel_tag
 
     with open(path, "rb") as f:
         counted = _CountedFile(f, path, "the header did not end")
-        return read_partial(counted, stop_when=after_pixels)
+        return _read_partial(counted, after_pixels, header.bare)
+
+
+def dataset_start(path: Path) -> int:
+    """Where the DICOM stream begins: after the preamble and "DICM", or at 0 in a bare data set.
+    InvalidDicomError where the file begins like neither."""
+    from pydicom.errors import InvalidDicomError
+
+    with open(path, "rb") as f:
+        head = f.read(PREAMBLE + 4)
+    if head[PREAMBLE:] == b"DICM":
+        return PREAMBLE + 4
+    if head[:2] in BARE_STARTS:
+        return 0
+    raise InvalidDicomError(f"{path} has no 'DICM' marker and does not begin with a DICOM element")
+
+
+def _read_partial(counted: _CountedFile, stop_when, bare: bool):
+    """pydicom's read, forced for a bare data set; one without file meta is given the transfer
+    syntax it was read in, which decoding its pixels needs."""
+    from pydicom import uid
+    from pydicom.filereader import read_partial
+
+    ds = read_partial(counted, stop_when=stop_when, force=bare)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (uid.ImplicitVRLittleEndian if implicit else
+                                          uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
+    return ds
 
 
 def _refuse_non_image(path: Path, ds) -> None:
@@ -108,18 +137,23 @@ def _refuse_non_image(path: Path, ds) -> None:
         raise ReadError(path, f"DICOM {uid.name} is not a radiograph (SOP Class {uid}): only image objects are read")
 
 
-def _check_inflated(path: Path) -> bool:
+def _check_inflated(path: Path, bare: bool) -> bool:
     """pydicom inflates a deflated data set whole before parsing it: count what it inflates to first,
     in bounded pieces, and refuse one beyond MAX_INFLATED_BYTES (a small file can inflate to gigabytes).
     Whether the data set is deflated."""
-    import pydicom
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    meta = pydicom.filereader.read_file_meta_info(path)
-    if meta.get("TransferSyntaxUID") != pydicom.uid.DeflatedExplicitVRLittleEndian:
+    start = 0 if bare else PREAMBLE + 4
+    with open(path, "rb") as f:
+        f.seek(start)
+        meta = read_dataset(_CountedFile(f, path, "the file meta information did not end"), is_implicit_VR=False,
+                            is_little_endian=True, stop_when=lambda tag, vr, length: tag.group != 2)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return False
     inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
     with open(path, "rb") as f:
-        f.seek(128 + 4 + 12 + int(meta.FileMetaInformationGroupLength))  # preamble, "DICM", group length element
+        f.seek(start + 12 + int(meta.FileMetaInformationGroupLength))  # after the group length element
         while piece := f.read(2**20):
             while piece:
                 total += len(inflater.decompress(piece, 2**24))

@@ -35,7 +35,7 @@ def read_dicom(path: Path) -> Radiograph:
         try:
             header = read_header(path)
         except InvalidDicomError:
-            raise ReadError(path, "not a DICOM file (no 'DICM' marker or file meta information)") from None
+            raise ReadError(path, "not a DICOM file (no 'DICM' marker, and it does not begin with a DICOM element)") from None
         try:
             _check_sizes(header.ds, path)
             img = _dicom_image(read_with_pixels(path, header), path)

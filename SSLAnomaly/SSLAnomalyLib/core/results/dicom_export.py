@@ -25,6 +25,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from SSLAnomalyLib import __version__
+from SSLAnomalyLib.core.reading.dicom_header import dataset_start
 
 SCHEME = "99SSLA"  # private coding scheme for what no public code names
 ANOMALY_SCORE = CodedConcept("ANOMALY_SCORE", SCHEME, "Anomaly score")
@@ -47,8 +48,9 @@ def read_source(path, instance_uids=None) -> Dataset:
     """The source radiograph's dataset, with absent type 2 patient/study attributes present but
     empty (as the standard allows): many real files omit some, and the derived objects copy them.
     With `instance_uids` (those of the image the findings were made on), a file that now holds
-    another image (file names like IM-0001.dcm repeat across patients) is refused."""
-    source = pydicom.dcmread(path)
+    another image (file names like IM-0001.dcm repeat across patients) is refused. A bare data set
+    (no preamble), which the reader takes, is read too."""
+    source = pydicom.dcmread(path, force=dataset_start(path) == 0)
     if instance_uids is not None and source.get("SOPInstanceUID") not in instance_uids:
         raise DicomExportError(f"{path}: now holds another image (SOP Instance UID {source.get('SOPInstanceUID')}), "
                                "not the one the findings were made on; its patient and study would be wrong, "
