@@ -1,10 +1,11 @@
-"""How hospital DICOM files code their pixels, read as a viewer shows them: the model input of each
-coding matches that of the same radiograph written plainly."""
+"""How hospital DICOM files code their pixels and files, read as a viewer shows them: each reads as
+the same radiograph written plainly does."""
 
 import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 
@@ -98,3 +99,14 @@ def test_a_file_named_dcm_that_begins_like_no_dicom_is_still_refused(tmp_path):
     path.write_bytes(b"\x08\x01 scanned report, not an image" * 10)
     with pytest.raises(ReadError, match="not a DICOM file"):
         read_radiograph(path)
+
+
+def test_a_jpeg_named_dcm_is_read_as_the_jpeg_it_is(tmp_path):
+    """A JPEG saved as IM-0001.dcm was refused as 'not a DICOM file'; viewers show it by its content."""
+    pixels = radiograph(4)
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg", quality=95)
+    (tmp_path / "IM-0001.dcm").write_bytes((tmp_path / "plain.jpg").read_bytes())
+    img = read_radiograph(tmp_path / "IM-0001.dcm")
+    np.testing.assert_array_equal(img.pixels, read_radiograph(tmp_path / "plain.jpg").pixels)
+    assert img.dicom is None
+    assert any("is a JPEG image named .dcm" in w for w in img.warnings)

@@ -5,8 +5,9 @@ Every failure becomes a `ReadError` that names the file and the reason, so a bat
 and carry on. Sizes are checked from the header before pixels are decoded, so a file claiming to be
 enormous is refused instead of exhausting memory; very large real images are reduced (shrink.py).
 DICOM is read by dicom_reader.py, whose messages never quote the patient's identity; the limits are
-in read_limits.py. A raster is turned upright as its EXIF orientation says, and a colour input whose
-colour marks become grey content is warned (colour.py). Folders are walked by walk.py.
+in read_limits.py. A raster named like a DICOM is read as the raster it is (content.py), turned
+upright as its EXIF orientation says, and a colour input whose colour marks become grey content is
+warned (colour.py). Folders are walked by walk.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from SSLAnomalyLib.core.files.atomic import atomic_path, disk_full_or
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
+from SSLAnomalyLib.core.reading.content import raster_kind
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
@@ -92,8 +94,12 @@ def read_radiograph(path) -> Radiograph:
         raise ReadError(path, f"cannot be opened: {e.strerror or e}") from None
     s = _suffix(path)
     try:
-        if s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
-                                   and _has_dicom_preamble(path)):
+        if s in DICOM_SUFFIXES and (kind := raster_kind(path)):
+            img = _read_raster(path)
+            img.warnings.append(f"is a {kind} image named {s}, read as one: it has no DICOM header (no patient "
+                                "or study to export to)")
+        elif s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
+                                     and _has_dicom_preamble(path)):
             img = read_dicom(path)
         elif s in RASTER_SUFFIXES:
             img = _read_raster(path)
