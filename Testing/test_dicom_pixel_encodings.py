@@ -5,6 +5,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 from PIL import Image
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -110,3 +111,12 @@ def test_a_jpeg_named_dcm_is_read_as_the_jpeg_it_is(tmp_path):
     np.testing.assert_array_equal(img.pixels, read_radiograph(tmp_path / "plain.jpg").pixels)
     assert img.dicom is None
     assert any("is a JPEG image named .dcm" in w for w in img.warnings)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_16_bit_colour_png_keeps_its_16_bits(tmp_path, channels):
+    """A 16-bit RGB(A) PNG of 12-bit values was cut by Pillow to its top 8 bits: 16 grey levels."""
+    values = radiograph(5).astype(np.uint16) * 16
+    stack = [values] * 3 + [np.full(values.shape, 65535, np.uint16)] * (channels - 3)
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack(stack, -1), isVector=True), str(tmp_path / "wide.png"))
+    np.testing.assert_allclose(read_radiograph(tmp_path / "wide.png").pixels[0], values, atol=0.5)

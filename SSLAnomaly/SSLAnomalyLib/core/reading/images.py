@@ -26,7 +26,7 @@ from SSLAnomalyLib.core.files.atomic import atomic_path, disk_full_or
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
-from SSLAnomalyLib.core.reading.content import raster_kind
+from SSLAnomalyLib.core.reading.content import raster_kind, wide_colour_png
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
@@ -194,6 +194,11 @@ def _flat_tail_rows(pixels: np.ndarray) -> int:
 
 def _read_raster(path: Path) -> Radiograph:
     from PIL import Image, ImageOps
+
+    if wide_colour_png(path):  # SimpleITK keeps its 16 bits (its alpha, opaque in radiographs, is not applied)
+        img = _read_itk(path)
+        img.warnings.append("no pixel spacing in file; 1.0 mm assumed")
+        return img
 
     with warnings.catch_warnings():  # Pillow's size guard, without changing its global limit
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
