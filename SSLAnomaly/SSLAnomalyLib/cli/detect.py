@@ -5,14 +5,13 @@ warning and failure as it happens."""
 
 from __future__ import annotations
 
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
 from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, output_folder, pixel_spacing
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
@@ -40,23 +39,6 @@ def add_parser(sub) -> None:
                    help="keep results an earlier run finished for the same input file, model and thresholds")
     d.add_argument("--quiet", action="store_true", help="no progress bar and no verdict line per image")
     d.set_defaults(func=cmd_detect)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt, so that the batch ends cleanly."""
-
-
-@contextmanager
-def sigterm_ends_the_batch():
-    def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the batch is ending
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class TerminalEvents(BatchEvents):
@@ -114,11 +96,11 @@ def cmd_detect(args) -> int:
                            outputs=(scene_bundle(),) if args.mrb else ())
     events = TerminalEvents(args.quiet)
     try:
-        with sigterm_ends_the_batch():
+        with sigterm_raises():
             report = run_batch(file_cases(files), args.out, detector, options, events)
     except Terminated:
         print("terminated (SIGTERM); completed results are kept (rerun with --resume to finish)", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return TERMINATED
     finally:
         events.close()
     print(report.summary())

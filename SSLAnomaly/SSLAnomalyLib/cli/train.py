@@ -9,6 +9,7 @@ import sys
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, model_out, non_negative, positive, positive_count,
                                        warn_unread_normals)
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
@@ -178,12 +179,14 @@ def cmd_train(args) -> int:
         print("warning: --minutes 0 without --start-from fits the reference on a random, untrained encoder (a "
               "baseline for experiments); to refit a model on these normals give --start-from MODEL", file=sys.stderr)
     try:
-        folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
-                             progress=not args.quiet)
-    except KeyboardInterrupt:
-        print(f"interrupted; the run is kept in {work_dir(args.out)}: run the same command again to resume it",
+        with sigterm_raises():
+            folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
+                                 progress=not args.quiet)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
+        stopped = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"{stopped}; the run is kept in {work_dir(args.out)}: run the same command again to resume it",
               file=sys.stderr)
-        return 130
+        return TERMINATED if isinstance(e, Terminated) else 130
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
         warn_unread_normals(folder)
         print(f"model written to {folder}")

@@ -174,12 +174,30 @@ class Trainer:
                 print(f"resuming the unfinished run in {self.work_dir} from its checkpoint at step {state['step']} "
                       f"({state['seconds']:.0f} s of training done)", file=sys.stderr, flush=True)
         model = net if self.ranks.world == 1 else DistributedDataParallel(net, find_unused_parameters=True)
-        weights = self.pretext.weights()
-        use_amp = self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         if state["step"] == 0:
             self._save(net, opt, state)  # the random initialisation (or the starting encoder) is a candidate too
         bar = Progress("training", int(budget), "s", initial=int(state["seconds"]), show=progress and self.ranks.main)
+        try:
+            self._steps(net, model, opt, scaler, state, images, lungs, budget, bar)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the command line raises it: keep the steps taken
+            if self.ranks.world == 1:  # (other ranks may be gone already: the last periodic checkpoint stands)
+                self._save(net, opt, state, judge=False)
+            raise
+        finally:
+            bar.close()
+        self._save(net, opt, state)
+        self.run_state = state
+        if not self.ranks.main:
+            return None
+        if self.best is None:
+            self.best, self.best_decoder = _encoder(net), _decoder(net)
+        return {k: v.clone() for k, v in self.best.items()}
+
+    def _steps(self, net: PretextModel, model, opt, scaler, state: dict, images, lungs, budget: float,
+               bar: Progress) -> None:
+        """Train until the budget (or max_steps) is spent, checkpointing every `eval_every` steps."""
+        weights, use_amp = self.pretext.weights(), scaler.is_enabled()
         t_last = time.time()
         while state["seconds"] < budget and (self.cfg.max_steps is None or state["step"] < self.cfg.max_steps):
             model.train()
@@ -205,14 +223,6 @@ class Trainer:
             if state["step"] % self.cfg.eval_every == 0:
                 self._save(net, opt, state)
                 t_last = time.time()
-        bar.close()
-        self._save(net, opt, state)
-        self.run_state = state
-        if not self.ranks.main:
-            return None
-        if self.best is None:
-            self.best, self.best_decoder = _encoder(net), _decoder(net)
-        return {k: v.clone() for k, v in self.best.items()}
 
     def decoder_state(self) -> dict[str, torch.Tensor] | None:
         """MAE's decoder of the kept step (None without `mae`, or the starting model's after no training)."""
@@ -231,12 +241,13 @@ class Trainer:
         """The state of the run `fit` finished (steps, seconds, selection signals, chosen step)."""
         return self.run_state
 
-    def _save(self, net: PretextModel, opt, state: dict) -> None:
+    def _save(self, net: PretextModel, opt, state: dict, judge: bool = True) -> None:
         """Judge the encoder (rank 0) and write the checkpoint, best encoder and state together,
-        atomically: a run killed at any moment resumes from one consistent step. Never pickles."""
+        atomically: a run killed at any moment resumes from one consistent step. Never pickles.
+        An interrupted run is saved unjudged: judging takes longer than a stopped job is given."""
         if self.ranks.main:
             judged = state.get("signals") and state["signals"][-1][0] == state["step"]  # a resumed, finished run
-            if self.select is not None and not judged:
+            if self.select is not None and judge and not judged:
                 net.eval()
                 signal = float(self.select(net.encoder))
                 state["signals"] = state.get("signals", []) + [[state["step"], round(signal, 4)]]

@@ -1,0 +1,61 @@
+"""A training run stopped mid-phase (Ctrl-C, or SIGTERM from `kill` or Slicer's *Stop*) keeps every
+step it took: the next run resumes from there, not from the last periodic checkpoint."""
+
+import json
+import os
+import signal
+
+import pytest
+from safetensors import safe_open
+
+from conftest import link_subset
+from SSLAnomalyLib.cli import main
+from SSLAnomalyLib.training.fitting import work_dir
+from SSLAnomalyLib.training.trainer import Trainer
+
+
+def checkpoint_step(out) -> int:
+    with safe_open(str(work_dir(out) / "checkpoint.safetensors"), "pt") as f:
+        return json.loads(f.metadata()["state"])["step"]
+
+
+def stop_at(monkeypatch, step: int, stop) -> None:
+    """Stop the run as it draws the batch of `step` (steps 0 to step-1 are taken)."""
+    draw = Trainer.batches
+
+    def batches(self, model, images, lungs, at):
+        if at == step:
+            stop()
+        return draw(self, model, images, lungs, at)
+
+    monkeypatch.setattr(Trainer, "batches", batches)
+
+
+def test_a_stopped_training_keeps_its_steps_and_resumes_from_them(small_normals, tmp_path, monkeypatch, capsys):
+    train = link_subset(small_normals[0], tmp_path / "n", 12)
+    out = tmp_path / "model"
+    run = ["train", "--normals", str(train), "--out", str(out), "--size", "64", "--minutes", "10",
+           "--max-steps", "8", "--device", "cpu", "--quiet"]
+
+    stop_at(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    unhandled = signal.signal(signal.SIGTERM, lambda *_: pytest.fail("train left SIGTERM to kill the process"))
+    try:
+        assert main(run) == 143  # SIGTERM used to kill the run outright, every step since step 0 lost
+    finally:
+        signal.signal(signal.SIGTERM, unhandled)
+    assert "terminated (SIGTERM)" in capsys.readouterr().err and not out.exists()
+    assert checkpoint_step(out) == 3
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    monkeypatch.undo()
+    stop_at(monkeypatch, 5, ctrl_c)
+    assert main(run) == 130
+    assert "from its checkpoint at step 3" in capsys.readouterr().err
+    assert checkpoint_step(out) == 5  # Ctrl-C used to leave the checkpoint of step 0
+
+    monkeypatch.undo()
+    assert main(run) == 0
+    assert "from its checkpoint at step 5" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == 8
