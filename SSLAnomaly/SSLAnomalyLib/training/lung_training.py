@@ -73,11 +73,14 @@ def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
 
 
 def load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The image as [0, 1] pixels and the mask as bool, both at the image's own size."""
+    """The image as [0, 1] pixels and the mask as bool, both at the image's own size; a mask of
+    another size, or with no lung pixel or nothing else, is an error naming it."""
     image = read_radiograph(image_path).pixels[0]
-    mask = read_radiograph(mask_path).pixels[0] > 0
+    mask = read_radiograph(mask_path, blank_ok=True).pixels[0] > 0
     if image.shape != mask.shape:
         raise ReadError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[1]}x{image.shape[0]}")
+    if not mask.any() or mask.all():
+        raise ReadError(mask_path, f"mask marks {'no' if not mask.any() else 'every'} pixel as lung (nonzero = lung)")
     return image, mask
 
 
@@ -125,6 +128,8 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     if len(train) < 8:
         raise ReadError(images_dir, f"only {len(train)} training images; at least 8 are needed")
     size = config.input_size
+    for f, m in progress_over(held, "checking the held-out pairs", "img", show=progress):
+        load_pair(f, m)  # a mask that does not fit its image is named now, not after the training budget
     images, labels = [], []
     for f, m in progress_over(train, "reading", "img", show=progress):
         image, mask = load_pair(f, m)

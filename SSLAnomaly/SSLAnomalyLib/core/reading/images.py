@@ -85,8 +85,10 @@ def list_inputs(paths) -> list[Path]:
     return out
 
 
-def read_radiograph(path) -> Radiograph:
-    """Read one radiograph or volume; raise `ReadError` naming the file and the reason."""
+def read_radiograph(path, blank_ok: bool = False) -> Radiograph:
+    """Read one radiograph or volume; raise `ReadError` naming the file and the reason. With
+    `blank_ok` a constant or blank image is no error: a lung mask may well be one, and its reader
+    says why in a mask's terms."""
     path = Path(path)
     try:
         _check_openable(path)
@@ -115,7 +117,7 @@ def read_radiograph(path) -> Radiograph:
         raise ReadError(path, "image too large to load into memory") from None
     except Exception as e:  # any decoder failure becomes a clear, per-file error
         raise ReadError(path, f"cannot decode: {type(e).__name__}: {e}") from None
-    return _validated(img, path, declared)
+    return _validated(img, path, declared, blank_ok=blank_ok)
 
 
 def _check_openable(path: Path) -> None:
@@ -140,7 +142,8 @@ def validated(img: Radiograph, name: str) -> Radiograph:
     return img
 
 
-def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file: bool = True) -> Radiograph:
+def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file: bool = True,
+               blank_ok: bool = False) -> Radiograph:
     """`img` checked and repaired; refusals quote the file's own size (`declared`), not the reduced one.
     A file's implausible spacing is replaced; a volume node's (`file=False`) is its scene's geometry, kept."""
     _, rows, cols = img.shape
@@ -162,6 +165,9 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
         img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
                             "1.0 mm assumed")
         img.spacing = (1.0, 1.0, img.spacing[2])
+    if blank_ok:
+        img.source = str(path)
+        return img
     lo, hi = float(px.min()), float(px.max())
     if lo == hi:
         raise ReadError(path, f"image is constant (every pixel {hi:g}): there is nothing to score")

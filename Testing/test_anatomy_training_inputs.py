@@ -1,0 +1,51 @@
+"""`train-anatomy` names a mask that cannot be used (another size than its image, no lung pixel or
+nothing else) in a mask's terms, before it spends its training budget, wherever the seeded split
+puts that pair."""
+
+import numpy as np
+import pytest
+
+from SSLAnomalyLib.cli import main
+from SSLAnomalyLib.training import lung_training
+from synthetic_inputs import lung_field, radiograph, write_png
+
+N = 13
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    lungs = lung_field(side="right") | lung_field(side="left")
+    for i in range(N):
+        write_png(images / f"c{i:02d}.png", radiograph(i))
+        write_png(masks / f"c{i:02d}.png", lungs.astype(np.uint8) * 255)
+    return images, masks
+
+
+def held_out_mask(masks, seed: int = 0):
+    """The mask of a pair the seeded split holds out (measured only after training)."""
+    n_held = max(1, round(lung_training.HELD_OUT_FRACTION * N))
+    return masks / f"c{np.random.default_rng(seed).permutation(N)[:n_held][0]:02d}.png"
+
+
+@pytest.mark.parametrize("bad, reason", [(np.ones((30, 40), np.uint8) * 255, "mask is 40x30, its image"),
+                                         (np.zeros(radiograph(0).shape, np.uint8), "mask marks no pixel as lung"),
+                                         (np.ones(radiograph(0).shape, np.uint8), "mask marks every pixel as lung")])
+def test_a_held_out_mask_that_cannot_be_used_is_named_before_training(pairs, tmp_path, monkeypatch, capsys, bad,
+                                                                      reason):
+    images, masks = pairs
+    mask = held_out_mask(masks)
+    write_png(mask, bad)
+
+    def trained(*args, **kwargs):
+        raise AssertionError("the network was built before every mask was checked")
+
+    monkeypatch.setattr(lung_training, "build_lung_net", trained)
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "lungs"),
+           "--minutes", "10", "--size", "64", "--quiet"]
+    assert main(run) == 2  # a held-out mask of another size used to fail after the whole --minutes budget;
+    # an empty one was refused as 'image is constant: there is nothing to score'
+    err = capsys.readouterr().err
+    assert str(mask) in err and reason in err and not (tmp_path / "lungs").exists()
