@@ -42,6 +42,7 @@ from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_ot
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.feature_cache import normal_files
+from SSLAnomalyLib.training.held_back import check_held_back
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.selection import SyntheticCheck
@@ -121,7 +122,8 @@ def split_sizes(n: int, separate_calibration: bool) -> tuple[int, int, int]:
 
 def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
     """Refuse, before anything is read or trained, normals whose image files could not give
-    MIN_TRAIN_IMAGES training images even if every one of them were readable."""
+    MIN_TRAIN_IMAGES training images even if every one of them were readable, and held-back
+    normals that are training normals too."""
     for folder in as_folders(normals_dir) + as_folders(val_normals_dir or []):
         if not Path(folder).is_dir():
             raise ReadError(folder, "no such folder")
@@ -133,7 +135,7 @@ def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
                                      f"{n_held} held out" + (f" and {n_cal} for calibration" if n_cal else "")
                         + f"; at least {MIN_TRAIN_IMAGES} are needed")
     if val_normals_dir is not None:
-        normal_files(val_normals_dir)  # none is an error that names the folder
+        check_held_back(normals_dir, val_normals_dir)  # no images is an error that names the folder too
 
 
 def work_dir(out_dir) -> Path:

@@ -1,0 +1,24 @@
+"""`train --val-normals` must be normals the training never sees: one that is also in `--normals`
+(a link, or a copy) is refused before anything is read, naming the folder and the files."""
+
+import shutil
+
+from SSLAnomalyLib.cli import main
+from synthetic_inputs import normals_folder
+
+
+def test_held_back_normals_that_are_training_normals_are_refused(tmp_path, capsys):
+    normals = normals_folder(tmp_path / "normals", range(14))
+    val = normals_folder(tmp_path / "val", range(100, 104))
+    (val / "normal_003.png").symlink_to(normals / "normal_003.png")
+    shutil.copy(normals / "normal_007.png", val / "normal_007.png")
+    out = tmp_path / "model"
+    run = ["train", "--normals", str(normals), "--val-normals", str(val), "--out", str(out), "--minutes", "0",
+           "--size", "64", "--device", "cpu", "--quiet"]
+    assert main(run) == 2  # used to write a model that counted those 2 twice among its calibration normals
+    err = capsys.readouterr().err
+    assert str(val) in err and "2 of these held-back normals are also in --normals" in err
+    assert "normal_003.png" in err and "normal_007.png" in err and not out.exists()
+    (val / "normal_003.png").unlink()
+    (val / "normal_007.png").unlink()
+    assert main(run) == 0 and out.is_dir()
