@@ -44,6 +44,15 @@ def normal_files(folders) -> list[Path]:
     return files
 
 
+def normal_input(path, size: int) -> np.ndarray:
+    """One normal as the encoder's input. A volume is refused (ReadError): a normal is one
+    radiograph, and its first slice alone (a CT's, a stack's) would enter the reference unnamed."""
+    image = read_radiograph(path)
+    if image.shape[0] > 1:
+        raise ReadError(path, f"a volume of {image.shape[0]} slices, not one radiograph")
+    return to_model_input(image.shown(0), size)
+
+
 def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False
                  ) -> Iterator[tuple[list[int], np.ndarray, list[str]]]:
     """(indices into `files`, model inputs, unreadable files' reasons), `batch` files at a time:
@@ -52,7 +61,7 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
         kept, images, skipped = [], [], []
         for i in range(start, min(len(files), start + batch)):
             try:
-                images.append(to_model_input(read_radiograph(files[i]).shown(0), size))
+                images.append(normal_input(files[i], size))
                 kept.append(i)
             except ReadError as e:
                 skipped.append(str(e))

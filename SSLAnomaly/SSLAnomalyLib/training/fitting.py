@@ -29,19 +29,18 @@ from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
-from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.reconstruction import MaskedPatches, Reconstruction
 from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders, read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders
 from SSLAnomalyLib.training import packs
 from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_other_sources,
                                                             find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
-from SSLAnomalyLib.training.feature_cache import normal_files
+from SSLAnomalyLib.training.feature_cache import normal_files, normal_input
 from SSLAnomalyLib.training.held_back import check_held_back
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.progress import progress_over
@@ -100,7 +99,7 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
     for f in progress_over(files, f"reading {', '.join(Path(d).name for d in as_folders(folder))}", "img",
                            show=progress):
         try:
-            x = to_model_input(read_radiograph(f).shown(0), size)
+            x = normal_input(f, size)
         except ReadError as e:
             skipped.append(str(e))
             continue

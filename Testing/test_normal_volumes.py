@@ -1,0 +1,23 @@
+"""A 3D volume among the normals (a CT, a stack) is no radiograph: it is left out, named with the
+reason, never fitted on through its first slice."""
+
+import json
+
+import numpy as np
+import SimpleITK as sitk
+
+from SSLAnomalyLib.cli import main
+from synthetic_inputs import normals_folder, radiograph
+
+
+def test_a_volume_among_the_normals_is_left_out_and_named(tmp_path, capsys):
+    normals = normals_folder(tmp_path / "normals", range(12))
+    stack = np.stack([radiograph(s) for s in (50, 51, 52)]).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(stack), str(normals / "stack.nrrd"))
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(normals), "--out", str(out), "--minutes", "0", "--size", "64",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert "stack.nrrd: a volume of 3 slices, not one radiograph; left out of the normals" in capsys.readouterr().err
+    data = json.loads((out / "manifest.json").read_text())["data"]
+    assert data["n_train"] == 12  # its first slice used to be fitted on as a 13th normal, unnamed
+    assert [s for s in data["skipped"] if "stack.nrrd" in s]
