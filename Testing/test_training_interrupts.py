@@ -12,6 +12,7 @@ from conftest import link_subset
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.training.fitting import work_dir
 from SSLAnomalyLib.training.trainer import Trainer
+from synthetic_inputs import normals_folder, radiograph, write_png
 
 
 def checkpoint_step(out) -> int:
@@ -59,3 +60,23 @@ def test_a_stopped_training_keeps_its_steps_and_resumes_from_them(small_normals,
     assert main(run) == 0
     assert "from its checkpoint at step 5" in capsys.readouterr().err
     assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == 8
+
+
+def test_a_stopped_run_is_not_resumed_by_other_normals_of_the_same_file_names(tmp_path, monkeypatch, capsys):
+    first = normals_folder(tmp_path / "first", range(12))
+    second = tmp_path / "second"  # another export numbered alike: the same names, other radiographs
+    second.mkdir()
+    for f in sorted(first.iterdir()):
+        write_png(second / f.name, radiograph(100 + int(f.stem[-3:])))
+    out = tmp_path / "model"
+    run = ["--out", str(out), "--size", "64", "--minutes", "10", "--max-steps", "4", "--device", "cpu", "--quiet"]
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    stop_at(monkeypatch, 2, ctrl_c)
+    assert main(["train", "--normals", str(first)] + run) == 130
+    monkeypatch.undo()
+    assert main(["train", "--normals", str(second)] + run) == 2  # used to resume the first folder's run
+    refusal = capsys.readouterr().err
+    assert "pixels" in refusal and "--restart" in refusal and not out.exists()

@@ -66,6 +66,11 @@ class NormalSet:
     def digest(self) -> str:
         return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
 
+    def pixels_digest(self) -> str:
+        """What the images hold, not only their names: another folder of the same file names
+        (0001.png, 0002.png...) is other normals, whose run must not resume this one's."""
+        return hashlib.sha256(np.ascontiguousarray(self.images01).tobytes()).hexdigest()[:16]
+
 
 def halved(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Weights stored as float16 (`--half-weights`)."""
@@ -200,7 +205,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     started = start.reconstruction if start is not None else None
     trainer = Trainer(encoder_cfg, pretext, train_cfg, work, device=spec.device, select=check,
                       initial_state=start.state if start is not None else None, ranks=ranks,
-                      identity={"normals": train.digest(), "start": start.model_id if start is not None else None},
+                      identity={"normals": train.digest(), "pixels": train.pixels_digest(),
+                                "start": start.model_id if start is not None else None},
                       initial_decoder=started.state() if started is not None else None,
                       freeze_encoder=spec.freeze_encoder)
     say(f"training on {len(train.files)} normals for {minutes:g} min" + (f" on {ranks.world} processes" if ranks.world > 1 else "")
