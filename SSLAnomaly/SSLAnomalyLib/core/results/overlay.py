@@ -10,6 +10,10 @@ The picture is drawn at most MAX_SIDE pixels a side: a heatmap from a 128-pixel 
 nothing there, and the cost stays that of a 1-megapixel picture whatever the input's size. A small
 image is enlarged towards MIN_SIDE, and the picture is at least MIN_SIDE a side (a strip-shaped image
 on a dark ground), so that the score and the colour bar always fit beside the image.
+
+The picture shows the slice as viewers show it: a file that stores its rows or columns against its
+display (`reading.image.display_flips`) is drawn flipped back, its boxes with it, so that the overlay
+and Slicer show the same upright chest; the findings' boxes stay in the file's own indices elsewhere.
 """
 
 from __future__ import annotations
@@ -112,11 +116,24 @@ def _colour_bar(picture: Image.Image, draw, pixel_threshold: float, font) -> Non
     draw.text((x0 + bar_w + 6, y1 - font.size // 2 - 2), foot, fill=(255, 255, 255), font=font)
 
 
+def shown_box(bbox, flips: tuple[int, ...], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A finding's inclusive (i0, j0, i1, j1) on a slice of `shape` (rows, cols) flipped along `flips`."""
+    i0, j0, i1, j1 = bbox
+    rows, cols = shape
+    if 0 in flips:
+        j0, j1 = rows - 1 - j1, rows - 1 - j0
+    if 1 in flips:
+        i0, i1 = cols - 1 - i1, cols - 1 - i0
+    return i0, j0, i1, j1
+
+
 def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: int = 0,
-                   lungs: np.ndarray | None = None) -> Image.Image:
+                   lungs: np.ndarray | None = None, flips: tuple[int, ...] = ()) -> Image.Image:
     """RGB picture of one slice (`image`, `heatmap` and, outlined when given, `lungs` are (rows, cols)
-    on the same grid)."""
-    rows, cols = image.shape
+    on the same grid, the file's), drawn flipped along `flips` (0: rows, 1: columns) as it is shown."""
+    shape = image.shape
+    image, heatmap = np.flip(image, flips), np.flip(heatmap, flips)
+    rows, cols = shape
     scale = min(max(1.0, MIN_SIDE / min(rows, cols)), MAX_SIDE / max(rows, cols))
     size = (max(1, round(rows * scale)), max(1, round(cols * scale)))
     gray = (normalise(resize(image, size), every=4) * 255).astype(np.uint8)
@@ -130,7 +147,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
         alpha = ALPHA[index][:, None]
         out[above] = (out[above] * (1 - alpha) + LUT[index] * alpha).astype(np.uint8)
     if lungs is not None:
-        mask = resize(np.asarray(lungs, np.float32), size) >= 0.5
+        mask = resize(np.asarray(np.flip(lungs, flips), np.float32), size) >= 0.5
         out[mask & ~ndimage.binary_erosion(mask, iterations=max(1, size[1] // 400))] = LUNG_OUTLINE
     picture = Image.new("RGB", (max(size[1], MIN_SIDE), max(size[0], MIN_SIDE)), PANEL)
     picture.paste(Image.fromarray(out, "RGB"), (0, 0))
@@ -141,7 +158,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
     for f in result.findings:
         if f.slice_index != slice_index:
             continue
-        i0, j0, i1, j1 = (np.array(f.bbox_ijk) * scale).round().astype(int)
+        i0, j0, i1, j1 = (np.array(shown_box(f.bbox_ijk, flips, shape)) * scale).round().astype(int)
         draw.rectangle([i0, j0, i1, j1], outline=BOX, width=max(2, size[1] // 300))
         text = f"#{f.id} {f.score:.2f}"
         xy = label_position((i0, j0, i1, j1), (draw.textlength(text, font=font), font.size + 4), size, top)

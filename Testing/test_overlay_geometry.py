@@ -1,0 +1,31 @@
+"""The overlay PNG shows a radiograph as viewers show it, the findings' boxes on the heat beneath them:
+a file stored against its display (rows bottom-up, as dcm2niix writes a NIfTI) is drawn upright."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slicer_cases import full_resolution_radiograph
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.results.outputs import write_case_outputs
+
+ROWS_BOTTOM_UP = np.diag([1.0, -1.0, 1.0])
+COLUMNS_TO_THE_RIGHT = np.diag([-1.0, 1.0, 1.0])
+
+
+def overlay(detector, image: Radiograph, folder) -> np.ndarray:
+    paths = write_case_outputs(detector.detect(image), image, folder, "case")
+    return np.asarray(Image.open(paths["overlay"]), np.int16)
+
+
+@pytest.mark.parametrize("flip, direction", [((0,), ROWS_BOTTOM_UP), ((1,), COLUMNS_TO_THE_RIGHT)])
+def test_a_file_stored_flipped_is_drawn_as_shown(pediatric_model, tmp_path, flip, direction):
+    """The overlay of a NIfTI/NRRD stored flipped was drawn as stored: the chest upside down (or
+    mirrored) where Slicer and the model showed it upright. It is now the upright image's overlay."""
+    detector = AnomalyDetector.load(pediatric_model)
+    upright = np.asarray(Image.open(full_resolution_radiograph()).convert("L").resize((480, 360)), np.float32)
+    shown = overlay(detector, Radiograph(upright[None]), tmp_path / "shown")
+    stored = overlay(detector, Radiograph(np.flip(upright, flip)[None].copy(), direction=direction), tmp_path / "stored")
+    assert shown.shape == stored.shape
+    assert np.abs(stored - shown).mean() < 1.0  # the same picture, heat and boxes (rounding aside)
