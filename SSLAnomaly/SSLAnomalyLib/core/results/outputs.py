@@ -171,7 +171,8 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: boo
     if lungs:
         paths["lungs"] = write_image(result.lungs, Path(out_dir) / f"{name}{LUNGS_SUFFIX}")
     k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
-    picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k, flips=display_flips(image))
+    picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k, flips=display_flips(image),
+                             aspect=image.spacing[1] / image.spacing[0])
     write_picture(picture, paths["overlay"])
     atomic_write_text(paths["findings"], to_json(result.to_dict(image.source)))
     return paths

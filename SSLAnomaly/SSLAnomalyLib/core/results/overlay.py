@@ -14,6 +14,8 @@ on a dark ground), so that the score and the colour bar always fit beside the im
 The picture shows the slice as viewers show it: a file that stores its rows or columns against its
 display (`reading.image.display_flips`) is drawn flipped back, its boxes with it, so that the overlay
 and Slicer show the same upright chest; the findings' boxes stay in the file's own indices elsewhere.
+A pixel spacing that differs between rows and columns is drawn at the image's physical proportions,
+as viewers draw it, not one picture pixel per file pixel (a chest squeezed to half its width).
 """
 
 from __future__ import annotations
@@ -128,14 +130,17 @@ def shown_box(bbox, flips: tuple[int, ...], shape: tuple[int, int]) -> tuple[int
 
 
 def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: int = 0,
-                   lungs: np.ndarray | None = None, flips: tuple[int, ...] = ()) -> Image.Image:
+                   lungs: np.ndarray | None = None, flips: tuple[int, ...] = (), aspect: float = 1.0) -> Image.Image:
     """RGB picture of one slice (`image`, `heatmap` and, outlined when given, `lungs` are (rows, cols)
-    on the same grid, the file's), drawn flipped along `flips` (0: rows, 1: columns) as it is shown."""
+    on the same grid, the file's), drawn flipped along `flips` (0: rows, 1: columns) as it is shown,
+    each row `aspect` times as high as a column is wide (row spacing / column spacing)."""
     shape = image.shape
     image, heatmap = np.flip(image, flips), np.flip(heatmap, flips)
     rows, cols = shape
-    scale = min(max(1.0, MIN_SIDE / min(rows, cols)), MAX_SIDE / max(rows, cols))
-    size = (max(1, round(rows * scale)), max(1, round(cols * scale)))
+    height = rows * aspect  # in column widths
+    scale = min(max(1.0, MIN_SIDE / min(height, cols)), MAX_SIDE / max(height, cols))
+    size = (max(1, round(height * scale)), max(1, round(cols * scale)))
+    sx, sy = size[1] / cols, size[0] / rows  # picture pixels per file pixel
     gray = (normalise(resize(image, size), every=4) * 255).astype(np.uint8)
     out = np.repeat(gray[..., None], 3, axis=2)
     heat = resize(heatmap, size, antialias=False)
@@ -158,7 +163,8 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
     for f in result.findings:
         if f.slice_index != slice_index:
             continue
-        i0, j0, i1, j1 = (np.array(shown_box(f.bbox_ijk, flips, shape)) * scale).round().astype(int)
+        i0, j0, i1, j1 = shown_box(f.bbox_ijk, flips, shape)  # pixels i0..i1 span [i0, i1 + 1) in the picture
+        i0, j0, i1, j1 = round(i0 * sx), round(j0 * sy), round((i1 + 1) * sx) - 1, round((j1 + 1) * sy) - 1
         draw.rectangle([i0, j0, i1, j1], outline=BOX, width=max(2, size[1] // 300))
         text = f"#{f.id} {f.score:.2f}"
         xy = label_position((i0, j0, i1, j1), (draw.textlength(text, font=font), font.size + 4), size, top)
