@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from SSLAnomalyLib.core.detection.regions import Finding
+from SSLAnomalyLib.core.detection.regions import DEFAULT_LABEL, DIFFUSE_LABEL, Finding
 from SSLAnomalyLib.core.results.overlay import (HOT_TOP, MAX_SIDE, MIN_SIDE, label_position, percentile_text,
                                                 ramp_colours, render_overlay)
 
@@ -101,3 +101,21 @@ def test_a_tiny_or_strip_shaped_image_still_shows_itself_its_score_and_its_bar()
     assert grey.mean() > 0.5
     strip = render_overlay(chest(5000, 75), np.zeros((5000, 75), np.float32), result())
     assert max(strip.size) == MAX_SIDE and min(strip.size) >= MIN_SIDE
+
+
+def test_a_box_names_its_finding_label():
+    """A box was labelled "#1 24.65" whatever its finding: a 'diffuse anomaly' (the lung fields) or an
+    'anomaly (image within normal range)' read in the picture as a plain focal finding, though the JSON,
+    worklist and Slicer named it. The label is now drawn beside the id and score."""
+    image, heat = chest(), np.zeros((600, 500), np.float32)
+
+    def drawn(label):
+        finding = Finding(1, label, 12.0, [100, 200, 300, 400], [0, 0, 0], 10.0)
+        return np.asarray(render_overlay(image, heat, result([finding], abnormal=True)), np.int16)
+
+    def backing(picture):  # columns of the label's dark band above the box
+        return (picture[150:200].max(axis=2) == 0).any(axis=0).sum()
+
+    plain, diffuse = drawn(DEFAULT_LABEL), drawn(DIFFUSE_LABEL)
+    assert np.abs(plain - diffuse).max() > 100
+    assert backing(diffuse) > backing(plain) > 0

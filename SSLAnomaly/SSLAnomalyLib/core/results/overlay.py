@@ -2,7 +2,8 @@
 rises above the calibrated pixel threshold, a hot colour that brightens and grows more opaque with the
 score (red at the threshold through orange and yellow to pale yellow at HOT_TOP times it), so heat never
 darkens lung into something that reads as lucency and a normal radiograph stays grey; a colour bar
-with the threshold marked; the findings' boxes with their labels outside them on a dark backing;
+with the threshold marked; the findings' boxes with their labels (id, label and score, so that a
+diffuse finding or one on an image within normal range says so here too) outside them on a dark backing;
 optionally the lung fields' outline; and the score against the calibrated threshold.
 
 The ramp and its range are shared with Slicer's colour node (mrml/heatmap.py), so both look alike.
@@ -166,7 +167,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
         i0, j0, i1, j1 = shown_box(f.bbox_ijk, flips, shape)  # pixels i0..i1 span [i0, i1 + 1) in the picture
         i0, j0, i1, j1 = round(i0 * sx), round(j0 * sy), round((i1 + 1) * sx) - 1, round((j1 + 1) * sy) - 1
         draw.rectangle([i0, j0, i1, j1], outline=BOX, width=max(2, size[1] // 300))
-        text = f"#{f.id} {f.score:.2f}"
+        text = f"#{f.id} {f.label} {f.score:.2f}"  # the label as the JSON and Slicer name it: diffuse, below verdict
         xy = label_position((i0, j0, i1, j1), (draw.textlength(text, font=font), font.size + 4), size, top)
         _labelled(draw, xy, text, font, BOX)
     _colour_bar(picture, draw, t, font)
