@@ -49,3 +49,35 @@ def test_a_held_out_mask_that_cannot_be_used_is_named_before_training(pairs, tmp
     # an empty one was refused as 'image is constant: there is nothing to score'
     err = capsys.readouterr().err
     assert str(mask) in err and reason in err and not (tmp_path / "lungs").exists()
+
+
+def test_a_pair_stored_bottom_up_is_learned_as_shown(tmp_path):
+    """A NIfTI/NRRD stored bottom-up (dcm2niix) is detected upright (`Radiograph.shown`); its training
+    pair was read as stored, so the network learned upside-down lungs from it."""
+    import SimpleITK as sitk
+
+    lungs = (lung_field(side="right") | lung_field(side="left")).astype(np.uint8)
+    lungs[: lungs.shape[0] // 2] = 0  # only the lower halves: upside down is not the same mask
+    image = radiograph(0)
+    stored = []
+    for name, pixels in (("image.nrrd", image), ("mask.nrrd", lungs)):
+        itk = sitk.GetImageFromArray(np.ascontiguousarray(np.flipud(pixels))[None])
+        itk.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))  # rows bottom-up
+        sitk.WriteImage(itk, str(tmp_path / name))
+        stored.append(tmp_path / name)
+    read_image, read_mask = lung_training.load_pair(*stored)
+    np.testing.assert_array_equal(read_image, image)
+    np.testing.assert_array_equal(read_mask, lungs > 0)
+
+
+def test_the_card_of_a_sites_lung_network_names_its_data_not_the_bundled_one(pairs, tmp_path):
+    """The card said '... adult normal radiographs ...', 'OpenIST ... licence unclear' and 'It has seen
+    no children' whatever images and masks a site trained on."""
+    images, masks = pairs
+    out = tmp_path / "lungs"
+    assert main(["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+                 "--minutes", "0.02", "--size", "64", "--quiet"]) == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f" radiographs with lung masks (`{images}`, masks `{masks}`)" in card
+    assert "OpenIST" not in card and "adult normal" not in card and "seen no children" not in card
+    assert "the site's own images and masks, under the site's terms" in card

@@ -24,6 +24,7 @@ from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig, LungSegmenter
 from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
+from SSLAnomalyLib.core.model_files.model_card import licences_named
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
 from SSLAnomalyLib.training.progress import Progress, progress_over
@@ -73,10 +74,11 @@ def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
 
 
 def load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The image as [0, 1] pixels and the mask as bool, both at the image's own size; a mask of
-    another size, or with no lung pixel or nothing else, is an error naming it."""
-    image = read_radiograph(image_path).pixels[0]
-    mask = read_radiograph(mask_path, blank_ok=True).pixels[0] > 0
+    """The image as [0, 1] pixels and the mask as bool, both at the image's own size and as viewers
+    show them (detection sees a file stored bottom-up turned upright: the network must learn it so);
+    a mask of another size, or with no lung pixel or nothing else, is an error naming it."""
+    image = read_radiograph(image_path).shown(0)
+    mask = read_radiograph(mask_path, blank_ok=True).shown(0) > 0
     if image.shape != mask.shape:
         raise ReadError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[1]}x{image.shape[0]}")
     if not mask.any() or mask.all():
@@ -211,13 +213,15 @@ def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[lis
 
 def lung_card(manifest: Manifest) -> str:
     fig, data, network, training = (manifest.section(name) for name in ("figures", "data", "network", "training"))
+    licences = "; ".join(licences_named(f"{data['images']} {data['masks']}")) or \
+        "the site's own images and masks, under the site's terms"
     return f"""# Lung-field segmentation model `{manifest.model_id}`
 
 **What it is.** A MONAI U-Net (channels {network['channels']}) that outlines both lung fields of a
 frontal chest radiograph at {network['input_size']} px; SSLAnomaly uses it wherever it says "inside the
 lungs" (synthetic pastes, the patch score, findings, heatmap damping, the lung output and the Slicer segment).
 
-**Trained on** {data['n_train']} adult normal radiographs with expert lung masks (`{data['images']}`), seed
+**Trained on** {data['n_train']} radiographs with lung masks (`{data['images']}`, masks `{data['masks']}`), seed
 {training['seed']}, {training['steps']} steps in {training['seconds']:.0f} s on the CPU. On
 {training.get('disease_share', 0):.0%} of the training images one of {', '.join(training.get('disease_kinds', KINDS))} was drawn on
 one lung field with its mask unchanged, so that a white lung is still outlined as a lung.
@@ -226,11 +230,11 @@ one lung field with its mask unchanged, so that a white lung is still outlined a
 in the manifest), at each mask's own resolution: mean Dice {fig['held_out_dice_mean']:.3f}, median
 {fig['held_out_dice_median']:.3f}, minimum {fig['held_out_dice_min']:.3f}; sources {fig['held_out_sources']}.
 
-**Data licences.** The OpenIST chest X-ray set's images and lung masks: licence unclear (no terms stated by
-its publishers); check them before any use beyond non-commercial research.
+**Data licences.** {licences}
 
-**Not for.** Lateral views, CT or other modalities. It has seen no children: on pediatric images check the
-outline (docs/anatomy.md shows it on Kermany radiographs). An implausible output (one lung missing, far too
+**Not for.** Lateral views, CT or other modalities. On a population its training images did not hold
+(children, for the bundled network's adults), check the outline first (docs/anatomy.md shows the bundled
+network on Kermany radiographs). An implausible output (one lung missing, far too
 small or large, very asymmetric) falls back to the unsupervised mask, then to the lung prior, and the
 result says so in its warnings.
 

@@ -75,7 +75,7 @@ def objectives(pretext: dict) -> str:
 
 def model_card(manifest: Manifest) -> str:
     m = manifest.to_dict()  # the card renders the whole document, section by section, as it will be written
-    t, d, c, e = m["training"], m["data"], m["calibration"], m["encoder"]
+    t, c, e = m["training"], m["calibration"], m["encoder"]
     return f"""# SSLAnomaly model `{m['model_id']}`
 
 ## What it is
@@ -294,14 +294,20 @@ DATA_LICENCES = {  # folder name of a public data set -> the terms its images co
 LUNG_NETWORK_DATA = "openist"  # every model scores inside the lung fields of the bundled lung-field network
 
 
+def licences_named(folders: str, terms: list[str] = ()) -> list[str]:
+    """The terms of each public data set named in `folders` (its folder name) or in `terms`."""
+    return [DATA_LICENCES[key] for key in DATA_LICENCES
+            if re.search(rf"\b{key}\b", folders.lower()) or key in terms]
+
+
 def data_licences(m: dict) -> str:
     """The terms of the public data sets the weights were fitted on, found by their folder names
     (a site's own normals carry the site's terms), of the model the encoder started from (its card
     says), and of the lung-field network's masks, which every model uses."""
     d, site = m["data"], m.get("site_calibration") or {}
-    named = " ".join([d.get("normals", ""), d.get("calibration_normals", ""), site.get("normals", "")]).lower()
-    found = [key for key in DATA_LICENCES if re.search(rf"\b{key}\b", named) or key in m.get("data_terms", [])]
-    lines = [f"- {DATA_LICENCES[key]}." for key in found] or ["- The normals above: the terms of the site that gave them."]
+    named = " ".join([d.get("normals", ""), d.get("calibration_normals", ""), site.get("normals", "")])
+    lines = [f"- {terms}." for terms in licences_named(named, m.get("data_terms", []))] or [
+        "- The normals above: the terms of the site that gave them."]
     start = m["training"].get("started_from")
     if start:
         lines.append(f"- The encoder also carries the data terms of model `{start['model_id']}`, which it started from.")
