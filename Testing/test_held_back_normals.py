@@ -22,6 +22,9 @@ def test_held_back_normals_that_are_training_normals_are_refused(tmp_path, capsy
     (val / "normal_003.png").unlink()
     (val / "normal_007.png").unlink()
     assert main(run) == 0 and out.is_dir()
+    said = capsys.readouterr().out  # train said only 'model written to': how far to trust it was in the card alone
+    assert f"written to {out}: threshold" in said and "expected false-positive rate on new normals" in said
+    assert "unstable" in said  # 4 calibration normals at 5 %
 
 
 def test_another_image_of_the_same_name_and_size_is_no_copy(tmp_path):

@@ -3,7 +3,7 @@ own normals (encoder unchanged) into a new model folder."""
 
 from __future__ import annotations
 
-from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction, model_out, warn_unread_normals
+from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction, model_out, report_model
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 
 
@@ -21,15 +21,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.training.site_calibration import calibrate_model
 
     folder = calibrate_model(args.model, args.normals, args.out, fpr=args.fpr, progress=not args.quiet,
                              overwrite=args.overwrite)
-    warn_unread_normals(folder)
-    manifest = model_folder.load(folder).manifest
-    c = manifest.calibration
-    print(f"calibrated model {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "
-          f"(pixel threshold {c.pixel_threshold:.3f}) at {100 * c.false_positive_rate:g} % false positives "
-          f"on {len(c.normal_scores)} normals\n{c.text()}")
+    report_model(folder, "calibrated model")
     return 0

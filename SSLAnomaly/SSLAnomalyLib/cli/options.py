@@ -122,6 +122,20 @@ def warn_unread_normals(folder) -> None:
         print(f"warning: {entry}; left out of the normals", file=sys.stderr)
 
 
+def report_model(folder, what: str = "model") -> None:
+    """Say what a run wrote and how far its threshold can be trusted (the expected false-positive rate
+    with its interval, "unstable", the normals set aside as likely abnormal), after naming the normals
+    it could not read: a site reads this line, not the card."""
+    from SSLAnomalyLib.core.model_files import model_folder
+
+    warn_unread_normals(folder)
+    manifest = model_folder.load(folder).manifest
+    c = manifest.calibration
+    print(f"{what} {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "
+          f"(pixel threshold {c.pixel_threshold:.3f}) at {100 * c.false_positive_rate:g} % false positives "
+          f"on {len(c.normal_scores)} normals\n{c.text()}")
+
+
 def command_line() -> str:
     """This run's command, as recorded in model manifests and evaluation results."""
     return "sslanomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])

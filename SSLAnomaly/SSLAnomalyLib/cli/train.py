@@ -8,7 +8,7 @@ import sys
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, model_out, non_negative, positive, positive_count,
-                                       warn_unread_normals)
+                                       report_model)
 from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
@@ -188,8 +188,7 @@ def cmd_train(args) -> int:
               file=sys.stderr)
         return TERMINATED if isinstance(e, Terminated) else 130
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
-        warn_unread_normals(folder)
-        print(f"model written to {folder}")
+        report_model(folder)
     return 0
 
 
