@@ -28,7 +28,7 @@ def test_two_processes_train_one_valid_model(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-4000:]
-    assert done.stdout.count("model written to") == 1  # rank 0 alone wrote it; rank 1 waited and left
+    assert done.stdout.count(f"written to {out}") == 1  # rank 0 alone wrote it; rank 1 waited and left
     loaded = load(out)  # verified: hashes, seal, finite weights
     training = loaded.manifest.section("training")
     assert training["processes"] == 2 and training["steps"] == 3
