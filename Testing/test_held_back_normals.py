@@ -29,11 +29,12 @@ def test_held_back_normals_that_are_training_normals_are_refused(tmp_path, capsy
 
 def test_another_image_of_the_same_name_and_size_is_no_copy(tmp_path):
     """Two exports number their files alike (IM-0001.dcm) at one byte size: only the same bytes are a copy."""
-    from SSLAnomalyLib.training.held_back import shared_images
+    from SSLAnomalyLib.core.files.copies import byte_copies
 
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     train, same_name, copy = tmp_path / "a" / "IM-0001.dcm", tmp_path / "b" / "IM-0001.dcm", tmp_path / "b" / "x.dcm"
     train.write_bytes(b"\0" * 500 + b"A")
     same_name.write_bytes(b"\0" * 500 + b"B")
     shutil.copy(train, copy)
-    assert shared_images([train], [same_name, copy]) == [copy]
+    assert byte_copies([same_name, copy], originals=[train]) == {copy: train}
+    assert byte_copies([train, same_name, copy]) == {copy: train}  # within one list: the later one is the copy

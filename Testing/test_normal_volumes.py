@@ -1,5 +1,6 @@
-"""A 3D volume among the normals (a CT, a stack) is no radiograph: it is left out, named with the
-reason, never fitted on through its first slice."""
+"""What is not one normal among the normals is left out, named with the reason: a 3D volume (a CT, a
+stack) is no radiograph, never fitted on through its first slice; a byte copy of a normal is that
+normal again, never counted twice."""
 
 import json
 
@@ -21,3 +22,17 @@ def test_a_volume_among_the_normals_is_left_out_and_named(tmp_path, capsys):
     data = json.loads((out / "manifest.json").read_text())["data"]
     assert data["n_train"] == 12  # its first slice used to be fitted on as a 13th normal, unnamed
     assert [s for s in data["skipped"] if "stack.nrrd" in s]
+
+
+def test_a_copy_of_a_normal_is_counted_once_and_named(tmp_path, capsys):
+    import shutil
+
+    normals = normals_folder(tmp_path / "normals", range(12))
+    shutil.copy(normals / "normal_004.png", normals / "zz_export2_0004.png")
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(normals), "--out", str(out), "--minutes", "0", "--size", "64",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert (f"zz_export2_0004.png: the same bytes as {normals / 'normal_004.png'}, counted once; left out of the normals"
+            in capsys.readouterr().err)
+    data = json.loads((out / "manifest.json").read_text())["data"]
+    assert data["n_train"] == 12  # the copy used to be a 13th normal

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+from SSLAnomalyLib.core.files.copies import byte_copies
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
@@ -55,11 +56,15 @@ def normal_input(path, size: int) -> np.ndarray:
 
 def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False
                  ) -> Iterator[tuple[list[int], np.ndarray, list[str]]]:
-    """(indices into `files`, model inputs, unreadable files' reasons), `batch` files at a time:
-    never every image at once."""
+    """(indices into `files`, model inputs, the reasons of files left out), `batch` files at a time:
+    never every image at once. A byte copy of an earlier file is left out, named: it is one normal."""
+    copies = byte_copies(files)
     for start in progress_over(range(0, len(files), batch), "reading and encoding", "batch", show=progress):
         kept, images, skipped = [], [], []
         for i in range(start, min(len(files), start + batch)):
+            if files[i] in copies:
+                skipped.append(f"{files[i]}: the same bytes as {copies[files[i]]}, counted once")
+                continue
             try:
                 images.append(normal_input(files[i], size))
                 kept.append(i)

@@ -40,10 +40,9 @@ from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_ot
                                                             find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks
-from SSLAnomalyLib.training.feature_cache import normal_files, normal_input
+from SSLAnomalyLib.training.feature_cache import normal_files, read_batches
 from SSLAnomalyLib.training.held_back import check_held_back
 from SSLAnomalyLib.training.phases import Phases
-from SSLAnomalyLib.training.progress import progress_over
 from SSLAnomalyLib.training.selection import SyntheticCheck
 from SSLAnomalyLib.training.spec import StartingEncoder, TrainingSpec, kept_acquisition, resolve
 from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
@@ -101,18 +100,13 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
         return NormalSet(np.zeros((len(files), 0, 0), np.float32), np.zeros((len(files), 0, 0), bool),
                          [str(f) for f in files], [])
     images, kept, skipped = [], [], []
-    for f in progress_over(files, f"reading {', '.join(Path(d).name for d in as_folders(folder))}", "img",
-                           show=progress):
-        try:
-            x = normal_input(f, size)
-        except ReadError as e:
-            skipped.append(str(e))
-            continue
-        images.append(x)
-        kept.append(str(f))
-    if not images:
+    for indices, inputs, left_out in read_batches(files, size, progress=progress):
+        images.append(inputs)
+        kept += [str(files[i]) for i in indices]
+        skipped += left_out
+    if not kept:
         raise ReadError(folder, "none of the images in the folder could be read")
-    images = np.stack(images)
+    images = np.concatenate(images)
     return NormalSet(images, bundled_segmenter().masks(images), kept, skipped)
 
 
