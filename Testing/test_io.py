@@ -139,3 +139,15 @@ def test_a_blank_image_with_a_few_odd_pixels_is_refused_as_constant_is(tmp_path,
     Image.fromarray(pixels).save(tmp_path / "blank.png")
     with pytest.raises(ReadError, match=f"blank.png: image is blank: all but 1 of its 262144 pixels are {background}"):
         read_radiograph(tmp_path / "blank.png")
+
+
+def test_a_dicomdir_in_a_folder_is_passed_over_as_the_index_it_is(tmp_path):
+    """A CD export's DICOMDIR (preamble, no suffix) was taken as an input and failed the batch (exit 1)."""
+    import shutil
+
+    from SSLAnomalyLib.core.reading.images import list_inputs
+
+    image = write_dx(tmp_path / "IM0001", np.full((64, 64), 500, np.uint16) + np.arange(64, dtype=np.uint16))
+    shutil.copy(image, tmp_path / "DICOMDIR")
+    assert list_inputs([tmp_path]) == [image]
+    assert list_inputs([tmp_path / "DICOMDIR"]) == [tmp_path / "DICOMDIR"]  # named: read, and refused if it must be

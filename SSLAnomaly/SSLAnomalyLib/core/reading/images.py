@@ -47,6 +47,10 @@ def _suffix(path: Path) -> str:
 
 
 def is_supported(path: Path) -> bool:
+    """Whether a file found in a folder is an input. A CD or USB export's DICOMDIR is its index, not an
+    image: it is passed over (named explicitly, it is read and refused with its SOP Class)."""
+    if path.name.upper() == "DICOMDIR":
+        return False
     s = _suffix(path)
     return s in DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"} or (s == "" and _has_dicom_preamble(path))
 
