@@ -65,3 +65,37 @@ def test_a_model_folder_written_again_is_loaded_again(small_model, pediatric_mod
         second = detect_on_dask(client, [image], tmp_path / "two", model=str(model), device="cpu")
     assert first.rows[0].document["model"] == load(small_model).manifest.model_id
     assert second.rows[0].document["model"] == load(pediatric_model).manifest.model_id
+
+
+def test_a_case_that_kills_its_workers_is_its_failure_and_resume_redoes_only_it(pediatric_model, tmp_path, capsys):
+    """A case whose every worker died (KilledWorker) ended the whole batch in a traceback, with no
+    line in failures.log and the cases not yet started never run."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from dask_faults import KillOn
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.results.outputs import LOCK
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(data_dir("kermany", "val", "normal").iterdir())[:4]:
+        (src / f.name).symlink_to(f)
+    (src / "poison.jpeg").symlink_to(sorted(data_dir("kermany", "val", "normal").iterdir())[4])
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(KillOn("poison"))
+        report = detect_on_dask(client, [src], out, model=str(pediatric_model), device="cpu", in_flight=1)
+    assert [r.name for r in report.failures] == ["poison"] and "worker" in report.failures[0].error
+    assert len(report.rows) == 5 and len(list(out.glob("*.findings.json"))) == 4
+    logged = [json.loads(line) for line in (out / "failures.log").read_text().splitlines()]
+    assert [line["input"] for line in logged] == [str(src / "poison.jpeg")]
+    assert not (out / LOCK).exists()
+    capsys.readouterr()
+    assert main(["detect", "--model", str(pediatric_model), "--out", str(out), "--resume", str(src)]) == 0
+    summary = capsys.readouterr().out
+    assert "1 of 1 input(s) written" in summary and "(4 already done)" in summary
+    assert not (out / "failures.log").exists() or not (out / "failures.log").read_text()

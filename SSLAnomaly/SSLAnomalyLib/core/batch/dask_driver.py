@@ -19,7 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from SSLAnomalyLib.core.batch.case import Case, CaseRow, process_case
+from SSLAnomalyLib.core.batch.case import Case, CaseRow, failed_row, process_case
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
 from SSLAnomalyLib.core.model_files import model_folder
@@ -41,6 +41,22 @@ def detect_one(case: Case, out_dir: str, model: str, device: str, options: Batch
     return process_case(case, _detector(model, device, state), Path(out_dir), options)
 
 
+class WorkerDied(Exception):
+    """Every worker that ran a case died in it (Dask's KilledWorker): that input's failure, since it
+    may kill any worker again (a reader's crash, a memory blow-up), not the batch's end."""
+
+
+def case_row(future, case: Case) -> CaseRow:
+    """The row a case's task returned, or its failure where the task killed its workers."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker:
+        return failed_row(case, WorkerDied("every Dask worker that ran this input died while running it (out of "
+                                           "memory, or a crash in a native reader); see the workers' logs"))
+
+
 def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str = "auto",
                    in_flight: int | None = None, options: BatchOptions = BatchOptions(),
                    events: BatchEvents | None = None) -> BatchReport:
@@ -56,15 +72,17 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
         events.warning(repeated)
     state = model_folder.fingerprint(model)  # the model as it is now, on the driver and every worker
     with open_batch(file_cases(files), out_dir, options, _detector(model, device, state), events) as batch:
-        queue = iter(batch.todo)
+        queue, cases = iter(batch.todo), {}
 
         def submit(case: Case):
-            return client.submit(detect_one, case, str(batch.out), model, device, options, state, pure=False)
+            future = client.submit(detect_one, case, str(batch.out), model, device, options, state, pure=False)
+            cases[future.key] = case
+            return future
 
         running = as_completed([submit(c) for _, c in zip(range(in_flight), queue)])
         try:
             for future in running:
-                if not batch.record(future.result()):
+                if not batch.record(case_row(future, cases.pop(future.key))):
                     break
                 nxt = next(queue, None)
                 if nxt is not None:
