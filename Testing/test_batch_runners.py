@@ -97,3 +97,23 @@ def test_the_three_runners_resume_alike(small_model, inputs, outputs, capsys):
     for runner in ("cli", "logic", "dask"):
         with open(root / runner / "worklist.csv") as f:
             assert len(list(csv.DictReader(f))) == 3  # the kept cases are listed
+
+
+def test_every_runner_refuses_an_output_folder_inside_the_inputs(pediatric_model, tmp_path):
+    """Only `sslanomaly detect` refused it: the Slicer Logic and the Dask driver wrote there, and
+    their next batch scored their own overlays and heatmaps as radiographs (and listed them)."""
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install -e '.[distributed]')")
+    from distributed import Client, LocalCluster
+
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.files.errors import PathError
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jpeg").symlink_to(sorted(data_dir("kermany", "val", "normal").iterdir())[0])
+    with pytest.raises(PathError, match="inside the input folder"):
+        run_logic(pediatric_model, src, src / "logic")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client, \
+            pytest.raises(PathError, match="inside the input folder"):
+        detect_on_dask(client, [src], src / "dask", model=str(pediatric_model), device="cpu")
+    assert sorted(p.name for p in src.iterdir()) == ["a.jpeg"]

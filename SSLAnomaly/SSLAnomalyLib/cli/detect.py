@@ -15,8 +15,7 @@ from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
-from SSLAnomalyLib.core.reading.images import list_inputs
-from SSLAnomalyLib.core.results.outputs import distinct_inputs, refuse_output_inside_inputs, shown
+from SSLAnomalyLib.core.results.outputs import batch_files, shown
 from SSLAnomalyLib.core.results.worklist import verdict_line
 
 
@@ -85,13 +84,12 @@ def cmd_detect(args) -> int:
     detector = load_detector(args)
     if args.fpr is not None:
         detector.calibration = detector.calibration.with_false_positive_rate(args.fpr)
-    files, repeated = distinct_inputs(list_inputs(args.inputs))
+    files, repeated = batch_files(args.inputs, args.out)
     if not files:
         print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 2
     if repeated:
         print(f"warning: {repeated}", file=sys.stderr)
-    refuse_output_inside_inputs(args.out, args.inputs)
     options = BatchOptions(resume=args.resume, lungs=args.lungs, spacing=args.spacing,
                            outputs=(scene_bundle(),) if args.mrb else ())
     events = TerminalEvents(args.quiet)

@@ -18,8 +18,7 @@ import slicer
 from SSLAnomalyLib.core.batch.case import Case, CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
-from SSLAnomalyLib.core.reading.images import list_inputs
-from SSLAnomalyLib.core.results.outputs import distinct_inputs, unique_case_names
+from SSLAnomalyLib.core.results.outputs import batch_files, unique_case_names
 from SSLAnomalyLib.mrml.case import remove_case, show_detection
 from SSLAnomalyLib.mrml.export import SUFFIXES, default_formats, export_case
 from SSLAnomalyLib.mrml.heatmap import is_heatmap
@@ -29,17 +28,18 @@ CORE_FORMATS = ("json", "heatmap")  # the core writes these for every case, as t
 ALWAYS_WRITTEN = ("csv", "mrk", "seg", "lungs")  # export formats that every case has (--resume requires them)
 
 
-def batch_cases(inputs) -> tuple[list[Case], dict[str, object], str | None]:
+def batch_cases(inputs, out_dir) -> tuple[list[Case], dict[str, object], str | None]:
     """The cases of files, folders and volume nodes (None: every image volume of the scene),
     {case name: volume node} of those held by the scene, and a warning naming the files given more
-    than once (each is scored once), or None. Files are read only when their turn comes."""
+    than once (each is scored once), or None. Files are read only when their turn comes; an
+    `out_dir` inside an input folder is refused (PathError), as the command line refuses it."""
     if inputs is None:  # the scene's images, not labelmaps or the module's own heatmaps
         inputs = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
                   if n.GetClassName() != "vtkMRMLLabelMapVolumeNode" and not is_heatmap(n)]
     elif isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "GetID"):
         inputs = [inputs]
     volumes = [i for i in inputs if hasattr(i, "GetID")]
-    files, repeated = distinct_inputs(list_inputs([i for i in inputs if not hasattr(i, "GetID")]))
+    files, repeated = batch_files([i for i in inputs if not hasattr(i, "GetID")], out_dir)
     names = unique_case_names([v.GetName() for v in volumes] + files)
     scene = [Case(v.GetName(), n, image=lambda v=v: volume_node_to_radiograph(v)) for v, n in zip(volumes, names)]
     return scene + [Case(os.fsdecode(f), n, f) for f, n in zip(files, names[len(volumes):])], \
@@ -83,7 +83,7 @@ class ProgressEvents(BatchEvents):
 def detect_batch(detector, inputs, output_folder, formats=None, overwrite: bool = False, progress=None,
                  resume: bool = False, spacing: float | None = None) -> list[dict]:
     """`AnomalyLogic.detectBatch` (its docstring says what it does); rows as it returns them."""
-    cases, volumes, repeated = batch_cases(inputs)
+    cases, volumes, repeated = batch_cases(inputs, output_folder)
     events = ProgressEvents(progress)
     if repeated:
         events.warning(repeated)

@@ -23,8 +23,7 @@ from SSLAnomalyLib.core.batch.case import Case, CaseRow, failed_row, process_cas
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
 from SSLAnomalyLib.core.model_files import model_folder
-from SSLAnomalyLib.core.reading.images import list_inputs
-from SSLAnomalyLib.core.results.outputs import distinct_inputs
+from SSLAnomalyLib.core.results.outputs import batch_files
 
 
 @lru_cache(maxsize=2)
@@ -66,7 +65,7 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
 
     model = str(Path(model).resolve()) if Path(model).exists() else str(model)
     in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
-    files, repeated = distinct_inputs(list_inputs(inputs))
+    files, repeated = batch_files(inputs, out_dir)
     events = events or BatchEvents()
     if repeated:
         events.warning(repeated)

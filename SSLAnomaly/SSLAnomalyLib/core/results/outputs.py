@@ -24,7 +24,7 @@ from SSLAnomalyLib.core.files.atomic import atomic_write_bytes, atomic_write_tex
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.reading.image import Radiograph, display_flips
-from SSLAnomalyLib.core.reading.images import write_image
+from SSLAnomalyLib.core.reading.images import list_inputs, write_image
 from SSLAnomalyLib.core.reading.walk import resolved
 from SSLAnomalyLib.core.results.findings_json import to_json
 from SSLAnomalyLib.core.results.overlay import render_overlay
@@ -112,6 +112,14 @@ def case_name(path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def batch_files(inputs, out_dir) -> tuple[list, str | None]:
+    """The distinct input files of a batch into `out_dir` and the warning naming repeats
+    (`distinct_inputs`), after refusing an output folder inside the inputs: every front end
+    (command line, Slicer, Dask) lists its inputs here, so none scores its own results next run."""
+    refuse_output_inside_inputs(out_dir, inputs)
+    return distinct_inputs(list_inputs(inputs))
 
 
 def distinct_inputs(files) -> tuple[list, str | None]:
