@@ -96,6 +96,22 @@ def test_a_lock_whose_pid_now_names_another_process_or_that_is_empty_and_old_is_
     assert r.returncode == 0 and "2 already done" in r.stdout and not (out / LOCK).exists()
 
 
+def test_a_lock_taken_on_another_host_is_held_and_named(small_model, tmp_path):
+    """An output folder on shared storage (a Dask site's): a run on another host took over the lock of a
+    live run there as stale, since its process id names no process here, and both wrote the folder."""
+    inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that names no process here
+    (out / LOCK).write_text(json.dumps({"pid": gone.pid, "started": time.time(), "command": "sslanomaly detect",
+                                        "host": "node-07.cluster"}))
+    r = detect(small_model, out, inputs)
+    assert r.returncode == 2 and f"process {gone.pid} on host node-07.cluster" in r.stderr
+    assert str(out / LOCK) in r.stderr and not list(out.glob("*.findings.json"))
+    (out / LOCK).unlink()  # as the message says, once no run there is alive
+    assert detect(small_model, out, inputs).returncode == 0
+
+
 def test_resume_redoes_results_of_other_thresholds(small_model, tmp_path):
     inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
     assert detect(small_model, out, inputs, extra=("--fpr", "0.05")).returncode == 0

@@ -3,15 +3,17 @@ Batch outputs lock `OUT/.sslanomaly.lock`; a model folder, replaced whole by its
 a file beside it.
 
 The lock appears whole or not at all (written beside it, then hard-linked into place), so no run
-ever reads a half-written lock; it records the holder's process id and start time, so that a lock
-whose process is gone, or whose id the system has since given to an unrelated process, is stale and
-taken over, while a live holder is refused with the lock file named.
+ever reads a half-written lock; it records the holder's host, process id and start time, so that a
+lock whose process is gone, or whose id the system has since given to an unrelated process, is stale
+and taken over, while a live holder is refused with the lock file named. A lock taken on another host
+(an output folder on shared storage, as a Dask site has) cannot be checked from here: it is held.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +35,8 @@ def _process_start(pid: int) -> float | None:
 
 
 def lock_holder(path) -> dict | None:
-    """{"pid", "started", "command"} of the live process holding the lock file `path`; None when
-    there is none or it is stale (its process is gone, or its id now names a later process)."""
+    """{"pid", "started", "command", "host"} of the live process holding the lock file `path`; None
+    when there is none or it is stale (its process here is gone, or its id now names a later process)."""
     path = Path(path)
     try:
         text, age = path.read_text(encoding="utf-8"), time.time() - path.stat().st_mtime
@@ -42,11 +44,19 @@ def lock_holder(path) -> dict | None:
         return None
     try:
         held = json.loads(text)
+        if other_host(held) and {"pid", "command"} <= held.keys():
+            return held
         started = _process_start(int(held["pid"]))
         live = started is not None and abs(started - float(held["started"])) < 1.0
-    except (ValueError, KeyError, TypeError):  # not this version's lock: only a young one may be live
+    except (ValueError, KeyError, TypeError, AttributeError):  # not this version's lock: only a young one may be live
         return {"pid": "unknown", "command": "unknown"} if age < YOUNG_S else None
     return held if live else None
+
+
+def other_host(held: dict) -> str | None:
+    """The host a lock was taken on, where it is not this one (an older version's lock names none)."""
+    host = held.get("host")
+    return host if host not in (None, socket.gethostname()) else None
 
 
 def _take(path: Path) -> bool:
@@ -57,7 +67,8 @@ def _take(path: Path) -> bool:
     tmp = temporary_name(path)
     try:
         command = " ".join(me.cmdline())[:300]
-        tmp.write_text(json.dumps({"pid": me.pid, "started": me.create_time(), "command": command}), encoding="utf-8")
+        tmp.write_text(json.dumps({"pid": me.pid, "started": me.create_time(), "command": command,
+                                   "host": socket.gethostname()}), encoding="utf-8")
         os.link(tmp, path)
         return True
     except FileExistsError:
@@ -76,7 +87,8 @@ def folder_lock(lock_file, folder):
             break
         held = lock_holder(path)
         if held is not None:
-            raise PathError(folder, f"another sslanomaly run (process {held['pid']}: {held['command']}) is writing "
+            where = f" on host {other_host(held)}" if other_host(held) else ""
+            raise PathError(folder, f"another sslanomaly run (process {held['pid']}{where}: {held['command']}) is writing "
                                     f"into this folder (lock file {path}); wait for it to finish or choose another "
                                     "folder; if no such run is alive, delete the lock file")
         path.unlink(missing_ok=True)  # stale
