@@ -38,3 +38,13 @@ def test_bench_without_data_says_so_and_writes_nothing(tmp_path):
     assert r.returncode == 0
     assert "bench skipped" in r.stderr and "kermany_fullres" in r.stderr
     assert not out.exists()
+
+
+def test_a_misspelt_section_is_refused_naming_it_and_writes_nothing(tmp_path):
+    """`--sections hostlie_inputs` measured nothing, exited 0 and wrote a report of no figure, stamped
+    as measured by that command (over docs/benchmarks.md by default)."""
+    out = tmp_path / "benchmarks.md"
+    r = subprocess.run([BENCH, "--sections", "hostile_inputs,hostlie_inputs", "--data", str(tmp_path), "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "no such section: hostlie_inputs" in r.stderr and "unreadable" in r.stderr
+    assert not out.exists() and not out.with_suffix(".json").exists()
