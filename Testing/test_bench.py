@@ -48,3 +48,13 @@ def test_a_misspelt_section_is_refused_naming_it_and_writes_nothing(tmp_path):
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "no such section: hostlie_inputs" in r.stderr and "unreadable" in r.stderr
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_sections_that_need_no_data_run_without_it(pediatric_model, tmp_path):
+    """On a machine without ../shared/data, `--sections unreadable` (which writes its own inputs) was
+    skipped as 'no full-resolution radiographs' with everything else."""
+    out = tmp_path / "benchmarks.md"
+    r = subprocess.run([BENCH, "--quick", "--sections", "unreadable", "--model", str(pediatric_model),
+                        "--data", str(tmp_path / "absent"), "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["unreadable"]["failures_logged"] == 50
