@@ -3,6 +3,7 @@
 failed batch (test_batch_runners.py compares all three runners, resume included)."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -99,3 +100,35 @@ def test_a_case_that_kills_its_workers_is_its_failure_and_resume_redoes_only_it(
     summary = capsys.readouterr().out
     assert "1 of 1 input(s) written" in summary and "(4 already done)" in summary
     assert not (out / "failures.log").exists() or not (out / "failures.log").read_text()
+
+
+def test_a_stopped_batch_keeps_its_lock_until_the_cases_running_are_written(pediatric_model, tmp_path):
+    """Stopped (a front end's case_done returning False, or Ctrl-C), the driver cancelled the cases in
+    flight and released the lock at once, while the ones already running on workers (a task cannot be
+    stopped midway) went on writing into the folder, where another run may then be writing."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from dask_faults import SlowOn
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.batch.runner import BatchEvents
+
+    class StopAtFirst(BatchEvents):
+        def case_done(self, row, done, todo):
+            return False
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, f in zip(("a-slow", "b", "c"), sorted(data_dir("kermany", "val", "normal").iterdir())):
+        (src / f"{name}.jpeg").symlink_to(f)
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:  # one case per worker: a-slow is running on one when b ends the batch
+        client.register_plugin(SlowOn("a-slow"))
+        report = detect_on_dask(client, [src], out, model=str(pediatric_model), device="cpu", in_flight=2,
+                                events=StopAtFirst())
+        written = sorted(p.name for p in out.glob("*.findings.json"))
+        time.sleep(8)
+        assert sorted(p.name for p in out.glob("*.findings.json")) == written  # nothing after the lock went
+    assert [r.name for r in report.rows] == ["b"] and written == ["a-slow.findings.json", "b.findings.json"]

@@ -16,6 +16,7 @@ command line (core/batch/runner.py): lock, resume, failures log, index, drift ch
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,6 +87,23 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
                 nxt = next(queue, None)
                 if nxt is not None:
                     running.add(submit(nxt))
-        finally:  # stopped or interrupted: the cases not yet started are not started
+        finally:  # stopped or interrupted: the cases not yet started are not started, those running are waited for
             client.cancel(list(running.futures))
+            wait_for_running(client, set(cases))
     return batch.report
+
+
+def wait_for_running(client, keys: set[str]) -> None:
+    """Wait until no worker runs any of the cancelled tasks `keys`: one already running goes on to
+    its end (a thread cannot be stopped) and writes into the folder, which must stay locked till then.
+    A cluster that cannot be reached any more runs nothing to wait for."""
+    try:
+        while keys and any(client.run(_running, keys=keys, on_error="ignore").values()):
+            time.sleep(0.2)
+    except OSError:  # distributed's CommClosedError: the scheduler is gone
+        pass
+
+
+def _running(keys: set[str], dask_worker=None) -> bool:
+    state = dask_worker.state
+    return any(task.key in keys for task in (*state.executing, *state.long_running))
