@@ -147,19 +147,24 @@ def distinct_inputs(files) -> tuple[list, str | None]:
 def unique_case_names(files) -> list[str]:
     """Case names that never collide: the file stem where no other input of the batch has it
     (compared without case, as some file systems compare names); otherwise the parent folder's name
-    and the stem, numbered (-2, -3, ...) until it is taken by no other case."""
+    and the stem, numbered (-2, -3, ...) until it is taken by no other case. The numbering of a
+    base goes on where it stopped, so that thousands of `cxr/IMG.png` are named in linear time."""
     stems = [case_name(f) for f in files]
     counts = Counter(s.lower() for s in stems)
     taken = {s.lower() for s in stems if counts[s.lower()] == 1}
+    numbered: dict[str, int] = {}  # base (lower case) -> the number to try next (1: the base itself)
     names = []
     for f, stem in zip(files, stems):
         if counts[stem.lower()] == 1:
             names.append(stem)
             continue
         base = f"{Path(f).parent.name}_{stem}"
-        name, k = base, 2
+        k = numbered.get(base.lower(), 1)
+        name = base if k == 1 else f"{base}-{k}"
         while name.lower() in taken:
-            name, k = f"{base}-{k}", k + 1
+            k += 1
+            name = f"{base}-{k}"
+        numbered[base.lower()] = k + 1
         taken.add(name.lower())
         names.append(name)
     return names
