@@ -117,3 +117,19 @@ def test_every_runner_refuses_an_output_folder_inside_the_inputs(pediatric_model
             pytest.raises(PathError, match="inside the input folder"):
         detect_on_dask(client, [src], src / "dask", model=str(pediatric_model), device="cpu")
     assert sorted(p.name for p in src.iterdir()) == ["a.jpeg"]
+
+
+def test_the_dask_driver_takes_one_folder_given_as_a_string(pediatric_model, tmp_path):
+    """`detect_on_dask(client, "/data/cxr", ...)` took the string for its characters: '/' (the whole
+    disk, now refused as an input holding the output folder), 'd', 'a', ... as inputs."""
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install -e '.[distributed]')")
+    from distributed import Client, LocalCluster
+
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jpeg").symlink_to(sorted(data_dir("kermany", "val", "normal").iterdir())[0])
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        report = detect_on_dask(client, str(src), tmp_path / "out", model=str(pediatric_model), device="cpu")
+    assert [(r.input, r.error) for r in report.rows] == [(str(src / "a.jpeg"), None)]

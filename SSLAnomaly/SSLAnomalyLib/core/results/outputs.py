@@ -117,7 +117,9 @@ def case_name(path) -> str:
 def batch_files(inputs, out_dir) -> tuple[list, str | None]:
     """The distinct input files of a batch into `out_dir` and the warning naming repeats
     (`distinct_inputs`), after refusing an output folder inside the inputs: every front end
-    (command line, Slicer, Dask) lists its inputs here, so none scores its own results next run."""
+    (command line, Slicer, Dask) lists its inputs here, so none scores its own results next run.
+    One path is one input: as a string it was taken for its characters ('/' walked the whole disk)."""
+    inputs = [inputs] if isinstance(inputs, (str, bytes, os.PathLike)) else list(inputs)
     refuse_output_inside_inputs(out_dir, inputs)
     return distinct_inputs(list_inputs(inputs))
 
