@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
-from conftest import REPO, data_dir
+from conftest import REPO, data_dir, link_subset
 from SSLAnomalyLib.core.batch.resume import BATCH_INDEX
 from SSLAnomalyLib.core.results.outputs import LOCK, SUFFIXES
 from SSLAnomalyLib.core.results.worklist import WORKLIST
@@ -184,3 +184,18 @@ def test_resume_redoes_results_measured_at_another_pixel_spacing(small_model, tm
         assert r.returncode == 0 and f"{redone} of {redone} input(s) written" in r.stdout, (spacing, r.stdout)
     heat = sitk.ReadImage(str(out / "a.heatmap.nrrd"))
     assert heat.GetSpacing()[:2] == (1.0, 1.0)
+
+
+def test_resume_redoes_a_result_whose_findings_json_was_cut_short(pediatric_model, tmp_path):
+    """A kept findings JSON without its percentile (edited by hand, or cut short) ended the resumed batch,
+    after all its work, in a KeyError traceback from the drift check, and no worklist was written."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    link_subset(data_dir("kermany", "val", "normal"), inputs, 3)
+    assert subprocess.run(detect(pediatric_model, inputs, out), capture_output=True, cwd=REPO).returncode == 0
+    cut, bent = sorted(out.glob("*.findings.json"))[:2]
+    cut.write_text(json.dumps({k: v for k, v in json.loads(cut.read_text()).items() if k != "percentile"}))
+    bent.write_text(json.dumps({**json.loads(bent.read_text()), "score": "high"}))
+    r = subprocess.run(detect(pediatric_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "2 of 2 input(s) written" in r.stdout and "(1 already done)" in r.stdout, r.stderr
+    assert "percentile" in json.loads(cut.read_text()) and isinstance(json.loads(bent.read_text())["score"], float)
+    assert len((out / WORKLIST).read_text().splitlines()) == 4

@@ -30,7 +30,7 @@ from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
 from SSLAnomalyLib.core.results.outputs import (append_failure, case_paths, output_folder, output_lock,
                                                 unique_case_names)
-from SSLAnomalyLib.core.results.worklist import WORKLIST, write_worklist
+from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
 FAILURE_LOG = "failures.log"
 INDEX_EVERY = 100  # finished cases between saves of the index (those a killed run's resume reads again)
@@ -93,11 +93,13 @@ class Batch:
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
         """Whether an earlier result of `case` is of this input, by this model at these thresholds,
-        with every file these options promise."""
+        with every file these options promise, and a findings JSON the worklist and drift check can read
+        (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
         if not all(p.exists() for p in promised(self.out, case.name, self.options)):
             return False
         try:
             done = json.loads(case_paths(self.out, case.name)["findings"].read_text(encoding="utf-8"))
+            worklist_row(case.name, done)
             same_run = (done["input"] == case.input and done["model"] == detector.model_id
                         and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
                         and same_spacing(done, self.options))

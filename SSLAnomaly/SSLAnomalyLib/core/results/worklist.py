@@ -32,8 +32,8 @@ def verdict_line(document: dict, shown_input: str) -> str:
 
 def worklist_row(name: str, document: dict) -> dict:
     top = max(document["findings"], key=lambda f: f["score"], default=None)
-    return {"input": shown(document["input"]), "name": name, "score": document["score"],
-            "percentile": document["percentile"], "abnormal": str(document["abnormal"]).lower(),
+    return {"input": shown(document["input"]), "name": name, "score": float(document["score"]),
+            "percentile": float(document["percentile"]), "abnormal": str(document["abnormal"]).lower(),
             "n_findings": len(document["findings"]), "verdict": verdict(document),
             "top_finding_label": top["label"] if top else "", "top_finding_score": top["score"] if top else "",
             "top_finding_bbox_ijk": " ".join(map(str, top["bbox_ijk"])) if top else "",
