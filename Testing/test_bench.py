@@ -58,3 +58,14 @@ def test_sections_that_need_no_data_run_without_it(pediatric_model, tmp_path):
                         "--data", str(tmp_path / "absent"), "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.with_suffix(".json").read_text())["unreadable"]["failures_logged"] == 50
+
+
+def test_counts_out_of_range_are_refused_naming_the_option(tmp_path):
+    """`--images 0`, `--repeats 0` or `--long -3` ran, and rewrote the report with a section that said
+    only 'IndexError: list index out of range' or 'min() arg is an empty sequence'."""
+    out = tmp_path / "benchmarks.md"
+    for option, value in (("--images", "0"), ("--repeats", "0"), ("--long", "-3"), ("--train-steps", "x")):
+        r = subprocess.run([BENCH, option, value, "--data", str(tmp_path), "--out", str(out)],
+                           capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 2 and f"argument {option}: '{value}': a whole number of" in r.stderr, r.stderr
+    assert not out.exists()

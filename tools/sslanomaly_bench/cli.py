@@ -35,6 +35,20 @@ def section_names(text: str) -> list[str]:
     return names
 
 
+def at_least(low: int):
+    """An argparse type: a whole number of `low` or more (`--images 0` ended in a report of
+    'IndexError: list index out of range', `--repeats 0` in 'min() arg is an empty sequence')."""
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: a whole number of {low} or more")
+        return value
+    return number
+
+
 def run(args) -> dict:
     """Every section, in order; returns the results (also written as JSON and Markdown)."""
     from sslanomaly_bench.report import SECTIONS, write_report
@@ -134,11 +148,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="default", help="model folder, or 'default' for the bundled model")
     b.add_argument("--data", default="../shared/data", help="folder holding kermany_fullres/ and kermany/")
     b.add_argument("--out", default="docs/benchmarks.md", help="results file (a .json is written beside it)")
-    b.add_argument("--images", type=int, default=24, help="full-resolution radiographs for the per-image figures")
-    b.add_argument("--long", type=int, default=1000, help="images in the long (memory) batch; 0 skips it")
-    b.add_argument("--repeats", type=int, default=2, help="runs of each whole-process measurement (best kept)")
-    b.add_argument("--scale-normals", type=int, default=285, help="normals at 1x for the scale section (4x and 16x too)")
-    b.add_argument("--train-steps", type=int, default=5, help="Trainer steps timed for training throughput")
+    b.add_argument("--images", type=at_least(1), default=24, help="full-resolution radiographs for the per-image figures")
+    b.add_argument("--long", type=at_least(0), default=1000, help="images in the long (memory) batch; 0 skips it")
+    b.add_argument("--repeats", type=at_least(1), default=2, help="runs of each whole-process measurement (best kept)")
+    b.add_argument("--scale-normals", type=at_least(1), default=285, help="normals at 1x for the scale section (4x and 16x too)")
+    b.add_argument("--train-steps", type=at_least(1), default=5, help="Trainer steps timed for training throughput")
     b.add_argument("--quick", action="store_true", help="a few images, no long batch (a smoke test)")
     b.add_argument("--sections", type=section_names, default=None,
                    help="comma-separated sections to run (default: all), e.g. hostile_inputs; write them with "
