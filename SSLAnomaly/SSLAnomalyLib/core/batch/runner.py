@@ -127,7 +127,9 @@ class Batch:
 
     def finish(self, complete: bool) -> BatchReport:
         """The index, the drift check (only over a complete batch) and the worklist, from the
-        findings JSONs of the cases kept from an earlier run and of those this run wrote."""
+        findings JSONs of the cases kept from an earlier run and of those this run wrote; and what
+        writers that died meanwhile left half-written (a Dask worker killed mid-case)."""
+        remove_leftovers(self.out)
         if self.options.batch_index:
             self.index.save()
         documents = {r.name: r.document for r in self.report.rows if r.document is not None}
