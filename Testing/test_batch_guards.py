@@ -124,6 +124,24 @@ def test_resume_redoes_results_of_other_thresholds(small_model, tmp_path):
     assert "2 already done" in same.stdout
 
 
+def test_a_batch_never_replaces_another_images_results_of_the_same_name(small_model, tmp_path):
+    """day2/IM.jpeg into the folder holding day1/IM.jpeg's results silently replaced them: a reader, the
+    worklist or a PACS link to them then looked at another patient. The same bytes moved are no other image."""
+    day1, day2, moved, out = tmp_path / "day1", tmp_path / "day2", tmp_path / "moved", tmp_path / "out"
+    sources = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]
+    for folder, source in ((day1, sources[0]), (day2, sources[1]), (moved, sources[0])):
+        folder.mkdir()
+        shutil.copy(source, folder / "IM.jpeg")
+    assert detect(small_model, out, day1).returncode == 0
+    before = (out / "IM.findings.json").read_text()
+    refused = detect(small_model, out, day2)
+    assert refused.returncode == 2 and str(day1 / "IM.jpeg") in refused.stderr and str(day2 / "IM.jpeg") in refused.stderr
+    assert (out / "IM.findings.json").read_text() == before
+    assert detect(small_model, out, day1).returncode == 0  # the same input again: its results are redone
+    assert detect(small_model, out, moved).returncode == 0  # the same bytes elsewhere: the same image
+    assert json.loads((out / "IM.findings.json").read_text())["input"] == str(moved / "IM.jpeg")
+
+
 def test_file_names_cannot_forge_log_lines_or_reach_the_terminal_raw(small_model, tmp_path):
     inputs = two_radiographs(tmp_path / "in")
     hostile = inputs / "bad\nerror: forged\x1b[31m.jpeg"

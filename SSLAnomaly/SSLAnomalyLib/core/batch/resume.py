@@ -77,6 +77,20 @@ class BatchIndex:
     def done(self, name: str, given: str, identity: FileIdentity | None, image_id: str) -> None:
         self.rows[name] = {"name": name, "input": given, **(asdict(identity) if identity else {}), "image_id": image_id}
 
+    def made_from_other_files(self, cases) -> list[tuple[str, str, str]]:
+        """(name, earlier input, this input) of each of `cases` whose finished result here came from
+        another file of other bytes: a new batch of images named alike (day2/IM-0001.dcm after
+        day1/IM-0001.dcm) would replace another patient's results. The same bytes moved elsewhere are
+        the same image."""
+        found = []
+        for case in cases:
+            row = self.rows.get(case.name, {})
+            if "sha256" in row and row.get("input") != case.input and case.path is not None:
+                now = FileIdentity.of(case.path)
+                if now is not None and now.sha256 != row["sha256"]:
+                    found.append((case.name, row["input"], case.input))
+        return found
+
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps([self.rows[n] for n in sorted(self.rows)], indent=1))
 

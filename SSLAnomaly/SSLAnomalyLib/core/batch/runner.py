@@ -83,6 +83,7 @@ class Batch:
         self.index = BatchIndex(out)
         kept = {c.name for c in cases if options.resume and self._still_holds(c, detector)}
         self.todo = [c for c in cases if c.name not in kept]
+        self._refuse_replacing_other_images()
         if options.batch_index:
             self.index.start({c.name: c.input for c in cases}, redo={c.name for c in self.todo})
         if options.failures_log:  # every input without results is tried again, so the log starts afresh
@@ -90,6 +91,18 @@ class Batch:
         self.report = BatchReport(out, kept=sorted(kept), todo=len(self.todo))
         self.written = 0
         events.started(len(self.todo), len(kept))
+
+    def _refuse_replacing_other_images(self) -> None:
+        """A result in the folder is another image's (same name, other file and bytes): replacing it
+        would leave a reader, a worklist or a PACS link to it looking at another patient. Refused
+        before anything is written, naming the first few."""
+        others = [(name, earlier, now) for name, earlier, now in self.index.made_from_other_files(self.todo)
+                  if case_paths(self.out, name)["findings"].exists()]
+        if others:
+            named = "; ".join(f"'{name}' of {earlier} (this batch: {now})" for name, earlier, now in others[:3])
+            more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
+            raise PathError(self.out, f"holds results of other images under the names this batch would write: "
+                                      f"{named}{more}; give another output folder, or move those results first")
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
         """Whether an earlier result of `case` is of this input, by this model at these thresholds,
