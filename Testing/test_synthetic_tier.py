@@ -283,7 +283,8 @@ def test_detect_writes_heatmap_and_overlay_on_each_inputs_grid(batch, detector):
         own = NRRD_SPACING if name == "c" else (BATCH_SPACING, BATCH_SPACING)  # NRRD keeps its own spacing
         assert heat.GetSpacing() == pytest.approx(own)
         overlay = Image.open(out / f"{name}.overlay.png")
-        assert overlay.mode == "RGB" and overlay.size == (MIN_SIDE, round(ROWS * MIN_SIDE / COLS))  # enlarged
+        aspect = own[1] / own[0]  # drawn at its physical proportions (the NRRD's rows are 0.25 mm, columns 0.18)
+        assert overlay.mode == "RGB" and overlay.size == (MIN_SIDE, round(ROWS * aspect * MIN_SIDE / COLS))  # enlarged
     heat, values, scale = read_heatmap(out / "c.heatmap.nrrd")
     assert heat.GetOrigin() == pytest.approx(NRRD_ORIGIN)
     api = detector.detect(read_radiograph(inputs["c"])).heatmap.pixels
