@@ -9,7 +9,6 @@ was killed first), the input is read and its image identity compared with the re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.digest import sha256
 
 BATCH_INDEX = "batch_index.json"
 
@@ -34,13 +34,10 @@ class FileIdentity:
             st = os.stat(path)
             if not Path(path).is_file():
                 return None
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            digest = sha256(path)
         except OSError:
             return None
-        return cls(st.st_size, st.st_mtime_ns, digest.hexdigest())
+        return cls(st.st_size, st.st_mtime_ns, digest)
 
     def still(self, path) -> bool:
         """Whether `path` still holds this file: the same size and time (cheap), or the same bytes."""

@@ -16,7 +16,6 @@ only when the writer is told to (`--overwrite`), and a folder of anything else n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
@@ -59,14 +59,6 @@ class ModelFolder:
     encoder_state: dict[str, torch.Tensor]
     arrays: dict[str, np.ndarray]
     decoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve(model: str | os.PathLike) -> Path:
