@@ -37,4 +37,3 @@ def test_another_image_of_the_same_name_and_size_is_no_copy(tmp_path):
     same_name.write_bytes(b"\0" * 500 + b"B")
     shutil.copy(train, copy)
     assert byte_copies([same_name, copy], originals=[train]) == {copy: train}
-    assert byte_copies([train, same_name, copy]) == {copy: train}  # within one list: the later one is the copy

@@ -1,5 +1,5 @@
 """What is not one normal among the normals is left out, named with the reason: a 3D volume (a CT, a
-stack) is no radiograph, never fitted on through its first slice; a byte copy of a normal is that
+stack) is no radiograph, never fitted on through its first slice; a copy of a normal (its pixels) is that
 normal again, never counted twice."""
 
 import json
@@ -32,7 +32,7 @@ def test_a_copy_of_a_normal_is_counted_once_and_named(tmp_path, capsys):
     out = tmp_path / "model"
     assert main(["train", "--normals", str(normals), "--out", str(out), "--minutes", "0", "--size", "64",
                  "--device", "cpu", "--quiet"]) == 0
-    assert (f"zz_export2_0004.png: the same bytes as {normals / 'normal_004.png'}, counted once; left out of the normals"
+    assert (f"zz_export2_0004.png: the same image as {normals / 'normal_004.png'}, counted once; left out of the normals"
             in capsys.readouterr().err)
     data = json.loads((out / "manifest.json").read_text())["data"]
     assert data["n_train"] == 12  # the copy used to be a 13th normal

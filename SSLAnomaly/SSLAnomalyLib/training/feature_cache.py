@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
-from SSLAnomalyLib.core.files.copies import byte_copies
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
+from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.results.outputs import distinct_inputs
 from SSLAnomalyLib.training.progress import progress_over
@@ -45,31 +45,34 @@ def normal_files(folders) -> list[Path]:
     return files
 
 
-def normal_input(path, size: int) -> np.ndarray:
-    """One normal as the encoder's input. A volume is refused (ReadError): a normal is one
-    radiograph, and its first slice alone (a CT's, a stack's) would enter the reference unnamed."""
+def normal_image(path) -> Radiograph:
+    """One normal as read. A volume is refused (ReadError): a normal is one radiograph, and its first
+    slice alone (a CT's, a stack's) would enter the reference unnamed."""
     image = read_radiograph(path)
     if image.shape[0] > 1:
         raise ReadError(path, f"a volume of {image.shape[0]} slices, not one radiograph")
-    return to_model_input(image.shown(0), size)
+    return image
 
 
 def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False
                  ) -> Iterator[tuple[list[int], np.ndarray, list[str]]]:
     """(indices into `files`, model inputs, the reasons of files left out), `batch` files at a time:
-    never every image at once. A byte copy of an earlier file is left out, named: it is one normal."""
-    copies = byte_copies(files)
+    never every image at once. A copy of an image already read (its pixels, as `calibrate` knows one)
+    is left out, named: it is one normal."""
+    first: dict[str, Path] = {}
     for start in progress_over(range(0, len(files), batch), "reading and encoding", "batch", show=progress):
         kept, images, skipped = [], [], []
         for i in range(start, min(len(files), start + batch)):
-            if files[i] in copies:
-                skipped.append(f"{files[i]}: the same bytes as {copies[files[i]]}, counted once")
-                continue
             try:
-                images.append(normal_input(files[i], size))
-                kept.append(i)
+                image = normal_image(files[i])
             except ReadError as e:
                 skipped.append(str(e))
+                continue
+            if first.setdefault(image.identity, files[i]) != files[i]:
+                skipped.append(f"{files[i]}: the same image as {first[image.identity]}, counted once")
+                continue
+            images.append(to_model_input(image.shown(0), size))
+            kept.append(i)
         yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped
 
 

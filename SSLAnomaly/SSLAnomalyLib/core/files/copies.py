@@ -1,40 +1,28 @@
-"""Byte-for-byte copies among image files: one normal saved twice under two names (an export run twice,
-a folder copied into another) is one normal, and counting it twice makes a reference lean towards it
-and a threshold look steadier than the distinct images behind it allow. Only files of a size another
-file has are read, so a folder of distinct images costs one `stat` each."""
+"""Byte-for-byte copies of one set of image files in another: a held-back normal that is a training
+normal saved again (an export run twice, a folder copied into another) is no held-back normal. Only
+files of a size both sets have are read, so two sets of distinct images cost one `stat` a file, and
+two exports of other images that merely share names and sizes (IM-0001.dcm) are told apart."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
-
-def _digest(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+from SSLAnomalyLib.core.files.digest import sha256
 
 
-def byte_copies(files: list[Path], originals: list[Path] | None = None) -> dict[Path, Path]:
-    """{copy: the file it copies}: each of `files` whose bytes equal those of an earlier one of `files`,
-    or, given `originals`, those of one of `originals` (then `files` are only compared with them)."""
+def byte_copies(files: list[Path], originals: list[Path]) -> dict[Path, Path]:
+    """{copy: the original it copies}: each of `files` whose bytes equal those of one of `originals`
+    (the same file through a link included)."""
     by_size: dict[int, list[Path]] = defaultdict(list)
-    digests: dict[Path, str] = {}
-
-    def digest(path: Path) -> str:
-        if path not in digests:
-            digests[path] = _digest(path)
-        return digests[path]
-
-    for g in originals or []:
+    for g in originals:
         by_size[os.stat(g).st_size].append(g)
+    digest = lru_cache(maxsize=None)(sha256)
     copies = {}
     for f in files:
-        bucket = by_size[os.stat(f).st_size]
-        match = next((g for g in bucket if digest(g) == digest(f)), None) if bucket else None
+        match = next((g for g in by_size.get(os.stat(f).st_size, []) if digest(g) == digest(f)), None)
         if match is not None:
             copies[f] = match
-        elif originals is None:
-            bucket.append(f)
     return copies
