@@ -113,12 +113,10 @@ def load_detector(args):
     return detector
 
 
-def warn_unread_normals(folder) -> None:
-    """Name on stderr each normal the model in `folder` was made without because it could not be
-    read (its manifest lists them): a site must see which of its normals were not used."""
-    from SSLAnomalyLib.core.model_files import model_folder
-
-    for entry in model_folder.load(folder).manifest.unread_normals():
+def warn_left_out(entries) -> None:
+    """Name on stderr each normal ("file: reason") a run went without: a site must see which of its
+    normals were not used."""
+    for entry in entries:
         print(f"warning: {entry}; left out of the normals", file=sys.stderr)
 
 
@@ -128,8 +126,8 @@ def report_model(folder, what: str = "model") -> None:
     it could not read: a site reads this line, not the card."""
     from SSLAnomalyLib.core.model_files import model_folder
 
-    warn_unread_normals(folder)
     manifest = model_folder.load(folder).manifest
+    warn_left_out(manifest.unread_normals())
     c = manifest.calibration
     print(f"{what} {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "
           f"(pixel threshold {c.pixel_threshold:.3f}) at {100 * c.false_positive_rate:g} % false positives "

@@ -3,9 +3,7 @@ merge with other sites' into one reference (training/federated.py); no image lea
 
 from __future__ import annotations
 
-import sys
-
-from SSLAnomalyLib.cli.options import add_device, add_model, add_quiet
+from SSLAnomalyLib.cli.options import add_device, add_model, add_quiet, warn_left_out
 
 
 def add_parser(sub) -> None:
@@ -29,8 +27,7 @@ def cmd_reference_stats(args) -> int:
     check_target(args.out)  # before the normals are read
     site = site_stats(args.model, args.normals, args.means, select_device(args.device), progress=not args.quiet)
     path = site.save(args.out)
-    for entry in site.unread:  # as train and calibrate name them: the site sees which normals are not in its sums
-        print(f"warning: {entry}; left out of the normals", file=sys.stderr)
+    warn_left_out(site.unread)  # as train and calibrate name them: the site sees which normals are not in its sums
     print(f"statistics of {site.stats.n_images} normals under model {site.model_id} written to {path} "
           f"(residuals against {'the means of ' + site.means_from if args.means else 'this site' + chr(39) + 's own means'})")
     return 0
