@@ -22,6 +22,7 @@ from SSLAnomalyLib.mrml.bundle import write_mrb
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, is_heatmap
+from SSLAnomalyLib.mrml.lungs import lung_mask
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
 
 
@@ -125,10 +126,13 @@ def test_segmentation_has_a_segment_per_kept_finding(exported):
     names = [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())]
     assert names == [f"F{r['id']} {r['label']}" for r in kept]
     heat = slicer.util.arrayFromVolume(heatmap_node(volume))
-    expected = finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"])
-    for i, (_, mask) in enumerate(expected):
+    lungs = lung_mask(volume) > 0
+    expected = finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"], lungs)
+    for i, (record, mask) in enumerate(expected):
         got = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segments.GetNthSegmentID(i), volume)
         np.testing.assert_array_equal(got > 0, mask)
+        if record["origin"] == "model":  # detection's region: heat outside the lung fields is no part of it
+            assert (got > 0).any() and not (got > 0)[~lungs].any()
 
 
 def test_heatmap_file_is_the_heatmap_on_the_input_grid(exported):
@@ -155,7 +159,8 @@ def test_dicom_seg_references_the_source_and_holds_the_kept_findings(exported):
     assert seg.SegmentSequence[-1].SegmentAlgorithmType == "MANUAL"  # the reader's own finding
     pixels = seg.get_pixels_by_source_instance([source.SOPInstanceUID], combine_segments=False)
     heat = slicer.util.arrayFromVolume(heatmap_node(volume))
-    masks = [m[0] for _, m in finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"])]
+    masks = [m[0] for _, m in finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"],
+                                            lung_mask(volume))]
     np.testing.assert_array_equal(pixels[0].astype(bool), np.stack(masks, axis=-1))
 
 

@@ -22,7 +22,7 @@ from SSLAnomalyLib.mrml.bundle import save_scene_bundle
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
-from SSLAnomalyLib.mrml.lungs import lung_node, oriented_labelmap
+from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, oriented_labelmap
 from SSLAnomalyLib.mrml.table import COLUMNS
 from SSLAnomalyLib.mrml.volumes import DICOM_INSTANCE_UIDS, image_identity_of, source_dicom_files, source_of
 
@@ -135,7 +135,7 @@ def _write_segmentation(path: Path, volume_node, records: list[dict], threshold:
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} findings")
     try:
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-        for record, mask in finding_masks(heat, records, threshold):
+        for record, mask in finding_masks(heat, records, threshold, lung_mask(volume_node)):
             segmentation.AddSegmentFromBinaryLabelmapRepresentation(
                 oriented_labelmap(mask, volume_node), f"F{record['id']} {record['label']}", STATUS_COLORS[record["status"]])
         _write_node(segmentation, path)
@@ -146,7 +146,7 @@ def _write_segmentation(path: Path, volume_node, records: list[dict], threshold:
 def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:
     source = read_source(source_path, instance_uids=(volume_node.GetAttribute(DICOM_INSTANCE_UIDS) or "").split())
     heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
-    seg = make_seg(source, finding_masks(heat, records, result["sensitivity"]), result["model"])
+    seg = make_seg(source, finding_masks(heat, records, result["sensitivity"], lung_mask(volume_node)), result["model"])
     if seg is not None:
         seg.save_as(seg_path)
     make_sr(source, records, result).save_as(sr_path)

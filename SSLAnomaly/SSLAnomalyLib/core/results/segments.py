@@ -1,7 +1,10 @@
 """The pixels of each reviewed finding, for segmentations (Slicer .seg.nrrd and DICOM SEG).
 
-A model finding is the heatmap's suspicious pixels inside its box (the whole box if the reader
-moved it off them); a finding the reader drew is their box. Rejected findings have no mask.
+A model finding is what detection made it (core/detection/regions.py): the heatmap's suspicious
+pixels inside the lung fields, within its box; a "diffuse" finding is the lung fields within its box.
+Heat outside the lung fields (a side marker, the shoulder) or of another finding's region is never
+part of it. Where the reader moved the box off those pixels, the finding is the whole box; a finding
+the reader drew is their box. Rejected findings have no mask.
 """
 
 from __future__ import annotations
@@ -9,8 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def finding_masks(heatmap: np.ndarray, records: list[dict], pixel_threshold: float) -> list[tuple[dict, np.ndarray]]:
-    """(record, boolean mask on the heatmap's (slices, rows, cols) grid) per finding not rejected."""
+def finding_masks(heatmap: np.ndarray, records: list[dict], pixel_threshold: float,
+                  lungs: np.ndarray | None = None) -> list[tuple[dict, np.ndarray]]:
+    """(record, boolean mask on the heatmap's (slices, rows, cols) grid) per finding not rejected.
+    `lungs`: the lung fields on the same grid (None where detection made none: then the box)."""
+    inside = np.ones(heatmap.shape, bool) if lungs is None else np.asarray(lungs) > 0
+    suspicious = (heatmap >= pixel_threshold) & inside
     out = []
     for record in records:
         if record["status"] == "rejected":
@@ -19,6 +26,9 @@ def finding_masks(heatmap: np.ndarray, records: list[dict], pixel_threshold: flo
         k = record["slice_index"]
         box = np.zeros(heatmap.shape, bool)
         box[k, j0:j1 + 1, i0:i1 + 1] = True
-        mask = box & (heatmap >= pixel_threshold) if record["origin"] == "model" else box
+        if record["origin"] != "model":
+            mask = box
+        else:
+            mask = box & (inside if record.get("extent") == "diffuse" else suspicious)
         out.append((record, mask if mask.any() else box))
     return out
