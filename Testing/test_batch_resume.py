@@ -142,6 +142,35 @@ def test_resume_redoes_a_case_whose_input_file_was_replaced(small_model, tmp_pat
     assert after["a"] != before["a"] and after["a"] == after["b"] == before["b"]
 
 
+def test_resume_redoes_another_image_of_the_same_size_and_time(small_model, tmp_path):
+    """An export unzipped again over the same names: another patient's file, as long and as old to
+    the nanosecond. Only its bytes tell it apart, and its results are done again."""
+    inputs, normal = two_inputs(tmp_path / "in")
+    a = inputs / "a.jpeg"
+    length = max(a.stat().st_size, normal.stat().st_size)
+    a.write_bytes(a.read_bytes().ljust(length, b"\0"))  # a JPEG reader stops at its end-of-image marker
+    out = tmp_path / "out"
+    assert subprocess.run(detect(small_model, inputs, out), capture_output=True, cwd=REPO).returncode == 0
+    before, stat = image_ids(out), a.stat()
+    a.write_bytes(normal.read_bytes().ljust(length, b"\0"))
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (a.stat().st_size, a.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    r = subprocess.run(detect(small_model, inputs, out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "(1 already done)" in r.stdout
+    assert image_ids(out)["a"] != before["a"] and image_ids(out)["a"] == image_ids(out)["b"]
+
+
+def test_resume_keeps_the_results_of_inputs_given_relative_then_absolute(small_model, tmp_path):
+    inputs, _ = two_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    first = detect(small_model, "in", out)
+    assert subprocess.run(first, capture_output=True, cwd=tmp_path).returncode == 0
+    before = snapshot(out)
+    r = subprocess.run(detect(small_model, inputs.resolve(), out, "--resume"), capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "(2 already done)" in r.stdout, r.stdout + r.stderr
+    assert snapshot(out) == before
+
+
 def test_resume_without_an_index_record_compares_the_image_itself(small_model, tmp_path):
     """A run killed before it saved the index: the results are judged by the input's pixels."""
     inputs, normal = two_inputs(tmp_path / "in")

@@ -1,10 +1,12 @@
 """What an earlier run of a batch finished, and whether it still holds (`--resume`).
 
 `OUT/batch_index.json` maps every case name to its input and, once the case is done, to the
-identity of the input file its results came from (size, modification time, SHA-256 of its bytes)
-and the findings JSON's `image_id`. A result is kept only if the file is still that file: the same
-size and time, or else the same bytes. Where the index has no record (the run that wrote the result
-was killed first), the input is read and its image identity compared with the result's `image_id`.
+identity of the input file its results came from (size and SHA-256 of its bytes) and the findings
+JSON's `image_id`. A result is kept only if the file still holds the same bytes: a size and a
+modification time say nothing of whose image it is (an export unzipped again over the same names gives
+another patient's file the same size and, to the second, the same time). Where the index has no record
+(the run that wrote the result was killed first), the input is read and its image identity compared
+with the result's `image_id`. An input given once relative and once absolute is the same input.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ BATCH_INDEX = "batch_index.json"
 @dataclass(frozen=True)
 class FileIdentity:
     size: int
-    mtime_ns: int
     sha256: str
 
     @classmethod
@@ -37,23 +38,28 @@ class FileIdentity:
             digest = sha256(path)
         except OSError:
             return None
-        return cls(st.st_size, st.st_mtime_ns, digest)
+        return cls(st.st_size, digest)
 
     def still(self, path) -> bool:
-        """Whether `path` still holds this file: the same size and time (cheap), or the same bytes."""
+        """Whether `path` still holds this file: the same bytes (a size that differs says no at once)."""
         try:
-            st = os.stat(path)
+            if os.stat(path).st_size != self.size:
+                return False
         except OSError:
             return False
-        if (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns):
-            return True
         now = FileIdentity.of(path)
         return now is not None and now.sha256 == self.sha256
 
 
+def same_input(earlier: str, now: str) -> bool:
+    """Whether two inputs as given name one file (`in/a.dcm` and `/data/in/a.dcm` from /data). Only
+    a shortcut to the check of the bytes, which decides whether a result is kept."""
+    return earlier == now or os.path.realpath(earlier) == os.path.realpath(now)
+
+
 class BatchIndex:
     """The output folder's `batch_index.json`, kept across runs: {name: {"input", and once done
-    "size", "mtime_ns", "sha256", "image_id"}}."""
+    "size", "sha256", "image_id"}}."""
 
     def __init__(self, out_dir) -> None:
         self.path = Path(out_dir) / BATCH_INDEX
@@ -68,7 +74,8 @@ class BatchIndex:
         result until they are done again (so a killed run never leaves a stale record)."""
         for name, given in inputs.items():
             row = self.rows.get(name, {})
-            self.rows[name] = {"name": name, "input": given} if name in redo or row.get("input") != given else row
+            kept = name not in redo and same_input(row.get("input", ""), given)
+            self.rows[name] = dict(row, input=given) if kept else {"name": name, "input": given}
         self.save()
 
     def done(self, name: str, given: str, identity: FileIdentity | None, image_id: str) -> None:
@@ -94,8 +101,9 @@ class BatchIndex:
     def still_holds(self, name: str, given: str, path, image_id: str, read_identity: Callable[[], str]) -> bool:
         """Whether a finished result (`image_id`) of case `name` is still the result of its input."""
         row = self.rows.get(name, {})
-        if path is not None and row.get("input") == given and row.get("image_id") == image_id and "sha256" in row:
-            return FileIdentity(row["size"], row["mtime_ns"], row["sha256"]).still(path)
+        if path is not None and same_input(row.get("input", ""), given) and row.get("image_id") == image_id \
+                and "sha256" in row:
+            return FileIdentity(row["size"], row["sha256"]).still(path)
         try:  # no record of the file the result came from: compare the image itself
             same = read_identity() == image_id
         except Exception:  # unreadable now: it is done again, and fails with its reason

@@ -105,7 +105,8 @@ class Batch:
                                       f"{named}{more}; give another output folder, or move those results first")
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
-        """Whether an earlier result of `case` is of this input, by this model at these thresholds,
+        """Whether an earlier result of `case` is of the image it holds now (the same bytes, or else the same
+        pixels, under whatever path it was given), by this model at these thresholds,
         with every file these options promise, and a findings JSON the worklist and drift check can read
         (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
         if not all(p.exists() for p in promised(self.out, case.name, self.options)):
@@ -113,7 +114,7 @@ class Batch:
         try:
             done = json.loads(case_paths(self.out, case.name)["findings"].read_text(encoding="utf-8"))
             worklist_row(case.name, done)
-            same_run = (done["input"] == case.input and done["model"] == detector.model_id
+            same_run = (done["model"] == detector.model_id
                         and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
                         and same_spacing(done, self.options))
         except (OSError, ValueError, KeyError, TypeError):
