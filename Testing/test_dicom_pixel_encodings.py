@@ -120,3 +120,29 @@ def test_a_16_bit_colour_png_keeps_its_16_bits(tmp_path, channels):
     stack = [values] * 3 + [np.full(values.shape, 65535, np.uint16)] * (channels - 3)
     sitk.WriteImage(sitk.GetImageFromArray(np.stack(stack, -1), isVector=True), str(tmp_path / "wide.png"))
     np.testing.assert_allclose(read_radiograph(tmp_path / "wide.png").pixels[0], values, atol=0.5)
+
+
+def test_a_16_bit_grey_and_alpha_png_keeps_its_16_bits_and_its_transparency(tmp_path):
+    """Pillow reads grey + alpha at 8 bits and SimpleITK refuses it: 12-bit values became 16 levels."""
+    values = radiograph(6).astype(np.uint16) * 16
+    alpha = np.full(values.shape, 65535, np.uint16)
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([values, alpha], -1), isVector=True), str(tmp_path / "la.png"))
+    assert open(tmp_path / "la.png", "rb").read(26)[24:26] == bytes([16, 4])  # 16 bits, grey + alpha
+    img = read_radiograph(tmp_path / "la.png")
+    np.testing.assert_array_equal(img.pixels[0], values)
+    assert "no pixel spacing in file; 1.0 mm assumed" in img.warnings
+    alpha[:, : values.shape[1] // 2] = 0  # the left half transparent: shown black, as an 8-bit PNG with alpha is
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([values, alpha], -1), isVector=True), str(tmp_path / "half.png"))
+    half = read_radiograph(tmp_path / "half.png").pixels[0]
+    assert not half[:, : values.shape[1] // 2].any()
+    np.testing.assert_array_equal(half[:, values.shape[1] // 2:], values[:, values.shape[1] // 2:])
+
+
+def test_a_damaged_16_bit_grey_and_alpha_png_is_refused_by_name(tmp_path):
+    values = radiograph(7).astype(np.uint16) * 16
+    alpha = np.full(values.shape, 65535, np.uint16)
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([values, alpha], -1), isVector=True), str(tmp_path / "la.png"))
+    data = (tmp_path / "la.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReadError, match="cut.png"):
+        read_radiograph(tmp_path / "cut.png")

@@ -1,6 +1,6 @@
 """What a file holds by its first bytes, where its name or Pillow would read it wrong: a JPEG saved as
 IM-0001.dcm by an export or a phone app is no DICOM, and a viewer that looks at the content shows it
-all the same; a 16-bit colour PNG needs a reader that keeps 16 bits."""
+all the same; a 16-bit colour or grey + alpha PNG needs a reader that keeps 16 bits."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ def raster_kind(path: Path) -> str | None:
     return next((kind for signature, kind in RASTER_SIGNATURES if head.startswith(signature)), None)
 
 
-PNG_WIDE_COLOUR_TYPES = (2, 6)  # RGB, RGBA: Pillow reads them at 8 bits per channel (SimpleITK cannot read grey + alpha)
+PNG_GREY_ALPHA = 4
+PNG_WIDE_COLOUR_TYPES = (2, 6)  # RGB, RGBA: Pillow reads them at 8 bits per channel; SimpleITK keeps 16
 
 
-def wide_colour_png(path: Path) -> bool:
-    """A 16-bit RGB or RGBA PNG, whose values Pillow would cut to their top 8 bits (12-bit detector
-    values in it become 16 grey levels); 16-bit grey it keeps."""
+def sixteen_bit_png(path: Path) -> int | None:
+    """The PNG colour type of a 16-bit PNG that Pillow would cut to its top 8 bits (12-bit detector
+    values in it become 16 grey levels): RGB, RGBA (2, 6) or grey + alpha (4); None for any other
+    file (16-bit grey Pillow keeps)."""
     with open(path, "rb") as f:
         head = f.read(26)
-    return head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and head[24] == 16 and \
-        head[25] in PNG_WIDE_COLOUR_TYPES
+    wide = head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) == 26 and head[24] == 16
+    return head[25] if wide and head[25] in (*PNG_WIDE_COLOUR_TYPES, PNG_GREY_ALPHA) else None

@@ -26,8 +26,9 @@ from SSLAnomalyLib.core.files.atomic import atomic_path, disk_full_or
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
-from SSLAnomalyLib.core.reading.content import raster_kind, wide_colour_png
+from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixteen_bit_png
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
+from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large
@@ -205,8 +206,8 @@ def _flat_tail_rows(pixels: np.ndarray) -> int:
 def _read_raster(path: Path) -> Radiograph:
     from PIL import Image, ImageOps
 
-    if wide_colour_png(path):  # SimpleITK keeps its 16 bits (its alpha, opaque in radiographs, is not applied)
-        img = _read_itk(path)
+    if wide := sixteen_bit_png(path):  # 16 bits kept: pypng, or SimpleITK (its alpha, opaque in radiographs, not applied)
+        img = read_grey_alpha_png(path) if wide == PNG_GREY_ALPHA else _read_itk(path)
         img.warnings.append("no pixel spacing in file; 1.0 mm assumed")
         return img
 
