@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
+import vtk
 from PIL import Image
 
 from slicer_cases import empty_scene, full_resolution_radiograph, write_dicom_dx
@@ -63,6 +64,46 @@ def test_dicom_radiograph_becomes_a_volume_with_its_spacing_and_source(tmp_path)
     assert node.GetAttribute(SOURCE_PATH) == str(dx)
     assert node.GetAttribute(DICOM_INSTANCE_UIDS) == image.dicom["SOPInstanceUID"]
     assert source_dicom_files(node) == [dx]
+
+
+class DicomDatabase:
+    """Slicer's DICOM database as `source_dicom_files` asks it (the wheel has no DICOM module)."""
+
+    def __init__(self, files: dict[str, str]):
+        self.files = files
+
+    def fileForInstance(self, uid: str) -> str:
+        return self.files.get(uid, "")
+
+
+def test_padding_of_a_dicom_loaded_by_slicers_dicom_module_is_shown_black(tmp_path, monkeypatch):
+    """Slicer's DICOM module reads a DX through ITK/GDCM, which keeps the Pixel Padding Value as
+    values: here a white collimation border (65535 around 12-bit values) that would set the
+    percentiles the model input is normalised with. The glue finds the source file through the
+    DICOM database and shows the padding black, as the module's own reader does."""
+    import pydicom
+    from messy_corpus import write_dicom as write_dx
+
+    pixels = np.asarray(Image.open(full_resolution_radiograph("normal")).convert("L"), dtype=np.uint16) * 16 + 100
+    pixels[:, :40] = 65535
+    dx = write_dx(tmp_path / "padded.dcm", pixels, bits=16)
+    ds = pydicom.dcmread(dx)
+    ds.add_new(0x00280120, "US", 65535)  # Pixel Padding Value
+    ds.save_as(dx)
+    names = vtk.vtkStringArray()
+    names.InsertNextValue(str(dx))
+    node = slicer.modules.volumes.logic().AddArchetypeScalarVolume(str(dx), "padded", 0, names)  # as the DICOM plugin does
+    node.SetAttribute(DICOM_INSTANCE_UIDS, ds.SOPInstanceUID)
+    voxels = slicer.util.arrayFromVolume(node)
+    assert (voxels[0, :, :40] == voxels.max()).all()  # the reader kept the border as the brightest values
+    monkeypatch.setattr(slicer, "dicomDatabase", DicomDatabase({ds.SOPInstanceUID: str(dx)}), raising=False)
+    image = volume_node_to_radiograph(node)
+    inside = voxels[0, :, 40:]
+    assert (image.pixels[0, :, :40] == inside.min()).all()
+    np.testing.assert_array_equal(image.pixels[0, :, 40:], inside)
+    np.testing.assert_array_equal(image.pixels, read_radiograph(dx).pixels)  # as the module's reader shows it
+    monkeypatch.setattr(slicer, "dicomDatabase", DicomDatabase({}), raising=False)  # source not found: as loaded
+    np.testing.assert_array_equal(volume_node_to_radiograph(node).pixels, voxels)
 
 
 def test_radiograph_round_trip_is_exact(oblique_nrrd):

@@ -12,9 +12,11 @@ import numpy as np
 import slicer
 import vtk
 
-from SSLAnomalyLib.core.reading.image import LPS_TO_RAS, Radiograph, image_identity
 from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.dicom_reader import padding_of
+from SSLAnomalyLib.core.reading.image import LPS_TO_RAS, Radiograph, image_identity
 from SSLAnomalyLib.core.reading.images import read_radiograph, validated
+from SSLAnomalyLib.core.reading.padding import shown_black
 
 SOURCE_PATH = "SSLAnomaly.SourcePath"       # file the volume was read from (DICOM export needs it)
 DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # Slicer's own attribute on volumes loaded from DICOM
@@ -50,11 +52,24 @@ def volume_node_to_radiograph(node) -> Radiograph:
     pixels = np.array(slicer.util.arrayFromVolume(node))
     if pixels.ndim == 4:  # vector volume, e.g. an RGB JPEG loaded in desktop Slicer
         pixels = pixels[..., :3] @ LUMINANCE[: pixels.shape[-1]] if pixels.shape[-1] >= 3 else pixels[..., 0]
+    padding = _padding_left_by_slicers_dicom_reader(node, pixels.shape)
+    if padding is not None:
+        pixels = shown_black(pixels, padding)
     ijk_to_lps = LPS_TO_RAS @ ijk_to_ras_matrix(node)[:3]  # the flip is its own inverse
     spacing = np.array(node.GetSpacing())
     return validated(Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
                                 ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1,
                                 source=source_of(node)), name)
+
+
+def _padding_left_by_slicers_dicom_reader(node, shape) -> np.ndarray | None:
+    """The DICOM padding of a volume Slicer's DICOM module loaded (this module's reader shows it black
+    already, and sets SOURCE_PATH): its one source file's padding, where it fits the voxels."""
+    if node.GetAttribute(SOURCE_PATH) or not node.GetAttribute(DICOM_INSTANCE_UIDS):
+        return None
+    files = source_dicom_files(node)
+    mask = padding_of(files[0]) if len(files) == 1 else None
+    return mask if mask is not None and mask.shape == shape else None
 
 
 def image_identity_of(node) -> str:

@@ -52,6 +52,24 @@ def read_dicom(path: Path) -> Radiograph:
     return img
 
 
+def padding_of(path: Path) -> np.ndarray | None:
+    """Which stored pixels of a DICOM file are padding (padding.py), as (frames, rows, cols), or None
+    where it declares none or cannot be read. For images another reader loaded: Slicer's DICOM
+    module (ITK/GDCM) keeps the padding as values, a bright or far-out border the model would see."""
+    with warnings.catch_warnings(), _unpropagated(logging.getLogger("pydicom")):
+        warnings.simplefilter("ignore")
+        try:
+            header = read_header(path)
+            if "PixelPaddingValue" not in header.ds:
+                return None
+            _check_sizes(header.ds, path)
+            ds = read_with_pixels(path, header)
+            mask = padding_mask(ds.pixel_array, ds)
+        except Exception:  # the image as that reader gave it is still the image
+            return None
+    return None if mask is None or mask.ndim not in (2, 3) else mask.reshape((-1,) + mask.shape[-2:])
+
+
 @contextlib.contextmanager
 def _unpropagated(logger: logging.Logger):
     before, logger.propagate = logger.propagate, False
