@@ -1,12 +1,17 @@
 """`train-anatomy` names a mask that cannot be used (another size than its image, no lung pixel or
 nothing else) in a mask's terms, before it spends its training budget, wherever the seeded split
-puts that pair."""
+puts that pair; and a stopped run (Ctrl-C, SIGTERM) keeps its steps for the same command to resume.
+
+import json
+import os
+import signal
 
 import numpy as np
 import pytest
 
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.training import lung_training
+from SSLAnomalyLib.training.fitting import work_dir
 from synthetic_inputs import lung_field, radiograph, write_png
 
 N = 13
@@ -81,3 +86,66 @@ def test_the_card_of_a_sites_lung_network_names_its_data_not_the_bundled_one(pai
     assert f" radiographs with lung masks (`{images}`, masks `{masks}`)" in card
     assert "OpenIST" not in card and "adult normal" not in card and "seen no children" not in card
     assert "the site's own images and masks, under the site's terms" in card
+
+
+def lung_checkpoint_step(out) -> int:
+    from safetensors import safe_open
+
+    from SSLAnomalyLib.training.lung_checkpoint import CHECKPOINT
+
+    with safe_open(str(work_dir(out) / CHECKPOINT), "pt") as f:
+        return json.loads(f.metadata()["state"])["step"]
+
+
+def stop_lung_training_at(monkeypatch, step: int, stop) -> None:
+    """Stop the run as it draws the first example of `step` (steps 0 to step-1 are taken)."""
+    draw, calls = lung_training.training_example, []
+
+    def example(*args, **kwargs):
+        if len(calls) == step * 16:  # the default batch of 16 examples a step
+            stop()
+        calls.append(1)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(lung_training, "training_example", example)
+
+
+def test_a_stopped_lung_training_keeps_its_steps_and_resumes_from_them(pairs, tmp_path, monkeypatch, capsys):
+    """train-anatomy kept nothing: Ctrl-C or SIGTERM after most of a 12-minute budget lost all of it."""
+    images, masks = pairs
+    out = tmp_path / "lungs"
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--minutes", "0.05", "--size", "64", "--quiet"]
+    stop_lung_training_at(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    unhandled = signal.signal(signal.SIGTERM, lambda *_: pytest.fail("train-anatomy left SIGTERM to kill the process"))
+    try:
+        assert main(run) == 143
+    finally:
+        signal.signal(signal.SIGTERM, unhandled)
+    assert "terminated (SIGTERM)" in capsys.readouterr().err and not out.exists()
+    assert lung_checkpoint_step(out) == 3
+
+    monkeypatch.undo()
+    assert main(run + ["--disease-share", "0.2"]) == 2  # other settings: never resumed
+    assert "add --restart" in capsys.readouterr().err and lung_checkpoint_step(out) == 3
+    assert main(run) == 0
+    assert "from its checkpoint at step 3" in capsys.readouterr().err
+    training = json.loads((out / "manifest.json").read_text())["training"]
+    assert training["steps"] > 3 and training["seconds"] >= 3.0
+    assert not work_dir(out).exists()  # the run's checkpoint goes once the model is written
+
+
+def test_restart_discards_an_unfinished_lung_training(pairs, tmp_path, monkeypatch, capsys):
+    images, masks = pairs
+    out = tmp_path / "lungs"
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--minutes", "0.02", "--size", "64", "--quiet"]
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    stop_lung_training_at(monkeypatch, 2, ctrl_c)
+    assert main(run) == 130
+    monkeypatch.undo()
+    assert main(run + ["--disease-share", "0.2", "--restart"]) == 0
+    assert "resuming" not in capsys.readouterr().err and (out / "manifest.json").exists()

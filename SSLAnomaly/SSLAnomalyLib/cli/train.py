@@ -123,7 +123,10 @@ def add_parsers(sub) -> None:
     a.add_argument("--masks", required=True, help="folder of lung masks with the same file names (nonzero = lung)")
     a.add_argument("--out", required=True, type=model_out, help="lung model folder to write")
     a.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
-    a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget")
+    a.add_argument("--restart", action="store_true",
+                   help="discard an unfinished run kept in OUT.work (by Ctrl-C, SIGTERM or a kill) instead of resuming it")
+    a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget (a resumed run counts "
+                                                                       "the training time of its earlier processes)")
     a.add_argument("--seed", type=count, default=0, help="seed of the held-out fold, initialisation and augmentation")
     a.add_argument("--size", type=int, default=128, help="network input size in pixels")
     a.add_argument("--negative-share", type=fraction_or_zero, default=0.0,
@@ -166,7 +169,7 @@ def training_spec(args):
 
 
 def cmd_train(args) -> int:
-    from SSLAnomalyLib.training.fitting import train_model, work_dir
+    from SSLAnomalyLib.training.fitting import train_model
     from SSLAnomalyLib.training.spec import StartingEncoder, resolve
 
     spec = training_spec(args)
@@ -183,13 +186,19 @@ def cmd_train(args) -> int:
             folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
                                  progress=not args.quiet)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
-        stopped = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        print(f"{stopped}; the run is kept in {work_dir(args.out)}: run the same command again to resume it",
-              file=sys.stderr)
-        return TERMINATED if isinstance(e, Terminated) else 130
+        return stopped(e, args.out)
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
         report_model(folder)
     return 0
+
+
+def stopped(e: KeyboardInterrupt, out) -> int:
+    """Say where a stopped training run is kept; the exit status of Ctrl-C or SIGTERM."""
+    from SSLAnomalyLib.training.fitting import work_dir
+
+    how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+    print(f"{how}; the run is kept in {work_dir(out)}: run the same command again to resume it", file=sys.stderr)
+    return TERMINATED if isinstance(e, Terminated) else 130
 
 
 def cmd_train_anatomy(args) -> int:
@@ -199,11 +208,15 @@ def cmd_train_anatomy(args) -> int:
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
     command = command_line()
-    folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
-                              config=LungNetConfig(input_size=args.size), command=command, progress=not args.quiet,
-                              negative_share=args.negative_share, disease_share=args.disease_share,
-                              disease_kinds=args.disease_kinds or KINDS,
-                              overwrite=args.overwrite)
+    try:
+        with sigterm_raises():
+            folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
+                                      config=LungNetConfig(input_size=args.size), command=command,
+                                      progress=not args.quiet, negative_share=args.negative_share,
+                                      disease_share=args.disease_share, disease_kinds=args.disease_kinds or KINDS,
+                                      overwrite=args.overwrite, restart=args.restart)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
+        return stopped(e, args.out)
     figures = model_folder.load(folder).manifest.section("figures")
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
           f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "

@@ -26,6 +26,8 @@ from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.model_card import licences_named
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.training.fitting import work_dir
+from SSLAnomalyLib.training.lung_checkpoint import SAVE_EVERY_SECONDS, LungRun, LungRunState
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
 from SSLAnomalyLib.training.progress import Progress, progress_over
 
@@ -115,13 +117,13 @@ def augmentation(seed: int):
 def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed: int = 0,
                      config: LungNetConfig = LungNetConfig(), batch_size: int = 16, command: str = "",
                      progress: bool = True, negative_share: float = 0.0, disease_share: float = 0.5,
-                     disease_kinds: tuple[str, ...] = KINDS, overwrite: bool = False) -> Path:
+                     disease_kinds: tuple[str, ...] = KINDS, overwrite: bool = False, restart: bool = False) -> Path:
     """Train, measure on the held-out fold and write a verified lung model folder (a model already in
-    `out_dir` is replaced only with `overwrite`, and refused before any training)."""
-    from monai.losses import DiceCELoss
-
-    t0 = time.time()
-    model_folder.refuse_existing(out_dir, overwrite)
+    `out_dir` is replaced only with `overwrite`, and refused before any training). An unfinished run of
+    the same settings in `out_dir`'s work folder is resumed (lung_checkpoint.py), unless `restart`."""
+    work = work_dir(out_dir)
+    replace = overwrite or (work.is_dir() and not restart)  # a model beside its own unfinished run: a rerun
+    model_folder.refuse_existing(out_dir, replace)
     pairs = read_pairs(images_dir, masks_dir)
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
@@ -140,51 +142,49 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     images = np.stack(images)[:, None].astype(np.float32)
     labels = np.stack(labels)[:, None].astype(np.float32)
 
+    identity = {"images": str(Path(images_dir).resolve()), "masks": str(Path(masks_dir).resolve()),
+                "pixels": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16], "seed": seed,
+                "input_size": size, "batch_size": batch_size, "negative_share": negative_share,
+                "disease_share": disease_share, "disease_kinds": list(disease_kinds)}
+    run = LungRun(work, identity, restart)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    augment = augmentation(seed)
     net = build_lung_net(config)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    loss_fn = DiceCELoss(sigmoid=True)
-    budget, step, history = minutes * 60, 0, []
-    start = time.time()
-    bar = Progress("training", int(budget), "s", show=progress)
-    while time.time() - start < budget:
-        lr = 3e-3 * 0.5 * (1 + np.cos(np.pi * min(1.0, (time.time() - start) / budget)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        idx = rng.integers(0, len(images), batch_size)
-        batch = [training_example(images[i], labels[i], rng, augment, negative_share, disease_share, disease_kinds)
-                 for i in idx]
-        x = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float()
-        y = (torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]) > 0.5).float()
-        net.train()
-        loss = loss_fn(net((x - 0.5) / 0.25), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % 20 == 0:
-            history.append([step, round(loss.item(), 4)])
-        bar.update(int(time.time() - start), step=step, loss=f"{loss.item():.3f}")
-    bar.close()
-    train_seconds = time.time() - t0
+    state = run.resume(net, opt)
+    rng, augment = np.random.default_rng(seed), augmentation(seed)
+    if state is None:
+        state = LungRunState()
+    else:  # the draws go on seeded by the step (a time budget never gave the same steps twice anyway)
+        print(f"resuming the unfinished run in {work} from its checkpoint at step {state.step} "
+              f"({state.seconds:.0f} s of training done)", file=sys.stderr, flush=True)
+        torch.manual_seed(seed + state.step)
+        rng, augment = np.random.default_rng([seed, state.step]), augmentation(seed + state.step)
+    bar = Progress("training", int(minutes * 60), "s", initial=int(state.seconds), show=progress)
+    try:
+        _steps(net, opt, run, state, minutes * 60, lambda: [
+            training_example(images[i], labels[i], rng, augment, negative_share, disease_share, disease_kinds)
+            for i in rng.integers(0, len(images), batch_size)], bar)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the command line raises it: keep the steps taken
+        run.save(net, opt, state)
+        raise
+    finally:
+        bar.close()
 
     segmenter = LungSegmenter(net, config, "unsaved")
     held_dice, sources = measure(segmenter, held, progress)
-    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes() for v in state.values())).hexdigest()[:8]
+    weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes() for v in weights.values())).hexdigest()[:8]
     manifest = Manifest.from_dict({
         "kind": LUNG_SEGMENTATION,
         "model_id": f"sslanomaly-lungs-s{seed}-w{digest}",
         "network": config.to_dict(),
         "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
                           "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
-        "training": {"minutes": minutes, "seed": seed, "steps": step, "batch_size": batch_size,
+        "training": {"minutes": minutes, "seed": seed, "steps": state.step, "batch_size": batch_size,
                      "negative_share": negative_share, "disease_share": disease_share,
                      "disease_kinds": list(disease_kinds),
-                     "seconds": round(train_seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
-                     "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": history,
+                     "seconds": round(state.seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
+                     "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": state.history,
                      "command": command},
         "data": {"images": str(images_dir), "masks": str(masks_dir), "n_train": len(train),
                  "held_out": [f.name for f, _ in held]},
@@ -196,7 +196,38 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                      "platform": platform.platform()},
     })
-    return model_folder.save(out_dir, state, {}, manifest, lung_card(manifest), overwrite=overwrite)
+    folder = model_folder.save(out_dir, weights, {}, manifest, lung_card(manifest), overwrite=replace)
+    run.finish()
+    return folder
+
+
+def _steps(net, opt, run: LungRun, state: LungRunState, budget: float, draw, bar: Progress) -> None:
+    """Train until `budget` seconds of training are spent (over every process of the run), the
+    learning rate on a cosine of that time, saving the run every SAVE_EVERY_SECONDS."""
+    from monai.losses import DiceCELoss
+
+    loss_fn = DiceCELoss(sigmoid=True)
+    t_last, saved_at = time.time(), state.seconds
+    while state.seconds < budget:
+        for g in opt.param_groups:
+            g["lr"] = 3e-3 * 0.5 * (1 + np.cos(np.pi * min(1.0, state.seconds / budget)))
+        batch = draw()
+        x = torch.stack([torch.as_tensor(np.asarray(b["image"])) for b in batch]).float()
+        y = (torch.stack([torch.as_tensor(np.asarray(b["label"])) for b in batch]) > 0.5).float()
+        net.train()
+        loss = loss_fn(net((x - 0.5) / 0.25), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state.step += 1
+        now = time.time()
+        state.seconds, t_last = state.seconds + now - t_last, now
+        if state.step % 20 == 0:
+            state.history.append([state.step, round(loss.item(), 4)])
+        bar.update(int(state.seconds), step=state.step, loss=f"{loss.item():.3f}")
+        if state.seconds - saved_at >= SAVE_EVERY_SECONDS:
+            run.save(net, opt, state)
+            saved_at, t_last = state.seconds, time.time()
 
 
 def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[list[float], list[str]]:
