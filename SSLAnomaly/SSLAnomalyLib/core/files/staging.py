@@ -20,7 +20,8 @@ from SSLAnomalyLib.core.files.atomic import STAGING_PREFIX
 @contextlib.contextmanager
 def staged_files(targets: dict[str, Path], overwrite: bool = False):
     """Yield {key: staging path} for {key: target path}; on success move each staged file that
-    was written onto its target (a key left unwritten leaves its target alone)."""
+    was written onto its target. When overwriting, a key left unwritten (no SEG: every finding
+    rejected) removes its target: the earlier write's file would stand beside the new set as its own."""
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"not overwriting existing file(s): {', '.join(existing)} (ask to overwrite)")
@@ -39,6 +40,8 @@ def staged_files(targets: dict[str, Path], overwrite: bool = False):
                 if target.exists() and not overwrite:
                     raise FileExistsError(f"not overwriting {target}: it appeared while writing")
                 os.replace(staged[key], target)
+            elif overwrite and target.exists():
+                target.unlink()
     finally:
         for d in staging.values():
             shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,35 @@
+"""What a radiologist made is never lost or put beside another patient's: an export again after a
+review change leaves no stale file of the earlier one, an export never replaces another image's files
+of the same name, and a volume name is never read as a path."""
+
+import json
+
+import pytest
+
+from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, logic, model,  # noqa: F401 (fixture)
+                          tb_radiograph, write_dicom_dx)
+
+
+@pytest.fixture
+def dicom_case(model, tmp_path):
+    """A real radiograph as a DICOM DX, detected by the module's Logic (autosave off)."""
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    volume = lg.loadVolume(write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "IM-0001.dcm"))
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert lg.findingNodes(volume)
+    return lg, volume
+
+
+def test_exporting_again_after_rejecting_every_finding_leaves_no_stale_dicom_seg(dicom_case, tmp_path):
+    """With every finding rejected there is no SEG to write; the SEG of the earlier export, which shows
+    the findings the reader has since rejected, must not stay beside the new SR for the PACS."""
+    lg, volume = dicom_case
+    first = lg.exportCase(volume, tmp_path / "out")
+    assert first["dicom_seg"].exists()
+    for node in lg.findingNodes(volume):
+        lg.rejectFinding(node)
+    again = lg.exportCase(volume, tmp_path / "out", overwrite=True)
+    assert "dicom_seg" not in again and not first["dicom_seg"].exists()
+    assert again["dicom_sr"].exists()
