@@ -33,3 +33,25 @@ def test_exporting_again_after_rejecting_every_finding_leaves_no_stale_dicom_seg
     again = lg.exportCase(volume, tmp_path / "out", overwrite=True)
     assert "dicom_seg" not in again and not first["dicom_seg"].exists()
     assert again["dicom_sr"].exists()
+
+
+def test_overwrite_never_replaces_the_export_of_another_image_of_the_same_name(model, tmp_path):
+    """Volume names repeat across patients ('1: DX CHEST PA', 'IM-0001'): with Overwrite ticked for
+    re-exporting one's own case, another patient's export of that name must not be replaced (nor
+    left half: its DICOM SEG and SR beside this patient's JSON). The batch already refuses this."""
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    first = lg.loadVolume(write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "IM-0001.dcm"))
+    lg.detect(first, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.reviewFinding(lg.findingNodes(first)[0], status="confirmed", note="patient A's decision")
+    written = lg.exportCase(first, tmp_path / "out")
+    before = {kind: path.read_bytes() for kind, path in written.items()}
+    other = lg.loadVolume(tb_radiograph())
+    other.SetName(first.GetName())
+    lg.detect(other, model=str(model), falsePositiveRate=TEST_FPR)
+    with pytest.raises(FileExistsError, match=r"IM-0001\.findings\.json.*another image"):
+        lg.exportCase(other, tmp_path / "out", overwrite=True)
+    assert {kind: path.read_bytes() for kind, path in written.items()} == before
+    lg.exportCase(first, tmp_path / "out", formats=["json"], overwrite=True)  # its own export: replaced
+    assert json.loads(written["json"].read_text())["findings"][0]["note"] == "patient A's decision"

@@ -55,7 +55,7 @@ def slicer_export(formats, volumes: dict[str, object]) -> CaseOutput:
             show_detection(volume, result)
             chosen = default_formats(volume, scene_bundle=False) if formats is None else formats
             return export_case(volume, out_dir, formats=[f for f in chosen if f not in CORE_FORMATS], name=name,
-                               overwrite=True)
+                               overwrite=True, other_image=True)
         finally:
             if name not in volumes:
                 remove_case(volume)

@@ -49,9 +49,12 @@ def left_out(volume_node) -> list[str]:
     return []
 
 
-def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False) -> dict[str, Path]:
+def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False,
+                other_image: bool = False) -> dict[str, Path]:
     """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
-    `out_dir` as `<name><suffix>`; returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it."""
+    `out_dir` as `<name><suffix>`; returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it.
+    Files of that name exported for another image are refused unless `other_image` (a batch, whose
+    runner has decided that from its index of inputs)."""
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
@@ -66,6 +69,8 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     kinds = [k for f in formats for k in (("dicom_seg", "dicom_sr") if f == "dicom" else (f,))]
     name = name or volume_node.GetName()
     targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
+    if not other_image:
+        _refuse_another_images_export(Path(out_dir) / f"{name}{SUFFIXES['json']}", image_identity_of(volume_node))
     records = [finding_record(node) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
@@ -93,6 +98,18 @@ def case_json(volume_node, result: dict, records: list[dict]) -> dict:
                              result["threshold"], result["abnormal"], result["percentile"], result["model"],
                              result["pixel_threshold"], result["components"], result["warnings"], records,
                              review={"sensitivity": result["sensitivity"]})
+
+
+def _refuse_another_images_export(path: Path, image_id: str) -> None:
+    """A findings JSON of this name naming another image is another case's export (volume names repeat
+    across patients): none of its files is replaced, Overwrite or not, nor is one of ours put beside it."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("image_id")
+    except (OSError, ValueError, AttributeError):
+        return  # none there, or not a findings document: nothing says whose it is
+    if earlier and earlier != image_id:
+        raise FileExistsError(f"not overwriting {path}: it is the export of another image ({earlier[:40]}), not "
+                              f"of this one ({image_id[:40]}); export into another folder")
 
 
 def _write_node(node, path: Path) -> None:
