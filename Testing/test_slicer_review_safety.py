@@ -55,3 +55,27 @@ def test_overwrite_never_replaces_the_export_of_another_image_of_the_same_name(m
     assert {kind: path.read_bytes() for kind, path in written.items()} == before
     lg.exportCase(first, tmp_path / "out", formats=["json"], overwrite=True)  # its own export: replaced
     assert json.loads(written["json"].read_text())["findings"][0]["note"] == "patient A's decision"
+
+
+def test_the_latest_autosave_is_restored_whichever_name_the_image_was_reviewed_under(model, tmp_path):
+    """The same image reviewed as 'IM-0001' (its file), then from the DICOM browser as '1: DX CHEST PA',
+    is autosaved under both names: after a crash, loaded from its file again, the later decisions must
+    come back, not the earlier file's that happens to carry the name."""
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = tmp_path / "reviews"
+    dx = write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "IM-0001.dcm")
+    volume = lg.loadVolume(dx)
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    volume.SetName("1: DX CHEST PA")
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="on the prior film too")
+    latest = lg.findings(volume)
+
+    empty_scene()  # Slicer crashed
+    again = logic()
+    again.reviewFolder = tmp_path / "reviews"
+    volume = again.loadVolume(dx)
+    again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    again.restoreReview(volume)
+    assert again.findings(volume) == latest

@@ -50,14 +50,12 @@ def review_path(out_dir, name: str, image_id: str) -> Path:
 
 
 def find_review(out_dir, name: str, image_id: str) -> Path | None:
-    """The autosaved review of the image `image_id`: the one saved under `name`, else the latest
-    saved under any other name (the same image loaded from the DICOM browser or its file, or a
-    renamed volume); None where there is none."""
+    """The autosaved review of the image `image_id`: the latest saved under any name (the same image
+    shown as its file, then from the DICOM browser, or renamed, is autosaved under each name, and the
+    file under `name` may be the older), the one under `name` on a tie; None where there is none."""
     exact = review_path(out_dir, name, image_id)
-    if exact.exists():
-        return exact
-    others = sorted(Path(out_dir).glob(f"*.{_key(image_id)}{SUFFIX}"), key=lambda p: p.stat().st_mtime)
-    return others[-1] if others else None
+    saved = Path(out_dir).glob(f"*.{_key(image_id)}{SUFFIX}")
+    return max(saved, key=lambda p: (p.stat().st_mtime_ns, p == exact), default=None)
 
 
 def _key(image_id: str) -> str:
