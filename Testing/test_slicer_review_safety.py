@@ -79,3 +79,40 @@ def test_the_latest_autosave_is_restored_whichever_name_the_image_was_reviewed_u
     again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
     again.restoreReview(volume)
     assert again.findings(volume) == latest
+
+
+def test_a_box_dragged_alone_is_in_the_table_and_survives_a_crash(model, tmp_path):
+    """Dragging a finding's box in a slice view (or typing its centre in the Markups module) is a review
+    change no button reports: the table must show the box where it is, and the autosave must hold it."""
+    import slicer
+
+    from SSLAnomalyLib.core.results.review import load_review
+    from SSLAnomalyLib.mrml.table import findings_table
+    from test_slicer_detection import as_exported
+
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = tmp_path / "reviews"
+    volume = lg.loadVolume(tb_radiograph())
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.rejectFinding(lg.findingNodes(volume)[-1])  # an earlier decision: the autosave exists
+    node = lg.findingNodes(volume)[0]
+    center = list(node.GetCenter())
+    node.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent)  # the reader drags the box ...
+    node.SetCenter(center[0] + 8, center[1] + 5, center[2])
+    assert load_review(lg.savedReview(volume))["findings"][0]["bbox_ijk"] != lg.findings(volume)[0]["bbox_ijk"]
+    node.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)  # ... saved once, as the drag ends
+    moved = lg.findings(volume)
+    assert as_exported(load_review(lg.savedReview(volume))["findings"]) == moved
+    node.SetCenter(center[0] + 9, center[1] + 5, center[2])  # typed in the Markups module: no drag
+    moved = lg.findings(volume)
+    table = findings_table(volume)
+    assert [int(table.GetCellText(0, c)) for c in range(7, 11)] == moved[0]["bbox_ijk"]
+
+    empty_scene()  # Slicer crashed
+    again = logic()
+    again.reviewFolder = tmp_path / "reviews"
+    volume = again.loadVolume(tb_radiograph())
+    again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    again.restoreReview(volume)
+    assert again.findings(volume) == moved

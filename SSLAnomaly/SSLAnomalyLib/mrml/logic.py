@@ -36,6 +36,7 @@ class AnomalyLogic:
         self._detectors = {}
         self._dependenciesReady = False
         self.reviewFolder = app_data_folder() / "reviews"
+        self._boxWatch = None  # mrml.review.BoxWatch, made on first use
 
     # --- dependencies -------------------------------------------------------------------------
     def dependenciesInstalled(self) -> bool:
@@ -147,7 +148,9 @@ class AnomalyLogic:
         """Put a `DetectionResult` into the scene (detections from a worker thread end here)."""
         from SSLAnomalyLib.mrml.case import show_detection
 
-        return show_detection(volumeNode, result, opacity)
+        heat = show_detection(volumeNode, result, opacity)
+        self._afterReview(volumeNode, save=False)
+        return heat
 
     def detectBatch(self, inputs, outputFolder, model: str = "default", device: str = "auto",
                     formats=None, overwrite: bool = False, progress=None,
@@ -237,10 +240,10 @@ class AnomalyLogic:
     def reviewFinding(self, findingNode, status: str | None = None, label: str | None = None,
                       note: str | None = None):
         """Confirm ('confirmed') or reject ('rejected') a finding, relabel it, or note on it."""
-        from SSLAnomalyLib.mrml.finding_rois import review_finding
+        from SSLAnomalyLib.mrml.finding_rois import VOLUME_REFERENCE, review_finding
 
         node = review_finding(findingNode, status=status, label=label, note=note)
-        self._afterReview(findingNode)
+        self._afterReview(findingNode.GetNodeReference(VOLUME_REFERENCE))
         return node
 
     def confirmFinding(self, findingNode):
@@ -256,26 +259,18 @@ class AnomalyLogic:
         from SSLAnomalyLib.mrml.finding_rois import MISSED_LABEL, add_missed_finding
 
         node = add_missed_finding(volumeNode, bboxIJK, sliceIndex, label or MISSED_LABEL, note)
-        self._afterReview(node)
+        self._afterReview(volumeNode)
         return node
 
-    def _afterReview(self, findingNode) -> None:
-        """After a review change: the table follows, and the review is autosaved (crash-safe)."""
-        from SSLAnomalyLib.core.results.review import save_review
-        from SSLAnomalyLib.mrml.finding_rois import VOLUME_REFERENCE
-        from SSLAnomalyLib.mrml.review import review_of
-        from SSLAnomalyLib.mrml.table import sync_findings_table
+    def _afterReview(self, volumeNode, save: bool = True) -> None:
+        """After a review change, a box moved in a view included: the table follows, the review is autosaved
+        (`save`: not after a detection, whose earlier review stays to be restored), the findings are watched."""
+        from SSLAnomalyLib.mrml.review import BoxWatch, autosave
 
-        volume = findingNode.GetNodeReference(VOLUME_REFERENCE)
-        sync_findings_table(volume)
-        if self.reviewFolder is not None:
-            review = review_of(volume)
-            save_review(self._reviewPath(volume, review["image_id"]), review)
-
-    def _reviewPath(self, volumeNode, imageId: str) -> Path:
-        from SSLAnomalyLib.core.results.review import review_path
-
-        return review_path(self.reviewFolder, volumeNode.GetName(), imageId)
+        if save:
+            autosave(volumeNode, self.reviewFolder)
+        self._boxWatch = self._boxWatch or BoxWatch(self._afterReview)
+        self._boxWatch.watch(volumeNode)
 
     def savedReview(self, volumeNode):
         """The autosaved review of the image `volumeNode` holds (under whatever name it was shown), or None."""
@@ -292,7 +287,6 @@ class AnomalyLogic:
         review saved for another image is refused (ReviewError), whatever the volume's name."""
         from SSLAnomalyLib.core.results.review import check_same_image, load_review
         from SSLAnomalyLib.mrml.review import apply_review
-        from SSLAnomalyLib.mrml.table import sync_findings_table
         from SSLAnomalyLib.mrml.volumes import image_identity_of
 
         path = path or self.savedReview(volumeNode)
@@ -300,8 +294,10 @@ class AnomalyLogic:
         if review is None:
             raise FileNotFoundError(f"no saved review of '{volumeNode.GetName()}'")
         check_same_image(review, image_identity_of(volumeNode), path)
-        applied = apply_review(volumeNode, review)
-        sync_findings_table(volumeNode)
+        self._afterReview(volumeNode, save=False)
+        with self._boxWatch.paused():  # the boxes it moves back are saved once, after
+            applied = apply_review(volumeNode, review)
+        self._afterReview(volumeNode)
         return applied
 
     # --- export, scenes, training -------------------------------------------------------------
@@ -333,6 +329,8 @@ class AnomalyLogic:
         from SSLAnomalyLib.mrml.bundle import load_scene_bundle
 
         load_scene_bundle(path)
+        for volume in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+            self._afterReview(volume, save=False)
 
     def trainCommand(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
                      device: str = "auto", startFrom=None, otherSourceNormalsFolder=None) -> list[str]:

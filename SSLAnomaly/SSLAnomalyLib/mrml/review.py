@@ -4,9 +4,16 @@ new detection of the same image."""
 
 from __future__ import annotations
 
+import contextlib
+
+import slicer
+
+from SSLAnomalyLib.core.results.review import review_path, save_review
 from SSLAnomalyLib.mrml.case import case_result
-from SSLAnomalyLib.mrml.finding_rois import (READER, add_missed_finding, engine_of, finding_nodes, finding_record,
-                                             move_finding, reader_touched, restore_model_finding, review_finding)
+from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
+                                             finding_record, move_finding, reader_touched, restore_model_finding,
+                                             review_finding)
+from SSLAnomalyLib.mrml.table import sync_findings_table
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 
@@ -47,3 +54,62 @@ def _match(record: dict) -> tuple:
     finding by the box the detector gave it (a review file saved before that was kept: its box)."""
     box = record["bbox_ijk"] if record["origin"] == READER else record.get("engine_bbox_ijk", record["bbox_ijk"])
     return record["origin"], tuple(box), record.get("slice_index", 0)
+
+
+def autosave(volume_node, folder) -> None:
+    """After a review change: the table follows, and the review is autosaved in `folder` (None: not)."""
+    sync_findings_table(volume_node)
+    if folder is not None:
+        review = review_of(volume_node)
+        save_review(review_path(folder, volume_node.GetName(), review["image_id"]), review)
+
+
+class BoxWatch:
+    """Calls `moved(volume_node)` when a finding's box is dragged in a view or edited in the Markups
+    module: no button reports that change, so the table and the autosave (hence a crash, or a restore
+    after detecting again) would otherwise miss it. A drag is reported once, as it ends."""
+
+    def __init__(self, moved) -> None:
+        self._moved, self._paused, self._dragged = moved, False, set()
+        self._boxes = {}  # finding node -> its box and slice as last seen
+
+    def watch(self, volume_node) -> None:
+        """Watch the finding nodes of `volume_node` not watched yet (those of a closed scene are let go)."""
+        self._boxes = {node: box for node, box in self._boxes.items() if node.GetScene() is not None}
+        for node in finding_nodes(volume_node):
+            if node not in self._boxes:
+                node.AddObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._modified)
+                node.AddObserver(slicer.vtkMRMLMarkupsNode.PointStartInteractionEvent, self._drag_started)
+                node.AddObserver(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self._drag_ended)
+                self._boxes[node] = _box(node)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Boxes moved by the block (a restore) are taken as they end up, reported by the caller once."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+            self._boxes = {node: _box(node) for node in self._boxes if node.GetScene() is not None}
+
+    def _drag_started(self, node, _event) -> None:
+        self._dragged.add(node)
+
+    def _drag_ended(self, node, _event) -> None:
+        self._dragged.discard(node)
+        self._modified(node, _event)
+
+    def _modified(self, node, _event) -> None:
+        if self._paused or node in self._dragged or node not in self._boxes \
+                or node.GetNodeReference(VOLUME_REFERENCE) is None:
+            return  # a restore, a drag going on, or the finding of a volume since deleted
+        box = _box(node)
+        if box != self._boxes[node]:
+            self._boxes[node] = box
+            self._moved(node.GetNodeReference(VOLUME_REFERENCE))
+
+
+def _box(node) -> tuple:
+    record = finding_record(node)
+    return tuple(record["bbox_ijk"]), record["slice_index"]
