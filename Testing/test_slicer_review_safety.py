@@ -116,3 +116,18 @@ def test_a_box_dragged_alone_is_in_the_table_and_survives_a_crash(model, tmp_pat
     again.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
     again.restoreReview(volume)
     assert again.findings(volume) == moved
+
+
+def test_a_volume_name_is_never_read_as_a_path_on_export(model, tmp_path):
+    """Slicer names a DICOM series volume after its description: '2: CHEST PA/LAT' put the export in a
+    folder '2: CHEST PA' as 'LAT.*', and '../x' outside the folder chosen; ':' is no file name on Windows."""
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    volume = lg.loadVolume(tb_radiograph())
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    for name in ("2: CHEST PA/LAT", "../x"):
+        volume.SetName(name)
+        written = lg.exportCase(volume, tmp_path / "out", formats=["json", "csv"])
+        assert {p.parent for p in written.values()} == {tmp_path / "out"}
+        assert all(not set(p.name) & set(':/\\') for p in written.values())

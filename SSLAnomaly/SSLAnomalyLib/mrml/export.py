@@ -17,6 +17,7 @@ import slicer
 from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, make_sr, read_source
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
+from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.mrml.bundle import save_scene_bundle
 from SSLAnomalyLib.mrml.case import case_result
@@ -52,7 +53,7 @@ def left_out(volume_node) -> list[str]:
 def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False,
                 other_image: bool = False) -> dict[str, Path]:
     """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
-    `out_dir` as `<name><suffix>`; returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it.
+    `out_dir` as `<name><suffix>` (default: the volume's name as a file name); returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it.
     Files of that name exported for another image are refused unless `other_image` (a batch, whose
     runner has decided that from its index of inputs)."""
     result = case_result(volume_node)
@@ -67,7 +68,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         raise DicomExportError(f"'{volume_node.GetName()}' was not read from a single DICOM file, so there is "
                                "no source study to reference")
     kinds = [k for f in formats for k in (("dicom_seg", "dicom_sr") if f == "dicom" else (f,))]
-    name = name or volume_node.GetName()
+    name = name or file_name(volume_node.GetName())
     targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
         _refuse_another_images_export(Path(out_dir) / f"{name}{SUFFIXES['json']}", image_identity_of(volume_node))

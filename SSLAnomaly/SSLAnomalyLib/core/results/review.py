@@ -43,10 +43,14 @@ class ReviewError(PathError):
 
 def review_path(out_dir, name: str, image_id: str) -> Path:
     """Where the review of the image `image_id`, shown as `name`, is autosaved: `name` for the
-    reader (characters not safe in a file name on every system become '_'), a digest of the
-    identity so that two images of the same name never share a file."""
-    readable = re.sub(r"[^\w.\- ]", "_", name)
-    return Path(out_dir) / f"{readable}.{_key(image_id)}{SUFFIX}"
+    reader (`file_name`), a digest of the identity so that two images of the same name never share a file."""
+    return Path(out_dir) / f"{file_name(name)}.{_key(image_id)}{SUFFIX}"
+
+
+def file_name(name: str) -> str:
+    """A volume's name as one file name on every system: a character that is not safe there ('/' of
+    '2: CHEST PA/LAT' would make it a folder, ':' is none on Windows) becomes '_'."""
+    return re.sub(r"[^\w.\- ]", "_", name)
 
 
 def find_review(out_dir, name: str, image_id: str) -> Path | None:
