@@ -41,6 +41,20 @@ def test_the_card_of_a_resumed_run_counts_its_steps_time_over_every_process():
     assert "776 s in all in the last process" in note and "step 9100" in note
 
 
+def test_keep_last_step_keeps_the_trained_encoder_not_the_signals_choice(small_model, small_normals, tmp_path):
+    """The normal-only signal ranks encoders of different runs backwards (docs/model.md, round 18) and
+    kept step 0, the starting encoder, of a fine-tune whose last step the bundling rule had to judge."""
+    out = tmp_path / "last"
+    assert main(["train", "--normals", str(small_normals[0]), "--out", str(out), "--minutes", "5", "--max-steps", "2",
+                 "--start-from", str(small_model), "--keep-last-step", "--device", "cpu", "--quiet"]) == 0
+    training = json.loads((out / MANIFEST).read_text())["training"]
+    assert training["steps"] == 2 and training["chosen_step"] is None and not training["selection_signals"]
+    assert "--keep-last-step" in training["selection"]
+    start, kept = load(small_model).encoder_state, load(out).encoder_state
+    assert any(not torch.equal(start[k], v) for k, v in kept.items() if v.is_floating_point())
+    assert "no checkpoint chosen: the last step's encoder kept" in (out / "MODEL_CARD.md").read_text()
+
+
 def test_the_card_of_an_untrained_random_encoder_says_it_is_a_baseline():
     training = {"device": "cpu", "seed": 0, "steps": 0, "seconds": 9.0, "started_from": None}
     assert "random and untrained, a baseline" in steps_note(training)

@@ -112,6 +112,10 @@ def add_parsers(sub) -> None:
                    help="keep the --start-from model's encoder exactly as it is and train only MAE's decoder on it "
                         "(with --pretext mae): the model gains the `reconstruction` score component and keeps "
                         "everything else")
+    t.add_argument("--keep-last-step", action="store_true",
+                   help="keep the encoder of the last training step instead of the checkpoint the normal-only "
+                        "signal chooses (that signal ranks encoders of different runs backwards: docs/model.md, "
+                        "eighteenth round); the bundling rule, not the signal, then judges the run")
     t.add_argument("--half-weights", action="store_true",
                    help="store the encoder in float16: half the size, the reference and thresholds fitted with exactly "
                         "those weights (the GPU round uses it to bring eight models back)")
@@ -163,7 +167,7 @@ def training_spec(args):
                         reference_views=args.reference_views, calibration_views=args.calibration_views,
                         standardise_positions=args.standardise_positions, foreign_objects=args.foreign_objects,
                         sides_offset=args.sides_offset, half_weights=args.half_weights, restart=args.restart,
-                        overwrite=args.overwrite, freeze_encoder=args.freeze_encoder,
+                        overwrite=args.overwrite, freeze_encoder=args.freeze_encoder, keep_last_step=args.keep_last_step,
                         other_source_normals=tuple(args.other_source_normals),
                         acquisition_directions=args.acquisition_directions or DEFAULT_DIRECTIONS)
 

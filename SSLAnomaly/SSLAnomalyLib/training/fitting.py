@@ -190,7 +190,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                                      "are needed")
     dev = select_device(ranks.device(spec.device))
     # a refit, or a frozen encoder, has nothing to choose (the last decoder is kept); rank 0 alone judges
-    judged = minutes > 0 and ranks.main and not spec.freeze_encoder
+    judged = minutes > 0 and ranks.main and not spec.freeze_encoder and not spec.keep_last_step
     if judged:
         say("drawing the checkpoint check (held-out normals, shifted and with synthetic opacities)")
     check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if judged else None
@@ -249,6 +249,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                          encoder_frozen=spec.freeze_encoder,
                          selection="none: the encoder was frozen, the last step's decoder is kept"
                                    if spec.freeze_encoder else
+                                   "none: the last step is kept (--keep-last-step)" if spec.keep_last_step else
                                    "AUROC of the feature-distance score on held-out training normals vs the "
                                    "same images with synthetic opacities (normal images only)"
                                    + (", foreign objects on the shifted normals" if foreign_objects else ""),

@@ -106,6 +106,7 @@ class TrainingSpec:
     acquisition_directions: int = DEFAULT_DIRECTIONS  # how many (with other_source_normals)
     half_weights: bool = False  # store the encoder in float16 (half the size; fitted with exactly those weights)
     freeze_encoder: bool = False  # train only MAE's decoder on the starting model's encoder, which stays as it is
+    keep_last_step: bool = False  # keep the last step's encoder, not the one the normal-only signal chooses
     restart: bool = False       # discard an unfinished run's checkpoints instead of resuming them
     overwrite: bool = False     # replace a model already in the output folder
 

@@ -181,8 +181,9 @@ def steps_note(t: dict) -> str:
     return (f"Device {t['device']}, seed {t['seed']}, {t['steps']} steps of batch {t['batch_size']},\n"
             f"  {t.get('step_seconds', t['seconds']):.0f} s of training steps (over every resumed process), "
             f"{t['seconds']:.0f} s in all in the last process;\n"
-            f"  checkpoint chosen at step {t['chosen_step']} by a normal-only signal\n"
-            f"  ({t['selection']}).")
+            + (f"  checkpoint chosen at step {t['chosen_step']} by a normal-only signal\n"
+               if t.get("chosen_step") is not None else "  no checkpoint chosen: the last step's encoder kept\n")
+            + f"  ({t['selection']}).")
 
 
 def objects_note(training: dict) -> str:
