@@ -131,3 +131,37 @@ def test_a_volume_name_is_never_read_as_a_path_on_export(model, tmp_path):
         written = lg.exportCase(volume, tmp_path / "out", formats=["json", "csv"])
         assert {p.parent for p in written.values()} == {tmp_path / "out"}
         assert all(not set(p.name) & set(':/\\') for p in written.values())
+
+
+def test_deleting_a_volume_takes_what_detection_made_for_it_and_keeps_its_review(model, tmp_path):
+    """A volume deleted (Data module, Delete key, console) left its heatmap as the slice views' foreground and
+    its finding boxes, lung fields and findings table in the scene: the next image loaded was shown under
+    the deleted patient's findings. The reader's autosaved review stays on disk, to restore."""
+    import slicer
+
+    from SSLAnomalyLib.mrml.heatmap import heatmap_node, slice_composite_nodes
+    from SSLAnomalyLib.mrml.lungs import lung_node
+    from SSLAnomalyLib.mrml.table import findings_table
+
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = tmp_path / "reviews"
+    volume = lg.loadVolume(tb_radiograph())
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    decided = lg.findings(volume)
+    saved = lg.savedReview(volume)
+    review = saved.read_bytes()
+    derived = [heatmap_node(volume), lung_node(volume), findings_table(volume), *lg.findingNodes(volume)]
+    assert None not in derived and [c.GetForegroundVolumeID() for c in slice_composite_nodes()]
+
+    slicer.mrmlScene.RemoveNode(volume)
+    assert [n.GetName() for n in derived if n.GetScene() is not None] == []
+    assert not slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+    assert {c.GetForegroundVolumeID() for c in slice_composite_nodes()} == {None}
+    assert saved.read_bytes() == review
+
+    again = lg.loadVolume(tb_radiograph())  # the same image, loaded again: its review comes back
+    lg.detect(again, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.restoreReview(again)
+    assert lg.findings(again) == decided

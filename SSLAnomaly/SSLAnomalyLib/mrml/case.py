@@ -8,9 +8,10 @@ import json
 
 import slicer
 
-from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, show_findings
-from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
-from SSLAnomalyLib.mrml.lungs import lung_node, show_lung_fields
+from SSLAnomalyLib.mrml.finding_rois import FINDING_REFERENCE, apply_sensitivity, show_findings
+from SSLAnomalyLib.mrml.heatmap import (DEFAULT_OPACITY, HEATMAP_REFERENCE, heatmap_node, set_heatmap_threshold,
+                                       show_heatmap)
+from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, show_lung_fields
 from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
@@ -56,11 +57,23 @@ def set_sensitivity(volume_node, threshold: float) -> None:
     apply_sensitivity(volume_node, threshold)
 
 
+def derived_nodes(scene, volume_node) -> list:
+    """The nodes detection made for `volume_node` (heatmap, lung fields, table, finding ROIs) in `scene`,
+    found by the IDs it references them by, which a volume just removed from the scene still holds."""
+    roles = (HEATMAP_REFERENCE, LUNGS_REFERENCE, TABLE_REFERENCE, FINDING_REFERENCE)
+    ids = [volume_node.GetNthNodeReferenceID(role, i) for role in roles
+           for i in range(volume_node.GetNumberOfNodeReferences(role))]
+    return [node for node in map(scene.GetNodeByID, ids) if node is not None]
+
+
+def remove_derived(scene, volume_node) -> None:
+    """Remove what detection made for `volume_node`: its heatmap leaves the slice views with it."""
+    for node in derived_nodes(scene, volume_node):
+        scene.RemoveNode(node)
+
+
 def remove_case(volume_node) -> None:
     """Remove a volume and everything detection made for it (batch runs over files do this once a
     case is exported, so that memory does not grow with the number of inputs)."""
-    derived = [heatmap_node(volume_node), lung_node(volume_node), volume_node.GetNodeReference(TABLE_REFERENCE),
-               *finding_nodes(volume_node)]
-    for node in [*derived, volume_node]:
-        if node is not None:
-            slicer.mrmlScene.RemoveNode(node)
+    remove_derived(slicer.mrmlScene, volume_node)
+    slicer.mrmlScene.RemoveNode(volume_node)

@@ -32,7 +32,9 @@ class AnomalyLogic:
 
     def __init__(self) -> None:
         from SSLAnomalyLib.mrml.headless import app_data_folder
+        from SSLAnomalyLib.mrml.removal import remove_derived_with_inputs
 
+        remove_derived_with_inputs(slicer.mrmlScene)  # a deleted volume takes its heatmap and findings along
         self._detectors = {}
         self._dependenciesReady = False
         self.reviewFolder = app_data_folder() / "reviews"
