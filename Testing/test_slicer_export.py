@@ -265,6 +265,50 @@ def bundle_contents(path) -> dict:
                 "foreground": composite.GetForegroundVolumeID() == heat.GetID()}
 
 
+def test_a_cases_scene_bundle_holds_that_case_and_no_other_patient(model, tmp_path):
+    """A case's .mrb is sent to a colleague or a PACS: it held the whole scene, so the other patient loaded
+    beside it went along (image, findings, note, subject-hierarchy entry). Read back into a fresh scene it
+    holds this case only, complete and shown in the views; the scene itself is left as it was."""
+    import zipfile
+
+    from SSLAnomalyLib.mrml.finding_rois import finding_record
+    from SSLAnomalyLib.mrml.heatmap import slice_composite_nodes
+    from SSLAnomalyLib.mrml.lungs import lung_node
+
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    case = lg.loadVolume(tb_radiograph())
+    case.SetName("Patient A chest")
+    lg.detect(case, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.rejectFinding(lg.findingNodes(case)[0])
+    other = lg.loadVolume(full_resolution_radiograph())
+    other.SetName("Patient B chest")
+    lg.detect(other, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.reviewFinding(lg.findingNodes(other)[0], note="Patient B: follow up")
+    hierarchy = slicer.mrmlScene.GetSubjectHierarchyNode()  # as the DICOM browser files a loaded series
+    hierarchy.CreateItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient B^Jane"), other)
+    shown = [(c.GetBackgroundVolumeID(), c.GetForegroundVolumeID()) for c in slice_composite_nodes()]
+
+    path = lg.exportCase(case, tmp_path / "out", formats=["mrb"])["mrb"]
+    with zipfile.ZipFile(path) as bundle:
+        assert [n for n in bundle.namelist() if b"Patient B" in bundle.read(n)] == []
+    with HeadlessSlicer() as fresh:
+        assert fresh.scene.ReadFromMRB(str(path))
+        volumes = [fresh.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                   for i in range(fresh.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+        assert sorted(v.GetName() for v in volumes) == ["Patient A chest", "Patient A chest anomaly heatmap"]
+        volume = next(v for v in volumes if not is_heatmap(v))
+        assert [finding_record(n) for n in finding_nodes(volume)] == lg.findings(case)
+        assert fresh.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode") == len(lg.findings(case))
+        assert findings_table(volume).GetNumberOfRows() == len(lg.findings(case)) and lung_node(volume) is not None
+        composite = fresh.scene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode")
+        assert (composite.GetBackgroundVolumeID(), composite.GetForegroundVolumeID()) == (
+            volume.GetID(), heatmap_node(volume).GetID())
+    assert [(c.GetBackgroundVolumeID(), c.GetForegroundVolumeID()) for c in slice_composite_nodes()] == shown
+    assert other.GetSaveWithScene() and all(n.GetSaveWithScene() for n in lg.findingNodes(other))
+
+
 def test_write_mrb_bundles_one_case_without_touching_the_scene(model, tmp_path):
     from SSLAnomalyLib.core.detection.detector import AnomalyDetector
     from SSLAnomalyLib.core.reading.images import read_radiograph

@@ -1,5 +1,6 @@
-"""Scene bundles (`.mrb`): saving and loading the scene, and one case as a bundle for the CLI
-(`sslanomaly detect --mrb`), made through real MRML so that it opens in desktop Slicer."""
+"""Scene bundles (`.mrb`): saving and loading the scene, one case of the scene as a bundle (the export), and
+one case as a bundle for the CLI (`sslanomaly detect --mrb`), made through real MRML so that it opens in
+desktop Slicer."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import slicer
 
 from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.outputs import case_name
-from SSLAnomalyLib.mrml.case import show_detection
+from SSLAnomalyLib.mrml.case import derived_nodes, show_detection
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer, is_desktop_slicer, start_headless_app
+from SSLAnomalyLib.mrml.heatmap import heatmap_node, slice_composite_nodes
 from SSLAnomalyLib.mrml.volumes import radiograph_to_volume_node
+
+# What a scene needs besides its data (none a patient's): views, their layers and cameras, layout, colour tables
+SCENE_SETUP = ("vtkMRMLAbstractViewNode", "vtkMRMLSliceCompositeNode", "vtkMRMLCameraNode", "vtkMRMLLayoutNode",
+               "vtkMRMLSelectionNode", "vtkMRMLInteractionNode", "vtkMRMLCrosshairNode", "vtkMRMLColorNode")
 
 
 def save_scene_bundle(path) -> Path:
@@ -21,6 +27,48 @@ def save_scene_bundle(path) -> Path:
     if not slicer.mrmlScene.WriteToMRB(str(path)):
         raise OSError(f"{path}: Slicer could not write the scene bundle")
     return Path(path)
+
+
+def save_case_bundle(path, volume_node) -> Path:
+    """One case of the scene as a `.mrb` at `path`: its volume (and the transforms it is under), the nodes
+    detection made for it, and what a scene needs to show them (views, colour tables), the slice views on
+    it. Every other node is left out of the file, not the scene: a case's bundle is sent to others, and
+    another patient's image, findings, review or subject-hierarchy entry (patient name) must not go along."""
+    case = [volume_node, *derived_nodes(slicer.mrmlScene, volume_node)]
+    transform = volume_node.GetParentTransformNode()
+    while transform is not None:
+        case.append(transform)
+        transform = transform.GetParentTransformNode()
+    kept = [node for node in _scene_nodes() if any(node.IsA(c) for c in SCENE_SETUP)] + case
+    kept_ids = {part.GetID() for node in kept for part in (node, *_parts(node))}
+    left_out = [node for node in _scene_nodes() if node.GetID() not in kept_ids and node.GetSaveWithScene()]
+    heat = heatmap_node(volume_node)
+    views = [(c, c.GetBackgroundVolumeID(), c.GetForegroundVolumeID()) for c in slice_composite_nodes()]
+    try:
+        for node in left_out:
+            node.SetSaveWithScene(False)
+        for composite, _, _ in views:
+            composite.SetBackgroundVolumeID(volume_node.GetID())
+            composite.SetForegroundVolumeID(heat.GetID() if heat is not None else None)
+        return save_scene_bundle(path)
+    finally:
+        for node in left_out:
+            node.SetSaveWithScene(True)
+        for composite, background, foreground in views:
+            composite.SetBackgroundVolumeID(background)
+            composite.SetForegroundVolumeID(foreground)
+
+
+def _scene_nodes() -> list:
+    scene = slicer.mrmlScene
+    return [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+
+
+def _parts(node) -> list:
+    """A node's display and storage nodes, saved with it."""
+    displays = range(node.GetNumberOfDisplayNodes()) if node.IsA("vtkMRMLDisplayableNode") else ()
+    storages = range(node.GetNumberOfStorageNodes()) if node.IsA("vtkMRMLStorableNode") else ()
+    return [node.GetNthDisplayNode(i) for i in displays] + [node.GetNthStorageNode(i) for i in storages]
 
 
 def load_scene_bundle(path) -> None:

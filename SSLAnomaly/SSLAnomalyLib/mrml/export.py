@@ -1,5 +1,5 @@
 """Exporting a reviewed case: findings (JSON, CSV), Slicer files (heatmap .nrrd, markups .mrk.json,
-segmentation .seg.nrrd, scene .mrb) and, for a DICOM input, DICOM SEG + SR.
+segmentation .seg.nrrd, the case's scene .mrb) and, for a DICOM input, DICOM SEG + SR.
 
 Slicer files are written through MRML storage nodes; all of a case's files are staged and moved
 into place together (see staging), and an existing file is only replaced with `overwrite=True`.
@@ -19,7 +19,7 @@ from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, 
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
-from SSLAnomalyLib.mrml.bundle import save_scene_bundle
+from SSLAnomalyLib.mrml.bundle import save_case_bundle
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
@@ -35,7 +35,7 @@ FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom")
 
 def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
     """Every format that applies: 'dicom' where the input came from DICOM; 'lungs' where detection
-    made lung fields; 'mrb' (the whole scene) unless `scene_bundle` is False, as in batch runs."""
+    made lung fields; 'mrb' (the case's scene) unless `scene_bundle` is False, as in batch runs."""
     return [f for f in FORMATS if (f != "dicom" or source_dicom_files(volume_node)) and (f != "mrb" or scene_bundle)
             and (f != "lungs" or lung_node(volume_node) is not None)]
 
@@ -53,7 +53,8 @@ def left_out(volume_node) -> list[str]:
 def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False,
                 other_image: bool = False) -> dict[str, Path]:
     """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
-    `out_dir` as `<name><suffix>` (default: the volume's name as a file name); returns {kind: path}. 'mrb' is the whole scene, as Slicer saves it.
+    `out_dir` as `<name><suffix>` (default: the volume's name as a file name); returns {kind: path}. 'mrb' is this case's part of the
+    scene (bundle.save_case_bundle: no other patient's image or findings).
     Files of that name exported for another image are refused unless `other_image` (a batch, whose
     runner has decided that from its index of inputs)."""
     result = case_result(volume_node)
@@ -80,7 +81,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         "mrk": lambda p: _write_markups(p, finding_nodes(volume_node)),
         "seg": lambda p: _write_segmentation(p, volume_node, records, result["sensitivity"]),
         "lungs": lambda p: _write_node(_required(lung_node(volume_node), "lung fields", volume_node), p),
-        "mrb": save_scene_bundle,
+        "mrb": lambda p: save_case_bundle(p, volume_node),
     }
     with staged_files(targets, overwrite) as staged:
         for kind in kinds:
