@@ -189,10 +189,12 @@ def test_dicom_sr_reports_the_score_and_each_kept_finding_on_the_source(exported
 def test_export_never_replaces_a_file_unless_asked(exported):
     lg, volume, _, _, written = exported
     before = written["csv"].read_bytes()
-    written["json"].write_text("the radiologist's edited copy")
+    edited = json.loads(written["json"].read_text())
+    edited["findings"][0]["note"] = "the radiologist's edited copy"
+    written["json"].write_text(json.dumps(edited))
     with pytest.raises(FileExistsError, match="not overwriting"):
         lg.exportCase(volume, written["csv"].parent)
-    assert written["json"].read_text() == "the radiologist's edited copy" and written["csv"].read_bytes() == before
+    assert json.loads(written["json"].read_text()) == edited and written["csv"].read_bytes() == before
     lg.exportCase(volume, written["csv"].parent, formats=["json"], overwrite=True)
     assert json.loads(written["json"].read_text())["findings"] == lg.findings(volume)
 

@@ -165,3 +165,30 @@ def test_deleting_a_volume_takes_what_detection_made_for_it_and_keeps_its_review
     lg.detect(again, model=str(model), falsePositiveRate=TEST_FPR)
     lg.restoreReview(again)
     assert lg.findings(again) == decided
+
+
+def test_overwrite_never_replaces_another_images_file_that_no_findings_json_names(model, tmp_path):
+    """Only `<name>.findings.json` says whose an export is: patient A exported as CSV alone left none, and
+    another image of the same name exported with Overwrite replaced A's CSV. A file of the set is now
+    replaced only where that JSON names this image; A re-exports its own case beside its JSON."""
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    first = lg.loadVolume(tb_radiograph())
+    first.SetName("IM-0001")
+    lg.detect(first, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.reviewFinding(lg.findingNodes(first)[0], status="confirmed", note="patient A's decision")
+    table = lg.exportCase(first, tmp_path / "out", formats=["csv"])["csv"]
+    before = table.read_bytes()
+    other = lg.loadVolume(full_resolution_radiograph())
+    other.SetName("IM-0001")
+    lg.detect(other, model=str(model), falsePositiveRate=TEST_FPR)
+    for formats in (["csv"], None):
+        with pytest.raises(FileExistsError, match=r"IM-0001\.findings\.csv.*IM-0001\.findings\.json"):
+            lg.exportCase(other, tmp_path / "out", formats=formats, overwrite=True)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [table.name] and table.read_bytes() == before
+
+    lg.exportCase(first, tmp_path / "own", formats=["json", "csv"])
+    lg.reviewFinding(lg.findingNodes(first)[0], note="patient A, revised")
+    again = lg.exportCase(first, tmp_path / "own", formats=["csv"], overwrite=True)["csv"]
+    assert "patient A, revised" in again.read_text(encoding="utf-8")

@@ -55,8 +55,10 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
     `out_dir` as `<name><suffix>` (default: the volume's name as a file name); returns {kind: path}. 'mrb' is this case's part of the
     scene (bundle.save_case_bundle: no other patient's image or findings).
-    Files of that name exported for another image are refused unless `other_image` (a batch, whose
-    runner has decided that from its index of inputs)."""
+    Whose files are there is known from `<name>.findings.json` alone: where it names another image, nothing is
+    written; an existing file of the set is replaced (with `overwrite`) only where it names this image, so a
+    case exported without its JSON (e.g. CSV alone) is never written over, by anyone. Neither applies with
+    `other_image` (a batch, whose runner has decided that from its index of inputs)."""
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
@@ -72,7 +74,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     name = name or file_name(volume_node.GetName())
     targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
-        _refuse_another_images_export(Path(out_dir) / f"{name}{SUFFIXES['json']}", image_identity_of(volume_node))
+        _refuse_another_images_files(targets, Path(out_dir) / f"{name}{SUFFIXES['json']}", image_identity_of(volume_node))
     records = [finding_record(node) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
@@ -102,16 +104,22 @@ def case_json(volume_node, result: dict, records: list[dict]) -> dict:
                              review={"sensitivity": result["sensitivity"]})
 
 
-def _refuse_another_images_export(path: Path, image_id: str) -> None:
-    """A findings JSON of this name naming another image is another case's export (volume names repeat
-    across patients): none of its files is replaced, Overwrite or not, nor is one of ours put beside it."""
+def _refuse_another_images_files(targets: dict[str, Path], record: Path, image_id: str) -> None:
+    """Volume names repeat across patients, and only the findings JSON (`record`) says whose an export is:
+    none of its files is replaced, Overwrite or not, nor one of ours put beside it, where it names another
+    image; and an existing file of the set is replaced only where it names this one (a CSV exported alone,
+    or a file of an unreadable JSON, may be another patient's: nothing says it is not)."""
     try:
-        earlier = json.loads(path.read_text(encoding="utf-8")).get("image_id")
+        earlier = json.loads(record.read_text(encoding="utf-8")).get("image_id")
     except (OSError, ValueError, AttributeError):
-        return  # none there, or not a findings document: nothing says whose it is
+        earlier = None  # none there, or not a findings document
     if earlier and earlier != image_id:
-        raise FileExistsError(f"not overwriting {path}: it is the export of another image ({earlier[:40]}), not "
+        raise FileExistsError(f"not overwriting {record}: it is the export of another image ({earlier[:40]}), not "
                               f"of this one ({image_id[:40]}); export into another folder")
+    existing = next((path for path in targets.values() if path.exists()), None)
+    if existing is not None and earlier != image_id:
+        raise FileExistsError(f"not overwriting {existing}: no {record.name} beside it names this image, so it may "
+                              "be another image's export; export into another folder")
 
 
 def _write_node(node, path: Path) -> None:

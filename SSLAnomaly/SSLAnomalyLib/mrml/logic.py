@@ -304,8 +304,8 @@ class AnomalyLogic:
 
     # --- export, scenes, training -------------------------------------------------------------
     def exportCase(self, volumeNode, outputFolder, formats=None, overwrite: bool = False) -> dict:
-        """Write the reviewed case (see SSLAnomalyLib.mrml.export.FORMATS); never replaces an
-        existing file unless `overwrite`. Returns {kind: path}."""
+        """Write the reviewed case (see SSLAnomalyLib.mrml.export.FORMATS); never replaces an existing
+        file unless `overwrite`, nor ever another image's (export_case says how). Returns {kind: path}."""
         self.ensureDependencies()
         from SSLAnomalyLib.mrml.export import export_case
 
