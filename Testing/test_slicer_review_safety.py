@@ -1,6 +1,7 @@
 """What a radiologist made is never lost or put beside another patient's: an export again after a
 review change leaves no stale file of the earlier one, an export never replaces another image's files
-of the same name, and a volume name is never read as a path."""
+of the same name, a volume name is never read as a path, and a deleted volume takes its results along
+(also those that arrive after it was deleted)."""
 
 import json
 
@@ -192,3 +193,20 @@ def test_overwrite_never_replaces_another_images_file_that_no_findings_json_name
     lg.reviewFinding(lg.findingNodes(first)[0], note="patient A, revised")
     again = lg.exportCase(first, tmp_path / "own", formats=["csv"], overwrite=True)["csv"]
     assert "patient A, revised" in again.read_text(encoding="utf-8")
+
+
+def test_a_result_that_arrives_after_its_volume_was_deleted_is_not_shown(model):
+    """The panel scores in the background: a volume deleted meanwhile got its heatmap and finding boxes
+    put into the scene, attached to nothing, over the next image."""
+    import slicer
+
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    volume = lg.loadVolume(tb_radiograph())
+    result = lg.loadDetector(str(model), "cpu", TEST_FPR).detect(lg.radiographFromVolume(volume), lungs=True)
+    slicer.mrmlScene.RemoveNode(volume)
+    with pytest.raises(ValueError, match="removed from the scene while it was being scored"):
+        lg.showResult(volume, result)
+    assert not slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+    assert [n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")] == []

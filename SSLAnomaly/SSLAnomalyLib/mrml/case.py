@@ -20,7 +20,11 @@ _A = "SSLAnomaly."
 
 def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
     """Put a `DetectionResult` into the scene for `volume_node` (and its lung fields, when it holds
-    them); returns the heatmap node."""
+    them); returns the heatmap node. A volume removed from the scene while it was scored is refused:
+    its heatmap and boxes would be left in the scene attached to nothing, over the next image."""
+    if volume_node.GetScene() is None:
+        raise ValueError(f"'{volume_node.GetName()}' was removed from the scene while it was being scored: "
+                         "its result is not shown")
     heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
     if result.lungs is not None:
         show_lung_fields(volume_node, result.lungs)
