@@ -210,3 +210,67 @@ def test_a_result_that_arrives_after_its_volume_was_deleted_is_not_shown(model):
         lg.showResult(volume, result)
     assert not slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
     assert [n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")] == []
+
+
+def test_a_finding_kept_through_another_models_detection_names_the_model_that_made_it(model, tmp_path):
+    """Detecting again with another model keeps each finding the reader touched, with the first model's
+    score; the findings JSON, CSV, DICOM SR and SEG named the second model for it, so a PACS showed a
+    finding and score that model never made. Each model finding names its own model, after a crash and
+    restore too; the reader's own stays MANUAL, with none. A scene saved before: the case's model."""
+    import csv
+
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from SSLAnomalyLib.core.model_files.model_folder import CARD, load, save
+
+    loaded = load(model)
+    site = save(tmp_path / "site", loaded.encoder_state, loaded.arrays,
+                loaded.manifest.replaced(files=None, format_version=None, model_id="site-copy"),
+                (loaded.path / CARD).read_text(), decoder_state=loaded.decoder_state)
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = tmp_path / "reviews"
+    dx = write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "IM-0001.dcm")
+    volume = lg.loadVolume(dx)
+    first = lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR).model_id
+    assert len(lg.findingNodes(volume)) >= 2 and first != "site-copy"
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="seen under the first model")
+    lg.addMissedFinding(volume, [10, 10, 40, 40])
+    lg.detect(volume, model=str(site), falsePositiveRate=TEST_FPR)
+    records = lg.findings(volume)
+    models = {f"F{r['id']}": r.get("model") for r in records}
+    kept, = (r for r in records if r["note"] == "seen under the first model")
+    assert models.pop(f"F{kept['id']}") == first
+    assert sorted(models.values(), key=str) == [None] + ["site-copy"] * (len(records) - 2)  # None: the reader's
+
+    written = lg.exportCase(volume, tmp_path / "out", formats=["json", "csv", "dicom"])
+    models[f"F{kept['id']}"] = first
+    document = json.loads(written["json"].read_text())
+    assert document["model"] == "site-copy"
+    assert {f"F{f['id']}": f.get("model") for f in document["findings"]} == models
+    with open(written["csv"], newline="", encoding="utf-8") as f:
+        assert {f"F{row['ID']}": row["Model"] or None for row in csv.DictReader(f)} == models
+    named = {name: [f"model={m}"] if m else [] for name, m in models.items()}  # the reader's: no algorithm
+    groups = hd.sr.srread(written["dicom_sr"]).content.get_planar_roi_measurement_groups()
+    assert {g.tracking_identifier.split()[0]: [i.value for i in g[0].ContentSequence
+                                               if i.name == codes.DCM.AlgorithmParameters] for g in groups} == named
+    segments = hd.seg.segread(written["dicom_seg"]).SegmentSequence
+    assert {s.SegmentLabel.split()[0]: [a.AlgorithmParameters for a in
+                                        s.get("SegmentationAlgorithmIdentificationSequence", [])]
+            for s in segments} == named
+
+    empty_scene()  # Slicer crashed; the image is detected again with the site's model and the review restored
+    again = logic()
+    again.reviewFolder = tmp_path / "reviews"
+    volume = again.loadVolume(dx)
+    again.detect(volume, model=str(site), falsePositiveRate=TEST_FPR)
+    again.restoreReview(volume)
+
+    def shown(findings):
+        return sorted((f.get("model") or "", f["bbox_ijk"], f["score"], f["status"], f["note"]) for f in findings)
+
+    assert shown(again.findings(volume)) == shown(records)
+    node, = (n for n in again.findingNodes(volume) if n.GetAttribute("SSLAnomaly.Note") == "seen under the first model")
+    node.RemoveAttribute("SSLAnomaly.EngineModel")  # as in a scene saved before findings named their model
+    assert again.findings(volume)[again.findingNodes(volume).index(node)]["model"] == "site-copy"

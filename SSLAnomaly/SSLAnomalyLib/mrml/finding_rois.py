@@ -33,10 +33,10 @@ def finding_nodes(volume_node) -> list:
     return sorted((n for n in nodes if n is not None), key=lambda n: int(n.GetAttribute(_A + "FindingID")))
 
 
-def show_findings(volume_node, findings) -> list:
-    """ROIs for the engine's findings. A repeated detection replaces only the model's findings
-    nobody has touched, and keeps every reviewed, annotated, relabelled, moved or reader-added one
-    (a finding it already holds is not added twice)."""
+def show_findings(volume_node, findings, model_id: str) -> list:
+    """ROIs for the findings of model `model_id`. A repeated detection replaces only the model's findings
+    nobody has touched, and keeps every reviewed, annotated, relabelled, moved or reader-added one, with
+    the model that made it (a finding it already holds is not added twice)."""
     kept = []
     for node in finding_nodes(volume_node):
         if untouched(node):
@@ -50,7 +50,7 @@ def show_findings(volume_node, findings) -> list:
         if (json.dumps(list(f["bbox_ijk"])), str(f.get("slice_index", 0))) in known:
             continue
         next_id = f["id"] if not kept else next_id + 1
-        _add_finding_node(volume_node, dict(f, id=next_id), MODEL, "unreviewed")
+        _add_finding_node(volume_node, dict(f, id=next_id, model=model_id), MODEL, "unreviewed")
     return finding_nodes(volume_node)
 
 
@@ -89,8 +89,8 @@ def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: 
 
 def restore_model_finding(volume_node, record: dict):
     """A model finding of a saved review that the current detection does not make (another model or
-    threshold), put back as the detector had made it, under a new id; `apply_review` then puts the
-    reader's box, label, decision and note back on it, so no decision is dropped."""
+    threshold), put back as its model (`record["model"]`) had made it, under a new id; `apply_review`
+    then puts the reader's box, label, decision and note back on it, so no decision is dropped."""
     detected = dict(record, id=_next_id(volume_node), label=record.get("engine_label", record["label"]),
                     bbox_ijk=record.get("engine_bbox_ijk", record["bbox_ijk"]))
     return _add_finding_node(volume_node, detected, MODEL, "unreviewed")
@@ -133,8 +133,9 @@ def scene_text(text: str) -> str:
 
 
 def finding_record(node) -> dict:
-    """One finding as exported: the contract's fields plus the review. Box, slice and area come from
-    the ROI as it is now; centroid and area are the engine's while the box is where it put it."""
+    """One finding as exported: the contract's fields plus the review, and a model finding's `model_of`.
+    Box, slice and area come from the ROI as it is now; centroid and area are the engine's while the box is
+    where it put it."""
     volume = node.GetNodeReference(VOLUME_REFERENCE)
     bbox, slice_index, center_ras = _roi_box_ijk(node, volume)
     engine_box = (node.GetAttribute(_A + "EngineBox"), node.GetAttribute(_A + "SliceIndex"))
@@ -149,7 +150,16 @@ def finding_record(node) -> dict:
             "score": float(node.GetAttribute(_A + "Score")), "bbox_ijk": bbox, "slice_index": slice_index,
             "centroid_ras": centroid, "area_mm2": area, "status": node.GetAttribute(_A + "ReviewStatus"),
             "extent": node.GetAttribute(_A + "Extent") or "focal",
-            "origin": node.GetAttribute(_A + "Origin"), "note": node.GetAttribute(_A + "Note") or ""}
+            "origin": node.GetAttribute(_A + "Origin"), "note": node.GetAttribute(_A + "Note") or "",
+            **({"model": model_of(node)} if node.GetAttribute(_A + "Origin") == MODEL else {})}
+
+
+def model_of(node) -> str:
+    """The id of the model whose detection made a model finding: a detection again with another model keeps
+    the findings the reader touched, so the case's model is not theirs. A scene saved before it was recorded:
+    the case's model (on its heatmap, as case.show_detection put it)."""
+    return node.GetAttribute(_A + "EngineModel") or json.loads(
+        heatmap_node(node.GetNodeReference(VOLUME_REFERENCE)).GetAttribute(_A + "model"))
 
 
 def apply_sensitivity(volume_node, threshold: float) -> None:
@@ -172,7 +182,7 @@ def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str 
                        ("SliceIndex", str(int(f.get("slice_index", 0)))),
                        ("CentroidRAS", json.dumps(f["centroid_ras"])), ("AreaMM2", repr(float(f["area_mm2"]))),
                        ("Extent", f.get("extent", "focal")), ("Origin", origin), ("ReviewStatus", status),
-                       ("Note", note)):
+                       ("Note", note), ("EngineModel", f.get("model", ""))):
         node.SetAttribute(_A + key, value)
     _set_roi_box(node, volume_node, f["bbox_ijk"], int(f.get("slice_index", 0)))
     node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())

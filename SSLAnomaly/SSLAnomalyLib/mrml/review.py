@@ -11,8 +11,8 @@ import slicer
 from SSLAnomalyLib.core.results.review import review_path, save_review
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
-                                             finding_record, move_finding, reader_touched, restore_model_finding,
-                                             review_finding)
+                                             finding_record, model_of, move_finding, reader_touched,
+                                             restore_model_finding, review_finding, untouched)
 from SSLAnomalyLib.mrml.table import sync_findings_table
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
@@ -29,13 +29,18 @@ def apply_review(volume_node, review: dict) -> int:
     """Put a saved review's decisions onto the current findings of `volume_node`: a model finding
     is matched by its box and slice as detected (and moved where the reader moved it), a reader's
     finding is added unless one with the same box is there, and so is a model finding the reader
-    decided on, noted, relabelled or moved that the current detection does not make. Returns how
-    many saved findings were applied."""
+    decided on, noted, relabelled or moved that the current detection does not make, or makes with
+    another model (it replaces that one, so its score and model stay those the reader saw). Returns
+    how many saved findings were applied."""
     current = {_match(dict(finding_record(node), **engine_of(node))): node for node in finding_nodes(volume_node)}
     applied = 0
     for saved in review["findings"]:
+        saved = dict(saved, model=saved.get("model") or review["model"])  # a review of before: the case's model
         slice_index = saved.get("slice_index", 0)
         node = current.get(_match(saved))
+        if node is not None and untouched(node) and reader_touched(saved) and model_of(node) != saved["model"]:
+            slicer.mrmlScene.RemoveNode(node)
+            node = None
         if node is None and saved["origin"] == READER:
             node = add_missed_finding(volume_node, saved["bbox_ijk"], slice_index, saved["label"])
         elif node is None:

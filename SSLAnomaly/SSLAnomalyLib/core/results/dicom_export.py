@@ -87,7 +87,9 @@ def _algorithm(model_id: str) -> hd.AlgorithmIdentificationSequence:
 
 
 def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: str) -> Dataset | None:
-    """A binary SEG of the kept findings on the source's pixel grid (None if no finding is kept).
+    """A binary SEG of the kept findings on the source's pixel grid (None if no finding is kept), its
+    equipment the case's model `model_id`; each model finding's segment names the model that made it
+    (`record["model"]`: one the reader kept through a detection with another model is not the case's).
     `masks` are (finding record, (1, rows, cols) boolean mask) as from `finding_masks`."""
     check_source(source)
     if not masks:
@@ -97,7 +99,7 @@ def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: st
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=_label_concept(r["label"]),
         algorithm_type="MANUAL" if r["origin"] == "reader" else "SEMIAUTOMATIC" if r["status"] == "confirmed" else "AUTOMATIC",
-        algorithm_identification=None if r["origin"] == "reader" else _algorithm(model_id),
+        algorithm_identification=None if r["origin"] == "reader" else _algorithm(r["model"]),
         tracking_id=f"F{r['id']}", tracking_uid=generate_uid())
         for n, (r, _) in enumerate(masks, start=1)]
     pixels = np.stack([m[0] for _, m in masks], axis=-1)[None].astype(np.uint8)
@@ -113,6 +115,10 @@ def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: st
     return seg
 
 
+def _sr_algorithm(model_id: str) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=__version__, parameters=[f"model={model_id}"])
+
+
 def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
     """The source's pixel spacing with a slice thickness: a projection radiograph has none, but
     readers (highdicom's own among them) require it in a SEG; 1 mm is what Slicer assumes too."""
@@ -125,12 +131,12 @@ def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
 
 def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     """A Comprehensive SR: the image's anomaly score against the threshold, and one planar ROI
-    (box, score, area, review status, label and note) per finding not rejected. The label and
-    note name the ROI in its Tracking Identifier, a TEXT item: the note is kept whole."""
+    (box, score, area, review status, label and note) per finding not rejected, a model finding's
+    with the model that made it (`record["model"]`), the reader's with none. The label and note name
+    the ROI in its Tracking Identifier, a TEXT item: the note is kept whole."""
     check_source(source)
     image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
-    algorithm = hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=__version__,
-                                               parameters=[f"model={result['model']}"])
+    algorithm = _sr_algorithm(result["model"])
     verdict = codes.SCT.Abnormal if result["abnormal"] else codes.SCT.Normal
     groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Whole image"),
@@ -149,7 +155,7 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=one_value(name, None)),
             referenced_region=hd.sr.ImageRegion(graphic_type="POLYLINE", graphic_data=box, source_image=image_ref),
             finding_type=_label_concept(r["label"]), finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            algorithm_id=None if r["origin"] == "reader" else algorithm,
+            algorithm_id=None if r["origin"] == "reader" else _sr_algorithm(r["model"]),
             measurements=[hd.sr.Measurement(name=ANOMALY_SCORE, value=float(r["score"]), unit=codes.UCUM.NoUnits),
                           hd.sr.Measurement(name=codes.SCT.Area, value=float(r["area_mm2"]),
                                             unit=codes.UCUM.SquareMillimeter)],

@@ -9,11 +9,13 @@ free name (staging.staged_files refuses instead).
     <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
       "model": model id, "saved": ISO time,
       "findings": [{"id", "label", "status", "note", "origin", "score", "bbox_ijk", "slice_index",
-                    "centroid_ras", "area_mm2", "engine_label", "engine_bbox_ijk"}]}
+                    "centroid_ras", "area_mm2", "model", "engine_label", "engine_bbox_ijk"}]}
 
 `status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
-(added by the radiologist); `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the
-detector made of the finding, so a restore finds the detector's box and keeps a relabel or a move.
+(added by the radiologist); a model finding's `model` (written by Slicer; absent: the review's `model`)
+is the model that found it, not always the case's: a detection again with another model keeps what
+the reader touched; `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the detector
+made of the finding, so a restore finds the detector's box and keeps a relabel or a move.
 No patient identity is stored: `input` is the path the user gave, and `image_id` names the image,
 not the patient: "dicom:<SOPInstanceUID>" for DICOM, else "sha256:<hash of the pixels>". A review
 is keyed by it (its file name carries a digest of it) and is only ever applied to the image it
@@ -171,6 +173,8 @@ def _check_finding(f) -> None:
         raise ValueError(f"finding {f['id']}: origin must be one of {', '.join(ORIGINS)}")
     if not isinstance(f.get("note", ""), str):
         raise ValueError(f"finding {f['id']}: note is not text")
+    if not isinstance(f.get("model", ""), str):
+        raise ValueError(f"finding {f['id']}: model is not text")
     box = f.get("bbox_ijk")
     if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)):
         raise ValueError(f"finding {f['id']}: bbox_ijk must be four integers")
