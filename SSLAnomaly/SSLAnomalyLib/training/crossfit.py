@@ -71,8 +71,7 @@ def digest(names) -> str:
 
 
 def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, reference_views: int = 0,
-           calibration_views: int = 0, calibration_normals=None, lungs: bool = True,
-           progress: bool = False) -> Encoded:
+           calibration_views: int = 0, calibration_normals=None, progress: bool = False) -> Encoded:
     """Read and encode the normals (with their augmented copies) into `cache`, summing each fold's
     first-pass statistics; `calibration_normals` are encoded to be scored only, never fitted on."""
     size = scorer.config.input_size
@@ -89,7 +88,7 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
             n[kind] += len(kept)
             f = fold[kept]
             named = [Path(files[i]).name for i in kept]
-            pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), lungs, named)
+            pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), named)
             if kind == ORIGINAL and len(kept):
                 names += named
                 _add_stats(fold_stats, f, pooled, patches)
@@ -97,9 +96,9 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
             views = augmented(images, reference_views if kind == ORIGINAL else 0, rng)
             if len(views):
                 vf = np.tile(f, reference_views)
-                _add_stats(fold_stats, vf, *cache.add(scorer, views, vf, [REFERENCE_VIEW] * len(views), lungs))
+                _add_stats(fold_stats, vf, *cache.add(scorer, views, vf, [REFERENCE_VIEW] * len(views)))
             views = augmented(images, calibration_views, rng)
-            cache.add(scorer, views, np.tile(f, calibration_views), [CALIBRATION_ONLY] * len(views), lungs,
+            cache.add(scorer, views, np.tile(f, calibration_views), [CALIBRATION_ONLY] * len(views),
                       [f"{n} (augmented view)" for n in named] * calibration_views)
     if None in fold_stats:
         where = "the normals" if hasattr(normals, "images01") else ", ".join(as_folders(normals))

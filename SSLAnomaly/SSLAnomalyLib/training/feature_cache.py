@@ -118,13 +118,12 @@ class FeatureCache:
     def create(cls) -> "FeatureCache":
         return cls(Path(tempfile.mkdtemp(prefix="sslanomaly-features-")))
 
-    def add(self, scorer: Scorer, images01: np.ndarray, folds, kinds, lungs: bool = True,
-            names=None) -> tuple[np.ndarray, torch.Tensor]:
+    def add(self, scorer: Scorer, images01: np.ndarray, folds, kinds, names=None) -> tuple[np.ndarray, torch.Tensor]:
         """Encode `images01` (and draw their lung fields) and append them, named by `names` (their
         files: which normals calibration sets aside); returns the features."""
         if not len(images01):
             return np.empty((0, 0), np.float32), torch.empty(0)
-        masks = bundled_segmenter().masks(images01) if lungs else np.zeros(images01.shape, bool)
+        masks = bundled_segmenter().masks(images01)
         pooled, patches = scorer.features(images01, masks)
         self.last_lungs = masks
         for name, value in (("pooled", pooled), ("patches", patches.numpy()), ("lungs", masks.astype(np.uint8)),

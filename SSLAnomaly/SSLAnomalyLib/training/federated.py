@@ -46,7 +46,7 @@ from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
 from SSLAnomalyLib.training.feature_cache import FeatureCache
 
 FORMAT = "sslanomaly-reference-stats"
-VERSION = 1
+VERSION = 2  # 2: normals encoded with their lung fields (1 framed the default model's embedding by none)
 MIN_SITE_NORMALS = 20
 HEADER_TEXT = ("model_id", "files_sha256_16", "means_from")
 KEPT_ARRAYS = ("lung_prior", ACQUISITION_ARRAY)  # the model's, carried into a merge (the sites' sums are projected)
@@ -85,10 +85,10 @@ class SiteStats:
         """A stats file as written, or StatsError naming what is wrong with it (its sums are checked
         against the model's feature sizes by `check`, at the merge)."""
         try:
-            with safe_open(str(path), "np") as f:
-                header = json.loads((f.metadata() or {}).get("sslanomaly", "{}"))
-            if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
-                raise StatsError(path, f"is not a version-{VERSION} SSLAnomaly stats file (its header)")
+            header = _header(path)
+            if header.get("version") != VERSION:
+                raise StatsError(path, f"is a stats file of format version {header.get('version')}, not {VERSION}: "
+                                       "run reference-stats again with this SSLAnomaly")
             missing = [k for k in HEADER_TEXT if not isinstance(header.get(k), str)]
             if missing:
                 raise StatsError(path, f"is not a complete stats file: its header has no {', '.join(missing)}")
@@ -108,6 +108,15 @@ class SiteStats:
             raise StatsError(path, f"cannot be merged: {problem} (an edited or damaged file?)")
 
 
+def _header(path) -> dict:
+    """A stats file's header (StatsError where it has none)."""
+    with safe_open(str(path), "np") as f:
+        header = json.loads((f.metadata() or {}).get("sslanomaly", "{}"))
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise StatsError(path, "is not an SSLAnomaly stats file (its header)")
+    return header
+
+
 def check_target(path) -> Path:
     """Where a stats file may be written: nowhere yet, or over an earlier stats file; never over a
     folder or another file (an --out naming one of the normals replaced the image)."""
@@ -116,8 +125,8 @@ def check_target(path) -> Path:
         raise StatsError(path, "is a folder; --out names the stats file to write")
     if path.exists():
         try:
-            SiteStats.load(path)
-        except StatsError:
+            _header(path)  # a stats file of any version is replaced
+        except (StatsError, OSError, SafetensorError, json.JSONDecodeError):
             raise StatsError(path, "exists and is not a stats file; it is never written over: choose another "
                                    "name") from None
     return path
@@ -133,7 +142,7 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
     cache = FeatureCache.create()
     try:
         scorer = Scorer(net, config, device=device, acquisition=AcquisitionDirections.from_arrays(loaded.arrays))
-        encoded = encode(scorer, cache, normals, folds=1, seed=0, lungs=False, progress=progress)
+        encoded = encode(scorer, cache, normals, folds=1, seed=0, progress=progress)
         if encoded.n_normals < MIN_SITE_NORMALS:
             raise StatsError(normals, f"{encoded.n_normals} readable normals; a site sends sums of at least "
                                       f"{MIN_SITE_NORMALS}, so that no sum is one image's features")
