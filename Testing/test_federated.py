@@ -228,3 +228,24 @@ def test_the_default_models_merge_is_the_minutes_0_refit_on_all_the_normals(site
     for key, tolerance in (("pooled_mean", 1e-6), ("patch_means", 1e-6), ("pooled_precision", 1e-4),
                            ("patch_precision", 1e-4)):  # float32 features of other batches: inverses a few 1e-5 apart
         assert np.abs(merged[key] - refit[key]).max() <= tolerance * np.abs(refit[key]).max(), key
+
+
+def test_a_merge_is_never_written_over_the_model_it_is_made_from(sites, tmp_path, capsys):
+    """`merge --model M --out M --overwrite` replaced M by the merge: the model every site's statistics
+    name was gone, and the round-2 command the merge printed (`--model M --means M`) was refused."""
+    import shutil
+
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.model_files.registry import resolve
+
+    root, folders = sites
+    if not (root / "a.stats").exists():
+        run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
+    model = tmp_path / "model"
+    shutil.copytree(resolve(MODEL), model)
+    before = (model / "manifest.json").read_bytes()
+    for out in (model, tmp_path / "." / "model"):
+        assert main(["merge", "--model", str(model), "--stats", str(root / "a.stats"), "--out", str(out),
+                     "--overwrite"]) == 2
+        assert "is the model this one is made from" in capsys.readouterr().err
+    assert (model / "manifest.json").read_bytes() == before

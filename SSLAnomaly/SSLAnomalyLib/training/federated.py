@@ -161,6 +161,7 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
 
 def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
     """A verified model folder: `model`'s encoder with the reference of all the sites' sums."""
+    model_folder.refuse_source(out_dir, model)
     loaded = model_folder.load(model, kind=ANOMALY)
     manifest = loaded.manifest
     model_folder.refuse_existing(out_dir, overwrite)

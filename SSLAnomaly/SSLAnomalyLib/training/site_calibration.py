@@ -103,10 +103,8 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
                     overwrite: bool = False) -> Path:
     """Write a new model folder calibrated on the normals of `normals_dir`; returns it. A model already
     in `out_dir` is replaced only with `overwrite`."""
-    source = model_folder.resolve(model)
-    out_dir = Path(out_dir)
-    if out_dir.resolve() == source.resolve():
-        raise model_folder.ModelError(out_dir, "the calibrated model must go to a new folder, not over its source")
+    source, out_dir = model_folder.resolve(model), Path(out_dir)
+    model_folder.refuse_source(out_dir, model)
     model_folder.refuse_existing(out_dir, overwrite)  # before the normals are scored
     detector = AnomalyDetector.load(model, device="cpu")
     detector.limit_cpu_threads()

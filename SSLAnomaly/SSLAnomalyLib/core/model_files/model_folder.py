@@ -106,6 +106,13 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
                                  "or choose a new folder")
 
 
+def refuse_source(folder, model) -> None:
+    """Refuse to write a model over the one it is made from: `--overwrite` would replace the model
+    that other sites' statistics, or a site's calibration, name by its id."""
+    if Path(folder).resolve() == resolve(model).resolve():
+        raise ModelError(folder, "is the model this one is made from; write the new model to a new folder")
+
+
 def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: Manifest,
          card: str, overwrite: bool = False, decoder_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
