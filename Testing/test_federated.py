@@ -249,3 +249,16 @@ def test_a_merge_is_never_written_over_the_model_it_is_made_from(sites, tmp_path
                      "--overwrite"]) == 2
         assert "is the model this one is made from" in capsys.readouterr().err
     assert (model / "manifest.json").read_bytes() == before
+
+
+def test_a_wrong_means_model_is_refused_before_the_normals_are_read(sites, tmp_path):
+    """`--means` naming a model that is not a first-round merge of `--model` was refused only after every
+    normal had been read and encoded (an hour at a site of thousands); now before any is."""
+    root, folders = sites
+    few = tmp_path / "few"  # too few normals: reading them first would refuse these instead
+    few.mkdir()
+    (few / "0.png").symlink_to(folders["a"] / "0.png")
+    for means in ("adult", tmp_path / "absent"):
+        r = subprocess.run([SSLANOMALY, "reference-stats", "--model", MODEL, "--means", means, "--normals", few,
+                            "--out", tmp_path / "x.stats", "--quiet"], capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 2 and str(means) in r.stderr and "readable normals" not in r.stderr, r.stderr

@@ -137,6 +137,12 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
     of `means_model` (a merged model of the first round) when given, else against its own."""
     loaded = model_folder.load(model, kind=ANOMALY)
     manifest, config = loaded.manifest, loaded.manifest.encoder
+    means_from = "own"
+    if means_model is not None:  # refused before an hour of encoding, not after
+        merged = model_folder.load(means_model)
+        if merged.manifest.section("federated").get("encoder_of") != manifest.model_id:
+            raise StatsError(means_model, f"is not a merge made with model {manifest.model_id}")
+        means_from = merged.manifest.model_id
     net = build_encoder(config)
     net.load_state_dict(loaded.encoder_state)
     cache = FeatureCache.create()
@@ -147,12 +153,7 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
             raise StatsError(normals, f"{encoded.n_normals} readable normals; a site sends sums of at least "
                                       f"{MIN_SITE_NORMALS}, so that no sum is one image's features")
         total = encoded.total
-        means, means_from = total.patch_means(), "own"
-        if means_model is not None:
-            merged = model_folder.load(means_model)
-            if merged.manifest.section("federated").get("encoder_of") != manifest.model_id:
-                raise StatsError(means_model, f"is not a merge made with model {manifest.model_id}")
-            means, means_from = merged.arrays["patch_means"], merged.manifest.model_id
+        means = total.patch_means() if means_model is None else merged.arrays["patch_means"]
         stats = residual_pass(cache, {ALL: total}, {ALL: means})[ALL]
     finally:
         cache.close()
