@@ -94,6 +94,7 @@ def test_merge_refuses_stats_of_another_model_and_too_few_normals(sites, tmp_pat
     r = subprocess.run([SSLANOMALY, "reference-stats", "--model", MODEL, "--normals", few, "--out",
                         tmp_path / "few.stats", "--quiet"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "at least 20" in r.stderr
+    assert f"reference statistics {few}: " in r.stderr  # the folder by its name, not as a Python list "['...']"
     if not (root / "a.stats").exists():
         run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
     r = subprocess.run([SSLANOMALY, "merge", "--model", "adult", "--stats", root / "a.stats", "--out", tmp_path / "m"],

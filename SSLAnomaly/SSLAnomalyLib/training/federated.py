@@ -42,6 +42,7 @@ from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY
 from SSLAnomalyLib.core.model_files.model_card import model_card
+from SSLAnomalyLib.core.reading.images import as_folders
 from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
 from SSLAnomalyLib.training.feature_cache import FeatureCache
 
@@ -150,7 +151,7 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
         scorer = Scorer(net, config, device=device, acquisition=AcquisitionDirections.from_arrays(loaded.arrays))
         encoded = encode(scorer, cache, normals, folds=1, seed=0, progress=progress)
         if encoded.n_normals < MIN_SITE_NORMALS:
-            raise StatsError(normals, f"{encoded.n_normals} readable normals; a site sends sums of at least "
+            raise StatsError(", ".join(as_folders(normals)), f"{encoded.n_normals} readable normals; a site sends sums of at least "
                                       f"{MIN_SITE_NORMALS}, so that no sum is one image's features")
         total = encoded.total
         means = total.patch_means() if means_model is None else merged.arrays["patch_means"]
