@@ -1,6 +1,6 @@
 """`train-anatomy` names a mask that cannot be used (another size than its image, no lung pixel or
 nothing else) in a mask's terms, before it spends its training budget, wherever the seeded split
-puts that pair; and a stopped run (Ctrl-C, SIGTERM) keeps its steps for the same command to resume.
+puts that pair; and a stopped run (Ctrl-C, SIGTERM) keeps its steps for the same command to resume."""
 
 import json
 import os
