@@ -1,5 +1,6 @@
 """A training run stopped mid-phase (Ctrl-C, or SIGTERM from `kill` or Slicer's *Stop*) keeps every
-step it took: the next run resumes from there, not from the last periodic checkpoint."""
+step it took: the next run resumes from there, not from the last periodic checkpoint; and a command
+stopped by SIGTERM cleans up after itself as on Ctrl-C."""
 
 import json
 import os
@@ -80,3 +81,28 @@ def test_a_stopped_run_is_not_resumed_by_other_normals_of_the_same_file_names(tm
     assert main(["train", "--normals", str(second)] + run) == 2  # used to resume the first folder's run
     refusal = capsys.readouterr().err
     assert "pixels" in refusal and "--restart" in refusal and not out.exists()
+
+
+def test_sigterm_stops_reference_stats_without_leaving_its_feature_cache(tmp_path):
+    """`reference-stats` (and calibrate, evaluate) encode normals into a feature cache in the temp folder,
+    removed in a `finally`; SIGTERM killed the process outright, so a site's scheduler or `kill` left a
+    cache of every normal's patch features behind (gigabytes for a few thousand normals)."""
+    import subprocess
+    import time
+
+    from conftest import REPO
+
+    normals = normals_folder(tmp_path / "normals", range(400))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    out = tmp_path / "site.stats"
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "sslanomaly"), "reference-stats", "--model", "pediatric",
+                             "--normals", str(normals), "--out", str(out), "--device", "cpu", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(temp)})
+    deadline = time.time() + 120
+    while proc.poll() is None and not any(temp.glob("sslanomaly-features-*/*")) and time.time() < deadline:
+        time.sleep(0.05)  # until the cache holds features: encoding is under way
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    assert not list(temp.iterdir()) and not out.exists()

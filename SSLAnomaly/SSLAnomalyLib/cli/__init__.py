@@ -8,6 +8,7 @@ import sys
 
 from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
 from SSLAnomalyLib.cli.options import UsageError
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
 from SSLAnomalyLib.core.files.errors import PathError
 
 
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
     try:
-        return args.func(args)
+        with sigterm_raises():  # `finally` blocks run on SIGTERM too: no feature cache of GBs left in the temp folder
+            return args.func(args)
     except UsageError as e:  # exits 2, as argparse's refusals do
         print(f"error: {e}", file=sys.stderr)
         raise
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
     except OSError as e:  # e.g. an output folder that cannot be written
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # only detect has --resume: evaluate or calibrate is simply run again
+    except KeyboardInterrupt as e:  # only detect has --resume: evaluate or calibrate is simply run again
         resume = "; completed results are kept (rerun with --resume to finish)" if args.command == "detect" else ""
-        print(f"interrupted{resume}", file=sys.stderr)
-        return 130
+        print(f"{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'}{resume}", file=sys.stderr)
+        return TERMINATED if isinstance(e, Terminated) else 130
