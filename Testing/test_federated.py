@@ -129,6 +129,14 @@ EDITS = {  # a stats file edited or damaged: merged silently into a wrong refere
     "counts disagree": (None, lambda a: _with(a, n_images=np.array([5], np.int64)), "counts"),
     "other patch shape": (None, lambda a: _with(a, patch_sum=np.ascontiguousarray(a["patch_sum"][:, :-1])), "shape"),
     "other pooled size": (None, lambda a: _with(a, **{"pooled.s1": a["pooled.s1"][:-1]}), "shape"),
+    # merged without a word (exit 0) into a reference no normals give:
+    "a covariance not positive": (None, lambda a: _with(a, **{"residual.s2": -a["residual.s2"]}), "no normals could give"),
+    "all sums zero": (None, lambda a: {k: (v if k.endswith("n") or k == "n_images" else np.zeros_like(v))
+                                       for k, v in a.items()}, "no normals could give"),
+    "sums in float32": (None, lambda a: {k: (v if v.dtype == np.int64 else v.astype(np.float32)) for k, v in a.items()},
+                        "float32"),
+    "a count not whole": (None, lambda a: _with(a, n_images=np.array([22.7])), "float64"),
+    "an array of no sum": (None, lambda a: _with(a, extra=np.zeros(3)), "extra"),
 }
 
 

@@ -37,7 +37,7 @@ from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
 from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.reference import NormalReference
-from SSLAnomalyLib.core.model.reference_stats import ReferenceStats
+from SSLAnomalyLib.core.model.reference_stats import MomentSums, ReferenceStats
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY
@@ -93,7 +93,9 @@ class SiteStats:
             missing = [k for k in HEADER_TEXT if not isinstance(header.get(k), str)]
             if missing:
                 raise StatsError(path, f"is not a complete stats file: its header has no {', '.join(missing)}")
-            stats = ReferenceStats.from_arrays(load_file(str(path)), header.get("means_digest"))
+            arrays = load_file(str(path))
+            _check_arrays(path, arrays)
+            stats = ReferenceStats.from_arrays(arrays, header.get("means_digest"))
         except (OSError, SafetensorError, json.JSONDecodeError, KeyError, IndexError, ValueError, TypeError) as e:
             raise StatsError(path, f"is not a readable stats file ({e})") from None
         if stats.residual is None:
@@ -107,6 +109,20 @@ class SiteStats:
             problem = f"it sums {self.stats.n_images} normals; a site sends sums of at least {MIN_SITE_NORMALS}"
         if problem is not None:
             raise StatsError(path, f"cannot be merged: {problem} (an edited or damaged file?)")
+
+
+def _check_arrays(path, arrays: dict[str, np.ndarray]) -> None:
+    """Only the arrays `SiteStats.save` writes, in its types: counts int64, sums float64 (a float32
+    copy loses the digits a merge of thousands of normals needs; a count of 22.7 counts no images)."""
+    expected = set(ReferenceStats.zeros(1, (1, 1, 1)).arrays()) | set(MomentSums.zeros(1).arrays("residual"))
+    unknown = sorted(set(arrays) - expected)
+    if unknown:
+        raise StatsError(path, f"cannot be merged: it holds arrays no stats file has ({', '.join(unknown)})")
+    for name, value in arrays.items():
+        wanted = np.int64 if name == "n_images" or name.endswith(".n") else np.float64
+        if value.dtype != wanted:
+            raise StatsError(path, f"cannot be merged: {name} is {value.dtype}, not {np.dtype(wanted)} "
+                                   "(an edited or damaged file?)")
 
 
 def _header(path) -> dict:

@@ -72,6 +72,19 @@ class MomentSums:
         return {f"{prefix}.n": np.array([self.n], np.int64), f"{prefix}.s1": self.s1, f"{prefix}.s2": self.s2,
                 f"{prefix}.s3": self.s3, f"{prefix}.s4": np.array([self.s4])}
 
+    def could_be_samples(self) -> bool:
+        """Whether these could be the sums of `n` real feature vectors: a symmetric second moment,
+        every variance at least 0 and some above 0 (features of different images differ), and
+        ||x||^4 at least what ||x||^2 implies (Cauchy-Schwarz). A hand-edited or damaged file fails.
+        Under two samples there is no spread to judge (the count rules refuse so few)."""
+        n, s1, s2 = self.n, self.s1, self.s2
+        if n < 2:
+            return True
+        scale = max(float(np.abs(s2).max()), 1e-300)
+        variance = n * np.diag(s2) - s1 ** 2
+        return (np.allclose(s2, s2.T, rtol=0, atol=1e-9 * scale) and bool((variance >= -1e-9 * n * scale).all())
+                and float(variance.sum()) > 0 and self.s4 * n >= float(np.trace(s2)) ** 2 * (1 - 1e-9))
+
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray], prefix: str) -> "MomentSums":
         return cls(int(a[f"{prefix}.n"][0]), *(np.asarray(a[f"{prefix}.{k}"], np.float64) for k in ("s1", "s2", "s3")),
@@ -211,6 +224,9 @@ class ReferenceStats:
                     + (f", residual sums of {r.n} patches" if r is not None else "") + ")")
         if not all(np.isfinite(v).all() for v, _ in sums.values()) or not np.isfinite([p.s4] + ([r.s4] if r else [])).all():
             return "it holds non-finite sums"
+        spread = next((name for name, m in (("pooled", p), ("residual", r)) if m is not None and not m.could_be_samples()), None)
+        if spread is not None:
+            return f"its {spread} moments are sums no normals could give (a variance below 0, or none at all)"
         return None
 
     def fingerprint(self) -> str:
