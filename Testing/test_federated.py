@@ -137,6 +137,8 @@ EDITS = {  # a stats file edited or damaged: merged silently into a wrong refere
                         "float32"),
     "a count not whole": (None, lambda a: _with(a, n_images=np.array([22.7])), "float64"),
     "an array of no sum": (None, lambda a: _with(a, extra=np.zeros(3)), "extra"),
+    "sums near the float limit": (None, lambda a: _with(a, **{"pooled.s2": a["pooled.s2"] * 1e300}),
+                                  "no normals could give"),  # a flipped exponent bit: an OverflowError
 }
 
 

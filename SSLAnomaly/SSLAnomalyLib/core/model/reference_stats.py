@@ -80,10 +80,13 @@ class MomentSums:
         n, s1, s2 = self.n, self.s1, self.s2
         if n < 2:
             return True
-        scale = max(float(np.abs(s2).max()), 1e-300)
-        variance = n * np.diag(s2) - s1 ** 2
-        return (np.allclose(s2, s2.T, rtol=0, atol=1e-9 * scale) and bool((variance >= -1e-9 * n * scale).all())
-                and float(variance.sum()) > 0 and self.s4 * n >= float(np.trace(s2)) ** 2 * (1 - 1e-9))
+        with np.errstate(all="ignore"):  # sums near the float limit overflow here: they fail, with no warning
+            scale = max(np.float64(np.abs(s2).max()), np.float64(1e-300))
+            variance = n * np.diag(s2) - s1 ** 2
+            fourth = np.float64(self.s4) * n - np.square(np.trace(s2)) * (1 - 1e-9)
+            return bool(np.isfinite(variance).all() and np.isfinite(fourth)
+                        and np.allclose(s2, s2.T, rtol=0, atol=1e-9 * scale) and (variance >= -1e-9 * n * scale).all()
+                        and variance.sum() > 0 and fourth >= 0)
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray], prefix: str) -> "MomentSums":
