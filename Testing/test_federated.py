@@ -85,6 +85,23 @@ def test_two_sites_merged_in_two_rounds_equal_the_fit_on_all(sites):
     assert ".png" not in json.dumps(header)
 
 
+def test_files_of_two_rounds_are_not_merged_together(sites, tmp_path, capsys):
+    """A second-round file beside a first-round one was merged as "round 1 of 2" without a word: a
+    reference that is neither round, its covariance summed over residuals against two sets of means."""
+    from SSLAnomalyLib.cli import main
+
+    root, folders = sites
+    for name in ("a", "b"):
+        if not (root / f"{name}.stats").exists():
+            run("reference-stats", "--model", MODEL, "--normals", folders[name], "--out", root / f"{name}.stats", "--quiet")
+    second = _edited(root / "a.stats", tmp_path / "a2.stats", lambda h: dict(h, means_from="sslanomaly-x-fed0123abcd-r1"))
+    assert main(["merge", "--model", MODEL, "--stats", str(second), str(root / "b.stats"),
+                 "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "b.stats" in err and "round 1" in err and "round 2" in err and "merge the files of one round" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_merge_refuses_stats_of_another_model_and_too_few_normals(sites, tmp_path):
     root, folders = sites
     few = tmp_path / "few"

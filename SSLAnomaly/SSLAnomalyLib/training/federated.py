@@ -111,6 +111,10 @@ class SiteStats:
             raise StatsError(path, f"cannot be merged: {problem} (an edited or damaged file?)")
 
 
+def _means_named(means_from: str) -> str:
+    return "the site's own means (round 1)" if means_from == "own" else f"the means of merge {means_from} (round 2)"
+
+
 def _check_arrays(path, arrays: dict[str, np.ndarray]) -> None:
     """Only the arrays `SiteStats.save` writes, in its types: counts int64, sums float64 (a float32
     copy loses the digits a merge of thousands of normals needs; a count of 22.7 counts no images)."""
@@ -193,6 +197,10 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
         first = seen.setdefault(site.stats.fingerprint(), path)
         if first is not path:  # a site counted twice would weigh its normals double
             raise StatsError(path, f"holds the same normals' sums as {first}: each site's statistics are merged once")
+    for path, site in zip(stats_paths[1:], sites[1:]):  # a mixture is neither round: merged, it was "round 1" unsaid
+        if site.means_from != sites[0].means_from:
+            raise StatsError(path, f"holds residuals against {_means_named(site.means_from)} and {stats_paths[0]} "
+                                   f"against {_means_named(sites[0].means_from)}: merge the files of one round")
     total = sum((s.stats for s in sites[1:]), sites[0].stats)
     exact = total.exact
     if not exact:  # first round: each site's residuals against its own means, summed
