@@ -3,7 +3,9 @@ nothing else (another live run's temporary files, the user's own files) ever is.
 
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 from SSLAnomalyLib.core.files.atomic import atomic_path, atomic_write_text, remove_leftovers
@@ -16,6 +18,21 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["case.findings.json"]
+
+
+def test_the_leftover_of_a_process_dead_but_not_yet_reaped_is_removed(tmp_path):
+    """A Dask worker killed mid-write is a zombie until its nanny reaps it: the batch that ended in the
+    meantime left its half-written overlay in the folder (an intermittent failure of test_dask_batch)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.time() + 30
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.time() < deadline:
+            time.sleep(0.01)  # exited, and not waited for: a zombie
+        half = tmp_path / f".poison.overlay.png.tmp{child.pid}-0123abcd"
+        half.write_bytes(b"\x89PNG half")
+        assert remove_leftovers(tmp_path) == [half] and not half.exists()
+    finally:
+        child.wait()
 
 
 def test_only_leftovers_of_processes_that_are_gone_are_removed(tmp_path):

@@ -73,10 +73,19 @@ def remove_leftovers(folder) -> list[Path]:
     for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
         file, staging = LEFTOVER.match(p.name), LEFTOVER_STAGING.match(p.name)
         named = file if file and p.is_file() else staging if staging and p.is_dir() and not p.is_symlink() else None
-        if named and not psutil.pid_exists(int(named[1])):
+        if named and not _writing(psutil, int(named[1])):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def _writing(psutil, pid: int) -> bool:
+    """Whether process `pid` may still write its files: it runs. A zombie (dead, not yet reaped by its
+    parent, as a Dask worker killed mid-write is for a moment) writes nothing more."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
