@@ -11,7 +11,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, output_folder, pixel_spacing
-from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
@@ -93,12 +92,8 @@ def cmd_detect(args) -> int:
     options = BatchOptions(resume=args.resume, lungs=args.lungs, spacing=args.spacing,
                            outputs=(scene_bundle(),) if args.mrb else ())
     events = TerminalEvents(args.quiet)
-    try:
-        with sigterm_raises():
-            report = run_batch(file_cases(files), args.out, detector, options, events)
-    except Terminated:
-        print("terminated (SIGTERM); completed results are kept (rerun with --resume to finish)", file=sys.stderr)
-        return TERMINATED
+    try:  # Ctrl-C and SIGTERM end here as KeyboardInterrupt: cli.main says what is kept and exits 130 or 143
+        report = run_batch(file_cases(files), args.out, detector, options, events)
     finally:
         events.close()
     print(report.summary())

@@ -9,7 +9,7 @@ import sys
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, model_out, non_negative, positive, positive_count,
                                        report_model)
-from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
@@ -185,10 +185,9 @@ def cmd_train(args) -> int:
     if start is None and spec.minutes == 0:
         print("warning: --minutes 0 without --start-from fits the reference on a random, untrained encoder (a "
               "baseline for experiments); to refit a model on these normals give --start-from MODEL", file=sys.stderr)
-    try:
-        with sigterm_raises():
-            folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
-                                 progress=not args.quiet)
+    try:  # SIGTERM too arrives as KeyboardInterrupt (cli.main)
+        folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
+                             progress=not args.quiet)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
         return stopped(e, args.out)
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
@@ -212,13 +211,12 @@ def cmd_train_anatomy(args) -> int:
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
     command = command_line()
-    try:
-        with sigterm_raises():
-            folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
-                                      config=LungNetConfig(input_size=args.size), command=command,
-                                      progress=not args.quiet, negative_share=args.negative_share,
-                                      disease_share=args.disease_share, disease_kinds=args.disease_kinds or KINDS,
-                                      overwrite=args.overwrite, restart=args.restart)
+    try:  # SIGTERM too arrives as KeyboardInterrupt (cli.main)
+        folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
+                                  config=LungNetConfig(input_size=args.size), command=command,
+                                  progress=not args.quiet, negative_share=args.negative_share,
+                                  disease_share=args.disease_share, disease_kinds=args.disease_kinds or KINDS,
+                                  overwrite=args.overwrite, restart=args.restart)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
         return stopped(e, args.out)
     figures = model_folder.load(folder).manifest.section("figures")

@@ -151,9 +151,8 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     net = build_lung_net(config)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     state = run.resume(net, opt)
-    rng, augment = np.random.default_rng(seed), augmentation(seed)
     if state is None:
-        state = LungRunState()
+        state, rng, augment = LungRunState(), np.random.default_rng(seed), augmentation(seed)
     else:  # the draws go on seeded by the step (a time budget never gave the same steps twice anyway)
         print(f"resuming the unfinished run in {work} from its checkpoint at step {state.step} "
               f"({state.seconds:.0f} s of training done)", file=sys.stderr, flush=True)

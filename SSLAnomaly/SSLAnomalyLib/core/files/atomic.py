@@ -67,13 +67,11 @@ def remove_leftovers(folder) -> list[Path]:
     """Delete the temporary files and staging folders (with their partial files, e.g. a half-written
     scene bundle) that writers which no longer run left in `folder` (a killed run); returns them.
     A live process's files and anything not named by `atomic_path` or staging stay."""
-    import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`, and the CLI imports this file
-
     removed = []
     for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
         file, staging = LEFTOVER.match(p.name), LEFTOVER_STAGING.match(p.name)
         named = file if file and p.is_file() else staging if staging and p.is_dir() and not p.is_symlink() else None
-        if named and not _writing(psutil, int(named[1])):
+        if named and not _writing(int(named[1])):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -82,9 +80,11 @@ def remove_leftovers(folder) -> list[Path]:
     return removed
 
 
-def _writing(psutil, pid: int) -> bool:
+def _writing(pid: int) -> bool:
     """Whether process `pid` may still write its files: it runs. A zombie (dead, not yet reaped by its
     parent, as a Dask worker killed mid-write is for a moment) writes nothing more."""
+    import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`, and the CLI imports this file
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
