@@ -67,6 +67,17 @@ def write_dicom_dx(jpeg: Path, path: Path, spacing=(0.139, 0.143)) -> Path:
     return Path(path)
 
 
+def renamed_model(model: Path, folder: Path, model_id: str) -> Path:
+    """A copy of the model folder `model` under another id: another model, as far as a review can tell
+    (the same weights, so it finds the same boxes)."""
+    from SSLAnomalyLib.core.model_files.model_folder import CARD, load, save
+
+    loaded = load(model)
+    return save(folder, loaded.encoder_state, loaded.arrays,
+                loaded.manifest.replaced(files=None, format_version=None, model_id=model_id),
+                (loaded.path / CARD).read_text(), decoder_state=loaded.decoder_state)
+
+
 @pytest.fixture(scope="module")
 def model(request) -> Path:
     return model_folder(request)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, logic, model,  # noqa: F401 (fixture)
-                          tb_radiograph, write_dicom_dx)
+                          renamed_model, tb_radiograph, write_dicom_dx)
 
 
 @pytest.fixture
@@ -222,12 +222,7 @@ def test_a_finding_kept_through_another_models_detection_names_the_model_that_ma
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from SSLAnomalyLib.core.model_files.model_folder import CARD, load, save
-
-    loaded = load(model)
-    site = save(tmp_path / "site", loaded.encoder_state, loaded.arrays,
-                loaded.manifest.replaced(files=None, format_version=None, model_id="site-copy"),
-                (loaded.path / CARD).read_text(), decoder_state=loaded.decoder_state)
+    site = renamed_model(model, tmp_path / "site", "site-copy")
     empty_scene()
     lg = logic()
     lg.reviewFolder = tmp_path / "reviews"

@@ -21,37 +21,47 @@ def review_of(volume_node) -> dict:
     """The review of `volume_node` in the review file's form."""
     result = case_result(volume_node) or {}
     return {"input": source_of(volume_node), "image_id": image_identity_of(volume_node),
-            "model": result.get("model", ""),
-            "findings": [dict(finding_record(n), **engine_of(n)) for n in finding_nodes(volume_node)]}
+            "model": result.get("model", ""), "findings": [_saved_form(n) for n in finding_nodes(volume_node)]}
 
 
 def apply_review(volume_node, review: dict) -> int:
-    """Put a saved review's decisions onto the current findings of `volume_node`: a model finding
-    is matched by its box and slice as detected (and moved where the reader moved it), a reader's
-    finding is added unless one with the same box is there, and so is a model finding the reader
-    decided on, noted, relabelled or moved that the current detection does not make, or makes with
-    another model (it replaces that one, so its score and model stay those the reader saw). Returns
-    how many saved findings were applied."""
-    current = {_match(dict(finding_record(node), **engine_of(node))): node for node in finding_nodes(volume_node)}
+    """Put a saved review's decisions onto the current findings of `volume_node`. A saved finding is
+    matched (`_match`) by its box and slice as detected, a model finding also by its model (a review of
+    before without one: the review's), and moved where the reader moved it. A finding in the scene the
+    reader has already decided on, noted, relabelled or moved keeps what the reader made of it (it is
+    newer than the file); a saved finding with anything of the reader's that no finding takes is put
+    back as its own finding beside it (a model finding as its model made it, replacing the current
+    detection's untouched finding at that place), so nothing is dropped or put onto another finding.
+    Returns how many saved findings were applied."""
     applied = 0
     for saved in review["findings"]:
-        saved = dict(saved, model=saved.get("model") or review["model"])  # a review of before: the case's model
-        slice_index = saved.get("slice_index", 0)
-        node = current.get(_match(saved))
-        if node is not None and untouched(node) and reader_touched(saved) and model_of(node) != saved["model"]:
-            slicer.mrmlScene.RemoveNode(node)
-            node = None
-        if node is None and saved["origin"] == READER:
-            node = add_missed_finding(volume_node, saved["bbox_ijk"], slice_index, saved["label"])
-        elif node is None:
-            if not reader_touched(saved):
-                continue  # nothing of the reader's on it, and the model no longer finds it here
-            node = restore_model_finding(volume_node, saved)
+        saved = dict(saved, model=saved.get("model") or review["model"])  # a review of before: its model
+        here = [node for node in finding_nodes(volume_node) if _match(_saved_form(node)) == _match(saved)]
+        own = [node for node in here if saved["origin"] == READER or model_of(node) == saved["model"]]
+        node = next((n for n in own if _holds(n, saved)), None) or next((n for n in own if untouched(n)), None)
+        if node is None:
+            if saved["origin"] != READER and not reader_touched(saved):
+                continue  # nothing of the reader's on it to keep
+            for untouched_node in filter(untouched, here):
+                slicer.mrmlScene.RemoveNode(untouched_node)
+            node = (add_missed_finding(volume_node, saved["bbox_ijk"], saved.get("slice_index", 0), saved["label"])
+                    if saved["origin"] == READER else restore_model_finding(volume_node, saved))
         if saved["bbox_ijk"] != finding_record(node)["bbox_ijk"]:
-            move_finding(node, saved["bbox_ijk"], slice_index)
+            move_finding(node, saved["bbox_ijk"], saved.get("slice_index", 0))
         review_finding(node, status=saved["status"], label=saved["label"], note=saved["note"])
         applied += 1
     return applied
+
+
+def _saved_form(node) -> dict:
+    """A finding node as the review file holds it."""
+    return dict(finding_record(node), **engine_of(node))
+
+
+def _holds(node, saved: dict) -> bool:
+    """Whether a finding in the scene already is `saved` as the reader left it (a restore again)."""
+    record = finding_record(node)
+    return all(record[key] == saved[key] for key in ("status", "label", "note", "bbox_ijk"))
 
 
 def _match(record: dict) -> tuple:
