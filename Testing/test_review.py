@@ -59,8 +59,9 @@ def test_invalid_reviews_are_refused_and_nothing_is_half_changed(tmp_path):
         add_finding(review, [1, 2, 3, 4], "  ")
     path = tmp_path / "case.review.json"
     save_review(path, review)
+    no_model = {k: v for k, v in review.items() if k != "model"}  # its findings' model (they name none) unknown
     for damaged in ('{"findings": [', '{"format_version": 99, "findings": []}',
-                    json.dumps(dict(review, findings=review["findings"] * 2))):
+                    json.dumps(dict(review, findings=review["findings"] * 2)), json.dumps(no_model)):
         path.write_text(damaged)
         with pytest.raises(ReviewError, match="case.review.json"):
             load_review(path)

@@ -152,6 +152,8 @@ def unused_path(path) -> Path:
 
 
 def _check(review: dict) -> None:
+    if not isinstance(review.get("model"), str):
+        raise ValueError("no 'model': the model of a finding that names none is not known")
     findings = review.get("findings")
     if not isinstance(findings, list):
         raise ValueError("'findings' is not a list")
