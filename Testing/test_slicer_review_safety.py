@@ -168,31 +168,39 @@ def test_deleting_a_volume_takes_what_detection_made_for_it_and_keeps_its_review
     assert lg.findings(again) == decided
 
 
-def test_overwrite_never_replaces_another_images_file_that_no_findings_json_names(model, tmp_path):
-    """Only `<name>.findings.json` says whose an export is: patient A exported as CSV alone left none, and
-    another image of the same name exported with Overwrite replaced A's CSV. A file of the set is now
-    replaced only where that JSON names this image; A re-exports its own case beside its JSON."""
+def test_an_export_is_overwritten_by_its_own_image_only_with_or_without_its_findings_json(model, tmp_path):
+    """Only `<name>.findings.json` said whose an export is, so patient A's case exported as CSV alone could be
+    overwritten by nobody, not even by A's export again. Every export now writes `<name>.export.json` naming its
+    image: A's export is replaced by A's (with Overwrite), another image of the same name is refused whatever it
+    writes, and where neither file is there (an export of before the record) nothing is written beside it."""
     empty_scene()
     lg = logic()
     lg.reviewFolder = None
-    first = lg.loadVolume(tb_radiograph())
+    out = tmp_path / "out"
+    first = lg.loadVolume(full_resolution_radiograph("pneumonia"))
     first.SetName("IM-0001")
     lg.detect(first, model=str(model), falsePositiveRate=TEST_FPR)
     lg.reviewFinding(lg.findingNodes(first)[0], status="confirmed", note="patient A's decision")
-    table = lg.exportCase(first, tmp_path / "out", formats=["csv"])["csv"]
-    before = table.read_bytes()
-    other = lg.loadVolume(full_resolution_radiograph())
+    table = lg.exportCase(first, out, formats=["csv"])["csv"]
+    lg.reviewFinding(lg.findingNodes(first)[0], note="patient A, revised")
+    assert lg.exportCase(first, out, formats=["csv"], overwrite=True) == {"csv": table}
+    assert "patient A, revised" in table.read_text(encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"IM-0001.findings.csv", "IM-0001.export.json"}
+
+    other = lg.loadVolume(full_resolution_radiograph("normal"))
     other.SetName("IM-0001")
     lg.detect(other, model=str(model), falsePositiveRate=TEST_FPR)
-    for formats in (["csv"], None):
-        with pytest.raises(FileExistsError, match=r"IM-0001\.findings\.csv.*IM-0001\.findings\.json"):
-            lg.exportCase(other, tmp_path / "out", formats=formats, overwrite=True)
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [table.name] and table.read_bytes() == before
+    for formats in (["csv"], ["json"], None):
+        with pytest.raises(FileExistsError, match=r"IM-0001\.export\.json.*another image"):
+            lg.exportCase(other, out, formats=formats, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
-    lg.exportCase(first, tmp_path / "own", formats=["json", "csv"])
-    lg.reviewFinding(lg.findingNodes(first)[0], note="patient A, revised")
-    again = lg.exportCase(first, tmp_path / "own", formats=["csv"], overwrite=True)["csv"]
-    assert "patient A, revised" in again.read_text(encoding="utf-8")
+    (out / "IM-0001.export.json").unlink()  # as an export of before the record: nothing says whose the CSV is
+    for volume in (other, first):
+        with pytest.raises(FileExistsError, match=r"IM-0001\.findings\.csv.*IM-0001\.findings\.json"):
+            lg.exportCase(volume, out, formats=["json"], overwrite=True)
+    assert [p.name for p in out.iterdir()] == [table.name] and table.read_bytes() == before[table.name]
 
 
 def test_a_result_that_arrives_after_its_volume_was_deleted_is_not_shown(model):

@@ -16,6 +16,7 @@ import slicer
 
 from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, make_sr, read_source
+from SSLAnomalyLib.core.results.export_owner import check_owner, record_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
@@ -55,10 +56,10 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     """Write the chosen `formats` (default: `default_formats`) of the case on `volume_node` into
     `out_dir` as `<name><suffix>` (default: the volume's name as a file name); returns {kind: path}. 'mrb' is this case's part of the
     scene (bundle.save_case_bundle: no other patient's image or findings).
-    Whose files are there is known from `<name>.findings.json` alone: where it names another image, nothing is
-    written; an existing file of the set is replaced (with `overwrite`) only where it names this image, so a
-    case exported without its JSON (e.g. CSV alone) is never written over, by anyone. Neither applies with
-    `other_image` (a batch, whose runner has decided that from its index of inputs)."""
+    Whose files are there is known from `<name>.findings.json`, or the record `<name>.export.json` that every
+    export writes (export_owner): where it names another image, nothing is written; where a file of the set is
+    there, it is replaced (with `overwrite`) or added to only where it names this image. Neither applies with
+    `other_image` (a batch, whose runner has decided that from its index of inputs); the record is written."""
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
@@ -74,7 +75,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     name = name or file_name(volume_node.GetName())
     targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
-        _refuse_another_images_files(targets, Path(out_dir) / f"{name}{SUFFIXES['json']}", image_identity_of(volume_node))
+        check_owner(out_dir, name, SUFFIXES.values(), image_identity_of(volume_node))
     records = [finding_record(node) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
@@ -92,6 +93,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         if "dicom" in formats:
             _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
         written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when every finding was rejected
+    record_owner(out_dir, name, image_identity_of(volume_node))
     return {kind: targets[kind] for kind in written}
 
 
@@ -102,24 +104,6 @@ def case_json(volume_node, result: dict, records: list[dict]) -> dict:
                              result["threshold"], result["abnormal"], result["percentile"], result["model"],
                              result["pixel_threshold"], result["components"], result["warnings"], records,
                              review={"sensitivity": result["sensitivity"]})
-
-
-def _refuse_another_images_files(targets: dict[str, Path], record: Path, image_id: str) -> None:
-    """Volume names repeat across patients, and only the findings JSON (`record`) says whose an export is:
-    none of its files is replaced, Overwrite or not, nor one of ours put beside it, where it names another
-    image; and an existing file of the set is replaced only where it names this one (a CSV exported alone,
-    or a file of an unreadable JSON, may be another patient's: nothing says it is not)."""
-    try:
-        earlier = json.loads(record.read_text(encoding="utf-8")).get("image_id")
-    except (OSError, ValueError, AttributeError):
-        earlier = None  # none there, or not a findings document
-    if earlier and earlier != image_id:
-        raise FileExistsError(f"not overwriting {record}: it is the export of another image ({earlier[:40]}), not "
-                              f"of this one ({image_id[:40]}); export into another folder")
-    existing = next((path for path in targets.values() if path.exists()), None)
-    if existing is not None and earlier != image_id:
-        raise FileExistsError(f"not overwriting {existing}: no {record.name} beside it names this image, so it may "
-                              "be another image's export; export into another folder")
 
 
 def _write_node(node, path: Path) -> None:

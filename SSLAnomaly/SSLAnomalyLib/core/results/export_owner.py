@@ -1,0 +1,50 @@
+"""Whose export a folder holds under a name. Volume names repeat across patients ('IM-0001'), so a
+case's files are only ever written over, or added to, by an export of the same image.
+
+`<name>.findings.json` names its image, but a case exported without it (CSV alone) named none and
+could then be overwritten by nobody, not even by its own image. So every Slicer export also writes
+`<name>.export.json`, {"image_id"}: the image is the one the findings JSON names where it names one
+(the command line writes no record, and the JSON is the case's main file), else the one the record names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from SSLAnomalyLib.core.files.atomic import atomic_write_text
+
+FINDINGS_SUFFIX = ".findings.json"
+RECORD_SUFFIX = ".export.json"
+
+
+def check_owner(out_dir, name: str, suffixes, image_id: str) -> None:
+    """Refuse (FileExistsError) to write the export of `image_id` as `name` (its files: `suffixes`, written
+    or not) into `out_dir` where the findings JSON there or, without one naming an image, the record names
+    another image; or where a file of the set is there and neither names this one (an export of before the
+    record, or a damaged one: it may be another image's, nothing says it is not)."""
+    folder = Path(out_dir)
+    findings_json, record = folder / f"{name}{FINDINGS_SUFFIX}", folder / f"{name}{RECORD_SUFFIX}"
+    named = [(path, owner) for path in (findings_json, record) if (owner := _image_named(path))]
+    source, owner = named[0] if named else (None, None)
+    if owner and owner != image_id:
+        raise FileExistsError(f"not overwriting {source}: it is the export of another image ({owner[:40]}), not "
+                              f"of this one ({image_id[:40]}); export into another folder")
+    existing = next((path for path in [*(folder / f"{name}{s}" for s in suffixes), record] if path.exists()), None)
+    if existing is not None and owner != image_id:
+        raise FileExistsError(f"not overwriting {existing}: neither {findings_json.name} nor {record.name} beside it "
+                              "names this image, so it may be another image's export; export into another folder")
+
+
+def record_owner(out_dir, name: str, image_id: str) -> Path:
+    """Write the record that the export named `name` in `out_dir` is the image `image_id`'s."""
+    return atomic_write_text(Path(out_dir) / f"{name}{RECORD_SUFFIX}", json.dumps({"image_id": image_id}))
+
+
+def _image_named(path: Path) -> str | None:
+    """The image a findings JSON or record names; None where there is none, or no readable one."""
+    try:
+        named = json.loads(path.read_text(encoding="utf-8")).get("image_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return named if isinstance(named, str) and named else None
