@@ -136,14 +136,20 @@ def _with(a, **changes):
     return {**a, **changes}
 
 
+def _counts_times(k, sums):
+    """(header, arrays) edits multiplying every count by k, and every sum too where `sums` (a site
+    then weighs k times its normals in the merge: its reference stands for everyone's)."""
+    return (lambda h: dict(h, n_images=h["n_images"] * k),
+            lambda a: {name: v * k if v.dtype == np.int64 else v * (k if sums else 1) for name, v in a.items()})
+
+
 EDITS = {  # a stats file edited or damaged: merged silently into a wrong reference, or a traceback
     "an earlier format": (lambda h: dict(h, version=1), None, "format version 1"),
     "no model id": (lambda h: {k: v for k, v in h.items() if k != "model_id"}, None, "model_id"),
     "header not an object": (lambda h: "[1, 2]", None, "header"),
     "no residual sums": (None, lambda a: {k: v for k, v in a.items() if not k.startswith("residual")}, "residual"),
-    "no normals": (None, lambda a: _with(a, **{k: np.array([0], np.int64) for k in ("n_images", "pooled.n", "residual.n")}),
-                   "at least 20"),
-    "counts disagree": (None, lambda a: _with(a, n_images=np.array([5], np.int64)), "counts"),
+    "no normals": (*_counts_times(0, sums=True), "at least 20"),
+    "counts disagree": (lambda h: dict(h, n_images=5), lambda a: _with(a, n_images=np.array([5], np.int64)), "counts"),
     "other patch shape": (None, lambda a: _with(a, patch_sum=np.ascontiguousarray(a["patch_sum"][:, :-1])), "shape"),
     "other pooled size": (None, lambda a: _with(a, **{"pooled.s1": a["pooled.s1"][:-1]}), "shape"),
     # merged without a word (exit 0) into a reference no normals give:
@@ -156,6 +162,10 @@ EDITS = {  # a stats file edited or damaged: merged silently into a wrong refere
     "an array of no sum": (None, lambda a: _with(a, extra=np.zeros(3)), "extra"),
     "sums near the float limit": (None, lambda a: _with(a, **{"pooled.s2": a["pooled.s2"] * 1e300}),
                                   "no normals could give"),  # a flipped exponent bit: an OverflowError
+    # counts inflated, merged as if the site held that many normals (its sums outweighing every other site's):
+    "counts inflated with their sums": (*_counts_times(10 ** 13, sums=True), "more than any site holds"),
+    "counts doubled without their sums": (*_counts_times(2, sums=False), "unit-length embeddings"),
+    "a header count not the sums'": (lambda h: dict(h, n_images=44), None, "header counts 44 normals and its sums 22"),
 }
 
 

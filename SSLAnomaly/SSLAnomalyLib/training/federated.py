@@ -16,8 +16,8 @@ So the exact fit takes two rounds:
 
 What a stats file reveals: the number of normals, a hash of their file names, and sums over all of
 them (no pixels, no per-image value); at least MIN_SITE_NORMALS normals, so that no sum is one image's
-features. Position standardisation, score standardisation and thresholds stay at each site:
-`sslanomaly calibrate` on the merged model.
+features, and at most MAX_SITE_NORMALS. Position standardisation, score standardisation and thresholds
+stay at each site: `sslanomaly calibrate` on the merged model.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ from SSLAnomalyLib.training.feature_cache import FeatureCache
 FORMAT = "sslanomaly-reference-stats"
 VERSION = 2  # 2: normals encoded with their lung fields (1 framed the default model's embedding by none)
 MIN_SITE_NORMALS = 20
+# More normals than any site holds (the largest public chest radiograph sets hold under a million): the
+# merge weighs each site by its count, and a count inflated with its sums (k copies of each image sum to
+# the file times k, so the sums cannot tell) would make one site's reference everyone's
+MAX_SITE_NORMALS = 10 ** 8
 HEADER_TEXT = ("model_id", "files_sha256_16", "means_from")
 KEPT_ARRAYS = ("lung_prior", ACQUISITION_ARRAY)  # the model's, carried into a merge (the sites' sums are projected)
 
@@ -100,13 +104,20 @@ class SiteStats:
             raise StatsError(path, f"is not a readable stats file ({e})") from None
         if stats.residual is None:
             raise StatsError(path, "is not a complete stats file: it has no residual sums")
+        if header.get("n_images") != stats.n_images:
+            raise StatsError(path, f"cannot be merged: its header counts {header.get('n_images')} normals and its sums "
+                                   f"{stats.n_images} (an edited or damaged file?)")
         return cls(stats, header["model_id"], header["files_sha256_16"], header["means_from"])
 
     def check(self, path, pooled_size: int, patch_shape: tuple[int, int, int]) -> None:
         """Refuse sums that no `site_stats` run of this model could have written."""
+        n = self.stats.n_images
         problem = self.stats.problem(pooled_size, patch_shape)
-        if problem is None and self.stats.n_images < MIN_SITE_NORMALS:
-            problem = f"it sums {self.stats.n_images} normals; a site sends sums of at least {MIN_SITE_NORMALS}"
+        if problem is None and n < MIN_SITE_NORMALS:
+            problem = f"it sums {n} normals; a site sends sums of at least {MIN_SITE_NORMALS}"
+        if problem is None and n > MAX_SITE_NORMALS:
+            problem = (f"it counts {n} normals, more than any site holds (at most {MAX_SITE_NORMALS}); the merge "
+                       "weighs each site by its count, so these sums would outweigh every other site's")
         if problem is not None:
             raise StatsError(path, f"cannot be merged: {problem} (an edited or damaged file?)")
 

@@ -24,6 +24,11 @@ import torch
 import torch.nn.functional as F
 
 
+# The pooled embeddings have unit length (`encoder.pooled_features`), so the trace of their sum of
+# x x^T is their number, to float32 rounding (1e-7 relative); a count off by more than this is not theirs.
+UNIT_LENGTH_RTOL = 1e-4
+
+
 @dataclass
 class MomentSums:
     """Sums over samples x (rows) of 1, x, x x^T, ||x||^2 x and ||x||^4, in float64."""
@@ -230,6 +235,10 @@ class ReferenceStats:
         spread = next((name for name, m in (("pooled", p), ("residual", r)) if m is not None and not m.could_be_samples()), None)
         if spread is not None:
             return f"its {spread} moments are sums no normals could give (a variance below 0, or none at all)"
+        lengths = float(np.trace(p.s2))  # sum ||x||^2: the count itself, the embeddings being of unit length
+        if not np.isclose(lengths, p.n, rtol=UNIT_LENGTH_RTOL, atol=0):
+            return (f"it counts {p.n} normals but its pooled sums are of {lengths:.6g} unit-length embeddings "
+                    "(a count changed without its sums)")
         return None
 
     def fingerprint(self) -> str:
