@@ -183,21 +183,39 @@ def test_an_edited_stats_file_is_refused_by_name_before_anything_is_written(site
     assert "bad.stats" in err and reason in err and "Traceback" not in err and not (tmp_path / "m").exists()
 
 
+def _on_another_device(a):
+    """A stats file's arrays as the same normals encoded on another device sum: every feature 1e-6
+    larger (each moment by its degree, so the sums stay ones normals give) and each patch sum 1e-6
+    off its own way."""
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], a["patch_sum"].shape)
+    return {name: v if v.dtype == np.int64 else v * (1 + 1e-6 * signs) if name == "patch_sum"
+            else v * (1 + 1e-6) ** int(name[-1]) for name, v in a.items()}
+
+
 def test_one_sites_stats_given_twice_are_refused(sites, tmp_path, capsys):
-    """`--stats a.stats a.stats` (or a copy, or its first- and second-round files) counted site a twice."""
+    """`--stats a.stats a.stats` (or a copy, or its first- and second-round files) counted site a twice,
+    and so did its sums computed on a GPU and on a CPU: only bit-equal sums were refused. Two sites'
+    sums of as many normals are not the same normals', and merge."""
     import shutil
 
     from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.training.federated import SiteStats
 
     root, folders = sites
-    if not (root / "a.stats").exists():
-        run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
+    for name in ("a", "b"):
+        if not (root / f"{name}.stats").exists():
+            run("reference-stats", "--model", MODEL, "--normals", folders[name], "--out", root / f"{name}.stats", "--quiet")
     shutil.copy(root / "a.stats", tmp_path / "copy.stats")
-    for twice in ([root / "a.stats", root / "a.stats"], [root / "a.stats", tmp_path / "copy.stats"]):
+    device = _edited(root / "a.stats", tmp_path / "device.stats", arrays=_on_another_device)
+    for twice in ([root / "a.stats", root / "a.stats"], [root / "a.stats", tmp_path / "copy.stats"],
+                  [root / "a.stats", device]):
         assert main(["merge", "--model", MODEL, "--stats", *map(str, twice), "--out", str(tmp_path / "m")]) == 2
         err = capsys.readouterr().err
-        assert "same normals" in err and str(twice[1]) in err
+        assert "same normals" in err and str(twice[1]) in err and f"as {twice[0]}:" in err
         assert not (tmp_path / "m").exists()
+    assert SiteStats.load(root / "a.stats").stats.n_images == SiteStats.load(root / "b.stats").stats.n_images
+    assert main(["merge", "--model", MODEL, "--stats", str(root / "a.stats"), str(root / "b.stats"),
+                 "--out", str(tmp_path / "m")]) == 0
 
 
 def test_reference_stats_never_writes_over_a_file_that_is_not_stats(sites, tmp_path):

@@ -200,13 +200,12 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
     model_folder.refuse_existing(out_dir, overwrite)
     sites = [SiteStats.load(p) for p in stats_paths]
     pooled_size, patch_shape = len(loaded.arrays["pooled_mean"]), tuple(np.shape(loaded.arrays["patch_means"]))
-    seen = {}
-    for path, site in zip(stats_paths, sites):
+    for i, (path, site) in enumerate(zip(stats_paths, sites)):
         if site.model_id != manifest.model_id:
             raise StatsError(path, f"was computed with model {site.model_id}, not {manifest.model_id}")
         site.check(path, pooled_size, patch_shape)
-        first = seen.setdefault(site.stats.fingerprint(), path)
-        if first is not path:  # a site counted twice would weigh its normals double
+        first = next((p for p, s in zip(stats_paths[:i], sites) if s.stats.same_normals(site.stats)), None)
+        if first is not None:  # a site counted twice would weigh its normals double
             raise StatsError(path, f"holds the same normals' sums as {first}: each site's statistics are merged once")
     for path, site in zip(stats_paths[1:], sites[1:]):  # a mixture is neither round: merged, it was "round 1" unsaid
         if site.means_from != sites[0].means_from:

@@ -27,6 +27,10 @@ import torch.nn.functional as F
 # The pooled embeddings have unit length (`encoder.pooled_features`), so the trace of their sum of
 # x x^T is their number, to float32 rounding (1e-7 relative); a count off by more than this is not theirs.
 UNIT_LENGTH_RTOL = 1e-4
+# The same normals encoded on another device (a GPU, a CPU) sum to within float rounding, 1e-6 of the largest
+# sum; other normals, even as many, differ by their spread: 2e-3 for two sets of 22 synthetic radiographs,
+# falling as one over the root of their number (some 1e-4 for sets of 1e5)
+SAME_NORMALS_RTOL = 1e-5
 
 
 @dataclass
@@ -240,6 +244,13 @@ class ReferenceStats:
             return (f"it counts {p.n} normals but its pooled sums are of {lengths:.6g} unit-length embeddings "
                     "(a count changed without its sums)")
         return None
+
+    def same_normals(self, o: "ReferenceStats") -> bool:
+        """Whether `o` holds these normals' sums (a site's file given twice, or computed on two devices):
+        the same count, and pooled and patch sums equal to SAME_NORMALS_RTOL of their largest entry."""
+        pairs = ((self.pooled.s1, o.pooled.s1), (self.patch_sum, o.patch_sum))
+        return self.n_images == o.n_images and all(np.abs(a - b).max() <= SAME_NORMALS_RTOL * np.abs(a).max()
+                                                   for a, b in pairs)
 
     def fingerprint(self) -> str:
         """Which normals these sums are of (the same images give the same pooled and patch sums)."""
