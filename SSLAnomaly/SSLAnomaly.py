@@ -374,8 +374,8 @@ class SSLAnomalyTest(ScriptedLoadableModuleTest):
         from SSLAnomalyLib.core.reading.sample import sample_inputs
 
         self.delayDisplay("Detecting anomalies in a sample radiograph")
-        folder = Path(tempfile.mkdtemp(prefix="SSLAnomalyTest-"))
-        logic = SSLAnomalyLogic()
+        logic, folder = SSLAnomalyLogic(), Path(tempfile.mkdtemp(prefix="SSLAnomalyTest-"))
+        logic.reviewFolder = folder / "reviews"  # not the user's: each run would keep the last one's review aside
         volume = logic.loadVolume(sample_inputs(folder / "input")[0])
         result = logic.detect(volume)
         heatmap = slicer.mrmlScene.GetFirstNode(f"{volume.GetName()} anomaly heatmap", "vtkMRMLScalarVolumeNode")

@@ -1,4 +1,4 @@
-"""The radiologist's review survives a crash, refuses nonsense, and exports never clobber a file."""
+"""The radiologist's review survives a crash, refuses nonsense, and a review kept aside is never clobbered."""
 
 import json
 import subprocess
@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, load_review, new_review, review_path,
-                                               save_review, unused_path, update_finding)
+from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, find_review, keep_aside, load_review,
+                                               new_review, review_path, save_review, update_finding)
 
 FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
             "model": "sslanomaly-test", "findings": [
@@ -67,12 +67,23 @@ def test_invalid_reviews_are_refused_and_nothing_is_half_changed(tmp_path):
             load_review(path)
 
 
-def test_exports_get_a_free_name_instead_of_clobbering(tmp_path):
-    target = tmp_path / "case.mrk.json"
-    assert unused_path(target) == target
-    target.write_text("first")
-    (tmp_path / "case (2).mrk.json").write_text("second")
-    assert unused_path(target) == tmp_path / "case (3).mrk.json"
+def test_a_review_kept_aside_gets_a_free_name_and_stays_the_images_older_review(tmp_path):
+    """The autosave of a volume named 'IM.0001' is kept aside twice: neither kept file is written over, both are
+    still that image's (and its name's) reviews, each as it was, and the autosave written after them is the latest."""
+    path = review_path(tmp_path, "IM.0001", "sha256:ab")
+    texts = []
+    for note in ("first", "second"):
+        review = new_review(FINDINGS)
+        update_finding(review, 1, status="rejected", note=note)
+        texts.append(save_review(path, review).read_text())
+        time.sleep(0.01)  # distinct modification times
+        assert keep_aside(path) == path.with_name(f"IM.0001 ({len(texts) + 1}).{path.name.split('.')[-3]}.review.json")
+    kept = sorted(tmp_path.iterdir())
+    assert [p.read_text() for p in kept] == texts and not path.exists()
+    assert find_review(tmp_path, "IM.0001", "sha256:ab") == kept[-1]
+    save_review(path, new_review(FINDINGS))
+    assert find_review(tmp_path, "IM.0001", "sha256:ab") == path
+    assert [load_review(p)["findings"][0]["note"] for p in kept] == ["first", "second"]
 
 
 def test_review_survives_the_process_being_killed_mid_session(tmp_path):

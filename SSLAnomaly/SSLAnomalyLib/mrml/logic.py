@@ -284,21 +284,18 @@ class AnomalyLogic:
         return find_review(self.reviewFolder, volumeNode.GetName(), image_identity_of(volumeNode))
 
     def restoreReview(self, volumeNode, path=None) -> int:
-        """Re-apply a saved review (default: the autosaved one) to the findings of `volumeNode`,
-        e.g. after a crash and a new detection; returns how many saved findings were applied. A
-        review saved for another image is refused (ReviewError), whatever the volume's name."""
-        from SSLAnomalyLib.core.results.review import check_same_image, load_review
-        from SSLAnomalyLib.mrml.review import apply_review
-        from SSLAnomalyLib.mrml.volumes import image_identity_of
+        """Re-apply a saved review (default: the latest autosave, the one the panel offers; one kept aside when
+        a review was not restored, by its path) to the findings of `volumeNode`, e.g. after a crash and a new
+        detection; returns how many saved findings were applied. A review saved for another image is refused
+        (ReviewError), whatever the volume's name."""
+        from SSLAnomalyLib.mrml.review import restore_review
 
         path = path or self.savedReview(volumeNode)
-        review = load_review(path) if path is not None else None
-        if review is None:
+        if path is None or not Path(path).exists():
             raise FileNotFoundError(f"no saved review of '{volumeNode.GetName()}'")
-        check_same_image(review, image_identity_of(volumeNode), path)
         self._afterReview(volumeNode, save=False)
         with self._boxWatch.paused():  # the boxes it moves back are saved once, after
-            applied = apply_review(volumeNode, review)
+            applied = restore_review(volumeNode, path)
         self._afterReview(volumeNode)
         return applied
 

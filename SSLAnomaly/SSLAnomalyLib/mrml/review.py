@@ -8,11 +8,13 @@ import contextlib
 
 import slicer
 
-from SSLAnomalyLib.core.results.review import review_path, save_review
+from SSLAnomalyLib.core.files.digest import sha256
+from SSLAnomalyLib.core.results.review import check_same_image, load_review, review_path, save_review
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
                                              finding_record, model_of, move_finding, reader_touched,
                                              restore_model_finding, review_finding, untouched)
+from SSLAnomalyLib.mrml.review_files import hold, keep_unheld
 from SSLAnomalyLib.mrml.table import sync_findings_table
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
@@ -22,6 +24,17 @@ def review_of(volume_node) -> dict:
     result = case_result(volume_node) or {}
     return {"input": source_of(volume_node), "image_id": image_identity_of(volume_node),
             "model": result.get("model", ""), "findings": [_saved_form(n) for n in finding_nodes(volume_node)]}
+
+
+def restore_review(volume_node, path) -> int:
+    """Apply the review saved in `path` (`apply_review`), refused where it is another image's (ReviewError).
+    Its decisions are then in the scene, so the volume holds the file: its autosave may write over it."""
+    digest = sha256(path)  # before reading: a file written meanwhile is not taken as held, so it would be kept
+    review = load_review(path)
+    check_same_image(review, image_identity_of(volume_node), path)
+    applied = apply_review(volume_node, review)
+    hold(volume_node, path, digest)
+    return applied
 
 
 def apply_review(volume_node, review: dict) -> int:
@@ -72,11 +85,15 @@ def _match(record: dict) -> tuple:
 
 
 def autosave(volume_node, folder) -> None:
-    """After a review change: the table follows, and the review is autosaved in `folder` (None: not)."""
+    """After a review change: the table follows, and the review is autosaved in `folder` (None: not), a
+    review there that the volume does not hold kept aside first (`keep_unheld`)."""
     sync_findings_table(volume_node)
     if folder is not None:
         review = review_of(volume_node)
-        save_review(review_path(folder, volume_node.GetName(), review["image_id"]), review)
+        path = review_path(folder, volume_node.GetName(), review["image_id"])
+        keep_unheld(volume_node, path)
+        save_review(path, review)
+        hold(volume_node, path, sha256(path))
 
 
 class BoxWatch:

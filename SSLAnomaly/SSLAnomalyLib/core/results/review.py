@@ -1,10 +1,10 @@
 """The radiologist's review of one case, autosaved as JSON beside the detection outputs.
 
-While Slicer runs, the scene holds the review (attributes of the finding nodes, mrml_findings.py);
+While Slicer runs, the scene holds the review (attributes of the finding nodes, mrml/finding_rois.py);
 this file is its crash-safe copy, rewritten atomically after every change, so that closing Slicer,
 a crash or a killed process loses nothing that was saved. Without Slicer, the same file is the
-review itself. Exports of a review never replace an existing file silently: `unused_path` picks a
-free name (staging.staged_files refuses instead).
+review itself. An autosave never writes over a review its scene did not write or restore (one of
+another session, a restore declined): that file is kept first, beside it (`keep_aside`).
 
     <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
       "model": model id, "saved": ISO time,
@@ -58,7 +58,8 @@ def file_name(name: str) -> str:
 def find_review(out_dir, name: str, image_id: str) -> Path | None:
     """The autosaved review of the image `image_id`: the latest saved under any name (the same image
     shown as its file, then from the DICOM browser, or renamed, is autosaved under each name, and the
-    file under `name` may be the older), the one under `name` on a tie; None where there is none."""
+    file under `name` may be the older), the one under `name` on a tie; None where there is none.
+    A review kept aside is found too, but only while it is the latest: the autosave that replaced it is newer."""
     exact = review_path(out_dir, name, image_id)
     saved = Path(out_dir).glob(f"*.{_key(image_id)}{SUFFIX}")
     return max(saved, key=lambda p: (p.stat().st_mtime_ns, p == exact), default=None)
@@ -139,16 +140,16 @@ def load_review(path) -> dict | None:
     return review
 
 
-def unused_path(path) -> Path:
-    """`path` if nothing is there, else the first free 'name (2).ext', 'name (3).ext', ...
-    (the suffix is everything after the first dot, so 'a.mrk.json' becomes 'a (2).mrk.json')."""
+def keep_aside(path) -> Path:
+    """Move the review file `path` to the first free '<name> (2).<key>.review.json', (3), ... beside it, before an
+    autosave writes over it; returns where. It stays this image's review (`find_review`, `load_review`) and keeps
+    its time; no review file is named so ('(' is no character of `file_name`), so no autosave ever writes there."""
     path = Path(path)
-    stem, dot, rest = path.name.partition(".")
-    n = 1
-    while path.exists():
+    name, key = path.name[:-len(SUFFIX)].rsplit(".", 1)
+    n = 2
+    while (kept := path.with_name(f"{name} ({n}).{key}{SUFFIX}")).exists():
         n += 1
-        path = path.with_name(f"{stem} ({n}){dot}{rest}")
-    return path
+    return path.rename(kept)
 
 
 def _check(review: dict) -> None:
