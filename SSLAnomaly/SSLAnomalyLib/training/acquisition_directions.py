@@ -55,7 +55,7 @@ def _lung_field_means(scorer: Scorer, source, seed: int, progress: bool) -> tupl
     and the files of it that could not be read ("file: reason"; skipped, as the fit skips them)."""
     _, batches = source_batches(source, scorer.config.input_size, progress, at_most=MAX_NORMALS, seed=seed)
     means, unread = [], []
-    for _, images, skipped in batches:
+    for _, images, skipped, _ in batches:
         unread += skipped
         if len(images):
             lungs = bundled_segmenter().masks(images)

@@ -44,6 +44,7 @@ class Encoded:
     skipped: list[str]
     files_digest: str
     lung_prior: np.ndarray  # the normals' mean lung mask
+    marks: list[frozenset[bytes]]  # each normal's marks (reference_normals.py; none for a pack's)
 
     @property
     def total(self) -> ReferenceStats:
@@ -77,13 +78,13 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
     size = scorer.config.input_size
     rng = np.random.default_rng([seed, 11])
     fold_stats, skipped, n = [None] * folds, [], {ORIGINAL: 0, CALIBRATION_ONLY: 0}
-    names, lung_sum = [], np.zeros((size, size))
+    names, marks, lung_sum = [], [], np.zeros((size, size))
     for source, kind in ((normals, ORIGINAL), (calibration_normals, CALIBRATION_ONLY)):
         if source is None:
             continue
         files, batches = source_batches(source, size, progress)
         fold = fold_of(len(files), folds, seed + kind)
-        for kept, images, bad in batches:
+        for kept, images, bad, marked in batches:
             skipped += bad
             n[kind] += len(kept)
             f = fold[kept]
@@ -91,6 +92,7 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
             pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), named)
             if kind == ORIGINAL and len(kept):
                 names += named
+                marks += marked
                 _add_stats(fold_stats, f, pooled, patches)
                 lung_sum += cache.last_lungs.sum(0)
             views = augmented(images, reference_views if kind == ORIGINAL else 0, rng)
@@ -104,7 +106,7 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
         where = "the normals" if hasattr(normals, "images01") else ", ".join(as_folders(normals))
         raise ReadError(where, f"{n[ORIGINAL]} readable normal(s) cannot fill {folds} folds")
     return Encoded(fold_stats, n[ORIGINAL], n[CALIBRATION_ONLY], skipped, digest(names),
-                   (lung_sum / max(n[ORIGINAL], 1)).astype(np.float32))
+                   (lung_sum / max(n[ORIGINAL], 1)).astype(np.float32), marks)
 
 
 def _add_stats(fold_stats: list, folds: np.ndarray, pooled: np.ndarray, patches: torch.Tensor) -> None:

@@ -19,6 +19,7 @@ import torch
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
+from SSLAnomalyLib.core.model_files.reference_normals import image_marks
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.results.outputs import distinct_inputs
@@ -55,13 +56,14 @@ def normal_image(path) -> Radiograph:
 
 
 def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False
-                 ) -> Iterator[tuple[list[int], np.ndarray, list[str]]]:
-    """(indices into `files`, model inputs, the reasons of files left out), `batch` files at a time:
-    never every image at once. A copy of an image already read (its pixels, as `calibrate` knows one)
-    is left out, named: it is one normal."""
+                 ) -> Iterator[tuple[list[int], np.ndarray, list[str], list[frozenset[bytes]]]]:
+    """(indices into `files`, model inputs, the reasons of files left out, the marks of the files
+    kept: what a model records of its reference normals), `batch` files at a time: never every image
+    at once. A copy of an image already read (its pixels, as `calibrate` knows one) is left out,
+    named: it is one normal."""
     first: dict[str, Path] = {}
     for start in progress_over(range(0, len(files), batch), "reading and encoding", "batch", show=progress):
-        kept, images, skipped = [], [], []
+        kept, images, skipped, marks = [], [], [], []
         for i in range(start, min(len(files), start + batch)):
             try:
                 image = normal_image(files[i])
@@ -73,13 +75,14 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
                 continue
             images.append(to_model_input(image.shown(0), size))
             kept.append(i)
-        yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped
+            marks.append(image_marks(image))
+        yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped, marks
 
 
 def source_batches(source, size: int, progress: bool = False, at_most: int | None = None, seed: int = 0):
     """(file names, batches as `read_batches` yields them) of folders, or of normals already in
-    memory (an object with `images01` and `files`, e.g. a normals pack); with `at_most`, of a seeded
-    subset of that many, in their order."""
+    memory (an object with `images01` and `files`, e.g. a normals pack, whose images have no marks);
+    with `at_most`, of a seeded subset of that many, in their order."""
     pack = hasattr(source, "images01")
     files = list(source.files) if pack else normal_files(source)
     chosen = np.arange(len(files))
@@ -87,8 +90,8 @@ def source_batches(source, size: int, progress: bool = False, at_most: int | Non
         chosen = np.sort(np.random.default_rng([seed, 37]).permutation(len(files))[:at_most])
     files = [files[i] for i in chosen]
     if pack:
-        return files, ((list(range(i, min(len(chosen), i + BATCH))), source.images01[chosen[i:i + BATCH]], [])
-                       for i in range(0, len(chosen), BATCH))
+        return files, ((list(range(i, min(len(chosen), i + BATCH))), source.images01[chosen[i:i + BATCH]], [],
+                        [frozenset()] * len(chosen[i:i + BATCH])) for i in range(0, len(chosen), BATCH))
     return files, read_batches(files, size, progress=progress)
 
 

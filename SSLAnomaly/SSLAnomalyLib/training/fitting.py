@@ -31,7 +31,7 @@ from SSLAnomalyLib.core.model.device import select_device
 from SSLAnomalyLib.core.model.encoder import build_encoder
 from SSLAnomalyLib.core.model.reconstruction import MaskedPatches, Reconstruction
 from SSLAnomalyLib.core.model.scoring import SidesRule
-from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files import model_folder, reference_normals
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
@@ -100,7 +100,7 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
         return NormalSet(np.zeros((len(files), 0, 0), np.float32), np.zeros((len(files), 0, 0), bool),
                          [str(f) for f in files], [])
     images, kept, skipped = [], [], []
-    for indices, inputs, left_out in read_batches(files, size, progress=progress):
+    for indices, inputs, left_out, _ in read_batches(files, size, progress=progress):
         images.append(inputs)
         kept += [str(files[i]) for i in indices]
         skipped += left_out
@@ -229,7 +229,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     scorer = fit.scorer
     calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr, fit.names)
     arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior,
-                  **(acquisition.to_arrays() if acquisition is not None else {}))
+                  **(acquisition.to_arrays() if acquisition is not None else {}),
+                  **reference_normals.to_arrays(fit.encoded.marks))
     scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
                **scorer.sides.to_dict(),
                **({"reconstruction": reconstruction.params.to_dict()} if reconstruction is not None else {})}

@@ -9,7 +9,10 @@ model with its own id and a card that says what it was calibrated on, when, and 
 The site's normals are new to the reference, but the score standardisation is fitted on them too:
 it is cross-fitted (each normal's score standardised by the other folds' normals), and the
 thresholds are set by rank on those scores, with the false-positive rate they imply on new
-normals and its interval (`Calibration.expected_fpr`).
+normals and its interval (`Calibration.expected_fpr`). That holds only for normals new to the
+reference: a normal the reference was fitted on scores low, and thresholds set on such normals flag
+more of the site's new normals than they state. Where the model records its reference normals
+(core/model_files/reference_normals.py), those among the site's are set aside, each named.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
-from SSLAnomalyLib.core.model_files import model_folder, registry
+from SSLAnomalyLib.core.model_files import model_folder, reference_normals, registry
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, read_radiograph
 from SSLAnomalyLib.training.crossfit import FOLDS
@@ -46,16 +49,19 @@ class NormalScores:
     kept: list[str]
     skipped: list[str]
     copies: list[str]                  # files whose image an earlier file already gave, left out
+    in_reference: list[str]            # files whose image the model's reference was fitted on, left out
 
 
 def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool = True,
-                  fold: np.ndarray | None = None, fold_stats: dict | None = None) -> NormalScores:
+                  fold: np.ndarray | None = None, fold_stats: dict | None = None,
+                  reference: frozenset[bytes] | None = None) -> NormalScores:
     """Scores of every readable file (the errors of the others), each image once: a copy of one
     already read is left out (`copies`), since twenty copies of one radiograph are one normal whose
-    spread of zero made every other image score millions of deviations. With `fold_stats`, file i
-    is scored under the standardisation of its fold `fold[i]` (which also decides a lung field's
-    raise on the heatmap, so its peak too)."""
-    components, scores, peaks, kept, skipped, copies, first = {}, [], [], [], [], [], {}
+    spread of zero made every other image score millions of deviations; so is an image whose marks
+    are among `reference`'s (`in_reference`). With `fold_stats`, file i is scored under the
+    standardisation of its fold `fold[i]` (which also decides a lung field's raise on the heatmap,
+    so its peak too)."""
+    components, scores, peaks, kept, skipped, copies, in_reference, first = {}, [], [], [], [], [], [], {}
     batch = []
 
     def flush():
@@ -83,12 +89,16 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
         if first.setdefault(image.identity, f) != f:
             copies.append(f"{f}: the same image as {first[image.identity]}, counted once")
             continue
+        if reference is not None and reference_normals.image_marks(image) & reference:
+            in_reference.append(f"{f}: one of the normals the model's reference was fitted on (it scores lower "
+                                "than a new normal)")
+            continue
         batch.extend((i, f, p) for p in detector.prepare(image, range(1)))  # a volume's first slice
         if len(batch) >= BATCH:
             flush()
     flush()
     return NormalScores({c: np.asarray(v) for c, v in components.items()}, np.asarray(scores), np.asarray(peaks),
-                        kept, skipped, copies)
+                        kept, skipped, copies, in_reference)
 
 
 def calibration_tag(files_digest16: str, calibration: Calibration) -> str:
@@ -106,15 +116,19 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     source, out_dir = model_folder.resolve(model), Path(out_dir)
     model_folder.refuse_source(out_dir, model)
     model_folder.refuse_existing(out_dir, overwrite)  # before the normals are scored
+    loaded = model_folder.load(source)  # the weights and reference as they are, verified
+    reference = reference_normals.recorded(loaded.arrays)
     detector = AnomalyDetector.load(model, device="cpu")
     detector.limit_cpu_threads()
     dirs = as_folders(normals_dir)
     files = normal_files(dirs)
-    raw = score_normals(detector, files, progress)
-    kept, skipped = raw.kept, raw.skipped + raw.copies
+    raw = score_normals(detector, files, progress, reference=reference)
+    kept, skipped = raw.kept, raw.skipped + raw.copies + raw.in_reference
     if len(kept) < MIN_NORMALS:
-        copies = f" ({len(raw.copies)} copies of them left out)" if raw.copies else ""
-        raise ReadError(", ".join(dirs), f"{len(kept)} distinct readable normal radiograph(s){copies}; calibration "
+        left_out = [f"{len(raw.copies)} copies of them"] if raw.copies else []
+        left_out += [f"{len(raw.in_reference)} in the model's normal reference"] if raw.in_reference else []
+        left_out = f" ({' and '.join(left_out)} left out)" if left_out else ""
+        raise ReadError(", ".join(dirs), f"{len(kept)} distinct readable normal radiograph(s){left_out}; calibration "
                                      f"needs at least {MIN_NORMALS} (a few hundred give stable thresholds)")
     fold = fold_of(len(kept), FOLDS, seed=0)
     out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
@@ -131,8 +145,8 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         scoring=dict(old.section("scoring"), component_stats=stats),
         calibration=calibration,
         site_calibration={"normals": os.pathsep.join(dirs), "n_normals": len(kept), "files_sha256_16": digest,
-                          "skipped": skipped, "from_model": old.model_id, "from_folder": str(source),
+                          "skipped": skipped, "n_in_reference": None if reference is None else len(raw.in_reference),
+                          "from_model": old.model_id, "from_folder": str(source),
                           "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
-    loaded = model_folder.load(source)  # the weights and reference as they are, verified
     return model_folder.save(out_dir, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest),
                              overwrite=overwrite, decoder_state=loaded.decoder_state)

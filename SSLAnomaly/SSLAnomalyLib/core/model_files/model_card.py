@@ -226,7 +226,18 @@ def site_calibration(c: dict | None) -> str:
     return (f"\n\n**Calibrated on site normals** by `sslanomaly calibrate` on {c['when']}: the normals of\n"
             f"`{folders(c['normals'])}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
             "encoder and normal reference are unchanged, the score standardisation, percentiles and thresholds\n"
-            "are these normals'.")
+            f"are these normals'.{reference_check(c.get('n_in_reference'))}")
+
+
+def reference_check(found: int | None) -> str:
+    """Whether the site's normals were checked against the reference's (a normal the reference was
+    fitted on scores low, and thresholds set on it are too low), and how many it held."""
+    if found is None:
+        return (" The starting model keeps no record of the normals its reference was fitted on: whether any\n"
+                "of these were among them was not checked.")
+    if found:
+        return f" {found} of those given were among the normals the reference was fitted on and were set aside."
+    return " None of them is among the normals the reference was fitted on (checked)."
 
 
 def normals_line(m: dict) -> str:

@@ -3,7 +3,8 @@ and a model card. Loading verifies every hash, the manifest's seal (and, where t
 signature: core/model_files/signing.py) and the format version before anything is used, and nothing in a model
 folder is ever unpickled.
 
-    model.safetensors    encoder weights ("encoder.*"), normal-reference arrays ("reference.*") and,
+    model.safetensors    encoder weights ("encoder.*"), normal-reference arrays ("reference.*", with
+                         the marks of the normals it was fitted on: reference_normals.py) and,
                          for an encoder trained with `mae`, its decoder ("decoder.*")
     manifest.json        format version, architecture, preprocessing, calibration, training summary,
                          software versions, {file: sha256}
