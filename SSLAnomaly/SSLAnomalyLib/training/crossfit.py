@@ -40,7 +40,6 @@ class Encoded:
 
     fold_stats: list[ReferenceStats]
     n_normals: int
-    n_calibration_only: int
     skipped: list[str]
     files_digest: str
     lung_prior: np.ndarray  # the normals' mean lung mask
@@ -77,7 +76,7 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
     first-pass statistics; `calibration_normals` are encoded to be scored only, never fitted on."""
     size = scorer.config.input_size
     rng = np.random.default_rng([seed, 11])
-    fold_stats, skipped, n = [None] * folds, [], {ORIGINAL: 0, CALIBRATION_ONLY: 0}
+    fold_stats, skipped, n_normals = [None] * folds, [], 0
     names, marks, lung_sum = [], [], np.zeros((size, size))
     for source, kind in ((normals, ORIGINAL), (calibration_normals, CALIBRATION_ONLY)):
         if source is None:
@@ -86,11 +85,11 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
         fold = fold_of(len(files), folds, seed + kind)
         for kept, images, bad, marked in batches:
             skipped += bad
-            n[kind] += len(kept)
             f = fold[kept]
             named = [Path(files[i]).name for i in kept]
             pooled, patches = cache.add(scorer, images, f, [kind] * len(kept), named)
             if kind == ORIGINAL and len(kept):
+                n_normals += len(kept)
                 names += named
                 marks += marked
                 _add_stats(fold_stats, f, pooled, patches)
@@ -104,9 +103,9 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
                       [f"{n} (augmented view)" for n in named] * calibration_views)
     if None in fold_stats:
         where = "the normals" if hasattr(normals, "images01") else ", ".join(as_folders(normals))
-        raise ReadError(where, f"{n[ORIGINAL]} readable normal(s) cannot fill {folds} folds")
-    return Encoded(fold_stats, n[ORIGINAL], n[CALIBRATION_ONLY], skipped, digest(names),
-                   (lung_sum / max(n[ORIGINAL], 1)).astype(np.float32), marks)
+        raise ReadError(where, f"{n_normals} readable normal(s) cannot fill {folds} folds")
+    return Encoded(fold_stats, n_normals, skipped, digest(names),
+                   (lung_sum / max(n_normals, 1)).astype(np.float32), marks)
 
 
 def _add_stats(fold_stats: list, folds: np.ndarray, pooled: np.ndarray, patches: torch.Tensor) -> None:
