@@ -241,6 +241,23 @@ def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path)
     assert not (tmp_path / "r.json").exists()
 
 
+def test_options_a_box_evaluation_does_not_read_are_refused_not_dropped(tmp_path, capsys):
+    """--boxes with --scores-csv, --perturb, --normal or --phantoms measured localisation alone and
+    dropped the rest unsaid (no scores CSV was written), and --images without --boxes was ignored."""
+    boxes, scores = tmp_path / "boxes.csv", tmp_path / "scores.csv"  # never read: refused before
+    for args, said in (
+            (["--boxes", boxes, "--images", tmp_path, "--scores-csv", scores, "--perturb", "fov"],
+             "error: --boxes measures localisation on --images alone and does not read --perturb, --scores-csv"),
+            (["--boxes", boxes, "--images", tmp_path, "--normal", tmp_path, "--phantoms", "all"],
+             "error: --boxes measures localisation on --images alone and does not read --normal, --phantoms"),
+            (["--images", tmp_path, "--normal", tmp_path, "--abnormal", tmp_path],
+             "error: --images names the folder of the images in --boxes CSV, and there is no --boxes")):
+        with pytest.raises(SystemExit) as refused:
+            main(["evaluate", "--model", "default", "--quiet", *map(str, args)])
+        assert refused.value.code == 2 and capsys.readouterr().err.startswith(said)
+    assert not scores.exists()
+
+
 def test_evaluate_names_each_files_reason_when_none_could_be_scored(tmp_path):
     """"none of the images named in the box file could be read" said neither which nor why."""
     images = tmp_path / "images"

@@ -42,6 +42,7 @@ def cmd_evaluate(args) -> int:
     from SSLAnomalyLib.evaluation.phantom_evaluation import evaluate_phantoms
     from SSLAnomalyLib.evaluation.phantoms import parse_kinds
 
+    check_box_options(args)
     if args.phantoms is not None:  # an empty list is named as such, not taken for no --phantoms
         try:
             kinds = parse_kinds(args.phantoms)
@@ -54,9 +55,7 @@ def cmd_evaluate(args) -> int:
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise UsageError("--json and --scores-csv name the same file: the figures would overwrite the scores")
     detector = load_detector(args)
-    if args.boxes:
-        if not args.images:
-            raise UsageError("--boxes needs --images DIR")
+    if args.boxes is not None:
         result = evaluate_boxes(detector, args.boxes, args.images, progress=not args.quiet)
     elif args.phantoms is not None:
         result = evaluate_phantoms(detector, args.normal, kinds, seed=args.seed, progress=not args.quiet,
@@ -76,3 +75,22 @@ def cmd_evaluate(args) -> int:
         atomic_write_text(Path(args.json), text)
     print(text)
     return 0
+
+
+def check_box_options(args) -> None:
+    """Refuse, before a model is loaded, what the chosen measurement does not read: --boxes measures
+    localisation on --images alone, and --images serves only --boxes. Such an option (a --scores-csv
+    never written, a --perturb or --normal never scored) was silently dropped, leaving the user to take
+    one measurement for another."""
+    if args.boxes is not None:
+        if not args.images:
+            raise UsageError("--boxes needs --images DIR")
+        unread = [name for name, value in (("--normal", args.normal), ("--abnormal", args.abnormal),
+                                           ("--perturb", args.perturb), ("--phantoms", args.phantoms),
+                                           ("--scores-csv", args.scores_csv)) if value is not None]
+        if unread:
+            raise UsageError(f"--boxes measures localisation on --images alone and does not read {', '.join(unread)}: "
+                             "run evaluate once with --boxes and once without")
+    elif args.images is not None:
+        raise UsageError("--images names the folder of the images in --boxes CSV, and there is no --boxes "
+                         "(to score folders, give --normal DIR and --abnormal DIR)")
