@@ -116,6 +116,27 @@ def test_a_box_file_naming_an_image_outside_the_images_folder_is_refused_row_by_
         assert any(e.startswith(f"{name}: the box file names an image outside {images}") for e in result["errors"])
 
 
+def test_a_box_image_without_a_finite_score_is_an_error_of_its_own(tmp_path):
+    """evaluate --boxes let a NaN score on one image end the whole evaluation in a traceback, where
+    the folders' evaluation and the phantoms name it and go on."""
+    from SSLAnomalyLib.core.detection.detector import NonFiniteScore
+
+    class NaNOnBroken(HeatOfPixels):
+        def detect(self, image):
+            if image.source.endswith("broken.png"):
+                raise NonFiniteScore(f"the score of {image.source} is not a finite number")
+            return super().detect(image)
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("broken.png", "fine.png"):
+        Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 251 * 200).save(images / name)
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\nbroken.png,40,40,63,63\nfine.png,40,40,63,63\n")
+    result = evaluate_boxes(NaNOnBroken(), tmp_path / "boxes.csv", images, progress=False)
+    assert result["n_images"] == 1
+    assert result["errors"] == [f"the score of {images / 'broken.png'} is not a finite number"]
+
+
 def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediatric_model, tmp_path):
     normal, abnormal = tmp_path / "normal", tmp_path / "abnormal"
     normal.mkdir()

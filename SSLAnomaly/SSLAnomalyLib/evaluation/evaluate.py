@@ -205,8 +205,8 @@ def image_in(images_dir, name: str) -> Path:
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
     """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
     random-heatmap baseline of the pointing game (the share of image area inside boxes). An image
-    that cannot be read, that lies outside `images_dir`, or that none of its boxes lies in, is an
-    error of its own, left out."""
+    that cannot be read, that lies outside `images_dir`, that none of its boxes lies in, or that the
+    model gives no finite score, is an error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
     for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
                             disable=not progress):
@@ -221,7 +221,11 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
             errors.append(f"{Path(images_dir) / name}: none of its {len(boxes)} box(es) lies inside the image "
                           f"({image.shape[2] * image.block} x {image.shape[1] * image.block} pixels{read_as}); left out")
             continue
-        heat = detector.detect(image).heatmap.pixels[0]
+        try:  # a NaN on one image is that image's error, not the end of the evaluation
+            heat = detector.detect(image).heatmap.pixels[0]
+        except NonFiniteScore as e:
+            errors.append(str(e))
+            continue
         hits.append(bool(mask.ravel()[np.argmax(heat)]))
         areas.append(float(mask.mean()))
         if 0 < mask.sum() < mask.size:  # a box covering all (or none) of the image has no pixel AUROC
