@@ -14,7 +14,8 @@ from PIL import Image
 from conftest import REPO, data_dir
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.model.scoring import SidesRule
-from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes
+from SSLAnomalyLib.core.reading.images import ReadError
+from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes, read_boxes
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 
@@ -114,6 +115,14 @@ def test_a_box_file_naming_an_image_outside_the_images_folder_is_refused_row_by_
     assert len(result["errors"]) == 2
     for name in ("../outside.png", str(outside)):
         assert any(e.startswith(f"{name}: the box file names an image outside {images}") for e in result["errors"])
+
+
+def test_a_bad_row_of_a_box_file_is_named_by_its_line_in_the_file(tmp_path):
+    """Rows were numbered as the reader gave them, so after a blank line the refusal named the line
+    before the bad one."""
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\na.png,1,1,9,9\n\nb.png,1,1,9,x\n")
+    with pytest.raises(ReadError, match="line 4: box coordinates must be numbers"):
+        read_boxes(tmp_path / "boxes.csv")
 
 
 def test_a_box_image_without_a_finite_score_is_an_error_of_its_own(tmp_path):

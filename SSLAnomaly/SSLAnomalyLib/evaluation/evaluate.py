@@ -162,7 +162,8 @@ def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
             if missing:
                 raise ReadError(csv_path, f"the box file has no column(s) {', '.join(missing)} "
                                           f"(needs {','.join(BOX_COLUMNS)}[,label])")
-            for line, row in enumerate(reader, start=2):
+            for row in reader:
+                line = reader.line_num  # the file's line: blank lines are skipped, not numbered away
                 try:
                     x0, y0, x1, y1 = (float(row[k]) for k in BOX_COLUMNS[1:])
                 except (TypeError, ValueError):
