@@ -200,6 +200,21 @@ def test_an_image_whose_boxes_all_lie_outside_it_is_named_not_counted_as_a_miss(
     assert "none of its 1 box(es) lies inside the image (512 x 512 pixels)" in result["errors"][0]
 
 
+def test_an_image_with_one_box_wholly_outside_it_is_named_not_scored_on_the_rest(tmp_path):
+    """A box lying wholly outside its image (of another resolution, or another image's) was dropped
+    unsaid where the image had another box inside, and the image scored on that one."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 251 * 200).save(images / name)
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\na.png,40,40,63,63\na.png,100,10,120,30\n"
+                                        "b.png,40,40,63,63\nb.png,50,-20,90,5\n")  # b's second box: partly inside
+    result = evaluate_boxes(HeatOfPixels(), tmp_path / "boxes.csv", images, progress=False)
+    assert result["n_images"] == 1
+    assert result["errors"] == [f"{images / 'a.png'}: 1 of its 2 boxes lie wholly outside the image "
+                                "(64 x 64 pixels); left out"]
+
+
 def test_an_empty_out_is_refused_by_the_parser_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch):
     """`--out ""` (an unset variable in quotes) used to write results or a model into the current folder."""
     monkeypatch.chdir(tmp_path)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
+from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 
 REPORTED = (*COMPONENTS, RECONSTRUCTION, SIDES)  # each one's AUROC alone, where the model scores it
@@ -194,6 +195,20 @@ def box_mask(shape: tuple[int, int], boxes, block: int = 1) -> np.ndarray:
     return mask
 
 
+def boxes_outside(image: Radiograph, boxes) -> str | None:
+    """Why the boxes cannot be this image's, where any lies wholly outside it: boxes of another
+    resolution or another image, whose figures would mean nothing. One such box beside others that
+    lie inside was dropped unsaid, and the image scored on the rest (which are as likely misplaced)."""
+    outside = sum(not box_mask(image.shape[1:], [box], image.block).any() for box in boxes)
+    if not outside:
+        return None
+    read_as = f", read in blocks of {image.block} x {image.block}" if image.block > 1 else ""
+    size = f"{image.shape[2] * image.block} x {image.shape[1] * image.block} pixels{read_as}"
+    if outside == len(boxes):
+        return f"none of its {len(boxes)} box(es) lies inside the image ({size})"
+    return f"{outside} of its {len(boxes)} boxes lie wholly outside the image ({size})"
+
+
 def image_in(images_dir, name: str) -> Path:
     """`images_dir / name`, refused (ReadError) where the name leads outside the folder (absolute, or
     up through '..'): a box file names images inside --images, and must not make us read elsewhere."""
@@ -206,8 +221,8 @@ def image_in(images_dir, name: str) -> Path:
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
     """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
     random-heatmap baseline of the pointing game (the share of image area inside boxes). An image
-    that cannot be read, that lies outside `images_dir`, that none of its boxes lies in, or that the
-    model gives no finite score, is an error of its own, left out."""
+    that cannot be read, that lies outside `images_dir`, that any of its boxes lies wholly outside, or
+    that the model gives no finite score, is an error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
     for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
                             disable=not progress):
@@ -216,12 +231,11 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
         except ReadError as e:
             errors.append(str(e))
             continue
-        mask = box_mask(image.shape[1:], boxes, image.block)
-        if not mask.any():  # boxes of another resolution: no figure of this image would mean anything
-            read_as = f", read in blocks of {image.block} x {image.block}" if image.block > 1 else ""
-            errors.append(f"{Path(images_dir) / name}: none of its {len(boxes)} box(es) lies inside the image "
-                          f"({image.shape[2] * image.block} x {image.shape[1] * image.block} pixels{read_as}); left out")
+        outside = boxes_outside(image, boxes)
+        if outside:
+            errors.append(f"{Path(images_dir) / name}: {outside}; left out")
             continue
+        mask = box_mask(image.shape[1:], boxes, image.block)
         try:  # a NaN on one image is that image's error, not the end of the evaluation
             heat = detector.detect(image).heatmap.pixels[0]
         except NonFiniteScore as e:
