@@ -215,6 +215,21 @@ def test_an_image_with_one_box_wholly_outside_it_is_named_not_scored_on_the_rest
                                 "(64 x 64 pixels); left out"]
 
 
+def test_a_volume_named_in_a_box_file_is_named_not_scored_on_its_first_slice(tmp_path):
+    """A volume (a multi-frame DICOM, a 3D NRRD) had its 2D boxes laid on its first slice, unsaid."""
+    images = tmp_path / "images"
+    images.mkdir()
+    slice_ = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 251 * 200
+    Image.fromarray(slice_).save(images / "flat.png")
+    volume = sitk.GetImageFromArray(np.stack([slice_, slice_[::-1]]).astype(np.int16))
+    sitk.WriteImage(volume, str(images / "volume.nrrd"))
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\nflat.png,40,40,63,63\nvolume.nrrd,40,40,63,63\n")
+    result = evaluate_boxes(HeatOfPixels(), tmp_path / "boxes.csv", images, progress=False)
+    assert result["n_images"] == 1
+    assert result["errors"] == [f"{images / 'volume.nrrd'}: a volume of 2 slices: boxes are placed on 2D radiographs; "
+                                "left out"]
+
+
 def test_an_empty_out_is_refused_by_the_parser_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch):
     """`--out ""` (an unset variable in quotes) used to write results or a model into the current folder."""
     monkeypatch.chdir(tmp_path)

@@ -221,13 +221,17 @@ def image_in(images_dir, name: str) -> Path:
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
     """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
     random-heatmap baseline of the pointing game (the share of image area inside boxes). An image
-    that cannot be read, that lies outside `images_dir`, that any of its boxes lies wholly outside, or
-    that the model gives no finite score, is an error of its own, left out."""
+    that cannot be read, that lies outside `images_dir`, that is a volume, that any of its boxes lies
+    wholly outside, or that the model gives no finite score, is an error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
     for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
                             disable=not progress):
         try:
-            image = read_radiograph(image_in(images_dir, name))
+            path = image_in(images_dir, name)
+            image = read_radiograph(path)
+            if image.shape[0] != 1:  # its boxes would be laid on the first slice alone
+                raise ReadError(path, f"a volume of {image.shape[0]} slices: boxes are placed on 2D radiographs; "
+                                      "left out")
         except ReadError as e:
             errors.append(str(e))
             continue
