@@ -117,6 +117,24 @@ def test_a_box_file_naming_an_image_outside_the_images_folder_is_refused_row_by_
         assert any(e.startswith(f"{name}: the box file names an image outside {images}") for e in result["errors"])
 
 
+def test_an_image_named_without_its_extension_is_the_one_image_of_that_name(tmp_path):
+    """A box file naming `a` for `a.png` (as many datasets' tables do: RSNA's patientId, VinDr's
+    image_id) had every such image left out as 'file does not exist'."""
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 251 * 200
+    for name in ("a.PNG", "b.png", "b.tif", "c.d.png"):
+        Image.fromarray(pixels).save(images / name)
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\na,40,40,63,63\nb,40,40,63,63\nc.d,40,40,63,63\n"
+                                        "c,40,40,63,63\na.PNG,0,0,10,10\n")
+    result = evaluate_boxes(HeatOfPixels(), tmp_path / "boxes.csv", images, progress=False)
+    assert result["n_images"] == 2  # a.PNG (named both ways: one image with both boxes) and c.d.png
+    assert result["random_pointing_baseline"] == round((24 * 24 + 11 * 11) / 64 ** 2 / 2 + 24 * 24 / 64 ** 2 / 2, 4)
+    assert result["errors"] == [f"{images / 'b'}: no such file, and 2 images have this name with an extension "
+                                "(b.png, b.tif): the box file must name one; left out",
+                                f"{images / 'c'}: file does not exist"]
+
+
 def test_a_bad_row_of_a_box_file_is_named_by_its_line_in_the_file(tmp_path):
     """Rows were numbered as the reader gave them, so after a blank line the refusal named the line
     before the bad one."""

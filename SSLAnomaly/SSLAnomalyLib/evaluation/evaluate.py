@@ -6,6 +6,7 @@ These figures are for reporting only; nothing in training or calibration reads t
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 from collections import defaultdict
@@ -19,9 +20,11 @@ from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
 from SSLAnomalyLib.core.reading.image import Radiograph
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.core.reading.images import (DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, ReadError, list_inputs,
+                                                read_radiograph)
 
 REPORTED = (*COMPONENTS, RECONSTRUCTION, SIDES)  # each one's AUROC alone, where the model scores it
+IMAGE_SUFFIXES = (*sorted(DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES), ".nii.gz")
 
 
 def score_folder(detector, folder, progress: bool = True, transform=None) -> tuple[list[dict], list[str]]:
@@ -211,11 +214,42 @@ def boxes_outside(image: Radiograph, boxes) -> str | None:
 
 def image_in(images_dir, name: str) -> Path:
     """`images_dir / name`, refused (ReadError) where the name leads outside the folder (absolute, or
-    up through '..'): a box file names images inside --images, and must not make us read elsewhere."""
+    up through '..'): a box file names images inside --images, and must not make us read elsewhere.
+    A name that is not there may lack its extension (`a` for `a.png`, as many datasets' tables give
+    it): it is the one image of that name with an image extension."""
     relative = PurePath(name)
     if relative.is_absolute() or ".." in relative.parts:
         raise ReadError(name, f"the box file names an image outside {images_dir}; left out")
-    return Path(images_dir) / relative
+    path = Path(images_dir) / relative
+    return path if path.exists() or path.is_symlink() else with_extension(path)
+
+
+def with_extension(path: Path) -> Path:
+    """The one image named `path` plus an image extension (in either case), else `path` itself (its
+    reader says it does not exist); ReadError where several are, naming them."""
+    found: list[Path] = []
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (path.with_name(path.name + suffix), path.with_name(path.name + suffix.upper())):
+            # not any(samefile): on a case-insensitive disk (macOS) a.png and a.PNG are one file
+            if candidate.exists() and not any(os.path.samefile(candidate, f) for f in found):
+                found.append(candidate)
+    if len(found) > 1:
+        raise ReadError(path, f"no such file, and {len(found)} images have this name with an extension "
+                              f"({', '.join(f.name for f in found)}): the box file must name one; left out")
+    return found[0] if found else path
+
+
+def boxes_by_file(boxes_csv, images_dir, errors: list[str]) -> dict[Path, list[tuple[float, float, float, float]]]:
+    """The box file's boxes by the image file each row names, so that an image named with and without
+    its extension (`a`, `a.png`) is one image with all its boxes; a name that `image_in` refuses is
+    added to `errors`."""
+    by_file = defaultdict(list)
+    for name, boxes in read_boxes(boxes_csv).items():
+        try:
+            by_file[image_in(images_dir, name)] += boxes
+        except ReadError as e:
+            errors.append(str(e))
+    return by_file
 
 
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
@@ -224,10 +258,9 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
     that cannot be read, that lies outside `images_dir`, that is a volume, that any of its boxes lies
     wholly outside, or that the model gives no finite score, is an error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
-    for name, boxes in tqdm(sorted(read_boxes(boxes_csv).items()), desc="localisation", unit="img",
-                            disable=not progress):
+    for path, boxes in tqdm(sorted(boxes_by_file(boxes_csv, images_dir, errors).items()), desc="localisation",
+                            unit="img", disable=not progress):
         try:
-            path = image_in(images_dir, name)
             image = read_radiograph(path)
             if image.shape[0] != 1:  # its boxes would be laid on the first slice alone
                 raise ReadError(path, f"a volume of {image.shape[0]} slices: boxes are placed on 2D radiographs; "
@@ -237,7 +270,7 @@ def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> di
             continue
         outside = boxes_outside(image, boxes)
         if outside:
-            errors.append(f"{Path(images_dir) / name}: {outside}; left out")
+            errors.append(f"{path}: {outside}; left out")
             continue
         mask = box_mask(image.shape[1:], boxes, image.block)
         try:  # a NaN on one image is that image's error, not the end of the evaluation
