@@ -336,6 +336,20 @@ def test_options_a_box_evaluation_does_not_read_are_refused_not_dropped(tmp_path
     assert not scores.exists()
 
 
+def test_a_json_naming_the_box_file_is_refused_not_written_over_it(default_model, tmp_path, capsys):
+    """`--boxes b.csv --json ./b.csv` replaced the user's boxes with the figures."""
+    image = sorted((data_dir("tbx11k_dev") / "images").glob("*.png"))[0]
+    (tmp_path / image.name).symlink_to(image)
+    boxes, rows = tmp_path / "boxes.csv", f"image,x0,y0,x1,y1\n{image.name},100,100,300,300\n"
+    boxes.write_text(rows)
+    with pytest.raises(SystemExit) as refused:
+        main(["evaluate", "--model", "default", "--quiet", "--boxes", str(boxes), "--images", str(tmp_path),
+              "--json", str(tmp_path / "." / "boxes.csv")])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --json names the --boxes file: the figures would overwrite")
+    assert boxes.read_text() == rows
+
+
 def test_evaluate_names_each_files_reason_when_none_could_be_scored(tmp_path):
     """"none of the images named in the box file could be read" said neither which nor why."""
     images = tmp_path / "images"

@@ -81,7 +81,7 @@ def check_box_options(args) -> None:
     """Refuse, before a model is loaded, what the chosen measurement does not read: --boxes measures
     localisation on --images alone, and --images serves only --boxes. Such an option (a --scores-csv
     never written, a --perturb or --normal never scored) was silently dropped, leaving the user to take
-    one measurement for another."""
+    one measurement for another. A --json naming the box file was written over it, losing the boxes."""
     if args.boxes is not None:
         if not args.images:
             raise UsageError("--boxes needs --images DIR")
@@ -91,6 +91,8 @@ def check_box_options(args) -> None:
         if unread:
             raise UsageError(f"--boxes measures localisation on --images alone and does not read {', '.join(unread)}: "
                              "run evaluate once with --boxes and once without")
+        if args.json is not None and Path(args.json).resolve() == Path(args.boxes).resolve():
+            raise UsageError("--json names the --boxes file: the figures would overwrite the boxes")
     elif args.images is not None:
         raise UsageError("--images names the folder of the images in --boxes CSV, and there is no --boxes "
                          "(to score folders, give --normal DIR and --abnormal DIR)")
