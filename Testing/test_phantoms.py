@@ -135,6 +135,24 @@ def test_a_kind_or_family_named_twice_is_scored_once(pediatric_model, generated_
     assert sum(row["condition"] == "noise" for row in csv.DictReader(scores.open())) == 6  # 3 normal + 3 abnormal
 
 
+def test_the_same_normal_twice_is_warned_of(pediatric_model, generated_normals, tmp_path):
+    """A copy of a normal was counted as another normal (two negatives, two phantoms) unsaid, where
+    evaluate on two folders warns of it."""
+    import shutil
+
+    normals = tmp_path / "normal"
+    shutil.copytree(generated_normals, normals)
+    first = sorted(normals.iterdir())[0]
+    shutil.copy(first, normals / "copy.png")
+    out = tmp_path / "phantoms.json"
+    r = subprocess.run([SSLANOMALY, "evaluate", "--model", pediatric_model, "--phantoms", "whiteout", "--normal",
+                        normals, "--json", out, "--quiet"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    warning = strict_json(out.read_text())["warnings"][0]
+    assert warning.startswith("the same image is 2 times in the normal folder (")
+    assert str(normals / "copy.png") in warning and str(first) in warning and f"warning: {warning}" in r.stderr
+
+
 def test_evaluate_phantoms_refuses_what_it_cannot_do(generated_normals):
     def run(*options):
         return subprocess.run([SSLANOMALY, "evaluate", "--model", "pediatric", *options],

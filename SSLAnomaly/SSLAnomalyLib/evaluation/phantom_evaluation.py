@@ -22,7 +22,7 @@ from tqdm import tqdm
 from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.evaluate import nothing_scored, score_row, write_scores_csv
+from SSLAnomalyLib.evaluation.evaluate import duplicate_warnings, nothing_scored, score_row, write_scores_csv
 from SSLAnomalyLib.evaluation.phantoms import HELD_OUT_KINDS, SIZES, Phantom, draw_phantom
 
 FEW_NORMALS = 20  # below this, a share flagged moves by 5 points or more per image, and an AUROC is coarse
@@ -134,7 +134,8 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
             table.append((f"{kind}:{size}", "phantom", score_row(result, f)))
     if not normal:
         raise nothing_scored(normal_dir, "no readable normal images to draw phantoms on", errors)
-    warnings = few_normals_warning(len(normal))
+    # a copy of a normal is two negatives and two phantoms: said, as evaluate on two folders says it
+    warnings = duplicate_warnings(normal, []) + few_normals_warning(len(normal))
     for warning in warnings:
         tqdm.write(f"warning: {warning}", file=sys.stderr)
     normal_scores = [r["score"] for r in normal]
