@@ -143,6 +143,18 @@ def test_a_bad_row_of_a_box_file_is_named_by_its_line_in_the_file(tmp_path):
         read_boxes(tmp_path / "boxes.csv")
 
 
+def test_a_box_file_without_the_columns_says_what_its_header_reads(tmp_path):
+    """A header split by ';' (a spreadsheet's export in many locales) or an empty file was refused as
+    having 'no column(s) image, x0, ...', which the user can see it has."""
+    for text, read in (("image;x0;y0;x1;y1\na.png;1;1;9;9\n", "its header reads 'image;x0;y0;x1;y1'"),
+                       ("", "it is empty"), ("Image,X0,Y0,X1,Y1\n", "its header reads 'Image,X0,Y0,X1,Y1'")):
+        (tmp_path / "boxes.csv").write_text(text)
+        with pytest.raises(ReadError) as refused:
+            read_boxes(tmp_path / "boxes.csv")
+        assert str(refused.value).endswith("the box file has no column(s) image, x0, y0, x1, y1 "
+                                           f"(needs image,x0,y0,x1,y1[,label]; {read})")
+
+
 def test_a_box_image_without_a_finite_score_is_an_error_of_its_own(tmp_path):
     """evaluate --boxes let a NaN score on one image end the whole evaluation in a traceback, where
     the folders' evaluation and the phantoms name it and go on."""

@@ -163,9 +163,10 @@ def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, skipinitialspace=True)
             missing = [c for c in BOX_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
+            if missing:  # what was read: a header split on ';' or tabs looks right to the user, yet is one column
+                read = f"its header reads {','.join(reader.fieldnames)!r}" if reader.fieldnames else "it is empty"
                 raise ReadError(csv_path, f"the box file has no column(s) {', '.join(missing)} "
-                                          f"(needs {','.join(BOX_COLUMNS)}[,label])")
+                                          f"(needs {','.join(BOX_COLUMNS)}[,label]; {read})")
             for row in reader:
                 line = reader.line_num  # the file's line: blank lines are skipped, not numbered away
                 try:
