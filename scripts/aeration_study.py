@@ -18,6 +18,10 @@ candidate's standardised value), so a normal's score is left as it was. Printed:
 kind and size against the unaltered normals and the share above the normals' 95th percentile, and
 AUROC on the labelled dev split. **The dev figures read abnormal labels**: a study to decide whether
 to build the component, never a threshold or a checkpoint.
+
+With `--picture PNG` it draws, for the first `--picture-normals` phantom normals, the normal and its
+large effusion with the anatomical field outlined (green) and its unaerated part filled (red), and
+stops there (docs/images/aeration_effusion.png).
 """
 
 from __future__ import annotations
@@ -39,17 +43,40 @@ CANDIDATES = ("unaerated-max", "unaerated-diff")
 GATE = 2.0
 
 
-def unaerated(detector: AnomalyDetector, normals_only: LungSegmenter, image) -> tuple[dict[str, float], dict[str, float]]:
-    """Each candidate's raw value and the model's standardised components of one radiograph."""
+def unaerated_map(detector: AnomalyDetector, normals_only: LungSegmenter, image):
+    """The model input, its anatomical lung fields and their unaerated part, on the model grid."""
     p = detector.prepare(image)[0]
     aerated = normals_only.probability(p.image01[None])[0] >= 0.5
-    lung = p.lung
+    return p, p.lung, p.lung & ~aerated
+
+
+def unaerated(detector: AnomalyDetector, normals_only: LungSegmenter, image) -> tuple[dict[str, float], dict[str, float]]:
+    """Each candidate's raw value and the model's standardised components of one radiograph."""
+    p, lung, missing = unaerated_map(detector, normals_only, image)
     half = np.zeros_like(lung)
     half[:, : lung.shape[1] // 2] = True
-    shares = [float(1 - aerated[side].mean()) if side.any() else 1.0 for side in (lung & half, lung & ~half)]
+    shares = [float(missing[side].mean()) if side.any() else 1.0 for side in (lung & half, lung & ~half)]
     batch = detector.scorer.score(p.image01[None], lung[None])
     z = {c: float(v[0]) for c, v in batch.standardised.items()}
     return {"unaerated-max": max(shares), "unaerated-diff": abs(shares[0] - shares[1])}, z
+
+
+def picture(detector: AnomalyDetector, normals_only: LungSegmenter, normal_dir: Path, n: int, out: Path) -> None:
+    """Normals (top row) and their large effusions (bottom row): field outline green, unaerated part red."""
+    from PIL import Image
+    from scipy import ndimage
+    tiles = [[], []]
+    for i, f in enumerate(list_inputs([normal_dir])[:n]):
+        image = read_radiograph(f)
+        altered, _ = phantom_on(image, "effusion", "large", drawn_lungs(detector, image),
+                                phantom_seed(0, "effusion", "large", i))
+        for row, shown in zip(tiles, (image, altered)):
+            p, lung, missing = unaerated_map(detector, normals_only, shown)
+            rgb = np.repeat((p.image01 * 255).astype(np.uint8)[..., None], 3, -1)
+            rgb[missing] = (0.5 * rgb[missing] + [120, 0, 0]).astype(np.uint8)
+            rgb[lung & ~ndimage.binary_erosion(lung)] = [0, 220, 0]
+            row.append(np.kron(rgb, np.ones((2, 2, 1), np.uint8)))
+    Image.fromarray(np.concatenate([np.concatenate(r, 1) for r in tiles], 0)).save(out)
 
 
 def main() -> int:
@@ -62,9 +89,14 @@ def main() -> int:
     parser.add_argument("--dev-abnormal")
     parser.add_argument("--n-fit", type=int, default=150)
     parser.add_argument("--n-phantom", type=int, default=40)
+    parser.add_argument("--picture", type=Path)
+    parser.add_argument("--picture-normals", type=int, default=5)
     args = parser.parse_args()
     detector = AnomalyDetector.load(args.model, device="cpu")
     normals_only = LungSegmenter.load(args.normals_only)
+    if args.picture:
+        picture(detector, normals_only, Path(args.phantom_normals), args.picture_normals, args.picture)
+        return 0
     fit = [unaerated(detector, normals_only, read_radiograph(f))[0]
            for f in list_inputs([Path(args.fit_normals)])[: args.n_fit]]
     norm = {c: (np.mean([r[c] for r in fit]), np.std([r[c] for r in fit]) + 1e-8) for c in CANDIDATES}
