@@ -22,7 +22,7 @@ from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
 from SSLAnomalyLib.core.model_files import model_folder, registry
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY, Manifest
-from SSLAnomalyLib.core.reading.image import Radiograph, display_flips
+from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.findings_json import findings_document
 
 OUT_OF_RANGE_WARNING = ("score far beyond every calibration normal: if this is not a frontal chest radiograph "
@@ -154,7 +154,8 @@ class AnomalyDetector:
         scores, standardised, findings, field_warnings = [], [], [], {}
         top_slice = None  # (score, index, grid map, lung fields) of the slice that drives the image score
         pixel_threshold = self.calibration.pixel_threshold
-        flips = display_flips(image)  # the slices were prepared as shown: their maps go back to the file's grid
+        display = image.display  # the slices were prepared as shown: their maps go back to the file's grid
+        shown_shape = display.shown_shape(rows, cols)
         for start in range(0, n, SCORE_CHUNK):
             chunk = range(start, min(n, start + SCORE_CHUNK))
             part = prepared[start:chunk.stop]
@@ -165,13 +166,13 @@ class AnomalyDetector:
                 raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken "
                                      "model or input); no result is given rather than a wrong one")
             for k, p, grid, s in zip(chunk, part, batch.grid_maps, batch.score):
-                grid, lung = np.flip(grid, flips), np.flip(p.lung & self.lung_support, flips)
+                grid, lung = display.stored(grid), display.stored(p.lung & self.lung_support)
                 heat[k] = to_input_grid(grid, rows, cols)
                 findings += find_regions(grid, lung, pixel_threshold, image, k)
                 if top_slice is None or s > top_slice[0]:
                     top_slice = (s, k, grid, lung)
                 if lung_grid is not None:
-                    lung_grid[k] = np.flip(p.fields.on_grid(rows, cols), flips)
+                    lung_grid[k] = display.stored(p.fields.on_grid(*shown_shape))
                 if p.fields.warning:
                     field_warnings[p.fields.warning] = None
             scores.append(batch.score)

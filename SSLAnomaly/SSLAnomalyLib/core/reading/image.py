@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from SSLAnomalyLib.core.reading.display import Display, display_of
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 COSINE_TOLERANCE = 1e-3  # DICOM's decimal strings round cosines; beyond this they were not orthonormal
 
@@ -63,9 +65,14 @@ class Radiograph:
         m[:3] = LPS_TO_RAS @ m[:3]
         return m
 
+    @property
+    def display(self) -> Display:
+        """How viewers show this image's slices (display.py): a DICOM as stored."""
+        return display_of(self.direction, as_stored=self.dicom is not None)
+
     def shown(self, k: int = 0) -> np.ndarray:
-        """Slice `k` as viewers show it (`display_flips`): what the model is given, in training too."""
-        return np.flip(self.pixels[k], display_flips(self))
+        """Slice `k` as viewers show it: what the model is given, in training too."""
+        return self.display.shown(self.pixels[k])
 
     def with_pixels(self, pixels: np.ndarray) -> "Radiograph":
         """A new image on the same grid (e.g. a heatmap), sharing geometry but not warnings."""
@@ -73,21 +80,6 @@ class Radiograph:
             raise ValueError(f"pixels {np.shape(pixels)} do not match grid {self.shape}")
         return Radiograph(np.asarray(pixels).reshape(self.shape), self.spacing, self.origin,
                           self.direction.copy(), self.is_2d, self.source, block=self.block)
-
-
-def display_flips(image: Radiograph) -> tuple[int, ...]:
-    """The axes of a slice (0: rows, 1: columns) that a file stores against how viewers show its plane:
-    columns running mainly along x toward the patient's right, rows toward anterior (mainly along y) or
-    toward the head (mainly along z), as a NIfTI from dcm2niix stores rows. The model learned upright
-    radiographs, so such a slice is scored flipped to be shown. None for DICOM, which viewers of
-    radiographs show as stored."""
-    if image.dicom is not None:
-        return ()
-    column, row = image.direction[:, 0], image.direction[:, 1]
-    along = int(np.argmax(np.abs(row)))
-    rows = (along == 1 and row[1] < 0) or (along == 2 and row[2] > 0)
-    columns = int(np.argmax(np.abs(column))) == 0 and column[0] < 0
-    return (0,) * bool(rows) + (1,) * bool(columns)
 
 
 def direction_from_cosines(row, column) -> tuple[np.ndarray, str | None]:

@@ -23,7 +23,7 @@ import numpy as np
 from SSLAnomalyLib.core.files.atomic import atomic_write_bytes, atomic_write_text
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
-from SSLAnomalyLib.core.reading.image import Radiograph, display_flips
+from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import list_inputs, write_image
 from SSLAnomalyLib.core.reading.walk import resolved
 from SSLAnomalyLib.core.results.findings_json import to_json
@@ -186,7 +186,7 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: boo
     if lungs:
         paths["lungs"] = write_image(result.lungs, Path(out_dir) / f"{name}{LUNGS_SUFFIX}")
     k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
-    picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k, flips=display_flips(image),
+    picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k, display=image.display,
                              aspect=image.spacing[1] / image.spacing[0])
     write_picture(picture, paths["overlay"])
     atomic_write_text(paths["findings"], to_json(result.to_dict(image.source)))

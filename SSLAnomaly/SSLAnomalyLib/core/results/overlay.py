@@ -13,7 +13,7 @@ image is enlarged towards MIN_SIDE, and the picture is at least MIN_SIDE a side 
 on a dark ground), so that the score and the colour bar always fit beside the image.
 
 The picture shows the slice as viewers show it: a file that stores its rows or columns against its
-display (`reading.image.display_flips`) is drawn flipped back, its boxes with it, so that the overlay
+display, or swapped (`reading.display`), is drawn as shown, its boxes with it, so that the overlay
 and Slicer show the same upright chest; the findings' boxes stay in the file's own indices elsewhere.
 A pixel spacing that differs between rows and columns is drawn at the image's physical proportions,
 as viewers draw it, not one picture pixel per file pixel (a chest squeezed to half its width).
@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from SSLAnomalyLib.core.model.preprocess import normalise, resize
+from SSLAnomalyLib.core.reading.display import Display
 
 MAX_SIDE = 1024
 MIN_SIDE = 512
@@ -119,25 +120,15 @@ def _colour_bar(picture: Image.Image, draw, pixel_threshold: float, font) -> Non
     draw.text((x0 + bar_w + 6, y1 - font.size // 2 - 2), foot, fill=(255, 255, 255), font=font)
 
 
-def shown_box(bbox, flips: tuple[int, ...], shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A finding's inclusive (i0, j0, i1, j1) on a slice of `shape` (rows, cols) flipped along `flips`."""
-    i0, j0, i1, j1 = bbox
-    rows, cols = shape
-    if 0 in flips:
-        j0, j1 = rows - 1 - j1, rows - 1 - j0
-    if 1 in flips:
-        i0, i1 = cols - 1 - i1, cols - 1 - i0
-    return i0, j0, i1, j1
-
-
 def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: int = 0,
-                   lungs: np.ndarray | None = None, flips: tuple[int, ...] = (), aspect: float = 1.0) -> Image.Image:
+                   lungs: np.ndarray | None = None, display: Display = Display(), aspect: float = 1.0) -> Image.Image:
     """RGB picture of one slice (`image`, `heatmap` and, outlined when given, `lungs` are (rows, cols)
-    on the same grid, the file's), drawn flipped along `flips` (0: rows, 1: columns) as it is shown,
-    each row `aspect` times as high as a column is wide (row spacing / column spacing)."""
+    on the same grid, the file's), drawn as `display` shows it, each file row `aspect` times as high as
+    a file column is wide (row spacing / column spacing)."""
     shape = image.shape
-    image, heatmap = np.flip(image, flips), np.flip(heatmap, flips)
-    rows, cols = shape
+    image, heatmap = display.shown(image), display.shown(heatmap)
+    rows, cols = image.shape
+    aspect = 1 / aspect if display.transposed else aspect
     height = rows * aspect  # in column widths
     scale = min(max(1.0, MIN_SIDE / min(height, cols)), MAX_SIDE / max(height, cols))
     size = (max(1, round(height * scale)), max(1, round(cols * scale)))
@@ -153,7 +144,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
         alpha = ALPHA[index][:, None]
         out[above] = (out[above] * (1 - alpha) + LUT[index] * alpha).astype(np.uint8)
     if lungs is not None:
-        mask = resize(np.asarray(np.flip(lungs, flips), np.float32), size) >= 0.5
+        mask = resize(np.asarray(display.shown(lungs), np.float32), size) >= 0.5
         out[mask & ~ndimage.binary_erosion(mask, iterations=max(1, size[1] // 400))] = LUNG_OUTLINE
     picture = Image.new("RGB", (max(size[1], MIN_SIDE), max(size[0], MIN_SIDE)), PANEL)
     picture.paste(Image.fromarray(out, "RGB"), (0, 0))
@@ -164,7 +155,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, result, slice_index: 
     for f in result.findings:
         if f.slice_index != slice_index:
             continue
-        i0, j0, i1, j1 = shown_box(f.bbox_ijk, flips, shape)  # pixels i0..i1 span [i0, i1 + 1) in the picture
+        i0, j0, i1, j1 = display.shown_box(f.bbox_ijk, *shape)  # pixels i0..i1 span [i0, i1 + 1) in the picture
         i0, j0, i1, j1 = round(i0 * sx), round(j0 * sy), round((i1 + 1) * sx) - 1, round((j1 + 1) * sy) - 1
         draw.rectangle([i0, j0, i1, j1], outline=BOX, width=max(2, size[1] // 300))
         text = f"#{f.id} {f.label} {f.score:.2f}"  # the label as the JSON and Slicer name it: diffuse, below verdict
