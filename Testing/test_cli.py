@@ -316,6 +316,33 @@ def test_boxes_on_an_image_read_reduced_are_placed_on_its_reduced_grid(default_m
     assert result["random_pointing_baseline"] == round(1400 * 2800 / 5600 ** 2, 4)  # the box's share of the file
 
 
+def test_spacing_given_to_an_image_read_reduced_is_the_files_pixel(default_model, tmp_path):
+    """--spacing 0.2 on a very wide PNG, read in 2x2 blocks, became the spacing of the blocks: the
+    heatmap covered half the image in mm (0.2 per block, its origin 0.5 mm in), and every centroid and
+    area was half and a quarter of the truth. A block is now 0.4 mm, its centre 0.1 mm in: positions and
+    areas are the file's own at 0.2 mm, as they are at the 1.0 mm assumed without --spacing."""
+    upright = Image.open(sorted(data_dir("tbx11k_dev", "images").iterdir())[0]).convert("L")
+    images = tmp_path / "in"
+    images.mkdir()
+    upright.resize((5200, 400)).save(images / "wide.png")
+    docs = {}
+    for spacing in (None, 0.2):
+        out = tmp_path / f"out{spacing}"
+        extra = ["--spacing", str(spacing)] if spacing else []
+        assert main(["detect", "--model", str(default_model), "--out", str(out), "--fpr", "0.5", "--quiet", *extra,
+                     str(images / "wide.png")]) == 0
+        docs[spacing] = json.loads((out / "wide.findings.json").read_text())
+        heat = sitk.ReadImage(str(out / "wide.heatmap.nrrd"))
+        mm = spacing or 1.0
+        assert heat.GetSize() == (2600, 200)
+        assert heat.GetSpacing() == pytest.approx((2 * mm, 2 * mm)) and heat.GetOrigin() == pytest.approx((mm / 2, mm / 2))
+    assumed, given = docs[None]["findings"], docs[0.2]["findings"]
+    assert assumed and [f["bbox_ijk"] for f in given] == [f["bbox_ijk"] for f in assumed]
+    for f, f1 in zip(given, assumed):
+        assert f["centroid_ras"] == pytest.approx([0.2 * v for v in f1["centroid_ras"]], abs=2e-3)
+        assert f["area_mm2"] == pytest.approx(0.04 * f1["area_mm2"], abs=0.01)
+
+
 def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path):
     """`--json` naming a folder failed only once every image was scored, losing the figures, and
     `--scores-csv` naming the `--json` file had the scores overwritten by the figures."""

@@ -16,6 +16,7 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector, DetectionResu
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import read_radiograph
+from SSLAnomalyLib.core.reading.shrink import give_file_spacing
 from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, case_paths, write_case_outputs
 
 SPACING_ASSUMED = "1.0 mm assumed"  # how each reader's warning ends where a file has no usable pixel spacing
@@ -66,11 +67,12 @@ def promised(out_dir, name: str, options: BatchOptions) -> list[Path]:
 
 
 def give_spacing(image: Radiograph, mm: float | None) -> bool:
-    """Whether the file had no usable pixel spacing; if so and `mm` is given, `mm` becomes its
-    spacing (so area_mm2 and the heatmap's geometry use it) and its warning says so."""
+    """Whether the file had no usable pixel spacing; if so and `mm` is given, `mm` becomes its file
+    pixel's spacing (so area_mm2 and the heatmap's geometry use it; a reduced image's blocks are
+    larger: `give_file_spacing`) and its warning says so."""
     assumed = [w for w in image.warnings if w.endswith(SPACING_ASSUMED)]
     if assumed and mm:
-        image.spacing = (float(mm), float(mm), image.spacing[2])
+        give_file_spacing(image, float(mm))
         image.warnings = [w for w in image.warnings if w not in assumed]
         image.warnings.append(f"no usable pixel spacing in the file; {mm:g} {SPACING_GIVEN}")
     return bool(assumed)

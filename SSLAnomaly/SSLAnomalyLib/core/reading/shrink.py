@@ -39,3 +39,12 @@ def shrink_if_large(img: Radiograph, max_side: int = MAX_SIDE) -> Radiograph:
         f"image of {cols}x{rows} pixels read at {out.shape[2]}x{out.shape[1]} ({f}x{f} blocks averaged, "
         f"longest side limit {max_side}); heatmap and finding boxes are on that grid, positions in mm unchanged")
     return reduced
+
+
+def give_file_spacing(img: Radiograph, mm: float) -> None:
+    """Give `img` the file pixel spacing `mm` (--spacing, for a file with none): a reduced image's
+    pixel is `block` file pixels a side, and its origin, the centre of its first block, moves with them."""
+    f = img.block
+    assumed = np.array(img.spacing[:2]) / f  # the file's spacing it was read at
+    img.origin = tuple(np.add(img.origin, img.direction[:, :2] @ ((f - 1) / 2 * (mm - assumed))))
+    img.spacing = (mm * f, mm * f, img.spacing[2])
