@@ -204,8 +204,9 @@ def dicom_age_years(text: str) -> float | None:
 
 def population_warning(dicom: dict | None, population: Population | None) -> str | None:
     """A warning when a DICOM's PatientAge (or its absence) does not show the patient belongs to the
-    model's population, naming the bundled model that fits better."""
-    if dicom is None or population is None:
+    model's population, naming the bundled model that fits better; none where its attributes are not
+    at hand (a Slicer volume from DICOM: `dicom` is {})."""
+    if not dicom or population is None:
         return None
     age = dicom_age_years(dicom.get("PatientAge", ""))
     if age is None:

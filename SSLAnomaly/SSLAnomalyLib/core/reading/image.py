@@ -29,7 +29,7 @@ class Radiograph:
     is_2d: bool = True
     source: str = ""
     warnings: list[str] = field(default_factory=list)
-    dicom: dict | None = None  # identity/reference attributes of a DICOM source (never logged)
+    dicom: dict | None = None  # identity/reference attributes of a DICOM source (never logged); {}: not at hand
     block: int = 1  # file pixels per pixel here, along each side (a very large image is read reduced: shrink.py)
 
     def __post_init__(self):
