@@ -155,6 +155,7 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         ds, "PerFrameFunctionalGroupsSequence", 0, "PlanePositionSequence", 0, "ImagePositionPatient"), 3)
     if ipp is not None:
         img.origin = tuple(ipp)
+    _place_frames(img, ds, frames)
     img.dicom = {k: str(_get(ds, k) or "") for k in (
         "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
         "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
@@ -165,6 +166,20 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         img.warnings.append(f"DICOM modality {modality} is not a radiograph (CR/DX): the model was made for chest "
                             "radiographs, and its result for this image means nothing")
     return img
+
+
+def _place_frames(img: Radiograph, ds, frames: int) -> None:
+    """Frames set apart by their own positions (per-frame functional groups), not by the slice spacing or
+    thickness the header states: the step from the first frame to the last along the plane's normal is
+    the slice spacing, and where the frames go against the normal the slice axis does too."""
+    first, last = (_floats(_get(ds, "PerFrameFunctionalGroupsSequence", k, "PlanePositionSequence", 0,
+                                "ImagePositionPatient"), 3) for k in (0, frames - 1))
+    if frames < 2 or first is None or last is None:
+        return
+    step = (last - first) @ img.direction[:, 2] / (frames - 1)
+    if abs(step) > 1e-6:
+        img.spacing = (*img.spacing[:2], abs(step))
+        img.direction[:, 2] *= np.sign(step)
 
 
 def _get(ds, *keys):
