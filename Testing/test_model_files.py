@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, data_dir
+from SSLAnomalyLib.cli.termination import Terminated, sigterm_raises
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.model_files import registry
@@ -192,6 +194,25 @@ def test_a_failed_write_leaves_the_old_model_whole_and_nothing_beside_it(small_m
         save(target, loaded.encoder_state, arrays, loaded.manifest.replaced(files=None), "card", overwrite=True)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder, no lock left
+
+
+def test_a_write_stopped_between_its_renames_leaves_the_old_model_in_place(small_model, tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) landing after the old model was moved aside and before the new one took
+    its place left no model in the folder, and the new one was removed with the staging folder."""
+    target = saved_again(small_model, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    rename = os.rename
+
+    def stopped_after_moving_aside(src, dst):
+        rename(src, dst)
+        if Path(dst).name.startswith(".m.old"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, "rename", stopped_after_moving_aside)
+    with sigterm_raises(), pytest.raises(Terminated):
+        saved_again(small_model, target, overwrite=True)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 def test_two_writers_never_share_a_model_folder(small_model, tmp_path):

@@ -157,16 +157,18 @@ def _write(path: Path, data: bytes) -> None:
 
 def _put_in_place(staging: Path, folder: Path) -> None:
     """Rename `staging` to `folder`; an existing folder is moved aside first (put back if the rename
-    fails) and removed after: readers see the old model, the new one, or for that instant none."""
+    fails, or Ctrl-C or SIGTERM stops the run between the two: else no model is left at `folder`)
+    and removed after: readers see the old model, the new one, or for that instant none."""
     if not folder.exists():
         os.rename(staging, folder)
         return
     old = _sibling(folder, "old")
-    os.rename(folder, old)
     try:
+        os.rename(folder, old)
         os.rename(staging, folder)
-    except OSError:
-        os.rename(old, folder)
+    except BaseException:
+        if old.exists() and not folder.exists():
+            os.rename(old, folder)
         raise
     shutil.rmtree(old)
 
