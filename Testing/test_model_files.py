@@ -215,6 +215,43 @@ def test_a_write_stopped_between_its_renames_leaves_the_old_model_in_place(small
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+KILLED_BETWEEN_RENAMES = (  # a writer that stops, to be killed, once it has moved the old model aside
+    "import os, sys, time\n"
+    "from SSLAnomalyLib.core.model_files.model_folder import load, save\n"
+    "rename = os.rename\n"
+    "def held(src, dst):\n"
+    "    rename(src, dst)\n"
+    "    if '.old' in os.path.basename(dst):\n"
+    "        print('moved aside', flush=True); time.sleep(600)\n"
+    "os.rename = held\n"
+    "m = load(sys.argv[1])\n"
+    "save(sys.argv[2], m.encoder_state, m.arrays, m.manifest.replaced(files=None, format_version=None), 'new card',\n"
+    "     overwrite=True)\n")
+
+
+def test_a_model_moved_aside_by_a_killed_write_is_named_and_put_back_by_the_next(small_model, tmp_path):
+    """SIGKILL between the renames left the model hidden in .m.old<pid>-... and the new one in
+    .m.new<pid>-..., nothing at m: a reader was told 'no such directory', and the next write wrote
+    a model beside both, which no run ever removed (each a whole model's size)."""
+    target = saved_again(small_model, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    writer = subprocess.Popen([str(REPO / ".venv" / "bin" / "python"), "-c", KILLED_BETWEEN_RENAMES, str(small_model),
+                               str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "moved aside"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not target.exists()
+    with pytest.raises(ModelError, match=r"is missing: a write of a model into it was killed after moving the model "
+                                         r"it held aside to \.m\.old\d+-[0-9a-f]{8} beside it"):
+        load(target)
+    with pytest.raises(ModelError, match="already holds a model"):  # put back, and replaced only when told
+        saved_again(small_model, target)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
 def test_two_writers_never_share_a_model_folder(small_model, tmp_path):
     code = ("import sys, time; from SSLAnomalyLib.core.files.locks import folder_lock\n"
             "with folder_lock(sys.argv[1], sys.argv[2]):\n    print('held', flush=True); time.sleep(60)")

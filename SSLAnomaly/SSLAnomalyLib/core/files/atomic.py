@@ -71,7 +71,7 @@ def remove_leftovers(folder) -> list[Path]:
     for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
         file, staging = LEFTOVER.match(p.name), LEFTOVER_STAGING.match(p.name)
         named = file if file and p.is_file() else staging if staging and p.is_dir() and not p.is_symlink() else None
-        if named and not _writing(int(named[1])):
+        if named and not writing(int(named[1])):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -80,7 +80,7 @@ def remove_leftovers(folder) -> list[Path]:
     return removed
 
 
-def _writing(pid: int) -> bool:
+def writing(pid: int) -> bool:
     """Whether process `pid` may still write its files: it runs. A zombie (dead, not yet reaped by its
     parent, as a Dask worker killed mid-write is for a moment) writes nothing more."""
     import psutil  # here, not at the top: on Linux it imports POSIX-only `resource`, and the CLI imports this file

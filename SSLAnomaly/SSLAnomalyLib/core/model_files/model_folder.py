@@ -12,14 +12,14 @@ folder is ever unpickled.
 
 A folder is written whole: staged beside its place, verified, then renamed into it under a lock,
 so that no reader sees half a model and no two writers mix theirs; an existing model is replaced
-only when the writer is told to (`--overwrite`), and a folder of anything else never is.
+only when the writer is told to (`--overwrite`), and a folder of anything else never is. What a
+writer killed outright leaves beside the folder is put back or removed by the next (leftovers.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
-from SSLAnomalyLib.core.model_files import registry, signing
+from SSLAnomalyLib.core.model_files import leftovers, registry, signing
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY, KIND_NAMES, Manifest, ManifestFieldError
 
 FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha256)
@@ -126,8 +126,9 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
     key = signing.site_key()
     folder.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder.with_name(f".{folder.name}.lock"), folder):
+        leftovers.clear(folder)
         refuse_existing(folder, overwrite)
-        staging = _sibling(folder, "new")
+        staging = leftovers.sibling(folder, leftovers.STAGED)
         staging.mkdir()
         try:
             _write(staging / WEIGHTS, safetensors_bytes(tensors, metadata={"format_version": str(FORMAT_VERSION)}))
@@ -140,11 +141,6 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return folder
-
-
-def _sibling(folder: Path, what: str) -> Path:
-    """A hidden name beside `folder`, of this process (as core/files/atomic.py names temporary files)."""
-    return folder.with_name(f".{folder.name}.{what}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -162,7 +158,7 @@ def _put_in_place(staging: Path, folder: Path) -> None:
     if not folder.exists():
         os.rename(staging, folder)
         return
-    old = _sibling(folder, "old")
+    old = leftovers.sibling(folder, leftovers.MOVED_ASIDE)
     try:
         os.rename(folder, old)
         os.rename(staging, folder)
@@ -186,6 +182,11 @@ def load(model: str | os.PathLike, kind: str | None = None) -> ModelFolder:
         raise ModelError(folder, "is a file, not a model folder (a model is a folder holding manifest.json, "
                                  "model.safetensors and MODEL_CARD.md)")
     if not folder.is_dir():
+        aside = leftovers.moved_aside(folder)
+        if aside is not None:
+            raise ModelError(folder, f"is missing: a write of a model into it was killed after moving the model it "
+                                     f"held aside to {aside.name} beside it; rename that folder back, or the next "
+                                     "write of a model to it puts it back")
         raise ModelError(folder, "is not a model folder (no such directory)")
     mpath = folder / MANIFEST
     if not mpath.is_file():
