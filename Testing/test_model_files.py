@@ -298,6 +298,20 @@ def test_calibrate_refuses_an_existing_model_first_and_writes_one_truthful_card(
     assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in out.iterdir())
 
 
+def test_train_never_writes_over_the_model_it_starts_from(copy_model, small_normals, capsys):
+    """`train --start-from M --out M --overwrite` replaced M, which the new manifest names as the
+    model it started from (calibrate and merge refuse the same)."""
+    from SSLAnomalyLib.cli import main
+
+    start = copy_model("start")
+    before = {p.name: p.read_bytes() for p in start.iterdir()}
+    assert main(["train", "--normals", str(small_normals[1]), "--start-from", str(start), "--out", str(start),
+                 "--overwrite", "--minutes", "0", "--device", "cpu", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: model {start}: is the model this one is made from; write the new model to a new folder")
+    assert {p.name: p.read_bytes() for p in start.iterdir()} == before
+
+
 @pytest.fixture
 def registry_copy(tmp_path, monkeypatch):
     """A copy of the bundled registry, read in its place, to be broken by a test (its folders are

@@ -172,6 +172,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         check_enough_normals(normals, val_normals)  # before any image is read or any step trained
     if spec.other_source_normals:  # named now, not after training
         check_other_sources(spec.other_source_normals, normals, spec.acquisition_directions)
+    if start is not None:
+        model_folder.refuse_source(out_dir, Path(start.folder))
     replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
     model_folder.refuse_existing(out_dir, replace_model)
     ranks.barrier()  # every rank has looked before rank 0 removes anything

@@ -109,7 +109,7 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
 
 def refuse_source(folder, model) -> None:
     """Refuse to write a model over the one it is made from: `--overwrite` would replace the model
-    that other sites' statistics, or a site's calibration, name by its id."""
+    that other sites' statistics, a site's calibration, or a run started from it name by its id."""
     if Path(folder).resolve() == resolve(model).resolve():
         raise ModelError(folder, "is the model this one is made from; write the new model to a new folder")
 
