@@ -312,6 +312,23 @@ def test_train_never_writes_over_the_model_it_starts_from(copy_model, small_norm
     assert {p.name: p.read_bytes() for p in start.iterdir()} == before
 
 
+@pytest.mark.parametrize("command", ["calibrate --model {model}", "train --start-from {model} --minutes 0 --device cpu"])
+def test_no_command_writes_a_model_into_the_current_folder(command, small_model, small_normals, tmp_path, monkeypatch,
+                                                           capsys):
+    """`--out .` in an empty folder: calibrate put the model in place of that folder, leaving the
+    shell in a removed one (`ls` showed nothing, `--model .` failed); train ended in a traceback
+    (ValueError: PosixPath('.') has an empty name)."""
+    from SSLAnomalyLib.cli import main
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    args = command.format(model=small_model).split()
+    assert main([*args, "--normals", str(small_normals[1]), "--out", ".", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: model .: is the current folder;")
+    assert Path.cwd().samefile(here) and not any(here.iterdir())
+
+
 @pytest.fixture
 def registry_copy(tmp_path, monkeypatch):
     """A copy of the bundled registry, read in its place, to be broken by a test (its folders are

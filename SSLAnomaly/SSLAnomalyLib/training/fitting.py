@@ -138,8 +138,9 @@ def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
 
 def work_dir(out_dir) -> Path:
     """Where a training run keeps its checkpoints: beside the model folder, never in it, so that
-    a killed run leaves nothing in MODEL_DIR; removed once the model folder is complete."""
-    out_dir = Path(out_dir)
+    a killed run leaves nothing in MODEL_DIR; removed once the model folder is complete. (`.` has a
+    name there, as model_folder.save names it.)"""
+    out_dir = Path(os.path.abspath(out_dir))
     return out_dir.with_name(out_dir.name + ".work")
 
 

@@ -90,10 +90,15 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
     """Refuse to write a model into `folder` when something is there: a file; a folder holding
     anything but a model's entries (never replaced); a model, unless `overwrite` (checkpoints alone
     are an unfinished train, not a model). Writers call it before their work too, so that a refusal
-    comes first, not after an hour of training."""
+    comes first, not after an hour of training. Never the current folder: a model folder is
+    replaced whole, so the command line would be left in a folder that no longer exists."""
     folder = Path(folder)
     if not folder.exists():
         return
+    if folder.resolve() == Path.cwd().resolve():
+        raise ModelError(folder, "is the current folder; a model folder is written whole and takes the place of "
+                                 "the folder there, which would leave you in a folder that no longer exists: write "
+                                 "the model to a new folder (e.g. --out site-model)")
     if not folder.is_dir():
         raise ModelError(folder, "is a file, not a model folder; choose a new folder to write the model into")
     entries = sorted(p.name for p in folder.iterdir())
