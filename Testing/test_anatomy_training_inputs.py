@@ -1,6 +1,7 @@
 """`train-anatomy` names a mask that cannot be used (another size than its image, no lung pixel or
 nothing else) in a mask's terms, before it spends its training budget, wherever the seeded split
-puts that pair; and a stopped run (Ctrl-C, SIGTERM) keeps its steps for the same command to resume."""
+puts that pair; a stopped run (Ctrl-C, SIGTERM) keeps its steps for the same command to resume; and a
+second run into the --out of a live one is refused."""
 
 import json
 import os
@@ -149,3 +150,25 @@ def test_restart_discards_an_unfinished_lung_training(pairs, tmp_path, monkeypat
     monkeypatch.undo()
     assert main(run + ["--disease-share", "0.2", "--restart"]) == 0
     assert "resuming" not in capsys.readouterr().err and (out / "manifest.json").exists()
+
+
+def test_a_second_lung_training_into_the_same_out_is_refused_while_one_trains(pairs, tmp_path, monkeypatch, capsys):
+    """Started while another run trained into the same --out, a run trained too and wrote its model,
+    and the first then failed after its whole budget ('already holds a model'); now the second is
+    refused, naming the live run, and the first writes its model."""
+    images, masks = pairs
+    out = tmp_path / "lungs"
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--minutes", "0.02", "--size", "64", "--quiet"]
+    steps, started, second = lung_training._steps, [], []
+
+    def training(*args):
+        if not started:  # the second run starts as the first begins its steps
+            started.append(True)
+            second.append(main(run))
+        return steps(*args)
+
+    monkeypatch.setattr(lung_training, "_steps", training)
+    assert main(run) == 0 and second == [2]
+    assert f"another sslanomaly run (process {os.getpid()}:" in capsys.readouterr().err
+    assert (out / "manifest.json").exists() and not (tmp_path / ".lungs.work.lock").exists()

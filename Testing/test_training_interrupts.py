@@ -1,9 +1,11 @@
 """A training run stopped mid-phase (Ctrl-C, or SIGTERM from `kill` or Slicer's *Stop*) keeps every
-step it took: the next run resumes from there, not from the last periodic checkpoint; and a command
-stopped by SIGTERM cleans up after itself as on Ctrl-C."""
+step it took: the next run resumes from there, not from the last periodic checkpoint; a command
+stopped by SIGTERM cleans up after itself as on Ctrl-C; and a second run into the --out of a live one
+is refused."""
 
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -106,3 +108,33 @@ def test_sigterm_stops_reference_stats_without_leaving_its_feature_cache(tmp_pat
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
     assert not list(temp.iterdir()) and not out.exists()
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_trains(tmp_path, capsys):
+    """The same train command started twice (a scheduler's retry, Slicer and a terminal): the second
+    resumed the live run's checkpoint, trained beside it, and replaced its model without --overwrite
+    (the work folder beside --out made it a rerun). It is refused, naming the live run."""
+    import subprocess
+    import time
+
+    from conftest import REPO
+
+    normals = normals_folder(tmp_path / "normals", range(12))
+    out = tmp_path / "model"
+    run = ["train", "--normals", str(normals), "--out", str(out), "--size", "64", "--device", "cpu", "--quiet"]
+    first = subprocess.Popen([str(REPO / ".venv" / "bin" / "sslanomaly"), *run, "--minutes", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while first.poll() is None and not (work_dir(out) / "checkpoint.safetensors").exists() and time.time() < deadline:
+            time.sleep(0.1)  # until its first checkpoint is written: training is under way
+        assert first.poll() is None, first.communicate()[1]
+        assert main(run + ["--max-steps", "2"]) == 2
+        assert re.search(f"another sslanomaly run \\(process {first.pid}: .*sslanomaly train", capsys.readouterr().err)
+        assert not out.exists()
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 143 and "Traceback" not in err, err
+    assert (work_dir(out) / "checkpoint.safetensors").is_file()  # the first run's, kept to resume
+    assert not (tmp_path / ".model.work.lock").exists()

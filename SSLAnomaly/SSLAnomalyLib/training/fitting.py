@@ -17,6 +17,7 @@ import platform
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import torch
 
 from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
+from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.device import select_device
@@ -144,6 +146,18 @@ def work_dir(out_dir) -> Path:
     return out_dir.with_name(out_dir.name + ".work")
 
 
+def run_lock(out_dir, main: bool = True):
+    """The lock a training run into `out_dir` holds (`main`: rank 0 of a torchrun) from its first look
+    at `out_dir` until its model is written: a second run into the same --out (the same command
+    started twice) resumed the live run's checkpoint, trained beside it, wrote over its checkpoints
+    and replaced its model unasked (the work folder beside it made it a rerun); it is refused."""
+    if not main:
+        return nullcontext()
+    work = work_dir(out_dir)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    return folder_lock(work.with_name(f".{work.name}.lock"), out_dir)
+
+
 def read_normals(normals, size: int, progress: bool = True, pixels: bool = True) -> NormalSet:
     """Folders of images (`load_normals`) or one normals pack (packs.py)."""
     if not packs.is_pack(normals):
@@ -173,114 +187,117 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         check_enough_normals(normals, val_normals)  # before any image is read or any step trained
     if spec.other_source_normals:  # named now, not after training
         check_other_sources(spec.other_source_normals, normals, spec.acquisition_directions)
-    if start is not None:
-        model_folder.refuse_source(out_dir, Path(start.folder))
-    replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
-    model_folder.refuse_existing(out_dir, replace_model)
-    ranks.barrier()  # every rank has looked before rank 0 removes anything
-    if spec.restart and ranks.main:
-        shutil.rmtree(work, ignore_errors=True)
-    ranks.barrier()
-    say(f"reading the normals ({', '.join(as_folders(normals))})")
-    normals_dir, normals = normals, read_normals(normals, size, progress and ranks.main, pixels=minutes > 0)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(normals.files))
-    n_cal, n_held, _ = split_sizes(len(order), val_normals is not None)
-    order = order[n_cal:]  # the encoder never trains on the calibration share (none with val_normals)
-    held, train = normals.subset(order[:n_held]), normals.subset(order[n_held:])
-    if len(train.files) < MIN_TRAIN_IMAGES:
-        raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
-                                     "are needed")
-    dev = select_device(ranks.device(spec.device))
-    # a refit, or a frozen encoder, has nothing to choose (the last decoder is kept); rank 0 alone judges
-    judged = minutes > 0 and ranks.main and not spec.freeze_encoder and not spec.keep_last_step
-    if judged:
-        say("drawing the checkpoint check (held-out normals, shifted and with synthetic opacities)")
-    check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if judged else None
-    train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=recipe.lr, foreign_objects=foreign_objects,
-                            max_steps=spec.max_steps)
-    started = start.reconstruction if start is not None else None
-    trainer = Trainer(encoder_cfg, pretext, train_cfg, work, device=spec.device, select=check,
-                      initial_state=start.state if start is not None else None, ranks=ranks,
-                      identity={"normals": train.digest(), "pixels": train.pixels_digest(),
-                                "start": start.model_id if start is not None else None},
-                      initial_decoder=started.state() if started is not None else None,
-                      freeze_encoder=spec.freeze_encoder)
-    say(f"training on {len(train.files)} normals for {minutes:g} min" + (f" on {ranks.world} processes" if ranks.world > 1 else "")
-        + (" (the encoder frozen: MAE's decoder only)" if spec.freeze_encoder else "")
-        if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
-    encoder_state = trainer.fit(train.images01, train.lungs, progress)
-    train_seconds = time.time() - t0
-    if not ranks.main:
-        ranks.finish()
-        return None
-    decoder_state = trainer.decoder_state()
-    if spec.half_weights:  # the reference below is fitted with exactly the weights the folder stores
-        encoder_state, decoder_state = halved(encoder_state), decoder_state and halved(decoder_state)
-    reconstruction = (Reconstruction.from_state(decoder_state, started.params if started else MaskedPatches(),
-                                                encoder_cfg) if decoder_state else None)
+    with run_lock(out_dir, ranks.main):  # from the first look at --out until the model is in it
+        if start is not None:
+            model_folder.refuse_source(out_dir, Path(start.folder))
+        replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
+        model_folder.refuse_existing(out_dir, replace_model)
+        ranks.barrier()  # every rank has looked before rank 0 removes anything
+        if spec.restart and ranks.main:
+            shutil.rmtree(work, ignore_errors=True)
+        ranks.barrier()
+        say(f"reading the normals ({', '.join(as_folders(normals))})")
+        normals_dir, normals = normals, read_normals(normals, size, progress and ranks.main, pixels=minutes > 0)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(normals.files))
+        n_cal, n_held, _ = split_sizes(len(order), val_normals is not None)
+        order = order[n_cal:]  # the encoder never trains on the calibration share (none with val_normals)
+        held, train = normals.subset(order[:n_held]), normals.subset(order[n_held:])
+        if len(train.files) < MIN_TRAIN_IMAGES:
+            raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
+                                         "are needed")
+        dev = select_device(ranks.device(spec.device))
+        # a refit, or a frozen encoder, has nothing to choose (the last decoder is kept); rank 0 alone judges
+        judged = minutes > 0 and ranks.main and not spec.freeze_encoder and not spec.keep_last_step
+        if judged:
+            say("drawing the checkpoint check (held-out normals, shifted and with synthetic opacities)")
+        check = SyntheticCheck(encoder_cfg, train, held, seed, dev, foreign_objects) if judged else None
+        train_cfg = TrainConfig(minutes=minutes, seed=seed, lr=recipe.lr, foreign_objects=foreign_objects,
+                                max_steps=spec.max_steps)
+        started = start.reconstruction if start is not None else None
+        trainer = Trainer(encoder_cfg, pretext, train_cfg, work, device=spec.device, select=check,
+                          initial_state=start.state if start is not None else None, ranks=ranks,
+                          identity={"normals": train.digest(), "pixels": train.pixels_digest(),
+                                    "start": start.model_id if start is not None else None},
+                          initial_decoder=started.state() if started is not None else None,
+                          freeze_encoder=spec.freeze_encoder)
+        say(f"training on {len(train.files)} normals for {minutes:g} min"
+            + (f" on {ranks.world} processes" if ranks.world > 1 else "")
+            + (" (the encoder frozen: MAE's decoder only)" if spec.freeze_encoder else "")
+            if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
+        encoder_state = trainer.fit(train.images01, train.lungs, progress)
+        train_seconds = time.time() - t0
+        if not ranks.main:
+            ranks.finish()
+            return None
+        decoder_state = trainer.decoder_state()
+        if spec.half_weights:  # the reference below is fitted with exactly the weights the folder stores
+            encoder_state, decoder_state = halved(encoder_state), decoder_state and halved(decoder_state)
+        reconstruction = (Reconstruction.from_state(decoder_state, started.params if started else MaskedPatches(),
+                                                    encoder_cfg) if decoder_state else None)
 
-    say(f"fitting the normal reference on every normal, thresholds on {FOLDS}-fold out-of-fold scores")
-    net = build_encoder(encoder_cfg)
-    net.load_state_dict(encoder_state)
-    site_normals = normals if packs.is_pack(normals_dir) else normals_dir
-    acquisition, acquisition_record = acquisition_of(spec, start, net, encoder_cfg, dev, site_normals, say, progress)
-    fit = cross_fit(net, encoder_cfg, dev, site_normals,
-                    val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
-                    standardise_positions=standardise_positions, progress=progress,
-                    sides=SidesRule.fitted(recipe.sides_offset), reconstruction=reconstruction, acquisition=acquisition)
-    scorer = fit.scorer
-    calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr, fit.names)
-    arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior,
-                  **(acquisition.to_arrays() if acquisition is not None else {}),
-                  **reference_normals.to_arrays(fit.encoded.marks))
-    scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
-               **scorer.sides.to_dict(),
-               **({"reconstruction": reconstruction.params.to_dict()} if reconstruction is not None else {})}
-    decisions = {"scoring": scoring, "calibration": calibration.to_dict()}
-    state = trainer.state()
-    weights_digest = model_digest(encoder_state, arrays, decisions, decoder_state)
-    manifest = Manifest.from_dict({
-        "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest}",
-        "encoder": encoder_cfg.to_dict(),
-        "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
-                          "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
-        "pretext": pretext.to_dict(),
-        "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
-                         seconds=round(train_seconds, 1), step_seconds=round(state["seconds"], 1),
-                         processes=ranks.world, weights="float16" if spec.half_weights else "float32",
-                         inherited=recipe.inherited, chosen_step=state.get("best_step"),
-                         encoder_frozen=spec.freeze_encoder,
-                         selection="none: the encoder was frozen, the last step's decoder is kept"
-                                   if spec.freeze_encoder else
-                                   "none: the last step is kept (--keep-last-step)" if spec.keep_last_step else
-                                   "AUROC of the feature-distance score on held-out training normals vs the "
-                                   "same images with synthetic opacities (normal images only)"
-                                   + (", foreign objects on the shifted normals" if foreign_objects else ""),
-                         selection_signals=state.get("signals", []), command=command,
-                         started_from=start.describe() if start is not None else None),
-        "scoring": scoring,
-        "anatomy": {"lungs": bundled_segmenter().model_id},
-        "reference": {"augmented_views_per_normal": reference_views,
-                      "calibration_augmented_views_per_normal": calibration_views,
-                      "positions_standardised": standardise_positions,
-                      "acquisition_directions": acquisition_record,
-                      "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, blur, noise)"},
-        "calibration": calibration.to_dict(),
-        "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": fit.encoded.n_normals,
-                 "n_held_out": 0, "cross_fitted_folds": FOLDS,
-                 "calibration_normals": os.pathsep.join(as_folders(normals_dir) + as_folders(val_normals or [])),
-                 "n_calibration": len(fit.scores),
-                 "files_sha256_16": normals.digest(), "skipped": fit.encoded.skipped},
-        "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-                     "numpy": np.__version__, "platform": platform.platform()},
-    })
-    say(f"writing the model folder {out_dir}")
-    folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model,
-                               decoder_state=decoder_state)
-    shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed
-    ranks.finish()
-    return folder
+        say(f"fitting the normal reference on every normal, thresholds on {FOLDS}-fold out-of-fold scores")
+        net = build_encoder(encoder_cfg)
+        net.load_state_dict(encoder_state)
+        site_normals = normals if packs.is_pack(normals_dir) else normals_dir
+        acquisition, acquisition_record = acquisition_of(spec, start, net, encoder_cfg, dev, site_normals, say, progress)
+        fit = cross_fit(net, encoder_cfg, dev, site_normals,
+                        val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
+                        standardise_positions=standardise_positions, progress=progress,
+                        sides=SidesRule.fitted(recipe.sides_offset), reconstruction=reconstruction, acquisition=acquisition)
+        scorer = fit.scorer
+        calibration = Calibration.of_normals(fit.scores, fit.peaks, fpr, fit.names)
+        arrays = dict(scorer.reference.to_arrays(), lung_prior=fit.encoded.lung_prior,
+                      **(acquisition.to_arrays() if acquisition is not None else {}),
+                      **reference_normals.to_arrays(fit.encoded.marks))
+        scoring = {"components": list(scorer.component_stats), "component_stats": scorer.component_stats,
+                   **scorer.sides.to_dict(),
+                   **({"reconstruction": reconstruction.params.to_dict()} if reconstruction is not None else {})}
+        decisions = {"scoring": scoring, "calibration": calibration.to_dict()}
+        state = trainer.state()
+        weights_digest = model_digest(encoder_state, arrays, decisions, decoder_state)
+        manifest = Manifest.from_dict({
+            "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest}",
+            "encoder": encoder_cfg.to_dict(),
+            "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
+                              "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
+            "pretext": pretext.to_dict(),
+            "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
+                             seconds=round(train_seconds, 1), step_seconds=round(state["seconds"], 1),
+                             processes=ranks.world, weights="float16" if spec.half_weights else "float32",
+                             inherited=recipe.inherited, chosen_step=state.get("best_step"),
+                             encoder_frozen=spec.freeze_encoder,
+                             selection="none: the encoder was frozen, the last step's decoder is kept"
+                                       if spec.freeze_encoder else
+                                       "none: the last step is kept (--keep-last-step)" if spec.keep_last_step else
+                                       "AUROC of the feature-distance score on held-out training normals vs the "
+                                       "same images with synthetic opacities (normal images only)"
+                                       + (", foreign objects on the shifted normals" if foreign_objects else ""),
+                             selection_signals=state.get("signals", []), command=command,
+                             started_from=start.describe() if start is not None else None),
+            "scoring": scoring,
+            "anatomy": {"lungs": bundled_segmenter().model_id},
+            "reference": {"augmented_views_per_normal": reference_views,
+                          "calibration_augmented_views_per_normal": calibration_views,
+                          "positions_standardised": standardise_positions,
+                          "acquisition_directions": acquisition_record,
+                          "augmentation": "training.augment (field of view, position, rotation, gamma, contrast, "
+                                          "blur, noise)"},
+            "calibration": calibration.to_dict(),
+            "data": {"normals": os.pathsep.join(as_folders(normals_dir)), "n_train": fit.encoded.n_normals,
+                     "n_held_out": 0, "cross_fitted_folds": FOLDS,
+                     "calibration_normals": os.pathsep.join(as_folders(normals_dir) + as_folders(val_normals or [])),
+                     "n_calibration": len(fit.scores),
+                     "files_sha256_16": normals.digest(), "skipped": fit.encoded.skipped},
+            "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+                         "numpy": np.__version__, "platform": platform.platform()},
+        })
+        say(f"writing the model folder {out_dir}")
+        folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model,
+                                   decoder_state=decoder_state)
+        shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed
+        ranks.finish()
+        return folder
 
 
 def acquisition_of(spec: TrainingSpec, start: StartingEncoder | None, net, config, device, normals, say,

@@ -26,7 +26,7 @@ from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.model_card import licences_named
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.training.fitting import work_dir
+from SSLAnomalyLib.training.fitting import run_lock, work_dir
 from SSLAnomalyLib.training.lung_checkpoint import SAVE_EVERY_SECONDS, LungRun, LungRunState
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
 from SSLAnomalyLib.training.progress import Progress, progress_over
@@ -121,83 +121,85 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     """Train, measure on the held-out fold and write a verified lung model folder (a model already in
     `out_dir` is replaced only with `overwrite`, and refused before any training). An unfinished run of
     the same settings in `out_dir`'s work folder is resumed (lung_checkpoint.py), unless `restart`."""
-    work = work_dir(out_dir)
-    replace = overwrite or (work.is_dir() and not restart)  # a model beside its own unfinished run: a rerun
-    model_folder.refuse_existing(out_dir, replace)
-    pairs = read_pairs(images_dir, masks_dir)
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
-    held = [pairs[i] for i in sorted(order[:n_held])]
-    train = [pairs[i] for i in sorted(order[n_held:])]
-    if len(train) < 8:
-        raise ReadError(images_dir, f"only {len(train)} training images; at least 8 are needed")
-    size = config.input_size
-    for f, m in progress_over(held, "checking the held-out pairs", "img", show=progress):
-        load_pair(f, m)  # a mask that does not fit its image is named now, not after the training budget
-    images, labels = [], []
-    for f, m in progress_over(train, "reading", "img", show=progress):
-        image, mask = load_pair(f, m)
-        images.append(to_model_input(image, size))
-        labels.append(resize(mask.astype(np.float32), (size, size)) >= 0.5)
-    images = np.stack(images)[:, None].astype(np.float32)
-    labels = np.stack(labels)[:, None].astype(np.float32)
+    with run_lock(out_dir):  # from the first look at --out until the model is in it
+        work = work_dir(out_dir)
+        replace = overwrite or (work.is_dir() and not restart)  # a model beside its own unfinished run: a rerun
+        model_folder.refuse_existing(out_dir, replace)
+        pairs = read_pairs(images_dir, masks_dir)
+        order = np.random.default_rng(seed).permutation(len(pairs))
+        n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
+        held = [pairs[i] for i in sorted(order[:n_held])]
+        train = [pairs[i] for i in sorted(order[n_held:])]
+        if len(train) < 8:
+            raise ReadError(images_dir, f"only {len(train)} training images; at least 8 are needed")
+        size = config.input_size
+        for f, m in progress_over(held, "checking the held-out pairs", "img", show=progress):
+            load_pair(f, m)  # a mask that does not fit its image is named now, not after the training budget
+        images, labels = [], []
+        for f, m in progress_over(train, "reading", "img", show=progress):
+            image, mask = load_pair(f, m)
+            images.append(to_model_input(image, size))
+            labels.append(resize(mask.astype(np.float32), (size, size)) >= 0.5)
+        images = np.stack(images)[:, None].astype(np.float32)
+        labels = np.stack(labels)[:, None].astype(np.float32)
 
-    identity = {"images": str(Path(images_dir).resolve()), "masks": str(Path(masks_dir).resolve()),
-                "pixels": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16], "seed": seed,
-                "input_size": size, "batch_size": batch_size, "negative_share": negative_share,
-                "disease_share": disease_share, "disease_kinds": list(disease_kinds)}
-    run = LungRun(work, identity, restart)
-    torch.manual_seed(seed)
-    net = build_lung_net(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    state = run.resume(net, opt)
-    if state is None:
-        state, rng, augment = LungRunState(), np.random.default_rng(seed), augmentation(seed)
-    else:  # the draws go on seeded by the step (a time budget never gave the same steps twice anyway)
-        print(f"resuming the unfinished run in {work} from its checkpoint at step {state.step} "
-              f"({state.seconds:.0f} s of training done)", file=sys.stderr, flush=True)
-        torch.manual_seed(seed + state.step)
-        rng, augment = np.random.default_rng([seed, state.step]), augmentation(seed + state.step)
-    bar = Progress("training", int(minutes * 60), "s", initial=int(state.seconds), show=progress)
-    try:
-        _steps(net, opt, run, state, minutes * 60, lambda: [
-            training_example(images[i], labels[i], rng, augment, negative_share, disease_share, disease_kinds)
-            for i in rng.integers(0, len(images), batch_size)], bar)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the command line raises it: keep the steps taken
-        run.save(net, opt, state)
-        raise
-    finally:
-        bar.close()
+        identity = {"images": str(Path(images_dir).resolve()), "masks": str(Path(masks_dir).resolve()),
+                    "pixels": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16], "seed": seed,
+                    "input_size": size, "batch_size": batch_size, "negative_share": negative_share,
+                    "disease_share": disease_share, "disease_kinds": list(disease_kinds)}
+        run = LungRun(work, identity, restart)
+        torch.manual_seed(seed)
+        net = build_lung_net(config)
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+        state = run.resume(net, opt)
+        if state is None:
+            state, rng, augment = LungRunState(), np.random.default_rng(seed), augmentation(seed)
+        else:  # the draws go on seeded by the step (a time budget never gave the same steps twice anyway)
+            print(f"resuming the unfinished run in {work} from its checkpoint at step {state.step} "
+                  f"({state.seconds:.0f} s of training done)", file=sys.stderr, flush=True)
+            torch.manual_seed(seed + state.step)
+            rng, augment = np.random.default_rng([seed, state.step]), augmentation(seed + state.step)
+        bar = Progress("training", int(minutes * 60), "s", initial=int(state.seconds), show=progress)
+        try:
+            _steps(net, opt, run, state, minutes * 60, lambda: [
+                training_example(images[i], labels[i], rng, augment, negative_share, disease_share, disease_kinds)
+                for i in rng.integers(0, len(images), batch_size)], bar)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the command line raises it: keep the steps taken
+            run.save(net, opt, state)
+            raise
+        finally:
+            bar.close()
 
-    segmenter = LungSegmenter(net, config, "unsaved")
-    held_dice, sources = measure(segmenter, held, progress)
-    weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes() for v in weights.values())).hexdigest()[:8]
-    manifest = Manifest.from_dict({
-        "kind": LUNG_SEGMENTATION,
-        "model_id": f"sslanomaly-lungs-s{seed}-w{digest}",
-        "network": config.to_dict(),
-        "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
-                          "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
-        "training": {"minutes": minutes, "seed": seed, "steps": state.step, "batch_size": batch_size,
-                     "negative_share": negative_share, "disease_share": disease_share,
-                     "disease_kinds": list(disease_kinds),
-                     "seconds": round(state.seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
-                     "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": state.history,
-                     "command": command},
-        "data": {"images": str(images_dir), "masks": str(masks_dir), "n_train": len(train),
-                 "held_out": [f.name for f, _ in held]},
-        "figures": {"held_out_dice_mean": round(float(np.mean(held_dice)), 4),
-                    "held_out_dice_median": round(float(np.median(held_dice)), 4),
-                    "held_out_dice_min": round(float(np.min(held_dice)), 4),
-                    "held_out_n": len(held_dice),
-                    "held_out_sources": {s: sources.count(s) for s in sorted(set(sources))}},
-        "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-                     "platform": platform.platform()},
-    })
-    folder = model_folder.save(out_dir, weights, {}, manifest, lung_card(manifest), overwrite=replace)
-    run.finish()
-    return folder
+        segmenter = LungSegmenter(net, config, "unsaved")
+        held_dice, sources = measure(segmenter, held, progress)
+        weights = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(v.numpy()).tobytes()
+                                         for v in weights.values())).hexdigest()[:8]
+        manifest = Manifest.from_dict({
+            "kind": LUNG_SEGMENTATION,
+            "model_id": f"sslanomaly-lungs-s{seed}-w{digest}",
+            "network": config.to_dict(),
+            "preprocessing": {"resize": [size, size], "keep_aspect": False, "channels": 1,
+                              "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
+            "training": {"minutes": minutes, "seed": seed, "steps": state.step, "batch_size": batch_size,
+                         "negative_share": negative_share, "disease_share": disease_share,
+                         "disease_kinds": list(disease_kinds),
+                         "seconds": round(state.seconds, 1), "loss": "MONAI DiceCELoss (sigmoid)",
+                         "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": state.history,
+                         "command": command},
+            "data": {"images": str(images_dir), "masks": str(masks_dir), "n_train": len(train),
+                     "held_out": [f.name for f, _ in held]},
+            "figures": {"held_out_dice_mean": round(float(np.mean(held_dice)), 4),
+                        "held_out_dice_median": round(float(np.median(held_dice)), 4),
+                        "held_out_dice_min": round(float(np.min(held_dice)), 4),
+                        "held_out_n": len(held_dice),
+                        "held_out_sources": {s: sources.count(s) for s in sorted(set(sources))}},
+            "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+                         "platform": platform.platform()},
+        })
+        folder = model_folder.save(out_dir, weights, {}, manifest, lung_card(manifest), overwrite=replace)
+        run.finish()
+        return folder
 
 
 def _steps(net, opt, run: LungRun, state: LungRunState, budget: float, draw, bar: Progress) -> None:
