@@ -318,3 +318,31 @@ def test_a_wrong_means_model_is_refused_before_the_normals_are_read(sites, tmp_p
         r = subprocess.run([SSLANOMALY, "reference-stats", "--model", MODEL, "--means", means, "--normals", few,
                             "--out", tmp_path / "x.stats", "--quiet"], capture_output=True, text=True, cwd=REPO)
         assert r.returncode == 2 and str(means) in r.stderr and "readable normals" not in r.stderr, r.stderr
+
+
+def test_a_merge_of_a_calibrated_model_says_whose_thresholds_it_keeps(sites, tmp_path, capsys):
+    """Merged from a site-calibrated model, the manifest dropped the calibration's record, so the card
+    named the training's calibration normals (20 images) beside thresholds set on the site's 22; a
+    calibration after the merge left `federated.calibrated` false."""
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.model_files.model_folder import load
+
+    root, folders = sites
+    calibrated, merged, again = tmp_path / "calibrated", tmp_path / "merged", tmp_path / "again"
+    assert main(["calibrate", "--model", MODEL, "--normals", str(folders["a"]), "--out", str(calibrated), "--quiet"]) == 0
+    for name in ("a", "b"):
+        assert main(["reference-stats", "--model", str(calibrated), "--normals", str(folders[name]),
+                     "--out", str(tmp_path / f"{name}.stats"), "--quiet", "--device", "cpu"]) == 0
+    assert main(["merge", "--model", str(calibrated), "--stats", str(tmp_path / "a.stats"), str(tmp_path / "b.stats"),
+                 "--out", str(merged)]) == 0
+    site = load(calibrated).manifest.section("site_calibration")
+    assert load(merged).manifest.section("site_calibration") == site
+    card = (merged / "MODEL_CARD.md").read_text()
+    assert "- Calibration normals: the site's own" in card and "the normals of\n`a` (file-list hash" in card
+    assert "22 calibration normals" in card and "Not yet calibrated" in card
+    assert main(["calibrate", "--model", str(merged), "--normals", str(folders["b"]), "--out", str(again),
+                 "--quiet"]) == 0
+    manifest, card = load(again).manifest, (again / "MODEL_CARD.md").read_text()
+    assert manifest.section("federated")["calibrated"] and manifest.section("site_calibration")["from_model"] == \
+        load(merged).manifest.model_id
+    assert "Not yet calibrated" not in card and "the normals of\n`b` (file-list hash" in card

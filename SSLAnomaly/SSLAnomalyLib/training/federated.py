@@ -224,7 +224,8 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
                  "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  "calibrated": False}
     out = manifest.replaced(
-        files=None, format_version=None, measured=None, manifest_sha256=None, site_calibration=None,
+        # a site calibration of `model` is kept: it says whose the thresholds, kept too until calibrated, are
+        files=None, format_version=None, measured=None, manifest_sha256=None,
         # named by the sites' sums, not only their file names: a re-merge of changed sums is another model, and
         # `detect --resume` never keeps a result of the earlier one
         model_id=f"{manifest.model_id}-fed{digest(s.files_digest + s.stats.fingerprint() for s in sites)[:8]}"

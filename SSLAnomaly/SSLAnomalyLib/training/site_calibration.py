@@ -138,7 +138,8 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
                                       [Path(f).name for f in out_of_fold.kept])
     digest = files_digest(kept)
     old = detector.manifest
-    manifest = old.replaced(
+    merged = {"federated": dict(old.section("federated"), calibrated=True)} if old.section("federated") else {}
+    manifest = old.replaced(**merged,
         files=None, format_version=None, measured=None,
         population=registry.population_of(model, old),
         model_id=f"{old.model_id}-cal{calibration_tag(digest, calibration)}",

@@ -268,7 +268,7 @@ def federated(m: dict) -> str:
     how = ("exactly the fit on all of them" if f["exact"] else
            "its pooled Gaussian and patch means exact, its patch covariance approximate (first round: each site's\n"
            "residuals against its own means; a second round of `reference-stats --means` makes it exact)")
-    calibrated = ("" if m.get("site_calibration") else
+    calibrated = ("" if f.get("calibrated") else  # a site calibration before the merge set thresholds above
                   "\n**Not yet calibrated**: the score standardisation and thresholds above are the starting model's;\n"
                   "run `sslanomaly calibrate` on this model with the site's own normals before use.")
     return (f"\n\n**Merged from {f['n_sites']} site(s)' statistics** by `sslanomaly merge` on {f['when']}: the reference of\n"
