@@ -312,6 +312,19 @@ def test_train_never_writes_over_the_model_it_starts_from(copy_model, small_norm
     assert {p.name: p.read_bytes() for p in start.iterdir()} == before
 
 
+def test_no_model_is_written_inside_the_model_it_is_made_from(copy_model, small_normals, capsys):
+    """`calibrate --model M --out M/site` wrote a model inside M: M then held files not its own, which
+    travelled with it, and was refused for ever as a folder of other files by any write over it."""
+    from SSLAnomalyLib.cli import main
+
+    source = copy_model("source")
+    before = sorted(p.name for p in source.iterdir())
+    assert main(["calibrate", "--model", str(source), "--normals", str(small_normals[1]), "--out",
+                 str(source / "site"), "--quiet"]) == 2
+    assert "is inside the model folder this one is made from" in capsys.readouterr().err
+    assert sorted(p.name for p in source.iterdir()) == before
+
+
 @pytest.mark.parametrize("command", ["calibrate --model {model}", "train --start-from {model} --minutes 0 --device cpu"])
 def test_no_command_writes_a_model_into_the_current_folder(command, small_model, small_normals, tmp_path, monkeypatch,
                                                            capsys):

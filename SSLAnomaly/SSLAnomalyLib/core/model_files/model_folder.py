@@ -113,10 +113,15 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
 
 
 def refuse_source(folder, model) -> None:
-    """Refuse to write a model over the one it is made from: `--overwrite` would replace the model
-    that other sites' statistics, a site's calibration, or a run started from it name by its id."""
-    if Path(folder).resolve() == resolve(model).resolve():
+    """Refuse to write a model over the one it is made from (`--overwrite` would replace the model
+    that other sites' statistics, a site's calibration, or a run started from it name by its id) or
+    inside it (its folder would hold another's files, travel with them, and never be replaced again)."""
+    target, source = Path(folder).resolve(), resolve(model).resolve()
+    if target == source:
         raise ModelError(folder, "is the model this one is made from; write the new model to a new folder")
+    if source in target.parents:
+        raise ModelError(folder, f"is inside the model folder this one is made from ({source}), which holds its own "
+                                 "files only; write the new model to a folder of its own")
 
 
 def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: Manifest,
