@@ -326,6 +326,21 @@ def test_no_model_is_written_inside_the_model_it_is_made_from(copy_model, small_
 
 
 @pytest.mark.parametrize("command", ["calibrate --model {model}", "train --start-from {model} --minutes 0 --device cpu"])
+def test_an_out_under_a_file_is_refused_before_any_normal_is_scored(command, small_model, small_normals, tmp_path,
+                                                                   capsys):
+    """`--out afile/site`: calibrate scored every normal and then failed with '[Errno 17] File
+    exists: afile'; now every writer names the file before its work."""
+    from SSLAnomalyLib.cli import main
+
+    (tmp_path / "afile").write_text("mine")
+    args = command.format(model=small_model).split()
+    assert main([*args, "--normals", str(small_normals[1]), "--out", str(tmp_path / "afile" / "site"), "--quiet"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: model ") and f"cannot be made: {tmp_path / 'afile'} is a file, not a folder" in last
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["calibrate --model {model}", "train --start-from {model} --minutes 0 --device cpu"])
 def test_no_command_writes_a_model_into_the_current_folder(command, small_model, small_normals, tmp_path, monkeypatch,
                                                            capsys):
     """`--out .` in an empty folder: calibrate put the model in place of that folder, leaving the

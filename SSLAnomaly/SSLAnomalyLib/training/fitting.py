@@ -153,6 +153,7 @@ def run_lock(out_dir, main: bool = True):
     and replaced its model unasked (the work folder beside it made it a rerun); it is refused."""
     if not main:
         return nullcontext()
+    model_folder.refuse_unwritable(out_dir)  # the work folder and the lock are made beside it
     work = work_dir(out_dir)
     work.parent.mkdir(parents=True, exist_ok=True)
     return folder_lock(work.with_name(f".{work.name}.lock"), out_dir)

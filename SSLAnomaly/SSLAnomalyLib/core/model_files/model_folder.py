@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
     comes first, not after an hour of training. Never the current folder: a model folder is
     replaced whole, so the command line would be left in a folder that no longer exists."""
     folder = Path(folder)
+    refuse_unwritable(folder)
     if not folder.exists():
         return
     if folder.resolve() == Path.cwd().resolve():
@@ -110,6 +112,21 @@ def refuse_existing(folder, overwrite: bool = False) -> None:
     if not overwrite and set(entries) & {WEIGHTS, MANIFEST, CARD}:
         raise ModelError(folder, f"already holds a model{_model_id(folder)}; pass --overwrite to replace it, "
                                  "or choose a new folder")
+
+
+def refuse_unwritable(folder) -> None:
+    """A model is staged beside `folder` and moved into its place: refuse at once, naming why, where
+    that cannot be done (a parent that is a file, a read-only file system), not after the normals
+    are scored or the encoder trained."""
+    parent = Path(os.path.realpath(Path(folder))).parent
+    while not parent.exists():  # folders to be made by `save`
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ModelError(folder, f"cannot be made: {parent} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        raise ModelError(folder, f"cannot be written: the folder {parent} takes no new file ({e.strerror})") from None
 
 
 def refuse_source(folder, model) -> None:
