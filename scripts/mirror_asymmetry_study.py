@@ -31,13 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model.encoder import feature_maps, patch_features, to_batch
 from SSLAnomalyLib.core.reading.images import list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.phantom_evaluation import drawn_lungs, phantom_on, phantom_seed
-from SSLAnomalyLib.evaluation.phantoms import SIZES
+from study_rows import dev_rows, model_score, phantom_cells, phantom_rows
 
 CANDIDATES = ("asym-mean", "asym-top", "asym-zone")
 
@@ -146,38 +144,18 @@ def main() -> int:
         raw = stats.raw(amap, defined)
         out = {c: (raw[c] - norm[c][0]) / norm[c][1] for c in CANDIDATES}
         sides = float(detector.scorer.sides.term(np.array([z["sides"]]))[0])
-        out["model"] = max((z["pooled"] + z["patch"]) / 2, sides)
+        out["model"] = model_score(detector, z)
         for c in CANDIDATES:
             out[f"model+{c}"] = max((z["pooled"] + z["patch"] + out[c]) / 3, sides)
         return out
 
     names = ["model", *CANDIDATES, *(f"model+{c}" for c in CANDIDATES)]
-    normals, drawn = [], {(k, s): [] for k in SIZES for s in SIZES[k]}
-    for i, f in enumerate(list_inputs([Path(args.phantom_normals)])[: args.n_phantom]):
-        image = read_radiograph(f)
-        lungs = drawn_lungs(detector, image)
-        normals.append(row(image))
-        for kind, size in drawn:
-            try:
-                altered, _ = phantom_on(image, kind, size, lungs, phantom_seed(0, kind, size, i))
-            except ValueError:
-                continue
-            drawn[kind, size].append(row(altered))
-        print(f"{i + 1} phantom normals", file=sys.stderr, end="\r")
+    normals, drawn = phantom_rows(detector, args.phantom_normals, args.n_phantom, row)
     print("phantom | " + " | ".join(names))
     for (kind, size), found in drawn.items():
-        cells = []
-        for c in names:
-            n, a = [r[c] for r in normals], [r[c] for r in found]
-            auc = roc_auc_score([0] * len(n) + [1] * len(a), n + a)
-            cells.append(f"{auc:.3f} / {np.mean(np.array(a) > np.quantile(n, 0.95)):.0%}")
-        print(f"{kind} {size} | " + " | ".join(cells))
+        print(f"{kind} {size} | " + " | ".join(phantom_cells(normals, found, names)))
     if args.dev_normal and args.dev_abnormal:
-        dev_n = [row(read_radiograph(f)) for f in list_inputs([Path(args.dev_normal)])]
-        dev_a = [row(read_radiograph(f)) for f in list_inputs([Path(args.dev_abnormal)])]
-        labels = [0] * len(dev_n) + [1] * len(dev_a)
-        print(f"dev ({len(dev_n)} normal, {len(dev_a)} abnormal) AUROC: " + ", ".join(
-            f"{c} {roc_auc_score(labels, [r[c] for r in dev_n + dev_a]):.3f}" for c in names))
+        dev_rows(args.dev_normal, args.dev_abnormal, row, names)
     return 0
 
 
