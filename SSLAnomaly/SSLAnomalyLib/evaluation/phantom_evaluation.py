@@ -12,7 +12,7 @@ import sys
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,22 +69,32 @@ def phantom_seed(seed: int, kind: str, size: str, index: int) -> np.random.Gener
 
 def phantom_on(image: Radiograph, kind: str, size: str, lungs: np.ndarray, rng: np.random.Generator
                ) -> tuple[Radiograph, Phantom]:
-    """The 2D radiograph with a phantom of `kind` and `size` drawn in its lung fields `lungs`, and the
-    phantom. It is drawn on the pixels scaled to [0, 1] and scaled back, so the radiograph keeps its
-    grid and grey range and the pixels outside the phantom's region are its own. ValueError where
-    none can be drawn (a flat image, or lung fields that leave no place for it)."""
-    px = image.pixels[0].astype(np.float32)
+    """The 2D radiograph with a phantom of `kind` and `size` drawn in its lung fields `lungs` (on the
+    slice as viewers show it, `shown_lungs`), and the phantom. It is drawn on the shown slice, where
+    the apex is up and the patient's right on the left as the generator assumes (a NIfTI/NRRD may
+    store it upside down or mirrored: reading/display.py), on the pixels scaled to [0, 1], and put back
+    on the file's grid and grey range, so the pixels outside the phantom's region are the file's own;
+    the phantom returned is on the file's grid too. ValueError where none can be drawn (a flat image,
+    or lung fields that leave no place for it)."""
+    display = image.display
+    px = image.shown(0).astype(np.float32)
     lo, hi = float(px.min()), float(px.max())
     if not hi > lo:
         raise ValueError("a flat image")
     phantom = draw_phantom(kind, size, (px - lo) / (hi - lo), lungs, rng)
     drawn = np.where(phantom.region_mask, phantom.image * (hi - lo) + lo, px).astype(np.float32)
-    return image.with_pixels(drawn[None]), phantom
+    on_file = replace(phantom, image=display.stored(phantom.image), region_mask=display.stored(phantom.region_mask))
+    return image.with_pixels(display.stored(drawn)[None]), on_file
+
+
+def shown_lungs(image: Radiograph, fields) -> np.ndarray:
+    """The lung fields `fields` (drawn on the shown slice) on the radiograph's shown grid."""
+    return fields.on_grid(*image.display.shown_shape(*image.shape[1:])).astype(bool)
 
 
 def drawn_lungs(detector, image: Radiograph) -> np.ndarray:
-    """The lung fields a phantom is drawn in: the detector's own, on the radiograph's grid."""
-    return detector.prepare(image)[0].fields.on_grid(*image.shape[1:]).astype(bool)
+    """The lung fields a phantom is drawn in: the detector's own, on the radiograph's shown grid."""
+    return shown_lungs(image, detector.prepare(image)[0].fields)
 
 
 def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, progress: bool = True,
@@ -108,7 +118,7 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
         prepared = detector.prepare(image)
         fields = prepared[0].fields
         sources[fields.source] += 1
-        lungs = fields.on_grid(*image.shape[1:]).astype(bool)
+        lungs = shown_lungs(image, fields)
         if np.ptp(image.pixels[0]) == 0:
             errors.append(f"{f}: a flat image, no phantom can be drawn")
             continue
