@@ -231,3 +231,29 @@ def test_an_interrupted_run_resumes_only_as_itself(small_normals, tmp_path, monk
     training = load(out).manifest.section("training")
     assert [s[0] for s in training["selection_signals"]] == [0, 2, 3]  # steps 0-2 judged before the stop
     assert (out / WEIGHTS).stat().st_mode & 0o777 == 0o644 and not fitting.work_dir(out).exists()
+
+
+def test_a_model_put_where_an_unfinished_run_writes_is_not_replaced_by_its_rerun(small_normals, small_model,
+                                                                                 tmp_path, monkeypatch, capsys):
+    """A run stopped before writing its model, then another model put at its --out (calibrate, a copy):
+    the rerun resumed and replaced that model unasked, since checkpoints beside a folder made any model
+    in it the rerun's own. It now takes --overwrite, as any other model there does."""
+    from conftest import link_subset
+    from SSLAnomalyLib.training import fitting
+
+    train, val = link_subset(small_normals[0], tmp_path / "n", 12), link_subset(small_normals[1], tmp_path / "v", 4)
+    out = tmp_path / "model"
+    run = ["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--size", "64",
+           "--minutes", "10", "--max-steps", "2", "--device", "cpu", "--quiet"]
+    monkeypatch.setattr(fitting, "model_card", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(run) == 130
+    monkeypatch.undo()
+    shutil.copytree(small_model, out)
+    other = (out / MANIFEST).read_bytes()
+    capsys.readouterr()
+    assert main(run) == 2
+    refusal = capsys.readouterr().err
+    assert "already holds a model" in refusal and "model.work" in refusal and "--overwrite" in refusal
+    assert (out / MANIFEST).read_bytes() == other and fitting.work_dir(out).is_dir()
+    assert main(run + ["--overwrite"]) == 0  # asked for: the resumed run replaces it
+    assert (out / MANIFEST).read_bytes() != other and not fitting.work_dir(out).exists()

@@ -146,6 +146,22 @@ def work_dir(out_dir) -> Path:
     return out_dir.with_name(out_dir.name + ".work")
 
 
+def refuse_existing_out(out_dir, overwrite: bool) -> None:
+    """`model_folder.refuse_existing` for a training run into `out_dir`. An unfinished run kept beside
+    it does not make a model there its own: a run writes its model only as it finishes, so that model
+    was put there by another command after the run stopped (calibrate, merge, a copy), or by the run
+    itself in the moment before its checkpoints were removed, and resuming replaced it unasked."""
+    try:
+        model_folder.refuse_existing(out_dir, overwrite)
+    except model_folder.ModelError as e:
+        work = work_dir(out_dir)
+        if not work.is_dir():
+            raise
+        raise model_folder.ModelError(out_dir, f"{e.reason}; the unfinished run kept in {work} did not write "
+                                               "it: pass --overwrite to let the resumed run replace it, or choose "
+                                               "a new --out") from None
+
+
 def run_lock(out_dir, main: bool = True):
     """The lock a training run into `out_dir` holds (`main`: rank 0 of a torchrun) from its first look
     at `out_dir` until its model is written: a second run into the same --out (the same command
@@ -191,8 +207,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     with run_lock(out_dir, ranks.main):  # from the first look at --out until the model is in it
         if start is not None:
             model_folder.refuse_source(out_dir, Path(start.folder))
-        replace_model = spec.overwrite or work.is_dir()  # a model beside its own checkpoints: a rerun
-        model_folder.refuse_existing(out_dir, replace_model)
+        refuse_existing_out(out_dir, spec.overwrite)
         ranks.barrier()  # every rank has looked before rank 0 removes anything
         if spec.restart and ranks.main:
             shutil.rmtree(work, ignore_errors=True)
@@ -294,7 +309,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                          "numpy": np.__version__, "platform": platform.platform()},
         })
         say(f"writing the model folder {out_dir}")
-        folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=replace_model,
+        folder = model_folder.save(out_dir, encoder_state, arrays, manifest, model_card(manifest), overwrite=spec.overwrite,
                                    decoder_state=decoder_state)
         shutil.rmtree(work, ignore_errors=True)  # the model is complete: its checkpoints are no longer needed
         ranks.finish()

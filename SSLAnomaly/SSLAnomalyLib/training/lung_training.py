@@ -26,7 +26,7 @@ from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.model_card import licences_named
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.training.fitting import run_lock, work_dir
+from SSLAnomalyLib.training.fitting import refuse_existing_out, run_lock, work_dir
 from SSLAnomalyLib.training.lung_checkpoint import SAVE_EVERY_SECONDS, LungRun, LungRunState
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
 from SSLAnomalyLib.training.progress import Progress, progress_over
@@ -123,8 +123,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     the same settings in `out_dir`'s work folder is resumed (lung_checkpoint.py), unless `restart`."""
     with run_lock(out_dir):  # from the first look at --out until the model is in it
         work = work_dir(out_dir)
-        replace = overwrite or (work.is_dir() and not restart)  # a model beside its own unfinished run: a rerun
-        model_folder.refuse_existing(out_dir, replace)
+        refuse_existing_out(out_dir, overwrite)
         pairs = read_pairs(images_dir, masks_dir)
         order = np.random.default_rng(seed).permutation(len(pairs))
         n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
@@ -197,7 +196,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
             "software": {"sslanomaly": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
                          "platform": platform.platform()},
         })
-        folder = model_folder.save(out_dir, weights, {}, manifest, lung_card(manifest), overwrite=replace)
+        folder = model_folder.save(out_dir, weights, {}, manifest, lung_card(manifest), overwrite=overwrite)
         run.finish()
         return folder
 
