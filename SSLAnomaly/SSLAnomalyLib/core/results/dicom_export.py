@@ -23,6 +23,7 @@ from highdicom.sr import CodedConcept
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
+from pydicom.valuerep import DA, TM
 
 from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.reading.dicom_header import dataset_start
@@ -38,6 +39,7 @@ CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                        "StudyID", "AccessionNumber", "ReferringPhysicianName")
+CHECKED_BY_HIGHDICOM = {"PatientSex": hd.PatientSexValues, "PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
 
 
 class DicomExportError(ValueError):
@@ -49,7 +51,9 @@ def read_source(path, instance_uids=None) -> Dataset:
     empty (as the standard allows): many real files omit some, and the derived objects copy them.
     With `instance_uids` (those of the image the findings were made on), a file that now holds
     another image (file names like IM-0001.dcm repeat across patients) is refused. A bare data set
-    (no preamble), which the reader takes, is read too."""
+    (no preamble), which the reader takes, is read too. A value highdicom refuses to copy (PatientSex
+    'U', a birth date '00000000', a time '12:30:00': common in real files) is made empty, as type 2
+    allows for what is unknown, rather than cost the case its SEG and SR (and its whole export)."""
     source = pydicom.dcmread(path, force=dataset_start(path) == 0)
     if instance_uids is not None and source.get("SOPInstanceUID") not in instance_uids:
         raise DicomExportError(f"{path}: now holds another image (SOP Instance UID {source.get('SOPInstanceUID')}), "
@@ -57,6 +61,13 @@ def read_source(path, instance_uids=None) -> Dataset:
                                "so no DICOM is written")
     for keyword in TYPE2_PATIENT_STUDY:
         if keyword not in source:
+            setattr(source, keyword, "")
+    for keyword, parse in CHECKED_BY_HIGHDICOM.items():
+        value = source.get(keyword)
+        try:
+            if value:
+                parse(value)
+        except (TypeError, ValueError):
             setattr(source, keyword, "")
     return source
 

@@ -1,0 +1,53 @@
+"""DICOM SEG and SR made from the source files hospitals really have: header values the standard does
+not allow, and attributes missing. Each object is written, read back with pydicom and highdicom, and
+carries the source's patient and study."""
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from messy_corpus import PATIENT_ID, PATIENT_NAME, write_dicom
+from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, read_source
+
+ROWS, COLS = 64, 48
+FINDING = {"id": 1, "label": "opacity", "note": "", "origin": "model", "model": "adult-test", "status": "unreviewed",
+           "bbox_ijk": [4, 6, 20, 30], "score": 1.5, "area_mm2": 12.0}
+RESULT = {"model": "adult-test", "score": 2.0, "abnormal": True}
+
+
+def source_file(path, **attributes):
+    """A small DX with a patient, edited: an attribute set to a value, or removed where the value is None."""
+    write_dicom(path, np.random.default_rng(0).integers(0, 4096, (ROWS, COLS)), spacing=(0.2, 0.2))
+    ds = pydicom.dcmread(path)
+    for keyword, value in attributes.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(path)
+    return path
+
+
+def exported(path, folder):
+    """The SEG and SR of one finding on the source at `path`, as read back from their files."""
+    source = read_source(path, instance_uids=[pydicom.dcmread(path).SOPInstanceUID])
+    mask = np.zeros((1, ROWS, COLS), bool)
+    mask[0, 6:31, 4:21] = True
+    make_seg(source, [(FINDING, mask)], "adult-test").save_as(folder / "seg.dcm", enforce_file_format=True)
+    make_sr(source, [FINDING], RESULT).save_as(folder / "sr.dcm", enforce_file_format=True)
+    hd.seg.segread(folder / "seg.dcm")
+    hd.sr.srread(folder / "sr.dcm")
+    return pydicom.dcmread(folder / "seg.dcm"), pydicom.dcmread(folder / "sr.dcm")
+
+
+@pytest.mark.parametrize("keyword, value", [("PatientSex", "U"), ("PatientBirthDate", "00000000"),
+                                            ("StudyDate", "2024"), ("StudyTime", "12:30:00")])
+def test_a_header_value_highdicom_refuses_is_written_empty_not_the_end_of_the_export(tmp_path, keyword, value):
+    """PatientSex 'U' (unknown, as many modalities write it) ended the export with "'U' is not a valid
+    PatientSexValues": no SEG, no SR, and in Slicer none of the case's other files either."""
+    path = source_file(tmp_path / "cxr.dcm", **{keyword: value})
+    for ds in exported(path, tmp_path):
+        assert ds[keyword].value in ("", None)
+        assert (str(ds.PatientName), ds.PatientID) == (PATIENT_NAME, PATIENT_ID)
+        assert ds.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
