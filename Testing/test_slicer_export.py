@@ -12,6 +12,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 import slicer
+from PIL import Image
 
 from conftest import REPO
 from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, logic, model,  # noqa: F401 (fixture)
@@ -249,6 +250,32 @@ def test_a_dicom_case_whose_source_file_is_gone_says_why_it_has_no_dicom_export(
     assert "json" in written and not {"dicom_seg", "dicom_sr"} & set(written)
     [why] = lg.exportLeftOut(volume)
     assert why.startswith("DICOM SEG and SR not written") and str(dx) in why
+
+
+@pytest.mark.parametrize("kind, why", [("frames", "has 2 frames"), ("no study", "has no StudyInstanceUID")])
+def test_a_dicom_source_no_seg_can_be_made_from_leaves_them_out_not_the_whole_export(model, tmp_path, kind, why):
+    """A multi-frame DICOM (or one without a study UID) ended the panel's export with 'DICOM export supports
+    single-frame radiographs only', naming no file: staged all-or-nothing, the review was not exported at all."""
+    import pydicom
+
+    from messy_corpus import write_dicom
+
+    empty_scene()
+    lg = logic()
+    pixels = np.asarray(Image.open(full_resolution_radiograph()).convert("L").reduce(4), dtype=np.uint16) * 16
+    dx = write_dicom(tmp_path / "IM-0001.dcm", np.stack([pixels, pixels]) if kind == "frames" else pixels)
+    if kind == "no study":
+        ds = pydicom.dcmread(dx)
+        del ds.StudyInstanceUID
+        ds.save_as(dx)
+    volume = lg.loadVolume(dx)
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    written = lg.exportCase(volume, tmp_path / "out")
+    assert "json" in written and not {"dicom_seg", "dicom_sr"} & set(written)
+    [said] = lg.exportLeftOut(volume)
+    assert said.startswith("DICOM SEG and SR not written") and str(dx) in said and why in said
+    with pytest.raises(DicomExportError, match=f"IM-0001.dcm' {why}"):
+        lg.exportCase(volume, tmp_path / "asked", formats=["dicom"])
 
 
 def bundle_contents(path) -> dict:

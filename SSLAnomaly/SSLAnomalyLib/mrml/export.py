@@ -15,7 +15,7 @@ import numpy as np
 import slicer
 
 from SSLAnomalyLib.core.files.staging import staged_files
-from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, make_sr, read_source
+from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, make_sr, read_source, source_problem
 from SSLAnomalyLib.core.results.export_owner import check_owner, record_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
@@ -35,20 +35,28 @@ FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom")
 
 
 def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
-    """Every format that applies: 'dicom' where the input came from DICOM; 'lungs' where detection
-    made lung fields; 'mrb' (the case's scene) unless `scene_bundle` is False, as in batch runs."""
-    return [f for f in FORMATS if (f != "dicom" or source_dicom_files(volume_node)) and (f != "mrb" or scene_bundle)
+    """Every format that applies: 'dicom' where the input came from one DICOM file that a SEG and SR
+    can be made from; 'lungs' where detection made lung fields; 'mrb' (the case's scene) unless
+    `scene_bundle` is False, as in batch runs."""
+    dicom = source_dicom_files(volume_node) and not left_out(volume_node)
+    return [f for f in FORMATS if (f != "dicom" or dicom) and (f != "mrb" or scene_bundle)
             and (f != "lungs" or lung_node(volume_node) is not None)]
 
 
 def left_out(volume_node) -> list[str]:
     """Why a format that belongs to this case is not among `default_formats`, one line each: the DICOM
-    SEG and SR of an image read from DICOM whose file is gone (they copy its patient and study), so
-    that a reader who expects them for the PACS is told, not left to notice."""
-    if volume_node.GetAttribute(DICOM_INSTANCE_UIDS) and not source_dicom_files(volume_node):
+    SEG and SR of an image read from DICOM whose file is gone (they copy its patient and study), or
+    that no SEG and SR can be made from (several frames or files, no study UID), so that a reader
+    who expects them for the PACS is told, not left to notice, and the rest of the case is exported."""
+    sources = source_dicom_files(volume_node)
+    if volume_node.GetAttribute(DICOM_INSTANCE_UIDS) and not sources:
         return [f"DICOM SEG and SR not written: '{source_of(volume_node)}', the DICOM file the image was read "
                 "from, is no longer there (they copy its patient and study); put it back to export them"]
-    return []
+    if len(sources) > 1:
+        return [f"DICOM SEG and SR not written: the image was read from {len(sources)} DICOM files; they are "
+                "made on one radiograph"]
+    why = source_problem(sources[0]) if sources else None
+    return [f"DICOM SEG and SR not written: '{sources[0]}', the DICOM file the image was read from, {why}"] if why else []
 
 
 def export_case(volume_node, out_dir, formats=None, name: str | None = None, overwrite: bool = False,

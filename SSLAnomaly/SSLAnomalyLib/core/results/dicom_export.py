@@ -39,6 +39,7 @@ CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                        "StudyID", "AccessionNumber", "ReferringPhysicianName")
+REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 CHECKED_BY_HIGHDICOM = {"PatientSex": hd.PatientSexValues, "PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
 
 
@@ -72,10 +73,30 @@ def read_source(path, instance_uids=None) -> Dataset:
     return source
 
 
+def unexportable(source: Dataset) -> str | None:
+    """Why no SEG and SR can be made from `source`, or None: they are made on its one frame and
+    reference its study, series and instance by UID."""
+    frames = int(source.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        return f"has {frames} frames (DICOM export supports single-frame radiographs only)"
+    missing = [keyword for keyword in REFERENCED_UIDS if not source.get(keyword)]
+    return f"has no {', '.join(missing)}, which the SEG and SR must reference" if missing else None
+
+
+def source_problem(path) -> str | None:
+    """`unexportable` from the header of the DICOM file at `path`, or why it cannot be read: asked
+    before an export, so that such a source leaves its SEG and SR out instead of failing the whole export."""
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=dataset_start(path) == 0)
+    except Exception as e:  # whatever the reason, it is this file's, and is said
+        return f"cannot be read as DICOM ({type(e).__name__})"
+    return unexportable(header)
+
+
 def check_source(source: Dataset) -> None:
-    if int(source.get("NumberOfFrames", 1) or 1) != 1:
-        raise DicomExportError("DICOM export supports single-frame radiographs only "
-                               f"(the source has {source.NumberOfFrames} frames)")
+    why = unexportable(source)
+    if why:
+        raise DicomExportError(f"'{getattr(source, 'filename', None) or 'the source'}' {why}")
 
 
 def one_value(text: str, length: int | None = 64) -> str:
