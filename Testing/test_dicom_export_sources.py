@@ -51,3 +51,16 @@ def test_a_header_value_highdicom_refuses_is_written_empty_not_the_end_of_the_ex
         assert ds[keyword].value in ("", None)
         assert (str(ds.PatientName), ds.PatientID) == (PATIENT_NAME, PATIENT_ID)
         assert ds.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
+
+
+@pytest.mark.parametrize("damaged", [[0, 0], [0.3]])
+def test_a_damaged_pixel_spacing_gives_way_to_the_imager_spacing_in_reading_and_in_the_seg(tmp_path, damaged):
+    """PixelSpacing 0\\0 (or one value) hid a good ImagerPixelSpacing: the reader assumed 1.0 mm
+    (areas in mm² five-fold off) and the SEG was written with a pixel spacing of 0\\0."""
+    from SSLAnomalyLib.core.reading.images import read_radiograph
+
+    path = source_file(tmp_path / "cxr.dcm", PixelSpacing=damaged, ImagerPixelSpacing=[0.2, 0.15])
+    image = read_radiograph(path)
+    assert image.spacing[:2] == (0.15, 0.2) and not any("1.0 mm assumed" in w for w in image.warnings)
+    seg, _ = exported(path, tmp_path)
+    assert [float(v) for v in seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing] == [0.2, 0.15]

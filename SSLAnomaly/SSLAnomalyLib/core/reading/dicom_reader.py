@@ -139,9 +139,8 @@ def _dicom_image(ds, path: Path) -> Radiograph:
             px = shown_black(px, padded)
     img = Radiograph(px.astype(np.float32), is_2d=(frames == 1))
     img.warnings += [w for w in read_warnings if w]
-    spacing = _floats(_get(ds, "PixelSpacing") or _get(ds, "ImagerPixelSpacing") or _get(
-        ds, "SharedFunctionalGroupsSequence", 0, "PixelMeasuresSequence", 0, "PixelSpacing"), 2)
-    if spacing is not None and (spacing > 0).all():
+    spacing = pixel_spacing(ds)
+    if spacing is not None:
         z = _floats([_get(ds, "SpacingBetweenSlices") or _get(ds, "SliceThickness") or 1.0], 1)
         img.spacing = (spacing[1], spacing[0], abs(z[0]) if z is not None and z[0] != 0 else 1.0)
     else:
@@ -166,6 +165,23 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         img.warnings.append(f"DICOM modality {modality} is not a radiograph (CR/DX): the model was made for chest "
                             "radiographs, and its result for this image means nothing")
     return img
+
+
+def pixel_spacing(ds) -> np.ndarray | None:
+    """(row, column) spacing in mm: the first of PixelSpacing, ImagerPixelSpacing and the functional
+    groups' that is usable, so that a damaged one (0\\0, one value) does not hide a good one."""
+    for keys in (("PixelSpacing",), ("ImagerPixelSpacing",),
+                 ("SharedFunctionalGroupsSequence", 0, "PixelMeasuresSequence", 0, "PixelSpacing")):
+        spacing = usable_spacing(_get(ds, *keys))
+        if spacing is not None:
+            return spacing
+    return None
+
+
+def usable_spacing(value) -> np.ndarray | None:
+    """`value` as two positive spacings, or None."""
+    spacing = _floats(value, 2)
+    return spacing if spacing is not None and (spacing > 0).all() else None
 
 
 def _place_frames(img: Radiograph, ds, frames: int) -> None:

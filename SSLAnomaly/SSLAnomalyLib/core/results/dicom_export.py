@@ -27,6 +27,7 @@ from pydicom.valuerep import DA, TM
 
 from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.reading.dicom_header import dataset_start
+from SSLAnomalyLib.core.reading.dicom_reader import pixel_spacing, usable_spacing
 
 SCHEME = "99SSLA"  # private coding scheme for what no public code names
 ANOMALY_SCORE = CodedConcept("ANOMALY_SCORE", SCHEME, "Anomaly score")
@@ -70,6 +71,8 @@ def read_source(path, instance_uids=None) -> Dataset:
                 parse(value)
         except (TypeError, ValueError):
             setattr(source, keyword, "")
+    if "PixelSpacing" in source and usable_spacing(source.PixelSpacing) is None:
+        del source.PixelSpacing  # damaged (0\0, one value): highdicom would copy it; the reader took another
     return source
 
 
@@ -152,9 +155,9 @@ def _sr_algorithm(model_id: str) -> hd.sr.AlgorithmIdentification:
 
 
 def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
-    """The source's pixel spacing with a slice thickness: a projection radiograph has none, but
-    readers (highdicom's own among them) require it in a SEG; 1 mm is what Slicer assumes too."""
-    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing")
+    """The source's pixel spacing as the reader took it, with a slice thickness: a projection radiograph
+    has none, but readers (highdicom's own among them) require it in a SEG; 1 mm is what Slicer assumes too."""
+    spacing = pixel_spacing(source)
     if spacing is None:
         return None
     return hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing],
