@@ -20,6 +20,7 @@ from SSLAnomalyLib.core.results.export_owner import check_owner, record_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
+from SSLAnomalyLib.core.results.source_grid import on_source_grid
 from SSLAnomalyLib.mrml.bundle import save_case_bundle
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record
@@ -165,7 +166,9 @@ def _write_segmentation(path: Path, volume_node, records: list[dict], threshold:
 def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, records, result) -> None:
     source = read_source(source_path, instance_uids=(volume_node.GetAttribute(DICOM_INSTANCE_UIDS) or "").split())
     heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
-    seg = make_seg(source, finding_masks(heat, records, result["sensitivity"], lung_mask(volume_node)), result["model"])
+    masks, records = on_source_grid(source, heat.shape[1:], finding_masks(
+        heat, records, result["sensitivity"], lung_mask(volume_node)), records)
+    seg = make_seg(source, masks, result["model"])
     if seg is not None:
         seg.save_as(seg_path)
     make_sr(source, records, result).save_as(sr_path)
