@@ -24,9 +24,38 @@ SCENE_SETUP = ("vtkMRMLAbstractViewNode", "vtkMRMLSliceCompositeNode", "vtkMRMLC
 
 def save_scene_bundle(path) -> Path:
     """The whole scene as a `.mrb` at `path` (replaced if it exists: callers stage the file)."""
-    if not slicer.mrmlScene.WriteToMRB(str(path)):
-        raise OSError(f"{path}: Slicer could not write the scene bundle")
+    with _data_file_names_without_ampersand():
+        if not slicer.mrmlScene.WriteToMRB(str(path)):
+            raise OSError(f"{path}: Slicer could not write the scene bundle")
     return Path(path)
+
+
+@contextlib.contextmanager
+def _data_file_names_without_ampersand():
+    """Slicer names a node's data file in the bundle after its storage node's file, else after the node, and writes
+    that name into the scene file with a bare '&' (Slicer issue #3945): a finding relabelled 'mass & effusion', or a
+    volume named from a DICOM series 'CHEST PA & LAT', made a bundle Slicer cannot read. Such a node's data file is
+    named with '_' for '&' while the bundle is written; node names, which the scene file holds escaped, are kept."""
+    renamed = []
+    for node in _scene_nodes():
+        if not node.IsA("vtkMRMLStorableNode") or not node.GetSaveWithScene():
+            continue
+        storage = node.GetStorageNode()
+        given = storage.GetFileName() if storage is not None else None
+        if "&" not in Path(given or node.GetName()).name:
+            continue
+        if storage is None:  # Slicer would make it as the bundle is written, and keep it: the same
+            storage = node.CreateDefaultStorageNode()
+            slicer.mrmlScene.AddNode(storage)
+            node.SetAndObserveStorageNodeID(storage.GetID())
+        file_name = Path(given or f"{node.GetName()}.{storage.GetDefaultWriteFileExtension()}")
+        storage.SetFileName(str(file_name.with_name(file_name.name.replace("&", "_"))))
+        renamed.append((storage, given))
+    try:
+        yield
+    finally:
+        for storage, given in renamed:
+            storage.SetFileName(given or "")  # as Slicer leaves the storage nodes it makes for a bundle
 
 
 def save_case_bundle(path, volume_node) -> Path:

@@ -1,0 +1,38 @@
+"""The scene under hostile use: names a reader or a DICOM header gives, scene bundles that Slicer cannot read,
+nodes a reader deletes, clones or picks as input. What the reader made (findings, decisions, notes) is never
+lost, nor put on another image, and every refusal names the node and the reason."""
+
+import pytest
+
+from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.headless import HeadlessSlicer
+
+
+@pytest.fixture
+def case(model):
+    """A fresh scene with a real radiograph detected by the module's Logic (autosave off)."""
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    volume = lg.loadVolume(tb_radiograph())
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert lg.findingNodes(volume)
+    return lg, volume
+
+
+def test_a_name_with_an_ampersand_leaves_the_scene_bundle_readable(case, tmp_path):
+    """Slicer writes a node's data file name into the scene file with a bare '&' (named after the node): a finding
+    relabelled 'mass & effusion', or a volume named from a DICOM series 'CHEST PA & LAT', made a bundle that
+    Slicer could not read, the review in it with it."""
+    lg, volume = case
+    volume.SetName("CHEST PA & LAT")
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", label="mass & effusion", note="R&L")
+    before = lg.findings(volume)
+    bundles = [lg.saveScene(tmp_path / "review.mrb"), lg.exportCase(volume, tmp_path / "out", formats=["mrb"])["mrb"]]
+    for bundle in bundles:
+        with HeadlessSlicer() as fresh:
+            assert fresh.scene.ReadFromMRB(str(bundle)), bundle
+            reloaded = fresh.scene.GetFirstNode("CHEST PA & LAT", "vtkMRMLScalarVolumeNode")
+            assert [finding_record(node) for node in finding_nodes(reloaded)] == before
+    assert lg.findingNodes(volume)[0].GetName().endswith("mass & effusion")  # names are the reader's still
