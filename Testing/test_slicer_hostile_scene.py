@@ -2,7 +2,10 @@
 nodes a reader deletes, clones or picks as input. What the reader made (findings, decisions, notes) is never
 lost, nor put on another image, and every refusal names the node and the reason."""
 
+import zipfile
+
 import pytest
+import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
@@ -36,3 +39,19 @@ def test_a_name_with_an_ampersand_leaves_the_scene_bundle_readable(case, tmp_pat
             reloaded = fresh.scene.GetFirstNode("CHEST PA & LAT", "vtkMRMLScalarVolumeNode")
             assert [finding_record(node) for node in finding_nodes(reloaded)] == before
     assert lg.findingNodes(volume)[0].GetName().endswith("mass & effusion")  # names are the reader's still
+
+
+def test_a_scene_bundle_slicer_cannot_parse_is_refused_before_the_scene_is_cleared(case, tmp_path):
+    """Slicer clears the scene before it reads a bundle: one whose scene file is no XML it can parse (written
+    with a bare '&' by an earlier save, or damaged) left an empty scene, the reader's unsaved review gone."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="rejected", note="unsaved decision")
+    before = lg.findings(volume)
+    with zipfile.ZipFile(lg.saveScene(tmp_path / "good.mrb")) as good, \
+            zipfile.ZipFile(tmp_path / "bare_ampersand.mrb", "w") as bad:
+        for item in good.infolist():
+            data = good.read(item)
+            bad.writestr(item, data.replace(b' name="', b' name="R&L ', 1) if item.filename.endswith(".mrml") else data)
+    with pytest.raises(OSError, match=r"bare_ampersand\.mrb: its scene file .*\.mrml is not readable XML"):
+        lg.loadScene(tmp_path / "bare_ampersand.mrb")
+    assert slicer.mrmlScene.IsNodePresent(volume) and lg.findings(volume) == before

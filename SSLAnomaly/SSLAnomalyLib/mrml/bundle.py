@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
+import zlib
 from pathlib import Path
+from xml.etree import ElementTree
 
 import slicer
 
@@ -105,19 +107,30 @@ def load_scene_bundle(path) -> None:
     bundle is refused before the scene is cleared, so the current (unsaved) review is kept."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such scene bundle")
-    if not _holds_a_scene(path):
-        raise OSError(f"{path}: not a Slicer scene bundle (a zip archive holding a .mrml scene); "
-                      "the current scene is kept")
+    problem = _scene_problem(path)
+    if problem:
+        raise OSError(f"{path}: {problem}; the current scene is kept")
     if not slicer.mrmlScene.ReadFromMRB(str(path), True):
         raise OSError(f"{path}: Slicer could not read the scene bundle")
 
 
-def _holds_a_scene(path) -> bool:
+def _scene_problem(path) -> str | None:
+    """Why Slicer could not read `path` as a scene bundle, or None. Checked before the scene is cleared: Slicer
+    clears it first, so a bundle whose scene file it cannot parse (e.g. one written with a bare '&', see
+    `_data_file_names_without_ampersand`) left the reader with an empty scene, the unsaved review gone from it."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name.endswith(".mrml") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+            scenes = [name for name in archive.namelist() if name.endswith(".mrml")]
+            if not scenes:
+                return "not a Slicer scene bundle (a zip archive holding a .mrml scene)"
+            for name in scenes:
+                with archive.open(name) as scene:
+                    ElementTree.parse(scene)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):  # a damaged archive or member
+        return "not a Slicer scene bundle (a zip archive holding a .mrml scene)"
+    except ElementTree.ParseError as e:
+        return f"its scene file {name} is not readable XML ({e}), so Slicer cannot load it"
+    return None
 
 
 def write_mrb(radiograph, result, path, overwrite: bool = False) -> Path:
