@@ -3,11 +3,13 @@ nodes a reader deletes, clones or picks as input. What the reader made (findings
 lost, nor put on another image, and every refusal names the node and the reason."""
 
 import zipfile
+from pathlib import Path
 
 import pytest
 import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
+from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 
@@ -55,3 +57,25 @@ def test_a_scene_bundle_slicer_cannot_parse_is_refused_before_the_scene_is_clear
     with pytest.raises(OSError, match=r"bare_ampersand\.mrb: its scene file .*\.mrml is not readable XML"):
         lg.loadScene(tmp_path / "bare_ampersand.mrb")
     assert slicer.mrmlScene.IsNodePresent(volume) and lg.findings(volume) == before
+
+
+def test_a_batch_of_scene_volumes_never_replaces_another_images_results_of_the_same_name(model, tmp_path):
+    """A scene volume's batch input is its name, and volume names repeat across patients ('IM-0001'): with
+    Overwrite (or resume), the batch of another patient's 'IM-0001' replaced the results already in the folder,
+    which a file batch refuses. It is refused, naming it; the same image again is redone in place."""
+    empty_scene()
+    lg = logic()
+    first = lg.loadVolume(tb_radiograph())
+    first.SetName("IM-0001")
+    [row] = lg.detectBatch(None, tmp_path / "out", model=str(model))
+    written = {kind: Path(path).read_bytes() for kind, path in row["files"].items()}
+    empty_scene()
+    other = lg.loadVolume(sorted(tb_radiograph().parent.iterdir())[1])
+    other.SetName("IM-0001")
+    for options in ({"overwrite": True}, {"resume": True}):
+        with pytest.raises(PathError, match=r"other images.*'IM-0001' of IM-0001 \(another image\)"):
+            lg.detectBatch(None, tmp_path / "out", model=str(model), **options)
+        assert {kind: Path(path).read_bytes() for kind, path in row["files"].items()} == written
+    slicer.mrmlScene.RemoveNode(other)
+    lg.loadVolume(tb_radiograph()).SetName("IM-0001")
+    assert "files" in lg.detectBatch(None, tmp_path / "out", model=str(model), overwrite=True)[0]

@@ -81,18 +81,24 @@ class BatchIndex:
     def done(self, name: str, given: str, identity: FileIdentity | None, image_id: str) -> None:
         self.rows[name] = {"name": name, "input": given, **(asdict(identity) if identity else {}), "image_id": image_id}
 
-    def made_from_other_files(self, cases) -> list[tuple[str, str, str]]:
-        """(name, earlier input, this input) of each of `cases` whose finished result here came from
-        another file of other bytes: a new batch of images named alike (day2/IM-0001.dcm after
-        day1/IM-0001.dcm) would replace another patient's results. The same bytes moved elsewhere are
-        the same image."""
+    def made_from_other_files(self, cases, result_image_id: Callable[[str], str | None]) -> list[tuple[str, str, str]]:
+        """(name, earlier input, this input) of each of `cases` whose finished result here is another image's. A
+        file is judged by its bytes: a new batch of images named alike (day2/IM-0001.dcm after day1/IM-0001.dcm)
+        would replace another patient's results; the same bytes moved elsewhere are the same image. An image held
+        in memory (a Slicer volume, whose input is its name: 'IM-0001' repeats across patients), or another file
+        than the one whose result the index holds no bytes of (one made from such an image), is judged by its pixels
+        against the image the result names (`result_image_id(name)`: None where there is none)."""
         found = []
         for case in cases:
             row = self.rows.get(case.name, {})
-            if "sha256" in row and row.get("input") != case.input and case.path is not None:
-                now = FileIdentity.of(case.path)
-                if now is not None and now.sha256 != row["sha256"]:
-                    found.append((case.name, row["input"], case.input))
+            if "sha256" in row and case.path is not None:
+                if row.get("input") != case.input:
+                    now = FileIdentity.of(case.path)
+                    if now is not None and now.sha256 != row["sha256"]:
+                        found.append((case.name, row["input"], case.input))
+            elif (case.path is None or row.get("input", case.input) != case.input) \
+                    and _other_image(case, result_image_id(case.name)):
+                found.append((case.name, f"{row.get('input', 'an earlier batch')} (another image)", case.input))
         return found
 
     def save(self) -> None:
@@ -111,3 +117,14 @@ class BatchIndex:
         if same:
             self.done(name, given, FileIdentity.of(path) if path is not None else None, image_id)
         return same
+
+
+def _other_image(case, image_id: str | None) -> bool:
+    """Whether `case` holds another image than `image_id` (False where there is none, or the case cannot be read
+    now: it fails when its turn comes, with its reason)."""
+    if not image_id:
+        return False
+    try:
+        return case.read().identity != image_id
+    except Exception:
+        return False

@@ -93,16 +93,24 @@ class Batch:
         events.started(len(self.todo), len(kept))
 
     def _refuse_replacing_other_images(self) -> None:
-        """A result in the folder is another image's (same name, other file and bytes): replacing it
+        """A result in the folder is another image's (same name, another file or volume): replacing it
         would leave a reader, a worklist or a PACS link to it looking at another patient. Refused
         before anything is written, naming the first few."""
-        others = [(name, earlier, now) for name, earlier, now in self.index.made_from_other_files(self.todo)
+        others = [(name, earlier, now) for name, earlier, now
+                  in self.index.made_from_other_files(self.todo, self._result_image_id)
                   if case_paths(self.out, name)["findings"].exists()]
         if others:
             named = "; ".join(f"'{name}' of {earlier} (this batch: {now})" for name, earlier, now in others[:3])
             more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
             raise PathError(self.out, f"holds results of other images under the names this batch would write: "
                                       f"{named}{more}; give another output folder, or move those results first")
+
+    def _result_image_id(self, name: str) -> str | None:
+        """The `image_id` of the result named `name` in the folder, or None."""
+        try:
+            return json.loads(case_paths(self.out, name)["findings"].read_text(encoding="utf-8")).get("image_id")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
         """Whether an earlier result of `case` is of the image it holds now (the same bytes, or else the same
