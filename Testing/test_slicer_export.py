@@ -22,9 +22,10 @@ from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.mrml.bundle import write_mrb
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
-from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, is_heatmap
+from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_mask
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
+from SSLAnomalyLib.mrml.volumes import is_heatmap
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ import pytest
 import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
-from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.errors import PathError, ReadError
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
+from SSLAnomalyLib.mrml.heatmap import heatmap_node
 
 
 @pytest.fixture
@@ -79,3 +80,14 @@ def test_a_batch_of_scene_volumes_never_replaces_another_images_results_of_the_s
     slicer.mrmlScene.RemoveNode(other)
     lg.loadVolume(tb_radiograph()).SetName("IM-0001")
     assert "files" in lg.detectBatch(None, tmp_path / "out", model=str(model), overwrite=True)[0]
+
+
+def test_a_heatmap_chosen_as_the_input_is_refused_naming_it(case):
+    """The panel's input list holds every scalar volume, the module's heatmaps too: Detect on one scored the
+    anomaly map as if it were a radiograph and put a heatmap of the heatmap, with findings, over the image."""
+    lg, volume = case
+    heat = heatmap_node(volume)
+    nodes = slicer.mrmlScene.GetNumberOfNodes()
+    with pytest.raises(ReadError, match=f"'{heat.GetName()}'.*anomaly heatmap this module made"):
+        lg.detect(heat, model="default")
+    assert slicer.mrmlScene.GetNumberOfNodes() == nodes and lg.findingNodes(heat) == []

@@ -21,8 +21,7 @@ from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
 from SSLAnomalyLib.core.results.outputs import batch_files, unique_case_names
 from SSLAnomalyLib.mrml.case import remove_case, show_detection
 from SSLAnomalyLib.mrml.export import SUFFIXES, default_formats, export_case
-from SSLAnomalyLib.mrml.heatmap import is_heatmap
-from SSLAnomalyLib.mrml.volumes import radiograph_to_volume_node, volume_node_to_radiograph
+from SSLAnomalyLib.mrml.volumes import is_heatmap, radiograph_to_volume_node, volume_node_to_radiograph
 
 CORE_FORMATS = ("json", "heatmap")  # the core writes these for every case, as the command line does
 ALWAYS_WRITTEN = ("csv", "mrk", "seg", "lungs")  # export formats that every case has (--resume requires them)

@@ -14,11 +14,10 @@ import slicer
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.overlay import HOT_TOP, ramp_colours, ramp_opacity
 from SSLAnomalyLib.mrml.headless import application_logic
-from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix, radiograph_to_volume_node
+from SSLAnomalyLib.mrml.volumes import ROLE, ijk_to_ras_matrix, radiograph_to_volume_node
 
 COLOR_NODE_NAME = "SSLAnomaly Heat"
 HEATMAP_REFERENCE = "SSLAnomaly.Heatmap"  # input volume -> its heatmap volume
-ROLE = "SSLAnomaly.Role"                   # "heatmap" on heatmap volumes
 DEFAULT_OPACITY = 0.5
 
 
@@ -39,11 +38,6 @@ def heatmap_color_node():
 def heatmap_node(volume_node):
     """The heatmap shown for `volume_node`, or None before detection."""
     return volume_node.GetNodeReference(HEATMAP_REFERENCE)
-
-
-def is_heatmap(volume_node) -> bool:
-    """True for the module's heatmap volumes (which are never inputs themselves)."""
-    return volume_node.GetAttribute(ROLE) == "heatmap"
 
 
 def show_heatmap(volume_node, heatmap: Radiograph, pixel_threshold: float,

@@ -21,6 +21,7 @@ from SSLAnomalyLib.core.reading.padding import shown_black
 SOURCE_PATH = "SSLAnomaly.SourcePath"       # file the volume was read from (DICOM export needs it)
 DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # Slicer's own attribute on volumes loaded from DICOM
 IMAGE_ID = "SSLAnomaly.ImageId"            # "<voxel modified time>|<identity>", so it is hashed once
+ROLE = "SSLAnomaly.Role"                    # "heatmap" on the module's heatmap volumes
 LUMINANCE = np.array([0.299, 0.587, 0.114])
 
 
@@ -49,6 +50,9 @@ def volume_node_to_radiograph(node) -> Radiograph:
         raise ReadError(name, "has no image data")
     if node.IsA("vtkMRMLLabelMapVolumeNode"):
         raise ReadError(name, "is a labelmap (a segmentation), not a radiograph: select the radiograph itself")
+    if is_heatmap(node):
+        raise ReadError(name, "is an anomaly heatmap this module made, not a radiograph: select the radiograph "
+                              "it was made for")
     pixels = np.array(slicer.util.arrayFromVolume(node))
     if pixels.ndim == 4:  # vector volume, e.g. an RGB JPEG loaded in desktop Slicer
         pixels = pixels[..., :3] @ LUMINANCE[: pixels.shape[-1]] if pixels.shape[-1] >= 3 else pixels[..., 0]
@@ -71,6 +75,11 @@ def _padding_left_by_slicers_dicom_reader(node, shape) -> np.ndarray | None:
     files = source_dicom_files(node)
     mask = padding_of(files[0]) if len(files) == 1 else None
     return mask if mask is not None and mask.shape == shape else None
+
+
+def is_heatmap(volume_node) -> bool:
+    """True for the module's heatmap volumes (which are never inputs themselves)."""
+    return volume_node.GetAttribute(ROLE) == "heatmap"
 
 
 def image_identity_of(node) -> str:
