@@ -91,3 +91,25 @@ def test_a_heatmap_chosen_as_the_input_is_refused_naming_it(case):
     with pytest.raises(ReadError, match=f"'{heat.GetName()}'.*anomaly heatmap this module made"):
         lg.detect(heat, model="default")
     assert slicer.mrmlScene.GetNumberOfNodes() == nodes and lg.findingNodes(heat) == []
+
+
+def test_deleting_a_clone_of_a_volume_or_the_volume_itself_keeps_the_review_on_the_other(case):
+    """Slicer's Clone (Data module) copies a volume's node references, so the clone refers to the original's
+    heatmap, findings and table: deleting the clone took the original's reviewed findings along with it."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="seen on the clone's original")
+    before = lg.findings(volume)
+
+    def clone():  # as vtkSlicerSubjectHierarchyModuleLogic::CloneSubjectHierarchyItem makes it
+        copy = slicer.mrmlScene.AddNewNodeByClass(volume.GetClassName())
+        copy.Copy(volume)
+        copy.SetName(f"{volume.GetName()} Copy")
+        return copy
+
+    slicer.mrmlScene.RemoveNode(clone())
+    assert lg.findings(volume) == before and lg.caseResult(volume) is not None
+    kept = clone()
+    slicer.mrmlScene.RemoveNode(volume)
+    assert lg.findings(kept) == before and lg.caseResult(kept) is not None
+    slicer.mrmlScene.RemoveNode(kept)  # the last one takes them along
+    assert not slicer.mrmlScene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems()

@@ -8,7 +8,7 @@ import json
 
 import slicer
 
-from SSLAnomalyLib.mrml.finding_rois import FINDING_REFERENCE, apply_sensitivity, show_findings
+from SSLAnomalyLib.mrml.finding_rois import FINDING_REFERENCE, VOLUME_REFERENCE, apply_sensitivity, show_findings
 from SSLAnomalyLib.mrml.heatmap import (DEFAULT_OPACITY, HEATMAP_REFERENCE, heatmap_node, set_heatmap_threshold,
                                        show_heatmap)
 from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, show_lung_fields
@@ -71,9 +71,20 @@ def derived_nodes(scene, volume_node) -> list:
 
 
 def remove_derived(scene, volume_node) -> None:
-    """Remove what detection made for `volume_node`: its heatmap leaves the slice views with it."""
+    """Remove what detection made for `volume_node`: its heatmap leaves the slice views with it. A node that another
+    volume references too stays, with that volume: Slicer's Clone (Data module) copies a volume's references, so the
+    clone and its original share one heatmap, findings and table, and deleting either must not take the reader's
+    findings and review from the other (a finding of the volume removed becomes the other's)."""
+    volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    others = [v for v in volumes if v.GetID() != volume_node.GetID()]
     for node in derived_nodes(scene, volume_node):
-        scene.RemoveNode(node)
+        holder = next((v for v in others if node.GetID() in {n.GetID() for n in derived_nodes(scene, v)}), None)
+        if holder is None:
+            scene.RemoveNode(node)
+        elif node.IsA("vtkMRMLMarkupsNode") and node.GetNodeReferenceID(VOLUME_REFERENCE) in (
+                None, volume_node.GetID()):  # None: the scene dropped the finding's reference with the volume
+            node.SetNodeReferenceID(VOLUME_REFERENCE, holder.GetID())
 
 
 def remove_case(volume_node) -> None:
