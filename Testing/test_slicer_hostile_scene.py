@@ -113,3 +113,14 @@ def test_deleting_a_clone_of_a_volume_or_the_volume_itself_keeps_the_review_on_t
     assert lg.findings(kept) == before and lg.caseResult(kept) is not None
     slicer.mrmlScene.RemoveNode(kept)  # the last one takes them along
     assert not slicer.mrmlScene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems()
+
+
+@pytest.mark.parametrize("slice_index", [-1, 1])
+def test_a_missed_finding_on_a_slice_the_image_has_not_is_refused_naming_the_volume(case, slice_index):
+    """A radiograph has one slice: slice -1 was taken (a box off the image, whose segment numpy then put on the
+    last slice), slice 1 failed with a bare 'index 1 is out of bounds'."""
+    lg, volume = case
+    before = lg.findings(volume)
+    with pytest.raises(ValueError, match=rf"slice {slice_index} is not one of the 1 slice\(s\).*'{volume.GetName()}'"):
+        lg.addMissedFinding(volume, [10, 10, 50, 50], sliceIndex=slice_index, label="nodule")
+    assert lg.findings(volume) == before

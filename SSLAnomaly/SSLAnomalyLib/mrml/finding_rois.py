@@ -72,12 +72,15 @@ def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: 
                        note: str = ""):
     """A finding the model missed, drawn by the reader (confirmed by definition). Without a box,
     a small one in the image centre, for the reader to move onto the lesion."""
-    _, rows, cols = slicer.util.arrayFromVolume(volume_node).shape[:3]
+    slices, rows, cols = slicer.util.arrayFromVolume(volume_node).shape[:3]
     if bbox_ijk is None:
         bbox_ijk = [cols * 7 // 16, rows * 7 // 16, cols * 9 // 16, rows * 9 // 16]
     i0, j0, i1, j1 = (int(v) for v in bbox_ijk)
     if not (0 <= i0 <= i1 < cols and 0 <= j0 <= j1 < rows):
-        raise ValueError(f"box {bbox_ijk} is not inside the {cols}x{rows} image")
+        raise ValueError(f"box {bbox_ijk} is not inside the {cols}x{rows} image '{volume_node.GetName()}'")
+    if not 0 <= int(slice_index) < slices:  # -1 was taken (numpy's last slice), beyond the last an IndexError
+        raise ValueError(f"slice {slice_index} is not one of the {slices} slice(s) (0 to {slices - 1}) of "
+                         f"'{volume_node.GetName()}'")
     spacing = volume_node.GetSpacing()
     center = ijk_to_ras_matrix(volume_node) @ [(i0 + i1) / 2, (j0 + j1) / 2, slice_index, 1]
     finding = {"id": _next_id(volume_node), "label": label, "score": _heatmap_peak(volume_node, [i0, j0, i1, j1], slice_index),
