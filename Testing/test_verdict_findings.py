@@ -58,3 +58,21 @@ def test_real_pneumonias_and_normals_agree_at_the_models_rate():
     for r in results:
         check(r)
     assert any(r.abnormal for r in results)
+
+
+def test_the_slice_that_drives_an_abnormal_volume_carries_a_finding():
+    """A volume whose score comes from a slice with no focal region, while another slice has one: its
+    overlay drew the driving slice with no box under "ABNORMAL; 1 finding(s)", the one finding on a slice
+    that alone is within normal range. The driving slice now gets its diffuse finding too."""
+    folder = data_dir("nih", "val", "pneumonia")
+    focal, diffuse_only = (read_radiograph(folder / f"{n}.png") for n in ("00000061_012", "00000165_001"))
+    detector = AnomalyDetector.load("adult")
+    alone = [detector.detect(r) for r in (focal, diffuse_only)]
+    assert not alone[0].abnormal and [f.extent for f in alone[0].findings] == ["focal"]  # the case needs these
+    assert alone[1].abnormal and [f.extent for f in alone[1].findings] == ["diffuse"]
+    volume = Radiograph(np.concatenate([focal.pixels, diffuse_only.pixels]), spacing=(0.5, 0.5, 2.0), is_2d=False)
+    result = detector.detect(volume)
+    assert result.abnormal and int(np.argmax(result.slice_scores)) == 1
+    assert sorted((f.slice_index, f.extent) for f in result.findings) == [(0, "focal"), (1, "diffuse")]
+    assert result.findings[1].bbox_ijk == alone[1].findings[0].bbox_ijk
+    assert [f.id for f in result.findings] == [1, 2]

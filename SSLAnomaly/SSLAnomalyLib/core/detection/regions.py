@@ -2,8 +2,9 @@
 made to agree with the image's verdict.
 
 The rule a reader can rely on (docs/method.md, "Verdict and findings"): an ABNORMAL image always has
-at least one finding: its focal regions, or, when no region reaches the pixel threshold, one
-"diffuse" finding whose region is the lung fields of the slice that drives the score. A finding on an
+at least one finding on the slice that drives its score (the one its overlay shows): its focal
+regions, or, when no region there reaches the pixel threshold, one "diffuse" finding whose region is
+the lung fields of that slice (a volume's regions on other slices do not stand in for it). A finding on an
 image within normal range is labelled as such, so that no picture, table or report shows an
 unqualified finding beside a normal verdict.
 """
@@ -72,10 +73,11 @@ def diffuse_finding(grid_map: np.ndarray, lung: np.ndarray, image: Radiograph, s
 
 
 def agree_with_verdict(findings: list[Finding], abnormal: bool, diffuse: Finding) -> list[Finding]:
-    """Findings numbered by score, made to agree with the verdict: `diffuse` stands in when an ABNORMAL
-    image has no focal finding; findings of an image within normal range say so in their label."""
-    if abnormal and not findings:
-        findings = [diffuse]
+    """Findings numbered by score, made to agree with the verdict: `diffuse` is added when an ABNORMAL
+    image has no focal finding on the slice that drives its score (`diffuse.slice_index`); findings of
+    an image within normal range say so in their label."""
+    if abnormal and not any(f.slice_index == diffuse.slice_index for f in findings):
+        findings = findings + [diffuse]
     if not abnormal:
         for f in findings:
             f.label = BELOW_VERDICT_LABEL
