@@ -34,7 +34,7 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
     for key, value in values.items():
         heat.SetAttribute(_A + key, json.dumps(value))
     heat.SetAttribute(_A + "sensitivity", json.dumps(result.pixel_threshold))
-    show_findings(volume_node, result.findings, result.model_id)
+    show_findings(volume_node, result.findings, result.model_id, result.abnormal)
     sync_findings_table(volume_node)
     return heat
 

@@ -14,6 +14,7 @@ import re
 import numpy as np
 import slicer
 
+from SSLAnomalyLib.core.detection.regions import label_for_verdict
 from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
@@ -33,15 +34,17 @@ def finding_nodes(volume_node) -> list:
     return sorted((n for n in nodes if n is not None), key=lambda n: int(n.GetAttribute(_A + "FindingID")))
 
 
-def show_findings(volume_node, findings, model_id: str) -> list:
+def show_findings(volume_node, findings, model_id: str, abnormal: bool) -> list:
     """ROIs for the findings of model `model_id`. A repeated detection replaces only the model's findings
     nobody has touched, and keeps every reviewed, annotated, relabelled, moved or reader-added one, with
-    the model that made it (a finding it already holds is not added twice)."""
+    the model that made it (a finding it already holds is not added twice) and a label that follows the
+    new verdict `abnormal` (`follow_verdict`)."""
     kept = []
     for node in finding_nodes(volume_node):
         if untouched(node):
             slicer.mrmlScene.RemoveNode(node)
         else:
+            follow_verdict(node, abnormal)
             kept.append(node)
     known = {(n.GetAttribute(_A + "EngineBox"), n.GetAttribute(_A + "SliceIndex")) for n in kept}
     next_id = max((int(n.GetAttribute(_A + "FindingID")) for n in kept), default=0)
@@ -90,13 +93,29 @@ def add_missed_finding(volume_node, bbox_ijk=None, slice_index: int = 0, label: 
     return _add_finding_node(volume_node, finding, READER, "confirmed", note)
 
 
-def restore_model_finding(volume_node, record: dict):
+def restore_model_finding(volume_node, record: dict, abnormal: bool | None):
     """A model finding of a saved review that the current detection does not make (another model or
-    threshold), put back as its model (`record["model"]`) had made it, under a new id; `apply_review`
-    then puts the reader's box, label, decision and note back on it, so no decision is dropped."""
+    threshold), put back as its model (`record["model"]`) had made it, under a new id and labelled for
+    the current verdict `abnormal` (None: no detection, as saved); `apply_review` then puts the reader's
+    box, label, decision and note back on it, so no decision is dropped."""
     detected = dict(record, id=_next_id(volume_node), label=record.get("engine_label", record["label"]),
                     bbox_ijk=record.get("engine_bbox_ijk", record["bbox_ijk"]))
-    return _add_finding_node(volume_node, detected, MODEL, "unreviewed")
+    node = _add_finding_node(volume_node, detected, MODEL, "unreviewed")
+    if abnormal is not None:
+        follow_verdict(node, abnormal)
+    return node
+
+
+def follow_verdict(node, abnormal: bool) -> None:
+    """A model finding kept through a detection again (at other thresholds, or with another model) labelled
+    for the image's verdict now (`label_for_verdict`), as the engine would label it: else it said "image
+    within normal range" beside ABNORMAL. A label the reader gave stays."""
+    label = node.GetAttribute(_A + "Label")
+    if node.GetAttribute(_A + "Origin") != MODEL or label != node.GetAttribute(_A + "EngineLabel"):
+        return
+    for key in ("Label", "EngineLabel"):
+        node.SetAttribute(_A + key, label_for_verdict(label, abnormal))
+    _update_appearance(node)
 
 
 def engine_of(node) -> dict:

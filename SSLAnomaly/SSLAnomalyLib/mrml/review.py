@@ -46,7 +46,7 @@ def apply_review(volume_node, review: dict) -> int:
     back as its own finding beside it (a model finding as its model made it, replacing the current
     detection's untouched finding at that place), so nothing is dropped or put onto another finding.
     Returns how many saved findings were applied."""
-    applied = 0
+    applied, abnormal = 0, (case_result(volume_node) or {}).get("abnormal")
     for saved in review["findings"]:
         saved = dict(saved, model=saved.get("model") or review["model"])  # a review of before: its model
         here = [node for node in finding_nodes(volume_node) if _match(_saved_form(node)) == _match(saved)]
@@ -58,10 +58,10 @@ def apply_review(volume_node, review: dict) -> int:
             for untouched_node in filter(untouched, here):
                 slicer.mrmlScene.RemoveNode(untouched_node)
             node = (add_missed_finding(volume_node, saved["bbox_ijk"], saved.get("slice_index", 0), saved["label"])
-                    if saved["origin"] == READER else restore_model_finding(volume_node, saved))
+                    if saved["origin"] == READER else restore_model_finding(volume_node, saved, abnormal))
         if saved["bbox_ijk"] != finding_record(node)["bbox_ijk"]:
             move_finding(node, saved["bbox_ijk"], saved.get("slice_index", 0))
-        review_finding(node, status=saved["status"], label=saved["label"], note=saved["note"])
+        review_finding(node, status=saved["status"], label=_reader_label(saved), note=saved["note"])
         applied += 1
     return applied
 
@@ -74,7 +74,17 @@ def _saved_form(node) -> dict:
 def _holds(node, saved: dict) -> bool:
     """Whether a finding in the scene already is `saved` as the reader left it (a restore again)."""
     record = finding_record(node)
-    return all(record[key] == saved[key] for key in ("status", "label", "note", "bbox_ijk"))
+    label = _reader_label(saved)
+    return all(record[key] == saved[key] for key in ("status", "note", "bbox_ijk")) and label in (None, record["label"])
+
+
+def _reader_label(saved: dict) -> str | None:
+    """The label the reader gave a saved finding; None where it is the detector's, which follows the
+    verdict of the detection it is restored onto (`follow_verdict`), not the one it was saved under. A
+    review saved before the detector's label was kept: its label, which may be the reader's."""
+    if saved["origin"] == READER or saved["label"] != saved.get("engine_label"):
+        return saved["label"]
+    return None
 
 
 def _match(record: dict) -> tuple:

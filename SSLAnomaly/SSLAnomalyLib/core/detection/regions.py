@@ -78,10 +78,18 @@ def agree_with_verdict(findings: list[Finding], abnormal: bool, diffuse: Finding
     an image within normal range say so in their label."""
     if abnormal and not any(f.slice_index == diffuse.slice_index for f in findings):
         findings = findings + [diffuse]
-    if not abnormal:
-        for f in findings:
-            f.label = BELOW_VERDICT_LABEL
+    for f in findings:
+        f.label = label_for_verdict(f.label, abnormal)
     return _number(findings)
+
+
+def label_for_verdict(label: str, abnormal: bool) -> str:
+    """A detector's label as an image of verdict `abnormal` has it: a finding kept through a detection
+    again at other thresholds (reviewed in Slicer) must not say "within normal range" beside ABNORMAL,
+    nor stay unqualified beside a normal verdict. A label the reader gave is not the detector's: kept."""
+    if abnormal:
+        return DEFAULT_LABEL if label == BELOW_VERDICT_LABEL else label
+    return BELOW_VERDICT_LABEL if label in (DEFAULT_LABEL, DIFFUSE_LABEL) else label
 
 
 def _number(findings: list[Finding]) -> list[Finding]:
