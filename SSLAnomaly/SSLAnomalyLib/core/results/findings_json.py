@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from SSLAnomalyLib.core.results.figures import rounded_apart
+
 SCHEMA_VERSION = 1
 SCHEMA = Path(__file__).resolve().parents[3] / "Resources" / "Schemas" / "findings.schema.json"
 
@@ -22,8 +24,9 @@ SCHEMA = Path(__file__).resolve().parents[3] / "Resources" / "Schemas" / "findin
 def findings_document(input_path, image_id: str, score: float, threshold: float, abnormal: bool,
                       percentile: float, model: str, pixel_threshold: float, score_components: dict,
                       warnings: list, findings: list[dict], review: dict | None = None) -> dict:
+    score, threshold, _ = rounded_apart(score, threshold, 6)  # 6 decimals, more where they would look equal
     document = {"schema_version": SCHEMA_VERSION, "input": str(input_path), "image_id": image_id,
-                "score": round(float(score), 6), "threshold": round(float(threshold), 6), "abnormal": bool(abnormal),
+                "score": score, "threshold": threshold, "abnormal": bool(abnormal),
                 "percentile": round(float(percentile), 2), "model": model,
                 "pixel_threshold": round(float(pixel_threshold), 6),
                 "score_components": {c: round(float(z), 6) for c, z in score_components.items()},

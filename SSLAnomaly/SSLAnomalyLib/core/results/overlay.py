@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from SSLAnomalyLib.core.model.preprocess import normalise, resize
 from SSLAnomalyLib.core.reading.display import Display
+from SSLAnomalyLib.core.results.figures import score_texts
 
 MAX_SIDE = 1024
 MIN_SIDE = 512
@@ -88,7 +89,8 @@ def label_position(box, text_size: tuple[float, float], size: tuple[int, int], t
 def _banner(draw, result, width: int, font) -> int:
     """The score line(s) at the top, wrapped to fit; returns the height they take."""
     verdict = "ABNORMAL" if result.abnormal else "within normal range"
-    head = (f"score {result.score:.2f} (threshold {result.threshold:.2f}, {percentile_text(result.percentile)} "
+    score, threshold = score_texts(result.score, result.threshold)
+    head = (f"score {score} (threshold {threshold}, {percentile_text(result.percentile)} "
             f"percentile of normals):")
     tail = f"{verdict}; {len(result.findings)} finding(s)"
     one = f"{head} {tail}"

@@ -1,0 +1,26 @@
+"""A score and its threshold as a reader sees them: rounded, they must still compare as they do
+unrounded. At two decimals a score of 1.074 against the adult model's threshold 1.06859 read "score
+1.07 (threshold 1.07): ABNORMAL", and 1.066 read the same numbers "within normal range"; so the
+overlay, the Slicer panel and the findings JSON add decimals until the printed figures say which is
+higher (the verdict is score > threshold)."""
+
+from __future__ import annotations
+
+MOST_DECIMALS = 17  # a float64 is exact in its repr by then
+
+
+def rounded_apart(score: float, threshold: float, decimals: int) -> tuple[float, float, int]:
+    """(score, threshold, d): both rounded to the fewest decimals d >= `decimals` at which they are
+    equal only if equal, and the score higher only if it is higher."""
+    score, threshold = float(score), float(threshold)
+    for d in range(decimals, MOST_DECIMALS):
+        s, t = round(score, d), round(threshold, d)
+        if (s > t) == (score > threshold) and (s == t) == (score == threshold):
+            return s, t, d
+    return score, threshold, MOST_DECIMALS
+
+
+def score_texts(score: float, threshold: float, decimals: int = 2) -> tuple[str, str]:
+    """The printed score and threshold (`rounded_apart`), e.g. ("1.074", "1.069")."""
+    s, t, d = rounded_apart(score, threshold, decimals)
+    return f"{s:.{d}f}", f"{t:.{d}f}"
