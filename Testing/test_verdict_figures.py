@@ -71,3 +71,17 @@ def test_the_slicer_panel_tells_score_from_threshold(tmp_path):
     volume = lg.loadVolume(data_dir("nih", "val", "pneumonia") / "00001734_000.png")
     lg.detect(volume, model="adult")
     assert "Score 1.074 (" in lg.resultText(volume) and "vs threshold 1.069 " in lg.resultText(volume)
+
+
+def test_the_slicer_panel_says_the_percentile_as_the_overlay_and_the_verdict_line(tmp_path):
+    """The panel printed 93.75 as "94th" (the overlay and the verdict line: "93.8th") and a rank above every
+    calibration normal as "100th" (">99.9th")."""
+    from slicer_cases import empty_scene, logic
+
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = tmp_path
+    for name, shown in (("00001734_000", "(93.8th percentile"), ("00000506_015", "(>99.9th percentile")):
+        volume = lg.loadVolume(data_dir("nih", "val", "pneumonia") / f"{name}.png")
+        lg.detect(volume, model="adult")
+        assert shown in lg.resultText(volume)

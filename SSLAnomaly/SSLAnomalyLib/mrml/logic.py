@@ -186,14 +186,14 @@ class AnomalyLogic:
         result = self.caseResult(volumeNode)
         if result is None:
             return f"'{volumeNode.GetName()}': no detection yet."
-        from SSLAnomalyLib.core.results.figures import score_texts
+        from SSLAnomalyLib.core.results.figures import percentile_text, score_texts
         verdict = "ABNORMAL" if result["abnormal"] else "within the normal range"
         score, threshold = score_texts(result["score"], result["threshold"])
         parts = result["components"]
         detail = (f" (image-level {parts['pooled']:.3g}, patch-level {parts['patch']:.3g})"
                   if {"pooled", "patch"} <= set(parts) else "")
         return (f"Score {score}{detail} vs threshold {threshold} "
-                f"({result['percentile']:.0f}th percentile of calibration normals): {verdict}; "
+                f"({percentile_text(result['percentile'])} percentile of calibration normals): {verdict}; "
                 f"{len(self.findingNodes(volumeNode))} finding(s). Model: {result['model']}."
                 + "".join(f"\nWarning: {w}" for w in result["warnings"]))
 

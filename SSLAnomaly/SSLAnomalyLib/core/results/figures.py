@@ -2,7 +2,8 @@
 unrounded. At two decimals a score of 1.074 against the adult model's threshold 1.06859 read "score
 1.07 (threshold 1.07): ABNORMAL", and 1.066 read the same numbers "within normal range"; so the
 overlay, the Slicer panel and the findings JSON add decimals until the printed figures say which is
-higher (the verdict is score > threshold)."""
+higher (the verdict is score > threshold). The percentile reads alike everywhere too (`percentile_text`):
+the panel's "100th" for a rank of 99.6, and "94th" where the overlay and the verdict line said "93.8th"."""
 
 from __future__ import annotations
 
@@ -24,3 +25,12 @@ def score_texts(score: float, threshold: float, decimals: int = 2) -> tuple[str,
     """The printed score and threshold (`rounded_apart`), e.g. ("1.074", "1.069")."""
     s, t, d = rounded_apart(score, threshold, decimals)
     return f"{s:.{d}f}", f"{t:.{d}f}"
+
+
+def percentile_text(percentile: float) -> str:
+    """The rank among normals as a reader says it: never "100.0th"."""
+    if percentile > 99.9:
+        return ">99.9th"
+    if percentile < 0.1:
+        return "<0.1th"
+    return f"{percentile:.1f}th"

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from SSLAnomalyLib.core.model.preprocess import normalise, resize
 from SSLAnomalyLib.core.reading.display import Display
-from SSLAnomalyLib.core.results.figures import score_texts
+from SSLAnomalyLib.core.results.figures import percentile_text, score_texts
 
 MAX_SIDE = 1024
 MIN_SIDE = 512
@@ -53,15 +53,6 @@ def ramp_opacity(n: int = 256) -> np.ndarray:
 
 LUT = (ramp_colours() * 255).astype(np.float32)
 ALPHA = ramp_opacity().astype(np.float32)
-
-
-def percentile_text(percentile: float) -> str:
-    """The rank among normals as a reader says it: never "100.0th"."""
-    if percentile > 99.9:
-        return ">99.9th"
-    if percentile < 0.1:
-        return "<0.1th"
-    return f"{percentile:.1f}th"
 
 
 def _font(size: int):

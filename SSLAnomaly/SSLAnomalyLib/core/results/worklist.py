@@ -12,7 +12,7 @@ from pathlib import Path
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
 from SSLAnomalyLib.core.results.outputs import shown
-from SSLAnomalyLib.core.results.overlay import percentile_text
+from SSLAnomalyLib.core.results.figures import percentile_text
 
 WORKLIST = "worklist.csv"
 COLUMNS = ("input", "name", "score", "percentile", "abnormal", "n_findings", "verdict", "top_finding_label",
