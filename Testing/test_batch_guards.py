@@ -142,6 +142,25 @@ def test_a_batch_never_replaces_another_images_results_of_the_same_name(small_mo
     assert json.loads((out / "IM.findings.json").read_text())["input"] == str(moved / "IM.jpeg")
 
 
+def test_results_without_an_index_record_are_not_replaced_by_another_image_of_the_same_name(small_model, tmp_path):
+    """A run redoing day1/IM.jpeg killed before it reached it (the index then had no record of the file the
+    results came from), or an index lost: day2/IM.jpeg then silently replaced day1's results."""
+    day1, day2, out = tmp_path / "day1", tmp_path / "day2", tmp_path / "out"
+    for folder, source in zip((day1, day2), sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]):
+        folder.mkdir()
+        shutil.copy(source, folder / "IM.jpeg")
+    assert detect(small_model, out, day1).returncode == 0
+    before = (out / "IM.findings.json").read_text()
+    index = out / "batch_index.json"
+    for lost in (lambda: index.write_text(json.dumps([{"name": "IM", "input": str(day1 / "IM.jpeg")}])),
+                 index.unlink):
+        lost()
+        refused = detect(small_model, out, day2)
+        assert refused.returncode == 2 and str(day1 / "IM.jpeg") in refused.stderr, refused.stderr
+        assert (out / "IM.findings.json").read_text() == before
+    assert detect(small_model, out, day1).returncode == 0  # the same input again: its results are redone
+
+
 def test_file_names_cannot_forge_log_lines_or_reach_the_terminal_raw(small_model, tmp_path):
     inputs = two_radiographs(tmp_path / "in")
     hostile = inputs / "bad\nerror: forged\x1b[31m.jpeg"

@@ -81,13 +81,14 @@ class BatchIndex:
     def done(self, name: str, given: str, identity: FileIdentity | None, image_id: str) -> None:
         self.rows[name] = {"name": name, "input": given, **(asdict(identity) if identity else {}), "image_id": image_id}
 
-    def made_from_other_files(self, cases, result_image_id: Callable[[str], str | None]) -> list[tuple[str, str, str]]:
+    def made_from_other_files(self, cases, finished: Callable[[str], dict | None]) -> list[tuple[str, str, str]]:
         """(name, earlier input, this input) of each of `cases` whose finished result here is another image's. A
         file is judged by its bytes: a new batch of images named alike (day2/IM-0001.dcm after day1/IM-0001.dcm)
-        would replace another patient's results; the same bytes moved elsewhere are the same image. An image held
-        in memory (a Slicer volume, whose input is its name: 'IM-0001' repeats across patients), or another file
-        than the one whose result the index holds no bytes of (one made from such an image), is judged by its pixels
-        against the image the result names (`result_image_id(name)`: None where there is none)."""
+        would replace another patient's results; the same bytes moved elsewhere are the same image. Where the
+        index has no record of the bytes a result came from (a run killed after it started redoing that name, an
+        index lost), or the image is held in memory (a Slicer volume, whose input is its name: 'IM-0001' repeats
+        across patients), the result's own findings document (`finished(name)`) says: its input, else the
+        image it names against this input's pixels."""
         found = []
         for case in cases:
             row = self.rows.get(case.name, {})
@@ -96,9 +97,10 @@ class BatchIndex:
                     now = FileIdentity.of(case.path)
                     if now is not None and now.sha256 != row["sha256"]:
                         found.append((case.name, row["input"], case.input))
-            elif (case.path is None or row.get("input", case.input) != case.input) \
-                    and _other_image(case, result_image_id(case.name)):
-                found.append((case.name, f"{row.get('input', 'an earlier batch')} (another image)", case.input))
+            elif (done := finished(case.name)) is not None and (
+                    case.path is None or not same_input(str(done.get("input", "")), case.input)):
+                if _other_image(case, done.get("image_id")):
+                    found.append((case.name, f"{done.get('input')} (another image)", case.input))
         return found
 
     def save(self) -> None:

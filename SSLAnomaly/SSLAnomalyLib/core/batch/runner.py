@@ -96,21 +96,21 @@ class Batch:
         """A result in the folder is another image's (same name, another file or volume): replacing it
         would leave a reader, a worklist or a PACS link to it looking at another patient. Refused
         before anything is written, naming the first few."""
-        others = [(name, earlier, now) for name, earlier, now
-                  in self.index.made_from_other_files(self.todo, self._result_image_id)
-                  if case_paths(self.out, name)["findings"].exists()]
+        found = self.index.made_from_other_files(self.todo, self._finished)
+        others = [other for other in found if case_paths(self.out, other[0])["findings"].exists()]
         if others:
             named = "; ".join(f"'{name}' of {earlier} (this batch: {now})" for name, earlier, now in others[:3])
             more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
             raise PathError(self.out, f"holds results of other images under the names this batch would write: "
                                       f"{named}{more}; give another output folder, or move those results first")
 
-    def _result_image_id(self, name: str) -> str | None:
-        """The `image_id` of the result named `name` in the folder, or None."""
+    def _finished(self, name: str) -> dict | None:
+        """The findings document of a result in the folder, or None (none there, or unreadable)."""
         try:
-            return json.loads(case_paths(self.out, name)["findings"].read_text(encoding="utf-8")).get("image_id")
-        except (OSError, ValueError, AttributeError):
+            done = json.loads(case_paths(self.out, name)["findings"].read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return None
+        return done if isinstance(done, dict) else None
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
         """Whether an earlier result of `case` is of the image it holds now (the same bytes, or else the same
@@ -119,13 +119,15 @@ class Batch:
         (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
         if not all(p.exists() for p in promised(self.out, case.name, self.options)):
             return False
+        done = self._finished(case.name)
+        if done is None:
+            return False
         try:
-            done = json.loads(case_paths(self.out, case.name)["findings"].read_text(encoding="utf-8"))
             worklist_row(case.name, done)
             same_run = (done["model"] == detector.model_id
                         and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
                         and same_spacing(done, self.options))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return False
         return same_run and self.index.still_holds(case.name, case.input, case.path, done.get("image_id"),
                                                    lambda: case.read().identity)
@@ -156,10 +158,8 @@ class Batch:
             self.index.save()
         documents = {r.name: r.document for r in self.report.rows if r.document is not None}
         for name in self.report.kept:
-            try:
-                documents[name] = json.loads(case_paths(self.out, name)["findings"].read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                pass  # gone since the start: left out of the worklist and the drift check
+            if (done := self._finished(name)) is not None:  # else gone since the start: left out of both
+                documents[name] = done
         if complete and self.options.drift_check:
             self.report.drift = warn_batch((case_paths(self.out, n)["findings"], d["percentile"])
                                            for n, d in documents.items())
