@@ -56,6 +56,21 @@ def test_thousands_of_alike_names_in_alike_folders_are_named_in_linear_time():
     assert len({n.lower() for n in names}) == len(files)
 
 
+def test_inputs_named_near_the_file_systems_limit_get_results(tmp_path):
+    """A radiograph named with 240 characters (a PACS export's descriptive names) failed with '[Errno 36]
+    File name too long' once `.findings.json` and a temporary's decorations were added to its name."""
+    from SSLAnomalyLib.cli import main
+
+    long_names = ["a" * 240 + ".png", "a" * 240 + "b.png", "\u00e9" * 120 + ".png"]  # the last: 240 bytes of UTF-8
+    for folder, name in [("in", name) for name in long_names] + [("in/sub", long_names[0])]:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((np.arange(128 * 128) % 251).astype(np.uint8).reshape(128, 128)).save(tmp_path / folder / name)
+    assert main(["detect", "--model", "default", "--quiet", "--out", str(tmp_path / "out"), str(tmp_path / "in")]) == 0
+    results = list((tmp_path / "out").glob("*.findings.json"))
+    assert len(results) == 4 and all(len(os.fsencode(p.name)) <= 255 for p in (tmp_path / "out").iterdir())
+    assert {json.loads(p.read_text())["input"] for p in results} == {str(p) for p in (tmp_path / "in").rglob("*.png")}
+
+
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False)
                            | st.text(max_size=10), lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)

@@ -34,6 +34,8 @@ SUFFIXES = (".findings.json", ".heatmap.nrrd", ".overlay.png")
 LUNGS_SUFFIX = ".lungs.nrrd"
 LOCK = ".sslanomaly.lock"
 HEATMAP_CODES = 255
+NAME_BYTES = 200  # a case name's most: with its longest suffix (.findings.mrk.json) and a temporary's
+                  # decorations (.<name>.tmp<pid>-<token>.nii.gz) it stays within a file name's 255 bytes
 
 
 def shown(path) -> str:
@@ -151,7 +153,7 @@ def unique_case_names(files) -> list[str]:
     (compared without case, as some file systems compare names); otherwise the parent folder's name
     and the stem, numbered (-2, -3, ...) until it is taken by no other case. The numbering of a
     base goes on where it stopped, so that thousands of `cxr/IMG.png` are named in linear time."""
-    stems = [case_name(f) for f in files]
+    stems = [fitted(case_name(f)) for f in files]
     counts = Counter(s.lower() for s in stems)
     taken = {s.lower() for s in stems if counts[s.lower()] == 1}
     numbered: dict[str, int] = {}  # base (lower case) -> the number to try next (1: the base itself)
@@ -160,16 +162,27 @@ def unique_case_names(files) -> list[str]:
         if counts[stem.lower()] == 1:
             names.append(stem)
             continue
-        base = f"{Path(f).parent.name}_{stem}"
+        base = fitted(f"{Path(f).parent.name}_{stem}")
         k = numbered.get(base.lower(), 1)
-        name = base if k == 1 else f"{base}-{k}"
+        name = numbered_name(base, k)
         while name.lower() in taken:
             k += 1
-            name = f"{base}-{k}"
+            name = numbered_name(base, k)
         numbered[base.lower()] = k + 1
         taken.add(name.lower())
         names.append(name)
     return names
+
+
+def fitted(name: str, room: int = NAME_BYTES) -> str:
+    """`name` cut to `room` bytes of UTF-8, at a character: an input whose own name is near the file
+    system's limit failed with 'File name too long' once its results' suffixes were added."""
+    return name.encode("utf-8")[:room].decode("utf-8", "ignore")
+
+
+def numbered_name(base: str, k: int) -> str:
+    """The k-th name of `base` (the first is `base` itself), within NAME_BYTES."""
+    return base if k == 1 else f"{fitted(base, NAME_BYTES - len(f'-{k}'))}-{k}"
 
 
 def case_paths(out_dir, name: str) -> dict[str, Path]:
