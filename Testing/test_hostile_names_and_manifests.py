@@ -71,6 +71,22 @@ def test_inputs_named_near_the_file_systems_limit_get_results(tmp_path):
     assert {json.loads(p.read_text())["input"] for p in results} == {str(p) for p in (tmp_path / "in").rglob("*.png")}
 
 
+def test_alike_names_in_folders_named_in_latin_1_or_with_control_characters_get_writable_names(tmp_path):
+    """`in/\\xe9t\\xe9/IM.png` (a Latin-1 folder name) beside `in/ok/IM.png`: its name took the folder's
+    undecodable bytes, and the batch ended in a UnicodeEncodeError writing the worklist; a folder named
+    with a newline put the newline into three output names."""
+    from SSLAnomalyLib.cli import main
+
+    for folder in (b"\xe9t\xe9", b"new\nline", b"ok"):
+        os.makedirs(os.fsencode(tmp_path / "in") + b"/" + folder)
+        Image.fromarray((np.arange(128 * 128) % 251).astype(np.uint8).reshape(128, 128)).save(
+            os.fsdecode(os.fsencode(tmp_path / "in") + b"/" + folder + b"/IM.png"))
+    assert main(["detect", "--model", "default", "--quiet", "--out", str(tmp_path / "out"), str(tmp_path / "in")]) == 0
+    names = {p.name[: -len(".findings.json")] for p in (tmp_path / "out").glob("*.findings.json")}
+    assert names == {"%E9t%E9_IM", "new_line_IM", "ok_IM"}
+    assert len((tmp_path / "out" / "worklist.csv").read_text(encoding="utf-8").splitlines()) == 4
+
+
 JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False)
                            | st.text(max_size=10), lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)

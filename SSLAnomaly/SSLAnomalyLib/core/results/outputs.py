@@ -104,11 +104,16 @@ def output_lock(out_dir):
     return folder_lock(Path(out_dir) / LOCK, out_dir)
 
 
+def writable_name(name) -> str:
+    """A file or folder name as part of a name every writer can open: bytes that are not UTF-8
+    become %XX, control characters '_'."""
+    return "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c if c.isprintable() else "_"
+                   for c in os.fsdecode(name))
+
+
 def case_name(path) -> str:
-    """File name without image suffixes (x.nii.gz -> x, IM-1.jpeg -> IM-1), as a name every writer
-    can open: bytes that are not UTF-8 become %XX, control characters '_'."""
-    name = "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c if c.isprintable() else "_"
-                   for c in os.fsdecode(Path(path).name))
+    """File name without image suffixes (x.nii.gz -> x, IM-1.jpeg -> IM-1), as a `writable_name`."""
+    name = writable_name(Path(path).name)
     for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".dcm", ".dicom", ".png",
                    ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ima"):
         if name.lower().endswith(suffix):
@@ -151,7 +156,7 @@ def distinct_inputs(files) -> tuple[list, str | None]:
 def unique_case_names(files) -> list[str]:
     """Case names that never collide: the file stem where no other input of the batch has it
     (compared without case, as some file systems compare names); otherwise the parent folder's name
-    and the stem, numbered (-2, -3, ...) until it is taken by no other case. The numbering of a
+    (a `writable_name`: a folder named in Latin-1 ended the batch in a UnicodeEncodeError) and the stem, numbered (-2, -3, ...) until it is taken by no other case. The numbering of a
     base goes on where it stopped, so that thousands of `cxr/IMG.png` are named in linear time."""
     stems = [fitted(case_name(f)) for f in files]
     counts = Counter(s.lower() for s in stems)
@@ -162,7 +167,7 @@ def unique_case_names(files) -> list[str]:
         if counts[stem.lower()] == 1:
             names.append(stem)
             continue
-        base = fitted(f"{Path(f).parent.name}_{stem}")
+        base = fitted(f"{writable_name(Path(f).parent.name)}_{stem}")
         k = numbered.get(base.lower(), 1)
         name = numbered_name(base, k)
         while name.lower() in taken:
