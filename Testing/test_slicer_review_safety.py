@@ -36,6 +36,24 @@ def test_exporting_again_after_rejecting_every_finding_leaves_no_stale_dicom_seg
     assert again["dicom_sr"].exists()
 
 
+def test_detecting_again_into_a_folder_never_replaces_a_reviewed_export(dicom_case, model, tmp_path, capsys):
+    """`sslanomaly detect --out out IM-0001.dcm` into the folder holding the reader's export of that image
+    replaced its findings JSON (decisions, notes, the reader's own findings) and heatmap with the model's
+    findings alone, exit 0, leaving the export's CSV, markups and segmentation out of step with it."""
+    from SSLAnomalyLib.cli import main
+
+    lg, volume = dicom_case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="the reader's decision")
+    lg.addMissedFinding(volume, bboxIJK=[120, 200, 180, 260], label="nodule", note="missed by the model")
+    out, dicom = tmp_path / "out", tmp_path / "IM-0001.dcm"
+    written = lg.exportCase(volume, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code = main(["detect", "--model", str(model), "--quiet", "--out", str(out), str(dicom)])
+    assert code == 2 and "reviewed findings" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert json.loads(written["json"].read_text())["findings"][0]["note"] == "the reader's decision"
+
+
 def test_overwrite_never_replaces_the_export_of_another_image_of_the_same_name(model, tmp_path):
     """Volume names repeat across patients ('1: DX CHEST PA', 'IM-0001'): with Overwrite ticked for
     re-exporting one's own case, another patient's export of that name must not be replaced (nor

@@ -84,6 +84,7 @@ class Batch:
         kept = {c.name for c in cases if options.resume and self._still_holds(c, detector)}
         self.todo = [c for c in cases if c.name not in kept]
         self._refuse_replacing_other_images()
+        self._refuse_replacing_reviews()
         if options.batch_index:
             self.index.start({c.name: c.input for c in cases}, redo={c.name for c in self.todo})
         if options.failures_log:  # every input without results is tried again, so the log starts afresh
@@ -99,10 +100,19 @@ class Batch:
         found = self.index.made_from_other_files(self.todo, self._finished)
         others = [other for other in found if case_paths(self.out, other[0])["findings"].exists()]
         if others:
-            named = "; ".join(f"'{name}' of {earlier} (this batch: {now})" for name, earlier, now in others[:3])
-            more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
+            named = first_few([f"'{name}' of {earlier} (this batch: {now})" for name, earlier, now in others])
             raise PathError(self.out, f"holds results of other images under the names this batch would write: "
-                                      f"{named}{more}; give another output folder, or move those results first")
+                                      f"{named}; give another output folder, or move those results first")
+
+    def _refuse_replacing_reviews(self) -> None:
+        """A findings JSON with a review (the Slicer export of a reader's decisions, notes and own
+        findings) is the reader's work: detecting again would replace it with the model's findings
+        alone. Refused before anything is written, naming the first few."""
+        reviewed = [c.name for c in self.todo if "review" in (self._finished(c.name) or {})]
+        if reviewed:
+            raise PathError(self.out, f"holds a reader's reviewed findings (exported from Slicer) under the names this "
+                                      f"batch would write: {first_few([repr(n) for n in reviewed])}; detecting again "
+                                      "would replace the review: give another output folder")
 
     def _finished(self, name: str) -> dict | None:
         """The findings document of a result in the folder, or None (none there, or unreadable)."""
@@ -173,6 +183,11 @@ class Batch:
         if self.options.worklist:
             write_worklist(self.out, documents)
         return self.report
+
+
+def first_few(named: list[str]) -> str:
+    """The first three of `named`, and how many more: a refusal names what it is about, not thousands."""
+    return "; ".join(named[:3]) + (f"; and {len(named) - 3} more" if len(named) > 3 else "")
 
 
 @contextmanager
