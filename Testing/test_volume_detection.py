@@ -56,3 +56,31 @@ def test_a_file_stored_against_its_display_is_scored_as_a_viewer_shows_it(pediat
     for a, b in zip(stored.findings, shown.findings):
         i0, j0, i1, j1 = b.bbox_ijk
         assert a.bbox_ijk == ([i0, rows - 1 - j1, i1, rows - 1 - j0] if flip == (0,) else [cols - 1 - i1, j0, cols - 1 - i0, j1])
+
+
+def test_a_blank_slice_of_a_volume_is_not_scored_and_a_volume_of_blank_slices_is_refused(tmp_path):
+    """Two normal chests and a black slice (padding, an empty frame): the black slice scored 10.2, far
+    beyond every calibration normal, made the volume ABNORMAL and put a finding and the overlay on black."""
+    import json
+
+    import SimpleITK as sitk
+
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.files.errors import ReadError
+    from SSLAnomalyLib.core.reading.images import read_radiograph
+
+    normals = [np.asarray(Image.open(f).convert("L").resize((512, 512)), np.uint8)
+               for f in sorted(data_dir("nih", "val", "normal").iterdir())[:2]]
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack(normals + [np.zeros_like(normals[0])])), str(tmp_path / "v.nrrd"))
+    out = tmp_path / "out"
+    assert main(["detect", "--model", "default", "--quiet", "--out", str(out), str(tmp_path / "v.nrrd")]) == 0
+    found = json.loads((out / "v.findings.json").read_text())
+    alone = [AnomalyDetector.load("default").detect(Radiograph(n[None].astype(np.float32))) for n in normals]
+    assert found["score"] == pytest.approx(max(a.score for a in alone), abs=1e-5) and not found["abnormal"]
+    assert not [f for f in found["findings"] if f["slice_index"] == 2]
+    assert "1 of its 3 slices are blank and not scored (slice_index 2)" in found["warnings"]
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out / "v.heatmap.nrrd")))[2].any()
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([np.zeros((64, 64), np.uint8), np.full((64, 64), 255, np.uint8)])),
+                    str(tmp_path / "blank.nrrd"))
+    with pytest.raises(ReadError, match="every one of its 2 slices is blank"):
+        read_radiograph(tmp_path / "blank.nrrd")

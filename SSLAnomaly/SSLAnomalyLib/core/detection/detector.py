@@ -63,6 +63,7 @@ class DetectionResult:
     findings: list[Finding]
     model_id: str
     slice_scores: list[float] = field(default_factory=list)
+    top_slice: int = 0  # the slice whose score is the image's (the overlay's), blank slices never
     components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
     warnings: list[str] = field(default_factory=list)
     lungs: Radiograph | None = None  # uint8 0/1 lung fields on the input's grid, when asked for
@@ -143,7 +144,7 @@ class AnomalyDetector:
 
     def detect(self, image: Radiograph, prepared: list[PreparedSlice] | None = None,
                lungs: bool = False) -> DetectionResult:
-        """Score every slice; the image score is the highest slice score. `prepared` holds the first
+        """Score every slice; the image score is the highest slice score of those not blank. `prepared` holds the first
         slices already prepared (a prefetch); the rest are prepared and scored `SCORE_CHUNK` at a
         time, so a volume costs its heatmap and nothing per slice beyond it. With `lungs`, the result
         also holds the lung fields on the input's grid."""
@@ -166,6 +167,11 @@ class AnomalyDetector:
                 raise NonFiniteScore(f"the score of {image.source or 'this image'} is not a finite number (a broken "
                                      "model or input); no result is given rather than a wrong one")
             for k, p, grid, s in zip(chunk, part, batch.grid_maps, batch.score):
+                if k in image.blank_slices:  # nothing to score: no heat, no finding, no say in the verdict
+                    heat[k] = 0
+                    if lung_grid is not None:
+                        lung_grid[k] = 0
+                    continue
                 grid, lung = display.stored(grid), display.stored(p.lung & self.lung_support)
                 heat[k] = to_input_grid(grid, rows, cols)
                 findings += find_regions(grid, lung, pixel_threshold, image, k)
@@ -195,7 +201,7 @@ class AnomalyDetector:
         return DetectionResult(score=score, threshold=self.calibration.threshold, abnormal=abnormal,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
                                pixel_threshold=pixel_threshold, findings=findings,
-                               model_id=self.model_id, slice_scores=[float(s) for s in scores],
+                               model_id=self.model_id, slice_scores=[float(s) for s in scores], top_slice=top,
                                components={c: float(z[top % SCORE_CHUNK]) for c, z in top_components.items()},
                                warnings=warnings, image_id=image.identity,
                                lungs=None if lung_grid is None else image.with_pixels(lung_grid))

@@ -25,6 +25,7 @@ import numpy as np
 from SSLAnomalyLib.core.files.atomic import atomic_path, disk_full_or
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
+from SSLAnomalyLib.core.reading.blank import refuse_or_mark_blank
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixteen_bit_png
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
@@ -173,15 +174,7 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
     if blank_ok:
         img.source = str(path)
         return img
-    lo, hi = float(px.min()), float(px.max())
-    if lo == hi:
-        raise ReadError(path, f"image is constant (every pixel {hi:g}): there is nothing to score")
-    at = {v: int(np.count_nonzero(px == v)) for v in (lo, hi)}
-    value = max((lo, hi), key=at.get)  # the blank's value: the extreme most pixels sit at
-    others = px.size - at[value]
-    if others < max(16, px.size // 1000):  # one hot pixel on black is no radiograph either
-        raise ReadError(path, f"image is blank: all but {others} of its {px.size} pixels are {float(value):g}: "
-                              "there is nothing to score")
+    refuse_or_mark_blank(img, path)
     flat = _flat_tail_rows(px[0])
     if flat >= FLAT_TAIL_ROWS * rows:
         img.warnings.append(f"the bottom {flat} rows are one flat value: the file is probably truncated or "

@@ -203,7 +203,7 @@ def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: boo
     write_heatmap(result.heatmap, paths["heatmap"], result.pixel_threshold)
     if lungs:
         paths["lungs"] = write_image(result.lungs, Path(out_dir) / f"{name}{LUNGS_SUFFIX}")
-    k = max(range(image.shape[0]), key=lambda i: result.slice_scores[i]) if result.slice_scores else 0
+    k = result.top_slice
     picture = render_overlay(image.pixels[k], result.heatmap.pixels[k], result, k, display=image.display,
                              aspect=image.spacing[1] / image.spacing[0])
     write_picture(picture, paths["overlay"])
