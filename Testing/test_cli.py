@@ -197,11 +197,13 @@ def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediat
     assert any("2 times in the normal folder" in w and "copy-of-first.jpeg" in w for w in warnings)
 
 
-def test_a_spacing_no_radiograph_has_is_refused_before_any_work(tmp_path):
-    """--spacing 1e300 used to fail every input with 'Out of range float values are not JSON compliant'."""
-    r = run("detect", "--model", "default", "--out", tmp_path / "out", "--spacing", "1e300", tmp_path / "absent.png")
+@pytest.mark.parametrize("spacing", ["1e300", "1e-300"])
+def test_a_spacing_no_radiograph_has_is_refused_before_any_work(tmp_path, spacing):
+    """--spacing 1e300 used to fail every input with 'Out of range float values are not JSON compliant',
+    and --spacing 1e-300 with 'ITK ERROR: Singular matrix. Determinant is 0.' (exit 1)."""
+    r = run("detect", "--model", "default", "--out", tmp_path / "out", "--spacing", spacing, tmp_path / "absent.png")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "--spacing: must be more than 0 and at most 10" in r.stderr
+    assert "--spacing: must be from 0.001 to 10" in r.stderr
     assert not (tmp_path / "out").exists()
 
 

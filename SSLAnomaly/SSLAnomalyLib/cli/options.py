@@ -85,11 +85,13 @@ def model_out(text: str) -> str:
 
 
 def pixel_spacing(text: str) -> float:
-    """An argparse type: mm per pixel within the readers' bound for a radiograph's pixel (an absurd
-    spacing made every area infinite, and every input fail as JSON that cannot be written)."""
-    from SSLAnomalyLib.core.reading.images import MAX_SPACING_MM
+    """An argparse type: mm per pixel within the readers' bounds for a radiograph's pixel (an absurd
+    spacing made every area infinite, and every input fail as JSON that cannot be written; a tiny one
+    failed every input with ITK's 'Singular matrix')."""
+    from SSLAnomalyLib.core.reading.images import MAX_SPACING_MM, MIN_SPACING_MM
 
-    return _ranged(_number, lambda v: 0 < v <= MAX_SPACING_MM, f"more than 0 and at most {MAX_SPACING_MM:g}")(text)
+    return _ranged(_number, lambda v: MIN_SPACING_MM <= v <= MAX_SPACING_MM,
+                   f"from {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g}")(text)
 
 
 def add_model(p: argparse.ArgumentParser) -> None:

@@ -41,6 +41,7 @@ ITK_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".mha", ".mhd"}
 MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look at it)
 FLAT_TAIL_ROWS = 0.05  # a raster whose bottom 5 % of rows are one flat value was probably cut short
 MAX_SPACING_MM = 10.0  # coarser than this is no radiograph's pixel: a damaged or hostile header
+MIN_SPACING_MM = 0.001  # finer neither: 1e-300 mm makes ITK's geometry singular, and every heatmap unwritable
 
 
 def _suffix(path: Path) -> str:
@@ -167,7 +168,7 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
             px = np.where(bad, np.median(finite), px).astype(np.float32)
             img.pixels = px
             img.warnings.append(f"{int(bad.sum())} NaN/inf pixels replaced by the median")
-    if file and not all(0 < s <= MAX_SPACING_MM for s in img.spacing[:2]):
+    if file and not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in img.spacing[:2]):
         img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
                             "1.0 mm assumed")
         img.spacing = (1.0, 1.0, img.spacing[2])
