@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import slicer
 
-from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
+from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph, write_dicom_dx  # noqa: F401 (fixture)
 from SSLAnomalyLib.core.files.errors import PathError, ReadError
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
@@ -74,12 +74,27 @@ def test_a_batch_of_scene_volumes_never_replaces_another_images_results_of_the_s
     other = lg.loadVolume(sorted(tb_radiograph().parent.iterdir())[1])
     other.SetName("IM-0001")
     for options in ({"overwrite": True}, {"resume": True}):
-        with pytest.raises(PathError, match=r"other images.*'IM-0001' of IM-0001 \(another image\)"):
+        with pytest.raises(PathError, match=r"other images.*'IM-0001' of .*tb0003.png \(another image\)"):
             lg.detectBatch(None, tmp_path / "out", model=str(model), **options)
         assert {kind: Path(path).read_bytes() for kind, path in row["files"].items()} == written
     slicer.mrmlScene.RemoveNode(other)
     lg.loadVolume(tb_radiograph()).SetName("IM-0001")
     assert "files" in lg.detectBatch(None, tmp_path / "out", model=str(model), overwrite=True)[0]
+
+
+def test_a_dicom_batched_as_its_file_then_as_a_scene_volume_is_the_same_image(model, tmp_path):
+    """The command line and a file batch name a DICOM by its SOP Instance UID; a scene volume loaded from that
+    file was named by its pixels, so its batch into the file batch's folder was refused as another image's (the
+    README's console block did just that). The volume carries its UIDs: the same image is redone in place."""
+    empty_scene()
+    lg = logic()
+    dicom = write_dicom_dx(tb_radiograph(), tmp_path / "IM-0001.dcm")
+    [first] = lg.detectBatch(str(dicom), tmp_path / "out", model=str(model))
+    assert "error" not in first
+    lg.loadVolume(str(dicom)).SetName("IM-0001")
+    [again] = lg.detectBatch(None, tmp_path / "out", model=str(model), overwrite=True)
+    assert "error" not in again and again["files"].keys() == first["files"].keys()
+
 
 
 def test_a_heatmap_chosen_as_the_input_is_refused_naming_it(case):

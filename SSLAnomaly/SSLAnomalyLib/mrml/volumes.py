@@ -61,7 +61,8 @@ def volume_node_to_radiograph(node) -> Radiograph:
         pixels = shown_black(pixels, padding)
     ijk_to_lps = LPS_TO_RAS @ ijk_to_ras_matrix(node)[:3]  # the flip is its own inverse
     spacing = np.array(node.GetSpacing())
-    dicom = {} if node.GetAttribute(DICOM_INSTANCE_UIDS) else None  # from DICOM: scored as stored, as the CLI does
+    uids = node.GetAttribute(DICOM_INSTANCE_UIDS)  # from DICOM: scored as stored and named by its UIDs, as the CLI does
+    dicom = {"SOPInstanceUID": uids} if uids else None
     return validated(Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
                                 ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1,
                                 source=source_of(node), dicom=dicom), name)
