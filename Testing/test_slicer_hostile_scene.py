@@ -2,6 +2,7 @@
 nodes a reader deletes, clones or picks as input. What the reader made (findings, decisions, notes) is never
 lost, nor put on another image, and every refusal names the node and the reason."""
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -139,3 +140,24 @@ def test_a_missed_finding_on_a_slice_the_image_has_not_is_refused_naming_the_vol
     with pytest.raises(ValueError, match=rf"slice {slice_index} is not one of the 1 slice\(s\).*'{volume.GetName()}'"):
         lg.addMissedFinding(volume, [10, 10, 50, 50], sliceIndex=slice_index, label="nodule")
     assert lg.findings(volume) == before
+
+
+def test_a_heatmap_deleted_by_hand_is_said_so_and_detecting_again_keeps_the_reviewed_findings(case, model, tmp_path):
+    """The heatmap holds the detection's score and thresholds: deleted (Data module), the reviewed findings stayed
+    in the scene while the panel said 'no detection yet', export 'no detection has been run... nothing to export',
+    and the sensitivity slider's range failed with an AttributeError."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="kept without its heatmap")
+    before = lg.findings(volume)
+    slicer.mrmlScene.RemoveNode(heatmap_node(volume))
+    removed = (rf"anomaly heatmap of '{volume.GetName()}' was removed from the scene.*its {len(before)} finding\(s\) "
+               rf"and their review are still in the scene: detect anomalies on '{volume.GetName()}' again")
+    assert re.match(f"The {removed}", lg.resultText(volume))
+    for call in (lambda: lg.sensitivityRange(volume), lambda: lg.setSensitivity(volume, 1.0),
+                 lambda: lg.exportCase(volume, tmp_path / "out")):
+        with pytest.raises(ValueError, match=removed):
+            call()
+    assert not (tmp_path / "out").exists() and lg.findings(volume) == before
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    assert before[0] in lg.findings(volume) and lg.sensitivityRange(volume)[2] == lg.caseResult(volume)["sensitivity"]
+    assert "json" in lg.exportCase(volume, tmp_path / "out")

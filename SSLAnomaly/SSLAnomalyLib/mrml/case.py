@@ -8,7 +8,8 @@ import json
 
 import slicer
 
-from SSLAnomalyLib.mrml.finding_rois import FINDING_REFERENCE, VOLUME_REFERENCE, apply_sensitivity, show_findings
+from SSLAnomalyLib.mrml.finding_rois import (FINDING_REFERENCE, VOLUME_REFERENCE, apply_sensitivity, finding_nodes,
+                                             show_findings)
 from SSLAnomalyLib.mrml.heatmap import (DEFAULT_OPACITY, HEATMAP_REFERENCE, heatmap_node, set_heatmap_threshold,
                                        show_heatmap)
 from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, show_lung_fields
@@ -51,11 +52,34 @@ def case_result(volume_node) -> dict | None:
     return result
 
 
+def no_result(volume_node) -> str:
+    """Why `volume_node` has no result to show, set or export (`case_result` is None), as the reader is told: no
+    detection yet, or its heatmap (which holds the score and thresholds) deleted by hand while its findings,
+    reviewed ones included, are still in the scene; detecting again brings them back and keeps what the reader
+    made of the findings (finding_rois.show_findings)."""
+    name, findings = volume_node.GetName(), finding_nodes(volume_node)
+    if not findings or heatmap_node(volume_node) is not None:
+        return f"no detection has been run on '{name}'"
+    return (f"the anomaly heatmap of '{name}' was removed from the scene, and with it the score and thresholds of "
+            f"its detection; its {len(findings)} finding(s) and their review are still in the scene: detect "
+            f"anomalies on '{name}' again (the findings the reader reviewed, noted, moved or added are kept)")
+
+
+def sensitivity_range(volume_node) -> tuple[float, float, float]:
+    """(minimum, maximum, current) for the sensitivity slider: up to the heatmap's peak, at least twice the
+    calibrated pixel threshold."""
+    result = case_result(volume_node)
+    if result is None:
+        raise ValueError(no_result(volume_node))
+    peak = float(heatmap_node(volume_node).GetImageData().GetScalarRange()[1])
+    return 0.0, max(peak, 2.0 * result["pixel_threshold"]), result["sensitivity"]
+
+
 def set_sensitivity(volume_node, threshold: float) -> None:
     """Move the heatmap's display threshold and show the findings that reach it (the slider)."""
+    if case_result(volume_node) is None:
+        raise ValueError(no_result(volume_node))
     heat = heatmap_node(volume_node)
-    if heat is None:
-        raise ValueError(f"no detection has been run on '{volume_node.GetName()}'")
     heat.SetAttribute(_A + "sensitivity", json.dumps(float(threshold)))
     set_heatmap_threshold(heat, threshold)
     apply_sensitivity(volume_node, threshold)

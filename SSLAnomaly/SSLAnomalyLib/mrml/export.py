@@ -22,7 +22,7 @@ from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.core.results.source_grid import on_source_grid
 from SSLAnomalyLib.mrml.bundle import save_case_bundle
-from SSLAnomalyLib.mrml.case import case_result
+from SSLAnomalyLib.mrml.case import case_result, no_result
 from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, oriented_labelmap
@@ -71,7 +71,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     `other_image` (a batch, whose runner has decided that from its index of inputs); the record is written."""
     result = case_result(volume_node)
     if result is None:
-        raise ValueError(f"no detection has been run on '{volume_node.GetName()}': nothing to export")
+        raise ValueError(f"'{volume_node.GetName()}' is not exported: {no_result(volume_node)}")
     sources = source_dicom_files(volume_node)
     formats = default_formats(volume_node) if formats is None else list(formats)
     unknown = set(formats) - set(FORMATS)

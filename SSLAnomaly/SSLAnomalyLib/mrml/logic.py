@@ -182,10 +182,13 @@ class AnomalyLogic:
         return case_result(volumeNode)
 
     def resultText(self, volumeNode) -> str:
-        """The score against the calibrated threshold, as the panel shows it."""
+        """The score against the calibrated threshold, as the panel shows it (else why there is none)."""
+        from SSLAnomalyLib.mrml.case import no_result
+
         result = self.caseResult(volumeNode)
         if result is None:
-            return f"'{volumeNode.GetName()}': no detection yet."
+            why = no_result(volumeNode)
+            return f"{why[0].upper()}{why[1:]}."
         from SSLAnomalyLib.core.results.figures import percentile_text, score_texts
         verdict = "ABNORMAL" if result["abnormal"] else "within the normal range"
         score, threshold = score_texts(result["score"], result["threshold"])
@@ -199,11 +202,9 @@ class AnomalyLogic:
 
     def sensitivityRange(self, volumeNode) -> tuple[float, float, float]:
         """(minimum, maximum, current) for the sensitivity slider."""
-        from SSLAnomalyLib.mrml.heatmap import heatmap_node
+        from SSLAnomalyLib.mrml.case import sensitivity_range
 
-        result = self.caseResult(volumeNode)
-        peak = float(heatmap_node(volumeNode).GetImageData().GetScalarRange()[1])
-        return 0.0, max(peak, 2.0 * result["pixel_threshold"]), result["sensitivity"]
+        return sensitivity_range(volumeNode)
 
     def setSensitivity(self, volumeNode, threshold: float) -> None:
         """Hide heatmap pixels and unreviewed findings below `threshold`."""
