@@ -161,3 +161,22 @@ def test_a_heatmap_deleted_by_hand_is_said_so_and_detecting_again_keeps_the_revi
     lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
     assert before[0] in lg.findings(volume) and lg.sensitivityRange(volume)[2] == lg.caseResult(volume)["sensitivity"]
     assert "json" in lg.exportCase(volume, tmp_path / "out")
+
+
+def test_a_scene_saved_into_a_folder_that_is_not_there_makes_it_and_a_file_in_the_way_is_named(case, tmp_path):
+    """saveScene into a folder not made yet failed with 'Slicer could not write the scene bundle' and no reason
+    (Slicer's zip writer cannot open the file); the export makes its folder, and Slicer's Save dialog offers to."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="rejected", note="saved into a new folder")
+    before = lg.findings(volume)
+    bundle = lg.saveScene(tmp_path / "reviews" / "today" / "review.mrb")
+    with HeadlessSlicer() as fresh:
+        assert fresh.scene.ReadFromMRB(str(bundle))
+        reloaded = fresh.scene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
+        assert [finding_record(node) for node in finding_nodes(reloaded)] == before
+    (tmp_path / "notes").write_text("a file, not a folder")
+    with pytest.raises(NotADirectoryError, match=rf"{tmp_path / 'notes'}: is a file, not a folder"):
+        lg.saveScene(tmp_path / "notes" / "review.mrb")
+    with pytest.raises(FileExistsError, match=f"not overwriting {bundle}"):
+        lg.saveScene(bundle)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes", "review.mrb", "reviews", "today"]

@@ -32,6 +32,19 @@ def save_scene_bundle(path) -> Path:
     return Path(path)
 
 
+def save_new_scene_bundle(path) -> Path:
+    """The whole scene as a new `.mrb` at `path` (the Logic's saveScene). A folder that is missing is made, as the
+    export makes its own and Slicer's Save dialog offers to (Slicer itself failed there, saying nothing of why); an
+    existing file is not replaced, and a folder path through a file is refused naming it. Written beside the target
+    and moved into place, so a save that fails leaves nothing at `path`."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"not overwriting {path}")
+    with staged_files({"mrb": path}) as staged:
+        save_scene_bundle(staged["mrb"])
+    return path
+
+
 @contextlib.contextmanager
 def _data_file_names_without_ampersand():
     """Slicer names a node's data file in the bundle after its storage node's file, else after the node, and writes

@@ -319,12 +319,10 @@ class AnomalyLogic:
         return left_out(volumeNode)
 
     def saveScene(self, path):
-        """The whole scene (review included) as a `.mrb`; refuses to replace an existing file."""
-        from SSLAnomalyLib.mrml.bundle import save_scene_bundle
+        """The whole scene (review included) as a `.mrb`, its folder made if missing; never replaces a file."""
+        from SSLAnomalyLib.mrml.bundle import save_new_scene_bundle
 
-        if Path(path).exists():
-            raise FileExistsError(f"not overwriting {path}")
-        return save_scene_bundle(path)
+        return save_new_scene_bundle(path)
 
     def loadScene(self, path) -> None:
         """Replace the scene by a saved `.mrb`."""
