@@ -2,11 +2,14 @@
 nodes a reader deletes, clones or picks as input. What the reader made (findings, decisions, notes) is never
 lost, nor put on another image, and every refusal names the node and the reason."""
 
+import json
 import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph, write_dicom_dx  # noqa: F401 (fixture)
@@ -14,6 +17,8 @@ from SSLAnomalyLib.core.files.errors import PathError, ReadError
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
+from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node
+from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
 
 @pytest.fixture
@@ -180,3 +185,44 @@ def test_a_scene_saved_into_a_folder_that_is_not_there_makes_it_and_a_file_in_th
     with pytest.raises(FileExistsError, match=f"not overwriting {bundle}"):
         lg.saveScene(bundle)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes", "review.mrb", "reviews", "today"]
+
+
+def test_a_volume_whose_geometry_is_edited_after_detection_keeps_heatmap_and_findings_on_their_pixels(case, tmp_path):
+    """Spacing and origin edited in the Volumes module, or the volume put under a transform, after detection: the
+    heatmap, lung fields and finding boxes stayed where they were, over other pixels, and the export read each box
+    on the new grid ([268, 60, 379, 351] became [184, 55, 239, 200]) while the heatmap file kept the old one."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="on these pixels")
+    before, lungs = lg.findings(volume), lung_mask(volume)
+    old = ijk_to_ras_matrix(volume)
+    volume.SetSpacing(2.0, 2.0, 1.0)
+    volume.SetOrigin(100.0, 50.0, 0.0)
+    transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(np.eye(4) + np.eye(4, k=3) * 30))
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    new = ijk_to_ras_matrix(volume)
+
+    def on_new_pixels(findings):  # the same boxes, the detector's centroids and areas of their pixels now
+        return [dict(f, centroid_ras=[round(float(v), 3) for v in (new @ np.linalg.inv(old) @ [*f["centroid_ras"], 1])[:3]],
+                     area_mm2=round(f["area_mm2"] * 4, 2)) for f in findings]
+
+    assert lg.findings(volume) == on_new_pixels(before)
+    np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(volume)), new)
+    np.testing.assert_array_equal(lung_mask(volume), lungs)
+    derived = [heatmap_node(volume), lung_node(volume), *lg.findingNodes(volume)]
+    assert {node.GetTransformNodeID() for node in derived} == {transform.GetID()}
+    document = json.loads(lg.exportCase(volume, tmp_path / "out", formats=["json", "heatmap"])["json"].read_text())
+    assert [{k: f[k] for k in ("bbox_ijk", "centroid_ras", "area_mm2")} for f in document["findings"]] == \
+        [{k: f[k] for k in ("bbox_ijk", "centroid_ras", "area_mm2")} for f in on_new_pixels(before)]
+    heat_file = sitk.ReadImage(str(tmp_path / "out" / f"{volume.GetName()}.heatmap.nrrd"))
+    assert heat_file.GetSpacing()[:2] == (2.0, 2.0) and heat_file.GetOrigin()[:2] == (-100.0, -50.0)
+
+    # edited where the Logic does not watch it (a scene opened from the File menu): the export follows it
+    bundle = lg.saveScene(tmp_path / "scene.mrb")
+    empty_scene()
+    assert slicer.mrmlScene.ReadFromMRB(str(bundle))
+    reloaded = slicer.mrmlScene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
+    reloaded.SetSpacing(1.0, 1.0, 1.0)
+    document = json.loads(lg.exportCase(reloaded, tmp_path / "again", formats=["json"])["json"].read_text())
+    assert [f["bbox_ijk"] for f in document["findings"]] == [f["bbox_ijk"] for f in before]
+    np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(reloaded)), ijk_to_ras_matrix(reloaded))

@@ -28,7 +28,7 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
                          "its result is not shown")
     heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
     if result.lungs is not None:
-        show_lung_fields(volume_node, result.lungs)
+        show_lung_fields(volume_node, result.lungs.pixels)
     values = {"score": result.score, "threshold": result.threshold, "abnormal": result.abnormal,
               "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
               "model": result.model_id, "warnings": list(result.warnings), "components": result.components}

@@ -129,6 +129,23 @@ def move_finding(node, bbox_ijk, slice_index: int = 0) -> None:
     _set_roi_box(node, node.GetNodeReference(VOLUME_REFERENCE), bbox_ijk, int(slice_index))
 
 
+def keep_on_pixels(node, volume_node, old_ijk_to_ras: np.ndarray) -> None:
+    """Put a finding placed on `volume_node` when its IJK-to-RAS matrix was `old_ijk_to_ras` back on the same
+    pixels under its geometry now, and its transform: the box, and the detector's centroid and area of it."""
+    bbox, slice_index, _ = _roi_box_ijk(node, volume_node, old_ijk_to_ras)
+    new = ijk_to_ras_matrix(volume_node)
+    pixel = np.linalg.inv(old_ijk_to_ras) @ [*json.loads(node.GetAttribute(_A + "CentroidRAS")), 1]
+    area = float(node.GetAttribute(_A + "AreaMM2")) * _pixel_area(new) / _pixel_area(old_ijk_to_ras)
+    node.SetAttribute(_A + "CentroidRAS", json.dumps([round(float(v), 3) for v in (new @ pixel)[:3]]))
+    node.SetAttribute(_A + "AreaMM2", repr(round(area, 2)))
+    node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    _set_roi_box(node, volume_node, bbox, slice_index)
+
+
+def _pixel_area(ijk_to_ras: np.ndarray) -> float:
+    return float(np.linalg.norm(np.cross(ijk_to_ras[:3, 0], ijk_to_ras[:3, 1])))
+
+
 def _next_id(volume_node) -> int:
     return max((int(n.GetAttribute(_A + "FindingID")) for n in finding_nodes(volume_node)), default=0) + 1
 
@@ -243,12 +260,14 @@ def _set_roi_box(node, volume_node, bbox_ijk, slice_index: int) -> None:
     node.SetSize(*((np.array([i1 - i0 + 1, j1 - j0 + 1, 1]) * spacing).tolist()))
 
 
-def _roi_box_ijk(node, volume_node) -> tuple[list[int], int, np.ndarray]:
-    """(bbox [i0, j0, i1, j1] clipped to the image, slice index, centre RAS) of an ROI."""
+def _roi_box_ijk(node, volume_node, ijk_to_ras: np.ndarray | None = None) -> tuple[list[int], int, np.ndarray]:
+    """(bbox [i0, j0, i1, j1] clipped to the image, slice index, centre RAS) of an ROI on the volume's pixels
+    (placed by `ijk_to_ras`, default the volume's geometry now)."""
     object_to_node = slicer.util.arrayFromVTKMatrix(node.GetObjectToNodeMatrix())
     half = np.array(node.GetSize()) / 2
     corners = np.array([[sx, sy, sz, 1] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * [*half, 1]
-    ijk = (np.linalg.inv(ijk_to_ras_matrix(volume_node)) @ object_to_node @ corners.T)[:3]
+    ijk_to_ras = ijk_to_ras_matrix(volume_node) if ijk_to_ras is None else ijk_to_ras
+    ijk = (np.linalg.inv(ijk_to_ras) @ object_to_node @ corners.T)[:3]
     _, rows, cols = slicer.util.arrayFromVolume(volume_node).shape[:3]
     lo, hi = np.round(ijk.min(axis=1) + 0.5), np.round(ijk.max(axis=1) - 0.5)
     bbox = [int(np.clip(lo[0], 0, cols - 1)), int(np.clip(lo[1], 0, rows - 1)),

@@ -12,7 +12,6 @@ import slicer
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
 LUNGS_REFERENCE = "SSLAnomaly.LungFields"  # input volume -> its lung-field segmentation
@@ -36,16 +35,18 @@ def lung_node(volume_node):
     return volume_node.GetNodeReference(LUNGS_REFERENCE)
 
 
-def show_lung_fields(volume_node, lungs: Radiograph, visible: bool = True):
-    """Create (or refill, on a repeated detection) the lung-field segment of `volume_node`."""
+def show_lung_fields(volume_node, lungs: np.ndarray, visible: bool = True):
+    """Create (or refill, on a repeated detection or a geometry edit) the lung-field segment of `volume_node` from
+    its (slices, rows, cols) mask, placed and transformed like the volume."""
     node = lung_node(volume_node)
     if node is None:
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} lung fields")
         node.CreateDefaultDisplayNodes()
         volume_node.SetNodeReferenceID(LUNGS_REFERENCE, node.GetID())
+    node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     node.GetSegmentation().RemoveAllSegments()
     node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-    mask = (np.asarray(lungs.pixels) > 0).astype(np.uint8)
+    mask = (np.asarray(lungs) > 0).astype(np.uint8)
     node.AddSegmentFromBinaryLabelmapRepresentation(oriented_labelmap(mask, volume_node), SEGMENT_NAME, COLOR)
     display = node.GetDisplayNode()
     display.SetVisibility2DFill(False)
@@ -61,10 +62,11 @@ def set_lung_fields_visible(volume_node, visible: bool) -> None:
         node.GetDisplayNode().SetVisibility(bool(visible))
 
 
-def lung_mask(volume_node) -> np.ndarray | None:
-    """The lung fields as a (slices, rows, cols) uint8 array on the volume's grid, or None."""
+def lung_mask(volume_node, grid=None) -> np.ndarray | None:
+    """The lung fields as a (slices, rows, cols) uint8 array on the volume's grid (or the volume node `grid`'s),
+    or None."""
     node = lung_node(volume_node)
     if node is None:
         return None
     segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(SEGMENT_NAME)
-    return np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume_node), np.uint8)
+    return np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, grid or volume_node), np.uint8)

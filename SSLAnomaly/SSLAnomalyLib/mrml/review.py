@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import slicer
+import vtk
 
 from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.results.review import check_same_image, load_review, review_path, save_review
@@ -14,6 +15,7 @@ from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
                                              finding_record, model_of, move_finding, reader_touched,
                                              restore_model_finding, review_finding, untouched)
+from SSLAnomalyLib.mrml.geometry import follow_geometry
 from SSLAnomalyLib.mrml.review_files import hold, keep_unheld
 from SSLAnomalyLib.mrml.table import sync_findings_table
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
@@ -114,10 +116,18 @@ class BoxWatch:
     def __init__(self, moved) -> None:
         self._moved, self._paused, self._dragged = moved, False, set()
         self._boxes = {}  # finding node -> its box and slice as last seen
+        self._volumes = set()  # volumes whose geometry edits are followed (geometry.follow_geometry)
 
     def watch(self, volume_node) -> None:
-        """Watch the finding nodes of `volume_node` not watched yet (those of a closed scene are let go)."""
+        """Watch the finding nodes of `volume_node` not watched yet (those of a closed scene are let go), and its
+        geometry: an edit (Volumes module, a transform) takes what detection made along, which is reported too."""
         self._boxes = {node: box for node, box in self._boxes.items() if node.GetScene() is not None}
+        self._volumes = {volume for volume in self._volumes if volume.GetScene() is not None}
+        if volume_node not in self._volumes:
+            self._volumes.add(volume_node)
+            for event in (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLTransformableNode.TransformModifiedEvent):
+                volume_node.AddObserver(event, self._geometry_edited)
+            self._geometry_edited(volume_node, None)  # an edit made before it was watched (a scene just loaded)
         for node in finding_nodes(volume_node):
             if node not in self._boxes:
                 node.AddObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._modified)
@@ -134,6 +144,10 @@ class BoxWatch:
         finally:
             self._paused = False
             self._boxes = {node: _box(node) for node in self._boxes if node.GetScene() is not None}
+
+    def _geometry_edited(self, volume_node, _event) -> None:
+        if volume_node.GetScene() is not None and follow_geometry(volume_node):
+            self._moved(volume_node)
 
     def _drag_started(self, node, _event) -> None:
         self._dragged.add(node)
