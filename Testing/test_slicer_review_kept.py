@@ -2,6 +2,7 @@
 detection, written by another volume of the same image, or written since the scene bundle loaded was saved,
 it is kept beside the new autosave, unchanged, and the reader is told where; restoring it still works."""
 
+import json
 import logging
 
 import slicer
@@ -91,3 +92,44 @@ def test_a_review_written_by_another_volume_or_since_the_bundle_was_saved_is_kep
     assert kept.read_bytes() == later
     assert decisions(lg, volume) == [("rejected", ""), ("rejected", "first volume, again")]
     assert as_exported(load_review(saved)["findings"]) == lg.findings(volume)
+
+
+def test_two_volumes_of_one_image_taking_turns_keep_one_copy_each(model, tmp_path):
+    """Two volumes of one image under one name share its autosave file: each decision on one kept the other's file
+    aside as a new copy, '(2)' ... '(8)' after eight decisions, and on without end. A volume's newer review now
+    replaces its own copy: one copy per volume, and each volume's latest decisions are on disk."""
+    reviews = tmp_path / "reviews"
+    lg, first = detected(model, reviews)
+    _, second = detected(model, reviews, lg)
+    second.SetName(first.GetName())
+    for turn in range(4):
+        for volume, who in ((first, "first"), (second, "second")):
+            lg.reviewFinding(lg.findingNodes(volume)[0], note=f"{who} volume, turn {turn}")
+    assert len(list(reviews.iterdir())) == 3
+    notes = {load_review(path)["findings"][0]["note"] for path in reviews.iterdir()}
+    assert {"first volume, turn 3", "second volume, turn 3"} <= notes
+
+
+def test_every_decision_is_dated_and_keeps_its_date_through_save_reload_restore_and_export(model, tmp_path):
+    """A review carried no time per decision: an audit could not tell when a finding was confirmed or rejected."""
+    reviews = tmp_path / "reviews"
+    lg, volume = detected(model, reviews)
+    lg.rejectFinding(lg.findingNodes(volume)[0])
+    lg.addMissedFinding(volume, [40, 60, 90, 120], label="nodule")
+    dated = [f["decided"] for f in lg.findings(volume)]
+    assert dated[0] and dated[-1] and not any(dated[1:-1])  # the untouched ones: none
+    review = load_review(lg.savedReview(volume))
+    assert [f["decided"] for f in review["findings"]] == dated
+    review["findings"][0]["decided"] = "2020-01-02T03:04:05+0000"  # as a review of an earlier day holds it
+    (tmp_path / "earlier.review.json").write_text(json.dumps(review))
+
+    lg, volume = detected(model, reviews)  # Slicer started again, the earlier day's review restored
+    lg.restoreReview(volume, tmp_path / "earlier.review.json")
+    assert lg.findings(volume)[0]["decided"] == "2020-01-02T03:04:05+0000"
+    before = lg.findings(volume)
+    lg.saveScene(tmp_path / "session.mrb")
+    lg.loadScene(tmp_path / "session.mrb")
+    volume, = (v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if lg.caseResult(v))
+    assert lg.findings(volume) == before
+    exported = json.loads(lg.exportCase(volume, tmp_path / "out", formats=["json"])["json"].read_text())
+    assert [f["decided"] for f in exported["findings"]] == [f["decided"] for f in before]

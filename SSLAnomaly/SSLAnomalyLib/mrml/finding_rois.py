@@ -15,7 +15,7 @@ import numpy as np
 import slicer
 
 from SSLAnomalyLib.core.detection.regions import label_for_verdict
-from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES
+from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES, now
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
@@ -150,8 +150,10 @@ def _next_id(volume_node) -> int:
     return max((int(n.GetAttribute(_A + "FindingID")) for n in finding_nodes(volume_node)), default=0) + 1
 
 
-def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None):
-    """Confirm or reject a finding, relabel it or note on it; what is not given is kept."""
+def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None,
+                   decided: str | None = None):
+    """Confirm or reject a finding, relabel it or note on it; what is not given is kept. The decision is dated
+    `decided` (a restored one's time), else now."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     label, note = (None if text is None else scene_text(text) for text in (label, note))
@@ -160,8 +162,16 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
     for key, value in (("ReviewStatus", status), ("Label", label and label.strip()), ("Note", note)):
         if value is not None:
             node.SetAttribute(_A + key, value)
+    if (status, label, note) != (None, None, None):
+        mark_decided(node, decided)
     _update_appearance(node)
     return node
+
+
+def mark_decided(node, when: str | None = None) -> None:
+    """Date the reader's latest decision on a finding (a review, a box moved, a finding drawn): `when`, else now.
+    Kept on the node, so a saved scene, the review file and every export carry it."""
+    node.SetAttribute(_A + "Decided", now() if when is None else when)
 
 
 def scene_text(text: str) -> str:
@@ -190,6 +200,7 @@ def finding_record(node) -> dict:
             "centroid_ras": centroid, "area_mm2": area, "status": node.GetAttribute(_A + "ReviewStatus"),
             "extent": node.GetAttribute(_A + "Extent") or "focal",
             "origin": node.GetAttribute(_A + "Origin"), "note": node.GetAttribute(_A + "Note") or "",
+            "decided": node.GetAttribute(_A + "Decided") or "",
             **({"model": model_of(node)} if node.GetAttribute(_A + "Origin") == MODEL else {})}
 
 
@@ -221,7 +232,8 @@ def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str 
                        ("SliceIndex", str(int(f.get("slice_index", 0)))),
                        ("CentroidRAS", json.dumps(f["centroid_ras"])), ("AreaMM2", repr(float(f["area_mm2"]))),
                        ("Extent", f.get("extent", "focal")), ("Origin", origin), ("ReviewStatus", status),
-                       ("Note", note), ("EngineModel", f.get("model", ""))):
+                       ("Note", note), ("EngineModel", f.get("model", "")),
+                       ("Decided", now() if origin == READER else "")):
         node.SetAttribute(_A + key, value)
     _set_roi_box(node, volume_node, f["bbox_ijk"], int(f.get("slice_index", 0)))
     node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())

@@ -13,7 +13,7 @@ from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.results.review import check_same_image, load_review, review_path, save_review
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
-                                             finding_record, model_of, move_finding, reader_touched,
+                                             finding_record, mark_decided, model_of, move_finding, reader_touched,
                                              restore_model_finding, review_finding, untouched)
 from SSLAnomalyLib.mrml.geometry import follow_geometry
 from SSLAnomalyLib.mrml.review_files import hold, keep_unheld
@@ -63,7 +63,8 @@ def apply_review(volume_node, review: dict) -> int:
                     if saved["origin"] == READER else restore_model_finding(volume_node, saved, abnormal))
         if saved["bbox_ijk"] != finding_record(node)["bbox_ijk"]:
             move_finding(node, saved["bbox_ijk"], saved.get("slice_index", 0))
-        review_finding(node, status=saved["status"], label=_reader_label(saved), note=saved["note"])
+        review_finding(node, status=saved["status"], label=_reader_label(saved), note=saved["note"],
+                       decided=saved.get("decided", ""))
         applied += 1
     return applied
 
@@ -146,7 +147,11 @@ class BoxWatch:
             self._boxes = {node: _box(node) for node in self._boxes if node.GetScene() is not None}
 
     def _geometry_edited(self, volume_node, _event) -> None:
-        if volume_node.GetScene() is not None and follow_geometry(volume_node):
+        """The boxes follow the image on the same pixels, a move of no one's (paused: each box passes through
+        other pixels as its matrix, then its size, is set)."""
+        with self.paused():
+            followed = volume_node.GetScene() is not None and follow_geometry(volume_node)
+        if followed:
             self._moved(volume_node)
 
     def _drag_started(self, node, _event) -> None:
@@ -163,6 +168,7 @@ class BoxWatch:
         box = _box(node)
         if box != self._boxes[node]:
             self._boxes[node] = box
+            mark_decided(node)
             self._moved(node.GetNodeReference(VOLUME_REFERENCE))
 
 

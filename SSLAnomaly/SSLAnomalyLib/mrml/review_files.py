@@ -17,7 +17,7 @@ from pathlib import Path
 import slicer
 
 from SSLAnomalyLib.core.files.digest import sha256
-from SSLAnomalyLib.core.results.review import keep_aside
+from SSLAnomalyLib.core.results.review import is_kept_copy, keep_aside
 from SSLAnomalyLib.mrml.headless import is_desktop_slicer
 
 HELD = "SSLAnomaly.ReviewFiles"  # JSON {review file: its SHA-256 as the volume last wrote or restored it}
@@ -32,18 +32,39 @@ def hold(volume_node, path, digest: str) -> None:
 
 def keep_unheld(volume_node, path) -> None:
     """Before the review of `volume_node` is autosaved to `path`: a file there that it does not hold is
-    kept aside, and the reader told where."""
+    kept aside, and the reader told where. A file another volume of the scene wrote (the same image under the
+    same name) goes to that volume's copy (`_copy_of`), which it then holds, or to a new one."""
     path = Path(path)
-    if not path.exists() or _held(volume_node).get(_name(path)) == sha256(path):
+    digest = sha256(path) if path.exists() else None
+    if digest is None or _held(volume_node).get(_name(path)) == digest:
         return
-    kept = keep_aside(path)
-    logging.warning(f"SSL Anomaly: the review of '{volume_node.GetName()}' saved earlier in {path} was not restored "
-                    f"into this scene; it is kept, unchanged, as {kept}, and the review made here is autosaved in "
+    holder = next((v for v in _volumes(volume_node.GetScene()) if _held(v).get(_name(path)) == digest), None)
+    kept = _copy_of(holder, path) if holder is not None else None
+    kept = path.replace(kept) if kept is not None else keep_aside(path)
+    if holder is not None:
+        hold(holder, kept, digest)
+    whose = (f"is the review of '{holder.GetName()}', another volume of this image in this scene" if holder
+             else "was not restored into this scene")
+    logging.warning(f"SSL Anomaly: the review of '{volume_node.GetName()}' saved earlier in {path} {whose}; it is "
+                    f"kept, unchanged, as {kept}, and the review made here is autosaved in "
                     f"{path}. To add the kept decisions to it, in the Python console: slicer.util.getModuleLogic("
                     f"'SSLAnomaly').restoreReview(slicer.util.getNode('{volume_node.GetID()}'), r'{kept}')")
     if is_desktop_slicer():
         slicer.util.showStatusMessage(f"SSL Anomaly: an earlier review of '{volume_node.GetName()}' that was not "
                                       f"restored is kept as {kept} (details: View > Error Log)")
+
+
+def _copy_of(volume_node, path) -> Path | None:
+    """The copy of the image's review that `volume_node` holds unchanged beside `path` (kept aside when another volume
+    of the image autosaved there), or None: the volume's newer review replaces it rather than pile up a copy per
+    change (two volumes of one image in a scene take turns in the autosave file)."""
+    return next((Path(name) for name, digest in _held(volume_node).items()
+                 if is_kept_copy(name, _name(path)) and Path(name).exists() and sha256(name) == digest), None)
+
+
+def _volumes(scene) -> list:
+    return [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))] if scene is not None else []
 
 
 def _held(volume_node) -> dict:

@@ -25,6 +25,7 @@ COLUMNS = (  # (title, record -> value, vtk array class)
     ("A", lambda r: r["centroid_ras"][1], vtk.vtkDoubleArray),
     ("S", lambda r: r["centroid_ras"][2], vtk.vtkDoubleArray),
     ("Note", lambda r: r["note"], vtk.vtkStringArray),
+    ("Decided", lambda r: r["decided"], vtk.vtkStringArray),
     ("Model", lambda r: r.get("model", ""), vtk.vtkStringArray),  # the reader's own: none
 )
 

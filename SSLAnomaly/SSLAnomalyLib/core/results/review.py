@@ -9,13 +9,15 @@ another session, a restore declined): that file is kept first, beside it (`keep_
     <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
       "model": model id, "saved": ISO time,
       "findings": [{"id", "label", "status", "note", "origin", "score", "bbox_ijk", "slice_index",
-                    "centroid_ras", "area_mm2", "model", "engine_label", "engine_bbox_ijk"}]}
+                    "centroid_ras", "area_mm2", "model", "engine_label", "engine_bbox_ijk", "decided"}]}
 
 `status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
 (added by the radiologist); a model finding's `model` (written by Slicer; absent: the review's `model`)
 is the model that found it, not always the case's: a detection again with another model keeps what
 the reader touched; `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the detector
-made of the finding, so a restore finds the detector's box and keeps a relabel or a move.
+made of the finding, so a restore finds the detector's box and keeps a relabel or a move; `decided` (written
+by Slicer) is when the reader last decided on the finding (status, label, note, box, or drew it), `now()`'s
+form, empty where nothing was decided (or in a review saved before it was kept); a restore keeps it.
 No patient identity is stored: `input` is the path the user gave, and `image_id` names the image,
 not the patient: "dicom:<SOPInstanceUID>" for DICOM, else "sha256:<hash of the pixels>". A review
 is keyed by it (its file name carries a digest of it) and is only ever applied to the image it
@@ -114,13 +116,19 @@ def add_finding(review: dict, bbox_ijk, label: str, note: str = "", slice_index:
 def save_review(path, review: dict) -> Path:
     """Check and write the review atomically (a crash leaves the previous save or this one)."""
     path = Path(path)
-    review = dict(review, format_version=FORMAT_VERSION, saved=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    review = dict(review, format_version=FORMAT_VERSION, saved=now())
     try:
         _check(review)
     except ValueError as e:
         raise ReviewError(path, f"not saved: {e}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, json.dumps(review, indent=1))
+
+
+def now() -> str:
+    """The time a review is saved or a decision made, as the files hold it (ISO 8601, to the second, with the
+    UTC offset, so that a reader's times from two sites or a summer and a winter day read alike)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def load_review(path) -> dict | None:
@@ -145,11 +153,22 @@ def keep_aside(path) -> Path:
     autosave writes over it; returns where. It stays this image's review (`find_review`, `load_review`) and keeps
     its time; no review file is named so ('(' is no character of `file_name`), so no autosave ever writes there."""
     path = Path(path)
-    name, key = path.name[:-len(SUFFIX)].rsplit(".", 1)
+    name, key = _name_and_key(path)
     n = 2
     while (kept := path.with_name(f"{name} ({n}).{key}{SUFFIX}")).exists():
         n += 1
     return path.rename(kept)
+
+
+def is_kept_copy(copy, path) -> bool:
+    """Whether `copy` is named as `keep_aside` names the copies it keeps of the review file `path`."""
+    name, key = _name_and_key(Path(path))
+    return Path(copy).parent == Path(path).parent and re.fullmatch(
+        rf"{re.escape(name)} \(\d+\)\.{key}{re.escape(SUFFIX)}", Path(copy).name) is not None
+
+
+def _name_and_key(path: Path) -> tuple[str, str]:
+    return tuple(path.name[:-len(SUFFIX)].rsplit(".", 1))
 
 
 def _check(review: dict) -> None:
@@ -176,6 +195,8 @@ def _check_finding(f) -> None:
         raise ValueError(f"finding {f['id']}: origin must be one of {', '.join(ORIGINS)}")
     if not isinstance(f.get("note", ""), str):
         raise ValueError(f"finding {f['id']}: note is not text")
+    if not isinstance(f.get("decided", ""), str):
+        raise ValueError(f"finding {f['id']}: decided is not text")
     if not isinstance(f.get("model", ""), str):
         raise ValueError(f"finding {f['id']}: model is not text")
     box = f.get("bbox_ijk")
