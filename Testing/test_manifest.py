@@ -112,3 +112,16 @@ def test_the_card_says_when_the_dev_normals_also_set_the_threshold():
     lines = {kind: dict(measured_lines(d["measured"], d["data"]["calibration_normals"])) for kind, d in
              (("train only", train_only), ("both", both))}
     assert "in-sample" in lines["both"]["dev"] and "in-sample" not in lines["train only"]["dev"]
+
+
+@pytest.mark.parametrize("rule", ["rank", "quantile"])
+def test_the_stated_thresholds_are_those_a_loaded_model_applies(rule):
+    """A manifest stores the normals' scores to 6 decimals and the model loaded from it sets its thresholds on
+    those; the thresholds stated beside them came from the unrounded scores and differed in the 7th decimal, so
+    a score between the two had one verdict by the stated threshold and another by the applied one."""
+    rng = np.random.default_rng(0)
+    calibration = Calibration(rng.normal(size=200) + 1e-7 / 3, rng.normal(size=200) + 5, 0.07, rule)
+    stated = json.loads(json.dumps(calibration.to_dict()))
+    applied = Calibration.from_dict(stated)
+    assert stated["threshold"] == applied.threshold and stated["pixel_threshold"] == applied.pixel_threshold
+    assert abs(stated["threshold"] - calibration.threshold) < 1e-6

@@ -156,13 +156,18 @@ class Calibration:
         return Calibration(self.normal_scores, self.normal_peaks, fpr, self.rule, self.set_aside, self.set_aside_files)
 
     def to_dict(self) -> dict:
-        return {"false_positive_rate": self.false_positive_rate, "threshold": self.threshold,
-                "pixel_threshold": self.pixel_threshold, "n_normals": int(len(self.normal_scores)),
-                "rule": self.rule, "expected_fpr": self.expected_fpr().to_dict(),
-                "normal_scores": [round(float(s), 6) for s in self.normal_scores],
-                "normal_peaks": [round(float(s), 6) for s in self.normal_peaks],
-                "set_aside_scores": [round(float(s), 6) for s in self.set_aside],
-                "set_aside_files": list(self.set_aside_files),
+        """The calibration as a manifest states it: its scores to 6 decimals, and the thresholds of
+        those scores, which is what a model loaded from it applies (thresholds from the unrounded
+        scores differed in the 7th decimal, and a score between the two got opposite verdicts)."""
+        stated = Calibration(*(np.asarray([round(float(s), 6) for s in values], np.float64)
+                               for values in (self.normal_scores, self.normal_peaks)),
+                             self.false_positive_rate, self.rule,
+                             np.asarray([round(float(s), 6) for s in self.set_aside], np.float64), self.set_aside_files)
+        return {"false_positive_rate": stated.false_positive_rate, "threshold": stated.threshold,
+                "pixel_threshold": stated.pixel_threshold, "n_normals": int(len(stated.normal_scores)),
+                "rule": stated.rule, "expected_fpr": stated.expected_fpr().to_dict(),
+                "normal_scores": stated.normal_scores.tolist(), "normal_peaks": stated.normal_peaks.tolist(),
+                "set_aside_scores": stated.set_aside.tolist(), "set_aside_files": list(stated.set_aside_files),
                 "set_aside_rule": f"out-of-fold score above Q3 + {FAR_OUT:g} IQR (Tukey's far-out fence)"}
 
     @classmethod
