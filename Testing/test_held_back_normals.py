@@ -37,3 +37,22 @@ def test_another_image_of_the_same_name_and_size_is_no_copy(tmp_path):
     same_name.write_bytes(b"\0" * 500 + b"B")
     shutil.copy(train, copy)
     assert byte_copies([same_name, copy], originals=[train]) == {copy: train}
+
+
+def test_a_training_normal_re_encoded_among_the_held_back_is_counted_once(tmp_path, capsys):
+    """A training normal saved again in another format (same pixels, other bytes) passes the byte
+    check; it was scored as a held-back normal by a reference fitted on it. It is left out, named."""
+    import json
+
+    from PIL import Image
+
+    normals = normals_folder(tmp_path / "normals", range(14))
+    val = normals_folder(tmp_path / "val", range(100, 104))
+    Image.open(normals / "normal_005.png").save(val / "again.tiff")
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(normals), "--val-normals", str(val), "--out", str(out), "--minutes", "0",
+                 "--size", "64", "--device", "cpu", "--quiet"]) == 0
+    data = json.loads((out / "manifest.json").read_text())["data"]
+    assert data["n_calibration"] == 18  # was 19: the copy counted as a held-back normal
+    assert any("again.tiff: the same image as" in s and "normal_005.png" in s for s in data["skipped"])
+    assert "again.tiff: the same image as" in capsys.readouterr().err

@@ -73,15 +73,17 @@ def digest(names) -> str:
 def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, reference_views: int = 0,
            calibration_views: int = 0, calibration_normals=None, progress: bool = False) -> Encoded:
     """Read and encode the normals (with their augmented copies) into `cache`, summing each fold's
-    first-pass statistics; `calibration_normals` are encoded to be scored only, never fitted on."""
+    first-pass statistics; `calibration_normals` are encoded to be scored only, never fitted on. A
+    calibration normal with the pixels of a normal (saved again in another format: the byte check of
+    held_back.py passes it) is left out, named: the reference was fitted on it."""
     size = scorer.config.input_size
     rng = np.random.default_rng([seed, 11])
-    fold_stats, skipped, n_normals = [None] * folds, [], 0
+    fold_stats, skipped, n_normals, first = [None] * folds, [], 0, {}
     names, marks, lung_sum = [], [], np.zeros((size, size))
     for source, kind in ((normals, ORIGINAL), (calibration_normals, CALIBRATION_ONLY)):
         if source is None:
             continue
-        files, batches = source_batches(source, size, progress)
+        files, batches = source_batches(source, size, progress, first=first)
         fold = fold_of(len(files), folds, seed + kind)
         for kept, images, bad, marked in batches:
             skipped += bad

@@ -55,13 +55,15 @@ def normal_image(path) -> Radiograph:
     return image
 
 
-def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False
+def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: bool = False,
+                 first: dict[str, Path] | None = None
                  ) -> Iterator[tuple[list[int], np.ndarray, list[str], list[frozenset[bytes]]]]:
     """(indices into `files`, model inputs, the reasons of files left out, the marks of the files
     kept: what a model records of its reference normals), `batch` files at a time: never every image
     at once. A copy of an image already read (its pixels, as `calibrate` knows one) is left out,
-    named: it is one normal."""
-    first: dict[str, Path] = {}
+    named: it is one normal. `first` (image identity: its first file) is what was already read, by
+    an earlier call too where a caller passes one on."""
+    first = {} if first is None else first
     for start in progress_over(range(0, len(files), batch), "reading and encoding", "batch", show=progress):
         kept, images, skipped, marks = [], [], [], []
         for i in range(start, min(len(files), start + batch)):
@@ -79,10 +81,11 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
         yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped, marks
 
 
-def source_batches(source, size: int, progress: bool = False, at_most: int | None = None, seed: int = 0):
-    """(file names, batches as `read_batches` yields them) of folders, or of normals already in
-    memory (an object with `images01` and `files`, e.g. a normals pack, whose images have no marks);
-    with `at_most`, of a seeded subset of that many, in their order."""
+def source_batches(source, size: int, progress: bool = False, at_most: int | None = None, seed: int = 0,
+                   first: dict[str, Path] | None = None):
+    """(file names, batches as `read_batches` yields them, with its `first`) of folders, or of normals
+    already in memory (an object with `images01` and `files`, e.g. a normals pack, whose images have
+    no marks); with `at_most`, of a seeded subset of that many, in their order."""
     pack = hasattr(source, "images01")
     files = list(source.files) if pack else normal_files(source)
     chosen = np.arange(len(files))
@@ -92,7 +95,7 @@ def source_batches(source, size: int, progress: bool = False, at_most: int | Non
     if pack:
         return files, ((list(range(i, min(len(chosen), i + BATCH))), source.images01[chosen[i:i + BATCH]], [],
                         [frozenset()] * len(chosen[i:i + BATCH])) for i in range(0, len(chosen), BATCH))
-    return files, read_batches(files, size, progress=progress)
+    return files, read_batches(files, size, progress=progress, first=first)
 
 
 @dataclass
