@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +80,31 @@ def read_pack(path, size: int) -> PackedNormals:
     """The normals of a pack made at `size` pixels (another size is refused: packs are not resized)."""
     try:
         with np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes())), allow_pickle=False) as z:
-            codes, lungs, files = z["codes"], z["lungs"], [str(f) for f in z["files"]]
-    except (OSError, lzma.LZMAError, ValueError, KeyError) as e:
+            codes, lungs, files, near = z["codes"], z["lungs"], z["files"], z["near"]
+    except (OSError, lzma.LZMAError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise ReadError(path, f"is not a readable normals pack ({e})") from None
-    if codes.shape[1:] != (size, size):
+    if codes.ndim == 3 and codes.shape[1:] != (size, size):
         raise ReadError(path, f"holds {codes.shape[1]}-px images; this model's input is {size} px: pack at that size")
+    problem = damage(codes, lungs, files, near, size)
+    if problem:
+        raise ReadError(path, f"is a damaged normals pack: {problem}")
     images = decode(codes).astype(np.float32) / 255
-    return PackedNormals(images, np.unpackbits(lungs, axis=-1, count=size).astype(bool), files)
+    return PackedNormals(images, np.unpackbits(lungs, axis=-1, count=size).astype(bool), [str(f) for f in files])
+
+
+def damage(codes, lungs, files, near, size: int) -> str:
+    """What makes a pack's arrays other than `write_pack` writes them ("" if nothing): decoded as they
+    are, a pack with fewer lung fields or names than images, or another coding, trained on other
+    normals than were packed, or failed far from the pack's name."""
+    n = len(codes) if codes.ndim else 0
+    if codes.dtype != np.int8 or codes.ndim != 3:
+        return f"codes of type {codes.dtype}, not int8, shape {codes.shape}"
+    if not n:
+        return "holds no normals"
+    if int(near) != NEAR:
+        return f"coded within {int(near)} grey levels, not {NEAR}"
+    if lungs.shape != (n, size, (size + 7) // 8):
+        return f"lung fields of shape {lungs.shape} for {n} images of {size} px"
+    if files.shape != (n,):
+        return f"file names of shape {files.shape} for {n} images"
+    return ""
