@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reconstruction import Reconstruction
@@ -105,7 +106,7 @@ def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, 
                       [f"{n} (augmented view)" for n in named] * calibration_views)
     if None in fold_stats:
         where = "the normals" if hasattr(normals, "images01") else ", ".join(as_folders(normals))
-        raise ReadError(where, f"{n_normals} readable normal(s) cannot fill {folds} folds")
+        raise ReadError(where, with_left_out(f"{n_normals} readable normal(s) cannot fill {folds} folds", skipped))
     return Encoded(fold_stats, n_normals, skipped, digest(names),
                    (lung_sum / max(n_normals, 1)).astype(np.float32), marks)
 

@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
-from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.errors import PathError, with_left_out
 from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
 from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.encoder import build_encoder
@@ -182,8 +182,9 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
         scorer = Scorer(net, config, device=device, acquisition=AcquisitionDirections.from_arrays(loaded.arrays))
         encoded = encode(scorer, cache, normals, folds=1, seed=0, progress=progress)
         if encoded.n_normals < MIN_SITE_NORMALS:
-            raise StatsError(", ".join(as_folders(normals)), f"{encoded.n_normals} readable normals; a site sends sums of at least "
-                                      f"{MIN_SITE_NORMALS}, so that no sum is one image's features")
+            raise StatsError(", ".join(as_folders(normals)), with_left_out(
+                f"{encoded.n_normals} readable normals; a site sends sums of at least {MIN_SITE_NORMALS}, so that no "
+                "sum is one image's features", encoded.skipped))
         total = encoded.total
         means = total.patch_means() if means_model is None else merged.arrays["patch_means"]
         stats = residual_pass(cache, {ALL: total}, {ALL: means})[ALL]

@@ -36,6 +36,7 @@ from SSLAnomalyLib.core.model.scoring import SidesRule
 from SSLAnomalyLib.core.model_files import model_folder, reference_normals
 from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
+from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
 from SSLAnomalyLib.training import packs
 from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_other_sources,
@@ -107,7 +108,7 @@ def load_normals(folder, size: int, progress: bool = True, pixels: bool = True) 
         kept += [str(files[i]) for i in indices]
         skipped += left_out
     if not kept:
-        raise ReadError(folder, "none of the images in the folder could be read")
+        raise ReadError(folder, with_left_out("none of the images in the folder could be read", skipped))
     images = np.concatenate(images)
     return NormalSet(images, bundled_segmenter().masks(images), kept, skipped)
 
@@ -220,8 +221,9 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         order = order[n_cal:]  # the encoder never trains on the calibration share (none with val_normals)
         held, train = normals.subset(order[:n_held]), normals.subset(order[n_held:])
         if len(train.files) < MIN_TRAIN_IMAGES:
-            raise ReadError(normals_dir, f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} "
-                                         "are needed")
+            raise ReadError(", ".join(as_folders(normals_dir)), with_left_out(
+                f"only {len(train.files)} usable training images; at least {MIN_TRAIN_IMAGES} are needed",
+                normals.skipped))
         dev = select_device(ranks.device(spec.device))
         # a refit, or a frozen encoder, has nothing to choose (the last decoder is kept); rank 0 alone judges
         judged = minutes > 0 and ranks.main and not spec.freeze_encoder and not spec.keep_last_step

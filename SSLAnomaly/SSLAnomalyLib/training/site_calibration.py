@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.model_files import model_folder, reference_normals, registry
 from SSLAnomalyLib.core.model_files.model_card import model_card
@@ -128,8 +129,9 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         left_out = [f"{len(raw.copies)} copies of them"] if raw.copies else []
         left_out += [f"{len(raw.in_reference)} in the model's normal reference"] if raw.in_reference else []
         left_out = f" ({' and '.join(left_out)} left out)" if left_out else ""
-        raise ReadError(", ".join(dirs), f"{len(kept)} distinct readable normal radiograph(s){left_out}; calibration "
-                                     f"needs at least {MIN_NORMALS} (a few hundred give stable thresholds)")
+        raise ReadError(", ".join(dirs), with_left_out(f"{len(kept)} distinct readable normal radiograph(s){left_out}; "
+                                                       f"calibration needs at least {MIN_NORMALS} (a few hundred give "
+                                                       "stable thresholds)", skipped))
     fold = fold_of(len(kept), FOLDS, seed=0)
     out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
                                 fold_component_stats(raw.components, fold, np.ones(len(kept), bool), FOLDS))

@@ -14,3 +14,9 @@ class PathError(Exception):
 
 class ReadError(PathError):
     """An input that cannot be used, with the file and the reason."""
+
+
+def with_left_out(reason: str, left_out) -> str:
+    """`reason`, then each input a run went without ("file: reason"), a line each: a refusal for too
+    few readable normals that named none of those it could not read left the site guessing which."""
+    return reason + "".join(f"\n  left out: {entry}" for entry in left_out)
