@@ -50,3 +50,16 @@ def test_reference_stats_refused_names_the_normals_it_could_not_read(tmp_path, c
                            "--out", str(tmp_path / "site.stats"), "--quiet"])
     assert "19 readable normals" in err
     names_each_left_out(err, folder)
+
+
+def test_calibrate_refuses_when_the_normals_set_aside_leave_too_few(tmp_path, capsys):
+    """The 20 first nih/train normals hold one far out of the others (00001470_003.png, set aside by
+    Tukey's fence): the thresholds were set on 19, below the minimum calibrate states."""
+    from conftest import data_dir, link_subset
+
+    folder = link_subset(data_dir("nih", "train", "normal"), tmp_path / "normals", 20)
+    err = refusal(capsys, ["calibrate", "--model", "default", "--normals", str(folder), "--out", str(tmp_path / "m"),
+                           "--quiet"])
+    assert f"{folder}: 20 distinct readable normal radiograph(s), 1 set aside as scoring far beyond the others " \
+           "(00001470_003.png: likely abnormal, review them), leave 19; calibration needs at least 20" in err
+    assert not (tmp_path / "m").exists()

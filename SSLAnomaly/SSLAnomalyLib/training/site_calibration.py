@@ -102,6 +102,13 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
                         kept, skipped, copies, in_reference)
 
 
+def too_few(dirs: list[str], counted: str, skipped: list[str]) -> ReadError:
+    """The refusal of normals that leave fewer than MIN_NORMALS to set the thresholds on, each normal
+    left out named."""
+    return ReadError(", ".join(dirs), with_left_out(f"{counted}; calibration needs at least {MIN_NORMALS} (a few "
+                                                    "hundred give stable thresholds)", skipped))
+
+
 def calibration_tag(files_digest16: str, calibration: Calibration) -> str:
     """8 hex digits naming one calibration: the normals' file list and what they set (rate, scores,
     thresholds). The file list alone gave two calibrations of a model at two rates one id, and a
@@ -129,15 +136,17 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         left_out = [f"{len(raw.copies)} copies of them"] if raw.copies else []
         left_out += [f"{len(raw.in_reference)} in the model's normal reference"] if raw.in_reference else []
         left_out = f" ({' and '.join(left_out)} left out)" if left_out else ""
-        raise ReadError(", ".join(dirs), with_left_out(f"{len(kept)} distinct readable normal radiograph(s){left_out}; "
-                                                       f"calibration needs at least {MIN_NORMALS} (a few hundred give "
-                                                       "stable thresholds)", skipped))
+        raise too_few(dirs, f"{len(kept)} distinct readable normal radiograph(s){left_out}", skipped)
     fold = fold_of(len(kept), FOLDS, seed=0)
     out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
                                 fold_component_stats(raw.components, fold, np.ones(len(kept), bool), FOLDS))
     stats = detector.scorer.standardise_on(raw.components).component_stats
     calibration = Calibration.of_normals(out_of_fold.scores, out_of_fold.peaks, fpr,
                                       [Path(f).name for f in out_of_fold.kept])
+    if len(calibration.normal_scores) < MIN_NORMALS:  # the thresholds are set on those left
+        raise too_few(dirs, f"{len(kept)} distinct readable normal radiograph(s), {len(calibration.set_aside)} set aside "
+                            f"as scoring far beyond the others ({', '.join(calibration.set_aside_files)}: likely "
+                            f"abnormal, review them), leave {len(calibration.normal_scores)}", skipped)
     digest = files_digest(kept)
     old = detector.manifest
     merged = {"federated": dict(old.section("federated"), calibrated=True)} if old.section("federated") else {}
