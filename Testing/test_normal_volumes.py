@@ -36,3 +36,21 @@ def test_a_copy_of_a_normal_is_counted_once_and_named(tmp_path, capsys):
             in capsys.readouterr().err)
     data = json.loads((out / "manifest.json").read_text())["data"]
     assert data["n_train"] == 12  # the copy used to be a 13th normal
+
+
+def test_calibrate_leaves_out_a_volume_named_as_train_does(tmp_path, capsys):
+    """A 3-slice NRRD among the normals entered the calibration as its first slice, unnamed, where
+    train and reference-stats leave a volume out: it is not one radiograph."""
+    from PIL import Image
+
+    from conftest import data_dir, link_subset
+
+    source = data_dir("nih", "train", "normal")
+    folder = link_subset(source, tmp_path / "normals", 25)
+    slices = [np.asarray(Image.open(f).convert("L").resize((256, 256))) for f in sorted(source.iterdir())[50:53]]
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack(slices)), str(folder / "stack.nrrd"))
+    out = tmp_path / "m"
+    assert main(["calibrate", "--model", "default", "--normals", str(folder), "--out", str(out), "--quiet"]) == 0
+    site = json.loads((out / "manifest.json").read_text())["site_calibration"]
+    assert site["n_normals"] == 25 and site["skipped"] == [f"{folder / 'stack.nrrd'}: a volume of 3 slices, not one radiograph"]
+    assert "stack.nrrd: a volume of 3 slices" in capsys.readouterr().err

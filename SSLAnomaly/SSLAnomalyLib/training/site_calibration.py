@@ -31,11 +31,11 @@ from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.model_files import model_folder, reference_normals, registry
 from SSLAnomalyLib.core.model_files.model_card import model_card
-from SSLAnomalyLib.core.reading.images import ReadError, as_folders, read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, as_folders
 from SSLAnomalyLib.training.crossfit import FOLDS
 from SSLAnomalyLib.training.crossfit import digest as files_digest
 from SSLAnomalyLib.training.crossfit import fold_component_stats, fold_of
-from SSLAnomalyLib.training.feature_cache import normal_files
+from SSLAnomalyLib.training.feature_cache import normal_files, normal_image
 from SSLAnomalyLib.training.progress import progress_over
 
 MIN_NORMALS = 20  # below this a 5 % threshold is the single highest normal, and percentiles are coarse
@@ -56,7 +56,7 @@ class NormalScores:
 def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool = True,
                   fold: np.ndarray | None = None, fold_stats: dict | None = None,
                   reference: frozenset[bytes] | None = None) -> NormalScores:
-    """Scores of every readable file (the errors of the others), each image once: a copy of one
+    """Scores of every readable radiograph (the errors of the other files), each image once: a copy of one
     already read is left out (`copies`), since twenty copies of one radiograph are one normal whose
     spread of zero made every other image score millions of deviations; so is an image whose marks
     are among `reference`'s (`in_reference`). With `fold_stats`, file i is scored under the
@@ -83,7 +83,7 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
 
     for i, f in enumerate(progress_over(files, "calibrating", "img", show=progress)):
         try:
-            image = read_radiograph(f)
+            image = normal_image(f)  # a volume is left out, named, as train leaves it
         except ReadError as e:
             skipped.append(str(e))
             continue
@@ -94,7 +94,7 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
             in_reference.append(f"{f}: one of the normals the model's reference was fitted on (it scores lower "
                                 "than a new normal)")
             continue
-        batch.extend((i, f, p) for p in detector.prepare(image, range(1)))  # a volume's first slice
+        batch.extend((i, f, p) for p in detector.prepare(image, range(1)))
         if len(batch) >= BATCH:
             flush()
     flush()
