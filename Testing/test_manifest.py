@@ -3,7 +3,6 @@ one writer puts on disk is the document as read plus what a writer replaced. Run
 models (part of the repository), without ../shared/data."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model_files import registry
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY, LUNG_SEGMENTATION, Manifest, ManifestFieldError
-from SSLAnomalyLib.core.model_files.model_folder import CARD, MANIFEST, ModelError, load, save, sha256
-from SSLAnomalyLib.core.model_files.signing import digest
+from SSLAnomalyLib.core.model_files.model_folder import CARD, MANIFEST, ModelError, load, save
+from tampered import resealed
 
 
 def test_bundled_manifests_read_as_typed_fields():
@@ -86,14 +85,22 @@ def test_the_writer_puts_back_what_was_read(tmp_path):
 
 
 def test_a_sealed_manifest_with_an_unreadable_calibration_is_refused_by_name(tmp_path):
-    folder = shutil.copytree(registry.MODELS_DIR / "adult", tmp_path / "m")
-    document = json.loads((folder / MANIFEST).read_text())
-    document["calibration"]["normal_scores"] = "high"
-    document["files"] = {name: sha256(folder / name) for name in document["files"]}
-    document["manifest_sha256"] = digest(document)
-    (folder / MANIFEST).write_text(json.dumps(document))
+    folder = resealed("adult", tmp_path / "m", lambda d: d["calibration"].update(normal_scores="high"))
     with pytest.raises(ModelError, match="manifest.json field calibration cannot be read"):
         load(folder)
+
+
+@pytest.mark.parametrize("model_id", [None, 123, "", "  ", "two\nlines"])
+def test_a_manifest_without_a_usable_model_id_is_refused_not_named_unknown(tmp_path, model_id):
+    """Before: a manifest without model_id loaded as model "unknown" (and 123 as "123"), so its results,
+    and a resumed batch's check of which model made them, named a model that does not exist."""
+    def edit(document):
+        document.pop("model_id")
+        if model_id is not None:
+            document["model_id"] = model_id
+
+    with pytest.raises(ModelError, match="manifest.json field model_id (is missing|cannot be read)"):
+        load(resealed("pediatric", tmp_path / "m", edit))
 
 
 def test_the_card_says_when_the_dev_normals_also_set_the_threshold():

@@ -51,7 +51,7 @@ class Manifest:
         """Parse `document` (kept as a deep copy); a ManifestFieldError names a field that cannot be read."""
         document = copy.deepcopy(document)
         kind = document.get("kind", ANOMALY)
-        return cls(document, str(document.get("model_id", "unknown")), kind,
+        return cls(document, _parsed(document, "model_id", _model_id, True), kind,
                    _parsed(document, "encoder", EncoderConfig.from_dict, kind == ANOMALY),
                    _parsed(document, "calibration", Calibration.from_dict, kind == ANOMALY),
                    {name: (float(mean), float(spread))
@@ -93,6 +93,14 @@ class Manifest:
 def _text(value) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{value!r} is not text")
+    return value
+
+
+def _model_id(value) -> str:
+    """A model's id names it in every result, worklist row and log line, and decides whether a resumed
+    batch keeps a result: one that is absent, blank or more than one line is refused, never made up."""
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ValueError(f"{value!r} is not a one-line, non-blank text")
     return value
 
 
