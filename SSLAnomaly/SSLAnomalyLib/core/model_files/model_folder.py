@@ -19,8 +19,10 @@ writer killed outright leaves beside the folder is put back or removed by the ne
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ FORMAT_VERSION = 2  # 2: the manifest is sealed by its own digest (manifest_sha2
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
+MAX_DIGITS = 309  # the most digits of a whole number a float holds (sys.float_info.max is about 1.8e308)
 MODEL_ENTRIES = (WEIGHTS, MANIFEST, CARD, "work")  # work/: checkpoints, kept inside by trains of before
 
 
@@ -200,6 +203,24 @@ def _refuse_non_finite(constant: str):
     raise ValueError(f"a non-finite number ({constant})")
 
 
+def _finite(text: str) -> float:
+    """A JSON number, refused where it overflows to infinity (1e999): json reads it as inf, which
+    no field may hold and the seal's strict JSON cannot even be computed over."""
+    value = float(text)
+    if not math.isfinite(value):
+        _refuse_non_finite(text)
+    return value
+
+
+def _whole(text: str) -> int:
+    """A JSON whole number, refused where no float holds it (10**400): every field that takes a
+    number reads it as a float, and would fail on it with an OverflowError."""
+    value = int(text) if len(text) <= MAX_DIGITS else None
+    if value is None or abs(value) > sys.float_info.max:
+        raise ValueError(f"a number too large for any field ({len(text)} digits)")
+    return value
+
+
 def load(model: str | os.PathLike, kind: str | None = None) -> ModelFolder:
     """The model folder, after verifying version, seal, signature, hashes and the manifest's fields;
     with `kind`, a model of another kind is refused as what it is (a lung-field model given for an
@@ -219,7 +240,8 @@ def load(model: str | os.PathLike, kind: str | None = None) -> ModelFolder:
     if not mpath.is_file():
         raise ModelError(folder, f"no {MANIFEST} in the folder")
     try:
-        manifest = json.loads(mpath.read_text(), parse_constant=_refuse_non_finite)
+        manifest = json.loads(mpath.read_text(), parse_constant=_refuse_non_finite,
+                              parse_float=_finite, parse_int=_whole)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(folder, f"{MANIFEST} is not valid JSON ({e})") from None
     except ValueError as e:

@@ -1,0 +1,38 @@
+"""Model folders someone else made or damaged, loaded as detect, evaluate and calibrate load them:
+whatever the manifest or the weights hold, the model is refused in one line naming the file and the
+reason, or loads as what it says it is, never as a silently different model. Runs on copies of the
+bundled models (tampered.py), without ../shared/data."""
+
+import shutil
+
+import pytest
+
+from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+from SSLAnomalyLib.core.model_files import registry
+from SSLAnomalyLib.core.model_files.model_folder import MANIFEST, ModelError
+from tampered import resealed
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e400"])
+def test_a_number_that_overflows_to_infinity_is_refused_in_one_line(tmp_path, number):
+    """Before: json read 1e999 as inf, and the seal check died on it in a traceback ('Out of range
+    float values are not JSON compliant')."""
+    bad = shutil.copytree(registry.MODELS_DIR / "pediatric", tmp_path / "m")
+    (bad / MANIFEST).write_text((bad / MANIFEST).read_text().replace("{", f'{{"zz": {number}, ', 1))
+    with pytest.raises(ModelError, match=rf"manifest.json holds a non-finite number \({number}\); refusing"):
+        AnomalyDetector.load(bad)
+
+
+def test_a_whole_number_no_float_holds_is_refused_in_one_line(tmp_path):
+    """Before: 10**400 as a calibration score of a sealed manifest failed as an OverflowError traceback,
+    and 5000 digits as Python's 'Exceeds the limit (4300 digits) for integer string conversion'."""
+    def huge_score(document):
+        document["calibration"]["normal_scores"][0] = 10**400
+
+    sealed = resealed("pediatric", tmp_path / "sealed", huge_score)
+    with pytest.raises(ModelError, match=r"manifest.json holds a number too large for any field \(401 digits\)"):
+        AnomalyDetector.load(sealed)
+    long = shutil.copytree(registry.MODELS_DIR / "pediatric", tmp_path / "long")
+    (long / MANIFEST).write_text((long / MANIFEST).read_text().replace("{", f'{{"zz": {"9" * 5000}, ', 1))
+    with pytest.raises(ModelError, match=r"manifest.json holds a number too large for any field \(5000 digits\)"):
+        AnomalyDetector.load(long)
