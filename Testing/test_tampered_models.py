@@ -36,3 +36,16 @@ def test_a_whole_number_no_float_holds_is_refused_in_one_line(tmp_path):
     (long / MANIFEST).write_text((long / MANIFEST).read_text().replace("{", f'{{"zz": {"9" * 5000}, ', 1))
     with pytest.raises(ModelError, match=r"manifest.json holds a number too large for any field \(5000 digits\)"):
         AnomalyDetector.load(long)
+
+
+@pytest.mark.parametrize("scores, peaks", [(0, 0), (0, None), (None, 0), (None, 3)])
+def test_a_calibration_without_one_score_and_peak_per_normal_is_refused_on_loading(tmp_path, scores, peaks):
+    """Before: empty calibration scores or peaks loaded, and every image then failed on its own with
+    'IndexError: index -1 is out of bounds'; 3 peaks for 254 scores set the pixel threshold among 3."""
+    def cut(document):
+        calibration = document["calibration"]
+        for name, keep in (("normal_scores", scores), ("normal_peaks", peaks)):
+            calibration[name] = calibration[name][:keep]
+
+    with pytest.raises(ModelError, match="field calibration cannot be read .*one score and one peak per calibration"):
+        AnomalyDetector.load(resealed("pediatric", tmp_path / "m", cut))

@@ -84,6 +84,10 @@ class Calibration:
         self.normal_scores = np.sort(np.asarray(self.normal_scores, dtype=np.float64))
         self.normal_peaks = np.sort(np.asarray(self.normal_peaks, dtype=np.float64))
         self.set_aside = np.sort(np.asarray(self.set_aside, dtype=np.float64))
+        if not len(self.normal_scores) or len(self.normal_peaks) != len(self.normal_scores):
+            # the thresholds are ranks among them: without one of each per normal they are no one's
+            raise ValueError(f"needs one score and one peak per calibration normal, and at least one normal: "
+                             f"{len(self.normal_scores)} scores, {len(self.normal_peaks)} peaks")
         if not 0 < self.false_positive_rate < 1:
             raise ValueError("false_positive_rate must be between 0 and 1")
         if self.rule not in ("rank", "quantile"):
