@@ -49,3 +49,17 @@ def test_a_calibration_without_one_score_and_peak_per_normal_is_refused_on_loadi
 
     with pytest.raises(ModelError, match="field calibration cannot be read .*one score and one peak per calibration"):
         AnomalyDetector.load(resealed("pediatric", tmp_path / "m", cut))
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda s: s["component_stats"].pop("patch"), r"lacks \['patch'\]"),
+    (lambda s: s["component_stats"].pop("peak"), r"lacks \['peak'\]"),  # needed beside `sides`
+    (lambda s: s["component_stats"].update(bogus=[1.0, 1.0]), r"holds \['bogus'\], which no scorer knows"),
+    (lambda s: s["component_stats"].pop("sides"), r"\[.*\] are not the components listed beside them"),
+])
+def test_component_statistics_that_do_not_standardise_what_the_model_scores_are_refused(tmp_path, edit, reason):
+    """Before: without `patch` (or `peak`) every image failed on its own with a KeyError; without
+    `sides` the model loaded and silently no longer scored one-sided white-outs; an unknown one was ignored."""
+    bad = resealed("adult", tmp_path / "m", lambda d: edit(d["scoring"]))
+    with pytest.raises(ModelError, match=f"manifest.json field scoring cannot be read .*component_stats {reason}"):
+        AnomalyDetector.load(bad)

@@ -15,8 +15,8 @@ from typing import Any
 
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.encoder import EncoderConfig
-from SSLAnomalyLib.core.model.reconstruction import MaskedPatches
-from SSLAnomalyLib.core.model.scoring import SidesRule
+from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION, MaskedPatches
+from SSLAnomalyLib.core.model.scoring import COMPONENTS, FIELDS, SIDES, SidesRule
 from SSLAnomalyLib.core.model_files.registry import Population
 
 ANOMALY = "anomaly"                    # manifests without a "kind" are anomaly models
@@ -54,8 +54,7 @@ class Manifest:
         return cls(document, _parsed(document, "model_id", _model_id, True), kind,
                    _parsed(document, "encoder", EncoderConfig.from_dict, kind == ANOMALY),
                    _parsed(document, "calibration", Calibration.from_dict, kind == ANOMALY),
-                   {name: (float(mean), float(spread))
-                    for name, (mean, spread) in ((document.get("scoring") or {}).get("component_stats") or {}).items()},
+                   _parsed(document, "scoring", _component_stats, kind == ANOMALY) or {},
                    _parsed(document, "population", Population.from_dict, False),
                    _parsed(document, "scoring", SidesRule.from_dict, False) or SidesRule(),
                    _parsed(document.get("scoring") or {}, "reconstruction", MaskedPatches.from_dict, False),
@@ -94,6 +93,24 @@ def _text(value) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{value!r} is not text")
     return value
+
+
+def _component_stats(scoring: dict) -> dict[str, tuple[float, float]]:
+    """{component: (mean, spread)}, refused where it cannot standardise what the model scores: a
+    component left out (`patch`, or `peak` beside `sides`, failed every image on a KeyError), one no
+    scorer knows, or other than the `components` listed beside them (`sides` left out silently
+    stopped the model scoring one-sided white-outs)."""
+    stats = {name: (float(mean), float(spread)) for name, (mean, spread) in (scoring.get("component_stats") or {}).items()}
+    needed = set(COMPONENTS) | ({*FIELDS, "peak"} if SIDES in stats else set())
+    unknown = set(stats) - {*COMPONENTS, RECONSTRUCTION, SIDES, *FIELDS, "peak"}
+    listed = scoring.get("components", list(stats))
+    if needed - set(stats):
+        raise ValueError(f"component_stats lacks {sorted(needed - set(stats))}, which the model scores with")
+    if unknown:
+        raise ValueError(f"component_stats holds {sorted(unknown)}, which no scorer knows")
+    if not isinstance(listed, list) or set(listed) != set(stats):
+        raise ValueError(f"component_stats {sorted(stats)} are not the components listed beside them ({listed!r})")
+    return stats
 
 
 def _model_id(value) -> str:
