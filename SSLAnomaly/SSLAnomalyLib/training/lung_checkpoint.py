@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.training import checkpoint_file
 
 CHECKPOINT = "lungs-checkpoint.safetensors"
 SAVE_EVERY_SECONDS = 60.0
@@ -52,22 +52,20 @@ class LungRun:
         """Load the run into `net` and `opt` and return its state; None where there is none."""
         if not self.path.exists():
             return None
-        with safe_open(str(self.path), "pt") as f:
-            meta = f.metadata() or {}
-        saved = json.loads(meta.get("identity", "{}"))
+        saved, state, tensors = checkpoint_file.read(self.path, LungRunState.__dataclass_fields__)
         if saved != self.identity:
             changed = ", ".join(sorted(k for k in saved.keys() | self.identity.keys() if saved.get(k) != self.identity.get(k)))
             raise LungRunMismatch(self.work_dir, f"holds an unfinished run of other {changed}; it is never resumed "
                                                  "with other settings: add --restart to discard it, or write to another --out")
-        tensors = load_file(str(self.path))
-        net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        moments = {}
-        for key, value in tensors.items():
-            if key.startswith("opt."):
-                _, index, name = key.split(".")
-                moments.setdefault(int(index), {})[name] = value
-        opt.load_state_dict({"state": moments, "param_groups": opt.state_dict()["param_groups"]})
-        return LungRunState(**json.loads(meta["state"]))
+        with checkpoint_file.reading(self.path):
+            net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+            moments = {}
+            for key, value in tensors.items():
+                if key.startswith("opt."):
+                    _, index, name = key.split(".")
+                    moments.setdefault(int(index), {})[name] = value
+            opt.load_state_dict({"state": moments, "param_groups": opt.state_dict()["param_groups"]})
+            return LungRunState(**state)
 
     def save(self, net: torch.nn.Module, opt: torch.optim.Optimizer, state: LungRunState) -> None:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}

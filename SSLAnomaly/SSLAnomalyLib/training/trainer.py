@@ -25,8 +25,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from scipy import ndimage
 from torch.nn.parallel import DistributedDataParallel
 
@@ -34,6 +33,7 @@ from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.model.device import place, select_device
 from SSLAnomalyLib.core.model.encoder import EncoderConfig, build_encoder
+from SSLAnomalyLib.training import checkpoint_file
 from SSLAnomalyLib.training.defaults import LR
 from SSLAnomalyLib.training.distributed import Ranks
 from SSLAnomalyLib.training.foreign_objects import draw_foreign_objects
@@ -169,7 +169,7 @@ class Trainer:
                  "history_columns": ["step"] + list(net.objectives)}
         self.best = None
         if self.checkpoint.exists():
-            state = self._load(net, opt)
+            state = self._load(net, opt, state)
             if self.ranks.main:  # even with --quiet: a rerun that silently continues an old run surprises
                 print(f"resuming the unfinished run in {self.work_dir} from its checkpoint at step {state['step']} "
                       f"({state['seconds']:.0f} s of training done)", file=sys.stderr, flush=True)
@@ -266,26 +266,25 @@ class Trainer:
                 save_file(tensors, str(tmp), metadata={"state": json.dumps(state), "identity": json.dumps(self.identity)})
         self.ranks.barrier()  # the other ranks wait here while rank 0 judges and writes
 
-    def _load(self, net: PretextModel, opt) -> dict:
-        """Resume from the checkpoint, after checking that it is this run's."""
-        with safe_open(str(self.checkpoint), "pt") as f:
-            meta = f.metadata() or {}
-        saved = json.loads(meta.get("identity", "{}"))
+    def _load(self, net: PretextModel, opt, fresh: dict) -> dict:
+        """Resume from the checkpoint, after checking that it is this run's (its state holds what a
+        `fresh` one does)."""
+        saved, state, tensors = checkpoint_file.read(self.checkpoint, fresh)
         if saved != self.identity:
             changed = sorted(k for k in saved.keys() | self.identity.keys() if saved.get(k) != self.identity.get(k))
             raise RunMismatch(self.work_dir, f"hold an unfinished run of other {', '.join(changed)} (it was: "
                                              f"{_brief(saved, changed)}); it is never resumed with other settings. "
                                              "Re-run with --restart to discard it and start afresh, or write to another --out")
-        tensors = load_file(str(self.checkpoint))
-        net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        for i, p in enumerate(opt.param_groups[0]["params"]):
-            if f"opt.{i}" in tensors:
-                opt.state[p]["momentum_buffer"] = tensors[f"opt.{i}"].to(p.device)
+        with checkpoint_file.reading(self.checkpoint):
+            net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+            for i, p in enumerate(opt.param_groups[0]["params"]):
+                if f"opt.{i}" in tensors:
+                    opt.state[p]["momentum_buffer"] = tensors[f"opt.{i}"].to(p.device)
         best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
         self.best = best or None
         decoder = {k[len("best_decoder."):]: v for k, v in tensors.items() if k.startswith("best_decoder.")}
         self.best_decoder = decoder or None
-        return json.loads(meta["state"])
+        return state
 
 
 def _encoder(net: PretextModel) -> dict[str, torch.Tensor]:
