@@ -6,6 +6,7 @@ bundled models (tampered.py), without ../shared/data."""
 import shutil
 
 import pytest
+import torch
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.model_files import registry
@@ -62,4 +63,39 @@ def test_component_statistics_that_do_not_standardise_what_the_model_scores_are_
     `sides` the model loaded and silently no longer scored one-sided white-outs; an unknown one was ignored."""
     bad = resealed("adult", tmp_path / "m", lambda d: edit(d["scoring"]))
     with pytest.raises(ModelError, match=f"manifest.json field scoring cannot be read .*component_stats {reason}"):
+        AnomalyDetector.load(bad)
+
+
+def _set(name, shape):
+    return lambda tensors: tensors.__setitem__(name, torch.zeros(shape))
+
+
+def _drop(*names):
+    return lambda tensors: [tensors.pop(name) for name in names]
+
+
+@pytest.mark.parametrize("model, edit, edit_tensors, reason", [
+    ("pediatric", None, _set("reference.patch_means", (192, 16, 16)),
+     r"reference.patch_means has shape \(192, 16, 16\), not the \(192, 32, 32\)"),
+    ("pediatric", None, _set("reference.pooled_precision", (10, 10)),
+     r"reference.pooled_precision has shape \(10, 10\)"),
+    ("pediatric", None, _set("reference.lung_prior", (64, 64)), r"reference.lung_prior has shape \(64, 64\)"),
+    ("pediatric", lambda d: d["encoder"].update(input_size=256), None, r"not the \(192, 64, 64\)"),
+    ("pediatric", None, lambda t: t.update({"reference.patch_means": torch.zeros(100, 32, 32),
+                                            "reference.acquisition_directions": torch.zeros(100, 8)}),
+     "patch features do not fit its acquisition directions"),
+    ("adult", None, _drop("reference.distance_mean", "reference.distance_std"),
+     "says positions_standardised True, but reference.distance_mean and distance_std are missing"),
+    ("adult", None, _drop("reference.distance_std"), "come together or not at all"),
+    ("pediatric", None, lambda t: t.update({"reference.distance_mean": torch.ones(32, 32),
+                                            "reference.distance_std": torch.ones(32, 32)}),
+     "says positions_standardised False, but .* are there"),
+])
+def test_a_reference_that_does_not_fit_its_encoder_or_manifest_is_refused_on_loading(tmp_path, model, edit,
+                                                                                     edit_tensors, reason):
+    """Before: a reference of other shapes loaded, and every image then failed on its own with a
+    broadcasting or matmul error (exit 1, no results); an adult model without its positions' normal
+    distances loaded and silently scored raw distances (a normal scored 11.3 for 2.6)."""
+    bad = resealed(model, tmp_path / "m", edit, edit_tensors)
+    with pytest.raises(ModelError, match=f"model.safetensors does not fit its encoder or manifest: .*{reason}"):
         AnomalyDetector.load(bad)

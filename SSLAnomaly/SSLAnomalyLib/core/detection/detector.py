@@ -41,6 +41,26 @@ def other_lungs_warning(manifest: Manifest | None, anatomy: LungSegmenter) -> st
             "(sslanomaly train --start-from MODEL --minutes 0 --normals DIR --out NEW)")
 
 
+def reference_problem(scorer: Scorer, lung_prior: np.ndarray | None, manifest: Manifest) -> str | None:
+    """Why a model's reference arrays cannot score what its encoder gives (the reference of another
+    encoder, input size or views) or are not what its manifest says was fitted (positions
+    standardised), naming the array: found on loading, with one blank input, not image by image
+    (each failed on its own with a broadcasting error) nor silently (standardisation dropped)."""
+    size, fitted = scorer.config.input_size, scorer.reference.distance_mean is not None
+    try:
+        pooled, patches = scorer.features(np.zeros((1, size, size), np.float32), np.ones((1, size, size), bool))
+    except RuntimeError as e:  # acquisition directions as wide as patch means of another encoder
+        return f"its encoder's patch features do not fit its acquisition directions ({' '.join(str(e).split())})"
+    problem = scorer.reference.misfit(pooled.shape[1], tuple(patches.shape[1:]))
+    if problem is None and lung_prior is not None and lung_prior.shape != (size, size):
+        problem = f"reference.lung_prior has shape {lung_prior.shape}, not the input's {(size, size)}"
+    standardised = manifest.section("reference").get("positions_standardised")
+    if problem is None and standardised is not None and bool(standardised) != fitted:
+        problem = (f"the manifest says positions_standardised {standardised}, but reference.distance_mean and "
+                   f"distance_std are {'missing' if standardised else 'there'}")
+    return problem
+
+
 def detection_threads() -> int:
     """Torch threads while detecting on the CPU: the cores a prefetch thread (or a GUI) leaves. One
     128-pixel image is too little work to split, and threads that wait for a busy core cost more than
@@ -129,6 +149,10 @@ class AnomalyDetector:
         scorer = Scorer(net, manifest.encoder, select_device(device), reference=reference,
                         component_stats=manifest.component_stats, sides=manifest.sides, reconstruction=reconstruction,
                         acquisition=acquisition)
+        problem = reference_problem(scorer, loaded.arrays.get("lung_prior"), manifest)
+        if problem:
+            raise model_folder.ModelError(loaded.path, f"{model_folder.WEIGHTS} does not fit its encoder or manifest: "
+                                                       f"{problem}")
         return cls(scorer, manifest.calibration, loaded.arrays.get("lung_prior"), manifest.model_id, manifest,
                    population=registry.population_of(model, manifest))
 

@@ -106,6 +106,22 @@ class NormalReference:
             arrays.update(distance_mean=self.distance_mean, distance_std=self.distance_std)
         return arrays
 
+    def misfit(self, pooled_dim: int, patch_shape: tuple[int, int, int]) -> str | None:
+        """Why these arrays cannot score an encoder's pooled embeddings of `pooled_dim` and patch
+        features of `patch_shape` (channels, h, w), naming the array; None where they fit."""
+        c, h, w = patch_shape
+        wanted = {"pooled_mean": (pooled_dim,), "pooled_precision": (pooled_dim, pooled_dim),
+                  "patch_means": (c, h, w), "patch_precision": (c, c)}
+        if (self.distance_mean is None) != (self.distance_std is None):
+            return "reference.distance_mean and reference.distance_std come together or not at all"
+        if self.distance_mean is not None:
+            wanted.update(distance_mean=(h, w), distance_std=(h, w))
+        for name, shape in wanted.items():
+            found = tuple(np.shape(getattr(self, name)))
+            if found != shape:
+                return f"reference.{name} has shape {found}, not the {shape} its encoder's features need"
+        return None
+
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "NormalReference":
         keys = ["pooled_mean", "pooled_precision", "patch_means", "patch_precision"]
