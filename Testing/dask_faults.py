@@ -1,7 +1,8 @@
 """Dask worker plugins that strike in one named case (test_dask_batch.py): `KillOn` kills its worker
 process there, half-way through writing its overlay, as the kernel's out-of-memory killer or a crash
 in a native writer would; `SlowOn`
-holds the case a few seconds before running it, so that it is still running when the batch stops.
+holds the case a few seconds before running it, so that it is still running when the batch stops;
+`WorkIn` runs every case of its worker in another folder, as a worker started on another host does.
 Registered plugins are set up again on each worker the nanny restarts."""
 
 import os
@@ -42,3 +43,11 @@ class KillOn(CaseFault):
 class SlowOn(CaseFault):
     def hit(self, out_dir: Path, name: str) -> None:
         time.sleep(6)
+
+
+class WorkIn(WorkerPlugin):
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def setup(self, worker) -> None:
+        os.chdir(self.folder)

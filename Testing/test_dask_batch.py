@@ -133,3 +133,29 @@ def test_a_stopped_batch_keeps_its_lock_until_the_cases_running_are_written(pedi
         time.sleep(8)
         assert sorted(p.name for p in out.glob("*.findings.json")) == written  # nothing after the lock went
     assert [r.name for r in report.rows] == ["b"] and written == ["a-slow.findings.json", "b.findings.json"]
+
+
+def test_relative_paths_name_the_drivers_files_on_every_worker(pediatric_model, tmp_path, monkeypatch):
+    """Inputs and --out given relative to the driver's folder travelled as they were: a worker started
+    in another folder (another host's) read its own in/IM-0122-0001.jpeg, a pneumonia, and wrote
+    the results into its own out/, while the driver's worklist listed them as the driver's normals."""
+    from distributed import Client, LocalCluster
+
+    from dask_faults import WorkIn
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.reading.images import read_radiograph
+
+    normal = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    pneumonia = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[0]
+    for folder, image in (("driver", normal), ("worker", pneumonia)):
+        (tmp_path / folder / "in").mkdir(parents=True)
+        (tmp_path / folder / "in" / "IM-0122-0001.jpeg").symlink_to(image)
+    monkeypatch.chdir(tmp_path / "driver")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(WorkIn(tmp_path / "worker"))
+        report = detect_on_dask(client, ["in"], "out", model=str(pediatric_model), device="cpu")
+    assert report.rows[0].document["image_id"] == read_radiograph(normal).identity
+    written = json.loads((tmp_path / "driver" / "out" / "IM-0122-0001.findings.json").read_text())
+    assert written == report.rows[0].document
+    assert not (tmp_path / "worker" / "out").exists()

@@ -61,12 +61,15 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
                    in_flight: int | None = None, options: BatchOptions = BatchOptions(),
                    events: BatchEvents | None = None) -> BatchReport:
     """Detect on every input (files or folders, as `sslanomaly detect` takes them) with the
-    cluster behind `client`; returns the batch's report (a row per case run)."""
+    cluster behind `client`; returns the batch's report (a row per case run). Paths travel to the
+    workers absolute: a worker runs in a folder of its own (on another host, wherever it was
+    started), where a relative `in/IM-0001.jpeg` is another image or none, and `out` another folder."""
     from distributed import as_completed
 
     model = str(Path(model).resolve()) if Path(model).exists() else str(model)
     in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
     files, repeated = batch_files(inputs, out_dir)
+    files, out_dir = [Path(f).absolute() for f in files], Path(out_dir).absolute()
     events = events or BatchEvents()
     if repeated:
         events.warning(repeated)
