@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh
 OUT=${OUT:-out/demo}
-mkdir -p "$OUT"
-mapfile -t SAMPLES < <(.venv/bin/sslanomaly sample --out "$OUT/sample" ${SAMPLE_DIR:+--data "$SAMPLE_DIR"})
+# A sample refused (SAMPLE_DIR missing, or without images) ends the demo with its reason (set -e).
+SAMPLE_LIST=$(.venv/bin/sslanomaly sample --out "$OUT/sample" ${SAMPLE_DIR:+--data "$SAMPLE_DIR"})
+mapfile -t SAMPLES <<< "$SAMPLE_LIST"
 .venv/bin/sslanomaly detect --model "${MODEL:-pediatric}" --lungs --out "$OUT" "${SAMPLES[@]}"
 echo "Outputs (findings JSON, heatmap NRRD, lung fields NRRD, overlay PNG) are in: $(cd "$OUT" && pwd)"
