@@ -4,7 +4,7 @@ the reason, and nothing else is said or written. (The .venv it sets up exists wh
 import os
 import subprocess
 
-from conftest import REPO
+from conftest import REPO, data_dir
 
 
 def demo(**env):
@@ -20,3 +20,20 @@ def test_a_sample_folder_refused_ends_the_demo_with_its_reason(tmp_path):
         r = demo(SAMPLE_DIR=str(folder), OUT=str(tmp_path / "out"))
         assert (r.returncode, r.stderr) == (2, f"error: {folder}: {reason}\n")
         assert not (tmp_path / "out").exists()
+
+
+def test_a_sample_folder_holding_the_demos_results_is_refused(tmp_path, capsys):
+    """OUT inside SAMPLE_DIR: the second demo took the first one's IM.heatmap.nrrd for a sample and
+    scored it as a radiograph (IM.heatmap.findings.json in the worklist). And a SAMPLE_DIR naming a
+    file was said to be 'no such folder'."""
+    from SSLAnomalyLib.cli import main
+
+    samples = tmp_path / "samples"
+    (samples / "out").mkdir(parents=True)
+    (samples / "IM.jpeg").symlink_to(sorted(data_dir("kermany", "val", "normal").iterdir())[0])
+    (samples / "out" / "IM.heatmap.nrrd").write_bytes(b"NRRD0004\n")
+    assert main(["sample", "--out", str(samples / "out" / "sample"), "--data", str(samples)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {samples / 'out' / 'sample'}: the output folder is inside the input folder {samples}")
+    assert main(["sample", "--out", str(tmp_path / "out"), "--data", str(samples / "IM.jpeg")]) == 2
+    assert capsys.readouterr().err == f"error: {samples / 'IM.jpeg'}: is a file, not a folder\n"

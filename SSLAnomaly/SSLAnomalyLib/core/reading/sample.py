@@ -14,6 +14,7 @@ from PIL import Image
 from scipy import ndimage
 
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs
+from SSLAnomalyLib.core.results.outputs import refuse_output_inside_inputs
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "kermany_fullres"
 SYNTHETIC_NAME = "SYNTHETIC_chest_radiograph.png"
@@ -38,10 +39,13 @@ def synthetic_radiograph(rows: int = 1024, cols: int = 896, seed: int = 0) -> np
 
 def sample_inputs(out_dir, data_dir=None) -> list[Path]:
     """Paths of sample radiographs to run on (real ones are used in place, never copied). A `data_dir`
-    named but missing or without images is refused (ReadError), never silently replaced."""
+    named but missing, a file, or without images is refused (ReadError), never silently replaced; so
+    is one holding `out_dir` (PathError), where the demo writes its results: its next run would take
+    them for samples (a heatmap NRRD scored as a radiograph)."""
     if data_dir:
         if not Path(data_dir).is_dir():
-            raise ReadError(data_dir, "no such folder")
+            raise ReadError(data_dir, "is a file, not a folder" if Path(data_dir).exists() else "no such folder")
+        refuse_output_inside_inputs(out_dir, [data_dir])
         found = _samples_in(Path(data_dir))
         if not found:
             raise ReadError(data_dir, "no images found in the folder")
