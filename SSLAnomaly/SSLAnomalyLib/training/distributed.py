@@ -15,6 +15,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from SSLAnomalyLib.core.reading.images import ReadError
+
 WAIT = timedelta(hours=3)  # how long ranks wait for rank 0 to judge a checkpoint or fit the model folder
 
 
@@ -61,6 +63,14 @@ class Ranks:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
+    def gathered(self, value) -> list:
+        """Every rank's `value` (any picklable), in rank order."""
+        if self.world == 1:
+            return [value]
+        every = [None] * self.world
+        dist.all_gather_object(every, value)
+        return every
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -70,3 +80,18 @@ class Ranks:
         if self.world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+def refuse_other_normals(ranks: Ranks, folder, files: list[str], skipped: list[str]) -> None:
+    """Each rank reads the normals itself; one that cannot read a file the others can (storage that
+    differs between machines, a file's permissions) would draw other images under the same seeded
+    draws and train the model on a mixture, without a word. Refused on every rank (ReadError, before
+    any step), naming each file a rank lacks with its reason ("PATH: REASON" in `skipped`)."""
+    read = ranks.gathered((files, skipped))
+    every = sorted({f for kept, _ in read for f in kept})
+    lacking = [f"rank {r}: " + next((s for s in left_out if s.startswith(f"{f}: ")), f"{f}: not found")
+               for r, (kept, left_out) in enumerate(read) for f in every if f not in set(kept)]
+    if lacking:
+        more = f"; and {len(lacking) - 3} more" if len(lacking) > 3 else ""
+        raise ReadError(folder, f"the {ranks.world} training processes did not read the same normals: "
+                                f"{'; '.join(lacking[:3])}{more}; every process must read every file")

@@ -42,7 +42,7 @@ from SSLAnomalyLib.training import packs
 from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_other_sources,
                                                             find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
-from SSLAnomalyLib.training.distributed import Ranks
+from SSLAnomalyLib.training.distributed import Ranks, refuse_other_normals
 from SSLAnomalyLib.training.feature_cache import normal_files, read_batches
 from SSLAnomalyLib.training.held_back import check_held_back
 from SSLAnomalyLib.training.phases import Phases
@@ -215,6 +215,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         ranks.barrier()
         say(f"reading the normals ({', '.join(as_folders(normals))})")
         normals_dir, normals = normals, read_normals(normals, size, progress and ranks.main, pixels=minutes > 0)
+        refuse_other_normals(ranks, ", ".join(as_folders(normals_dir)), normals.files, normals.skipped)
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(normals.files))
         n_cal, n_held, _ = split_sizes(len(order), val_normals is not None)
