@@ -138,3 +138,18 @@ def test_a_second_run_into_the_same_out_is_refused_while_the_first_trains(tmp_pa
     assert first.returncode == 143 and "Traceback" not in err, err
     assert (work_dir(out) / "checkpoint.safetensors").is_file()  # the first run's, kept to resume
     assert not (tmp_path / ".model.work.lock").exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_does_not_say_it_is_kept(tmp_path, monkeypatch, capsys):
+    """SIGTERM to a torchrun launcher while its ranks read the normals made both say 'the run is kept
+    in MODEL.work: run the same command again to resume it', where nothing was kept (no MODEL.work)."""
+    def terminated(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", terminated)  # stopped after reading, before the first checkpoint
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(normals_folder(tmp_path / "n", range(12))), "--out", str(out),
+                 "--size", "64", "--max-steps", "2", "--device", "cpu", "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == ("interrupted before its first checkpoint: nothing was kept; "
+                                                        "run the same command again to start it")
+    assert not work_dir(out).exists() and not out.exists()

@@ -196,11 +196,17 @@ def cmd_train(args) -> int:
 
 
 def stopped(e: KeyboardInterrupt, out) -> int:
-    """Say where a stopped training run is kept; the exit status of Ctrl-C or SIGTERM."""
+    """Say where a stopped training run is kept, or that nothing is (stopped before its first
+    checkpoint, e.g. while reading the normals: a rerun starts afresh); the exit status of Ctrl-C or SIGTERM."""
     from SSLAnomalyLib.training.fitting import work_dir
+    from SSLAnomalyLib.training.trainer import checkpoint_in
 
     how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-    print(f"{how}; the run is kept in {work_dir(out)}: run the same command again to resume it", file=sys.stderr)
+    if checkpoint_in(work_dir(out)).exists():
+        print(f"{how}; the run is kept in {work_dir(out)}: run the same command again to resume it", file=sys.stderr)
+    else:
+        print(f"{how} before its first checkpoint: nothing was kept; run the same command again to start it",
+              file=sys.stderr)
     return TERMINATED if isinstance(e, Terminated) else 130
 
 

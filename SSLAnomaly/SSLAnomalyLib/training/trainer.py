@@ -137,7 +137,7 @@ class Trainer:
     @property
     def checkpoint(self) -> Path:
         """Weights, momentum, the best encoder so far and the run state, in one file written atomically."""
-        return self.work_dir / "checkpoint.safetensors"
+        return checkpoint_in(self.work_dir)
 
     def batches(self, model: PretextModel, images, lungs, step: int) -> dict:
         """Each objective's inputs for one step: the same seeded draw of normals on every rank, each
@@ -306,3 +306,8 @@ def _brief(identity: dict, keys: list[str]) -> str:
             return "+".join(o["name"] for o in value["objectives"])
         return json.dumps(value)
     return "; ".join(f"{k} {short(identity.get(k))}" for k in keys)
+
+
+def checkpoint_in(work_dir: Path) -> Path:
+    """The checkpoint file of a run kept in `work_dir`."""
+    return Path(work_dir) / "checkpoint.safetensors"
