@@ -96,7 +96,7 @@ class AnomalyLogic:
         self.ensureDependencies()
         from SSLAnomalyLib.training.site_calibration import calibrate_model
 
-        return calibrate_model(model, normalsFolder, outputFolder, fpr=falsePositiveRate, progress=False)
+        return calibrate_model(model, _folder(normalsFolder), _folder(outputFolder), falsePositiveRate, False)
 
     def describeModel(self, model):
         """The verified manifest (a `Manifest`) of a model folder; raises if the folder is not a valid model."""
@@ -388,8 +388,8 @@ class AnomalyLogic:
         return Path(outputFolder)
 
 
-def _folder(path) -> str:  # absolute for the command line: a relative '-site' would be read as an option
-    return str(Path(path).absolute())
+def _folder(path) -> str:  # absolute for the command line: a relative '-site' would be read as an option;
+    return str(Path(os.path.expanduser(path)).absolute())  # `~` is the home folder, as typed in the console
 
 
 def python() -> str:

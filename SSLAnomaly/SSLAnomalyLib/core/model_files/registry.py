@@ -148,11 +148,12 @@ def bundled(name: str | os.PathLike) -> BundledModel | None:
 
 
 def resolve(model: str | os.PathLike) -> Path:
-    """A bundled model's folder for its name; anything else is a folder path. Where a bare name is
+    """A bundled model's folder for its name; anything else is a folder path (`~` the user's home, as a
+    shell reads it: a path typed in Slicer's Python console reaches here as it was typed). Where a bare name is
     also a folder here, the bundled model is taken and stderr says so once."""
     entry = bundled(model)
     if entry is None:
-        return Path(model)
+        return Path(os.path.expanduser(model))  # as typed where no such user: a folder of that name
     if Path(model).is_dir() and model not in _announced:
         _announced.add(model)
         print(f"note: --model {model} is the bundled model {entry.name!r}; the folder {model} here is not used "
