@@ -91,8 +91,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
         self._detection = self._detectionVolume = None  # DetectionJob, and the volume it scores
         self._training, self._trainingShown = None, 0   # TrainingJob (training or calibration), its log lines shown
-        self._timer = None
-        self._sliderVolume = None  # the volume whose sensitivity the slider shows (it lives on its heatmap)
+        self._timer = self._sliderVolume = None  # the slider shows a volume's sensitivity (it lives on its heatmap)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -204,8 +203,9 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Verify a model folder, remember it and select it."""
         self.logic.describeModel(folder)  # verifies manifest and hashes before offering it
         remember_model_folder(folder)
-        self._parameterNode.model = str(folder)
-        self._populateModels()
+        self.logic.getParameterNode().model = str(folder)  # the scene's: a job may end after the panel was left
+        if self._parameterNode:  # else the list is filled when the panel is entered again
+            self._populateModels()
 
     # --- detection ----------------------------------------------------------------------------
     def onDetect(self) -> None:
@@ -238,7 +238,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.errorDisplay(_("Detection failed: {error}").format(error=error))
             else:
                 with slicer.util.tryWithErrorDisplay(_("Could not show the result."), waitCursor=True):
-                    self.logic.showResult(volume, result, opacity=self._parameterNode.opacity)
+                    self.logic.showResult(volume, result, opacity=self.logic.getParameterNode().opacity)
                     self._resetSensitivitySlider(volume)
                     self._offerSavedReview(volume)
         self._updateGui()
@@ -331,7 +331,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainingProgressBar.setFormat(f"{job.phase}: %p%")
             self.ui.trainingProgressBar.value = int(100 * job.fraction)
         if not job.running:
-            self._trainingFinished(job.wait(), self._parameterNode.modelOutputFolder)
+            self._trainingFinished(job.wait(), job.output)  # the folder it was started on
 
     def onCancelTraining(self) -> None:
         """Stops the training (or calibration) process tree; training resumes from its last checkpoint."""

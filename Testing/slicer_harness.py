@@ -56,7 +56,8 @@ class ScriptedLoadableModuleTest(unittest.TestCase):
 def parameterNodeWrapper(cls):
     """Fields kept in the scripted module node as the real wrapper keeps them (a node-typed field,
     the one without a default, as a node reference; the others as parameters read back with their
-    default's type), so that they are saved with the scene; the GUI connection is a no-op."""
+    default's type), so that they are saved with the scene; the GUI connection is a no-op, observers
+    are the node's."""
 
     def field(name, default):
         def get(self):
@@ -84,6 +85,8 @@ def parameterNodeWrapper(cls):
     cls.__init__ = __init__
     cls.connectGui = lambda self, ui: None
     cls.disconnectGui = lambda self, tag: None
+    cls.AddObserver = lambda self, *args: self.parameterNode.AddObserver(*args)  # as the real wrapper: the panel
+    cls.RemoveObserver = lambda self, tag: self.parameterNode.RemoveObserver(tag)  # follows its node's changes
     return cls
 
 

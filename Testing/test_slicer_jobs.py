@@ -2,6 +2,9 @@
 console user types them, and what a job's result lands on when it ends."""
 
 import shutil
+import sys
+import time
+import types
 
 import pytest
 from slicer_cases import empty_scene, logic
@@ -29,3 +32,77 @@ def test_model_and_job_folders_given_with_a_tilde_are_the_home_folders(tmp_path,
     assert job.wait(timeout=120) != 0
     assert job.lines[-1].startswith(f"error: {tmp_path / 'home' / 'normals'}"), job.lines[-3:]  # the model was read
     assert not (tmp_path / "~").exists()
+
+
+class Widgets:
+    """Stands in for the panel's Qt widgets (the `ui` of `childWidgetVariables`, the timer): any
+    attribute is another one, any call is kept (`calls`), so that the panel's own code runs as written."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        child = Widgets()
+        object.__setattr__(self, name, child)
+        return child
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(args)
+        return Widgets()
+
+
+def panel(monkeypatch):
+    """The module's panel (SSLAnomalyWidget) on the scene, as `setup` leaves it, with stand-ins for its widgets."""
+    import slicer
+    from slicer_harness import load_module_file
+
+    module = load_module_file()
+    settings = {}
+    monkeypatch.setattr(sys.modules["qt"], "QSettings", lambda: types.SimpleNamespace(
+        value=settings.get, setValue=settings.__setitem__), raising=False)  # the added model folders
+    monkeypatch.setattr(sys.modules["qt"], "Qt", types.SimpleNamespace(WaitCursor=None), raising=False)
+    for name, value in (("setOverrideCursor", lambda cursor: None), ("restoreOverrideCursor", lambda: None),
+                        ("testingEnabled", lambda: True)):  # what tryWithErrorDisplay asks of the application
+        monkeypatch.setattr(slicer.app, name, value, raising=False)
+    widget = module.SSLAnomalyWidget(types.SimpleNamespace(isEntered=True))
+    widget.logic, widget.ui, widget._timer = module.SSLAnomalyLogic(), Widgets(), Widgets()
+    widget.logic.reviewFolder = None
+    widget.initializeParameterNode()
+    return widget
+
+
+def finish(widget, seconds=300):
+    """The panel's timer, until its jobs have ended and been taken in."""
+    deadline = time.time() + seconds
+    while (widget._detection or widget._training) and time.time() < deadline:
+        widget._poll()
+        time.sleep(0.2)
+    assert not (widget._detection or widget._training), "the job did not end"
+
+
+def test_jobs_that_end_after_the_panel_was_left_land_where_they_were_started(tmp_path, monkeypatch, small_normals):
+    """The panel read the parameter node when a job ended, not when it started: a calibration that ended after
+    the reader had typed the next output folder selected that folder ('Not a usable model folder', the new
+    model never offered), and one that ended after the reader had gone to another module (the panel's node
+    is then None) raised AttributeError at every tick of the timer; so did a detection, whose result was lost."""
+    from SSLAnomalyLib.core.reading.sample import sample_inputs
+
+    empty_scene()
+    widget = panel(monkeypatch)
+    parameters = widget._parameterNode
+    parameters.normalsFolder, parameters.model = small_normals[1], "pediatric"
+    parameters.modelOutputFolder = tmp_path / "calibrated"
+    widget.onCalibrate()
+    parameters.modelOutputFolder = tmp_path / "next"  # typed while it runs
+    widget.exit()  # and on to another module
+    finish(widget)
+    widget.enter()
+    assert widget._parameterNode.model == str(tmp_path / "calibrated")
+    assert f"Model ready: {tmp_path / 'calibrated'}" in str(widget.ui.trainingLog.appendPlainText.calls[-1])
+
+    volume = widget.logic.loadVolume(sample_inputs(tmp_path / "input")[0])
+    widget._parameterNode.inputVolume, widget._parameterNode.opacity = volume, 0.3
+    widget.onDetect()
+    widget.exit()
+    finish(widget)
+    assert widget.logic.caseResult(volume) is not None

@@ -23,10 +23,12 @@ from SSLAnomalyLib.training.progress import ENV, JSON_LINES, parse_progress
 class TrainingJob:
     """`sslanomaly train` or `calibrate` in a separate process (so that the panel stays responsive);
     `lines` holds its log, `phase`, `done` and `total` its latest progress (of training: seconds of
-    the budget; of calibration: normals scored of all)."""
+    the budget; of calibration: normals scored of all); `output` the model folder it writes, as it was
+    started (what the panel offers when it ends, whatever its fields say by then)."""
 
-    def __init__(self, command: list[str], env: dict | None = None, on_line: Callable[[str], None] | None = None):
-        self.command, self.on_line = list(command), on_line
+    def __init__(self, command: list[str], env: dict | None = None, on_line: Callable[[str], None] | None = None,
+                 output: os.PathLike | None = None):
+        self.command, self.on_line, self.output = list(command), on_line, output
         self.env = dict(os.environ if env is None else env, **{ENV: JSON_LINES})
         self.lines: list[str] = []
         self.phase, self.done, self.total = None, 0, None

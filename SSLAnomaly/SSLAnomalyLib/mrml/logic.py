@@ -359,7 +359,7 @@ class AnomalyLogic:
 
         command = self.trainCommand(normalsFolder, outputFolder, minutes, valNormalsFolder, device, startFrom,
                                     otherSourceNormalsFolder)
-        return self._startProcess(TrainingJob, command, log)
+        return self._startProcess(TrainingJob, command, log, outputFolder)
 
     def startCalibration(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05,
                          log=None):
@@ -369,13 +369,13 @@ class AnomalyLogic:
 
         command = [python(), "-m", "SSLAnomalyLib.cli", "calibrate", "--model", str(model), "--normals",
                    _folder(normalsFolder), "--out", _folder(outputFolder), "--fpr", str(float(falsePositiveRate))]
-        return self._startProcess(TrainingJob, command, log)
+        return self._startProcess(TrainingJob, command, log, outputFolder)
 
-    def _startProcess(self, jobClass, command: list[str], log):
-        """A process job running the module's command line in Slicer's Python, the module on its path."""
+    def _startProcess(self, jobClass, command: list[str], log, output):
+        """A process job running the module's command line in Slicer's Python (the module on its path) into `output`."""
         self.ensureDependencies()
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(MODULE_DIR), os.environ.get("PYTHONPATH", "")]))
-        return jobClass(command, env=environment, on_line=log).start()
+        return jobClass(command, env=environment, on_line=log, output=Path(_folder(output))).start()
 
     def train(self, normalsFolder, outputFolder, minutes: float = 30.0, valNormalsFolder=None,
               device: str = "auto", startFrom=None, log=print, otherSourceNormalsFolder=None) -> Path:
