@@ -106,3 +106,26 @@ def test_jobs_that_end_after_the_panel_was_left_land_where_they_were_started(tmp
     widget.exit()
     finish(widget)
     assert widget.logic.caseResult(volume) is not None
+
+
+def test_a_batch_whose_output_folder_is_removed_stops_and_says_so(tmp_path, small_normals, pediatric_model):
+    """The output folder deleted while a batch ran (by hand, or a clean-up): the batch made it again and went
+    on, and returned, indexed and listed in worklist.csv every case as written, the first ones' files gone
+    with the folder and its lock (another run could then write there too)."""
+    from SSLAnomalyLib.core.files.errors import PathError
+
+    empty_scene()
+    lg, out = logic(), tmp_path / "batch"
+    lg.reviewFolder = None
+    inputs = sorted(small_normals[1].iterdir())[:3]
+
+    def remove(done, total, name):
+        if done == 1:
+            shutil.rmtree(out)
+
+    with pytest.raises(PathError, match=f"{out}: was removed while the batch ran"):
+        lg.detectBatch(inputs, out, model=pediatric_model, device="cpu", progress=remove)
+    assert not (out / "worklist.csv").exists() and not (out / "batch_index.json").exists()
+    rows = lg.detectBatch(inputs, out, model=pediatric_model, device="cpu", resume=True)  # finishes it
+    assert rows and all("files" in row for row in rows)
+    assert all((out / f"{p.stem}.findings.json").exists() for p in inputs) and (out / "worklist.csv").exists()

@@ -28,7 +28,7 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
-from SSLAnomalyLib.core.results.outputs import (append_failure, case_paths, output_folder, output_lock,
+from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_paths, output_folder, output_lock,
                                                 unique_case_names)
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
@@ -38,6 +38,11 @@ INDEX_EVERY = 100  # finished cases between saves of the index (those a killed r
 
 class DiskFull(PathError):
     """The output folder's disk is full: the batch stops (every later case would fail alike)."""
+
+
+class FolderGone(PathError):
+    """The output folder was removed (or another put in its place) while the batch ran: the batch stops,
+    writing nothing more there (its index and worklist would list results that are gone with the folder)."""
 
 
 class BatchEvents:
@@ -90,7 +95,7 @@ class Batch:
         if options.failures_log:  # every input without results is tried again, so the log starts afresh
             (out / FAILURE_LOG).unlink(missing_ok=True)
         self.report = BatchReport(out, kept=sorted(kept), todo=len(self.todo))
-        self.written = 0
+        self.written, self._folder = 0, _identity(out)
         events.started(len(self.todo), len(kept))
 
     def _refuse_replacing_other_images(self) -> None:
@@ -144,7 +149,11 @@ class Batch:
 
     def record(self, row: CaseRow) -> bool:
         """Log and report one finished case; False when the front end stops the batch. A full disk
-        ends the batch (DiskFull names the folder)."""
+        ends the batch (DiskFull names the folder), and so does the folder removed (FolderGone)."""
+        if _identity(self.out) != self._folder or (self.options.lock and not (self.out / LOCK).exists()):
+            raise FolderGone(self.out, f"was removed while the batch ran (or replaced, or its lock {LOCK} deleted): "
+                                       f"{self.written} result(s) written before went with it and the batch stopped; "
+                                       "run it again (resume keeps what is still there)")
         self.report.rows.append(row)
         if row.fatal:
             raise DiskFull(self.out, f"No space left on device (writing {row.name}: {row.error}); "
@@ -200,6 +209,8 @@ def open_batch(cases: list[Case], out, options: BatchOptions, detector: AnomalyD
         batch = Batch(cases, out, options, detector, events or BatchEvents())
         try:
             yield batch
+        except FolderGone:  # the folder there now is not the batch's: nothing more is written into it
+            raise
         except BaseException:
             try:
                 batch.finish(complete=False)
@@ -219,6 +230,15 @@ def disk_full_names(out: Path):
             raise
         raise DiskFull(out, "No space left on device; free some space and run again with --resume to finish") \
             from None
+
+
+def _identity(folder: Path) -> tuple | None:
+    """Which folder is at `folder` now (None: none)."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def file_cases(files) -> list[Case]:
