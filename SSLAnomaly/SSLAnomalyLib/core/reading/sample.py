@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import ndimage
 
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs
-from SSLAnomalyLib.core.results.outputs import refuse_output_inside_inputs
+from SSLAnomalyLib.core.reading.walk import refuse_output_inside_inputs
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "kermany_fullres"
 SYNTHETIC_NAME = "SYNTHETIC_chest_radiograph.png"

@@ -1,12 +1,15 @@
 """Walking input folders without recursion and without entering a folder twice: a folder nested
 thousands deep is listed (os.walk recurses, and fails past Python's recursion limit), a link to a
-folder is followed once, and a symbolic-link loop ends the walk of that branch instead of the batch."""
+folder is followed once, and a symbolic-link loop ends the walk of that branch instead of the batch; and an output folder is never
+one the walk of the inputs would enter."""
 
 from __future__ import annotations
 
 import errno
 import os
 from pathlib import Path
+
+from SSLAnomalyLib.core.files.errors import PathError
 
 
 def resolved(path) -> Path | None:
@@ -63,3 +66,15 @@ def why_missing(path: Path) -> str:
         if e.errno == errno.ENAMETOOLONG:
             return "path is too long to open"
     return "file does not exist"
+
+
+def refuse_output_inside_inputs(out_dir, inputs) -> None:
+    """An output folder in (or equal to) an input folder would have the tool's own results scored
+    as radiographs by the next run: refused, naming both. An input that cannot be resolved (a link
+    loop) is no folder: the batch names it as a failure of that input."""
+    out = resolved(out_dir) or Path(out_dir).absolute()
+    for given in inputs:
+        folder = resolved(given)
+        if folder is not None and Path(given).is_dir() and (out == folder or folder in out.parents):
+            raise PathError(out_dir, f"the output folder is inside the input folder {given}; its results would be "
+                                     "read as radiographs on the next run: choose an output folder outside the inputs")

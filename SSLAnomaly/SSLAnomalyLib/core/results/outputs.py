@@ -25,7 +25,7 @@ from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import list_inputs, write_image
-from SSLAnomalyLib.core.reading.walk import resolved
+from SSLAnomalyLib.core.reading.walk import refuse_output_inside_inputs
 from SSLAnomalyLib.core.results.findings_json import to_json
 from SSLAnomalyLib.core.results.overlay import render_overlay
 from SSLAnomalyLib.core.results.png import png_bytes
@@ -58,18 +58,6 @@ def append_failure(path, given, reason: str) -> None:
     rewritten, so that a batch of thousands of unreadable files costs no more per failure at the end."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"input": shown(given), "reason": reason}) + "\n")
-
-
-def refuse_output_inside_inputs(out_dir, inputs) -> None:
-    """An output folder in (or equal to) an input folder would have the tool's own results scored
-    as radiographs by the next run: refused, naming both. An input that cannot be resolved (a link
-    loop) is no folder: the batch names it as a failure of that input."""
-    out = resolved(out_dir) or Path(out_dir).absolute()
-    for given in inputs:
-        folder = resolved(given)
-        if folder is not None and Path(given).is_dir() and (out == folder or folder in out.parents):
-            raise PathError(out_dir, f"the output folder is inside the input folder {given}; its results would be "
-                                     "read as radiographs on the next run: choose an output folder outside the inputs")
 
 
 def output_folder(out_dir) -> Path:
