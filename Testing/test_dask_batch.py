@@ -159,3 +159,24 @@ def test_relative_paths_name_the_drivers_files_on_every_worker(pediatric_model, 
     written = json.loads((tmp_path / "driver" / "out" / "IM-0122-0001.findings.json").read_text())
     assert written == report.rows[0].document
     assert not (tmp_path / "worker" / "out").exists()
+
+
+def test_a_bundled_name_is_the_bundled_model_where_a_folder_of_that_name_is_at_hand(small_model, tmp_path,
+                                                                                    monkeypatch):
+    """`--model pediatric` is the bundled model on the command line even beside a ./pediatric folder (it says
+    so); the Dask driver took the folder instead, because it made any existing path of that name absolute."""
+    import shutil
+
+    from distributed import Client, LocalCluster
+
+    from SSLAnomalyLib.core.batch.dask_driver import detect_on_dask
+    from SSLAnomalyLib.core.model_files.model_folder import load
+
+    shutil.copytree(small_model, tmp_path / "pediatric")
+    image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    monkeypatch.chdir(tmp_path)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        report = detect_on_dask(client, [str(image)], "out", model="pediatric", device="cpu")
+    assert report.rows[0].document["model"] == load("pediatric").manifest.model_id
+    assert report.rows[0].document["model"] != load(tmp_path / "pediatric").manifest.model_id

@@ -23,7 +23,7 @@ from pathlib import Path
 from SSLAnomalyLib.core.batch.case import Case, CaseRow, failed_row, process_case
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
-from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files import model_folder, registry
 from SSLAnomalyLib.core.results.outputs import batch_files
 
 
@@ -66,7 +66,9 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
     started), where a relative `in/IM-0001.jpeg` is another image or none, and `out` another folder."""
     from distributed import as_completed
 
-    model = str(Path(model).resolve()) if Path(model).exists() else str(model)
+    # a bundled name travels as it is (each worker takes its own installation's model, as the command line
+    # does: before a folder of that name where it runs); a folder travels absolute, like the inputs
+    model = str(model) if registry.bundled(str(model)) else str(registry.resolve(model).absolute())
     in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
     files, repeated = batch_files(inputs, out_dir)
     files, out_dir = [Path(f).absolute() for f in files], Path(out_dir).absolute()
