@@ -226,3 +226,13 @@ def test_a_volume_whose_geometry_is_edited_after_detection_keeps_heatmap_and_fin
     document = json.loads(lg.exportCase(reloaded, tmp_path / "again", formats=["json"])["json"].read_text())
     assert [f["bbox_ijk"] for f in document["findings"]] == [f["bbox_ijk"] for f in before]
     np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(reloaded)), ijk_to_ras_matrix(reloaded))
+
+
+@pytest.mark.parametrize("spacing", [1e-300, 1e300, float("nan")])
+def test_a_batch_with_a_spacing_no_radiograph_has_is_refused_before_anything_is_written(model, tmp_path, spacing):
+    """The command line refuses such a --spacing; the Logic's detectBatch took it and every input failed with
+    ITK's 'Singular matrix' (or areas no JSON can hold). Refused by the batch's options, for every front end."""
+    empty_scene()
+    with pytest.raises(ValueError, match="no radiograph's: give one from 0.001 to 10 mm"):
+        logic().detectBatch(str(tb_radiograph()), tmp_path / "out", model=str(model), spacing=spacing)
+    assert not (tmp_path / "out").exists()

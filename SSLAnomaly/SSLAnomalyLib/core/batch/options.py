@@ -38,3 +38,13 @@ class BatchOptions:
     spacing: float | None = None  # mm per pixel for inputs that have none of their own (PNG, JPEG, a DICOM without one)
     overwrite: bool = True        # False: a case whose files exist fails rather than replace them
     outputs: tuple[CaseOutput, ...] = field(default_factory=tuple)  # e.g. the scene bundle (--mrb)
+
+    def __post_init__(self):
+        """A spacing no radiograph's pixel has is refused here, for every front end (the command line's
+        --spacing checks the same bounds): 1e-300 mm failed every input with ITK's 'Singular matrix'."""
+        if self.spacing is not None:
+            from SSLAnomalyLib.core.reading.images import MAX_SPACING_MM, MIN_SPACING_MM
+
+            if not MIN_SPACING_MM <= self.spacing <= MAX_SPACING_MM:
+                raise ValueError(f"a pixel spacing of {self.spacing:g} mm is no radiograph's: give one from "
+                                 f"{MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm")
