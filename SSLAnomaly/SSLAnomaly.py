@@ -2,9 +2,8 @@
 normal radiographs only, shows a heatmap and findings over the image, lets the radiologist review
 them, and exports the result (Slicer files, CSV/JSON, DICOM SEG + SR).
 
-This file is the template's shape: module, parameter node, panel, logic, test. The panel only
-collects parameters and calls the logic; the logic is `SSLAnomalyLib.mrml.logic.AnomalyLogic`
-(usable from the Python console), long work runs as `SSLAnomalyLib.jobs` jobs.
+This file is the template's shape (module, parameter node, panel, logic, test); the panel only collects parameters
+and calls the logic (`SSLAnomalyLib.mrml.logic.AnomalyLogic`, the Python console's too); long work runs as jobs.
 """
 
 from __future__ import annotations
@@ -235,7 +234,7 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job.results and not job.cancelled:
             _image, result, error = job.results[0]
             if error is not None:
-                slicer.util.errorDisplay(_("Detection failed: {error}").format(error=error))
+                slicer.util.errorDisplay(_("Detection failed on '{name}': {error}").format(name=volume.GetName(), error=error))
             else:
                 with slicer.util.tryWithErrorDisplay(_("Could not show the result."), waitCursor=True):
                     self.logic.showResult(volume, result, opacity=self.logic.getParameterNode().opacity)
@@ -345,7 +344,8 @@ class SSLAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._addModelFolder(str(folder))
         self.ui.trainingLog.appendPlainText(
             _("Model ready: {folder} (selected in the model list)").format(folder=folder) if exitCode == 0
-            else _("Stopped (exit code {code}); a training started again resumes.").format(code=exitCode))
+            else _("Stopped (exit code {code}; the log above says why): a training started again resumes from its "
+                   "checkpoint, a calibration starts afresh.").format(code=exitCode))
 
 
 class SSLAnomalyLogic(ScriptedLoadableModuleLogic, AnomalyLogic):

@@ -129,3 +129,19 @@ def test_a_batch_whose_output_folder_is_removed_stops_and_says_so(tmp_path, smal
     rows = lg.detectBatch(inputs, out, model=pediatric_model, device="cpu", resume=True)  # finishes it
     assert rows and all("files" in row for row in rows)
     assert all((out / f"{p.stem}.findings.json").exists() for p in inputs) and (out / "worklist.csv").exists()
+
+
+def test_a_calibration_that_fails_does_not_promise_to_resume(tmp_path, monkeypatch):
+    """A calibration that ended in an error (here: its normals folder is gone) closed the log with 'a training
+    started again resumes', which is true of neither: the log now points at the reason above it and says what
+    starting again does for each kind of job."""
+    empty_scene()
+    widget = panel(monkeypatch)
+    parameters = widget._parameterNode
+    parameters.normalsFolder, parameters.model = tmp_path / "gone", "pediatric"
+    parameters.modelOutputFolder = tmp_path / "calibrated"
+    widget.onCalibrate()
+    finish(widget)
+    last = str(widget.ui.trainingLog.appendPlainText.calls[-1])
+    assert "the log above says why" in last and "a calibration starts afresh" in last
+    assert not (tmp_path / "calibrated").exists()
