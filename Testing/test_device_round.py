@@ -59,3 +59,25 @@ def test_a_dry_run_brings_back_verified_models_within_the_limits(tmp_path):
         assert loaded.manifest.model_id == figures["model_id"]
         assert loaded.manifest.section("training")["weights"] == "float16"
         assert loaded.encoder_state["conv1.weight"].dtype.itemsize == 2
+
+
+@pytest.mark.parametrize("normals_packed", [False, True], ids=["folder", "pack"])
+def test_held_back_normals_given_as_a_pack_set_the_thresholds(tmp_path, normals_packed):
+    """`train --val-normals PACK` (as the device round gives it) was read as a folder: with folder normals it was
+    refused as 'no such folder', and with a pack of normals it was left out as an 'unsupported file type', so the
+    thresholds were set without the held-back normals. Both now count them."""
+    from conftest import link_subset
+    from SSLAnomalyLib.cli import main
+
+    normals = link_subset(data_dir("kermany", "train", "normal"), tmp_path / "n", 25)
+    val_files = sorted(data_dir("kermany", "val", "normal").iterdir())[:8]
+    val = load_normals([str(f) for f in val_files], 64, progress=False)
+    val_pack = write_pack(tmp_path / "val.npz.xz", val.images01, val.lungs, val.files)
+    if normals_packed:
+        packed = load_normals([str(normals)], 64, progress=False)
+        normals = write_pack(tmp_path / "n.npz.xz", packed.images01, packed.lungs, packed.files)
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(normals), "--val-normals", str(val_pack), "--out", str(out), "--size", "64",
+                 "--minutes", "0", "--device", "cpu", "--quiet"]) == 0
+    calibration = load(out).manifest.section("calibration")
+    assert calibration["n_normals"] + len(calibration["set_aside_scores"]) == 25 + 8

@@ -124,8 +124,10 @@ def split_sizes(n: int, separate_calibration: bool) -> tuple[int, int, int]:
 def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
     """Refuse, before anything is read or trained, normals whose image files could not give
     MIN_TRAIN_IMAGES training images even if every one of them were readable, and held-back
-    normals that are training normals too."""
-    for folder in as_folders(normals_dir) + as_folders(val_normals_dir or []):
+    normals that are training normals too. Held-back normals may be a pack (as `train --val-normals`
+    takes one): it holds no files to compare byte for byte, as when both are packs."""
+    val_pack = val_normals_dir is not None and packs.is_pack(val_normals_dir)
+    for folder in as_folders(normals_dir) + ([] if val_pack else as_folders(val_normals_dir or [])):
         if not Path(folder).is_dir():
             raise ReadError(folder, "no such folder")
     files = normal_files(normals_dir)
@@ -135,7 +137,7 @@ def check_enough_normals(normals_dir, val_normals_dir=None) -> None:
         raise ReadError(name, f"{len(files)} image file(s) leave at most {n_train} for training after "
                                      f"{n_held} held out" + (f" and {n_cal} for calibration" if n_cal else "")
                         + f"; at least {MIN_TRAIN_IMAGES} are needed")
-    if val_normals_dir is not None:
+    if val_normals_dir is not None and not val_pack:
         check_held_back(normals_dir, val_normals_dir)  # no images is an error that names the folder too
 
 
@@ -260,8 +262,9 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         net.load_state_dict(encoder_state)
         site_normals = normals if packs.is_pack(normals_dir) else normals_dir
         acquisition, acquisition_record = acquisition_of(spec, start, net, encoder_cfg, dev, site_normals, say, progress)
+        held_back = read_normals(val_normals, size, False) if val_normals and packs.is_pack(val_normals) else val_normals
         fit = cross_fit(net, encoder_cfg, dev, site_normals,
-                        val_normals, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
+                        held_back, seed=seed, reference_views=reference_views, calibration_views=calibration_views,
                         standardise_positions=standardise_positions, progress=progress,
                         sides=SidesRule.fitted(recipe.sides_offset), reconstruction=reconstruction, acquisition=acquisition)
         scorer = fit.scorer
