@@ -457,7 +457,8 @@ def test_the_seal_guards_against_corruption_not_edits_and_the_site_signature_aga
                                                                                             site_key):
     signed, resigned = saved_again(small_model, tmp_path / "signed"), saved_again(small_model, tmp_path / "resigned")
     assert json.loads((signed / MANIFEST).read_text())["site_signature"]["algorithm"] == "HMAC-SHA256"
-    rehash(signed, calibration=dict(load(signed).manifest.section("calibration"), threshold=1e9))  # edited, resealed without the key
+    edited = dict(load(signed).manifest.section("calibration"), set_aside_files=["edited.png"])
+    rehash(signed, calibration=edited)  # edited, resealed without the key
     load(signed)  # the unkeyed seal cannot tell (README: known limits)
     site_key.setenv("SSLANOMALY_REQUIRE_SIGNED", "1")
     with pytest.raises(ModelError, match="signature does not match this site's key"):

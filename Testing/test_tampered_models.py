@@ -3,6 +3,7 @@ whatever the manifest or the weights hold, the model is refused in one line nami
 reason, or loads as what it says it is, never as a silently different model. Runs on copies of the
 bundled models (tampered.py), without ../shared/data."""
 
+import re
 import shutil
 
 import pytest
@@ -99,3 +100,14 @@ def test_a_reference_that_does_not_fit_its_encoder_or_manifest_is_refused_on_loa
     bad = resealed(model, tmp_path / "m", edit, edit_tensors)
     with pytest.raises(ModelError, match=f"model.safetensors does not fit its encoder or manifest: .*{reason}"):
         AnomalyDetector.load(bad)
+
+
+@pytest.mark.parametrize("key, value", [("threshold", -5.0), ("pixel_threshold", 1e308), ("threshold", 1.0001)])
+def test_a_stated_threshold_that_is_not_its_scores_is_refused_on_loading(tmp_path, key, value):
+    """Before: a manifest's stated thresholds were never read back; detection set its own on the stored scores,
+    so a threshold edited to -5 loaded without a word, shown by the card and `models` beside other verdicts."""
+    def edit(document):
+        document["calibration"][key] = value
+
+    with pytest.raises(ModelError, match=f"field calibration cannot be read .*{key} {re.escape(str(value))} is not the"):
+        AnomalyDetector.load(resealed("pediatric", tmp_path / "m", edit))

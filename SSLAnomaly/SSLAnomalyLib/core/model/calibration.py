@@ -31,6 +31,7 @@ DEFAULT_FPR = 0.05
 INTERVAL = 0.9           # the stated interval of the false-positive rate on new normals
 MIN_ABOVE = 5            # fewer than this many normals expected above the threshold (n x FPR): unstable
 FAR_OUT = 3.0            # Tukey's far-out fence: normals above Q3 + FAR_OUT x IQR are set aside
+STATED_TOLERANCE = 1e-5  # a stated threshold and its scores' agree to this (relative); scores are stored to 6 decimals
 
 
 @dataclass
@@ -176,5 +177,15 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
-        return cls(np.asarray(d["normal_scores"]), np.asarray(d["normal_peaks"]), d["false_positive_rate"],
-                   d.get("rule", "quantile"), np.asarray(d.get("set_aside_scores", [])), d.get("set_aside_files", []))
+        """The calibration a manifest states. The thresholds it states must be those of its scores (to
+        the 6 decimals scores are stored at): a model applies the scores', so a stated one edited by
+        hand (-5, 1e308) was shown by `models` and the card while another decided every verdict."""
+        calibration = cls(np.asarray(d["normal_scores"]), np.asarray(d["normal_peaks"]), d["false_positive_rate"],
+                          d.get("rule", "quantile"), np.asarray(d.get("set_aside_scores", [])),
+                          d.get("set_aside_files", []))
+        for key, applied in (("threshold", calibration.threshold), ("pixel_threshold", calibration.pixel_threshold)):
+            stated = d.get(key)
+            if stated is not None and not abs(float(stated) - applied) <= STATED_TOLERANCE * max(1.0, abs(applied)):
+                raise ValueError(f"{key} {stated} is not the {applied:.6g} its normal scores give at false-positive "
+                                 f"rate {calibration.false_positive_rate:g}")
+        return calibration
