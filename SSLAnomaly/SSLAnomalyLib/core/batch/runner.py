@@ -86,6 +86,7 @@ class Batch:
         self.out, self.options, self.events = out, options, events
         remove_leftovers(out)
         self.index = BatchIndex(out)
+        self._earlier = {c.name: self._finished(c.name) for c in cases}  # each result here at the start, read once
         kept = {c.name for c in cases if options.resume and self._still_holds(c, detector)}
         self.todo = [c for c in cases if c.name not in kept]
         self._refuse_replacing_other_images()
@@ -102,7 +103,7 @@ class Batch:
         """A result in the folder is another image's (same name, another file or volume): replacing it
         would leave a reader, a worklist or a PACS link to it looking at another patient. Refused
         before anything is written, naming the first few."""
-        found = self.index.made_from_other_files(self.todo, self._finished)
+        found = self.index.made_from_other_files(self.todo, self._earlier.get)
         others = [other for other in found if case_paths(self.out, other[0])["findings"].exists()]
         if others:
             named = first_few([f"'{name}' of {earlier} (this batch: {now})" for name, earlier, now in others])
@@ -113,7 +114,7 @@ class Batch:
         """A findings JSON with a review (the Slicer export of a reader's decisions, notes and own
         findings) is the reader's work: detecting again would replace it with the model's findings
         alone. Refused before anything is written, naming the first few."""
-        reviewed = [c.name for c in self.todo if "review" in (self._finished(c.name) or {})]
+        reviewed = [c.name for c in self.todo if "review" in (self._earlier[c.name] or {})]
         if reviewed:
             raise PathError(self.out, f"holds a reader's reviewed findings (exported from Slicer) under the names this "
                                       f"batch would write: {first_few([repr(n) for n in reviewed])}; detecting again "
@@ -134,7 +135,7 @@ class Batch:
         (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
         if not all(p.exists() for p in promised(self.out, case.name, self.options)):
             return False
-        done = self._finished(case.name)
+        done = self._earlier[case.name]
         if done is None:
             return False
         try:
