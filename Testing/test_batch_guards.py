@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import REPO, data_dir
+from tampered import resealed
 from SSLAnomalyLib.cli import main
 from SSLAnomalyLib.core.results.outputs import LOCK
 
@@ -122,6 +123,43 @@ def test_resume_redoes_results_of_other_thresholds(small_model, tmp_path):
     assert before.keys() == after.keys() and all(after[k] != before[k] for k in after)
     same = detect(small_model, out, inputs, extra=("--fpr", "0.3", "--resume"))
     assert "2 already done" in same.stdout
+
+
+def test_resume_redoes_results_of_another_model_folder_under_the_same_id(tmp_path, capsys):
+    """--resume kept a result whenever its model_id and image threshold matched: a model folder
+    recalibrated (the pixel threshold, which decides the findings) or whose weights were changed,
+    resealed under the same id, left the earlier findings. A result records the folder's seal; one
+    that records none (written before it was recorded) is redone."""
+    def halve_peaks(manifest):
+        calibration = manifest["calibration"]
+        calibration["normal_peaks"] = [p / 2 for p in calibration["normal_peaks"]]
+        calibration["pixel_threshold"] /= 2
+
+    def scale_weights(tensors):
+        name = next(k for k, v in tensors.items() if k.startswith("encoder.") and v.ndim > 1)
+        tensors[name] = tensors[name] * 1.5
+
+    models = [resealed("pediatric", tmp_path / "m0"), resealed("pediatric", tmp_path / "m1", halve_peaks),
+              resealed("pediatric", tmp_path / "m2", edit_tensors=scale_weights)]
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(sorted(data_dir("kermany", "val", "pneumonia").iterdir())[0], inputs / "IM.jpeg")
+
+    def resume(model) -> tuple[str, dict]:
+        assert main(["detect", "--model", str(model), "--out", str(out), "--quiet", "--resume", str(inputs)]) == 0
+        return capsys.readouterr().out, json.loads((out / "IM.findings.json").read_text())
+
+    _, first = resume(models[0])
+    said, recalibrated = resume(models[1])
+    assert "already done" not in said and recalibrated["model"] == first["model"]
+    assert recalibrated["pixel_threshold"] == pytest.approx(first["pixel_threshold"] / 2, rel=1e-5)
+    said, reweighted = resume(models[2])
+    assert "already done" not in said and reweighted["score"] != first["score"]
+    assert len({first["model_sha256"], recalibrated["model_sha256"], reweighted["model_sha256"]}) == 3
+    assert "1 already done" in resume(models[2])[0]
+    (out / "IM.findings.json").write_text(json.dumps({k: v for k, v in reweighted.items() if k != "model_sha256"}))
+    said, redone = resume(models[2])
+    assert "already done" not in said and redone["model_sha256"] == reweighted["model_sha256"]
 
 
 def test_a_batch_never_replaces_another_images_results_of_the_same_name(small_model, tmp_path):

@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
                    help="pixel spacing in mm for inputs that have none (PNG, JPEG, TIFF, BMP, a DICOM without one): used "
                         "for area_mm2 and the heatmap's geometry; DICOM, NRRD and NIfTI keep their own")
     d.add_argument("--resume", action="store_true",
-                   help="keep results an earlier run finished for the same input file, model and thresholds")
+                   help="keep results an earlier run finished for the same input file, model folder (weights and "
+                        "calibration) and thresholds")
     d.add_argument("--quiet", action="store_true", help="no progress bar and no verdict line per image")
     d.set_defaults(func=cmd_detect)
 

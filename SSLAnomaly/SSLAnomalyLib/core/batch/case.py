@@ -96,6 +96,17 @@ def same_spacing(document: dict, options: BatchOptions) -> bool:
     return used is None or used == f"{options.spacing or 1.0:g}"
 
 
+def same_model(document: dict, detector: AnomalyDetector) -> bool:
+    """Whether a finished result was made by this model folder's weights and calibration (its seal: a
+    folder recalibrated or edited under the same model_id kept the earlier findings) at both of these
+    thresholds (the image's decides the verdict, the pixel one the findings). A result that names no
+    seal (written before it was recorded, or by the Slicer export) is not known to be this model's."""
+    return (bool(detector.model_sha256) and document.get("model_sha256") == detector.model_sha256
+            and document["model"] == detector.model_id
+            and abs(document["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
+            and abs(document["pixel_threshold"] - round(detector.calibration.pixel_threshold, 6)) < 1e-6)
+
+
 def load_case(case: Case, detector: AnomalyDetector, options: BatchOptions) -> Loaded:
     """Read and prepare one case (on a prefetch thread); an error is kept for its turn."""
     try:

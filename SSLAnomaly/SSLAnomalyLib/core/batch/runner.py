@@ -19,8 +19,8 @@ from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, same_spacing,
-                                           score_case, write_case)
+from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, same_model,
+                                           same_spacing, score_case, write_case)
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.pipeline import WriteBehind, read_ahead
 from SSLAnomalyLib.core.batch.resume import BatchIndex
@@ -130,7 +130,7 @@ class Batch:
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
         """Whether an earlier result of `case` is of the image it holds now (the same bytes, or else the same
-        pixels, under whatever path it was given), by this model at these thresholds,
+        pixels, under whatever path it was given), by this model folder at these thresholds (`same_model`),
         with every file these options promise, and a findings JSON the worklist and drift check can read
         (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
         if not all(p.exists() for p in promised(self.out, case.name, self.options)):
@@ -140,9 +140,7 @@ class Batch:
             return False
         try:
             worklist_row(case.name, done)
-            same_run = (done["model"] == detector.model_id
-                        and abs(done["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
-                        and same_spacing(done, self.options))
+            same_run = same_model(done, detector) and same_spacing(done, self.options)
         except (ValueError, KeyError, TypeError):
             return False
         return same_run and self.index.still_holds(case.name, case.input, case.path, done.get("image_id"),

@@ -20,7 +20,7 @@ from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
-from SSLAnomalyLib.core.model_files import model_folder, registry
+from SSLAnomalyLib.core.model_files import model_folder, registry, signing
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY, Manifest
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.findings_json import findings_document
@@ -82,6 +82,7 @@ class DetectionResult:
     pixel_threshold: float
     findings: list[Finding]
     model_id: str
+    model_sha256: str = ""  # the model folder's seal (manifest_sha256): its weights and calibration, not just its id
     slice_scores: list[float] = field(default_factory=list)
     top_slice: int = 0  # the slice whose score is the image's (the overlay's), blank slices never
     components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
@@ -93,7 +94,8 @@ class DetectionResult:
         """The findings document (core/results/findings_json.py) of this result."""
         return findings_document(input_path, self.image_id, self.score, self.threshold, self.abnormal,
                                  self.percentile, self.model_id, self.pixel_threshold, self.components,
-                                 self.warnings, [f.to_dict() for f in self.findings])
+                                 self.warnings, [f.to_dict() for f in self.findings],
+                                 model_sha256=self.model_sha256 or None)
 
 
 @dataclass
@@ -125,6 +127,12 @@ class AnomalyDetector:
         """On the CPU, use `detection_threads()` torch threads (a process-wide torch setting)."""
         if self.scorer.device.type == "cpu":
             torch.set_num_threads(detection_threads())
+
+    @property
+    def model_sha256(self) -> str:
+        """The seal of the model folder it was loaded from (covering the SHA-256 of its weights and its
+        calibration): a folder written again under the same model_id has another. "" without a manifest."""
+        return self.manifest.document.get(signing.SEAL, "") if self.manifest is not None else ""
 
     @property
     def input_size(self) -> int:
@@ -225,7 +233,7 @@ class AnomalyDetector:
         return DetectionResult(score=score, threshold=self.calibration.threshold, abnormal=abnormal,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
                                pixel_threshold=pixel_threshold, findings=findings,
-                               model_id=self.model_id, slice_scores=[float(s) for s in scores], top_slice=top,
+                               model_id=self.model_id, model_sha256=self.model_sha256, slice_scores=[float(s) for s in scores], top_slice=top,
                                components={c: float(z[top % SCORE_CHUNK]) for c, z in top_components.items()},
                                warnings=warnings, image_id=image.identity,
                                lungs=None if lung_grid is None else image.with_pixels(lung_grid))
