@@ -162,6 +162,34 @@ def test_resume_redoes_results_of_another_model_folder_under_the_same_id(tmp_pat
     assert "already done" not in said and redone["model_sha256"] == reweighted["model_sha256"]
 
 
+def test_an_input_replaced_by_an_unreadable_file_keeps_no_earlier_result_under_its_name(tmp_path, capsys):
+    """IM.jpeg replaced by an unreadable file of the same name failed, with and without --resume, and the
+    earlier image's findings JSON, heatmap and overlay stayed as OUT/IM.*, naming that input: a reader
+    or a link to them took another image's result for this input's. They are moved, whole and never
+    deleted, to OUT/set_aside/, and the failure says where."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(sorted(data_dir("kermany", "val", "pneumonia").iterdir())[0], inputs / "IM.jpeg")
+
+    def detect_again(*extra) -> int:
+        return main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", *extra, str(inputs)])
+
+    assert detect_again() == 0
+    earlier = {p.name: p.read_bytes() for p in out.glob("IM.*")}
+    (inputs / "IM.jpeg").write_bytes(b"not an image")
+    capsys.readouterr()
+    for extra in (("--resume",), ()):  # the second run finds nothing more to move
+        assert detect_again(*extra) == 1
+        assert not list(out.glob("IM.*")) and "IM" not in (out / "worklist.csv").read_text()
+        moved = list((out / "set_aside").iterdir())
+        assert len(moved) == 1 and moved[0].name.startswith("IM.")
+        assert {p.name: p.read_bytes() for p in moved[0].iterdir()} == earlier
+        if extra:
+            reason = json.loads((out / "failures.log").read_text())["reason"]
+            assert reason.startswith("cannot decode") and f"moved to {moved[0]}" in reason
+            assert f"moved to {moved[0]}" in capsys.readouterr().err
+
+
 def test_a_batch_never_replaces_another_images_results_of_the_same_name(small_model, tmp_path):
     """day2/IM.jpeg into the folder holding day1/IM.jpeg's results silently replaced them: a reader, the
     worklist or a PACS link to them then looked at another patient. The same bytes moved are no other image."""

@@ -1,0 +1,40 @@
+"""Earlier results moved out from under a name whose input now fails. A batch that redoes a case
+and cannot (its file now unreadable, or replaced by one that cannot be scored) has no result for it:
+what an earlier run left under that name (findings JSON, heatmap, overlay...) may be another image's,
+and a reader, a script or a PACS link opening `OUT/<name>.overlay.png` would take it for this input's.
+Those files are moved, never deleted (a reader's work may be among them), to
+`OUT/set_aside/<name>.<UTC time>/`, keeping their names."""
+
+from __future__ import annotations
+
+import os
+import time
+from itertools import count
+from pathlib import Path
+
+SET_ASIDE = "set_aside"
+
+
+def set_aside(out_dir, name: str, paths) -> Path | None:
+    """Move those of `paths` (files of case `name` in `out_dir`) that exist into a new folder of
+    `OUT/set_aside`; that folder, or None where none existed."""
+    found = [Path(p) for p in dict.fromkeys(paths) if os.path.lexists(p)]
+    if not found:
+        return None
+    folder = _new_folder(Path(out_dir) / SET_ASIDE, f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    for p in found:
+        os.replace(p, folder / p.name)
+    return folder
+
+
+def _new_folder(root: Path, base: str) -> Path:
+    """`root/base`, or `base-2`, `base-3`... where a folder of that name is there already (a case name
+    is at most 200 bytes, so these stay within a file name's 255)."""
+    root.mkdir(exist_ok=True)
+    for k in count(1):
+        folder = root / (base if k == 1 else f"{base}-{k}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
