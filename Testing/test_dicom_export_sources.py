@@ -8,7 +8,8 @@ import pydicom
 import pytest
 
 from messy_corpus import PATIENT_ID, PATIENT_NAME, write_dicom
-from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, read_source
+from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg, make_sr, read_source, source_notes,
+                                                     source_problem)
 
 ROWS, COLS = 64, 48
 FINDING = {"id": 1, "label": "opacity", "note": "", "origin": "model", "model": "adult-test", "status": "unreviewed",
@@ -51,6 +52,33 @@ def test_a_header_value_highdicom_refuses_is_written_empty_not_the_end_of_the_ex
         assert ds[keyword].value in ("", None)
         assert (str(ds.PatientName), ds.PatientID) == (PATIENT_NAME, PATIENT_ID)
         assert ds.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
+
+
+@pytest.mark.parametrize("keyword, value", [("AccessionNumber", "ACC-2024-000012345"),  # SH: 16 at most
+                                            ("StudyDescription", "CHEST PA AND LATERAL " * 4),  # LO: 64
+                                            ("ReferringPhysicianName", "X" * 70 + "^Anna"),  # PN: 64 a group
+                                            ("PatientAge", "45")])  # AS: nnnY
+def test_a_value_longer_or_other_than_its_vr_allows_is_written_empty_and_said(tmp_path, keyword, value):
+    """An AccessionNumber of 18 characters (SH allows 16) was copied as it was: SEG and SR that a strict
+    PACS refuses. Every root value of both now passes pydicom's validation of its VR."""
+    path = source_file(tmp_path / "cxr.dcm", **{keyword: value})
+    for ds in exported(path, tmp_path):
+        assert ds[keyword].value in ("", None)
+        for element in ds:
+            if element.VR not in ("SQ", "UI") and isinstance(element.value, (str, pydicom.valuerep.PersonName)):
+                pydicom.valuerep.validate_value(element.VR, str(element.value), pydicom.config.RAISE)
+        assert (str(ds.PatientName), ds.PatientID) == (PATIENT_NAME, PATIENT_ID)
+    [note] = source_notes(path)
+    assert keyword in note and "left empty" in note
+
+
+def test_a_patient_id_longer_than_its_vr_allows_leaves_the_seg_and_sr_out(tmp_path):
+    """A 100-character PatientID (LO allows 64) was copied: invalid objects. Written empty, the SEG and SR
+    would be filed under no patient, so none is made, and why is said."""
+    path = source_file(tmp_path / "cxr.dcm", PatientID="P" * 100)
+    assert "PatientID" in source_problem(path) and "64" in source_problem(path)
+    with pytest.raises(DicomExportError, match="cxr.dcm.*PatientID"):
+        exported(path, tmp_path)
 
 
 @pytest.mark.parametrize("damaged", [[0, 0], [0.3]])

@@ -253,7 +253,8 @@ def test_a_dicom_case_whose_source_file_is_gone_says_why_it_has_no_dicom_export(
     assert why.startswith("DICOM SEG and SR not written") and str(dx) in why
 
 
-@pytest.mark.parametrize("kind, why", [("frames", "has 2 frames"), ("no study", "has no StudyInstanceUID")])
+@pytest.mark.parametrize("kind, why", [("frames", "has 2 frames"), ("no study", "has no StudyInstanceUID"),
+                                       ("long id", "has a PatientID")])
 def test_a_dicom_source_no_seg_can_be_made_from_leaves_them_out_not_the_whole_export(model, tmp_path, kind, why):
     """A multi-frame DICOM (or one without a study UID) ended the panel's export with 'DICOM export supports
     single-frame radiographs only', naming no file: staged all-or-nothing, the review was not exported at all."""
@@ -265,9 +266,12 @@ def test_a_dicom_source_no_seg_can_be_made_from_leaves_them_out_not_the_whole_ex
     lg = logic()
     pixels = np.asarray(Image.open(full_resolution_radiograph()).convert("L").reduce(4), dtype=np.uint16) * 16
     dx = write_dicom(tmp_path / "IM-0001.dcm", np.stack([pixels, pixels]) if kind == "frames" else pixels)
-    if kind == "no study":
+    if kind != "frames":
         ds = pydicom.dcmread(dx)
-        del ds.StudyInstanceUID
+        if kind == "no study":
+            del ds.StudyInstanceUID
+        else:
+            ds.PatientID = "P" * 100  # LO allows 64: invalid objects with it, filed under no patient without it
         ds.save_as(dx)
     volume = lg.loadVolume(dx)
     lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
@@ -277,6 +281,28 @@ def test_a_dicom_source_no_seg_can_be_made_from_leaves_them_out_not_the_whole_ex
     assert said.startswith("DICOM SEG and SR not written") and str(dx) in said and why in said
     with pytest.raises(DicomExportError, match=f"IM-0001.dcm' {why}"):
         lg.exportCase(volume, tmp_path / "asked", formats=["dicom"])
+
+
+def test_a_source_value_the_seg_and_sr_leave_empty_is_said(model, tmp_path):
+    """An AccessionNumber over the 16 characters of its VR is written empty (copied, a strict PACS refuses
+    the SEG and SR), and the panel's export says so beside what it wrote."""
+    import pydicom
+
+    from messy_corpus import write_dicom
+
+    empty_scene()
+    lg = logic()
+    pixels = np.asarray(Image.open(full_resolution_radiograph()).convert("L").reduce(4), dtype=np.uint16) * 16
+    dx = write_dicom(tmp_path / "IM-0001.dcm", pixels)
+    ds = pydicom.dcmread(dx)
+    ds.AccessionNumber = "ACC-2024-000012345"
+    ds.save_as(dx)
+    volume = lg.loadVolume(dx)
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    written = lg.exportCase(volume, tmp_path / "out")
+    assert pydicom.dcmread(written["dicom_sr"]).AccessionNumber == ""
+    [said] = lg.exportLeftOut(volume)
+    assert said.startswith("DICOM SEG and SR: the source's AccessionNumber is left empty") and "16" in said
 
 
 def bundle_contents(path) -> dict:

@@ -15,7 +15,8 @@ import numpy as np
 import slicer
 
 from SSLAnomalyLib.core.files.staging import staged_files
-from SSLAnomalyLib.core.results.dicom_export import DicomExportError, make_seg, make_sr, read_source, source_problem
+from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg, make_sr, read_source, source_notes,
+                                                     source_problem)
 from SSLAnomalyLib.core.results.export_owner import check_owner, record_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
@@ -40,16 +41,25 @@ def default_formats(volume_node, scene_bundle: bool = True) -> list[str]:
     """Every format that applies: 'dicom' where the input came from one DICOM file that a SEG and SR
     can be made from; 'lungs' where detection made lung fields; 'mrb' (the case's scene) unless
     `scene_bundle` is False, as in batch runs."""
-    dicom = source_dicom_files(volume_node) and not left_out(volume_node)
+    dicom = source_dicom_files(volume_node) and not _dicom_not_written(volume_node)
     return [f for f in FORMATS if (f != "dicom" or dicom) and (f != "mrb" or scene_bundle)
             and (f != "lungs" or lung_node(volume_node) is not None)]
 
 
 def left_out(volume_node) -> list[str]:
-    """Why a format that belongs to this case is not among `default_formats`, one line each: the DICOM
-    SEG and SR of an image read from DICOM whose file is gone (they copy its patient and study), or
-    that no SEG and SR can be made from (several frames or files, no study UID), so that a reader
-    who expects them for the PACS is told, not left to notice, and the rest of the case is exported."""
+    """What the export leaves out, one line each, so that a reader who expects it for the PACS is told,
+    not left to notice: the DICOM SEG and SR where they are not among `default_formats`, or else the
+    source's header values they leave empty (dicom_export.source_notes)."""
+    sources = source_dicom_files(volume_node)
+    not_written = _dicom_not_written(volume_node)
+    if not_written or len(sources) != 1:
+        return not_written
+    return [f"DICOM SEG and SR: {note}" for note in source_notes(sources[0])]
+
+
+def _dicom_not_written(volume_node) -> list[str]:
+    """Why an image read from DICOM has no SEG and SR, one line: its file is gone (they copy its patient
+    and study), or no SEG and SR can be made from it (several frames or files, no study UID)."""
     sources = source_dicom_files(volume_node)
     if volume_node.GetAttribute(DICOM_INSTANCE_UIDS) and not sources:
         return [f"DICOM SEG and SR not written: '{source_of(volume_node)}', the DICOM file the image was read "

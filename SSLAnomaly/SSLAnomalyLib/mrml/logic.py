@@ -312,8 +312,8 @@ class AnomalyLogic:
         return export_case(volumeNode, outputFolder, formats=formats, overwrite=overwrite)
 
     def exportLeftOut(self, volumeNode) -> list[str]:
-        """Why a format the case would have is not written by `exportCase` (e.g. DICOM SEG and SR
-        whose source DICOM file is gone), one line each; [] where none."""
+        """What `exportCase` leaves out, one line each: a format the case would have (e.g. DICOM SEG and SR
+        whose source file is gone), or a source header value the SEG and SR leave empty; [] where none."""
         from SSLAnomalyLib.mrml.export import left_out
 
         return left_out(volumeNode)

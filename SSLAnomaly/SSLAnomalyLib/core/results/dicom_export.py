@@ -23,11 +23,11 @@ from highdicom.sr import CodedConcept
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
-from pydicom.valuerep import DA, TM
 
 from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.reading.dicom_header import dataset_start
 from SSLAnomalyLib.core.reading.dicom_reader import pixel_spacing, usable_spacing
+from SSLAnomalyLib.core.results.source_header import fit_to_copy, identity_problem
 
 SCHEME = "99SSLA"  # private coding scheme for what no public code names
 ANOMALY_SCORE = CodedConcept("ANOMALY_SCORE", SCHEME, "Anomaly score")
@@ -37,11 +37,7 @@ MANUFACTURER = "SSLAnomaly"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 901, 902
 CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
-
-TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                       "StudyID", "AccessionNumber", "ReferringPhysicianName")
 REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-CHECKED_BY_HIGHDICOM = {"PatientSex": hd.PatientSexValues, "PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
 
 
 class DicomExportError(ValueError):
@@ -49,28 +45,17 @@ class DicomExportError(ValueError):
 
 
 def read_source(path, instance_uids=None) -> Dataset:
-    """The source radiograph's dataset, with absent type 2 patient/study attributes present but
-    empty (as the standard allows): many real files omit some, and the derived objects copy them.
-    With `instance_uids` (those of the image the findings were made on), a file that now holds
-    another image (file names like IM-0001.dcm repeat across patients) is refused. A bare data set
-    (no preamble), which the reader takes, is read too. A value highdicom refuses to copy (PatientSex
-    'U', a birth date '00000000', a time '12:30:00': common in real files) is made empty, as type 2
-    allows for what is unknown, rather than cost the case its SEG and SR (and its whole export)."""
+    """The source radiograph's dataset, fit for the SEG and SR to copy (source_header.fit_to_copy: absent
+    type 2 attributes present but empty, a value the standard does not allow, such as PatientSex 'U' or an
+    AccessionNumber over 16 characters, empty). With `instance_uids` (those of the image the findings were
+    made on), a file that now holds another image (file names like IM-0001.dcm repeat across patients) is
+    refused. A bare data set (no preamble), which the reader takes, is read too."""
     source = pydicom.dcmread(path, force=dataset_start(path) == 0)
     if instance_uids is not None and source.get("SOPInstanceUID") not in instance_uids:
         raise DicomExportError(f"{path}: now holds another image (SOP Instance UID {source.get('SOPInstanceUID')}), "
                                "not the one the findings were made on; its patient and study would be wrong, "
                                "so no DICOM is written")
-    for keyword in TYPE2_PATIENT_STUDY:
-        if keyword not in source:
-            setattr(source, keyword, "")
-    for keyword, parse in CHECKED_BY_HIGHDICOM.items():
-        value = source.get(keyword)
-        try:
-            if value:
-                parse(value)
-        except (TypeError, ValueError):
-            setattr(source, keyword, "")
+    fit_to_copy(source)
     if "PixelSpacing" in source and usable_spacing(source.PixelSpacing) is None:
         del source.PixelSpacing  # damaged (0\0, one value): highdicom would copy it; the reader took another
     return source
@@ -83,7 +68,9 @@ def unexportable(source: Dataset) -> str | None:
     if frames != 1:
         return f"has {frames} frames (DICOM export supports single-frame radiographs only)"
     missing = [keyword for keyword in REFERENCED_UIDS if not source.get(keyword)]
-    return f"has no {', '.join(missing)}, which the SEG and SR must reference" if missing else None
+    if missing:
+        return f"has no {', '.join(missing)}, which the SEG and SR must reference"
+    return identity_problem(source)
 
 
 def source_problem(path) -> str | None:
@@ -94,6 +81,12 @@ def source_problem(path) -> str | None:
     except Exception as e:  # whatever the reason, it is this file's, and is said
         return f"cannot be read as DICOM ({type(e).__name__})"
     return unexportable(header)
+
+
+def source_notes(path) -> list[str]:
+    """What of the header of the DICOM file at `path` (one `source_problem` passes) the SEG and SR leave
+    out, one line each (source_header.fit_to_copy), for the reader who sends them to a PACS."""
+    return fit_to_copy(pydicom.dcmread(path, stop_before_pixels=True, force=dataset_start(path) == 0))
 
 
 def check_source(source: Dataset) -> None:

@@ -1,0 +1,75 @@
+"""The source radiograph's patient and study attributes, made fit for the SEG and SR to copy.
+
+highdicom copies the root attributes of the source's Patient and Study modules as they are, and real
+files hold values the standard does not allow: PatientSex 'U', a date '00000000', an AccessionNumber
+over the 16 characters of its VR. highdicom refuses some (and with them the whole export); the others
+would make objects a strict PACS refuses. Each such value is written empty, as type 2 allows for what is
+unknown, and said. The patient's ID and its issuer, by which a PACS files an object under its patient,
+are never emptied: a source whose ID is invalid has no SEG and SR (an empty ID files them under no one).
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
+from pydicom import Dataset, config
+from pydicom.multival import MultiValue
+from pydicom.valuerep import DA, TM, validate_value
+
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "StudyID", "AccessionNumber", "ReferringPhysicianName")
+IDENTITY = ("PatientID", "IssuerOfPatientID")
+CHECKED_BY_HIGHDICOM = {"PatientSex": hd.PatientSexValues, "PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
+STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UR"}  # not UI: a study's
+# UID, valid or not, is how the PACS holds it, and the SEG and SR must reference it as it is
+
+
+def copied_keywords(source: Dataset) -> list[str]:
+    """What highdicom copies from `source` into a SEG or SR (copy_patient_and_study_information: the root
+    attributes of the Patient and Study modules of its IOD), from highdicom's own tables."""
+    iod = get_sop_class_iod_map().get(str(source.get("SOPClassUID", "")))
+    modules = get_iod_module_map().get(iod, [])
+    return [a["keyword"] for m in modules if m["ie"] in ("Patient", "Study")
+            for a in get_module_attribute_map()[m["key"]] if not a["path"]]
+
+
+def invalid_values(source: Dataset) -> dict[str, str]:
+    """{keyword: why} for each copied value that pydicom's validation of its VR (length, characters,
+    format) or highdicom's (PatientSex M/F/O, a date or time it can parse) refuses."""
+    invalid = {}
+    for keyword in [k for k in copied_keywords(source) if k in source]:
+        element = source.data_element(keyword)
+        if element.VR not in STRING_VRS or element.value in (None, ""):
+            continue
+        values = element.value if isinstance(element.value, MultiValue) else [element.value]
+        try:
+            for value in values:
+                validate_value(element.VR, str(value), config.RAISE)
+            if keyword in CHECKED_BY_HIGHDICOM:
+                CHECKED_BY_HIGHDICOM[keyword](element.value)
+        except (TypeError, ValueError) as e:
+            invalid[keyword] = str(e)
+    return invalid
+
+
+def identity_problem(source: Dataset) -> str | None:
+    """Why the patient's identity cannot be copied, or None."""
+    invalid = invalid_values(source)
+    wrong = [f"{keyword} ({invalid[keyword]})" for keyword in IDENTITY if keyword in invalid]
+    return (f"has a {' and a '.join(wrong)} the standard does not allow: a SEG and SR with it would be invalid, "
+            "and without it filed under no patient") if wrong else None
+
+
+def fit_to_copy(source: Dataset) -> list[str]:
+    """Make `source` fit to copy: absent type 2 patient and study attributes present but empty (many real
+    files omit some), and invalid values empty (but the identity: see identity_problem). One line per
+    value emptied, saying why."""
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    notes = []
+    for keyword, why in invalid_values(source).items():
+        if keyword not in IDENTITY:
+            setattr(source, keyword, "")
+            notes.append(f"the source's {keyword} is left empty: {why}")
+    return notes
