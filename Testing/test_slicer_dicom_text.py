@@ -8,7 +8,7 @@ import pydicom
 import pytest
 
 from messy_corpus import write_dicom
-from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, one_value, read_source
+from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, one_value, read_source, source_notes
 
 LABEL = "épanchement\\pleural"  # a reader's label with an accent and a backslash
 NOTE = "base droite, à revoir"
@@ -50,6 +50,26 @@ def test_both_objects_declare_utf8_and_keep_the_patients_accented_name(written):
         assert ds.SpecificCharacterSet == "ISO_IR 192"
         assert str(ds.PatientName) == PATIENT
         assert "Müller^Zoë".encode("utf-8") in (folder / name).read_bytes()  # re-encoded, not copied as Latin-1
+
+
+def test_a_name_in_latin1_under_a_declared_utf8_reaches_both_objects_readable(tmp_path):
+    """A source that declares UTF-8 (ISO_IR 192) but holds its names in Latin-1 bytes, as some modalities
+    write them, gave 'M\ufffdller^Zo\ufffd' in the SEG and SR: the patient's name changed in the PACS."""
+    path = tmp_path / "cxr.dcm"
+    write_dicom(path, np.random.default_rng(0).integers(0, 4096, (64, 48)), spacing=(0.2, 0.2))
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet, ds.PatientName, ds.ReferringPhysicianName = "ISO_IR 100", PATIENT, "Gérard^Hélène"
+    ds.save_as(path)
+    path.write_bytes(path.read_bytes().replace(b"ISO_IR 100", b"ISO_IR 192"))  # the bytes stay Latin-1
+    record = finding("opacité", "à revoir")
+    for ds in (make_seg(read_source(path), [(record, np.ones((1, 64, 48), bool))], "adult-test"),
+               make_sr(read_source(path), [record], {"model": "adult-test", "score": 2.0, "abnormal": True})):
+        ds.save_as(tmp_path / "out.dcm")
+        written = pydicom.dcmread(tmp_path / "out.dcm")
+        assert (str(written.PatientName), str(written.ReferringPhysicianName)) == (PATIENT, "Gérard^Hélène")
+        assert PATIENT.encode("utf-8") in (tmp_path / "out.dcm").read_bytes()
+    assert [n.split(" is ")[0] for n in source_notes(path)] == ["the source's ReferringPhysicianName",
+                                                                "the source's PatientName"]
 
 
 def test_a_label_with_an_accent_and_a_backslash_stays_one_readable_value(written):

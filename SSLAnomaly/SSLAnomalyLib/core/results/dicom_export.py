@@ -7,8 +7,9 @@ Only single-frame sources are supported (a CR/DX/... radiograph): a finding's bo
 of that one image. Pure Python (no Slicer), so that the CLI can use it as well.
 
 A reader's labels and notes are free text in any language: both objects are UTF-8 (Specific
-Character Set ISO_IR 192, the source's names re-encoded), and a backslash, which separates the values
-of a DICOM string, is written as '/' so that a label stays one value.
+Character Set ISO_IR 192, the source's names re-encoded; bytes the source's declared set cannot decode
+are read as Latin-1: source_header), and a backslash, which separates the values of a DICOM string,
+is written as '/' so that a label stays one value.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ over the 16 characters of its VR. highdicom refuses some (and with them the whol
 would make objects a strict PACS refuses. Each such value is written empty, as type 2 allows for what is
 unknown, and said. The patient's ID and its issuer, by which a PACS files an object under its patient,
 are never emptied: a source whose ID is invalid has no SEG and SR (an empty ID files them under no one).
+
+Text whose bytes are not in the character set the source declares (a modality that says UTF-8 and writes
+Latin-1, common in real files) is read as Latin-1, the set such files are written in, not with pydicom's
+replacement characters: the patient's name in the SEG and SR (UTF-8) is the readable one, never 'M�ller'.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import highdicom as hd
 from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
 from pydicom import Dataset, config
+from pydicom.charset import convert_encodings, python_encoding
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.multival import MultiValue
 from pydicom.valuerep import DA, TM, validate_value
 
@@ -20,6 +27,8 @@ TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientS
                        "StudyID", "AccessionNumber", "ReferringPhysicianName")
 IDENTITY = ("PatientID", "IssuerOfPatientID")
 CHECKED_BY_HIGHDICOM = {"PatientSex": hd.PatientSexValues, "PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
+TEXT_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}  # those the Specific Character Set applies to
+MISDECLARED = python_encoding["ISO_IR 100"]  # Latin-1
 STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UR"}  # not UI: a study's
 # UID, valid or not, is how the PACS holds it, and the SEG and SR must reference it as it is
 
@@ -60,14 +69,35 @@ def identity_problem(source: Dataset) -> str | None:
             "and without it filed under no patient") if wrong else None
 
 
+def read_as_stored(source: Dataset) -> list[str]:
+    """Read each root text value of `source` whose bytes the declared character set cannot decode as
+    Latin-1 instead (see above); one line per value. Before anything reads them: a value read is decoded."""
+    declared = source.get("SpecificCharacterSet") or "ISO_IR 6"
+    encoding = convert_encodings(declared)[0]
+    notes = []
+    for tag in [t for t in source.keys() if not t.is_private]:
+        raw = source.get_item(tag)
+        if not isinstance(raw, RawDataElement) or not raw.value or b"\x1b" in raw.value:  # \x1b: code extensions
+            continue
+        if (raw.VR or (dictionary_VR(tag) if dictionary_has_tag(tag) else None)) not in TEXT_VRS:  # implicit VR
+            continue
+        try:
+            raw.value.decode(encoding)
+        except UnicodeDecodeError:
+            source[tag] = convert_raw_data_element(raw, encoding=MISDECLARED)
+            notes.append(f"the source's {source[tag].keyword} is not in the character set it declares ({declared}): "
+                         "read as Latin-1 (ISO_IR 100)")
+    return notes
+
+
 def fit_to_copy(source: Dataset) -> list[str]:
-    """Make `source` fit to copy: absent type 2 patient and study attributes present but empty (many real
-    files omit some), and invalid values empty (but the identity: see identity_problem). One line per
-    value emptied, saying why."""
+    """Make `source` fit to copy: its text read as stored (read_as_stored), absent type 2 patient and
+    study attributes present but empty (many real files omit some), and invalid values empty (but the
+    identity: see identity_problem). One line per value read as Latin-1 or emptied, saying why."""
+    notes = read_as_stored(source)
     for keyword in TYPE2_PATIENT_STUDY:
         if keyword not in source:
             setattr(source, keyword, "")
-    notes = []
     for keyword, why in invalid_values(source).items():
         if keyword not in IDENTITY:
             setattr(source, keyword, "")
