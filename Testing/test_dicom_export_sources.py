@@ -14,7 +14,7 @@ from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg,
 ROWS, COLS = 64, 48
 FINDING = {"id": 1, "label": "opacity", "note": "", "origin": "model", "model": "adult-test", "status": "unreviewed",
            "bbox_ijk": [4, 6, 20, 30], "score": 1.5, "area_mm2": 12.0}
-RESULT = {"model": "adult-test", "score": 2.0, "abnormal": True}
+RESULT = {"model": "adult-test", "score": 2.0, "abnormal": True, "threshold": 1.7, "pixel_threshold": 0.9}
 
 
 def source_file(path, **attributes):
@@ -92,3 +92,24 @@ def test_a_damaged_pixel_spacing_gives_way_to_the_imager_spacing_in_reading_and_
     assert image.spacing[:2] == (0.15, 0.2) and not any("1.0 mm assumed" in w for w in image.warnings)
     seg, _ = exported(path, tmp_path)
     assert [float(v) for v in seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing] == [0.2, 0.15]
+
+
+def test_the_report_carries_the_thresholds_the_scores_are_judged_against(tmp_path):
+    """The SR held the image's score and the findings' but neither threshold: its reader could not tell
+    why the image was called abnormal. Each score now carries its threshold as the upper limit of its
+    normal range (TID 310/312), the image's with its normality."""
+    _, sr = exported(source_file(tmp_path / "cxr.dcm"), tmp_path)
+    content = hd.sr.srread(tmp_path / "sr.dcm").content
+    [image_score] = content.get_image_measurement_groups()[0].get_measurements()
+    [finding_score] = [m for m in content.get_planar_roi_measurement_groups()[0].get_measurements()
+                       if m.name.meaning == "Anomaly score"]
+    assert properties(image_score) == {"Normal Range Upper Limit": 1.7, "Normality": "Abnormal"}
+    assert properties(finding_score) == {"Normal Range Upper Limit": 0.9}
+
+
+def properties(measurement) -> dict:
+    """The numbers and codes below a measurement's value item (its TID 310 properties), by concept name."""
+    items = measurement[0].ContentSequence
+    return {item.ConceptNameCodeSequence[0].CodeMeaning: float(item.MeasuredValueSequence[0].NumericValue)
+            if item.ValueType == "NUM" else item.ConceptCodeSequence[0].CodeMeaning
+            for item in items if item.ValueType in ("NUM", "CODE")}

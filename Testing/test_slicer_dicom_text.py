@@ -13,6 +13,7 @@ from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, one_value
 LABEL = "épanchement\\pleural"  # a reader's label with an accent and a backslash
 NOTE = "base droite, à revoir"
 PATIENT = "Müller^Zoë"
+RESULT = {"model": "adult-test", "score": 2.0, "abnormal": True, "threshold": 1.7, "pixel_threshold": 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def written(source, tmp_path_factory):
     mask[0, 6:31, 4:21] = True
     record = finding(LABEL, NOTE)
     make_seg(source, [(record, mask)], "adult-test").save_as(folder / "seg.dcm")
-    make_sr(source, [record], {"model": "adult-test", "score": 2.0, "abnormal": True}).save_as(folder / "sr.dcm")
+    make_sr(source, [record], RESULT).save_as(folder / "sr.dcm")
     return pydicom.dcmread(folder / "seg.dcm"), pydicom.dcmread(folder / "sr.dcm"), folder
 
 
@@ -63,7 +64,7 @@ def test_a_name_in_latin1_under_a_declared_utf8_reaches_both_objects_readable(tm
     path.write_bytes(path.read_bytes().replace(b"ISO_IR 100", b"ISO_IR 192"))  # the bytes stay Latin-1
     record = finding("opacité", "à revoir")
     for ds in (make_seg(read_source(path), [(record, np.ones((1, 64, 48), bool))], "adult-test"),
-               make_sr(read_source(path), [record], {"model": "adult-test", "score": 2.0, "abnormal": True})):
+               make_sr(read_source(path), [record], RESULT)):
         ds.save_as(tmp_path / "out.dcm")
         written = pydicom.dcmread(tmp_path / "out.dcm")
         assert (str(written.PatientName), str(written.ReferringPhysicianName)) == (PATIENT, "Gérard^Hélène")
@@ -96,7 +97,7 @@ def test_a_long_note_reaches_the_report_whole(source, tmp_path):
 
     note = ("opacité basale droite, probablement une pneumonie; comparer avec le cliché du 2024-03-02 "
             "et corréler à la CRP")
-    make_sr(source, [finding("consolidation", note)], {"model": "adult-test", "score": 2.0, "abnormal": True}
+    make_sr(source, [finding("consolidation", note)], RESULT
             ).save_as(tmp_path / "sr.dcm")
     group, = hd.sr.srread(tmp_path / "sr.dcm").content.get_planar_roi_measurement_groups()
     assert group.tracking_identifier == f"F1 consolidation: {note}"

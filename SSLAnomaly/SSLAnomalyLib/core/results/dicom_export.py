@@ -23,6 +23,7 @@ import pydicom
 from highdicom.sr import CodedConcept
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from SSLAnomalyLib import __version__
@@ -37,6 +38,8 @@ CHEST_RADIOGRAPH = CodedConcept("399208008", "SCT", "Plain chest X-ray")
 MANUFACTURER = "SSLAnomaly"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 901, 902
 CHARACTER_SET = "ISO_IR 192"  # UTF-8
+IMAGE_THRESHOLD = "Image threshold: an image scoring above it is abnormal"
+PIXEL_THRESHOLD = "Pixel threshold: heatmap pixels at or above it are suspicious; a finding's score is its maximum"
 
 REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -158,11 +161,23 @@ def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
                                     slice_thickness=float(source.get("SliceThickness", 1.0) or 1.0))
 
 
+def _score(value: float, threshold: float, judged: str, normality: Code | None = None,
+           algorithm_id: hd.sr.AlgorithmIdentification | None = None) -> hd.sr.Measurement:
+    """An anomaly score with the threshold it is judged against, the upper limit of its normal range
+    (TID 312, calibrated on normal radiographs), and how it is judged (`judged`)."""
+    limit = hd.sr.NumContentItem(codes.SCT.NormalRangeUpperLimit, float(threshold), codes.UCUM.NoUnits,
+                                 relationship_type="HAS PROPERTIES")
+    normal_range = hd.sr.NormalRangeProperties([limit], description=f"{judged}; set on normal radiographs")
+    properties = hd.sr.MeasurementProperties(normality=normality, normal_range_properties=normal_range)
+    return hd.sr.Measurement(name=ANOMALY_SCORE, value=float(value), unit=codes.UCUM.NoUnits,
+                             algorithm_id=algorithm_id, properties=properties)
+
+
 def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
-    """A Comprehensive SR: the image's anomaly score against the threshold, and one planar ROI
-    (box, score, area, review status, label and note) per finding not rejected, a model finding's
-    with the model that made it (`record["model"]`), the reader's with none. The label and note name
-    the ROI in its Tracking Identifier, a TEXT item: the note is kept whole."""
+    """A Comprehensive SR: the image's anomaly score against the image threshold, and one planar ROI
+    (box, score against the pixel threshold, area, review status, label and note) per finding not
+    rejected, a model finding's with the model that made it (`record["model"]`), the reader's with none.
+    The label and note name the ROI in its Tracking Identifier, a TEXT item: the note is kept whole."""
     check_source(source)
     image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
     algorithm = _sr_algorithm(result["model"])
@@ -171,8 +186,7 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Whole image"),
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         algorithm_id=algorithm,
-        measurements=[hd.sr.Measurement(name=ANOMALY_SCORE, value=float(result["score"]), unit=codes.UCUM.NoUnits,
-                                        algorithm_id=algorithm)],
+        measurements=[_score(result["score"], result["threshold"], IMAGE_THRESHOLD, verdict, algorithm)],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding, verdict)])]
     for r in records:
         if r["status"] == "rejected":
@@ -185,7 +199,7 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
             referenced_region=hd.sr.ImageRegion(graphic_type="POLYLINE", graphic_data=box, source_image=image_ref),
             finding_type=_label_concept(r["label"]), finding_category=codes.SCT.MorphologicallyAbnormalStructure,
             algorithm_id=None if r["origin"] == "reader" else _sr_algorithm(r["model"]),
-            measurements=[hd.sr.Measurement(name=ANOMALY_SCORE, value=float(r["score"]), unit=codes.UCUM.NoUnits),
+            measurements=[_score(r["score"], result["pixel_threshold"], PIXEL_THRESHOLD),
                           hd.sr.Measurement(name=codes.SCT.Area, value=float(r["area_mm2"]),
                                             unit=codes.UCUM.SquareMillimeter)],
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
