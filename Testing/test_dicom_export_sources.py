@@ -6,6 +6,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.valuerep import PersonName, validate_value
 
 from messy_corpus import PATIENT_ID, PATIENT_NAME, write_dicom
 from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg, make_sr, read_source, source_notes,
@@ -65,8 +66,8 @@ def test_a_value_longer_or_other_than_its_vr_allows_is_written_empty_and_said(tm
     for ds in exported(path, tmp_path):
         assert ds[keyword].value in ("", None)
         for element in ds:
-            if element.VR not in ("SQ", "UI") and isinstance(element.value, (str, pydicom.valuerep.PersonName)):
-                pydicom.valuerep.validate_value(element.VR, str(element.value), pydicom.config.RAISE)
+            if element.VR not in ("SQ", "UI") and isinstance(element.value, (str, PersonName)):
+                validate_value(element.VR, str(element.value), pydicom.config.RAISE)
         assert (str(ds.PatientName), ds.PatientID) == (PATIENT_NAME, PATIENT_ID)
     [note] = source_notes(path)
     assert keyword in note and "left empty" in note
@@ -105,6 +106,23 @@ def test_the_report_carries_the_thresholds_the_scores_are_judged_against(tmp_pat
                        if m.name.meaning == "Anomaly score"]
     assert properties(image_score) == {"Normal Range Upper Limit": 1.7, "Normality": "Abnormal"}
     assert properties(finding_score) == {"Normal Range Upper Limit": 0.9}
+
+
+@pytest.mark.parametrize("score, said", [(float("nan"), "Not a number"), (float("inf"), "Positive Infinity"),
+                                         (float("-inf"), "Negative Infinity")])
+def test_a_score_that_is_not_a_number_is_said_in_the_report_not_the_end_of_it(tmp_path, score, said):
+    """A NaN or infinite score (highdicom refuses it: 'Cannot encode non-finite floats as DICOM decimal
+    strings') ended the export. The measurement is left out and an evaluation says why (CID 42)."""
+    path = source_file(tmp_path / "cxr.dcm")
+    source = read_source(path)
+    make_sr(source, [dict(FINDING, score=score)], dict(RESULT, score=score)).save_as(tmp_path / "sr.dcm")
+    content = hd.sr.srread(tmp_path / "sr.dcm").content
+    image, = content.get_image_measurement_groups()
+    finding, = content.get_planar_roi_measurement_groups()
+    assert image.get_measurements() == [] and [m.name.meaning for m in finding.get_measurements()] == ["Area"]
+    for group in (image, finding):
+        evaluations = [(e.name.meaning, e.value.meaning) for e in group.get_qualitative_evaluations()]
+        assert ("Anomaly score", said) in evaluations
 
 
 def properties(measurement) -> dict:

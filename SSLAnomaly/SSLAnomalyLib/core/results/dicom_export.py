@@ -14,6 +14,7 @@ is written as '/' so that a label stays one value.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -39,6 +40,7 @@ MANUFACTURER = "SSLAnomaly"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 901, 902
 CHARACTER_SET = "ISO_IR 192"  # UTF-8
 IMAGE_THRESHOLD = "Image threshold: an image scoring above it is abnormal"
+NON_FINITE = {"nan": codes.DCM.NotANumber, "inf": codes.DCM.PositiveInfinity, "-inf": codes.DCM.NegativeInfinity}
 PIXEL_THRESHOLD = "Pixel threshold: heatmap pixels at or above it are suspicious; a finding's score is its maximum"
 
 REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -162,15 +164,20 @@ def _pixel_measures(source: Dataset) -> hd.PixelMeasuresSequence | None:
 
 
 def _score(value: float, threshold: float, judged: str, normality: Code | None = None,
-           algorithm_id: hd.sr.AlgorithmIdentification | None = None) -> hd.sr.Measurement:
-    """An anomaly score with the threshold it is judged against, the upper limit of its normal range
-    (TID 312, calibrated on normal radiographs), and how it is judged (`judged`)."""
+           algorithm_id: hd.sr.AlgorithmIdentification | None = None
+           ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    """An anomaly score as a measurement with the threshold it is judged against, the upper limit of its
+    normal range (TID 312, calibrated on normal radiographs), and how it is judged (`judged`). A score
+    that is not a number, or infinite, has no decimal string in DICOM (highdicom refuses it, and with it
+    the report): it is left out, and a qualitative evaluation says which it is (CID 42 codes)."""
+    if not math.isfinite(value):
+        return [], [hd.sr.QualitativeEvaluation(ANOMALY_SCORE, NON_FINITE[str(float(value))])]
     limit = hd.sr.NumContentItem(codes.SCT.NormalRangeUpperLimit, float(threshold), codes.UCUM.NoUnits,
                                  relationship_type="HAS PROPERTIES")
     normal_range = hd.sr.NormalRangeProperties([limit], description=f"{judged}; set on normal radiographs")
     properties = hd.sr.MeasurementProperties(normality=normality, normal_range_properties=normal_range)
-    return hd.sr.Measurement(name=ANOMALY_SCORE, value=float(value), unit=codes.UCUM.NoUnits,
-                             algorithm_id=algorithm_id, properties=properties)
+    return [hd.sr.Measurement(name=ANOMALY_SCORE, value=float(value), unit=codes.UCUM.NoUnits,
+                              algorithm_id=algorithm_id, properties=properties)], []
 
 
 def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
@@ -182,27 +189,28 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
     algorithm = _sr_algorithm(result["model"])
     verdict = codes.SCT.Abnormal if result["abnormal"] else codes.SCT.Normal
+    scores, evaluations = _score(result["score"], result["threshold"], IMAGE_THRESHOLD, verdict, algorithm)
     groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Whole image"),
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         algorithm_id=algorithm,
-        measurements=[_score(result["score"], result["threshold"], IMAGE_THRESHOLD, verdict, algorithm)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding, verdict)])]
+        measurements=scores,
+        qualitative_evaluations=[*evaluations, hd.sr.QualitativeEvaluation(codes.DCM.Finding, verdict)])]
     for r in records:
         if r["status"] == "rejected":
             continue
         i0, j0, i1, j1 = r["bbox_ijk"]  # pixel (i, j) covers [i, i+1) x [j, j+1) in SCOORD coordinates
         box = np.array([[i0, j0], [i1 + 1, j0], [i1 + 1, j1 + 1], [i0, j1 + 1], [i0, j0]], dtype=float)
         name = f"F{r['id']} {r['label']}" + (f": {r['note']}" if r["note"] else "")
+        scores, evaluations = _score(r["score"], result["pixel_threshold"], PIXEL_THRESHOLD)
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=one_value(name, None)),
             referenced_region=hd.sr.ImageRegion(graphic_type="POLYLINE", graphic_data=box, source_image=image_ref),
             finding_type=_label_concept(r["label"]), finding_category=codes.SCT.MorphologicallyAbnormalStructure,
             algorithm_id=None if r["origin"] == "reader" else _sr_algorithm(r["model"]),
-            measurements=[_score(r["score"], result["pixel_threshold"], PIXEL_THRESHOLD),
-                          hd.sr.Measurement(name=codes.SCT.Area, value=float(r["area_mm2"]),
-                                            unit=codes.UCUM.SquareMillimeter)],
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+            measurements=[*scores, hd.sr.Measurement(name=codes.SCT.Area, value=float(r["area_mm2"]),
+                                                     unit=codes.UCUM.SquareMillimeter)],
+            qualitative_evaluations=[*evaluations, hd.sr.QualitativeEvaluation(
                 REVIEW_STATUS, CodedConcept(r["status"].upper(), SCHEME, r["status"]))]))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
