@@ -81,3 +81,25 @@ def test_held_back_normals_given_as_a_pack_set_the_thresholds(tmp_path, normals_
                  "--minutes", "0", "--device", "cpu", "--quiet"]) == 0
     calibration = load(out).manifest.section("calibration")
     assert calibration["n_normals"] + len(calibration["set_aside_scores"]) == 25 + 8
+
+
+def test_copies_in_a_pack_are_one_normal(tmp_path):
+    """A pack holding one image twice (or a held-back pack holding a training normal) counted it twice:
+    the reference and the thresholds weighed it double and the count of normals was inflated. Each copy
+    is left out, named, as a copy in a folder is."""
+    from SSLAnomalyLib.cli import main
+
+    files = sorted(data_dir("kermany", "train", "normal").iterdir())[:27]
+    normals, val = (load_normals([str(f) for f in part], 64, progress=False) for part in (files[:22], files[22:]))
+    normals_pack = write_pack(tmp_path / "n.npz.xz", np.concatenate([normals.images01, normals.images01[:2]]),
+                              np.concatenate([normals.lungs, normals.lungs[:2]]), normals.files + ["a.png", "b.png"])
+    val_pack = write_pack(tmp_path / "v.npz.xz", np.concatenate([val.images01, normals.images01[5:6]]),
+                          np.concatenate([val.lungs, normals.lungs[5:6]]), val.files + ["again.png"])
+    assert read_normals(str(normals_pack), 64).skipped == [f"a.png: the same image as {files[0].name}, counted once",
+                                                           f"b.png: the same image as {files[1].name}, counted once"]
+    out = tmp_path / "model"
+    assert main(["train", "--normals", str(normals_pack), "--val-normals", str(val_pack), "--out", str(out),
+                 "--size", "64", "--minutes", "0", "--device", "cpu", "--quiet"]) == 0
+    data = load(out).manifest.section("data")
+    assert (data["n_train"], data["n_calibration"]) == (22, 27)  # were 24 and 30
+    assert f"again.png: the same image as {files[5].name}, counted once" in data["skipped"]

@@ -20,7 +20,7 @@ from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.model_files.reference_normals import image_marks
-from SSLAnomalyLib.core.reading.image import Radiograph
+from SSLAnomalyLib.core.reading.image import Radiograph, image_identity
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.results.outputs import distinct_inputs
 from SSLAnomalyLib.training.progress import progress_over
@@ -81,11 +81,31 @@ def read_batches(files: list[Path], size: int, batch: int = BATCH, progress: boo
         yield kept, (np.stack(images) if images else np.empty((0, size, size), np.float32)), skipped, marks
 
 
+def distinct_images(images01: np.ndarray, files: list[str], first: dict[str, str] | None = None
+                    ) -> tuple[list[int], list[str]]:
+    """(indices of the images whose pixels no earlier one has, a note naming each other one) of
+    normals in memory (a pack's model inputs): a copy in a pack, or in a held-back pack beside it
+    (`first`, shared), is one normal, which the reference and the thresholds weighed twice and the
+    count of normals counted twice. A pack names files without folders, so a name never says two
+    entries are one image; their pixels do."""
+    first = {} if first is None else first
+    kept, copies = [], []
+    for i, image in enumerate(images01):
+        key = image_identity(image)
+        if key in first:
+            copies.append(f"{files[i]}: the same image as {first[key]}, counted once")
+        else:
+            first[key] = files[i]
+            kept.append(i)
+    return kept, copies
+
+
 def source_batches(source, size: int, progress: bool = False, at_most: int | None = None, seed: int = 0,
-                   first: dict[str, Path] | None = None):
+                   first: dict | None = None):
     """(file names, batches as `read_batches` yields them, with its `first`) of folders, or of normals
-    already in memory (an object with `images01` and `files`, e.g. a normals pack, whose images have
-    no marks); with `at_most`, of a seeded subset of that many, in their order."""
+    already in memory (an object with `images01`, `files` and the notes of those already left out,
+    `skipped`, e.g. a normals pack, whose images have no marks); with `at_most`, of a seeded subset of
+    that many, in their order."""
     pack = hasattr(source, "images01")
     files = list(source.files) if pack else normal_files(source)
     chosen = np.arange(len(files))
@@ -93,9 +113,17 @@ def source_batches(source, size: int, progress: bool = False, at_most: int | Non
         chosen = np.sort(np.random.default_rng([seed, 37]).permutation(len(files))[:at_most])
     files = [files[i] for i in chosen]
     if pack:
-        return files, ((list(range(i, min(len(chosen), i + BATCH))), source.images01[chosen[i:i + BATCH]], [],
-                        [frozenset()] * len(chosen[i:i + BATCH])) for i in range(0, len(chosen), BATCH))
+        return files, _memory_batches(source, chosen, files, {} if first is None else first)
     return files, read_batches(files, size, progress=progress, first=first)
+
+
+def _memory_batches(source, chosen: np.ndarray, files: list[str], first: dict):
+    """`source_batches` of normals in memory: the copies left out named with the first batch."""
+    kept, copies = distinct_images(source.images01[chosen], files, first)
+    for start in range(0, max(len(kept), 1), BATCH):
+        part = kept[start:start + BATCH]
+        yield part, source.images01[chosen[part]], (list(source.skipped) + copies) if not start else [], \
+            [frozenset()] * len(part)
 
 
 @dataclass

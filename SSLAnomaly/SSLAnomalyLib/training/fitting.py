@@ -43,7 +43,7 @@ from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_ot
                                                             find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
 from SSLAnomalyLib.training.distributed import Ranks, refuse_other_normals
-from SSLAnomalyLib.training.feature_cache import normal_files, read_batches
+from SSLAnomalyLib.training.feature_cache import distinct_images, normal_files, read_batches
 from SSLAnomalyLib.training.held_back import check_held_back
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.selection import SyntheticCheck
@@ -179,12 +179,13 @@ def run_lock(out_dir, main: bool = True):
 
 
 def read_normals(normals, size: int, progress: bool = True, pixels: bool = True) -> NormalSet:
-    """Folders of images (`load_normals`) or one normals pack (packs.py)."""
+    """Folders of images (`load_normals`) or one normals pack (packs.py), each image once."""
     if not packs.is_pack(normals):
         return load_normals(normals, size, progress, pixels)
     path = normals[0] if isinstance(normals, (list, tuple)) else normals
     packed = packs.read_pack(path, size)
-    return NormalSet(packed.images01, packed.lungs, packed.files, [])
+    kept, copies = distinct_images(packed.images01, packed.files)
+    return NormalSet(packed.images01[kept], packed.lungs[kept], [packed.files[i] for i in kept], copies)
 
 
 def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = TrainingSpec(),
