@@ -66,6 +66,25 @@ def test_two_calibrations_of_one_model_on_the_same_normals_at_two_rates_are_two_
     assert low["site_calibration"]["files_sha256_16"] == high["site_calibration"]["files_sha256_16"]
 
 
+def test_a_rate_below_one_in_n_plus_one_is_said_to_be_unmet(tmp_path, capsys):
+    """--fpr 0.001 on 20 normals sets the threshold at the highest of them, which a new normal exceeds at
+    1/21 = 4.8 %: the run, the manifest and the card said "0.1 %" (the card "0 %"), with no word that
+    the rate asked cannot be met on so few normals."""
+    from SSLAnomalyLib.cli import main
+
+    normals = linked(tmp_path, "site", sorted(data_dir("kermany", "val", "normal").iterdir())[:20])
+    out = tmp_path / "calibrated"
+    assert main(["calibrate", "--model", "pediatric", "--normals", str(normals), "--out", str(out), "--fpr", "0.001",
+                 "--quiet"]) == 0
+    said = "the 0.1 % asked cannot be met on 20 normals: the threshold is the highest of them, which a new normal " \
+           "exceeds at 4.8 % (at least 999 normals are needed for 0.1 %)"
+    assert said in capsys.readouterr().out
+    calibration = json.loads((out / "manifest.json").read_text())["calibration"]
+    assert calibration["threshold"] == max(calibration["normal_scores"]) and calibration["expected_fpr"]["unmet"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "at a 0.1 % false-positive rate" in card and said in " ".join(card.split())
+
+
 def flagged_within_stated_rate(model_dir, new_normals):
     """Whether the model flags the new normals at a share inside the 90 % predictive interval that
     its stated false-positive rate (Beta(n + 1 - k, k)) implies for that many images."""

@@ -9,7 +9,9 @@ scores, the threshold is the k-th smallest, k = ceil((n + 1)(1 - FPR)). For a ne
 exchangeable with the calibration normals, the chance to score above it is then (n + 1 - k)/(n + 1)
 <= FPR, and given the calibration set its false-positive rate is Beta(n + 1 - k, k) distributed:
 `expected_fpr` states its mean and a 90 % interval. With fewer than five normals above the
-threshold (n < 100 at 5 %) that interval is wide, and `unstable` says so. Older models keep the
+threshold (n < 100 at 5 %) that interval is wide, and `unstable` says so. An FPR below 1/(n + 1)
+cannot be met at all: k would be n + 1, so the threshold is the highest normal, which a new normal
+exceeds with probability 1/(n + 1), above the rate asked; `unmet` says so. Older models keep the
 interpolated quantile (`rule="quantile"`) they were made with.
 
 Normals set aside (`Calibration.of_normals`): a site's "normals" are labelled by reports or by NLP
@@ -57,11 +59,20 @@ class ExpectedFPR:
     def unstable(self) -> bool:
         return self.n * self.fpr < MIN_ABOVE
 
+    @property
+    def unmet(self) -> bool:
+        """Whether the rate asked is below the 1/(n + 1) that no threshold on n normals gets under."""
+        return self.fpr * (self.n + 1) < 1
+
     def text(self) -> str:
         """One line for the command line and the model card."""
         line = (f"expected false-positive rate on new normals {100 * self.mean:.1f} % "
                 f"({100 * INTERVAL:.0f} % interval {100 * self.low:.1f}-{100 * self.high:.1f} %, {self.n} normals, "
                 f"{self.above} above the threshold)")
+        if self.unmet:
+            line += (f"; the {100 * self.fpr:g} % asked cannot be met on {self.n} normals: the threshold is the "
+                     f"highest of them, which a new normal exceeds at {100 / (self.n + 1):.1f} % (at least "
+                     f"{int(np.ceil(1 / self.fpr)) - 1} normals are needed for {100 * self.fpr:g} %)")
         if self.unstable:
             line += (f"; unstable: a {100 * self.fpr:g} % threshold on {self.n} normals has fewer than {MIN_ABOVE} above "
                      f"it; calibrate on at least {int(np.ceil(MIN_ABOVE / self.fpr))} normals for a stable one")
@@ -69,7 +80,8 @@ class ExpectedFPR:
 
     def to_dict(self) -> dict:
         return {"mean": round(self.mean, 6), "low": round(self.low, 6), "high": round(self.high, 6),
-                "interval": INTERVAL, "n_normals": self.n, "above_threshold": self.above, "unstable": self.unstable}
+                "interval": INTERVAL, "n_normals": self.n, "above_threshold": self.above, "unstable": self.unstable,
+                "unmet": self.unmet}
 
 
 @dataclass

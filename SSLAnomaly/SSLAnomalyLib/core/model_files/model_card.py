@@ -98,9 +98,9 @@ embedding pooled from layers {list(manifest.encoder.pooled_layers)} over {pooled
 ## Not for
 {not_for(m)}
 ## Calibration
-Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:.0f} % false-positive rate on
+Threshold {c['threshold']:.4f} at a {100 * c['false_positive_rate']:g} % false-positive rate on
 {calibration_count(m)}; pixel threshold {c['pixel_threshold']:.4f} (the in-lung heatmap
-peak that {100 * c['false_positive_rate']:.0f} % of calibration normals reach). Each result reports its
+peak that {100 * c['false_positive_rate']:g} % of calibration normals reach). Each result reports its
 percentile among these normals. {expected_fpr(c)}{views_note(m.get("reference"))}{site_calibration(m.get("site_calibration"))}{federated(m)}
 
 ## How it was made
