@@ -81,6 +81,8 @@ def _drop(*names):
     ("pediatric", None, _set("reference.pooled_precision", (10, 10)),
      r"reference.pooled_precision has shape \(10, 10\)"),
     ("pediatric", None, _set("reference.lung_prior", (64, 64)), r"reference.lung_prior has shape \(64, 64\)"),
+    ("pediatric", None, _drop("reference.lung_prior"), r"reference.lung_prior \(the training normals' mean lung "
+                                                       "field\) is missing"),
     ("pediatric", lambda d: d["encoder"].update(input_size=256), None, r"not the \(192, 64, 64\)"),
     ("pediatric", None, lambda t: t.update({"reference.patch_means": torch.zeros(100, 32, 32),
                                             "reference.acquisition_directions": torch.zeros(100, 8)}),
@@ -96,7 +98,8 @@ def test_a_reference_that_does_not_fit_its_encoder_or_manifest_is_refused_on_loa
                                                                                      edit_tensors, reason):
     """Before: a reference of other shapes loaded, and every image then failed on its own with a
     broadcasting or matmul error (exit 1, no results); an adult model without its positions' normal
-    distances loaded and silently scored raw distances (a normal scored 11.3 for 2.6)."""
+    distances loaded and silently scored raw distances (a normal scored 11.3 for 2.6); one without its lung
+    prior loaded silently, its lung fields no longer checked against where lungs lie."""
     bad = resealed(model, tmp_path / "m", edit, edit_tensors)
     with pytest.raises(ModelError, match=f"model.safetensors does not fit its encoder or manifest: .*{reason}"):
         AnomalyDetector.load(bad)

@@ -44,15 +44,19 @@ def other_lungs_warning(manifest: Manifest | None, anatomy: LungSegmenter) -> st
 def reference_problem(scorer: Scorer, lung_prior: np.ndarray | None, manifest: Manifest) -> str | None:
     """Why a model's reference arrays cannot score what its encoder gives (the reference of another
     encoder, input size or views) or are not what its manifest says was fitted (positions
-    standardised), naming the array: found on loading, with one blank input, not image by image
-    (each failed on its own with a broadcasting error) nor silently (standardisation dropped)."""
+    standardised, the lung prior every model is made with), naming the array: found on loading, with
+    one blank input, not image by image (each failed on its own with a broadcasting error) nor
+    silently (standardisation dropped; without the prior, a lung field drawn on the arm is not
+    mirrored and findings are no longer kept to where lungs lie)."""
     size, fitted = scorer.config.input_size, scorer.reference.distance_mean is not None
     try:
         pooled, patches = scorer.features(np.zeros((1, size, size), np.float32), np.ones((1, size, size), bool))
     except RuntimeError as e:  # acquisition directions as wide as patch means of another encoder
         return f"its encoder's patch features do not fit its acquisition directions ({' '.join(str(e).split())})"
     problem = scorer.reference.misfit(pooled.shape[1], tuple(patches.shape[1:]))
-    if problem is None and lung_prior is not None and lung_prior.shape != (size, size):
+    if problem is None and lung_prior is None:
+        problem = "reference.lung_prior (the training normals' mean lung field) is missing"
+    if problem is None and lung_prior.shape != (size, size):
         problem = f"reference.lung_prior has shape {lung_prior.shape}, not the input's {(size, size)}"
     standardised = manifest.section("reference").get("positions_standardised")
     if problem is None and standardised is not None and bool(standardised) != fitted:
