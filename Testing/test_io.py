@@ -151,3 +151,29 @@ def test_a_dicomdir_in_a_folder_is_passed_over_as_the_index_it_is(tmp_path):
     shutil.copy(image, tmp_path / "DICOMDIR")
     assert list_inputs([tmp_path]) == [image]
     assert list_inputs([tmp_path / "DICOMDIR"]) == [tmp_path / "DICOMDIR"]  # named: read, and refused if it must be
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_nifti_without_a_finite_pixel_is_refused_as_such(tmp_path, suffix, value):
+    """SimpleITK (ITK 5) reads a NIfTI's NaN and infinite voxels as 0: an all-NaN file was refused as
+    'constant (every pixel 0)', as a NRRD of the same pixels is not."""
+    path = tmp_path / f"empty{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((2, 64, 64), value, np.float32)), str(path))
+    with pytest.raises(ReadError, match=f"empty{suffix}: image holds no finite values"):
+        read_radiograph(path)
+
+
+@pytest.mark.parametrize("suffix, dtype", [(".nii", np.float32), (".nii.gz", np.float64)])
+def test_a_nifti_with_some_nan_pixels_has_them_replaced_and_said(tmp_path, real_gray, suffix, dtype):
+    """A NIfTI half NaN was scored with that half black (0), without a warning; a NRRD's are replaced by
+    the median, and said."""
+    pixels = real_gray[:256, :300].astype(dtype)
+    pixels[:100] = np.nan
+    pixels[100, :7] = np.inf
+    sitk.WriteImage(sitk.GetImageFromArray(pixels), str(tmp_path / f"part{suffix}"))
+    image = read_radiograph(tmp_path / f"part{suffix}")
+    finite = np.isfinite(pixels)
+    assert f"{(~finite).sum()} NaN/inf pixels replaced by the median" in image.warnings
+    assert np.array_equal(image.pixels[0][finite], pixels[finite])
+    assert (image.pixels[0][~finite] == np.median(pixels[finite])).all()

@@ -28,6 +28,7 @@ from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.blank import refuse_or_mark_blank
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixteen_bit_png
+from SSLAnomalyLib.core.reading.nifti_values import restore_nonfinite
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
 from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
 from SSLAnomalyLib.core.reading.image import Radiograph
@@ -289,6 +290,8 @@ def _read_itk(path: Path) -> Radiograph:
     if dim == 4:
         raise ReadError(path, "4D images are not supported")
     arr = sitk.GetArrayFromImage(im)
+    if _suffix(path) in (".nii", ".nii.gz") and np.issubdtype(arr.dtype, np.floating) and reader.GetNumberOfComponents() == 1:
+        restore_nonfinite(path, arr)  # ITK 5 reads them as 0
     if not np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 2:
         arr = arr.astype(np.float32)
     spacing = list(im.GetSpacing()) + [1.0] * (3 - dim)
