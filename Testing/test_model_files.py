@@ -20,7 +20,7 @@ from conftest import REPO, data_dir
 from SSLAnomalyLib.cli.termination import Terminated, sigterm_raises
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.errors import PathError
-from SSLAnomalyLib.core.model_files import registry
+from SSLAnomalyLib.core.model_files import model_folder, registry
 from SSLAnomalyLib.core.model_files.model_folder import (CARD, FORMAT_VERSION, MANIFEST, WEIGHTS, ModelError, load,
                                                          save, sha256)
 from SSLAnomalyLib.core.model_files.signing import SiteKeyError, digest, seal
@@ -516,3 +516,17 @@ def test_no_command_writes_a_model_into_the_bundled_models_folder(command, capsy
         assert refused.value.code == 2 and "inside the bundled models' folder" in capsys.readouterr().err
     assert not (registry.MODELS_DIR / "site-model").exists()
     registry.refuse_bundled_target(REPO / "runs" / "site-model")  # anywhere else is fine
+
+
+@pytest.mark.parametrize("command", ["calibrate --model {model}", "train --start-from {model} --minutes 0 --device cpu"])
+def test_a_writer_checks_once_that_its_out_can_be_written(command, small_model, small_normals, tmp_path, monkeypatch):
+    """`train` checked three times that --out could be written (its lock, its look at --out, and the
+    model's save, after its parent and lock were already made), `calibrate` twice: once, before the work."""
+    from SSLAnomalyLib.cli import main
+
+    checked = []
+    check = model_folder.refuse_unwritable
+    monkeypatch.setattr(model_folder, "refuse_unwritable", lambda folder: (checked.append(folder), check(folder))[1])
+    args = command.format(model=small_model).split()
+    assert main([*args, "--normals", str(small_normals[1]), "--out", str(tmp_path / "site"), "--quiet"]) == 0
+    assert [str(folder) for folder in checked] == [str(tmp_path / "site")]

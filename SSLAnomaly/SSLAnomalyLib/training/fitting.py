@@ -150,12 +150,13 @@ def work_dir(out_dir) -> Path:
 
 
 def refuse_existing_out(out_dir, overwrite: bool) -> None:
-    """`model_folder.refuse_existing` for a training run into `out_dir`. An unfinished run kept beside
-    it does not make a model there its own: a run writes its model only as it finishes, so that model
-    was put there by another command after the run stopped (calibrate, merge, a copy), or by the run
-    itself in the moment before its checkpoints were removed, and resuming replaced it unasked."""
+    """`model_folder.refuse_taken` for a training run into `out_dir` (`run_lock` has refused one that
+    cannot be written). An unfinished run kept beside it does not make a model there its own: a run
+    writes its model only as it finishes, so that model was put there by another command after the
+    run stopped (calibrate, merge, a copy), or by the run itself in the moment before its checkpoints
+    were removed, and resuming replaced it unasked."""
     try:
-        model_folder.refuse_existing(out_dir, overwrite)
+        model_folder.refuse_taken(out_dir, overwrite)
     except model_folder.ModelError as e:
         work = work_dir(out_dir)
         if not work.is_dir():
@@ -169,10 +170,11 @@ def run_lock(out_dir, main: bool = True):
     """The lock a training run into `out_dir` holds (`main`: rank 0 of a torchrun) from its first look
     at `out_dir` until its model is written: a second run into the same --out (the same command
     started twice) resumed the live run's checkpoint, trained beside it, wrote over its checkpoints
-    and replaced its model unasked (the work folder beside it made it a rerun); it is refused."""
+    and replaced its model unasked (the work folder beside it made it a rerun); it is refused. An
+    `out_dir` that cannot be written is refused first, on every rank."""
+    model_folder.refuse_unwritable(out_dir)  # the work folder and the lock are made beside it
     if not main:
         return nullcontext()
-    model_folder.refuse_unwritable(out_dir)  # the work folder and the lock are made beside it
     work = work_dir(out_dir)
     work.parent.mkdir(parents=True, exist_ok=True)
     return folder_lock(work.with_name(f".{work.name}.lock"), out_dir)

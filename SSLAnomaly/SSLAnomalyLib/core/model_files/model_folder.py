@@ -91,13 +91,19 @@ def _model_id(folder: Path) -> str:
 
 
 def refuse_existing(folder, overwrite: bool = False) -> None:
+    """What a writer checks of `folder` before its work, so that a refusal comes first, not after an
+    hour of training: that a model can be written there (`refuse_unwritable`) and into it (`refuse_taken`)."""
+    refuse_unwritable(folder)
+    refuse_taken(folder, overwrite)
+
+
+def refuse_taken(folder, overwrite: bool = False) -> None:
     """Refuse to write a model into `folder` when something is there: a file; a folder holding
     anything but a model's entries (never replaced); a model, unless `overwrite` (checkpoints alone
-    are an unfinished train, not a model). Writers call it before their work too, so that a refusal
-    comes first, not after an hour of training. Never the current folder: a model folder is
-    replaced whole, so the command line would be left in a folder that no longer exists."""
+    are an unfinished train, not a model). `save` checks it again as it writes. Never the current
+    folder: a model folder is replaced whole, so the command line would be left in a folder that no
+    longer exists."""
     folder = Path(folder)
-    refuse_unwritable(folder)
     if not folder.exists():
         return
     if folder.resolve() == Path.cwd().resolve():
@@ -147,7 +153,7 @@ def refuse_source(folder, model) -> None:
 def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], manifest: Manifest,
          card: str, overwrite: bool = False, decoder_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a model folder whole (weights, card, manifest signed with the site key when one is set),
-    verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_existing`).
+    verified before it takes `folder`'s place; `overwrite` replaces a model there (`refuse_taken`).
     A writer of a loaded model passes its `decoder_state` on with the rest."""
     folder = Path(os.path.realpath(folder))  # `.` has a name there; a link's target is what gets replaced
     tensors = {f"encoder.{k}": v.detach().cpu().contiguous() for k, v in encoder_state.items()}
@@ -157,7 +163,7 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
     folder.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder.with_name(f".{folder.name}.lock"), folder):
         leftovers.clear(folder)
-        refuse_existing(folder, overwrite)
+        refuse_taken(folder, overwrite)  # its writer checked it was writable; its parent and lock just were
         staging = leftovers.sibling(folder, leftovers.STAGED)
         staging.mkdir()
         try:
