@@ -177,3 +177,13 @@ def test_a_nifti_with_some_nan_pixels_has_them_replaced_and_said(tmp_path, real_
     assert f"{(~finite).sum()} NaN/inf pixels replaced by the median" in image.warnings
     assert np.array_equal(image.pixels[0][finite], pixels[finite])
     assert (image.pixels[0][~finite] == np.median(pixels[finite])).all()
+
+
+def test_a_nifti_gz_beside_a_nifti_of_the_same_name_is_read_as_itself(tmp_path, real_gray):
+    """niftilib reads x.nii.gz's voxels from an x.nii beside it (ITK#2243): another image's pixels,
+    under the header of this one, without a word."""
+    own = real_gray[:256, :256]
+    sitk.WriteImage(sitk.GetImageFromArray(own), str(tmp_path / "x.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(own[::-1].copy()), str(tmp_path / "x.nii"))
+    assert np.array_equal(read_radiograph(tmp_path / "x.nii.gz").pixels[0], own)
+    assert np.array_equal(read_radiograph(tmp_path / "x.nii").pixels[0], own[::-1])

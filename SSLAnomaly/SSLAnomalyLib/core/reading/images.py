@@ -336,8 +336,9 @@ def _detached_data_file(path: Path) -> Path | None:
 @contextlib.contextmanager
 def _utf8_named(path: Path, data: Path | None):
     """`path` itself, or where SimpleITK cannot be given its name (`native_names`), a link to it (and
-    to its data file) under a plain name in a temporary folder."""
-    if native_safe(path):
+    to its data file) under a plain name in a temporary folder; a .nii.gz always: niftilib reads the
+    voxels of an x.nii beside it in its place (ITK#2243), another patient's image under this name."""
+    if native_safe(path) and _suffix(path) != ".nii.gz":
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="sslanomaly-read-") as tmp:
