@@ -121,19 +121,67 @@ def test_deleting_a_clone_of_a_volume_or_the_volume_itself_keeps_the_review_on_t
     lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="seen on the clone's original")
     before = lg.findings(volume)
 
-    def clone():  # as vtkSlicerSubjectHierarchyModuleLogic::CloneSubjectHierarchyItem makes it
-        copy = slicer.mrmlScene.AddNewNodeByClass(volume.GetClassName())
-        copy.Copy(volume)
-        copy.SetName(f"{volume.GetName()} Copy")
-        return copy
-
-    slicer.mrmlScene.RemoveNode(clone())
+    slicer.mrmlScene.RemoveNode(clone(volume))
     assert lg.findings(volume) == before and lg.caseResult(volume) is not None
-    kept = clone()
+    kept = clone(volume)
     slicer.mrmlScene.RemoveNode(volume)
     assert lg.findings(kept) == before and lg.caseResult(kept) is not None
     slicer.mrmlScene.RemoveNode(kept)  # the last one takes them along
     assert not slicer.mrmlScene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems()
+
+
+def clone(volume):
+    """A clone of `volume` as vtkSlicerSubjectHierarchyModuleLogic::CloneSubjectHierarchyItem makes it."""
+    copy = slicer.mrmlScene.AddNewNodeByClass(volume.GetClassName())
+    copy.Copy(volume)
+    copy.SetName(f"{volume.GetName()} Copy")
+    return copy
+
+
+def test_a_clone_whose_geometry_is_edited_gets_its_own_results_on_its_pixels_and_the_original_keeps_its(case, tmp_path):
+    """A clone shares its original's heatmap, lung fields and findings. Its spacing edited, they stayed on the
+    original's geometry, over other pixels of the clone (no one watched it), and exporting the clone moved the shared
+    boxes onto its grid under the original: the original's [268, 60, 379, 351] became [511, 120, 511, 511]. Deleting the
+    original, then editing the clone that kept the results, left them where they were too."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="seen on the clone's original")
+    before, lungs, grid = lg.findings(volume), lung_mask(volume), ijk_to_ras_matrix(volume)
+    copy = clone(volume)
+    copy.SetSpacing(2.0, 2.0, 1.0)
+    lg.exportCase(copy, tmp_path / "clone", formats=["json"])
+    assert lg.findings(volume) == before and ijk_to_ras_matrix(heatmap_node(volume)).tolist() == grid.tolist()
+    assert {n.GetID() for n in lg.findingNodes(copy)}.isdisjoint({n.GetID() for n in lg.findingNodes(volume)})
+    assert heatmap_node(copy).GetID() != heatmap_node(volume).GetID() and lg.caseResult(copy) == lg.caseResult(volume)
+
+    def as_reviewed(findings):  # the same pixels and review
+        return [(f["bbox_ijk"], f["status"], f["note"], f["decided"]) for f in findings]
+
+    assert as_reviewed(lg.findings(copy)) == as_reviewed(before)
+    assert [f["area_mm2"] for f in lg.findings(copy)] == [round(f["area_mm2"] * 4, 2) for f in before]
+    np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(copy)), ijk_to_ras_matrix(copy))
+    np.testing.assert_array_equal(lung_mask(copy), lungs)
+    slicer.mrmlScene.RemoveNode(volume)  # the clone's own results stay with it
+    assert as_reviewed(lg.findings(copy)) == as_reviewed(before) and lg.caseResult(copy) is not None
+
+    kept = clone(copy)  # the original deleted: its clone keeps the results, and they follow it
+    slicer.mrmlScene.RemoveNode(copy)
+    kept.SetSpacing(0.5, 0.5, 1.0)
+    assert as_reviewed(lg.findings(kept)) == as_reviewed(before)
+    np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(kept)), ijk_to_ras_matrix(kept))
+    np.testing.assert_array_equal(lung_mask(kept), lungs)
+
+
+def test_findings_and_lung_fields_follow_a_geometry_edit_after_the_heatmap_was_deleted_by_hand(case):
+    """Without the heatmap (deleted in the Data module), where the findings and lung fields lay was not known, so a
+    spacing edited moved none of them: the reviewed box [268, 60, 379, 351] read as [134, 30, 189, 175]."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="rejected", note="kept without its heatmap")
+    before, lungs = lg.findings(volume), lung_mask(volume)
+    slicer.mrmlScene.RemoveNode(heatmap_node(volume))
+    volume.SetSpacing(2.0, 2.0, 1.0)
+    assert [(f["bbox_ijk"], f["status"], f["note"]) for f in lg.findings(volume)] == \
+        [(f["bbox_ijk"], f["status"], f["note"]) for f in before]
+    np.testing.assert_array_equal(lung_mask(volume), lungs)
 
 
 @pytest.mark.parametrize("slice_index", [-1, 1])

@@ -98,7 +98,7 @@ def remove_derived(scene, volume_node) -> None:
     """Remove what detection made for `volume_node`: its heatmap leaves the slice views with it. A node that another
     volume references too stays, with that volume: Slicer's Clone (Data module) copies a volume's references, so the
     clone and its original share one heatmap, findings and table, and deleting either must not take the reader's
-    findings and review from the other (a finding of the volume removed becomes the other's)."""
+    findings and review from the other (what was the removed volume's becomes the other's: clones.results_owner)."""
     volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
                for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
     others = [v for v in volumes if v.GetID() != volume_node.GetID()]
@@ -106,8 +106,8 @@ def remove_derived(scene, volume_node) -> None:
         holder = next((v for v in others if node.GetID() in {n.GetID() for n in derived_nodes(scene, v)}), None)
         if holder is None:
             scene.RemoveNode(node)
-        elif node.IsA("vtkMRMLMarkupsNode") and node.GetNodeReferenceID(VOLUME_REFERENCE) in (
-                None, volume_node.GetID()):  # None: the scene dropped the finding's reference with the volume
+        elif node.GetNodeReferenceID(VOLUME_REFERENCE) in (None, volume_node.GetID()):  # None: the scene dropped
+            # the reference with the volume (or a scene saved before the heatmap and lung fields held one)
             node.SetNodeReferenceID(VOLUME_REFERENCE, holder.GetID())
 
 

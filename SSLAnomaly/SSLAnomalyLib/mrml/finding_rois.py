@@ -17,10 +17,9 @@ import slicer
 from SSLAnomalyLib.core.detection.regions import label_for_verdict
 from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES, now
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
-from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
+from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE, ijk_to_ras_matrix
 
 FINDING_REFERENCE = "SSLAnomaly.Finding"  # input volume -> each finding ROI
-VOLUME_REFERENCE = "SSLAnomaly.Volume"    # finding ROI -> input volume
 MODEL, READER = ORIGINS                   # who made the finding: the detector or the radiologist
 MISSED_LABEL = "missed finding"
 STATUS_COLORS = {"unreviewed": (1.0, 0.75, 0.0), "confirmed": (0.2, 1.0, 0.3), "rejected": (0.55, 0.55, 0.55)}
@@ -140,6 +139,14 @@ def keep_on_pixels(node, volume_node, old_ijk_to_ras: np.ndarray) -> None:
     node.SetAttribute(_A + "AreaMM2", repr(round(area, 2)))
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     _set_roi_box(node, volume_node, bbox, slice_index)
+
+
+def placed_on(node, heatmap_grid: np.ndarray | None) -> np.ndarray | None:
+    """The IJK-to-RAS matrix of the volume's geometry when the finding's box was placed on its pixels: where it is
+    when that geometry is edited (geometry.follow_geometry). A scene saved before it was recorded: the heatmap's
+    grid, `heatmap_grid` (None: not known)."""
+    placed = node.GetAttribute(_A + "PlacedOn")
+    return np.array(json.loads(placed)) if placed else heatmap_grid
 
 
 def _pixel_area(ijk_to_ras: np.ndarray) -> float:
@@ -270,6 +277,7 @@ def _set_roi_box(node, volume_node, bbox_ijk, slice_index: int) -> None:
     object_to_node[:3, 3] = (ijk_to_ras @ [(i0 + i1) / 2, (j0 + j1) / 2, slice_index, 1])[:3]
     node.SetAndObserveObjectToNodeMatrix(slicer.util.vtkMatrixFromArray(object_to_node))
     node.SetSize(*((np.array([i1 - i0 + 1, j1 - j0 + 1, 1]) * spacing).tolist()))
+    node.SetAttribute(_A + "PlacedOn", json.dumps(ijk_to_ras.tolist()))
 
 
 def _roi_box_ijk(node, volume_node, ijk_to_ras: np.ndarray | None = None) -> tuple[list[int], int, np.ndarray]:

@@ -5,9 +5,11 @@ A detection is of pixels: the heatmap is made on the volume's own grid, the lung
 cover pixels of it. Left where they were, the heatmap and the boxes lay over other pixels than they were found on,
 and the export mixed the two (a box's bbox_ijk read on the new grid, its segment cut from the heatmap's, the lung
 fields resampled off the image). So they follow the volume: what detection made stays on the same pixels under the
-volume's geometry now (the heatmap, which keeps the geometry it was made on, says where they were), under the
-volume's transform, and a finding's detector centroid and area are those of its pixels now. Coordinates exported
+volume's geometry now, under the volume's transform, and a finding's detector centroid and area are those of its pixels now. Coordinates exported
 (centroid_ras, the files' geometry) are the image's own, as Slicer saves the image: a transform is not applied.
+Where each was placed is kept by each: the heatmap's own grid, the lung fields' reference geometry, a finding's
+recorded geometry (finding_rois.placed_on), so they follow a volume whose heatmap was deleted by hand too. A clone
+that shares its original's results gets its own copy of them first (clones.py).
 """
 
 from __future__ import annotations
@@ -15,28 +17,42 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from SSLAnomalyLib.mrml.finding_rois import finding_nodes, keep_on_pixels
+from SSLAnomalyLib.mrml.clones import results_owner, take_own_results
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, keep_on_pixels, placed_on
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
-from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, show_lung_fields
+from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, placed_grid, show_lung_fields
 from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
 
 
 def follow_geometry(volume_node) -> bool:
     """Put the heatmap, lung fields and findings of `volume_node` back on its pixels after its geometry or
-    transform changed; returns whether anything moved. Without a heatmap (none yet, or deleted by hand) where
-    they were is not known, and nothing moves."""
-    heat = heatmap_node(volume_node)
-    if heat is None:
+    transform changed; returns whether anything moved."""
+    new, transform = ijk_to_ras_matrix(volume_node), volume_node.GetTransformNodeID()
+    moved = [(node, old) for node, old in _placed(volume_node)
+             if not np.allclose(old, new, rtol=0, atol=1e-6) or node.GetTransformNodeID() != transform]
+    if not moved:
         return False
-    old, new = ijk_to_ras_matrix(heat), ijk_to_ras_matrix(volume_node)
-    lungs, findings, transform = lung_node(volume_node), finding_nodes(volume_node), volume_node.GetTransformNodeID()
-    derived = [node for node in (heat, lungs, *findings) if node is not None]
-    if np.allclose(old, new, rtol=0, atol=1e-6) and all(node.GetTransformNodeID() == transform for node in derived):
-        return False
-    for node in findings:
-        keep_on_pixels(node, volume_node, old)
-    if lungs is not None:
-        show_lung_fields(volume_node, lung_mask(volume_node, grid=heat), lungs.GetDisplayNode().GetVisibility())
-    heat.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(new))
-    heat.SetAndObserveTransformNodeID(transform)
+    owner = results_owner(volume_node)
+    if owner is not None and owner.GetID() != volume_node.GetID():  # a clone of the volume they belong to
+        take_own_results(volume_node)
+        return follow_geometry(volume_node)
+    for node, old in moved:
+        if node.IsA("vtkMRMLMarkupsROINode"):
+            keep_on_pixels(node, volume_node, old)
+        elif node.IsA("vtkMRMLSegmentationNode"):
+            show_lung_fields(volume_node, lung_mask(volume_node, as_placed=True), node.GetDisplayNode().GetVisibility())
+        else:
+            node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(new))
+            node.SetAndObserveTransformNodeID(transform)
     return True
+
+
+def _placed(volume_node) -> list:
+    """(node, the IJK-to-RAS matrix it was placed on) of the heatmap, lung fields and findings of `volume_node`; a
+    finding whose placing is not known (a scene saved before it was recorded, its heatmap deleted) is left out."""
+    heat, lungs = heatmap_node(volume_node), lung_node(volume_node)
+    grid = ijk_to_ras_matrix(heat) if heat is not None else None
+    placed = [(node, placed_on(node, grid)) for node in finding_nodes(volume_node)]
+    placed += [(heat, grid)] if heat is not None else []
+    placed += [(lungs, placed_grid(lungs))] if lungs is not None else []
+    return [(node, old) for node, old in placed if old is not None]

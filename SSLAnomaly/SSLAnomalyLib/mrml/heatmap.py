@@ -14,7 +14,7 @@ import slicer
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.overlay import HOT_TOP, ramp_colours, ramp_opacity
 from SSLAnomalyLib.mrml.headless import application_logic
-from SSLAnomalyLib.mrml.volumes import ROLE, ijk_to_ras_matrix, radiograph_to_volume_node
+from SSLAnomalyLib.mrml.volumes import ROLE, VOLUME_REFERENCE, ijk_to_ras_matrix, radiograph_to_volume_node
 
 COLOR_NODE_NAME = "SSLAnomaly Heat"
 HEATMAP_REFERENCE = "SSLAnomaly.Heatmap"  # input volume -> its heatmap volume
@@ -48,6 +48,7 @@ def show_heatmap(volume_node, heatmap: Radiograph, pixel_threshold: float,
     node = radiograph_to_volume_node(heatmap, f"{volume_node.GetName()} anomaly heatmap", node)
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     volume_node.SetNodeReferenceID(HEATMAP_REFERENCE, node.GetID())
+    node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())
     node.SetAttribute(ROLE, "heatmap")
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(heatmap_color_node().GetID())

@@ -12,7 +12,7 @@ import slicer
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from SSLAnomalyLib.mrml.volumes import ijk_to_ras_matrix
+from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE, ijk_to_ras_matrix
 
 LUNGS_REFERENCE = "SSLAnomaly.LungFields"  # input volume -> its lung-field segmentation
 SEGMENT_NAME = "Lung fields"
@@ -43,6 +43,7 @@ def show_lung_fields(volume_node, lungs: np.ndarray, visible: bool = True):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} lung fields")
         node.CreateDefaultDisplayNodes()
         volume_node.SetNodeReferenceID(LUNGS_REFERENCE, node.GetID())
+        node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     node.GetSegmentation().RemoveAllSegments()
     node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
@@ -62,11 +63,37 @@ def set_lung_fields_visible(volume_node, visible: bool) -> None:
         node.GetDisplayNode().SetVisibility(bool(visible))
 
 
-def lung_mask(volume_node, grid=None) -> np.ndarray | None:
-    """The lung fields as a (slices, rows, cols) uint8 array on the volume's grid (or the volume node `grid`'s),
-    or None."""
+def lung_mask(volume_node, as_placed: bool = False) -> np.ndarray | None:
+    """The lung fields as a (slices, rows, cols) uint8 array on the volume's grid, or None. `as_placed`: on the grid
+    they were placed on (`placed_grid`), where they lie after the volume's geometry was edited."""
     node = lung_node(volume_node)
     if node is None:
         return None
     segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(SEGMENT_NAME)
-    return np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, grid or volume_node), np.uint8)
+    if not as_placed:
+        return np.asarray(slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, volume_node), np.uint8)
+    segment_ids = vtk.vtkStringArray()
+    segment_ids.InsertNextValue(segment_id)
+    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    try:
+        slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+            node, segment_ids, labelmap, None, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        return np.asarray(slicer.util.arrayFromVolume(labelmap), np.uint8)
+    finally:
+        if labelmap.GetDisplayNode() is not None:
+            slicer.mrmlScene.RemoveNode(labelmap.GetDisplayNode().GetColorNode())
+        slicer.mrmlScene.RemoveNode(labelmap)
+
+
+def placed_grid(node) -> np.ndarray | None:
+    """The IJK-to-RAS matrix of the grid the lung-field segmentation `node` was placed on: its reference geometry,
+    which `show_lung_fields` sets to the volume's and a later edit of the volume's geometry leaves as it was. None
+    while `show_lung_fields` is making it."""
+    converter, segmentation = slicer.vtkSegmentationConverter, node.GetSegmentation()
+    geometry = segmentation.GetConversionParameter(converter.GetReferenceImageGeometryParameterName())
+    if not geometry or segmentation.GetSegmentIdBySegmentName(SEGMENT_NAME) == "":
+        return None
+    grid, matrix = slicer.vtkOrientedImageData(), vtk.vtkMatrix4x4()
+    converter.DeserializeImageGeometry(geometry, grid)
+    grid.GetImageToWorldMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)

@@ -109,6 +109,9 @@ def autosave(volume_node, folder) -> None:
         hold(volume_node, path, sha256(path))
 
 
+_watches = {}  # scene -> the BoxWatch that watches the volumes added to it (the latest made: one Logic a module)
+
+
 class BoxWatch:
     """Calls `moved(volume_node)` when a finding's box is dragged in a view or edited in the Markups
     module: no button reports that change, so the table and the autosave (hence a crash, or a restore
@@ -121,14 +124,14 @@ class BoxWatch:
 
     def watch(self, volume_node) -> None:
         """Watch the finding nodes of `volume_node` not watched yet (those of a closed scene are let go), and its
-        geometry: an edit (Volumes module, a transform) takes what detection made along, which is reported too."""
+        geometry: an edit (Volumes module, a transform) takes what detection made along, which is reported too. So
+        is the geometry of each volume added to its scene after: a clone (Data module) shares the results."""
         self._boxes = {node: box for node, box in self._boxes.items() if node.GetScene() is not None}
-        self._volumes = {volume for volume in self._volumes if volume.GetScene() is not None}
-        if volume_node not in self._volumes:
-            self._volumes.add(volume_node)
-            for event in (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLTransformableNode.TransformModifiedEvent):
-                volume_node.AddObserver(event, self._geometry_edited)
-            self._geometry_edited(volume_node, None)  # an edit made before it was watched (a scene just loaded)
+        scene = volume_node.GetScene()
+        if scene not in _watches:
+            scene.AddObserver(scene.NodeAddedEvent, _volume_added)
+        _watches[scene] = self
+        self.watch_geometry(volume_node)
         for node in finding_nodes(volume_node):
             if node not in self._boxes:
                 node.AddObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent, self._modified)
@@ -136,21 +139,32 @@ class BoxWatch:
                 node.AddObserver(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent, self._drag_ended)
                 self._boxes[node] = _box(node)
 
+    def watch_geometry(self, volume_node) -> None:
+        """Follow the geometry of `volume_node`; volumes removed since are let go (a batch adds and removes many)."""
+        self._volumes = {volume for volume in self._volumes if volume.GetScene() is not None}
+        if volume_node not in self._volumes:
+            self._volumes.add(volume_node)
+            for event in (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLTransformableNode.TransformModifiedEvent):
+                volume_node.AddObserver(event, self._geometry_edited)
+            self._geometry_edited(volume_node, None)  # an edit made before it was watched (a scene just loaded)
+
     @contextlib.contextmanager
     def paused(self):
         """Boxes moved by the block (a restore) are taken as they end up, reported by the caller once."""
-        self._paused = True
+        was_paused, self._paused = self._paused, True
         try:
             yield
         finally:
-            self._paused = False
-            self._boxes = {node: _box(node) for node in self._boxes if node.GetScene() is not None}
+            self._paused = was_paused
+            if not was_paused:
+                self._boxes = {node: _box(node) for node in self._boxes if node.GetScene() is not None}
 
     def _geometry_edited(self, volume_node, _event) -> None:
         """The boxes follow the image on the same pixels, a move of no one's (paused: each box passes through
-        other pixels as its matrix, then its size, is set)."""
+        other pixels as its matrix, then its size, is set). A scene being read is followed once read (loadScene)."""
+        scene = volume_node.GetScene()
         with self.paused():
-            followed = volume_node.GetScene() is not None and follow_geometry(volume_node)
+            followed = scene is not None and not scene.IsImporting() and follow_geometry(volume_node)
         if followed:
             self._moved(volume_node)
 
@@ -170,6 +184,12 @@ class BoxWatch:
             self._boxes[node] = box
             mark_decided(node)
             self._moved(node.GetNodeReference(VOLUME_REFERENCE))
+
+
+@vtk.calldata_type(vtk.VTK_OBJECT)
+def _volume_added(scene, _event, node) -> None:
+    if node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+        _watches[scene].watch_geometry(node)
 
 
 def _box(node) -> tuple:

@@ -22,6 +22,7 @@ SOURCE_PATH = "SSLAnomaly.SourcePath"       # file the volume was read from (DIC
 DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # Slicer's own attribute on volumes loaded from DICOM
 IMAGE_ID = "SSLAnomaly.ImageId"            # "<voxel modified time>|<identity>", so it is hashed once
 ROLE = "SSLAnomaly.Role"                    # "heatmap" on the module's heatmap volumes
+VOLUME_REFERENCE = "SSLAnomaly.Volume"      # heatmap, lung fields, finding ROI -> the input volume they belong to
 LUMINANCE = np.array([0.299, 0.587, 0.114])
 
 
