@@ -5,9 +5,11 @@ it is kept beside the new autosave, unchanged, and the reader is told where; res
 import json
 import logging
 
+import jsonschema
 import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
+from SSLAnomalyLib.core.results.findings_json import SCHEMA
 from SSLAnomalyLib.core.results.review import load_review
 from test_slicer_detection import as_exported
 
@@ -133,3 +135,39 @@ def test_every_decision_is_dated_and_keeps_its_date_through_save_reload_restore_
     assert lg.findings(volume) == before
     exported = json.loads(lg.exportCase(volume, tmp_path / "out", formats=["json"])["json"].read_text())
     assert [f["decided"] for f in exported["findings"]] == [f["decided"] for f in before]
+
+
+def test_each_decision_on_a_finding_is_kept_dated_through_autosave_restore_reload_and_export(model, tmp_path):
+    """Only the last decision on a finding was dated: a finding confirmed, then rejected, kept the rejection's time
+    alone, in the scene, the autosave and the export, so an audit could not tell it had been confirmed, nor when."""
+    reviews = tmp_path / "reviews"
+    lg, volume = detected(model, reviews)
+    lg.confirmFinding(lg.findingNodes(volume)[0])
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="rejected", note='rib; "crossing" & 50%: not a lesion')
+    history = lg.findings(volume)[0]["decisions"]
+    assert [(d["status"], d["note"]) for d in history] == [("confirmed", ""),
+                                                           ("rejected", 'rib; "crossing" & 50%: not a lesion')]
+    assert all(d["decided"] for d in history) and history[-1]["decided"] == lg.findings(volume)[0]["decided"]
+    review = load_review(lg.savedReview(volume))
+    assert review["findings"][0]["decisions"] == history
+    for finding in review["findings"]:  # as a review saved before the decisions were kept holds it
+        del finding["decisions"]
+    (tmp_path / "earlier.review.json").write_text(json.dumps(review))
+
+    lg, volume = detected(model, reviews)  # Slicer started again, the review restored, one more decision
+    lg.restoreReview(volume)
+    assert lg.findings(volume)[0]["decisions"] == history
+    lg.confirmFinding(lg.findingNodes(volume)[0])
+    before = lg.findings(volume)
+    assert [d["status"] for d in before[0]["decisions"]] == ["confirmed", "rejected", "confirmed"]
+    lg.saveScene(tmp_path / "session.mrb")
+    lg.loadScene(tmp_path / "session.mrb")
+    volume, = (v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if lg.caseResult(v))
+    assert lg.findings(volume) == before
+    exported = json.loads(lg.exportCase(volume, tmp_path / "out", formats=["json"])["json"].read_text())
+    assert exported["findings"][0]["decisions"] == before[0]["decisions"]
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(exported)
+
+    lg, volume = detected(model, reviews)  # the earlier file without them: its last decision, as it dated it
+    lg.restoreReview(volume, tmp_path / "earlier.review.json")
+    assert lg.findings(volume)[0]["decisions"] == history[-1:]

@@ -15,7 +15,7 @@ import numpy as np
 import slicer
 
 from SSLAnomalyLib.core.detection.regions import label_for_verdict
-from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES, now
+from SSLAnomalyLib.core.results.review import ORIGINS, STATUSES, decision, decisions_of, now
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE, ijk_to_ras_matrix
 
@@ -157,10 +157,9 @@ def _next_id(volume_node) -> int:
     return max((int(n.GetAttribute(_A + "FindingID")) for n in finding_nodes(volume_node)), default=0) + 1
 
 
-def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None,
-                   decided: str | None = None):
-    """Confirm or reject a finding, relabel it or note on it; what is not given is kept. The decision is dated
-    `decided` (a restored one's time), else now."""
+def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None):
+    """Confirm or reject a finding, relabel it or note on it; what is not given is kept. The decision is dated now
+    (`mark_decided`)."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     label, note = (None if text is None else scene_text(text) for text in (label, note))
@@ -170,15 +169,24 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
         if value is not None:
             node.SetAttribute(_A + key, value)
     if (status, label, note) != (None, None, None):
-        mark_decided(node, decided)
+        mark_decided(node)
     _update_appearance(node)
     return node
 
 
-def mark_decided(node, when: str | None = None) -> None:
-    """Date the reader's latest decision on a finding (a review, a box moved, a finding drawn): `when`, else now.
-    Kept on the node, so a saved scene, the review file and every export carry it."""
-    node.SetAttribute(_A + "Decided", now() if when is None else when)
+def mark_decided(node) -> None:
+    """Date the reader's decision on a finding (a review, a box moved, a finding drawn) now: its `decided`, and one
+    more of its `decisions` (the audit trail: what each decision made of it, when), the earlier ones kept. Kept on
+    the node, so a saved scene, the review file and every export carry them."""
+    when, record = now(), finding_record(node)
+    node.SetAttribute(_A + "Decisions", json.dumps([*record["decisions"], decision(record, when)]))
+    node.SetAttribute(_A + "Decided", when)
+
+
+def restore_decisions(node, saved: dict) -> None:
+    """Give a finding the dated decisions of the saved finding `saved` restored onto it (`decisions_of`)."""
+    node.SetAttribute(_A + "Decisions", json.dumps(decisions_of(saved)))
+    node.SetAttribute(_A + "Decided", saved.get("decided", ""))
 
 
 def scene_text(text: str) -> str:
@@ -202,13 +210,15 @@ def finding_record(node) -> dict:
         spacing = volume.GetSpacing()
         centroid = [round(float(v), 3) for v in center_ras]
         area = round((bbox[2] - bbox[0] + 1) * (bbox[3] - bbox[1] + 1) * spacing[0] * spacing[1], 2)
-    return {"id": int(node.GetAttribute(_A + "FindingID")), "label": node.GetAttribute(_A + "Label"),
+    record = {"id": int(node.GetAttribute(_A + "FindingID")), "label": node.GetAttribute(_A + "Label"),
             "score": float(node.GetAttribute(_A + "Score")), "bbox_ijk": bbox, "slice_index": slice_index,
             "centroid_ras": centroid, "area_mm2": area, "status": node.GetAttribute(_A + "ReviewStatus"),
             "extent": node.GetAttribute(_A + "Extent") or "focal",
             "origin": node.GetAttribute(_A + "Origin"), "note": node.GetAttribute(_A + "Note") or "",
             "decided": node.GetAttribute(_A + "Decided") or "",
             **({"model": model_of(node)} if node.GetAttribute(_A + "Origin") == MODEL else {})}
+    decisions = node.GetAttribute(_A + "Decisions")  # none: a scene saved before they were kept
+    return dict(record, decisions=json.loads(decisions) if decisions else decisions_of(record))
 
 
 def model_of(node) -> str:
@@ -239,12 +249,13 @@ def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str 
                        ("SliceIndex", str(int(f.get("slice_index", 0)))),
                        ("CentroidRAS", json.dumps(f["centroid_ras"])), ("AreaMM2", repr(float(f["area_mm2"]))),
                        ("Extent", f.get("extent", "focal")), ("Origin", origin), ("ReviewStatus", status),
-                       ("Note", note), ("EngineModel", f.get("model", "")),
-                       ("Decided", now() if origin == READER else "")):
+                       ("Note", note), ("EngineModel", f.get("model", ""))):
         node.SetAttribute(_A + key, value)
     _set_roi_box(node, volume_node, f["bbox_ijk"], int(f.get("slice_index", 0)))
     node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())
     volume_node.AddNodeReferenceID(FINDING_REFERENCE, node.GetID())
+    if origin == READER:  # drawn: the reader's first decision on it
+        mark_decided(node)
     _update_appearance(node)
     return node
 

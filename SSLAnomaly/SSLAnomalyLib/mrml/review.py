@@ -14,7 +14,8 @@ from SSLAnomalyLib.core.results.review import check_same_image, load_review, rev
 from SSLAnomalyLib.mrml.case import case_result
 from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
                                              finding_record, mark_decided, model_of, move_finding, reader_touched,
-                                             restore_model_finding, review_finding, untouched)
+                                             restore_decisions, restore_model_finding, review_finding,
+                                             untouched)
 from SSLAnomalyLib.mrml.geometry import follow_geometry
 from SSLAnomalyLib.mrml.review_files import hold, keep_unheld
 from SSLAnomalyLib.mrml.table import sync_findings_table
@@ -63,8 +64,8 @@ def apply_review(volume_node, review: dict) -> int:
                     if saved["origin"] == READER else restore_model_finding(volume_node, saved, abnormal))
         if saved["bbox_ijk"] != finding_record(node)["bbox_ijk"]:
             move_finding(node, saved["bbox_ijk"], saved.get("slice_index", 0))
-        review_finding(node, status=saved["status"], label=_reader_label(saved), note=saved["note"],
-                       decided=saved.get("decided", ""))
+        review_finding(node, status=saved["status"], label=_reader_label(saved), note=saved["note"])
+        restore_decisions(node, saved)  # the reader's, of then
         applied += 1
     return applied
 

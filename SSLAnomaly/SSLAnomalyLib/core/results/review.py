@@ -9,7 +9,8 @@ another session, a restore declined): that file is kept first, beside it (`keep_
     <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
       "model": model id, "saved": ISO time,
       "findings": [{"id", "label", "status", "note", "origin", "score", "bbox_ijk", "slice_index",
-                    "centroid_ras", "area_mm2", "model", "engine_label", "engine_bbox_ijk", "decided"}]}
+                    "centroid_ras", "area_mm2", "model", "engine_label", "engine_bbox_ijk", "decided",
+                    "decisions": [{"decided", "status", "label", "note", "bbox_ijk", "slice_index"}]}]}
 
 `status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
 (added by the radiologist); a model finding's `model` (written by Slicer; absent: the review's `model`)
@@ -17,7 +18,9 @@ is the model that found it, not always the case's: a detection again with anothe
 the reader touched; `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the detector
 made of the finding, so a restore finds the detector's box and keeps a relabel or a move; `decided` (written
 by Slicer) is when the reader last decided on the finding (status, label, note, box, or drew it), `now()`'s
-form, empty where nothing was decided (or in a review saved before it was kept); a restore keeps it.
+form, empty where nothing was decided (or in a review saved before it was kept); `decisions` (written by Slicer)
+is the audit trail behind it: each decision the reader made on the finding, oldest first, dated, with the finding as
+it left it (a review saved before they were kept: its last decision alone, `decisions_of`). A restore keeps both.
 No patient identity is stored: `input` is the path the user gave, and `image_id` names the image,
 not the patient: "dicom:<SOPInstanceUID>" for DICOM, else "sha256:<hash of the pixels>". A review
 is keyed by it (its file name carries a digest of it) and is only ever applied to the image it
@@ -131,6 +134,20 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def decision(finding: dict, when: str) -> dict:
+    """One of a finding's `decisions`: the finding as the reader's decision at `when` left it."""
+    return {"decided": when, "status": finding["status"], "label": finding["label"], "note": finding["note"],
+            "bbox_ijk": finding["bbox_ijk"], "slice_index": finding.get("slice_index", 0)}
+
+
+def decisions_of(finding: dict) -> list[dict]:
+    """The dated decisions on a saved finding, oldest first. A finding saved before they were kept, which dates its
+    last decision alone: that one, as the finding holds it; none where nothing was decided."""
+    if "decisions" in finding:
+        return finding["decisions"]
+    return [decision(finding, finding["decided"])] if finding.get("decided") else []
+
+
 def load_review(path) -> dict | None:
     """The saved review, or None where none was saved; a damaged file is an error, never ignored."""
     path = Path(path)
@@ -197,6 +214,10 @@ def _check_finding(f) -> None:
         raise ValueError(f"finding {f['id']}: note is not text")
     if not isinstance(f.get("decided", ""), str):
         raise ValueError(f"finding {f['id']}: decided is not text")
+    decisions = f.get("decisions", [])
+    if not isinstance(decisions, list) or not all(
+            isinstance(d, dict) and isinstance(d.get("decided"), str) and d.get("status") in STATUSES for d in decisions):
+        raise ValueError(f"finding {f['id']}: decisions is not a list of dated decisions")
     if not isinstance(f.get("model", ""), str):
         raise ValueError(f"finding {f['id']}: model is not text")
     box = f.get("bbox_ijk")
