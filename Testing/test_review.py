@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, find_review, keep_aside, load_review,
-                                               new_review, review_path, save_review, update_finding)
+from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, add_to_kept, find_review, keep_aside,
+                                               load_review, new_review, review_path, save_review, update_finding)
 
 FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
             "model": "sslanomaly-test", "findings": [
@@ -84,6 +84,26 @@ def test_a_review_kept_aside_gets_a_free_name_and_stays_the_images_older_review(
     save_review(path, new_review(FINDINGS))
     assert find_review(tmp_path, "IM.0001", "sha256:ab") == path
     assert [load_review(p)["findings"][0]["note"] for p in kept] == ["first", "second"]
+
+
+def test_a_review_added_to_a_kept_copy_comes_first_beside_its_findings_and_a_damaged_copy_is_left_alone(tmp_path):
+    """A copy kept aside earlier takes the findings of the next review kept aside rather than a copy of its own: the
+    newer's first, then the older's it does not hold as they are. A copy that cannot be read is refused, untouched."""
+    path = review_path(tmp_path, "IM.0001", "sha256:ab")
+
+    def saved(note):
+        review = new_review(dict(FINDINGS, image_id="sha256:ab"))
+        update_finding(review, 1, status="rejected", note=note)
+        return save_review(path, review)
+
+    kept = keep_aside(saved("older"))
+    assert add_to_kept(saved("newer"), kept) == kept and not path.exists()
+    assert [(f["id"], f["note"]) for f in load_review(kept)["findings"]] == [(1, "newer"), (2, ""), (3, "older")]
+    saved("newest")
+    kept.write_text("{")
+    with pytest.raises(ReviewError, match="not a readable review"):
+        add_to_kept(path, kept)
+    assert kept.read_text() == "{" and path.exists()
 
 
 def test_review_survives_the_process_being_killed_mid_session(tmp_path):

@@ -88,10 +88,11 @@ def test_a_review_written_by_another_volume_or_since_the_bundle_was_saved_is_kep
     later = saved.read_bytes()
     lg.loadScene(tmp_path / "session.mrb")
     volume, = (v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if lg.caseResult(v))
-    before = set(reviews.iterdir())
+    before = {path: path.read_bytes() for path in reviews.iterdir()}
     lg.reviewFinding(lg.findingNodes(volume)[1], status="rejected")
-    kept, = set(reviews.iterdir()) - before
-    assert kept.read_bytes() == later
+    kept, = {path for path in reviews.iterdir() if path != saved and before.get(path) != path.read_bytes()}
+    later = [(f["status"], f["note"], f["decided"]) for f in json.loads(later)["findings"]]  # added to a kept copy
+    assert [(f["status"], f["note"], f["decided"]) for f in load_review(kept)["findings"]][:len(later)] == later
     assert decisions(lg, volume) == [("rejected", ""), ("rejected", "first volume, again")]
     assert as_exported(load_review(saved)["findings"]) == lg.findings(volume)
 
@@ -171,3 +172,19 @@ def test_each_decision_on_a_finding_is_kept_dated_through_autosave_restore_reloa
     lg, volume = detected(model, reviews)  # the earlier file without them: its last decision, as it dated it
     lg.restoreReview(volume, tmp_path / "earlier.review.json")
     assert lg.findings(volume)[0]["decisions"] == history[-1:]
+
+
+def test_reviews_declined_session_after_session_are_kept_in_one_copy_that_loses_no_decision(model, tmp_path):
+    """Each session whose restore was declined kept the review before it as one more copy ((2), (3), (4)...): five
+    sessions left four copies beside the autosave, without end. The review kept aside is now added to the copy kept
+    before, its findings first; the copy restores every session's decisions."""
+    reviews = tmp_path / "reviews"
+    for session in range(4):
+        lg, volume = detected(model, reviews)  # Slicer started again, the restore declined
+        lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note=f"session {session}")
+    saved = lg.savedReview(volume)
+    kept, = set(reviews.iterdir()) - {saved}
+    assert [f["note"] for f in load_review(kept)["findings"] if f["note"]] == ["session 2", "session 1", "session 0"]
+    assert [f["note"] for f in load_review(saved)["findings"] if f["note"]] == ["session 3"]
+    lg.restoreReview(volume, kept)
+    assert sorted(note for _, note in decisions(lg, volume) if note) == [f"session {n}" for n in range(4)]

@@ -3,7 +3,8 @@
 The autosave file of an image may hold a review this scene never saw: one of an earlier session whose
 restore the reader declined (or never asked for), of the same image in another scene or Slicer, or one
 written since a scene bundle was saved. Its decisions are in no scene, so writing over it would lose them:
-it is kept aside first (`keep_aside`), and the reader is told where (Slicer's log and status bar). A
+it is kept aside first (`keep_aside`; one of an earlier session is added to the copy kept so before, so that they
+make one file: `_keep_declined`), and the reader is told where (Slicer's log and status bar). A
 file the volume wrote or restored (its decisions are then in the scene) is recorded with its digest on
 the volume node (so a saved scene knows it too), and is written over while it is unchanged.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import slicer
 
 from SSLAnomalyLib.core.files.digest import sha256
-from SSLAnomalyLib.core.results.review import is_kept_copy, keep_aside
+from SSLAnomalyLib.core.results.review import ReviewError, add_to_kept, is_kept_copy, keep_aside, kept_copies
 from SSLAnomalyLib.mrml.headless import is_desktop_slicer
 
 HELD = "SSLAnomaly.ReviewFiles"  # JSON {review file: its SHA-256 as the volume last wrote or restored it}
@@ -39,14 +40,16 @@ def keep_unheld(volume_node, path) -> None:
     if digest is None or _held(volume_node).get(_name(path)) == digest:
         return
     holder = next((v for v in _volumes(volume_node.GetScene()) if _held(v).get(_name(path)) == digest), None)
-    kept = _copy_of(holder, path) if holder is not None else None
-    kept = path.replace(kept) if kept is not None else keep_aside(path)
     if holder is not None:
+        kept, how = _copy_of(holder, path), "unchanged"
+        kept = path.replace(kept) if kept is not None else keep_aside(path)
         hold(holder, kept, digest)
+    else:
+        kept, how = _keep_declined(volume_node.GetScene(), path)
     whose = (f"is the review of '{holder.GetName()}', another volume of this image in this scene" if holder
              else "was not restored into this scene")
     logging.warning(f"SSL Anomaly: the review of '{volume_node.GetName()}' saved earlier in {path} {whose}; it is "
-                    f"kept, unchanged, as {kept}, and the review made here is autosaved in "
+                    f"kept, {how}, as {kept}, and the review made here is autosaved in "
                     f"{path}. To add the kept decisions to it, in the Python console: slicer.util.getModuleLogic("
                     f"'SSLAnomaly').restoreReview(slicer.util.getNode('{volume_node.GetID()}'), r'{kept}')")
     if is_desktop_slicer():
@@ -60,6 +63,22 @@ def _copy_of(volume_node, path) -> Path | None:
     change (two volumes of one image in a scene take turns in the autosave file)."""
     return next((Path(name) for name, digest in _held(volume_node).items()
                  if is_kept_copy(name, _name(path)) and Path(name).exists() and sha256(name) == digest), None)
+
+
+def _keep_declined(scene, path) -> tuple[Path, str]:
+    """(where, how) the review in `path` that no volume of the scene holds (an earlier session's, its restore
+    declined) is kept: added to the copy kept of such reviews before (one no volume holds either), so that they make
+    one file however many sessions decline them, and nothing of them is lost; else (none, or a file that cannot be
+    read) as a copy of its own."""
+    volumes = _volumes(scene)
+    earlier = next((copy for copy in kept_copies(path)
+                    if not any(_held(v).get(_name(copy)) == sha256(copy) for v in volumes)), None)
+    if earlier is not None:
+        try:
+            return add_to_kept(path, earlier), "its findings added first to the earlier reviews kept there"
+        except ReviewError:
+            pass  # the earlier copy (or this file) cannot be read: left as it is, and this one kept beside it
+    return keep_aside(path), "unchanged"
 
 
 def _volumes(scene) -> list:

@@ -4,7 +4,8 @@ While Slicer runs, the scene holds the review (attributes of the finding nodes, 
 this file is its crash-safe copy, rewritten atomically after every change, so that closing Slicer,
 a crash or a killed process loses nothing that was saved. Without Slicer, the same file is the
 review itself. An autosave never writes over a review its scene did not write or restore (one of
-another session, a restore declined): that file is kept first, beside it (`keep_aside`).
+another session, a restore declined): that file is kept first, beside it (`keep_aside`), or added to the copy
+kept so before (`add_to_kept`), so that the copies of declined restores do not pile up session after session.
 
     <name>.<image key>.review.json: {"format_version": 2, "input": path, "image_id": identity,
       "model": model id, "saved": ISO time,
@@ -175,6 +176,39 @@ def keep_aside(path) -> Path:
     while (kept := path.with_name(f"{name} ({n}).{key}{SUFFIX}")).exists():
         n += 1
     return path.rename(kept)
+
+
+def add_to_kept(path, kept) -> Path:
+    """Move the review file `path` into `kept`, a copy `keep_aside` made of the same image's review earlier, rather
+    than to a copy of its own: `kept` then holds the findings of both (`merged`), so reviews kept aside session after
+    session make one file, and no decision is lost. Returns `kept`; a `kept` that is damaged or another image's is
+    refused (ReviewError) and left as it is."""
+    path, kept = Path(path), Path(kept)
+    newer, older = load_review(path), load_review(kept)
+    check_same_image(older, newer["image_id"], kept)
+    save_review(kept, merged(newer, older))
+    path.unlink()
+    return kept
+
+
+def merged(newer: dict, older: dict) -> dict:
+    """`newer` with the findings of `older` that it does not hold as they are added after its own (under new ids, each
+    naming its model): a restore puts the newer's on the detection's findings, and the older beside them."""
+    def own(review: dict) -> list[dict]:
+        return [dict(f, model=f.get("model") or review["model"]) for f in review["findings"]]
+
+    findings = own(newer)
+    held = [dict(f, id=0) for f in findings]
+    for finding in own(older):
+        if dict(finding, id=0) not in held:
+            findings.append(dict(finding, id=max(f["id"] for f in findings) + 1 if findings else 1))
+    return dict(newer, findings=findings)
+
+
+def kept_copies(path) -> list[Path]:
+    """The copies `keep_aside` made of the review file `path`, in name order."""
+    path = Path(path)
+    return sorted(copy for copy in path.parent.glob(f"*{SUFFIX}") if is_kept_copy(copy, path))
 
 
 def is_kept_copy(copy, path) -> bool:
