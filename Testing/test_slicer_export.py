@@ -71,7 +71,7 @@ def test_lung_fields_are_exported_as_a_segmentation_on_the_input_grid(exported):
     slicer.mrmlScene.RemoveNode(segmentation)
 
 
-def test_csv_and_json_hold_the_reviewed_findings(exported):
+def test_csv_and_json_hold_the_reviewed_findings(exported, model):
     lg, volume, dx, records, written = exported
     with open(written["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
@@ -83,6 +83,8 @@ def test_csv_and_json_hold_the_reviewed_findings(exported):
     assert {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"} <= set(data)
     assert data["input"] == str(dx) and data["findings"] == records
     assert data["score"] == pytest.approx(lg.caseResult(volume)["score"])
+    # the model folder's seal, by which `detect --resume` keeps this review rather than redo the case
+    assert data["model_sha256"] == json.loads((model / "manifest.json").read_text())["manifest_sha256"]
 
 
 def test_csv_is_utf8_whatever_the_locale(exported, tmp_path):

@@ -100,7 +100,7 @@ def same_model(document: dict, detector: AnomalyDetector) -> bool:
     """Whether a finished result was made by this model folder's weights and calibration (its seal: a
     folder recalibrated or edited under the same model_id kept the earlier findings) at both of these
     thresholds (the image's decides the verdict, the pixel one the findings). A result that names no
-    seal (written before it was recorded, or by the Slicer export) is not known to be this model's."""
+    seal (written before it was recorded) is not known to be this model's."""
     return (bool(detector.model_sha256) and document.get("model_sha256") == detector.model_sha256
             and document["model"] == detector.model_id
             and abs(document["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6

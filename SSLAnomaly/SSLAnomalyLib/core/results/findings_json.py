@@ -4,7 +4,7 @@ Schema is Resources/Schemas/findings.schema.json (the README documents it; a tes
 writers' output against it).
 
     {"schema_version", "input", "image_id", "score", "threshold", "abnormal", "percentile", "model",
-     "model_sha256" (the command line's: the model folder's seal, which `--resume` compares), "pixel_threshold", "score_components": {component: z}, "warnings": [...],
+     "model_sha256" (the model folder's seal, which `--resume` compares), "pixel_threshold", "score_components": {component: z}, "warnings": [...],
      "findings": [{"id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index", "extent"
                    (+ with a review: "status", "origin", "note", "decided", "decisions", and a model finding's "model")}],
      "review": {"sensitivity"}  (the Slicer export only: the pixel threshold the reader set)}
