@@ -4,6 +4,7 @@ failed batch (test_batch_runners.py compares all three runners, resume included)
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,44 @@ def test_a_bundled_name_is_the_bundled_model_where_a_folder_of_that_name_is_at_h
         report = detect_on_dask(client, [str(image)], "out", model="pediatric", device="cpu")
     assert report.rows[0].document["model"] == load("pediatric").manifest.model_id
     assert report.rows[0].document["model"] != load(tmp_path / "pediatric").manifest.model_id
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").is_dir(), reason="needs Linux's /proc/self/cwd")
+def test_a_path_only_the_driver_sees_is_refused_not_written_elsewhere(pediatric_model, tmp_path, monkeypatch):
+    """Workers that did not share the driver's storage: an output folder missing on the worker was
+    made there and the results written to its own disk, while the driver reported them written (and
+    listed them in its worklist); an input it could not see was 'file does not exist', though the
+    driver had just listed it. `/proc/self/cwd/...` is a path each process sees in its own folder."""
+    import shutil
+
+    from distributed import Client, LocalCluster
+
+    from dask_faults import WorkIn
+    from SSLAnomalyLib.core.batch.case import Case
+    from SSLAnomalyLib.core.batch.dask_driver import NotShared, detect_on_dask, detect_one
+    from SSLAnomalyLib.core.batch.options import BatchOptions
+
+    image = sorted(data_dir("kermany", "val", "normal").iterdir())[0]
+    (tmp_path / "driver" / "in").mkdir(parents=True)
+    (tmp_path / "driver" / "in" / image.name).symlink_to(image)
+    shutil.copytree(pediatric_model, tmp_path / "driver" / "model")
+    (tmp_path / "worker" / "out").mkdir(parents=True)  # a folder of that name on the worker's own disk
+    monkeypatch.chdir(tmp_path / "driver")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(WorkIn(tmp_path / "worker"))
+        for out, model in (("/proc/self/cwd/out", str(pediatric_model)), (tmp_path / "shared", "/proc/self/cwd/model")):
+            with pytest.raises(NotShared, match="Dask worker on host .* does not") as refused:
+                detect_on_dask(client, [tmp_path / "driver" / "in"], out, model=model, device="cpu")
+            assert refused.value.path in (out, model)
+        report = detect_on_dask(client, ["/proc/self/cwd/in"], tmp_path / "shared", model=str(pediatric_model),
+                                device="cpu")
+    assert not list((tmp_path / "worker" / "out").iterdir())
+    assert report.rows[0].error.startswith(f"NotShared: /proc/self/cwd/in/{image.name}: the driver sees it but the "
+                                           "Dask worker on host")
+    logged = json.loads((tmp_path / "shared" / "failures.log").read_text())
+    assert logged["input"] == f"/proc/self/cwd/in/{image.name}" and "does not" in logged["reason"]
+    # a worker that joins later is given cases: each fails where it does not see the output folder's lock
+    row = detect_one(Case(str(image), "a", image), str(tmp_path / "shared"), str(pediatric_model), "cpu",
+                     BatchOptions(), lock="another run's lock", seen=True)
+    assert row.error.startswith(f"NotShared: {tmp_path / 'shared'}: the driver sees it but")

@@ -106,7 +106,10 @@ dask-jobqueue on a Slurm/PBS cluster, dask-kubernetes on Kubernetes). Only the c
 paths and names) go to the workers and only a row per case comes back; each worker process loads
 the detector once and writes the same files as `sslanomaly detect` (the same per-case code), so
 inputs and the output folder must be on storage every worker sees (NFS, a shared volume, or an
-object-store mount). The driver keeps the batch's books with the command line's runner
+object-store mount), under the same path. A worker that does not see the output folder (the one
+holding the driver's lock) or the model folder stops the batch before its first case, and one that
+does not see an input fails that case: the error (`NotShared`) names the path and the worker's host,
+and no results are written to a disk of the worker's own. The driver keeps the batch's books with the command line's runner
 (`core/batch/runner.py`): the folder's lock, `--resume`, failures.log, batch_index.json, the drift check
 and worklist.csv. At most four tasks per worker thread are queued at a
 time, so the scheduler's memory stays flat over a batch of any length; a worker that dies has its

@@ -4,7 +4,10 @@ Dask schedules, balances and retries; nothing here is a home-made distributed en
 cases (file paths and names) travel to the workers and only their rows come back: each worker reads
 its input from storage it shares with the others, keeps one detector per process (loaded on first
 use) and writes the case's files into the shared output folder, exactly as `sslanomaly detect` does
-(core/batch/case.process_case). The driver keeps the batch's books with the same runner as the
+(core/batch/case.process_case). A worker that does not see the driver's output folder (the one
+holding the batch's lock) stops the batch before its first case, or fails each case it is given if it
+joins later, and one that does not see an input fails that case: neither writes results to a disk
+of its own that the driver never sees. The driver keeps the batch's books with the same runner as the
 command line (core/batch/runner.py): lock, resume, failures log, index, drift check and worklist. At most
 `in_flight` cases are queued at a time, so the scheduler's memory stays flat over any batch.
 
@@ -16,6 +19,7 @@ command line (core/batch/runner.py): lock, resume, failures log, index, drift ch
 
 from __future__ import annotations
 
+import socket
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -23,8 +27,17 @@ from pathlib import Path
 from SSLAnomalyLib.core.batch.case import Case, CaseRow, failed_row, process_case
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.runner import BatchEvents, BatchReport, file_cases, open_batch
+from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.model_files import model_folder, registry
-from SSLAnomalyLib.core.results.outputs import batch_files
+from SSLAnomalyLib.core.results.outputs import LOCK, batch_files
+
+SHARED = ("the inputs, the model folder and the output folder must be on storage every worker shares, "
+          "under the same path (see 'Scale-out' in docs/benchmarks.md)")
+
+
+class NotShared(PathError):
+    """A path the driver sees that a worker does not: on another host, a folder local to the driver
+    (or one of that name on the worker's own disk)."""
 
 
 @lru_cache(maxsize=2)
@@ -36,9 +49,35 @@ def _detector(model: str, device: str, state: tuple = ()):
     return AnomalyDetector.load(model, device=device)
 
 
-def detect_one(case: Case, out_dir: str, model: str, device: str, options: BatchOptions, state: tuple = ()) -> CaseRow:
-    """One case on a worker; a bad input is a row with its reason, not a failed task."""
+def unseen(out_dir: Path, lock: str | None, path: Path | None = None) -> NotShared | None:
+    """Why this worker cannot run the batch's cases: it does not see the driver's output folder (the
+    folder there does not hold the driver's `lock`, when it has one) or `path` (an input, the model)."""
+    try:
+        ours = out_dir.is_dir() and (lock is None or (out_dir / LOCK).read_text(encoding="utf-8") == lock)
+    except OSError:
+        ours = False
+    missing = out_dir if not ours else path if path is not None and not path.exists() else None
+    return None if missing is None else NotShared(missing, f"the driver sees it but the Dask worker on host "
+                                                           f"{socket.gethostname()} does not: {SHARED}")
+
+
+def detect_one(case: Case, out_dir: str, model: str, device: str, options: BatchOptions, state: tuple = (),
+               lock: str | None = None, seen: bool = False) -> CaseRow:
+    """One case on a worker; a bad input is a row with its reason, not a failed task. `lock` is the
+    output folder's lock as the driver wrote it; `seen`: the driver sees the input."""
+    problem = unseen(Path(out_dir), lock, case.path if seen else None)
+    if problem is not None:
+        return failed_row(case, problem)
     return process_case(case, _detector(model, device, state), Path(out_dir), options)
+
+
+def check_workers(client, out_dir: Path, lock: str | None, model: Path | None) -> None:
+    """Refuse the batch, before any case is sent, where a worker does not see its output folder or
+    `model` folder (the first such worker's NotShared): each case would fail there, or its results
+    go to a disk the driver never reads."""
+    blind = [problem for problem in client.run(unseen, out_dir, lock, model).values() if problem is not None]
+    if blind:
+        raise blind[0]
 
 
 class WorkerDied(Exception):
@@ -77,10 +116,13 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
         events.warning(repeated)
     state = model_folder.fingerprint(model)  # the model as it is now, on the driver and every worker
     with open_batch(file_cases(files), out_dir, options, _detector(model, device, state), events) as batch:
+        lock = (batch.out / LOCK).read_text(encoding="utf-8") if options.lock else None
+        check_workers(client, batch.out, lock, None if registry.bundled(model) else Path(model))
         queue, cases = iter(batch.todo), {}
 
         def submit(case: Case):
-            future = client.submit(detect_one, case, str(batch.out), model, device, options, state, pure=False)
+            future = client.submit(detect_one, case, str(batch.out), model, device, options, state, lock,
+                                   case.path.exists(), pure=False)
             cases[future.key] = case
             return future
 

@@ -11,6 +11,11 @@ class PathError(Exception):
         self.path, self.reason = str(path), reason
         super().__init__(f"{self.prefix}{self.path}: {reason}")
 
+    def __reduce__(self):
+        """Made again from its path and reason: one raised on a Dask worker reaches the driver whole
+        (pickle's default passes the message alone, and unpickling failed with a TypeError)."""
+        return type(self), (self.path, self.reason)
+
 
 class ReadError(PathError):
     """An input that cannot be used, with the file and the reason."""
