@@ -118,8 +118,9 @@ def normals_folder(folder, seeds) -> Path:
     return folder
 
 
-def sslanomaly(*args, cwd) -> subprocess.CompletedProcess:
-    """The installed command line, run as a user runs it (progress bars off: TQDM_DISABLE, conftest)."""
+def sslanomaly(*args, cwd=REPO) -> subprocess.CompletedProcess:
+    """The installed command line, run as a user runs it (progress bars off: TQDM_DISABLE, conftest),
+    in the repository unless `cwd` says otherwise."""
     return subprocess.run([str(SSLANOMALY), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 

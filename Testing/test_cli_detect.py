@@ -1,0 +1,91 @@
+"""`sslanomaly detect` as written in the README, on real full-resolution radiographs: its files per
+image, the failures it names, and --spacing."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from conftest import data_dir
+from SSLAnomalyLib.cli import main
+from SSLAnomalyLib.core.model.scoring import SidesRule
+from synthetic_inputs import sslanomaly
+
+
+def test_detect_writes_three_files_per_image_and_reports_unreadable(default_model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[:2] + \
+            sorted(data_dir("kermany_fullres", "normal").iterdir())[:1]:
+        shutil.copy(f, src / f.name)
+    (src / "corrupt.jpeg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = tmp_path / "out"
+    rule = SidesRule.from_dict(json.loads((default_model / "manifest.json").read_text())["scoring"])
+    r = sslanomaly("detect", "--model", "default", "--out", out, src)
+    assert r.returncode != 0
+    assert "corrupt.jpeg" in r.stderr
+    assert "corrupt.jpeg" in (out / "failures.log").read_text()
+    for f in src.glob("*.jpeg"):
+        if f.name == "corrupt.jpeg":
+            continue
+        name = f.stem
+        result = json.loads((out / f"{name}.findings.json").read_text())
+        assert set(result) >= {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"}
+        assert 0 <= result["percentile"] <= 100
+        assert result["abnormal"] == (result["score"] > result["threshold"])
+        parts = result["score_components"]
+        assert set(parts) == {"pooled", "patch", "sides"}
+        texture = (parts["pooled"] + parts["patch"]) / 2  # the score: their mean, or sides less the offset where higher
+        sides = parts["sides"] - rule.offset if rule.gate is None or parts["sides"] > rule.gate else texture
+        assert abs(max(texture, sides) - result["score"]) < 1e-5
+        cols, rows = Image.open(f).size
+        heat = sitk.ReadImage(str(out / f"{name}.heatmap.nrrd"))
+        assert heat.GetSize() == (cols, rows)
+        assert np.isfinite(sitk.GetArrayFromImage(heat)).all()
+        assert Image.open(out / f"{name}.overlay.png").mode == "RGB"
+        for finding in result["findings"]:
+            i0, j0, i1, j1 = finding["bbox_ijk"]
+            assert 0 <= i0 <= i1 < cols and 0 <= j0 <= j1 < rows
+            assert finding["area_mm2"] > 0 and len(finding["centroid_ras"]) == 3
+        scores = [x["score"] for x in result["findings"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("spacing", ["1e300", "1e-300"])
+def test_a_spacing_no_radiograph_has_is_refused_before_any_work(tmp_path, spacing):
+    """--spacing 1e300 used to fail every input with 'Out of range float values are not JSON compliant',
+    and --spacing 1e-300 with 'ITK ERROR: Singular matrix. Determinant is 0.' (exit 1)."""
+    r = sslanomaly("detect", "--model", "default", "--out", tmp_path / "out", "--spacing", spacing, tmp_path / "absent.png")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--spacing: must be from 0.001 to 10" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_spacing_given_to_an_image_read_reduced_is_the_files_pixel(default_model, tmp_path):
+    """--spacing 0.2 on a very wide PNG, read in 2x2 blocks, became the spacing of the blocks: the
+    heatmap covered half the image in mm (0.2 per block, its origin 0.5 mm in), and every centroid and
+    area was half and a quarter of the truth. A block is now 0.4 mm, its centre 0.1 mm in: positions and
+    areas are the file's own at 0.2 mm, as they are at the 1.0 mm assumed without --spacing."""
+    upright = Image.open(sorted(data_dir("tbx11k_dev", "images").iterdir())[0]).convert("L")
+    images = tmp_path / "in"
+    images.mkdir()
+    upright.resize((5200, 400)).save(images / "wide.png")
+    docs = {}
+    for spacing in (None, 0.2):
+        out = tmp_path / f"out{spacing}"
+        extra = ["--spacing", str(spacing)] if spacing else []
+        assert main(["detect", "--model", str(default_model), "--out", str(out), "--fpr", "0.5", "--quiet", *extra,
+                     str(images / "wide.png")]) == 0
+        docs[spacing] = json.loads((out / "wide.findings.json").read_text())
+        heat = sitk.ReadImage(str(out / "wide.heatmap.nrrd"))
+        mm = spacing or 1.0
+        assert heat.GetSize() == (2600, 200)
+        assert heat.GetSpacing() == pytest.approx((2 * mm, 2 * mm)) and heat.GetOrigin() == pytest.approx((mm / 2, mm / 2))
+    assumed, given = docs[None]["findings"], docs[0.2]["findings"]
+    assert assumed and [f["bbox_ijk"] for f in given] == [f["bbox_ijk"] for f in assumed]
+    for f, f1 in zip(given, assumed):
+        assert f["centroid_ras"] == pytest.approx([0.2 * v for v in f1["centroid_ras"]], abs=2e-3)
+        assert f["area_mm2"] == pytest.approx(0.04 * f1["area_mm2"], abs=0.01)

@@ -1,0 +1,78 @@
+"""`sslanomaly evaluate` on folders of normals and abnormals, as written: its figures on real images,
+its warnings, the outputs it refuses before scoring, and Ctrl-C."""
+
+import json
+import shutil
+import signal
+import subprocess
+
+from conftest import REPO, data_dir
+from synthetic_inputs import SSLANOMALY, sslanomaly
+
+
+def test_evaluate_beats_the_trivial_baseline_on_a_real_subset(pediatric_model, tmp_path):
+    normal = tmp_path / "normal"
+    abnormal = tmp_path / "abnormal"
+    for src, dst in ((data_dir("kermany", "val", "normal"), normal), (data_dir("kermany", "val", "pneumonia"), abnormal)):
+        dst.mkdir()
+        for f in sorted(src.iterdir())[::10][:30]:
+            (dst / f.name).symlink_to(f)
+    r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
+            "--json", tmp_path / "e.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["n_normal"] == 20 and result["n_abnormal"] == 30
+    assert result["auroc"] > 0.75  # raw-pixel kNN, the trivial baseline, is about 0.64
+    assert set(result) >= {"auroc", "ap", "n_normal", "n_abnormal", "seconds_per_image", "model",
+                           "fpr_at_threshold", "tpr_at_threshold"}
+    for part in ("pooled", "patch"):  # image-level and patch-level scoring, each alone
+        assert 0.5 < result["components"][part]["auroc"] <= 1
+
+
+def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediatric_model, tmp_path):
+    normal, abnormal = tmp_path / "normal", tmp_path / "abnormal"
+    normal.mkdir()
+    abnormal.mkdir()
+    normals = sorted(data_dir("kermany", "val", "normal").iterdir())[:2]
+    pneumonias = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]
+    for f in normals + [pneumonias[0]]:
+        shutil.copy(f, normal / f.name)
+    shutil.copy(normals[0], normal / "copy-of-first.jpeg")
+    for f in pneumonias:
+        shutil.copy(f, abnormal / f.name)
+    r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
+            "--json", tmp_path / "e.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    warnings = json.loads((tmp_path / "e.json").read_text())["warnings"]
+    assert len(warnings) == 2 and all(f"warning: {w}" in r.stderr for w in warnings)
+    both = next(w for w in warnings if "in both the normal and the abnormal folder" in w)
+    assert str(normal / pneumonias[0].name) in both and str(abnormal / pneumonias[0].name) in both
+    assert any("2 times in the normal folder" in w and "copy-of-first.jpeg" in w for w in warnings)
+
+
+def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path):
+    """`--json` naming a folder failed only once every image was scored, losing the figures, and
+    `--scores-csv` naming the `--json` file had the scores overwritten by the figures."""
+    from synthetic_inputs import normals_folder
+
+    normals, taken = normals_folder(tmp_path / "normal", [1]), tmp_path / "results"
+    taken.mkdir()
+    r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normals, "--abnormal", normals, "--json", taken, "--quiet")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {taken}: is a folder: name a file to write"
+    r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normals, "--abnormal", normals, "--quiet",
+            "--json", tmp_path / "r.json", "--scores-csv", tmp_path / "." / "r.json")
+    assert r.returncode == 2 and "--json and --scores-csv name the same file" in r.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_ctrl_c_in_evaluate_exits_130_without_advising_a_resume_it_does_not_have():
+    """The interruption message of detect ("rerun with --resume") was printed by every subcommand."""
+    folder = data_dir("kermany", "val", "normal")
+    proc = subprocess.Popen([str(SSLANOMALY), "evaluate", "--model", "pediatric", "--normal", str(folder), "--abnormal",
+                             str(data_dir("kermany", "val", "pneumonia"))], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stderr.read(1)  # the progress bar: scoring has started, past the imports
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "--resume" not in err and "Traceback" not in err, err
