@@ -14,6 +14,7 @@ import slicer
 
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph, write_dicom_dx  # noqa: F401 (fixture)
 from SSLAnomalyLib.core.files.errors import PathError, ReadError
+from SSLAnomalyLib.mrml.clones import derived_nodes
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
@@ -169,6 +170,33 @@ def test_a_clone_whose_geometry_is_edited_gets_its_own_results_on_its_pixels_and
     assert as_reviewed(lg.findings(kept)) == as_reviewed(before)
     np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(kept)), ijk_to_ras_matrix(kept))
     np.testing.assert_array_equal(lung_mask(kept), lungs)
+
+
+def test_detecting_a_clone_or_its_original_again_leaves_the_others_results_and_review_as_they_were(case, model, tmp_path):
+    """A clone shares its original's heatmap, lung fields and findings: detecting either again (here at another
+    threshold) refilled the shared heatmap and removed the untouched shared findings, so the other's score and
+    thresholds changed under it and it lost a finding it was not given back (2 findings became 1)."""
+    lg, volume = case
+    lg.reviewFolder = tmp_path / "reviews"
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="seen on the clone's original")
+    before, result = lg.findings(volume), lg.caseResult(volume)
+    heat, autosave = slicer.util.arrayFromVolume(heatmap_node(volume)).copy(), next(lg.reviewFolder.iterdir())
+    saved = autosave.read_text()
+    copy = clone(volume)
+    lg.detect(copy, model=str(model), falsePositiveRate=0.5)
+    assert lg.findings(volume) == before and lg.caseResult(volume) == result
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(heatmap_node(volume)), heat)
+    assert {n.GetID() for n in derived_nodes(slicer.mrmlScene, copy)}.isdisjoint(
+        {n.GetID() for n in derived_nodes(slicer.mrmlScene, volume)})
+    assert lg.caseResult(copy)["pixel_threshold"] != result["pixel_threshold"] and before[0] in lg.findings(copy)
+    lg.rejectFinding(lg.findingNodes(copy)[0])  # the clone's own copy of the reader's finding
+    assert lg.findings(volume) == before and autosave.read_text() == saved
+
+    kept = clone(volume)  # the original detected again: its clone keeps what they shared
+    lg.detect(volume, model=str(model), falsePositiveRate=0.5)
+    assert lg.findings(kept) == before and lg.caseResult(kept) == result and before[0] in lg.findings(volume)
+    slicer.mrmlScene.RemoveNode(volume)
+    assert lg.findings(kept) == before and lg.caseResult(kept) == result
 
 
 def test_findings_and_lung_fields_follow_a_geometry_edit_after_the_heatmap_was_deleted_by_hand(case):

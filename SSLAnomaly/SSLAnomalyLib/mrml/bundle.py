@@ -14,7 +14,8 @@ import slicer
 
 from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.outputs import case_name
-from SSLAnomalyLib.mrml.case import derived_nodes, show_detection
+from SSLAnomalyLib.mrml.case import show_detection
+from SSLAnomalyLib.mrml.clones import derived_nodes
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer, is_desktop_slicer, start_headless_app
 from SSLAnomalyLib.mrml.heatmap import heatmap_node, slice_composite_nodes
 from SSLAnomalyLib.mrml.volumes import radiograph_to_volume_node

@@ -8,12 +8,11 @@ import json
 
 import slicer
 
-from SSLAnomalyLib.mrml.finding_rois import (FINDING_REFERENCE, VOLUME_REFERENCE, apply_sensitivity, finding_nodes,
-                                             show_findings)
-from SSLAnomalyLib.mrml.heatmap import (DEFAULT_OPACITY, HEATMAP_REFERENCE, heatmap_node, set_heatmap_threshold,
-                                       show_heatmap)
-from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, show_lung_fields
-from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
+from SSLAnomalyLib.mrml.clones import derived_nodes, let_go, own_results
+from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, show_findings
+from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
+from SSLAnomalyLib.mrml.lungs import show_lung_fields
+from SSLAnomalyLib.mrml.table import sync_findings_table
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
 _A = "SSLAnomaly."
@@ -22,10 +21,13 @@ _A = "SSLAnomaly."
 def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
     """Put a `DetectionResult` into the scene for `volume_node` (and its lung fields, when it holds
     them); returns the heatmap node. A volume removed from the scene while it was scored is refused:
-    its heatmap and boxes would be left in the scene attached to nothing, over the next image."""
+    its heatmap and boxes would be left in the scene attached to nothing, over the next image. Results the volume
+    shares with another (a clone and its original) stay the other's as they are, its review included: the volume
+    detected refills its own copy of them (clones.own_results)."""
     if volume_node.GetScene() is None:
         raise ValueError(f"'{volume_node.GetName()}' was removed from the scene while it was being scored: "
                          "its result is not shown")
+    own_results(volume_node)
     heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
     if result.lungs is not None:
         show_lung_fields(volume_node, result.lungs.pixels)
@@ -88,30 +90,12 @@ def set_sensitivity(volume_node, threshold: float) -> None:
     apply_sensitivity(volume_node, threshold)
 
 
-def derived_nodes(scene, volume_node) -> list:
-    """The nodes detection made for `volume_node` (heatmap, lung fields, table, finding ROIs) in `scene`,
-    found by the IDs it references them by, which a volume just removed from the scene still holds."""
-    roles = (HEATMAP_REFERENCE, LUNGS_REFERENCE, TABLE_REFERENCE, FINDING_REFERENCE)
-    ids = [volume_node.GetNthNodeReferenceID(role, i) for role in roles
-           for i in range(volume_node.GetNumberOfNodeReferences(role))]
-    return [node for node in map(scene.GetNodeByID, ids) if node is not None]
-
-
 def remove_derived(scene, volume_node) -> None:
     """Remove what detection made for `volume_node`: its heatmap leaves the slice views with it. A node that another
     volume references too stays, with that volume: Slicer's Clone (Data module) copies a volume's references, so the
     clone and its original share one heatmap, findings and table, and deleting either must not take the reader's
-    findings and review from the other (what was the removed volume's becomes the other's: clones.results_owner)."""
-    volumes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-    others = [v for v in volumes if v.GetID() != volume_node.GetID()]
-    for node in derived_nodes(scene, volume_node):
-        holder = next((v for v in others if node.GetID() in {n.GetID() for n in derived_nodes(scene, v)}), None)
-        if holder is None:
-            scene.RemoveNode(node)
-        elif node.GetNodeReferenceID(VOLUME_REFERENCE) in (None, volume_node.GetID()):  # None: the scene dropped
-            # the reference with the volume (or a scene saved before the heatmap and lung fields held one)
-            node.SetNodeReferenceID(VOLUME_REFERENCE, holder.GetID())
+    findings and review from the other (what was the removed volume's becomes the other's: clones.let_go)."""
+    let_go(scene, volume_node, derived_nodes(scene, volume_node))
 
 
 def remove_case(volume_node) -> None:

@@ -1,11 +1,13 @@
-"""A clone of a volume that has results (Slicer's Clone, Data module), once its geometry is no longer its original's.
+"""A volume that shares its results with another: Slicer's Clone (Data module) of a volume that has results.
 
-Clone copies a volume's node references: the clone shares its original's heatmap, lung fields, findings and table
-(case.remove_derived keeps them for the other when either is deleted). That is right while the two have one
-geometry; once either is edited (spacing, origin, directions, a transform) the results cannot lie on both images'
-pixels. They stay with the volume they belong to (`results_owner`), and the clone is given its own copy of them,
-the reader's review included, which then follows the clone (geometry.follow_geometry): neither image's results move
-onto the other's pixels.
+Clone copies a volume's node references: the clone shares its original's heatmap, lung fields, findings and table.
+That is right while the two have one geometry and one detection. Once the clone's geometry is edited (spacing, origin,
+directions, a transform; geometry.follow_geometry) the results cannot lie on both images' pixels: they stay with the
+volume they belong to (`results_owner`), and the clone is given its own copy of them, the reader's review included
+(`take_own_results`), which then follows the clone. A volume detected again (case.show_detection), the clone or its
+original, gets its own copy to refill (`own_results`), and the other keeps the results as they were: neither
+image's results or review are replaced by the other's detection. A volume deleted leaves what it shares to the
+other (`let_go`, case.remove_derived).
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, lung_node
 from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
 from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE
 
+_ROLES = (HEATMAP_REFERENCE, LUNGS_REFERENCE, TABLE_REFERENCE, FINDING_REFERENCE)
+
+
+def derived_nodes(scene, volume_node) -> list:
+    """The nodes detection made for `volume_node` (heatmap, lung fields, table, finding ROIs) in `scene`,
+    found by the IDs it references them by, which a volume just removed from the scene still holds."""
+    ids = [volume_node.GetNthNodeReferenceID(role, i) for role in _ROLES
+           for i in range(volume_node.GetNumberOfNodeReferences(role))]
+    return [node for node in map(scene.GetNodeByID, ids) if node is not None]
+
 
 def results_owner(volume_node):
     """The volume the results `volume_node` shows belong to (the volume its heatmap, findings or lung fields refer
@@ -27,12 +39,44 @@ def results_owner(volume_node):
                  if node is not None and node.GetNodeReference(VOLUME_REFERENCE) is not None), None)
 
 
+def own_results(volume_node) -> bool:
+    """Give `volume_node` its own copy of the results it shares with another volume (`take_own_results`) and leave
+    those to the other as they are (`let_go`); returns whether it shared any."""
+    scene = volume_node.GetScene()
+    shared = derived_nodes(scene, volume_node)
+    if all(_holder(scene, node, volume_node) is None for node in shared):
+        return False
+    take_own_results(volume_node)
+    let_go(scene, volume_node, shared)
+    return True
+
+
+def let_go(scene, volume_node, nodes) -> None:
+    """`volume_node` (deleted, or given its own results) lets go of `nodes`, results it held: each is removed, unless
+    another volume holds it too, and then it becomes that volume's (nothing the reader made is lost with a clone)."""
+    for node in nodes:
+        holder = _holder(scene, node, volume_node)
+        if holder is None:
+            scene.RemoveNode(node)
+        elif node.GetNodeReferenceID(VOLUME_REFERENCE) in (None, volume_node.GetID()):  # None: the scene dropped
+            # the reference with the volume (or a scene saved before the heatmap and lung fields held one)
+            node.SetNodeReferenceID(VOLUME_REFERENCE, holder.GetID())
+
+
+def _holder(scene, node, volume_node):
+    """A volume but `volume_node` in `scene` that holds `node` among its results, or None."""
+    volumes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+    return next((volume for volume in volumes if volume.GetID() != volume_node.GetID()
+                 and node.GetID() in {n.GetID() for n in derived_nodes(scene, volume)}), None)
+
+
 def take_own_results(volume_node) -> None:
-    """Give `volume_node` its own copy of the results it shares with the volume they belong to, as they are (on
-    that volume's pixels and geometry), with its own findings table."""
+    """Give `volume_node` its own copy of the results it shows, as they are (on the pixels and geometry they were
+    placed on), with its own findings table."""
     heat, lungs, findings = heatmap_node(volume_node), lung_node(volume_node), finding_nodes(volume_node)
     modifying = volume_node.StartModify()  # one change of the volume: its results are whole when it is reported
-    for role in (HEATMAP_REFERENCE, LUNGS_REFERENCE, TABLE_REFERENCE, FINDING_REFERENCE):
+    for role in _ROLES:
         volume_node.RemoveNodeReferenceIDs(role)
     if heat is not None:
         volume_node.SetNodeReferenceID(HEATMAP_REFERENCE, _copy(heat, volume_node).GetID())
