@@ -199,6 +199,23 @@ def test_detecting_a_clone_or_its_original_again_leaves_the_others_results_and_r
     assert lg.findings(kept) == before and lg.caseResult(kept) == result
 
 
+def test_the_results_a_clone_takes_or_keeps_are_named_after_it(case, model):
+    """A clone given its own results (its geometry edited, or detected again) or left holding them (its original
+    deleted) kept the original's names for its heatmap and lung fields, 'tb0003 anomaly heatmap' beside the
+    original's 'tb0003 anomaly heatmap' in the Data module and in a saved scene's files."""
+    lg, volume = case
+    edited, detected, kept = (clone(volume) for _ in range(3))
+    for node, name in ((edited, "edited"), (detected, "detected"), (kept, "kept")):
+        node.SetName(name)
+    edited.SetSpacing(2.0, 2.0, 1.0)
+    lg.detect(detected, model=str(model), falsePositiveRate=TEST_FPR)
+    slicer.mrmlScene.RemoveNode(volume)
+    for node in (edited, detected, kept):
+        results = derived_nodes(slicer.mrmlScene, node)
+        assert sorted(n.GetName() for n in results if not n.IsA("vtkMRMLMarkupsROINode")) == \
+            [f"{node.GetName()} {what}" for what in ("anomaly heatmap", "findings", "lung fields")]
+
+
 def test_findings_and_lung_fields_follow_a_geometry_edit_after_the_heatmap_was_deleted_by_hand(case):
     """Without the heatmap (deleted in the Data module), where the findings and lung fields lay was not known, so a
     spacing edited moved none of them: the reviewed box [268, 60, 379, 351] read as [134, 30, 189, 175]."""

@@ -15,9 +15,9 @@ from __future__ import annotations
 import slicer
 
 from SSLAnomalyLib.mrml.finding_rois import FINDING_REFERENCE, finding_nodes
-from SSLAnomalyLib.mrml.heatmap import HEATMAP_REFERENCE, heatmap_node
-from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, lung_node
-from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
+from SSLAnomalyLib.mrml.heatmap import HEATMAP_REFERENCE, heatmap_name, heatmap_node
+from SSLAnomalyLib.mrml.lungs import LUNGS_REFERENCE, lung_fields_name, lung_node
+from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table, table_name
 from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE
 
 _ROLES = (HEATMAP_REFERENCE, LUNGS_REFERENCE, TABLE_REFERENCE, FINDING_REFERENCE)
@@ -53,7 +53,8 @@ def own_results(volume_node) -> bool:
 
 def let_go(scene, volume_node, nodes) -> None:
     """`volume_node` (deleted, or given its own results) lets go of `nodes`, results it held: each is removed, unless
-    another volume holds it too, and then it becomes that volume's (nothing the reader made is lost with a clone)."""
+    another volume holds it too, and then it becomes that volume's, named after it (nothing the reader made is lost
+    with a clone)."""
     for node in nodes:
         holder = _holder(scene, node, volume_node)
         if holder is None:
@@ -61,6 +62,7 @@ def let_go(scene, volume_node, nodes) -> None:
         elif node.GetNodeReferenceID(VOLUME_REFERENCE) in (None, volume_node.GetID()):  # None: the scene dropped
             # the reference with the volume (or a scene saved before the heatmap and lung fields held one)
             node.SetNodeReferenceID(VOLUME_REFERENCE, holder.GetID())
+            _name_after(node, holder)
 
 
 def _holder(scene, node, volume_node):
@@ -73,27 +75,35 @@ def _holder(scene, node, volume_node):
 
 def take_own_results(volume_node) -> None:
     """Give `volume_node` its own copy of the results it shows, as they are (on the pixels and geometry they were
-    placed on), with its own findings table."""
+    placed on), with its own findings table, named after it."""
     heat, lungs, findings = heatmap_node(volume_node), lung_node(volume_node), finding_nodes(volume_node)
     modifying = volume_node.StartModify()  # one change of the volume: its results are whole when it is reported
     for role in _ROLES:
         volume_node.RemoveNodeReferenceIDs(role)
-    if heat is not None:
-        volume_node.SetNodeReferenceID(HEATMAP_REFERENCE, _copy(heat, volume_node).GetID())
-    if lungs is not None:
-        volume_node.SetNodeReferenceID(LUNGS_REFERENCE, _copy(lungs, volume_node).GetID())
-    for node in findings:
-        volume_node.AddNodeReferenceID(FINDING_REFERENCE, _copy(node, volume_node).GetID())
+    for node, role in ((heat, HEATMAP_REFERENCE), (lungs, LUNGS_REFERENCE),
+                       *((finding, FINDING_REFERENCE) for finding in findings)):
+        if node is not None:
+            _copy(node, volume_node, role)
     sync_findings_table(volume_node)
     volume_node.EndModify(modifying)
 
 
-def _copy(node, volume_node):
-    """A copy of `node` (its data, attributes and display; Slicer's own copy) belonging to `volume_node`."""
+def _copy(node, volume_node, role: str) -> None:
+    """A copy of `node` (its data, attributes and display; Slicer's own copy) as `volume_node`'s `role`."""
     copy = slicer.mrmlScene.AddNewNodeByClass(node.GetClassName(), node.GetName())
     copy.CopyContent(node, True)
     copy.CreateDefaultDisplayNodes()
     copy.GetDisplayNode().CopyContent(node.GetDisplayNode())
     copy.SetAndObserveTransformNodeID(node.GetTransformNodeID())
     copy.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())
-    return copy
+    volume_node.AddNodeReferenceID(role, copy.GetID())
+    _name_after(copy, volume_node)
+
+
+def _name_after(node, volume_node) -> None:
+    """Name `node`, the heatmap, lung fields or findings table of `volume_node`, after it, so that a reader tells a
+    clone's from its original's in the Data module and in a saved scene's files (a finding is named by its own id)."""
+    for role, name in ((HEATMAP_REFERENCE, heatmap_name), (LUNGS_REFERENCE, lung_fields_name),
+                       (TABLE_REFERENCE, table_name)):
+        if volume_node.GetNodeReferenceID(role) == node.GetID():
+            node.SetName(name(volume_node))

@@ -40,12 +40,18 @@ def heatmap_node(volume_node):
     return volume_node.GetNodeReference(HEATMAP_REFERENCE)
 
 
+def heatmap_name(volume_node) -> str:
+    """The heatmap's name in the Data module and a saved scene's files: its volume's (a clone's apart from its
+    original's)."""
+    return f"{volume_node.GetName()} anomaly heatmap"
+
+
 def show_heatmap(volume_node, heatmap: Radiograph, pixel_threshold: float,
                  opacity: float = DEFAULT_OPACITY):
     """Create (or refill, on a repeated detection) the heatmap node of `volume_node` on its exact
     grid and transform, colour it, and show it over the input in every slice view."""
     node = heatmap_node(volume_node)
-    node = radiograph_to_volume_node(heatmap, f"{volume_node.GetName()} anomaly heatmap", node)
+    node = radiograph_to_volume_node(heatmap, heatmap_name(volume_node), node)
     node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     volume_node.SetNodeReferenceID(HEATMAP_REFERENCE, node.GetID())
     node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())

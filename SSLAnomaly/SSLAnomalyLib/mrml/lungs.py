@@ -35,12 +35,17 @@ def lung_node(volume_node):
     return volume_node.GetNodeReference(LUNGS_REFERENCE)
 
 
+def lung_fields_name(volume_node) -> str:
+    """The lung fields' name in the Data module and a saved scene's files: their volume's."""
+    return f"{volume_node.GetName()} lung fields"
+
+
 def show_lung_fields(volume_node, lungs: np.ndarray, visible: bool = True):
     """Create (or refill, on a repeated detection or a geometry edit) the lung-field segment of `volume_node` from
     its (slices, rows, cols) mask, placed and transformed like the volume."""
     node = lung_node(volume_node)
     if node is None:
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} lung fields")
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", lung_fields_name(volume_node))
         node.CreateDefaultDisplayNodes()
         volume_node.SetNodeReferenceID(LUNGS_REFERENCE, node.GetID())
         node.SetNodeReferenceID(VOLUME_REFERENCE, volume_node.GetID())

@@ -30,12 +30,17 @@ COLUMNS = (  # (title, record -> value, vtk array class)
 )
 
 
+def table_name(volume_node) -> str:
+    """The findings table's name in the Data module and a saved scene's files: its volume's."""
+    return f"{volume_node.GetName()} findings"
+
+
 def findings_table(volume_node):
     """The volume's findings table node, created on first use (locked: edits in the table view
     would not reach the ROIs, so reviews go through the review functions)."""
     table = volume_node.GetNodeReference(TABLE_REFERENCE)
     if table is None:
-        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{volume_node.GetName()} findings")
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", table_name(volume_node))
         table.SetLocked(True)
         volume_node.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
     return table
