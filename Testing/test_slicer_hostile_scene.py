@@ -172,6 +172,25 @@ def test_a_clone_whose_geometry_is_edited_gets_its_own_results_on_its_pixels_and
     np.testing.assert_array_equal(lung_mask(kept), lungs)
 
 
+def test_an_original_whose_geometry_is_edited_leaves_its_clone_the_results_they_shared_on_the_clones_pixels(case):
+    """Its spacing edited, the original took the results it shared with its clone onto its new geometry: the clone's
+    heatmap, lung fields and boxes lay over other pixels of the clone (its heatmap's grid no longer the clone's)
+    until the clone was exported or edited."""
+    lg, volume = case
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="seen on the original")
+    copy = clone(volume)
+    before, lungs, grid = lg.findings(copy), lung_mask(copy), ijk_to_ras_matrix(copy)
+    boxes = [slicer.util.arrayFromVTKMatrix(n.GetObjectToNodeMatrix()).tolist() for n in lg.findingNodes(copy)]
+    volume.SetSpacing(2.0, 2.0, 1.0)
+    assert ijk_to_ras_matrix(heatmap_node(copy)).tolist() == grid.tolist() and lg.findings(copy) == before
+    assert [slicer.util.arrayFromVTKMatrix(n.GetObjectToNodeMatrix()).tolist() for n in lg.findingNodes(copy)] == boxes
+    np.testing.assert_array_equal(lung_mask(copy), lungs)
+    np.testing.assert_array_equal(ijk_to_ras_matrix(heatmap_node(volume)), ijk_to_ras_matrix(volume))
+    assert [(f["bbox_ijk"], f["status"], f["note"]) for f in lg.findings(volume)] == \
+        [(f["bbox_ijk"], f["status"], f["note"]) for f in before]
+    np.testing.assert_array_equal(lung_mask(volume), lungs)
+
+
 def test_detecting_a_clone_or_its_original_again_leaves_the_others_results_and_review_as_they_were(case, model, tmp_path):
     """A clone shares its original's heatmap, lung fields and findings: detecting either again (here at another
     threshold) refilled the shared heatmap and removed the untouched shared findings, so the other's score and

@@ -1,13 +1,12 @@
 """A volume that shares its results with another: Slicer's Clone (Data module) of a volume that has results.
 
 Clone copies a volume's node references: the clone shares its original's heatmap, lung fields, findings and table.
-That is right while the two have one geometry and one detection. Once the clone's geometry is edited (spacing, origin,
-directions, a transform; geometry.follow_geometry) the results cannot lie on both images' pixels: they stay with the
-volume they belong to (`results_owner`), and the clone is given its own copy of them, the reader's review included
-(`take_own_results`), which then follows the clone. A volume detected again (case.show_detection), the clone or its
-original, gets its own copy to refill (`own_results`), and the other keeps the results as they were: neither
-image's results or review are replaced by the other's detection. A volume deleted leaves what it shares to the
-other (`let_go`, case.remove_derived).
+That is right while the two have one geometry and one detection. Once either is edited (spacing, origin, directions,
+a transform; geometry.follow_geometry) or detected again (case.show_detection), the results cannot be both images'.
+So the volume edited or detected, the clone or its original, is given its own copy of them, the reader's review
+included (`own_results`), which then follows it or is refilled, and the other keeps them as they were: neither
+image's results move onto the other's pixels or are replaced by the other's detection. A volume deleted leaves what
+it shares to the other (`let_go`, case.remove_derived).
 """
 
 from __future__ import annotations
@@ -29,14 +28,6 @@ def derived_nodes(scene, volume_node) -> list:
     ids = [volume_node.GetNthNodeReferenceID(role, i) for role in _ROLES
            for i in range(volume_node.GetNumberOfNodeReferences(role))]
     return [node for node in map(scene.GetNodeByID, ids) if node is not None]
-
-
-def results_owner(volume_node):
-    """The volume the results `volume_node` shows belong to (the volume its heatmap, findings or lung fields refer
-    back to); None where none refers back (no results, or a scene saved before the heatmap did, without findings)."""
-    derived = (heatmap_node(volume_node), *finding_nodes(volume_node), lung_node(volume_node))
-    return next((node.GetNodeReference(VOLUME_REFERENCE) for node in derived
-                 if node is not None and node.GetNodeReference(VOLUME_REFERENCE) is not None), None)
 
 
 def own_results(volume_node) -> bool:

@@ -8,8 +8,9 @@ fields resampled off the image). So they follow the volume: what detection made 
 volume's geometry now, under the volume's transform, and a finding's detector centroid and area are those of its pixels now. Coordinates exported
 (centroid_ras, the files' geometry) are the image's own, as Slicer saves the image: a transform is not applied.
 Where each was placed is kept by each: the heatmap's own grid, the lung fields' reference geometry, a finding's
-recorded geometry (finding_rois.placed_on), so they follow a volume whose heatmap was deleted by hand too. A clone
-that shares its original's results gets its own copy of them first (clones.py).
+recorded geometry (finding_rois.placed_on), so they follow a volume whose heatmap was deleted by hand too. A volume
+that shares its results with another (a clone and its original) gets its own copy of them first, and the other keeps
+them where they are, on its pixels (clones.own_results).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from SSLAnomalyLib.mrml.clones import results_owner, take_own_results
+from SSLAnomalyLib.mrml.clones import own_results
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, keep_on_pixels, placed_on
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, placed_grid, show_lung_fields
@@ -32,9 +33,7 @@ def follow_geometry(volume_node) -> bool:
              if not np.allclose(old, new, rtol=0, atol=1e-6) or node.GetTransformNodeID() != transform]
     if not moved:
         return False
-    owner = results_owner(volume_node)
-    if owner is not None and owner.GetID() != volume_node.GetID():  # a clone of the volume they belong to
-        take_own_results(volume_node)
+    if own_results(volume_node):  # shared with a clone (or its original): they stay with it, where they are
         return follow_geometry(volume_node)
     for node, old in moved:
         if node.IsA("vtkMRMLMarkupsROINode"):
