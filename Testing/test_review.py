@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import REPO
-from SSLAnomalyLib.core.results.review import (ReviewError, add_finding, add_to_kept, find_review, keep_aside,
-                                               load_review, new_review, review_path, save_review, update_finding)
+from SSLAnomalyLib.core.results.review import (ReviewError, add_to_kept, find_review, keep_aside, load_review,
+                                               review_path, save_review)
 
 FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": True, "percentile": 100.0,
             "model": "sslanomaly-test", "findings": [
@@ -21,24 +21,32 @@ FINDINGS = {"input": "in/case.dcm", "score": 3.1, "threshold": 1.8, "abnormal": 
 # A reviewing session that autosaves after every decision, forever, until it is killed.
 SESSION = """
 import sys
-from SSLAnomalyLib.core.results.review import load_review, save_review, update_finding
+from SSLAnomalyLib.core.results.review import load_review, save_review
 path = sys.argv[1]
 review = load_review(path)
 n = 0
 while True:
     n += 1
-    update_finding(review, 1 + n % 2, status=("confirmed", "rejected")[n % 2], note=f"decision {n}")
+    review["findings"][n % 2].update(status=("confirmed", "rejected")[n % 2], note=f"decision {n}")
     save_review(path, review)
     if n == 1:
         print("saved", flush=True)
 """
 
 
+def unreviewed(findings_json: dict = FINDINGS) -> dict:
+    """A review before anything is decided (Slicer writes them, mrml/review.review_of): each finding as detected."""
+    return {"input": findings_json["input"], "image_id": findings_json.get("image_id", ""),
+            "model": findings_json["model"],
+            "findings": [dict(f, status="unreviewed", note="", origin="model") for f in findings_json["findings"]]}
+
+
 def test_review_round_trip(tmp_path):
-    review = new_review(FINDINGS)
-    update_finding(review, 1, status="confirmed", label="consolidation", note="right lower lobe")
-    update_finding(review, 2, status="rejected")
-    added = add_finding(review, [5, 5, 30, 40], "nodule", note="missed by the model")
+    review = unreviewed()
+    review["findings"][0].update(status="confirmed", label="consolidation", note="right lower lobe")
+    review["findings"][1].update(status="rejected")
+    review["findings"].append({"id": 3, "label": "nodule", "status": "confirmed", "note": "missed by the model",
+                               "origin": "reader", "score": 0.0, "bbox_ijk": [5, 5, 30, 40], "slice_index": 0})
     path = save_review(review_path(tmp_path, "case", "sha256:ab"), review)
     assert path.name.startswith("case.") and path.name.endswith(".review.json")
     assert review_path(tmp_path, "1: CR/AP", "dicom:1.2").name.startswith("1_ CR_AP.")
@@ -46,19 +54,18 @@ def test_review_round_trip(tmp_path):
     back = load_review(path)
     assert back["findings"] == review["findings"] and back["input"] == "in/case.dcm" and back["saved"]
     assert [f["status"] for f in back["findings"]] == ["confirmed", "rejected", "confirmed"]
-    assert added["id"] == 3 and added["origin"] == "reader"
     assert load_review(tmp_path / "none.review.json") is None
 
 
 def test_invalid_reviews_are_refused_and_nothing_is_half_changed(tmp_path):
-    review = new_review(FINDINGS)
-    with pytest.raises(ValueError, match="status"):
-        update_finding(review, 1, status="maybe", note="lost?")
-    assert review["findings"][0]["note"] == "" and review["findings"][0]["status"] == "unreviewed"
-    with pytest.raises(ValueError, match="label"):
-        add_finding(review, [1, 2, 3, 4], "  ")
-    path = tmp_path / "case.review.json"
-    save_review(path, review)
+    review = unreviewed()
+    path = save_review(tmp_path / "case.review.json", review)
+    saved = path.read_text()
+    for finding, reason in ((dict(review["findings"][0], status="maybe", note="lost?"), "status"),
+                            (dict(review["findings"][0], label="  ", origin="reader"), "label")):
+        with pytest.raises(ReviewError, match=f"case.review.json.*not saved.*{reason}"):
+            save_review(path, dict(review, findings=[finding]))
+        assert path.read_text() == saved
     no_model = {k: v for k, v in review.items() if k != "model"}  # its findings' model (they name none) unknown
     for damaged in ('{"findings": [', '{"format_version": 99, "findings": []}',
                     json.dumps(dict(review, findings=review["findings"] * 2)), json.dumps(no_model)):
@@ -73,15 +80,15 @@ def test_a_review_kept_aside_gets_a_free_name_and_stays_the_images_older_review(
     path = review_path(tmp_path, "IM.0001", "sha256:ab")
     texts = []
     for note in ("first", "second"):
-        review = new_review(FINDINGS)
-        update_finding(review, 1, status="rejected", note=note)
+        review = unreviewed()
+        review["findings"][0].update(status="rejected", note=note)
         texts.append(save_review(path, review).read_text())
         time.sleep(0.01)  # distinct modification times
         assert keep_aside(path) == path.with_name(f"IM.0001 ({len(texts) + 1}).{path.name.split('.')[-3]}.review.json")
     kept = sorted(tmp_path.iterdir())
     assert [p.read_text() for p in kept] == texts and not path.exists()
     assert find_review(tmp_path, "IM.0001", "sha256:ab") == kept[-1]
-    save_review(path, new_review(FINDINGS))
+    save_review(path, unreviewed())
     assert find_review(tmp_path, "IM.0001", "sha256:ab") == path
     assert [load_review(p)["findings"][0]["note"] for p in kept] == ["first", "second"]
 
@@ -92,8 +99,8 @@ def test_a_review_added_to_a_kept_copy_comes_first_beside_its_findings_and_a_dam
     path = review_path(tmp_path, "IM.0001", "sha256:ab")
 
     def saved(note):
-        review = new_review(dict(FINDINGS, image_id="sha256:ab"))
-        update_finding(review, 1, status="rejected", note=note)
+        review = unreviewed(dict(FINDINGS, image_id="sha256:ab"))
+        review["findings"][0].update(status="rejected", note=note)
         return save_review(path, review)
 
     kept = keep_aside(saved("older"))
@@ -107,7 +114,7 @@ def test_a_review_added_to_a_kept_copy_comes_first_beside_its_findings_and_a_dam
 
 
 def test_review_survives_the_process_being_killed_mid_session(tmp_path):
-    path = save_review(review_path(tmp_path, "case", "sha256:ab"), new_review(FINDINGS))
+    path = save_review(review_path(tmp_path, "case", "sha256:ab"), unreviewed())
     proc = subprocess.Popen([sys.executable, "-c", SESSION, str(path)], stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
     assert proc.stdout.readline().strip() == "saved"

@@ -86,37 +86,6 @@ def check_same_image(review: dict, image_id: str, path) -> None:
                                 f"({image_id[:40]}); it is not applied")
 
 
-def new_review(findings_json: dict) -> dict:
-    """The review before anything is decided: every model finding unreviewed, as detected."""
-    findings = [dict(f, status="unreviewed", note="", origin="model", slice_index=f.get("slice_index", 0))
-                for f in findings_json["findings"]]
-    return {"format_version": FORMAT_VERSION, "input": findings_json.get("input", ""),
-            "image_id": findings_json.get("image_id", ""), "model": findings_json.get("model", ""),
-            "findings": findings}
-
-
-def update_finding(review: dict, finding_id: int, status: str | None = None, label: str | None = None,
-                   note: str | None = None) -> dict:
-    """Confirm or reject a finding, relabel it or note on it; what is not given is kept."""
-    finding = next((f for f in review["findings"] if f["id"] == finding_id), None)
-    if finding is None:
-        raise KeyError(f"no finding {finding_id} in this review")
-    changes = {k: v for k, v in (("status", status), ("label", label), ("note", note)) if v is not None}
-    _check_finding(dict(finding, **changes))
-    finding.update(changes)
-    return finding
-
-
-def add_finding(review: dict, bbox_ijk, label: str, note: str = "", slice_index: int = 0) -> dict:
-    """A finding the model missed, drawn by the reader (confirmed by definition)."""
-    finding = {"id": max((f["id"] for f in review["findings"]), default=0) + 1, "label": label,
-               "status": "confirmed", "note": note, "origin": "reader", "score": 0.0,
-               "bbox_ijk": [int(v) for v in bbox_ijk], "slice_index": int(slice_index)}
-    _check_finding(finding)
-    review["findings"].append(finding)
-    return finding
-
-
 def save_review(path, review: dict) -> Path:
     """Check and write the review atomically (a crash leaves the previous save or this one)."""
     path = Path(path)
