@@ -190,6 +190,36 @@ def test_an_input_replaced_by_an_unreadable_file_keeps_no_earlier_result_under_i
             assert f"moved to {moved[0]}" in capsys.readouterr().err
 
 
+def test_an_input_redone_keeps_no_file_of_the_earlier_image_it_did_not_write_again(tmp_path, capsys):
+    """IM.jpeg detected with --lungs, replaced by another radiograph and detected again without: the first
+    image's IM.lungs.nrrd (and its Slicer export's files, record included) stayed beside the new image's
+    results, where a reader or a script paired it with them. What the batch writes under a case's name and
+    this run did not write again is moved to OUT/set_aside/, and a warning says where; a user's own file of
+    another name stays."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    first, second = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]
+    shutil.copy(first, inputs / "IM.jpeg")
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--lungs", str(inputs)]) == 0
+    for export in ("IM.findings.csv", "IM.export.json"):  # as the Slicer export of the first image left them
+        (out / export).write_text(export)
+    earlier = {p.name: p.read_bytes() for p in out.glob("IM.*") if p.name.endswith((".lungs.nrrd", ".csv", ".export.json"))}
+    (out / "IM.notes.txt").write_text("the reader's own")
+    shutil.copy(second, inputs / "IM.jpeg")
+    capsys.readouterr()
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)]) == 0
+    [moved] = (out / "set_aside").iterdir()
+    assert {p.name: p.read_bytes() for p in moved.iterdir()} == earlier
+    assert sorted(p.name for p in out.glob("IM.*")) == ["IM.findings.json", "IM.heatmap.nrrd", "IM.notes.txt",
+                                                        "IM.overlay.png"]
+    assert json.loads((out / "IM.findings.json").read_text())["input"] == str(inputs / "IM.jpeg")
+    said = capsys.readouterr().err
+    assert "IM.lungs.nrrd, IM.findings.csv, IM.export.json, left under its name by an earlier run" in said
+    assert f"moved to {moved}" in said
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)]) == 0
+    assert len(list((out / "set_aside").iterdir())) == 1  # nothing more to move
+
+
 def test_a_batch_never_replaces_another_images_results_of_the_same_name(small_model, tmp_path):
     """day2/IM.jpeg into the folder holding day1/IM.jpeg's results silently replaced them: a reader, the
     worklist or a PACS link to them then looked at another patient. The same bytes moved are no other image."""

@@ -101,6 +101,7 @@ def test_a_dicom_batched_as_its_file_then_as_a_scene_volume_is_the_same_image(mo
     lg.loadVolume(str(dicom)).SetName("IM-0001")
     [again] = lg.detectBatch(None, tmp_path / "out", model=str(model), overwrite=True)
     assert "error" not in again and again["files"].keys() == first["files"].keys()
+    assert not (tmp_path / "out" / "set_aside").exists()  # every file of the case written again, its record too
 
 
 

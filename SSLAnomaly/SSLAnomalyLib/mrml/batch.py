@@ -18,9 +18,10 @@ import slicer
 from SSLAnomalyLib.core.batch.case import Case, CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
+from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, RECORD_SUFFIX
 from SSLAnomalyLib.core.results.outputs import batch_files, unique_case_names
 from SSLAnomalyLib.mrml.case import remove_case, show_detection
-from SSLAnomalyLib.mrml.export import SUFFIXES, default_formats, export_case
+from SSLAnomalyLib.mrml.export import default_formats, export_case
 from SSLAnomalyLib.mrml.volumes import is_heatmap, radiograph_to_volume_node, volume_node_to_radiograph
 
 CORE_FORMATS = ("json", "heatmap")  # the core writes these for every case, as the command line does
@@ -47,20 +48,24 @@ def batch_cases(inputs, out_dir) -> tuple[list[Case], dict[str, object], str | N
 
 def slicer_export(formats, volumes: dict[str, object]) -> CaseOutput:
     """The Slicer export of each case (`formats`; None: every one that applies but the scene
-    bundle), through a volume node: the scene's own, or one made for a file case and removed after."""
+    bundle), through a volume node: the scene's own, or one made for a file case and removed after.
+    Its files include the export's record (`<name>.export.json`), and its lung segmentation as 'lungs_seg' (the
+    core's 'lungs' is the lung fields' NRRD): the runner sets aside a file of the case not among them."""
     def write(image, result, out_dir, name):
         volume = volumes.get(name) or radiograph_to_volume_node(image, name)
         try:
             show_detection(volume, result)
             chosen = default_formats(volume, scene_bundle=False) if formats is None else formats
-            return export_case(volume, out_dir, formats=[f for f in chosen if f not in CORE_FORMATS], name=name,
-                               overwrite=True, other_image=True)
+            files = export_case(volume, out_dir, formats=[f for f in chosen if f not in CORE_FORMATS], name=name,
+                                overwrite=True, other_image=True)
+            return {**{"lungs_seg" if kind == "lungs" else kind: path for kind, path in files.items()},
+                    "record": out_dir / f"{name}{RECORD_SUFFIX}"}
         finally:
             if name not in volumes:
                 remove_case(volume)
 
     always = [f for f in (ALWAYS_WRITTEN if formats is None else formats) if f in ALWAYS_WRITTEN]
-    return CaseOutput(tuple(SUFFIXES[f] for f in always), write)
+    return CaseOutput(tuple(EXPORT_SUFFIXES[f] for f in always), write)
 
 
 class ProgressEvents(BatchEvents):

@@ -17,7 +17,7 @@ import slicer
 from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg, make_sr, read_source, source_notes,
                                                      source_problem)
-from SSLAnomalyLib.core.results.export_owner import check_owner, record_owner
+from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, check_owner, record_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
@@ -31,9 +31,6 @@ from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, oriented_labelmap
 from SSLAnomalyLib.mrml.table import COLUMNS
 from SSLAnomalyLib.mrml.volumes import DICOM_INSTANCE_UIDS, image_identity_of, source_dicom_files, source_of
 
-SUFFIXES = {"json": ".findings.json", "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
-            "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "lungs": ".lungs.seg.nrrd", "mrb": ".mrb",
-            "dicom_seg": ".seg.dcm", "dicom_sr": ".sr.dcm"}
 FORMATS = ("json", "csv", "heatmap", "mrk", "seg", "lungs", "mrb", "dicom")
 
 
@@ -94,9 +91,9 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
                                "no source study to reference")
     kinds = [k for f in formats for k in (("dicom_seg", "dicom_sr") if f == "dicom" else (f,))]
     name = name or file_name(volume_node.GetName())
-    targets = {kind: Path(out_dir) / f"{name}{SUFFIXES[kind]}" for kind in kinds}
+    targets = {kind: Path(out_dir) / f"{name}{EXPORT_SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
-        check_owner(out_dir, name, SUFFIXES.values(), image_identity_of(volume_node))
+        check_owner(out_dir, name, EXPORT_SUFFIXES.values(), image_identity_of(volume_node))
     records = [finding_record(node) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),

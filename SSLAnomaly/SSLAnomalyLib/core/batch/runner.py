@@ -4,10 +4,10 @@ all run their batches through it, so that they behave alike.
 A batch into an output folder: takes the folder's lock, removes what killed runs left, records
 every case in `batch_index.json`, keeps with `resume` the results an earlier run finished (of the
 same input file, model and thresholds, with every file the options promise), logs each failure as
-it happens (failures.log, appended) and sets aside what an earlier run left under a failed case's
-name, and at the end checks the batch as a whole against the calibration normals (drift) and writes
-`worklist.csv`. Interrupted (Ctrl-C, SIGTERM, a full disk),
-it still releases the lock, leaves no temporary file and writes the index and worklist of what it
+it happens (failures.log, appended), sets aside what an earlier run left under a case's name and
+this one did not write again (all of it for a failed case), and at the end checks the batch as a
+whole against the calibration normals (drift) and writes `worklist.csv`. Interrupted (Ctrl-C,
+SIGTERM, a full disk), it still releases the lock, leaves no temporary file and writes the index and worklist of what it
 finished. `run_batch` runs the cases here, reading ahead and writing behind (core/batch/pipeline.py); the
 Dask driver runs them on a cluster and reports each row back to the same `Batch`.
 """
@@ -29,8 +29,7 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
-from SSLAnomalyLib.core.results.export_owner import RECORD_SUFFIX
-from SSLAnomalyLib.core.results.outputs import (LOCK, LUNGS_SUFFIX, append_failure, case_paths, output_folder,
+from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_files, case_paths, output_folder,
                                                 output_lock, shown, unique_case_names)
 from SSLAnomalyLib.core.results.set_aside import set_aside
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
@@ -166,6 +165,7 @@ class Batch:
         if row.error and self.options.failures_log:
             append_failure(self.out / FAILURE_LOG, row.input, row.error)
         if row.document is not None:
+            self._set_aside_earlier(row)
             self.index.done(row.name, row.input, row.identity, row.document["image_id"])
             self.written += 1
             if self.options.batch_index and self.written % INDEX_EVERY == 0:
@@ -173,20 +173,27 @@ class Batch:
         return self.events.case_done(row, len(self.report.rows), self.report.todo) is not False
 
     def _set_aside_earlier(self, row: CaseRow) -> None:
-        """A case redone that failed has no result: what an earlier run left under its name may be another
-        image's (its file since replaced by an unreadable one) and would be taken for this input's. It is
-        moved to OUT/set_aside (core/results/set_aside.py), and the failure's reason says where."""
-        earlier = [*promised(self.out, row.name, self.options), self.out / f"{row.name}{LUNGS_SUFFIX}",
-                   self.out / f"{row.name}{RECORD_SUFFIX}"]
-        try:
-            moved = set_aside(self.out, row.name, earlier)
-        except OSError as e:  # e.g. the folder is read-only now: the batch goes on, and the reason says so
-            row.error += (f"; the results an earlier run left under its name may be another image's, and could "
-                          f"not be moved aside ({e.strerror or e})")
+        """What an earlier run left under a redone case's name and this run did not write again is not this
+        input's result: a failed case has none (its file since replaced by an unreadable one), and a case
+        written without `--lungs` or `--mrb`, or without a DICOM SEG, beside the earlier `IM.lungs.nrrd` of
+        the image IM.jpeg held before, would have a reader or a script pair it with this one. Those files
+        (only the batch's own, `case_files`) are moved to OUT/set_aside (core/results/set_aside.py), and the
+        case's failure or warning says where."""
+        written = {p.name for p in row.files.values()}
+        earlier = [p for p in case_files(self.out, row.name) if p.name not in written and os.path.lexists(p)]
+        if not earlier:
             return
-        if moved is not None:
-            row.error += (f"; the results an earlier run left under its name may be another image's, "
-                          f"and were moved to {shown(moved)}")
+        what = ("the results an earlier run left under its name" if row.error else
+                f"{', '.join(shown(p.name) for p in earlier)}, left under its name by an earlier run and not "
+                "written again by this one,")
+        try:
+            note = f"{what} may be another image's, and were moved to {shown(set_aside(self.out, row.name, earlier))}"
+        except OSError as e:  # e.g. the folder is read-only now: the batch goes on, and the reason says so
+            note = f"{what} may be another image's, and could not be moved aside ({e.strerror or e})"
+        if row.error:
+            row.error += f"; {note}"
+        else:
+            row.warnings.append(note)
 
     def finish(self, complete: bool) -> BatchReport:
         """The index, the drift check (only over a complete batch) and the worklist, from the

@@ -16,6 +16,9 @@ from SSLAnomalyLib.core.files.atomic import atomic_write_text
 
 FINDINGS_SUFFIX = ".findings.json"
 RECORD_SUFFIX = ".export.json"
+EXPORT_SUFFIXES = {"json": FINDINGS_SUFFIX, "csv": ".findings.csv", "heatmap": ".heatmap.nrrd",
+                   "mrk": ".findings.mrk.json", "seg": ".findings.seg.nrrd", "lungs": ".lungs.seg.nrrd", "mrb": ".mrb",
+                   "dicom_seg": ".seg.dcm", "dicom_sr": ".sr.dcm"}  # each export format's file, `<name><suffix>`
 
 
 def check_owner(out_dir, name: str, suffixes, image_id: str) -> None:

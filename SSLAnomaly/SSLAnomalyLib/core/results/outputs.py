@@ -26,6 +26,7 @@ from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import list_inputs, write_image
 from SSLAnomalyLib.core.reading.walk import refuse_output_inside_inputs
+from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, RECORD_SUFFIX
 from SSLAnomalyLib.core.results.findings_json import to_json
 from SSLAnomalyLib.core.results.overlay import render_overlay
 from SSLAnomalyLib.core.results.png import png_bytes
@@ -181,6 +182,15 @@ def numbered_name(base: str, k: int) -> str:
 def case_paths(out_dir, name: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
     return {s.split(".")[1]: out_dir / f"{name}{s}" for s in SUFFIXES}
+
+
+def case_files(out_dir, name: str) -> list[Path]:
+    """Every file a batch may write under case `name`, whatever its options (`--lungs`, `--mrb`, the
+    Slicer export's formats and record): what an earlier run left under that name and this one did
+    not write again is the earlier image's (core/results/set_aside.py). A file of any other name
+    (a user's own) is none of them."""
+    suffixes = (*SUFFIXES, LUNGS_SUFFIX, *EXPORT_SUFFIXES.values(), RECORD_SUFFIX)
+    return [Path(out_dir) / f"{name}{s}" for s in dict.fromkeys(suffixes)]
 
 
 def write_case_outputs(result, image: Radiograph, out_dir, name: str, lungs: bool = False) -> dict[str, Path]:

@@ -1,7 +1,9 @@
-"""Earlier results moved out from under a name whose input now fails. A batch that redoes a case
-and cannot (its file now unreadable, or replaced by one that cannot be scored) has no result for it:
-what an earlier run left under that name (findings JSON, heatmap, overlay...) may be another image's,
-and a reader, a script or a PACS link opening `OUT/<name>.overlay.png` would take it for this input's.
+"""Earlier results moved out from under a name whose input now fails, or was redone without them. A
+batch that redoes a case and cannot (its file now unreadable, or replaced by one that cannot be scored)
+has no result for it: what an earlier run left under that name (findings JSON, heatmap, overlay...) may
+be another image's, and a reader, a script or a PACS link opening `OUT/<name>.overlay.png` would take it
+for this input's. So may a file the batch redoing it did not write again (`<name>.lungs.nrrd` of a run
+with `--lungs`) beside its new results.
 Those files are moved, never deleted (a reader's work may be among them), to
 `OUT/set_aside/<name>.<UTC time>/`, keeping their names."""
 
