@@ -13,7 +13,8 @@ kept so before (`add_to_kept`), so that the copies of declined restores do not p
                     "centroid_ras", "area_mm2", "model", "engine_label", "engine_bbox_ijk", "decided",
                     "decisions": [{"decided", "status", "label", "note", "bbox_ijk", "slice_index"}]}]}
 
-`status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
+`score`, `area_mm2` and `centroid_ras` are finite numbers (a NaN, which Python's json reads, could not be
+exported); `status` is unreviewed | confirmed | rejected; `origin` is model (found by the detector) or reader
 (added by the radiologist); a model finding's `model` (written by Slicer; absent: the review's `model`)
 is the model that found it, not always the case's: a detection again with another model keeps what
 the reader touched; `engine_label` and `engine_bbox_ijk` (written by Slicer) are what the detector
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -226,3 +228,14 @@ def _check_finding(f) -> None:
     box = f.get("bbox_ijk")
     if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)):
         raise ValueError(f"finding {f['id']}: bbox_ijk must be four integers")
+    centroid = f.get("centroid_ras", [0, 0, 0])
+    if not (_finite(f.get("score")) and _finite(f.get("area_mm2", 0)) and isinstance(centroid, list)
+            and len(centroid) == 3 and all(map(_finite, centroid))):
+        raise ValueError(f"finding {f['id']}: score, area_mm2 and centroid_ras must be finite numbers, which the "
+                         f"findings JSON can hold (score {f.get('score')!r})")
+
+
+def _finite(value) -> bool:
+    """A number strict JSON can write: json reads NaN, Infinity and 1e999 as floats that the findings JSON
+    (findings_json.to_json) refuses."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
