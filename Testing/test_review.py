@@ -74,7 +74,6 @@ def test_invalid_reviews_are_refused_and_nothing_is_half_changed(tmp_path):
             load_review(path)
 
 
-
 @pytest.mark.parametrize("score", ["NaN", "Infinity", "-Infinity", "1e999", "null", '"9.5"', "true"])
 def test_a_finding_whose_score_is_no_finite_number_is_refused(tmp_path, score):
     """A review file holding a finding's score as NaN or Infinity (Python's json writes and reads both) was
@@ -83,12 +82,12 @@ def test_a_finding_whose_score_is_no_finite_number_is_refused(tmp_path, score):
     loading, naming the file and the finding, as is saving one; a NaN area or centroid alike."""
     path = tmp_path / "case.review.json"
     for field, damaged in (("score", score), ("area_mm2", "NaN"), ("centroid_ras", "[NaN, 0, 0]")):
-        review = json.loads(save_review(path, new_review(FINDINGS)).read_text())
+        review = json.loads(save_review(path, unreviewed()).read_text())
         review["findings"][1][field] = "DAMAGED"
         path.write_text(json.dumps(review).replace('"DAMAGED"', damaged))
         with pytest.raises(ReviewError, match=r"case.review.json.*finding 2: score, area_mm2 and centroid_ras"):
             load_review(path)
-    review = new_review(FINDINGS)
+    review = unreviewed()
     review["findings"][0]["score"] = float("nan")
     with pytest.raises(ReviewError, match="not saved: finding 1: score"):
         save_review(tmp_path / "nan.review.json", review)
