@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from SSLAnomalyLib.cli import main
+from SSLAnomalyLib.core.reading.images import ReadError
 from SSLAnomalyLib.training import lung_training
 from SSLAnomalyLib.training.fitting import work_dir
 from synthetic_inputs import lung_field, radiograph, write_png
@@ -74,6 +75,26 @@ def test_a_pair_stored_bottom_up_is_learned_as_shown(tmp_path):
     read_image, read_mask = lung_training.load_pair(*stored)
     np.testing.assert_array_equal(read_image, image)
     np.testing.assert_array_equal(read_mask, lungs > 0)
+
+
+def test_a_mask_is_the_one_at_its_images_path_not_another_patients_of_the_same_name(tmp_path):
+    """Matched by file name alone, images/day1/IM1.png and images/day2/IM1.png (two patients) both
+    took masks/IM1.png; each now takes the mask at its own path under --masks, and one without is named."""
+    lungs = (lung_field(side="right") | lung_field(side="left")).astype(np.uint8) * 255
+    for day in ("day1", "day2"):
+        (tmp_path / "images" / day).mkdir(parents=True)
+        write_png(tmp_path / "images" / day / "IM1.png", radiograph(int(day[-1])))
+    (tmp_path / "masks").mkdir()
+    write_png(tmp_path / "masks" / "IM1.png", lungs)
+    with pytest.raises(ReadError, match="no mask of the same name in .*day1"):
+        lung_training.read_pairs(tmp_path / "images", tmp_path / "masks")
+    for day in ("day1", "day2"):
+        (tmp_path / "masks" / day).mkdir()
+        write_png(tmp_path / "masks" / day / "IM1.png", lungs)
+    pairs = lung_training.read_pairs(tmp_path / "images", tmp_path / "masks")
+    with pytest.raises(ReadError, match="IM1.png: is a file, not a folder"):
+        lung_training.read_pairs(tmp_path / "images" / "day1" / "IM1.png", tmp_path / "masks")
+    assert [m.relative_to(tmp_path / "masks").as_posix() for _, m in pairs] == ["day1/IM1.png", "day2/IM1.png"]
 
 
 def test_the_card_of_a_sites_lung_network_names_its_data_not_the_bundled_one(pairs, tmp_path):

@@ -124,7 +124,7 @@ def add_parsers(sub) -> None:
 
     a = sub.add_parser("train-anatomy", help="train the lung-field U-Net on radiographs and their expert lung masks")
     a.add_argument("--images", required=True, help="folder of radiographs")
-    a.add_argument("--masks", required=True, help="folder of lung masks with the same file names (nonzero = lung)")
+    a.add_argument("--masks", required=True, help="folder of lung masks, each at its image's path under --images (nonzero = lung)")
     a.add_argument("--out", required=True, type=model_out, help="lung model folder to write")
     a.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
     a.add_argument("--restart", action="store_true",

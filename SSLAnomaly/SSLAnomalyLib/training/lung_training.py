@@ -62,15 +62,19 @@ def training_example(image: np.ndarray, label: np.ndarray, rng: np.random.Genera
 
 
 def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs matched by file name; an image without a mask is an error naming it."""
+    """(image, mask) pairs matched by their path inside the two folders (images/day2/IM1.png has
+    masks/day2/IM1.png: by file name alone, day1/IM1.png and day2/IM1.png, two patients, both took
+    masks/IM1.png); an image without a mask is an error naming it."""
+    if not Path(images_dir).is_dir():  # its images' paths are taken under --masks
+        raise ReadError(images_dir, "is a file, not a folder" if Path(images_dir).exists() else "no such folder")
     images = list_inputs([images_dir])
     if not images:
         raise ReadError(images_dir, "no images found in the folder")
     pairs = []
     for f in images:
-        m = Path(masks_dir) / f.name
+        m = Path(masks_dir) / f.relative_to(images_dir)
         if not m.is_file():
-            raise ReadError(f, f"no mask of the same name in {masks_dir}")
+            raise ReadError(f, f"no mask of the same name in {m.parent}")
         pairs.append((f, m))
     return pairs
 
@@ -187,7 +191,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
                          "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": state.history,
                          "command": command},
             "data": {"images": str(images_dir), "masks": str(masks_dir), "n_train": len(train),
-                     "held_out": [f.name for f, _ in held]},
+                     "held_out": [str(f.relative_to(images_dir)) for f, _ in held]},
             "figures": {"held_out_dice_mean": round(float(np.mean(held_dice)), 4),
                         "held_out_dice_median": round(float(np.median(held_dice)), 4),
                         "held_out_dice_min": round(float(np.min(held_dice)), 4),
