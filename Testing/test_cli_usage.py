@@ -15,6 +15,20 @@ def test_a_false_positive_rate_no_set_of_normals_can_give_is_refused(command, ca
     assert refused.value.code == 2 and "--fpr: must be from 0.001 to below 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, size, needs", [
+    ("train --normals IN --out OUT", "0", "from 32 to 1024 pixels"),
+    ("train --normals IN --out OUT", "20", "from 32 to 1024 pixels"),
+    ("train-anatomy --images IN --masks M --out OUT", "-8", "a multiple of 16 from 32 to 1024 pixels"),
+    ("train-anatomy --images IN --masks M --out OUT", "40", "a multiple of 16 from 32 to 1024 pixels")])
+def test_an_input_size_no_network_or_model_folder_can_take_is_refused(command, size, needs, capsys):
+    """--size 0 was a traceback once every image had been read; train --size 20 wrote a model that its
+    own check refused after the whole training; train-anatomy --size 40 (not a multiple of the U-Net's
+    16) a traceback at the first step."""
+    with pytest.raises(SystemExit) as refused:
+        main([*command.split(), f"--size={size}"])
+    assert refused.value.code == 2 and f"--size: must be {needs}, not {size}" in capsys.readouterr().err
+
+
 def test_an_empty_out_is_refused_by_the_parser_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch):
     """`--out ""` (an unset variable in quotes) used to write results or a model into the current folder."""
     monkeypatch.chdir(tmp_path)

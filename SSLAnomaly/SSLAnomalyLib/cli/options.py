@@ -94,6 +94,16 @@ def pixel_spacing(text: str) -> float:
                    f"from {MIN_SPACING_MM:g} to {MAX_SPACING_MM:g}")(text)
 
 
+def input_size(text: str, multiple: int = 1) -> int:
+    """An argparse type: a model input size in pixels, one a model folder holds and a multiple of
+    `multiple` (--size 0 was a traceback once every image was read; 20 a finished model refused)."""
+    from SSLAnomalyLib.core.model_files.model_folder import INPUT_SIZES
+
+    return _ranged(_whole, lambda v: v in INPUT_SIZES and v % multiple == 0,
+                   f"{f'a multiple of {multiple} ' if multiple > 1 else ''}from {INPUT_SIZES[0]} to "
+                   f"{INPUT_SIZES[-1]} pixels")(text)
+
+
 def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help=MODEL_HELP)
 

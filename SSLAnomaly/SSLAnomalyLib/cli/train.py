@@ -7,9 +7,10 @@ import argparse
 import sys
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
-                                       fraction_or_zero, model_out, non_negative, positive, positive_count,
+                                       fraction_or_zero, input_size, model_out, non_negative, positive, positive_count,
                                        report_model)
 from SSLAnomalyLib.cli.termination import TERMINATED, Terminated
+from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
 from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
@@ -38,6 +39,11 @@ def disease_kinds(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def lung_input_size(text: str) -> int:
+    """An argparse type: `train-anatomy --size`, one the lung U-Net can take (`LungNetConfig.size_step`)."""
+    return input_size(text, LungNetConfig().size_step)
+
+
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train an encoder on normal radiographs and calibrate a model folder")
     t.add_argument("--normals", required=True, nargs="+", metavar="DIR",
@@ -60,7 +66,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--lr", type=positive, default=None,
                    help=f"peak learning rate (default {LR}, or {FINE_TUNE_LR} with --start-from: fine-tuning "
                         "at the from-scratch rate first destroys what the starting encoder knew)")
-    t.add_argument("--size", type=int, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
+    t.add_argument("--size", type=input_size, help=f"encoder input size in pixels (default {EncoderConfig.input_size}, "
                                             "or the --start-from model's)")
     t.add_argument("--start-from", metavar="MODEL",
                    help="start from this model's encoder (a bundled model's name: adult, pediatric, default = adult; "
@@ -132,7 +138,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--minutes", type=non_negative, default=12.0, help="training time budget (a resumed run counts "
                                                                        "the training time of its earlier processes)")
     a.add_argument("--seed", type=count, default=0, help="seed of the held-out fold, initialisation and augmentation")
-    a.add_argument("--size", type=int, default=128, help="network input size in pixels")
+    a.add_argument("--size", type=lung_input_size, default=LungNetConfig.input_size,
+                   help=f"network input size in pixels (a multiple of {LungNetConfig().size_step})")
     a.add_argument("--negative-share", type=fraction_or_zero, default=0.0,
                    help="share of each batch made of inputs with no upright lungs (noise, turned radiographs) and "
                         "an empty mask (default 0: measured worse on children and dense lungs, docs/anatomy.md)")
@@ -211,7 +218,6 @@ def stopped(e: KeyboardInterrupt, out) -> int:
 
 
 def cmd_train_anatomy(args) -> int:
-    from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig
     from SSLAnomalyLib.core.model_files import model_folder
     from SSLAnomalyLib.training.lung_disease import KINDS
     from SSLAnomalyLib.training.lung_training import train_lung_model

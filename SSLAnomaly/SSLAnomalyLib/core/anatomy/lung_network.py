@@ -23,6 +23,7 @@ says so (`AnomalyDetector`), since its thresholds were set on the other network'
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -65,6 +66,12 @@ class LungNetConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     strides: tuple[int, ...] = (2, 2, 2, 2)
     num_res_units: int = 2
+
+    @property
+    def size_step(self) -> int:
+        """What the input size must be a multiple of: the U-Net halves it at each stride and joins each
+        half back to the size before (20 px: 3 against 4 at the third join)."""
+        return math.prod(self.strides)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

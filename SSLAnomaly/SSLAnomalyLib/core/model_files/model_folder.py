@@ -46,6 +46,7 @@ MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
 MAX_DIGITS = 309  # the most digits of a whole number a float holds (sys.float_info.max is about 1.8e308)
 MODEL_ENTRIES = (WEIGHTS, MANIFEST, CARD, "work")  # work/: checkpoints, kept inside by trains of before
+INPUT_SIZES = range(32, 1025)  # the input sizes in pixels a model folder may hold (check_fields), --size's too
 
 
 class ModelError(PathError):
@@ -328,8 +329,8 @@ def check_fields(folder, manifest: dict) -> None:
         raise ModelError(folder, f"{MANIFEST} field {path} {why}")
 
     size = _field(manifest, "encoder.input_size") or _field(manifest, "network.input_size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 32 <= size <= 1024):
-        refuse("input_size", f"must be a whole number of pixels from 32 to 1024, not {size!r}")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size not in INPUT_SIZES):
+        refuse("input_size", f"must be a whole number of pixels from {INPUT_SIZES[0]} to {INPUT_SIZES[-1]}, not {size!r}")
     for path in ("encoder.widths", "encoder.layers"):
         value = _field(manifest, path)
         if value is not None and not (isinstance(value, list) and len(value) == 4
