@@ -346,3 +346,33 @@ def test_a_merge_of_a_calibrated_model_says_whose_thresholds_it_keeps(sites, tmp
     assert manifest.section("federated")["calibrated"] and manifest.section("site_calibration")["from_model"] == \
         load(merged).manifest.model_id
     assert "Not yet calibrated" not in card and "the normals of\n`b` (file-list hash" in card
+
+
+def test_sites_whose_lung_fields_another_network_drew_are_not_merged(sites, tmp_path, capsys):
+    """Each site's features are framed by its normals' lung fields, but a stats file did not say which
+    lung network drew them: a site under another one (SSLANOMALY_LUNGS, another SSLAnomaly) was merged
+    without a word, and the merged manifest named the model's network, so no detector warned. Here the
+    bundled weights under another id; the merge of one network's sites names it."""
+    import os
+
+    from SSLAnomalyLib.cli import main
+    from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS, LUNGS_ENV, bundled_segmenter
+    from SSLAnomalyLib.core.model_files.model_folder import load, save
+
+    root, folders = sites
+    if not (root / "a.stats").exists():
+        run("reference-stats", "--model", MODEL, "--normals", folders["a"], "--out", root / "a.stats", "--quiet")
+    lungs = load(BUNDLED_LUNGS)
+    other = save(tmp_path / "lungs", lungs.encoder_state, lungs.arrays,
+                 lungs.manifest.replaced(files=None, format_version=None, model_id="sslanomaly-lungs-candidate"), "card")
+    r = subprocess.run([SSLANOMALY, "reference-stats", "--model", MODEL, "--normals", folders["b"], "--out",
+                        tmp_path / "b.stats", "--quiet"], capture_output=True, text=True, cwd=REPO,
+                       env={**os.environ, LUNGS_ENV: str(other)})
+    assert r.returncode == 0, r.stderr
+    assert main(["merge", "--model", MODEL, "--stats", str(root / "a.stats"), str(tmp_path / "b.stats"),
+                 "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "b.stats" in err and "sslanomaly-lungs-candidate" in err and bundled_segmenter().model_id in err
+    assert not (tmp_path / "m").exists()
+    assert main(["merge", "--model", MODEL, "--stats", str(root / "a.stats"), "--out", str(tmp_path / "m")]) == 0
+    assert load(tmp_path / "m").manifest.lungs == bundled_segmenter().model_id

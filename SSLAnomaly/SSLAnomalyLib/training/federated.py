@@ -14,7 +14,8 @@ So the exact fit takes two rounds:
 2. each site: `sslanomaly reference-stats --model M --means ROUND1 --normals DIR --out A2.stats`;
    `merge` of those is exact (checked: the residuals' means digest equals the merged means').
 
-What a stats file reveals: the number of normals, a hash of their file names, and sums over all of
+What a stats file reveals: the number of normals, a hash of their file names, the lung network's id
+that drew their lung fields (every site's must be the same), and sums over all of
 them (no pixels, no per-image value); at least MIN_SITE_NORMALS normals, so that no sum is one image's
 features, and at most MAX_SITE_NORMALS. Position standardisation, score standardisation and thresholds
 stay at each site: `sslanomaly calibrate` on the merged model.
@@ -33,6 +34,7 @@ from safetensors.numpy import load_file, save_file
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.core.files.errors import PathError, with_left_out
+from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
 from SSLAnomalyLib.core.model.acquisition import AcquisitionDirections
 from SSLAnomalyLib.core.model.encoder import build_encoder
@@ -47,13 +49,13 @@ from SSLAnomalyLib.training.crossfit import ALL, digest, encode, residual_pass
 from SSLAnomalyLib.training.feature_cache import FeatureCache
 
 FORMAT = "sslanomaly-reference-stats"
-VERSION = 2  # 2: normals encoded with their lung fields (1 framed the default model's embedding by none)
+VERSION = 3  # 3: names the lung network that drew them; 2: normals encoded with their lung fields (1: by none)
 MIN_SITE_NORMALS = 20
 # More normals than any site holds (the largest public chest radiograph sets hold under a million): the
 # merge weighs each site by its count, and a count inflated with its sums (k copies of each image sum to
 # the file times k, so the sums cannot tell) would make one site's reference everyone's
 MAX_SITE_NORMALS = 10 ** 8
-HEADER_TEXT = ("model_id", "files_sha256_16", "means_from")
+HEADER_TEXT = ("model_id", "files_sha256_16", "means_from", "lungs")
 KEPT_ARRAYS = ("lung_prior", ACQUISITION_ARRAY)  # the model's, carried into a merge (the sites' sums are projected)
 
 
@@ -69,15 +71,16 @@ class SiteStats:
     model_id: str        # the model whose encoder made the features
     files_digest: str    # hash of the normals' file names
     means_from: str      # the model id whose patch means the residuals were taken against ("own": the site's)
+    lungs: str           # the lung network that drew the normals' lung fields (the features framed by them)
     unread: tuple[str, ...] = ()  # "file: reason" of each normal that could not be read (told, never saved)
 
     def save(self, path) -> Path:
         header = {"format": FORMAT, "version": VERSION, "model_id": self.model_id, "n_images": self.stats.n_images,
                   "files_sha256_16": self.files_digest, "means_digest": self.stats.means_digest,
-                  "means_from": self.means_from,
+                  "means_from": self.means_from, "lungs": self.lungs,
                   "reveals": "sums over all the site's normals (pooled embedding moments, per-position patch sums, "
-                             "patch residual moments), their number and a hash of their file names; no pixels, no "
-                             "per-image value"}
+                             "patch residual moments), their number, a hash of their file names and the lung network's "
+                             "id; no pixels, no per-image value"}
         path = check_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -107,7 +110,7 @@ class SiteStats:
         if header.get("n_images") != stats.n_images:
             raise StatsError(path, f"cannot be merged: its header counts {header.get('n_images')} normals and its sums "
                                    f"{stats.n_images} (an edited or damaged file?)")
-        return cls(stats, header["model_id"], header["files_sha256_16"], header["means_from"])
+        return cls(stats, header["model_id"], header["files_sha256_16"], header["means_from"], header["lungs"])
 
     def check(self, path, pooled_size: int, patch_shape: tuple[int, int, int]) -> None:
         """Refuse sums that no `site_stats` run of this model could have written."""
@@ -190,7 +193,8 @@ def site_stats(model, normals, means_model=None, device="cpu", progress: bool = 
         stats = residual_pass(cache, {ALL: total}, {ALL: means})[ALL]
     finally:
         cache.close()
-    return SiteStats(stats, manifest.model_id, encoded.files_digest, means_from, tuple(encoded.skipped))
+    return SiteStats(stats, manifest.model_id, encoded.files_digest, means_from, bundled_segmenter().model_id,
+                     tuple(encoded.skipped))
 
 
 def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
@@ -212,6 +216,10 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
         if site.means_from != sites[0].means_from:
             raise StatsError(path, f"holds residuals against {_means_named(site.means_from)} and {stats_paths[0]} "
                                    f"against {_means_named(sites[0].means_from)}: merge the files of one round")
+        if site.lungs != sites[0].lungs:  # features framed by other lung fields: sums of two references
+            raise StatsError(path, f"was computed with the lung fields of the lung network {site.lungs} and "
+                                   f"{stats_paths[0]} with those of {sites[0].lungs}: every site computes its "
+                                   "statistics with the same lung network (the same SSLAnomaly, SSLANOMALY_LUNGS unset)")
     total = sum((s.stats for s in sites[1:]), sites[0].stats)
     exact = total.exact
     if not exact:  # first round: each site's residuals against its own means, summed
@@ -231,6 +239,7 @@ def merge(model, stats_paths, out_dir, overwrite: bool = False) -> Path:
         # `detect --resume` never keeps a result of the earlier one
         model_id=f"{manifest.model_id}-fed{digest(s.files_digest + s.stats.fingerprint() for s in sites)[:8]}"
                  + ("" if exact else "-r1"),
-        reference=dict(manifest.section("reference"), positions_standardised=False), federated=federated)
+        reference=dict(manifest.section("reference"), positions_standardised=False), federated=federated,
+        anatomy=dict(manifest.section("anatomy"), lungs=sites[0].lungs))  # the network the sites' fields were drawn by
     return model_folder.save(out_dir, loaded.encoder_state, new_arrays, out, model_card(out), overwrite=overwrite,
                              decoder_state=loaded.decoder_state)
