@@ -307,6 +307,27 @@ def test_a_source_value_the_seg_and_sr_leave_empty_is_said(model, tmp_path):
     assert said.startswith("DICOM SEG and SR: the source's AccessionNumber is left empty") and "16" in said
 
 
+def test_a_batch_says_what_the_seg_and_sr_leave_empty_without_quoting_it(model, tmp_path, caplog):
+    """Only the panel's export said it: detectBatch wrote a DICOM's SEG and SR with its PatientSex and birth
+    date emptied, and no word of it. The case's warnings (findings JSON, Slicer's log) now say which, as the
+    panel does, never quoting the value (a birth date is the patient's)."""
+    from messy_corpus import write_dicom
+
+    empty_scene()
+    pixels = np.asarray(Image.open(full_resolution_radiograph()).convert("L").reduce(4), dtype=np.uint16) * 16
+    dx = write_dicom(tmp_path / "IM-0001.dcm", pixels)
+    ds = pydicom.dcmread(dx)
+    ds.PatientSex, ds.PatientBirthDate = "U", "19450231"  # highdicom takes M, F, O; no 31 February
+    ds.save_as(dx)
+    with caplog.at_level("WARNING"):
+        [row] = logic().detectBatch(str(dx), tmp_path / "out", model=str(model))
+    assert pydicom.dcmread(row["files"]["dicom_sr"]).PatientSex == ""
+    said = [w for w in json.loads(open(row["files"]["findings"]).read())["warnings"] if w.startswith("DICOM SEG")]
+    assert sorted(w.split(" is ")[0] for w in said) == ["DICOM SEG and SR: the source's PatientBirthDate",
+                                                       "DICOM SEG and SR: the source's PatientSex"]
+    assert all(w in caplog.text for w in said) and not any("1945" in w or "'U'" in w for w in said)
+
+
 def bundle_contents(path) -> dict:
     """What a bundle holds, opened in a fresh application that nothing else in the process shares."""
     with HeadlessSlicer() as fresh:

@@ -21,7 +21,7 @@ from SSLAnomalyLib.core.batch.runner import BatchEvents, run_batch
 from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, RECORD_SUFFIX
 from SSLAnomalyLib.core.results.outputs import batch_files, unique_case_names
 from SSLAnomalyLib.mrml.case import remove_case, show_detection
-from SSLAnomalyLib.mrml.export import default_formats, export_case
+from SSLAnomalyLib.mrml.export import default_formats, export_case, left_out
 from SSLAnomalyLib.mrml.volumes import is_heatmap, radiograph_to_volume_node, volume_node_to_radiograph
 
 CORE_FORMATS = ("json", "heatmap")  # the core writes these for every case, as the command line does
@@ -50,7 +50,9 @@ def slicer_export(formats, volumes: dict[str, object]) -> CaseOutput:
     """The Slicer export of each case (`formats`; None: every one that applies but the scene
     bundle), through a volume node: the scene's own, or one made for a file case and removed after.
     Its files include the export's record (`<name>.export.json`), and its lung segmentation as 'lungs_seg' (the
-    core's 'lungs' is the lung fields' NRRD): the runner sets aside a file of the case not among them."""
+    core's 'lungs' is the lung fields' NRRD): the runner sets aside a file of the case not among them. What the
+    DICOM SEG and SR leave out (export.left_out: the source's values they leave empty, or why they are not
+    written), which the panel's export shows, becomes the case's warnings."""
     def write(image, result, out_dir, name):
         volume = volumes.get(name) or radiograph_to_volume_node(image, name)
         try:
@@ -58,6 +60,8 @@ def slicer_export(formats, volumes: dict[str, object]) -> CaseOutput:
             chosen = default_formats(volume, scene_bundle=False) if formats is None else formats
             files = export_case(volume, out_dir, formats=[f for f in chosen if f not in CORE_FORMATS], name=name,
                                 overwrite=True, other_image=True)
+            if formats is None or "dicom" in formats:
+                result.warnings += left_out(volume)
             return {**{"lungs_seg" if kind == "lungs" else kind: path for kind, path in files.items()},
                     "record": out_dir / f"{name}{RECORD_SUFFIX}"}
         finally:
@@ -70,7 +74,7 @@ def slicer_export(formats, volumes: dict[str, object]) -> CaseOutput:
 
 class ProgressEvents(BatchEvents):
     """The console's view of a batch: `progress(done, total, input)` after each case (False stops
-    it), failures and batch warnings in Slicer's log."""
+    it), failures and warnings in Slicer's log, as the command line prints them."""
 
     def __init__(self, progress) -> None:
         self.progress = progress
@@ -78,6 +82,8 @@ class ProgressEvents(BatchEvents):
     def case_done(self, row: CaseRow, done: int, todo: int) -> bool | None:
         if row.error:
             logging.error(f"SSL Anomaly: {row.input}: {row.error}")
+        for w in row.warnings:
+            logging.warning(f"SSL Anomaly: {row.input}: {w}")
         return None if self.progress is None else self.progress(done, todo, row.input)
 
     def warning(self, text: str) -> None:

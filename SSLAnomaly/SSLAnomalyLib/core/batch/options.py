@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 class CaseOutput:
     """Files per case written by code the core does not import (the Slicer scene bundle of
     `detect --mrb`, the Slicer export of `detectBatch`): `write(image, result, out_dir, name)`
-    returns {kind: path}. It runs before the findings JSON, which marks the case done; `suffixes`
-    are the files `<name><suffix>` it always writes, which `--resume` requires."""
+    returns {kind: path}. It runs before the findings JSON, which marks the case done, so what it has
+    to say of the case (a DICOM SEG's values left empty) it adds to `result.warnings`: the findings
+    JSON and the batch's warnings then say it. `suffixes` are the files `<name><suffix>` it always
+    writes, which `--resume` requires."""
     suffixes: tuple[str, ...]
     write: Callable[[Radiograph, DetectionResult, Path, str], dict[str, Path]]
 

@@ -26,7 +26,8 @@ from pydicom.valuerep import DA, TM, validate_value
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                        "StudyID", "AccessionNumber", "ReferringPhysicianName")
 IDENTITY = ("PatientID", "IssuerOfPatientID")
-CHECKED_BY_HIGHDICOM = {"PatientSex": hd.PatientSexValues, "PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}
+CHECKED_BY_HIGHDICOM = {"PatientSex": (hd.PatientSexValues, "M, F or O"), "PatientBirthDate": (DA, "a date"),
+                        "StudyDate": (DA, "a date"), "StudyTime": (TM, "a time")}
 TEXT_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}  # those the Specific Character Set applies to
 MISDECLARED = python_encoding["ISO_IR 100"]  # Latin-1
 STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UR"}  # not UI: a study's
@@ -44,21 +45,33 @@ def copied_keywords(source: Dataset) -> list[str]:
 
 def invalid_values(source: Dataset) -> dict[str, str]:
     """{keyword: why} for each copied value that pydicom's validation of its VR (length, characters,
-    format) or highdicom's (PatientSex M/F/O, a date or time it can parse) refuses."""
+    format) or highdicom's (PatientSex M/F/O, a date or time it can parse) refuses (`_refusal`)."""
     invalid = {}
     for keyword in [k for k in copied_keywords(source) if k in source]:
         element = source.data_element(keyword)
         if element.VR not in STRING_VRS or element.value in (None, ""):
             continue
-        values = element.value if isinstance(element.value, MultiValue) else [element.value]
-        try:
-            for value in values:
-                validate_value(element.VR, str(value), config.RAISE)
-            if keyword in CHECKED_BY_HIGHDICOM:
-                CHECKED_BY_HIGHDICOM[keyword](element.value)
-        except (TypeError, ValueError) as e:
-            invalid[keyword] = str(e)
+        why = _refusal(keyword, element.VR, element.value)
+        if why:
+            invalid[keyword] = why
     return invalid
+
+
+def _refusal(keyword: str, vr: str, value) -> str | None:
+    """Why `value` is refused, or None; never quoting it (a birth date is the patient's, and the notes
+    reach logs and the findings JSON): pydicom's length messages quote none, its others and highdicom's do."""
+    try:
+        for one in value if isinstance(value, MultiValue) else [value]:
+            validate_value(vr, str(one), config.RAISE)
+    except (TypeError, ValueError) as e:
+        return str(e) if "length" in str(e) else f"not a valid {vr} (value not shown)"
+    if keyword in CHECKED_BY_HIGHDICOM:
+        check, takes = CHECKED_BY_HIGHDICOM[keyword]
+        try:
+            check(value)
+        except (TypeError, ValueError):
+            return f"highdicom takes only {takes} (value not shown)"
+    return None
 
 
 def identity_problem(source: Dataset) -> str | None:
