@@ -6,6 +6,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName, validate_value
 
 from messy_corpus import PATIENT_ID, PATIENT_NAME, write_dicom
@@ -80,6 +81,27 @@ def test_a_patient_id_longer_than_its_vr_allows_leaves_the_seg_and_sr_out(tmp_pa
     assert "PatientID" in source_problem(path) and "64" in source_problem(path)
     with pytest.raises(DicomExportError, match="cxr.dcm.*PatientID"):
         exported(path, tmp_path)
+
+
+def test_the_sequences_highdicom_copies_are_read_as_stored_and_left_out_where_invalid(tmp_path):
+    """highdicom copies the Patient and Study modules' sequences too, as they are: another ID and its issuer
+    in Latin-1 under a declared UTF-8 reached both objects as 'M\ufffdLLER-42', and a referring physician's
+    80-character institution (LO: 64) made both invalid. Text inside copied sequences is now read as Latin-1
+    as the root's is, and a sequence holding an invalid value is left out; each is said."""
+    other, physician = Dataset(), Dataset()
+    other.PatientID, other.IssuerOfPatientID, other.TypeOfPatientID = "MÜLLER-42", "Hôpital Saint-Éloi", "TEXT"
+    physician.InstitutionName = "X" * 80
+    path = source_file(tmp_path / "cxr.dcm", SpecificCharacterSet="ISO_IR 100", OtherPatientIDsSequence=[other],
+                       ReferringPhysicianIdentificationSequence=[physician])
+    path.write_bytes(path.read_bytes().replace(b"ISO_IR 100", b"ISO_IR 192"))  # the bytes stay Latin-1
+    for ds in exported(path, tmp_path):
+        [item] = ds.OtherPatientIDsSequence
+        assert (item.PatientID, item.IssuerOfPatientID) == ("MÜLLER-42", "Hôpital Saint-Éloi")
+        assert "ReferringPhysicianIdentificationSequence" not in ds
+    assert [n.split(" is ")[0] for n in source_notes(path)] == [
+        "the source's OtherPatientIDsSequence > PatientID", "the source's OtherPatientIDsSequence > IssuerOfPatientID",
+        "the source's ReferringPhysicianIdentificationSequence"]
+    assert "left out" in source_notes(path)[-1] and "InstitutionName" in source_notes(path)[-1]
 
 
 @pytest.mark.parametrize("damaged", [[0, 0], [0.3]])
