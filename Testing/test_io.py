@@ -1,5 +1,7 @@
 """Reading real radiographs in every supported format, with geometry."""
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -177,6 +179,22 @@ def test_a_nifti_with_some_nan_pixels_has_them_replaced_and_said(tmp_path, real_
     assert f"{(~finite).sum()} NaN/inf pixels replaced by the median" in image.warnings
     assert np.array_equal(image.pixels[0][finite], pixels[finite])
     assert (image.pixels[0][~finite] == np.median(pixels[finite])).all()
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
+@pytest.mark.parametrize("finite, said", [([0.3] * 5, "constant (every pixel 0.3)"),
+                                          ([0.3] * 40 + [0.9] * 3, "blank: all but 3 of its 4096 pixels are 0.3")])
+def test_an_image_almost_all_nan_is_refused_saying_so(tmp_path, suffix, finite, said):
+    """An image of NaN with a few finite pixels was refused as 'constant (every pixel 0.3)' or 'blank: all
+    but 3 ...': the image the median put in place of its NaNs, not the file. The refusal says how many
+    pixels were not finite."""
+    pixels = np.full((64, 64), np.nan, np.float32)
+    pixels.flat[:len(finite)] = finite
+    sitk.WriteImage(sitk.GetImageFromArray(pixels), str(tmp_path / f"nan{suffix}"))
+    nans = 4096 - len(finite)
+    with pytest.raises(ReadError, match=re.escape(f"nan{suffix}: {nans} of its 4096 pixels are NaN or infinite, and "
+                                                  f"with the median of the others in their place the image is {said}")):
+        read_radiograph(tmp_path / f"nan{suffix}")
 
 
 def test_a_nifti_gz_beside_a_nifti_of_the_same_name_is_read_as_itself(tmp_path, real_gray):

@@ -24,17 +24,21 @@ def blank_reason(pixels: np.ndarray) -> str | None:
     return None
 
 
-def refuse_or_mark_blank(img: Radiograph, name) -> None:
-    """Refuse (ReadError naming `name`) an image, or a volume every slice of which, has nothing to score;
-    mark a volume's blank slices in `img.blank_slices`, with a warning naming them."""
+def refuse_or_mark_blank(img: Radiograph, name, nonfinite: int = 0) -> None:
+    """Refuse (ReadError naming `name`) an image, or a volume every slice of which, has nothing to score,
+    saying first how many of its pixels were NaN or infinite (`nonfinite`, replaced by the median:
+    nonfinite.py), which made it so; mark a volume's blank slices in `img.blank_slices`, with a warning
+    naming them."""
+    said = (f"{nonfinite} of its {img.pixels.size} pixels are NaN or infinite, and with the median of the others "
+            "in their place ") if nonfinite else ""
     reason = blank_reason(img.pixels)
     if reason:
-        raise ReadError(name, f"image is {reason}: there is nothing to score")
+        raise ReadError(name, f"{said}{'the image' if said else 'image'} is {reason}: there is nothing to score")
     n = img.shape[0]
     blank = tuple(k for k in range(n) if n > 1 and blank_reason(img.pixels[k]))
     if len(blank) == n:
-        raise ReadError(name, f"every one of its {n} slices is blank (one value, or all but a few pixels at one): "
-                              "there is nothing to score")
+        raise ReadError(name, f"{said}every one of its {n} slices is blank (one value, or all but a few pixels at "
+                              "one): there is nothing to score")
     if blank:
         img.blank_slices = blank
         shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")

@@ -29,6 +29,7 @@ from SSLAnomalyLib.core.reading.blank import refuse_or_mark_blank
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixteen_bit_png
 from SSLAnomalyLib.core.reading.nifti_values import restore_nonfinite
+from SSLAnomalyLib.core.reading.nonfinite import replace_nonfinite
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
 from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
 from SSLAnomalyLib.core.reading.image import Radiograph
@@ -159,16 +160,7 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
         reduced = f" (read at {cols}x{rows} after reduction)" if declared != img.shape else ""
         raise ReadError(path, f"image is {declared[2]}x{declared[1]} pixels{reduced}; at least {MIN_SIDE}x{MIN_SIDE} "
                               "is needed")
-    px = img.pixels
-    if np.issubdtype(px.dtype, np.floating):
-        bad = ~np.isfinite(px)
-        if bad.all():
-            raise ReadError(path, "image holds no finite values")
-        if bad.any():
-            finite = px[~bad]
-            px = np.where(bad, np.median(finite), px).astype(np.float32)
-            img.pixels = px
-            img.warnings.append(f"{int(bad.sum())} NaN/inf pixels replaced by the median")
+    nonfinite = replace_nonfinite(img, path)
     if file and not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in img.spacing[:2]):
         img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
                             "1.0 mm assumed")
@@ -176,8 +168,8 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
     if blank_ok:
         img.source = str(path)
         return img
-    refuse_or_mark_blank(img, path)
-    flat = _flat_tail_rows(px[0])
+    refuse_or_mark_blank(img, path, nonfinite)
+    flat = _flat_tail_rows(img.pixels[0])
     if flat >= FLAT_TAIL_ROWS * rows:
         img.warnings.append(f"the bottom {flat} rows are one flat value: the file is probably truncated or "
                             "damaged, and the result is not reliable")
