@@ -193,3 +193,22 @@ def test_a_second_lung_training_into_the_same_out_is_refused_while_one_trains(pa
     assert main(run) == 0 and second == [2]
     assert f"another sslanomaly run (process {os.getpid()}:" in capsys.readouterr().err
     assert (out / "manifest.json").exists() and not (tmp_path / ".lungs.work.lock").exists()
+
+
+def test_an_image_given_twice_is_one_image_trained_or_held_out_never_both(pairs, tmp_path, capsys):
+    """The same radiograph under two names (a copy, a link) was two pairs: the seeded split could
+    train on one and measure the other, flattering the held-out Dice. It is counted once by its pixels,
+    as `train` counts a normal, and the copies are named on stderr, in the manifest and on the card."""
+    images, masks = pairs
+    for i in range(N):
+        os.symlink(images / f"c{i:02d}.png", images / f"z{i:02d}.png")
+        os.symlink(masks / f"c{i:02d}.png", masks / f"z{i:02d}.png")
+    out = tmp_path / "lungs"
+    assert main(["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+                 "--minutes", "0.01", "--size", "64", "--quiet"]) == 0
+    data = json.loads((out / "manifest.json").read_text())["data"]
+    assert data["n_train"] + len(data["held_out"]) == N and all(name.startswith("c") for name in data["held_out"])
+    copy = f"{images / 'z04.png'}: the same image as {images / 'c04.png'}, counted once"
+    assert copy in data["skipped"] and len(data["skipped"]) == N
+    assert f"warning: {copy}; left out of the training images" in capsys.readouterr().err
+    assert f"{N} image(s) left out, each named with its reason in the manifest" in (out / "MODEL_CARD.md").read_text()

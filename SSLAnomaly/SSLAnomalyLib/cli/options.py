@@ -125,11 +125,11 @@ def load_detector(args):
     return detector
 
 
-def warn_left_out(entries) -> None:
+def warn_left_out(entries, of: str = "the normals") -> None:
     """Name on stderr each normal ("file: reason") a run went without: a site must see which of its
-    normals were not used."""
+    normals (`of`: its training images) were not used."""
     for entry in entries:
-        print(f"warning: {entry}; left out of the normals", file=sys.stderr)
+        print(f"warning: {entry}; left out of {of}", file=sys.stderr)
 
 
 def report_model(folder, what: str = "model") -> None:

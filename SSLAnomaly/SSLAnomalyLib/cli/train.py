@@ -8,7 +8,7 @@ import sys
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, input_size, model_out, non_negative, positive, positive_count,
-                                       report_model)
+                                       report_model, warn_left_out)
 from SSLAnomalyLib.cli.termination import TERMINATED, Terminated
 from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig
 from SSLAnomalyLib.core.model.acquisition import DEFAULT_DIRECTIONS
@@ -231,7 +231,9 @@ def cmd_train_anatomy(args) -> int:
                                   overwrite=args.overwrite, restart=args.restart)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
         return stopped(e, args.out)
-    figures = model_folder.load(folder).manifest.section("figures")
+    manifest = model_folder.load(folder).manifest
+    warn_left_out(manifest.unread_normals(), "the training images")
+    figures = manifest.section("figures")
     print(f"lung model written to {folder}; held-out Dice mean {figures['held_out_dice_mean']:.3f} "
           f"(median {figures['held_out_dice_median']:.3f}, min {figures['held_out_dice_min']:.3f}, "
           f"n={figures['held_out_n']})")

@@ -1,7 +1,8 @@
 """`sslanomaly train-anatomy`: the lung U-Net trained on expert lung masks of normal radiographs.
 
 Anatomy labels, not disease labels. A seeded fifth of the images is held out and never trained on;
-the folder's manifest records its file names and the network's Dice there, measured at each mask's
+an image given twice (a copy, a link: its pixels) is one image, trained or held out, never both; the
+folder's manifest records the held-out file names and the network's Dice there, measured at each mask's
 own resolution through the same path detection uses (`LungFields.on_grid`, post-processing and fallbacks
 included). Augmentation is MONAI's: affine (rotation, zoom, shift), elastic, gamma, contrast,
 brightness, noise and blur, so the network meets other acquisitions and children's chests; on a share
@@ -25,7 +26,9 @@ from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.model_card import licences_named
+from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.training.feature_cache import distinct_images
 from SSLAnomalyLib.training.fitting import refuse_existing_out, run_lock, work_dir
 from SSLAnomalyLib.training.lung_checkpoint import SAVE_EVERY_SECONDS, LungRun, LungRunState
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
@@ -79,6 +82,21 @@ def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def distinct_pairs(pairs, size: int, progress: bool = True) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
+    """(the pairs whose image no earlier pair has, their model inputs and labels at `size`, a note
+    naming each other one): a radiograph under two names (a copy, a link) is one image, counted once
+    by its pixels as `train` counts a normal (`distinct_images`), else the seeded split could train on
+    one copy and measure the other, flattering the held-out Dice. Every pair is checked (`load_pair`)
+    here, before the training budget is spent."""
+    images, labels = [], []
+    for f, m in progress_over(pairs, "reading", "img", show=progress):
+        image, mask = load_pair(f, m)
+        images.append(to_model_input(image, size))
+        labels.append(resize(mask.astype(np.float32), (size, size)) >= 0.5)
+    kept, copies = distinct_images(np.stack(images), [str(f) for f, _ in pairs])
+    return [pairs[i] for i in kept], np.stack(images)[kept], np.stack(labels)[kept], copies
+
+
 def load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The image as [0, 1] pixels and the mask as bool, both at the image's own size and as viewers
     show them (detection sees a file stored bottom-up turned upright: the network must learn it so);
@@ -128,23 +146,17 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     with run_lock(out_dir):  # from the first look at --out until the model is in it
         work = work_dir(out_dir)
         refuse_existing_out(out_dir, overwrite)
-        pairs = read_pairs(images_dir, masks_dir)
+        size = config.input_size
+        pairs, images, labels, left_out = distinct_pairs(read_pairs(images_dir, masks_dir), size, progress)
         order = np.random.default_rng(seed).permutation(len(pairs))
         n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
-        held = [pairs[i] for i in sorted(order[:n_held])]
-        train = [pairs[i] for i in sorted(order[n_held:])]
+        held_at, train_at = sorted(order[:n_held]), sorted(order[n_held:])
+        held, train = [pairs[i] for i in held_at], [pairs[i] for i in train_at]
         if len(train) < 8:
-            raise ReadError(images_dir, f"only {len(train)} training images; at least 8 are needed")
-        size = config.input_size
-        for f, m in progress_over(held, "checking the held-out pairs", "img", show=progress):
-            load_pair(f, m)  # a mask that does not fit its image is named now, not after the training budget
-        images, labels = [], []
-        for f, m in progress_over(train, "reading", "img", show=progress):
-            image, mask = load_pair(f, m)
-            images.append(to_model_input(image, size))
-            labels.append(resize(mask.astype(np.float32), (size, size)) >= 0.5)
-        images = np.stack(images)[:, None].astype(np.float32)
-        labels = np.stack(labels)[:, None].astype(np.float32)
+            raise ReadError(images_dir, with_left_out(f"only {len(train)} training images; at least 8 are needed",
+                                                      left_out))
+        images = images[train_at][:, None].astype(np.float32)
+        labels = labels[train_at][:, None].astype(np.float32)
 
         identity = {"images": str(Path(images_dir).resolve()), "masks": str(Path(masks_dir).resolve()),
                     "pixels": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16], "seed": seed,
@@ -191,7 +203,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
                          "optimiser": "AdamW, lr 3e-3 cosine, weight decay 1e-4", "history": state.history,
                          "command": command},
             "data": {"images": str(images_dir), "masks": str(masks_dir), "n_train": len(train),
-                     "held_out": [str(f.relative_to(images_dir)) for f, _ in held]},
+                     "held_out": [str(f.relative_to(images_dir)) for f, _ in held], "skipped": left_out},
             "figures": {"held_out_dice_mean": round(float(np.mean(held_dice)), 4),
                         "held_out_dice_median": round(float(np.median(held_dice)), 4),
                         "held_out_dice_min": round(float(np.min(held_dice)), 4),
@@ -246,6 +258,12 @@ def measure(segmenter: LungSegmenter, pairs, progress: bool = True) -> tuple[lis
     return dices, sources
 
 
+def left_out_note(data: dict) -> str:
+    """The card's word on the images left out (named in the manifest's data.skipped)."""
+    n = len(data.get("skipped") or [])
+    return f" ({n} image(s) left out, each named with its reason in the manifest)" if n else ""
+
+
 def lung_card(manifest: Manifest) -> str:
     fig, data, network, training = (manifest.section(name) for name in ("figures", "data", "network", "training"))
     licences = "; ".join(licences_named(f"{data['images']} {data['masks']}")) or \
@@ -257,7 +275,7 @@ frontal chest radiograph at {network['input_size']} px; SSLAnomaly uses it where
 lungs" (synthetic pastes, the patch score, findings, heatmap damping, the lung output and the Slicer segment).
 
 **Trained on** {data['n_train']} radiographs with lung masks (`{data['images']}`, masks `{data['masks']}`), seed
-{training['seed']}, {training['steps']} steps in {training['seconds']:.0f} s on the CPU. On
+{training['seed']}, {training['steps']} steps in {training['seconds']:.0f} s on the CPU{left_out_note(data)}. On
 {training.get('disease_share', 0):.0%} of the training images one of {', '.join(training.get('disease_kinds', KINDS))} was drawn on
 one lung field with its mask unchanged, so that a white lung is still outlined as a lung.
 
