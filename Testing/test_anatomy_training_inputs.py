@@ -212,3 +212,33 @@ def test_an_image_given_twice_is_one_image_trained_or_held_out_never_both(pairs,
     assert copy in data["skipped"] and len(data["skipped"]) == N
     assert f"warning: {copy}; left out of the training images" in capsys.readouterr().err
     assert f"{N} image(s) left out, each named with its reason in the manifest" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_a_volume_among_the_images_is_left_out_named_as_train_leaves_it(pairs, tmp_path, capsys):
+    """A 3-slice NRRD given as an image was trained on through its first slice, unnamed, where train and
+    calibrate leave a volume out (and an unreadable image); a volume given as a mask is refused, naming it."""
+    import SimpleITK as sitk
+
+    images, masks = pairs
+    lungs = (lung_field(side="right") | lung_field(side="left")).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([radiograph(s) for s in (50, 51, 52)]).astype(np.uint8)),
+                    str(images / "stack.nrrd"))
+    sitk.WriteImage(sitk.GetImageFromArray(lungs), str(masks / "stack.nrrd"))
+    (images / "broken.png").write_bytes(b"not a png")  # unreadable: left out too, as train leaves it
+    write_png(masks / "broken.png", lungs * 255)
+    out = tmp_path / "lungs"
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--minutes", "0.01", "--size", "64", "--quiet"]
+    assert main(run) == 0
+    volume = f"{images / 'stack.nrrd'}: a volume of 3 slices, not one radiograph"
+    data = json.loads((out / "manifest.json").read_text())["data"]
+    assert data["skipped"][1] == volume and data["n_train"] + len(data["held_out"]) == N
+    assert data["skipped"][0].startswith(f"{images / 'broken.png'}: cannot decode")
+    assert f"warning: {volume}; left out of the training images" in capsys.readouterr().err
+
+    (images / "stack.nrrd").unlink()
+    (images / "broken.png").unlink()
+    sitk.WriteImage(sitk.GetImageFromArray(radiograph(13)), str(images / "c13.nrrd"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([lungs] * 2)), str(masks / "c13.nrrd"))
+    assert main(run + ["--overwrite"]) == 2
+    assert f"{masks / 'c13.nrrd'}: mask is a volume of 2 slices, its image one radiograph" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """`sslanomaly train-anatomy`: the lung U-Net trained on expert lung masks of normal radiographs.
 
 Anatomy labels, not disease labels. A seeded fifth of the images is held out and never trained on;
-an image given twice (a copy, a link: its pixels) is one image, trained or held out, never both; the
+an image given twice (a copy, a link: its pixels) is one image, trained or held out, never both, and
+one that is no one radiograph (unreadable, a volume) is left out, named, as `train` leaves out a normal; the
 folder's manifest records the held-out file names and the network's Dice there, measured at each mask's
 own resolution through the same path detection uses (`LungFields.on_grid`, post-processing and fallbacks
 included). Augmentation is MONAI's: affine (rotation, zoom, shift), elastic, gamma, contrast,
@@ -28,7 +29,7 @@ from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.model_card import licences_named
 from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.training.feature_cache import distinct_images
+from SSLAnomalyLib.training.feature_cache import distinct_images, normal_image
 from SSLAnomalyLib.training.fitting import refuse_existing_out, run_lock, work_dir
 from SSLAnomalyLib.training.lung_checkpoint import SAVE_EVERY_SECONDS, LungRun, LungRunState
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
@@ -82,32 +83,52 @@ def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def distinct_pairs(pairs, size: int, progress: bool = True) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
-    """(the pairs whose image no earlier pair has, their model inputs and labels at `size`, a note
-    naming each other one): a radiograph under two names (a copy, a link) is one image, counted once
-    by its pixels as `train` counts a normal (`distinct_images`), else the seeded split could train on
-    one copy and measure the other, flattering the held-out Dice. Every pair is checked (`load_pair`)
-    here, before the training budget is spent."""
-    images, labels = [], []
+def distinct_pairs(images_dir, masks_dir, size: int, progress: bool = True
+                   ) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
+    """(the pairs of `read_pairs` to use, their model inputs and labels at `size`, a note naming each
+    pair left out), as `train` takes its normals: an image that is no one radiograph (unreadable, or a
+    volume, whose first slice would be trained on unnamed: `normal_image`) is left out, and a radiograph
+    under two names (a copy, a link) is one image, counted once by its pixels (`distinct_images`), else
+    the seeded split could train on one copy and measure the other, flattering the held-out Dice.
+    Every mask is checked here, before the training budget is spent."""
+    pairs = read_pairs(images_dir, masks_dir)
+    read, images, labels, left_out = [], [], [], []
     for f, m in progress_over(pairs, "reading", "img", show=progress):
-        image, mask = load_pair(f, m)
+        try:
+            image = normal_image(f).shown(0)
+        except ReadError as e:
+            left_out.append(str(e))
+            continue
+        mask = load_mask(m, image)
+        read.append((f, m))
         images.append(to_model_input(image, size))
         labels.append(resize(mask.astype(np.float32), (size, size)) >= 0.5)
-    kept, copies = distinct_images(np.stack(images), [str(f) for f, _ in pairs])
-    return [pairs[i] for i in kept], np.stack(images)[kept], np.stack(labels)[kept], copies
+    if not read:
+        raise ReadError(images_dir, with_left_out("none of its images is one readable radiograph", left_out))
+    kept, copies = distinct_images(np.stack(images), [str(f) for f, _ in read])
+    return [read[i] for i in kept], np.stack(images)[kept], np.stack(labels)[kept], left_out + copies
 
 
 def load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The image as [0, 1] pixels and the mask as bool, both at the image's own size and as viewers
     show them (detection sees a file stored bottom-up turned upright: the network must learn it so);
-    a mask of another size, or with no lung pixel or nothing else, is an error naming it."""
-    image = read_radiograph(image_path).shown(0)
-    mask = read_radiograph(mask_path, blank_ok=True).shown(0) > 0
+    an image that is no one radiograph (`normal_image`), or a mask that does not fit it, is an error naming it."""
+    image = normal_image(image_path).shown(0)
+    return image, load_mask(mask_path, image)
+
+
+def load_mask(mask_path: Path, image: np.ndarray) -> np.ndarray:
+    """The mask of `image` (as shown) as bool; one of another size, a volume, or with no lung pixel or
+    nothing else, is an error naming it."""
+    read = read_radiograph(mask_path, blank_ok=True)
+    if read.shape[0] > 1:
+        raise ReadError(mask_path, f"mask is a volume of {read.shape[0]} slices, its image one radiograph")
+    mask = read.shown(0) > 0
     if image.shape != mask.shape:
         raise ReadError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[1]}x{image.shape[0]}")
     if not mask.any() or mask.all():
         raise ReadError(mask_path, f"mask marks {'no' if not mask.any() else 'every'} pixel as lung (nonzero = lung)")
-    return image, mask
+    return mask
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -147,7 +168,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
         work = work_dir(out_dir)
         refuse_existing_out(out_dir, overwrite)
         size = config.input_size
-        pairs, images, labels, left_out = distinct_pairs(read_pairs(images_dir, masks_dir), size, progress)
+        pairs, images, labels, left_out = distinct_pairs(images_dir, masks_dir, size, progress)
         order = np.random.default_rng(seed).permutation(len(pairs))
         n_held = max(1, int(round(HELD_OUT_FRACTION * len(pairs))))
         held_at, train_at = sorted(order[:n_held]), sorted(order[n_held:])
