@@ -205,3 +205,32 @@ def test_a_nifti_gz_beside_a_nifti_of_the_same_name_is_read_as_itself(tmp_path, 
     sitk.WriteImage(sitk.GetImageFromArray(own[::-1].copy()), str(tmp_path / "x.nii"))
     assert np.array_equal(read_radiograph(tmp_path / "x.nii.gz").pixels[0], own)
     assert np.array_equal(read_radiograph(tmp_path / "x.nii").pixels[0], own[::-1])
+
+
+@pytest.mark.parametrize("suffix, scale", [(".nrrd", 1e290), (".nii.gz", 1e290), (".nrrd", 1e-300), (".dcm", 1e300)])
+def test_values_beyond_float32s_range_are_scored_as_the_image_they_scale(tmp_path, real_gray, suffix, scale):
+    """A float64 NRRD or NIfTI of finite values up to 1e300 (or a DICOM whose Rescale Slope makes them)
+    failed as NonFiniteScore ('a broken model or input'): cast to float32 they became inf; values of
+    1e-300 became 0 and were scored as a blank. They are scaled by a power of two before the cast, and
+    the model, which normalises intensities, scores the image as the one it scales."""
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+
+    pixels = real_gray[:512, :600]
+    written = []
+    for name, factor in (("as_is", 1.0), ("scaled", scale)):
+        path = tmp_path / f"{name}{suffix}"
+        if suffix == ".dcm":
+            import pydicom
+
+            write_dx(path, pixels.astype(np.uint16))
+            ds = pydicom.dcmread(path)
+            ds.RescaleSlope, ds.RescaleIntercept = f"{factor:g}", "0"
+            ds.save_as(path)
+        else:
+            sitk.WriteImage(sitk.GetImageFromArray(pixels.astype(np.float64) * factor), str(path))
+        written.append(read_radiograph(path))
+    original, scaled = written
+    detector = AnomalyDetector.load("default")
+    assert detector.detect(scaled).score == pytest.approx(detector.detect(original).score, rel=1e-4)
+    assert not any("beyond float32's range" in w for w in original.warnings)
+    assert any(f"pixel values up to {scale * pixels.max():.3g} are beyond float32's range" in w for w in scaled.warnings)

@@ -144,3 +144,21 @@ def test_a_volume_node_that_is_no_radiograph_is_refused_naming_the_node(make, re
     node = make()
     with pytest.raises(ReadError, match=f"volume '{node.GetName()}': .*{reason}"):
         volume_node_to_radiograph(node)
+
+
+def test_a_double_volume_beyond_float32s_range_is_read_as_its_file_is(tmp_path):
+    """A double volume of values up to 1e290 (an NRRD Slicer's own reader loaded) became inf when cast
+    to float32, replaced by the median of its zeros, and the volume was refused as constant (every pixel 0);
+    it is scaled by a power of two as the core's reader scales the file."""
+    pixels = np.asarray(Image.open(full_resolution_radiograph("normal")).convert("L"))[:400, :500] * 1e290
+    path = tmp_path / "huge.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(pixels[None]), str(path))
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "huge")
+    assert storage.ReadData(node)
+    assert slicer.util.arrayFromVolume(node).dtype == np.float64
+    image, read = volume_node_to_radiograph(node), read_radiograph(path)
+    assert np.isfinite(image.pixels).all() and not any("replaced by the median" in w for w in image.warnings)
+    assert any("beyond float32's range" in w for w in image.warnings)
+    np.testing.assert_array_equal(image.pixels, read.pixels.astype(np.float32))

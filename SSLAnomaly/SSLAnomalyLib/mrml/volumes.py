@@ -17,6 +17,7 @@ from SSLAnomalyLib.core.reading.dicom_reader import padding_of
 from SSLAnomalyLib.core.reading.image import LPS_TO_RAS, Radiograph, image_identity
 from SSLAnomalyLib.core.reading.images import read_radiograph, validated
 from SSLAnomalyLib.core.reading.padding import shown_black
+from SSLAnomalyLib.core.reading.value_range import within_float32
 
 SOURCE_PATH = "SSLAnomaly.SourcePath"       # file the volume was read from (DICOM export needs it)
 DICOM_INSTANCE_UIDS = "DICOM.instanceUIDs"  # Slicer's own attribute on volumes loaded from DICOM
@@ -64,9 +65,10 @@ def volume_node_to_radiograph(node) -> Radiograph:
     spacing = np.array(node.GetSpacing())
     uids = node.GetAttribute(DICOM_INSTANCE_UIDS)  # from DICOM: scored as stored and named by its UIDs, as the CLI does
     dicom = {"SOPInstanceUID": uids} if uids else None
+    pixels, scaled = within_float32(pixels)  # a double volume's 1e300 are no float32 values
     return validated(Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
-                                ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1,
-                                source=source_of(node), dicom=dicom), name)
+                                ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1, source=source_of(node),
+                                warnings=[scaled] if scaled else [], dicom=dicom), name)
 
 
 def _padding_left_by_slicers_dicom_reader(node, shape) -> np.ndarray | None:

@@ -20,6 +20,7 @@ from SSLAnomalyLib.core.reading.dicom_header import read_header, read_with_pixel
 from SSLAnomalyLib.core.reading.image import Radiograph, direction_from_cosines
 from SSLAnomalyLib.core.reading.padding import padding_mask, shown_black
 from SSLAnomalyLib.core.reading.read_limits import check_bytes, check_size, check_volume
+from SSLAnomalyLib.core.reading.value_range import within_float32
 
 RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT", ""}  # anything else is not a plain radiograph
 
@@ -125,13 +126,16 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         read_warnings.append(colour_warning(array_strips(arr), float(arr.max()) - float(arr.min())))
         px = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     else:
-        px = apply_modality_lut(arr, ds).astype(np.float32)
+        px = apply_modality_lut(arr, ds)
         if "VOILUTSequence" in ds or "WindowCenter" in ds:
             try:
-                px = np.asarray(apply_voi_lut(px, ds), dtype=np.float32)
+                px = apply_voi_lut(px, ds)
             except Exception as e:  # a display setting: the stored values are still the image
                 read_warnings.append(_scrub(f"the DICOM's VOI LUT or window is malformed and was ignored "
                                             f"({type(e).__name__}: {e})", ds))
+        px, scaled = within_float32(np.asarray(px))  # a Rescale Slope of 1e300 holds no float32 values
+        read_warnings.append(scaled)
+        px = px.astype(np.float32)
         if photometric == "MONOCHROME1":
             px = np.nanmax(px) + np.nanmin(px) - px  # dense tissue bright, as in MONOCHROME2
         padded = padding_mask(arr, ds)

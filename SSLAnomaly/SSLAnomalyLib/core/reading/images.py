@@ -35,6 +35,7 @@ from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large
+from SSLAnomalyLib.core.reading.value_range import within_float32
 from SSLAnomalyLib.core.reading.walk import walk_files, why_missing
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
@@ -284,6 +285,7 @@ def _read_itk(path: Path) -> Radiograph:
     arr = sitk.GetArrayFromImage(im)
     if _suffix(path) in (".nii", ".nii.gz") and np.issubdtype(arr.dtype, np.floating) and reader.GetNumberOfComponents() == 1:
         restore_nonfinite(path, arr)  # ITK 5 reads them as 0
+    arr, scaled = within_float32(arr)
     if not np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 2:
         arr = arr.astype(np.float32)
     spacing = list(im.GetSpacing()) + [1.0] * (3 - dim)
@@ -291,7 +293,7 @@ def _read_itk(path: Path) -> Radiograph:
     direction = np.eye(3)
     direction[:dim, :dim] = np.asarray(im.GetDirection()).reshape(dim, dim)
     img = Radiograph(arr, spacing, origin, direction, is_2d=(dim == 2))
-    img.warnings += [colour] if colour else []
+    img.warnings += [w for w in (colour, scaled) if w]
     return img
 
 
