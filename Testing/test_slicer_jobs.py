@@ -131,6 +131,23 @@ def test_a_batch_whose_output_folder_is_removed_stops_and_says_so(tmp_path, smal
     assert all((out / f"{p.stem}.findings.json").exists() for p in inputs) and (out / "worklist.csv").exists()
 
 
+def test_a_batch_shows_each_cases_warnings_in_slicers_log(tmp_path, pediatric_model, caplog):
+    """The Slicer batch logged failures only: a case redone whose earlier files were moved to OUT/set_aside (and a
+    score far beyond every normal) warned in its row alone, which the Logic does not return, so the reader was never
+    told; the command line prints them on stderr."""
+    from slicer_cases import tb_radiograph
+
+    empty_scene()
+    lg, out = logic(), tmp_path / "batch"
+    lg.detectBatch(str(tb_radiograph()), out, model=pediatric_model, device="cpu")
+    caplog.clear()
+    lg.detectBatch(str(tb_radiograph()), out, model=pediatric_model, device="cpu", formats=["json"], overwrite=True)
+    [moved] = (out / "set_aside").iterdir()
+    assert any(record.levelname == "WARNING" and str(tb_radiograph()) in record.message
+               and "tb0003.findings.csv" in record.message and str(moved) in record.message
+               for record in caplog.records), caplog.text
+
+
 def test_a_calibration_that_fails_does_not_promise_to_resume(tmp_path, monkeypatch):
     """A calibration that ended in an error (here: its normals folder is gone) closed the log with 'a training
     started again resumes', which is true of neither: the log now points at the reason above it and says what
