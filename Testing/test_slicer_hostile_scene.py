@@ -219,6 +219,24 @@ def test_detecting_a_clone_or_its_original_again_leaves_the_others_results_and_r
     assert lg.findings(kept) == before and lg.caseResult(kept) == result
 
 
+def test_a_clone_never_writes_over_its_originals_autosaved_review(case, model, tmp_path):
+    """Slicer's Clone copies a volume's attributes, so a clone held the review files its original had written
+    (SSLAnomaly.ReviewFiles): given its own results and named as the original, its autosave wrote over the
+    original's review, kept nowhere; with the original deleted, the original's decisions were then in no file."""
+    lg, volume = case
+    lg.reviewFolder = tmp_path / "reviews"
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="the original's decision")
+    originals = next(lg.reviewFolder.iterdir()).read_text()
+    copy = clone(volume)
+    lg.detect(copy, model=str(model), falsePositiveRate=0.5)  # its own results, the reviewed finding's copy too
+    copy.SetName(volume.GetName())
+    lg.reviewFinding(lg.findingNodes(copy)[0], status="rejected", note="the clone's decision")
+    slicer.mrmlScene.RemoveNode(volume)
+    lg.reviewFinding(lg.findingNodes(copy)[0], note="the clone's second thought")
+    saved = [p.read_text() for p in lg.reviewFolder.iterdir()]
+    assert originals in saved and any("the clone's second thought" in text for text in saved)
+
+
 def test_the_results_a_clone_takes_or_keeps_are_named_after_it(case, model):
     """A clone given its own results (its geometry edited, or detected again) or left holding them (its original
     deleted) kept the original's names for its heatmap and lung fields, 'tb0003 anomaly heatmap' beside the

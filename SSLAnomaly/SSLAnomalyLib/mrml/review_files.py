@@ -6,7 +6,9 @@ written since a scene bundle was saved. Its decisions are in no scene, so writin
 it is kept aside first (`keep_aside`; one of an earlier session is added to the copy kept so before, so that they
 make one file: `_keep_declined`), and the reader is told where (Slicer's log and status bar). A
 file the volume wrote or restored (its decisions are then in the scene) is recorded with its digest on
-the volume node (so a saved scene knows it too), and is written over while it is unchanged.
+the volume node (so a saved scene knows it too), and is written over while it is unchanged. The record names the
+node it is of: Slicer's Clone (Data module) copies a volume's attributes, and a clone holds no file its original
+wrote (renamed as the original, or left alone when it is deleted, it would write over the original's review).
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.results.review import ReviewError, add_to_kept, is_kept_copy, keep_aside, kept_copies
 from SSLAnomalyLib.mrml.headless import is_desktop_slicer
 
-HELD = "SSLAnomaly.ReviewFiles"  # JSON {review file: its SHA-256 as the volume last wrote or restored it}
+HELD = "SSLAnomaly.ReviewFiles"  # JSON {"volume": its node ID, "files": {review file: its SHA-256 as the volume
+#                                   last wrote or restored it}}
 
 
 def hold(volume_node, path, digest: str) -> None:
     """Record that the review of `volume_node` holds the file `path` as it was when `digest` was taken."""
     held = _held(volume_node)
     held[_name(path)] = digest
-    volume_node.SetAttribute(HELD, json.dumps(held))
+    volume_node.SetAttribute(HELD, json.dumps({"volume": volume_node.GetID(), "files": held}))
 
 
 def keep_unheld(volume_node, path) -> None:
@@ -87,7 +90,9 @@ def _volumes(scene) -> list:
 
 
 def _held(volume_node) -> dict:
-    return json.loads(volume_node.GetAttribute(HELD) or "{}")
+    """{review file: digest} that `volume_node` holds; none where the record is another node's (a clone's copy)."""
+    record = json.loads(volume_node.GetAttribute(HELD) or "{}")
+    return record["files"] if record.get("volume") == volume_node.GetID() else {}
 
 
 def _name(path) -> str:
