@@ -237,6 +237,38 @@ def test_a_clone_never_writes_over_its_originals_autosaved_review(case, model, t
     assert originals in saved and any("the clone's second thought" in text for text in saved)
 
 
+def test_a_finding_the_reader_adds_on_a_clone_or_its_original_is_that_volumes_alone(case):
+    """A clone shares its original's findings and table: a finding added on the clone went to the clone alone but was
+    listed in the shared table, and one added next on the original took the same id, so the clone's table showed the
+    original's finding in row 3 and selecting it picked the clone's own: a decision made there went to another finding."""
+    lg, volume = case
+    copy = clone(volume)
+    shared = lg.findings(volume)
+    on_clone = lg.addMissedFinding(copy, label="nodule", note="added on the clone")
+    on_original = lg.addMissedFinding(volume, label="mass", note="added on the original")
+    for node, added in ((copy, on_clone), (volume, on_original)):
+        table, notes = lg.findingsTable(node), [f["note"] for f in lg.findings(node)]
+        assert [table.GetCellText(row, 14) for row in range(table.GetNumberOfRows())] == notes == \
+            [f["note"] for f in shared] + [finding_record(added)["note"]]
+        assert lg.findingAtRow(node, len(notes) - 1).GetID() == added.GetID()
+    assert lg.findingsTable(copy).GetID() != lg.findingsTable(volume).GetID()
+
+
+def test_a_review_restored_onto_a_clone_leaves_its_originals_findings_as_they_were(case, tmp_path):
+    """Restoring a review onto a clone added the reader's saved finding to the clone alone, and listed it in the table
+    the clone shares with its original, as a finding of the original's (the same divergence as a finding added)."""
+    lg, volume = case
+    lg.reviewFolder = tmp_path / "reviews"
+    added = lg.addMissedFinding(volume, bboxIJK=[100, 100, 140, 140], note="saved earlier")
+    saved = next(lg.reviewFolder.iterdir())
+    slicer.mrmlScene.RemoveNode(added)  # the scene without it, as after a crash and a new detection
+    before = lg.findings(volume)
+    copy = clone(volume)
+    lg.restoreReview(copy, saved)
+    assert lg.findings(volume) == before and [f["note"] for f in lg.findings(copy)] == ["" for _ in before] + ["saved earlier"]
+    assert lg.findingsTable(volume).GetID() != lg.findingsTable(copy).GetID()
+
+
 def test_the_results_a_clone_takes_or_keeps_are_named_after_it(case, model):
     """A clone given its own results (its geometry edited, or detected again) or left holding them (its original
     deleted) kept the original's names for its heatmap and lung fields, 'tb0003 anomaly heatmap' beside the

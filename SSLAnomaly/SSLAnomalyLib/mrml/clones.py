@@ -2,7 +2,9 @@
 
 Clone copies a volume's node references: the clone shares its original's heatmap, lung fields, findings and table.
 That is right while the two have one geometry and one detection. Once either is edited (spacing, origin, directions,
-a transform; geometry.follow_geometry) or detected again (case.show_detection), the results cannot be both images'.
+a transform; geometry.follow_geometry), detected again (case.show_detection), or given a finding the reader adds
+(logic.addMissedFinding) or a saved review's (review.restore_review: the shared table listed such a finding for the
+other, whose row then picked its own finding of that id), the results cannot be both images'.
 So the volume edited or detected, the clone or its original, is given its own copy of them, the reader's review
 included (`own_results`), which then follows it or is refilled, and the other keeps them as they were: neither
 image's results move onto the other's pixels or are replaced by the other's detection. A volume deleted leaves what

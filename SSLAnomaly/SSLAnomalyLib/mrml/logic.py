@@ -260,9 +260,11 @@ class AnomalyLogic:
     def addMissedFinding(self, volumeNode, bboxIJK=None, sliceIndex: int = 0, label: str | None = None,
                          note: str = ""):
         """A finding the model missed: box [i0, j0, i1, j1] in pixels (default: a small box in the
-        image centre to drag onto the lesion)."""
+        image centre to drag onto the lesion); a volume that shares its findings with a clone gets its own first."""
+        from SSLAnomalyLib.mrml.clones import own_results
         from SSLAnomalyLib.mrml.finding_rois import MISSED_LABEL, add_missed_finding
 
+        own_results(volumeNode)  # the other keeps the findings and table they shared, without this one
         node = add_missed_finding(volumeNode, bboxIJK, sliceIndex, label or MISSED_LABEL, note)
         self._afterReview(volumeNode)
         return node

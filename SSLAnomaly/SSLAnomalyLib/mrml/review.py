@@ -12,6 +12,7 @@ import vtk
 from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.results.review import check_same_image, load_review, review_path, save_review
 from SSLAnomalyLib.mrml.case import case_result
+from SSLAnomalyLib.mrml.clones import own_results
 from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_missed_finding, engine_of, finding_nodes,
                                              finding_record, mark_decided, model_of, move_finding, reader_touched,
                                              restore_decisions, restore_model_finding, review_finding,
@@ -30,11 +31,13 @@ def review_of(volume_node) -> dict:
 
 
 def restore_review(volume_node, path) -> int:
-    """Apply the review saved in `path` (`apply_review`), refused where it is another image's (ReviewError).
+    """Apply the review saved in `path` (`apply_review`), refused where it is another image's (ReviewError), onto
+    the volume's own findings (a clone's are copied first: the findings it adds or replaces are not the other's).
     Its decisions are then in the scene, so the volume holds the file: its autosave may write over it."""
     digest = sha256(path)  # before reading: a file written meanwhile is not taken as held, so it would be kept
     review = load_review(path)
     check_same_image(review, image_identity_of(volume_node), path)
+    own_results(volume_node)
     applied = apply_review(volume_node, review)
     hold(volume_node, path, digest)
     return applied
