@@ -124,7 +124,7 @@ def build_corpus(folder, fullres_jpeg: Path) -> dict[str, str]:
     cases["truncated_with_end_marker.jpeg"] = "probably truncated"
     png("constant.png", np.full_like(gray, 77), REFUSED + "constant")
     write_dicom(folder / "ct.dcm", v12, modality="CT")
-    cases["ct.dcm"] = "not a radiograph"
+    cases["ct.dcm"] = REFUSED + "modality CT (computed tomography) is not a radiograph"
     (folder / "outside.mhd").write_text("NDims = 2\nDimSize = 512 512\nElementType = MET_UCHAR\n"
                                          "ElementDataFile = /etc/hostname\n")
     cases["outside.mhd"] = REFUSED + "not a file beside it"

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.chest_view import header_warnings, refuse_non_xray
 from SSLAnomalyLib.core.reading.colour import array_strips, colour_warning
 from SSLAnomalyLib.core.reading.dicom_header import read_header, read_with_pixels
 from SSLAnomalyLib.core.reading.image import Radiograph, direction_from_cosines
 from SSLAnomalyLib.core.reading.padding import padding_mask, shown_black
 from SSLAnomalyLib.core.reading.read_limits import check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.reading.value_range import within_float32
-
-RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "OT", ""}  # anything else is not a plain radiograph
 
 
 def read_dicom(path: Path) -> Radiograph:
@@ -38,6 +37,7 @@ def read_dicom(path: Path) -> Radiograph:
         except InvalidDicomError:
             raise ReadError(path, "not a DICOM file (no 'DICM' marker, and it does not begin with a DICOM element)") from None
         try:
+            refuse_non_xray(header.ds, path)  # before its pixels are decoded
             _check_sizes(header.ds, path)
             img = _dicom_image(read_with_pixels(path, header), path)
         except ReadError as e:
@@ -164,10 +164,7 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
         "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
     img.dicom["path"] = str(path)
-    modality = img.dicom["Modality"].strip().upper()
-    if modality not in RADIOGRAPH_MODALITIES:
-        img.warnings.append(f"DICOM modality {modality} is not a radiograph (CR/DX): the model was made for chest "
-                            "radiographs, and its result for this image means nothing")
+    img.warnings += header_warnings(ds)
     return img
 
 

@@ -1,0 +1,33 @@
+"""What a DICOM's header says about the view: a modality that is no X-ray projection is refused
+naming the file and the modality; another X-ray modality is read with its warning. Small DX files
+written here with one attribute changed."""
+
+import numpy as np
+import pytest
+
+from messy_corpus import write_dicom
+from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.images import read_radiograph
+
+PIXELS = np.random.default_rng(0).integers(0, 4096, (64, 48))
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR", "US", "NM", "PT", "XC"])
+def test_a_modality_that_is_no_xray_projection_is_refused_naming_the_file(tmp_path, modality):
+    path = write_dicom(tmp_path / f"{modality}.dcm", PIXELS, modality=modality)
+    with pytest.raises(ReadError) as refused:
+        read_radiograph(path)
+    assert refused.value.path == str(path)
+    assert f"modality {modality} (" in refused.value.reason and "is not a radiograph" in refused.value.reason
+
+
+@pytest.mark.parametrize("modality", ["MG", "XA", "RF"])
+def test_another_xray_modality_is_read_with_a_warning(tmp_path, modality):
+    image = read_radiograph(write_dicom(tmp_path / f"{modality}.dcm", PIXELS, modality=modality))
+    assert any(f"modality {modality} is not a radiograph" in w for w in image.warnings)
+
+
+@pytest.mark.parametrize("modality", ["DX", "CR", "OT"])
+def test_a_radiograph_is_read_without_a_view_warning(tmp_path, modality):
+    image = read_radiograph(write_dicom(tmp_path / f"{modality}.dcm", PIXELS, modality=modality))
+    assert not any("not a radiograph" in w for w in image.warnings)
