@@ -1,11 +1,12 @@
 """What a DICOM's header says about the view: a modality that is no X-ray projection is refused
-naming the file and the modality; another X-ray modality is read with its warning. Small DX files
-written here with one attribute changed."""
+naming the file and the modality; another X-ray modality, a lateral or oblique view, rows running
+front to back, another body part are read with a warning; a frontal chest radiograph without one.
+Small DX files written here with one attribute changed."""
 
 import numpy as np
 import pytest
 
-from messy_corpus import write_dicom
+from messy_corpus import write_dicom, write_edited
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.images import read_radiograph
 
@@ -27,7 +28,23 @@ def test_another_xray_modality_is_read_with_a_warning(tmp_path, modality):
     assert any(f"modality {modality} is not a radiograph" in w for w in image.warnings)
 
 
+@pytest.mark.parametrize("key, value, expect", [
+    ("ViewPosition", "LL", "ViewPosition LL is not a frontal"), ("ViewPosition", "RL", "ViewPosition RL is not"),
+    ("ViewPosition", "LATERAL", "ViewPosition LATERAL is not"), ("ViewPosition", "RLO", "ViewPosition RLO is not"),
+    ("PatientOrientation", ["A", "F"], "PatientOrientation A\\F runs front to back"),
+    ("PatientOrientation", ["F", "P"], "PatientOrientation F\\P runs front to back"),
+    ("BodyPartExamined", "HAND", "BodyPartExamined HAND is not the chest"),
+    ("BodyPartExamined", "SKULL", "BodyPartExamined SKULL is not the chest"),
+    ("BodyPartExamined", "ABDOMEN", "BodyPartExamined ABDOMEN is not the chest")])
+def test_a_header_that_says_no_frontal_chest_view_is_warned(tmp_path, key, value, expect):
+    image = read_radiograph(write_edited(tmp_path / "view.dcm", PIXELS, lambda ds: setattr(ds, key, value)))
+    assert [w for w in image.warnings if expect in w and "frontal chest radiographs" in w], image.warnings
+
+
 @pytest.mark.parametrize("modality", ["DX", "CR", "OT"])
-def test_a_radiograph_is_read_without_a_view_warning(tmp_path, modality):
-    image = read_radiograph(write_dicom(tmp_path / f"{modality}.dcm", PIXELS, modality=modality))
-    assert not any("not a radiograph" in w for w in image.warnings)
+def test_a_frontal_chest_radiograph_is_read_without_a_view_warning(tmp_path, modality):
+    def frontal_chest(ds):
+        ds.ViewPosition, ds.BodyPartExamined, ds.PatientOrientation = "AP SUPINE", "CHEST", ["L", "F"]
+
+    image = read_radiograph(write_edited(tmp_path / f"{modality}.dcm", PIXELS, frontal_chest, modality=modality))
+    assert not any("frontal chest radiographs" in w or "not a radiograph" in w for w in image.warnings)

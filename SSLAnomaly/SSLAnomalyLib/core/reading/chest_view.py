@@ -1,10 +1,12 @@
 """What a DICOM's header says about whether its image is what the models learned, a frontal chest
 radiograph: a modality that is no X-ray projection (CT, MR, ultrasound, nuclear medicine, a
-photograph) is refused, since no score of it means anything; another X-ray modality is read with a
-warning. Headers are often incomplete: a value that is absent says nothing."""
+photograph) is refused, since no score of it means anything; another X-ray modality, a lateral or
+oblique view, or another body part is read with a warning, since a score of it looks like any other.
+Headers are often incomplete or free text: a value that is absent says nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +20,9 @@ NOT_XRAY_MODALITIES = {  # DICOM's defined terms (PS3.3 C.7.3.1.1.1) of imaging 
     "ES": "endoscopy", "GM": "general microscopy", "IVUS": "intravascular ultrasound",
     "IVOCT": "intravascular optical coherence tomography", "BDUS": "bone densitometry (ultrasound)",
     "TG": "thermography", "LS": "laser surface scan", "DOC": "a document"}
+FRONTAL_VIEWS = {"PA", "AP"}  # ViewPosition's first word (AP_SUPINE); LL, RL, RLO, LLO, RLD, LLD are not
+CHEST_WORDS = ("CHEST", "THORAX", "TORAX", "LUNG", "PULM")  # in BodyPartExamined, often free text
+FRONT_TO_BACK = ("A", "P")  # PatientOrientation's main letter along rows or columns of a lateral view
 
 
 def header_text(ds, key: str) -> str:
@@ -40,9 +45,18 @@ def refuse_non_xray(ds, path: Path) -> None:
 
 def header_warnings(ds) -> list[str]:
     """The warnings for what the header says is not a frontal chest radiograph: an X-ray modality other
-    than a plain radiograph (mammography, fluoroscopy)."""
-    modality = header_text(ds, "Modality")
-    if modality in RADIOGRAPH_MODALITIES:
-        return []
-    return [f"DICOM modality {modality} is not a radiograph (CR/DX): the model was made for chest radiographs, and "
-            "its result for this image means nothing"]
+    than a plain radiograph (mammography, fluoroscopy), a view that is not PA or AP, rows or columns that
+    run front to back (a lateral), a body part that is not the chest."""
+    modality, view = header_text(ds, "Modality"), header_text(ds, "ViewPosition")
+    orientation, part = header_text(ds, "PatientOrientation"), header_text(ds, "BodyPartExamined")
+    problems = []
+    if modality not in RADIOGRAPH_MODALITIES:
+        problems.append(f"DICOM modality {modality} is not a radiograph (CR/DX)")
+    if view and re.match(r"[A-Z]*", view).group() not in FRONTAL_VIEWS:
+        problems.append(f"DICOM ViewPosition {view} is not a frontal (PA or AP) view")
+    if any(axis[:1] in FRONT_TO_BACK for axis in orientation.split("\\")):
+        problems.append(f"DICOM PatientOrientation {orientation} runs front to back (a lateral view)")
+    if part and not any(word in part for word in CHEST_WORDS):
+        problems.append(f"DICOM BodyPartExamined {part} is not the chest")
+    return [f"{problem}: the model was made for frontal chest radiographs, and its result for this image means "
+            "nothing" for problem in problems]
