@@ -19,6 +19,7 @@ from tqdm import tqdm
 from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
+from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import (DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, ReadError, list_inputs,
                                                 read_radiograph)
@@ -30,12 +31,14 @@ IMAGE_SUFFIXES = (*sorted(DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES), ".ni
 def score_folder(detector, folder, progress: bool = True, transform=None) -> tuple[list[dict], list[str]]:
     """The score, its standardised components and the verdict for every readable image of a folder
     (each first passed through `transform(image, index)` when given), and the errors of the others
-    (an image the model gives no finite score is one of them, not the end of the evaluation)."""
+    (an image the model gives no finite score is one of them, not the end of the evaluation; so is one
+    whose DICOM header says it is no frontal chest radiograph, whose score means nothing)."""
     rows, errors = [], []
     for i, f in enumerate(tqdm(list_inputs([folder]), desc=f"scoring {Path(folder).name}", unit="img",
                                disable=not progress)):
         try:
             image = read_radiograph(f)
+            refuse_other_view(image, f)
             result = detector.detect(transform(image, i) if transform is not None else image)
         except (ReadError, NonFiniteScore) as e:
             errors.append(str(e))
@@ -256,13 +259,14 @@ def boxes_by_file(boxes_csv, images_dir, errors: list[str]) -> dict[Path, list[t
 def evaluate_boxes(detector, boxes_csv, images_dir, progress: bool = True) -> dict:
     """Pointing game (heatmap maximum inside a box), pixel AUROC inside vs outside boxes, and the
     random-heatmap baseline of the pointing game (the share of image area inside boxes). An image
-    that cannot be read, that lies outside `images_dir`, that is a volume, that any of its boxes lies
+    that cannot be read, that lies outside `images_dir`, that is a volume or no frontal chest view, that any of its boxes lies
     wholly outside, or that the model gives no finite score, is an error of its own, left out."""
     hits, aurocs, areas, errors = [], [], [], []
     for path, boxes in tqdm(sorted(boxes_by_file(boxes_csv, images_dir, errors).items()), desc="localisation",
                             unit="img", disable=not progress):
         try:
             image = read_radiograph(path)
+            refuse_other_view(image, path)
             if image.shape[0] != 1:  # its boxes would be laid on the first slice alone
                 raise ReadError(path, f"a volume of {image.shape[0]} slices: boxes are placed on 2D radiographs; "
                                       "left out")

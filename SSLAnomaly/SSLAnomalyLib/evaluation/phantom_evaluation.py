@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from SSLAnomalyLib.core.detection.detector import NonFiniteScore
+from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.evaluation.evaluate import duplicate_warnings, nothing_scored, score_row, write_scores_csv
@@ -112,6 +113,7 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
             image = read_radiograph(f)
             if image.shape[0] != 1:
                 raise ReadError(f, "phantoms are drawn on 2D radiographs, not volumes")
+            refuse_other_view(image, f)
         except ReadError as e:
             errors.append(str(e))
             continue

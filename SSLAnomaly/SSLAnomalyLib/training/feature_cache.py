@@ -20,6 +20,7 @@ from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.scoring import Scorer
 from SSLAnomalyLib.core.model_files.reference_normals import image_marks
+from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
 from SSLAnomalyLib.core.reading.image import Radiograph, image_identity
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders, list_inputs, read_radiograph
 from SSLAnomalyLib.core.results.outputs import distinct_inputs
@@ -48,10 +49,12 @@ def normal_files(folders) -> list[Path]:
 
 def normal_image(path) -> Radiograph:
     """One normal as read. A volume is refused (ReadError): a normal is one radiograph, and its first
-    slice alone (a CT's, a stack's) would enter the reference unnamed."""
+    slice alone (a CT's, a stack's) would enter the reference unnamed. So is an image whose DICOM
+    header says it is no frontal chest radiograph (a lateral, a hand): it would widen what is normal."""
     image = read_radiograph(path)
     if image.shape[0] > 1:
         raise ReadError(path, f"a volume of {image.shape[0]} slices, not one radiograph")
+    refuse_other_view(image, path)
     return image
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.files.errors import ReadError
-from SSLAnomalyLib.core.reading.chest_view import header_warnings, refuse_non_xray
+from SSLAnomalyLib.core.reading.chest_view import refuse_non_xray, view_problems, view_warnings
 from SSLAnomalyLib.core.reading.colour import array_strips, colour_warning
 from SSLAnomalyLib.core.reading.dicom_header import read_header, read_with_pixels
 from SSLAnomalyLib.core.reading.image import Radiograph, direction_from_cosines
@@ -164,7 +164,8 @@ def _dicom_image(ds, path: Path) -> Radiograph:
         "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
         "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
     img.dicom["path"] = str(path)
-    img.warnings += header_warnings(ds)
+    img.view_problems = view_problems(ds)
+    img.warnings += view_warnings(img.view_problems)
     return img
 
 

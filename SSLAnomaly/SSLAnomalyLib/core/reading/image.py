@@ -32,6 +32,7 @@ class Radiograph:
     dicom: dict | None = None  # identity/reference attributes of a DICOM source (never logged); {}: not at hand
     block: int = 1  # file pixels per pixel here, along each side (a very large image is read reduced: shrink.py)
     blank_slices: tuple[int, ...] = ()  # slices with nothing to score (blank.py): not scored
+    view_problems: tuple[str, ...] = ()  # why its DICOM header says it is no frontal chest radiograph (chest_view.py)
 
     def __post_init__(self):
         self.pixels = np.asarray(self.pixels)

@@ -34,7 +34,8 @@ def shrink_if_large(img: Radiograph, max_side: int = MAX_SIDE) -> Radiograph:
     sx, sy, sz = img.spacing
     shift = img.direction @ np.array([(f - 1) / 2 * sx, (f - 1) / 2 * sy, 0.0])
     reduced = Radiograph(out, (sx * f, sy * f, sz), tuple(np.add(img.origin, shift)), img.direction.copy(),
-                         img.is_2d, img.source, list(img.warnings), img.dicom, img.block * f)
+                         img.is_2d, img.source, list(img.warnings), img.dicom, img.block * f,
+                         view_problems=img.view_problems)
     reduced.warnings.append(
         f"image of {cols}x{rows} pixels read at {out.shape[2]}x{out.shape[1]} ({f}x{f} blocks averaged, "
         f"longest side limit {max_side}); heatmap and finding boxes are on that grid, positions in mm unchanged")
