@@ -106,6 +106,43 @@ def test_padding_of_a_dicom_loaded_by_slicers_dicom_module_is_shown_black(tmp_pa
     np.testing.assert_array_equal(volume_node_to_radiograph(node).pixels, voxels)
 
 
+def test_a_lateral_loaded_by_the_module_is_warned_of_in_its_detection(tmp_path):
+    """The module's reader warns of the header's view, but a volume node keeps no warnings: the
+    detection of the node warns of it again, from its source file."""
+    from messy_corpus import write_edited
+
+    lateral = write_edited(tmp_path / "lateral.dcm", np.random.default_rng(0).integers(0, 4096, (64, 48)),
+                           lambda ds: setattr(ds, "ViewPosition", "LL"))
+    image = volume_node_to_radiograph(load_volume(lateral))
+    assert image.view_problems == ("DICOM ViewPosition LL is not a frontal (PA or AP) view",)
+    assert any(w.startswith("DICOM ViewPosition LL is not a frontal") for w in image.warnings)
+
+
+@pytest.mark.parametrize("key, value, refused", [("Modality", "MR", "modality MR (magnetic resonance) is not a "
+                                                  "radiograph"), ("BodyPartExamined", "HAND", None)])
+def test_a_dicom_loaded_by_slicers_dicom_module_is_refused_or_warned_of_as_its_file(tmp_path, monkeypatch, key,
+                                                                                    value, refused):
+    """Slicer's DICOM module loads an MR or a hand as a volume like any other: the glue reads what the
+    header of its file (found through the DICOM database) says, as the module's own reader does."""
+    import pydicom
+    from messy_corpus import write_edited
+
+    path = write_edited(tmp_path / "image.dcm", np.random.default_rng(0).integers(0, 4096, (64, 48)),
+                        lambda ds: setattr(ds, key, value))
+    names = vtk.vtkStringArray()
+    names.InsertNextValue(str(path))
+    node = slicer.modules.volumes.logic().AddArchetypeScalarVolume(str(path), "image", 0, names)
+    uid = pydicom.dcmread(path).SOPInstanceUID
+    node.SetAttribute(DICOM_INSTANCE_UIDS, uid)
+    monkeypatch.setattr(slicer, "dicomDatabase", DicomDatabase({uid: str(path)}), raising=False)
+    if refused:
+        with pytest.raises(ReadError) as error:
+            volume_node_to_radiograph(node)
+        assert error.value.path == str(path) and refused in error.value.reason
+    else:
+        assert any("BodyPartExamined HAND is not the chest" in w for w in volume_node_to_radiograph(node).warnings)
+
+
 def test_radiograph_round_trip_is_exact(oblique_nrrd):
     image = read_radiograph(oblique_nrrd)
     back = volume_node_to_radiograph(radiograph_to_volume_node(image, "x"))

@@ -71,6 +71,20 @@ def padding_of(path: Path) -> np.ndarray | None:
     return None if mask is None or mask.ndim not in (2, 3) else mask.reshape((-1,) + mask.shape[-2:])
 
 
+def view_problems_of(path: Path) -> tuple[str, ...]:
+    """What a DICOM file's header says is not a frontal chest radiograph (chest_view.py), for an image
+    another reader loaded (Slicer's DICOM module) or loaded earlier: refused (ReadError, naming the file)
+    where its modality is no X-ray projection. A header that cannot be read again says nothing."""
+    with warnings.catch_warnings(), _unpropagated(logging.getLogger("pydicom")):
+        warnings.simplefilter("ignore")
+        try:
+            ds = read_header(path).ds
+        except Exception:  # the image as that reader gave it is still the image
+            return ()
+    refuse_non_xray(ds, path)
+    return view_problems(ds)
+
+
 @contextlib.contextmanager
 def _unpropagated(logger: logging.Logger):
     before, logger.propagate = logger.propagate, False
