@@ -143,6 +143,36 @@ def test_a_dicom_loaded_by_slicers_dicom_module_is_refused_or_warned_of_as_its_f
         assert any("BodyPartExamined HAND is not the chest" in w for w in volume_node_to_radiograph(node).warnings)
 
 
+@pytest.mark.parametrize("loaded_by", ["module", "dicom browser"])
+def test_a_childs_dicom_detected_in_slicer_with_the_adult_model_carries_the_population_warning(tmp_path, monkeypatch,
+                                                                                               loaded_by):
+    """The population warning needs the header's PatientAge, which a volume node does not hold: the
+    glue reads it from the volume's DICOM file, so the panel warns as `sslanomaly detect` does."""
+    import pydicom
+
+    from slicer_cases import logic
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+
+    path = write_dicom_dx(full_resolution_radiograph("normal"), tmp_path / "child.dcm")
+    ds = pydicom.dcmread(path)
+    ds.PatientAge = "004Y"
+    ds.save_as(path)
+    lg = logic()
+    if loaded_by == "module":
+        node = lg.loadVolume(path)
+    else:
+        names = vtk.vtkStringArray()
+        names.InsertNextValue(str(path))
+        node = slicer.modules.volumes.logic().AddArchetypeScalarVolume(str(path), "child", 0, names)
+        node.SetAttribute(DICOM_INSTANCE_UIDS, ds.SOPInstanceUID)
+        monkeypatch.setattr(slicer, "dicomDatabase", DicomDatabase({ds.SOPInstanceUID: str(path)}), raising=False)
+    warning = "patient age 4 years is outside this model's population (adults): the 'pediatric' model fits better"
+    assert warning in AnomalyDetector.load("adult").detect(read_radiograph(path)).warnings  # as the CLI warns
+    assert warning in lg.detect(node, model="adult").warnings
+    assert f"Warning: {warning}" in lg.resultText(node)
+    assert volume_node_to_radiograph(node).dicom["PatientAge"] == "004Y"
+
+
 def test_radiograph_round_trip_is_exact(oblique_nrrd):
     image = read_radiograph(oblique_nrrd)
     back = volume_node_to_radiograph(radiograph_to_volume_node(image, "x"))

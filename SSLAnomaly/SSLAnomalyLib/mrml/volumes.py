@@ -14,7 +14,7 @@ import vtk
 
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.chest_view import view_warnings
-from SSLAnomalyLib.core.reading.dicom_reader import padding_of, view_problems_of
+from SSLAnomalyLib.core.reading.dicom_reader import header_of, padding_of
 from SSLAnomalyLib.core.reading.image import LPS_TO_RAS, Radiograph, image_identity
 from SSLAnomalyLib.core.reading.images import read_radiograph, validated
 from SSLAnomalyLib.core.reading.padding import shown_black
@@ -48,7 +48,8 @@ def volume_node_to_radiograph(node) -> Radiograph:
 
     A parent transform is not applied: the glue puts every derived node under the input's own
     transform, so results stay aligned with it. A volume from DICOM is warned of, or refused, as its
-    file is when read (chest_view.py): what its header says about the view is not in the node."""
+    file is when read (chest_view.py), and carries the attributes its header holds (the population
+    warning needs PatientAge): neither is in the node."""
     name = f"volume {node.GetName()!r}" if node is not None else "volume"
     if node is None or node.GetImageData() is None:
         raise ReadError(name, "has no image data")
@@ -66,13 +67,14 @@ def volume_node_to_radiograph(node) -> Radiograph:
     ijk_to_lps = LPS_TO_RAS @ ijk_to_ras_matrix(node)[:3]  # the flip is its own inverse
     spacing = np.array(node.GetSpacing())
     uids = node.GetAttribute(DICOM_INSTANCE_UIDS)  # from DICOM: scored as stored and named by its UIDs, as the CLI does
-    dicom = {"SOPInstanceUID": uids} if uids else None
-    pixels, scaled = within_float32(pixels)  # a double volume's 1e300 are no float32 values
     files = source_dicom_files(node)
+    header = header_of(files[0]) if files else None
+    dicom = {**(header.dicom if header else {}), "SOPInstanceUID": uids} if uids else None
+    pixels, scaled = within_float32(pixels)  # a double volume's 1e300 are no float32 values
     image = validated(Radiograph(pixels.astype(np.float32, copy=False), tuple(spacing), tuple(ijk_to_lps[:, 3]),
                                  ijk_to_lps[:, :3] / spacing, is_2d=pixels.shape[0] == 1, source=source_of(node),
                                  warnings=[scaled] if scaled else [], dicom=dicom), name)
-    image.view_problems = view_problems_of(files[0]) if files else ()
+    image.view_problems = header.view_problems if header else ()
     image.warnings += view_warnings(image.view_problems)
     return image
 

@@ -206,7 +206,7 @@ def dicom_age_years(text: str) -> float | None:
 def population_warning(dicom: dict | None, population: Population | None) -> str | None:
     """A warning when a DICOM's PatientAge (or its absence) does not show the patient belongs to the
     model's population, naming the bundled model that fits better; none where its attributes are not
-    at hand (a Slicer volume from DICOM: `dicom` holds its UIDs, not the header the reader keeps)."""
+    at hand (a Slicer volume whose DICOM file cannot be read again: `dicom` holds its UIDs alone)."""
     if not dicom or "PatientAge" not in dicom or population is None:
         return None
     age = dicom_age_years(dicom.get("PatientAge", ""))

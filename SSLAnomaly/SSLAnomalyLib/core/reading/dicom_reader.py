@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,18 +72,27 @@ def padding_of(path: Path) -> np.ndarray | None:
     return None if mask is None or mask.ndim not in (2, 3) else mask.reshape((-1,) + mask.shape[-2:])
 
 
-def view_problems_of(path: Path) -> tuple[str, ...]:
-    """What a DICOM file's header says is not a frontal chest radiograph (chest_view.py), for an image
-    another reader loaded (Slicer's DICOM module) or loaded earlier: refused (ReadError, naming the file)
-    where its modality is no X-ray projection. A header that cannot be read again says nothing."""
+@dataclass
+class StoredHeader:
+    """What a DICOM file's header says, for an image another reader loaded: its attributes (as the
+    reader keeps them in `Radiograph.dicom`: the population warning needs PatientAge) and why it is
+    no frontal chest radiograph (chest_view.py)."""
+    dicom: dict[str, str]
+    view_problems: tuple[str, ...]
+
+
+def header_of(path: Path) -> StoredHeader | None:
+    """The header of a DICOM file another reader loaded (Slicer's DICOM module) or that was loaded
+    earlier: refused (ReadError, naming the file) where its modality is no X-ray projection, None
+    where it cannot be read again (the image as that reader gave it is still the image)."""
     with warnings.catch_warnings(), _unpropagated(logging.getLogger("pydicom")):
         warnings.simplefilter("ignore")
         try:
             ds = read_header(path).ds
-        except Exception:  # the image as that reader gave it is still the image
-            return ()
-    refuse_non_xray(ds, path)
-    return view_problems(ds)
+        except Exception:
+            return None
+        refuse_non_xray(ds, path)
+        return StoredHeader(dicom_attributes(ds, path), view_problems(ds))
 
 
 @contextlib.contextmanager
@@ -173,14 +183,20 @@ def _dicom_image(ds, path: Path) -> Radiograph:
     if ipp is not None:
         img.origin = tuple(ipp)
     _place_frames(img, ds, frames)
-    img.dicom = {k: str(_get(ds, k) or "") for k in (
-        "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate",
-        "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")}
-    img.dicom["path"] = str(path)
+    img.dicom = dicom_attributes(ds, path)
     img.view_problems = view_problems(ds)
     img.warnings += view_warnings(img.view_problems)
     return img
+
+
+ATTRIBUTES = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "PatientName",
+              "PatientBirthDate", "PatientSex", "PatientAge", "StudyID", "StudyDate", "StudyTime", "AccessionNumber",
+              "ReferringPhysicianName", "Modality", "FrameOfReferenceUID")
+
+
+def dicom_attributes(ds, path: Path) -> dict[str, str]:
+    """The identity, reference and patient attributes kept with a DICOM image (`Radiograph.dicom`)."""
+    return {**{k: str(_get(ds, k) or "") for k in ATTRIBUTES}, "path": str(path)}
 
 
 def pixel_spacing(ds) -> np.ndarray | None:
