@@ -16,7 +16,8 @@ from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg,
 ROWS, COLS = 64, 48
 FINDING = {"id": 1, "label": "opacity", "note": "", "origin": "model", "model": "adult-test", "status": "unreviewed",
            "bbox_ijk": [4, 6, 20, 30], "score": 1.5, "area_mm2": 12.0}
-RESULT = {"model": "adult-test", "score": 2.0, "abnormal": True, "threshold": 1.7, "pixel_threshold": 0.9}
+RESULT = {"model": "adult-test", "score": 2.0, "abnormal": True, "threshold": 1.7, "pixel_threshold": 0.9,
+          "sensitivity": 0.9}
 
 
 def source_file(path, **attributes):
@@ -37,7 +38,7 @@ def exported(path, folder):
     source = read_source(path, instance_uids=[pydicom.dcmread(path).SOPInstanceUID])
     mask = np.zeros((1, ROWS, COLS), bool)
     mask[0, 6:31, 4:21] = True
-    make_seg(source, [(FINDING, mask)], "adult-test").save_as(folder / "seg.dcm", enforce_file_format=True)
+    make_seg(source, [(FINDING, mask)], RESULT).save_as(folder / "seg.dcm", enforce_file_format=True)
     make_sr(source, [FINDING], RESULT).save_as(folder / "sr.dcm", enforce_file_format=True)
     hd.seg.segread(folder / "seg.dcm")
     hd.sr.srread(folder / "sr.dcm")
@@ -128,6 +129,34 @@ def test_the_report_carries_the_thresholds_the_scores_are_judged_against(tmp_pat
                        if m.name.meaning == "Anomaly score"]
     assert properties(image_score) == {"Normal Range Upper Limit": 1.7, "Normality": "Abnormal"}
     assert properties(finding_score) == {"Normal Range Upper Limit": 0.9}
+
+
+@pytest.mark.parametrize("sensitivity", [0.9, 1.2])
+def test_the_pixel_threshold_the_reader_set_is_stated_where_it_is_not_the_calibrated_one(tmp_path, sensitivity):
+    """Slicer cuts the SEG's segments at the sensitivity the reader set with the slider, which neither
+    object stated: a reader in the PACS could not tell they were cut at another threshold than the one
+    the findings' scores are judged against. The SR gives it as a measurement of the image, the SEG in
+    its model segments' algorithm parameters and its series description."""
+    path = source_file(tmp_path / "cxr.dcm")
+    source = read_source(path)
+    result = dict(RESULT, sensitivity=sensitivity)
+    make_sr(source, [FINDING], result).save_as(tmp_path / "sr.dcm")
+    mask = np.zeros((1, ROWS, COLS), bool)
+    mask[0, 6:31, 4:21] = True
+    make_seg(source, [(FINDING, mask)], result).save_as(tmp_path / "seg.dcm")
+    image, = hd.sr.srread(tmp_path / "sr.dcm").content.get_image_measurement_groups()
+    stated = {m.name.meaning: m.value for m in image.get_measurements()}
+    seg = hd.seg.segread(tmp_path / "seg.dcm")
+    [algorithm] = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence
+    if sensitivity == RESULT["pixel_threshold"]:
+        assert set(stated) == {"Anomaly score"}
+        assert algorithm.AlgorithmParameters == "model=adult-test,pixel_threshold=0.9 (calibrated)"
+        assert seg.SeriesDescription == "SSLAnomaly findings"
+    else:
+        assert stated == {"Anomaly score": 2.0, "Pixel threshold set by the reader: SEG segments cut at it": 1.2}
+        assert algorithm.AlgorithmParameters == ("model=adult-test,pixel_threshold=1.2 (set by the reader; "
+                                                 "calibrated 0.9)")
+        assert seg.SeriesDescription == "SSLAnomaly findings, cut at the reader's pixel threshold"
 
 
 @pytest.mark.parametrize("score, said", [(float("nan"), "Not a number"), (float("inf"), "Positive Infinity"),

@@ -224,6 +224,25 @@ def test_dicom_export_needs_a_dicom_input(model, tmp_path):
         lg.exportCase(volume, tmp_path / "b", formats=["dicom"])
 
 
+def test_the_dicom_export_states_the_sensitivity_the_reader_set(model, tmp_path):
+    """The SEG's segments are cut at the sensitivity slider's threshold: where the reader moved it off
+    the calibrated pixel threshold, the SR and the SEG say so."""
+    empty_scene()
+    lg = logic()
+    volume = lg.loadVolume(write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "cxr.dcm"))
+    result = lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    lg.setSensitivity(volume, 1.5 * result.pixel_threshold)
+    written = lg.exportCase(volume, tmp_path / "out", formats=["dicom"])
+    image, = hd.sr.srread(written["dicom_sr"]).content.get_image_measurement_groups()
+    stated = {m.name.meaning: m.value for m in image.get_measurements()}
+    assert stated["Pixel threshold set by the reader: SEG segments cut at it"] == pytest.approx(
+        1.5 * result.pixel_threshold)
+    seg = hd.seg.segread(written["dicom_seg"])
+    assert seg.SeriesDescription == "SSLAnomaly findings, cut at the reader's pixel threshold"
+    assert f"pixel_threshold={1.5 * result.pixel_threshold:.6g} (set by the reader" in \
+        seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
+
+
 def test_dicom_export_refuses_a_source_file_now_holding_another_image(model, tmp_path):
     """DICOM file names repeat (IM-0001.dcm in every export): when the file a case was read from now
     holds another image, e.g. another patient's, the SEG and SR must not take that patient's identity."""

@@ -177,7 +177,7 @@ def _write_dicom(seg_path: Path, sr_path: Path, source_path: Path, volume_node, 
     heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
     masks, records = on_source_grid(source, heat.shape[1:], finding_masks(
         heat, records, result["sensitivity"], lung_mask(volume_node)), records)
-    seg = make_seg(source, masks, result["model"])
+    seg = make_seg(source, masks, result)
     if seg is not None:
         seg.save_as(seg_path)
     make_sr(source, records, result).save_as(sr_path)

@@ -42,6 +42,7 @@ CHARACTER_SET = "ISO_IR 192"  # UTF-8
 IMAGE_THRESHOLD = "Image threshold: an image scoring above it is abnormal"
 NON_FINITE = {"nan": codes.DCM.NotANumber, "inf": codes.DCM.PositiveInfinity, "-inf": codes.DCM.NegativeInfinity}
 PIXEL_THRESHOLD = "Pixel threshold: heatmap pixels at or above it are suspicious; a finding's score is its maximum"
+READER_THRESHOLD = CodedConcept("READER_THRESHOLD", SCHEME, "Pixel threshold set by the reader: SEG segments cut at it")
 
 REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -115,15 +116,32 @@ def _label_concept(label: str) -> CodedConcept:
     return CodedConcept(code, SCHEME, one_value(label) or "anomaly")
 
 
-def _algorithm(model_id: str) -> hd.AlgorithmIdentificationSequence:
+def _reader_threshold(result: dict) -> float | None:
+    """The pixel threshold the reader set with the sensitivity slider (`result["sensitivity"]`), where it
+    is not the calibrated one: the model's segments are cut at it, which a reader in the PACS is told."""
+    sensitivity = float(result["sensitivity"])
+    return None if sensitivity == float(result["pixel_threshold"]) else sensitivity
+
+
+def _segment_algorithm(record: dict, result: dict) -> hd.AlgorithmIdentificationSequence | None:
+    """The model that made a finding and, for a segment of heat (not a diffuse finding's lung fields), the
+    pixel threshold it was cut at; none for the reader's own finding."""
+    if record["origin"] == "reader":
+        return None
+    parameters = {"model": record["model"]}
+    if record.get("extent") != "diffuse":
+        reader = _reader_threshold(result)
+        parameters["pixel_threshold"] = (f"{result['pixel_threshold']:.6g} (calibrated)" if reader is None else
+                                         f"{reader:.6g} (set by the reader; calibrated {result['pixel_threshold']:.6g})")
     return hd.AlgorithmIdentificationSequence(name=MANUFACTURER, family=codes.DCM.ArtificialIntelligence,
-                                              version=__version__, parameters={"model": model_id})
+                                              version=__version__, parameters=parameters)
 
 
-def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: str) -> Dataset | None:
+def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], result: dict) -> Dataset | None:
     """A binary SEG of the kept findings on the source's pixel grid (None if no finding is kept), its
-    equipment the case's model `model_id`; each model finding's segment names the model that made it
-    (`record["model"]`: one the reader kept through a detection with another model is not the case's).
+    equipment the case's model `result["model"]`; each model finding's segment names the model that made
+    it (`record["model"]`: one the reader kept through a detection with another model is not the case's)
+    and the pixel threshold its heat was cut at, the reader's where set (then the series says so too).
     `masks` are (finding record, (1, rows, cols) boolean mask) as from `finding_masks`."""
     check_source(source)
     if not masks:
@@ -133,7 +151,7 @@ def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: st
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=_label_concept(r["label"]),
         algorithm_type="MANUAL" if r["origin"] == "reader" else "SEMIAUTOMATIC" if r["status"] == "confirmed" else "AUTOMATIC",
-        algorithm_identification=None if r["origin"] == "reader" else _algorithm(r["model"]),
+        algorithm_identification=_segment_algorithm(r, result),
         tracking_id=f"F{r['id']}", tracking_uid=generate_uid())
         for n, (r, _) in enumerate(masks, start=1)]
     pixels = np.stack([m[0] for _, m in masks], axis=-1)[None].astype(np.uint8)
@@ -141,8 +159,10 @@ def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], model_id: st
         source_images=[source], pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
-        manufacturer_model_name=one_value(model_id), software_versions=__version__, device_serial_number="0",
-        series_description="SSLAnomaly findings", omit_empty_frames=False, pixel_measures=_pixel_measures(source),
+        manufacturer_model_name=one_value(str(result["model"])), software_versions=__version__,
+        device_serial_number="0", series_description="SSLAnomaly findings" + (
+            "" if _reader_threshold(result) is None else ", cut at the reader's pixel threshold"),
+        omit_empty_frames=False, pixel_measures=_pixel_measures(source),
         specific_character_set=CHARACTER_SET)
     if "PatientOrientation" in source:  # type 2C of the General Image module: the source's rows and columns
         seg.PatientOrientation = source.PatientOrientation
@@ -184,17 +204,22 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     """A Comprehensive SR: the image's anomaly score against the image threshold, and one planar ROI
     (box, score against the pixel threshold, area, review status, label and note) per finding not
     rejected, a model finding's with the model that made it (`record["model"]`), the reader's with none.
-    The label and note name the ROI in its Tracking Identifier, a TEXT item: the note is kept whole."""
+    The label and note name the ROI in its Tracking Identifier, a TEXT item: the note is kept whole. The
+    pixel threshold the reader set, where it is not the calibrated one, is a measurement of the image: the
+    SEG's segments are cut at it, not at the threshold the findings' scores are judged against."""
     check_source(source)
     image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
     algorithm = _sr_algorithm(result["model"])
     verdict = codes.SCT.Abnormal if result["abnormal"] else codes.SCT.Normal
-    scores, evaluations = _score(result["score"], result["threshold"], IMAGE_THRESHOLD, verdict, algorithm)
+    measurements, evaluations = _score(result["score"], result["threshold"], IMAGE_THRESHOLD, verdict, algorithm)
+    reader = _reader_threshold(result)
+    if reader is not None:
+        measurements.append(hd.sr.Measurement(name=READER_THRESHOLD, value=reader, unit=codes.UCUM.NoUnits))
     groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Whole image"),
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         algorithm_id=algorithm,
-        measurements=scores,
+        measurements=measurements,
         qualitative_evaluations=[*evaluations, hd.sr.QualitativeEvaluation(codes.DCM.Finding, verdict)])]
     for r in records:
         if r["status"] == "rejected":
