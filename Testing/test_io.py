@@ -181,6 +181,17 @@ def test_a_nifti_with_some_nan_pixels_has_them_replaced_and_said(tmp_path, real_
     assert (image.pixels[0][~finite] == np.median(pixels[finite])).all()
 
 
+@pytest.mark.parametrize("fill, truncated", [(np.nan, False), (np.inf, False), (None, True)])
+def test_nan_rows_are_not_taken_for_a_truncated_file(tmp_path, real_gray, fill, truncated):
+    """An image whose bottom half was NaN was also warned 'the bottom 100 rows are one flat value: the
+    file is probably truncated': the rows the median filled. Rows of one finite mid-grey still are."""
+    pixels = real_gray[:200, :300].astype(np.float32)
+    pixels[100:] = np.median(pixels) if fill is None else fill
+    sitk.WriteImage(sitk.GetImageFromArray(pixels), str(tmp_path / "half.nrrd"))
+    warned = read_radiograph(tmp_path / "half.nrrd").warnings
+    assert any("the bottom 100 rows are one flat value" in w for w in warned) == truncated, warned
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
 @pytest.mark.parametrize("finite, said", [([0.3] * 5, "constant (every pixel 0.3)"),
                                           ([0.3] * 40 + [0.9] * 3, "blank: all but 3 of its 4096 pixels are 0.3")])

@@ -161,6 +161,7 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
         reduced = f" (read at {cols}x{rows} after reduction)" if declared != img.shape else ""
         raise ReadError(path, f"image is {declared[2]}x{declared[1]} pixels{reduced}; at least {MIN_SIDE}x{MIN_SIDE} "
                               "is needed")
+    flat = _flat_tail_rows(img.pixels[0])  # before the median fills NaN rows flat: they are reported as such
     nonfinite = replace_nonfinite(img, path)
     if file and not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in img.spacing[:2]):
         img.warnings.append(f"pixel spacing {img.spacing[0]:g} x {img.spacing[1]:g} mm is not a radiograph's; "
@@ -170,7 +171,6 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
         img.source = str(path)
         return img
     refuse_or_mark_blank(img, path, nonfinite)
-    flat = _flat_tail_rows(img.pixels[0])
     if flat >= FLAT_TAIL_ROWS * rows:
         img.warnings.append(f"the bottom {flat} rows are one flat value: the file is probably truncated or "
                             "damaged, and the result is not reliable")
@@ -180,9 +180,11 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
 
 def _flat_tail_rows(pixels: np.ndarray) -> int:
     """How many of the last rows hold one and the same mid-grey value: what a decoder fills missing
-    data with. Black or white padding (the image's minimum or maximum) is a radiograph's own border."""
+    data with. Black or white padding (the image's minimum or maximum) is a radiograph's own border, and
+    a NaN or infinite pixel equals no value: a row holding one is no decoder's fill."""
+    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
     value, n = pixels[-1, 0], 0
-    if value in (pixels.min(), pixels.max()):
+    if not np.isfinite(value) or value in (finite.min(), finite.max()):
         return 0
     for row in pixels[::-1]:
         if not (row == value).all():
