@@ -102,6 +102,18 @@ def test_any_plane_is_read_and_written_with_its_full_geometry(tmp_path, real_gra
         assert np.allclose(back.TransformContinuousIndexToPhysicalPoint(ijk), (img.ijk_to_lps() @ [*ijk, 1])[:3])
 
 
+def test_a_colour_photograph_is_warned_as_one_not_as_annotations(tmp_path):
+    """A colour photograph was warned 'colour annotations found on 7.9 % of pixels ... export the radiograph
+    without annotations', as a radiograph with a few coloured marks: the user was not told that the input
+    is likely no radiograph at all."""
+    from sklearn.datasets import load_sample_image
+
+    Image.fromarray(load_sample_image("china.jpg")).save(tmp_path / "china.jpg", quality=90)
+    warned = [w for w in read_radiograph(tmp_path / "china.jpg").warnings if "colour" in w]
+    assert len(warned) == 1 and warned[0].startswith("colour is not confined to marks: ") and \
+        "not a greyscale radiograph" in warned[0], warned
+
+
 def test_cosines_that_span_no_plane_fall_back_to_axial_with_a_warning(tmp_path, real_gray):
     import pydicom
 
