@@ -222,3 +222,27 @@ def test_a_path_only_the_driver_sees_is_refused_not_written_elsewhere(pediatric_
     row = detect_one(Case(str(image), "a", image), str(tmp_path / "shared"), str(pediatric_model), "cpu",
                      BatchOptions(), lock="another run's lock", seen=True)
     assert row.error.startswith(f"NotShared: {tmp_path / 'shared'}: the driver sees it but")
+
+
+def test_a_lock_an_nfs_worker_sees_only_after_listing_its_folder_is_seen(tmp_path, monkeypatch):
+    """On NFS a worker that looked the lock file up while it was absent may see it absent for up to a
+    minute (cached negative lookups): the start check refused a shared output folder. It now asks again
+    after listing the folder (which revalidates it), a few times over 2.5 s, before it refuses."""
+    from SSLAnomalyLib.core.batch import dask_driver
+    from SSLAnomalyLib.core.results.outputs import LOCK
+
+    (tmp_path / LOCK).write_text("our lock", encoding="utf-8")
+    read_text, reads = Path.read_text, []
+
+    def stale_once(path, *args, **kwargs):
+        reads.append(path)
+        if path.name == LOCK and len(reads) == 1:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return read_text(path, *args, **kwargs)
+
+    slept = []
+    monkeypatch.setattr(Path, "read_text", stale_once)
+    monkeypatch.setattr(dask_driver.time, "sleep", slept.append)
+    assert dask_driver.unseen(tmp_path, "our lock") is None and len(reads) == 2 and slept == [0.0]
+    refused = dask_driver.unseen(tmp_path, "another run's lock")
+    assert isinstance(refused, dask_driver.NotShared) and sum(slept) <= 3

@@ -19,8 +19,11 @@ command line (core/batch/runner.py): lock, resume, failures log, index, drift ch
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,13 +55,35 @@ def _detector(model: str, device: str, state: tuple = ()):
 def unseen(out_dir: Path, lock: str | None, path: Path | None = None) -> NotShared | None:
     """Why this worker cannot run the batch's cases: it does not see the driver's output folder (the
     folder there does not hold the driver's `lock`, when it has one) or `path` (an input, the model)."""
-    try:
-        ours = out_dir.is_dir() and (lock is None or (out_dir / LOCK).read_text(encoding="utf-8") == lock)
-    except OSError:
-        ours = False
-    missing = out_dir if not ours else path if path is not None and not path.exists() else None
+    def ours() -> bool:
+        try:
+            return out_dir.is_dir() and (lock is None or (out_dir / LOCK).read_text(encoding="utf-8") == lock)
+        except OSError:
+            return False
+
+    missing = (out_dir if not _seen(ours, out_dir.parent, out_dir)
+               else path if path is not None and not _seen(path.exists, path.parent) else None)
     return None if missing is None else NotShared(missing, f"the driver sees it but the Dask worker on host "
                                                            f"{socket.gethostname()} does not: {SHARED}")
+
+
+RECHECK_AFTER_S = (0.0, 0.5, 2.0)  # a refusal waits 2.5 s; a worker that sees the files asks once
+
+
+def _seen(check: Callable[[], bool], *folders: Path) -> bool:
+    """`check()`, asked again after listing `folders` where it fails: an NFS client that looked a name
+    up while it was absent takes it as absent until its folder's cached attributes expire (nfs(5),
+    lookupcache: up to a minute by default), and opening the folder to list it revalidates them."""
+    if check():
+        return True
+    for wait in RECHECK_AFTER_S:
+        time.sleep(wait)
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                os.listdir(folder)
+        if check():
+            return True
+    return False
 
 
 def detect_one(case: Case, out_dir: str, model: str, device: str, options: BatchOptions, state: tuple = (),
