@@ -220,6 +220,25 @@ def test_an_image_almost_all_nan_is_refused_saying_so(tmp_path, suffix, finite, 
         read_radiograph(tmp_path / f"nan{suffix}")
 
 
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
+def test_a_ct_volume_in_hounsfield_units_without_a_dicom_header_is_refused(tmp_path, real_gray, suffix):
+    """A CT saved as NRRD or NIfTI has no header to say it is one: its slices were scored as radiographs,
+    with only generic warnings. Its values say it (pydicom's CT_small.dcm in HU, as 40 slices); a stack
+    of as many real radiographs is read."""
+    import pydicom
+    import SimpleITK as sitk
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    hu = (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).astype(np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([np.roll(hu, k, 0) for k in range(40)])), str(tmp_path / f"ct{suffix}"))
+    with pytest.raises(ReadError, match=f"ct{suffix}: looks like a CT volume in Hounsfield units \\(40 slices"):
+        read_radiograph(tmp_path / f"ct{suffix}")
+    radiographs = np.stack([real_gray[::4, ::4].astype(np.int16) * 16] * 40)
+    sitk.WriteImage(sitk.GetImageFromArray(radiographs), str(tmp_path / f"stack{suffix}"))
+    assert read_radiograph(tmp_path / f"stack{suffix}").shape[0] == 40
+
+
 def test_a_nifti_gz_beside_a_nifti_of_the_same_name_is_read_as_itself(tmp_path, real_gray):
     """niftilib reads x.nii.gz's voxels from an x.nii beside it (ITK#2243): another image's pixels,
     under the header of this one, without a word."""

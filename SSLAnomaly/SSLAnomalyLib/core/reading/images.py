@@ -32,6 +32,7 @@ from SSLAnomalyLib.core.reading.nifti_values import restore_nonfinite
 from SSLAnomalyLib.core.reading.nonfinite import replace_nonfinite
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
 from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
+from SSLAnomalyLib.core.reading.hounsfield import refuse_hounsfield_volume
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large
@@ -287,6 +288,7 @@ def _read_itk(path: Path) -> Radiograph:
     arr = sitk.GetArrayFromImage(im)
     if _suffix(path) in (".nii", ".nii.gz") and np.issubdtype(arr.dtype, np.floating) and reader.GetNumberOfComponents() == 1:
         restore_nonfinite(path, arr)  # ITK 5 reads them as 0
+    refuse_hounsfield_volume(arr, path)
     arr, scaled = within_float32(arr)
     if not np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 2:
         arr = arr.astype(np.float32)
