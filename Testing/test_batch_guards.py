@@ -162,6 +162,44 @@ def test_resume_redoes_results_of_another_model_folder_under_the_same_id(tmp_pat
     assert "already done" not in said and redone["model_sha256"] == reweighted["model_sha256"]
 
 
+def test_resume_redoes_results_of_another_lung_network(tmp_path, capsys, monkeypatch):
+    """--resume kept a result whose lung fields another lung network drew (SSLANOMALY_LUNGS naming another, or the
+    bundled one upgraded under its id), though the fields decide where the score and findings are computed. A
+    result records the network's id and seal; one that records no seal (written before it was recorded) is redone."""
+    from SSLAnomalyLib.core.anatomy.lung_network import LUNGS_ENV, bundled_segmenter
+
+    def scale_weights(tensors):
+        name = next(k for k, v in tensors.items() if v.ndim > 1)
+        tensors[name] = tensors[name] * 1.5
+
+    upgraded = resealed("lungs", tmp_path / "lungs", edit_tensors=scale_weights)
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    shutil.copy(sorted(data_dir("kermany", "val", "pneumonia").iterdir())[0], inputs / "IM.jpeg")
+
+    def resume(lungs=None) -> tuple[str, dict]:
+        monkeypatch.setenv(LUNGS_ENV, str(lungs or ""))
+        bundled_segmenter.cache_clear()  # loaded once per process: here once per run
+        assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--resume", str(inputs)]) == 0
+        return capsys.readouterr().out, json.loads((out / "IM.findings.json").read_text())
+
+    try:
+        _, first = resume()
+        assert first["lung_network"] == bundled_segmenter().model_id
+        assert first["lung_network_sha256"] == bundled_segmenter().model_sha256
+        said, other = resume(upgraded)
+        assert "already done" not in said and other["lung_network"] == first["lung_network"]
+        assert other["lung_network_sha256"] != first["lung_network_sha256"]
+        assert "1 already done" in resume(upgraded)[0]
+        unsealed = {k: v for k, v in other.items() if k != "lung_network_sha256"}
+        (out / "IM.findings.json").write_text(json.dumps(unsealed))
+        said, redone = resume(upgraded)
+        assert "already done" not in said and redone["lung_network_sha256"] == other["lung_network_sha256"]
+    finally:
+        monkeypatch.delenv(LUNGS_ENV)
+        bundled_segmenter.cache_clear()
+
+
 def test_an_input_replaced_by_an_unreadable_file_keeps_no_earlier_result_under_its_name(tmp_path, capsys):
     """IM.jpeg replaced by an unreadable file of the same name failed, with and without --resume, and the
     earlier image's findings JSON, heatmap and overlay stayed as OUT/IM.*, naming that input: a reader

@@ -17,6 +17,7 @@ from PIL import Image
 from conftest import REPO
 from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, logic, model,  # noqa: F401 (fixture)
                           tb_radiograph, write_dicom_dx)
+from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError
 from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.mrml.bundle import write_mrb
@@ -85,6 +86,9 @@ def test_csv_and_json_hold_the_reviewed_findings(exported, model):
     assert data["score"] == pytest.approx(lg.caseResult(volume)["score"])
     # the model folder's seal, by which `detect --resume` keeps this review rather than redo the case
     assert data["model_sha256"] == json.loads((model / "manifest.json").read_text())["manifest_sha256"]
+    # and the lung network's, which `detect --resume` compares as well
+    lungs = json.loads((BUNDLED_LUNGS / "manifest.json").read_text())
+    assert (data["lung_network"], data["lung_network_sha256"]) == (lungs["model_id"], lungs["manifest_sha256"])
 
 
 def test_csv_is_utf8_whatever_the_locale(exported, tmp_path):

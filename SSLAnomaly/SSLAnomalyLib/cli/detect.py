@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
                         "for area_mm2 and the heatmap's geometry; DICOM, NRRD and NIfTI keep their own")
     d.add_argument("--resume", action="store_true",
                    help="keep results an earlier run finished for the same input file, model folder (weights and "
-                        "calibration) and thresholds")
+                        "calibration), lung network and thresholds")
     d.add_argument("--quiet", action="store_true", help="no progress bar and no verdict line per image")
     d.set_defaults(func=cmd_detect)
 

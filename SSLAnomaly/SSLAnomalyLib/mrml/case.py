@@ -33,7 +33,8 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
         show_lung_fields(volume_node, result.lungs.pixels)
     values = {"score": result.score, "threshold": result.threshold, "abnormal": result.abnormal,
               "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
-              "model": result.model_id, "model_sha256": result.model_sha256, "warnings": list(result.warnings),
+              "model": result.model_id, "model_sha256": result.model_sha256, "lung_network": result.lung_network,
+              "lung_network_sha256": result.lung_network_sha256, "warnings": list(result.warnings),
               "components": result.components}
     for key, value in values.items():
         heat.SetAttribute(_A + key, json.dumps(value))
@@ -46,14 +47,16 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
 def case_result(volume_node) -> dict | None:
     """The image-level result stored for `volume_node` (None before detection): score, threshold,
     abnormal, percentile, pixel_threshold, model, warnings, sensitivity, the score's standardised
-    components and the model folder's seal, `model_sha256`, by which `detect --resume` keeps an exported
-    review (empty for scenes saved before they were stored)."""
+    components, the model folder's seal `model_sha256` and the lung network's id and seal (`lung_network`,
+    `lung_network_sha256`), by which `detect --resume` keeps an exported review (empty for scenes saved
+    before they were stored)."""
     heat = heatmap_node(volume_node)
     if heat is None or heat.GetAttribute(_A + "score") is None:
         return None
     result = {key: json.loads(heat.GetAttribute(_A + key)) for key in (*RESULT_KEYS, "warnings", "sensitivity")}
     result["components"] = json.loads(heat.GetAttribute(_A + "components") or "{}")
-    result["model_sha256"] = json.loads(heat.GetAttribute(_A + "model_sha256") or '""')
+    for key in ("model_sha256", "lung_network", "lung_network_sha256"):
+        result[key] = json.loads(heat.GetAttribute(_A + key) or '""')
     return result
 
 

@@ -121,7 +121,9 @@ def case_json(volume_node, result: dict, records: list[dict]) -> dict:
     return findings_document(source_of(volume_node), image_identity_of(volume_node), result["score"],
                              result["threshold"], result["abnormal"], result["percentile"], result["model"],
                              result["pixel_threshold"], result["components"], result["warnings"], records,
-                             review={"sensitivity": result["sensitivity"]}, model_sha256=result["model_sha256"] or None)
+                             review={"sensitivity": result["sensitivity"]}, model_sha256=result["model_sha256"] or None,
+                             lung_network=result["lung_network"] or None,
+                             lung_network_sha256=result["lung_network_sha256"] or None)
 
 
 def _write_node(node, path: Path) -> None:

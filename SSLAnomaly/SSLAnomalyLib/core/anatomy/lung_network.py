@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from SSLAnomalyLib.core.anatomy.fallback import lung_mask, prior_mask
 from SSLAnomalyLib.core.model.preprocess import resize
-from SSLAnomalyLib.core.model_files import model_folder
+from SSLAnomalyLib.core.model_files import model_folder, signing
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.registry import MODELS_DIR
 
@@ -190,6 +190,12 @@ class LungSegmenter:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise model_folder.ModelError(loaded.path, f"manifest or weights are inconsistent ({e})") from None
         return cls(net, config, manifest.model_id, manifest)
+
+    @property
+    def model_sha256(self) -> str:
+        """The seal of the folder it was loaded from (covering the SHA-256 of its weights): another network, or
+        the bundled one upgraded, draws other lung fields, so other scores and findings. "" for an unsaved one."""
+        return self.manifest.document.get(signing.SEAL, "") if self.manifest is not None else ""
 
     @torch.no_grad()
     def probability(self, images01: np.ndarray) -> np.ndarray:

@@ -98,10 +98,14 @@ def same_spacing(document: dict, options: BatchOptions) -> bool:
 
 def same_model(document: dict, detector: AnomalyDetector) -> bool:
     """Whether a finished result was made by this model folder's weights and calibration (its seal: a
-    folder recalibrated or edited under the same model_id kept the earlier findings) at both of these
-    thresholds (the image's decides the verdict, the pixel one the findings). A result that names no
-    seal (written before it was recorded) is not known to be this model's."""
+    folder recalibrated or edited under the same model_id kept the earlier findings) on the lung fields of
+    this lung network (its seal: the fields decide where the score and findings are computed, and
+    SSLANOMALY_LUNGS or an upgrade changes them) at both of these thresholds (the image's decides the
+    verdict, the pixel one the findings). A result that names no seal (written before it was recorded) is
+    not known to be this model's."""
+    lungs = detector.anatomy.model_sha256
     return (bool(detector.model_sha256) and document.get("model_sha256") == detector.model_sha256
+            and bool(lungs) and document.get("lung_network_sha256") == lungs
             and document["model"] == detector.model_id
             and abs(document["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
             and abs(document["pixel_threshold"] - round(detector.calibration.pixel_threshold, 6)) < 1e-6)

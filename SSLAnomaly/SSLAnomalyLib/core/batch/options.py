@@ -29,7 +29,7 @@ class CaseOutput:
 @dataclass(frozen=True)
 class BatchOptions:
     lock: bool = True             # refuse a second run into the same output folder
-    resume: bool = False          # keep results an earlier run finished, of the same input, model and thresholds
+    resume: bool = False          # keep results an earlier run finished (same input, model, lung network, thresholds)
     prefetch: int = 2             # inputs read and prepared ahead of the one being scored (0: none)
     background_writer: bool = True  # write on a thread of its own while the next input is scored (False: MRML)
     failures_log: bool = True     # OUT/failures.log, a JSON line per input that failed

@@ -3,7 +3,7 @@ all run their batches through it, so that they behave alike.
 
 A batch into an output folder: takes the folder's lock, removes what killed runs left, records
 every case in `batch_index.json`, keeps with `resume` the results an earlier run finished (of the
-same input file, model and thresholds, with every file the options promise), logs each failure as
+same input file, model, lung network and thresholds, with every file the options promise), logs each failure as
 it happens (failures.log, appended), sets aside what an earlier run left under a case's name and
 this one did not write again (all of it for a failed case), and at the end checks the batch as a
 whole against the calibration normals (drift) and writes `worklist.csv`. Interrupted (Ctrl-C,
@@ -132,9 +132,9 @@ class Batch:
 
     def _still_holds(self, case: Case, detector: AnomalyDetector) -> bool:
         """Whether an earlier result of `case` is of the image it holds now (the same bytes, or else the same
-        pixels, under whatever path it was given), by this model folder at these thresholds (`same_model`),
-        with every file these options promise, and a findings JSON the worklist and drift check can read
-        (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
+        pixels, under whatever path it was given), by this model folder and lung network at these thresholds
+        (`same_model`), with every file these options promise, and a findings JSON the worklist and drift check
+        can read (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
         if not all(p.exists() for p in promised(self.out, case.name, self.options)):
             return False
         done = self._earlier[case.name]

@@ -89,6 +89,8 @@ class DetectionResult:
     findings: list[Finding]
     model_id: str
     model_sha256: str = ""  # the model folder's seal (manifest_sha256): its weights and calibration, not just its id
+    lung_network: str = ""  # the model_id of the lung network that drew the fields the score and findings lie in
+    lung_network_sha256: str = ""  # and its folder's seal
     slice_scores: list[float] = field(default_factory=list)
     top_slice: int = 0  # the slice whose score is the image's (the overlay's), blank slices never
     components: dict[str, float] = field(default_factory=dict)  # z-scores of the highest-scoring slice
@@ -101,7 +103,8 @@ class DetectionResult:
         return findings_document(input_path, self.image_id, self.score, self.threshold, self.abnormal,
                                  self.percentile, self.model_id, self.pixel_threshold, self.components,
                                  self.warnings, [f.to_dict() for f in self.findings],
-                                 model_sha256=self.model_sha256 or None)
+                                 model_sha256=self.model_sha256 or None, lung_network=self.lung_network or None,
+                                 lung_network_sha256=self.lung_network_sha256 or None)
 
 
 @dataclass
@@ -239,7 +242,9 @@ class AnomalyDetector:
         return DetectionResult(score=score, threshold=self.calibration.threshold, abnormal=abnormal,
                                percentile=self.calibration.percentile(score), heatmap=image.with_pixels(heat),
                                pixel_threshold=pixel_threshold, findings=findings,
-                               model_id=self.model_id, model_sha256=self.model_sha256, slice_scores=[float(s) for s in scores], top_slice=top,
+                               model_id=self.model_id, model_sha256=self.model_sha256,
+                               lung_network=self.anatomy.model_id, lung_network_sha256=self.anatomy.model_sha256,
+                               slice_scores=[float(s) for s in scores], top_slice=top,
                                components={c: float(z[top % SCORE_CHUNK]) for c, z in top_components.items()},
                                warnings=warnings, image_id=image.identity,
                                lungs=None if lung_grid is None else image.with_pixels(lung_grid))

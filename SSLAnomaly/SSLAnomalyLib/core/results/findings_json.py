@@ -4,7 +4,9 @@ Schema is Resources/Schemas/findings.schema.json (the README documents it; a tes
 writers' output against it).
 
     {"schema_version", "input", "image_id", "score", "threshold", "abnormal", "percentile", "model",
-     "model_sha256" (the model folder's seal, which `--resume` compares), "pixel_threshold", "score_components": {component: z}, "warnings": [...],
+     "model_sha256" (the model folder's seal, which `--resume` compares), "lung_network" and "lung_network_sha256"
+     (the lung network that drew the fields, and its seal, which `--resume` compares too), "pixel_threshold",
+     "score_components": {component: z}, "warnings": [...],
      "findings": [{"id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index", "extent"
                    (+ with a review: "status", "origin", "note", "decided", "decisions", and a model finding's "model")}],
      "review": {"sensitivity"}  (the Slicer export only: the pixel threshold the reader set)}
@@ -24,12 +26,15 @@ SCHEMA = Path(__file__).resolve().parents[3] / "Resources" / "Schemas" / "findin
 def findings_document(input_path, image_id: str, score: float, threshold: float, abnormal: bool,
                       percentile: float, model: str, pixel_threshold: float, score_components: dict,
                       warnings: list, findings: list[dict], review: dict | None = None,
-                      model_sha256: str | None = None) -> dict:
+                      model_sha256: str | None = None, lung_network: str | None = None,
+                      lung_network_sha256: str | None = None) -> dict:
     score, threshold, _ = rounded_apart(score, threshold, 6)  # 6 decimals, more where they would look equal
     document = {"schema_version": SCHEMA_VERSION, "input": str(input_path), "image_id": image_id,
                 "score": score, "threshold": threshold, "abnormal": bool(abnormal),
                 "percentile": round(float(percentile), 2), "model": model,
                 **({"model_sha256": model_sha256} if model_sha256 else {}),
+                **({"lung_network": lung_network} if lung_network else {}),
+                **({"lung_network_sha256": lung_network_sha256} if lung_network_sha256 else {}),
                 "pixel_threshold": round(float(pixel_threshold), 6),
                 "score_components": {c: round(float(z), 6) for c, z in score_components.items()},
                 "warnings": list(warnings), "findings": list(findings)}
