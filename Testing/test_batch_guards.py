@@ -258,6 +258,37 @@ def test_an_input_redone_keeps_no_file_of_the_earlier_image_it_did_not_write_aga
     assert len(list((out / "set_aside").iterdir())) == 1  # nothing more to move
 
 
+def test_a_redo_killed_as_it_sets_aside_the_earlier_files_leaves_no_kept_result_beside_them(tmp_path, capsys,
+                                                                                            monkeypatch):
+    """A run killed between writing a redone case's findings JSON and setting aside what an earlier run left under
+    its name (the first image's IM.lungs.nrrd) left that file for good: --resume kept the case, every promised file
+    being there. The files are now set aside before the case's own, whose findings JSON marks it done: killed
+    there, the case is not done, and --resume redoes it and sets them aside."""
+    from SSLAnomalyLib.core.results import set_aside
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    first, second = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]
+    shutil.copy(first, inputs / "IM.jpeg")
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--lungs", str(inputs)]) == 0
+    earlier = (out / "IM.lungs.nrrd").read_bytes()
+    shutil.copy(second, inputs / "IM.jpeg")
+
+    def killed(*args):
+        raise KeyboardInterrupt  # as Ctrl-C, or a kill, at the moment the earlier files are moved
+
+    with monkeypatch.context() as m:
+        m.setattr(set_aside, "_new_folder", killed)
+        assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)]) == 130
+    capsys.readouterr()
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--resume", str(inputs)]) == 0
+    assert "already done" not in capsys.readouterr().out
+    assert not (out / "IM.lungs.nrrd").exists()
+    [moved] = (out / "set_aside").iterdir()
+    assert (moved / "IM.lungs.nrrd").read_bytes() == earlier
+    assert json.loads((out / "IM.findings.json").read_text())["input"] == str(inputs / "IM.jpeg")
+
+
 def test_a_batch_never_replaces_another_images_results_of_the_same_name(small_model, tmp_path):
     """day2/IM.jpeg into the folder holding day1/IM.jpeg's results silently replaced them: a reader, the
     worklist or a PACS link to them then looked at another patient. The same bytes moved are no other image."""

@@ -18,6 +18,7 @@ from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.reading.shrink import give_file_spacing
 from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, case_paths, write_case_outputs
+from SSLAnomalyLib.core.results.set_aside import set_aside_earlier
 
 SPACING_ASSUMED = "1.0 mm assumed"  # how each reader's warning ends where a file has no usable pixel spacing
 SPACING_GIVEN = "mm given for the batch (--spacing)"
@@ -129,7 +130,10 @@ def score_case(loaded: Loaded, detector: AnomalyDetector, options: BatchOptions)
 
 
 def write_case(loaded: Loaded, result: DetectionResult, out_dir: Path, options: BatchOptions) -> CaseRow:
-    """Every file of the case, the findings JSON last (it marks the case done)."""
+    """Every file of the case, the findings JSON last (it marks the case done, and `--resume` keeps a case
+    so marked): what an earlier run left under its name that this one does not write (the `IM.lungs.nrrd`
+    of a run with `--lungs`, of the image IM.jpeg held before) is set aside before the core's files, so
+    that no kill leaves a kept result beside another run's files; the row's warning says where."""
     case, image = loaded.case, loaded.image
     try:
         existing = [str(p) for p in promised(out_dir, case.name, options) if p.exists()]
@@ -138,11 +142,13 @@ def write_case(loaded: Loaded, result: DetectionResult, out_dir: Path, options: 
         files = {}
         for output in options.outputs:
             files.update(output.write(image, result, out_dir, case.name))
+        written = {p.name for p in [*files.values(), *promised(out_dir, case.name, options)]}  # the core's next
+        moved = set_aside_earlier(out_dir, case.name, written)
         files.update(write_case_outputs(result, image, out_dir, case.name, lungs=options.lungs))
     except Exception as e:
         return failed_row(case, e)
-    return CaseRow(case.input, case.name, files, result.to_dict(image.source),
-                   warnings=[w for w in result.warnings if not w.endswith((SPACING_ASSUMED, SPACING_GIVEN))],
+    warnings = [w for w in result.warnings if not w.endswith((SPACING_ASSUMED, SPACING_GIVEN))] + [moved] * bool(moved)
+    return CaseRow(case.input, case.name, files, result.to_dict(image.source), warnings=warnings,
                    no_spacing=loaded.no_spacing, identity=loaded.identity)
 
 

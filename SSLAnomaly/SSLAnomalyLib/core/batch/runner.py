@@ -3,13 +3,14 @@ all run their batches through it, so that they behave alike.
 
 A batch into an output folder: takes the folder's lock, removes what killed runs left, records
 every case in `batch_index.json`, keeps with `resume` the results an earlier run finished (of the
-same input file, model, lung network and thresholds, with every file the options promise), logs each failure as
-it happens (failures.log, appended), sets aside what an earlier run left under a case's name and
-this one did not write again (all of it for a failed case), and at the end checks the batch as a
-whole against the calibration normals (drift) and writes `worklist.csv`. Interrupted (Ctrl-C,
-SIGTERM, a full disk), it still releases the lock, leaves no temporary file and writes the index and worklist of what it
-finished. `run_batch` runs the cases here, reading ahead and writing behind (core/batch/pipeline.py); the
-Dask driver runs them on a cluster and reports each row back to the same `Batch`.
+same input file, model, lung network and thresholds, with every file the options promise), logs each
+failure as it happens (failures.log, appended), sets aside what an earlier run left under a failed
+case's name (a case written sets aside what it does not write again itself, before its findings JSON
+marks it done: case.write_case), and at the end checks the batch as a whole against the calibration
+normals (drift) and writes `worklist.csv`. Interrupted (Ctrl-C, SIGTERM, a full disk), it still releases
+the lock, leaves no temporary file and writes the index and worklist of what it finished. `run_batch`
+runs the cases here, reading ahead and writing behind (core/batch/pipeline.py); the Dask driver runs
+them on a cluster and reports each row back to the same `Batch`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
-from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_files, case_paths, output_folder,
-                                                output_lock, shown, unique_case_names)
-from SSLAnomalyLib.core.results.set_aside import set_aside
+from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_paths, output_folder, output_lock,
+                                                unique_case_names)
+from SSLAnomalyLib.core.results.set_aside import set_aside_earlier
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
 FAILURE_LOG = "failures.log"
@@ -160,40 +161,16 @@ class Batch:
             raise DiskFull(self.out, f"No space left on device (writing {row.name}: {row.error}); "
                                      f"{self.written} of {self.report.todo} input(s) were written: "
                                      "free some space and run again with --resume to finish")
-        if row.error and self.options.overwrite:
-            self._set_aside_earlier(row)
+        if row.error and self.options.overwrite and (note := set_aside_earlier(self.out, row.name)):
+            row.error += f"; {note}"  # a failed case has no result: nothing under its name is its
         if row.error and self.options.failures_log:
             append_failure(self.out / FAILURE_LOG, row.input, row.error)
         if row.document is not None:
-            self._set_aside_earlier(row)
             self.index.done(row.name, row.input, row.identity, row.document["image_id"])
             self.written += 1
             if self.options.batch_index and self.written % INDEX_EVERY == 0:
                 self.index.save()
         return self.events.case_done(row, len(self.report.rows), self.report.todo) is not False
-
-    def _set_aside_earlier(self, row: CaseRow) -> None:
-        """What an earlier run left under a redone case's name and this run did not write again is not this
-        input's result: a failed case has none (its file since replaced by an unreadable one), and a case
-        written without `--lungs` or `--mrb`, or without a DICOM SEG, beside the earlier `IM.lungs.nrrd` of
-        the image IM.jpeg held before, would have a reader or a script pair it with this one. Those files
-        (only the batch's own, `case_files`) are moved to OUT/set_aside (core/results/set_aside.py), and the
-        case's failure or warning says where."""
-        written = {p.name for p in row.files.values()}
-        earlier = [p for p in case_files(self.out, row.name) if p.name not in written and os.path.lexists(p)]
-        if not earlier:
-            return
-        what = ("the results an earlier run left under its name" if row.error else
-                f"{', '.join(shown(p.name) for p in earlier)}, left under its name by an earlier run and not "
-                "written again by this one,")
-        try:
-            note = f"{what} may be another image's, and were moved to {shown(set_aside(self.out, row.name, earlier))}"
-        except OSError as e:  # e.g. the folder is read-only now: the batch goes on, and the reason says so
-            note = f"{what} may be another image's, and could not be moved aside ({e.strerror or e})"
-        if row.error:
-            row.error += f"; {note}"
-        else:
-            row.warnings.append(note)
 
     def finish(self, complete: bool) -> BatchReport:
         """The index, the drift check (only over a complete batch) and the worklist, from the

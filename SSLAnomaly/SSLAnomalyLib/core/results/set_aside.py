@@ -14,7 +14,24 @@ import time
 from itertools import count
 from pathlib import Path
 
+from SSLAnomalyLib.core.results.outputs import case_files, shown
+
 SET_ASIDE = "set_aside"
+
+
+def set_aside_earlier(out_dir, name: str, written=()) -> str | None:
+    """Set aside what an earlier run left under case `name` of the files a batch writes (`case_files`; a
+    user's own file of another name stays) and this run does not write (`written`, file names; none for a
+    failed case, which has no result); what its failure or warning says of it, or None where there was none."""
+    earlier = [p for p in case_files(out_dir, name) if p.name not in written and os.path.lexists(p)]
+    if not earlier:
+        return None
+    what = (f"{', '.join(shown(p.name) for p in earlier)}, left under its name by an earlier run and not written "
+            "again by this one," if written else "the results an earlier run left under its name")
+    try:
+        return f"{what} may be another image's, and were moved to {shown(set_aside(out_dir, name, earlier))}"
+    except OSError as e:  # e.g. the folder is read-only now: the batch goes on, and the reason says so
+        return f"{what} may be another image's, and could not be moved aside ({e.strerror or e})"
 
 
 def set_aside(out_dir, name: str, paths) -> Path | None:
