@@ -46,3 +46,11 @@ def test_boxes_off_the_heat_drawn_by_the_reader_or_without_lung_fields_keep_thei
     assert [int(m.sum()) for _, m in masks] == [16, 16]
     (_, whole), = finding_masks(heat, [record([8, 10, 15, 19])], THRESHOLD)  # no lung fields: the heat in the box
     assert whole.sum() == 10 * 8
+
+
+def test_a_model_finding_the_slider_hid_has_no_mask_not_its_whole_box():
+    """The reader never saw it: a whole-box segment would draw a region they were never shown."""
+    heat, lungs = scene()
+    hidden, kept = record([8, 10, 15, 19]), record([30, 30, 33, 33], status="confirmed")
+    masks = finding_masks(heat, [dict(hidden, shown=False), dict(kept, shown=True)], 2 * heat.max(), lungs)
+    assert [r["bbox_ijk"] for r, _ in masks] == [kept["bbox_ijk"]]

@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import highdicom as hd
+import jsonschema
 import numpy as np
 import pydicom
 import pytest
@@ -19,6 +20,7 @@ from slicer_cases import (TEST_FPR, empty_scene, full_resolution_radiograph, log
                           tb_radiograph, write_dicom_dx)
 from SSLAnomalyLib.core.anatomy.lung_network import BUNDLED_LUNGS
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError
+from SSLAnomalyLib.core.results.findings_json import SCHEMA
 from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.mrml.bundle import write_mrb
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes
@@ -79,10 +81,10 @@ def test_csv_and_json_hold_the_reviewed_findings(exported, model):
     assert [r["ID"] for r in rows] == [str(r["id"]) for r in records]
     assert [r["Status"] for r in rows] == [r["status"] for r in records]
     assert rows[0]["Note"] == "overlapping scapula" and rows[-1]["Label"] == "nodule"
-    assert list(rows[0]) == [t for t, _, _ in COLUMNS]
+    assert list(rows[0]) == [t for t, _, _ in COLUMNS] + ["Shown"] and {r["Shown"] for r in rows} == {"yes"}
     data = json.loads(written["json"].read_text())
     assert {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"} <= set(data)
-    assert data["input"] == str(dx) and data["findings"] == records
+    assert data["input"] == str(dx) and data["findings"] == [dict(r, shown=True) for r in records]
     assert data["score"] == pytest.approx(lg.caseResult(volume)["score"])
     # the model folder's seal, by which `detect --resume` keeps this review rather than redo the case
     assert data["model_sha256"] == json.loads((model / "manifest.json").read_text())["manifest_sha256"]
@@ -98,7 +100,7 @@ def test_csv_is_utf8_whatever_the_locale(exported, tmp_path):
     import sys
 
     _, _, _, records, _ = exported
-    record = dict(records[0], label="épanchement, \"gauche\"", note="à revoir\n中 ≥ 2 cm")
+    record = dict(records[0], label="épanchement, \"gauche\"", note="à revoir\n中 ≥ 2 cm", shown=True)
     path = tmp_path / "f.findings.csv"
     script = ("import json, sys; from pathlib import Path; from SSLAnomalyLib.mrml.export import _write_csv; "
               "_write_csv(Path(sys.argv[1]), [json.loads(sys.argv[2])])")
@@ -204,7 +206,7 @@ def test_export_never_replaces_a_file_unless_asked(exported):
         lg.exportCase(volume, written["csv"].parent)
     assert json.loads(written["json"].read_text()) == edited and written["csv"].read_bytes() == before
     lg.exportCase(volume, written["csv"].parent, formats=["json"], overwrite=True)
-    assert json.loads(written["json"].read_text())["findings"] == lg.findings(volume)
+    assert json.loads(written["json"].read_text())["findings"] == [dict(r, shown=True) for r in lg.findings(volume)]
 
 
 def test_exporting_into_a_file_names_it_and_says_it_is_no_folder(exported, tmp_path):
@@ -245,6 +247,47 @@ def test_the_dicom_export_states_the_sensitivity_the_reader_set(model, tmp_path)
     assert seg.SeriesDescription == "SSLAnomaly findings, cut at the reader's pixel threshold"
     assert f"pixel_threshold={1.5 * result.pixel_threshold:.6g} (set by the reader" in \
         seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
+
+
+def test_a_finding_the_slider_hid_is_in_no_segmentation_and_marked_in_the_findings(model, tmp_path):
+    """The exports state what the reader saw: a model finding nobody touched whose score is below the sensitivity
+    the reader set was hidden, so no segmentation (.seg.nrrd, DICOM SEG) draws it (it was a whole-box segment)
+    and the SR does not report it but counts it; the findings JSON and CSV keep it, marked not shown. A finding
+    the reader touched is never hidden, whatever its score."""
+    empty_scene()
+    lg = logic()
+    dx = write_dicom_dx(full_resolution_radiograph("pneumonia"), tmp_path / "cxr.dcm")
+    volume = lg.loadVolume(dx)
+    result = lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    low, high = sorted(f.score for f in result.findings)[:2]
+    lg.setSensitivity(volume, (low + high) / 2)  # hides the lowest-scoring finding alone
+    hidden, = [r["id"] for r in lg.findings(volume) if r["score"] == low]
+    shown = [r for r in lg.findings(volume) if r["id"] != hidden]
+    written = lg.exportCase(volume, tmp_path / "out")
+
+    document = json.loads(written["json"].read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(document)
+    assert {f["id"]: f["shown"] for f in document["findings"]} == {r["id"]: r["id"] != hidden for r in lg.findings(volume)}
+    with open(written["csv"], newline="") as f:
+        assert {row["ID"]: row["Shown"] for row in csv.DictReader(f)}[str(hidden)] == "no"
+    labels = [f"F{r['id']} {r['label']}" for r in shown]
+    segments = read_segmentation(written["seg"]).GetSegmentation()
+    assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == labels
+    assert [s.SegmentLabel for s in hd.seg.segread(written["dicom_seg"]).SegmentSequence] == labels
+    sr = hd.sr.srread(written["dicom_sr"]).content
+    assert [g.tracking_identifier for g in sr.get_planar_roi_measurement_groups()] == labels
+    image, = sr.get_image_measurement_groups()
+    stated = {m.name.meaning: m.value for m in image.get_measurements()}
+    assert stated["Model findings below the reader's threshold, not reported"] == 1
+
+    lg.reviewFinding(next(n for n in lg.findingNodes(volume) if n.GetAttribute("SSLAnomaly.FindingID") == str(hidden)),
+                     note="seen in the table")  # touched: the reader's, never hidden
+    again = lg.exportCase(volume, tmp_path / "again", formats=["json", "dicom"])
+    assert all(f["shown"] for f in json.loads(again["json"].read_text())["findings"])
+    assert len(hd.seg.segread(again["dicom_seg"]).SegmentSequence) == len(shown) + 1
+    image, = hd.sr.srread(again["dicom_sr"]).content.get_image_measurement_groups()
+    assert "Model findings below the reader's threshold, not reported" not in {
+        m.name.meaning for m in image.get_measurements()}
 
 
 def test_dicom_export_refuses_a_source_file_now_holding_another_image(model, tmp_path):

@@ -24,7 +24,7 @@ from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.core.results.source_grid import on_source_grid
 from SSLAnomalyLib.mrml.bundle import save_case_bundle
 from SSLAnomalyLib.mrml.case import case_result, no_result
-from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record
+from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record, shown
 from SSLAnomalyLib.mrml.geometry import follow_geometry
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, oriented_labelmap
@@ -94,7 +94,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     targets = {kind: Path(out_dir) / f"{name}{EXPORT_SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
         check_owner(out_dir, name, EXPORT_SUFFIXES.values(), image_identity_of(volume_node))
-    records = [finding_record(node) for node in finding_nodes(volume_node)]
+    records = [dict(finding_record(node), shown=shown(node, result["sensitivity"])) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
         "csv": lambda p: _write_csv(p, records),
@@ -110,14 +110,15 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
                 writers[kind](staged[kind])
         if "dicom" in formats:
             _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
-        written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when every finding was rejected
+        written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when no finding is reported
     record_owner(out_dir, name, image_identity_of(volume_node))
     return {kind: targets[kind] for kind in written}
 
 
 def case_json(volume_node, result: dict, records: list[dict]) -> dict:
     """The findings document the CLI writes, with the review added: each finding's status, origin
-    and note, and the sensitivity the reader set."""
+    and note, whether the reader was shown it (`shown`: false for a model finding the sensitivity slider
+    hid, which no segmentation or SR holds), and the sensitivity the reader set."""
     return findings_document(source_of(volume_node), image_identity_of(volume_node), result["score"],
                              result["threshold"], result["abnormal"], result["percentile"], result["model"],
                              result["pixel_threshold"], result["components"], result["warnings"], records,
@@ -141,11 +142,12 @@ def _required(node, what: str, volume_node):
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
-    """UTF-8 whatever the locale (notes are free text in any language), as every text file the tool writes."""
+    """The findings table's columns and `Shown` (yes, or no for a finding the sensitivity slider hid), in UTF-8
+    whatever the locale (notes are free text in any language), as every text file the tool writes."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow([title for title, _, _ in COLUMNS])
-        writer.writerows([[value(r) for _, value, _ in COLUMNS] for r in records])
+        writer.writerow([*(title for title, _, _ in COLUMNS), "Shown"])
+        writer.writerows([[*(value(r) for _, value, _ in COLUMNS), "yes" if r["shown"] else "no"] for r in records])
 
 
 def _write_markups(path: Path, nodes: list) -> None:
@@ -161,7 +163,7 @@ def _write_markups(path: Path, nodes: list) -> None:
 
 
 def _write_segmentation(path: Path, volume_node, records: list[dict], threshold: float) -> None:
-    """One segment per finding kept after review, on the input's grid (temporary node)."""
+    """One segment per finding kept after review and shown (`finding_masks`), on the input's grid (temporary node)."""
     heat = np.array(slicer.util.arrayFromVolume(heatmap_node(volume_node)))
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} findings")
     try:

@@ -230,12 +230,18 @@ def model_of(node) -> str:
 
 
 def apply_sensitivity(volume_node, threshold: float) -> None:
-    """Show the model's untouched findings whose peak reaches `threshold`; a finding the reader
-    has touched or added, and the diffuse finding of an ABNORMAL image (the verdict's region, below
-    any focal threshold by construction), always stay visible (a review is never hidden by a slider)."""
+    """Show the findings `shown` at the sensitivity `threshold`, hide the others (the slider)."""
     for node in finding_nodes(volume_node):
-        node.GetDisplayNode().SetVisibility(not untouched(node) or node.GetAttribute(_A + "Extent") == "diffuse"
-                                            or float(node.GetAttribute(_A + "Score")) >= threshold)
+        node.GetDisplayNode().SetVisibility(shown(node, threshold))
+
+
+def shown(node, threshold: float) -> bool:
+    """Whether the reader sees a finding at the sensitivity `threshold`: a model finding nobody touched shows
+    where its peak reaches it; a finding the reader has touched or added, and the diffuse finding of an ABNORMAL
+    image (the verdict's region, below any focal threshold by construction), always show (a review is never
+    hidden by a slider). The export states the same (export.py)."""
+    return (not untouched(node) or node.GetAttribute(_A + "Extent") == "diffuse"
+            or float(node.GetAttribute(_A + "Score")) >= threshold)
 
 
 def _add_finding_node(volume_node, f: dict, origin: str, status: str, note: str = ""):

@@ -1,5 +1,6 @@
 """DICOM objects a PACS accepts for a reviewed case: a SEG with one segment per finding kept after
-review, and a Comprehensive SR with the image-level result and one planar ROI per kept finding.
+review (and shown to the reader: `review.reported`), and a Comprehensive SR with the image-level result
+and one planar ROI per kept finding.
 Both are written with highdicom from the source radiograph's own dataset, so they carry its
 patient and study and reference its series and instance.
 
@@ -30,6 +31,7 @@ from pydicom.uid import generate_uid
 from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.reading.dicom_header import dataset_start
 from SSLAnomalyLib.core.reading.dicom_reader import pixel_spacing, usable_spacing
+from SSLAnomalyLib.core.results.review import reported
 from SSLAnomalyLib.core.results.source_header import fit_to_copy, identity_problem
 
 SCHEME = "99SSLA"  # private coding scheme for what no public code names
@@ -43,6 +45,7 @@ IMAGE_THRESHOLD = "Image threshold: an image scoring above it is abnormal"
 NON_FINITE = {"nan": codes.DCM.NotANumber, "inf": codes.DCM.PositiveInfinity, "-inf": codes.DCM.NegativeInfinity}
 PIXEL_THRESHOLD = "Pixel threshold: heatmap pixels at or above it are suspicious; a finding's score is its maximum"
 READER_THRESHOLD = CodedConcept("READER_THRESHOLD", SCHEME, "Pixel threshold set by the reader: SEG segments cut at it")
+HIDDEN_FINDINGS = CodedConcept("HIDDEN_FINDINGS", SCHEME, "Model findings below the reader's threshold, not reported")
 
 REFERENCED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -202,11 +205,13 @@ def _score(value: float, threshold: float, judged: str, normality: Code | None =
 
 def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     """A Comprehensive SR: the image's anomaly score against the image threshold, and one planar ROI
-    (box, score against the pixel threshold, area, review status, label and note) per finding not
-    rejected, a model finding's with the model that made it (`record["model"]`), the reader's with none.
+    (box, score against the pixel threshold, area, review status, label and note) per finding `reported`
+    (not rejected, nor hidden by the sensitivity slider), a model finding's with the model that made it
+    (`record["model"]`), the reader's with none.
     The label and note name the ROI in its Tracking Identifier, a TEXT item: the note is kept whole. The
     pixel threshold the reader set, where it is not the calibrated one, is a measurement of the image: the
-    SEG's segments are cut at it, not at the threshold the findings' scores are judged against."""
+    SEG's segments are cut at it, not at the threshold the findings' scores are judged against; so is the
+    number of model findings it hid, where there are any (the findings JSON and CSV hold them)."""
     check_source(source)
     image_ref = hd.sr.SourceImageForRegion.from_source_image(source)
     algorithm = _sr_algorithm(result["model"])
@@ -215,15 +220,16 @@ def make_sr(source: Dataset, records: list[dict], result: dict) -> Dataset:
     reader = _reader_threshold(result)
     if reader is not None:
         measurements.append(hd.sr.Measurement(name=READER_THRESHOLD, value=reader, unit=codes.UCUM.NoUnits))
+    hidden = sum(not r.get("shown", True) for r in records)
+    if hidden:
+        measurements.append(hd.sr.Measurement(name=HIDDEN_FINDINGS, value=hidden, unit=codes.UCUM.NoUnits))
     groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Whole image"),
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         algorithm_id=algorithm,
         measurements=measurements,
         qualitative_evaluations=[*evaluations, hd.sr.QualitativeEvaluation(codes.DCM.Finding, verdict)])]
-    for r in records:
-        if r["status"] == "rejected":
-            continue
+    for r in filter(reported, records):
         i0, j0, i1, j1 = r["bbox_ijk"]  # pixel (i, j) covers [i, i+1) x [j, j+1) in SCOORD coordinates
         box = np.array([[i0, j0], [i1 + 1, j0], [i1 + 1, j1 + 1], [i0, j1 + 1], [i0, j0]], dtype=float)
         name = f"F{r['id']} {r['label']}" + (f": {r['note']}" if r["note"] else "")

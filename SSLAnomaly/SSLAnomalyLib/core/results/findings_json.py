@@ -8,7 +8,7 @@ writers' output against it).
      (the lung network that drew the fields, and its seal, which `--resume` compares too), "pixel_threshold",
      "score_components": {component: z}, "warnings": [...],
      "findings": [{"id", "label", "score", "bbox_ijk", "centroid_ras", "area_mm2", "slice_index", "extent"
-                   (+ with a review: "status", "origin", "note", "decided", "decisions", and a model finding's "model")}],
+                   (+ with a review: "status", "origin", "note", "decided", "decisions", "shown", and a model finding's "model")}],
      "review": {"sensitivity"}  (the Slicer export only: the pixel threshold the reader set)}
 """
 

@@ -120,6 +120,13 @@ def decisions_of(finding: dict) -> list[dict]:
     return [decision(finding, finding["decided"])] if finding.get("decided") else []
 
 
+def reported(finding: dict) -> bool:
+    """Whether a finding is in the case's segmentations and its SR: not rejected, and shown to the reader (an
+    export's `shown`: a model finding the sensitivity slider hid was never seen, so it is no finding of the
+    reader's report; the findings JSON and CSV keep it, marked). A finding without `shown` (the CLI's) is shown."""
+    return finding["status"] != "rejected" and finding.get("shown", True)
+
+
 def load_review(path) -> dict | None:
     """The saved review, or None where none was saved; a damaged file is an error, never ignored."""
     path = Path(path)
