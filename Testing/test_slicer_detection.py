@@ -109,6 +109,18 @@ def test_sensitivity_hides_weak_unreviewed_findings_but_never_reviewed_ones(case
     assert value == pytest.approx(result.pixel_threshold) and low <= value <= high
 
 
+def test_a_finding_the_slider_hid_shows_once_reviewed_from_the_table_and_hides_once_undone(case):
+    """The table lists every finding: one the slider hid and the reader confirms there is theirs, never hidden,
+    and exported as shown, so the views show it too; set back to unreviewed, untouched, it hides again."""
+    lg, volume, result = case
+    lg.setSensitivity(volume, float(np.nextafter(result.findings[0].score, np.inf)))  # hides every finding
+    weakest = lg.findingAtRow(volume, len(result.findings) - 1)
+    lg.confirmFinding(weakest)
+    assert weakest.GetDisplayNode().GetVisibility()
+    lg.reviewFinding(weakest, status="unreviewed")
+    assert not weakest.GetDisplayNode().GetVisibility()
+
+
 def test_review_survives_a_scene_bundle_round_trip_into_a_fresh_scene(case, tmp_path):
     lg, volume, result = case
     first = lg.findingNodes(volume)[0]

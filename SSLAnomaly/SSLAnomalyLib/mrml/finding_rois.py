@@ -159,7 +159,8 @@ def _next_id(volume_node) -> int:
 
 def review_finding(node, status: str | None = None, label: str | None = None, note: str | None = None):
     """Confirm or reject a finding, relabel it or note on it; what is not given is kept. The decision is dated now
-    (`mark_decided`)."""
+    (`mark_decided`). One the sensitivity slider hid, reviewed from the findings table, shows again: a finding the
+    reader touched is never hidden, and is exported as shown."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     label, note = (None if text is None else scene_text(text) for text in (label, note))
@@ -171,7 +172,16 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
     if (status, label, note) != (None, None, None):
         mark_decided(node)
     _update_appearance(node)
+    _follow_slider(node)
     return node
+
+
+def _follow_slider(node) -> None:
+    """Show or hide a finding as the sensitivity slider's threshold now asks (`shown`); none without a detection."""
+    heat = heatmap_node(node.GetNodeReference(VOLUME_REFERENCE))
+    threshold = heat and heat.GetAttribute(_A + "sensitivity")
+    if threshold:
+        node.GetDisplayNode().SetVisibility(shown(node, json.loads(threshold)))
 
 
 def mark_decided(node) -> None:
