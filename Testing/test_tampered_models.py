@@ -82,7 +82,7 @@ def _drop(*names):
      r"reference.pooled_precision has shape \(10, 10\)"),
     ("pediatric", None, _set("reference.lung_prior", (64, 64)), r"reference.lung_prior has shape \(64, 64\)"),
     ("pediatric", None, _drop("reference.lung_prior"), r"reference.lung_prior \(the training normals' mean lung "
-                                                       "field\) is missing"),
+                                                       r"field\) is missing"),
     ("pediatric", lambda d: d["encoder"].update(input_size=256), None, r"not the \(192, 64, 64\)"),
     ("pediatric", None, lambda t: t.update({"reference.patch_means": torch.zeros(100, 32, 32),
                                             "reference.acquisition_directions": torch.zeros(100, 8)}),
