@@ -229,3 +229,28 @@ def test_a_double_volume_beyond_float32s_range_is_read_as_its_file_is(tmp_path):
     assert np.isfinite(image.pixels).all() and not any("replaced by the median" in w for w in image.warnings)
     assert any("beyond float32's range" in w for w in image.warnings)
     np.testing.assert_array_equal(image.pixels, read.pixels.astype(np.float32))
+
+
+def test_a_ct_volume_slicer_loaded_is_refused_as_its_file_is(tmp_path):
+    """A CT in Hounsfield units saved as NRRD is refused by the module's reader, but loaded by Slicer's
+    own reader (drag and drop, sample data) its slices were scored as radiographs: the panel refuses the
+    volume with the file's reason (pydicom's CT_small.dcm in HU, as 40 slices; as test_io.py's)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from slicer_cases import logic
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    hu = (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).astype(np.int16)
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([np.roll(hu, k, 0) for k in range(40)])), str(path))
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "chest CT")
+    assert storage.ReadData(node)
+    with pytest.raises(ReadError) as by_file:
+        read_radiograph(path)
+    with pytest.raises(ReadError) as by_panel:
+        logic().radiographFromVolume(node)
+    assert by_panel.value.path == "volume 'chest CT'" and by_panel.value.reason == by_file.value.reason
+    assert by_panel.value.reason.startswith("looks like a CT volume in Hounsfield units (40 slices")

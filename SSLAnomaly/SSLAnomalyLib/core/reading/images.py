@@ -145,8 +145,10 @@ def _check_openable(path: Path) -> None:
 
 
 def validated(img: Radiograph, name: str) -> Radiograph:
-    """An image not read from a file (a Slicer volume node) checked and repaired as a file's is;
-    refusals (ReadError) name `name`. Its source is kept."""
+    """An image not read from a file (a Slicer volume node) checked and repaired as a file's is, a CT
+    volume in Hounsfield units refused as an NRRD of one is; refusals (ReadError) name `name`. Its
+    source is kept."""
+    refuse_hounsfield_volume(img.pixels, name)
     source = img.source
     img = _validated(img, name, img.shape, file=False)
     img.source = source
