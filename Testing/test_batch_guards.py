@@ -5,6 +5,7 @@ logs any file name safely and cheaply, and ends cleanly on a full disk."""
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -250,12 +251,46 @@ def test_an_input_redone_keeps_no_file_of_the_earlier_image_it_did_not_write_aga
     assert {p.name: p.read_bytes() for p in moved.iterdir()} == earlier
     assert sorted(p.name for p in out.glob("IM.*")) == ["IM.findings.json", "IM.heatmap.nrrd", "IM.notes.txt",
                                                         "IM.overlay.png"]
-    assert json.loads((out / "IM.findings.json").read_text())["input"] == str(inputs / "IM.jpeg")
+    document = json.loads((out / "IM.findings.json").read_text())
+    assert document["input"] == str(inputs / "IM.jpeg")
     said = capsys.readouterr().err
     assert "IM.lungs.nrrd, IM.findings.csv, IM.export.json, left under its name by an earlier run" in said
     assert f"moved to {moved}" in said
+    assert any(w.startswith("IM.lungs.nrrd, IM.findings.csv, IM.export.json, left") and w.endswith(f"moved to {moved}")
+               for w in document["warnings"])  # for whoever opens it later
     assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)]) == 0
     assert len(list((out / "set_aside").iterdir())) == 1  # nothing more to move
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.ENOSPC])
+def test_a_redo_whose_own_files_then_fail_names_every_folder_its_earlier_files_went_to(tmp_path, capsys,
+                                                                                      monkeypatch, code):
+    """A redone case sets aside the earlier image's IM.lungs.nrrd, then cannot write its findings JSON: the
+    failure named only the folder the runner set the rest aside in next (a full disk, which ends the batch, none),
+    so nobody could tell where the lung fields went. It names every folder used."""
+    from SSLAnomalyLib.core.results import outputs
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    first, second = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:2]
+    shutil.copy(first, inputs / "IM.jpeg")
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--lungs", str(inputs)]) == 0
+    shutil.copy(second, inputs / "IM.jpeg")
+
+    def refused(path, text):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(outputs, "atomic_write_text", refused)
+    capsys.readouterr()
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)]) == (
+        1 if code == errno.EACCES else 2)
+    folders = sorted((out / "set_aside").iterdir())
+    assert (folders[0] / "IM.lungs.nrrd").exists() and len(folders) == (2 if code == errno.EACCES else 1)
+    named = re.compile(r"moved to (\S+?)(?=[;)]|$)", re.M)  # IM.<time> is a prefix of IM.<time>-2
+    assert set(named.findall(capsys.readouterr().err)) == {str(folder) for folder in folders}
+    if code == errno.EACCES:
+        reason = json.loads((out / "failures.log").read_text())["reason"]
+        assert set(named.findall(reason)) == {str(folder) for folder in folders}
 
 
 def test_a_redo_killed_as_it_sets_aside_the_earlier_files_leaves_no_kept_result_beside_them(tmp_path, capsys,

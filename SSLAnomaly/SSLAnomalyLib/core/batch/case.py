@@ -133,8 +133,9 @@ def write_case(loaded: Loaded, result: DetectionResult, out_dir: Path, options: 
     """Every file of the case, the findings JSON last (it marks the case done, and `--resume` keeps a case
     so marked): what an earlier run left under its name that this one does not write (the `IM.lungs.nrrd`
     of a run with `--lungs`, of the image IM.jpeg held before) is set aside before the core's files, so
-    that no kill leaves a kept result beside another run's files; the row's warning says where."""
-    case, image = loaded.case, loaded.image
+    that no kill leaves a kept result beside another run's files; the row's and the findings JSON's
+    warnings say where, and so does the failure of a case whose own files then could not be written."""
+    case, image, moved = loaded.case, loaded.image, None
     try:
         existing = [str(p) for p in promised(out_dir, case.name, options) if p.exists()]
         if existing and not options.overwrite:
@@ -144,10 +145,13 @@ def write_case(loaded: Loaded, result: DetectionResult, out_dir: Path, options: 
             files.update(output.write(image, result, out_dir, case.name))
         written = {p.name for p in [*files.values(), *promised(out_dir, case.name, options)]}  # the core's next
         moved = set_aside_earlier(out_dir, case.name, written)
+        result.warnings += [moved] * bool(moved)  # in the findings JSON too, for whoever opens it later
         files.update(write_case_outputs(result, image, out_dir, case.name, lungs=options.lungs))
     except Exception as e:
-        return failed_row(case, e)
-    warnings = [w for w in result.warnings if not w.endswith((SPACING_ASSUMED, SPACING_GIVEN))] + [moved] * bool(moved)
+        failed = failed_row(case, e)
+        failed.error += f"; {moved}" * bool(moved)  # the runner's note names only the folder it sets aside next
+        return failed
+    warnings = [w for w in result.warnings if not w.endswith((SPACING_ASSUMED, SPACING_GIVEN))]
     return CaseRow(case.input, case.name, files, result.to_dict(image.source), warnings=warnings,
                    no_spacing=loaded.no_spacing, identity=loaded.identity)
 
