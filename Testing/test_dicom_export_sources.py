@@ -12,6 +12,7 @@ from pydicom.valuerep import PersonName, validate_value
 from messy_corpus import PATIENT_ID, PATIENT_NAME, write_dicom
 from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg, make_sr, read_source, source_notes,
                                                      source_problem)
+from SSLAnomalyLib.core.results.segments import FindingMask
 
 ROWS, COLS = 64, 48
 FINDING = {"id": 1, "label": "opacity", "note": "", "origin": "model", "model": "adult-test", "status": "unreviewed",
@@ -38,7 +39,7 @@ def exported(path, folder):
     source = read_source(path, instance_uids=[pydicom.dcmread(path).SOPInstanceUID])
     mask = np.zeros((1, ROWS, COLS), bool)
     mask[0, 6:31, 4:21] = True
-    make_seg(source, [(FINDING, mask)], RESULT).save_as(folder / "seg.dcm", enforce_file_format=True)
+    make_seg(source, [FindingMask(FINDING, mask)], RESULT).save_as(folder / "seg.dcm", enforce_file_format=True)
     make_sr(source, [FINDING], RESULT).save_as(folder / "sr.dcm", enforce_file_format=True)
     hd.seg.segread(folder / "seg.dcm")
     hd.sr.srread(folder / "sr.dcm")
@@ -143,7 +144,7 @@ def test_the_pixel_threshold_the_reader_set_is_stated_where_it_is_not_the_calibr
     make_sr(source, [FINDING], result).save_as(tmp_path / "sr.dcm")
     mask = np.zeros((1, ROWS, COLS), bool)
     mask[0, 6:31, 4:21] = True
-    make_seg(source, [(FINDING, mask)], result).save_as(tmp_path / "seg.dcm")
+    make_seg(source, [FindingMask(FINDING, mask)], result).save_as(tmp_path / "seg.dcm")
     image, = hd.sr.srread(tmp_path / "sr.dcm").content.get_image_measurement_groups()
     stated = {m.name.meaning: m.value for m in image.get_measurements()}
     seg = hd.seg.segread(tmp_path / "seg.dcm")

@@ -26,14 +26,14 @@ def scene():
 
 def test_a_model_finding_leaves_out_heat_outside_the_lung_fields():
     heat, lungs = scene()
-    (_, mask), = finding_masks(heat, [record([8, 10, 15, 19])], THRESHOLD, lungs)
+    (_, mask, _), = finding_masks(heat, [record([8, 10, 15, 19])], THRESHOLD, lungs)
     assert mask.sum() == 10 * 4 and mask[0, 10:20, 12:16].all()
     assert not mask[lungs == 0].any()
 
 
 def test_a_diffuse_finding_is_the_lung_fields_in_its_box():
     heat, lungs = scene()
-    (_, mask), = finding_masks(heat, [record([0, 0, 39, 39], extent="diffuse")], THRESHOLD, lungs)
+    (_, mask, _), = finding_masks(heat, [record([0, 0, 39, 39], extent="diffuse")], THRESHOLD, lungs)
     np.testing.assert_array_equal(mask, lungs > 0)
 
 
@@ -42,9 +42,10 @@ def test_boxes_off_the_heat_drawn_by_the_reader_or_without_lung_fields_keep_thei
     moved, drawn, rejected = (record([30, 30, 33, 33]), record([0, 0, 3, 3], origin="reader"),
                               record([8, 10, 15, 19], status="rejected"))
     masks = finding_masks(heat, [moved, drawn, rejected], THRESHOLD, lungs)
-    assert [r for r, _ in masks] == [moved, drawn]
-    assert [int(m.sum()) for _, m in masks] == [16, 16]
-    (_, whole), = finding_masks(heat, [record([8, 10, 15, 19])], THRESHOLD)  # no lung fields: the heat in the box
+    assert [m.record for m in masks] == [moved, drawn]
+    assert [int(m.mask.sum()) for m in masks] == [16, 16]
+    assert [m.whole_box for m in masks] == [True, False]  # the moved one: no cut at the threshold made it
+    (_, whole, _), = finding_masks(heat, [record([8, 10, 15, 19])], THRESHOLD)  # no lung fields: the heat in the box
     assert whole.sum() == 10 * 8
 
 
@@ -53,4 +54,4 @@ def test_a_model_finding_the_slider_hid_has_no_mask_not_its_whole_box():
     heat, lungs = scene()
     hidden, kept = record([8, 10, 15, 19]), record([30, 30, 33, 33], status="confirmed")
     masks = finding_masks(heat, [dict(hidden, shown=False), dict(kept, shown=True)], 2 * heat.max(), lungs)
-    assert [r["bbox_ijk"] for r, _ in masks] == [kept["bbox_ijk"]]
+    assert [m.record["bbox_ijk"] for m in masks] == [kept["bbox_ijk"]]

@@ -9,6 +9,7 @@ import pytest
 
 from messy_corpus import write_dicom
 from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, one_value, read_source, source_notes
+from SSLAnomalyLib.core.results.segments import FindingMask
 
 LABEL = "épanchement\\pleural"  # a reader's label with an accent and a backslash
 NOTE = "base droite, à revoir"
@@ -41,7 +42,7 @@ def written(source, tmp_path_factory):
     mask = np.zeros((1, 64, 48), dtype=bool)
     mask[0, 6:31, 4:21] = True
     record = finding(LABEL, NOTE)
-    make_seg(source, [(record, mask)], RESULT).save_as(folder / "seg.dcm")
+    make_seg(source, [FindingMask(record, mask)], RESULT).save_as(folder / "seg.dcm")
     make_sr(source, [record], RESULT).save_as(folder / "sr.dcm")
     return pydicom.dcmread(folder / "seg.dcm"), pydicom.dcmread(folder / "sr.dcm"), folder
 
@@ -64,7 +65,7 @@ def test_a_name_in_latin1_under_a_declared_utf8_reaches_both_objects_readable(tm
     ds.save_as(path)
     path.write_bytes(path.read_bytes().replace(b"ISO_IR 100", b"ISO_IR 192"))  # the bytes stay Latin-1
     record = finding("opacité", "à revoir")
-    for ds in (make_seg(read_source(path), [(record, np.ones((1, 64, 48), bool))], RESULT),
+    for ds in (make_seg(read_source(path), [FindingMask(record, np.ones((1, 64, 48), bool))], RESULT),
                make_sr(read_source(path), [record], RESULT)):
         ds.save_as(tmp_path / "out.dcm")
         written = pydicom.dcmread(tmp_path / "out.dcm")

@@ -138,7 +138,7 @@ def test_segmentation_has_a_segment_per_kept_finding(exported):
     heat = slicer.util.arrayFromVolume(heatmap_node(volume))
     lungs = lung_mask(volume) > 0
     expected = finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"], lungs)
-    for i, (record, mask) in enumerate(expected):
+    for i, (record, mask, _) in enumerate(expected):
         got = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segments.GetNthSegmentID(i), volume)
         np.testing.assert_array_equal(got > 0, mask)
         if record["origin"] == "model":  # detection's region: heat outside the lung fields is no part of it
@@ -169,7 +169,7 @@ def test_dicom_seg_references_the_source_and_holds_the_kept_findings(exported):
     assert seg.SegmentSequence[-1].SegmentAlgorithmType == "MANUAL"  # the reader's own finding
     pixels = seg.get_pixels_by_source_instance([source.SOPInstanceUID], combine_segments=False)
     heat = slicer.util.arrayFromVolume(heatmap_node(volume))
-    masks = [m[0] for _, m in finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"],
+    masks = [m.mask[0] for m in finding_masks(heat, records, json.loads(written["json"].read_text())["review"]["sensitivity"],
                                             lung_mask(volume))]
     np.testing.assert_array_equal(pixels[0].astype(bool), np.stack(masks, axis=-1))
 
@@ -284,7 +284,12 @@ def test_a_finding_the_slider_hid_is_in_no_segmentation_and_marked_in_the_findin
                      note="seen in the table")  # touched: the reader's, never hidden
     again = lg.exportCase(volume, tmp_path / "again", formats=["json", "dicom"])
     assert all(f["shown"] for f in json.loads(again["json"].read_text())["findings"])
-    assert len(hd.seg.segread(again["dicom_seg"]).SegmentSequence) == len(shown) + 1
+    segments = {s.SegmentLabel.split()[0]: s for s in hd.seg.segread(again["dicom_seg"]).SegmentSequence}
+    assert len(segments) == len(shown) + 1
+    kept = segments[f"F{hidden}"]  # below the threshold: its whole box, which the SEG says, not a cut at it
+    assert kept.SegmentAlgorithmType == "AUTOMATIC"  # noted, not confirmed: the model's box
+    parameters = kept.SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
+    assert "segment=its whole box as the reader saw it, not cut" in parameters and "pixel_threshold=" not in parameters
     image, = hd.sr.srread(again["dicom_sr"]).content.get_image_measurement_groups()
     assert "Model findings below the reader's threshold, not reported" not in {
         m.name.meaning for m in image.get_measurements()}

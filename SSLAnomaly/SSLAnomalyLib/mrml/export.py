@@ -168,7 +168,7 @@ def _write_segmentation(path: Path, volume_node, records: list[dict], threshold:
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} findings")
     try:
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-        for record, mask in finding_masks(heat, records, threshold, lung_mask(volume_node)):
+        for record, mask, _ in finding_masks(heat, records, threshold, lung_mask(volume_node)):
             segmentation.AddSegmentFromBinaryLabelmapRepresentation(
                 oriented_labelmap(mask, volume_node), f"F{record['id']} {record['label']}", STATUS_COLORS[record["status"]])
         _write_node(segmentation, path)

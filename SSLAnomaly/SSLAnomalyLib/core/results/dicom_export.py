@@ -32,6 +32,7 @@ from SSLAnomalyLib import __version__
 from SSLAnomalyLib.core.reading.dicom_header import dataset_start
 from SSLAnomalyLib.core.reading.dicom_reader import pixel_spacing, usable_spacing
 from SSLAnomalyLib.core.results.review import reported
+from SSLAnomalyLib.core.results.segments import FindingMask
 from SSLAnomalyLib.core.results.source_header import fit_to_copy, identity_problem
 
 SCHEME = "99SSLA"  # private coding scheme for what no public code names
@@ -126,38 +127,51 @@ def _reader_threshold(result: dict) -> float | None:
     return None if sensitivity == float(result["pixel_threshold"]) else sensitivity
 
 
-def _segment_algorithm(record: dict, result: dict) -> hd.AlgorithmIdentificationSequence | None:
-    """The model that made a finding and, for a segment of heat (not a diffuse finding's lung fields), the
-    pixel threshold it was cut at; none for the reader's own finding."""
+def _segment_algorithm(segment: FindingMask, result: dict) -> hd.AlgorithmIdentificationSequence | None:
+    """The model that made a finding and what its segment is: for a segment of heat (not a diffuse finding's lung
+    fields), the pixel threshold it was cut at; for a `whole_box` one, the box the reader saw, where no cut was made
+    (kept or moved by the reader where no heat reaches the threshold). None for the reader's own finding."""
+    record = segment.record
     if record["origin"] == "reader":
         return None
     parameters = {"model": record["model"]}
-    if record.get("extent") != "diffuse":
-        reader = _reader_threshold(result)
-        parameters["pixel_threshold"] = (f"{result['pixel_threshold']:.6g} (calibrated)" if reader is None else
-                                         f"{reader:.6g} (set by the reader; calibrated {result['pixel_threshold']:.6g})")
+    reader = _reader_threshold(result)
+    threshold = (f"{result['pixel_threshold']:.6g} (calibrated)" if reader is None else
+                 f"{reader:.6g} (set by the reader; calibrated {result['pixel_threshold']:.6g})")
+    if segment.whole_box:
+        parameters["segment"] = ("its whole box as the reader saw it, not cut: " + (
+            "no lung field in it" if record.get("extent") == "diffuse"
+            else f"none of its heat in the lung fields reaches the pixel threshold {threshold}"))
+    elif record.get("extent") != "diffuse":
+        parameters["pixel_threshold"] = threshold
     return hd.AlgorithmIdentificationSequence(name=MANUFACTURER, family=codes.DCM.ArtificialIntelligence,
                                               version=__version__, parameters=parameters)
 
 
-def make_seg(source: Dataset, masks: list[tuple[dict, np.ndarray]], result: dict) -> Dataset | None:
-    """A binary SEG of the kept findings on the source's pixel grid (None if no finding is kept), its
-    equipment the case's model `result["model"]`; each model finding's segment names the model that made
-    it (`record["model"]`: one the reader kept through a detection with another model is not the case's)
-    and the pixel threshold its heat was cut at, the reader's where set (then the series says so too).
-    `masks` are (finding record, (1, rows, cols) boolean mask) as from `finding_masks`."""
-    check_source(source)
-    if not masks:
-        return None
-    descriptions = [hd.seg.SegmentDescription(
-        segment_number=n, segment_label=one_value(f"F{r['id']} {r['label']}"),
+def _segment_description(number: int, segment: FindingMask, result: dict) -> hd.seg.SegmentDescription:
+    """A segment: the reader's own drawn by hand, a model finding's by the model, with the reader where confirmed
+    (its box where `whole_box`: the model's box, or where the reader moved it)."""
+    r = segment.record
+    return hd.seg.SegmentDescription(
+        segment_number=number, segment_label=one_value(f"F{r['id']} {r['label']}"),
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=_label_concept(r["label"]),
         algorithm_type="MANUAL" if r["origin"] == "reader" else "SEMIAUTOMATIC" if r["status"] == "confirmed" else "AUTOMATIC",
-        algorithm_identification=_segment_algorithm(r, result),
+        algorithm_identification=_segment_algorithm(segment, result),
         tracking_id=f"F{r['id']}", tracking_uid=generate_uid())
-        for n, (r, _) in enumerate(masks, start=1)]
-    pixels = np.stack([m[0] for _, m in masks], axis=-1)[None].astype(np.uint8)
+
+
+def make_seg(source: Dataset, masks: list[FindingMask], result: dict) -> Dataset | None:
+    """A binary SEG of the kept findings on the source's pixel grid (None if no finding is kept), its
+    equipment the case's model `result["model"]`; each model finding's segment names the model that made
+    it (`record["model"]`: one the reader kept through a detection with another model is not the case's)
+    and the pixel threshold its heat was cut at, the reader's where set (then the series says so too), or that it
+    is its whole box (`_segment_algorithm`). `masks` are on (1, rows, cols), as from `finding_masks`."""
+    check_source(source)
+    if not masks:
+        return None
+    descriptions = [_segment_description(n, segment, result) for n, segment in enumerate(masks, start=1)]
+    pixels = np.stack([segment.mask[0] for segment in masks], axis=-1)[None].astype(np.uint8)
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SEG_SERIES_NUMBER,

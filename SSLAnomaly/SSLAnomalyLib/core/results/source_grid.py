@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from SSLAnomalyLib.core.results.dicom_export import DicomExportError
+from SSLAnomalyLib.core.results.segments import FindingMask
 
 
-def on_source_grid(source, shape: tuple[int, int], masks: list[tuple[dict, np.ndarray]],
-                   records: list[dict]) -> tuple[list[tuple[dict, np.ndarray]], list[dict]]:
+def on_source_grid(source, shape: tuple[int, int], masks: list[FindingMask],
+                   records: list[dict]) -> tuple[list[FindingMask], list[dict]]:
     """(masks, records) of the case grid `shape` (rows, cols) on the grid of `source` (a dataset):
     masks of (1, rows, cols) and records' `bbox_ijk` in the source's pixels. A grid that is not the
     source's, whole or in blocks, is refused: its boxes would mark another place of the image."""
@@ -25,7 +26,7 @@ def on_source_grid(source, shape: tuple[int, int], masks: list[tuple[dict, np.nd
                                f"the image the findings are on {shape[1]}x{shape[0]}: neither it nor a reduction of it")
     if f == 1:
         return masks, records
-    masks = [(r, np.repeat(np.repeat(m, f, axis=-2), f, axis=-1)[..., :rows, :cols]) for r, m in masks]
+    masks = [m._replace(mask=np.repeat(np.repeat(m.mask, f, axis=-2), f, axis=-1)[..., :rows, :cols]) for m in masks]
     boxes = [[i0 * f, j0 * f, min((i1 + 1) * f, cols) - 1, min((j1 + 1) * f, rows) - 1]
              for i0, j0, i1, j1 in (r["bbox_ijk"] for r in records)]
     return masks, [dict(r, bbox_ijk=box) for r, box in zip(records, boxes)]
