@@ -9,7 +9,7 @@ import slicer
 from conftest import data_dir
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
 from SSLAnomalyLib.core.results.overlay import HOT_TOP
-from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record, seen_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.heatmap import COLOR_NODE_NAME, heatmap_node, slice_composite_nodes, view_facing
 from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
@@ -102,11 +102,20 @@ def test_sensitivity_hides_weak_unreviewed_findings_but_never_reviewed_ones(case
     above_every_peak = float(np.nextafter(result.findings[0].score, np.inf))
     lg.setSensitivity(volume, above_every_peak)
     assert heatmap_node(volume).GetDisplayNode().GetLowerThreshold() == pytest.approx(above_every_peak)
-    assert [bool(r.GetDisplayNode().GetVisibility()) for r in rois] == [False] * (len(rois) - 1) + [True]
+    visible = [bool(r.GetDisplayNode().GetVisibility()) for r in rois]
+    assert visible == [False] * (len(rois) - 1) + [True]
+    assert [r["shown"] for r in lg.findings(volume)] == visible == shown_column(volume)  # what the reader sees, said
     lg.setSensitivity(volume, result.pixel_threshold)
     assert all(r.GetDisplayNode().GetVisibility() for r in rois)
+    assert all(r["shown"] for r in lg.findings(volume)) and all(shown_column(volume))
     low, high, value = lg.sensitivityRange(volume)
     assert value == pytest.approx(result.pixel_threshold) and low <= value <= high
+
+
+def shown_column(volume) -> list[bool]:
+    """The findings table's *Shown*, row by row."""
+    table, column = findings_table(volume), [t for t, _, _ in COLUMNS].index("Shown")
+    return [{"yes": True, "no": False}[table.GetCellText(row, column)] for row in range(table.GetNumberOfRows())]
 
 
 def test_a_finding_the_slider_hid_shows_once_reviewed_from_the_table_and_hides_once_undone(case):
@@ -139,7 +148,7 @@ def test_review_survives_a_scene_bundle_round_trip_into_a_fresh_scene(case, tmp_
     with HeadlessSlicer() as fresh:  # a second application, never installed: only the file connects them
         assert fresh.scene.ReadFromMRB(str(bundle))
         reloaded = fresh.scene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
-        after = [finding_record(node) for node in finding_nodes(reloaded)]
+        after = [seen_record(node) for node in finding_nodes(reloaded)]
         assert after == before
         assert finding_nodes(reloaded)[-1].GetName() == added.GetName()
         assert findings_table(reloaded).GetNumberOfRows() == table_before
@@ -199,7 +208,7 @@ def test_a_note_pasted_with_control_characters_leaves_the_scene_loadable(case, t
     with HeadlessSlicer() as fresh:
         assert fresh.scene.ReadFromMRB(str(bundle)), "the saved scene does not load"
         reloaded = fresh.scene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
-        assert [finding_record(node) for node in finding_nodes(reloaded)] == before
+        assert [seen_record(node) for node in finding_nodes(reloaded)] == before
 
 
 THREE_FINDING_FPR = 0.3
@@ -229,7 +238,7 @@ def test_detecting_again_keeps_every_touched_finding_and_adds_no_duplicates(thre
     records = lg.findings(volume)
     assert len(records) == len(result.findings) + 1  # a moved box is still the finding the engine made
     for node in (rejected, annotated, moved):
-        assert slicer.mrmlScene.IsNodePresent(node) and finding_record(node) == kept[node.GetID()]
+        assert slicer.mrmlScene.IsNodePresent(node) and seen_record(node) == kept[node.GetID()]
     assert len({r["id"] for r in records}) == len(records)
     assert findings_table(volume).GetNumberOfRows() == len(records)
 
@@ -256,8 +265,9 @@ def test_every_review_decision_is_autosaved_and_restores_after_a_crash(case, mod
 
 
 def as_exported(saved_findings: list[dict]) -> list[dict]:
-    """A review file's findings without what only the restore reads (the detector's label and box)."""
-    return [{k: v for k, v in f.items() if not k.startswith("engine_")} for f in saved_findings]
+    """A review file's findings as `logic.findings` gives them at the calibrated threshold, where each shows: without
+    what only the restore reads (the detector's label and box), with `shown`."""
+    return [dict({k: v for k, v in f.items() if not k.startswith("engine_")}, shown=True) for f in saved_findings]
 
 
 def test_a_moved_box_or_a_relabel_alone_survives_a_crash(three_finding_case, model, tmp_path):

@@ -81,7 +81,7 @@ def test_csv_and_json_hold_the_reviewed_findings(exported, model):
     assert [r["ID"] for r in rows] == [str(r["id"]) for r in records]
     assert [r["Status"] for r in rows] == [r["status"] for r in records]
     assert rows[0]["Note"] == "overlapping scapula" and rows[-1]["Label"] == "nodule"
-    assert list(rows[0]) == [t for t, _, _ in COLUMNS] + ["Shown"] and {r["Shown"] for r in rows} == {"yes"}
+    assert list(rows[0]) == [t for t, _, _ in COLUMNS] and {r["Shown"] for r in rows} == {"yes"}
     data = json.loads(written["json"].read_text())
     assert {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"} <= set(data)
     assert data["input"] == str(dx) and data["findings"] == [dict(r, shown=True) for r in records]
@@ -421,7 +421,7 @@ def test_a_cases_scene_bundle_holds_that_case_and_no_other_patient(model, tmp_pa
     holds this case only, complete and shown in the views; the scene itself is left as it was."""
     import zipfile
 
-    from SSLAnomalyLib.mrml.finding_rois import finding_record
+    from SSLAnomalyLib.mrml.finding_rois import seen_record
     from SSLAnomalyLib.mrml.heatmap import slice_composite_nodes
     from SSLAnomalyLib.mrml.lungs import lung_node
 
@@ -449,7 +449,7 @@ def test_a_cases_scene_bundle_holds_that_case_and_no_other_patient(model, tmp_pa
                    for i in range(fresh.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
         assert sorted(v.GetName() for v in volumes) == ["Patient A chest", "Patient A chest anomaly heatmap"]
         volume = next(v for v in volumes if not is_heatmap(v))
-        assert [finding_record(n) for n in finding_nodes(volume)] == lg.findings(case)
+        assert [seen_record(n) for n in finding_nodes(volume)] == lg.findings(case)
         assert fresh.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode") == len(lg.findings(case))
         assert findings_table(volume).GetNumberOfRows() == len(lg.findings(case)) and lung_node(volume) is not None
         composite = fresh.scene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode")

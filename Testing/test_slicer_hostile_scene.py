@@ -15,7 +15,7 @@ import slicer
 from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph, write_dicom_dx  # noqa: F401 (fixture)
 from SSLAnomalyLib.core.files.errors import PathError, ReadError
 from SSLAnomalyLib.mrml.clones import derived_nodes
-from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record, seen_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node
@@ -47,7 +47,7 @@ def test_a_name_with_an_ampersand_leaves_the_scene_bundle_readable(case, tmp_pat
         with HeadlessSlicer() as fresh:
             assert fresh.scene.ReadFromMRB(str(bundle)), bundle
             reloaded = fresh.scene.GetFirstNode("CHEST PA & LAT", "vtkMRMLScalarVolumeNode")
-            assert [finding_record(node) for node in finding_nodes(reloaded)] == before
+            assert [seen_record(node) for node in finding_nodes(reloaded)] == before
     assert lg.findingNodes(volume)[0].GetName().endswith("mass & effusion")  # names are the reader's still
 
 
@@ -341,7 +341,7 @@ def test_a_scene_saved_into_a_folder_that_is_not_there_makes_it_and_a_file_in_th
     with HeadlessSlicer() as fresh:
         assert fresh.scene.ReadFromMRB(str(bundle))
         reloaded = fresh.scene.GetFirstNode(volume.GetName(), "vtkMRMLScalarVolumeNode")
-        assert [finding_record(node) for node in finding_nodes(reloaded)] == before
+        assert [seen_record(node) for node in finding_nodes(reloaded)] == before
     (tmp_path / "notes").write_text("a file, not a folder")
     with pytest.raises(NotADirectoryError, match=rf"{tmp_path / 'notes'}: is a file, not a folder"):
         lg.saveScene(tmp_path / "notes" / "review.mrb")

@@ -84,13 +84,15 @@ def sensitivity_range(volume_node) -> tuple[float, float, float]:
 
 
 def set_sensitivity(volume_node, threshold: float) -> None:
-    """Move the heatmap's display threshold and show the findings that reach it (the slider)."""
+    """Move the heatmap's display threshold and show the findings that reach it (the slider); the findings table's
+    *Shown* follows."""
     if case_result(volume_node) is None:
         raise ValueError(no_result(volume_node))
     heat = heatmap_node(volume_node)
     heat.SetAttribute(_A + "sensitivity", json.dumps(float(threshold)))
     set_heatmap_threshold(heat, threshold)
     apply_sensitivity(volume_node, threshold)
+    sync_findings_table(volume_node)
 
 
 def remove_derived(scene, volume_node) -> None:

@@ -24,7 +24,7 @@ from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.core.results.source_grid import on_source_grid
 from SSLAnomalyLib.mrml.bundle import save_case_bundle
 from SSLAnomalyLib.mrml.case import case_result, no_result
-from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, finding_record, shown
+from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, seen_record
 from SSLAnomalyLib.mrml.geometry import follow_geometry
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
 from SSLAnomalyLib.mrml.lungs import lung_mask, lung_node, oriented_labelmap
@@ -94,7 +94,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     targets = {kind: Path(out_dir) / f"{name}{EXPORT_SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
         check_owner(out_dir, name, EXPORT_SUFFIXES.values(), image_identity_of(volume_node))
-    records = [dict(finding_record(node), shown=shown(node, result["sensitivity"])) for node in finding_nodes(volume_node)]
+    records = [seen_record(node) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
         "csv": lambda p: _write_csv(p, records),
@@ -142,12 +142,12 @@ def _required(node, what: str, volume_node):
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
-    """The findings table's columns and `Shown` (yes, or no for a finding the sensitivity slider hid), in UTF-8
+    """The findings table's columns (*Shown* last: no for a finding the sensitivity slider hid), in UTF-8
     whatever the locale (notes are free text in any language), as every text file the tool writes."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow([*(title for title, _, _ in COLUMNS), "Shown"])
-        writer.writerows([[*(value(r) for _, value, _ in COLUMNS), "yes" if r["shown"] else "no"] for r in records])
+        writer.writerow([title for title, _, _ in COLUMNS])
+        writer.writerows([[value(r) for _, value, _ in COLUMNS] for r in records])
 
 
 def _write_markups(path: Path, nodes: list) -> None:

@@ -178,10 +178,27 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
 
 def _follow_slider(node) -> None:
     """Show or hide a finding as the sensitivity slider's threshold now asks (`shown`); none without a detection."""
+    if _slider_threshold(node) is not None:
+        node.GetDisplayNode().SetVisibility(shown_now(node))
+
+
+def _slider_threshold(node) -> float | None:
+    """The sensitivity slider's threshold on a finding's volume now; None without a detection."""
     heat = heatmap_node(node.GetNodeReference(VOLUME_REFERENCE))
     threshold = heat and heat.GetAttribute(_A + "sensitivity")
-    if threshold:
-        node.GetDisplayNode().SetVisibility(shown(node, json.loads(threshold)))
+    return json.loads(threshold) if threshold else None
+
+
+def shown_now(node) -> bool:
+    """Whether the reader sees a finding at the slider's threshold now (`shown`); without a detection, nothing hides it."""
+    threshold = _slider_threshold(node)
+    return threshold is None or shown(node, threshold)
+
+
+def seen_record(node) -> dict:
+    """`finding_record` with `shown` (`shown_now`): a finding as the findings table, `logic.findings` and the
+    exports give it, so that each tells the findings the slider hides from those the reader sees."""
+    return dict(finding_record(node), shown=shown_now(node))
 
 
 def mark_decided(node) -> None:

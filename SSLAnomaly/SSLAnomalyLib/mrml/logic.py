@@ -226,10 +226,10 @@ class AnomalyLogic:
         return finding_nodes(volumeNode)
 
     def findings(self, volumeNode) -> list[dict]:
-        """Each finding as exported: id, label, score, bbox_ijk, centroid_ras, area_mm2, review."""
-        from SSLAnomalyLib.mrml.finding_rois import finding_record
+        """Each finding as exported: id, label, score, bbox_ijk, centroid_ras, area_mm2, review, shown."""
+        from SSLAnomalyLib.mrml.finding_rois import seen_record
 
-        return [finding_record(node) for node in self.findingNodes(volumeNode)]
+        return [seen_record(node) for node in self.findingNodes(volumeNode)]
 
     def findingsTable(self, volumeNode):
         from SSLAnomalyLib.mrml.table import findings_table

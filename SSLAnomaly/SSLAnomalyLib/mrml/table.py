@@ -6,7 +6,7 @@ from __future__ import annotations
 import slicer
 import vtk
 
-from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record
+from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record, seen_record
 
 TABLE_REFERENCE = "SSLAnomaly.FindingsTable"  # input volume -> its findings table
 COLUMNS = (  # (title, record -> value, vtk array class)
@@ -27,6 +27,7 @@ COLUMNS = (  # (title, record -> value, vtk array class)
     ("Note", lambda r: r["note"], vtk.vtkStringArray),
     ("Decided", lambda r: r["decided"], vtk.vtkStringArray),
     ("Model", lambda r: r.get("model", ""), vtk.vtkStringArray),  # the reader's own: none
+    ("Shown", lambda r: "yes" if r["shown"] else "no", vtk.vtkStringArray),  # no: the sensitivity slider hides it
 )
 
 
@@ -47,9 +48,10 @@ def findings_table(volume_node):
 
 
 def sync_findings_table(volume_node):
-    """Rebuild the table from the finding ROIs (one row per finding, in id order)."""
+    """Rebuild the table from the finding ROIs (one row per finding, in id order): every finding, *Shown* saying
+    which the sensitivity slider hides (the table is where the reader finds them)."""
     table = findings_table(volume_node)
-    records = [finding_record(node) for node in finding_nodes(volume_node)]
+    records = [seen_record(node) for node in finding_nodes(volume_node)]
     was_modifying = table.StartModify()
     table.RemoveAllColumns()
     for title, value, array_class in COLUMNS:
