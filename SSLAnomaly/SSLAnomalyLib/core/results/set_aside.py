@@ -34,14 +34,11 @@ def set_aside_earlier(out_dir, name: str, written=()) -> str | None:
         return f"{what} may be another image's, and could not be moved aside ({e.strerror or e})"
 
 
-def set_aside(out_dir, name: str, paths) -> Path | None:
-    """Move those of `paths` (files of case `name` in `out_dir`) that exist into a new folder of
-    `OUT/set_aside`; that folder, or None where none existed."""
-    found = [Path(p) for p in dict.fromkeys(paths) if os.path.lexists(p)]
-    if not found:
-        return None
+def set_aside(out_dir, name: str, files: list[Path]) -> Path:
+    """Move `files` (existing files of case `name` in `out_dir`) into a new folder of `OUT/set_aside`;
+    that folder."""
     folder = _new_folder(Path(out_dir) / SET_ASIDE, f"{name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-    for p in found:
+    for p in files:
         os.replace(p, folder / p.name)
     return folder
 
