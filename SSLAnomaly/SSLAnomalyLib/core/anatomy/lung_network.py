@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from SSLAnomalyLib.core.anatomy.fallback import lung_mask, prior_mask
 from SSLAnomalyLib.core.model.preprocess import resize
-from SSLAnomalyLib.core.model_files import model_folder, signing
+from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
 from SSLAnomalyLib.core.model_files.registry import MODELS_DIR
 
@@ -195,7 +195,7 @@ class LungSegmenter:
     def model_sha256(self) -> str:
         """The seal of the folder it was loaded from (covering the SHA-256 of its weights): another network, or
         the bundled one upgraded, draws other lung fields, so other scores and findings. "" for an unsaved one."""
-        return self.manifest.document.get(signing.SEAL, "") if self.manifest is not None else ""
+        return self.manifest.seal if self.manifest is not None else ""
 
     @torch.no_grad()
     def probability(self, images01: np.ndarray) -> np.ndarray:

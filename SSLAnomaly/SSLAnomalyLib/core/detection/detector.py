@@ -20,7 +20,7 @@ from SSLAnomalyLib.core.model.preprocess import to_model_input
 from SSLAnomalyLib.core.model.reconstruction import Reconstruction
 from SSLAnomalyLib.core.model.reference import NormalReference
 from SSLAnomalyLib.core.model.scoring import SCORE_CHUNK, Scorer
-from SSLAnomalyLib.core.model_files import model_folder, registry, signing
+from SSLAnomalyLib.core.model_files import model_folder, registry
 from SSLAnomalyLib.core.model_files.manifest import ANOMALY, Manifest
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.results.findings_json import findings_document
@@ -141,7 +141,7 @@ class AnomalyDetector:
     def model_sha256(self) -> str:
         """The seal of the model folder it was loaded from (covering the SHA-256 of its weights and its
         calibration): a folder written again under the same model_id has another. "" without a manifest."""
-        return self.manifest.document.get(signing.SEAL, "") if self.manifest is not None else ""
+        return self.manifest.seal if self.manifest is not None else ""
 
     @property
     def input_size(self) -> int:

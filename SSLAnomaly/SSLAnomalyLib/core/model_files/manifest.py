@@ -18,6 +18,7 @@ from SSLAnomalyLib.core.model.encoder import EncoderConfig
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION, MaskedPatches
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, FIELDS, SIDES, SidesRule
 from SSLAnomalyLib.core.model_files.registry import Population
+from SSLAnomalyLib.core.model_files.signing import SEAL
 
 ANOMALY = "anomaly"                    # manifests without a "kind" are anomaly models
 LUNG_SEGMENTATION = "lung-segmentation"
@@ -59,6 +60,12 @@ class Manifest:
                    _parsed(document, "scoring", SidesRule.from_dict, False) or SidesRule(),
                    _parsed(document.get("scoring") or {}, "reconstruction", MaskedPatches.from_dict, False),
                    _parsed(document.get("anatomy") or {}, "lungs", _text, False))
+
+    @property
+    def seal(self) -> str:
+        """Its `manifest_sha256` (signing.py), which covers the SHA-256 of the folder's weights: a folder
+        written again under the same model_id has another. "" for a manifest not read from a folder."""
+        return str(self.document.get(SEAL, ""))
 
     def section(self, name: str) -> Any:
         """A descriptive section as written (a copy: the manifest itself never changes); {} where absent."""
