@@ -61,13 +61,13 @@ def volume_node_to_radiograph(node) -> Radiograph:
     pixels = np.array(slicer.util.arrayFromVolume(node))
     if pixels.ndim == 4:  # vector volume, e.g. an RGB JPEG loaded in desktop Slicer
         pixels = pixels[..., :3] @ LUMINANCE[: pixels.shape[-1]] if pixels.shape[-1] >= 3 else pixels[..., 0]
-    padding = _padding_left_by_slicers_dicom_reader(node, pixels.shape)
+    files = source_dicom_files(node)
+    padding = _padding_left_by_slicers_dicom_reader(node, pixels.shape, files)
     if padding is not None:
         pixels = shown_black(pixels, padding)
     ijk_to_lps = LPS_TO_RAS @ ijk_to_ras_matrix(node)[:3]  # the flip is its own inverse
     spacing = np.array(node.GetSpacing())
     uids = node.GetAttribute(DICOM_INSTANCE_UIDS)  # from DICOM: scored as stored and named by its UIDs, as the CLI does
-    files = source_dicom_files(node)
     header = header_of(files[0]) if files else None
     dicom = {**(header.dicom if header else {}), "SOPInstanceUID": uids} if uids else None
     pixels, scaled = within_float32(pixels)  # a double volume's 1e300 are no float32 values
@@ -79,12 +79,12 @@ def volume_node_to_radiograph(node) -> Radiograph:
     return image
 
 
-def _padding_left_by_slicers_dicom_reader(node, shape) -> np.ndarray | None:
+def _padding_left_by_slicers_dicom_reader(node, shape, files: list) -> np.ndarray | None:
     """The DICOM padding of a volume Slicer's DICOM module loaded (this module's reader shows it black
-    already, and sets SOURCE_PATH): its one source file's padding, where it fits the voxels."""
+    already, and sets SOURCE_PATH): its one source file's padding (of `files`, its source files), where it
+    fits the voxels."""
     if node.GetAttribute(SOURCE_PATH) or not node.GetAttribute(DICOM_INSTANCE_UIDS):
         return None
-    files = source_dicom_files(node)
     mask = padding_of(files[0]) if len(files) == 1 else None
     return mask if mask is not None and mask.shape == shape else None
 
