@@ -183,3 +183,16 @@ def properties(measurement) -> dict:
     return {item.ConceptNameCodeSequence[0].CodeMeaning: float(item.MeasuredValueSequence[0].NumericValue)
             if item.ValueType == "NUM" else item.ConceptCodeSequence[0].CodeMeaning
             for item in items if item.ValueType in ("NUM", "CODE")}
+
+
+@pytest.mark.parametrize("orientation, written", [(None, ""), ("", ""), ("L", ""), (["X", "Y"], ""),
+                                                  (["P", "FR"], ["P", "FR"])])
+def test_the_seg_always_carries_a_patient_orientation_the_standard_allows(tmp_path, orientation, written):
+    """A source without PatientOrientation (most CR, many DX) gave a SEG without it, which its General Image module
+    requires (type 2C: a SEG of a projection has no plane orientation), and one with a damaged value ('L', 'X\\\\Y')
+    passed it on: dciodvfy errors, SEGs a strict PACS refuses. It is now always there, empty where unknown or invalid
+    (which is said), and the source's where valid."""
+    path = source_file(tmp_path / "cxr.dcm", **({} if orientation is None else {"PatientOrientation": orientation}))
+    seg, _ = exported(path, tmp_path)
+    assert "PatientOrientation" in seg and (list(seg.PatientOrientation) if written else seg.PatientOrientation) == written
+    assert any("PatientOrientation" in note for note in source_notes(path)) == (orientation in ("L", ["X", "Y"]))

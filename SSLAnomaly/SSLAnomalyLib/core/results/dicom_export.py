@@ -181,8 +181,8 @@ def make_seg(source: Dataset, masks: list[FindingMask], result: dict) -> Dataset
             "" if _reader_threshold(result) is None else ", cut at the reader's pixel threshold"),
         omit_empty_frames=False, pixel_measures=_pixel_measures(source),
         specific_character_set=CHARACTER_SET)
-    if "PatientOrientation" in source:  # type 2C of the General Image module: the source's rows and columns
-        seg.PatientOrientation = source.PatientOrientation
+    # type 2C of the General Image module, which a SEG without plane orientation must carry: empty for unknown
+    seg.PatientOrientation = source.get("PatientOrientation") or ""
     return seg
 
 

@@ -9,6 +9,9 @@ ReferringPhysicianIdentificationSequence, ProcedureCodeSequence...), all type 3 
 that holds such a value is left out, and said. The patient's ID and its issuer, by which a PACS files an object under its patient,
 are never emptied: a source whose ID is invalid has no SEG and SR (an empty ID files them under no one).
 
+The SEG carries the source's Patient Orientation (the directions of its rows and columns) as well: one the
+standard does not allow (not two values of the letters L, R, A, P, H, F) is written empty too, and said.
+
 Text whose bytes are not in the character set the source declares (a modality that says UTF-8 and writes
 Latin-1, common in real files) is read as Latin-1, the set such files are written in, not with pydicom's
 replacement characters: the patient's name in the SEG and SR (UTF-8) is the readable one, never 'M�ller';
@@ -17,6 +20,7 @@ and so is the text inside the sequences copied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import highdicom as hd
@@ -33,6 +37,7 @@ TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientS
 IDENTITY = ("PatientID", "IssuerOfPatientID")
 CHECKED_BY_HIGHDICOM = {"PatientSex": (hd.PatientSexValues, "M, F or O"), "PatientBirthDate": (DA, "a date"),
                         "StudyDate": (DA, "a date"), "StudyTime": (TM, "a time")}
+ORIENTATION = re.compile(r"[LRAPHF]{1,3}")  # a main direction, refined by one or two more letters
 TEXT_VRS = {"LO", "LT", "PN", "SH", "ST", "UC", "UT"}  # those the Specific Character Set applies to
 MISDECLARED = python_encoding["ISO_IR 100"]  # Latin-1
 STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UR"}  # not UI: a study's
@@ -137,7 +142,8 @@ def _read_latin1(dataset: Dataset, tags, declared: str) -> list[str]:
 def fit_to_copy(source: Dataset) -> list[str]:
     """Make `source` fit to copy: its text read as stored (read_as_stored), absent type 2 patient and
     study attributes present but empty (many real files omit some), and invalid values empty (but the
-    identity: see identity_problem). One line per value read as Latin-1 or emptied, saying why."""
+    identity: see identity_problem), and so is an invalid PatientOrientation. One line per value read as Latin-1 or
+    emptied, saying why."""
     notes = read_as_stored(source)
     for keyword in TYPE2_PATIENT_STUDY:
         if keyword not in source:
@@ -151,4 +157,14 @@ def fit_to_copy(source: Dataset) -> list[str]:
         else:
             setattr(source, keyword, "")
             notes.append(f"the source's {keyword} is left empty: {why}")
+    if not _valid_orientation(source.get("PatientOrientation")):
+        source.PatientOrientation = ""
+        notes.append("the source's PatientOrientation is left empty: not two values of the letters L, R, A, P, H, F "
+                     "(a human patient's)")
     return notes
+
+
+def _valid_orientation(value) -> bool:
+    """Whether a Patient Orientation is empty (unknown) or two directions of a human patient, e.g. L\\F."""
+    values = list(value) if isinstance(value, MultiValue) else [value] if value else []
+    return not values or len(values) == 2 and all(ORIENTATION.fullmatch(str(v)) for v in values)
