@@ -196,3 +196,16 @@ def test_the_seg_always_carries_a_patient_orientation_the_standard_allows(tmp_pa
     seg, _ = exported(path, tmp_path)
     assert "PatientOrientation" in seg and (list(seg.PatientOrientation) if written else seg.PatientOrientation) == written
     assert any("PatientOrientation" in note for note in source_notes(path)) == (orientation in ("L", ["X", "Y"]))
+
+
+def test_each_export_is_a_new_series_numbered_and_described_alike(tmp_path):
+    """What README says a PACS receives when a case is exported again: new series and instances (never the earlier
+    export's UIDs), with the same series number and description, referencing the same source image."""
+    path = source_file(tmp_path / "cxr.dcm")
+    (tmp_path / "first").mkdir(), (tmp_path / "again").mkdir()
+    first, again = exported(path, tmp_path / "first"), exported(path, tmp_path / "again")
+    for one, two in zip(first, again):
+        assert one.SeriesInstanceUID != two.SeriesInstanceUID and one.SOPInstanceUID != two.SOPInstanceUID
+        assert (one.SeriesNumber, one.SeriesDescription) == (two.SeriesNumber, two.SeriesDescription)
+        assert one.StudyInstanceUID == two.StudyInstanceUID == pydicom.dcmread(path).StudyInstanceUID
+    assert [ds.SeriesNumber for ds in first] == [901, 902]
