@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from conftest import data_dir
-from messy_corpus import write_dicom as write_dx
+from messy_corpus import png_chunk, write_dicom as write_dx
 from SSLAnomalyLib.core.reading.images import ReadError, read_radiograph, write_image
 
 
@@ -76,6 +76,28 @@ def test_exif_orientation_is_honoured_and_said(tmp_path, real_gray):
     assert np.corrcoef(img.pixels[0].ravel(), real_gray.ravel())[0, 1] > 0.99
     assert any("EXIF orientation 6 applied" in w for w in img.warnings)
     assert not any("EXIF" in w for w in read_radiograph(tmp_path / "plain.jpeg").warnings)
+
+
+@pytest.mark.parametrize("kind", ["RGB;16", "LA;16"])
+def test_exif_orientation_of_a_16_bit_png_is_honoured_as_an_8_bit_ones_is(tmp_path, real_gray, kind):
+    """A 16-bit colour or grey + alpha PNG (read by SimpleITK or pypng, which keep its 16 bits) was read as stored
+    whatever its EXIF orientation, where the same picture at 8 bits is turned upright: a radiograph stored on its
+    side was scored on its side (a TB radiograph 5.46, 'far beyond every calibration normal', against 3.04)."""
+    import png
+
+    upright = real_gray[::4, ::4][:, 20:-60]  # not square, so that a turn shows
+    stored = np.rot90(upright).astype(np.uint16) * 257
+    planes = [stored] * 3 if kind == "RGB;16" else [stored, np.full_like(stored, 65535)]
+    path = tmp_path / "turned.png"
+    png.from_array(np.dstack(planes).reshape(stored.shape[0], -1), kind).save(str(path))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = path.read_bytes()
+    before_pixels = data.index(b"IDAT") - 4
+    path.write_bytes(data[:before_pixels] + png_chunk(b"eXIf", exif.tobytes()[6:]) + data[before_pixels:])  # no "Exif\0\0"
+    img = read_radiograph(path)
+    np.testing.assert_allclose(img.pixels[0], upright * 257.0, rtol=1e-6)
+    assert "EXIF orientation 6 applied: the image was stored turned a quarter anticlockwise" in img.warnings
 
 
 @pytest.mark.parametrize("iop", [(1, 0, 0, 0, 1, 0), (1, 0, 0, 0, 0, -1), (0, 1, 0, 0, 0, -1),

@@ -31,6 +31,7 @@ from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixt
 from SSLAnomalyLib.core.reading.nifti_values import restore_nonfinite
 from SSLAnomalyLib.core.reading.nonfinite import replace_nonfinite
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
+from SSLAnomalyLib.core.reading.exif import upright, upright_png
 from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
 from SSLAnomalyLib.core.reading.hounsfield import refuse_hounsfield_volume
 from SSLAnomalyLib.core.reading.image import Radiograph
@@ -197,11 +198,13 @@ def _flat_tail_rows(pixels: np.ndarray) -> int:
 
 
 def _read_raster(path: Path) -> Radiograph:
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     if wide := sixteen_bit_png(path):  # 16 bits kept: pypng, or SimpleITK (its alpha, opaque in radiographs, not applied)
         img = read_grey_alpha_png(path) if wide == PNG_GREY_ALPHA else _read_itk(path)
-        img.warnings.append("no pixel spacing in file; 1.0 mm assumed")
+        pixels, turned = upright_png(img.pixels[0], path)
+        img.pixels = pixels[None]
+        img.warnings += ["no pixel spacing in file; 1.0 mm assumed", *([turned] if turned else [])]
         return img
 
     with warnings.catch_warnings():  # Pillow's size guard, without changing its global limit
@@ -215,10 +218,8 @@ def _read_raster(path: Path) -> Radiograph:
     im.load()
     n_frames = getattr(im, "n_frames", 1)
     read_warnings = []
-    orientation = im.getexif().get(ORIENTATION, 1)
-    if orientation in EXIF_TURNS:  # what every viewer shows: the reader sees the image upright too
-        im = ImageOps.exif_transpose(im)
-        read_warnings.append(f"EXIF orientation {orientation} applied: the image was stored {EXIF_TURNS[orientation]}")
+    im, turned = upright(im)  # what every viewer shows: the reader sees the image upright too
+    read_warnings.append(turned)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         px = np.asarray(im, dtype=np.float32)
     else:
@@ -235,11 +236,6 @@ def _read_raster(path: Path) -> Radiograph:
         img.warnings.append(f"{n_frames} frames in file; only the first is used")
     img.warnings += [w for w in read_warnings if w]
     return img
-
-
-ORIENTATION = 0x0112  # the EXIF tag
-EXIF_TURNS = {2: "mirrored", 3: "upside down", 4: "flipped upside down", 5: "mirrored and turned a quarter",
-              6: "turned a quarter anticlockwise", 7: "mirrored and turned a quarter", 8: "turned a quarter clockwise"}
 
 
 def _raster_strips(im):
