@@ -100,6 +100,21 @@ def test_exif_orientation_of_a_16_bit_png_is_honoured_as_an_8_bit_ones_is(tmp_pa
     assert "EXIF orientation 6 applied: the image was stored turned a quarter anticlockwise" in img.warnings
 
 
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_tiff_stored_turned_is_read_upright_and_said(tmp_path, real_gray, compression, bits):
+    """A TIFF whose Orientation tag turns it a quarter: Pillow turns it itself as it loads it and drops the tag, so
+    the reader said nothing; and it memory-maps a named uncompressed one at its turned size, so that image was read
+    as garbage (a TB radiograph 5.91, 'far beyond every calibration normal', against 2.63 upright)."""
+    upright = (real_gray[::4, ::4][:, 20:-60]).astype(np.uint16 if bits == 16 else np.uint8)  # not square
+    path = tmp_path / "turned.tif"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(path, tiffinfo={0x0112: 6},
+                                                                  **({"compression": compression} if compression else {}))
+    img = read_radiograph(path)
+    assert np.array_equal(img.pixels[0], upright)
+    assert "EXIF orientation 6 applied: the image was stored turned a quarter anticlockwise" in img.warnings
+
+
 @pytest.mark.parametrize("iop", [(1, 0, 0, 0, 1, 0), (1, 0, 0, 0, 0, -1), (0, 1, 0, 0, 0, -1),
                                  (0.8, 0.6, 0, 0, 0, -1), (1.02, 0, 0.01, 0, 0.97, 0)])
 def test_any_plane_is_read_and_written_with_its_full_geometry(tmp_path, real_gray, iop):

@@ -28,10 +28,14 @@ def _turn(orientation) -> tuple[Image.Transpose, str] | None:
     return method, f"EXIF orientation {orientation} applied: the image was stored {how}"
 
 
-def upright(im: Image.Image) -> tuple[Image.Image, str | None]:
-    """`im` as viewers show it, and the warning that says it was turned (None: stored upright)."""
+def load_upright(im: Image.Image) -> tuple[Image.Image, str | None]:
+    """`im` loaded as viewers show it, and the warning that says it was turned (None: stored upright). Pillow turns
+    a TIFF itself as it loads it, and drops its orientation: the tag is read before, and a JPEG or PNG turned after."""
     turn = _turn(im.getexif().get(ORIENTATION, 1))
-    return (im, None) if turn is None else (im.transpose(turn[0]), turn[1])
+    im.load()
+    if turn is None:
+        return im, None
+    return (im.transpose(turn[0]) if im.getexif().get(ORIENTATION, 1) in TURNS else im), turn[1]
 
 
 def upright_png(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:

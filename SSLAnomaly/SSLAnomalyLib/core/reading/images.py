@@ -31,7 +31,7 @@ from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixt
 from SSLAnomalyLib.core.reading.nifti_values import restore_nonfinite
 from SSLAnomalyLib.core.reading.nonfinite import replace_nonfinite
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
-from SSLAnomalyLib.core.reading.exif import upright, upright_png
+from SSLAnomalyLib.core.reading.exif import load_upright, upright_png
 from SSLAnomalyLib.core.reading.grey_alpha_png import read_grey_alpha_png
 from SSLAnomalyLib.core.reading.hounsfield import refuse_hounsfield_volume
 from SSLAnomalyLib.core.reading.image import Radiograph
@@ -207,19 +207,18 @@ def _read_raster(path: Path) -> Radiograph:
         img.warnings += ["no pixel spacing in file; 1.0 mm assumed", *([turned] if turned else [])]
         return img
 
-    with warnings.catch_warnings():  # Pillow's size guard, without changing its global limit
+    # opened as a file, not by name: Pillow memory-maps a named uncompressed TIFF at its turned size (garbage)
+    with open(path, "rb") as file, warnings.catch_warnings():  # Pillow's size guard, without changing its global limit
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            im = Image.open(path)
+            im = Image.open(file)
         except Image.DecompressionBombError:
             check_size(path, *_declared_size(path))  # quotes the file's own size
             raise ReadError(path, f"image too large to read (over {MAX_PIXELS:,} pixels)") from None
-    check_size(path, *im.size)
-    im.load()
-    n_frames = getattr(im, "n_frames", 1)
-    read_warnings = []
-    im, turned = upright(im)  # what every viewer shows: the reader sees the image upright too
-    read_warnings.append(turned)
+        check_size(path, *im.size)
+        n_frames = getattr(im, "n_frames", 1)
+        im, turned = load_upright(im)  # what every viewer shows: the reader sees the image upright too
+    read_warnings = [turned]
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         px = np.asarray(im, dtype=np.float32)
     else:
