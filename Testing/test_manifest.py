@@ -132,3 +132,17 @@ def test_the_stated_thresholds_are_those_a_loaded_model_applies(rule):
     applied = Calibration.from_dict(stated)
     assert stated["threshold"] == applied.threshold and stated["pixel_threshold"] == applied.pixel_threshold
     assert abs(stated["threshold"] - calibration.threshold) < 1e-6
+
+
+def test_the_card_names_the_normals_set_aside_as_the_files_are_named():
+    """Before: the card's calibration line went through str.capitalize, which lowered every letter
+    but the first: normals set aside as IM-0311-0001.jpeg were named im-0311-0001.jpeg, a file that
+    does not exist where names are case-sensitive (calibrate's own line named them right)."""
+    from SSLAnomalyLib.core.model_files.model_card import model_card
+
+    document = load("adult").manifest.to_dict()
+    names = [f"IM-{i:04d}-0001.jpeg" for i in range(len(document["calibration"]["set_aside_files"]))]
+    edited = dict(document, calibration=dict(document["calibration"], set_aside_files=names))
+    card = model_card(Manifest.from_dict(edited))
+    assert f"({', '.join(names)}): likely abnormal" in card
+    assert "Expected false-positive rate on new normals" in card

@@ -256,8 +256,10 @@ def normals_line(m: dict) -> str:
 
 
 def expected_fpr(c: dict) -> str:
-    """The false-positive rate the threshold implies on new normals, with its interval."""
-    return Calibration.from_dict(c).text().capitalize() + "."
+    """The false-positive rate the threshold implies on new normals, with its interval; only its first
+    letter raised (str.capitalize lowered the rest, naming set-aside normals that do not exist)."""
+    text = Calibration.from_dict(c).text()
+    return text[:1].upper() + text[1:] + "."
 
 
 def federated(m: dict) -> str:
