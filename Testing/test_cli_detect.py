@@ -89,3 +89,18 @@ def test_spacing_given_to_an_image_read_reduced_is_the_files_pixel(default_model
     for f, f1 in zip(given, assumed):
         assert f["centroid_ras"] == pytest.approx([0.2 * v for v in f1["centroid_ras"]], abs=2e-3)
         assert f["area_mm2"] == pytest.approx(0.04 * f1["area_mm2"], abs=0.01)
+
+
+def test_a_rate_the_calibration_normals_cannot_meet_is_warned_of(default_model, tmp_path, capsys):
+    """Before: `detect --fpr 0.001` on the adult model (256 calibration normals) moved its thresholds to
+    the highest normal, which a new normal exceeds at 1/257, and said nothing, though `calibrate` and
+    the card say such a rate cannot be met; a rate met stably is not warned of."""
+    image = str(sorted(data_dir("kermany_fullres", "normal").iterdir())[0])
+    said = {}
+    for fpr in ("0.001", "0.1"):
+        assert main(["detect", "--model", str(default_model), "--out", str(tmp_path / fpr), "--fpr", fpr, "--quiet",
+                     image]) == 0
+        said[fpr] = capsys.readouterr().err
+    assert ("warning: --fpr 0.001: expected false-positive rate on new normals 0.4 %" in said["0.001"]
+            and "the 0.1 % asked cannot be met on 256 normals" in said["0.001"])
+    assert "--fpr" not in said["0.1"]

@@ -84,6 +84,7 @@ def cmd_detect(args) -> int:
     detector = load_detector(args)
     if args.fpr is not None:
         detector.calibration = detector.calibration.with_false_positive_rate(args.fpr)
+        warn_rate(detector.calibration)
     files, repeated = batch_files(args.inputs, args.out)
     if not files:
         print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -99,3 +100,12 @@ def cmd_detect(args) -> int:
         events.close()
     print(report.summary())
     return 1 if report.failures else 0
+
+
+def warn_rate(calibration) -> None:
+    """Say on stderr, as `calibrate` and the card say it, when the model's calibration normals cannot
+    meet the --fpr asked (the threshold is then their highest, above the rate asked) or set it stably:
+    the thresholds moved there silently, though a site reads the rate asked as the rate it gets."""
+    expected = calibration.expected_fpr()
+    if expected.unmet or expected.unstable:
+        print(f"warning: --fpr {calibration.false_positive_rate:g}: {expected.text()}", file=sys.stderr)
