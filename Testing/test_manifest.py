@@ -146,3 +146,18 @@ def test_the_card_names_the_normals_set_aside_as_the_files_are_named():
     card = model_card(Manifest.from_dict(edited))
     assert f"({', '.join(names)}): likely abnormal" in card
     assert "Expected false-positive rate on new normals" in card
+
+
+def test_the_card_does_not_claim_a_rate_its_normals_cannot_meet():
+    """Before: at a rate below 1/(n + 1) the card said "Threshold ... at a 0.1 % false-positive rate" and
+    "pixel threshold (the in-lung heatmap peak that 0.1 % of calibration normals reach)" beside "the
+    0.1 % asked cannot be met": the thresholds were the highest normal's. It now says the rate the
+    threshold was set for, and counts the peaks above the pixel threshold."""
+    from SSLAnomalyLib.core.model_files.model_card import model_card
+
+    adult = load("adult").manifest
+    card = model_card(adult.replaced(calibration=adult.calibration.with_false_positive_rate(0.001)))
+    assert "% of calibration normals reach" not in card and "at a 0.1 % false-positive rate" not in card
+    assert "set for a 0.1 % false-positive rate" in card and "the 0.1 % asked cannot be met" in card
+    assert "0 of the 256 calibration normals' peaks are above it" in card
+    assert "16 of the 256 calibration normals' peaks are above it" in model_card(adult)  # 16 above the threshold too

@@ -82,7 +82,7 @@ def test_a_rate_below_one_in_n_plus_one_is_said_to_be_unmet(tmp_path, capsys):
     calibration = json.loads((out / "manifest.json").read_text())["calibration"]
     assert calibration["threshold"] == max(calibration["normal_scores"]) and calibration["expected_fpr"]["unmet"]
     card = (out / "MODEL_CARD.md").read_text()
-    assert "at a 0.1 % false-positive rate" in card and said in " ".join(card.split())
+    assert "set for a 0.1 % false-positive rate" in card and said in " ".join(card.split())
 
 
 def flagged_within_stated_rate(model_dir, new_normals):

@@ -27,7 +27,7 @@ def cmd_models(args) -> int:
             manifest.section("measured"), manifest.section("data").get("calibration_normals", "")))
         print(f"{m.name}{' (default)' if m.name == default else ''}: {m.population.label} - {m.description}\n"
               f"  model id {manifest.model_id}, input {size}x{size} px, "
-              f"threshold {calibration.threshold:.3f} at {100 * calibration.false_positive_rate:g} % false positives\n"
+              f"threshold {calibration.threshold:.3f} set for {100 * calibration.false_positive_rate:g} % false positives\n"
               f"  {calibration.text()}\n"
               f"  measured:{figures or ' not measured'}\n  card: {m.folder / model_folder.CARD}")
     return 0

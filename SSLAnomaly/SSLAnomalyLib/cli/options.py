@@ -142,7 +142,7 @@ def report_model(folder, what: str = "model") -> None:
     warn_left_out(manifest.unread_normals())
     c = manifest.calibration
     print(f"{what} {manifest.model_id} written to {folder}: threshold {c.threshold:.3f} "
-          f"(pixel threshold {c.pixel_threshold:.3f}) at {100 * c.false_positive_rate:g} % false positives "
+          f"(pixel threshold {c.pixel_threshold:.3f}) set for {100 * c.false_positive_rate:g} % false positives "
           f"on {len(c.normal_scores)} normals\n{c.text()}")
 
 
