@@ -23,6 +23,7 @@ def test_evaluate_beats_the_trivial_baseline_on_a_real_subset(pediatric_model, t
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["n_normal"] == 20 and result["n_abnormal"] == 30
     assert result["auroc"] > 0.75  # raw-pixel kNN, the trivial baseline, is about 0.64
+    assert result["warnings"] == []  # 20 of each are not too few
     assert set(result) >= {"auroc", "ap", "n_normal", "n_abnormal", "seconds_per_image", "model",
                            "fpr_at_threshold", "tpr_at_threshold"}
     for part in ("pooled", "patch"):  # image-level and patch-level scoring, each alone
@@ -43,11 +44,29 @@ def test_evaluate_warns_of_the_same_image_in_both_folders_or_twice_in_one(pediat
     r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
             "--json", tmp_path / "e.json", "--quiet")
     assert r.returncode == 0, r.stderr
-    warnings = json.loads((tmp_path / "e.json").read_text())["warnings"]
+    warnings = [w for w in json.loads((tmp_path / "e.json").read_text())["warnings"] if "the same image" in w]
     assert len(warnings) == 2 and all(f"warning: {w}" in r.stderr for w in warnings)
     both = next(w for w in warnings if "in both the normal and the abnormal folder" in w)
     assert str(normal / pneumonias[0].name) in both and str(abnormal / pneumonias[0].name) in both
     assert any("2 times in the normal folder" in w and "copy-of-first.jpeg" in w for w in warnings)
+
+
+def test_evaluate_on_a_handful_of_images_says_its_figures_are_coarse(pediatric_model, tmp_path):
+    """Before: one normal and two pneumonias gave "auroc": 1.0 and "fpr_at_threshold": 0.0 with no word,
+    where `--phantoms` on the same normal said its figures were coarse."""
+    normal, abnormal = tmp_path / "normal", tmp_path / "abnormal"
+    for src, dst, n in ((data_dir("kermany", "val", "normal"), normal, 1),
+                        (data_dir("kermany", "val", "pneumonia"), abnormal, 2)):
+        dst.mkdir()
+        for f in sorted(src.iterdir())[:n]:
+            (dst / f.name).symlink_to(f)
+    r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
+                   "--json", tmp_path / "e.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    warnings = json.loads((tmp_path / "e.json").read_text())["warnings"]
+    assert [w.split(":")[0] for w in warnings] == ["only 1 normal image(s)", "only 2 abnormal image(s)"]
+    assert "moves by 100 points per image" in warnings[0] and "give --abnormal at least 20" in warnings[1]
+    assert all(f"warning: {w}" in r.stderr for w in warnings)
 
 
 def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path):

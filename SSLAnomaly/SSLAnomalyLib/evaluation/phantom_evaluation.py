@@ -23,10 +23,10 @@ from SSLAnomalyLib.core.detection.detector import NonFiniteScore
 from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
-from SSLAnomalyLib.evaluation.evaluate import duplicate_warnings, nothing_scored, score_row, write_scores_csv
+from SSLAnomalyLib.evaluation.evaluate import (duplicate_warnings, few_images_warning, nothing_scored, score_row,
+                                               write_scores_csv)
 from SSLAnomalyLib.evaluation.phantoms import HELD_OUT_KINDS, SIZES, Phantom, draw_phantom
 
-FEW_NORMALS = 20  # below this, a share flagged moves by 5 points or more per image, and an AUROC is coarse
 FIGURES = ("auroc", "tpr_at_threshold", "fpr_at_threshold", "pointing_game", "random_pointing_baseline",
            "abnormal_without_finding", "mean_score")
 
@@ -147,7 +147,8 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
     if not normal:
         raise nothing_scored(normal_dir, "no readable normal images to draw phantoms on", errors)
     # a copy of a normal is two negatives and two phantoms: said, as evaluate on two folders says it
-    warnings = duplicate_warnings(normal, []) + few_normals_warning(len(normal))
+    warnings = duplicate_warnings(normal, []) + few_images_warning(len(normal), "normal", "each phantom's share flagged",
+                                                                   "--normal")
     for warning in warnings:
         tqdm.write(f"warning: {warning}", file=sys.stderr)
     normal_scores = [r["score"] for r in normal]
@@ -162,10 +163,3 @@ def evaluate_phantoms(detector, normal_dir, kinds: list[str], seed: int = 0, pro
             "seconds_per_image": round((time.time() - t0) / (len(normal) * (1 + len(conditions))), 4),
             "normal_folder": str(Path(normal_dir)), "errors": errors, "warnings": warnings}
 
-
-def few_normals_warning(n: int) -> list[str]:
-    """A report on a handful of normals reads as precise (an AUROC of 1.0 on one normal): say it is not."""
-    if n >= FEW_NORMALS:
-        return []
-    return [f"only {n} normal image(s): each phantom's share flagged moves by {100 / n:.0f} points per image and its "
-            f"AUROC is coarse; give --normal at least {FEW_NORMALS} (40 or more for the figures docs/model.md reports)"]
