@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import REPO, data_dir
 from messy_corpus import write_dicom
+from SSLAnomalyLib.core.results.worklist import write_worklist
 
 SSLANOMALY = str(REPO / ".venv" / "bin" / "sslanomaly")
 FPR = "0.9"  # low thresholds: each real radiograph surely has findings whose areas can be compared
@@ -60,6 +61,18 @@ def test_worklist_is_sorted_and_complete_and_each_image_has_a_verdict_line(small
     r = detect(small_model, out, src, extra=("--resume", "--quiet"))
     assert "(3 already done)" in r.stdout and "th pct" not in r.stdout
     assert [row["input"] for row in worklist(out)] == [row["input"] for row in rows]
+
+
+def test_worklist_writes_a_name_that_starts_like_a_formula_as_text(tmp_path):
+    """A site's file name (or a label) that a spreadsheet would run when the reader opens the worklist (CSV
+    injection, OWASP) is prefixed with an apostrophe; a negative score stays a number."""
+    document = {"input": "=HYPERLINK(1).png", "score": -0.5, "percentile": 20.0, "abnormal": False, "threshold": 1.0,
+                "model": "m", "findings": [{"label": "@SUM(1)", "score": 6.0, "bbox_ijk": [1, 2, 3, 4]}]}
+    write_worklist(tmp_path, {"=HYPERLINK(1)": document, "-dash": dict(document, input="-dash.png", score=-1.0)})
+    rows = worklist(tmp_path)
+    assert [(row["input"], row["name"], row["top_finding_label"]) for row in rows] == [
+        ("'=HYPERLINK(1).png", "'=HYPERLINK(1)", "'@SUM(1)"), ("'-dash.png", "'-dash", "'@SUM(1)")]
+    assert [float(row["score"]) for row in rows] == [-0.5, -1.0]
 
 
 def test_spacing_reaches_area_and_geometry_and_is_said_once_per_batch(small_model, tmp_path):

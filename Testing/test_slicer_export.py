@@ -113,6 +113,23 @@ def test_csv_is_utf8_whatever_the_locale(exported, tmp_path):
     assert (row["Label"], row["Note"]) == (record["label"], record["note"])
 
 
+def test_csv_writes_a_label_or_note_that_starts_like_a_formula_as_text(exported, tmp_path):
+    """A reader's note or label that a spreadsheet would run (CSV injection, OWASP) is prefixed with an apostrophe,
+    so that Excel shows it as text; numbers, a negative coordinate among them, stay numbers."""
+    from SSLAnomalyLib.mrml.export import _write_csv
+
+    _, _, _, records, _ = exported
+    hostile = ['=HYPERLINK("http://x","click")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tx", "\r=1"]
+    written = [dict(records[0], label=text, note=text, shown=True) for text in hostile]
+    path = tmp_path / "f.findings.csv"
+    _write_csv(path, written)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["Label"], row["Note"]) for row in rows] == [("'" + text, "'" + text) for text in hostile]
+    assert [float(row["R"]) for row in rows] == [record["centroid_ras"][0] for record in written]
+    assert all(not row[title].startswith("'") for row in rows for title in ("ID", "Score", "R", "A", "S"))
+
+
 def test_markups_file_holds_one_roi_per_finding(exported):
     """Read back as Slicer's Add Data does (the markups logic loads every markup in the file)."""
     _, volume, _, records, written = exported

@@ -21,6 +21,7 @@ from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, check_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
+from SSLAnomalyLib.core.results.spreadsheet import cell
 from SSLAnomalyLib.core.results.source_grid import on_source_grid
 from SSLAnomalyLib.mrml.bundle import save_case_bundle
 from SSLAnomalyLib.mrml.case import case_result, no_result
@@ -143,11 +144,12 @@ def _required(node, what: str, volume_node):
 
 def _write_csv(path: Path, records: list[dict]) -> None:
     """The findings table's columns (*Shown* last: no for a finding the sensitivity slider hid), in UTF-8
-    whatever the locale (notes are free text in any language), as every text file the tool writes."""
+    whatever the locale (notes are free text in any language), as every text file the tool writes; a label or
+    note that starts like a formula is written as text (spreadsheet.cell)."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([title for title, _, _ in COLUMNS])
-        writer.writerows([[value(r) for _, value, _ in COLUMNS] for r in records])
+        writer.writerows([[cell(value(r)) for _, value, _ in COLUMNS] for r in records])
 
 
 def _write_markups(path: Path, nodes: list) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
 from SSLAnomalyLib.core.results.outputs import shown
 from SSLAnomalyLib.core.results.figures import percentile_text
+from SSLAnomalyLib.core.results.spreadsheet import cell
 
 WORKLIST = "worklist.csv"
 COLUMNS = ("input", "name", "score", "percentile", "abnormal", "n_findings", "verdict", "top_finding_label",
@@ -41,10 +42,11 @@ def worklist_row(name: str, document: dict) -> dict:
 
 
 def write_worklist(out_dir, documents: dict[str, dict]) -> Path:
-    """`OUT/worklist.csv` of {case name: findings document}, sorted by score, highest first."""
+    """`OUT/worklist.csv` of {case name: findings document}, sorted by score, highest first; a name, path or label
+    that starts like a formula is written as text (spreadsheet.cell)."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     rows = [worklist_row(name, doc) for name, doc in documents.items()]
-    writer.writerows(sorted(rows, key=lambda r: (-r["score"], r["name"])))
+    writer.writerows({k: cell(v) for k, v in row.items()} for row in sorted(rows, key=lambda r: (-r["score"], r["name"])))
     return atomic_write_text(Path(out_dir) / WORKLIST, text.getvalue())
