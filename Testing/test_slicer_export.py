@@ -130,6 +130,27 @@ def test_csv_writes_a_label_or_note_that_starts_like_a_formula_as_text(exported,
     assert all(not row[title].startswith("'") for row in rows for title in ("ID", "Score", "R", "A", "S"))
 
 
+def test_a_volume_named_near_the_file_name_limit_is_autosaved_and_exported(exported, tmp_path):
+    """A volume of a file whose name is near the file system's 255 bytes (240 bytes of accented letters):
+    its review's autosave and its export, suffixes added, failed with 'File name too long' (the reader's
+    decisions then never reached the crash-safe copy); its name is cut as a batch's case names are."""
+    from SSLAnomalyLib.core.results.review import load_review, review_path, save_review
+    from SSLAnomalyLib.mrml.review import review_of
+
+    lg, volume, _, _, _ = exported
+    name = volume.GetName()
+    volume.SetName("\u00e9" * 120)
+    try:
+        review = review_of(volume)
+        saved = save_review(review_path(tmp_path / "reviews", volume.GetName(), review["image_id"]), review)
+        written = lg.exportCase(volume, tmp_path / "out", formats=["json", "csv", "mrk", "mrb"])
+    finally:
+        volume.SetName(name)
+    assert load_review(saved)["findings"] == review["findings"]
+    assert all(len(p.name.encode()) <= 255 and p.name.startswith("\u00e9" * 100) for p in (saved, *written.values()))
+    assert json.loads(written["json"].read_text())["image_id"] == review["image_id"]
+
+
 def test_markups_file_holds_one_roi_per_finding(exported):
     """Read back as Slicer's Add Data does (the markups logic loads every markup in the file)."""
     _, volume, _, records, written = exported

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.results.outputs import fitted
 
 FORMAT_VERSION = 2  # 2: image_id, and the file keyed by it
 SUFFIX = ".review.json"
@@ -59,8 +60,10 @@ def review_path(out_dir, name: str, image_id: str) -> Path:
 
 def file_name(name: str) -> str:
     """A volume's name as one file name on every system: a character that is not safe there ('/' of
-    '2: CHEST PA/LAT' would make it a folder, ':' is none on Windows) becomes '_'."""
-    return re.sub(r"[^\w.\- ]", "_", name)
+    '2: CHEST PA/LAT' would make it a folder, ':' is none on Windows) becomes '_', and a name near the file
+    system's 255 bytes (a volume of a file so named) is cut as a batch's case names are (`fitted`), so that its
+    autosave and export, suffixes added, are no 'File name too long'."""
+    return fitted(re.sub(r"[^\w.\- ]", "_", name))
 
 
 def find_review(out_dir, name: str, image_id: str) -> Path | None:
