@@ -43,6 +43,14 @@ def test_any_file_name_is_read_named_and_shown_safely(tmp_path_factory, stem):
     assert len(set(unique_case_names([target, folder / "a" / os.path.basename(target)]))) == 2
 
 
+def test_names_that_differ_only_in_how_an_accent_is_encoded_are_kept_apart():
+    """'café' with one letter é (Windows, Linux) and with e and a combining accent (as macOS names files) are one
+    file name where macOS compares them: two such inputs in two folders were both named 'café', so on a Mac
+    one case's results were written over the other's."""
+    names = unique_case_names(["d1/caf\u00e9.png", "d2/cafe\u0301.png"])
+    assert names == ["d1_caf\u00e9", "d2_cafe\u0301"]
+
+
 def test_thousands_of_alike_names_in_alike_folders_are_named_in_linear_time():
     """20,000 `pNNNNN/cxr/IMG.png` (a PACS export) took 40 s to name, on every run and resume before any
     work (each numbered name was tried from -2 up): the numbering now goes on where it stopped."""

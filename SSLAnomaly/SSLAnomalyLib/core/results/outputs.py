@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -144,28 +145,35 @@ def distinct_inputs(files) -> tuple[list, str | None]:
 
 def unique_case_names(files) -> list[str]:
     """Case names that never collide: the file stem where no other input of the batch has it
-    (compared without case, as some file systems compare names); otherwise the parent folder's name
+    (compared as some file systems compare names: `compared`); otherwise the parent folder's name
     (a `writable_name`: a folder named in Latin-1 ended the batch in a UnicodeEncodeError) and the stem, numbered (-2, -3, ...) until it is taken by no other case. The numbering of a
     base goes on where it stopped, so that thousands of `cxr/IMG.png` are named in linear time."""
     stems = [fitted(case_name(f)) for f in files]
-    counts = Counter(s.lower() for s in stems)
-    taken = {s.lower() for s in stems if counts[s.lower()] == 1}
-    numbered: dict[str, int] = {}  # base (lower case) -> the number to try next (1: the base itself)
+    counts = Counter(compared(s) for s in stems)
+    taken = {compared(s) for s in stems if counts[compared(s)] == 1}
+    numbered: dict[str, int] = {}  # base (as compared) -> the number to try next (1: the base itself)
     names = []
     for f, stem in zip(files, stems):
-        if counts[stem.lower()] == 1:
+        if counts[compared(stem)] == 1:
             names.append(stem)
             continue
         base = fitted(f"{writable_name(Path(f).parent.name)}_{stem}")
-        k = numbered.get(base.lower(), 1)
+        k = numbered.get(compared(base), 1)
         name = numbered_name(base, k)
-        while name.lower() in taken:
+        while compared(name) in taken:
             k += 1
             name = numbered_name(base, k)
-        numbered[base.lower()] = k + 1
-        taken.add(name.lower())
+        numbered[compared(base)] = k + 1
+        taken.add(compared(name))
         names.append(name)
     return names
+
+
+def compared(name: str) -> str:
+    """A name as the file systems a site may write to compare it: without case (Windows, macOS) and with its
+    accents composed (macOS: 'café' typed as e + a combining accent, as a Mac names files, is the same file
+    as 'café' with one letter é, so two inputs so named, in two folders, wrote one result over the other)."""
+    return unicodedata.normalize("NFC", name).lower()
 
 
 def fitted(name: str, room: int = NAME_BYTES) -> str:
