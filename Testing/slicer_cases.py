@@ -34,6 +34,14 @@ def logic():
     return load_module_file().SSLAnomalyLogic()
 
 
+def shown_column(volume) -> list[bool]:
+    """The findings table's *Shown* of `volume`, row by row."""
+    from SSLAnomalyLib.mrml.table import COLUMNS, findings_table
+
+    table, column = findings_table(volume), [t for t, _, _ in COLUMNS].index("Shown")
+    return [{"yes": True, "no": False}[table.GetCellText(row, column)] for row in range(table.GetNumberOfRows())]
+
+
 def model_folder(request) -> Path:
     """The bundled default model where present, else the small real model the suite trains."""
     from SSLAnomalyLib.core.model_files.model_folder import MANIFEST

@@ -7,7 +7,7 @@ import pytest
 import slicer
 
 from conftest import data_dir
-from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph  # noqa: F401 (fixture)
+from slicer_cases import TEST_FPR, empty_scene, logic, model, shown_column, tb_radiograph  # noqa: F401 (fixture)
 from SSLAnomalyLib.core.results.overlay import HOT_TOP
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record, seen_record
 from SSLAnomalyLib.mrml.headless import HeadlessSlicer
@@ -110,12 +110,6 @@ def test_sensitivity_hides_weak_unreviewed_findings_but_never_reviewed_ones(case
     assert all(r["shown"] for r in lg.findings(volume)) and all(shown_column(volume))
     low, high, value = lg.sensitivityRange(volume)
     assert value == pytest.approx(result.pixel_threshold) and low <= value <= high
-
-
-def shown_column(volume) -> list[bool]:
-    """The findings table's *Shown*, row by row."""
-    table, column = findings_table(volume), [t for t, _, _ in COLUMNS].index("Shown")
-    return [{"yes": True, "no": False}[table.GetCellText(row, column)] for row in range(table.GetNumberOfRows())]
 
 
 def test_a_finding_the_slider_hid_shows_once_reviewed_from_the_table_and_hides_once_undone(case):

@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 import slicer
 
-from slicer_cases import TEST_FPR, empty_scene, logic, model, tb_radiograph, write_dicom_dx  # noqa: F401 (fixture)
+from slicer_cases import (TEST_FPR, empty_scene, logic, model, shown_column, tb_radiograph,  # noqa: F401 (fixture)
+                          write_dicom_dx)
 from SSLAnomalyLib.core.files.errors import PathError, ReadError
 from SSLAnomalyLib.mrml.clones import derived_nodes
 from SSLAnomalyLib.mrml.finding_rois import finding_nodes, finding_record, seen_record
@@ -329,6 +330,30 @@ def test_a_heatmap_deleted_by_hand_is_said_so_and_detecting_again_keeps_the_revi
     lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
     assert before[0] in lg.findings(volume) and lg.sensitivityRange(volume)[2] == lg.caseResult(volume)["sensitivity"]
     assert "json" in lg.exportCase(volume, tmp_path / "out")
+
+
+def test_a_heatmap_deleted_while_the_slider_hides_findings_shows_them_again_as_the_table_and_findings_say(
+        case, model, tmp_path):
+    """The slider hid F1 and the heatmap (which holds the slider's threshold) was deleted by hand: logic.findings()
+    said F1 shown while its ROI stayed hidden and the table's Shown still said no. Without a detection nothing hides
+    a finding: its ROI shows again and the table says so; detected again, the export says what the views show."""
+    lg, volume = case
+    lg.confirmFinding(lg.findingNodes(volume)[-1])
+    lg.setSensitivity(volume, float(np.nextafter(max(f["score"] for f in lg.findings(volume)), np.inf)))
+    assert not all(node.GetDisplayNode().GetVisibility() for node in lg.findingNodes(volume))
+    slicer.mrmlScene.RemoveNode(heatmap_node(volume))
+    assert [f["shown"] for f in lg.findings(volume)] == visibility(lg, volume) == shown_column(volume)
+    assert all(visibility(lg, volume))
+    lg.detect(volume, model=str(model), falsePositiveRate=TEST_FPR)
+    exported = json.loads(Path(lg.exportCase(volume, tmp_path / "out", formats=["json"])["json"]).read_text())
+    assert [f["shown"] for f in exported["findings"]] == visibility(lg, volume) == shown_column(volume)
+    tables = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    slicer.mrmlScene.RemoveNode(volume)  # its heatmap goes with it, and no table is made for it on the way
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables - 1
+
+
+def visibility(lg, volume) -> list[bool]:
+    return [bool(node.GetDisplayNode().GetVisibility()) for node in lg.findingNodes(volume)]
 
 
 def test_a_scene_saved_into_a_folder_that_is_not_there_makes_it_and_a_file_in_the_way_is_named(case, tmp_path):

@@ -9,10 +9,11 @@ import json
 import slicer
 
 from SSLAnomalyLib.mrml.clones import derived_nodes, let_go, own_results
-from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, show_findings
+from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, follow_slider, show_findings
 from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
 from SSLAnomalyLib.mrml.lungs import show_lung_fields
 from SSLAnomalyLib.mrml.table import sync_findings_table
+from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
 _A = "SSLAnomaly."
@@ -101,6 +102,18 @@ def remove_derived(scene, volume_node) -> None:
     clone and its original share one heatmap, findings and table, and deleting either must not take the reader's
     findings and review from the other (what was the removed volume's becomes the other's: clones.let_go)."""
     let_go(scene, volume_node, derived_nodes(scene, volume_node))
+
+
+def follow_heatmap_removed(scene, heat) -> None:
+    """A heatmap deleted by hand (Data module) takes the sensitivity slider with it (`no_result`): the findings
+    the slider hid show again and the table says so, as `shown_now` has it without a detection, so the views,
+    the table and `logic.findings` agree until the volume is detected again."""
+    volume = scene.GetNodeByID(heat.GetNodeReferenceID(VOLUME_REFERENCE) or "")
+    if volume is None or heatmap_node(volume) is not None:  # removed with its volume, or the volume has its own
+        return
+    for node in finding_nodes(volume):
+        follow_slider(node)
+    sync_findings_table(volume)
 
 
 def remove_case(volume_node) -> None:

@@ -172,14 +172,14 @@ def review_finding(node, status: str | None = None, label: str | None = None, no
     if (status, label, note) != (None, None, None):
         mark_decided(node)
     _update_appearance(node)
-    _follow_slider(node)
+    follow_slider(node)
     return node
 
 
-def _follow_slider(node) -> None:
-    """Show or hide a finding as the sensitivity slider's threshold now asks (`shown`); none without a detection."""
-    if _slider_threshold(node) is not None:
-        node.GetDisplayNode().SetVisibility(shown_now(node))
+def follow_slider(node) -> None:
+    """Show or hide a finding as the sensitivity slider's threshold now asks (`shown_now`): without a detection (its
+    heatmap deleted by hand) nothing hides it, so the views show what the table, `logic.findings` and exports say."""
+    node.GetDisplayNode().SetVisibility(shown_now(node))
 
 
 def _slider_threshold(node) -> float | None:
