@@ -54,6 +54,28 @@ def test_detecting_again_into_a_folder_never_replaces_a_reviewed_export(dicom_ca
     assert json.loads(written["json"].read_text())["findings"][0]["note"] == "the reader's decision"
 
 
+def test_a_batch_never_replaces_a_reviewed_export_without_its_findings_json(dicom_case, model, tmp_path):
+    """The reader exported the CSV and DICOM SEG + SR alone (the README's `formats=["csv", "dicom"]`): a Slicer batch of
+    that DICOM into the folder wrote the model's unreviewed SR and SEG over the reader's, even without overwrite,
+    and with it the CSV too; nothing set aside. Refused as a reviewed findings JSON is, the files kept; an export
+    of before the record said it was a reader's fails without overwrite, nothing replaced."""
+    from SSLAnomalyLib.core.files.errors import PathError
+
+    lg, volume = dicom_case
+    lg.addMissedFinding(volume, bboxIJK=[120, 200, 180, 260], label="nodule", note="missed by the model")
+    out, dicom = tmp_path / "out", tmp_path / "IM-0001.dcm"
+    lg.exportCase(volume, out, formats=["csv", "dicom"])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for overwrite in (False, True):
+        with pytest.raises(PathError, match="reviewed findings.*'IM-0001'"):
+            lg.detectBatch(str(dicom), out, model=str(model), overwrite=overwrite)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (out / "IM-0001.export.json").write_text(json.dumps({"image_id": json.loads(before["IM-0001.export.json"])["image_id"]}))
+    [row] = lg.detectBatch(str(dicom), out, model=str(model))
+    assert "not overwriting existing file(s)" in row["error"] and "IM-0001.sr.dcm" in row["error"]
+    assert all((out / name).read_bytes() == data for name, data in before.items() if name.endswith(".dcm"))
+
+
 def test_overwrite_never_replaces_the_export_of_another_image_of_the_same_name(model, tmp_path):
     """Volume names repeat across patients ('1: DX CHEST PA', 'IM-0001'): with Overwrite ticked for
     re-exporting one's own case, another patient's export of that name must not be replaced (nor

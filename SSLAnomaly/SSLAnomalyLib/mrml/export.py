@@ -77,7 +77,8 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     Whose files are there is known from `<name>.findings.json`, or the record `<name>.export.json` that every
     export writes (export_owner): where it names another image, nothing is written; where a file of the set is
     there, it is replaced (with `overwrite`) or added to only where it names this image. Neither applies with
-    `other_image` (a batch, whose runner has decided that from its index of inputs); the record is written."""
+    `other_image` (a batch, whose runner has decided that from its index of inputs); the record is written, a
+    reader's (not `other_image`) marked so, so that no batch writes over it (export_owner.reviewed_export)."""
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"'{volume_node.GetName()}' is not exported: {no_result(volume_node)}")
@@ -112,7 +113,7 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         if "dicom" in formats:
             _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
         written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when no finding is reported
-    record_owner(out_dir, name, image_identity_of(volume_node))
+    record_owner(out_dir, name, image_identity_of(volume_node), review=not other_image)
     return {kind: targets[kind] for kind in written}
 
 

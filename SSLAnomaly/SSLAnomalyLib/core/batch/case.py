@@ -6,6 +6,7 @@ only a full disk is fatal (`CaseRow.fatal`), since every case after it would fai
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,7 @@ from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import read_radiograph
 from SSLAnomalyLib.core.reading.shrink import give_file_spacing
-from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, case_paths, write_case_outputs
+from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, case_files, case_paths, write_case_outputs
 from SSLAnomalyLib.core.results.set_aside import set_aside_earlier
 
 SPACING_ASSUMED = "1.0 mm assumed"  # how each reader's warning ends where a file has no usable pixel spacing
@@ -134,10 +135,12 @@ def write_case(loaded: Loaded, result: DetectionResult, out_dir: Path, options: 
     so marked): what an earlier run left under its name that this one does not write (the `IM.lungs.nrrd`
     of a run with `--lungs`, of the image IM.jpeg held before) is set aside before the core's files, so
     that no kill leaves a kept result beside another run's files; the row's and the findings JSON's
-    warnings say where, and so does the failure of a case whose own files then could not be written."""
+    warnings say where, and so does the failure of a case whose own files then could not be written. Without
+    `overwrite` (the Slicer Logic's default) a case fails where any file a batch may write or set aside under its
+    name is there (`case_files`: a DICOM SR too, which no `promised` file names), and nothing is replaced or moved."""
     case, image, moved = loaded.case, loaded.image, None
     try:
-        existing = [str(p) for p in promised(out_dir, case.name, options) if p.exists()]
+        existing = [str(p) for p in case_files(out_dir, case.name) if os.path.lexists(p)]
         if existing and not options.overwrite:
             raise FileExistsError(f"not overwriting existing file(s): {', '.join(existing)} (ask to overwrite)")
         files = {}

@@ -38,7 +38,7 @@ class BatchOptions:
     worklist: bool = True         # OUT/worklist.csv, every case of the batch, highest score first
     lungs: bool = False           # also <name>.lungs.nrrd
     spacing: float | None = None  # mm per pixel for inputs that have none of their own (PNG, JPEG, a DICOM without one)
-    overwrite: bool = True        # False: a case whose files exist fails rather than replace them
+    overwrite: bool = True        # False: a case whose name holds results or an export fails rather than replace them
     outputs: tuple[CaseOutput, ...] = field(default_factory=tuple)  # e.g. the scene bundle (--mrb)
 
     def __post_init__(self):

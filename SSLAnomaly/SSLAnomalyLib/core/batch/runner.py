@@ -30,6 +30,7 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
+from SSLAnomalyLib.core.results.export_owner import reviewed_export
 from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_paths, output_folder, output_lock,
                                                 unique_case_names)
 from SSLAnomalyLib.core.results.set_aside import set_aside_earlier
@@ -114,10 +115,12 @@ class Batch:
                                       f"{named}; give another output folder, or move those results first")
 
     def _refuse_replacing_reviews(self) -> None:
-        """A findings JSON with a review (the Slicer export of a reader's decisions, notes and own
-        findings) is the reader's work: detecting again would replace it with the model's findings
-        alone. Refused before anything is written, naming the first few."""
-        reviewed = [c.name for c in self.todo if "review" in (self._earlier[c.name] or {})]
+        """A findings JSON with a review, or any other file of a reader's Slicer export (its record says so: a
+        CSV, markups or DICOM SR exported without the JSON), is the reader's work (decisions, notes, own
+        findings): detecting again would replace it with the model's findings alone. Refused before anything is
+        written, naming the first few."""
+        reviewed = [c.name for c in self.todo
+                    if "review" in (self._earlier[c.name] or {}) or reviewed_export(self.out, c.name)]
         if reviewed:
             raise PathError(self.out, f"holds a reader's reviewed findings (exported from Slicer) under the names this "
                                       f"batch would write: {first_few([repr(n) for n in reviewed])}; detecting again "

@@ -39,9 +39,20 @@ def check_owner(out_dir, name: str, suffixes, image_id: str) -> None:
                               "names this image, so it may be another image's export; export into another folder")
 
 
-def record_owner(out_dir, name: str, image_id: str) -> Path:
-    """Write the record that the export named `name` in `out_dir` is the image `image_id`'s."""
-    return atomic_write_text(Path(out_dir) / f"{name}{RECORD_SUFFIX}", json.dumps({"image_id": image_id}))
+def record_owner(out_dir, name: str, image_id: str, review: bool = True) -> Path:
+    """Write the record that the export named `name` in `out_dir` is the image `image_id`'s, and whether it is a
+    reader's (`review`: the panel's export, not a batch's), which no batch writes over (`reviewed_export`)."""
+    return atomic_write_text(Path(out_dir) / f"{name}{RECORD_SUFFIX}",
+                             json.dumps({"image_id": image_id, **({"review": True} if review else {})}))
+
+
+def reviewed_export(out_dir, name: str) -> bool:
+    """Whether the record of the export named `name` in `out_dir` says it is a reader's: its CSV, markups, DICOM
+    SR... hold the reader's decisions and notes even where no findings JSON was exported beside them."""
+    try:
+        return json.loads((Path(out_dir) / f"{name}{RECORD_SUFFIX}").read_text(encoding="utf-8")).get("review") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _image_named(path: Path) -> str | None:
