@@ -1,0 +1,31 @@
+"""What the README and docs/ say of the product, held against the code where that is cheap (no model is
+loaded): a user follows them word for word."""
+
+import json
+import re
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def sentence_of(text: str, start: str) -> str:
+    """The sentence of `text` that begins with `start`, its line breaks and indentation as one space."""
+    return re.sub(r"\s+", " ", text.split(start, 1)[1].split(". ", 1)[0])
+
+
+def test_the_batch_index_holds_what_the_readme_says(tmp_path):
+    """The README said the index keeps each file's 'size, time and SHA-256'; it keeps no time (a size and
+    a time say nothing of whose image it is) but the results' image_id, which it did not name."""
+    from SSLAnomalyLib.core.batch.resume import BATCH_INDEX, BatchIndex, FileIdentity
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"pixels")
+    index = BatchIndex(tmp_path)
+    index.start({"a": str(image)}, redo=set())
+    index.done("a", str(image), FileIdentity.of(image), "sha256:00")
+    index.save()
+    (row,) = json.loads((tmp_path / BATCH_INDEX).read_text())
+    said = sentence_of(README, f"`OUT/{BATCH_INDEX}` maps")
+    assert set(row) - {"name", "input"} == {"size", "sha256", "image_id"}
+    assert all(f"`{field}`" in said for field in ("size", "sha256", "image_id")), said
