@@ -29,3 +29,20 @@ def test_the_batch_index_holds_what_the_readme_says(tmp_path):
     said = sentence_of(README, f"`OUT/{BATCH_INDEX}` maps")
     assert set(row) - {"name", "input"} == {"size", "sha256", "image_id"}
     assert all(f"`{field}`" in said for field in ("size", "sha256", "image_id")), said
+
+
+def test_a_function_the_docs_name_by_its_module_is_in_that_module():
+    """docs/method.md named `findings.agree_with_verdict`; it is core/detection/regions.py's (a developer
+    looking for a module `findings` found none). Each `module.function` of the README and docs/ whose
+    function is one of the library's top-level names must name a module of that stem."""
+    library = REPO / "SSLAnomaly" / "SSLAnomalyLib"
+    modules_of: dict[str, set[str]] = {}
+    for source in library.rglob("*.py"):
+        for name in re.findall(r"^(?:def|class)\s+(\w+)", source.read_text(encoding="utf-8"), re.M):
+            modules_of.setdefault(name, set()).add(source.stem)
+    wrong = [f"{doc}: `{module}.{name}` is in {sorted(modules_of[name])}"
+             for doc in ("README.md", "docs/method.md", "docs/anatomy.md", "docs/slicer.md")
+             for code in re.findall(r"`([^`]+)`", (REPO / doc).read_text(encoding="utf-8"))
+             for module, name in re.findall(r"(?<![\w.])([a-z_]+)\.([A-Za-z_]\w*)", code)
+             if name in modules_of and module not in modules_of[name]]
+    assert not wrong, wrong
