@@ -69,3 +69,14 @@ def test_counts_out_of_range_are_refused_naming_the_option(tmp_path):
                            capture_output=True, text=True, cwd=REPO)
         assert r.returncode == 2 and f"argument {option}: '{value}': a whole number of" in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_the_reports_in_docs_are_what_the_bench_writes_from_their_json():
+    """docs/benchmarks.md was edited by hand (the NFS re-check of a Dask worker, in its Scale-out text)
+    while the bench's report.py was not: the next run would have dropped it. Each report is exactly
+    what `render` writes from the JSON beside it."""
+    from sslanomaly_bench.report import render
+
+    for report in sorted((REPO / "docs").glob("benchmarks*.md")):
+        results = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
+        assert render(results) == report.read_text(encoding="utf-8"), f"{report.name}: rerun the bench, or render"

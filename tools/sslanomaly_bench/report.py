@@ -109,6 +109,8 @@ inputs and the output folder must be on storage every worker sees (NFS, a shared
 object-store mount), under the same path. A worker that does not see the output folder (the one
 holding the driver's lock) or the model folder stops the batch before its first case, and one that
 does not see an input fails that case: the error (`NotShared`) names the path and the worker's host,
+after the worker has listed the folder and looked again three times over 2.5 s (an NFS client may take
+a file it looked up while absent as absent for up to a minute; listing its folder revalidates it),
 and no results are written to a disk of the worker's own. The driver keeps the batch's books with the command line's runner
 (`core/batch/runner.py`): the folder's lock, `--resume`, failures.log, batch_index.json, the drift check
 and worklist.csv. At most four tasks per worker thread are queued at a
