@@ -80,3 +80,15 @@ def test_the_reports_in_docs_are_what_the_bench_writes_from_their_json():
     for report in sorted((REPO / "docs").glob("benchmarks*.md")):
         results = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
         assert render(results) == report.read_text(encoding="utf-8"), f"{report.name}: rerun the bench, or render"
+
+
+def test_the_scale_out_text_says_torchrun_trains_as_the_readme_does():
+    """The bench's Scale-out text (every docs/benchmarks*.md) said training under torchrun was 'Not
+    implemented' and how one would add it (the learning rate scaled to the global batch, ranks loading
+    last.safetensors), while README's "Train on several GPUs" documents it working (training/distributed.py)."""
+    from sslanomaly_bench.report import SCALE_OUT
+
+    torchrun = SCALE_OUT.split("**Training on several GPUs (`torchrun`).**", 1)[1]
+    assert "### Train on several GPUs" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert "Not implemented" not in torchrun and "`training/distributed.py`" in torchrun
+    assert (REPO / "SSLAnomaly" / "SSLAnomalyLib" / "training" / "distributed.py").is_file()

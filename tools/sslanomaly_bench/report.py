@@ -120,15 +120,14 @@ threads as its cores (one worker per GPU on GPU nodes). `Testing/test_dask_batch
 `LocalCluster` with two worker processes and `Testing/test_batch_runners.py` checks that its files,
 log, index and worklist match `sslanomaly detect` and the Slicer Logic's, and that it resumes alike.
 
-**Training on several GPUs (`torchrun`).** Not implemented; the way to add it: start one process
-per GPU with `torchrun --nproc_per_node=G -m SSLAnomalyLib.cli train ...`, call
-`torch.distributed.init_process_group("nccl")` and pin each process to `LOCAL_RANK`, wrap the
-`PretextModel` in `DistributedDataParallel` (convert BatchNorm with
-`SyncBatchNorm.convert_sync_batchnorm`, since each GPU sees a small batch), and seed each rank's
-batch sampler with `[seed, rank, step]` so ranks draw different images; the learning rate scales
-with the global batch (G x 32). Only rank 0 writes checkpoints, runs the normal-only checkpoint
-selection, fits the reference and calibrates (these are one pass over the normals, cheap next to
-training); the others wait at a barrier. Resuming stays as it is: every rank loads `last.safetensors`.
+**Training on several GPUs (`torchrun`).** `torchrun --standalone --nproc_per_node=G -m
+SSLAnomalyLib.cli train ...` trains one recipe in G processes (`training/distributed.py`: nccl on GPUs,
+each process on its own, gloo on CPUs): every step's batch of 32 normals is drawn alike on every
+process and shared between them, and DistributedDataParallel averages their gradients, so the
+learning rate and model are those of one process. The first process alone writes the checkpoints,
+judges them, fits the reference and writes the model folder; the others wait and leave. The same
+command resumes it, with any number of processes (README, "Train on several GPUs").
+`Testing/test_distributed.py` runs it with two CPU processes; the nccl path has not run on GPUs yet.
 """
 
 
