@@ -46,3 +46,36 @@ def test_a_function_the_docs_name_by_its_module_is_in_that_module():
              for module, name in re.findall(r"(?<![\w.])([a-z_]+)\.([A-Za-z_]\w*)", code)
              if name in modules_of and module not in modules_of[name]]
     assert not wrong, wrong
+
+
+def test_the_set_up_is_two_commands_the_demo_and_the_tests():
+    """README's set-up block for a fresh machine: exactly two commands, scripts/demo.sh (a bundled model
+    on a sample, `detect --lungs`) and scripts/test.sh, which .ci/run runs; both set up .venv/ first."""
+    block = README.split("## Set-up: two commands on a fresh machine", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+    assert commands == ["scripts/demo.sh", "scripts/test.sh"], commands
+    demo, tests = ((REPO / command).read_text(encoding="utf-8") for command in commands)
+    assert "scripts/setup_venv.sh" in demo and "scripts/setup_venv.sh" in tests
+    assert re.search(r"sslanomaly detect --model \S+ --lungs ", demo) and "pytest" in tests
+    assert "exec scripts/test.sh" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_option_the_readme_shows_is_one_its_subcommand_takes():
+    """README's 'Command line (the interface contract)' block: each `--option` on a subcommand's line (and
+    its continuation lines) is one that subcommand's parser knows, so a line copied from it is not
+    refused as 'unrecognized arguments'."""
+    import argparse
+
+    from SSLAnomalyLib.cli import parser
+
+    subcommands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    block = README.split("## Command line (the interface contract)", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    unknown, checked, command = [], 0, None
+    for line in block.splitlines():
+        if (start := re.match(r"\.venv/bin/(sslanomaly(?:-bench)?)\s+(\S+)", line)):
+            command = start[2] if start[1] == "sslanomaly" else None
+        if command is not None:
+            options = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", line.split("#", 1)[0])
+            checked += len(options)
+            unknown += [(command, o) for o in options if o not in subcommands[command]._option_string_actions]
+    assert checked > 50 and not unknown, unknown
