@@ -162,3 +162,24 @@ def test_a_calibration_that_fails_does_not_promise_to_resume(tmp_path, monkeypat
     last = str(widget.ui.trainingLog.appendPlainText.calls[-1])
     assert "the log above says why" in last and "a calibration starts afresh" in last
     assert not (tmp_path / "calibrated").exists()
+
+
+def test_the_logic_detects_on_the_threads_the_command_line_uses_as_the_benchmark_says(pediatric_model):
+    """docs/benchmarks.md (its Slicer Logic section) said the Logic 'leaves torch's default: all cores',
+    while loading a detector sets every core but one, as `sslanomaly detect` does."""
+    import os
+
+    import torch
+    from sslanomaly_bench.report import NOTES
+
+    from SSLAnomalyLib.core.detection.detector import detection_threads
+
+    empty_scene()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(os.cpu_count() or 2)
+        logic().loadDetector(str(pediatric_model), "cpu")
+        assert torch.get_num_threads() == detection_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert "all cores" not in NOTES["slicer_logic"] and "limit_cpu_threads" in NOTES["slicer_logic"]

@@ -80,8 +80,8 @@ NOTES = {
         "`SSLAnomalyLogic` from SSLAnomaly.py under the headless harness (real MRML scene, volume and storage "
         "nodes): `loadVolume`, `detect` (which converts the volume node, runs the core detector and shows "
         "heatmap, findings and table in the scene; its parts by cProfile) and `exportCase` in its default "
-        "formats. Median over the images after one warm-up. Torch threads are set as `sslanomaly detect` sets "
-        "them (the Logic itself leaves torch's default: all cores)."),
+        "formats. Median over the images after one warm-up. Torch threads are those `sslanomaly detect` uses, "
+        "which the Logic sets too when it loads a detector (`limit_cpu_threads`: every core but one)."),
 }
 
 COMPLEXITY = """\
