@@ -118,4 +118,13 @@ def test_rank_threshold_states_the_false_positive_rate_new_normals_get(n, fpr):
         inside.append(e.low <= rate <= e.high)
     assert abs(np.mean(rates) - e.mean) < 0.004 and e.mean <= fpr
     assert 0.86 <= np.mean(inside) <= 0.94  # the stated 90 % interval
-    assert e.unstable == (n * fpr < 5)
+
+
+@pytest.mark.parametrize("n, above, unstable", [(99, 4, True), (100, 4, True), (118, 4, True), (119, 5, False)])
+def test_unstable_is_said_where_fewer_than_five_normals_are_above_the_threshold(n, above, unstable):
+    """The line says 'unstable: ... fewer than 5 above it'; the rule was n x FPR < 5, which passed 100
+    to 118 normals at 5 % with 4 above, and the advice 'at least 100' led to such a threshold."""
+    e = Calibration(np.arange(n, dtype=float), np.arange(n, dtype=float), 0.05, rule="rank").expected_fpr()
+    assert e.above == above and e.unstable == unstable and e.to_dict()["unstable"] == unstable
+    assert ("unstable: a 5 % threshold on" in e.text()) == unstable
+    assert "calibrate on at least 119 normals" in e.text() or not unstable

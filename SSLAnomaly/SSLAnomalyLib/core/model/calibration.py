@@ -9,7 +9,7 @@ scores, the threshold is the k-th smallest, k = ceil((n + 1)(1 - FPR)). For a ne
 exchangeable with the calibration normals, the chance to score above it is then (n + 1 - k)/(n + 1)
 <= FPR, and given the calibration set its false-positive rate is Beta(n + 1 - k, k) distributed:
 `expected_fpr` states its mean and a 90 % interval. With fewer than five normals above the
-threshold (n < 100 at 5 %) that interval is wide, and `unstable` says so. An FPR below 1/(n + 1)
+threshold (n - k < 5: n < 119 at 5 %) that interval is wide, and `unstable` says so. An FPR below 1/(n + 1)
 cannot be met at all: k would be n + 1, so the threshold is the highest normal, which a new normal
 exceeds with probability 1/(n + 1), above the rate asked; `unmet` says so. Older models keep the
 interpolated quantile (`rule="quantile"`) they were made with.
@@ -31,9 +31,14 @@ import numpy as np
 
 DEFAULT_FPR = 0.05
 INTERVAL = 0.9           # the stated interval of the false-positive rate on new normals
-MIN_ABOVE = 5            # fewer than this many normals expected above the threshold (n x FPR): unstable
+MIN_ABOVE = 5            # fewer than this many calibration normals above the threshold (n - k): unstable
 FAR_OUT = 3.0            # Tukey's far-out fence: normals above Q3 + FAR_OUT x IQR are set aside
 STATED_TOLERANCE = 1e-5  # a stated threshold and its scores' agree to this (relative); scores are stored to 6 decimals
+
+
+def stable_from(fpr: float) -> int:
+    """The fewest normals whose threshold at `fpr` has MIN_ABOVE above it: n - k = floor((n + 1) FPR) - 1."""
+    return int(np.ceil((MIN_ABOVE + 1) / fpr)) - 1
 
 
 @dataclass
@@ -57,7 +62,9 @@ class ExpectedFPR:
 
     @property
     def unstable(self) -> bool:
-        return self.n * self.fpr < MIN_ABOVE
+        """Fewer than MIN_ABOVE normals above the threshold, as the line says: n x FPR < 5 passed 100
+        to 118 normals at 5 %, which leave 4 above it."""
+        return self.above < MIN_ABOVE
 
     @property
     def unmet(self) -> bool:
@@ -75,7 +82,7 @@ class ExpectedFPR:
                      f"{int(np.ceil(1 / self.fpr)) - 1} normals are needed for {100 * self.fpr:g} %)")
         if self.unstable:
             line += (f"; unstable: a {100 * self.fpr:g} % threshold on {self.n} normals has fewer than {MIN_ABOVE} above "
-                     f"it; calibrate on at least {int(np.ceil(MIN_ABOVE / self.fpr))} normals for a stable one")
+                     f"it; calibrate on at least {stable_from(self.fpr)} normals for a stable one")
         return line
 
     def to_dict(self) -> dict:
