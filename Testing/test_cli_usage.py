@@ -1,9 +1,12 @@
 """The command line's refusals of options no run can use: exit 2 with the option named, before any work."""
 
+import os
+import subprocess
+
 import pytest
 
 from SSLAnomalyLib.cli import main
-from synthetic_inputs import sslanomaly
+from synthetic_inputs import SSLANOMALY, sslanomaly
 
 
 @pytest.mark.parametrize("command", ["detect --out OUT IN", "calibrate --normals IN --out OUT", "train --normals IN --out OUT"])
@@ -64,3 +67,19 @@ def test_sample_from_a_folder_that_is_not_there_is_refused_not_replaced(tmp_path
     for data, reason in ((tmp_path / "missing", "no such folder"), (tmp_path / "empty", "no images found in the folder")):
         assert main(["sample", "--out", str(tmp_path / "s"), "--data", str(data)]) == 2
         assert capsys.readouterr().err.strip() == f"error: {data}: {reason}"
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_a_reader_that_closes_the_output_early_ends_the_command_quietly(unbuffered):
+    """`sslanomaly models | head` ended with "error: [Errno 32] Broken pipe" (exit 2), or, where stdout is
+    buffered, with Python's "Exception ignored ... BrokenPipeError" (exit 120): the reader's doing, no
+    error of the command's. It now ends as a command ended by SIGPIPE does: 141, nothing on stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ({"PYTHONUNBUFFERED": "1"} if unbuffered else {})
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        r = subprocess.run([str(SSLANOMALY), "models"], stdout=write, stderr=subprocess.PIPE, text=True, env=env,
+                           timeout=300)
+    finally:
+        os.close(write)
+    assert (r.returncode, r.stderr) == (141, "")

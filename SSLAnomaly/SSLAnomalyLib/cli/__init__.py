@@ -8,7 +8,7 @@ import sys
 
 from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
 from SSLAnomalyLib.cli.options import UsageError
-from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, sigterm_raises
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, output_closed, sigterm_raises
 from SSLAnomalyLib.core.files.errors import PathError
 
 
@@ -36,7 +36,11 @@ def main(argv=None) -> int:
             p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
     try:
         with sigterm_raises():  # `finally` blocks run on SIGTERM too: no feature cache of GBs left in the temp folder
-            return args.func(args)
+            status = args.func(args)
+            sys.stdout.flush()  # a reader gone (`| head`) is met here, not in the flush at exit
+            return status
+    except BrokenPipeError:  # an OSError, but the reader's doing: no error of this command's
+        return output_closed()
     except UsageError as e:  # exits 2, as argparse's refusals do
         print(f"error: {e}", file=sys.stderr)
         raise

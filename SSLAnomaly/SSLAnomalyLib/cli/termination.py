@@ -1,9 +1,12 @@
 """SIGTERM (a `kill`, Slicer's *Stop*, a scheduler ending a job) turned into an exception, so that a
-command stops as cleanly as on Ctrl-C instead of dying mid-write."""
+command stops as cleanly as on Ctrl-C instead of dying mid-write; and a reader of the output that
+closed it early (`| head`), met quietly."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from contextlib import contextmanager
 
 
@@ -26,3 +29,14 @@ def sigterm_raises():
 
 
 TERMINATED = 128 + signal.SIGTERM  # the exit status of a command ended by SIGTERM
+
+
+OUTPUT_CLOSED = 128 + 13  # the exit status a shell gives a command ended by SIGPIPE (13; Windows has no signal.SIGPIPE)
+
+
+def output_closed() -> int:
+    """The reader of stdout closed it before the command was done (`sslanomaly models | head`): stop
+    quietly, as a command ended by SIGPIPE does, not with "error: [Errno 32] Broken pipe". Stdout
+    is pointed at devnull so that the flush at exit does not fail again (Python's note on SIGPIPE)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return OUTPUT_CLOSED
