@@ -69,6 +69,22 @@ def test_evaluate_on_a_handful_of_images_says_its_figures_are_coarse(pediatric_m
     assert all(f"warning: {w}" in r.stderr for w in warnings)
 
 
+def test_evaluate_names_each_unreadable_image_on_stderr_and_carries_on(pediatric_model, tmp_path):
+    """An image left out was named only in the JSON's "errors": on the terminal the figures came with no
+    word of it. Each is now printed on stderr as detect prints its failures; the exit status stays 0."""
+    normal, abnormal = tmp_path / "normal", tmp_path / "abnormal"
+    for src, dst in ((data_dir("kermany", "val", "normal"), normal), (data_dir("kermany", "val", "pneumonia"), abnormal)):
+        dst.mkdir()
+        (dst / sorted(src.iterdir())[0].name).symlink_to(sorted(src.iterdir())[0])
+        (dst / "broken.png").write_bytes(b"not an image")
+    r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normal, "--abnormal", abnormal,
+                   "--json", tmp_path / "e.json", "--quiet")
+    errors = json.loads((tmp_path / "e.json").read_text())["errors"]
+    assert r.returncode == 0 and len(errors) == 2
+    assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == [f"error: {e}" for e in errors]
+    assert all(f"{folder / 'broken.png'}: cannot decode" in r.stderr for folder in (normal, abnormal))
+
+
 def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path):
     """`--json` naming a folder failed only once every image was scored, losing the figures, and
     `--scores-csv` naming the `--json` file had the scores overwritten by the figures."""

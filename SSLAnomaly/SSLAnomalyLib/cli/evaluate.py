@@ -4,6 +4,7 @@ synthetic abnormalities (phantoms) drawn on normals."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_model, add_quiet, command_line, count,
@@ -36,7 +37,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from SSLAnomalyLib.core.results.outputs import output_file
+    """The figures as JSON on stdout (and --json), each image left out named on stderr; exit 0 all the
+    same, since the figures are there (only detect's exit status counts failed inputs)."""
+    from SSLAnomalyLib.core.results.outputs import output_file, shown
     from SSLAnomalyLib.evaluation.evaluate import evaluate_boxes, evaluate_images
     from SSLAnomalyLib.evaluation.perturbations import parse_families
     from SSLAnomalyLib.evaluation.phantom_evaluation import evaluate_phantoms
@@ -69,6 +72,8 @@ def cmd_evaluate(args) -> int:
             raise UsageError(f"--perturb: {e}") from None
         result = evaluate_images(detector, args.normal, args.abnormal, progress=not args.quiet,
                                  scores_csv=args.scores_csv, perturb=families, seed=args.seed)
+    for error in result["errors"]:  # each image left out, with its reason, as detect names its failures
+        print(f"error: {shown(error)}", file=sys.stderr)
     result["command"] = command_line()
     text = json.dumps(result, indent=1, allow_nan=False)
     if args.json:
