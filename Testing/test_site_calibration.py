@@ -158,6 +158,23 @@ def test_copies_of_one_normal_count_once(tmp_path):
     assert r.stderr.count("the same image as") == 5  # each named to the site
 
 
+def test_the_card_counts_the_normals_given_used_and_left_out(tmp_path):
+    """A calibrated model's card said nothing of the normals left out as unreadable or as copies (only
+    the manifest's `skipped` named them): a site reading the card could not tell that some of its
+    normals were never used. It now counts those given, scored and left out, naming the few."""
+    files = sorted(data_dir("kermany", "val", "normal").iterdir())[:20]
+    normals = linked(tmp_path, "site", files)
+    for name in ("again0.jpeg", "again1.jpeg"):
+        shutil.copyfile(files[3], normals / name)
+    (normals / "broken.png").write_bytes(b"not an image")
+    r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", tmp_path / "m", "--quiet")
+    assert r.returncode == 0, r.stderr
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert ("Of the 23 files given, 20 were scored; left out: 1 unreadable (`broken.png`); 2 copies of an image "
+            "given before (`again0.jpeg`, `again1.jpeg`).") in card
+    assert str(tmp_path) not in card  # named by base name: the card travels to other sites
+
+
 @pytest.mark.parametrize("command", [["calibrate", "--model", "pediatric", "--out", "m"],
                                      ["reference-stats", "--model", "pediatric", "--out", "s.stats"]])
 def test_a_normals_folder_that_does_not_exist_is_named_so(tmp_path, command):

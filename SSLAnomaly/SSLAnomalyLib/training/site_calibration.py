@@ -43,14 +43,25 @@ BATCH = 32
 
 
 @dataclass
+class LeftOut:
+    """A normal given and not used: its file, for the card to name, and the reason."""
+
+    file: str
+    reason: str
+
+    def __str__(self) -> str:  # "file: reason", as printed and in the manifest's `skipped`
+        return f"{self.file}: {self.reason}"
+
+
+@dataclass
 class NormalScores:
     components: dict[str, np.ndarray]  # raw components of each readable file
     scores: np.ndarray                 # image scores, under `fold_stats` where given
     peaks: np.ndarray                  # in-lung heatmap peaks, likewise
     kept: list[str]
-    skipped: list[str]
-    copies: list[str]                  # files whose image an earlier file already gave, left out
-    in_reference: list[str]            # files whose image the model's reference was fitted on, left out
+    unreadable: list[LeftOut]
+    copies: list[LeftOut]              # files whose image an earlier file already gave, left out
+    in_reference: list[LeftOut]        # files whose image the model's reference was fitted on, left out
 
 
 def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool = True,
@@ -62,7 +73,7 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
     are among `reference`'s (`in_reference`). With `fold_stats`, file i is scored under the
     standardisation of its fold `fold[i]` (which also decides a lung field's raise on the heatmap,
     so its peak too)."""
-    components, scores, peaks, kept, skipped, copies, in_reference, first = {}, [], [], [], [], [], [], {}
+    components, scores, peaks, kept, unreadable, copies, in_reference, first = {}, [], [], [], [], [], [], {}
     batch = []
 
     def flush():
@@ -85,21 +96,21 @@ def score_normals(detector: AnomalyDetector, files: list[Path], progress: bool =
         try:
             image = normal_image(f)  # a volume is left out, named, as train leaves it
         except ReadError as e:
-            skipped.append(str(e))
+            unreadable.append(LeftOut(e.path, e.reason))
             continue
         if first.setdefault(image.identity, f) != f:
-            copies.append(f"{f}: the same image as {first[image.identity]}, counted once")
+            copies.append(LeftOut(str(f), f"the same image as {first[image.identity]}, counted once"))
             continue
         if reference is not None and reference_normals.image_marks(image) & reference:
-            in_reference.append(f"{f}: one of the normals the model's reference was fitted on (it scores lower "
-                                "than a new normal)")
+            in_reference.append(LeftOut(str(f), "one of the normals the model's reference was fitted on (it scores "
+                                                "lower than a new normal)"))
             continue
         batch.extend((i, f, p) for p in detector.prepare(image, range(1)))
         if len(batch) >= BATCH:
             flush()
     flush()
     return NormalScores({c: np.asarray(v) for c, v in components.items()}, np.asarray(scores), np.asarray(peaks),
-                        kept, skipped, copies, in_reference)
+                        kept, unreadable, copies, in_reference)
 
 
 def too_few(dirs: list[str], counted: str, skipped: list[str]) -> ReadError:
@@ -131,7 +142,7 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
     dirs = as_folders(normals_dir)
     files = normal_files(dirs)
     raw = score_normals(detector, files, progress, reference=reference)
-    kept, skipped = raw.kept, raw.skipped + raw.copies + raw.in_reference
+    kept, skipped = raw.kept, [str(x) for x in raw.unreadable + raw.copies + raw.in_reference]
     if len(kept) < MIN_NORMALS:
         left_out = [f"{len(raw.copies)} copies of them"] if raw.copies else []
         left_out += [f"{len(raw.in_reference)} in the model's normal reference"] if raw.in_reference else []
@@ -158,6 +169,9 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progr
         calibration=calibration,
         site_calibration={"normals": os.pathsep.join(dirs), "n_normals": len(kept), "files_sha256_16": digest,
                           "skipped": skipped, "n_in_reference": None if reference is None else len(raw.in_reference),
+                          "left_out": {"unreadable": [x.file for x in raw.unreadable],  # the card counts and names them
+                                       "copies": [x.file for x in raw.copies],
+                                       "in_reference": [x.file for x in raw.in_reference]},
                           "from_model": old.model_id, "from_folder": str(source),
                           "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
     return model_folder.save(out_dir, loaded.encoder_state, loaded.arrays, manifest, model_card(manifest),

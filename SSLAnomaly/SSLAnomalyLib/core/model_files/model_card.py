@@ -5,30 +5,14 @@ digest), never by a path on the machine that made it."""
 
 from __future__ import annotations
 
-import ntpath
 import os
 import re
 import shlex
 
 from SSLAnomalyLib.core.model.calibration import Calibration
 from SSLAnomalyLib.core.model.encoder import IMAGE, LUNGS, EncoderConfig
+from SSLAnomalyLib.core.model_files.card_names import base_name, folders, named
 from SSLAnomalyLib.core.model_files.manifest import Manifest
-
-
-def base_name(path: str) -> str:
-    """A path's last part, whichever separator the machine that wrote it used."""
-    return ntpath.basename(path.rstrip("/\\")) or path
-
-
-def folders(text: str) -> str:
-    """Folders joined by os.pathsep (as manifests hold them), by their base names, or by their last
-    two parts where base names repeat (`train/normal, val/normal`)."""
-    paths = text.split(os.pathsep)
-    names = [base_name(f) for f in paths]
-    if len(set(names)) == len(names):
-        return ", ".join(names)
-    parents = [base_name(ntpath.dirname(f.rstrip("/\\"))) for f in paths]
-    return ", ".join(f"{parent}/{name}" for parent, name in zip(parents, names))
 
 
 def calibration_folders(calibration_normals: str) -> list[str]:
@@ -226,7 +210,24 @@ def site_calibration(c: dict | None) -> str:
     return (f"\n\n**Calibrated on site normals** by `sslanomaly calibrate` on {c['when']}: the normals of\n"
             f"`{folders(c['normals'])}` (file-list hash `{c['files_sha256_16']}`), starting from model `{c['from_model']}`; the\n"
             "encoder and normal reference are unchanged, the score standardisation, percentiles and thresholds\n"
-            f"are these normals'.{reference_check(c.get('n_in_reference'))}")
+            f"are these normals'.{reference_check(c.get('n_in_reference'))}{normals_given(c)}")
+
+
+LEFT_OUT = {"unreadable": "unreadable", "copies": "copies of an image given before",
+            "in_reference": "among the normals the reference was fitted on"}
+
+
+def normals_given(c: dict) -> str:
+    """How many normals the site gave, how many were scored, and which were left out and why: only the
+    manifest's `skipped` said so, and a site reading the card could not tell some were never used."""
+    left_out = c.get("left_out")
+    if left_out is None:  # calibrated before the manifest recorded it
+        return ""
+    why = [f"{len(files)} {LEFT_OUT[kind]} ({named(files, 'site_calibration.skipped')})"
+           for kind, files in left_out.items() if files]
+    given = c["n_normals"] + sum(map(len, left_out.values()))
+    return f"\nOf the {given} files given, {c['n_normals']} were scored; " + (
+        f"left out: {'; '.join(why)}." if why else "none was left out.")
 
 
 def reference_check(found: int | None) -> str:
