@@ -154,6 +154,7 @@ def test_colour_png_is_read_as_its_luminance_and_marks_are_warned_of(files):
 
 
 @pytest.mark.parametrize("content, reason", [(b"\x89PNG\r\n\x1a\nthen garbage" * 3, "cannot decode"),
+                                             (b"a text file named .png\n", "cannot decode: not a .png image"),
                                              (b"", "empty")])
 def test_unreadable_file_is_a_path_error_naming_the_file(tmp_path, content, reason):
     path = tmp_path / "damaged.png"
@@ -161,6 +162,7 @@ def test_unreadable_file_is_a_path_error_naming_the_file(tmp_path, content, reas
     with pytest.raises(PathError) as caught:
         read_radiograph(path)
     assert caught.value.path == str(path) and str(path) in str(caught.value) and reason in caught.value.reason
+    assert "BufferedReader" not in caught.value.reason  # the file, not the handle it was read through
 
 
 # --- scoring and detection (Python API) --------------------------------------------------------

@@ -198,7 +198,7 @@ def _flat_tail_rows(pixels: np.ndarray) -> int:
 
 
 def _read_raster(path: Path) -> Radiograph:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if wide := sixteen_bit_png(path):  # 16 bits kept: pypng, or SimpleITK (its alpha, opaque in radiographs, not applied)
         img = read_grey_alpha_png(path) if wide == PNG_GREY_ALPHA else _read_itk(path)
@@ -215,6 +215,8 @@ def _read_raster(path: Path) -> Radiograph:
         except Image.DecompressionBombError:
             check_size(path, *_declared_size(path))  # quotes the file's own size
             raise ReadError(path, f"image too large to read (over {MAX_PIXELS:,} pixels)") from None
+        except UnidentifiedImageError:  # its own text names the file handle, not the file
+            raise ReadError(path, f"cannot decode: not a {path.suffix.lower()} image (damaged, or another kind of file so named)") from None
         check_size(path, *im.size)
         n_frames = getattr(im, "n_frames", 1)
         im, turned = load_upright(im)  # what every viewer shows: the reader sees the image upright too
