@@ -82,7 +82,7 @@ def test_a_label_with_an_accent_and_a_backslash_stays_one_readable_value(written
     assert segment["SegmentLabel"].VM == 1
     meaning = segment.SegmentedPropertyTypeCodeSequence[0]
     assert meaning.CodeMeaning == "épanchement/pleural" and meaning["CodeMeaning"].VM == 1
-    assert meaning.CodeValue == "EPANCHEMENT_PLEU" and meaning.CodeValue.isascii()
+    assert meaning.CodeValue.startswith("EPANCHE_") and len(meaning.CodeValue) == 16 and meaning.CodeValue.isascii()
     assert "épanchement".encode("utf-8") in (folder / "seg.dcm").read_bytes()
 
 
@@ -103,6 +103,29 @@ def test_a_long_note_reaches_the_report_whole(source, tmp_path):
             ).save_as(tmp_path / "sr.dcm")
     group, = hd.sr.srread(tmp_path / "sr.dcm").content.get_planar_roi_measurement_groups()
     assert group.tracking_identifier == f"F1 consolidation: {note}"
+
+
+def test_labels_alike_in_their_first_letters_get_codes_of_their_own(source, tmp_path):
+    """Labels were coded by their first 16 letters: 'consolidation right upper' and '... lower' shared one
+    code value with two meanings, which a PACS or a query by code merges. Read back with highdicom, each
+    label has its own code in the SEG and the SR, and the same label the same code in another export."""
+    import highdicom as hd
+
+    labels = ["consolidation right upper", "consolidation right lower"]
+    records = [{**finding(label, ""), "id": i} for i, label in enumerate(labels, 1)]
+    masks = [FindingMask(r, np.ones((1, 64, 48), bool)) for r in records]
+    codes = []
+    for n in (1, 2):  # two exports of the same findings
+        make_seg(source, masks, RESULT).save_as(tmp_path / f"seg{n}.dcm")
+        make_sr(source, records, RESULT).save_as(tmp_path / f"sr{n}.dcm")
+        seg = hd.seg.segread(tmp_path / f"seg{n}.dcm")
+        sr = hd.sr.srread(tmp_path / f"sr{n}.dcm")
+        segmented = [seg.get_segment_description(i).segmented_property_type for i in (1, 2)]
+        found = [g.finding_type for g in sr.content.get_planar_roi_measurement_groups()]
+        assert [c.meaning for c in segmented] == [c.meaning for c in found] == labels
+        assert [c.value for c in segmented] == [c.value for c in found]
+        codes.append([c.value for c in found])
+    assert codes[0] == codes[1] and len(set(codes[0])) == 2
 
 
 def test_the_seg_copies_the_sources_patient_orientation(written, source):

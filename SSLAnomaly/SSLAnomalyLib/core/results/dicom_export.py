@@ -15,6 +15,7 @@ is written as '/' so that a label stays one value.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import unicodedata
@@ -113,11 +114,16 @@ def one_value(text: str, length: int | None = 64) -> str:
 
 
 def _label_concept(label: str) -> CodedConcept:
-    """The private code of a label: its ASCII letters (accents dropped) as the code value, the label
-    itself as the meaning."""
-    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode().strip().upper()
-    code = re.sub(r"[^A-Z0-9.-]+", "_", ascii_label).strip("_")[:16] or "ANOMALY"
-    return CodedConcept(code, SCHEME, one_value(label) or "anomaly")
+    """The private code of a label, the label itself as the meaning. The code value (at most 16
+    characters) is the label's first ASCII letters (accents dropped), to be read, and a digest of the
+    whole label, so that labels alike up to there ('consolidation right upper' and '... lower') get
+    codes of their own, which a PACS or a query by code keeps apart, and a label the same code in
+    every export."""
+    text = unicodedata.normalize("NFC", one_value(label, None)) or "anomaly"
+    ascii_label = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().upper()
+    prefix = re.sub(r"[^A-Z0-9.-]+", "_", ascii_label).strip("_")[:7] or "LABEL"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8].upper()
+    return CodedConcept(f"{prefix}_{digest}", SCHEME, text[:64])
 
 
 def _reader_threshold(result: dict) -> float | None:
