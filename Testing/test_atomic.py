@@ -45,3 +45,23 @@ def test_only_leftovers_of_processes_that_are_gone_are_removed(tmp_path):
         p.write_text("x")
     assert remove_leftovers(tmp_path) == [gone]
     assert live.exists() and all(p.exists() for p in users)
+
+
+def test_the_results_of_an_input_named_like_a_temporary_stay(tmp_path):
+    """An input `.x.tmp<pid>-deadbeef.png` has results `.x.tmp<pid>-deadbeef.findings.json` and so on,
+    which the next batch into the folder took for a killed run's leftovers and deleted. Only names made
+    as temporaries are (`.<target>.tmp<pid>-<token>`, then nothing or the target's own extension)."""
+    from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES
+    from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, SUFFIXES
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    case = f".x.tmp{dead}-deadbeef"
+    results = [tmp_path / f"{case}{suffix}" for suffix in {*SUFFIXES, LUNGS_SUFFIX, *EXPORT_SUFFIXES.values()}]
+    gone = [tmp_path / f".{case}.findings.json.tmp{dead}-0123abcd",
+            tmp_path / f".{case}.heatmap.nrrd.tmp{dead}-0123abcd.nrrd",
+            tmp_path / f".plain.nii.gz.tmp{dead}-0123abcd.nii.gz"]
+    for p in (*results, *gone):
+        p.write_text("x")
+    assert sorted(remove_leftovers(tmp_path)) == sorted(gone)
+    assert all(p.exists() for p in results)

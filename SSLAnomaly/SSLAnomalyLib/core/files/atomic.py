@@ -4,7 +4,8 @@ Every temporary file is named after its target and the process writing it
 (`.<name>.tmp<pid>-<token>`, and the format's extension for writers that choose by it; staging
 folders `.sslanomaly-staging-<pid>-<token>`), so a run only ever removes leftovers of processes that
 no longer exist, never another live run's files or the user's own; and no temporary name ends like
-a result (`.findings.json`, `.heatmap.nrrd`).
+a result (`.findings.json`, `.heatmap.nrrd`), so that the results of an input named like a temporary
+(`.x.tmp99999-deadbeef.png`: `.x.tmp99999-deadbeef.findings.json`) are never taken for leftovers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-LEFTOVER = re.compile(r"^\..+\.tmp(\d+)-[0-9a-f]{8}(\.[^.]*){0,2}$")
+LEFTOVER = re.compile(r"\.(.+)\.tmp(\d+)-[0-9a-f]{8}(.*)", re.DOTALL)  # then nothing or the target's extension
 STAGING_PREFIX = ".sslanomaly-staging-"  # + "<pid>-": a folder of files written all-or-nothing (staging.py)
 LEFTOVER_STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}(\d+)-")
 
@@ -28,8 +29,7 @@ def atomic_path(path, keep_extension: bool = False):
     reaching the disk), on failure it is removed and `path` is untouched. `keep_extension` ends the
     temporary name with the format's extension (.nrrd, .nii.gz), for writers that choose by it."""
     path = Path(path)
-    extension = (".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix) if keep_extension else ""
-    tmp = temporary_name(path, extension)
+    tmp = temporary_name(path, _extension(path) if keep_extension else "")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -46,6 +46,17 @@ def disk_full_or(error: Exception, folder, needed: int) -> Exception:
     if shutil.disk_usage(folder).free < needed:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
     return error
+
+
+def _extension(path: Path) -> str:
+    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
+
+
+def leftover_pid(name: str) -> int | None:
+    """The process whose temporary `name` is, where it is named exactly as `temporary_name` names them:
+    `.<target>.tmp<pid>-<token>`, then nothing or the target's own extension; else None."""
+    file = LEFTOVER.fullmatch(name)
+    return int(file[2]) if file and file[3] in ("", _extension(Path(file[1]))) else None
 
 
 def temporary_name(path: Path, extension: str = "") -> Path:
@@ -69,9 +80,9 @@ def remove_leftovers(folder) -> list[Path]:
     A live process's files and anything not named by `atomic_path` or staging stay."""
     removed = []
     for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
-        file, staging = LEFTOVER.match(p.name), LEFTOVER_STAGING.match(p.name)
-        named = file if file and p.is_file() else staging if staging and p.is_dir() and not p.is_symlink() else None
-        if named and not writing(int(named[1])):
+        staging = LEFTOVER_STAGING.match(p.name) if p.is_dir() and not p.is_symlink() else None
+        pid = leftover_pid(p.name) if p.is_file() else int(staging[1]) if staging else None
+        if pid is not None and not writing(pid):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import tempfile
 from pathlib import Path
+
+from SSLAnomalyLib.core.files.atomic import temporary_name
 
 
 def native_safe(path) -> bool:
@@ -42,7 +43,7 @@ def plain_target(path, extension: str = ""):
     if native_safe(path):
         yield path
         return
-    plain = f".plain.tmp{os.getpid()}-{secrets.token_hex(4)}{extension}"
+    plain = temporary_name(Path(f"plain{extension}"), extension).name
     try:
         with plain_folder(path.parent) as folder:
             yield folder / plain
