@@ -34,6 +34,21 @@ def test_the_json_keeps_a_score_just_above_its_threshold_above_it():
     assert rounded_apart(0.1234564, 0.9, 6)[0] == 0.123456  # 6 decimals wherever that is enough
 
 
+def test_the_json_keeps_a_finding_just_above_the_pixel_threshold_above_it():
+    """A finding's score (a float32 heatmap peak, decided above the pixel threshold) was written whole and the
+    pixel threshold at 6 decimals, rounded up past it: the finding read as below its threshold, and a
+    reader's sensitivity left at the threshold read as moved off it."""
+    pixel_threshold = 6.25554351
+    peak = float(np.float32(6.2555437))
+    assert peak > pixel_threshold
+    doc = json.loads(to_json(findings_document(
+        "x.png", "", 2.0, 1.0, True, 99.0, "m", pixel_threshold, {}, [],
+        [{"id": 1, "score": peak}, {"id": 2, "score": 9.0}], review={"sensitivity": pixel_threshold})))
+    (close, far), written = doc["findings"], doc["pixel_threshold"]
+    assert close["score"] > written == doc["review"]["sensitivity"] and far["score"] == 9.0
+    assert abs(written - pixel_threshold) < 1e-6 and abs(close["score"] - peak) < 1e-6
+
+
 def banner_text(result) -> str:
     drawn = []
     draw_text = ImageDraw.ImageDraw.text

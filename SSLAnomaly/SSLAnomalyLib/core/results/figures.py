@@ -12,13 +12,21 @@ MOST_DECIMALS = 17  # a float64 is exact in its repr by then
 
 def rounded_apart(score: float, threshold: float, decimals: int) -> tuple[float, float, int]:
     """(score, threshold, d): both rounded to the fewest decimals d >= `decimals` at which they are
-    equal only if equal, and the score higher only if it is higher."""
-    score, threshold = float(score), float(threshold)
+    equal only if equal, and the score higher only if it is higher (`rounded_together`)."""
+    (score, threshold), d = rounded_together([score, threshold], decimals)
+    return score, threshold, d
+
+
+def rounded_together(values, decimals: int) -> tuple[list[float], int]:
+    """(values, d): all rounded to the fewest decimals d >= `decimals` at which those that differ still
+    differ. Rounding never reverses an order, so each then compares with each as it did unrounded: a
+    finding's score above the pixel threshold, or the reader's sensitivity equal to it, stays so."""
+    values = [float(v) for v in values]
     for d in range(decimals, MOST_DECIMALS):
-        s, t = round(score, d), round(threshold, d)
-        if (s > t) == (score > threshold) and (s == t) == (score == threshold):
-            return s, t, d
-    return score, threshold, MOST_DECIMALS
+        rounded = [round(v, d) for v in values]
+        if len(set(rounded)) == len(set(values)):
+            return rounded, d
+    return values, MOST_DECIMALS
 
 
 def score_texts(score: float, threshold: float, decimals: int = 2) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from SSLAnomalyLib.core.results.figures import rounded_apart
+from SSLAnomalyLib.core.results.figures import rounded_apart, rounded_together
 
 SCHEMA_VERSION = 1
 SCHEMA = Path(__file__).resolve().parents[3] / "Resources" / "Schemas" / "findings.schema.json"
@@ -29,17 +29,22 @@ def findings_document(input_path, image_id: str, score: float, threshold: float,
                       model_sha256: str | None = None, lung_network: str | None = None,
                       lung_network_sha256: str | None = None) -> dict:
     score, threshold, _ = rounded_apart(score, threshold, 6)  # 6 decimals, more where they would look equal
+    # the pixel threshold, the reader's sensitivity and the findings' scores together, so that they compare
+    # as they did when the findings were found and shown: a score just above the threshold stays above it
+    sensitivity = review["sensitivity"] if review is not None else pixel_threshold
+    (pixel_threshold, sensitivity, *scores), _ = rounded_together(
+        [pixel_threshold, sensitivity, *(f["score"] for f in findings)], 6)
     document = {"schema_version": SCHEMA_VERSION, "input": str(input_path), "image_id": image_id,
                 "score": score, "threshold": threshold, "abnormal": bool(abnormal),
                 "percentile": round(float(percentile), 2), "model": model,
                 **({"model_sha256": model_sha256} if model_sha256 else {}),
                 **({"lung_network": lung_network} if lung_network else {}),
                 **({"lung_network_sha256": lung_network_sha256} if lung_network_sha256 else {}),
-                "pixel_threshold": round(float(pixel_threshold), 6),
+                "pixel_threshold": pixel_threshold,
                 "score_components": {c: round(float(z), 6) for c, z in score_components.items()},
-                "warnings": list(warnings), "findings": list(findings)}
+                "warnings": list(warnings), "findings": [{**f, "score": s} for f, s in zip(findings, scores)]}
     if review is not None:
-        document["review"] = dict(review)
+        document["review"] = {**review, "sensitivity": sensitivity}
     return document
 
 
