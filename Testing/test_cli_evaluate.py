@@ -111,3 +111,19 @@ def test_ctrl_c_in_evaluate_exits_130_without_advising_a_resume_it_does_not_have
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err and "--resume" not in err and "Traceback" not in err, err
+
+
+def test_the_scores_csv_writes_a_file_that_starts_like_a_formula_as_text(tmp_path):
+    """`--normal @n --abnormal =a` wrote the file cells '@n/x.png' and '=a/y.png' as they were, which a
+    spreadsheet runs as formulas, where the findings CSV and the worklist write such text with an apostrophe."""
+    import csv
+
+    from SSLAnomalyLib.evaluation.evaluate import write_scores_csv
+
+    row = {"score": -0.5, "percentile": 12.0, "abnormal": False, "pooled": -1.25, "patch": 0.5}
+    write_scores_csv(tmp_path / "s.csv", [("clean", "normal", {**row, "file": "@n/x.png"}),
+                                         ("clean", "abnormal", {**row, "file": "=a/y.png"})])
+    with open(tmp_path / "s.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == ["'@n/x.png", "'=a/y.png"]
+    assert [(r["score"], r["pooled"]) for r in rows] == [("-0.500000", "-1.250000")] * 2  # numbers stay numbers

@@ -23,6 +23,7 @@ from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import (DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, ReadError, list_inputs,
                                                 read_radiograph)
+from SSLAnomalyLib.core.results.spreadsheet import cell
 
 REPORTED = (*COMPONENTS, RECONSTRUCTION, SIDES)  # each one's AUROC alone, where the model scores it
 FEW_IMAGES = 20  # below this, a share flagged moves by 5 points or more per image, and an AUROC is coarse
@@ -152,7 +153,8 @@ def evaluate_images(detector, normal_dir, abnormal_dir, progress: bool = True, s
 def write_scores_csv(path, table) -> None:
     """One row per image and condition: condition, label, file, score, components (standardised;
     `sides` empty for a model that does not score it), percentile, abnormal, and `reconstruction`
-    (last, so that readers of the earlier columns by position are unchanged; empty where not scored)."""
+    (last, so that readers of the earlier columns by position are unchanged; empty where not scored). A file
+    that starts like a formula ('=a/x.png', a folder given as '=a') is written as text (spreadsheet.cell)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -161,7 +163,7 @@ def write_scores_csv(path, table) -> None:
                     RECONSTRUCTION])
         for condition, label, r in table:
             value = {c: f"{r[c]:.6f}" if c in r else "" for c in REPORTED}
-            w.writerow([condition, label, r["file"], f"{r['score']:.6f}", *(value[c] for c in (*COMPONENTS, SIDES)),
+            w.writerow([condition, label, cell(r["file"]), f"{r['score']:.6f}", *(value[c] for c in (*COMPONENTS, SIDES)),
                         f"{r['percentile']:.2f}", int(r["abnormal"]), value[RECONSTRUCTION]])
 
 
