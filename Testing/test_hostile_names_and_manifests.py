@@ -166,3 +166,34 @@ def test_non_ascii_folders_under_a_c_locale_are_read_and_written(tmp_path):
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, env=env)
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")[-2000:]
     assert b"(1, 32, 40)" in r.stdout and r.stdout.count(b".nrrd") == 1  # no temporary left beside it
+
+
+def test_every_json_of_a_batch_over_a_non_utf8_name_is_strict_json(pediatric_model, tmp_path):
+    """A file named in Latin-1 (b'caf\\xe9.png') was recorded as "in/caf\\udce9.png" in its findings JSON and the
+    batch index, and a broken one so in the failures log: a lone surrogate, which a strict parser (and other
+    languages') rejects. Every JSON the batch writes now reads as UTF-8 text with the byte shown as \\xNN."""
+    import subprocess
+    import sys
+
+    from conftest import data_dir
+    from SSLAnomalyLib.core.files.json_text import dumps
+
+    folder = os.fsencode(tmp_path / "in")
+    os.mkdir(folder)
+    shutil.copy(sorted(data_dir("kermany_fullres", "normal").iterdir())[0], folder + b"/caf\xe9.png")
+    with open(folder + b"/bad\xe9.png", "wb") as f:
+        f.write(b"not a png")
+    r = subprocess.run([sys.executable, "-m", "SSLAnomalyLib.cli", "detect", "--model", str(pediatric_model),
+                        "--out", str(tmp_path / "out"), os.fsdecode(folder)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr  # the broken file failed
+    documents = []
+    for written in (tmp_path / "out").iterdir():
+        if written.name.endswith((".json", ".log")):
+            text = written.read_bytes().decode("utf-8", "strict")
+            documents += [json.loads(line) for line in text.splitlines()] if written.suffix == ".log" else \
+                [json.loads(text)]
+    assert len(documents) == 3  # findings, batch index, failures log
+    assert all(json.dumps(d, ensure_ascii=False).encode("utf-8", "strict") for d in documents)
+    inputs = sorted(row["input"] for d in documents for row in (d if isinstance(d, list) else [d]))
+    assert [name.rsplit("/", 1)[1] for name in inputs] == ["bad\\xe9.png"] * 2 + ["caf\\xe9.png"] * 2
+    assert json.loads(dumps({"\udce9": ["\U0001F480", "\ud800"]})) == {"\\xe9": ["\U0001F480", "\\ud800"]}

@@ -3,13 +3,13 @@ synthetic abnormalities (phantoms) drawn on normals."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_model, add_quiet, command_line, count,
                                        load_detector)
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.json_text import dumps
 
 
 def add_parser(sub) -> None:
@@ -75,7 +75,7 @@ def cmd_evaluate(args) -> int:
     for error in result["errors"]:  # each image left out, with its reason, as detect names its failures
         print(f"error: {shown(error)}", file=sys.stderr)
     result["command"] = command_line()
-    text = json.dumps(result, indent=1, allow_nan=False)
+    text = dumps(result, indent=1, allow_nan=False)
     if args.json:
         atomic_write_text(Path(args.json), text)
     print(text)

@@ -19,6 +19,7 @@ from typing import Callable
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
 from SSLAnomalyLib.core.files.digest import sha256
+from SSLAnomalyLib.core.files.json_text import dumps, visible
 
 BATCH_INDEX = "batch_index.json"
 
@@ -53,8 +54,9 @@ class FileIdentity:
 
 def same_input(earlier: str, now: str) -> bool:
     """Whether two inputs as given name one file (`in/a.dcm` and `/data/in/a.dcm` from /data). Only
-    a shortcut to the check of the bytes, which decides whether a result is kept."""
-    return earlier == now or os.path.realpath(earlier) == os.path.realpath(now)
+    a shortcut to the check of the bytes, which decides whether a result is kept. A name that is not UTF-8
+    is recorded as json_text writes it (`visible`), and compared so."""
+    return visible(earlier) == visible(now) or os.path.realpath(earlier) == os.path.realpath(now)
 
 
 class BatchIndex:
@@ -104,7 +106,7 @@ class BatchIndex:
         return found
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps([self.rows[n] for n in sorted(self.rows)], indent=1))
+        atomic_write_text(self.path, dumps([self.rows[n] for n in sorted(self.rows)], indent=1))
 
     def still_holds(self, name: str, given: str, path, image_id: str, read_identity: Callable[[], str]) -> bool:
         """Whether a finished result (`image_id`) of case `name` is still the result of its input."""

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from SSLAnomalyLib.core.files.atomic import temporary_name
+from SSLAnomalyLib.core.files.json_text import dumps
 from SSLAnomalyLib.core.files.errors import PathError
 
 YOUNG_S = 10.0  # a lock that cannot be read and is younger than this may be one an older version is writing
@@ -67,8 +68,8 @@ def _take(path: Path) -> bool:
     tmp = temporary_name(path)
     try:
         command = " ".join(me.cmdline())[:300]
-        tmp.write_text(json.dumps({"pid": me.pid, "started": me.create_time(), "command": command,
-                                   "host": socket.gethostname()}), encoding="utf-8")
+        tmp.write_text(dumps({"pid": me.pid, "started": me.create_time(), "command": command,
+                              "host": socket.gethostname()}), encoding="utf-8")
         os.link(tmp, path)
         return True
     except FileExistsError:

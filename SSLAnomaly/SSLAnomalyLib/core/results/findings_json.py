@@ -14,9 +14,9 @@ writers' output against it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from SSLAnomalyLib.core.files.json_text import dumps
 from SSLAnomalyLib.core.results.figures import rounded_apart, rounded_together
 
 SCHEMA_VERSION = 1
@@ -49,5 +49,6 @@ def findings_document(input_path, image_id: str, score: float, threshold: float,
 
 
 def to_json(document: dict) -> str:
-    """Strict JSON: a NaN or an infinity is an error here, never written."""
-    return json.dumps(document, indent=1, allow_nan=False)
+    """Strict JSON: a NaN or an infinity is an error here, never written; a file name's byte that is not
+    UTF-8 is written as \\xNN (json_text)."""
+    return dumps(document, indent=1, allow_nan=False)

@@ -13,7 +13,6 @@ are computed before, in float."""
 
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
 from collections import Counter
@@ -23,6 +22,7 @@ import numpy as np
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_bytes, atomic_write_text
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.json_text import dumps, visible
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import list_inputs, write_image
@@ -42,24 +42,16 @@ NAME_BYTES = 200  # a case name's most: with its longest suffix (.findings.mrk.j
 
 def shown(path) -> str:
     """A file name as it may be printed or logged: control characters (newlines, tabs, terminal
-    escapes) and bytes that are not text (a non-UTF-8 name) written as \\xNN / \\uNNNN."""
-    out = []
-    for c in os.fsdecode(path):
-        code = ord(c)
-        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif not c.isprintable():
-            out.append(f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
-        else:
-            out.append(c)
-    return "".join(out)
+    escapes) and bytes that are not text (a non-UTF-8 name: json_text.visible) written as \\xNN / \\uNNNN."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in visible(os.fsdecode(path)))
 
 
 def append_failure(path, given, reason: str) -> None:
     """Add {"input": shown name, "reason": ...} as one line to a failures log: appended, never
     rewritten, so that a batch of thousands of unreadable files costs no more per failure at the end."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"input": shown(given), "reason": reason}) + "\n")
+        f.write(dumps({"input": shown(given), "reason": reason}) + "\n")
 
 
 def output_folder(out_dir) -> Path:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.json_text import dumps
 from SSLAnomalyLib.core.results.outputs import fitted
 
 FORMAT_VERSION = 2  # 2: image_id, and the file keyed by it
@@ -100,7 +101,7 @@ def save_review(path, review: dict) -> Path:
     except ValueError as e:
         raise ReviewError(path, f"not saved: {e}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, json.dumps(review, indent=1))
+    return atomic_write_text(path, dumps(review, indent=1))
 
 
 def now() -> str:
