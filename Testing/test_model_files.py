@@ -291,7 +291,7 @@ def test_calibrate_refuses_an_existing_model_first_and_writes_one_truthful_card(
     assert r.returncode == 0, r.stderr
     manifest, card = load(out).manifest, (out / CARD).read_text()
     assert manifest.section("site_calibration")["n_normals"] == 20
-    assert re.findall(r"(\d+) calibration normals", card) == ["20"], card  # one count, the site's
+    assert set(re.findall(r"(\d+) calibration normals", card)) == {"20"}, card  # one count, the site's
     assert "Calibration normals: the site's own" in card and not re.search(r"\d+ normals of", card), card
     assert "sslanomaly train (library call)" in card
     assert "shared/data" not in card and "/tmp" not in card and str(tmp_path) not in card
