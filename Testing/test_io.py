@@ -204,6 +204,21 @@ def test_a_dicomdir_in_a_folder_is_passed_over_as_the_index_it_is(tmp_path):
     assert list_inputs([tmp_path / "DICOMDIR"]) == [tmp_path / "DICOMDIR"]  # named: read, and refused if it must be
 
 
+def test_dicom_files_named_by_their_uid_or_bare_without_a_suffix_are_inputs_of_a_folder(tmp_path):
+    """A PACS export's files named by their SOP Instance UID (suffix '.4') were left out of a folder ('no input
+    images found', exit 2), and so was one without suffix and preamble, which named alone was refused as an
+    'unsupported file type'."""
+    from SSLAnomalyLib.core.reading.images import list_inputs
+
+    pixels = np.full((64, 64), 500, np.uint16) + np.arange(64, dtype=np.uint16)
+    by_uid = write_dx(tmp_path / "1.2.826.0.1.3680043.8.498.4", pixels)
+    bare = tmp_path / "IM0002"
+    bare.write_bytes(by_uid.read_bytes()[132:])  # no preamble nor "DICM": the data set as old exports write it
+    (tmp_path / "README.TXT").write_text("Burnt by a PACS viewer")
+    assert list_inputs([tmp_path]) == [by_uid, bare]
+    np.testing.assert_array_equal(read_radiograph(bare).pixels, read_radiograph(by_uid).pixels)
+
+
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_a_nifti_without_a_finite_pixel_is_refused_as_such(tmp_path, suffix, value):

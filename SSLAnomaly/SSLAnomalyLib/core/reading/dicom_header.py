@@ -111,6 +111,18 @@ def dataset_start(path: Path) -> int:
     raise InvalidDicomError(f"{path} has no 'DICM' marker and does not begin with a DICOM element")
 
 
+def begins_like_dicom(path: Path) -> bool:
+    """Whether a file begins as the reader reads DICOM (`dataset_start`): how a file named by its UID
+    (1.2.840.113619.2.5) or with no suffix, as PACS and CD exports name them, is told from the rest."""
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        dataset_start(path)
+    except (InvalidDicomError, OSError):
+        return False
+    return True
+
+
 def _read_partial(counted: _CountedFile, stop_when, bare: bool):
     """pydicom's read, forced for a bare data set; one without file meta is given the transfer
     syntax it was read in, which decoding its pixels needs."""

@@ -28,6 +28,7 @@ from SSLAnomalyLib.core.files.native_names import native_safe, plain_target
 from SSLAnomalyLib.core.reading.blank import refuse_or_mark_blank
 from SSLAnomalyLib.core.reading.colour import ROWS_AT_ONCE, array_strips, colour_warning
 from SSLAnomalyLib.core.reading.content import PNG_GREY_ALPHA, raster_kind, sixteen_bit_png
+from SSLAnomalyLib.core.reading.dicom_header import begins_like_dicom
 from SSLAnomalyLib.core.reading.nifti_values import restore_nonfinite
 from SSLAnomalyLib.core.reading.nonfinite import replace_nonfinite
 from SSLAnomalyLib.core.reading.dicom_reader import read_dicom
@@ -55,21 +56,12 @@ def _suffix(path: Path) -> str:
 
 
 def is_supported(path: Path) -> bool:
-    """Whether a file found in a folder is an input. A CD or USB export's DICOMDIR is its index, not an
-    image: it is passed over (named explicitly, it is read and refused with its SOP Class)."""
+    """Whether a file found in a folder is an input: named as an image, or beginning as DICOM does under any
+    other name (none, or a UID's last part, as PACS exports name files). A CD or USB export's DICOMDIR is its
+    index, not an image: it is passed over (named explicitly, it is read and refused with its SOP Class)."""
     if path.name.upper() == "DICOMDIR":
         return False
-    s = _suffix(path)
-    return s in DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"} or (s == "" and _has_dicom_preamble(path))
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-        return len(head) == 132 and head[128:132] == b"DICM"
-    except OSError:
-        return False
+    return _suffix(path) in DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"} or begins_like_dicom(path)
 
 
 def as_folders(spec) -> list[str]:
@@ -112,8 +104,7 @@ def read_radiograph(path, blank_ok: bool = False) -> Radiograph:
             img = _read_raster(path)
             img.warnings.append(f"is a {kind} image named {s}, read as one: it has no DICOM header (no patient "
                                 "or study to export to)")
-        elif s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
-                                     and _has_dicom_preamble(path)):
+        elif s in DICOM_SUFFIXES or (s not in RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"} and begins_like_dicom(path)):
             img = read_dicom(path)
         elif s in RASTER_SUFFIXES:
             img = _read_raster(path)
