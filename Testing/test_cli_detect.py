@@ -104,3 +104,37 @@ def test_a_rate_the_calibration_normals_cannot_meet_is_warned_of(default_model, 
     assert ("warning: --fpr 0.001: expected false-positive rate on new normals 0.4 %" in said["0.001"]
             and "the 0.1 % asked cannot be met on 256 normals" in said["0.001"])
     assert "--fpr" not in said["0.1"]
+
+
+def test_a_folders_dicom_objects_that_are_no_images_are_passed_over_by_name_not_failed(default_model, tmp_path, capsys):
+    """A CD or PACS export holds reports, key object selections and the product's own earlier SEG and SR
+    beside its images: each was a failure, so detect on any such folder exited 1 ('... is not a radiograph'),
+    though its DICOMDIR was passed over as no input. Now each is named on stderr with what it is and left
+    out; named alone, it is still refused as the input it was given as."""
+    import pydicom
+
+    from SSLAnomalyLib.core.results.dicom_export import make_seg, make_sr, read_source
+    from SSLAnomalyLib.core.results.segments import FindingMask
+    from synthetic_inputs import radiograph, write_dicom
+
+    folder = tmp_path / "IMG"
+    folder.mkdir()
+    image = write_dicom(folder / "IM000001", radiograph(0))
+    source = read_source(image, instance_uids=[pydicom.dcmread(image).SOPInstanceUID])
+    finding = {"id": 1, "label": "opacity", "note": "", "origin": "model", "model": "adult", "status": "accepted",
+               "bbox_ijk": [4, 6, 20, 30], "score": 1.5, "area_mm2": 12.0}
+    result = {"model": "adult", "score": 2.0, "abnormal": True, "threshold": 1.7, "pixel_threshold": 0.9,
+              "sensitivity": 0.9}
+    mask = np.zeros((1, source.Rows, source.Columns), bool)
+    mask[0, 6:31, 4:21] = True
+    make_sr(source, [finding], result).save_as(folder / "SR000001", enforce_file_format=True)
+    make_seg(source, [FindingMask(finding, mask)], result).save_as(folder / "SEG00001", enforce_file_format=True)
+    assert main(["detect", "--model", str(default_model), "--out", str(tmp_path / "out"), "--quiet", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "passed over 2 DICOM object(s)" in err
+    assert f"{folder / 'SR000001'} (Comprehensive SR Storage)" in err and f"{folder / 'SEG00001'} (Segmentation" in err
+    assert "error" not in err and not (tmp_path / "out" / "failures.log").exists()
+    assert [p.name for p in (tmp_path / "out").glob("*.findings.json")] == ["IM000001.findings.json"]
+    assert main(["detect", "--model", str(default_model), "--out", str(tmp_path / "named"), "--quiet",
+                 str(image), str(folder / "SR000001")]) == 1
+    assert "SR000001: DICOM Comprehensive SR Storage is not a radiograph" in capsys.readouterr().err

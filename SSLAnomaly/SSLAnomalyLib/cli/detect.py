@@ -85,12 +85,12 @@ def cmd_detect(args) -> int:
     if args.fpr is not None:
         detector.calibration = detector.calibration.with_false_positive_rate(args.fpr)
         warn_rate(detector.calibration)
-    files, repeated = batch_files(args.inputs, args.out)
+    files, notice = batch_files(args.inputs, args.out)
+    if notice:
+        print(f"warning: {notice}", file=sys.stderr)
     if not files:
         print(f"error: no input images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 2
-    if repeated:
-        print(f"warning: {repeated}", file=sys.stderr)
     options = BatchOptions(resume=args.resume, lungs=args.lungs, spacing=args.spacing,
                            outputs=(scene_bundle(),) if args.mrb else ())
     events = TerminalEvents(args.quiet)

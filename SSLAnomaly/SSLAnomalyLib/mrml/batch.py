@@ -31,7 +31,7 @@ ALWAYS_WRITTEN = ("csv", "mrk", "seg", "lungs")  # export formats that every cas
 def batch_cases(inputs, out_dir) -> tuple[list[Case], dict[str, object], str | None]:
     """The cases of files, folders and volume nodes (None: every image volume of the scene),
     {case name: volume node} of those held by the scene, and a warning naming the files given more
-    than once (each is scored once), or None. Files are read only when their turn comes; an
+    than once (each is scored once) and the DICOM objects passed over in folders (batch_files), or None. Files are read only when their turn comes; an
     `out_dir` inside an input folder is refused (PathError), as the command line refuses it."""
     if inputs is None:  # the scene's images, not labelmaps or the module's own heatmaps
         inputs = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
@@ -39,11 +39,11 @@ def batch_cases(inputs, out_dir) -> tuple[list[Case], dict[str, object], str | N
     elif isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "GetID"):
         inputs = [inputs]
     volumes = [i for i in inputs if hasattr(i, "GetID")]
-    files, repeated = batch_files([i for i in inputs if not hasattr(i, "GetID")], out_dir)
+    files, notice = batch_files([i for i in inputs if not hasattr(i, "GetID")], out_dir)
     names = unique_case_names([v.GetName() for v in volumes] + files)
     scene = [Case(v.GetName(), n, image=lambda v=v: volume_node_to_radiograph(v)) for v, n in zip(volumes, names)]
     return scene + [Case(os.fsdecode(f), n, f) for f, n in zip(files, names[len(volumes):])], \
-        {c.name: v for c, v in zip(scene, volumes)}, repeated
+        {c.name: v for c, v in zip(scene, volumes)}, notice
 
 
 def slicer_export(formats, volumes: dict[str, object]) -> CaseOutput:
@@ -93,10 +93,10 @@ class ProgressEvents(BatchEvents):
 def detect_batch(detector, inputs, output_folder, formats=None, overwrite: bool = False, progress=None,
                  resume: bool = False, spacing: float | None = None) -> list[dict]:
     """`AnomalyLogic.detectBatch` (its docstring says what it does); rows as it returns them."""
-    cases, volumes, repeated = batch_cases(inputs, output_folder)
+    cases, volumes, notice = batch_cases(inputs, output_folder)
     events = ProgressEvents(progress)
-    if repeated:
-        events.warning(repeated)
+    if notice:
+        events.warning(notice)
     options = BatchOptions(resume=resume, overwrite=overwrite or resume, lungs=True, spacing=spacing,
                            prefetch=0 if volumes else BatchOptions.prefetch, background_writer=False,
                            outputs=(slicer_export(formats, volumes),))

@@ -134,11 +134,11 @@ def detect_on_dask(client, inputs, out_dir, model: str = "default", device: str 
     # does: before a folder of that name where it runs); a folder travels absolute, like the inputs
     model = str(model) if registry.bundled(str(model)) else str(registry.resolve(model).absolute())
     in_flight = in_flight or 4 * max(1, sum(client.nthreads().values()))
-    files, repeated = batch_files(inputs, out_dir)
+    files, notice = batch_files(inputs, out_dir)
     files, out_dir = [Path(f).absolute() for f in files], Path(out_dir).absolute()
     events = events or BatchEvents()
-    if repeated:
-        events.warning(repeated)
+    if notice:
+        events.warning(notice)
     state = model_folder.fingerprint(model)  # the model as it is now, on the driver and every worker
     with open_batch(file_cases(files), out_dir, options, _detector(model, device, state), events) as batch:
         lock = (batch.out / LOCK).read_text(encoding="utf-8") if options.lock else None

@@ -31,8 +31,8 @@ from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
 from SSLAnomalyLib.core.results.export_owner import reviewed_export
-from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_paths, output_folder, output_lock,
-                                                unique_case_names)
+from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_paths, first_few, output_folder,
+                                                output_lock, unique_case_names)
 from SSLAnomalyLib.core.results.set_aside import set_aside_earlier
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
@@ -199,11 +199,6 @@ class Batch:
         if self.options.worklist:
             write_worklist(self.out, documents)
         return self.report
-
-
-def first_few(named: list[str]) -> str:
-    """The first three of `named`, and how many more: a refusal names what it is about, not thousands."""
-    return "; ".join(named[:3]) + (f"; and {len(named) - 3} more" if len(named) > 3 else "")
 
 
 @contextmanager

@@ -139,28 +139,49 @@ def _read_partial(counted: _CountedFile, stop_when, bare: bool):
 
 def _refuse_non_image(path: Path, ds) -> None:
     """A segmentation, structured report, RT structure set, presentation state or parametric map
-    carries no radiograph (a SEG even has pixel data, of masks): every storage SOP Class that
-    pydicom knows and whose name is not an '... Image Storage' is refused, naming it."""
+    carries no radiograph (a SEG even has pixel data, of masks): refused, naming its SOP Class."""
+    value = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
+    if name := non_image_class(value):
+        raise ReadError(path, f"DICOM {name} is not a radiograph (SOP Class {value}): only image objects are read")
+
+
+def non_image_class(value) -> str | None:
+    """The name of a SOP Class UID where pydicom knows it as a storage class that is no '... Image
+    Storage' (a report, a segmentation, a presentation state, a key object selection, a PDF), else None."""
     from pydicom.uid import UID
 
-    value = ds.get("SOPClassUID") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")
     uid = UID(str(value or "").strip())
-    if uid.type == "SOP Class" and "Image Storage" not in uid.name:
-        raise ReadError(path, f"DICOM {uid.name} is not a radiograph (SOP Class {uid}): only image objects are read")
+    return uid.name if uid.type == "SOP Class" and "Image Storage" not in uid.name else None
+
+
+def stored_non_image(path: Path) -> str | None:
+    """`non_image_class` of a DICOM file's object as its file meta states it, read alone (bounded); None
+    for an image, for a file without file meta (a bare data set) and for any file that cannot be read so:
+    its reading, in its turn, says what it is."""
+    try:
+        return non_image_class(_file_meta(path, dataset_start(path)).get("MediaStorageSOPClassUID"))
+    except Exception:  # no DICOM, unreadable, a damaged meta group: the file is read and refused in its turn
+        return None
+
+
+def _file_meta(path: Path, start: int):
+    """The file meta group (0002) from `start`: explicit VR little endian, as the standard writes it."""
+    from pydicom.filereader import read_dataset
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        return read_dataset(_CountedFile(f, path, "the file meta information did not end"), is_implicit_VR=False,
+                            is_little_endian=True, stop_when=lambda tag, vr, length: tag.group != 2)
 
 
 def _check_inflated(path: Path, bare: bool) -> bool:
     """pydicom inflates a deflated data set whole before parsing it: count what it inflates to first,
     in bounded pieces, and refuse one beyond MAX_INFLATED_BYTES (a small file can inflate to gigabytes).
     Whether the data set is deflated."""
-    from pydicom.filereader import read_dataset
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
     start = 0 if bare else PREAMBLE + 4
-    with open(path, "rb") as f:
-        f.seek(start)
-        meta = read_dataset(_CountedFile(f, path, "the file meta information did not end"), is_implicit_VR=False,
-                            is_little_endian=True, stop_when=lambda tag, vr, length: tag.group != 2)
+    meta = _file_meta(path, start)
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return False
     inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0

@@ -24,6 +24,7 @@ from SSLAnomalyLib.core.files.atomic import atomic_write_bytes, atomic_write_tex
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.files.json_text import dumps, visible
 from SSLAnomalyLib.core.files.locks import folder_lock
+from SSLAnomalyLib.core.reading.dicom_header import stored_non_image
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import list_inputs, write_image
 from SSLAnomalyLib.core.reading.walk import refuse_output_inside_inputs
@@ -105,12 +106,36 @@ def case_name(path) -> str:
 
 def batch_files(inputs, out_dir) -> tuple[list, str | None]:
     """The distinct input files of a batch into `out_dir` and the warning naming repeats
-    (`distinct_inputs`), after refusing an output folder inside the inputs: every front end
-    (command line, Slicer, Dask) lists its inputs here, so none scores its own results next run.
+    (`distinct_inputs`) and the DICOM objects passed over in its folders (`passed_over`), after refusing an
+    output folder inside the inputs: every front end (command line, Slicer, Dask) lists its inputs here, so
+    none scores its own results next run.
     One path is one input: as a string it was taken for its characters ('/' walked the whole disk)."""
     inputs = [inputs] if isinstance(inputs, (str, bytes, os.PathLike)) else list(inputs)
     refuse_output_inside_inputs(out_dir, inputs)
-    return distinct_inputs(list_inputs(inputs))
+    files, skipped = passed_over(list_inputs(inputs), {Path(i) for i in inputs})
+    files, repeated = distinct_inputs(files)
+    return files, "; ".join(w for w in (repeated, skipped) if w) or None
+
+
+def passed_over(files, named) -> tuple[list, str | None]:
+    """`files` without the DICOM objects found in a folder that are no image (a CD or PACS export's
+    reports, key object selections, presentation states, PDFs, an earlier export's SEG and SR: their file
+    meta says so), and a warning naming them, or None. They are no input and no failure; a file given by
+    name (in `named`) is kept, read and refused with what it is."""
+    kept, skipped = [], []
+    for f in files:
+        kind = None if f in named else stored_non_image(f)
+        if kind:
+            skipped.append(f"{shown(f)} ({kind})")
+        else:
+            kept.append(f)
+    return kept, (f"passed over {len(skipped)} DICOM object(s) in the input folders that are not images, not "
+                  f"counted as inputs: {first_few(skipped)}" if skipped else None)
+
+
+def first_few(named: list[str]) -> str:
+    """The first three of `named`, and how many more: a refusal names what it is about, not thousands."""
+    return "; ".join(named[:3]) + (f"; and {len(named) - 3} more" if len(named) > 3 else "")
 
 
 def distinct_inputs(files) -> tuple[list, str | None]:
