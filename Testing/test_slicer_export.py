@@ -5,6 +5,7 @@ Also the scene bundle the CLI writes (`sslanomaly detect --mrb`), opened in a fr
 import csv
 import json
 import subprocess
+from pathlib import Path
 
 import highdicom as hd
 import jsonschema
@@ -515,6 +516,35 @@ def test_write_mrb_bundles_one_case_without_touching_the_scene(model, tmp_path):
     assert bundle["rois"] == bundle["rows"] == len(result.findings) > 0
     with pytest.raises(FileExistsError):
         write_mrb(image, result, path)
+
+
+def test_write_mrb_from_the_batch_writers_threads_bundles_each_case_alone(model, tmp_path):
+    """`detect --mrb` writes cases on two threads, and each bundle is built in a scene installed as the
+    process's `slicer.mrmlScene`: one case's image and heatmap went into another's bundle, a third's came
+    out empty. Bundles written at once each hold their own case and nothing else."""
+    import zipfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+    from SSLAnomalyLib.core.reading.images import read_radiograph
+
+    empty_scene()
+    image = read_radiograph(tb_radiograph())
+    detector = AnomalyDetector.load(model, device="cpu")
+    result = detector.detect(image)
+    cases = [f"case{i}" for i in range(8)]
+
+    def write(name):
+        case = image.with_pixels(image.pixels)
+        case.source = f"{name}.png"
+        return write_mrb(case, result, tmp_path / f"{name}.mrb")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, cases))
+    for name in cases:
+        volumes = sorted(Path(n).name for n in zipfile.ZipFile(tmp_path / f"{name}.mrb").namelist()
+                         if n.endswith(".nrrd") and not n.endswith(".seg.nrrd"))
+        assert volumes == [f"{name} anomaly heatmap.nrrd", f"{name}.nrrd"], name
 
 
 def test_cli_detect_mrb_writes_bundles_that_open_in_a_fresh_scene(model, tmp_path):

@@ -5,6 +5,7 @@ desktop Slicer."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,6 +24,8 @@ from SSLAnomalyLib.mrml.volumes import radiograph_to_volume_node
 # What a scene needs besides its data (none a patient's): views, their layers and cameras, layout, colour tables
 SCENE_SETUP = ("vtkMRMLAbstractViewNode", "vtkMRMLSliceCompositeNode", "vtkMRMLCameraNode", "vtkMRMLLayoutNode",
                "vtkMRMLSelectionNode", "vtkMRMLInteractionNode", "vtkMRMLCrosshairNode", "vtkMRMLColorNode")
+# The private scene is installed as the process's one `slicer.mrmlScene`: the batch's writer threads take turns
+_PRIVATE_SCENE = threading.Lock()
 
 
 def save_scene_bundle(path) -> Path:
@@ -150,9 +153,10 @@ def _scene_problem(path) -> str | None:
 def write_mrb(radiograph, result, path, overwrite: bool = False) -> Path:
     """One case as a scene bundle: the image volume, the heatmap with its colour node as the
     foreground layer, one finding ROI each and the findings table. Built in a private headless
-    scene, so that nothing else in the process is touched; outside desktop Slicer only."""
+    scene, so that nothing else in the process is touched; outside desktop Slicer only. One bundle at a
+    time: two threads each installing their scene put one case's image in the other's bundle."""
     path = Path(path)
-    with _private_scene():
+    with _PRIVATE_SCENE, _private_scene():
         volume = radiograph_to_volume_node(radiograph, case_name(radiograph.source or path.name))
         show_detection(volume, result)
         with staged_files({"mrb": path}, overwrite) as staged:
