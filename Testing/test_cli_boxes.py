@@ -175,6 +175,24 @@ def test_boxes_on_an_image_read_reduced_are_placed_on_its_reduced_grid(default_m
     assert result["random_pointing_baseline"] == round(1400 * 2800 / 5600 ** 2, 4)  # the box's share of the file
 
 
+def test_boxes_of_an_image_stored_on_its_side_are_in_the_pixels_it_is_shown_in(tmp_path):
+    """A JPEG stored turned with EXIF orientation 6 is read upright (core/reading/exif.py), its heatmap on the
+    upright grid: its boxes are drawn where a viewer shows the lesion, so they are read on that grid too, as
+    the upright file's are (not on the stored grid, where the same numbers lie elsewhere)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    upright = np.full((64, 96), 40, np.uint8)
+    upright[8:20, 70:90] = 250  # the lesion, top right as shown
+    Image.fromarray(upright).save(images / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(upright).copy()).save(images / "turned.jpg", quality=100, exif=exif)
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\nupright.png,70,8,89,19\nturned.jpg,70,8,89,19\n")
+    result = evaluate_boxes(HeatOfPixels(), tmp_path / "boxes.csv", images, progress=False)
+    assert result["n_images"] == 2 and not result["errors"]
+    assert result["pointing_game"] == 1.0 and result["box_auroc"] > 0.99
+
+
 def test_options_a_box_evaluation_does_not_read_are_refused_not_dropped(tmp_path, capsys):
     """--boxes with --scores-csv, --perturb, --normal or --phantoms measured localisation alone and
     dropped the rest unsaid (no scores CSV was written), and --images without --boxes was ignored."""

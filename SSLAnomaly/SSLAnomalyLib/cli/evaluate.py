@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     add_model(e)
     e.add_argument("--normal", help="folder of normal images")
     e.add_argument("--abnormal", help="folder of abnormal images")
-    e.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1,label (pixel coordinates)")
+    e.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1,label (pixel coordinates of the image as "
+                                   "viewers show it: upright as its EXIF orientation says, at full size)")
     e.add_argument("--images", help="folder of the images named in --boxes")
     e.add_argument("--json", help="write the figures to this JSON file")
     e.add_argument("--scores-csv", metavar="CSV", help="also write every image's score (and each perturbed copy's) to this CSV")

@@ -204,8 +204,10 @@ def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
 
 def box_mask(shape: tuple[int, int], boxes, block: int = 1) -> np.ndarray:
     """Pixels inside any box, each box clipped to the image (a box partly outside keeps its inside
-    part; one wholly outside marks nothing). Boxes are in the file's pixels: on an image read reduced
-    (`Radiograph.block` file pixels a side per pixel), a box marks the blocks its pixels fall in."""
+    part; one wholly outside marks nothing). Boxes are in the pixels of the file as viewers show it, where
+    they were drawn: upright as its EXIF orientation says (the grid the heatmap is on), and at full size, so on
+    an image read reduced (`Radiograph.block` file pixels a side per pixel) a box marks the blocks its pixels
+    fall in."""
     rows, cols = shape
     mask = np.zeros(shape, bool)
     for x0, y0, x1, y1 in boxes:
