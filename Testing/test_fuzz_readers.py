@@ -12,8 +12,9 @@ from PIL import Image
 
 from conftest import data_dir
 from messy_corpus import write_dicom
-from SSLAnomalyLib.core.reading.images import MIN_SIDE, ReadError, read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, read_radiograph
 from SSLAnomalyLib.core.reading.shrink import MAX_SIDE
+from SSLAnomalyLib.core.reading.too_small import MIN_SIDE
 
 HEADER = 600  # bytes: the DICOM meta and image pixel module, the PNG chunks before the pixels
 FUZZ = settings(max_examples=1000, deadline=None, database=None, derandomize=True,

@@ -13,8 +13,9 @@ from pydicom.uid import ExplicitVRLittleEndian
 from messy_corpus import REFUSED, png_chunk, write_dicom
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.reading.image import Radiograph
-from SSLAnomalyLib.core.reading.images import MIN_SIDE, ReadError, list_inputs, read_radiograph, write_image
+from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph, write_image
 from SSLAnomalyLib.core.reading.shrink import MAX_SIDE, shrink_if_large
+from SSLAnomalyLib.core.reading.too_small import MIN_SIDE
 
 
 def assert_valid(img: Radiograph):
@@ -75,6 +76,24 @@ def test_large_image_is_read_reduced_over_the_same_patient_space():
     assert small.ijk_to_lps() @ [0, 0, 0, 1] == pytest.approx(first_block_centre)
     assert any("read at 50x76" in w for w in small.warnings)
     assert shrink_if_large(small, max_side=100) is small
+
+
+@pytest.mark.parametrize("one_pixel_axis, order", [(1, [0, 2, 1]), (2, [1, 2, 0])])
+def test_a_plane_stored_with_its_one_pixel_axis_not_last_is_refused_saying_what_it_is(tmp_path, one_pixel_axis, order):
+    """A coronal radiograph stored as a 64 x 1 x 64 NRRD (what a crop or resample in Slicer can leave) was refused
+    as "image is 64x1 pixels; at least 16x16 is needed": it is one 64 x 64 plane, and the refusal now says so and
+    how to save it, the remedy it names giving an image that is read; a thin image is refused as before."""
+    rng = np.random.default_rng(0)
+    volume = sitk.GetImageFromArray(np.expand_dims(rng.integers(0, 4000, (64, 64)).astype(np.int16), one_pixel_axis))
+    sitk.WriteImage(volume, str(tmp_path / "plane.nrrd"))
+    with pytest.raises(ReadError, match=rf"is one plane of 64x64 pixels stored as a volume of 64 slices .* its one-pixel "
+                                        rf"axis is not the last .*SimpleITK.PermuteAxes\(image, \{order}\)"):
+        read_radiograph(tmp_path / "plane.nrrd")
+    sitk.WriteImage(sitk.PermuteAxes(volume, order), str(tmp_path / "saved.nrrd"))
+    assert read_radiograph(tmp_path / "saved.nrrd").shape == (1, 64, 64)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((64, 3), np.int16)), str(tmp_path / "thin.nrrd"))
+    with pytest.raises(ReadError, match="image is 3x64 pixels; at least 16x16 is needed"):
+        read_radiograph(tmp_path / "thin.nrrd")
 
 
 def test_a_header_promising_a_huge_image_is_refused_before_decoding(tmp_path):

@@ -38,13 +38,13 @@ from SSLAnomalyLib.core.reading.hounsfield import refuse_hounsfield_volume
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, check_size, check_volume
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large
+from SSLAnomalyLib.core.reading.too_small import too_small
 from SSLAnomalyLib.core.reading.value_range import within_float32
 from SSLAnomalyLib.core.reading.walk import walk_files, why_missing
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 ITK_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".mha", ".mhd"}
-MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look at it)
 FLAT_TAIL_ROWS = 0.05  # a raster whose bottom 5 % of rows are one flat value was probably cut short
 MAX_SPACING_MM = 10.0  # coarser than this is no radiograph's pixel: a damaged or hostile header
 MIN_SPACING_MM = 0.001  # finer neither: 1e-300 mm makes ITK's geometry singular, and every heatmap unwritable
@@ -151,11 +151,9 @@ def _validated(img: Radiograph, path: Path, declared: tuple[int, int, int], file
                blank_ok: bool = False) -> Radiograph:
     """`img` checked and repaired; refusals quote the file's own size (`declared`), not the reduced one.
     A file's implausible spacing is replaced; a volume node's (`file=False`) is its scene's geometry, kept."""
-    _, rows, cols = img.shape
-    if min(rows, cols) < MIN_SIDE:
-        reduced = f" (read at {cols}x{rows} after reduction)" if declared != img.shape else ""
-        raise ReadError(path, f"image is {declared[2]}x{declared[1]} pixels{reduced}; at least {MIN_SIDE}x{MIN_SIDE} "
-                              "is needed")
+    rows = img.shape[1]
+    if small := too_small(declared, img.shape):
+        raise ReadError(path, small)
     flat = _flat_tail_rows(img.pixels[0])  # before the median fills NaN rows flat: they are reported as such
     nonfinite = replace_nonfinite(img, path)
     if file and not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in img.spacing[:2]):
