@@ -169,6 +169,7 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     values trained with: unset options take the starting model's, given ones win."""
     from SSLAnomalyLib.cli import parser
     from SSLAnomalyLib.cli.train import training_spec
+    from SSLAnomalyLib.core.model_files.model_card import inherited_note
     from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
     from SSLAnomalyLib.training.spec import StartingEncoder, resolve
 
@@ -192,7 +193,17 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     assert kept.encoder.pooled_views == tuple(m["encoder"].get("pooled_views", ["image"]))  # before the option: image
     assert given.pretext == Pretext.parse("mae")
     assert not {"foreign_objects", "patch_layers", "pooled_layers", "pooled_views", "pretext", "input_size"} & set(given.inherited)
+    assert kept.overridden == {} and given.overridden["patch_layers"] == {"given": ["layer1"],
+                                                                          "starting": m["encoder"]["patch_layers"]}
+    assert set(given.overridden) == {"foreign_objects", "patch_layers", "pooled_layers", "pooled_views", "pretext",
+                                     "input_size"}
+    note = inherited_note({"inherited": given.inherited, "overridden": given.overridden})
+    assert (f"Set otherwise by an option: input size 96 (the starting model's: {m['encoder']['input_size']})" in note
+            and f"patch layers ['layer1'] (the starting model's: {m['encoder']['patch_layers']})" in note)
     adult = StartingEncoder.load(default_model)  # positions standardised: kept, or turned off by the option
+    for model in (pediatric_model, default_model):  # every recipe value either model records is kept, none overridden
+        plain = resolve(training_spec(parser().parse_args(base[:-1] + [str(model)])), StartingEncoder.load(model))
+        assert set(plain.inherited) == set(StartingEncoder.load(model).recipe) and plain.overridden == {}
     assert resolve(training_spec(parser().parse_args(base)), adult).standardise_positions is True
     off = base + ["--no-standardise-positions"]
     assert resolve(training_spec(parser().parse_args(off)), adult).standardise_positions is False

@@ -290,7 +290,8 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
             "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
                              seconds=round(train_seconds, 1), step_seconds=round(state["seconds"], 1),
                              processes=ranks.world, weights="float16" if spec.half_weights else "float32",
-                             inherited=recipe.inherited, chosen_step=state.get("best_step"),
+                             inherited=recipe.inherited, overridden=recipe.overridden,
+                             chosen_step=state.get("best_step"),
                              encoder_frozen=spec.freeze_encoder,
                              selection="none: the encoder was frozen, the last step's decoder is kept"
                                        if spec.freeze_encoder else

@@ -7,7 +7,8 @@ reference and calibration views, positions standardised, foreign-object share, t
 every option left unset (None), and fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run
 from scratch takes the defaults. The starting model's acquisition directions (core/model/acquisition.py)
 are kept where the encoder they belong to stays as it is and no other-source normals ask for new ones.
-The manifest records which values were inherited.
+The manifest records which values were inherited, and which an option set otherwise than the
+starting model (with its value).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class Recipe:
     foreign_objects: float
     sides_offset: float
     inherited: dict  # {name: value} taken from the starting model, as the manifest records it
+    overridden: dict = field(default_factory=dict)  # {name: {"given", "starting"}}: an option set otherwise
 
 
 def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
@@ -141,10 +143,17 @@ def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
     encoder = replace(base, input_size=value["input_size"], patch_layers=tuple(value["patch_layers"]),
                       pooled_layers=tuple(value["pooled_layers"]), pooled_views=tuple(value["pooled_views"]))
     lr = spec.lr if spec.lr is not None else (FINE_TUNE_LR if start is not None else LR)
-    shown = {k: (v.to_dict()["objectives"] if isinstance(v, Pretext) else list(v) if isinstance(v, tuple) else v)
-             for k, v in inherited.items()}
+    overridden = {name: {"given": shown(getattr(spec, name)), "starting": shown(start.recipe[name])}
+                  for name in INHERITABLE if getattr(spec, name) is not None and start is not None
+                  and name in start.recipe and shown(getattr(spec, name)) != shown(start.recipe[name])}
     return Recipe(encoder, value["pretext"], lr, value["reference_views"], value["calibration_views"],
-                  value["standardise_positions"], value["foreign_objects"], value["sides_offset"], shown)
+                  value["standardise_positions"], value["foreign_objects"], value["sides_offset"],
+                  {k: shown(v) for k, v in inherited.items()}, overridden)
+
+
+def shown(value):
+    """A recipe value as the manifest records it (JSON: a pretext's objectives, lists for tuples)."""
+    return value.to_dict()["objectives"] if isinstance(value, Pretext) else list(value) if isinstance(value, tuple) else value
 
 
 def kept_acquisition(spec: TrainingSpec, start: StartingEncoder | None) -> AcquisitionDirections | None:

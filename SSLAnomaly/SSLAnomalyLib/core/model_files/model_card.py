@@ -144,13 +144,18 @@ def sides_note(manifest: Manifest) -> str:
 
 
 def inherited_note(training: dict) -> str:
-    """What a run started from another model kept of that model's recipe (training/spec.py)."""
-    kept = training.get("inherited") or {}
-    if not kept:
-        return ""
-    shown = ", ".join(f"{name.replace('_', ' ')} " + ("+".join(o["name"] for o in value) if name == "pretext" else f"{value}")
-                      for name, value in kept.items())
-    return f"\n- Kept from the starting model's recipe (no option given for them): {shown}."
+    """What a run started from another model kept of that model's recipe, and what an option set
+    otherwise, beside the starting model's value (training/spec.py)."""
+    kept, changed = training.get("inherited") or {}, training.get("overridden") or {}
+    shown = ", ".join(f"{name.replace('_', ' ')} {recipe_value(name, value)}" for name, value in kept.items())
+    given = ", ".join(f"{name.replace('_', ' ')} {recipe_value(name, v['given'])} (the starting model's: "
+                      f"{recipe_value(name, v['starting'])})" for name, v in changed.items())
+    return ((f"\n- Kept from the starting model's recipe (no option given for them): {shown}." if kept else "")
+            + (f"\n- Set otherwise by an option: {given}." if changed else ""))
+
+
+def recipe_value(name: str, value) -> str:
+    return "+".join(o["name"] + (f":{o['weight']:g}" if o["weight"] != 1 else "") for o in value) if name == "pretext" else f"{value}"
 
 
 def steps_note(t: dict) -> str:
