@@ -119,13 +119,16 @@ def test_install_records_population_and_measured_figures_and_keeps_the_weights(s
         install("veterinary", str(run), folder=tmp_path / "x")
 
 
-def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_normals(small_model, small_normals, tmp_path):
+def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_normals(small_model, small_normals, tmp_path,
+                                                                                      capsys):
     """`train --start-from M --minutes 0`: M's encoder weights unchanged, a reference and calibration
-    fitted on the given normals with the heatmap layers asked for, and a card that says so."""
+    fitted on the given normals with the heatmap layers asked for, and a card that says so; the run
+    says which device --device auto chose."""
     train, val = small_normals
     out = tmp_path / "refit"
     assert main(["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--minutes", "0",
-                 "--start-from", str(small_model), "--patch-layers", "layer1,layer2", "--quiet"]) == 0
+                 "--start-from", str(small_model), "--patch-layers", "layer1,layer2"]) == 0
+    assert "the starting encoder as it is; device cpu (chosen by --device auto)" in capsys.readouterr().err
     base, refit = load(small_model), load(out)
     encoder, arrays, training = refit.encoder_state, refit.arrays, refit.manifest.section("training")
     assert base.encoder_state.keys() == encoder.keys()

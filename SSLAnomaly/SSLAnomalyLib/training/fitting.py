@@ -245,10 +245,11 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                                     "start": start.model_id if start is not None else None},
                           initial_decoder=started.state() if started is not None else None,
                           freeze_encoder=spec.freeze_encoder)
-        say(f"training on {len(train.files)} normals for {minutes:g} min"
-            + (f" on {ranks.world} processes" if ranks.world > 1 else "")
-            + (" (the encoder frozen: MAE's decoder only)" if spec.freeze_encoder else "")
-            if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
+        say((f"training on {len(train.files)} normals for {minutes:g} min"
+             + (f" on {ranks.world} processes" if ranks.world > 1 else "")
+             + (" (the encoder frozen: MAE's decoder only)" if spec.freeze_encoder else "")
+             if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
+            + f"; device {dev}" + (" (chosen by --device auto)" if spec.device == "auto" else ""))
         encoder_state = trainer.fit(train.images01, train.lungs, progress)
         train_seconds = time.time() - t0
         if not ranks.main:
