@@ -242,3 +242,15 @@ def test_a_volume_among_the_images_is_left_out_named_as_train_leaves_it(pairs, t
     sitk.WriteImage(sitk.GetImageFromArray(np.stack([lungs] * 2)), str(masks / "c13.nrrd"))
     assert main(run + ["--overwrite"]) == 2
     assert f"{masks / 'c13.nrrd'}: mask is a volume of 2 slices, its image one radiograph" in capsys.readouterr().err
+
+
+def test_a_mask_without_its_image_is_named_not_passed_over(pairs):
+    """A mask whose image is not at its path under --images (renamed, moved, not copied) was never
+    trained on and never named; it is left out with a note naming it, as an unreadable image is."""
+    images, masks = pairs
+    (masks / "day2").mkdir()
+    for stray in (masks / "c99.png", masks / "day2" / "c00.png"):
+        write_png(stray, (lung_field(side="right") | lung_field(side="left")).astype(np.uint8) * 255)
+    kept, _, _, left_out = lung_training.distinct_pairs(images, masks, 64, progress=False)
+    assert len(kept) == N and left_out == [f"{masks / 'c99.png'}: a mask with no image at its path under {images}",
+                                           f"{masks / 'day2' / 'c00.png'}: a mask with no image at its path under {images}"]

@@ -13,6 +13,7 @@ of images disease is drawn inside the lung field first (`lung_disease.py`), so a
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
 import time
@@ -83,6 +84,13 @@ def read_pairs(images_dir, masks_dir) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def unmatched_masks(images_dir, masks_dir) -> list[str]:
+    """A note naming each mask with no image at its path under `images_dir` (the image renamed, moved or
+    not copied): an expert's drawing that is never trained on is said, not passed over in silence."""
+    return [f"{m}: a mask with no image at its path under {images_dir}" for m in list_inputs([masks_dir])
+            if not os.path.lexists(Path(images_dir) / m.relative_to(masks_dir))]
+
+
 def distinct_pairs(images_dir, masks_dir, size: int, progress: bool = True
                    ) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
     """(the pairs of `read_pairs` to use, their model inputs and labels at `size`, a note naming each
@@ -92,7 +100,7 @@ def distinct_pairs(images_dir, masks_dir, size: int, progress: bool = True
     the seeded split could train on one copy and measure the other, flattering the held-out Dice.
     Every mask is checked here, before the training budget is spent."""
     pairs = read_pairs(images_dir, masks_dir)
-    read, images, labels, left_out = [], [], [], []
+    read, images, labels, left_out = [], [], [], unmatched_masks(images_dir, masks_dir)
     for f, m in progress_over(pairs, "reading", "img", show=progress):
         try:
             image = normal_image(f).shown(0)
