@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -126,8 +127,10 @@ def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_no
     says which device --device auto chose."""
     train, val = small_normals
     out = tmp_path / "refit"
+    started = time.time()
     assert main(["train", "--normals", str(train), "--val-normals", str(val), "--out", str(out), "--minutes", "0",
                  "--start-from", str(small_model), "--patch-layers", "layer1,layer2"]) == 0
+    took = time.time() - started
     assert "the starting encoder as it is; device cpu (chosen by --device auto)" in capsys.readouterr().err
     base, refit = load(small_model), load(out)
     encoder, arrays, training = refit.encoder_state, refit.arrays, refit.manifest.section("training")
@@ -138,6 +141,7 @@ def test_a_model_started_from_another_keeps_its_encoder_and_refits_on_the_new_no
     assert "Kept from the starting model's recipe (no option given for them): input size" in (out / "MODEL_CARD.md").read_text()
     assert arrays["patch_means"].shape[-1] == 2 * base.arrays["patch_means"].shape[-1]  # layer1: a map twice as fine
     assert training["started_from"]["model_id"] == base.manifest.model_id
+    assert 0.7 * took <= training["seconds"] <= took  # the time it took: the refit's fitting, not only its no steps
     assert f"encoder of model `{base.manifest.model_id}` unchanged" in (out / "MODEL_CARD.md").read_text()
     result = AnomalyDetector.load(out, device="cpu").detect(
         read_radiograph(sorted(data_dir("kermany_fullres", "pneumonia").iterdir())[0]))

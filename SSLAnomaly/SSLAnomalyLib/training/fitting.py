@@ -251,7 +251,6 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
              if minutes > 0 else "no training steps (--minutes 0): the starting encoder as it is")
             + f"; device {dev}" + (" (chosen by --device auto)" if spec.device == "auto" else ""))
         encoder_state = trainer.fit(train.images01, train.lungs, progress)
-        train_seconds = time.time() - t0
         if not ranks.main:
             ranks.finish()
             return None
@@ -282,6 +281,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
         decisions = {"scoring": scoring, "calibration": calibration.to_dict()}
         state = trainer.state()
         weights_digest = model_digest(encoder_state, arrays, decisions, decoder_state)
+        seconds = time.time() - t0  # training, the reference and the thresholds: all a refit's work
         manifest = Manifest.from_dict({
             "model_id": f"sslanomaly-{normals.digest()[:8]}-s{seed}-w{weights_digest}",
             "encoder": encoder_cfg.to_dict(),
@@ -289,7 +289,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
                               "intensity": "per-image 1st-99th percentile to [0, 1], then (x - 0.5) / 0.25"},
             "pretext": pretext.to_dict(),
             "training": dict(train_cfg.to_dict(), device=str(dev), steps=state["step"],
-                             seconds=round(train_seconds, 1), step_seconds=round(state["seconds"], 1),
+                             seconds=round(seconds, 1), step_seconds=round(state["seconds"], 1),
                              processes=ranks.world, weights="float16" if spec.half_weights else "float32",
                              inherited=recipe.inherited, overridden=recipe.overridden,
                              chosen_step=state.get("best_step"),
