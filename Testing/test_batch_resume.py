@@ -228,3 +228,26 @@ def test_resume_redoes_a_result_whose_findings_json_was_cut_short(pediatric_mode
     assert r.returncode == 0 and "2 of 2 input(s) written" in r.stdout and "(1 already done)" in r.stdout, r.stderr
     assert "percentile" in json.loads(cut.read_text()) and isinstance(json.loads(bent.read_text())["score"], float)
     assert len((out / WORKLIST).read_text().splitlines()) == 4
+
+
+def test_sigterm_while_detect_mrb_imports_slicer_core_ends_cleanly(pediatric_model, tmp_path):
+    """`detect --mrb` imports slicer-core on its way; a SIGTERM (or Ctrl-C) in the middle of its VTK
+    modules ended the run in 'ImportError: Failed to load vtkRemoteIO: No module named
+    slicer_core.MRMLCore' (exit 1, a traceback), or in a segmentation fault, not 'terminated'. The
+    signal here comes as that import starts to load MRMLCore."""
+    image = sorted(data_dir("kermany", "val", "pneumonia").iterdir())[0]
+    script = f"""
+import importlib.abc, os, signal, sys
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "slicer_core.MRMLCore":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+sys.meta_path.insert(0, SignalOnImport())
+from SSLAnomalyLib.cli import main
+sys.exit(main(["detect", "--model", {str(pediatric_model)!r}, "--mrb", "--quiet", "--out", {str(tmp_path / 'out')!r},
+               {str(image)!r}]))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 143 and "terminated (SIGTERM)" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not list((tmp_path / "out").glob("*.findings.json"))

@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from SSLAnomalyLib.cli.options import add_device, add_model, fraction, load_detector, output_folder, pixel_spacing
+from SSLAnomalyLib.cli.termination import signals_held
 from SSLAnomalyLib.core.batch.case import CaseRow
 from SSLAnomalyLib.core.batch.options import BatchOptions, CaseOutput
 from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
@@ -69,7 +70,8 @@ class TerminalEvents(BatchEvents):
 
 def scene_bundle() -> CaseOutput:
     """`<name>.mrb` per case (imported here: only --mrb needs slicer-core)."""
-    from SSLAnomalyLib.mrml.bundle import write_mrb
+    with signals_held():
+        from SSLAnomalyLib.mrml.bundle import write_mrb
 
     def write(image, result, out_dir: Path, name: str) -> dict[str, Path]:
         return {"mrb": write_mrb(image, result, out_dir / f"{name}.mrb", overwrite=True)}

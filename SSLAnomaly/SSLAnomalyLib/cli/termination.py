@@ -28,6 +28,22 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM that come during the block take effect as it ends: for importing VTK's native
+    modules (slicer-core, which `detect --mrb` imports on its way), which an exception raised mid-import
+    crashes ('Segmentation fault') or turns into an ImportError naming another module, not 'interrupted'."""
+    came = []
+    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(came):
+            signal.raise_signal(s)  # its own handler's now: Terminated, KeyboardInterrupt
+
+
 TERMINATED = 128 + signal.SIGTERM  # the exit status of a command ended by SIGTERM
 
 
