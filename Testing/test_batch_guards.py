@@ -229,6 +229,31 @@ def test_an_input_replaced_by_an_unreadable_file_keeps_no_earlier_result_under_i
             assert f"moved to {moved[0]}" in capsys.readouterr().err
 
 
+def test_resume_sets_aside_a_review_exported_before_results_named_their_seal(tmp_path, capsys):
+    """A reader's review exported from a Slicer scene saved before results named their model's seal names
+    none: --resume cannot keep it, and refused the whole folder ('holds a reader's reviewed findings'), so
+    the batch could not be finished there without moving the review by hand. It is moved, with the files
+    under its name, to OUT/set_aside/ (a warning says where) and the case detected again; an unsealed review
+    of other thresholds is still refused."""
+    inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
+    assert main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)]) == 0
+    reviewed, other = sorted(out.glob("*.findings.json"))
+    review = {k: v for k, v in json.loads(reviewed.read_text()).items() if not k.endswith("_sha256")}
+    review["review"] = {"sensitivity": review["pixel_threshold"]}
+    review["findings"].append({"id": "R1", "label": "nodule", "status": "added", "note": "the reader's own"})
+    reviewed.write_text(json.dumps(review))
+    other.unlink()  # the batch was stopped before it
+    earlier = {p.name: p.read_bytes() for p in out.glob(f"{reviewed.name.split('.')[0]}.*")}
+    resume = ["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--resume", str(inputs)]
+    assert main([*resume, "--fpr", "0.2"]) == 2 and "reader's reviewed findings" in capsys.readouterr().err
+    assert main(resume) == 0
+    [moved] = (out / "set_aside").iterdir()
+    assert {p.name: p.read_bytes() for p in moved.iterdir()} == earlier
+    said = capsys.readouterr()
+    assert f"moved, with the files under its name, to {moved}" in said.err and "2 of 2 input(s) written" in said.out
+    assert "review" not in json.loads(reviewed.read_text()) and other.exists()
+
+
 def test_an_input_redone_keeps_no_file_of_the_earlier_image_it_did_not_write_again(tmp_path, capsys):
     """IM.jpeg detected with --lungs, replaced by another radiograph and detected again without: the first
     image's IM.lungs.nrrd (and its Slicer export's files, record included) stayed beside the new image's

@@ -107,8 +107,18 @@ def same_model(document: dict, detector: AnomalyDetector) -> bool:
     not known to be this model's."""
     lungs = detector.anatomy.model_sha256
     return (bool(detector.model_sha256) and document.get("model_sha256") == detector.model_sha256
-            and bool(lungs) and document.get("lung_network_sha256") == lungs
-            and document["model"] == detector.model_id
+            and bool(lungs) and document.get("lung_network_sha256") == lungs and same_thresholds(document, detector))
+
+
+def unsealed(document: dict) -> bool:
+    """Whether a result names no seal of its model folder or lung network (written, or exported from a
+    Slicer scene saved, before they were recorded): nothing tells whether this model made it."""
+    return not document.get("model_sha256") or not document.get("lung_network_sha256")
+
+
+def same_thresholds(document: dict, detector: AnomalyDetector) -> bool:
+    """Whether a result names this model's id and both of its thresholds."""
+    return (document["model"] == detector.model_id
             and abs(document["threshold"] - round(detector.calibration.threshold, 6)) < 1e-6
             and abs(document["pixel_threshold"] - round(detector.calibration.pixel_threshold, 6)) < 1e-6)
 

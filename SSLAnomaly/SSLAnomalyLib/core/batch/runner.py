@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, same_model,
-                                           same_spacing, score_case, write_case)
+                                           same_spacing, same_thresholds, score_case, unsealed, write_case)
 from SSLAnomalyLib.core.batch.options import BatchOptions
 from SSLAnomalyLib.core.batch.pipeline import WriteBehind, read_ahead
 from SSLAnomalyLib.core.batch.resume import BatchIndex
@@ -31,9 +31,9 @@ from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
 from SSLAnomalyLib.core.results.export_owner import reviewed_export
-from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_paths, first_few, output_folder,
-                                                output_lock, unique_case_names)
-from SSLAnomalyLib.core.results.set_aside import set_aside_earlier
+from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_files, case_paths, first_few, output_folder,
+                                                output_lock, shown, unique_case_names)
+from SSLAnomalyLib.core.results.set_aside import set_aside, set_aside_earlier
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
 FAILURE_LOG = "failures.log"
@@ -94,7 +94,9 @@ class Batch:
         kept = {c.name for c in cases if options.resume and self._still_holds(c, detector)}
         self.todo = [c for c in cases if c.name not in kept]
         self._refuse_replacing_other_images()
-        self._refuse_replacing_reviews()
+        unsealed_reviews = self._unsealed_reviews(detector) if options.resume else []
+        self._refuse_replacing_reviews(unsealed_reviews)
+        self._set_aside(unsealed_reviews)
         if options.batch_index:
             self.index.start({c.name: c.input for c in cases}, redo={c.name for c in self.todo})
         if options.failures_log:  # every input without results is tried again, so the log starts afresh
@@ -114,17 +116,40 @@ class Batch:
             raise PathError(self.out, f"holds results of other images under the names this batch would write: "
                                       f"{named}; give another output folder, or move those results first")
 
-    def _refuse_replacing_reviews(self) -> None:
+    def _refuse_replacing_reviews(self, moved: list[str]) -> None:
         """A findings JSON with a review, or any other file of a reader's Slicer export (its record says so: a
         CSV, markups or DICOM SR exported without the JSON), is the reader's work (decisions, notes, own
         findings): detecting again would replace it with the model's findings alone. Refused before anything is
-        written, naming the first few."""
-        reviewed = [c.name for c in self.todo
-                    if "review" in (self._earlier[c.name] or {}) or reviewed_export(self.out, c.name)]
+        written, naming the first few; those to be `moved` aside are not."""
+        reviewed = [c.name for c in self.todo if c.name not in moved
+                    and ("review" in (self._earlier[c.name] or {}) or reviewed_export(self.out, c.name))]
         if reviewed:
             raise PathError(self.out, f"holds a reader's reviewed findings (exported from Slicer) under the names this "
                                       f"batch would write: {first_few([repr(n) for n in reviewed])}; detecting again "
                                       "would replace the review: give another output folder")
+
+    def _unsealed_reviews(self, detector: AnomalyDetector) -> list[str]:
+        """The cases to redo whose result is a reader's review that names no seal (`unsealed`: exported from a
+        Slicer scene saved before results recorded them) but this model's id and thresholds. `--resume` cannot
+        keep it (another folder of that id may have made it), and refusing the folder left a reader unable to
+        finish the batch there without moving the review by hand."""
+        def unsealed_review(done: dict) -> bool:
+            try:
+                return "review" in done and unsealed(done) and same_thresholds(done, detector)
+            except (KeyError, TypeError):
+                return False
+
+        return [c.name for c in self.todo if unsealed_review(self._earlier[c.name] or {})]
+
+    def _set_aside(self, reviews: list[str]) -> None:
+        """Move each of these reviews, with the files beside it under its case's name, to
+        `OUT/set_aside/<name>.<UTC time>/` (never replaced, never deleted), said as a warning."""
+        for name in reviews:
+            folder = set_aside(self.out, name, [p for p in case_files(self.out, name) if os.path.lexists(p)])
+            self.events.warning(f"'{shown(name)}': a reader's review exported from Slicer before findings named their "
+                                f"model's seal (model_sha256), so --resume cannot tell it is this model's: it was "
+                                f"moved, with the files under its name, to {shown(folder)}, and the case is "
+                                "detected again")
 
     def _finished(self, name: str) -> dict | None:
         """The findings document of a result in the folder, or None (none there, or unreadable)."""

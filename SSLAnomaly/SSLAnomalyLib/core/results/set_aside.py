@@ -3,7 +3,8 @@ batch that redoes a case and cannot (its file now unreadable, or replaced by one
 has no result for it: what an earlier run left under that name (findings JSON, heatmap, overlay...) may
 be another image's, and a reader, a script or a PACS link opening `OUT/<name>.overlay.png` would take it
 for this input's. So may a file the batch redoing it did not write again (`<name>.lungs.nrrd` of a run
-with `--lungs`) beside its new results.
+with `--lungs`) beside its new results. A reader's review that names no model seal is moved too, by
+`--resume` (the batch runner's `_set_aside`): resume cannot keep it, and detecting again would replace it.
 Those files are moved, never deleted (a reader's work may be among them), to
 `OUT/set_aside/<name>.<UTC time>/`, keeping their names."""
 
