@@ -251,3 +251,26 @@ sys.exit(main(["detect", "--model", {str(pediatric_model)!r}, "--mrb", "--quiet"
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 143 and "terminated (SIGTERM)" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not list((tmp_path / "out").glob("*.findings.json"))
+
+
+def test_a_batch_stopped_by_its_front_end_runs_no_drift_check_until_it_is_whole(pediatric_model, tmp_path):
+    """Slicer's Stop (the progress callback returning False) ended the batch as if it were whole: the
+    drift check ran over the cases done, wrote 'this batch of 21 radiographs ...' into their findings
+    JSONs, and once resumed they carried the whole batch's warning beside it."""
+    from SSLAnomalyLib.core.batch.options import BatchOptions
+    from SSLAnomalyLib.core.batch.runner import BatchEvents, file_cases, run_batch
+    from SSLAnomalyLib.core.detection.detector import AnomalyDetector
+
+    class StopAt20(BatchEvents):
+        def case_done(self, row, done, todo):
+            return done < 20
+
+    detector, out = AnomalyDetector.load(pediatric_model), tmp_path / "out"
+    cases = file_cases(sorted(data_dir("kermany", "val", "pneumonia").iterdir())[:24])
+    stopped = run_batch(cases, out, detector, BatchOptions(), StopAt20())
+    assert 20 <= len(stopped.rows) < 24 and stopped.drift is None
+    assert not any("this batch of" in w for p in out.glob("*.findings.json") for w in json.loads(p.read_text())["warnings"])
+    whole = run_batch(cases, out, detector, BatchOptions(resume=True))
+    assert whole.drift and whole.drift.startswith("this batch of 24 ")
+    assert all([w for w in json.loads(p.read_text())["warnings"] if "this batch of" in w] == [whole.drift]
+               for p in out.glob("*.findings.json"))

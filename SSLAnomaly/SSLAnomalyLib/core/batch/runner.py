@@ -230,7 +230,9 @@ class Batch:
 def open_batch(cases: list[Case], out, options: BatchOptions, detector: AnomalyDetector,
                events: BatchEvents | None = None):
     """A `Batch` in `out` for the duration, under the folder's lock; finished on the way out, also
-    when interrupted (then without the drift check, which needs the whole batch)."""
+    when interrupted or stopped by its front end before every case was done (then without the drift
+    check, which needs the whole batch: over the cases done it wrote 'this batch of 23' into their
+    findings JSONs, where the resumed batch then added its own)."""
     out = output_folder(out)
     with output_lock(out) if options.lock else nullcontext(), disk_full_names(out):
         batch = Batch(cases, out, options, detector, events or BatchEvents())
@@ -244,7 +246,7 @@ def open_batch(cases: list[Case], out, options: BatchOptions, detector: AnomalyD
             except OSError:  # e.g. the disk is full: what is on it stays as it is
                 pass
             raise
-        batch.finish(complete=True)
+        batch.finish(complete=len(batch.report.rows) == batch.report.todo)
 
 
 @contextmanager
