@@ -74,8 +74,9 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_lock_file(small_m
     finally:
         holder.kill()
         holder.wait()
-    r = detect(small_model, out, inputs)  # the holder was killed: its lock is stale
+    r = detect(small_model, out, inputs)  # the holder was killed: its lock is stale, taken over and said
     assert r.returncode == 0, r.stderr
+    assert f"the lock {out / LOCK} was left by a run that no longer runs" in r.stderr and "taken over" in r.stderr
     assert len(list(out.glob("*.findings.json"))) == 2 and not (out / LOCK).exists()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,7 +82,8 @@ def _take(path: Path) -> bool:
 @contextmanager
 def folder_lock(lock_file, folder):
     """Hold `lock_file` while writing `folder`: a live holder is refused (PathError naming `folder`,
-    the lock file and the holding process), a stale lock is taken over."""
+    the lock file and the holding process), a stale lock is taken over and said on stderr (a run into
+    the folder was killed: what it finished is there, and it may want --resume)."""
     path = Path(lock_file)
     for _ in range(3):
         if _take(path):
@@ -93,6 +95,8 @@ def folder_lock(lock_file, folder):
                                     f"into this folder (lock file {path}); wait for it to finish or choose another "
                                     "folder; if no such run is alive, delete the lock file")
         path.unlink(missing_ok=True)  # stale
+        print(f"note: {folder}: the lock {path} was left by a run that no longer runs (killed, or its machine "
+              "restarted): taken over", file=sys.stderr)
     else:
         raise PathError(folder, f"could not take the folder's lock {path}")
     try:
