@@ -3,6 +3,7 @@ normals lies above it, and new normals of the same site are flagged at the rate 
 images and a tampered model are refused with a clear message."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -173,6 +174,27 @@ def test_the_card_counts_the_normals_given_used_and_left_out(tmp_path):
     assert ("Of the 23 files given, 20 were scored; left out: 1 unreadable (`broken.png`); 2 copies of an image "
             "given before (`again0.jpeg`, `again1.jpeg`).") in card
     assert str(tmp_path) not in card  # named by base name: the card travels to other sites
+
+
+def test_normals_named_in_latin1_are_calibrated_on_and_named_in_a_utf8_card(tmp_path):
+    """A normal named in Latin-1 (b'loin\\xe9.jpeg') crashed calibrate as it hashed the file list, and a copy
+    so named crashed it as it wrote the card naming it (UnicodeEncodeError on '\\udce9'). Both are now
+    calibrated on or left out, and the card, valid UTF-8, names the copy as the manifest does (\\xe9)."""
+    files = sorted(data_dir("kermany", "val", "normal").iterdir())
+    normals = linked(tmp_path, "site", files[:20])
+    os.symlink(files[20], os.fsencode(normals) + b"/loin\xe9.jpeg")
+    shutil.copyfile(files[3], os.fsencode(normals) + b"/caf\xe9.jpeg")
+    r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", tmp_path / "m", "--quiet")
+    assert r.returncode == 0, r.stderr
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_bytes().decode("utf-8", "strict")
+    assert "left out: 1 copies of an image given before (`caf\\xe9.jpeg`)." in card
+    site = json.loads((tmp_path / "m" / "manifest.json").read_text())["site_calibration"]
+    assert site["n_normals"] == 21 and site["left_out"]["copies"] == [f"{normals}/caf\\xe9.jpeg"]
+    from SSLAnomalyLib.training.crossfit import digest
+    from SSLAnomalyLib.training.fitting import NormalSet
+
+    named = [os.fsdecode(b"loin\xe9.jpeg")]  # train hashes its normals' names as calibrate does
+    assert NormalSet(np.zeros((1, 8, 8)), np.zeros((1, 8, 8), bool), named, []).digest() == digest(named)
 
 
 @pytest.mark.parametrize("command", [["calibrate", "--model", "pediatric", "--out", "m"],

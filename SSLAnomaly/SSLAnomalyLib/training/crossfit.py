@@ -13,6 +13,7 @@ a temporary file (`FeatureCache`), so memory does not grow with the number of no
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,9 @@ def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
 
 
 def digest(names) -> str:
-    """A short hash of a file list (names only): which normals, never what they show."""
-    return hashlib.sha256("\n".join(sorted(Path(f).name for f in names)).encode()).hexdigest()[:16]
+    """A short hash of a file list (names only): which normals, never what they show. Hashed as the
+    names' bytes (os.fsencode), so that a name that is not UTF-8 (b'caf\\xe9.png') is hashed too."""
+    return hashlib.sha256(os.fsencode("\n".join(sorted(Path(f).name for f in names)))).hexdigest()[:16]
 
 
 def encode(scorer: Scorer, cache: FeatureCache, normals, folds: int, seed: int, reference_views: int = 0,

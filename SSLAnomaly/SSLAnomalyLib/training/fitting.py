@@ -66,7 +66,7 @@ class NormalSet:
         return NormalSet(self.images01[idx], self.lungs[idx], [self.files[i] for i in idx], [])
 
     def digest(self) -> str:
-        return hashlib.sha256("\n".join(Path(f).name for f in sorted(self.files)).encode()).hexdigest()[:16]
+        return hashlib.sha256(os.fsencode("\n".join(Path(f).name for f in sorted(self.files)))).hexdigest()[:16]
 
     def pixels_digest(self) -> str:
         """What the images hold, not only their names: another folder of the same file names

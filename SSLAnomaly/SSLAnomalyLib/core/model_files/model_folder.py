@@ -35,7 +35,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from SSLAnomalyLib.core.files.digest import sha256
 from SSLAnomalyLib.core.files.errors import PathError
-from SSLAnomalyLib.core.files.json_text import strict
+from SSLAnomalyLib.core.files.json_text import strict, visible
 from SSLAnomalyLib.core.files.locks import folder_lock
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model_files import leftovers, registry, signing
@@ -170,7 +170,7 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
         staging.mkdir()
         try:
             _write(staging / WEIGHTS, safetensors_bytes(tensors, metadata={"format_version": str(FORMAT_VERSION)}))
-            _write(staging / CARD, card.encode("utf-8"))
+            _write(staging / CARD, visible(card).encode("utf-8"))  # names as the manifest writes them
             document = strict(dict(manifest.to_dict(), format_version=FORMAT_VERSION,  # sealed as written
                                    files={name: sha256(staging / name) for name in (WEIGHTS, CARD)}))
             _write(staging / MANIFEST, json.dumps(signing.seal(document, key), indent=1, allow_nan=False).encode())
