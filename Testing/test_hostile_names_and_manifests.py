@@ -197,3 +197,32 @@ def test_every_json_of_a_batch_over_a_non_utf8_name_is_strict_json(pediatric_mod
     inputs = sorted(row["input"] for d in documents for row in (d if isinstance(d, list) else [d]))
     assert [name.rsplit("/", 1)[1] for name in inputs] == ["bad\\xe9.png"] * 2 + ["caf\\xe9.png"] * 2
     assert json.loads(dumps({"\udce9": ["\U0001F480", "\ud800"]})) == {"\\xe9": ["\U0001F480", "\\ud800"]}
+
+
+def test_the_training_sides_json_over_a_non_utf8_name_is_strict_json(tmp_path):
+    """train-anatomy's checkpoint recorded its images folder b'imag\\xe9s' as "imag\\udce9s", and a device
+    round's results.json its work folder so: a lone surrogate, which a strict parser rejects. Both are now
+    written as \\xNN, and the checkpoint still resumes the run it was made by."""
+    import torch
+    from safetensors import safe_open
+
+    from SSLAnomalyLib.training import device_round
+    from SSLAnomalyLib.training.lung_checkpoint import LungRun, LungRunState
+
+    def strict_json(text: str):
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode("utf-8", "strict")
+        return value
+
+    images = os.fsdecode(os.fsencode(tmp_path) + b"/imag\xe9s")
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW(net.parameters())
+    LungRun(tmp_path / "run", {"images": images}).save(net, opt, LungRunState(step=3))
+    with safe_open(str(tmp_path / "run" / "lungs-checkpoint.safetensors"), "pt") as f:
+        assert strict_json(f.metadata()["identity"])["images"].endswith("/imag\\xe9s")
+    assert LungRun(tmp_path / "run", {"images": images}).resume(net, opt).step == 3
+    work = tmp_path / os.fsdecode(b"w\xe9rk")
+    (work / "logs").mkdir(parents=True)
+    device_round.bring_back(work, tmp_path / "out", {"runs": {"x": {"log": str(work / "logs" / "x.log")}}})
+    results = strict_json((tmp_path / "out" / "results.json").read_bytes().decode("utf-8", "strict"))
+    assert results["runs"]["x"]["log"].endswith("/w\\xe9rk/logs/x.log")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from SSLAnomalyLib.core.files.json_text import dumps
+
 POPULATIONS = {  # name: (training normals, calibration normals, at most this many calibration normals)
     "pediatric": ("kermany/train/normal", "kermany/val/normal", None),
     "adult": ("rsna/train/normal", "rsna/val/normal", 250),  # 250 of 486: the packs must fit in 64 MiB
@@ -65,7 +67,7 @@ def pack(data: Path, out: Path, size: int, limit: int | None, populations=None, 
             entry[split] = {"pack": path.name, "n": len(normals.files), "source": folder, "bytes": path.stat().st_size}
             say(f"{path}: {len(normals.files)} normals of {folder}, {path.stat().st_size / MiB:.2f} MiB")
         plan["populations"][name] = entry
-    (out / PLAN).write_text(json.dumps(plan, indent=1))
+    (out / PLAN).write_text(dumps(plan, indent=1))
     return plan
 
 
@@ -223,7 +225,7 @@ def bring_back(work: Path, out: Path, results: dict) -> dict:
     logs = "".join(f"===== {p.stem}\n{p.read_text(errors='replace')[-LOG_LIMIT // 16:]}\n"
                    for p in sorted((work / "logs").glob("*.log")))
     (out / "round.log").write_text(logs[-LOG_LIMIT:])
-    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False))
+    (out / "results.json").write_text(dumps(results, indent=1, allow_nan=False))
     return results
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from SSLAnomalyLib.core.files.atomic import atomic_path
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.json_text import dumps, strict
 from SSLAnomalyLib.training import checkpoint_file
 
 CHECKPOINT = "lungs-checkpoint.safetensors"
@@ -40,7 +41,7 @@ class LungRun:
     """The checkpoint of one run of `train-anatomy` in `work_dir`, for the settings in `identity`."""
 
     def __init__(self, work_dir: Path, identity: dict, restart: bool = False):
-        self.work_dir, self.identity = Path(work_dir), identity
+        self.work_dir, self.identity = Path(work_dir), strict(identity)  # as written, and so as read back
         if restart:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -74,7 +75,7 @@ class LungRun:
                             for name, v in moments.items()})
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
-            save_file(tensors, str(tmp), metadata={"state": json.dumps(state.__dict__), "identity": json.dumps(self.identity)})
+            save_file(tensors, str(tmp), metadata={"state": json.dumps(state.__dict__), "identity": dumps(self.identity)})
 
     def finish(self) -> None:
         """The model folder is complete: the run's checkpoint goes."""
