@@ -262,7 +262,8 @@ def test_a_review_restored_onto_a_clone_leaves_its_originals_findings_as_they_we
     lg.reviewFolder = tmp_path / "reviews"
     added = lg.addMissedFinding(volume, bboxIJK=[100, 100, 140, 140], note="saved earlier")
     saved = next(lg.reviewFolder.iterdir())
-    slicer.mrmlScene.RemoveNode(added)  # the scene without it, as after a crash and a new detection
+    lg.reviewFolder = None  # the scene without it, as after a crash and a new detection (its deletion not autosaved)
+    slicer.mrmlScene.RemoveNode(added)
     before = lg.findings(volume)
     copy = clone(volume)
     lg.restoreReview(copy, saved)

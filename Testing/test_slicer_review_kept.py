@@ -188,3 +188,30 @@ def test_reviews_declined_session_after_session_are_kept_in_one_copy_that_loses_
     assert [f["note"] for f in load_review(saved)["findings"] if f["note"]] == ["session 3"]
     lg.restoreReview(volume, kept)
     assert sorted(note for _, note in decisions(lg, volume) if note) == [f"session {n}" for n in range(4)]
+
+
+def test_a_finding_deleted_by_hand_leaves_the_table_and_autosave_at_once_and_its_decision_is_kept(model, tmp_path,
+                                                                                                   caplog):
+    """A confirmed finding's ROI deleted in the Data module left the findings table a row too long and the autosave
+    holding it until the next decision, which then dropped the decision unsaid. The table, `logic.findings`, the
+    autosave and an export now agree at once that it is gone, and the review before the deletion is kept beside the
+    autosave (the log says where): restoring it brings the decision back."""
+    from SSLAnomalyLib.mrml.table import findings_table
+
+    reviews = tmp_path / "reviews"
+    lg, volume = detected(model, reviews)
+    confirmed, *rest = lg.findingNodes(volume)
+    lg.reviewFinding(confirmed, status="confirmed", note="cavity")
+    with caplog.at_level(logging.WARNING):
+        slicer.mrmlScene.RemoveNode(confirmed)
+    saved = lg.savedReview(volume)
+    assert findings_table(volume).GetNumberOfRows() == len(rest) == len(lg.findings(volume))
+    assert as_exported(load_review(saved)["findings"]) == lg.findings(volume)
+    exported = json.loads(lg.exportCase(volume, tmp_path / "out", formats=["json"])["json"].read_text())
+    assert [f["id"] for f in exported["findings"]] == [f["id"] for f in lg.findings(volume)]
+    kept, = set(reviews.iterdir()) - {saved}
+    assert f"kept, unchanged, as {kept}" in caplog.text and "restoreReview" in caplog.text
+    assert ("confirmed", "cavity") in [(f["status"], f["note"]) for f in load_review(kept)["findings"]]
+    lg.restoreReview(volume, kept)
+    assert ("confirmed", "cavity") in decisions(lg, volume)
+    assert findings_table(volume).GetNumberOfRows() == len(lg.findings(volume)) == len(rest) + 1

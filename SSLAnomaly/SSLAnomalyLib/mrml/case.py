@@ -12,7 +12,7 @@ from SSLAnomalyLib.mrml.clones import derived_nodes, let_go, own_results
 from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, follow_slider, show_findings
 from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
 from SSLAnomalyLib.mrml.lungs import show_lung_fields
-from SSLAnomalyLib.mrml.table import sync_findings_table
+from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
 from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
@@ -114,6 +114,16 @@ def follow_heatmap_removed(scene, heat) -> None:
     for node in finding_nodes(volume):
         follow_slider(node)
     sync_findings_table(volume)
+
+
+def follow_finding_removed(scene, node) -> None:
+    """A finding's ROI deleted by hand (Data module) leaves its volume's findings table at once, so that the table
+    agrees with `logic.findings` and the exports (a row's position is then its finding's). Removed with its volume,
+    whose table goes first (remove_derived), no table is made anew."""
+    volume = scene.GetNodeByID(node.GetNodeReferenceID(VOLUME_REFERENCE) or "")
+    if node.GetAttribute(_A + "FindingID") is not None and volume is not None \
+            and volume.GetNodeReference(TABLE_REFERENCE) is not None:
+        sync_findings_table(volume)
 
 
 def remove_case(volume_node) -> None:

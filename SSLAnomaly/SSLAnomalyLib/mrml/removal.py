@@ -2,7 +2,8 @@
 for it along: its heatmap, left as the slice views' foreground, showed the deleted patient's heat and
 finding boxes over the next image loaded. A heatmap deleted alone takes the sensitivity slider along: the
 findings it hid show again (case.follow_heatmap_removed). The review autosaved on disk is not touched: the reader's
-decisions stay to be restored when the image is loaded again.
+decisions stay to be restored when the image is loaded again. A finding's ROI deleted alone leaves its volume's
+findings table at once (case.follow_finding_removed; its review's autosave follows: review.BoxWatch).
 
 Only `slicer` and `vtk` are imported here: the Logic sets this up when the module loads, before the
 packages detection needs may be installed (mrml.case, which knows what a case holds, is imported when
@@ -30,9 +31,10 @@ def _node_removed(scene, _event, node) -> None:
     if scene.IsClosing() or scene.IsImporting() or not any(
             node.GetNthNodeReferenceRole(i).startswith(PREFIX) for i in range(node.GetNumberOfNodeReferenceRoles())):
         return
-    from SSLAnomalyLib.mrml.case import follow_heatmap_removed, remove_derived
+    from SSLAnomalyLib.mrml.case import follow_finding_removed, follow_heatmap_removed, remove_derived
     from SSLAnomalyLib.mrml.volumes import is_heatmap
 
     remove_derived(scene, node)
     if is_heatmap(node):
         follow_heatmap_removed(scene, node)
+    follow_finding_removed(scene, node)

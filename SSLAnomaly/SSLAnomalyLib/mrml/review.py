@@ -18,8 +18,8 @@ from SSLAnomalyLib.mrml.finding_rois import (READER, VOLUME_REFERENCE, add_misse
                                              restore_decisions, restore_model_finding, review_finding,
                                              untouched)
 from SSLAnomalyLib.mrml.geometry import follow_geometry
-from SSLAnomalyLib.mrml.review_files import hold, keep_unheld
-from SSLAnomalyLib.mrml.table import sync_findings_table
+from SSLAnomalyLib.mrml.review_files import hold, keep_deleted, keep_unheld
+from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
 from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 
@@ -109,6 +109,7 @@ def autosave(volume_node, folder) -> None:
         review = review_of(volume_node)
         path = review_path(folder, volume_node.GetName(), review["image_id"])
         keep_unheld(volume_node, path)
+        keep_deleted(volume_node, path, review)
         save_review(path, review)
         hold(volume_node, path, sha256(path))
 
@@ -118,11 +119,13 @@ _watches = {}  # scene -> the BoxWatch that watches the volumes added to it (the
 
 class BoxWatch:
     """Calls `moved(volume_node)` when a finding's box is dragged in a view or edited in the Markups
-    module: no button reports that change, so the table and the autosave (hence a crash, or a restore
-    after detecting again) would otherwise miss it. A drag is reported once, as it ends."""
+    module, or a finding the reader touched is deleted by hand (Data module): no button reports that change, so
+    the table and the autosave (hence a crash, or a restore after detecting again) would otherwise miss it. A drag
+    is reported once, as it ends."""
 
     def __init__(self, moved) -> None:
         self._moved, self._paused, self._dragged = moved, False, set()
+        self._deleted = {}  # finding node being deleted by hand -> its volume, reported once the node is gone
         self._boxes = {}  # finding node -> its box and slice as last seen
         self._volumes = set()  # volumes whose geometry edits are followed (geometry.follow_geometry)
 
@@ -134,6 +137,8 @@ class BoxWatch:
         scene = volume_node.GetScene()
         if scene not in _watches:
             scene.AddObserver(scene.NodeAddedEvent, _volume_added)
+            scene.AddObserver(scene.NodeAboutToBeRemovedEvent, _node_removing)
+            scene.AddObserver(scene.NodeRemovedEvent, _node_removed)
         _watches[scene] = self
         self.watch_geometry(volume_node)
         for node in finding_nodes(volume_node):
@@ -179,6 +184,23 @@ class BoxWatch:
         self._dragged.discard(node)
         self._modified(node, _event)
 
+    def _removing(self, node) -> None:
+        """A finding of the reader's or that the reader touched, deleted by hand: not an untouched one (a detection
+        again or a restore replaces it), nor one removed with its volume (whose table goes first: case.remove_derived)
+        or given up for a copy (clones.own_results: the volume holds the copy)."""
+        volume, scene = node.GetNodeReference(VOLUME_REFERENCE), node.GetScene()
+        if self._paused or node not in self._boxes or volume is None or scene.IsClosing() or scene.IsImporting() \
+                or volume.GetNodeReference(TABLE_REFERENCE) is None or node not in finding_nodes(volume) \
+                or untouched(node):
+            return
+        self._deleted[node] = volume
+
+    def _removed(self, node) -> None:
+        self._boxes.pop(node, None)
+        volume = self._deleted.pop(node, None)
+        if volume is not None:
+            self._moved(volume)
+
     def _modified(self, node, _event) -> None:
         if self._paused or node in self._dragged or node not in self._boxes \
                 or node.GetNodeReference(VOLUME_REFERENCE) is None:
@@ -194,6 +216,16 @@ class BoxWatch:
 def _volume_added(scene, _event, node) -> None:
     if node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode"):
         _watches[scene].watch_geometry(node)
+
+
+@vtk.calldata_type(vtk.VTK_OBJECT)
+def _node_removing(scene, _event, node) -> None:
+    _watches[scene]._removing(node)
+
+
+@vtk.calldata_type(vtk.VTK_OBJECT)
+def _node_removed(scene, _event, node) -> None:
+    _watches[scene]._removed(node)
 
 
 def _box(node) -> tuple:

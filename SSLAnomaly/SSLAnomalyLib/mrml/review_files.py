@@ -20,7 +20,9 @@ from pathlib import Path
 import slicer
 
 from SSLAnomalyLib.core.files.digest import sha256
-from SSLAnomalyLib.core.results.review import ReviewError, add_to_kept, is_kept_copy, keep_aside, kept_copies
+from SSLAnomalyLib.core.results.review import (ReviewError, add_to_kept, is_kept_copy, keep_aside, kept_copies,
+                                              load_review)
+from SSLAnomalyLib.mrml.finding_rois import READER, reader_touched
 from SSLAnomalyLib.mrml.headless import is_desktop_slicer
 
 HELD = "SSLAnomaly.ReviewFiles"  # JSON {"volume": its node ID, "files": {review file: its SHA-256 as the volume
@@ -58,6 +60,28 @@ def keep_unheld(volume_node, path) -> None:
     if is_desktop_slicer():
         slicer.util.showStatusMessage(f"SSL Anomaly: an earlier review of '{volume_node.GetName()}' that was not "
                                       f"restored is kept as {kept} (details: View > Error Log)")
+
+
+def keep_deleted(volume_node, path, review: dict) -> None:
+    """Before `review`, the review of `volume_node`, is autosaved to `path` (its own, `keep_unheld`): where the file
+    there holds a finding the reader added or decided on that the review no longer has (its ROI deleted by hand, so
+    gone from the scene, the table and exports), that file is kept aside, unchanged, and the reader told where, so
+    that a deletion made by mistake loses no decision: restoring the file brings the finding back."""
+    path = Path(path)
+    ids = {f["id"] for f in review["findings"]}
+    gone = [f for f in (load_review(path) or {"findings": []})["findings"]
+            if f["id"] not in ids and (f["origin"] == READER or reader_touched(f))]
+    if not gone:
+        return
+    kept = keep_aside(path)
+    named = ", ".join(f"{f['id']} ({f['status']}{', ' + repr(f['note']) if f['note'] else ''})" for f in gone)
+    logging.warning(f"SSL Anomaly: finding(s) {named} of '{volume_node.GetName()}' deleted from the scene; the review "
+                    f"that holds them is kept, unchanged, as {kept}. To bring them back, in the Python console: "
+                    f"slicer.util.getModuleLogic('SSLAnomaly').restoreReview(slicer.util.getNode("
+                    f"'{volume_node.GetID()}'), r'{kept}')")
+    if is_desktop_slicer():
+        slicer.util.showStatusMessage(f"SSL Anomaly: the review before finding(s) {named} of '{volume_node.GetName()}' "
+                                      f"were deleted is kept as {kept} (details: View > Error Log)")
 
 
 def _copy_of(volume_node, path) -> Path | None:

@@ -65,9 +65,9 @@ def sync_findings_table(volume_node):
 
 
 def finding_at_row(volume_node, row: int):
-    """The finding ROI shown in `row` of the findings table, found by the row's ID: an ROI deleted by
-    hand leaves the table a row longer until it is rebuilt, so a row's position is not its finding's.
-    A row whose finding is gone is refused (ValueError) and the table rebuilt."""
+    """The finding ROI shown in `row` of the findings table, found by the row's ID, not by its position (a
+    table saved in a scene may be out of date). A row whose finding is gone is refused (ValueError) and the table
+    rebuilt; an ROI deleted by hand leaves the table at once (case.follow_finding_removed)."""
     table = findings_table(volume_node)
     shown = table.GetCellText(row, 0) if 0 <= row < table.GetNumberOfRows() else None
     node = next((n for n in finding_nodes(volume_node) if str(finding_record(n)["id"]) == shown), None)
