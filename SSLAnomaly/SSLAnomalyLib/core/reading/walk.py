@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from SSLAnomalyLib.core.files.errors import PathError
@@ -52,6 +53,18 @@ def _is_folder(entry: os.DirEntry) -> bool:
         return entry.is_dir()  # through links
     except OSError:
         return False
+
+
+SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_kind(path) -> str | None:
+    """What `path` is (through links) where it is neither a file nor a folder, else None. Such a path is
+    never opened: a named pipe blocks its reader until a writer comes, /dev/zero never ends, and each
+    has a size of 0, once refused as "file is empty"."""
+    mode = os.stat(path).st_mode
+    return next((kind for test, kind in SPECIAL_KINDS if test(mode)), None)
 
 
 def why_missing(path: Path) -> str:
