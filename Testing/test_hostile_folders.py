@@ -1,12 +1,16 @@
-"""Input folders a file system makes hostile: named pipes, sockets and devices among the images."""
+"""Input folders a file system makes hostile: named pipes, sockets and devices among the images, and\nthe results of an earlier run."""
 
 import os
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 
-from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
+from SSLAnomalyLib.core.reading.images import ReadError, is_supported, list_inputs, read_radiograph
+from SSLAnomalyLib.core.reading.walk import RESULT_SUFFIXES
+from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES
+from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, SUFFIXES
 
 
 @pytest.fixture
@@ -35,3 +39,23 @@ def test_pipes_sockets_and_devices_are_never_opened(tmp_path, deadline):
                            (tmp_path / "sock.dcm", "a socket"), ("/dev/zero", "a character device")):
             with pytest.raises(ReadError, match=f"is {kind.replace('(', '.').replace(')', '.')}, not an image file"):
                 read_radiograph(path)
+
+
+def test_this_tools_results_in_an_input_folder_are_not_inputs(tmp_path):
+    """`detect in/a.png --out in/out` (files named: no output inside an input folder) left overlays and
+    heatmaps that the next `detect in`, or `calibrate --normals in`, scored as radiographs; so did a Slicer
+    export kept beside its images. A result named on the command line is still read (and judged)."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a.png").write_bytes(b"")
+    results = [tmp_path / "out" / f"a{suffix}" for suffix in RESULT_SUFFIXES]
+    for path in results + [tmp_path / "out" / "a.findings.json", tmp_path / "b.OVERLAY.PNG"]:
+        path.write_bytes(b"")
+    assert list_inputs([tmp_path]) == [tmp_path / "a.png"]
+    assert list_inputs([results[0]]) == [results[0]]
+
+
+def test_every_image_a_result_is_written_as_is_passed_over():
+    """RESULT_SUFFIXES is kept beside the walk (reading does not import results): every suffix of an image
+    file a batch or an export writes must be in it."""
+    images = {s for s in (*SUFFIXES, LUNGS_SUFFIX, *EXPORT_SUFFIXES.values()) if is_supported(Path(f"x{s}"))}
+    assert images == set(RESULT_SUFFIXES)

@@ -1,7 +1,8 @@
 """Walking input folders without recursion and without entering a folder twice: a folder nested
 thousands deep is listed (os.walk recurses, and fails past Python's recursion limit), a link to a
 folder is followed once, and a symbolic-link loop ends the walk of that branch instead of the batch; and an output folder is never
-one the walk of the inputs would enter."""
+one the walk of the inputs would enter; the results this tool writes (overlays, heatmaps) are never taken from a folder
+as inputs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import stat
 from pathlib import Path
 
 from SSLAnomalyLib.core.files.errors import PathError
+
+# The image files this tool writes as `<name><suffix>` (detect's, the Slicer export's, those set aside): a folder
+# holding them, an earlier `detect a.png b.png --out in/out` or an export kept beside the images, had its overlays
+# and heatmaps scored as radiographs, and calibrated on as normals. Test_hostile_folders checks the list is whole.
+RESULT_SUFFIXES = (".heatmap.nrrd", ".overlay.png", ".lungs.nrrd", ".findings.seg.nrrd", ".lungs.seg.nrrd",
+                   ".seg.dcm", ".sr.dcm")
 
 
 def resolved(path) -> Path | None:
@@ -22,8 +29,8 @@ def resolved(path) -> Path | None:
 
 
 def walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Every entry under `folder` that is not a folder (hidden files skipped), and the folders that
-    could not be listed. Each real folder is entered once, whichever link leads to it."""
+    """Every entry under `folder` that is not a folder (hidden files and this tool's results skipped), and
+    the folders that could not be listed. Each real folder is entered once, whichever link leads to it."""
     files: list[Path] = []
     unlisted: list[Path] = []
     entered: set[tuple[int, int]] = set()
@@ -43,7 +50,7 @@ def walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
         for entry in entries:
             if _is_folder(entry):
                 todo.append(Path(entry.path))
-            elif not entry.name.startswith("."):
+            elif not entry.name.startswith(".") and not entry.name.lower().endswith(RESULT_SUFFIXES):
                 files.append(Path(entry.path))
     return files, unlisted
 
