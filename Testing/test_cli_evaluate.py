@@ -100,6 +100,20 @@ def test_an_output_evaluate_cannot_write_is_refused_before_any_scoring(tmp_path)
     assert not (tmp_path / "r.json").exists()
 
 
+def test_an_output_named_like_an_image_in_a_folder_evaluate_reads_is_refused(tmp_path):
+    """`--json` naming one of the --normal radiographs was written over it, once scored: the image lost."""
+    from synthetic_inputs import normals_folder
+
+    normals = normals_folder(tmp_path / "normal", [1, 2])
+    image = normals / "normal_001.png"
+    before = image.read_bytes()
+    for option, target in (("--json", image), ("--scores-csv", normals / "sub" / "new.dcm")):
+        r = sslanomaly("evaluate", "--model", "pediatric", "--normal", normals, "--abnormal", normals, "--quiet",
+                       option, target)
+        assert r.returncode == 2 and f"{target} is named like an image in a folder evaluate reads" in r.stderr, r.stderr
+    assert image.read_bytes() == before and not (normals / "sub" / "new.dcm").exists()
+
+
 def test_ctrl_c_in_evaluate_exits_130_without_advising_a_resume_it_does_not_have():
     """The interruption message of detect ("rerun with --resume") was printed by every subcommand."""
     folder = data_dir("kermany", "val", "normal")

@@ -58,6 +58,7 @@ def cmd_evaluate(args) -> int:
     outputs = [output_file(f) for f in (args.json, args.scores_csv) if f is not None]
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise UsageError("--json and --scores-csv name the same file: the figures would overwrite the scores")
+    refuse_images_as_outputs(args, outputs)
     detector = load_detector(args)
     if args.boxes is not None:
         result = evaluate_boxes(detector, args.boxes, args.images, progress=not args.quiet)
@@ -102,3 +103,17 @@ def check_box_options(args) -> None:
     elif args.images is not None:
         raise UsageError("--images names the folder of the images in --boxes CSV, and there is no --boxes "
                          "(to score folders, give --normal DIR and --abnormal DIR)")
+
+
+def refuse_images_as_outputs(args, outputs) -> None:
+    """Refuse a --json or --scores-csv named like an image inside a folder evaluate reads: one naming an
+    input radiograph was written over it once it was scored, and a new one would be read as an image
+    by the next run."""
+    from SSLAnomalyLib.core.reading.images import is_supported
+
+    folders = [Path(f).resolve() for f in (args.normal, args.abnormal, args.images) if f]
+    for out in outputs:
+        target = out.resolve()
+        if any(folder in target.parents for folder in folders) and is_supported(target):
+            raise UsageError(f"{out} is named like an image in a folder evaluate reads: the figures would be "
+                             "written over it, or read as an image by the next run; name a .json or .csv file")
