@@ -4,6 +4,7 @@ byte and a future format version). Every writer replaces a model only when told,
 whole, with 0644 files and a card free of machine paths; `--model` says what it took; a site key
 signs what is written and, where required, refuses the unsigned."""
 
+import errno
 import json
 import os
 import pickle
@@ -194,6 +195,18 @@ def test_a_failed_write_leaves_the_old_model_whole_and_nothing_beside_it(small_m
         save(target, loaded.encoder_state, arrays, loaded.manifest.replaced(files=None), "card", overwrite=True)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder, no lock left
+
+
+def test_a_full_disk_names_the_model_folder_and_leaves_nothing(default_model, tmp_path, monkeypatch):
+    """calibrate or train onto a full disk ended in "error: [Errno 28] No space left on device", naming
+    no folder (the weights' write into the hidden staging folder raised it)."""
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(model_folder, "_write", full)
+    with pytest.raises(ModelError, match=f"^model {tmp_path / 'm'}: cannot be written: No space left on device$"):
+        saved_again(default_model, tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []  # no staging folder, no lock, nothing looking like a model
 
 
 def test_a_write_stopped_between_its_renames_leaves_the_old_model_in_place(small_model, tmp_path, monkeypatch):

@@ -176,6 +176,8 @@ def save(folder, encoder_state: dict[str, torch.Tensor], arrays: dict[str, np.nd
             _write(staging / MANIFEST, json.dumps(signing.seal(document, key), indent=1, allow_nan=False).encode())
             load(staging)
             _put_in_place(staging, folder)
+        except OSError as e:  # a full disk: said of the model, not of the hidden folder it was staged in
+            raise ModelError(folder, f"cannot be written: {e.strerror or e}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return folder
