@@ -59,3 +59,16 @@ def test_every_image_a_result_is_written_as_is_passed_over():
     file a batch or an export writes must be in it."""
     images = {s for s in (*SUFFIXES, LUNGS_SUFFIX, *EXPORT_SUFFIXES.values()) if is_supported(Path(f"x{s}"))}
     assert images == set(RESULT_SUFFIXES)
+
+
+def test_hidden_folders_are_not_walked(tmp_path):
+    """Hidden files were passed over but hidden folders walked: the images a user deleted on a USB stick
+    (.Trash-1000/files, macOS's .Trashes) were scored and listed in the worklist, or trained on as normals."""
+    for folder in (".Trash-1000/files", ".Trashes/501"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "deleted.png").write_bytes(b"")
+    (tmp_path / "__MACOSX").mkdir()  # a macOS zip's resource forks: hidden files in a folder that is not
+    (tmp_path / "__MACOSX" / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / "a.png").write_bytes(b"")
+    assert list_inputs([tmp_path]) == [tmp_path / "a.png"]
+    assert list_inputs([tmp_path / ".Trashes"]) == [tmp_path / ".Trashes" / "501" / "deleted.png"]  # named: walked

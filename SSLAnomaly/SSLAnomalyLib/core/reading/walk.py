@@ -29,8 +29,9 @@ def resolved(path) -> Path | None:
 
 
 def walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Every entry under `folder` that is not a folder (hidden files and this tool's results skipped), and
-    the folders that could not be listed. Each real folder is entered once, whichever link leads to it."""
+    """Every entry under `folder` that is not a folder (hidden files and folders, and this tool's results
+    skipped), and the folders that could not be listed. Each real folder is entered once, whichever link
+    leads to it."""
     files: list[Path] = []
     unlisted: list[Path] = []
     entered: set[tuple[int, int]] = set()
@@ -48,9 +49,11 @@ def walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
             unlisted.append(current)
             continue
         for entry in entries:
+            if entry.name.startswith("."):  # hidden; a folder too: a USB stick's .Trash-1000 holds deleted images
+                continue
             if _is_folder(entry):
                 todo.append(Path(entry.path))
-            elif not entry.name.startswith(".") and not entry.name.lower().endswith(RESULT_SUFFIXES):
+            elif not entry.name.lower().endswith(RESULT_SUFFIXES):
                 files.append(Path(entry.path))
     return files, unlisted
 
