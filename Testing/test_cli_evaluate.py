@@ -114,6 +114,31 @@ def test_an_output_named_like_an_image_in_a_folder_evaluate_reads_is_refused(tmp
     assert image.read_bytes() == before and not (normals / "sub" / "new.dcm").exists()
 
 
+def test_a_full_disk_keeps_the_earlier_scores_csv_and_names_it(tmp_path, monkeypatch):
+    """--scores-csv was written in place: a full disk left it empty (an earlier run's scores lost) and the
+    error, "[Errno 28] No space left on device", named no file."""
+    import errno
+    import os
+
+    import pytest
+    from SSLAnomalyLib.core.files.errors import PathError
+    from SSLAnomalyLib.evaluation import evaluate
+
+    class FullDisk:
+        def __init__(self, f):
+            pass
+
+        def writerow(self, row):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    scores = tmp_path / "s.csv"
+    scores.write_text("earlier scores\n")
+    monkeypatch.setattr(evaluate.csv, "writer", FullDisk)
+    with pytest.raises(PathError, match=f"^{scores}: cannot be written: No space left on device$"):
+        evaluate.write_scores_csv(scores, [])
+    assert scores.read_text() == "earlier scores\n" and os.listdir(tmp_path) == ["s.csv"]
+
+
 def test_ctrl_c_in_evaluate_exits_130_without_advising_a_resume_it_does_not_have():
     """The interruption message of detect ("rerun with --resume") was printed by every subcommand."""
     folder = data_dir("kermany", "val", "normal")

@@ -9,6 +9,7 @@ from pathlib import Path
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_model, add_quiet, command_line, count,
                                        load_detector)
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.errors import writing
 from SSLAnomalyLib.core.files.json_text import dumps
 
 
@@ -79,7 +80,8 @@ def cmd_evaluate(args) -> int:
     result["command"] = command_line()
     text = dumps(result, indent=1, allow_nan=False)
     if args.json:
-        atomic_write_text(Path(args.json), text)
+        with writing(args.json):
+            atomic_write_text(Path(args.json), text)
     print(text)
     return 0
 

@@ -17,6 +17,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
 from SSLAnomalyLib.core.detection.detector import NonFiniteScore
+from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.files.errors import writing
 from SSLAnomalyLib.core.model.reconstruction import RECONSTRUCTION
 from SSLAnomalyLib.core.model.scoring import COMPONENTS, SIDES
 from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
@@ -154,10 +156,11 @@ def write_scores_csv(path, table) -> None:
     """One row per image and condition: condition, label, file, score, components (standardised;
     `sides` empty for a model that does not score it), percentile, abnormal, and `reconstruction`
     (last, so that readers of the earlier columns by position are unchanged; empty where not scored). A file
-    that starts like a formula ('=a/x.png', a folder given as '=a') is written as text (spreadsheet.cell)."""
+    that starts like a formula ('=a/x.png', a folder given as '=a') is written as text (spreadsheet.cell).
+    Written whole or not at all: a full disk left an empty CSV in place of an earlier one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with writing(path), atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["condition", "label", "file", "score", *COMPONENTS, SIDES, "percentile", "abnormal",
                     RECONSTRUCTION])

@@ -3,6 +3,8 @@ message a user sees names both; a batch catches `PathError` and goes on with the
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class PathError(Exception):
     prefix = ""  # how the message introduces the path, e.g. "model "
@@ -25,3 +27,12 @@ def with_left_out(reason: str, left_out) -> str:
     """`reason`, then each input a run went without ("file: reason"), a line each: a refusal for too
     few readable normals that named none of those it could not read left the site guessing which."""
     return reason + "".join(f"\n  left out: {entry}" for entry in left_out)
+
+
+@contextmanager
+def writing(path):
+    """An OSError while writing `path` as a PathError naming it: a full disk's error named no file."""
+    try:
+        yield
+    except OSError as e:
+        raise PathError(path, f"cannot be written: {e.strerror or e}") from None
