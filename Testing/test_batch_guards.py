@@ -61,6 +61,27 @@ def test_an_output_folder_that_is_a_file_or_under_one_is_named_as_such(tmp_path)
     assert (tmp_path / "results").read_text() == "a file"
 
 
+def test_a_users_worklist_or_log_in_the_output_folder_is_never_replaced(tmp_path, capsys):
+    """--out naming a folder of the user's own files: its worklist.csv (a RIS export) was written over and its
+    failures.log deleted by the first batch, without a word. The batch's own files are replaced as before."""
+    inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
+    (inputs / "empty.png").write_bytes(b"")  # a failure, so that the batch writes its failures.log
+
+    def detect_into_out() -> int:
+        return main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)])
+
+    out.mkdir()
+    for name, theirs in (("worklist.csv", "patient,ward\nDoe,3\n"), ("failures.log", "printer jammed\n")):
+        (out / name).write_text(theirs)
+        capsys.readouterr()
+        assert detect_into_out() == 2
+        assert f"error: {out / name}: was not written by a batch" in capsys.readouterr().err
+        assert (out / name).read_text() == theirs and not list(out.glob("*.findings.json"))
+        (out / name).unlink()
+    assert detect_into_out() == 1 and detect_into_out() == 1  # its own worklist and log: replaced
+    assert "empty.png" in (out / "failures.log").read_text() and "input,name,score" in (out / "worklist.csv").read_text()
+
+
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_lock_file(small_model, tmp_path):
     inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
     out.mkdir()

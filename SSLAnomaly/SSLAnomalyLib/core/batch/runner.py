@@ -24,6 +24,7 @@ from pathlib import Path
 from SSLAnomalyLib.core.batch.case import (DISK_FULL, Case, CaseRow, failed_row, load_case, promised, same_model,
                                            same_spacing, same_thresholds, score_case, unsealed, write_case)
 from SSLAnomalyLib.core.batch.options import BatchOptions
+from SSLAnomalyLib.core.batch.own_files import FAILURE_LOG, refuse_foreign_files
 from SSLAnomalyLib.core.batch.pipeline import WriteBehind, read_ahead
 from SSLAnomalyLib.core.batch.resume import BatchIndex
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
@@ -36,7 +37,6 @@ from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_files
 from SSLAnomalyLib.core.results.set_aside import set_aside, set_aside_earlier
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
-FAILURE_LOG = "failures.log"
 INDEX_EVERY = 100  # finished cases between saves of the index (those a killed run's resume reads again)
 
 
@@ -96,7 +96,8 @@ class Batch:
         self._refuse_replacing_other_images()
         unsealed_reviews = self._unsealed_reviews(detector) if options.resume else []
         self._refuse_replacing_reviews(unsealed_reviews)
-        self._set_aside(unsealed_reviews)
+        refuse_foreign_files(out, options)
+        self._set_aside(unsealed_reviews)  # after every refusal: nothing moves in a batch that is refused
         if options.batch_index:
             self.index.start({c.name: c.input for c in cases}, redo={c.name for c in self.todo})
         if options.failures_log:  # every input without results is tried again, so the log starts afresh
