@@ -72,3 +72,17 @@ def test_hidden_folders_are_not_walked(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     assert list_inputs([tmp_path]) == [tmp_path / "a.png"]
     assert list_inputs([tmp_path / ".Trashes"]) == [tmp_path / ".Trashes" / "501" / "deleted.png"]  # named: walked
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this OS")
+def test_a_pack_or_box_file_that_is_a_pipe_is_refused_unread(tmp_path, deadline):
+    """`train --normals p.npz.xz` and `evaluate --boxes` on a named pipe waited for ever (and on /dev/zero
+    read until the memory ran out: not tried here, where a regression would take the machine's memory)."""
+    from SSLAnomalyLib.evaluation.evaluate import read_boxes
+    from SSLAnomalyLib.training.packs import read_pack
+
+    os.mkfifo(tmp_path / "p.npz.xz")
+    with pytest.raises(ReadError, match=r"is a named pipe \(FIFO\), not a normals pack"):
+        read_pack(tmp_path / "p.npz.xz", 128)
+    with pytest.raises(ReadError, match=r"is a named pipe \(FIFO\), not a box file"):
+        read_boxes(tmp_path / "p.npz.xz")

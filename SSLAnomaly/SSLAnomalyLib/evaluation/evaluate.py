@@ -25,6 +25,7 @@ from SSLAnomalyLib.core.reading.chest_view import refuse_other_view
 from SSLAnomalyLib.core.reading.image import Radiograph
 from SSLAnomalyLib.core.reading.images import (DICOM_SUFFIXES, ITK_SUFFIXES, RASTER_SUFFIXES, ReadError, list_inputs,
                                                 read_radiograph)
+from SSLAnomalyLib.core.reading.walk import refuse_special
 from SSLAnomalyLib.core.results.spreadsheet import cell
 
 REPORTED = (*COMPONENTS, RECONSTRUCTION, SIDES)  # each one's AUROC alone, where the model scores it
@@ -179,6 +180,7 @@ def read_boxes(csv_path) -> dict[str, list[tuple[float, float, float, float]]]:
     and spaces after commas are read as a user sees them, and an image named two ways (`a.png`,
     `./a.png`) is one image with all its boxes, not two images with some of them each."""
     boxes = defaultdict(list)
+    refuse_special(csv_path, "a box file")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, skipinitialspace=True)

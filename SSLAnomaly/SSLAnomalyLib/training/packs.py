@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from SSLAnomalyLib.core.files.errors import ReadError
+from SSLAnomalyLib.core.reading.walk import refuse_special
 
 SUFFIX = ".npz.xz"
 NEAR = 1  # the largest difference, in grey levels of 255, between a packed pixel and its 8-bit value
@@ -78,6 +79,7 @@ def write_pack(path, images01: np.ndarray, lungs: np.ndarray, files: list[str]) 
 
 def read_pack(path, size: int) -> PackedNormals:
     """The normals of a pack made at `size` pixels (another size is refused: packs are not resized)."""
+    refuse_special(path, "a normals pack")
     try:
         with np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes())), allow_pickle=False) as z:
             codes, lungs, files, near = z["codes"], z["lungs"], z["files"], z["near"]

@@ -40,7 +40,7 @@ from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, chec
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large
 from SSLAnomalyLib.core.reading.too_small import too_small
 from SSLAnomalyLib.core.reading.value_range import within_float32
-from SSLAnomalyLib.core.reading.walk import special_kind, walk_files, why_missing
+from SSLAnomalyLib.core.reading.walk import refuse_special, special_kind, walk_files, why_missing
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -131,8 +131,7 @@ def _check_openable(path: Path) -> None:
         if not os.access(path, os.R_OK | os.X_OK):
             raise ReadError(path, "is a folder that cannot be read (permission denied)")
         raise ReadError(path, "is a folder, not an image file")
-    if kind := special_kind(path):
-        raise ReadError(path, f"is {kind}, not an image file")
+    refuse_special(path)
     if not os.access(path, os.R_OK):
         raise ReadError(path, "file cannot be read (permission denied)")
     if path.stat().st_size == 0:

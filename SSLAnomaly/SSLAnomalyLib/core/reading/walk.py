@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.errors import PathError, ReadError
 
 # The image files this tool writes as `<name><suffix>` (detect's, the Slicer export's, those set aside): a folder
 # holding them, an earlier `detect a.png b.png --out in/out` or an export kept beside the images, had its overlays
@@ -75,6 +75,17 @@ def special_kind(path) -> str | None:
     has a size of 0, once refused as "file is empty"."""
     mode = os.stat(path).st_mode
     return next((kind for test, kind in SPECIAL_KINDS if test(mode)), None)
+
+
+def refuse_special(path, what: str = "an image file") -> None:
+    """ReadError where a file named as an input (an image, a normals pack, a box file) is a `special_kind`:
+    reading a named pipe waited for ever, /dev/zero filled the memory. A missing path its reader names."""
+    try:
+        kind = special_kind(path)
+    except OSError:
+        return
+    if kind:
+        raise ReadError(path, f"is {kind}, not {what}")
 
 
 def why_missing(path: Path) -> str:
