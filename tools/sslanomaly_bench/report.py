@@ -89,11 +89,27 @@ COMPLEXITY = """\
 feature-map position (c x h x w), one shared patch precision matrix (c x c), and one pooled Gaussian
 (d, d x d), plus the lung prior (s x s). Scoring an image costs O(c^2 h w + d^2) after encoding and
 never looks at the training images, so detection time and model size are O(1) in n. The refit is
-O(n) in time and O(1) in memory (`core/model/reference_stats.py`, `training/crossfit.py`): each normal is
-read and encoded once, in batches of 32, its features written to a temporary file (c h w floats,
-about 0.8 MB each at the default size: disk, not memory) and read back batch by batch for the
-residual pass and the out-of-fold scoring; what is kept in memory is float64 sums (d x d, c x c and
-c x h x w per fold) and a few numbers per normal for the thresholds.
+O(n) in time, and what it keeps in memory is O(1) in n (`core/model/reference_stats.py`,
+`training/crossfit.py`): each normal is read and encoded once, in batches of 32, its features written
+to a temporary file (c h w floats, about 0.8 MB each at the default size: disk, not memory) and read
+back batch by batch for the residual pass and the out-of-fold scoring; what is kept in memory is
+float64 sums (d x d, c x c and c x h x w per fold) and a few numbers per normal for the thresholds.
+
+**The process's peak still rises with n**, by some 0.1 to 0.5 MB per normal
+(2026-12-08, `OMP_NUM_THREADS=1 sslanomaly-bench --sections scale --scale-normals 50`: 1081 MB on 50
+normals, 1244 MB on 200, 1337 MB on 800; the same refit on rsna/train/normal with `--start-from
+adult`: 1118 MB on 100, 1260 MB on 400, and 1.45 GB on 800 in an earlier audit): glibc's malloc, not kept state. Each
+batch allocates and frees arrays of 26 MB and more (32 normals' patch features, their residuals and
+float64 copies); once such a block, freed, has raised glibc's dynamic mmap threshold, the next ones
+come from the heap, whose freed holes are reused only in part, so the heap's free space grows with
+the number of batches. Measured with `mallinfo2` at each phase of the refit (100 and 400 rsna
+normals): the heap in use is the same for both (187 MB after encoding, 225 MB after the residual
+pass, 503 MB after the out-of-fold components), its free space is not (248 MB against 382 MB after
+the residual pass). With the threshold fixed, which turns the dynamic one off
+(`MALLOC_MMAP_THRESHOLD_=131072 sslanomaly train ...`), the peak is flat: 990 MB on 50 of these
+normals and 994 MB on 800 (100 and 400 rsna normals: 989 and 991 MB); set it where a refit on many
+normals must fit a memory limit (its time under this machine's load: 181 s against 138 s for 800
+normals, 82 s against 99 s for 400 rsna normals).
 """
 
 SCALE_OUT = """\

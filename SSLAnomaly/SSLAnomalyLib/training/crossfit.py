@@ -7,7 +7,8 @@ also scored as a new one would be: the normals are split into k folds, and each 
 reference fitted without its fold (the total sums minus that fold's: `ReferenceStats`), with each
 position's normal distance and each score component's standardisation also fitted without it.
 The thresholds are set on these out-of-fold scores. The passes read the encoded normals back from
-a temporary file (`FeatureCache`), so memory does not grow with the number of normals.
+a temporary file (`FeatureCache`), so what the fit keeps in memory does not grow with the number of
+normals (the process's peak does a little, through glibc's heap: docs/benchmarks.md, Scale).
 """
 
 from __future__ import annotations

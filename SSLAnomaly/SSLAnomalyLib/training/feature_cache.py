@@ -2,7 +2,7 @@
 
 A streaming fit passes over the normals several times (sums, then residuals against the means,
 then scores against the fitted reference); reading and encoding each image once and re-reading
-its features from disk keeps memory flat whatever the number of normals, at the cost of disk
+its features from disk keeps what is held flat whatever the number of normals, at the cost of disk
 space (c x h x w floats per image, about 0.8 MB at the default size), freed at the end.
 """
 
