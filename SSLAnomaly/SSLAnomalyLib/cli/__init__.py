@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
 from SSLAnomalyLib.cli.options import UsageError
-from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, output_closed, sigterm_raises
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, output_closed, signals_held, sigterm_raises
 from SSLAnomalyLib.core.files.errors import PathError
 
 
 def parser() -> argparse.ArgumentParser:
+    # imported here, not above: they import torch (seconds), during which main holds Ctrl-C and SIGTERM
+    from SSLAnomalyLib.cli import calibrate, detect, evaluate, merge, models, reference_stats, sample, train
+
     p = argparse.ArgumentParser(prog="sslanomaly", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     detect.add_parser(sub)
@@ -27,15 +29,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    if getattr(args, "device", None) == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
+    command = None  # until parsed: a command stopped as it starts has nothing to resume
     try:
         with sigterm_raises():  # `finally` blocks run on SIGTERM too: no feature cache of GBs left in the temp folder
+            with signals_held():  # else Ctrl-C mid-import ends in a traceback (exit -2), SIGTERM in a silent -15
+                p = parser()
+            args = p.parse_args(argv)
+            command = args.command
+            if getattr(args, "device", None) == "cuda":
+                import torch
+
+                if not torch.cuda.is_available():
+                    p.error("--device cuda: no CUDA device is available on this machine (use --device auto or cpu)")
             status = args.func(args)
             sys.stdout.flush()  # a reader gone (`| head`) is met here, not in the flush at exit
             return status
@@ -51,6 +56,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # only detect has --resume: evaluate or calibrate is simply run again
-        resume = "; completed results are kept (rerun with --resume to finish)" if args.command == "detect" else ""
+        resume = "; completed results are kept (rerun with --resume to finish)" if command == "detect" else ""
         print(f"{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'}{resume}", file=sys.stderr)
         return TERMINATED if isinstance(e, Terminated) else 130
