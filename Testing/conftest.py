@@ -4,6 +4,7 @@ trained here on a few real normals (fast, for behaviour tests; quality tests use
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def link_subset(src: Path, dst: Path, n: int) -> Path:
     for f in sorted(src.iterdir())[:n]:
         (dst / f.name).symlink_to(f)
     return dst
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers():
+    """A command stopped by a signal ignores any later one (cli.termination.signals_raise), as its process
+    would until it exits; a test that stops one in this process gives the next test the handlers back."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture(scope="session")

@@ -35,3 +35,28 @@ def test_a_signal_while_the_command_starts_ends_it_as_one_mid_run_does(sig, stat
     -2), a SIGTERM silently (-15): the command line handled neither until the imports were done."""
     r = run(ON_IMPORT.format(sig=sig))
     assert (r.returncode, r.stderr, r.stdout) == (status, said, "")
+
+
+AGAIN_WHILE_ENDING = """
+import atexit, os, signal, sys
+from SSLAnomalyLib.cli import main, models
+def again():  # a second Ctrl-C (and a SIGTERM) as the command cleans up, and as the process exits
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+def interrupted(args):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        again()
+        print("cleaned up")
+models.cmd_models = interrupted
+atexit.register(again)
+sys.exit(main(["models"]))
+"""
+
+
+def test_a_second_signal_while_the_command_ends_is_ignored():
+    """A second Ctrl-C after the first broke the cleanup under way, or the exit: 'Exception ignored in
+    atexit callback' tracebacks, exit -2, or torch's 'terminate called without an active exception'."""
+    r = run(AGAIN_WHILE_ENDING)
+    assert (r.returncode, r.stderr, r.stdout) == (130, "interrupted\n", "cleaned up\n")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, data_dir
-from SSLAnomalyLib.cli.termination import Terminated, sigterm_raises
+from SSLAnomalyLib.cli.termination import Terminated, signals_raise
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.model_files import model_folder, registry
@@ -222,7 +222,7 @@ def test_a_write_stopped_between_its_renames_leaves_the_old_model_in_place(small
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(os, "rename", stopped_after_moving_aside)
-    with sigterm_raises(), pytest.raises(Terminated):
+    with signals_raise(), pytest.raises(Terminated):
         saved_again(small_model, target, overwrite=True)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

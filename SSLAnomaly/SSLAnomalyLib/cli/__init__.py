@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from SSLAnomalyLib.cli.options import UsageError
-from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, output_closed, signals_held, sigterm_raises
+from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, output_closed, signals_held, signals_raise
 from SSLAnomalyLib.core.files.errors import PathError
 
 
@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     command = None  # until parsed: a command stopped as it starts has nothing to resume
     try:
-        with sigterm_raises():  # `finally` blocks run on SIGTERM too: no feature cache of GBs left in the temp folder
+        with signals_raise():  # `finally` blocks run on SIGTERM too: no feature cache of GBs left in the temp folder
             with signals_held():  # else Ctrl-C mid-import ends in a traceback (exit -2), SIGTERM in a silent -15
                 p = parser()
             args = p.parse_args(argv)

@@ -16,16 +16,25 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
-def sigterm_raises():
+def signals_raise():
+    """Ctrl-C raised as KeyboardInterrupt (unless the process was started to ignore it: `cmd &` in a
+    script), SIGTERM as Terminated. The first ends the command, so every later one is ignored until the
+    process exits: one more broke the cleanup under way (a lock, a checkpoint's save) or the exit
+    ('Exception ignored in atexit callback', exit -2; torch's 'terminate called without an active
+    exception', -6). Hence the handlers are put back only where no signal came."""
     def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the command is ending
-        raise Terminated()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    taken = [signal.SIGTERM] + [signal.SIGINT] * (signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+    previous = {s: signal.signal(s, stop) for s in taken}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is stop:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 @contextmanager
