@@ -97,15 +97,20 @@ def test_a_mask_is_the_one_at_its_images_path_not_another_patients_of_the_same_n
     assert [m.relative_to(tmp_path / "masks").as_posix() for _, m in pairs] == ["day1/IM1.png", "day2/IM1.png"]
 
 
-def test_the_card_of_a_sites_lung_network_names_its_data_not_the_bundled_one(pairs, tmp_path):
+def test_the_card_of_a_sites_lung_network_names_its_data_not_the_bundled_one(pairs, tmp_path, monkeypatch):
     """The card said '... adult normal radiographs ...', 'OpenIST ... licence unclear' and 'It has seen
-    no children' whatever images and masks a site trained on."""
+    no children' whatever images and masks a site trained on; and it named the folders, and those of its
+    command, by their paths on the machine that made it, where every other card names base names."""
     images, masks = pairs
     out = tmp_path / "lungs"
-    assert main(["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
-                 "--minutes", "0.02", "--size", "64", "--quiet"]) == 0
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--minutes", "0.02", "--size", "64", "--quiet"]
+    monkeypatch.setattr("sys.argv", ["sslanomaly", *run])  # the command the card records
+    assert main(run) == 0
     card = (out / "MODEL_CARD.md").read_text()
-    assert f" radiographs with lung masks (`{images}`, masks `{masks}`)" in card
+    assert " radiographs with lung masks (`images`, masks `masks`)" in card
+    assert "`sslanomaly train-anatomy --images images --masks masks --out lungs --minutes 0.02" in card
+    assert str(tmp_path) not in card
     assert "OpenIST" not in card and "adult normal" not in card and "seen no children" not in card
     assert "the site's own images and masks, under the site's terms" in card
 

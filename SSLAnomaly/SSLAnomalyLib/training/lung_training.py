@@ -27,7 +27,8 @@ from SSLAnomalyLib.core.anatomy.lung_network import LungNetConfig, LungSegmenter
 from SSLAnomalyLib.core.model.preprocess import resize, to_model_input
 from SSLAnomalyLib.core.model_files import model_folder
 from SSLAnomalyLib.core.model_files.manifest import LUNG_SEGMENTATION, Manifest
-from SSLAnomalyLib.core.model_files.model_card import licences_named
+from SSLAnomalyLib.core.model_files.card_names import base_name
+from SSLAnomalyLib.core.model_files.model_card import command as card_command, licences_named
 from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.training.feature_cache import distinct_images, normal_image
@@ -294,6 +295,8 @@ def left_out_note(data: dict) -> str:
 
 
 def lung_card(manifest: Manifest) -> str:
+    """The lung network's card; like every card it names folders by their base names, never by a
+    path of the machine that made the model (card_names)."""
     fig, data, network, training = (manifest.section(name) for name in ("figures", "data", "network", "training"))
     licences = "; ".join(licences_named(f"{data['images']} {data['masks']}")) or \
         "the site's own images and masks, under the site's terms"
@@ -303,7 +306,7 @@ def lung_card(manifest: Manifest) -> str:
 frontal chest radiograph at {network['input_size']} px; SSLAnomaly uses it wherever it says "inside the
 lungs" (synthetic pastes, the patch score, findings, heatmap damping, the lung output and the Slicer segment).
 
-**Trained on** {data['n_train']} radiographs with lung masks (`{data['images']}`, masks `{data['masks']}`), seed
+**Trained on** {data['n_train']} radiographs with lung masks (`{base_name(data['images'])}`, masks `{base_name(data['masks'])}`), seed
 {training['seed']}, {training['steps']} steps in {training['seconds']:.0f} s on the CPU{left_out_note(data)}. On
 {training.get('disease_share', 0):.0%} of the training images one of {', '.join(training.get('disease_kinds', KINDS))} was drawn on
 one lung field with its mask unchanged, so that a white lung is still outlined as a lung.
@@ -320,5 +323,5 @@ network on Kermany radiographs). An implausible output (one lung missing, far to
 small or large, very asymmetric) falls back to the unsupervised mask, then to the lung prior, and the
 result says so in its warnings.
 
-**Command.** `{training['command']}`
+**Command.** `{card_command(training['command'])}`
 """
