@@ -132,6 +132,21 @@ def test_calibrate_refuses_too_few_normals(tmp_path):
     assert not (tmp_path / "m" / "manifest.json").exists()
 
 
+def test_too_few_normals_named_in_latin1_are_named_as_the_card_names_them(tmp_path):
+    """The refusal of too few normals printed a name that is not UTF-8 as a lone surrogate (caf\\udce9.jpeg),
+    where the manifest, the card and every warning write it caf\\xe9.jpeg."""
+    files = sorted(data_dir("kermany", "val", "normal").iterdir())
+    normals = linked(tmp_path, "few", files[:5])
+    shutil.copyfile(files[3], os.fsencode(normals) + b"/caf\xe9.jpeg")
+    os.symlink(files[6], os.fsencode(normals) + b"/loin\xe9.jpeg")
+    shutil.copyfile(files[6], normals / "zz.jpeg")
+    r = run("calibrate", "--model", "pediatric", "--normals", normals, "--out", tmp_path / "m", "--quiet")
+    assert r.returncode == 2 and "(2 copies of them left out)" in r.stderr, r.stderr
+    assert f"left out: {normals}/caf\\xe9.jpeg: the same image as {normals}/{files[3].name}" in r.stderr
+    assert f"the same image as {normals}/loin\\xe9.jpeg, counted once" in r.stderr
+    assert "\\udce9" not in r.stderr
+
+
 def test_copies_of_one_normal_count_once(tmp_path):
     """Twenty copies of one radiograph calibrated a model (each component's spread zero) that scored
     every other radiograph millions of deviations out and flagged it, at a stated 5 %: copies now

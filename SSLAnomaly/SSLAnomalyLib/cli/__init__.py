@@ -9,6 +9,7 @@ import sys
 from SSLAnomalyLib.cli.options import UsageError
 from SSLAnomalyLib.cli.termination import TERMINATED, Terminated, output_closed, signals_held, signals_raise
 from SSLAnomalyLib.core.files.errors import PathError
+from SSLAnomalyLib.core.files.json_text import visible
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,8 +50,9 @@ def main(argv=None) -> int:
     except UsageError as e:  # exits 2, as argparse's refusals do
         print(f"error: {e}", file=sys.stderr)
         raise
-    except PathError as e:  # a model folder, an input, a review: each names itself and the reason
-        print(f"error: {e}", file=sys.stderr)
+    except PathError as e:  # a model folder, an input, a review: each names itself and the reason, a
+        # name that is not UTF-8 as the JSON and the card write it (caf\xe9.png), not as a lone surrogate
+        print(f"error: {visible(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. an output folder that cannot be written
         print(f"error: {e}", file=sys.stderr)
