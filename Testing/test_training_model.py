@@ -190,9 +190,11 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     assert kept.encoder.pooled_layers == tuple(m["encoder"]["pooled_layers"]) == tuple(kept.inherited["pooled_layers"])
     assert kept.encoder.input_size == m["encoder"]["input_size"] and kept.pretext == Pretext.from_dict(m["pretext"])
     assert kept.lr == FINE_TUNE_LR and kept.inherited["foreign_objects"] == m["training"]["foreign_objects"]
+    # its operating point too: a refit of the pediatric model (bundled at 8 %) was calibrated at 5 %
+    assert kept.fpr == kept.inherited["fpr"] == m["calibration"]["false_positive_rate"] == 0.08
     given = resolve(training_spec(parser().parse_args(
         base + ["--foreign-objects", "0.3", "--patch-layers", "layer1", "--pretext", "mae", "--size", "96", "--lr", "0.01",
-                "--pooled-layers", "layer1,layer2,layer3,layer4", "--pooled-views", "lungs"])),
+                "--pooled-layers", "layer1,layer2,layer3,layer4", "--pooled-views", "lungs", "--fpr", "0.05"])),
         start)
     assert (given.foreign_objects, given.encoder.patch_layers, given.encoder.input_size, given.lr) == (0.3, ("layer1",), 96, 0.01)
     assert given.encoder.pooled_layers == ("layer1", "layer2", "layer3", "layer4")
@@ -203,10 +205,11 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
     assert kept.overridden == {} and given.overridden["patch_layers"] == {"given": ["layer1"],
                                                                           "starting": m["encoder"]["patch_layers"]}
     assert set(given.overridden) == {"foreign_objects", "patch_layers", "pooled_layers", "pooled_views", "pretext",
-                                     "input_size"}
+                                     "input_size", "fpr"} and given.fpr == 0.05
     note = inherited_note({"inherited": given.inherited, "overridden": given.overridden})
     assert (f"Set otherwise by an option: input size 96 (the starting model's: {m['encoder']['input_size']})" in note
-            and f"patch layers ['layer1'] (the starting model's: {m['encoder']['patch_layers']})" in note)
+            and f"patch layers ['layer1'] (the starting model's: {m['encoder']['patch_layers']})" in note
+            and "fpr 0.05 (the starting model's: 0.08)" in note)
     adult = StartingEncoder.load(default_model)  # positions standardised: kept, or turned off by the option
     for model in (pediatric_model, default_model):  # every recipe value either model records is kept, none overridden
         plain = resolve(training_spec(parser().parse_args(base[:-1] + [str(model)])), StartingEncoder.load(model))
@@ -219,7 +222,7 @@ def test_start_from_keeps_the_starting_recipe_unless_an_option_overrides_it(pedi
         parser().parse_args(base + ["--sides-offset", "40"])
     scratch = resolve(training_spec(parser().parse_args(base[:5])))
     assert scratch.foreign_objects == 0 and scratch.lr == LR and scratch.inherited == {} and scratch.pretext == Pretext()
-    assert scratch.sides_offset == 2.0
+    assert scratch.sides_offset == 2.0 and scratch.fpr == 0.05
 
 
 def test_an_interrupted_run_resumes_only_as_itself(small_normals, tmp_path, monkeypatch, capsys):

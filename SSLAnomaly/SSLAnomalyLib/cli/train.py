@@ -87,8 +87,9 @@ def add_parsers(sub) -> None:
                    help=f"self-supervised objective(s), alone or summed with weights, e.g. 'contrastive:0.5,anatpaste' "
                         f"(choose from {', '.join(OBJECTIVE_NAMES)}; default {DEFAULT_PRETEXT}, or the --start-from "
                         "model's)")
-    t.add_argument("--fpr", type=fraction, default=DEFAULT_FPR,
-                   help=f"false-positive rate for the thresholds (default {DEFAULT_FPR:g})")
+    t.add_argument("--fpr", type=fraction, default=None,
+                   help=f"false-positive rate for the thresholds (default {DEFAULT_FPR:g}, or the --start-from "
+                        "model's: its operating point)")
     t.add_argument("--reference-views", type=count, default=None, metavar="N",
                    help="also fit the normal reference on N acquisition-augmented copies of each normal (default 0, "
                         "or the --start-from model's)")

@@ -202,7 +202,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     ranks = Ranks.start(spec.device)
     say = Phases(progress and ranks.main)
     recipe = resolve(spec, start)
-    encoder_cfg, pretext, seed, fpr, minutes = recipe.encoder, recipe.pretext, spec.seed, spec.fpr, spec.minutes
+    encoder_cfg, pretext, seed, fpr, minutes = recipe.encoder, recipe.pretext, spec.seed, recipe.fpr, spec.minutes
     reference_views, calibration_views = recipe.reference_views, recipe.calibration_views
     standardise_positions, foreign_objects = recipe.standardise_positions, recipe.foreign_objects
     size = encoder_cfg.input_size

@@ -3,8 +3,8 @@
 The policy lives here rather than in the command line, so that `train_model(spec, start=...)` from
 Python trains exactly as `sslanomaly train` does: a run started from a model keeps that model's
 recipe (input size, heatmap and image-level layers, what the image level is pooled over, pretext,
-reference and calibration views, positions standardised, foreign-object share, the `sides` offset) for
-every option left unset (None), and fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run
+reference and calibration views, positions standardised, foreign-object share, the `sides` offset, and
+the false-positive rate its thresholds were set for: its operating point) for every option left unset (None), and fine-tunes at FINE_TUNE_LR unless a learning rate is given; a run
 from scratch takes the defaults. The starting model's acquisition directions (core/model/acquisition.py)
 are kept where the encoder they belong to stays as it is and no other-source normals ask for new ones.
 The manifest records which values were inherited, and which an option set otherwise than the
@@ -28,11 +28,11 @@ from SSLAnomalyLib.training.defaults import FINE_TUNE_LR, LR
 from SSLAnomalyLib.training.objectives import MAE, Pretext
 
 INHERITABLE = ("input_size", "patch_layers", "pooled_layers", "pooled_views", "pretext", "reference_views",
-               "calibration_views", "standardise_positions", "foreign_objects", "sides_offset")
+               "calibration_views", "standardise_positions", "foreign_objects", "sides_offset", "fpr")
 DEFAULTS = {"input_size": EncoderConfig.input_size, "patch_layers": EncoderConfig.patch_layers,
             "pooled_layers": EncoderConfig.pooled_layers, "pooled_views": EncoderConfig.pooled_views,
             "pretext": Pretext(), "reference_views": 0, "calibration_views": 0, "standardise_positions": False,
-            "foreign_objects": 0.0, "sides_offset": SIDES_OFFSET}
+            "foreign_objects": 0.0, "sides_offset": SIDES_OFFSET, "fpr": DEFAULT_FPR}
 
 
 def recipe_of(manifest: Manifest) -> dict:
@@ -45,7 +45,8 @@ def recipe_of(manifest: Manifest) -> dict:
              "calibration_views": reference.get("calibration_augmented_views_per_normal"),
              "standardise_positions": reference.get("positions_standardised"),
              "foreign_objects": manifest.section("training").get("foreign_objects"),
-             "sides_offset": manifest.section("scoring").get("sides_offset")}
+             "sides_offset": manifest.section("scoring").get("sides_offset"),
+             "fpr": manifest.section("calibration").get("false_positive_rate")}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -91,7 +92,7 @@ class TrainingSpec:
     max_steps: int | None = None
     seed: int = 0
     device: str = "auto"
-    fpr: float = DEFAULT_FPR
+    fpr: float | None = None
     lr: float | None = None
     input_size: int | None = None
     patch_layers: tuple[str, ...] | None = None
@@ -124,6 +125,7 @@ class Recipe:
     standardise_positions: bool
     foreign_objects: float
     sides_offset: float
+    fpr: float  # the false-positive rate the thresholds are set for
     inherited: dict  # {name: value} taken from the starting model, as the manifest records it
     overridden: dict = field(default_factory=dict)  # {name: {"given", "starting"}}: an option set otherwise
 
@@ -147,7 +149,7 @@ def resolve(spec: TrainingSpec, start: StartingEncoder | None = None) -> Recipe:
                   for name in INHERITABLE if getattr(spec, name) is not None and start is not None
                   and name in start.recipe and shown(getattr(spec, name)) != shown(start.recipe[name])}
     return Recipe(encoder, value["pretext"], lr, value["reference_views"], value["calibration_views"],
-                  value["standardise_positions"], value["foreign_objects"], value["sides_offset"],
+                  value["standardise_positions"], value["foreign_objects"], value["sides_offset"], value["fpr"],
                   {k: shown(v) for k, v in inherited.items()}, overridden)
 
 
