@@ -189,8 +189,8 @@ def test_the_card_counts_the_normals_given_used_and_left_out(tmp_path):
     assert ("Of the 23 files given, 20 were scored; left out: 1 unreadable (`broken.png`); 2 copies of an image "
             "given before (`again0.jpeg`, `again1.jpeg`).") in card
     assert str(tmp_path) not in card  # named by base name: the card travels to other sites
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())  # no --fpr: the model's operating point
-    assert manifest["calibration"]["false_positive_rate"] == 0.08 and "for a 8 % false-positive rate" in card
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())  # no --fpr: the site's own point at 5 %
+    assert manifest["calibration"]["false_positive_rate"] == 0.05 and "for a 5 % false-positive rate" in card
 
 
 def test_normals_named_in_latin1_are_calibrated_on_and_named_in_a_utf8_card(tmp_path):

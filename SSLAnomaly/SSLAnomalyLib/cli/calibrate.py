@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from SSLAnomalyLib.cli.options import add_model, add_quiet, fraction, model_out, report_model
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR
 
 
 def add_parser(sub) -> None:
@@ -18,9 +19,8 @@ def add_parser(sub) -> None:
                         "new normals; too few left is refused")
     c.add_argument("--out", required=True, type=model_out, help="new model folder to write")
     c.add_argument("--overwrite", action="store_true", help="replace a model already in --out (never a folder of other files)")
-    c.add_argument("--fpr", type=fraction, default=None,
-                   help="false-positive rate on normals for the thresholds (default: the --model's own, the "
-                        "operating point it was calibrated at)")
+    c.add_argument("--fpr", type=fraction, default=DEFAULT_FPR,
+                   help=f"false-positive rate on normals for the thresholds (default {DEFAULT_FPR:g})")
     add_quiet(c)
     c.set_defaults(func=cmd_calibrate)
 

@@ -90,9 +90,9 @@ class AnomalyLogic:
             models.append(str(selected))
         return choices, models.index(str(selected))
 
-    def calibrate(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float | None = None):
+    def calibrate(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05):
         """A new model folder with `model`'s thresholds, percentiles and score standardisation
-        re-derived from a site's normals (encoder unchanged), at `model`'s own rate unless one is given; returns its path."""
+        re-derived from a site's normals (encoder unchanged); returns its path."""
         self.ensureDependencies()
         from SSLAnomalyLib.training.site_calibration import calibrate_model
 
@@ -363,14 +363,14 @@ class AnomalyLogic:
                                     otherSourceNormalsFolder)
         return self._startProcess(TrainingJob, command, log, outputFolder)
 
-    def startCalibration(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float | None = None,
+    def startCalibration(self, normalsFolder, outputFolder, model: str = "default", falsePositiveRate: float = 0.05,
                          log=None):
         """A started `TrainingJob` running `calibrate` (see there) in a separate process, as training
         runs, so the panel stays responsive (progress: normals scored; cancel stops the process tree)."""
         from SSLAnomalyLib.jobs import TrainingJob
 
-        command = [python(), "-m", "SSLAnomalyLib.cli", "calibrate", "--model", str(model), "--normals", _folder(normalsFolder),
-                   "--out", _folder(outputFolder)] + (["--fpr", str(float(falsePositiveRate))] if falsePositiveRate is not None else [])
+        command = [python(), "-m", "SSLAnomalyLib.cli", "calibrate", "--model", str(model), "--normals",
+                   _folder(normalsFolder), "--out", _folder(outputFolder), "--fpr", str(float(falsePositiveRate))]
         return self._startProcess(TrainingJob, command, log, outputFolder)
 
     def _startProcess(self, jobClass, command: list[str], log, output):

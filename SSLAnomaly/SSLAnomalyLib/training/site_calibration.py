@@ -28,7 +28,7 @@ import numpy as np
 
 from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.errors import with_left_out
-from SSLAnomalyLib.core.model.calibration import Calibration
+from SSLAnomalyLib.core.model.calibration import DEFAULT_FPR, Calibration
 from SSLAnomalyLib.core.model_files import model_folder, reference_normals, registry
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
@@ -128,11 +128,10 @@ def calibration_tag(files_digest16: str, calibration: Calibration) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def calibrate_model(model, normals_dir, out_dir, fpr: float | None = None, progress: bool = True,
+def calibrate_model(model, normals_dir, out_dir, fpr: float = DEFAULT_FPR, progress: bool = True,
                     overwrite: bool = False) -> Path:
-    """Write a new model folder calibrated on the normals of `normals_dir` at the false-positive rate
-    `fpr`, else the model's own (its operating point, as train --start-from keeps it); returns it. A
-    model already in `out_dir` is replaced only with `overwrite`."""
+    """Write a new model folder calibrated on the normals of `normals_dir`; returns it. A model already
+    in `out_dir` is replaced only with `overwrite`."""
     source, out_dir = model_folder.resolve(model), Path(out_dir)
     model_folder.refuse_source(out_dir, model)
     model_folder.refuse_existing(out_dir, overwrite)  # before the normals are scored
@@ -153,7 +152,6 @@ def calibrate_model(model, normals_dir, out_dir, fpr: float | None = None, progr
     out_of_fold = score_normals(detector, [Path(f) for f in kept], False, fold,
                                 fold_component_stats(raw.components, fold, np.ones(len(kept), bool), FOLDS))
     stats = detector.scorer.standardise_on(raw.components).component_stats
-    fpr = fpr if fpr is not None else detector.manifest.calibration.false_positive_rate
     calibration = Calibration.of_normals(out_of_fold.scores, out_of_fold.peaks, fpr,
                                       [Path(f).name for f in out_of_fold.kept])
     if len(calibration.normal_scores) < MIN_NORMALS:  # the thresholds are set on those left
