@@ -75,6 +75,12 @@ def test_lung_fields_are_exported_as_a_segmentation_on_the_input_grid(exported):
     slicer.mrmlScene.RemoveNode(segmentation)
 
 
+def as_written(records: list[dict]) -> list[dict]:
+    """The panel's finding records as the findings JSON holds them: shown, and each score to the 6 decimals
+    (more where two would look equal) that the JSON writes beside the pixel threshold (rounded_together)."""
+    return [dict(r, shown=True, score=pytest.approx(r["score"], abs=5e-7)) for r in records]
+
+
 def test_csv_and_json_hold_the_reviewed_findings(exported, model):
     lg, volume, dx, records, written = exported
     with open(written["csv"], newline="") as f:
@@ -85,7 +91,7 @@ def test_csv_and_json_hold_the_reviewed_findings(exported, model):
     assert list(rows[0]) == [t for t, _, _ in COLUMNS] and {r["Shown"] for r in rows} == {"yes"}
     data = json.loads(written["json"].read_text())
     assert {"input", "score", "threshold", "abnormal", "percentile", "model", "findings"} <= set(data)
-    assert data["input"] == str(dx) and data["findings"] == [dict(r, shown=True) for r in records]
+    assert data["input"] == str(dx) and data["findings"] == as_written(records)
     assert data["score"] == pytest.approx(lg.caseResult(volume)["score"])
     # the model folder's seal, by which `detect --resume` keeps this review rather than redo the case
     assert data["model_sha256"] == json.loads((model / "manifest.json").read_text())["manifest_sha256"]
@@ -245,7 +251,7 @@ def test_export_never_replaces_a_file_unless_asked(exported):
         lg.exportCase(volume, written["csv"].parent)
     assert json.loads(written["json"].read_text()) == edited and written["csv"].read_bytes() == before
     lg.exportCase(volume, written["csv"].parent, formats=["json"], overwrite=True)
-    assert json.loads(written["json"].read_text())["findings"] == [dict(r, shown=True) for r in lg.findings(volume)]
+    assert json.loads(written["json"].read_text())["findings"] == as_written(lg.findings(volume))
 
 
 def test_exporting_into_a_file_names_it_and_says_it_is_no_folder(exported, tmp_path):
