@@ -76,6 +76,51 @@ def test_a_batch_never_replaces_a_reviewed_export_without_its_findings_json(dico
     assert all((out / name).read_bytes() == data for name, data in before.items() if name.endswith(".dcm"))
 
 
+def test_an_export_interrupted_while_moving_its_files_is_incomplete_until_exported_again(dicom_case, model, tmp_path,
+                                                                                          monkeypatch):
+    """An export moves its files into place one after another: interrupted after the first, the new review's
+    findings JSON stood beside the earlier review's CSV, SEG and SR, and its record still vouched for the set. The
+    record now lists the files before they move: the set is incomplete, said, until an export with overwrite
+    replaces it; an export adding to it is refused, and a batch's --resume does not keep a set unlike its record."""
+    import os
+
+    from SSLAnomalyLib.core.results.export_owner import incomplete
+
+    lg, volume = dicom_case
+    out, dicom = tmp_path / "out", tmp_path / "IM-0001.dcm"
+    lg.exportCase(volume, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    lg.reviewFinding(lg.findingNodes(volume)[0], status="confirmed", note="the reader's later decision")
+    real_replace, moved = os.replace, []
+
+    def replace_once(source, target):  # the record's own write is not one of the moves
+        if moved and not str(target).endswith(".export.json"):
+            raise OSError("interrupted")
+        moved.extend([target] * (not str(target).endswith(".export.json")))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_once)
+    with pytest.raises(OSError, match="interrupted"):
+        lg.exportCase(volume, out, overwrite=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [p.name for p in moved] == ["IM-0001.findings.json"] and before["IM-0001.findings.csv"] == (
+        out / "IM-0001.findings.csv").read_bytes()
+    assert "IM-0001.findings.csv is not the export's" in incomplete(out, "IM-0001")
+    (out / "IM-0001.mrb").unlink()  # an export adding the scene to the set
+    interrupted = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(FileExistsError, match="incomplete.*with overwrite"):
+        lg.exportCase(volume, out, formats=["mrb"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == interrupted
+    written = lg.exportCase(volume, out, overwrite=True)
+    assert incomplete(out, "IM-0001") is None and "the reader's later decision" in written["csv"].read_text()
+
+    batch = tmp_path / "batch"
+    lg.detectBatch(str(dicom), batch, model=str(model))
+    (batch / "IM-0001.findings.csv").write_text("changed since")
+    [row] = lg.detectBatch(str(dicom), batch, model=str(model), resume=True)
+    assert "error" not in row and incomplete(batch, "IM-0001") is None
+
+
 def test_overwrite_never_replaces_the_export_of_another_image_of_the_same_name(model, tmp_path):
     """Volume names repeat across patients ('1: DX CHEST PA', 'IM-0001'): with Overwrite ticked for
     re-exporting one's own case, another patient's export of that name must not be replaced (nor

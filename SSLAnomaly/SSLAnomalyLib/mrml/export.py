@@ -17,7 +17,7 @@ import slicer
 from SSLAnomalyLib.core.files.staging import staged_files
 from SSLAnomalyLib.core.results.dicom_export import (DicomExportError, make_seg, make_sr, read_source, source_notes,
                                                      source_problem)
-from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, check_owner, record_owner
+from SSLAnomalyLib.core.results.export_owner import EXPORT_SUFFIXES, check_owner, incomplete, record_owner
 from SSLAnomalyLib.core.results.findings_json import findings_document, to_json
 from SSLAnomalyLib.core.results.review import file_name
 from SSLAnomalyLib.core.results.segments import finding_masks
@@ -78,7 +78,9 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     export writes (export_owner): where it names another image, nothing is written; where a file of the set is
     there, it is replaced (with `overwrite`) or added to only where it names this image. Neither applies with
     `other_image` (a batch, whose runner has decided that from its index of inputs); the record is written, a
-    reader's (not `other_image`) marked so, so that no batch writes over it (export_owner.reviewed_export)."""
+    reader's (not `other_image`) marked so, so that no batch writes over it (export_owner.reviewed_export). It
+    lists the set's files before they move (a batch's: this export's alone, it sets the others aside), so that
+    an export interrupted while moving them leaves a set that is `incomplete`, which only `overwrite` replaces."""
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"'{volume_node.GetName()}' is not exported: {no_result(volume_node)}")
@@ -96,6 +98,8 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     targets = {kind: Path(out_dir) / f"{name}{EXPORT_SUFFIXES[kind]}" for kind in kinds}
     if not other_image:
         check_owner(out_dir, name, EXPORT_SUFFIXES.values(), image_identity_of(volume_node))
+        if not overwrite and (why := incomplete(out_dir, name)):
+            raise FileExistsError(f"{why} with overwrite")
     records = [seen_record(node) for node in finding_nodes(volume_node)]
     writers = {
         "json": lambda p: p.write_text(to_json(case_json(volume_node, result, records))),
@@ -113,7 +117,8 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
         if "dicom" in formats:
             _write_dicom(staged["dicom_seg"], staged["dicom_sr"], sources[0], volume_node, records, result)
         written = [kind for kind in kinds if staged[kind].exists()]  # no SEG when no finding is reported
-    record_owner(out_dir, name, image_identity_of(volume_node), review=not other_image)
+        record_owner(out_dir, name, image_identity_of(volume_node), {targets[k].name: staged[k] for k in kinds},
+                     review=not other_image, keep_listed=not other_image)  # before the first move (incomplete)
     return {kind: targets[kind] for kind in written}
 
 

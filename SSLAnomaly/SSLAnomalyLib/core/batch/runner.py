@@ -31,7 +31,7 @@ from SSLAnomalyLib.core.detection.detector import AnomalyDetector
 from SSLAnomalyLib.core.files.atomic import remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError
 from SSLAnomalyLib.core.results.drift import warn_batch
-from SSLAnomalyLib.core.results.export_owner import reviewed_export
+from SSLAnomalyLib.core.results.export_owner import incomplete, reviewed_export
 from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_files, case_paths, first_few, output_folder,
                                                 output_lock, shown, unique_case_names)
 from SSLAnomalyLib.core.results.set_aside import set_aside, set_aside_earlier
@@ -164,8 +164,9 @@ class Batch:
         """Whether an earlier result of `case` is of the image it holds now (the same bytes, or else the same
         pixels, under whatever path it was given), by this model folder and lung network at these thresholds
         (`same_model`), with every file these options promise, and a findings JSON the worklist and drift check
-        can read (one edited or cut short by hand ended the resumed batch in a KeyError after all its work)."""
-        if not all(p.exists() for p in promised(self.out, case.name, self.options)):
+        can read (one edited or cut short by hand ended the resumed batch in a KeyError after all its work), and
+        no Slicer export under its name that is not the set its record lists (export_owner.incomplete)."""
+        if not all(p.exists() for p in promised(self.out, case.name, self.options)) or incomplete(self.out, case.name):
             return False
         done = self._earlier[case.name]
         if done is None:

@@ -5,10 +5,15 @@ case's files are only ever written over, or added to, by an export of the same i
 could then be overwritten by nobody, not even by its own image. So every Slicer export also writes
 `<name>.export.json`, {"image_id"}: the image is the one the findings JSON names where it names one
 (the command line writes no record, and the JSON is the case's main file), else the one the record names.
+
+An export's files are moved into place one after another, so an interrupted one can leave the new review's
+CSV beside the earlier review's SEG. The record is written before the first move and lists every file of the
+set with its SHA-256 (null: none there), so a set that is not what its record lists is `incomplete`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -39,11 +44,31 @@ def check_owner(out_dir, name: str, suffixes, image_id: str) -> None:
                               "names this image, so it may be another image's export; export into another folder")
 
 
-def record_owner(out_dir, name: str, image_id: str, review: bool = True) -> Path:
-    """Write the record that the export named `name` in `out_dir` is the image `image_id`'s, and whether it is a
-    reader's (`review`: the panel's export, not a batch's), which no batch writes over (`reviewed_export`)."""
-    return atomic_write_text(Path(out_dir) / f"{name}{RECORD_SUFFIX}",
-                             json.dumps({"image_id": image_id, **({"review": True} if review else {})}))
+def record_owner(out_dir, name: str, image_id: str, files: dict[str, Path], review: bool = True,
+                 keep_listed: bool = True) -> Path:
+    """Write the record that the export named `name` in `out_dir` is the image `image_id`'s, whether it is a
+    reader's (`review`: the panel's export, not a batch's), which no batch writes over (`reviewed_export`), and
+    its files: {file name: the path of its bytes, which may be yet to move there (staged), or one not there
+    (the set has no such file)}; with `keep_listed`, the earlier record's other files stay listed as they were."""
+    record = Path(out_dir) / f"{name}{RECORD_SUFFIX}"
+    listed = _listed(record) if keep_listed else {}
+    listed.update({file: _sha256(path) for file, path in files.items()})
+    return atomic_write_text(record, json.dumps({"image_id": image_id, **({"review": True} if review else {}),
+                                                 "files": listed}))
+
+
+def incomplete(out_dir, name: str) -> str | None:
+    """Why the export named `name` in `out_dir` is not the set its record lists (an export interrupted while
+    moving its files into place, or a file changed since), or None (it is; a record of before the list, or
+    none, has nothing to check against)."""
+    listed = _listed(Path(out_dir) / f"{name}{RECORD_SUFFIX}")
+    for suffix in EXPORT_SUFFIXES.values():
+        path = Path(out_dir) / f"{name}{suffix}"
+        if path.name in listed and _sha256(path) != listed[path.name]:
+            state = "missing" if not path.exists() else ("not the export's" if listed[path.name] else "left over")
+            return (f"the export '{name}' in {out_dir} is incomplete: {path.name} is {state} (an export interrupted "
+                    f"while moving its files into place, or a file changed since); export it again to replace it")
+    return None
 
 
 def reviewed_export(out_dir, name: str) -> bool:
@@ -53,6 +78,24 @@ def reviewed_export(out_dir, name: str) -> bool:
         return json.loads((Path(out_dir) / f"{name}{RECORD_SUFFIX}").read_text(encoding="utf-8")).get("review") is True
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _listed(record: Path) -> dict[str, str | None]:
+    """The files a record lists, {file name: SHA-256 or None}; empty where it lists none or cannot be read."""
+    try:
+        listed = json.loads(record.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return dict(listed) if isinstance(listed, dict) else {}
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's SHA-256, or None where there is no file."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def _image_named(path: Path) -> str | None:
