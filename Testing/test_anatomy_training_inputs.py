@@ -149,8 +149,10 @@ def test_a_stopped_lung_training_keeps_its_steps_and_resumes_from_them(pairs, tm
         assert main(run) == 143
     finally:
         signal.signal(signal.SIGTERM, unhandled)
-    assert "terminated (SIGTERM)" in capsys.readouterr().err and not out.exists()
-    assert lung_checkpoint_step(out) == 3
+    # it said 'before its first checkpoint: nothing was kept' (it looked for train's checkpoint file)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"terminated (SIGTERM); the run is kept in "
+                                                                f"{work_dir(out)}: run the same command again to resume it")
+    assert not out.exists() and lung_checkpoint_step(out) == 3
 
     monkeypatch.undo()
     assert main(run + ["--disease-share", "0.2"]) == 2  # other settings: never resumed

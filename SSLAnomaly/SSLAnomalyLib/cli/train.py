@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
                                        fraction_or_zero, input_size, model_out, non_negative, positive, positive_count,
@@ -197,21 +198,22 @@ def cmd_train(args) -> int:
         folder = train_model(args.normals, args.out, args.val_normals, spec, start=start, command=command_line(),
                              progress=not args.quiet)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
-        return stopped(e, args.out)
+        from SSLAnomalyLib.training.fitting import work_dir
+        from SSLAnomalyLib.training.trainer import checkpoint_in
+
+        return stopped(e, checkpoint_in(work_dir(args.out)))
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
         report_model(folder)
     return 0
 
 
-def stopped(e: KeyboardInterrupt, out) -> int:
-    """Say where a stopped training run is kept, or that nothing is (stopped before its first
-    checkpoint, e.g. while reading the normals: a rerun starts afresh); the exit status of Ctrl-C or SIGTERM."""
-    from SSLAnomalyLib.training.fitting import work_dir
-    from SSLAnomalyLib.training.trainer import checkpoint_in
-
+def stopped(e: KeyboardInterrupt, checkpoint: Path) -> int:
+    """Say where a stopped training run is kept, or that nothing is (no `checkpoint`, the command's own
+    file: stopped before its first, e.g. while reading the normals, so a rerun starts afresh); the exit
+    status of Ctrl-C or SIGTERM."""
     how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-    if checkpoint_in(work_dir(out)).exists():
-        print(f"{how}; the run is kept in {work_dir(out)}: run the same command again to resume it", file=sys.stderr)
+    if checkpoint.exists():
+        print(f"{how}; the run is kept in {checkpoint.parent}: run the same command again to resume it", file=sys.stderr)
     else:
         print(f"{how} before its first checkpoint: nothing was kept; run the same command again to start it",
               file=sys.stderr)
@@ -220,6 +222,8 @@ def stopped(e: KeyboardInterrupt, out) -> int:
 
 def cmd_train_anatomy(args) -> int:
     from SSLAnomalyLib.core.model_files import model_folder
+    from SSLAnomalyLib.training.fitting import work_dir
+    from SSLAnomalyLib.training.lung_checkpoint import CHECKPOINT
     from SSLAnomalyLib.training.lung_disease import KINDS
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
@@ -231,7 +235,7 @@ def cmd_train_anatomy(args) -> int:
                                   disease_share=args.disease_share, disease_kinds=args.disease_kinds or KINDS,
                                   overwrite=args.overwrite, restart=args.restart)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
-        return stopped(e, args.out)
+        return stopped(e, work_dir(args.out) / CHECKPOINT)
     manifest = model_folder.load(folder).manifest
     warn_left_out(manifest.unread_normals(), "the training images")
     figures = manifest.section("figures")
