@@ -164,6 +164,27 @@ def test_a_stopped_lung_training_keeps_its_steps_and_resumes_from_them(pairs, tm
     assert not work_dir(out).exists()  # the run's checkpoint goes once the model is written
 
 
+def test_a_lung_training_stopped_while_it_is_measured_keeps_every_step(pairs, tmp_path, monkeypatch, capsys):
+    """Ctrl-C or SIGTERM once the budget was spent, while the held-out fold was measured or the model
+    written, kept only the last minute's checkpoint (with a budget under a minute, nothing): the rerun
+    trained those steps again."""
+    images, masks = pairs
+    out = tmp_path / "lungs"
+    run = ["train-anatomy", "--images", str(images), "--masks", str(masks), "--out", str(out),
+           "--minutes", "0.02", "--size", "64", "--quiet"]
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lung_training, "measure", ctrl_c)
+    assert main(run) == 130
+    assert "the run is kept in" in capsys.readouterr().err
+    steps = lung_checkpoint_step(out)
+    monkeypatch.undo()
+    assert main(run) == 0 and f"from its checkpoint at step {steps} " in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == steps  # nothing trained again
+
+
 def test_restart_discards_an_unfinished_lung_training(pairs, tmp_path, monkeypatch, capsys):
     images, masks = pairs
     out = tmp_path / "lungs"

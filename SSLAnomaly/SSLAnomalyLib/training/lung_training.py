@@ -214,6 +214,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
             raise
         finally:
             bar.close()
+        run.save(net, opt, state)  # a stop while it is measured and written keeps the trained steps, as train's does
 
         segmenter = LungSegmenter(net, config, "unsaved")
         held_dice, sources = measure(segmenter, held, progress)
