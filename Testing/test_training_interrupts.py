@@ -6,7 +6,9 @@ is refused."""
 import json
 import os
 import re
+import shutil
 import signal
+from pathlib import Path
 
 import pytest
 from safetensors import safe_open
@@ -153,3 +155,22 @@ def test_a_run_stopped_before_its_first_checkpoint_does_not_say_it_is_kept(tmp_p
     assert capsys.readouterr().err.splitlines()[-1] == ("interrupted before its first checkpoint: nothing was kept; "
                                                         "run the same command again to start it")
     assert not work_dir(out).exists() and not out.exists()
+
+
+def test_a_stop_while_the_checkpoints_go_says_the_model_is_complete(tmp_path, monkeypatch, capsys):
+    """Ctrl-C once the model folder is written, as its checkpoints are removed, said 'the run is kept in
+    MODEL.work: run the same command again to resume it', which a rerun then refuses (the model exists)."""
+    out = tmp_path / "model"
+    remove = shutil.rmtree
+
+    def stopped_removing(path, *args, **kwargs):
+        if Path(path) == work_dir(out):
+            raise KeyboardInterrupt
+        return remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", stopped_removing)
+    assert main(["train", "--normals", str(normals_folder(tmp_path / "n", range(12))), "--out", str(out),
+                 "--size", "64", "--max-steps", "2", "--device", "cpu", "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (f"interrupted after the model was written: {out} is complete; "
+                                                        f"remove {work_dir(out)}, its checkpoints, left behind")
+    assert (out / "manifest.json").exists()

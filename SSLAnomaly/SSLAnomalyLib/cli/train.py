@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from SSLAnomalyLib.cli.options import (UsageError, add_device, add_quiet, command_line, count, deviations, fraction,
@@ -185,6 +186,7 @@ def cmd_train(args) -> int:
     from SSLAnomalyLib.training.fitting import train_model
     from SSLAnomalyLib.training.spec import StartingEncoder, resolve
 
+    started = time.time()
     spec = training_spec(args)
     start = StartingEncoder.load(args.start_from) if args.start_from else None
     try:
@@ -201,18 +203,25 @@ def cmd_train(args) -> int:
         from SSLAnomalyLib.training.fitting import work_dir
         from SSLAnomalyLib.training.trainer import checkpoint_in
 
-        return stopped(e, checkpoint_in(work_dir(args.out)))
+        return stopped(e, checkpoint_in(work_dir(args.out)), args.out, started)
     if folder is not None:  # rank 0 of a torchrun (or the only process) wrote it
         report_model(folder)
     return 0
 
 
-def stopped(e: KeyboardInterrupt, checkpoint: Path) -> int:
+def stopped(e: KeyboardInterrupt, checkpoint: Path, out, started: float) -> int:
     """Say where a stopped training run is kept, or that nothing is (no `checkpoint`, the command's own
-    file: stopped before its first, e.g. while reading the normals, so a rerun starts afresh); the exit
-    status of Ctrl-C or SIGTERM."""
+    file: stopped before its first, e.g. while reading the normals, so a rerun starts afresh), or that the
+    model is complete (a stop that came once `out` was written, as its checkpoints were being removed:
+    a rerun would be refused as if the model were an earlier one); the exit status of Ctrl-C or SIGTERM."""
+    from SSLAnomalyLib.core.model_files.model_folder import MANIFEST
+
     how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-    if checkpoint.exists():
+    written = Path(out) / MANIFEST
+    if written.exists() and written.stat().st_mtime >= started - 2:  # 2 s: file systems that keep coarse times
+        left = f"; remove {checkpoint.parent}, its checkpoints, left behind" if checkpoint.parent.exists() else ""
+        print(f"{how} after the model was written: {out} is complete{left}", file=sys.stderr)
+    elif checkpoint.exists():
         print(f"{how}; the run is kept in {checkpoint.parent}: run the same command again to resume it", file=sys.stderr)
     else:
         print(f"{how} before its first checkpoint: nothing was kept; run the same command again to start it",
@@ -227,7 +236,7 @@ def cmd_train_anatomy(args) -> int:
     from SSLAnomalyLib.training.lung_disease import KINDS
     from SSLAnomalyLib.training.lung_training import train_lung_model
 
-    command = command_line()
+    command, started = command_line(), time.time()
     try:  # SIGTERM too arrives as KeyboardInterrupt (cli.main)
         folder = train_lung_model(args.images, args.masks, args.out, minutes=args.minutes, seed=args.seed,
                                   config=LungNetConfig(input_size=args.size), command=command,
@@ -235,7 +244,7 @@ def cmd_train_anatomy(args) -> int:
                                   disease_share=args.disease_share, disease_kinds=args.disease_kinds or KINDS,
                                   overwrite=args.overwrite, restart=args.restart)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the checkpoint holds every step taken
-        return stopped(e, work_dir(args.out) / CHECKPOINT)
+        return stopped(e, work_dir(args.out) / CHECKPOINT, args.out, started)
     manifest = model_folder.load(folder).manifest
     warn_left_out(manifest.unread_normals(), "the training images")
     figures = manifest.section("figures")
