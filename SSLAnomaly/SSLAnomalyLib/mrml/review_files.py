@@ -53,13 +53,10 @@ def keep_unheld(volume_node, path) -> None:
         kept, how = _keep_declined(volume_node.GetScene(), path)
     whose = (f"is the review of '{holder.GetName()}', another volume of this image in this scene" if holder
              else "was not restored into this scene")
-    logging.warning(f"SSL Anomaly: the review of '{volume_node.GetName()}' saved earlier in {path} {whose}; it is "
-                    f"kept, {how}, as {kept}, and the review made here is autosaved in "
-                    f"{path}. To add the kept decisions to it, in the Python console: slicer.util.getModuleLogic("
-                    f"'SSLAnomaly').restoreReview(slicer.util.getNode('{volume_node.GetID()}'), r'{kept}')")
-    if is_desktop_slicer():
-        slicer.util.showStatusMessage(f"SSL Anomaly: an earlier review of '{volume_node.GetName()}' that was not "
-                                      f"restored is kept as {kept} (details: View > Error Log)")
+    _tell_kept(volume_node, kept,
+               f"the review of '{volume_node.GetName()}' saved earlier in {path} {whose}; it is kept, {how}, as "
+               f"{kept}, and the review made here is autosaved in {path}. To add the kept decisions to it",
+               f"an earlier review of '{volume_node.GetName()}' that was not restored")
 
 
 def keep_deleted(volume_node, path, review: dict) -> None:
@@ -75,13 +72,19 @@ def keep_deleted(volume_node, path, review: dict) -> None:
         return
     kept = keep_aside(path)
     named = ", ".join(f"{f['id']} ({f['status']}{', ' + repr(f['note']) if f['note'] else ''})" for f in gone)
-    logging.warning(f"SSL Anomaly: finding(s) {named} of '{volume_node.GetName()}' deleted from the scene; the review "
-                    f"that holds them is kept, unchanged, as {kept}. To bring them back, in the Python console: "
-                    f"slicer.util.getModuleLogic('SSLAnomaly').restoreReview(slicer.util.getNode("
-                    f"'{volume_node.GetID()}'), r'{kept}')")
+    _tell_kept(volume_node, kept,
+               f"finding(s) {named} of '{volume_node.GetName()}' deleted from the scene; the review that holds them is "
+               f"kept, unchanged, as {kept}. To bring them back",
+               f"the review before finding(s) {named} of '{volume_node.GetName()}' were deleted")
+
+
+def _tell_kept(volume_node, kept, what: str, short: str) -> None:
+    """The log line (`what`, then how to restore `kept` from the Python console) and, in desktop Slicer, the
+    status bar (`short`): a reader told where a review set aside is, and how to bring its decisions back."""
+    logging.warning(f"SSL Anomaly: {what}, in the Python console: slicer.util.getModuleLogic('SSLAnomaly')."
+                    f"restoreReview(slicer.util.getNode('{volume_node.GetID()}'), r'{kept}')")
     if is_desktop_slicer():
-        slicer.util.showStatusMessage(f"SSL Anomaly: the review before finding(s) {named} of '{volume_node.GetName()}' "
-                                      f"were deleted is kept as {kept} (details: View > Error Log)")
+        slicer.util.showStatusMessage(f"SSL Anomaly: {short} is kept as {kept} (details: View > Error Log)")
 
 
 def _copy_of(volume_node, path) -> Path | None:
