@@ -32,7 +32,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from SSLAnomalyLib.core.files.atomic import atomic_path
+from SSLAnomalyLib.core.files.atomic import atomic_path, remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError, with_left_out
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
@@ -83,6 +83,7 @@ class SiteStats:
                              "id; no pixels, no per-image value"}
         path = check_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path.parent, path.name)  # a write of it killed outright (SIGKILL) left its temporary
         with atomic_path(path) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in self.stats.arrays().items()}, str(tmp),
                       metadata={"sslanomaly": json.dumps(header)})

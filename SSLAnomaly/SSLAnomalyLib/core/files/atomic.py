@@ -52,11 +52,13 @@ def _extension(path: Path) -> str:
     return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
 
 
-def leftover_pid(name: str) -> int | None:
+def leftover_pid(name: str, target: str | None = None) -> int | None:
     """The process whose temporary `name` is, where it is named exactly as `temporary_name` names them:
-    `.<target>.tmp<pid>-<token>`, then nothing or the target's own extension; else None."""
+    `.<target>.tmp<pid>-<token>`, then nothing or the target's own extension (and, given, of the file
+    named `target`); else None."""
     file = LEFTOVER.fullmatch(name)
-    return int(file[2]) if file and file[3] in ("", _extension(Path(file[1]))) else None
+    ours = file and file[3] in ("", _extension(Path(file[1]))) and target in (None, file[1])
+    return int(file[2]) if ours else None
 
 
 def temporary_name(path: Path, extension: str = "") -> Path:
@@ -74,14 +76,15 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return Path(path)
 
 
-def remove_leftovers(folder) -> list[Path]:
+def remove_leftovers(folder, target: str | None = None) -> list[Path]:
     """Delete the temporary files and staging folders (with their partial files, e.g. a half-written
     scene bundle) that writers which no longer run left in `folder` (a killed run); returns them.
+    Given a `target` name, only that file's temporaries: a single file written into a user's folder.
     A live process's files and anything not named by `atomic_path` or staging stay."""
     removed = []
     for p in Path(folder).iterdir() if Path(folder).is_dir() else []:
-        staging = LEFTOVER_STAGING.match(p.name) if p.is_dir() and not p.is_symlink() else None
-        pid = leftover_pid(p.name) if p.is_file() else int(staging[1]) if staging else None
+        staging = LEFTOVER_STAGING.match(p.name) if p.is_dir() and not p.is_symlink() and target is None else None
+        pid = leftover_pid(p.name, target) if p.is_file() else int(staging[1]) if staging else None
         if pid is not None and not writing(pid):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
