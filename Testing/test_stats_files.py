@@ -1,6 +1,8 @@
 """A site's stats file (`reference-stats`) as it lies on disk: the next write of it removes what a
-write killed outright left beside it, and nothing else."""
+write killed outright left beside it, and nothing else; it gets the usual file mode, as models do."""
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -27,3 +29,14 @@ def test_the_next_write_of_a_stats_file_removes_what_a_killed_write_left(tmp_pat
     site().save(tmp_path / "a.stats")
     assert not killed.exists() and all(p.exists() for p in others)
     assert (tmp_path / "a.stats").is_file()
+
+
+def test_a_stats_file_gets_the_usual_mode_as_a_model_does(tmp_path):
+    """Stats files were 0600 (safetensors' file writer), model files 0644: an accident, not a choice.
+    A stats file holds the kind of sums a model's reference does; the site's umask decides for both."""
+    before = os.umask(0o022)
+    try:
+        path = site().save(tmp_path / "a.stats")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

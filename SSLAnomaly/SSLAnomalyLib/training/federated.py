@@ -17,8 +17,10 @@ So the exact fit takes two rounds:
 What a stats file reveals: the number of normals, a hash of their file names, the lung network's id
 that drew their lung fields (every site's must be the same), and sums over all of
 them (no pixels, no per-image value); at least MIN_SITE_NORMALS normals, so that no sum is one image's
-features, and at most MAX_SITE_NORMALS. Position standardisation, score standardisation and thresholds
-stay at each site: `sslanomaly calibrate` on the merged model.
+features, and at most MAX_SITE_NORMALS. It gets the usual file mode (0644 under the usual umask), as a
+model trained on those normals does, whose reference holds the same kind of sums: the site's umask and
+folders decide who reads it. Position standardisation, score standardisation and thresholds stay at
+each site: `sslanomaly calibrate` on the merged model.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from SSLAnomalyLib.core.files.atomic import atomic_path, remove_leftovers
+from SSLAnomalyLib.core.files.atomic import atomic_write_bytes, remove_leftovers
 from SSLAnomalyLib.core.files.errors import PathError, with_left_out
 from SSLAnomalyLib.core.anatomy.lung_network import bundled_segmenter
 from SSLAnomalyLib.core.model.acquisition import ARRAY as ACQUISITION_ARRAY
@@ -84,10 +86,9 @@ class SiteStats:
         path = check_target(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(path.parent, path.name)  # a write of it killed outright (SIGKILL) left its temporary
-        with atomic_path(path) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in self.stats.arrays().items()}, str(tmp),
-                      metadata={"sslanomaly": json.dumps(header)})
-        return path
+        # written as bytes: safetensors' own file writer makes it 0600, not the usual mode (module docstring)
+        return atomic_write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in self.stats.arrays().items()},
+                                             metadata={"sslanomaly": json.dumps(header)}))
 
     @classmethod
     def load(cls, path) -> "SiteStats":
