@@ -38,7 +38,7 @@ from SSLAnomalyLib.core.model_files.manifest import Manifest
 from SSLAnomalyLib.core.model_files.model_card import model_card
 from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.reading.images import ReadError, as_folders
-from SSLAnomalyLib.training import packs
+from SSLAnomalyLib.training import checkpoint_file, packs
 from SSLAnomalyLib.training.acquisition_directions import (MAX_NORMALS, check_other_sources,
                                                             find_acquisition_directions)
 from SSLAnomalyLib.training.crossfit import FOLDS, cross_fit
@@ -48,7 +48,7 @@ from SSLAnomalyLib.training.held_back import check_held_back
 from SSLAnomalyLib.training.phases import Phases
 from SSLAnomalyLib.training.selection import SyntheticCheck
 from SSLAnomalyLib.training.spec import StartingEncoder, TrainingSpec, kept_acquisition, resolve
-from SSLAnomalyLib.training.trainer import TrainConfig, Trainer
+from SSLAnomalyLib.training.trainer import TrainConfig, Trainer, checkpoint_in
 
 HELD_OUT_FRACTION = 0.1
 CALIBRATION_FRACTION = 0.2
@@ -149,18 +149,23 @@ def work_dir(out_dir) -> Path:
     return out_dir.with_name(out_dir.name + ".work")
 
 
-def refuse_existing_out(out_dir, overwrite: bool) -> None:
+def refuse_existing_out(out_dir, overwrite: bool, checkpoint: Path, seconds: str) -> None:
     """`model_folder.refuse_taken` for a training run into `out_dir` (`run_lock` has refused one that
     cannot be written). An unfinished run kept beside it does not make a model there its own: a run
     writes its model only as it finishes, so that model was put there by another command after the
-    run stopped (calibrate, merge, a copy), or by the run itself in the moment before its checkpoints
-    were removed, and resuming replaced it unasked."""
+    run stopped (calibrate, merge, a copy), and resuming replaced it unasked; or by the run itself in
+    the moment before its checkpoints were removed (`checkpoint`, the run's file, says which:
+    `checkpoint_file.wrote`, the manifest's training seconds under `seconds`), and it is complete."""
     try:
         model_folder.refuse_taken(out_dir, overwrite)
     except model_folder.ModelError as e:
         work = work_dir(out_dir)
         if not work.is_dir():
             raise
+        if checkpoint_file.wrote(checkpoint, Path(out_dir) / model_folder.MANIFEST, seconds):
+            raise model_folder.ModelError(out_dir, f"{e.reason}; the run kept in {work} wrote it as it finished "
+                                                   f"and was stopped as it removed its checkpoints: the model is "
+                                                   f"complete; remove {work}, left behind") from None
         raise model_folder.ModelError(out_dir, f"{e.reason}; the unfinished run kept in {work} did not write "
                                                "it: pass --overwrite to let the resumed run replace it, or choose "
                                                "a new --out") from None
@@ -213,7 +218,7 @@ def train_model(normals, out_dir, val_normals=None, spec: TrainingSpec = Trainin
     with run_lock(out_dir, ranks.main):  # from the first look at --out until the model is in it
         if start is not None:
             model_folder.refuse_source(out_dir, Path(start.folder))
-        refuse_existing_out(out_dir, spec.overwrite)
+        refuse_existing_out(out_dir, spec.overwrite, checkpoint_in(work), "step_seconds")  # "seconds" counts the fit too
         ranks.barrier()  # every rank has looked before rank 0 removes anything
         if spec.restart and ranks.main:
             shutil.rmtree(work, ignore_errors=True)

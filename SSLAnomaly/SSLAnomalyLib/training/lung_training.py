@@ -33,7 +33,7 @@ from SSLAnomalyLib.core.files.errors import with_left_out
 from SSLAnomalyLib.core.reading.images import ReadError, list_inputs, read_radiograph
 from SSLAnomalyLib.training.feature_cache import distinct_images, normal_image
 from SSLAnomalyLib.training.fitting import refuse_existing_out, run_lock, work_dir
-from SSLAnomalyLib.training.lung_checkpoint import SAVE_EVERY_SECONDS, LungRun, LungRunState
+from SSLAnomalyLib.training.lung_checkpoint import CHECKPOINT, SAVE_EVERY_SECONDS, LungRun, LungRunState
 from SSLAnomalyLib.training.lung_disease import KINDS, draw_disease
 from SSLAnomalyLib.training.progress import Progress, progress_over
 
@@ -175,7 +175,7 @@ def train_lung_model(images_dir, masks_dir, out_dir, minutes: float = 12.0, seed
     the same settings in `out_dir`'s work folder is resumed (lung_checkpoint.py), unless `restart`."""
     with run_lock(out_dir):  # from the first look at --out until the model is in it
         work = work_dir(out_dir)
-        refuse_existing_out(out_dir, overwrite)
+        refuse_existing_out(out_dir, overwrite, work / CHECKPOINT, "seconds")
         size = config.input_size
         pairs, images, labels, left_out = distinct_pairs(images_dir, masks_dir, size, progress)
         order = np.random.default_rng(seed).permutation(len(pairs))
