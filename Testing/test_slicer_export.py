@@ -247,8 +247,8 @@ def test_export_never_replaces_a_file_unless_asked(exported):
     edited = json.loads(written["json"].read_text())
     edited["findings"][0]["note"] = "the radiologist's edited copy"
     written["json"].write_text(json.dumps(edited))
-    with pytest.raises(FileExistsError, match="not overwriting"):
-        lg.exportCase(volume, written["csv"].parent)
+    with pytest.raises(FileExistsError, match="cxr.findings.json is not the export's .* or a file changed since"):
+        lg.exportCase(volume, written["csv"].parent)  # the edited copy no longer matches the export's record
     assert json.loads(written["json"].read_text()) == edited and written["csv"].read_bytes() == before
     lg.exportCase(volume, written["csv"].parent, formats=["json"], overwrite=True)
     assert json.loads(written["json"].read_text())["findings"] == as_written(lg.findings(volume))
