@@ -197,6 +197,13 @@ def _volume(kind, name, array):
     return node
 
 
+def _unallocated(name):
+    """A volume whose image data holds no voxels (a vtkImageData never allocated, set by a script)."""
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetAndObserveImageData(vtk.vtkImageData())
+    return node
+
+
 @pytest.mark.parametrize("make, reason", [
     (lambda: _volume("vtkMRMLLabelMapVolumeNode", "lung labels", np.eye(64, dtype=np.uint8)[None]),
      "is a labelmap \\(a segmentation\\), not a radiograph"),
@@ -205,6 +212,7 @@ def _volume(kind, name, array):
     (lambda: _volume("vtkMRMLScalarVolumeNode", "flat", np.zeros((1, 64, 64), np.float32)),
      "image is constant \\(every pixel 0\\)"),
     (lambda: slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"), "has no image data"),
+    (lambda: _unallocated("unallocated"), "has no image data"),
 ])
 def test_a_volume_node_that_is_no_radiograph_is_refused_naming_the_node(make, reason):
     """As a file would be on the command line: never scored into a wrong result."""

@@ -51,8 +51,8 @@ def volume_node_to_radiograph(node) -> Radiograph:
     file is when read (chest_view.py), and carries the attributes its header holds (the population
     warning needs PatientAge): neither is in the node."""
     name = f"volume {node.GetName()!r}" if node is not None else "volume"
-    if node is None or node.GetImageData() is None:
-        raise ReadError(name, "has no image data")
+    if node is None or node.GetImageData() is None or node.GetImageData().GetPointData().GetScalars() is None:
+        raise ReadError(name, "has no image data")  # none, or an image data with no voxels (never allocated)
     if node.IsA("vtkMRMLLabelMapVolumeNode"):
         raise ReadError(name, "is a labelmap (a segmentation), not a radiograph: select the radiograph itself")
     if is_heatmap(node):
