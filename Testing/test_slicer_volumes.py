@@ -213,6 +213,8 @@ def _unallocated(name):
      "image is constant \\(every pixel 0\\)"),
     (lambda: slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty"), "has no image data"),
     (lambda: _unallocated("unallocated"), "has no image data"),
+    (lambda: _volume("vtkMRMLScalarVolumeNode", "no slices", np.zeros((0, 64, 64), np.float32)),
+     "image has no slices"),
 ])
 def test_a_volume_node_that_is_no_radiograph_is_refused_naming_the_node(make, reason):
     """As a file would be on the command line: never scored into a wrong result."""

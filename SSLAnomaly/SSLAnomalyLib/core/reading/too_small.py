@@ -10,6 +10,8 @@ MIN_SIDE = 16  # smaller than this is not a radiograph (and no encoder can look 
 
 def too_small(declared: tuple[int, int, int], read: tuple[int, int, int]) -> str | None:
     """Why an image of `read` (slices, rows, cols) pixels, `declared` in its file, cannot be scored; None if it can."""
+    if read[0] == 0:
+        return "image has no slices (0 pixels along its third axis)"
     if min(read[1:]) >= MIN_SIDE:
         return None
     slices, rows, cols = declared
