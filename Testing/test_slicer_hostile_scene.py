@@ -425,3 +425,43 @@ def test_a_batch_with_a_spacing_no_radiograph_has_is_refused_before_anything_is_
     with pytest.raises(ValueError, match="no radiograph's: give one from 0.001 to 10 mm"):
         logic().detectBatch(str(tb_radiograph()), tmp_path / "out", model=str(model), spacing=spacing)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sequence_stepped_to_another_frame_never_shows_or_exports_the_other_frames_result(model, tmp_path):
+    """A volume shown by a sequence browser (its proxy) holds another frame's voxels once the browser steps: the
+    export wrote the earlier frame's score and findings under the new frame's image_id, and a result arriving after
+    the step was put on the new frame. Both are refused, naming the volume; stepping back, or detecting again, exports."""
+    from conftest import data_dir
+
+    empty_scene()
+    lg = logic()
+    lg.reviewFolder = None
+    frames = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "frames")
+    for k, path in enumerate(sorted(data_dir("tbx11k_dev", "images").iterdir())[:2]):
+        volume = lg.loadVolume(path)
+        frames.SetDataNodeAtValue(volume, str(k))
+        slicer.mrmlScene.RemoveNode(volume)
+    slicer.mrmlScene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())  # desktop Slicer's Sequences module does
+    browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "browser")
+    browser.SetAndObserveMasterSequenceNodeID(frames.GetID())
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(slicer.mrmlScene)
+    sequences.UpdateProxyNodesFromSequences(browser)
+    proxy = browser.GetProxyNode(frames)
+    first = lg.detect(proxy, model=str(model), falsePositiveRate=TEST_FPR)
+    browser.SetSelectedItemNumber(1)
+    sequences.UpdateProxyNodesFromSequences(browser)
+    with pytest.raises(ValueError, match="'frames' is not exported: the voxels of 'frames' changed since its detection"):
+        lg.exportCase(proxy, tmp_path / "stepped")
+    assert not (tmp_path / "stepped").exists() or not any((tmp_path / "stepped").iterdir())
+    with pytest.raises(ValueError, match="'frames' holds another image than the one scored"):
+        lg.showResult(proxy, first)  # as a detection job's result arriving after the step
+    browser.SetSelectedItemNumber(0)
+    sequences.UpdateProxyNodesFromSequences(browser)
+    exported = json.loads(lg.exportCase(proxy, tmp_path / "first")["json"].read_text())
+    assert exported["image_id"] == first.image_id and exported["score"] == pytest.approx(first.score)
+    browser.SetSelectedItemNumber(1)
+    sequences.UpdateProxyNodesFromSequences(browser)
+    second = lg.detect(proxy, model=str(model), falsePositiveRate=TEST_FPR)
+    exported = json.loads(lg.exportCase(proxy, tmp_path / "second")["json"].read_text())
+    assert second.image_id != first.image_id and exported["image_id"] == second.image_id

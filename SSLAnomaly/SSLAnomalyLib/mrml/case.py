@@ -13,7 +13,7 @@ from SSLAnomalyLib.mrml.finding_rois import apply_sensitivity, finding_nodes, fo
 from SSLAnomalyLib.mrml.heatmap import DEFAULT_OPACITY, heatmap_node, set_heatmap_threshold, show_heatmap
 from SSLAnomalyLib.mrml.lungs import show_lung_fields
 from SSLAnomalyLib.mrml.table import TABLE_REFERENCE, sync_findings_table
-from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE
+from SSLAnomalyLib.mrml.volumes import VOLUME_REFERENCE, image_identity_of
 
 RESULT_KEYS = ("score", "threshold", "abnormal", "percentile", "pixel_threshold", "model")
 _A = "SSLAnomaly."
@@ -24,10 +24,15 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
     them); returns the heatmap node. A volume removed from the scene while it was scored is refused:
     its heatmap and boxes would be left in the scene attached to nothing, over the next image. Results the volume
     shares with another (a clone and its original) stay the other's as they are, its review included: the volume
-    detected refills its own copy of them (clones.own_results)."""
+    detected refills its own copy of them (clones.own_results). So is a result of other voxels than the volume holds
+    now (a sequence stepped to another frame while it was scored): it would be shown on another image."""
     if volume_node.GetScene() is None:
         raise ValueError(f"'{volume_node.GetName()}' was removed from the scene while it was being scored: "
                          "its result is not shown")
+    if result.image_id and result.image_id != image_identity_of(volume_node):
+        raise ValueError(f"'{volume_node.GetName()}' holds another image than the one scored (its voxels changed while "
+                         "it was being scored, e.g. its sequence was stepped to another frame): its result is not shown; "
+                         "detect anomalies on it again")
     own_results(volume_node)
     heat = show_heatmap(volume_node, result.heatmap, result.pixel_threshold, opacity)
     if result.lungs is not None:
@@ -36,7 +41,7 @@ def show_detection(volume_node, result, opacity: float = DEFAULT_OPACITY):
               "percentile": result.percentile, "pixel_threshold": result.pixel_threshold,
               "model": result.model_id, "model_sha256": result.model_sha256, "lung_network": result.lung_network,
               "lung_network_sha256": result.lung_network_sha256, "warnings": list(result.warnings),
-              "components": result.components}
+              "components": result.components, "image_id": result.image_id}
     for key, value in values.items():
         heat.SetAttribute(_A + key, json.dumps(value))
     heat.SetAttribute(_A + "sensitivity", json.dumps(result.pixel_threshold))
@@ -49,16 +54,28 @@ def case_result(volume_node) -> dict | None:
     """The image-level result stored for `volume_node` (None before detection): score, threshold,
     abnormal, percentile, pixel_threshold, model, warnings, sensitivity, the score's standardised
     components, the model folder's seal `model_sha256` and the lung network's id and seal (`lung_network`,
-    `lung_network_sha256`), by which `detect --resume` keeps an exported review (empty for scenes saved
-    before they were stored)."""
+    `lung_network_sha256`), by which `detect --resume` keeps an exported review, and the `image_id` detected (empty for
+    scenes saved before they were stored)."""
     heat = heatmap_node(volume_node)
     if heat is None or heat.GetAttribute(_A + "score") is None:
         return None
     result = {key: json.loads(heat.GetAttribute(_A + key)) for key in (*RESULT_KEYS, "warnings", "sensitivity")}
     result["components"] = json.loads(heat.GetAttribute(_A + "components") or "{}")
-    for key in ("model_sha256", "lung_network", "lung_network_sha256"):
+    for key in ("model_sha256", "lung_network", "lung_network_sha256", "image_id"):
         result[key] = json.loads(heat.GetAttribute(_A + key) or '""')
     return result
+
+
+def changed_since_detection(volume_node) -> str | None:
+    """Why the result of `volume_node` is not of the image it holds now, or None: its voxels were replaced since it
+    was detected (a sequence browser stepped to another frame, a filter run in place), so its score, heatmap and
+    findings are another image's (a scene saved before the image was recorded is taken as it is)."""
+    result = case_result(volume_node)
+    if result is None or not result["image_id"] or result["image_id"] == image_identity_of(volume_node):
+        return None
+    return (f"the voxels of '{volume_node.GetName()}' changed since its detection (e.g. its sequence was stepped to "
+            "another frame): its score, heatmap and findings are of the image it held then; show that image again, "
+            "or detect anomalies on this one")
 
 
 def no_result(volume_node) -> str:

@@ -24,7 +24,7 @@ from SSLAnomalyLib.core.results.segments import finding_masks
 from SSLAnomalyLib.core.results.spreadsheet import cell
 from SSLAnomalyLib.core.results.source_grid import on_source_grid
 from SSLAnomalyLib.mrml.bundle import save_case_bundle
-from SSLAnomalyLib.mrml.case import case_result, no_result
+from SSLAnomalyLib.mrml.case import case_result, changed_since_detection, no_result
 from SSLAnomalyLib.mrml.finding_rois import STATUS_COLORS, finding_nodes, seen_record
 from SSLAnomalyLib.mrml.geometry import follow_geometry
 from SSLAnomalyLib.mrml.heatmap import heatmap_node
@@ -84,6 +84,8 @@ def export_case(volume_node, out_dir, formats=None, name: str | None = None, ove
     result = case_result(volume_node)
     if result is None:
         raise ValueError(f"'{volume_node.GetName()}' is not exported: {no_result(volume_node)}")
+    if why := changed_since_detection(volume_node):
+        raise ValueError(f"'{volume_node.GetName()}' is not exported: {why}")
     follow_geometry(volume_node)  # a geometry edited where nothing followed it (a scene loaded by the File menu)
     sources = source_dicom_files(volume_node)
     formats = default_formats(volume_node) if formats is None else list(formats)

@@ -24,9 +24,9 @@ from SSLAnomalyLib.mrml.volumes import image_identity_of, source_of
 
 
 def review_of(volume_node) -> dict:
-    """The review of `volume_node` in the review file's form."""
+    """The review of `volume_node` in the review file's form, keyed by the image its findings were detected on."""
     result = case_result(volume_node) or {}
-    return {"input": source_of(volume_node), "image_id": image_identity_of(volume_node),
+    return {"input": source_of(volume_node), "image_id": result.get("image_id") or image_identity_of(volume_node),
             "model": result.get("model", ""), "findings": [_saved_form(n) for n in finding_nodes(volume_node)]}
 
 
