@@ -264,7 +264,8 @@ def test_resume_sets_aside_a_review_exported_before_results_named_their_seal(tmp
     review["review"] = {"sensitivity": review["pixel_threshold"]}
     review["findings"].append({"id": "R1", "label": "nodule", "status": "added", "note": "the reader's own"})
     reviewed.write_text(json.dumps(review))
-    other.unlink()  # the batch was stopped before it
+    for p in out.glob(f"{other.name.split('.')[0]}.*"):
+        p.unlink()  # the batch was stopped before it
     earlier = {p.name: p.read_bytes() for p in out.glob(f"{reviewed.name.split('.')[0]}.*")}
     resume = ["detect", "--model", "pediatric", "--out", str(out), "--quiet", "--resume", str(inputs)]
     assert main([*resume, "--fpr", "0.2"]) == 2 and "reader's reviewed findings" in capsys.readouterr().err

@@ -362,3 +362,43 @@ def test_a_finding_kept_through_another_models_detection_names_the_model_that_ma
     node, = (n for n in again.findingNodes(volume) if n.GetAttribute("SSLAnomaly.Note") == "seen under the first model")
     node.RemoveAttribute("SSLAnomaly.EngineModel")  # as in a scene saved before findings named their model
     assert again.findings(volume)[again.findingNodes(volume).index(node)]["model"] == "site-copy"
+
+
+def test_a_batch_sets_aside_what_a_stopped_batch_left_of_a_case_but_never_a_readers_export(model, tmp_path, caplog):
+    """A full disk stops a batch after a case's heatmap (the command line) or its Slicer export (detectBatch) but
+    before its findings JSON: a Slicer batch run again without overwrite failed that case ('not overwriting
+    existing file(s)'). Those files are the batch's own: set aside as a failed case's are, said, and the case
+    detected; a reader's export (its record says so), or a CSV beside them with no record, still is not."""
+    from SSLAnomalyLib.core.files.errors import PathError
+
+    empty_scene()
+    lg, out, image = logic(), tmp_path / "out", tb_radiograph()
+
+    def files() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in out.glob(f"{image.stem}.*")}
+
+    lg.detectBatch(str(image), out, model=str(model))
+    json_file, record = out / f"{image.stem}.findings.json", out / f"{image.stem}.export.json"
+    for left in ("export", "heatmap"):  # detectBatch's files, then the command line's heatmap and overlay
+        json_file.unlink()
+        for p in out.glob(f"{image.stem}.*"):
+            if left == "heatmap" and not p.name.endswith((".heatmap.nrrd", ".overlay.png")):
+                p.unlink()
+        before = files()
+        [row] = lg.detectBatch(str(image), out, model=str(model))
+        assert "files" in row, row
+        assert "did not finish the case (no findings JSON)" in caplog.text
+        folder = max((out / "set_aside").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    json_file.unlink()
+    (out / f"{image.stem}.findings.csv").rename(tmp_path / "theirs.csv")
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), review=True)))  # a reader's export
+    before = files()
+    with pytest.raises(PathError, match="reviewed findings"):
+        lg.detectBatch(str(image), out, model=str(model))
+    assert files() == before
+    record.unlink()
+    (tmp_path / "theirs.csv").rename(out / f"{image.stem}.findings.csv")  # beside a heatmap, and no record says whose
+    before = files()
+    [row] = lg.detectBatch(str(image), out, model=str(model))
+    assert "not overwriting existing file(s)" in row["error"] and files() == before

@@ -34,7 +34,7 @@ from SSLAnomalyLib.core.results.drift import warn_batch
 from SSLAnomalyLib.core.results.export_owner import incomplete, reviewed_export
 from SSLAnomalyLib.core.results.outputs import (LOCK, append_failure, case_files, case_paths, first_few, output_folder,
                                                 output_lock, shown, unique_case_names)
-from SSLAnomalyLib.core.results.set_aside import set_aside, set_aside_earlier
+from SSLAnomalyLib.core.results.set_aside import set_aside, set_aside_earlier, unfinished
 from SSLAnomalyLib.core.results.worklist import WORKLIST, worklist_row, write_worklist
 
 INDEX_EVERY = 100  # finished cases between saves of the index (those a killed run's resume reads again)
@@ -98,6 +98,7 @@ class Batch:
         self._refuse_replacing_reviews(unsealed_reviews)
         refuse_foreign_files(out, options)
         self._set_aside(unsealed_reviews)  # after every refusal: nothing moves in a batch that is refused
+        self._set_aside_unfinished()
         if options.batch_index:
             self.index.start({c.name: c.input for c in cases}, redo={c.name for c in self.todo})
         if options.failures_log:  # every input without results is tried again, so the log starts afresh
@@ -151,6 +152,17 @@ class Batch:
                                 f"model's seal (model_sha256), so --resume cannot tell it is this model's: it was "
                                 f"moved, with the files under its name, to {shown(folder)}, and the case is "
                                 "detected again")
+
+    def _set_aside_unfinished(self) -> None:
+        """Move what a batch left of each case to redo that it did not finish (`unfinished`: a heatmap without a
+        findings JSON, after a full disk) to `OUT/set_aside/`, as a failed case's results are, said as a warning:
+        every front end then detects it again, a Slicer batch without overwrite too."""
+        for case in self.todo:
+            if files := unfinished(self.out, case.name):
+                folder = set_aside(self.out, case.name, files)
+                self.events.warning(f"'{shown(case.name)}': {', '.join(shown(p.name) for p in files)}, left by a "
+                                    f"batch that did not finish the case (no findings JSON), may be another image's, "
+                                    f"and were moved to {shown(folder)}; the case is detected again")
 
     def _finished(self, name: str) -> dict | None:
         """The findings document of a result in the folder, or None (none there, or unreadable)."""

@@ -74,19 +74,29 @@ def incomplete(out_dir, name: str) -> str | None:
 def reviewed_export(out_dir, name: str) -> bool:
     """Whether the record of the export named `name` in `out_dir` says it is a reader's: its CSV, markups, DICOM
     SR... hold the reader's decisions and notes even where no findings JSON was exported beside them."""
-    try:
-        return json.loads((Path(out_dir) / f"{name}{RECORD_SUFFIX}").read_text(encoding="utf-8")).get("review") is True
-    except (OSError, ValueError, AttributeError):
-        return False
+    return _document(Path(out_dir) / f"{name}{RECORD_SUFFIX}").get("review") is True
+
+
+def batch_export(out_dir, name: str) -> bool:
+    """Whether the record of the export named `name` in `out_dir` is a batch's: it lists its files and is not a
+    reader's. A record of before the list may be a reader's of before the mark; a damaged one says nothing."""
+    record = _document(Path(out_dir) / f"{name}{RECORD_SUFFIX}")
+    return isinstance(record.get("files"), dict) and record.get("review") is not True
 
 
 def _listed(record: Path) -> dict[str, str | None]:
     """The files a record lists, {file name: SHA-256 or None}; empty where it lists none or cannot be read."""
-    try:
-        listed = json.loads(record.read_text(encoding="utf-8")).get("files")
-    except (OSError, ValueError, AttributeError):
-        return {}
+    listed = _document(record).get("files")
     return dict(listed) if isinstance(listed, dict) else {}
+
+
+def _document(path: Path) -> dict:
+    """A record's or findings JSON's document; empty where there is none, or no readable one."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _sha256(path: Path) -> str | None:
@@ -100,8 +110,5 @@ def _sha256(path: Path) -> str | None:
 
 def _image_named(path: Path) -> str | None:
     """The image a findings JSON or record names; None where there is none, or no readable one."""
-    try:
-        named = json.loads(path.read_text(encoding="utf-8")).get("image_id")
-    except (OSError, ValueError, AttributeError):
-        return None
+    named = _document(path).get("image_id")
     return named if isinstance(named, str) and named else None

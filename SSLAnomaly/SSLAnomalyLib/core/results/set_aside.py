@@ -4,7 +4,8 @@ has no result for it: what an earlier run left under that name (findings JSON, h
 be another image's, and a reader, a script or a PACS link opening `OUT/<name>.overlay.png` would take it
 for this input's. So may a file the batch redoing it did not write again (`<name>.lungs.nrrd` of a run
 with `--lungs`) beside its new results. A reader's review that names no model seal is moved too, by
-`--resume` (the batch runner's `_set_aside`): resume cannot keep it, and detecting again would replace it.
+`--resume` (the batch runner's `_set_aside`): resume cannot keep it, and detecting again would replace it. So is
+what a batch stopped mid-case left of a case it did not finish (`unfinished`), by the next batch into the folder.
 Those files are moved, never deleted (a reader's work may be among them), to
 `OUT/set_aside/<name>.<UTC time>/`, keeping their names."""
 
@@ -15,7 +16,8 @@ import time
 from itertools import count
 from pathlib import Path
 
-from SSLAnomalyLib.core.results.outputs import case_files, shown
+from SSLAnomalyLib.core.results.export_owner import RECORD_SUFFIX, batch_export
+from SSLAnomalyLib.core.results.outputs import LUNGS_SUFFIX, SUFFIXES, case_files, case_paths, shown
 
 SET_ASIDE = "set_aside"
 
@@ -33,6 +35,22 @@ def set_aside_earlier(out_dir, name: str, written=()) -> str | None:
         return f"{what} may be another image's, and were moved to {shown(set_aside(out_dir, name, earlier))}"
     except OSError as e:  # e.g. the folder is read-only now: the batch goes on, and the reason says so
         return f"{what} may be another image's, and could not be moved aside ({e.strerror or e})"
+
+
+def unfinished(out_dir, name: str) -> list[Path]:
+    """The files a batch left under case `name` without finishing it (a full disk, a kill): no findings JSON,
+    which a case writes last, and only the core's heatmap, overlay and lung fields, or any file of the case beside
+    a batch's own export record (a Slicer batch's). Nobody's work, but they stopped a Slicer batch without
+    overwrite, which refuses any file under a case's name. Empty where the case is finished or a file may be a
+    reader's (a record of a reader's export, a damaged one, or a CSV or SR with none)."""
+    out = Path(out_dir)
+    files = [p for p in case_files(out, name) if os.path.lexists(p)]
+    if os.path.lexists(case_paths(out, name)["findings"]):
+        return []
+    if os.path.lexists(out / f"{name}{RECORD_SUFFIX}"):
+        return files if batch_export(out, name) else []
+    core = {f"{name}{s}" for s in (*SUFFIXES[1:], LUNGS_SUFFIX)}
+    return files if all(p.name in core for p in files) else []
 
 
 def set_aside(out_dir, name: str, files: list[Path]) -> Path:
