@@ -61,9 +61,10 @@ def test_an_output_folder_that_is_a_file_or_under_one_is_named_as_such(tmp_path)
     assert (tmp_path / "results").read_text() == "a file"
 
 
-def test_a_users_worklist_or_log_in_the_output_folder_is_never_replaced(tmp_path, capsys):
-    """--out naming a folder of the user's own files: its worklist.csv (a RIS export) was written over and its
-    failures.log deleted by the first batch, without a word. The batch's own files are replaced as before."""
+def test_a_users_worklist_log_or_index_in_the_output_folder_is_never_replaced(tmp_path, capsys):
+    """--out naming a folder of the user's own files: its worklist.csv (a RIS export) was written over, its
+    failures.log deleted and its batch_index.json replaced by the first batch, without a word. The batch's own
+    files are replaced as before."""
     inputs, out = two_radiographs(tmp_path / "in"), tmp_path / "out"
     (inputs / "empty.png").write_bytes(b"")  # a failure, so that the batch writes its failures.log
 
@@ -71,7 +72,8 @@ def test_a_users_worklist_or_log_in_the_output_folder_is_never_replaced(tmp_path
         return main(["detect", "--model", "pediatric", "--out", str(out), "--quiet", str(inputs)])
 
     out.mkdir()
-    for name, theirs in (("worklist.csv", "patient,ward\nDoe,3\n"), ("failures.log", "printer jammed\n")):
+    for name, theirs in (("worklist.csv", "patient,ward\nDoe,3\n"), ("failures.log", "printer jammed\n"),
+                         ("batch_index.json", '[{"patient": "Doe", "ward": 3}]\n')):
         (out / name).write_text(theirs)
         capsys.readouterr()
         assert detect_into_out() == 2
@@ -80,6 +82,8 @@ def test_a_users_worklist_or_log_in_the_output_folder_is_never_replaced(tmp_path
         (out / name).unlink()
     assert detect_into_out() == 1 and detect_into_out() == 1  # its own worklist and log: replaced
     assert "empty.png" in (out / "failures.log").read_text() and "input,name,score" in (out / "worklist.csv").read_text()
+    assert {row["input"] for row in json.loads((out / "batch_index.json").read_text())} == \
+        {str(p) for p in inputs.iterdir()}
 
 
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_lock_file(small_model, tmp_path):
