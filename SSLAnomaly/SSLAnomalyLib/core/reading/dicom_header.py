@@ -15,6 +15,7 @@ from pathlib import Path
 
 from SSLAnomalyLib.core.files.errors import ReadError
 from SSLAnomalyLib.core.reading.read_limits import MAX_INFLATED_BYTES, check_bytes
+from SSLAnomalyLib.core.reading.walk import special_kind
 
 MAX_PARSE_STEPS = 10_000  # reads and elements up to the pixel data: a radiograph's header takes a few hundred
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # FloatPixelData, DoubleFloatPixelData, PixelData
@@ -117,6 +118,8 @@ def begins_like_dicom(path: Path) -> bool:
     from pydicom.errors import InvalidDicomError
 
     try:
+        if special_kind(path):  # a named pipe (or a link to one): opening it waits for a writer, for ever
+            return False
         dataset_start(path)
     except (InvalidDicomError, OSError):
         return False

@@ -40,7 +40,7 @@ from SSLAnomalyLib.core.reading.read_limits import MAX_PIXELS, check_bytes, chec
 from SSLAnomalyLib.core.reading.shrink import shrink_if_large
 from SSLAnomalyLib.core.reading.too_small import too_small
 from SSLAnomalyLib.core.reading.value_range import within_float32
-from SSLAnomalyLib.core.reading.walk import refuse_special, special_kind, walk_files, why_missing
+from SSLAnomalyLib.core.reading.walk import refuse_special, walk_files, why_missing
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -61,8 +61,7 @@ def is_supported(path: Path) -> bool:
     index, not an image: it is passed over (named explicitly, it is read and refused with its SOP Class)."""
     if path.name.upper() == "DICOMDIR":
         return False
-    return (_suffix(path) in DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"}
-            or (not special_kind(path) and begins_like_dicom(path)))  # opening a named pipe waits for a writer, for ever
+    return _suffix(path) in DICOM_SUFFIXES | RASTER_SUFFIXES | ITK_SUFFIXES | {".nii.gz"} or begins_like_dicom(path)
 
 
 def as_folders(spec) -> list[str]:
