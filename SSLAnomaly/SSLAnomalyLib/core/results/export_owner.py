@@ -13,11 +13,11 @@ set with its SHA-256 (null: none there), so a set that is not what its record li
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from SSLAnomalyLib.core.files.atomic import atomic_write_text
+from SSLAnomalyLib.core.files.digest import sha256
 
 FINDINGS_SUFFIX = ".findings.json"
 RECORD_SUFFIX = ".export.json"
@@ -100,10 +100,9 @@ def _document(path: Path) -> dict:
 
 
 def _sha256(path: Path) -> str | None:
-    """The file's SHA-256, or None where there is no file."""
+    """The file's SHA-256 (digest.sha256), or None where there is no file."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return sha256(path)
     except FileNotFoundError:
         return None
 
