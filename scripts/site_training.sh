@@ -6,7 +6,7 @@
 # CPU. Rows land in runs/round2/adult/site-*; scripts/variant_table.py tabulates them.
 #   (a) calibrate only   (b) refit the normal reference (--minutes 0)   (c) fine-tune each of MINUTES
 #   (d) from a random encoder for each of SCRATCH_MINUTES          e.g. MINUTES="10 30" SCRATCH_MINUTES=30
-# Every row at 5 % false positives, as measured (calibrate and --start-from otherwise keep the model's own rate).
+# Every row at 5 % false positives, as measured (a --start-from run otherwise keeps its starting model's rate; calibrate's default is 5 %).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
